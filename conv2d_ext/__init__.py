@@ -1,0 +1,18 @@
+"""conv2d_ext: 2-D convolution on our own CUDA kernels, a drop-in for torch.nn.functional.conv2d.
+
+    import conv2d_ext
+    y = conv2d_ext.conv2d(x, w, b, stride=1, padding=1)    # like F.conv2d
+    model = conv2d_ext.convert(model)                       # every nn.Conv2d -> conv2d_ext.Conv2d
+    print(conv2d_ext.explain(x, w, padding=1))              # which kernel family runs each pass, and why
+"""
+__version__ = "0.1.0"
+
+import torch  # noqa: F401  (loads libc10 and libtorch, which _C links against)
+
+from . import _C  # noqa: F401  (the compiled kernels; fails here if the extension was not built)
+from . import heuristics  # noqa: F401
+from ._args import Conv2dError
+from .conv2d import conv2d, explain  # the function shadows the submodule name: conv2d_ext.conv2d is the function
+from .modules import Conv2d, convert
+
+__all__ = ["conv2d", "explain", "Conv2d", "convert", "Conv2dError", "heuristics", "__version__"]

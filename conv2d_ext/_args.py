@@ -1,0 +1,145 @@
+"""Argument normalisation and validation, done as torch.nn.functional.conv2d does it, before any kernel runs."""
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+class Conv2dError(ValueError, RuntimeError):
+    """Bad arguments to conv2d_ext. Both a ValueError and a RuntimeError, so code written against the
+    RuntimeErrors of F.conv2d catches it too."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything about a convolution that is not a tensor, fully resolved."""
+
+    stride: Tuple[int, int]
+    padding: Tuple[int, int, int, int]  # top, bottom, left, right
+    dilation: Tuple[int, int]
+    groups: int
+    output_size: Tuple[int, int]  # P, Q
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _pair(value, name):
+    if _is_int(value):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(_is_int(v) for v in value):
+        return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+    raise Conv2dError(f"conv2d_ext: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def _check_tensor(t, name):
+    if not isinstance(t, torch.Tensor):
+        raise Conv2dError(f"conv2d_ext: {name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _padding(padding, kernel, stride, dilation):
+    """(top, bottom, left, right). padding='same' puts the odd pixel of an even total at the bottom/right,
+    as PyTorch does."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise Conv2dError("conv2d_ext: padding='same' is not supported for strided convolutions")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise Conv2dError(f"conv2d_ext: padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    ph, pw = _pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise Conv2dError(f"conv2d_ext: padding must be non-negative, got {padding!r}")
+    return (ph, ph, pw, pw)
+
+
+def normalize(input, weight, bias, stride, padding, dilation, groups):
+    """Checks a batched (4-D) call and returns its Geometry; raises Conv2dError naming the bad argument."""
+    _check_tensor(input, "input")
+    _check_tensor(weight, "weight")
+    if input.dim() != 4:
+        raise Conv2dError(
+            f"conv2d_ext: expected input to be 3-D (unbatched) or 4-D (batched), got {input.dim()}-D "
+            f"with shape {tuple(input.shape)}"
+        )
+    if weight.dim() != 4:
+        raise Conv2dError(
+            f"conv2d_ext: weight must be 4-D (out_channels, in_channels/groups, kH, kW), got {weight.dim()}-D "
+            f"with shape {tuple(weight.shape)}"
+        )
+    if input.dtype not in SUPPORTED_DTYPES:
+        raise Conv2dError(
+            f"conv2d_ext: input dtype {input.dtype} is not supported (float32, float64, float16, bfloat16)"
+        )
+    if weight.dtype != input.dtype:
+        raise Conv2dError(f"conv2d_ext: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
+    if weight.device != input.device:
+        raise Conv2dError(f"conv2d_ext: weight is on {weight.device} but input is on {input.device}")
+    K = weight.shape[0]
+    if bias is not None:
+        _check_tensor(bias, "bias")
+        if bias.dim() != 1 or bias.shape[0] != K:
+            raise Conv2dError(
+                f"conv2d_ext: bias must be 1-D with {K} elements (weight.shape[0]), got shape {tuple(bias.shape)}"
+            )
+        if bias.dtype != input.dtype:
+            raise Conv2dError(f"conv2d_ext: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
+        if bias.device != input.device:
+            raise Conv2dError(f"conv2d_ext: bias is on {bias.device} but input is on {input.device}")
+    if not _is_int(groups) or groups < 1:
+        raise Conv2dError(f"conv2d_ext: groups must be a positive int, got {groups!r}")
+    N, C, H, W = input.shape
+    if C % groups != 0:
+        raise Conv2dError(f"conv2d_ext: input channels ({C}) must be divisible by groups ({groups})")
+    if K % groups != 0:
+        raise Conv2dError(f"conv2d_ext: out channels (weight.shape[0] = {K}) must be divisible by groups ({groups})")
+    if weight.shape[1] * groups != C:
+        raise Conv2dError(
+            f"conv2d_ext: weight of shape {tuple(weight.shape)} with groups={groups} expects "
+            f"{weight.shape[1] * groups} input channels, but input has {C} (input shape {tuple(input.shape)})"
+        )
+    stride = _pair(stride, "stride")
+    dilation = _pair(dilation, "dilation")
+    if min(stride) < 1:
+        raise Conv2dError(f"conv2d_ext: stride must be positive, got {stride}")
+    if min(dilation) < 1:
+        raise Conv2dError(f"conv2d_ext: dilation must be positive, got {dilation}")
+    R, S = weight.shape[2], weight.shape[3]
+    pad = _padding(padding, (R, S), stride, dilation)
+    P = (H + pad[0] + pad[1] - dilation[0] * (R - 1) - 1) // stride[0] + 1
+    Q = (W + pad[2] + pad[3] - dilation[1] * (S - 1) - 1) // stride[1] + 1
+    if P <= 0 or Q <= 0 or R <= 0 or S <= 0:
+        raise Conv2dError(
+            f"conv2d_ext: output size is empty: input {H}x{W} padded to {H + pad[0] + pad[1]}x{W + pad[2] + pad[3]} "
+            f"is smaller than the dilated kernel {dilation[0] * (R - 1) + 1}x{dilation[1] * (S - 1) + 1}"
+        )
+    return Geometry(stride, pad, dilation, groups, (P, Q))
+
+
+def strides_like_channels_last(t):
+    """PyTorch's rule (c10 is_channels_last_strides_2d) for a 4-D tensor; ambiguous cases are NCHW."""
+    if t.dim() != 4 or t.stride(1) == 0:
+        return False
+    smallest = 0
+    for d in (1, 3, 2, 0):
+        if t.shape[d] == 0 or t.stride(d) < smallest:
+            return False
+        if d == 0 and smallest == t.stride(1):
+            return False
+        smallest = t.stride(d) * (t.shape[d] if t.shape[d] > 1 else 1)
+    return True
+
+
+def memory_format(input, weight):
+    """The layout PyTorch gives a convolution's output: channels-last if input or weight is."""
+    if strides_like_channels_last(input) or strides_like_channels_last(weight):
+        return torch.channels_last
+    return torch.contiguous_format

@@ -1,0 +1,45 @@
+"""nn.Conv2d on conv2d_ext kernels, and convert() to swap them into an existing model."""
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
+
+from .conv2d import conv2d
+
+
+class Conv2d(nn.Conv2d):
+    """torch.nn.Conv2d whose forward runs conv2d_ext.conv2d. Same constructor (plus `variant`), same parameters
+    and state_dict, every padding_mode."""
+
+    def __init__(self, *args, variant="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.variant = variant
+
+    def _conv_forward(self, input, weight, bias):
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return conv2d(input, weight, bias, self.stride, _pair(0), self.dilation, self.groups, variant=self.variant)
+        return conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups, variant=self.variant)
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text if self.variant == "auto" else f"{text}, variant={self.variant!r}"
+
+
+def _converted(conv, variant):
+    new = Conv2d.__new__(Conv2d)
+    new.__dict__.update(conv.__dict__)  # the same Parameter objects, buffers and hooks
+    new.variant = variant
+    return new
+
+
+def convert(module, variant="auto"):
+    """Replaces every torch.nn.Conv2d inside `module` (in place) by a conv2d_ext.Conv2d sharing its parameters,
+    and returns the module (the new one, if `module` itself is an nn.Conv2d). Subclasses of nn.Conv2d are left
+    alone: their forward may not be a plain convolution."""
+    if type(module) is nn.Conv2d:
+        return _converted(module, variant)
+    for name, child in module.named_children():
+        new = convert(child, variant)
+        if new is not child:
+            setattr(module, name, new)
+    return module
