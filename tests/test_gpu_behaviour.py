@@ -1,0 +1,232 @@
+"""What a PyTorch user relies on beyond the numbers: gradcheck, empty batches, memory formats, streams, devices,
+autocast, modules, and that only our kernels run."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import conv2d_ext
+from helpers import make_inputs, reference, rel_err, requires_gpu
+
+pytestmark = requires_gpu
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        dict(stride=1, padding=1, dilation=1, groups=1),
+        dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2),
+        dict(stride=1, padding="same", dilation=1, groups=1),  # even kernel below: asymmetric padding
+        dict(stride=2, padding=1, dilation=1, groups=4),  # depthwise
+    ],
+    ids=["plain", "strided_dilated_grouped", "same_even", "depthwise"],
+)
+def test_gradcheck_float64(args):
+    g = args["groups"]
+    C, K = (4, 4) if g == 4 else (4, 6)
+    kernel = (2, 3) if args["padding"] == "same" else (3, 3)
+    x = torch.randn(2, C, 7, 6, device="cuda", dtype=torch.float64, requires_grad=True)
+    w = torch.randn(K, C // g, *kernel, device="cuda", dtype=torch.float64, requires_grad=True)
+    b = torch.randn(K, device="cuda", dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: conv2d_ext.conv2d(x, w, b, **args), (x, w, b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_empty_batch(dtype, poison):
+    x, w, b = make_inputs(0, 4, 8, 8, 6, 3, 3, 1, dtype)
+    x.requires_grad_(True), w.requires_grad_(True), b.requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, b, padding=1)
+    assert y.shape == (0, 6, 8, 8)
+    gx, gw, gb = torch.autograd.grad(y, (x, w, b), torch.randn_like(y))
+    assert gx.shape == x.shape
+    assert torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.zeros_like(b))  # written, not poison
+
+
+def test_unbatched_input(poison):
+    x, w, b = make_inputs(1, 3, 9, 9, 5, 3, 3, 1, torch.float32)
+    y = conv2d_ext.conv2d(x[0], w, b, padding=1)
+    ref, _ = reference(x, w, b, torch.ones(1, 5, 9, 9, device="cuda"), padding=1)
+    assert y.shape == (5, 9, 9) and rel_err(y, ref[0]) < 1e-5
+
+
+def test_non_contiguous_inputs(poison):
+    base, w, b = make_inputs(2, 8, 12, 20, 6, 3, 3, 2, torch.float32)
+    x = base[:, :, :, ::2].transpose(2, 3)  # strided and transposed view
+    w = w.transpose(2, 3)
+    y = conv2d_ext.conv2d(x, w, b, padding=1, groups=2)
+    ref, _ = reference(x, w, b, torch.ones_like(y), padding=1, groups=2)
+    assert rel_err(y, ref) < 1e-5
+
+
+@pytest.mark.parametrize("x_cl,w_cl", [(False, False), (True, False), (False, True), (True, True)])
+def test_output_memory_format_follows_pytorch(x_cl, w_cl):
+    x, w, b = make_inputs(2, 8, 10, 10, 16, 3, 3, 1, torch.float32)
+    if x_cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if w_cl:
+        w = w.contiguous(memory_format=torch.channels_last)
+    ours, theirs = conv2d_ext.conv2d(x, w, b), F.conv2d(x, w, b)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        assert ours.is_contiguous(memory_format=fmt) == theirs.is_contiguous(memory_format=fmt)
+    assert rel_err(ours, theirs.double()) < 1e-2  # cuDNN may use TF32 here
+
+
+def test_runs_on_current_stream(poison):
+    """The kernel must wait for work queued before it on the current (non-default) stream."""
+    x, w, b = make_inputs(4, 16, 32, 32, 16, 3, 3, 1, torch.float32)
+    fresh = torch.randn_like(x)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(100_000_000)  # keeps the stream busy for tens of milliseconds
+        x.copy_(fresh)
+        y = conv2d_ext.conv2d(x, w, b, padding=1)
+    stream.synchronize()
+    ref, _ = reference(fresh, w, b, torch.ones_like(y), padding=1)
+    assert rel_err(y, ref) < 1e-5
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU (cuda:1)")
+def test_second_device_while_cuda0_is_current(poison):
+    torch.cuda.set_device(0)
+    x, w, b = make_inputs(2, 8, 12, 12, 8, 3, 3, 1, torch.float32, device="cuda:1")
+    for t in (x, w, b):
+        t.requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, b, padding=1)
+    gy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, w, b), gy)
+    ref_y, ref_grads = reference(x, w, b, gy, padding=1)
+    assert y.device == torch.device("cuda:1")
+    for out, ref in zip((y,) + grads, (ref_y,) + ref_grads):
+        assert rel_err(out, ref) < 1e-5
+
+
+def test_profiler_shows_only_our_kernels():
+    x, w, b = make_inputs(2, 16, 20, 20, 32, 3, 3, 1, torch.float32)
+    for t in (x, w, b):
+        t.requires_grad_(True)
+    gy = torch.randn(2, 32, 20, 20, device="cuda")
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y = conv2d_ext.conv2d(x, w, b, padding=1)
+        y.backward(gy)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = [k for k in kernels if not k.startswith(("Memcpy", "Memset"))]
+    assert len(kernels) >= 4, kernels  # forward, backward-data, backward-weight, bias
+    assert all("conv2d_ext" in k for k in kernels), kernels
+
+
+def test_autocast_runs_in_half_precision(poison):
+    x, w, b = make_inputs(2, 8, 12, 12, 8, 3, 3, 1, torch.float32)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = conv2d_ext.conv2d(x, w, b, padding=1)
+        assert y.dtype == F.conv2d(x, w, b, padding=1).dtype == torch.bfloat16
+    ref, _ = reference(x.bfloat16(), w.bfloat16(), b.bfloat16(), torch.ones_like(y), padding=1)
+    assert rel_err(y, ref) < 2e-2
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True), (True, True, False)])
+def test_only_requested_gradients(needs, poison):
+    x, w, b = make_inputs(2, 6, 9, 9, 4, 3, 3, 1, torch.float64)
+    leaves = []
+    for t, need in zip((x, w, b), needs):
+        t.requires_grad_(need)
+        if need:
+            leaves.append(t)
+    y = conv2d_ext.conv2d(x, w, b, padding=1)
+    gy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, leaves, gy)
+    _, ref_grads = reference(x, w, b, gy, padding=1)
+    ref_by_need = [g for g, need in zip(ref_grads, needs) if need]
+    for out, ref in zip(grads, ref_by_need):
+        assert rel_err(out, ref) < 1e-12
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+def test_module_matches_nn_conv2d(padding_mode, poison):
+    torch.manual_seed(0)
+    ref = nn.Conv2d(6, 8, 3, stride=2, padding=1, groups=2, padding_mode=padding_mode).cuda().double()
+    ours = conv2d_ext.Conv2d(6, 8, 3, stride=2, padding=1, groups=2, padding_mode=padding_mode).cuda().double()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 6, 11, 13, device="cuda", dtype=torch.float64, requires_grad=True)
+    y_ref, y = ref(x), ours(x)
+    assert rel_err(y, y_ref) < 1e-12
+    gy = torch.randn_like(y)
+    g_ref = torch.autograd.grad(y_ref, (x, ref.weight, ref.bias), gy)
+    g = torch.autograd.grad(y, (x, ours.weight, ours.bias), gy)
+    for a, e in zip(g, g_ref):
+        assert rel_err(a, e) < 1e-12
+
+
+def test_converted_resnet_trains_like_cudnn():
+    torchvision = pytest.importorskip("torchvision", reason="torchvision is not installed")
+    torch.manual_seed(0)
+    reference_model = torchvision.models.resnet18(num_classes=10).cuda().double()
+    model = conv2d_ext.convert(copy.deepcopy(reference_model))
+    assert all(type(m) is not nn.Conv2d for m in model.modules())
+    x = torch.randn(4, 3, 64, 64, device="cuda", dtype=torch.float64)
+    target = torch.randint(0, 10, (4,), device="cuda")
+    losses = {}
+    for name, m in (("cudnn", reference_model), ("ours", model)):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        losses[name] = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), target)
+            loss.backward()
+            opt.step()
+            losses[name].append(loss.item())
+    assert losses["ours"] == pytest.approx(losses["cudnn"], rel=1e-9)
+    for p_ours, p_ref in zip(model.parameters(), reference_model.parameters()):
+        assert rel_err(p_ours, p_ref) < 1e-9
+
+
+def test_explain_and_forced_variants():
+    x, w, b = make_inputs(2, 8, 12, 12, 8, 3, 3, 1, torch.float16)
+    lines = conv2d_ext.explain(x, w, b, padding=1).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["forward", "backward_data", "backward_weight"]
+    assert all("direct" in line for line in lines)
+    with pytest.raises(ValueError, match="not built"):
+        conv2d_ext.conv2d(x, w, b, padding=1, variant="implicit_gemm")
+    with pytest.raises(ValueError, match="not built"):
+        conv2d_ext.conv2d(x, w, b, padding=1, variant={"backward_weight": "tiled"})
+
+
+@pytest.mark.parametrize(
+    "make_bad, match",
+    [
+        (lambda x, w: (x.double(), w), "dtype"),
+        (lambda x, w: (x, w.cpu()), "weight is on"),
+        (lambda x, w: (x[:, :5], w), "input channels"),
+        (lambda x, w: (x, w[:, :, :1, :1].expand(8, 8, 20, 20)), "output size"),
+    ],
+    ids=["dtype_mismatch", "device_mismatch", "channels", "empty_output"],
+)
+def test_bad_input_raises_before_any_kernel(make_bad, match):
+    x, w, _ = make_inputs(2, 8, 12, 12, 8, 3, 3, 1, torch.float32)
+    x, w = make_bad(x, w)
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        conv2d_ext.conv2d(x, w)
+
+
+@pytest.mark.large
+def test_more_than_2_31_elements(poison):
+    """Output and grad_output of 2.3e9 elements (fp16): indices past 2^31 must be right."""
+    x = torch.randn(1, 1, 6000, 6000, device="cuda", dtype=torch.float16, requires_grad=True)
+    w = torch.randn(64, 1, 1, 1, device="cuda", dtype=torch.float16, requires_grad=True)
+    y = conv2d_ext.conv2d(x, w)
+    assert y.numel() > 2**31 and not torch.isnan(y).any()
+    tail = slice(60, 64)  # channels whose elements all lie past 2^31
+    ref_tail = F.conv2d(x.detach().double(), w.detach()[tail].double())
+    assert rel_err(y[:, tail], ref_tail) < 1e-2
+    gy = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), gy)
+    ref_gx = torch.zeros_like(x, dtype=torch.float64)
+    for k in range(64):  # channel by channel, to keep the float64 reference small
+        ref_gx += gy[:, k : k + 1].double() * w[k].item()
+    assert rel_err(gx, ref_gx) < 1e-2
+    ref_gw_tail = (gy[:, tail].double() * x.detach().double()).sum((0, 2, 3)).view(4, 1, 1, 1)
+    assert rel_err(gw[tail], ref_gw_tail) < 1e-2
