@@ -14,6 +14,7 @@ The exit status is non-zero if any check FAILed or ours raised an unexpected err
     python benchmarks/compare.py --quick              # smoke test (< ~30 s)
     python benchmarks/compare.py --dtype fp16 --pass forward --shapes r50_1x1,seed
     python benchmarks/compare.py --variant forward=direct,backward_data=direct,backward_weight=direct
+    python benchmarks/compare.py --merge OUT_DIR TAG a.json b.json   # join runs split across GPU calls
 
 Note: conv2d_ext and CUDA are only touched after argument parsing, so --help works
 without the extension being built.
@@ -440,6 +441,8 @@ def git_info():
         return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout
 
+    if os.environ.get("CONV2D_EXT_COMMIT"):  # a copy of the tree without .git (e.g. a remote GPU machine)
+        return os.environ["CONV2D_EXT_COMMIT"], os.environ.get("CONV2D_EXT_DIRTY", "unknown") == "1"
     try:
         commit = git("rev-parse", "HEAD").strip()
     except Exception:
@@ -552,7 +555,27 @@ def parse_args(argv=None):
     return args
 
 
+def merge(paths, out_dir, tag):
+    """Joins the rows of several result JSONs (runs split across calls) into <out_dir>/<tag>.*"""
+    metas, rows = [], []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        metas.append(data["meta"])
+        rows += data["rows"]
+    meta = dict(metas[0], merged_from=[str(p_) for p_ in paths], command=[m.get("command") for m in metas])
+    paths_out = write_results(out_dir, tag, meta, rows)
+    print(text_table(rows))
+    for line in summary_lines(rows):
+        print(line)
+    print("wrote " + ", ".join(str(p_) for p_ in paths_out.values()))
+    return 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--merge":  # compare.py --merge OUT_DIR TAG a.json b.json ...
+        return merge(argv[3:], Path(argv[1]), argv[2])
     args = parse_args(argv)
     if not torch.cuda.is_available():
         print("error: CUDA is not available", file=sys.stderr, flush=True)
@@ -601,6 +624,7 @@ def main(argv=None):
                                "speedup": None, "ours_tflops": None, "cudnn_tflops": None, "ours_gbs": None,
                                "cudnn_setting": None, "cudnn_rel_err": None, "cudnn_error": None}
                     rows.append(row)
+                    write_results(args.out, args.tag, meta, rows)  # after every row: a killed run keeps its rows
                     s = row["status"]
                     if s == "FAIL" or s.startswith("error"):
                         err = "" if row.get("rel_err") is None else f" rel_err={row['rel_err']:.2e} tol={row['tol']:.0e}"

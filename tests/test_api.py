@@ -21,6 +21,9 @@ from conv2d_ext import _args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# PyTorch warns that padding='same' with an even kernel may copy the input; that is its business, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
+
 
 def randn(*shape, dtype=torch.float32):
     """Fresh random values (never zeros), so a result that ignores an input cannot pass."""

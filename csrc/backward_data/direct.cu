@@ -1,6 +1,6 @@
 // Backward-data, direct family: one thread per grad_input element; it gathers every (output position,
 // filter tap) pair whose window covers it. Correct for every dtype, layout, stride, padding, dilation and group
-// count.
+// count. Threads are ordered spatial-fastest in both layouts, for the reasons given in forward/direct.cu.
 #include "../common/dtype.cuh"
 #include "../common/index.cuh"
 #include "../common/launch.cuh"
@@ -30,21 +30,22 @@ __global__ void __launch_bounds__(kThreads) backward_data_direct_kernel(const Co
 
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
-    const ActCoord a = unravel_activation(idx, p.C, p.H, p.W, p.channels_last);  // (n, c, h, w)
-    const int64_t g = a.c / Cg, c_in_group = a.c - g * Cg, k_begin = g * Kg;
+    const Coord4 a = unravel4(idx, p.C, p.H, p.W);
+    const int64_t n = a.i0, c = a.i1, h = a.i2, col = a.i3;
+    const int64_t g = c / Cg, c_in_group = c - g * Cg, k_begin = g * Kg;
     Acc acc = Acc(0);
     for (int r = 0; r < p.R; ++r) {
-      const int64_t op = source_index(a.h, p.pad_h, r, p.dil_h, p.stride_h, p.P);
+      const int64_t op = source_index(h, p.pad_h, r, p.dil_h, p.stride_h, p.P);
       if (op < 0) continue;
       for (int s = 0; s < p.S; ++s) {
-        const int64_t oq = source_index(a.w, p.pad_w, s, p.dil_w, p.stride_w, p.Q);
+        const int64_t oq = source_index(col, p.pad_w, s, p.dil_w, p.stride_w, p.Q);
         if (oq < 0) continue;
-        const T* dyp = dy + offset4(p.y_stride, a.n, k_begin, op, oq);
+        const T* dyp = dy + offset4(p.y_stride, n, k_begin, op, oq);
         const T* wp = w + offset4(p.w_stride, k_begin, c_in_group, r, s);
         for (int64_t k = 0; k < Kg; ++k) acc += to_acc(dyp[k * p.y_stride[1]]) * to_acc(wp[k * p.w_stride[0]]);
       }
     }
-    dx[offset4(p.x_stride, a.n, a.c, a.h, a.w)] = from_acc<T>(acc);
+    dx[offset4(p.x_stride, n, c, h, col)] = from_acc<T>(acc);
   }
 }
 

@@ -1,8 +1,8 @@
 // Backward-weight, direct family, and the bias gradient. Both are reductions over every output position
 // (n, p, q): grad_weight[k,c,r,s] = sum dy[n,k,p,q] * x[n, g*C/groups + c, p*sh - ph + r*dh, q*sw - pw + s*dw],
-// grad_bias[k] = sum dy[n,k,p,q]. One block reduces one element; when there are too few elements to fill the
-// device, the positions are cut into `splits` chunks (grid.y) whose partial sums a second kernel adds in a fixed
-// order, so results are deterministic.
+// grad_bias[k] = sum dy[n,k,p,q]. One block reduces the taps of one (k, c) pair (or one bias); when there are too
+// few such work items to fill the device, the positions are cut into `splits` chunks (grid.y) whose partial sums a
+// second kernel adds in a fixed order, so results are deterministic.
 #include "../common/dtype.cuh"
 #include "../common/index.cuh"
 #include "../common/launch.cuh"
@@ -29,7 +29,18 @@ struct PositionWalker {
   }
 };
 
-// Elements reduced: K*(C/groups)*R*S filter taps, or K biases.
+// A block reduces up to kTaps filter taps of one (k, c) pair at once, so each grad_output value it loads serves
+// every tap: a whole 3x3 filter in one pass, 1x1 in one, larger filters in chunks of kTaps.
+constexpr int kTaps = 9;
+
+__host__ __device__ inline int64_t tap_chunks(const ConvParams& p) { return (p.R * p.S + kTaps - 1) / kTaps; }
+
+// Blocks' work items: (k, c, chunk of taps) for the filter gradient, k for the bias gradient.
+template <bool kBias> __host__ __device__ int64_t work_items(const ConvParams& p) {
+  return kBias ? p.K : p.K * p.C_per_group() * tap_chunks(p);
+}
+
+// Values a work item produces (the length of a split's row of partial sums).
 template <bool kBias> __host__ __device__ int64_t reduced_elements(const ConvParams& p) {
   return kBias ? p.K : p.K * p.C_per_group() * p.R * p.S;
 }
@@ -37,55 +48,78 @@ template <bool kBias> __host__ __device__ int64_t reduced_elements(const ConvPar
 // Chunks the N*P*Q positions are cut into: enough blocks to fill the device, each chunk still long enough
 // (32 steps per thread) that the partial sums are worth their round trip.
 template <bool kBias> int64_t num_splits(const ConvParams& p) {
-  const int64_t elements = reduced_elements<kBias>(p), positions = p.N * p.P * p.Q;
-  if (elements == 0) return 1;
-  const int64_t wanted = (int64_t(8) * num_sms() + elements - 1) / elements;
+  const int64_t items = work_items<kBias>(p), positions = p.N * p.P * p.Q;
+  if (items == 0) return 1;
+  const int64_t wanted = (int64_t(8) * num_sms() + items - 1) / items;
   const int64_t most = positions / (int64_t(kThreads) * 32);
   int64_t splits = wanted < most ? wanted : most;
   if (splits > 65535) splits = 65535;
   return splits > 1 ? splits : 1;
 }
 
-// Each block reduces elements e = blockIdx.x, blockIdx.x + gridDim.x, ... over the position chunk blockIdx.y.
-// With `partial` set it stores the fp32/fp64 partial sum there, otherwise the final value in `out`.
+// Each block reduces work items blockIdx.x, blockIdx.x + gridDim.x, ... over the position chunk blockIdx.y.
+// With `partial` set it stores the fp32/fp64 partial sums there (one row of reduced_elements per split),
+// otherwise the final values in `out`.
 template <typename T, bool kBias>
 __global__ void __launch_bounds__(kThreads) reduce_kernel(const ConvParams p, int64_t chunk, acc_t<T>* partial,
                                                           T* out) {
   using Acc = acc_t<T>;
+  constexpr int kWidth = kBias ? 1 : kTaps;
   const T* __restrict__ x = static_cast<const T*>(p.x);
   const T* __restrict__ dy = static_cast<const T*>(p.y);
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group();
-  const int64_t elements = reduced_elements<kBias>(p);
+  const int64_t items = work_items<kBias>(p), elements = reduced_elements<kBias>(p);
+  const int64_t taps = kBias ? 1 : p.R * p.S;
   const int64_t positions = p.N * p.P * p.Q;
   const int64_t begin = blockIdx.y * chunk;
   const int64_t end = begin + chunk < positions ? begin + chunk : positions;
 
-  for (int64_t e = blockIdx.x; e < elements; e += gridDim.x) {
-    int64_t k = e, c = 0, r = 0, s = 0;
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    int64_t k = item, c = 0, tap0 = 0;
     if (!kBias) {
-      const Coord4 t = unravel4(e, Cg, p.R, p.S);
-      k = t.i0; c = t.i1; r = t.i2; s = t.i3;
+      const int64_t chunks = tap_chunks(p);
+      tap0 = (item % chunks) * kTaps;
+      c = (item / chunks) % Cg;
+      k = item / chunks / Cg;
     }
     const int64_t c_in = (k / Kg) * Cg + c;
-    const int64_t h_off = r * p.dil_h - p.pad_h, w_off = s * p.dil_w - p.pad_w;
-    Acc acc = Acc(0);
+    // Row and column offsets of each tap of this chunk relative to an output position's window corner.
+    const int64_t live = taps - tap0 < kWidth ? taps - tap0 : kWidth;  // taps of this chunk that exist
+    int64_t tap_h[kWidth], tap_w[kWidth];
+    Acc acc[kWidth];
+#pragma unroll
+    for (int t = 0; t < kWidth; ++t) {
+      const int64_t tap = tap0 + t < taps ? tap0 + t : taps - 1;
+      tap_h[t] = (tap / p.S) * p.dil_h;
+      tap_w[t] = (tap % p.S) * p.dil_w;
+      acc[t] = Acc(0);
+    }
     PositionWalker pos(begin + threadIdx.x, kThreads, p.P, p.Q);
     for (int64_t j = begin + threadIdx.x; j < end; j += kThreads, pos.advance()) {
+      const Acc g = to_acc(dy[offset4(p.y_stride, pos.n, k, pos.p, pos.q)]);
       if (kBias) {
-        acc += to_acc(dy[offset4(p.y_stride, pos.n, k, pos.p, pos.q)]);
-      } else {
-        const int64_t h = pos.p * p.stride_h + h_off, col = pos.q * p.stride_w + w_off;
-        if (h < 0 || h >= p.H || col < 0 || col >= p.W) continue;
-        acc += to_acc(dy[offset4(p.y_stride, pos.n, k, pos.p, pos.q)]) *
-               to_acc(x[offset4(p.x_stride, pos.n, c_in, h, col)]);
+        acc[0] += g;
+        continue;
+      }
+      const int64_t h0 = pos.p * p.stride_h - p.pad_h, w0 = pos.q * p.stride_w - p.pad_w;
+      const T* xn = x + pos.n * p.x_stride[0] + c_in * p.x_stride[1];
+#pragma unroll
+      for (int t = 0; t < kWidth; ++t) {
+        const int64_t h = h0 + tap_h[t], col = w0 + tap_w[t];
+        if (t < live && h >= 0 && h < p.H && col >= 0 && col < p.W) acc[t] += g * to_acc(xn[h * p.x_stride[2] + col * p.x_stride[3]]);
       }
     }
-    acc = block_sum<kThreads>(acc);
-    if (threadIdx.x == 0) {
-      if (partial) partial[blockIdx.y * elements + e] = acc;
-      else out[kBias ? e : offset4(p.w_stride, k, c, r, s)] = from_acc<T>(acc);
+#pragma unroll
+    for (int t = 0; t < kWidth; ++t) {
+      const Acc total = block_sum<kThreads>(acc[t]);
+      const int64_t tap = tap0 + t;
+      if (threadIdx.x == 0 && t < live) {
+        const int64_t e = kBias ? k : (k * Cg + c) * taps + tap;  // (k, c, r, s) with s fastest
+        if (partial) partial[blockIdx.y * elements + e] = total;
+        else out[kBias ? k : offset4(p.w_stride, k, c, tap / p.S, tap % p.S)] = from_acc<T>(total);
+      }
+      __syncthreads();  // block_sum's shared scratch is reused by the next reduction
     }
-    __syncthreads();  // block_sum's shared scratch is reused by the next element
   }
 }
 
@@ -116,12 +150,12 @@ template <bool kBias> int64_t workspace_bytes(const ConvParams& p) {
 }
 
 template <bool kBias> void launch(const ConvParams& p, void* out, void* workspace, cudaStream_t stream) {
-  const int64_t elements = reduced_elements<kBias>(p);
-  if (elements == 0) return;
+  const int64_t items = work_items<kBias>(p), elements = reduced_elements<kBias>(p);
+  if (items == 0) return;
   const int64_t splits = num_splits<kBias>(p);
   const int64_t positions = p.N * p.P * p.Q;
   const int64_t chunk = (positions + splits - 1) / splits;
-  const dim3 grid(static_cast<unsigned>(elements < (1 << 30) ? elements : (1 << 30)), static_cast<unsigned>(splits));
+  const dim3 grid(static_cast<unsigned>(items < (1 << 30) ? items : (1 << 30)), static_cast<unsigned>(splits));
   dispatch_dtype(p.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     acc_t<T>* partial = splits > 1 ? static_cast<acc_t<T>*>(workspace) : nullptr;

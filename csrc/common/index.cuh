@@ -21,21 +21,4 @@ __device__ __forceinline__ Coord4 unravel4(int64_t idx, int64_t d1, int64_t d2, 
   return c;
 }
 
-// Activation coordinate (n, channel, row, col) of linear index `idx` over an N x Ch x Rows x Cols tensor,
-// visited in memory order: channel fastest when channels_last, col fastest otherwise. Consecutive threads then
-// write consecutive addresses of the tensor they produce.
-struct ActCoord { int64_t n, c, h, w; };
-__device__ __forceinline__ ActCoord unravel_activation(int64_t idx, int64_t Ch, int64_t Rows, int64_t Cols,
-                                                       bool channels_last) {
-  ActCoord a;
-  if (channels_last) {
-    const Coord4 t = unravel4(idx, Rows, Cols, Ch);
-    a.n = t.i0; a.h = t.i1; a.w = t.i2; a.c = t.i3;
-  } else {
-    const Coord4 t = unravel4(idx, Ch, Rows, Cols);
-    a.n = t.i0; a.c = t.i1; a.h = t.i2; a.w = t.i3;
-  }
-  return a;
-}
-
 }  // namespace conv2d_ext

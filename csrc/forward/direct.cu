@@ -1,6 +1,11 @@
 // Forward, direct family: one thread per output element, a plain loop over the filter taps and the input
 // channels of its group. Correct for every dtype, layout (any strides), stride, padding, dilation and group
 // count; the reference the faster families are tested against.
+//
+// Threads are ordered spatial-fastest in both layouts. In NCHW that makes the input reads and output writes of a
+// warp coalesced; in NHWC each thread walks its own contiguous run of channels (served from L1 after the first
+// touch of a line) and the filter reads of a warp are one broadcast, which should beat ordering the threads
+// channel-fastest (whose filter reads are 32 lines apart): see benchmarks/NOTES.md.
 #include "../common/dtype.cuh"
 #include "../common/index.cuh"
 #include "../common/launch.cuh"
@@ -23,22 +28,23 @@ __global__ void __launch_bounds__(kThreads) forward_direct_kernel(const ConvPara
 
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
-    const ActCoord o = unravel_activation(idx, p.K, p.P, p.Q, p.channels_last);  // (n, k, p, q)
-    const int64_t c_begin = (o.c / Kg) * Cg;
-    const int64_t h0 = o.h * p.stride_h - p.pad_h, w0 = o.w * p.stride_w - p.pad_w;
-    Acc acc = bias ? to_acc(bias[o.c]) : Acc(0);
+    const Coord4 o = unravel4(idx, p.K, p.P, p.Q);
+    const int64_t n = o.i0, k = o.i1, oh = o.i2, ow = o.i3;
+    const int64_t c_begin = (k / Kg) * Cg;
+    const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+    Acc acc = bias ? to_acc(bias[k]) : Acc(0);
     for (int r = 0; r < p.R; ++r) {
       const int64_t h = h0 + int64_t(r) * p.dil_h;
       if (h < 0 || h >= p.H) continue;
       for (int s = 0; s < p.S; ++s) {
         const int64_t col = w0 + int64_t(s) * p.dil_w;
         if (col < 0 || col >= p.W) continue;
-        const T* xp = x + offset4(p.x_stride, o.n, c_begin, h, col);
-        const T* wp = w + offset4(p.w_stride, o.c, 0, r, s);
+        const T* xp = x + offset4(p.x_stride, n, c_begin, h, col);
+        const T* wp = w + offset4(p.w_stride, k, 0, r, s);
         for (int64_t c = 0; c < Cg; ++c) acc += to_acc(xp[c * p.x_stride[1]]) * to_acc(wp[c * p.w_stride[1]]);
       }
     }
-    y[offset4(p.y_stride, o.n, o.c, o.h, o.w)] = from_acc<T>(acc);
+    y[offset4(p.y_stride, n, k, oh, ow)] = from_acc<T>(acc);
   }
 }
 
