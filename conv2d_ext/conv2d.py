@@ -16,7 +16,7 @@ def _autocast_dtype():
     try:
         enabled = torch.is_autocast_enabled("cuda")
         return torch.get_autocast_dtype("cuda") if enabled else None
-    except TypeError:  # torch < 2.4 style API
+    except (TypeError, AttributeError):  # older API: CUDA-only functions
         return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 

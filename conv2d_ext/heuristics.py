@@ -38,7 +38,8 @@ class Problem:
 
     @property
     def depthwise(self):
-        return self.groups > 1 and self.groups == self.C and self.groups == self.K
+        """One input channel per group (any channel multiplier K/C)."""
+        return self.groups > 1 and self.groups == self.C
 
     @property
     def flops(self):
@@ -99,6 +100,8 @@ def select(problem: Problem, variant="auto", available=AVAILABLE) -> Dict[str, D
             if rule.applies(problem, pass_) and can_implement(rule.family, pass_, problem, available) is None:
                 plan[pass_] = Decision(rule.family, rule.reason)
                 break
+        else:
+            raise ValueError(f"conv2d_ext: no kernel family in {available} can run {pass_} of this convolution")
     return plan
 
 

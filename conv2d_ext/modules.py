@@ -27,19 +27,29 @@ class Conv2d(nn.Conv2d):
 
 def _converted(conv, variant):
     new = Conv2d.__new__(Conv2d)
-    new.__dict__.update(conv.__dict__)  # the same Parameter objects, buffers and hooks
+    # The same Parameter and buffer objects and hooks, in dicts of its own.
+    new.__dict__.update({k: v.copy() if isinstance(v, dict) else v for k, v in conv.__dict__.items()})
     new.variant = variant
     return new
 
 
 def convert(module, variant="auto"):
     """Replaces every torch.nn.Conv2d inside `module` (in place) by a conv2d_ext.Conv2d sharing its parameters,
-    and returns the module (the new one, if `module` itself is an nn.Conv2d). Subclasses of nn.Conv2d are left
-    alone: their forward may not be a plain convolution."""
+    and returns the module (the new one, if `module` itself is an nn.Conv2d). A conv registered in several places
+    becomes one converted module in all of them. Subclasses of nn.Conv2d are left alone: their forward may not be a
+    plain convolution."""
+    return _convert(module, variant, {})
+
+
+def _convert(module, variant, done):
+    if id(module) in done:
+        return done[id(module)]
     if type(module) is nn.Conv2d:
-        return _converted(module, variant)
-    for name, child in module.named_children():
-        new = convert(child, variant)
-        if new is not child:
-            setattr(module, name, new)
-    return module
+        new = _converted(module, variant)
+    else:
+        new = module
+        for name, child in list(module._modules.items()):  # every slot, also a module registered twice
+            if child is not None:
+                module._modules[name] = _convert(child, variant, done)
+    done[id(module)] = new
+    return new

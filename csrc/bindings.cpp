@@ -102,8 +102,8 @@ template <LaunchFn kLaunch>
 void forward_entry(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                    const at::Tensor& output, const Ints& stride, const Ints& padding, const Ints& dilation,
                    int64_t groups, bool allow_tf32) {
-  const c10::cuda::CUDAGuard guard(input.device());
   ConvParams p = make_params(input, weight, output, stride, padding, dilation, groups, allow_tf32, output);
+  const c10::cuda::CUDAGuard guard(input.device());
   if (bias.has_value() && bias->defined()) {
     TORCH_CHECK(bias->is_cuda() && bias->device() == input.device(), "conv2d_ext: bias must be on ", input.device());
     TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "conv2d_ext: bias has dtype ", bias->scalar_type(),
@@ -119,9 +119,9 @@ template <LaunchFn kLaunch>
 void backward_data_entry(const at::Tensor& grad_output, const at::Tensor& weight, const at::Tensor& grad_input,
                          const Ints& stride, const Ints& padding, const Ints& dilation, int64_t groups,
                          bool allow_tf32) {
-  const c10::cuda::CUDAGuard guard(grad_input.device());
   const ConvParams p =
       make_params(grad_input, weight, grad_output, stride, padding, dilation, groups, allow_tf32, grad_input);
+  const c10::cuda::CUDAGuard guard(grad_input.device());
   kLaunch(p, current_stream(grad_input));
 }
 
@@ -129,9 +129,9 @@ template <WorkspaceFn kWorkspace, ReduceFn kLaunch>
 void backward_weight_entry(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& grad_weight,
                            const Ints& stride, const Ints& padding, const Ints& dilation,
                            int64_t groups, bool allow_tf32) {
-  const c10::cuda::CUDAGuard guard(input.device());
   const ConvParams p =
       make_params(input, grad_weight, grad_output, stride, padding, dilation, groups, allow_tf32, grad_weight);
+  const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor workspace = at::empty({kWorkspace(p)}, input.options().dtype(at::kByte));
   kLaunch(p, workspace.data_ptr(), current_stream(input));
 }

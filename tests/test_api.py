@@ -605,8 +605,6 @@ def test_convert_keeps_hooks():
     assert calls == [conv2d_ext.Conv2d]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: convert() walks named_children(), which yields a module registered "
-                   "twice in one parent only once, so the second registration of a shared conv stays nn.Conv2d")
 def test_convert_a_conv_registered_twice_in_one_parent():
     """A conv used twice in one Sequential (weight sharing) is converted in both places, still as one module."""
     conv = nn.Conv2d(3, 3, 3, padding=1)

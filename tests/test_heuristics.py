@@ -201,12 +201,19 @@ DEPTHWISE = {
     "depthwise": (dict(C=32, K=32, groups=32), True),
     "dense": (dict(), False),
     "grouped": (dict(groups=4), False),
+    "channel_multiplier_2": (dict(C=32, K=64, groups=32), True),
     "single_channel": (dict(C=1, K=1, groups=1), False),
 }
 
 
 @pytest.mark.parametrize("name", list(DEPTHWISE), ids=list(DEPTHWISE))
 def test_problem_depthwise(name):
-    """depthwise: one input and one output channel per group (groups == C == K, groups > 1)."""
+    """depthwise: one input channel per group (groups == C > 1), whatever the channel multiplier K / C."""
     override, expected = DEPTHWISE[name]
     assert problem(**override).depthwise is expected
+
+
+def test_select_raises_when_no_family_can_run():
+    """With no family that can run the problem, select raises rather than return a partial plan."""
+    with pytest.raises(ValueError, match="no kernel family"):
+        select(problem(), available=())
