@@ -5,7 +5,6 @@ convolution, so a converted model still works on the CPU.
 """
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from . import _args, _ops, heuristics
 from ._args import Conv2dError
@@ -37,13 +36,15 @@ def _prepare(input, weight, bias, stride, padding, dilation, groups):
     """Validates a CUDA call; returns (batched input, weight, bias, Geometry, unbatched?)."""
     if not isinstance(input, torch.Tensor):
         raise Conv2dError(f"conv2d_ext: input must be a torch.Tensor, got {type(input).__name__}")
+    cast = _autocast_dtype()
+    if cast is not None:  # as F.conv2d under autocast: floating tensors other than float64 run in `cast`
+        def to_cast(t):
+            return t.to(cast) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
+
+        input, weight, bias = to_cast(input), to_cast(weight), to_cast(bias)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     geo = _args.normalize(x, weight, bias, stride, padding, dilation, groups)
-    cast = _autocast_dtype()
-    if cast is not None and x.dtype != cast and x.dtype != torch.float64:
-        x, weight = x.to(cast), weight.to(cast)
-        bias = bias.to(cast) if bias is not None else None
     return x, weight, bias, geo, unbatched
 
 
@@ -62,7 +63,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x, weight, bias, geo, unbatched = _prepare(input, weight, bias, stride, padding, dilation, groups)
     allow_tf32 = torch.backends.cudnn.allow_tf32
     plan = heuristics.select(_problem(x, weight, geo, allow_tf32), variant)
-    out = _Conv2dFunction.apply(x, weight, bias, geo, plan, allow_tf32)
+    out = _run(x, weight, bias, geo, plan, allow_tf32)
     return out.squeeze(0) if unbatched else out
 
 
@@ -75,34 +76,93 @@ def explain(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return heuristics.describe(heuristics.select(problem, variant))
 
 
-class _Conv2dFunction(torch.autograd.Function):
-    """Forward on the planned family; backward computes only the gradients autograd needs."""
+class _Config:
+    """What every pass of one convolution needs besides its tensors."""
+
+    def __init__(self, geo, plan, allow_tf32, fmt, input_shape, weight_shape):
+        self.geo, self.plan, self.allow_tf32, self.fmt = geo, plan, allow_tf32, fmt
+        self.input_shape, self.weight_shape = input_shape, weight_shape
+
+
+# Forward F(x, w), backward-data D(dy, w) and backward-weight G(dy, x) are each linear in both arguments, and each
+# one's gradient is made of the other two, so every order of gradient runs on our kernels:
+#   F: dx = D(dy, w)      dw = G(dy, x)
+#   D: d(dy) = F(g, w)    dw = G(dy, g)
+#   G: d(dy) = F(x, g)    dx = D(dy, g)
+# Each Function computes only the gradients autograd asks for (ctx.needs_input_grad).
+
+
+class _Forward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, bias, cfg):
+        ctx.cfg = cfg
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w if ctx.needs_input_grad[0] else None)
+        return _ops.forward(cfg.plan["forward"].family, x, w, bias, cfg.geo, cfg.allow_tf32, cfg.fmt)
 
     @staticmethod
-    def forward(ctx, input, weight, bias, geo, plan, allow_tf32):
-        fmt = _args.memory_format(input, weight)
-        x = input.contiguous(memory_format=fmt)
-        w = weight.contiguous(memory_format=fmt)
-        b = bias.contiguous() if bias is not None else None
-        y = _ops.forward(plan["forward"].family, x, w, b, geo, allow_tf32, fmt)
-        need_dx, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        ctx.save_for_backward(x if need_dw else None, w if need_dx else None)
-        ctx.input_shape, ctx.weight_shape = tuple(x.shape), tuple(w.shape)
-        ctx.geo, ctx.plan, ctx.allow_tf32, ctx.fmt = geo, plan, allow_tf32, fmt
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
+    def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        dy = grad_output.contiguous(memory_format=ctx.fmt)
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = _ops.backward_data(ctx.plan["backward_data"].family, dy, w, ctx.input_shape, ctx.geo,
-                                    ctx.allow_tf32, ctx.fmt)
-        if ctx.needs_input_grad[1]:
-            dw = _ops.backward_weight(ctx.plan["backward_weight"].family, dy, x, ctx.weight_shape, ctx.geo,
-                                      ctx.allow_tf32, ctx.fmt)
-        if ctx.needs_input_grad[2]:
-            db = _ops.backward_bias(dy)
-        return dx, dw, db, None, None, None
+        cfg, need = ctx.cfg, ctx.needs_input_grad
+        dy = dy.contiguous(memory_format=cfg.fmt)
+        dx = _BackwardData.apply(dy, w, cfg) if need[0] else None
+        dw = _BackwardWeight.apply(dy, x, cfg) if need[1] else None
+        db = _BiasGrad.apply(dy) if need[2] else None
+        return dx, dw, db, None
+
+
+class _BackwardData(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dy, w, cfg):
+        ctx.cfg = cfg
+        ctx.save_for_backward(dy if ctx.needs_input_grad[1] else None, w if ctx.needs_input_grad[0] else None)
+        return _ops.backward_data(cfg.plan["backward_data"].family, dy, w, cfg.input_shape, cfg.geo, cfg.allow_tf32,
+                                  cfg.fmt)
+
+    @staticmethod
+    def backward(ctx, g):
+        dy, w = ctx.saved_tensors
+        cfg, need = ctx.cfg, ctx.needs_input_grad
+        g = g.contiguous(memory_format=cfg.fmt)
+        d_dy = _Forward.apply(g, w, None, cfg) if need[0] else None
+        d_w = _BackwardWeight.apply(dy, g, cfg) if need[1] else None
+        return d_dy, d_w, None
+
+
+class _BackwardWeight(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dy, x, cfg):
+        ctx.cfg = cfg
+        ctx.save_for_backward(dy if ctx.needs_input_grad[1] else None, x if ctx.needs_input_grad[0] else None)
+        return _ops.backward_weight(cfg.plan["backward_weight"].family, dy, x, cfg.weight_shape, cfg.geo,
+                                    cfg.allow_tf32, cfg.fmt)
+
+    @staticmethod
+    def backward(ctx, g):
+        dy, x = ctx.saved_tensors
+        cfg, need = ctx.cfg, ctx.needs_input_grad
+        g = g.contiguous(memory_format=cfg.fmt)
+        d_dy = _Forward.apply(x, g, None, cfg) if need[0] else None
+        d_x = _BackwardData.apply(dy, g, cfg) if need[1] else None
+        return d_dy, d_x, None
+
+
+class _BiasGrad(torch.autograd.Function):
+    """grad_bias[k] = sum of dy[:, k]; its own gradient is a broadcast."""
+
+    @staticmethod
+    def forward(ctx, dy):
+        ctx.shape = dy.shape
+        return _ops.backward_bias(dy)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.view(1, -1, 1, 1).expand(ctx.shape)
+
+
+def _run(x, weight, bias, geo, plan, allow_tf32):
+    fmt = _args.memory_format(x, weight)
+    x = x.contiguous(memory_format=fmt)
+    weight = weight.contiguous(memory_format=fmt)
+    bias = bias.contiguous() if bias is not None else None
+    cfg = _Config(geo, plan, allow_tf32, fmt, tuple(x.shape), tuple(weight.shape))
+    return _Forward.apply(x, weight, bias, cfg)

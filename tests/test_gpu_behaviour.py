@@ -13,24 +13,47 @@ from helpers import make_inputs, reference, rel_err, requires_gpu
 pytestmark = requires_gpu
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        dict(stride=1, padding=1, dilation=1, groups=1),
-        dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2),
-        dict(stride=1, padding="same", dilation=1, groups=1),  # even kernel below: asymmetric padding
-        dict(stride=2, padding=1, dilation=1, groups=4),  # depthwise
-    ],
-    ids=["plain", "strided_dilated_grouped", "same_even", "depthwise"],
-)
-def test_gradcheck_float64(args):
+GRADCHECK_CASES = {
+    "plain": dict(stride=1, padding=1, dilation=1, groups=1),
+    "strided_dilated_grouped": dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2),
+    "same_even": dict(stride=1, padding="same", dilation=1, groups=1),  # even kernel: asymmetric padding
+    "depthwise": dict(stride=2, padding=1, dilation=1, groups=4),
+}
+
+
+def gradcheck_inputs(args):
     g = args["groups"]
     C, K = (4, 4) if g == 4 else (4, 6)
     kernel = (2, 3) if args["padding"] == "same" else (3, 3)
     x = torch.randn(2, C, 7, 6, device="cuda", dtype=torch.float64, requires_grad=True)
     w = torch.randn(K, C // g, *kernel, device="cuda", dtype=torch.float64, requires_grad=True)
     b = torch.randn(K, device="cuda", dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, w, b: conv2d_ext.conv2d(x, w, b, **args), (x, w, b))
+    return x, w, b
+
+
+@pytest.mark.parametrize("args", list(GRADCHECK_CASES.values()), ids=list(GRADCHECK_CASES))
+def test_gradcheck_float64(args):
+    inputs = gradcheck_inputs(args)
+    assert torch.autograd.gradcheck(lambda x, w, b: conv2d_ext.conv2d(x, w, b, **args), inputs)
+
+
+@pytest.mark.parametrize("args", list(GRADCHECK_CASES.values()), ids=list(GRADCHECK_CASES))
+def test_gradgradcheck_float64(args):
+    """Second derivatives (e.g. gradient penalties) also run on our kernels."""
+    inputs = gradcheck_inputs(args)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: conv2d_ext.conv2d(x, w, b, **args), inputs)
+
+
+def test_torch_compile_of_converted_model():
+    model = nn.Sequential(conv2d_ext.Conv2d(4, 8, 3, padding=1), nn.ReLU(), conv2d_ext.Conv2d(8, 4, 3, stride=2))
+    model = model.cuda().double()
+    compiled = torch.compile(model, backend="aot_eager")
+    x = torch.randn(2, 4, 12, 12, device="cuda", dtype=torch.float64, requires_grad=True)
+    y, y_eager = compiled(x), model(x)
+    assert rel_err(y, y_eager) < 1e-12
+    (gx,) = torch.autograd.grad(y.square().sum(), x)
+    (gx_eager,) = torch.autograd.grad(y_eager.square().sum(), x)
+    assert rel_err(gx, gx_eager) < 1e-12
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

@@ -1,0 +1,98 @@
+"""The autograd wiring of conv2d_ext, checked without a GPU: PyTorch's own convolution stands in for our kernels
+(conv2d_ext._ops), and gradcheck / gradgradcheck verify that forward, backward-data, backward-weight and the bias
+gradient call each other with the right arguments, to every order. The kernels themselves are tested on the GPU."""
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import conv2d_ext
+from conv2d_ext import _args, _ops, heuristics
+
+conv_module = importlib.import_module("conv2d_ext.conv2d")  # the module; conv2d_ext.conv2d is the function
+
+
+def _pad(geo):
+    top, bottom, left, right = geo.padding
+    assert top == bottom and left == right, "the stand-ins take symmetric padding only"
+    return (top, left)
+
+
+@pytest.fixture
+def pytorch_kernels(monkeypatch):
+    """Replaces each kernel entry point by the PyTorch computation it must match, recording which ran."""
+    calls = []
+
+    def forward(family, x, w, bias, geo, allow_tf32, fmt):
+        calls.append(("forward", family))
+        return F.conv2d(x, w, bias, geo.stride, _pad(geo), geo.dilation, geo.groups).contiguous(memory_format=fmt)
+
+    def backward_data(family, dy, w, input_shape, geo, allow_tf32, fmt):
+        calls.append(("backward_data", family))
+        return torch.nn.grad.conv2d_input(input_shape, w, dy, geo.stride, _pad(geo), geo.dilation, geo.groups)
+
+    def backward_weight(family, dy, x, weight_shape, geo, allow_tf32, fmt):
+        calls.append(("backward_weight", family))
+        return torch.nn.grad.conv2d_weight(x, weight_shape, dy, geo.stride, _pad(geo), geo.dilation, geo.groups)
+
+    def backward_bias(dy):
+        calls.append(("backward_bias", None))
+        return dy.sum((0, 2, 3))
+
+    for name, fn in [("forward", forward), ("backward_data", backward_data), ("backward_weight", backward_weight),
+                     ("backward_bias", backward_bias)]:
+        monkeypatch.setattr(_ops, name, fn)
+    return calls
+
+
+CASES = {
+    "plain": ((2, 4, 7, 6), (6, 4, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
+    "strided_dilated_grouped": ((2, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2)),
+    "depthwise_strided": ((1, 4, 8, 7), (4, 1, 3, 3), dict(stride=2, padding=1, dilation=1, groups=4)),
+}
+
+
+def ours(x, w, b, args):
+    """conv2d_ext's autograd path (what conv2d runs for CUDA tensors), on whatever device the tensors are."""
+    geo = _args.normalize(x, w, b, **args)
+    problem = heuristics.Problem(*x.shape, w.shape[0], *w.shape[2:], *geo.output_size, groups=geo.groups)
+    plan = heuristics.select(problem)
+    return conv_module._run(x, w, b, geo, plan, allow_tf32=False)
+
+
+def inputs(x_shape, w_shape):
+    x = torch.randn(*x_shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*w_shape, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(w_shape[0], dtype=torch.float64, requires_grad=True)
+    return x, w, b
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_first_and_second_derivatives(case, pytorch_kernels):
+    x_shape, w_shape, args = case
+    tensors = inputs(x_shape, w_shape)
+    assert torch.autograd.gradcheck(lambda x, w, b: ours(x, w, b, args), tensors)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: ours(x, w, b, args), tensors)
+    assert {name for name, _ in pytorch_kernels} == {"forward", "backward_data", "backward_weight", "backward_bias"}
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True)])
+def test_backward_runs_only_the_passes_needed(needs, pytorch_kernels):
+    x, w, b = inputs((2, 4, 7, 6), (6, 4, 3, 3))
+    for t, need in zip((x, w, b), needs):
+        t.requires_grad_(need)
+    y = ours(x, w, b, dict(stride=1, padding=1, dilation=1, groups=1))
+    pytorch_kernels.clear()
+    y.sum().backward()
+    expected = {0: "backward_data", 1: "backward_weight", 2: "backward_bias"}[needs.index(True)]
+    assert [name for name, _ in pytorch_kernels] == [expected]
+
+
+def test_each_pass_runs_the_planned_family(pytorch_kernels):
+    x, w, b = inputs((2, 4, 7, 6), (6, 4, 3, 3))
+    y = ours(x, w, b, dict(stride=1, padding=1, dilation=1, groups=1))
+    y.sum().backward()
+    assert ("forward", "direct") in pytorch_kernels and ("backward_data", "direct") in pytorch_kernels
+    assert ("backward_weight", "direct") in pytorch_kernels
+    assert conv2d_ext.conv2d is conv_module.conv2d
