@@ -44,10 +44,27 @@ def test_gradgradcheck_float64(args):
     assert torch.autograd.gradgradcheck(lambda x, w, b: conv2d_ext.conv2d(x, w, b, **args), inputs)
 
 
-def test_torch_compile_of_converted_model():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_custom_ops_pass_opcheck(channels_last):
+    """Schema, fake (meta) implementation and AOT dispatch of each pass's torch custom op."""
+    x, w, _ = make_inputs(2, 8, 10, 9, 6, 3, 3, 2, torch.float32, channels_last=channels_last)
+    b = torch.randn(6, device="cuda")
+    geo = ([2, 1], [1, 2, 0, 1], [1, 2], 2)  # stride, asymmetric padding, dilation, groups
+    y = conv2d_ext._ops.forward_op("direct", x, w, b, *geo, [6, 6], False, channels_last)
+    ops = torch.ops.conv2d_ext
+    torch.library.opcheck(ops.forward.default, ("direct", x, w, b, *geo, [6, 6], False, channels_last))
+    torch.library.opcheck(ops.backward_data.default, ("direct", y, w, list(x.shape), *geo, False, channels_last))
+    torch.library.opcheck(ops.backward_weight.default, ("direct", y, x, list(w.shape), *geo, False, channels_last))
+    torch.library.opcheck(ops.backward_bias.default, (y,))
+
+
+@pytest.mark.parametrize("fullgraph", [False, True])
+def test_torch_compile_of_converted_model(fullgraph):
+    """torch.compile traces our ops (custom ops inside autograd Functions) and gets the same values."""
     model = nn.Sequential(conv2d_ext.Conv2d(4, 8, 3, padding=1), nn.ReLU(), conv2d_ext.Conv2d(8, 4, 3, stride=2))
     model = model.cuda().double()
-    compiled = torch.compile(model, backend="aot_eager")
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=fullgraph)
     x = torch.randn(2, 4, 12, 12, device="cuda", dtype=torch.float64, requires_grad=True)
     y, y_eager = compiled(x), model(x)
     assert rel_err(y, y_eager) < 1e-12
