@@ -1,8 +1,12 @@
 """Build conv2d_ext._C, one CUDA extension compiled from every source under csrc/.
 
+Build with the torch you will run with: `pip install --no-build-isolation .` (or `-e .`). Needs the CUDA toolkit
+whose major version matches torch.version.cuda.
+
 Environment:
-  CUDA_HOME             CUDA toolkit root. When unset it is found from the `nvcc` on PATH, following wrapper
-                        scripts that exec the real compiler.
+  CUDA_HOME             CUDA toolkit root. When unset: the toolkit of the `nvcc` on PATH (following wrapper scripts
+                        that exec the real compiler), else $CUDA_PATH, /usr/local/cuda, or the newest
+                        /usr/local/cuda-X.Y whose major version matches torch's.
   TORCH_CUDA_ARCH_LIST  GPU architectures to build for (default "8.0;9.0+PTX": A100 and H100 machine code, and PTX
                         that newer GPUs compile at load time).
   MAX_JOBS              parallel compile jobs (ninja), default: the number of CPUs.
@@ -11,54 +15,75 @@ import glob
 import os
 import re
 import shutil
+import sys
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+BUILD_COMMANDS = {"build", "build_ext", "install", "develop", "bdist_wheel", "editable_wheel"}
+
+try:
+    import torch  # noqa: F401
+except ImportError:
+    sys.exit("conv2d_ext builds against your installed torch: install torch first (pip install torch), then build "
+             "with `pip install --no-build-isolation .` so the build sees it.")
 
 
-def find_cuda_home():
-    """The toolkit root: $CUDA_HOME, else the directory holding the real nvcc behind the one on PATH."""
-    if os.environ.get("CUDA_HOME"):
-        return os.environ["CUDA_HOME"]
-    nvcc = shutil.which("nvcc")
-    for _ in range(4):  # follow up to a few wrapper scripts ("exec /usr/local/cuda-X/bin/nvcc "$@"")
-        if nvcc is None:
-            break
+def _is_toolkit(root):
+    return root and os.path.exists(os.path.join(root, "bin", "nvcc"))
+
+
+def _real_nvcc(nvcc):
+    """Follows wrapper scripts ('exec /usr/local/cuda-X/bin/nvcc "$@"') to the compiler itself."""
+    for _ in range(4):
         nvcc = os.path.realpath(nvcc)
-        root = os.path.dirname(os.path.dirname(nvcc))
-        if os.path.exists(os.path.join(root, "include", "cuda_runtime.h")):
-            return root
         with open(nvcc, "rb") as f:
             head = f.read(4096)
         match = re.search(rb"(/\S+/bin/nvcc)\b", head) if head.startswith(b"#!") else None
-        nvcc = match.group(1).decode() if match else None
-    for root in sorted(glob.glob("/usr/local/cuda*"), reverse=True):
-        if os.path.exists(os.path.join(root, "bin", "nvcc")):
+        if match is None:
+            return nvcc
+        nvcc = match.group(1).decode()
+    return nvcc
+
+
+def _version(root):
+    found = re.search(r"cuda-(\d+)\.(\d+)$", root)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
+def find_cuda_home():
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return os.path.dirname(os.path.dirname(_real_nvcc(nvcc)))
+    for root in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if _is_toolkit(root):
             return root
-    return None
+    major = int((torch.version.cuda or "0").split(".")[0])
+    versioned = sorted((r for r in glob.glob("/usr/local/cuda-*") if _is_toolkit(r)), key=_version, reverse=True)
+    matching = [r for r in versioned if _version(r)[0] == major]
+    return (matching or versioned or [None])[0]
 
 
 cuda_home = find_cuda_home()
 if cuda_home is None:
-    raise RuntimeError(
-        "conv2d_ext needs the CUDA toolkit to build: install it (nvcc must match the CUDA major version of your "
-        "torch build) and put its nvcc on PATH, or set CUDA_HOME to the toolkit root (the directory holding bin/nvcc)."
+    if BUILD_COMMANDS & set(sys.argv[1:]):
+        sys.exit("conv2d_ext needs the CUDA toolkit to build: install it (nvcc's major version must match "
+                 f"torch.version.cuda = {torch.version.cuda}) and put its nvcc on PATH, or set CUDA_HOME to the toolkit "
+                 "root (the directory holding bin/nvcc).")
+    ext_modules, cmdclass = [], {}  # metadata and sdist need no compiler
+else:
+    os.environ["CUDA_HOME"] = cuda_home  # must be set before torch.utils.cpp_extension is imported
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    sources = sorted(
+        os.path.relpath(path, ROOT)
+        for pattern in ("csrc/*.cpp", "csrc/**/*.cu")
+        for path in glob.glob(os.path.join(ROOT, pattern), recursive=True)
     )
-os.environ["CUDA_HOME"] = cuda_home  # must be set before torch.utils.cpp_extension is imported
-os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
-
-from torch.utils.cpp_extension import BuildExtension, CUDAExtension  # noqa: E402
-
-sources = sorted(
-    os.path.relpath(path, ROOT)
-    for pattern in ("csrc/*.cpp", "csrc/**/*.cu")
-    for path in glob.glob(os.path.join(ROOT, pattern), recursive=True)
-)
-
-setup(
-    packages=find_packages(include=["conv2d_ext", "conv2d_ext.*"]),
-    ext_modules=[
+    ext_modules = [
         CUDAExtension(
             name="conv2d_ext._C",
             sources=sources,
@@ -68,6 +93,7 @@ setup(
                 "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills"],
             },
         )
-    ],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-)
+    ]
+    cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+setup(packages=find_packages(include=["conv2d_ext", "conv2d_ext.*"]), ext_modules=ext_modules, cmdclass=cmdclass)

@@ -1,4 +1,5 @@
 """Argument normalisation and validation, done as torch.nn.functional.conv2d does it, before any kernel runs."""
+import operator
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -23,15 +24,22 @@ class Geometry:
     output_size: Tuple[int, int]  # P, Q
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+def _as_int(v):
+    """v as an int if it is one (anything with __index__, e.g. NumPy integers, as F.conv2d accepts), else None."""
+    if isinstance(v, bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
 
 
 def _pair(value, name):
-    if _is_int(value):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(_is_int(v) for v in value):
-        return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+    if _as_int(value) is not None:
+        return (_as_int(value),) * 2
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(_as_int(v) is not None for v in value):
+        ints = tuple(_as_int(v) for v in value)
+        return ints * 2 if len(ints) == 1 else ints
     raise Conv2dError(f"conv2d_ext: {name} must be an int or a pair of ints, got {value!r}")
 
 
@@ -94,8 +102,9 @@ def normalize(input, weight, bias, stride, padding, dilation, groups):
             raise Conv2dError(f"conv2d_ext: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
         if bias.device != input.device:
             raise Conv2dError(f"conv2d_ext: bias is on {bias.device} but input is on {input.device}")
-    if not _is_int(groups) or groups < 1:
+    if _as_int(groups) is None or groups < 1:
         raise Conv2dError(f"conv2d_ext: groups must be a positive int, got {groups!r}")
+    groups = _as_int(groups)
     N, C, H, W = input.shape
     if C % groups != 0:
         raise Conv2dError(f"conv2d_ext: input channels ({C}) must be divisible by groups ({groups})")

@@ -72,9 +72,14 @@ ConvParams make_params(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   p.pad_h = checked_int(padding[0], "padding", 0);
   p.pad_w = checked_int(padding[2], "padding", 0);
   const int64_t pad_bottom = checked_int(padding[1], "padding", 0), pad_right = checked_int(padding[3], "padding", 0);
-  p.P = (p.H + p.pad_h + pad_bottom - int64_t(p.dil_h) * (p.R - 1) - 1) / p.stride_h + 1;
-  p.Q = (p.W + p.pad_w + pad_right - int64_t(p.dil_w) * (p.S - 1) - 1) / p.stride_w + 1;
-  TORCH_CHECK(p.P > 0 && p.Q > 0, "conv2d_ext: output size ", p.P, "x", p.Q, " is empty");
+  // Padded extent minus dilated kernel extent; negative means the kernel does not fit (check before dividing:
+  // C++ division truncates toward zero).
+  const int64_t rows = p.H + p.pad_h + pad_bottom - int64_t(p.dil_h) * (p.R - 1) - 1;
+  const int64_t cols = p.W + p.pad_w + pad_right - int64_t(p.dil_w) * (p.S - 1) - 1;
+  TORCH_CHECK(rows >= 0 && cols >= 0 && p.R > 0 && p.S > 0, "conv2d_ext: output size is empty (the dilated kernel ",
+              int64_t(p.dil_h) * (p.R - 1) + 1, "x", int64_t(p.dil_w) * (p.S - 1) + 1, " exceeds the padded input)");
+  p.P = rows / p.stride_h + 1;
+  p.Q = cols / p.stride_w + 1;
   TORCH_CHECK(y.size(0) == p.N && y.size(1) == p.K && y.size(2) == p.P && y.size(3) == p.Q,
               "conv2d_ext: output has shape ", y.sizes(), ", expected [", p.N, ", ", p.K, ", ", p.P, ", ", p.Q, "]");
   copy_strides(p.x_stride, x);

@@ -692,3 +692,13 @@ def test_autograd_only_where_asked():
     out.sum().backward()
     assert w.grad is None and x.grad is not None
     torch.testing.assert_close(x.grad, torch.autograd.grad(F.conv2d(x, w).sum(), x)[0])
+
+
+def test_numpy_integers_are_accepted_like_f_conv2d():
+    """F.conv2d takes anything with __index__ (NumPy integers included) for stride, padding, dilation, groups."""
+    np = pytest.importorskip("numpy", reason="numpy is not installed")
+    x, w = torch.randn(1, 4, 9, 9), torch.randn(4, 2, 3, 3)
+    geo = conv2d_ext._args.normalize(x, w, None, np.int64(2), (np.int32(1), 2), np.int64(1), np.int64(2))
+    assert geo.stride == (2, 2) and geo.padding == (1, 1, 2, 2) and geo.groups == 2
+    assert all(type(v) is int for v in geo.stride + geo.padding + geo.dilation + (geo.groups,))
+    assert geo.output_size == tuple(F.conv2d(x, w, None, 2, (1, 2), 1, 2).shape[2:])

@@ -13,10 +13,14 @@ from conv2d_ext import _args, _ops, heuristics
 conv_module = importlib.import_module("conv2d_ext.conv2d")  # the module; conv2d_ext.conv2d is the function
 
 
-def _pad(geo):
+def _pad(x, geo):
+    """x zero-padded by geo.padding (top, bottom, left, right), so the stand-ins take asymmetric padding too."""
     top, bottom, left, right = geo.padding
-    assert top == bottom and left == right, "the stand-ins take symmetric padding only"
-    return (top, left)
+    return F.pad(x, (left, right, top, bottom))
+
+
+def _conv_args(geo):
+    return geo.stride, 0, geo.dilation, geo.groups  # padding is applied by _pad
 
 
 @pytest.fixture
@@ -26,15 +30,18 @@ def pytorch_kernels(monkeypatch):
 
     def forward(family, x, w, bias, geo, allow_tf32, fmt):
         calls.append(("forward", family))
-        return F.conv2d(x, w, bias, geo.stride, _pad(geo), geo.dilation, geo.groups).contiguous(memory_format=fmt)
+        return F.conv2d(_pad(x, geo), w, bias, *_conv_args(geo)).contiguous(memory_format=fmt)
 
     def backward_data(family, dy, w, input_shape, geo, allow_tf32, fmt):
         calls.append(("backward_data", family))
-        return torch.nn.grad.conv2d_input(input_shape, w, dy, geo.stride, _pad(geo), geo.dilation, geo.groups)
+        N, C, H, W = input_shape
+        top, bottom, left, right = geo.padding
+        dx = torch.nn.grad.conv2d_input((N, C, H + top + bottom, W + left + right), w, dy, *_conv_args(geo))
+        return dx[:, :, top : top + H, left : left + W].contiguous(memory_format=fmt)
 
     def backward_weight(family, dy, x, weight_shape, geo, allow_tf32, fmt):
         calls.append(("backward_weight", family))
-        return torch.nn.grad.conv2d_weight(x, weight_shape, dy, geo.stride, _pad(geo), geo.dilation, geo.groups)
+        return torch.nn.grad.conv2d_weight(_pad(x, geo), weight_shape, dy, *_conv_args(geo))
 
     def backward_bias(dy):
         calls.append(("backward_bias", None))
@@ -50,6 +57,7 @@ CASES = {
     "plain": ((2, 4, 7, 6), (6, 4, 3, 3), dict(stride=1, padding=1, dilation=1, groups=1)),
     "strided_dilated_grouped": ((2, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2), groups=2)),
     "depthwise_strided": ((1, 4, 8, 7), (4, 1, 3, 3), dict(stride=2, padding=1, dilation=1, groups=4)),
+    "same_even_asymmetric": ((2, 3, 7, 6), (4, 3, 2, 4), dict(stride=1, padding="same", dilation=(1, 2), groups=1)),
 }
 
 

@@ -248,8 +248,12 @@ def test_explain_and_forced_variants():
 def test_bad_input_raises_before_any_kernel(make_bad, match):
     x, w, _ = make_inputs(2, 8, 12, 12, 8, 3, 3, 1, torch.float32)
     x, w = make_bad(x, w)
-    with pytest.raises((ValueError, RuntimeError), match=match):
-        conv2d_ext.conv2d(x, w)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        with pytest.raises((ValueError, RuntimeError), match=match):
+            conv2d_ext.conv2d(x, w)
+        torch.cuda.synchronize()
+    assert not [e.name for e in prof.events() if "conv2d_ext" in e.name]
 
 
 @pytest.mark.large
@@ -270,3 +274,23 @@ def test_more_than_2_31_elements(poison):
     assert rel_err(gx, ref_gx) < 1e-2
     ref_gw_tail = (gy[:, tail].double() * x.detach().double()).sum((0, 2, 3)).view(4, 1, 1, 1)
     assert rel_err(gw[tail], ref_gw_tail) < 1e-2
+
+
+@pytest.mark.large
+def test_input_of_more_than_2_31_elements(poison):
+    """Input and grad_input of 2.3e9 elements (fp16), read and written past 2^31 by all three passes."""
+    x = torch.randn(1, 64, 6000, 6000, device="cuda", dtype=torch.float16, requires_grad=True)
+    w = torch.randn(1, 64, 1, 1, device="cuda", dtype=torch.float16, requires_grad=True)
+    y = conv2d_ext.conv2d(x, w)
+    ref_y = torch.zeros(1, 1, 6000, 6000, device="cuda", dtype=torch.float64)
+    for c in range(64):  # channel by channel, to keep the float64 reference small
+        ref_y += x.detach()[:, c : c + 1].double() * w[0, c].item()
+    assert rel_err(y, ref_y) < 1e-2
+    gy = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), gy)
+    assert not torch.isnan(gx).any()
+    tail = slice(60, 64)  # channels whose elements all lie past 2^31
+    ref_gx_tail = gy.double() * w.detach()[0, tail].double().view(1, 4, 1, 1)
+    assert rel_err(gx[:, tail], ref_gx_tail) < 1e-2
+    ref_gw_tail = (gy.double() * x.detach()[:, tail].double()).sum((0, 2, 3)).view(1, 4, 1, 1)
+    assert rel_err(gw[:, tail], ref_gw_tail) < 1e-2
