@@ -28,6 +28,10 @@ def _as_int(v):
     """v as an int if it is one (anything with __index__, e.g. NumPy integers, as F.conv2d accepts), else None."""
     if isinstance(v, bool):
         return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, (tuple, list, str)) or v is None:  # keeps torch.compile from tracing a failing index()
+        return None
     try:
         return operator.index(v)
     except TypeError:
