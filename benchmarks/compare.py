@@ -486,7 +486,7 @@ def collect_meta(ext, args):
 
 
 def header_line(meta):
-    commit = meta["git_commit"][:12] + ("-dirty" if meta["git_dirty"] is True else "")
+    commit = " + ".join(c[:12] for c in meta["git_commit"].split(" + ")) + ("-dirty" if meta["git_dirty"] is True else "")
     return (f"GPU {meta['gpu']} ({meta['sm_count']} SMs) | torch {meta['torch']} | CUDA {meta['cuda']} | "
             f"cuDNN {meta['cudnn']} | conv2d_ext {meta['conv2d_ext']} | commit {commit} | {meta['date']} | "
             f"variant {variant_str(meta['settings']['variant'])} | no bias")
@@ -563,7 +563,8 @@ def merge(paths, out_dir, tag):
             data = json.load(f)
         metas.append(data["meta"])
         rows += data["rows"]
-    meta = dict(metas[0], merged_from=[str(p_) for p_ in paths], command=[m.get("command") for m in metas])
+    meta = dict(metas[0], merged_from=[str(p_) for p_ in paths], command=[m.get("command") for m in metas],
+                git_commit=" + ".join(dict.fromkeys(m.get("git_commit", "unknown") for m in metas)))
     paths_out = write_results(out_dir, tag, meta, rows)
     print(text_table(rows))
     for line in summary_lines(rows):
