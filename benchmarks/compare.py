@@ -612,7 +612,8 @@ def main(argv=None):
                 explain = None
                 if setup_err is None:
                     try:
-                        explain = ext.explain(x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"])
+                        explain = ext.explain(x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"],
+                                              variant=args.variant)
                     except Exception as e:
                         explain = "explain failed: " + short_exc(e)
                 for pass_name in args.passes:
