@@ -39,10 +39,8 @@ def _as_int(v):
 
 
 def _pair(value, name):
-    if _as_int(value) is not None:
-        return (_as_int(value),) * 2
-    if isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(_as_int(v) is not None for v in value):
-        ints = tuple(_as_int(v) for v in value)
+    ints = tuple(_as_int(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
+    if len(ints) in (1, 2) and None not in ints:
         return ints * 2 if len(ints) == 1 else ints
     raise Conv2dError(f"conv2d_ext: {name} must be an int or a pair of ints, got {value!r}")
 
@@ -106,9 +104,9 @@ def normalize(input, weight, bias, stride, padding, dilation, groups):
             raise Conv2dError(f"conv2d_ext: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
         if bias.device != input.device:
             raise Conv2dError(f"conv2d_ext: bias is on {bias.device} but input is on {input.device}")
-    if _as_int(groups) is None or groups < 1:
-        raise Conv2dError(f"conv2d_ext: groups must be a positive int, got {groups!r}")
-    groups = _as_int(groups)
+    groups_in, groups = groups, _as_int(groups)
+    if groups is None or groups < 1:
+        raise Conv2dError(f"conv2d_ext: groups must be a positive int, got {groups_in!r}")
     N, C, H, W = input.shape
     if C % groups != 0:
         raise Conv2dError(f"conv2d_ext: input channels ({C}) must be divisible by groups ({groups})")

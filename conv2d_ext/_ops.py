@@ -15,17 +15,17 @@ from torch import Tensor
 from . import _C
 
 
-def _result(shape, like, channels_last):
+def _fake(shape, like, channels_last):
+    """An uninitialised result (also what each op's fake implementation returns)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+def _result(shape, like, channels_last):
+    out = _fake(shape, like, channels_last)
     if os.environ.get("CONV2D_EXT_POISON") == "1":
         out.fill_(float("nan"))
     return out
-
-
-def _fake(shape, like, channels_last):
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
 @torch.library.custom_op("conv2d_ext::forward", mutates_args=(), device_types="cuda")

@@ -19,14 +19,14 @@ def _autocast_dtype():
         return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
-def _problem(x, weight, geo, allow_tf32):
+def _problem(x, weight, geo, allow_tf32, fmt):
     N, C, H, W = x.shape
     K, _, R, S = weight.shape
     return heuristics.Problem(
         N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=geo.output_size[0], Q=geo.output_size[1],
         stride=geo.stride, padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
         dtype=str(x.dtype).replace("torch.", ""),
-        channels_last=_args.memory_format(x, weight) == torch.channels_last,
+        channels_last=fmt == torch.channels_last,
         allow_tf32=allow_tf32,
         capability=torch.cuda.get_device_capability(x.device),
     )
@@ -62,8 +62,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     x, weight, bias, geo, unbatched = _prepare(input, weight, bias, stride, padding, dilation, groups)
     allow_tf32 = torch.backends.cudnn.allow_tf32
-    plan = heuristics.select(_problem(x, weight, geo, allow_tf32), variant)
-    out = _run(x, weight, bias, geo, plan, allow_tf32)
+    fmt = _args.memory_format(x, weight)
+    plan = heuristics.select(_problem(x, weight, geo, allow_tf32, fmt), variant)
+    out = _run(x, weight, bias, geo, plan, allow_tf32, fmt)
     return out.squeeze(0) if unbatched else out
 
 
@@ -72,7 +73,7 @@ def explain(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if isinstance(input, torch.Tensor) and not input.is_cuda:
         return "\n".join(f"{p}: PyTorch (CPU tensors run PyTorch's own convolution)" for p in heuristics.PASSES)
     x, weight, bias, geo, _ = _prepare(input, weight, bias, stride, padding, dilation, groups)
-    problem = _problem(x, weight, geo, torch.backends.cudnn.allow_tf32)
+    problem = _problem(x, weight, geo, torch.backends.cudnn.allow_tf32, _args.memory_format(x, weight))
     return heuristics.describe(heuristics.select(problem, variant))
 
 
@@ -159,8 +160,8 @@ class _BiasGrad(torch.autograd.Function):
         return g.view(1, -1, 1, 1).expand(ctx.shape)
 
 
-def _run(x, weight, bias, geo, plan, allow_tf32):
-    fmt = _args.memory_format(x, weight)
+def _run(x, weight, bias, geo, plan, allow_tf32, fmt):
+    """The autograd graph of one convolution, its tensors laid out in `fmt` (PyTorch's rule: _args.memory_format)."""
     x = x.contiguous(memory_format=fmt)
     weight = weight.contiguous(memory_format=fmt)
     bias = bias.contiguous() if bias is not None else None

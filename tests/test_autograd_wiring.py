@@ -66,7 +66,7 @@ def ours(x, w, b, args):
     geo = _args.normalize(x, w, b, **args)
     problem = heuristics.Problem(*x.shape, w.shape[0], *w.shape[2:], *geo.output_size, groups=geo.groups)
     plan = heuristics.select(problem)
-    return conv_module._run(x, w, b, geo, plan, allow_tf32=False)
+    return conv_module._run(x, w, b, geo, plan, False, _args.memory_format(x, w))
 
 
 def inputs(x_shape, w_shape):

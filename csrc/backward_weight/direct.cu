@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const ConvParams p, in
     Acc acc[kWidth];
 #pragma unroll
     for (int t = 0; t < kWidth; ++t) {
-      const int64_t tap = tap0 + t < taps ? tap0 + t : taps - 1;
+      const int64_t tap = tap0 + t;  // past `live` the offsets are computed but never used
       tap_h[t] = (tap / p.S) * p.dil_h;
       tap_w[t] = (tap % p.S) * p.dil_w;
       acc[t] = Acc(0);

@@ -38,8 +38,8 @@ struct ConvParams {
   int64_t w_stride[4];
   int64_t y_stride[4];
 
-  // True when the activations are channels-last (NHWC in memory). Kernels use it to choose which index is
-  // fastest-moving across a warp, so that the tensor a kernel writes is written contiguously.
+  // True when the activations are channels-last (NHWC in memory): for families whose tiling depends on the
+  // layout. The direct kernels take any strides and do not look at it.
   bool channels_last;
   DType dtype;
   bool allow_tf32;  // fp32 only: tensor-core families may use TF32 (mirrors torch.backends.cudnn.allow_tf32)
