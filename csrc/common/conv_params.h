@@ -38,11 +38,13 @@ struct ConvParams {
   int64_t w_stride[4];
   int64_t y_stride[4];
 
-  // True when the activations are channels-last (NHWC in memory): for families whose tiling depends on the
-  // layout. The direct kernels take any strides and do not look at it.
+  // The layout of x, w and y, decided once in Python (PyTorch's rule) and handed down: the binding makes all
+  // three dense in it (NHWC / KRSC / NPQK in memory when true, NCHW / KCRS / NKPQ when false), so families whose
+  // tiling depends on the layout may rely on it. The strides above are still exact; the direct kernels use only them.
   bool channels_last;
   DType dtype;
   bool allow_tf32;  // fp32 only: tensor-core families may use TF32 (mirrors torch.backends.cudnn.allow_tf32)
+  int sm;           // compute capability of the device, major * 10 + minor (90 on H100), for can_implement
 
   // Device pointers. Which of x, w, y a pass writes depends on the pass; the others are read.
   void* x;
