@@ -1,96 +1,169 @@
-"""Forward and all three gradients against F.conv2d on float64 copies of the same inputs, over a grid of shapes,
-dtypes, layouts and every kernel family that is built. Results are NaN-poisoned before each kernel runs."""
+"""Forward and all three gradients against F.conv2d on float64 copies of the same inputs, for every compiled kernel
+family and every registered kernel: a grid of awkward shapes x precision modes x layouts, inputs sliced out of a
+larger buffer (odd base-pointer offsets, padded rows), and random shapes. Results are NaN-poisoned before each
+kernel runs; inputs are fresh random values on every run, with their seed in every failure message. A forced
+variant that cannot run a case skips it with the reason."""
+import os
+import random
+
 import pytest
 import torch
 
 import conv2d_ext
-from helpers import DTYPES, TOLERANCE, make_inputs, reference, rel_err, requires_gpu
+from helpers import DTYPES, TOLERANCE, Case, fresh_seed, make_inputs, precision, random_tensor, reference, rel_err
+from helpers import requires_gpu
 
 pytestmark = requires_gpu
 
-# id: N, C, H, W, K, R, S, stride, padding, dilation, groups
-CASES = {
-    "1x1": (2, 8, 9, 11, 16, 1, 1, 1, 0, 1, 1),
-    "3x3_pad1": (2, 8, 13, 10, 12, 3, 3, 1, 1, 1, 1),
-    "3x3_stride2": (3, 5, 15, 17, 7, 3, 3, 2, 1, 1, 1),
-    "5x5_s3_p2": (1, 3, 20, 19, 4, 5, 5, 3, 2, 1, 1),
-    "7x7_s2_p3": (2, 3, 23, 23, 8, 7, 7, 2, 3, 1, 1),
-    "2x2": (2, 5, 8, 8, 3, 2, 2, 1, 0, 1, 1),
-    "4x4_s2_p1": (2, 4, 16, 16, 4, 4, 4, 2, 1, 1, 1),
-    "6x6_p2": (1, 3, 14, 14, 2, 6, 6, 1, 2, 1, 1),
-    "nonsquare_3x5": (2, 6, 12, 14, 5, 3, 5, (1, 2), (1, 2), 1, 1),
-    "nonsquare_1x7": (1, 4, 9, 16, 6, 1, 7, 1, (0, 3), 1, 1),
-    "nonsquare_7x1": (1, 4, 16, 9, 6, 7, 1, 1, (3, 0), 1, 1),
-    "dilation2": (2, 8, 16, 16, 8, 3, 3, 1, 2, 2, 1),
-    "dilation_2x3_s2": (2, 4, 19, 21, 6, 3, 3, 2, 1, (2, 3), 1),
-    "groups2": (2, 8, 10, 10, 12, 3, 3, 1, 1, 1, 2),
-    "groups4_s2": (2, 16, 11, 11, 8, 3, 3, 2, 0, 1, 4),
-    "depthwise_3x3": (2, 17, 12, 12, 17, 3, 3, 1, 1, 1, 17),
-    "depthwise_x2_5x5_s2": (2, 6, 10, 10, 12, 5, 5, 2, 2, 1, 6),
-    "depthwise_7x7": (1, 9, 15, 15, 9, 7, 7, 1, 3, 1, 9),
-    "C1": (3, 1, 12, 12, 5, 3, 3, 1, 1, 1, 1),
-    "K1": (2, 5, 12, 12, 1, 3, 3, 1, 1, 1, 1),
-    "C3_K17": (2, 3, 9, 9, 17, 3, 3, 1, 1, 1, 1),
-    "C17_K3": (2, 17, 9, 9, 3, 3, 3, 1, 0, 1, 1),
-    "same_3x3": (2, 4, 10, 10, 6, 3, 3, 1, "same", 1, 1),
-    "same_even_4x4": (2, 4, 10, 11, 6, 4, 4, 1, "same", 1, 1),
-    "same_2x3_dil2": (1, 4, 9, 9, 3, 2, 3, 1, "same", 2, 1),
-    "valid": (2, 4, 10, 10, 6, 3, 3, 1, "valid", 1, 1),
-    "padding_beyond_kernel": (1, 4, 5, 6, 3, 3, 3, 1, 3, 1, 1),
-    "stride_beyond_kernel": (2, 4, 17, 17, 5, 2, 2, 3, 0, 1, 1),
-    "long_reduction_c64": (2, 64, 16, 16, 32, 3, 3, 1, 1, 1, 1),
-    "odd_spatial_129x151": (1, 2, 129, 151, 3, 3, 3, 1, 1, 1, 1),
-    "split_reduction": (8, 2, 64, 64, 2, 1, 1, 1, 0, 1, 1),
-    "split_5x5_groups2": (16, 4, 64, 64, 4, 5, 5, 1, 2, 1, 2),  # split positions x 3 tap chunks x groups
-    "split_same_even_4x4": (16, 2, 48, 48, 2, 4, 4, 1, "same", 1, 1),  # split positions, asymmetric padding
-    "batch1": (1, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1),
+# The grid: small shapes chosen for what they exercise.
+GRID = {
+    "1x1": Case(2, 8, 9, 11, 16, 1, 1, 1, 0, 1, 1),
+    "3x3_pad1": Case(2, 8, 13, 10, 12, 3, 3, 1, 1, 1, 1),
+    "3x3_stride2": Case(3, 5, 15, 17, 7, 3, 3, 2, 1, 1, 1),
+    "5x5_s3_p2": Case(1, 3, 20, 19, 4, 5, 5, 3, 2, 1, 1),
+    "7x7_s2_p3": Case(2, 3, 23, 23, 8, 7, 7, 2, 3, 1, 1),
+    "2x2": Case(2, 5, 8, 8, 3, 2, 2, 1, 0, 1, 1),
+    "4x4_s2_p1": Case(2, 4, 16, 16, 4, 4, 4, 2, 1, 1, 1),
+    "6x6_p2": Case(1, 3, 14, 14, 2, 6, 6, 1, 2, 1, 1),
+    "nonsquare_3x5": Case(2, 6, 12, 14, 5, 3, 5, (1, 2), (1, 2), 1, 1),
+    "nonsquare_1x7": Case(1, 4, 9, 16, 6, 1, 7, 1, (0, 3), 1, 1),
+    "nonsquare_7x1": Case(1, 4, 16, 9, 6, 7, 1, 1, (3, 0), 1, 1),
+    "dilation2": Case(2, 8, 16, 16, 8, 3, 3, 1, 2, 2, 1),
+    "dilation_2x3_s2": Case(2, 4, 19, 21, 6, 3, 3, 2, 1, (2, 3), 1),
+    "groups2": Case(2, 8, 10, 10, 12, 3, 3, 1, 1, 1, 2),
+    "groups4_s2": Case(2, 16, 11, 11, 8, 3, 3, 2, 0, 1, 4),
+    "depthwise_3x3": Case(2, 17, 12, 12, 17, 3, 3, 1, 1, 1, 17),
+    "depthwise_x2_5x5_s2": Case(2, 6, 10, 10, 12, 5, 5, 2, 2, 1, 6),
+    "depthwise_7x7": Case(1, 9, 15, 15, 9, 7, 7, 1, 3, 1, 9),
+    "C1": Case(3, 1, 12, 12, 5, 3, 3, 1, 1, 1, 1),
+    "K1": Case(2, 5, 12, 12, 1, 3, 3, 1, 1, 1, 1),
+    "C3_K17": Case(2, 3, 9, 9, 17, 3, 3, 1, 1, 1, 1),
+    "C17_K3": Case(2, 17, 9, 9, 3, 3, 3, 1, 0, 1, 1),
+    "same_3x3": Case(2, 4, 10, 10, 6, 3, 3, 1, "same", 1, 1),
+    "same_even_4x4": Case(2, 4, 10, 11, 6, 4, 4, 1, "same", 1, 1),
+    "same_2x3_dil2": Case(1, 4, 9, 9, 3, 2, 3, 1, "same", 2, 1),
+    "valid": Case(2, 4, 10, 10, 6, 3, 3, 1, "valid", 1, 1),
+    "padding_beyond_kernel": Case(1, 4, 5, 6, 3, 3, 3, 1, 3, 1, 1),
+    "stride_beyond_kernel": Case(2, 4, 17, 17, 5, 2, 2, 3, 0, 1, 1),
+    "long_reduction_c64": Case(2, 64, 16, 16, 32, 3, 3, 1, 1, 1, 1),
+    "odd_spatial_129x151": Case(1, 2, 129, 151, 3, 3, 3, 1, 1, 1, 1),
+    "split_reduction": Case(8, 2, 64, 64, 2, 1, 1, 1, 0, 1, 1),
+    "split_5x5_groups2": Case(16, 4, 64, 64, 4, 5, 5, 1, 2, 1, 2),  # split positions x 3 tap chunks x groups
+    "split_same_even_4x4": Case(16, 2, 48, 48, 2, 4, 4, 1, "same", 1, 1),  # split positions, asymmetric padding
+    "batch1": Case(1, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1),
 }
 MODES = ["fp32", "tf32", "fp16", "bf16", "fp64"]
+LAYOUTS = ["nchw", "nhwc"]
+
+# Inputs (and grad_out) sliced out of a larger buffer: (offset of the first element, unused elements after each
+# row). Odd offsets leave the data pointer off 16-byte alignment for every dtype.
+SLICINGS = {"offset3": (3, 0), "rowpad5": (0, 5), "offset1_rowpad3": (1, 3)}
+SLICED_CASES = ["1x1", "3x3_stride2", "nonsquare_3x5", "groups2", "depthwise_3x3", "batch1"]
+
+FUZZ_COUNT = 24
+FUZZ_SEED = int(os.environ.get("CONV2D_EXT_FUZZ_SEED") or fresh_seed())  # fuzz case i uses FUZZ_SEED + i
+
+
+def variants():
+    """{test id: variant}: each compiled family forced on every pass, and each registered kernel
+    (conv2d_ext.kernels(), once it exists) forced on the passes that have it."""
+    out = {family: family for family in conv2d_ext.heuristics.AVAILABLE}
+    kernels = getattr(conv2d_ext, "kernels", None)
+    by_pass = {p: names for p, names in (kernels() if kernels else {}).items() if p in conv2d_ext.heuristics.PASSES}
+    for name in sorted({name for names in by_pass.values() for name in names} - set(out)):
+        out[name] = {p: name for p, names in by_pass.items() if name in names}
+    return out
+
+
+VARIANTS = variants()
+with_variants = pytest.mark.parametrize("variant", list(VARIANTS.values()), ids=list(VARIANTS))
 
 
 @pytest.fixture
 def precision_mode(request):
-    """Sets torch.backends.cudnn.allow_tf32 for the mode and restores it afterwards."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = request.param == "tf32"
-    yield request.param
-    torch.backends.cudnn.allow_tf32 = saved
+    """Allows TF32 exactly in the "tf32" mode, restored afterwards."""
+    with precision(request.param):
+        yield request.param
 
 
-def run_and_check(case, mode, channels_last, variant, with_bias):
-    N, C, H, W, K, R, S, stride, padding, dilation, groups = case
-    conv_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    seed = torch.randint(0, 2**31, ()).item()  # fresh inputs every run; the seed is in every failure message
-    x, w, b = make_inputs(N, C, H, W, K, R, S, groups, DTYPES[mode], channels_last=channels_last, bias=with_bias,
-                          seed=seed)
+def run_and_check(case, mode, layout, variant, bias, offset=0, row_pad=0, seed=None):
+    """Runs the forward and backward of `case` on `variant` and compares every result with the float64 reference.
+    Skips with the reason when the forced variant cannot run the case."""
+    seed = fresh_seed() if seed is None else seed
+    where = f"{case}, {mode}, {layout}, offset {offset}, row_pad {row_pad}, seed {seed}"
+    sliced = dict(channels_last=layout == "nhwc", offset=offset, row_pad=row_pad)
+    x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[mode], bias=bias, seed=seed, **sliced)
     leaves = [t.requires_grad_(True) for t in (x, w, b) if t is not None]
+    try:
+        y = conv2d_ext.conv2d(x, w, b, **case.conv_args, variant=variant)
+        gen = torch.Generator(device="cuda").manual_seed(seed + 1)
+        grad_out = random_tensor(y.shape, y.dtype, generator=gen, **sliced)
+        grads = torch.autograd.grad(y, leaves, grad_out)
+    except conv2d_ext.Conv2dError as e:
+        if "cannot run" not in str(e):
+            raise
+        pytest.skip(str(e))
+    ref_y, ref_grads = reference(x, w, b, grad_out, **case.conv_args)
 
-    y = conv2d_ext.conv2d(x, w, b, **conv_args, variant=variant)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    grad_out = torch.randn(y.shape, device="cuda").to(y.dtype).contiguous(memory_format=fmt)
-    grads = torch.autograd.grad(y, leaves, grad_out)
-    ref_y, ref_grads = reference(x, w, b, grad_out, **conv_args)
-
-    assert y.dtype == x.dtype and y.shape == ref_y.shape
-    if C > 1 and K > 1 and H * W > 1:  # unambiguous layouts only
-        assert y.is_contiguous(memory_format=fmt), "output must take the input's memory format"
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    if case.C > 1 and case.K > 1 and case.H * case.W > 1 and not (offset or row_pad):  # unambiguous layouts only
+        assert y.is_contiguous(memory_format=fmt), f"output must take the input's memory format ({where})"
     tol = TOLERANCE[mode]
     for name, out, ref in zip(("output", "grad_input", "grad_weight", "grad_bias"), (y,) + grads, (ref_y,) + ref_grads):
-        assert out.shape == ref.shape and out.dtype == x.dtype, name
+        assert out.shape == ref.shape and out.dtype == x.dtype, f"{name} ({where})"
         err = rel_err(out, ref)
-        assert err <= tol, f"{name}: relative error {err:.3g} > {tol:g} (seed {seed})"
+        assert err <= tol, f"{name}: relative error {err:.3g} > {tol:g} ({where})"
 
 
-@pytest.mark.parametrize("variant", conv2d_ext.heuristics.AVAILABLE)
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@with_variants
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision_mode", MODES, indirect=True)
-@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-def test_forward_and_gradients(case, precision_mode, layout, variant, poison):
-    with_bias = list(CASES.values()).index(case) % 2 == 0  # half the cases with bias, half without
-    run_and_check(case, precision_mode, layout == "nhwc", variant, with_bias)
+@pytest.mark.parametrize("name", list(GRID))
+def test_forward_and_gradients(name, precision_mode, layout, variant, poison):
+    bias = list(GRID).index(name) % 2 == 0  # half the cases with bias, half without
+    run_and_check(GRID[name], precision_mode, layout, variant, bias)
+
+
+@with_variants
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", SLICED_CASES)
+def test_sliced_inputs(name, precision_mode, layout, slicing, variant, poison):
+    """Inputs and grad_out that are views into a larger NaN-filled buffer: misaligned base pointers and padded
+    rows, in both layouts (what vectorised loaders must handle or refuse)."""
+    offset, row_pad = SLICINGS[slicing]
+    run_and_check(GRID[name], precision_mode, layout, variant, True, offset, row_pad)
+
+
+def random_problem(seed):
+    """A random valid convolution and how to run it, all drawn from `seed`: (case, mode, layout, bias, offset,
+    row_pad). Sizes are often odd; padding goes up to the dilated kernel extent; H and W keep the output >= 1."""
+    rng = random.Random(seed)
+    groups = rng.choice([1, 1, 2, 3])
+    kernel = (rng.randint(1, 5), rng.randint(1, 5))
+    dilation = (rng.randint(1, 3), rng.randint(1, 3))
+    extent = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    padding = tuple(rng.randint(0, e) for e in extent)
+    H, W = (rng.randint(max(1, e - 2 * p), e + 24) for e, p in zip(extent, padding))
+    case = Case(rng.randint(1, 3), groups * rng.randint(1, 7), H, W, groups * rng.randint(1, 7), *kernel,
+                (rng.randint(1, 3), rng.randint(1, 3)), padding, dilation, groups)
+    return (case, rng.choice(MODES), rng.choice(LAYOUTS), rng.random() < 0.5, rng.choice([0, 0, 1, 3, 5, 7]),
+            rng.choice([0, 0, 1, 4]))
+
+
+@with_variants
+@pytest.mark.parametrize("index", range(FUZZ_COUNT), ids=lambda i: f"fuzz{i}")
+def test_random_shapes(index, variant, poison):
+    """Random shapes, geometry, modes and slicings. A failure's message holds its seed: rerun it as fuzz0 with
+    CONV2D_EXT_FUZZ_SEED=<seed>."""
+    seed = FUZZ_SEED + index
+    case, mode, layout, bias, offset, row_pad = random_problem(seed)
+    with precision(mode):
+        run_and_check(case, mode, layout, variant, bias, offset, row_pad, seed=seed)
 
 
 @pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
 def test_auto_variant(precision_mode, poison):
     """The heuristics' own choice, with bias, on a ResNet-like shape."""
-    run_and_check((4, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1), precision_mode, False, "auto", True)
+    run_and_check(Case(4, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1), precision_mode, "nchw", "auto", True)
