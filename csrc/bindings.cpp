@@ -1,21 +1,68 @@
-// The binding layer: checks tensors, builds one ConvParams, and calls a kernel family's launcher on the
-// current stream of the tensors' device. Every entry point writes into tensors the caller allocated (the
-// Python layer), so tests can poison outputs and nothing here allocates results.
+// The binding: the torch ops conv2d_ext::forward / backward_data / backward_weight / backward_bias (schemas and
+// CUDA implementations, registered here in C++ so a call costs one dispatch), and a small pybind module
+// (conv2d_ext._C) that lists the kernel registry and asks a kernel why it cannot run a problem.
 //
-// Entry points, one per pass and family: forward_<family>, backward_data_<family>, backward_weight_<family>,
-// plus backward_bias. Padding is (top, bottom, left, right).
+// Each op takes the name of the kernel to run (Python's heuristics choose it), makes its tensor inputs dense in
+// the layout Python decided (channels_last), allocates its result in that layout, builds one ConvParams, looks
+// the kernel up in the registry, and launches it on the current stream under a device guard. Python validates
+// the arguments with user-facing messages; the checks here are the ones memory safety needs when an op is
+// called directly. Padding is [top, left]: the bottom/right padding is implied by the output size.
 #include <torch/extension.h>
+#include <torch/library.h>
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "common/launch.cuh"
 #include "kernels.h"
+#include "registry.h"
 
 namespace conv2d_ext {
 namespace {
+
+// ---- Poison: every result filled with NaN before its kernel runs, so an element a kernel fails to write shows.
+
+std::atomic<bool>& poison_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* env = std::getenv("CONV2D_EXT_POISON");
+    return env != nullptr && std::string(env) == "1";
+  }()};
+  return flag;
+}
+
+// ---- Names.
+
+const char* pass_name(Pass pass) {
+  switch (pass) {
+    case Pass::kForward: return "forward";
+    case Pass::kBackwardData: return "backward_data";
+    case Pass::kBackwardWeight: return "backward_weight";
+  }
+  return "?";
+}
+
+Pass parse_pass(const std::string& name) {
+  for (Pass pass : {Pass::kForward, Pass::kBackwardData, Pass::kBackwardWeight}) {
+    if (name == pass_name(pass)) return pass;
+  }
+  TORCH_CHECK(false, "conv2d_ext: unknown pass '", name, "' (expected forward, backward_data or backward_weight)");
+}
+
+std::string kernel_names(Pass pass) {
+  std::string names;
+  for (const KernelInfo* k : registry()) {
+    if (k->pass == pass) names += (names.empty() ? "" : ", ") + kernel_name(*k);
+  }
+  return names;
+}
 
 DType to_dtype(at::ScalarType t) {
   switch (t) {
@@ -27,67 +74,92 @@ DType to_dtype(at::ScalarType t) {
   }
 }
 
-void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& ref) {
-  TORCH_CHECK(t.defined(), "conv2d_ext: ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), "conv2d_ext: ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.device() == ref.device(), "conv2d_ext: ", name, " is on ", t.device(), " but input is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "conv2d_ext: ", name, " has dtype ", t.scalar_type(),
-              " but input has dtype ", ref.scalar_type());
-  TORCH_CHECK(t.dim() == 4, "conv2d_ext: ", name, " must be 4-D, got ", t.dim(), "-D");
+// ---- ConvParams.
+
+int checked_int(int64_t v, const char* name, int64_t lo) {
+  TORCH_CHECK(v >= lo && v <= std::numeric_limits<int>::max(), "conv2d_ext: ", name, " must be in [", lo,
+              ", 2^31), got ", v);
+  return static_cast<int>(v);
+}
+
+// Element strides of a dense N x C x H x W tensor in NCHW, or NHWC when channels_last.
+void dense_strides(int64_t (&st)[4], int64_t C, int64_t H, int64_t W, bool channels_last) {
+  if (channels_last) {
+    st[0] = H * W * C; st[1] = 1; st[2] = W * C; st[3] = C;
+  } else {
+    st[0] = C * H * W; st[1] = H * W; st[2] = W; st[3] = 1;
+  }
 }
 
 void copy_strides(int64_t (&dst)[4], const at::Tensor& t) {
   for (int i = 0; i < 4; ++i) dst[i] = t.stride(i);
 }
 
-int checked_int(int64_t v, const char* name, int64_t lo) {
-  TORCH_CHECK(v >= lo && v <= INT32_MAX, "conv2d_ext: ", name, " must be in [", lo, ", 2^31), got ", v);
-  return static_cast<int>(v);
-}
-
-// Builds and validates the parameters of a convolution of activations x (N,C,H,W) with filters w
-// (K,C/groups,R,S) giving y (N,K,P,Q). `written` names the tensor the pass writes; it must be dense.
-ConvParams make_params(const at::Tensor& x, const at::Tensor& w, const at::Tensor& y, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool allow_tf32,
-                       const at::Tensor& written) {
-  check_tensor(x, "input", x);
-  check_tensor(w, "weight", x);
-  check_tensor(y, "output", x);
-  TORCH_CHECK(stride.size() == 2 && dilation.size() == 2 && padding.size() == 4,
-              "conv2d_ext: expected stride[2], padding[4] (top, bottom, left, right), dilation[2]");
-  TORCH_CHECK(written.is_non_overlapping_and_dense(), "conv2d_ext: the tensor written must be dense");
-
+// Sizes, geometry and flags of a convolution of x (N,C,H,W) with w (K,C/groups,R,S) giving y (N,K,P,Q), checked
+// for what the kernels rely on: positive geometry that fits in int, groups dividing C and K, and an output size
+// that some bottom/right padding >= 0 gives (the kernels bound-check every read of x against H and W).
+// Strides and pointers are left for the caller.
+ConvParams make_geometry(at::IntArrayRef x, at::IntArrayRef w, at::IntArrayRef y, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
+              "conv2d_ext: expected stride[2], padding[2] (top, left), dilation[2]");
   ConvParams p{};
-  p.N = x.size(0); p.C = x.size(1); p.H = x.size(2); p.W = x.size(3);
-  p.K = w.size(0); p.R = w.size(2); p.S = w.size(3);
+  p.N = x[0]; p.C = x[1]; p.H = x[2]; p.W = x[3];
+  p.K = w[0]; p.R = w[2]; p.S = w[3];
+  p.P = y[2]; p.Q = y[3];
   p.groups = checked_int(groups, "groups", 1);
-  TORCH_CHECK(p.C % groups == 0, "conv2d_ext: input channels (", p.C, ") not divisible by groups (", groups, ")");
-  TORCH_CHECK(p.K % groups == 0, "conv2d_ext: output channels (", p.K, ") not divisible by groups (", groups, ")");
-  TORCH_CHECK(w.size(1) == p.C / groups, "conv2d_ext: weight has ", w.size(1), " input channels per group, expected ",
-              p.C / groups);
   p.stride_h = checked_int(stride[0], "stride", 1);
   p.stride_w = checked_int(stride[1], "stride", 1);
+  p.pad_h = checked_int(padding[0], "padding", 0);
+  p.pad_w = checked_int(padding[1], "padding", 0);
   p.dil_h = checked_int(dilation[0], "dilation", 1);
   p.dil_w = checked_int(dilation[1], "dilation", 1);
-  p.pad_h = checked_int(padding[0], "padding", 0);
-  p.pad_w = checked_int(padding[2], "padding", 0);
-  const int64_t pad_bottom = checked_int(padding[1], "padding", 0), pad_right = checked_int(padding[3], "padding", 0);
-  // Padded extent minus dilated kernel extent; negative means the kernel does not fit (check before dividing:
-  // C++ division truncates toward zero).
-  const int64_t rows = p.H + p.pad_h + pad_bottom - int64_t(p.dil_h) * (p.R - 1) - 1;
-  const int64_t cols = p.W + p.pad_w + pad_right - int64_t(p.dil_w) * (p.S - 1) - 1;
-  TORCH_CHECK(rows >= 0 && cols >= 0 && p.R > 0 && p.S > 0, "conv2d_ext: output size is empty (the dilated kernel ",
-              int64_t(p.dil_h) * (p.R - 1) + 1, "x", int64_t(p.dil_w) * (p.S - 1) + 1, " exceeds the padded input)");
-  p.P = rows / p.stride_h + 1;
-  p.Q = cols / p.stride_w + 1;
-  TORCH_CHECK(y.size(0) == p.N && y.size(1) == p.K && y.size(2) == p.P && y.size(3) == p.Q,
-              "conv2d_ext: output has shape ", y.sizes(), ", expected [", p.N, ", ", p.K, ", ", p.P, ", ", p.Q, "]");
+  TORCH_CHECK(p.N >= 0 && p.H >= 1 && p.W >= 1 && p.R >= 1 && p.S >= 1, "conv2d_ext: empty input or filter sizes");
+  TORCH_CHECK(p.C % p.groups == 0 && p.K % p.groups == 0 && w[1] * p.groups == p.C,
+              "conv2d_ext: input channels ", p.C, ", filter ", w, " and groups ", p.groups, " do not agree");
+  TORCH_CHECK(y[0] == p.N && y[1] == p.K, "conv2d_ext: output ", y, " does not match batch ", p.N, " and ", p.K,
+              " output channels");
+  // The padding below/right of the input that the output size implies: the last window ends there. F.conv2d's
+  // output size for a bottom padding pb >= 0 implies pb - stride < implied <= pb.
+  const int64_t implied_bottom = (p.P - 1) * p.stride_h + int64_t(p.dil_h) * (p.R - 1) + 1 - p.H - p.pad_h;
+  const int64_t implied_right = (p.Q - 1) * p.stride_w + int64_t(p.dil_w) * (p.S - 1) + 1 - p.W - p.pad_w;
+  TORCH_CHECK(p.P >= 1 && p.Q >= 1 && implied_bottom > -p.stride_h && implied_right > -p.stride_w,
+              "conv2d_ext: output size ", p.P, "x", p.Q, " does not fit input ", p.H, "x", p.W, ", filter ", p.R, "x",
+              p.S, ", stride ", stride, ", padding ", padding, " and dilation ", dilation);
+  return p;
+}
+
+void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& ref) {
+  TORCH_CHECK(t.defined(), "conv2d_ext: ", name, " is undefined");
+  TORCH_CHECK(t.is_cuda(), "conv2d_ext: ", name, " must be a CUDA tensor, got ", t.device());
+  TORCH_CHECK(t.device() == ref.device(), "conv2d_ext: ", name, " is on ", t.device(), " but ", ref.device(),
+              " was expected");
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "conv2d_ext: ", name, " has dtype ", t.scalar_type(), " but ",
+              ref.scalar_type(), " was expected");
+  TORCH_CHECK(t.dim() == 4, "conv2d_ext: ", name, " must be 4-D, got ", t.dim(), "-D");
+}
+
+at::MemoryFormat memory_format(bool channels_last) {
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+// A result of `sizes` in `like`'s dtype and device, dense in the layout.
+at::Tensor new_result(at::IntArrayRef sizes, const at::Tensor& like, bool channels_last) {
+  return at::empty(sizes, like.options().memory_format(memory_format(channels_last)));
+}
+
+// The ConvParams of dense x, w, y (the op made them so) on one device.
+ConvParams make_params(const at::Tensor& x, const at::Tensor& w, const at::Tensor& y, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool allow_tf32,
+                       bool channels_last) {
+  ConvParams p = make_geometry(x.sizes(), w.sizes(), y.sizes(), stride, padding, dilation, groups);
   copy_strides(p.x_stride, x);
   copy_strides(p.w_stride, w);
   copy_strides(p.y_stride, y);
-  p.channels_last = x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  p.channels_last = channels_last;
   p.dtype = to_dtype(x.scalar_type());
   p.allow_tf32 = allow_tf32;
+  p.sm = device_info(x.get_device()).sm;
   p.x = x.data_ptr();
   p.w = w.data_ptr();
   p.y = y.data_ptr();
@@ -95,89 +167,168 @@ ConvParams make_params(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   return p;
 }
 
-using Ints = std::vector<int64_t>;  // stride, padding, dilation as Python passes them
+// Runs kernel `name` of `pass` on `p`, which writes `result`.
+void run(Pass pass, c10::string_view name, const ConvParams& p, at::Tensor& result) {
+  const std::string kernel(name.data(), name.size());
+  const KernelInfo* k = find_kernel(pass, kernel);
+  TORCH_CHECK(k != nullptr, "conv2d_ext: no ", pass_name(pass), " kernel named '", kernel, "' (registered: ",
+              kernel_names(pass), ")");
+  const std::string why_not = k->can_implement(p);
+  TORCH_CHECK(why_not.empty(), "conv2d_ext: kernel '", kernel, "' cannot run ", pass_name(pass),
+              " of this convolution: ", why_not);
+  if (poison_flag().load(std::memory_order_relaxed)) result.fill_(std::numeric_limits<double>::quiet_NaN());
+  const int64_t bytes = k->workspace_bytes ? k->workspace_bytes(p) : 0;
+  const at::Tensor workspace = bytes > 0 ? at::empty({bytes}, result.options().dtype(at::kByte)) : at::Tensor();
+  k->launch(p, bytes > 0 ? workspace.data_ptr() : nullptr, c10::cuda::getCurrentCUDAStream(result.get_device()).stream());
+}
 
-cudaStream_t current_stream(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+// ---- The ops.
 
-using LaunchFn = void (*)(const ConvParams&, cudaStream_t);
-using WorkspaceFn = int64_t (*)(const ConvParams&);
-using ReduceFn = void (*)(const ConvParams&, void*, cudaStream_t);
-
-template <LaunchFn kLaunch>
-void forward_entry(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                   const at::Tensor& output, const Ints& stride, const Ints& padding, const Ints& dilation,
-                   int64_t groups, bool allow_tf32) {
-  ConvParams p = make_params(input, weight, output, stride, padding, dilation, groups, allow_tf32, output);
+at::Tensor forward(c10::string_view kernel, const at::Tensor& input, const at::Tensor& weight,
+                   const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                   at::IntArrayRef dilation, int64_t groups, at::IntArrayRef output_size, bool allow_tf32,
+                   bool channels_last) {
+  check_tensor(input, "input", input);
+  check_tensor(weight, "weight", input);
+  TORCH_CHECK(output_size.size() == 2, "conv2d_ext: expected output_size[2]");
   const c10::cuda::CUDAGuard guard(input.device());
+  const auto fmt = memory_format(channels_last);
+  const at::Tensor x = input.contiguous(fmt), w = weight.contiguous(fmt);
+  at::Tensor y = new_result({x.size(0), w.size(0), output_size[0], output_size[1]}, x, channels_last);
+  ConvParams p = make_params(x, w, y, stride, padding, dilation, groups, allow_tf32, channels_last);
+  at::Tensor b;
   if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->is_cuda() && bias->device() == input.device(), "conv2d_ext: bias must be on ", input.device());
-    TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "conv2d_ext: bias has dtype ", bias->scalar_type(),
-                " but input has dtype ", input.scalar_type());
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == p.K && bias->is_contiguous(),
-                "conv2d_ext: bias must be a contiguous 1-D tensor of ", p.K, " elements");
-    p.bias = bias->data_ptr();
+    TORCH_CHECK(bias->is_cuda() && bias->device() == input.device() && bias->scalar_type() == input.scalar_type() &&
+                    bias->dim() == 1 && bias->size(0) == p.K,
+                "conv2d_ext: bias must be a 1-D tensor of ", p.K, " elements of the input's dtype and device");
+    b = bias->contiguous();
+    p.bias = b.data_ptr();
   }
-  kLaunch(p, current_stream(input));
+  run(Pass::kForward, kernel, p, y);
+  return y;
 }
 
-template <LaunchFn kLaunch>
-void backward_data_entry(const at::Tensor& grad_output, const at::Tensor& weight, const at::Tensor& grad_input,
-                         const Ints& stride, const Ints& padding, const Ints& dilation, int64_t groups,
-                         bool allow_tf32) {
-  const ConvParams p =
-      make_params(grad_input, weight, grad_output, stride, padding, dilation, groups, allow_tf32, grad_input);
-  const c10::cuda::CUDAGuard guard(grad_input.device());
-  kLaunch(p, current_stream(grad_input));
-}
-
-template <WorkspaceFn kWorkspace, ReduceFn kLaunch>
-void backward_weight_entry(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& grad_weight,
-                           const Ints& stride, const Ints& padding, const Ints& dilation,
-                           int64_t groups, bool allow_tf32) {
-  const ConvParams p =
-      make_params(input, grad_weight, grad_output, stride, padding, dilation, groups, allow_tf32, grad_weight);
-  const c10::cuda::CUDAGuard guard(input.device());
-  const at::Tensor workspace = at::empty({kWorkspace(p)}, input.options().dtype(at::kByte));
-  kLaunch(p, workspace.data_ptr(), current_stream(input));
-}
-
-void backward_bias_entry(const at::Tensor& grad_output, const at::Tensor& grad_bias) {
-  TORCH_CHECK(grad_output.is_cuda() && grad_output.dim() == 4, "conv2d_ext: grad_output must be a 4-D CUDA tensor");
-  TORCH_CHECK(grad_bias.device() == grad_output.device() && grad_bias.scalar_type() == grad_output.scalar_type() &&
-                  grad_bias.dim() == 1 && grad_bias.size(0) == grad_output.size(1) && grad_bias.is_contiguous(),
-              "conv2d_ext: grad_bias must be a contiguous 1-D tensor of ", grad_output.size(1),
-              " elements on grad_output's device and dtype");
+at::Tensor backward_data(c10::string_view kernel, const at::Tensor& grad_output, const at::Tensor& weight,
+                         at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                         at::IntArrayRef dilation, int64_t groups, bool allow_tf32, bool channels_last) {
+  check_tensor(grad_output, "grad_output", grad_output);
+  check_tensor(weight, "weight", grad_output);
+  TORCH_CHECK(input_size.size() == 4, "conv2d_ext: expected input_size[4]");
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  ConvParams p{};
+  const auto fmt = memory_format(channels_last);
+  const at::Tensor dy = grad_output.contiguous(fmt), w = weight.contiguous(fmt);
+  at::Tensor dx = new_result(input_size, dy, channels_last);
+  const ConvParams p = make_params(dx, w, dy, stride, padding, dilation, groups, allow_tf32, channels_last);
+  run(Pass::kBackwardData, kernel, p, dx);
+  return dx;
+}
+
+at::Tensor backward_weight(c10::string_view kernel, const at::Tensor& grad_output, const at::Tensor& input,
+                           at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                           at::IntArrayRef dilation, int64_t groups, bool allow_tf32, bool channels_last) {
+  check_tensor(grad_output, "grad_output", grad_output);
+  check_tensor(input, "input", grad_output);
+  TORCH_CHECK(weight_size.size() == 4, "conv2d_ext: expected weight_size[4]");
+  const c10::cuda::CUDAGuard guard(grad_output.device());
+  const auto fmt = memory_format(channels_last);
+  const at::Tensor dy = grad_output.contiguous(fmt), x = input.contiguous(fmt);
+  at::Tensor dw = new_result(weight_size, dy, channels_last);
+  const ConvParams p = make_params(x, dw, dy, stride, padding, dilation, groups, allow_tf32, channels_last);
+  run(Pass::kBackwardWeight, kernel, p, dw);
+  return dw;
+}
+
+at::Tensor backward_bias_op(const at::Tensor& grad_output) {
+  check_tensor(grad_output, "grad_output", grad_output);
+  const c10::cuda::CUDAGuard guard(grad_output.device());
+  at::Tensor db = at::empty({grad_output.size(1)}, grad_output.options());
+  ConvParams p{};  // only what the bias gradient reads; the kernel honours any strides of grad_output
   p.N = grad_output.size(0); p.K = grad_output.size(1); p.P = grad_output.size(2); p.Q = grad_output.size(3);
-  p.C = p.K; p.R = p.S = 1; p.groups = 1;
   copy_strides(p.y_stride, grad_output);
   p.dtype = to_dtype(grad_output.scalar_type());
   p.y = const_cast<void*>(grad_output.data_ptr());
-  const at::Tensor workspace = at::empty({backward_bias_workspace(p)}, grad_output.options().dtype(at::kByte));
-  backward_bias(p, grad_bias.data_ptr(), workspace.data_ptr(), current_stream(grad_output));
+  if (poison_flag().load(std::memory_order_relaxed)) db.fill_(std::numeric_limits<double>::quiet_NaN());
+  const int64_t bytes = backward_bias_workspace(p);
+  const at::Tensor workspace = bytes > 0 ? at::empty({bytes}, db.options().dtype(at::kByte)) : at::Tensor();
+  backward_bias(p, db.data_ptr(), bytes > 0 ? workspace.data_ptr() : nullptr,
+                c10::cuda::getCurrentCUDAStream(grad_output.get_device()).stream());
+  return db;
+}
+
+// ---- What Python asks the registry.
+
+std::vector<std::tuple<std::string, std::string, std::string, std::string>> list_kernels() {
+  std::vector<std::tuple<std::string, std::string, std::string, std::string>> out;
+  for (const KernelInfo* k : registry()) out.emplace_back(pass_name(k->pass), kernel_name(*k), k->family, k->config);
+  return out;
+}
+
+// Why kernel `name` of `pass` cannot run a problem ("" when it can), from sizes [N,C,H,W,K,R,S,P,Q] and geometry
+// alone: dense strides in the layout, aligned placeholder pointers (never dereferenced). Host code, no GPU needed.
+std::string can_implement(const std::string& pass_str, const std::string& name, std::vector<int64_t> sizes,
+                          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                          int64_t groups, const std::string& dtype, bool channels_last, bool allow_tf32, int64_t sm) {
+  const Pass pass = parse_pass(pass_str);
+  const KernelInfo* k = find_kernel(pass, name);
+  TORCH_CHECK(k != nullptr, "conv2d_ext: no ", pass_str, " kernel named '", name, "' (registered: ",
+              kernel_names(pass), ")");
+  TORCH_CHECK(sizes.size() == 9, "conv2d_ext: expected sizes [N, C, H, W, K, R, S, P, Q]");
+  TORCH_CHECK(groups >= 1, "conv2d_ext: groups must be positive");
+  const int64_t N = sizes[0], C = sizes[1], H = sizes[2], W = sizes[3], K = sizes[4], R = sizes[5], S = sizes[6];
+  ConvParams p = make_geometry({N, C, H, W}, {K, C / groups, R, S}, {N, K, sizes[7], sizes[8]}, stride, padding,
+                               dilation, groups);
+  dense_strides(p.x_stride, C, H, W, channels_last);
+  dense_strides(p.w_stride, C / groups, R, S, channels_last);
+  dense_strides(p.y_stride, K, p.P, p.Q, channels_last);
+  p.channels_last = channels_last;
+  const char* dtypes[] = {"float32", "float64", "float16", "bfloat16"};
+  const DType values[] = {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16};
+  bool known = false;
+  for (int i = 0; i < 4; ++i) {
+    if (dtype == dtypes[i]) { p.dtype = values[i]; known = true; }
+  }
+  TORCH_CHECK(known, "conv2d_ext: unknown dtype '", dtype, "' (expected float32, float64, float16 or bfloat16)");
+  p.allow_tf32 = allow_tf32;
+  p.sm = checked_int(sm, "sm", 0);
+  // The caching allocator aligns every allocation to at least 512 bytes.
+  p.x = reinterpret_cast<void*>(uintptr_t(1) << 20);
+  p.w = reinterpret_cast<void*>(uintptr_t(2) << 20);
+  p.y = reinterpret_cast<void*>(uintptr_t(3) << 20);
+  return k->can_implement(p);
 }
 
 }  // namespace
 }  // namespace conv2d_ext
 
+TORCH_LIBRARY(conv2d_ext, m) {
+  m.def("forward(str kernel, Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, "
+        "int[] dilation, int groups, int[] output_size, bool allow_tf32, bool channels_last) -> Tensor");
+  m.def("backward_data(str kernel, Tensor grad_output, Tensor weight, int[] input_size, int[] stride, "
+        "int[] padding, int[] dilation, int groups, bool allow_tf32, bool channels_last) -> Tensor");
+  m.def("backward_weight(str kernel, Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
+        "int[] padding, int[] dilation, int groups, bool allow_tf32, bool channels_last) -> Tensor");
+  m.def("backward_bias(Tensor grad_output) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(conv2d_ext, CUDA, m) {
+  m.impl("forward", &conv2d_ext::forward);
+  m.impl("backward_data", &conv2d_ext::backward_data);
+  m.impl("backward_weight", &conv2d_ext::backward_weight);
+  m.impl("backward_bias", &conv2d_ext::backward_bias_op);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   namespace py = pybind11;
   using namespace conv2d_ext;
-  m.doc() = "conv2d_ext kernels. Entry points write into caller-allocated tensors; padding is (top, bottom, left, right).";
-  m.attr("FAMILIES") = std::vector<std::string>{"direct"};
-
-  m.def("forward_direct", &forward_entry<forward_direct>, "Forward convolution, direct family: writes output.",
-        py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("output"), py::arg("stride"),
-        py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("allow_tf32"));
-  m.def("backward_data_direct", &backward_data_entry<backward_data_direct>,
-        "Backward-data, direct family: writes grad_input.", py::arg("grad_output"), py::arg("weight"),
-        py::arg("grad_input"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        py::arg("allow_tf32"));
-  m.def("backward_weight_direct", &backward_weight_entry<backward_weight_direct_workspace, backward_weight_direct>,
-        "Backward-weight, direct family: writes grad_weight.", py::arg("grad_output"), py::arg("input"),
-        py::arg("grad_weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        py::arg("allow_tf32"));
-  m.def("backward_bias", &backward_bias_entry, "Bias gradient: writes grad_bias[k] = sum of grad_output[:, k].",
-        py::arg("grad_output"), py::arg("grad_bias"));
+  m.doc() = "conv2d_ext: the kernel registry and the poison switch. The passes are the torch ops "
+            "torch.ops.conv2d_ext.{forward, backward_data, backward_weight, backward_bias}.";
+  m.def("kernels", &list_kernels, "Every registered kernel as (pass, name, family, config), in the table's order.");
+  m.def("can_implement", &can_implement,
+        "Why kernel `name` cannot run `pass_` of a problem; '' when it can. Host code: no GPU needed.",
+        py::arg("pass_"), py::arg("name"), py::arg("sizes"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("dtype"), py::arg("channels_last"), py::arg("allow_tf32"),
+        py::arg("sm"));
+  m.def("set_poison", [](bool on) { poison_flag().store(on); },
+        "Fill every result with NaN before its kernel runs (default: CONV2D_EXT_POISON=1 at load).", py::arg("on"));
+  m.def("poison", [] { return poison_flag().load(); }, "Whether results are NaN-filled before their kernel runs.");
 }

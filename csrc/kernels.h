@@ -1,27 +1,30 @@
-// Host entry points of every kernel family, one group per pass. Each is defined, next to its kernel, in
-// csrc/<pass>/<family>.cu and launched on `stream`; bindings.cpp builds the ConvParams and calls them.
+// The kernels of every family, as registry entries (csrc/registry.h), plus the bias gradient. Each KernelInfo is
+// defined beside its launcher in csrc/<pass>/<family>.cu and listed in the table in csrc/registry.cpp.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <cuda_runtime.h>
 
 #include "common/conv_params.h"
+#include "registry.h"
 
 namespace conv2d_ext {
 
-// Forward: y[n,k,p,q] = bias[k] + sum_{c,r,s} x[n, g*C/groups + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k,c,r,s]
-void forward_direct(const ConvParams& p, cudaStream_t stream);
+// can_implement of a kernel that runs every problem.
+inline std::string runs_everything(const ConvParams&) { return std::string(); }
 
-// Backward-data: writes x (grad_input) from y (grad_output) and w.
-void backward_data_direct(const ConvParams& p, cudaStream_t stream);
+// Direct family (csrc/<pass>/direct.cu): plain loops, every dtype, layout, stride, padding, dilation and group count.
+//   forward:         y[n,k,p,q] = bias[k] + sum_{c,r,s} x[n, g*C/groups + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k,c,r,s]
+//   backward_data:   writes x (grad_input) from y (grad_output) and w
+//   backward_weight: writes w (grad_weight) from y (grad_output) and x; a workspace for its split reduction
+extern const KernelInfo forward_direct;
+extern const KernelInfo backward_data_direct;
+extern const KernelInfo backward_weight_direct;
 
-// Backward-weight: writes w (grad_weight) from y (grad_output) and x. The caller provides
-// backward_weight_direct_workspace(p) bytes of scratch (may be 0) for the split reduction.
-int64_t backward_weight_direct_workspace(const ConvParams& p);
-void backward_weight_direct(const ConvParams& p, void* workspace, cudaStream_t stream);
-
-// Bias gradient: grad_bias[k] = sum over n, p, q of y[n,k,p,q]. Shares the reduction of backward-weight.
+// Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
+// so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.
 int64_t backward_bias_workspace(const ConvParams& p);
 void backward_bias(const ConvParams& p, void* grad_bias, void* workspace, cudaStream_t stream);
 

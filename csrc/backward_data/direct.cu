@@ -1,10 +1,10 @@
 // Backward-data, direct family: one thread per grad_input element; it gathers every (output position,
 // filter tap) pair whose window covers it. Correct for every dtype, layout, stride, padding, dilation and group
 // count. Threads are ordered spatial-fastest in both layouts, for the reasons given in forward/direct.cu.
-#include "../common/dtype.cuh"
-#include "../common/index.cuh"
-#include "../common/launch.cuh"
-#include "../kernels.h"
+#include "common/dtype.cuh"
+#include "common/index.cuh"
+#include "common/launch.cuh"
+#include "kernels.h"
 
 namespace conv2d_ext {
 namespace {
@@ -49,9 +49,7 @@ __global__ void __launch_bounds__(kThreads) backward_data_direct_kernel(const Co
   }
 }
 
-}  // namespace
-
-void backward_data_direct(const ConvParams& p, cudaStream_t stream) {
+void launch(const ConvParams& p, void* /*workspace*/, cudaStream_t stream) {
   const int64_t total = p.N * p.C * p.H * p.W;
   if (total == 0) return;
   dispatch_dtype(p.dtype, [&](auto tag) {
@@ -60,5 +58,9 @@ void backward_data_direct(const ConvParams& p, cudaStream_t stream) {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
+
+}  // namespace
+
+const KernelInfo backward_data_direct{Pass::kBackwardData, "direct", "", &runs_everything, nullptr, &launch};
 
 }  // namespace conv2d_ext

@@ -7,7 +7,7 @@
 
 #include <c10/util/Exception.h>
 
-#include "conv_params.h"
+#include "common/conv_params.h"
 
 namespace conv2d_ext {
 

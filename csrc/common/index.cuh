@@ -21,4 +21,21 @@ __device__ __forceinline__ Coord4 unravel4(int64_t idx, int64_t d1, int64_t d2, 
   return c;
 }
 
+// Walks output positions flattened as (n, p, q), q fastest, in fixed steps without a division per step:
+// thread t of a block visits start = chunk_begin + t, then every `step` (the block size) positions.
+struct PositionWalker {
+  int64_t n, p, q;
+  int64_t dn, dp, dq;
+  int64_t P, Q;
+  __device__ PositionWalker(int64_t start, int64_t step, int64_t P_, int64_t Q_) : P(P_), Q(Q_) {
+    q = start % Q; start /= Q; p = start % P; n = start / P;
+    dq = step % Q; step /= Q; dp = step % P; dn = step / P;
+  }
+  __device__ __forceinline__ void advance() {  // dq < Q and dp < P, so one carry each suffices
+    q += dq; if (q >= Q) { q -= Q; ++p; }
+    p += dp; if (p >= P) { p -= P; ++n; }
+    n += dn;
+  }
+};
+
 }  // namespace conv2d_ext

@@ -1,24 +1,43 @@
-// Launch helpers shared by every kernel family: grid sizing, device properties, block reductions.
+// Launch helpers shared by every kernel family and the binding: device properties (read once per device) and
+// grid sizing. Host code only; device-side reductions live in reduce.cuh.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 
 #include <cuda_runtime.h>
 
 #include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
 
 namespace conv2d_ext {
 
-// Multiprocessor count of the current device, cached per device.
+struct DeviceInfo {
+  int sms;  // multiprocessor count
+  int sm;   // compute capability, major * 10 + minor
+};
+
+// The properties of CUDA device `device`, queried on first use and cached.
+inline const DeviceInfo& device_info(int device) {
+  constexpr int kMaxDevices = 64;
+  static DeviceInfo cache[kMaxDevices];
+  static std::once_flag once[kMaxDevices];
+  TORCH_CHECK(device >= 0 && device < kMaxDevices, "conv2d_ext: CUDA device index ", device, " out of range");
+  std::call_once(once[device], [device] {
+    int sms = 0, major = 0, minor = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    cache[device] = DeviceInfo{sms, major * 10 + minor};
+  });
+  return cache[device];
+}
+
+// Multiprocessor count of the current device (launchers run under the binding's device guard).
 inline int num_sms() {
-  static int cache[64] = {0};
-  int dev = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 64 && cache[dev] > 0) return cache[dev];
-  int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  if (dev < 64) cache[dev] = sms;
-  return sms;
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  return device_info(device).sms;
 }
 
 // Blocks for a grid-stride loop over `total` items: enough to fill the device several times over, never
@@ -28,24 +47,6 @@ inline unsigned grid_for(int64_t total, int threads, int blocks_per_sm = 16) {
   const int64_t cap = static_cast<int64_t>(num_sms()) * blocks_per_sm;
   const int64_t blocks = needed < cap ? needed : cap;
   return static_cast<unsigned>(blocks > 0 ? blocks : 1);
-}
-
-// Sum of `v` over the block; the result is valid in thread 0. `kThreads` must be a multiple of 32.
-template <int kThreads, typename Acc>
-__device__ __forceinline__ Acc block_sum(Acc v) {
-  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "block_sum: bad block size");
-  __shared__ Acc partial[kThreads / 32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kThreads / 32 ? partial[lane] : Acc(0);
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  }
-  return v;
 }
 
 }  // namespace conv2d_ext

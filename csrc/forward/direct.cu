@@ -6,10 +6,10 @@
 // coalesced and its filter reads one broadcast. In NHWC one operand is always scattered (the input with this
 // order, the filter with channel-fastest order); both orders measured the same (benchmarks/NOTES.md), so the
 // simpler one stays. Speed is the tiled and implicit-GEMM families' job, not this one's.
-#include "../common/dtype.cuh"
-#include "../common/index.cuh"
-#include "../common/launch.cuh"
-#include "../kernels.h"
+#include "common/dtype.cuh"
+#include "common/index.cuh"
+#include "common/launch.cuh"
+#include "kernels.h"
 
 namespace conv2d_ext {
 namespace {
@@ -48,9 +48,7 @@ __global__ void __launch_bounds__(kThreads) forward_direct_kernel(const ConvPara
   }
 }
 
-}  // namespace
-
-void forward_direct(const ConvParams& p, cudaStream_t stream) {
+void launch(const ConvParams& p, void* /*workspace*/, cudaStream_t stream) {
   const int64_t total = p.N * p.K * p.P * p.Q;
   if (total == 0) return;
   dispatch_dtype(p.dtype, [&](auto tag) {
@@ -59,5 +57,9 @@ void forward_direct(const ConvParams& p, cudaStream_t stream) {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
+
+}  // namespace
+
+const KernelInfo forward_direct{Pass::kForward, "direct", "", &runs_everything, nullptr, &launch};
 
 }  // namespace conv2d_ext

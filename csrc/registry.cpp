@@ -1,0 +1,44 @@
+// The table of every compiled kernel. Adding a kernel: define its KernelInfo beside its launcher, declare it in
+// kernels.h, and list it here, in the order the heuristics should try a family's kernels.
+#include "registry.h"
+
+#include <cstring>
+
+#include "kernels.h"
+
+namespace conv2d_ext {
+
+std::string kernel_name(const KernelInfo& k) {
+  return k.config[0] == '\0' ? std::string(k.family) : std::string(k.family) + ":" + k.config;
+}
+
+const std::vector<const KernelInfo*>& registry() {
+  static const std::vector<const KernelInfo*> table = {
+      &forward_direct,
+      &backward_data_direct,
+      &backward_weight_direct,
+      // implicit_gemm kernels (csrc/implicit_gemm/*.cu) go here, e.g. &forward_implicit_gemm_128x128.
+  };
+  return table;
+}
+
+namespace {
+
+// Does `name` spell kernel_name(k)? Compared in place: the binding looks a kernel up on every call.
+bool is_named(const KernelInfo& k, const std::string& name) {
+  const size_t family = std::strlen(k.family), config = std::strlen(k.config);
+  if (name.compare(0, family, k.family) != 0) return false;
+  if (config == 0) return name.size() == family;
+  return name.size() == family + 1 + config && name[family] == ':' && name.compare(family + 1, config, k.config) == 0;
+}
+
+}  // namespace
+
+const KernelInfo* find_kernel(Pass pass, const std::string& name) {
+  for (const KernelInfo* k : registry()) {
+    if (k->pass == pass && is_named(*k, name)) return k;
+  }
+  return nullptr;
+}
+
+}  // namespace conv2d_ext
