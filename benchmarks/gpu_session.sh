@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Everything one GPU session needs, in one command: build, the full test suite (GPU tests included), then the
-# benchmark against cuDNN. Logs and results go to $OUT (default /tmp/conv2d_ext_out). The whole default suite takes
-# about 7 minutes on an H100 with the direct kernels: split it by --dtype across calls, then join the JSONs with
-# `python benchmarks/compare.py --merge benchmarks/results latest a.json b.json`. Set CONV2D_EXT_COMMIT to the
+# One GPU session in one command: build, the full test suite (GPU tests included; --large adds the tests of more than
+# 2^31 elements), the benchmark against cuDNN (compare.py, given the other arguments) and the host-overhead benchmark
+# (overhead.py). Everything goes to $OUT (default /tmp/conv2d_ext_out), at most 8 files (what the GPU machine hands
+# back): logs and the JSON results. Remake the tables and the plot here with
+# `python benchmarks/compare.py --merge benchmarks/results latest a.json [b.json ...]`. The full suite takes about
+# 7 minutes on an H100 with the direct kernels: split it by --dtype across calls. Set CONV2D_EXT_COMMIT to the
 # commit when the tree has no .git.
 #   bash benchmarks/gpu_session.sh [--large] [--no-bench] [compare.py arguments...]
 set -uo pipefail
@@ -24,16 +26,18 @@ if ! MAX_JOBS=${MAX_JOBS:-16} python3 -m pip install --no-build-isolation --no-d
 fi
 echo "build: $(( $(date +%s) - start )) s"
 
-python3 -m pytest -q -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -25 || true
-grep -qE "[0-9]+ (failed|error)" "$OUT/pytest.log" && status=1
-if [ "$large" = 1 ]; then
-  python3 -m pytest -q -rs -m large tests 2>&1 | tee "$OUT/pytest_large.log" | tail -5 || true
-  grep -qE "[0-9]+ (failed|error)" "$OUT/pytest_large.log" && status=1
-fi
+run_tests() {  # run_tests LOG [pytest arguments...]: the log's tail on stdout; status=1 if anything failed
+  local log=$1; shift
+  python3 -m pytest -q -rs "$@" tests 2>&1 | tee "$OUT/$log" | tail -25
+  grep -qE "[0-9]+ (failed|error)" "$OUT/$log" && status=1
+}
+run_tests pytest.log
+[ "$large" = 1 ] && run_tests pytest_large.log -m large
 
 if [ "$bench" = 1 ]; then
-  python3 benchmarks/compare.py --out "$OUT" "${args[@]}" 2> "$OUT/compare.err" | tee "$OUT/compare.log" | tail -70
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
-  rm -f "$OUT"/*.csv "$OUT"/*.md  # the device tool returns at most 8 files: keep the JSON, remake the rest with --merge
+  python3 benchmarks/compare.py --out "$OUT" "${args[@]}" > "$OUT/compare.log" 2>&1 || status=1
+  tail -70 "$OUT/compare.log"
+  rm -f "$OUT"/*.csv "$OUT"/*.md "$OUT"/*.png  # tables and plot: remade with --merge
+  python3 benchmarks/overhead.py --out "$OUT" 2>&1 | tee "$OUT/overhead.log" || status=1
 fi
 exit $status
