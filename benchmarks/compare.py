@@ -26,7 +26,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 from bench import REPO_ROOT, env, report, suite, testing
 
