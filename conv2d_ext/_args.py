@@ -1,4 +1,6 @@
-"""Argument normalisation and validation, done as torch.nn.functional.conv2d does it, before any kernel runs."""
+"""Argument normalisation and validation, done as torch.nn.functional.conv2d does it, before any kernel runs:
+normalize() turns a call into a Problem, the one description of a convolution that the heuristics, the autograd
+Functions and the ops all use."""
 import operator
 from dataclasses import dataclass
 from typing import Tuple
@@ -14,14 +16,48 @@ class Conv2dError(ValueError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class Geometry:
-    """Everything about a convolution that is not a tensor, fully resolved."""
+class Problem:
+    """One convolution, fully resolved: x (N, C, H, W) * w (K, C/groups, R, S) -> y (N, K, P, Q), its geometry,
+    dtype, layout (channels-last if input or weight is, PyTorch's rule) and the GPU's compute capability."""
 
-    stride: Tuple[int, int]
-    padding: Tuple[int, int, int, int]  # top, bottom, left, right
-    dilation: Tuple[int, int]
-    groups: int
-    output_size: Tuple[int, int]  # P, Q
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    P: int
+    Q: int
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    dtype: str = "float32"  # float32, float64, float16, bfloat16
+    channels_last: bool = False
+    allow_tf32: bool = True
+    capability: Tuple[int, int] = (9, 0)  # (0, 0) for tensors not on a CUDA device
+
+    @property
+    def input_size(self):
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def weight_size(self):
+        return (self.K, self.C // self.groups, self.R, self.S)
+
+    @property
+    def output_size(self):
+        return (self.P, self.Q)
+
+    @property
+    def depthwise(self):
+        """One input channel per group (any channel multiplier K/C)."""
+        return self.groups > 1 and self.groups == self.C
+
+    @property
+    def flops(self):
+        return 2 * self.N * self.K * self.P * self.Q * (self.C // self.groups) * self.R * self.S
 
 
 def _as_int(v):
@@ -71,8 +107,8 @@ def _padding(padding, kernel, stride, dilation):
     return (ph, ph, pw, pw)
 
 
-def normalize(input, weight, bias, stride, padding, dilation, groups):
-    """Checks a batched (4-D) call and returns its Geometry; raises Conv2dError naming the bad argument."""
+def normalize(input, weight, bias, stride, padding, dilation, groups, allow_tf32=True, capability=(0, 0)):
+    """Checks a batched (4-D) call and returns its Problem; raises Conv2dError naming the bad argument."""
     _check_tensor(input, "input")
     _check_tensor(weight, "weight")
     if input.dim() != 4:
@@ -132,7 +168,9 @@ def normalize(input, weight, bias, stride, padding, dilation, groups):
             f"conv2d_ext: output size is empty: input {H}x{W} padded to {H + pad[0] + pad[1]}x{W + pad[2] + pad[3]} "
             f"is smaller than the dilated kernel {dilation[0] * (R - 1) + 1}x{dilation[1] * (S - 1) + 1}"
         )
-    return Geometry(stride, pad, dilation, groups, (P, Q))
+    return Problem(N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q, stride=stride, padding=pad, dilation=dilation,
+                   groups=groups, dtype=str(input.dtype)[len("torch."):], channels_last=channels_last(input, weight),
+                   allow_tf32=bool(allow_tf32), capability=tuple(capability))
 
 
 def strides_like_channels_last(t):
@@ -149,8 +187,11 @@ def strides_like_channels_last(t):
     return True
 
 
-def memory_format(input, weight):
+def channels_last(input, weight):
     """The layout PyTorch gives a convolution's output: channels-last if input or weight is."""
-    if strides_like_channels_last(input) or strides_like_channels_last(weight):
-        return torch.channels_last
-    return torch.contiguous_format
+    return strides_like_channels_last(input) or strides_like_channels_last(weight)
+
+
+def memory_format(input, weight):
+    """channels_last() as a torch.memory_format."""
+    return torch.channels_last if channels_last(input, weight) else torch.contiguous_format

@@ -1,107 +1,64 @@
-"""Thin calls into the compiled kernels (conv2d_ext._C): allocate the result, call the entry point of the chosen
-family on the current stream. Setting the environment variable CONV2D_EXT_POISON=1 fills every result with NaN
-before the kernel runs, so that an element a kernel fails to write shows up (the tests use it).
+"""The passes as torch ops, and the thin calls the autograd Functions make.
 
-Each pass is a torch custom op (torch.library.custom_op, conv2d_ext::<pass>), so torch.compile sees one opaque
-node with a known result (the register_fake functions) instead of breaking its graph. The ops take the geometry as
-the binding does: stride[2], padding[4] (top, bottom, left, right), dilation[2], groups.
+The ops conv2d_ext::forward / backward_data / backward_weight / backward_bias are defined and implemented for CUDA
+in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get their fake implementations (the result's
+shape, dtype, device and layout, from the sizes passed), so torch.compile traces them as opaque nodes.
+
+Op arguments: the kernel name, tensors, stride[2], padding[2] (top, left: the bottom/right padding is implied by
+the output size), dilation[2], groups, allow_tf32, and channels_last (the layout of every tensor of the call).
 """
-import os
-from typing import List, Optional
-
 import torch
-from torch import Tensor
 
-from . import _C
+from . import _C  # noqa: F401  (loading the extension registers the ops)
+
+_ops = torch.ops.conv2d_ext
+_forward_op = _ops.forward.default
+_backward_data_op = _ops.backward_data.default
+_backward_weight_op = _ops.backward_weight.default
+_backward_bias_op = _ops.backward_bias.default
 
 
-def _fake(shape, like, channels_last):
-    """An uninitialised result (also what each op's fake implementation returns)."""
+def _empty(shape, like, channels_last):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
-def _result(shape, like, channels_last):
-    out = _fake(shape, like, channels_last)
-    if os.environ.get("CONV2D_EXT_POISON") == "1":
-        out.fill_(float("nan"))
-    return out
+@torch.library.register_fake("conv2d_ext::forward")
+def _(kernel, input, weight, bias, stride, padding, dilation, groups, output_size, allow_tf32, channels_last):
+    return _empty((input.shape[0], weight.shape[0], *output_size), input, channels_last)
 
 
-@torch.library.custom_op("conv2d_ext::forward", mutates_args=(), device_types="cuda")
-def forward_op(family: str, x: Tensor, w: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
-               dilation: List[int], groups: int, output_size: List[int], allow_tf32: bool,
-               channels_last: bool) -> Tensor:
-    y = _result([x.shape[0], w.shape[0], *output_size], x, channels_last)
-    getattr(_C, f"forward_{family}")(x, w, bias, y, stride, padding, dilation, groups, allow_tf32)
-    return y
+@torch.library.register_fake("conv2d_ext::backward_data")
+def _(kernel, grad_output, weight, input_size, stride, padding, dilation, groups, allow_tf32, channels_last):
+    return _empty(input_size, grad_output, channels_last)
 
 
-@forward_op.register_fake
-def _(family, x, w, bias, stride, padding, dilation, groups, output_size, allow_tf32, channels_last):
-    return _fake([x.shape[0], w.shape[0], *output_size], x, channels_last)
+@torch.library.register_fake("conv2d_ext::backward_weight")
+def _(kernel, grad_output, input, weight_size, stride, padding, dilation, groups, allow_tf32, channels_last):
+    return _empty(weight_size, grad_output, channels_last)
 
 
-@torch.library.custom_op("conv2d_ext::backward_data", mutates_args=(), device_types="cuda")
-def backward_data_op(family: str, dy: Tensor, w: Tensor, input_shape: List[int], stride: List[int],
-                     padding: List[int], dilation: List[int], groups: int, allow_tf32: bool,
-                     channels_last: bool) -> Tensor:
-    dx = _result(input_shape, dy, channels_last)
-    getattr(_C, f"backward_data_{family}")(dy, w, dx, stride, padding, dilation, groups, allow_tf32)
-    return dx
+@torch.library.register_fake("conv2d_ext::backward_bias")
+def _(grad_output):
+    return grad_output.new_empty((grad_output.shape[1],))
 
 
-@backward_data_op.register_fake
-def _(family, dy, w, input_shape, stride, padding, dilation, groups, allow_tf32, channels_last):
-    return _fake(input_shape, dy, channels_last)
+# What conv2d and the autograd Functions call: one pass of the convolution `p` (a Problem) on kernel `kernel`.
+
+def forward(kernel, x, w, bias, p):
+    return _forward_op(kernel, x, w, bias, p.stride, (p.padding[0], p.padding[2]), p.dilation, p.groups,
+                       (p.P, p.Q), p.allow_tf32, p.channels_last)
 
 
-@torch.library.custom_op("conv2d_ext::backward_weight", mutates_args=(), device_types="cuda")
-def backward_weight_op(family: str, dy: Tensor, x: Tensor, weight_shape: List[int], stride: List[int],
-                       padding: List[int], dilation: List[int], groups: int, allow_tf32: bool,
-                       channels_last: bool) -> Tensor:
-    dw = _result(weight_shape, dy, channels_last)
-    getattr(_C, f"backward_weight_{family}")(dy, x, dw, stride, padding, dilation, groups, allow_tf32)
-    return dw
+def backward_data(kernel, dy, w, p):
+    return _backward_data_op(kernel, dy, w, p.input_size, p.stride, (p.padding[0], p.padding[2]), p.dilation,
+                             p.groups, p.allow_tf32, p.channels_last)
 
 
-@backward_weight_op.register_fake
-def _(family, dy, x, weight_shape, stride, padding, dilation, groups, allow_tf32, channels_last):
-    return _fake(weight_shape, dy, channels_last)
-
-
-@torch.library.custom_op("conv2d_ext::backward_bias", mutates_args=(), device_types="cuda")
-def backward_bias_op(dy: Tensor) -> Tensor:
-    db = _result([dy.shape[1]], dy, False)
-    _C.backward_bias(dy, db)
-    return db
-
-
-@backward_bias_op.register_fake
-def _(dy):
-    return _fake([dy.shape[1]], dy, False)
-
-
-# What the autograd Functions call: the same passes with the geometry as a Geometry and the layout as a
-# torch.memory_format.
-
-def _geometry(geo):
-    return list(geo.stride), list(geo.padding), list(geo.dilation), geo.groups
-
-
-def forward(family, x, w, bias, geo, allow_tf32, fmt):
-    return forward_op(family, x, w, bias, *_geometry(geo), list(geo.output_size), allow_tf32,
-                      fmt == torch.channels_last)
-
-
-def backward_data(family, dy, w, input_shape, geo, allow_tf32, fmt):
-    return backward_data_op(family, dy, w, list(input_shape), *_geometry(geo), allow_tf32, fmt == torch.channels_last)
-
-
-def backward_weight(family, dy, x, weight_shape, geo, allow_tf32, fmt):
-    return backward_weight_op(family, dy, x, list(weight_shape), *_geometry(geo), allow_tf32,
-                              fmt == torch.channels_last)
+def backward_weight(kernel, dy, x, p):
+    return _backward_weight_op(kernel, dy, x, p.weight_size, p.stride, (p.padding[0], p.padding[2]), p.dilation,
+                               p.groups, p.allow_tf32, p.channels_last)
 
 
 def backward_bias(dy):
-    return backward_bias_op(dy)
+    return _backward_bias_op(dy)

@@ -1,88 +1,168 @@
 """conv2d_ext.conv2d: torch.nn.functional.conv2d on our own CUDA kernels.
 
-On CUDA tensors every pass runs one of our kernel families (never cuDNN); CPU tensors run PyTorch's own
-convolution, so a converted model still works on the CPU.
+On CUDA tensors every pass runs one of our kernels (never cuDNN); tensors on other devices run PyTorch's own
+convolution, so a converted model still works on the CPU. Arguments are validated the same way on every device.
+
+The host path is part of the speed: a call's arguments are normalised into a Problem and its plan (a kernel per
+pass) chosen once per call signature and cached; a call that needs no gradient calls the forward op directly.
 """
+from typing import Dict, NamedTuple, Optional
+
 import torch
 import torch.nn.functional as F
 
 from . import _args, _ops, heuristics
-from ._args import Conv2dError
+from ._args import Conv2dError, Problem
 
-
-def _autocast_dtype():
-    """The dtype F.conv2d would run in under torch.autocast on CUDA, or None when autocast is off."""
+def _is_compiling():
     try:
-        enabled = torch.is_autocast_enabled("cuda")
-        return torch.get_autocast_dtype("cuda") if enabled else None
-    except (TypeError, AttributeError):  # older API: CUDA-only functions
-        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+        return torch.compiler.is_compiling()
+    except AttributeError:  # older torch
+        return torch._dynamo.is_compiling()
 
 
-def _problem(x, weight, geo, allow_tf32, fmt):
-    N, C, H, W = x.shape
-    K, _, R, S = weight.shape
-    return heuristics.Problem(
-        N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=geo.output_size[0], Q=geo.output_size[1],
-        stride=geo.stride, padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
-        dtype=str(x.dtype).replace("torch.", ""),
-        channels_last=fmt == torch.channels_last,
-        allow_tf32=allow_tf32,
-        capability=torch.cuda.get_device_capability(x.device),
-    )
+def _autocast_dtype(device_type):
+    """The dtype F.conv2d would run in under torch.autocast on `device_type`, or None when autocast is off there."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except (TypeError, AttributeError):  # older API: device-specific functions
+        if device_type == "cuda":
+            return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    except RuntimeError:  # a device type autocast does not know
+        pass
+    return None
 
 
-def _prepare(input, weight, bias, stride, padding, dilation, groups):
-    """Validates a CUDA call; returns (batched input, weight, bias, Geometry, unbatched?)."""
+def _autocast(input, weight, bias):
+    """The tensors F.conv2d would run under torch.autocast: floating tensors other than float64 in its dtype."""
+    cast = _autocast_dtype(input.device.type)
+    if cast is None:
+        return input, weight, bias
+
+    def to_cast(t):
+        return t.to(cast) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
+
+    return to_cast(input), to_cast(weight), to_cast(bias)
+
+
+_CAPABILITY = {}  # torch.device -> (major, minor)
+
+
+def _capability(device):
+    """Compute capability of a CUDA device, read once per device."""
+    if _is_compiling():
+        return torch.cuda.get_device_capability(device)
+    capability = _CAPABILITY.get(device)
+    if capability is None:
+        capability = _CAPABILITY[device] = torch.cuda.get_device_capability(device)
+    return capability
+
+
+class _Call(NamedTuple):
+    """A validated call: its Problem and, for CUDA tensors, the plan (a heuristics.Decision per pass)."""
+
+    problem: Problem
+    plan: Optional[Dict[str, heuristics.Decision]]  # None: PyTorch runs it (tensors not on a CUDA device)
+    unbatched: bool
+
+
+def _resolve(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32):
+    """Validates a call (raising Conv2dError naming the bad argument) and plans it."""
+    choices = heuristics.check_variant(variant)
     if not isinstance(input, torch.Tensor):
         raise Conv2dError(f"conv2d_ext: input must be a torch.Tensor, got {type(input).__name__}")
-    cast = _autocast_dtype()
-    if cast is not None:  # as F.conv2d under autocast: floating tensors other than float64 run in `cast`
-        def to_cast(t):
-            return t.to(cast) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
-
-        input, weight, bias = to_cast(input), to_cast(weight), to_cast(bias)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    geo = _args.normalize(x, weight, bias, stride, padding, dilation, groups)
-    return x, weight, bias, geo, unbatched
+    capability = _capability(x.device) if x.is_cuda else (0, 0)
+    problem = _args.normalize(x, weight, bias, stride, padding, dilation, groups, allow_tf32, capability)
+    if not x.is_cuda:
+        if choices:
+            raise Conv2dError(f"conv2d_ext: variant={variant!r} needs CUDA tensors; {x.device.type.upper()} tensors "
+                              f"run PyTorch's conv2d")
+        return _Call(problem, None, unbatched)
+    return _Call(problem, heuristics.select(problem, variant), unbatched)
+
+
+_NOT_CACHEABLE = object()
+
+
+def _plain(v):
+    """v as a hashable key that equals only for arguments that normalise alike (2 == 2.0 == True must not)."""
+    if type(v) is int or type(v) is str:
+        return v
+    if type(v) in (tuple, list) and all(type(e) is int for e in v):
+        return tuple(v)
+    if type(v) is dict and all(type(k) is str and type(e) is str for k, e in v.items()):
+        return tuple(sorted(v.items()))
+    return _NOT_CACHEABLE
+
+
+def _signature(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32):
+    """The cache key of a call, or None when it has arguments of unusual types (then it is not cached)."""
+    if not isinstance(weight, torch.Tensor) or not (bias is None or isinstance(bias, torch.Tensor)):
+        return None
+    args = (_plain(stride), _plain(padding), _plain(dilation), _plain(groups), _plain(variant))
+    if _NOT_CACHEABLE in args:
+        return None
+    return (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype,
+            weight.device, None if bias is None else (bias.shape, bias.dtype, bias.device), allow_tf32, *args)
+
+
+_CALLS = {}  # call signature -> _Call
+_MAX_CALLS = 4096  # distinct signatures kept; the cache starts over past that
+
+
+def _call(input, weight, bias, stride, padding, dilation, groups, variant):
+    """The _Call of these arguments: from the cache when the signature was seen before (no validation then);
+    under torch.compile always resolved (the compiled graph is the cache there)."""
+    allow_tf32 = torch.backends.cudnn.allow_tf32
+    if _is_compiling():
+        return _resolve(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32)
+    key = _signature(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32)
+    call = _CALLS.get(key) if key is not None else None
+    if call is None:
+        call = _resolve(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32)
+        if key is not None:
+            if len(_CALLS) >= _MAX_CALLS:
+                _CALLS.clear()
+            _CALLS[key] = call
+    return call
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, variant="auto"):
     """Same arguments and result as torch.nn.functional.conv2d.
 
-    variant: "auto" (the heuristics choose), a family name ("direct", "tiled", "implicit_gemm") forced for every
-    pass, or a dict {"forward": ..., "backward_data": ..., "backward_weight": ...}. A forced family that cannot
-    run this convolution raises ValueError saying why. CPU tensors run PyTorch's convolution (variant must be
-    "auto" there).
+    variant: "auto" (the heuristics choose), a family ("direct", "tiled", "implicit_gemm") or a kernel name
+    ("family:config", see conv2d_ext.kernels()) forced for every pass, or a dict {"forward": ..., "backward_data":
+    ..., "backward_weight": ...}. A forced variant that cannot run this convolution raises Conv2dError saying why.
+    Tensors not on a CUDA device run PyTorch's convolution (variant must be "auto" there).
     """
-    if isinstance(input, torch.Tensor) and not input.is_cuda:
-        if variant != "auto":
-            raise Conv2dError(f"conv2d_ext: variant={variant!r} needs CUDA tensors; CPU tensors run PyTorch's conv2d")
+    if not isinstance(input, torch.Tensor):
+        raise Conv2dError(f"conv2d_ext: input must be a torch.Tensor, got {type(input).__name__}")
+    input, weight, bias = _autocast(input, weight, bias)
+    call = _call(input, weight, bias, stride, padding, dilation, groups, variant)
+    if call.plan is None:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    x, weight, bias, geo, unbatched = _prepare(input, weight, bias, stride, padding, dilation, groups)
-    allow_tf32 = torch.backends.cudnn.allow_tf32
-    fmt = _args.memory_format(x, weight)
-    plan = heuristics.select(_problem(x, weight, geo, allow_tf32, fmt), variant)
-    out = _run(x, weight, bias, geo, plan, allow_tf32, fmt)
-    return out.squeeze(0) if unbatched else out
+    x = input.unsqueeze(0) if call.unbatched else input
+    out = _run(x, weight, bias, call)
+    return out.squeeze(0) if call.unbatched else out
 
 
 def explain(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, variant="auto"):
-    """Which family each pass would use for this call, and why: one line per pass."""
-    if isinstance(input, torch.Tensor) and not input.is_cuda:
-        return "\n".join(f"{p}: PyTorch (CPU tensors run PyTorch's own convolution)" for p in heuristics.PASSES)
-    x, weight, bias, geo, _ = _prepare(input, weight, bias, stride, padding, dilation, groups)
-    problem = _problem(x, weight, geo, torch.backends.cudnn.allow_tf32, _args.memory_format(x, weight))
-    return heuristics.describe(heuristics.select(problem, variant))
+    """Which kernel each pass would use for this call, and why: one line per pass. Validates like conv2d."""
+    if isinstance(input, torch.Tensor):
+        input, weight, bias = _autocast(input, weight, bias)
+    call = _resolve(input, weight, bias, stride, padding, dilation, groups, variant, torch.backends.cudnn.allow_tf32)
+    if call.plan is None:
+        return "\n".join(f"{p}: PyTorch ({input.device.type.upper()} tensors run PyTorch's own convolution)"
+                         for p in heuristics.PASSES)
+    return heuristics.describe(call.plan)
 
 
-class _Config:
-    """What every pass of one convolution needs besides its tensors."""
-
-    def __init__(self, geo, plan, allow_tf32, fmt, input_shape, weight_shape):
-        self.geo, self.plan, self.allow_tf32, self.fmt = geo, plan, allow_tf32, fmt
-        self.input_shape, self.weight_shape = input_shape, weight_shape
+def _layout(call):
+    return torch.channels_last if call.problem.channels_last else torch.contiguous_format
 
 
 # Forward F(x, w), backward-data D(dy, w) and backward-weight G(dy, x) are each linear in both arguments, and each
@@ -90,60 +170,60 @@ class _Config:
 #   F: dx = D(dy, w)      dw = G(dy, x)
 #   D: d(dy) = F(g, w)    dw = G(dy, g)
 #   G: d(dy) = F(x, g)    dx = D(dy, g)
-# Each Function computes only the gradients autograd asks for (ctx.needs_input_grad).
+# Each Function computes only the gradients autograd asks for (ctx.needs_input_grad). `call` is the _Call: the
+# Problem and the kernel of each pass. Incoming gradients are made dense in the call's layout once, here, so the
+# ops that share them do not each copy them.
 
 
 class _Forward(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w, bias, cfg):
-        ctx.cfg = cfg
+    def forward(ctx, x, w, bias, call):
+        ctx.call = call
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w if ctx.needs_input_grad[0] else None)
-        return _ops.forward(cfg.plan["forward"].family, x, w, bias, cfg.geo, cfg.allow_tf32, cfg.fmt)
+        return _ops.forward(call.plan["forward"].kernel, x, w, bias, call.problem)
 
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        cfg, need = ctx.cfg, ctx.needs_input_grad
-        dy = dy.contiguous(memory_format=cfg.fmt)
-        dx = _BackwardData.apply(dy, w, cfg) if need[0] else None
-        dw = _BackwardWeight.apply(dy, x, cfg) if need[1] else None
+        call, need = ctx.call, ctx.needs_input_grad
+        dy = dy.contiguous(memory_format=_layout(call))
+        dx = _BackwardData.apply(dy, w, call) if need[0] else None
+        dw = _BackwardWeight.apply(dy, x, call) if need[1] else None
         db = _BiasGrad.apply(dy) if need[2] else None
         return dx, dw, db, None
 
 
 class _BackwardData(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, dy, w, cfg):
-        ctx.cfg = cfg
+    def forward(ctx, dy, w, call):
+        ctx.call = call
         ctx.save_for_backward(dy if ctx.needs_input_grad[1] else None, w if ctx.needs_input_grad[0] else None)
-        return _ops.backward_data(cfg.plan["backward_data"].family, dy, w, cfg.input_shape, cfg.geo, cfg.allow_tf32,
-                                  cfg.fmt)
+        return _ops.backward_data(call.plan["backward_data"].kernel, dy, w, call.problem)
 
     @staticmethod
     def backward(ctx, g):
         dy, w = ctx.saved_tensors
-        cfg, need = ctx.cfg, ctx.needs_input_grad
-        g = g.contiguous(memory_format=cfg.fmt)
-        d_dy = _Forward.apply(g, w, None, cfg) if need[0] else None
-        d_w = _BackwardWeight.apply(dy, g, cfg) if need[1] else None
+        call, need = ctx.call, ctx.needs_input_grad
+        g = g.contiguous(memory_format=_layout(call))
+        d_dy = _Forward.apply(g, w, None, call) if need[0] else None
+        d_w = _BackwardWeight.apply(dy, g, call) if need[1] else None
         return d_dy, d_w, None
 
 
 class _BackwardWeight(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, dy, x, cfg):
-        ctx.cfg = cfg
+    def forward(ctx, dy, x, call):
+        ctx.call = call
         ctx.save_for_backward(dy if ctx.needs_input_grad[1] else None, x if ctx.needs_input_grad[0] else None)
-        return _ops.backward_weight(cfg.plan["backward_weight"].family, dy, x, cfg.weight_shape, cfg.geo,
-                                    cfg.allow_tf32, cfg.fmt)
+        return _ops.backward_weight(call.plan["backward_weight"].kernel, dy, x, call.problem)
 
     @staticmethod
     def backward(ctx, g):
         dy, x = ctx.saved_tensors
-        cfg, need = ctx.cfg, ctx.needs_input_grad
-        g = g.contiguous(memory_format=cfg.fmt)
-        d_dy = _Forward.apply(x, g, None, cfg) if need[0] else None
-        d_x = _BackwardData.apply(dy, g, cfg) if need[1] else None
+        call, need = ctx.call, ctx.needs_input_grad
+        g = g.contiguous(memory_format=_layout(call))
+        d_dy = _Forward.apply(x, g, None, call) if need[0] else None
+        d_x = _BackwardData.apply(dy, g, call) if need[1] else None
         return d_dy, d_x, None
 
 
@@ -160,10 +240,10 @@ class _BiasGrad(torch.autograd.Function):
         return g.view(1, -1, 1, 1).expand(ctx.shape)
 
 
-def _run(x, weight, bias, geo, plan, allow_tf32, fmt):
-    """The autograd graph of one convolution, its tensors laid out in `fmt` (PyTorch's rule: _args.memory_format)."""
-    x = x.contiguous(memory_format=fmt)
-    weight = weight.contiguous(memory_format=fmt)
-    bias = bias.contiguous() if bias is not None else None
-    cfg = _Config(geo, plan, allow_tf32, fmt, tuple(x.shape), tuple(weight.shape))
-    return _Forward.apply(x, weight, bias, cfg)
+def _run(x, weight, bias, call):
+    """The forward pass of a batched call on our kernels: through the autograd Functions when a gradient may be
+    needed, else the forward op alone."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
+                                    (bias is not None and bias.requires_grad)):
+        return _Forward.apply(x, weight, bias, call)
+    return _ops.forward(call.plan["forward"].kernel, x, weight, bias, call.problem)

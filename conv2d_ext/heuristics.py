@@ -1,109 +1,188 @@
-"""Which kernel family runs each pass of a convolution.
+"""Which kernel runs each pass of a convolution.
 
-`select(problem, variant)` is a pure function of the problem's shape, dtype, layout and the GPU's compute
-capability: no tensors, no GPU, so it is tested on any machine. For each pass it walks RULES in order and takes
-the first rule whose condition holds and whose family can implement the problem; `can_implement` says why a
-family cannot. A forced variant that cannot implement the problem raises ValueError with that reason.
+`select(problem, variant, registry)` is a pure function of a Problem (shape, dtype, layout, the GPU's compute
+capability) and the kernel registry: no tensors, no GPU, so it is tested on any machine, with a fake registry
+where the compiled one would not do. For each pass it walks RULES in order and takes the first rule whose
+condition holds and whose kernel can implement the problem. A variant forces a family (its rules first, then its
+kernels in registry order) or a kernel; one that cannot run the problem raises Conv2dError saying why.
+
+The registry (the compiled one by default: conv2d_ext._C's table of kernels) lists every kernel as
+(pass, name, family, config), a name being "family" or "family:config", and says why a kernel cannot run a
+problem (its C++ can_implement).
 """
-from dataclasses import dataclass
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
-FAMILIES = ("direct", "tiled", "implicit_gemm")
+import torch
+
+from ._args import Conv2dError, Problem
+
+__all__ = ["PASSES", "FAMILIES", "AVAILABLE", "Problem", "Decision", "Rule", "RULES", "Registry", "compiled",
+           "can_implement", "check_variant", "forced", "select", "describe"]
+
 PASSES = ("forward", "backward_data", "backward_weight")
 
-# Families compiled into this version. The others are the planned shared-memory tiled and tensor-core
-# implicit-GEMM families; until they exist, asking for them raises.
-AVAILABLE = ("direct",)
+# Every family the project knows, built or planned (the shared-memory tiled and tensor-core implicit-GEMM
+# families); what this build has is in the registry.
+FAMILIES = ("direct", "tiled", "implicit_gemm")
 
 
-@dataclass(frozen=True)
-class Problem:
-    N: int
-    C: int
-    H: int
-    W: int
-    K: int
-    R: int
-    S: int
-    P: int
-    Q: int
-    stride: Tuple[int, int] = (1, 1)
-    padding: Tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
-    dilation: Tuple[int, int] = (1, 1)
-    groups: int = 1
-    dtype: str = "float32"  # float32, float64, float16, bfloat16
-    channels_last: bool = False
-    allow_tf32: bool = True
-    capability: Tuple[int, int] = (9, 0)
+def family_of(name: str) -> str:
+    """The family of a kernel name ("implicit_gemm:128x128" -> "implicit_gemm")."""
+    return name.split(":", 1)[0]
 
-    @property
-    def depthwise(self):
-        """One input channel per group (any channel multiplier K/C)."""
-        return self.groups > 1 and self.groups == self.C
 
-    @property
-    def flops(self):
-        return 2 * self.N * self.K * self.P * self.Q * (self.C // self.groups) * self.R * self.S
+class Registry:
+    """Kernels per pass, in table order, and why one cannot run a problem.
+
+    kernels: (pass, name, family, config) tuples, as conv2d_ext._C.kernels() lists them.
+    why_not: (pass, name, problem) -> "" when the kernel can run the problem, else the reason.
+    """
+
+    def __init__(self, kernels: Sequence[Tuple[str, str, str, str]], why_not: Callable[[str, str, Problem], str]):
+        self.kernels = {pass_: tuple(name for p, name, _, _ in kernels if p == pass_) for pass_ in PASSES}
+        self.families = tuple(dict.fromkeys(family for _, _, family, _ in kernels))  # in table order
+        self.why_not = why_not
+
+    def names(self):
+        """Every kernel name, each once, in table order."""
+        return tuple(dict.fromkeys(name for pass_ in PASSES for name in self.kernels[pass_]))
+
+
+@torch.compiler.assume_constant_result  # torch.compile calls it while tracing (plain values in, a str out)
+def _can_implement_in_c(pass_, name, sizes, stride, padding, dilation, groups, dtype, channels_last, allow_tf32, sm):
+    from . import _C
+
+    return _C.can_implement(pass_, name, list(sizes), list(stride), list(padding), list(dilation), groups, dtype,
+                            channels_last, allow_tf32, sm)
+
+
+def _compiled_why_not(pass_, name, p):
+    sizes = (p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.P, p.Q)
+    return _can_implement_in_c(pass_, name, sizes, p.stride, (p.padding[0], p.padding[2]), p.dilation, p.groups,
+                               p.dtype, p.channels_last, p.allow_tf32, p.capability[0] * 10 + p.capability[1])
+
+
+def _compiled_registry():
+    from . import _C
+
+    return Registry(_C.kernels(), _compiled_why_not)
+
+
+compiled = _compiled_registry()  # the kernels built into conv2d_ext._C
+
+# Families compiled into this build.
+AVAILABLE = compiled.families
 
 
 class Decision(NamedTuple):
+    kernel: str  # "family" or "family:config"
     family: str
     reason: str
 
 
 class Rule(NamedTuple):
-    family: str
+    kernel: str  # a kernel name; a rule whose kernel is not built, or cannot run the problem, is skipped
     applies: Callable[[Problem, str], bool]  # (problem, pass) -> does this rule apply
     reason: str
 
 
-# The table of reasons: first applicable rule whose family can implement the problem wins.
+# The table of reasons: for each pass, the first rule that applies and whose kernel can implement the problem wins.
 RULES = (
     Rule("direct", lambda p, pass_: True, "direct loops: correct for every shape, dtype and layout"),
 )
 
 
-def can_implement(family: str, pass_: str, problem: Problem, available=AVAILABLE) -> Optional[str]:
-    """None if `family` can run `pass_` of `problem`, else the reason it cannot."""
-    if family not in FAMILIES:
-        return f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}"
-    if family not in available:
-        return f"the {family} family is not built in this version of conv2d_ext (available: {', '.join(available)})"
-    return None  # direct: everything
+def _unknown(name, registry):
+    return (f"unknown family or kernel {name!r}; expected one of {', '.join(FAMILIES)}, or a kernel of this build: "
+            f"{', '.join(registry.names()) or 'none'}")
 
 
-def _forced(variant) -> Dict[str, str]:
-    """Per-pass families the caller forces ('auto' entries left out)."""
+def can_implement(name: str, pass_: str, problem: Problem, registry: Optional[Registry] = None) -> Optional[str]:
+    """None if `name` can run `pass_` of `problem`, else the reason it cannot. `name` is a kernel name, or a family
+    (which can run the problem if any of its kernels for the pass can)."""
+    registry = registry or compiled
+    family = family_of(name)
+    if family not in registry.families:
+        if family in FAMILIES:
+            return (f"the {family} family is not built in this version of conv2d_ext "
+                    f"(available: {', '.join(registry.families)})")
+        return _unknown(name, registry)
+    if name == family:
+        kernels = [k for k in registry.kernels[pass_] if family_of(k) == family]
+        if not kernels:
+            return f"the {family} family has no {pass_} kernel"
+        reasons = []
+        for kernel in kernels:
+            why = registry.why_not(pass_, kernel, problem)
+            if not why:
+                return None
+            reasons.append(f"{kernel}: {why}")
+        return "; ".join(reasons)
+    if name not in registry.kernels[pass_]:
+        kernels = [k for k in registry.kernels[pass_] if family_of(k) == family]
+        return f"no {pass_} kernel {name!r}; the {family} {pass_} kernels are: {', '.join(kernels) or 'none'}"
+    return registry.why_not(pass_, name, problem) or None
+
+
+def forced(variant) -> Dict[str, str]:
+    """Per-pass kernels or families the caller forces ('auto' entries left out); checks only the variant's form."""
     if isinstance(variant, str):
         return {} if variant == "auto" else {pass_: variant for pass_ in PASSES}
     if isinstance(variant, dict):
         unknown = set(variant) - set(PASSES)
         if unknown:
-            raise ValueError(f"conv2d_ext: variant keys must be among {', '.join(PASSES)}, got {sorted(unknown)}")
+            raise Conv2dError(f"conv2d_ext: variant keys must be among {', '.join(PASSES)}, got {sorted(unknown, key=str)}")
+        if not all(isinstance(v, str) for v in variant.values()):
+            raise Conv2dError(f"conv2d_ext: variant values must be 'auto', a family or a kernel name, got {variant!r}")
         return {k: v for k, v in variant.items() if v != "auto"}
-    raise ValueError(f"conv2d_ext: variant must be 'auto', a family name or a dict by pass, got {variant!r}")
+    raise Conv2dError(f"conv2d_ext: variant must be 'auto', a family name, a kernel name or a dict by pass, "
+                      f"got {variant!r}")
 
 
-def select(problem: Problem, variant="auto", available=AVAILABLE) -> Dict[str, Decision]:
-    """The family and the reason for each pass of `problem`."""
-    forced = _forced(variant)
+def check_variant(variant, registry: Optional[Registry] = None) -> Dict[str, str]:
+    """forced(variant), after checking that every name is a known family or a kernel of this build (a planned
+    family that is not built passes here and fails in select, saying so). Raises Conv2dError."""
+    registry = registry or compiled
+    choices = forced(variant)
+    for name in choices.values():
+        if name not in FAMILIES and name not in registry.families and name not in registry.names():
+            raise Conv2dError(f"conv2d_ext: variant {name!r}: {_unknown(name, registry)}")
+    return choices
+
+
+def _force(name, pass_, problem, registry):
+    """The kernel that runs `pass_` when the caller forces `name` (a family or a kernel)."""
+    if name == family_of(name) and name in registry.families:  # a family: its rules first, then its kernels
+        candidates = [r.kernel for r in RULES if family_of(r.kernel) == name and r.applies(problem, pass_)]
+        candidates += [k for k in registry.kernels[pass_] if family_of(k) == name]
+        for kernel in dict.fromkeys(candidates):
+            if kernel in registry.kernels[pass_] and not registry.why_not(pass_, kernel, problem):
+                return Decision(kernel, name, "forced by variant")
+    why_not = can_implement(name, pass_, problem, registry)
+    if why_not is not None:
+        raise Conv2dError(f"conv2d_ext: variant {name!r} cannot run {pass_} of this convolution: {why_not}")
+    return Decision(name, family_of(name), "forced by variant")
+
+
+def select(problem: Problem, variant="auto", registry: Optional[Registry] = None) -> Dict[str, Decision]:
+    """The kernel, its family and the reason for each pass of `problem`. Raises Conv2dError."""
+    registry = registry or compiled
+    choices = check_variant(variant, registry)
     plan = {}
     for pass_ in PASSES:
-        if pass_ in forced:
-            family = forced[pass_]
-            why_not = can_implement(family, pass_, problem, available)
-            if why_not is not None:
-                raise ValueError(f"conv2d_ext: variant {family!r} cannot run {pass_} of this convolution: {why_not}")
-            plan[pass_] = Decision(family, "forced by variant")
+        if pass_ in choices:
+            plan[pass_] = _force(choices[pass_], pass_, problem, registry)
             continue
         for rule in RULES:
-            if rule.applies(problem, pass_) and can_implement(rule.family, pass_, problem, available) is None:
-                plan[pass_] = Decision(rule.family, rule.reason)
+            if rule.applies(problem, pass_) and can_implement(rule.kernel, pass_, problem, registry) is None:
+                plan[pass_] = Decision(rule.kernel, family_of(rule.kernel), rule.reason)
                 break
         else:
-            raise ValueError(f"conv2d_ext: no kernel family in {available} can run {pass_} of this convolution")
+            raise Conv2dError(f"conv2d_ext: no kernel family ({', '.join(registry.families) or 'none built'}) can "
+                              f"run {pass_} of this convolution")
     return plan
 
 
 def describe(plan: Dict[str, Decision]) -> str:
-    return "\n".join(f"{pass_}: {plan[pass_].family} ({plan[pass_].reason})" for pass_ in PASSES)
+    """One line per pass: 'pass: kernel (reason)'."""
+    return "\n".join(f"{pass_}: {plan[pass_].kernel} ({plan[pass_].reason})" for pass_ in PASSES)

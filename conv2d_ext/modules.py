@@ -3,6 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
+from . import heuristics
 from .conv2d import conv2d
 
 
@@ -11,6 +12,7 @@ class Conv2d(nn.Conv2d):
     and state_dict, every padding_mode."""
 
     def __init__(self, *args, variant="auto", **kwargs):
+        heuristics.check_variant(variant)  # a misspelt variant fails here, not at the first forward
         super().__init__(*args, **kwargs)
         self.variant = variant
 
@@ -19,6 +21,9 @@ class Conv2d(nn.Conv2d):
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return conv2d(input, weight, bias, self.stride, _pair(0), self.dilation, self.groups, variant=self.variant)
         return conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups, variant=self.variant)
+
+    def _get_name(self):  # print(model) shows which convolutions are ours
+        return "conv2d_ext.Conv2d"
 
     def extra_repr(self):
         text = super().extra_repr()
@@ -38,6 +43,7 @@ def convert(module, variant="auto"):
     and returns the module (the new one, if `module` itself is an nn.Conv2d). A conv registered in several places
     becomes one converted module in all of them. Subclasses of nn.Conv2d are left alone: their forward may not be a
     plain convolution."""
+    heuristics.check_variant(variant)
     return _convert(module, variant, {})
 
 

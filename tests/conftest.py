@@ -2,6 +2,11 @@ import pytest
 
 
 @pytest.fixture
-def poison(monkeypatch):
-    """Every tensor conv2d_ext allocates for a result is NaN-filled before its kernel runs."""
-    monkeypatch.setenv("CONV2D_EXT_POISON", "1")
+def poison():
+    """Every result conv2d_ext's ops allocate is NaN-filled before its kernel runs (restored afterwards)."""
+    from conv2d_ext import _C
+
+    before = _C.poison()
+    _C.set_poison(True)
+    yield
+    _C.set_poison(before)

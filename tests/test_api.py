@@ -5,6 +5,7 @@ import surface, the CPU fallback, the validation layer (conv2d_ext._args, which 
 the layout rule, the nn.Conv2d drop-in, convert(), explain() and autograd.
 """
 import copy
+import importlib
 import os
 import subprocess
 import sys
@@ -72,8 +73,8 @@ def test_conv2d_attribute_is_the_function_in_a_fresh_interpreter(first):
 
 def test_public_names():
     """__all__ lists what the package docstring promises, and each is importable."""
-    assert set(conv2d_ext.__all__) == {"conv2d", "explain", "Conv2d", "convert", "Conv2dError", "heuristics",
-                                       "__version__"}
+    assert set(conv2d_ext.__all__) == {"conv2d", "explain", "Conv2d", "convert", "Conv2dError", "kernels",
+                                       "heuristics", "__version__"}
     for name in conv2d_ext.__all__:
         assert getattr(conv2d_ext, name) is not None
     assert isinstance(conv2d_ext.heuristics, types.ModuleType)
@@ -219,9 +220,22 @@ def test_normalize_rejects_bad_calls_naming_the_argument(case):
 
 
 def test_normalize_accepts_a_good_call():
-    """The base call of the table above is valid, so each bad case fails for its own reason only."""
+    """The base call of the table above is valid, so each bad case fails for its own reason only. normalize returns
+    the Problem: sizes, geometry, dtype, layout and the flags it is given."""
     geo = _args.normalize(**good_call())
-    assert geo == _args.Geometry(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, output_size=(6, 6))
+    assert geo == _args.Problem(N=2, C=4, H=8, W=8, K=6, R=3, S=3, P=6, Q=6, stride=(1, 1), padding=(0, 0, 0, 0),
+                                dilation=(1, 1), groups=1, dtype="float32", channels_last=False, allow_tf32=True,
+                                capability=(0, 0))
+    assert geo.output_size == (6, 6) and geo.input_size == (2, 4, 8, 8) and geo.weight_size == (6, 4, 3, 3)
+    assert conv2d_ext.heuristics.Problem is _args.Problem
+
+
+def test_normalize_records_layout_dtype_and_flags():
+    """The layout is decided once (channels-last if input or weight is); dtype, allow_tf32 and capability are
+    carried as given."""
+    x, w = channels_last(randn(1, 4, 6, 6)).double(), randn(6, 2, 3, 3).double()
+    p = _args.normalize(x, w, None, 1, 1, 1, 2, allow_tf32=False, capability=(8, 6))
+    assert (p.channels_last, p.dtype, p.allow_tf32, p.capability, p.groups) == (True, "float64", False, (8, 6), 2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
@@ -288,7 +302,7 @@ GEOMETRIES = {
 
 @pytest.mark.parametrize("case", list(GEOMETRIES), ids=list(GEOMETRIES))
 def test_output_size_matches_f_conv2d(case):
-    """Geometry.output_size is F.conv2d's output shape; stride/padding/dilation come back as full tuples."""
+    """Problem.output_size is F.conv2d's output shape; stride/padding/dilation come back as full tuples."""
     (H, W), (R, S), stride, padding, dilation, groups = GEOMETRIES[case]
     x, w = randn(2, 4, H, W), randn(6, 4 // groups, R, S)
     geo = _args.normalize(x, w, None, stride, padding, dilation, groups)
@@ -299,8 +313,8 @@ def test_output_size_matches_f_conv2d(case):
     assert geo.groups == groups
 
 
-def test_geometry_is_frozen():
-    """A Geometry is a value: it cannot be modified after normalize returns it."""
+def test_problem_is_frozen():
+    """A Problem is a value: it cannot be modified after normalize returns it."""
     geo = _args.normalize(**good_call())
     with pytest.raises(Exception):
         geo.groups = 2
@@ -702,3 +716,150 @@ def test_numpy_integers_are_accepted_like_f_conv2d():
     assert geo.stride == (2, 2) and geo.padding == (1, 1, 2, 2) and geo.groups == 2
     assert all(type(v) is int for v in geo.stride + geo.padding + geo.dilation + (geo.groups,))
     assert geo.output_size == tuple(F.conv2d(x, w, None, 2, (1, 2), 1, 2).shape[2:])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What a new user hit: the same validation on every device, explain and modules check the variant early, and
+# converted layers show in print(model).
+# --------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", list(BAD_CALLS), ids=list(BAD_CALLS))
+def test_conv2d_on_cpu_tensors_raises_our_errors(case):
+    """conv2d on CPU tensors validates exactly as on CUDA: Conv2dError naming the argument, not PyTorch's message.
+    (A 3-D input is a valid unbatched call for conv2d, so that case is not an error here.)"""
+    overrides, message = BAD_CALLS[case]
+    call = good_call(**overrides)
+    if case == "input_3d_unbatched_is_callers_job":
+        return
+    with pytest.raises(conv2d_ext.Conv2dError, match=message):
+        conv2d_ext.conv2d(**call)
+    with pytest.raises(conv2d_ext.Conv2dError, match=message):
+        conv2d_ext.explain(**call)
+
+
+@pytest.mark.parametrize("variant", ["bogus", "direct:nonexistent", {"forward": "bogus"}], ids=str)
+def test_explain_on_cpu_rejects_an_unknown_variant(variant):
+    """explain validates the variant even where PyTorch would run the call."""
+    with pytest.raises(conv2d_ext.Conv2dError, match="unknown family or kernel"):
+        conv2d_ext.explain(randn(1, 2, 5, 5), randn(3, 2, 3, 3), variant=variant)
+
+
+def test_explain_on_cpu_rejects_a_bad_weight():
+    with pytest.raises(conv2d_ext.Conv2dError, match="expects 3 input channels, but input has 2"):
+        conv2d_ext.explain(randn(1, 2, 5, 5), randn(3, 3, 3, 3))
+
+
+def test_unknown_variant_on_cpu_tensors_raises_before_needs_cuda():
+    """A misspelt variant is reported as such, not as 'needs CUDA tensors'."""
+    with pytest.raises(conv2d_ext.Conv2dError, match="unknown family or kernel 'bogus'"):
+        conv2d_ext.conv2d(randn(1, 2, 5, 5), randn(3, 2, 3, 3), variant="bogus")
+
+
+@pytest.mark.parametrize("variant", ["bogus", {"forward": "fft"}, {"backward": "direct"}, 3], ids=str)
+def test_module_and_convert_reject_a_bad_variant_at_once(variant):
+    """Conv2d(variant=...) and convert(model, variant=...) check the variant when called, not at the first forward."""
+    with pytest.raises(conv2d_ext.Conv2dError):
+        conv2d_ext.Conv2d(2, 3, 3, variant=variant)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3))
+    with pytest.raises(conv2d_ext.Conv2dError):
+        conv2d_ext.convert(model, variant=variant)
+    assert type(model[0]) is nn.Conv2d  # nothing converted
+
+
+def test_print_shows_converted_layers():
+    """print(model) names converted layers conv2d_ext.Conv2d, with nn.Conv2d's arguments."""
+    model = conv2d_ext.convert(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()))
+    text = str(model)
+    assert "(0): conv2d_ext.Conv2d(2, 3, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in text
+    assert repr(conv2d_ext.Conv2d(2, 3, 3, variant="direct")).startswith("conv2d_ext.Conv2d(2, 3, kernel_size=")
+
+
+def test_kernels_lists_the_registry_by_pass():
+    """conv2d_ext.kernels(): every pass has the direct kernel."""
+    kernels = conv2d_ext.kernels()
+    assert list(kernels) == ["forward", "backward_data", "backward_weight"]
+    assert all("direct" in names for names in kernels.values())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The plan cache: one validation per call signature.
+# --------------------------------------------------------------------------------------------------------------
+
+conv_module = importlib.import_module("conv2d_ext.conv2d")  # the module; conv2d_ext.conv2d is the function
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """An empty plan cache, and a count of the validations (normalize calls) done while the test runs."""
+    monkeypatch.setattr(conv_module, "_CALLS", {})
+    count = []
+    normalize = _args.normalize
+
+    def counting(*args, **kwargs):
+        count.append(1)
+        return normalize(*args, **kwargs)
+
+    monkeypatch.setattr(_args, "normalize", counting)
+    return count
+
+
+def test_the_same_call_twice_hits_the_cache(calls):
+    x, w, b = randn(2, 4, 8, 8), randn(6, 4, 3, 3), randn(6)
+    first = conv2d_ext.conv2d(x, w, b, stride=[1, 1], padding=1)
+    second = conv2d_ext.conv2d(x, w, b, stride=(1, 1), padding=1)  # a list and a tuple are the same signature
+    torch.testing.assert_close(first, second)
+    assert len(calls) == 1 and len(conv_module._CALLS) == 1
+
+
+CACHE_VARIATIONS = {
+    "stride": lambda x, w, b: conv2d_ext.conv2d(x, w, b, stride=2, padding=1),
+    "dtype": lambda x, w, b: conv2d_ext.conv2d(x.double(), w.double(), b.double(), padding=1),
+    "layout": lambda x, w, b: conv2d_ext.conv2d(channels_last(x), w, b, padding=1),
+    "variant": lambda x, w, b: conv2d_ext.conv2d(x, w, b, padding=1, variant={"forward": "auto"}),
+    "no_bias": lambda x, w, b: conv2d_ext.conv2d(x, w, None, padding=1),
+    "groups": lambda x, w, b: conv2d_ext.conv2d(x, w[:, :2].contiguous(), b, padding=1, groups=2),
+    "padding_same": lambda x, w, b: conv2d_ext.conv2d(x, w, b, padding="same"),
+    "unbatched": lambda x, w, b: conv2d_ext.conv2d(x[0], w, b, padding=1),
+}
+
+
+@pytest.mark.parametrize("change", list(CACHE_VARIATIONS), ids=list(CACHE_VARIATIONS))
+def test_a_different_call_does_not_reuse_a_plan(change, calls):
+    """A call that differs in stride, dtype, layout, variant, bias, groups, padding or batching is validated and
+    planned anew, and gets its own Problem."""
+    x, w, b = randn(2, 4, 8, 8), randn(6, 4, 3, 3), randn(6)
+    conv2d_ext.conv2d(x, w, b, padding=1)
+    (base,) = conv_module._CALLS.values()
+    CACHE_VARIATIONS[change](x, w, b)
+    assert len(calls) == 2 and len(conv_module._CALLS) == 2
+    other = [c for c in conv_module._CALLS.values() if c is not base][0]
+    if change not in ("variant", "no_bias", "padding_same"):  # same Problem, spelt differently or planned differently
+        assert other != base
+
+
+@pytest.mark.parametrize("value", [2.0, True, None], ids=["float", "bool", "none"])
+def test_values_that_compare_equal_are_not_confused(value, calls):
+    """stride=2.0 or True must raise even after stride=2 or 1 was cached (2 == 2.0 and 1 == True in Python)."""
+    x, w = randn(1, 2, 9, 9), randn(3, 2, 3, 3)
+    conv2d_ext.conv2d(x, w, stride=2)
+    conv2d_ext.conv2d(x, w, stride=1)
+    with pytest.raises(conv2d_ext.Conv2dError, match="stride must be an int or a pair of ints"):
+        conv2d_ext.conv2d(x, w, stride=value)
+
+
+def test_a_failing_call_is_not_cached(calls):
+    """A call that raises leaves nothing in the cache, and raises again the next time."""
+    x, w = randn(1, 2, 5, 5), randn(3, 3, 3, 3)
+    for _ in range(2):
+        with pytest.raises(conv2d_ext.Conv2dError, match="expects 3 input channels"):
+            conv2d_ext.conv2d(x, w)
+    assert len(calls) == 2 and not conv_module._CALLS
+
+
+def test_cpu_autocast_runs_like_f_conv2d():
+    """Under CPU autocast the call runs in autocast's dtype, as F.conv2d does, with no dtype-mismatch error."""
+    x, w = randn(1, 2, 6, 6), randn(3, 2, 3, 3).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, ref = conv2d_ext.conv2d(x, w), F.conv2d(x, w)
+    assert ours.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(ours, ref)

@@ -13,14 +13,18 @@ from conv2d_ext import _args, _ops, heuristics
 conv_module = importlib.import_module("conv2d_ext.conv2d")  # the module; conv2d_ext.conv2d is the function
 
 
-def _pad(x, geo):
-    """x zero-padded by geo.padding (top, bottom, left, right), so the stand-ins take asymmetric padding too."""
-    top, bottom, left, right = geo.padding
+def _pad(x, p):
+    """x zero-padded by the Problem's padding (top, bottom, left, right), so the stand-ins take asymmetric padding."""
+    top, bottom, left, right = p.padding
     return F.pad(x, (left, right, top, bottom))
 
 
-def _conv_args(geo):
-    return geo.stride, 0, geo.dilation, geo.groups  # padding is applied by _pad
+def _conv_args(p):
+    return p.stride, 0, p.dilation, p.groups  # padding is applied by _pad
+
+
+def _layout(p):
+    return torch.channels_last if p.channels_last else torch.contiguous_format
 
 
 @pytest.fixture
@@ -28,20 +32,23 @@ def pytorch_kernels(monkeypatch):
     """Replaces each kernel entry point by the PyTorch computation it must match, recording which ran."""
     calls = []
 
-    def forward(family, x, w, bias, geo, allow_tf32, fmt):
-        calls.append(("forward", family))
-        return F.conv2d(_pad(x, geo), w, bias, *_conv_args(geo)).contiguous(memory_format=fmt)
+    def forward(kernel, x, w, bias, p):
+        calls.append(("forward", kernel))
+        assert tuple(x.shape) == p.input_size and tuple(w.shape) == p.weight_size
+        y = F.conv2d(_pad(x, p), w, bias, *_conv_args(p)).contiguous(memory_format=_layout(p))
+        assert tuple(y.shape[2:]) == p.output_size
+        return y
 
-    def backward_data(family, dy, w, input_shape, geo, allow_tf32, fmt):
-        calls.append(("backward_data", family))
-        N, C, H, W = input_shape
-        top, bottom, left, right = geo.padding
-        dx = torch.nn.grad.conv2d_input((N, C, H + top + bottom, W + left + right), w, dy, *_conv_args(geo))
-        return dx[:, :, top : top + H, left : left + W].contiguous(memory_format=fmt)
+    def backward_data(kernel, dy, w, p):
+        calls.append(("backward_data", kernel))
+        N, C, H, W = p.input_size
+        top, bottom, left, right = p.padding
+        dx = torch.nn.grad.conv2d_input((N, C, H + top + bottom, W + left + right), w, dy, *_conv_args(p))
+        return dx[:, :, top : top + H, left : left + W].contiguous(memory_format=_layout(p))
 
-    def backward_weight(family, dy, x, weight_shape, geo, allow_tf32, fmt):
-        calls.append(("backward_weight", family))
-        return torch.nn.grad.conv2d_weight(_pad(x, geo), weight_shape, dy, *_conv_args(geo))
+    def backward_weight(kernel, dy, x, p):
+        calls.append(("backward_weight", kernel))
+        return torch.nn.grad.conv2d_weight(_pad(x, p), p.weight_size, dy, *_conv_args(p))
 
     def backward_bias(dy):
         calls.append(("backward_bias", None))
@@ -62,11 +69,10 @@ CASES = {
 
 
 def ours(x, w, b, args):
-    """conv2d_ext's autograd path (what conv2d runs for CUDA tensors), on whatever device the tensors are."""
-    geo = _args.normalize(x, w, b, **args)
-    problem = heuristics.Problem(*x.shape, w.shape[0], *w.shape[2:], *geo.output_size, groups=geo.groups)
-    plan = heuristics.select(problem)
-    return conv_module._run(x, w, b, geo, plan, False, _args.memory_format(x, w))
+    """conv2d_ext's path for CUDA tensors (normalize, select, _run), on whatever device the tensors are."""
+    problem = _args.normalize(x, w, b, **args, allow_tf32=False, capability=(9, 0))
+    call = conv_module._Call(problem, heuristics.select(problem), unbatched=False)
+    return conv_module._run(x, w, b, call)
 
 
 def inputs(x_shape, w_shape):
@@ -95,6 +101,20 @@ def test_backward_runs_only_the_passes_needed(needs, pytorch_kernels):
     y.sum().backward()
     expected = {0: "backward_data", 1: "backward_weight", 2: "backward_bias"}[needs.index(True)]
     assert [name for name, _ in pytorch_kernels] == [expected]
+
+
+def test_no_gradient_needed_calls_the_forward_op_alone(pytorch_kernels):
+    """Without a gradient to compute (no input requires one, or grad mode is off) conv2d calls the forward op
+    directly, not through the autograd Function."""
+    x, w, b = inputs((2, 4, 7, 6), (6, 4, 3, 3))
+    for t in (x, w, b):
+        t.requires_grad_(False)
+    assert ours(x, w, b, CASES["plain"][2]).grad_fn is None
+    x.requires_grad_(True)
+    with torch.no_grad():
+        assert ours(x, w, b, CASES["plain"][2]).grad_fn is None
+    assert [name for name, _ in pytorch_kernels] == ["forward", "forward"]
+    assert type(ours(x, w, b, CASES["plain"][2]).grad_fn).__name__ == "_ForwardBackward"
 
 
 def test_each_pass_runs_the_planned_family(pytorch_kernels):

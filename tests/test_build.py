@@ -1,4 +1,5 @@
-"""The compiled module conv2d_ext._C and the source distribution. No GPU needed."""
+"""The compiled module conv2d_ext._C (the torch ops, the kernel registry, the poison switch) and the source
+distribution. No GPU needed."""
 import glob
 import os
 import subprocess
@@ -12,25 +13,98 @@ import conv2d_ext
 from conv2d_ext import _C, heuristics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENTRY_POINTS = ("forward_direct", "backward_data_direct", "backward_weight_direct", "backward_bias")
+OPS = ("forward", "backward_data", "backward_weight", "backward_bias")
 
 
-@pytest.mark.parametrize("name", ENTRY_POINTS)
-def test_entry_point_is_exposed(name):
-    """The extension exposes one entry point per pass of the direct family, plus the bias gradient."""
-    assert callable(getattr(_C, name))
+@pytest.mark.parametrize("name", OPS)
+def test_each_pass_is_a_torch_op(name):
+    """Each pass is a torch op registered in C++ (torch.ops.conv2d_ext.<pass>) with a fake implementation for
+    torch.compile."""
+    op = getattr(torch.ops.conv2d_ext, name).default
+    assert isinstance(op, torch._ops.OpOverload)
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CUDA")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "Meta")  # what register_fake installs
+
+
+def test_old_pybind_entry_points_are_gone():
+    """The passes are reached through the torch ops only; the module keeps the registry and the poison switch."""
+    for name in ("forward_direct", "backward_data_direct", "backward_weight_direct", "backward_bias", "FAMILIES"):
+        assert not hasattr(_C, name), name
+    for name in ("kernels", "can_implement", "set_poison", "poison"):
+        assert callable(getattr(_C, name)), name
+
+
+def test_registry_lists_direct_for_every_pass():
+    """_C.kernels() lists (pass, name, family, config) tuples; every pass has the direct kernel, and every name is
+    'family' or 'family:config' with a family the project knows."""
+    kernels = _C.kernels()
+    assert ("forward", "direct", "direct", "") in kernels
+    assert ("backward_data", "direct", "direct", "") in kernels
+    assert ("backward_weight", "direct", "direct", "") in kernels
+    for pass_, name, family, config in kernels:
+        assert pass_ in heuristics.PASSES
+        assert family in heuristics.FAMILIES
+        assert name == (f"{family}:{config}" if config else family)
+    assert len(set((k[0], k[1]) for k in kernels)) == len(kernels)  # a name once per pass
 
 
 def test_compiled_families_match_the_heuristics():
-    """_C.FAMILIES holds 'direct', is a subset of the known families, and is exactly what the heuristics
-    consider available; each compiled family has an entry point for every pass."""
-    families = list(_C.FAMILIES)
-    assert "direct" in families
-    assert set(families) <= set(heuristics.FAMILIES)
-    assert set(families) == set(heuristics.AVAILABLE)
-    for family in families:
-        for pass_ in heuristics.PASSES:
-            assert callable(getattr(_C, f"{pass_}_{family}")), (pass_, family)
+    """heuristics.AVAILABLE and conv2d_ext.kernels() come from the registry."""
+    kernels = _C.kernels()
+    assert heuristics.AVAILABLE == tuple(dict.fromkeys(k[2] for k in kernels))
+    assert "direct" in heuristics.AVAILABLE and set(heuristics.AVAILABLE) <= set(heuristics.FAMILIES)
+    assert conv2d_ext.kernels() == {p: [k[1] for k in kernels if k[0] == p] for p in heuristics.PASSES}
+
+
+# sizes N, C, H, W, K, R, S, P, Q of a 3x3 convolution, 'same' padding
+SIZES = [2, 8, 10, 10, 16, 3, 3, 10, 10]
+
+
+@pytest.mark.parametrize("pass_", heuristics.PASSES)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_can_implement_runs_without_a_gpu(pass_, dtype, channels_last):
+    """_C.can_implement is host code: the direct kernels run everything ('' is 'can run')."""
+    assert _C.can_implement(pass_, "direct", SIZES, [1, 1], [1, 1], [1, 1], 1, dtype, channels_last, True, 80) == ""
+    assert _C.can_implement(pass_, "direct", [1, 4, 5, 5, 4, 3, 3, 3, 2], [1, 2], [0, 0], [1, 1], 4, dtype,
+                            channels_last, False, 90) == ""
+
+
+def test_can_implement_rejects_unknown_kernels_and_bad_problems():
+    """An unknown kernel name, pass or dtype, or sizes that do not agree, raise, naming what exists."""
+    with pytest.raises(RuntimeError, match=r"no forward kernel named 'direct:x' \(registered: direct"):
+        _C.can_implement("forward", "direct:x", SIZES, [1, 1], [1, 1], [1, 1], 1, "float32", False, True, 90)
+    with pytest.raises(RuntimeError, match="unknown pass 'backward'"):
+        _C.can_implement("backward", "direct", SIZES, [1, 1], [1, 1], [1, 1], 1, "float32", False, True, 90)
+    with pytest.raises(RuntimeError, match="unknown dtype 'int8'"):
+        _C.can_implement("forward", "direct", SIZES, [1, 1], [1, 1], [1, 1], 1, "int8", False, True, 90)
+    with pytest.raises(RuntimeError, match="output size 8x10 does not fit"):
+        _C.can_implement("forward", "direct", SIZES[:7] + [8, 10], [1, 1], [1, 1], [1, 1], 1, "float32", False,
+                         True, 90)
+    with pytest.raises(RuntimeError, match="do not agree"):
+        _C.can_implement("forward", "direct", SIZES, [1, 1], [1, 1], [1, 1], 3, "float32", False, True, 90)
+
+
+def test_poison_switch():
+    """set_poison turns NaN-filling of results on and off; poison() reads it."""
+    before = _C.poison()
+    try:
+        _C.set_poison(True)
+        assert _C.poison() is True
+        _C.set_poison(False)
+        assert _C.poison() is False
+    finally:
+        _C.set_poison(before)
+
+
+def test_poison_is_read_from_the_environment_at_load():
+    """CONV2D_EXT_POISON=1 at import turns poison on; unset leaves it off."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = "import conv2d_ext; print(conv2d_ext._C.poison())"
+    for value, expected in (("1", "True"), ("0", "False")):
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(env, CONV2D_EXT_POISON=value),
+                                capture_output=True, text=True, timeout=120)
+        assert result.stdout.strip() == expected, result.stderr
 
 
 def test_the_package_loads_the_extension_it_was_built_with():
@@ -41,34 +115,29 @@ def test_the_package_loads_the_extension_it_was_built_with():
 
 
 def cpu_call(name):
-    """Arguments of a valid call of each entry point (3x3 convolution, N=1, C=2, 5x5 -> K=3, 3x3), on the CPU."""
+    """Arguments of a valid call of each op (3x3 convolution, N=1, C=2, 5x5 -> K=3, 3x3), on the CPU."""
     x, w, y = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), torch.randn(1, 3, 3, 3)
-    geometry = ([1, 1], [0, 0, 0, 0], [1, 1], 1, True)
+    geometry = ([1, 1], [0, 0], [1, 1], 1, True, False)
     return {
-        "forward_direct": (x, w, None, y) + geometry,
-        "backward_data_direct": (y, w, x) + geometry,
-        "backward_weight_direct": (y, x, w) + geometry,
-        "backward_bias": (y, torch.randn(3)),
+        "forward": ("direct", x, w, None, [1, 1], [0, 0], [1, 1], 1, [3, 3], True, False),
+        "forward_with_bias": ("direct", x, w, torch.randn(3), [1, 1], [0, 0], [1, 1], 1, [3, 3], True, False),
+        "backward_data": ("direct", y, w, [1, 2, 5, 5]) + geometry,
+        "backward_weight": ("direct", y, x, [3, 2, 3, 3]) + geometry,
+        "backward_bias": (y,),
     }[name]
 
 
-@pytest.mark.parametrize("name", ENTRY_POINTS)
-def test_entry_points_reject_cpu_tensors(name):
-    """Every entry point refuses CPU tensors with a RuntimeError that mentions CUDA, writing nothing."""
+@pytest.mark.parametrize("name", ["forward", "forward_with_bias", "backward_data", "backward_weight", "backward_bias"])
+def test_ops_reject_cpu_tensors(name):
+    """Every op refuses CPU tensors with a RuntimeError that mentions CUDA, writing nothing."""
     args = cpu_call(name)
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     before = [t.clone() for t in tensors]
+    op = getattr(torch.ops.conv2d_ext, name.replace("_with_bias", "")).default
     with pytest.raises(RuntimeError, match="CUDA"):
-        getattr(_C, name)(*args)
+        op(*args)
     for t, b in zip(tensors, before):
         assert torch.equal(t, b)
-
-
-def test_forward_entry_with_bias_rejects_cpu_tensors():
-    """The forward entry point refuses CPU tensors with a bias too."""
-    x, w, b, y = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), torch.randn(3), torch.randn(1, 3, 3, 3)
-    with pytest.raises(RuntimeError, match="CUDA"):
-        _C.forward_direct(x, w, b, y, [1, 1], [0, 0, 0, 0], [1, 1], 1, True)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """What a PyTorch user relies on beyond the numbers: gradcheck, empty batches, memory formats, streams, devices,
 autocast, modules, and that only our kernels run."""
 import copy
+import importlib
 
 import pytest
 import torch
@@ -46,16 +47,62 @@ def test_gradgradcheck_float64(args):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_custom_ops_pass_opcheck(channels_last):
-    """Schema, fake (meta) implementation and AOT dispatch of each pass's torch custom op."""
+    """Schema, fake (meta) implementation and AOT dispatch of each pass's torch op."""
     x, w, _ = make_inputs(2, 8, 10, 9, 6, 3, 3, 2, torch.float32, channels_last=channels_last)
     b = torch.randn(6, device="cuda")
-    geo = ([2, 1], [1, 2, 0, 1], [1, 2], 2)  # stride, asymmetric padding, dilation, groups
-    y = conv2d_ext._ops.forward_op("direct", x, w, b, *geo, [6, 6], False, channels_last)
+    # stride, padding (top, left; bottom 2 and right 1 implied by the output size 6x6), dilation, groups
+    geo = ([2, 1], [1, 0], [1, 2], 2)
     ops = torch.ops.conv2d_ext
+    y = ops.forward.default("direct", x, w, b, *geo, [6, 6], False, channels_last)
+    ref = F.conv2d(F.pad(x, (0, 1, 1, 2)), w, b, stride=(2, 1), dilation=(1, 2), groups=2)
+    assert rel_err(y, ref) < 1e-5
     torch.library.opcheck(ops.forward.default, ("direct", x, w, b, *geo, [6, 6], False, channels_last))
     torch.library.opcheck(ops.backward_data.default, ("direct", y, w, list(x.shape), *geo, False, channels_last))
     torch.library.opcheck(ops.backward_weight.default, ("direct", y, x, list(w.shape), *geo, False, channels_last))
     torch.library.opcheck(ops.backward_bias.default, (y,))
+
+
+def test_ops_take_the_layout_they_are_given(poison):
+    """The op makes its inputs dense in the layout passed (channels_last) and returns its result in it, whatever
+    the inputs' own strides."""
+    x, w, b = make_inputs(2, 4, 7, 7, 6, 3, 3, 1, torch.float64)
+    ops = torch.ops.conv2d_ext
+    ref = F.conv2d(x, w, b, padding=1)
+    for channels_last in (False, True):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        y = ops.forward.default("direct", x.transpose(2, 3).contiguous().transpose(2, 3), w, b, [1, 1], [1, 1],
+                                [1, 1], 1, [7, 7], False, channels_last)
+        assert y.is_contiguous(memory_format=fmt) and rel_err(y, ref) < 1e-12
+        dx = ops.backward_data.default("direct", ref, w, [2, 4, 7, 7], [1, 1], [1, 1], [1, 1], 1, False, channels_last)
+        assert dx.is_contiguous(memory_format=fmt)
+        dw = ops.backward_weight.default("direct", ref, x, [6, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, False,
+                                         channels_last)
+        assert dw.is_contiguous(memory_format=fmt)
+
+
+def test_ops_reject_unknown_kernels_and_inconsistent_sizes():
+    """Called directly, an op checks what memory safety needs and names the kernels that exist."""
+    x, w, b = make_inputs(2, 4, 7, 7, 6, 3, 3, 1, torch.float32)
+    ops = torch.ops.conv2d_ext
+    with pytest.raises(RuntimeError, match=r"no forward kernel named 'direct:fast' \(registered: direct"):
+        ops.forward.default("direct:fast", x, w, b, [1, 1], [1, 1], [1, 1], 1, [7, 7], False, False)
+    with pytest.raises(RuntimeError, match="output size 5x7 does not fit"):
+        ops.forward.default("direct", x, w, b, [1, 1], [1, 1], [1, 1], 1, [5, 7], False, False)
+    with pytest.raises(RuntimeError, match="do not agree"):
+        ops.forward.default("direct", x, w, b, [1, 1], [1, 1], [1, 1], 2, [7, 7], False, False)
+    with pytest.raises(RuntimeError, match="bias must be a 1-D tensor of 6 elements"):
+        ops.forward.default("direct", x, w, b[:5], [1, 1], [1, 1], [1, 1], 1, [7, 7], False, False)
+    with pytest.raises(RuntimeError, match="does not match batch"):
+        ops.backward_data.default("direct", torch.randn(1, 6, 7, 7, device="cuda"), w, [2, 4, 7, 7], [1, 1], [1, 1],
+                                  [1, 1], 1, False, False)
+
+
+def test_poison_fills_results_only(poison):
+    """With poison on, results a kernel writes are still correct (poison is overwritten), inputs untouched."""
+    x, w, b = make_inputs(2, 4, 7, 7, 6, 3, 3, 1, torch.float64)
+    before = x.clone()
+    y = torch.ops.conv2d_ext.forward.default("direct", x, w, b, [1, 1], [1, 1], [1, 1], 1, [7, 7], False, False)
+    assert torch.equal(x, before) and rel_err(y, F.conv2d(x, w, b, padding=1)) < 1e-12
 
 
 @pytest.mark.parametrize("fullgraph", [False, True])
@@ -229,10 +276,30 @@ def test_explain_and_forced_variants():
     lines = conv2d_ext.explain(x, w, b, padding=1).splitlines()
     assert [line.split(":")[0] for line in lines] == ["forward", "backward_data", "backward_weight"]
     assert all("direct" in line for line in lines)
-    with pytest.raises(ValueError, match="not built"):
+    with pytest.raises(ValueError, match="cannot run forward .*not built"):
         conv2d_ext.conv2d(x, w, b, padding=1, variant="implicit_gemm")
-    with pytest.raises(ValueError, match="not built"):
+    with pytest.raises(ValueError, match="cannot run backward_weight .*not built"):
         conv2d_ext.conv2d(x, w, b, padding=1, variant={"backward_weight": "tiled"})
+    with pytest.raises(conv2d_ext.Conv2dError, match="unknown family or kernel 'direct:fast'"):
+        conv2d_ext.conv2d(x, w, b, padding=1, variant="direct:fast")
+    for kernel in conv2d_ext.kernels()["forward"]:  # every registered kernel can be forced by name
+        forced = conv2d_ext.explain(x, w, b, padding=1, variant={"forward": kernel}).splitlines()[0]
+        assert forced == f"forward: {kernel} (forced by variant)"
+
+
+def test_repeated_calls_reuse_the_plan_and_stay_correct(poison):
+    """The second identical call hits the plan cache and gives the same (deterministic) result; a call differing
+    in stride is planned anew and is right too."""
+    conv_module = importlib.import_module("conv2d_ext.conv2d")
+    x, w, b = make_inputs(2, 8, 12, 12, 8, 3, 3, 1, torch.float32)
+    conv_module._CALLS.clear()
+    y1 = conv2d_ext.conv2d(x, w, b, padding=1)
+    y2 = conv2d_ext.conv2d(x, w, b, padding=1)
+    assert len(conv_module._CALLS) == 1 and torch.equal(y1, y2)
+    y3 = conv2d_ext.conv2d(x, w, b, padding=1, stride=2)
+    assert len(conv_module._CALLS) == 2
+    ref, _ = reference(x, w, b, torch.ones_like(y3), padding=1, stride=2)
+    assert rel_err(y3, ref) < 1e-5
 
 
 @pytest.mark.parametrize(

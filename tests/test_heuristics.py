@@ -1,10 +1,24 @@
-"""conv2d_ext.heuristics: which kernel family runs each pass, and why. Pure functions of a Problem: no GPU."""
+"""conv2d_ext.heuristics: which kernel runs each pass, and why. Pure functions of a Problem and a registry (the
+compiled one, or a fake one standing in for a later build): no GPU."""
 import dataclasses
 
 import pytest
 
-from conv2d_ext import heuristics
-from conv2d_ext.heuristics import AVAILABLE, FAMILIES, PASSES, Decision, Problem, can_implement, describe, select
+from conv2d_ext import Conv2dError, heuristics
+from conv2d_ext.heuristics import (AVAILABLE, FAMILIES, PASSES, Decision, Problem, Registry, can_implement, describe,
+                                   select)
+
+
+def fake_registry(kernels, why_not=None):
+    """A registry of `kernels` (name -> passes), each able to run everything unless why_not(pass, name, problem)
+    says otherwise."""
+    rows = [(pass_, name, heuristics.family_of(name), name.partition(":")[2])
+            for name, passes in kernels.items() for pass_ in passes]
+    return Registry(rows, why_not or (lambda pass_, name, problem: ""))
+
+
+def forced(kernel, family=None):
+    return Decision(kernel, family or heuristics.family_of(kernel), "forced by variant")
 
 
 def problem(**override):
@@ -37,13 +51,15 @@ PROBLEMS = {
 
 
 def test_tables_are_consistent():
-    """Three passes; AVAILABLE is a non-empty subset of FAMILIES holding 'direct'; every rule names a family."""
+    """Three passes; AVAILABLE (from the registry) is a non-empty subset of FAMILIES holding 'direct'; every rule
+    names a kernel of a known family, with a reason."""
     assert PASSES == ("forward", "backward_data", "backward_weight")
     assert "direct" in AVAILABLE and set(AVAILABLE) <= set(FAMILIES)
+    assert AVAILABLE == heuristics.compiled.families
     assert len(set(FAMILIES)) == len(FAMILIES)
     assert heuristics.RULES
     for rule in heuristics.RULES:
-        assert rule.family in FAMILIES and rule.reason
+        assert heuristics.family_of(rule.kernel) in FAMILIES and rule.reason
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS), ids=list(PROBLEMS))
@@ -54,6 +70,8 @@ def test_select_decides_every_pass_with_a_reason(name):
     for pass_, decision in plan.items():
         assert isinstance(decision, Decision)
         assert decision.family in AVAILABLE, pass_
+        assert decision.kernel in heuristics.compiled.kernels[pass_], pass_
+        assert heuristics.family_of(decision.kernel) == decision.family
         assert isinstance(decision.reason, str) and decision.reason.strip(), pass_
         assert decision.reason != "forced by variant"
 
@@ -69,25 +87,25 @@ def test_select_is_a_pure_function(name):
 
 @pytest.mark.parametrize("name", ["fp32", "depthwise", "tiny"])
 def test_describe_gives_one_line_per_pass(name):
-    """describe: 'pass: family (reason)', one line for each pass, in PASSES order."""
+    """describe: 'pass: kernel (reason)', one line for each pass, in PASSES order."""
     plan = select(PROBLEMS[name])
     lines = describe(plan).splitlines()
     assert len(lines) == 3
     for line, pass_ in zip(lines, PASSES):
-        assert line == f"{pass_}: {plan[pass_].family} ({plan[pass_].reason})"
+        assert line == f"{pass_}: {plan[pass_].kernel} ({plan[pass_].reason})"
 
 
 @pytest.mark.parametrize("name", ["fp32", "fp16", "depthwise", "large", "tiny", "sm80"])
 def test_forcing_direct_forces_every_pass(name):
     """variant='direct' runs the direct family on every pass, with the reason 'forced by variant'."""
     plan = select(PROBLEMS[name], "direct")
-    assert plan == {pass_: Decision("direct", "forced by variant") for pass_ in PASSES}
+    assert plan == {pass_: forced("direct") for pass_ in PASSES}
     assert describe(plan).count("(forced by variant)") == 3
 
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f not in AVAILABLE])
 def test_forcing_a_family_not_built_raises_saying_so(family):
-    """A planned family that is not compiled in raises ValueError explaining that it is not built."""
+    """A planned family that is not compiled in raises Conv2dError (a ValueError) explaining that it is not built."""
     with pytest.raises(ValueError, match=rf"variant '{family}' cannot run forward .*not built in this version"):
         select(problem(), family)
     with pytest.raises(ValueError, match=rf"cannot run backward_weight .*{family} family is not built"):
@@ -99,6 +117,16 @@ def test_forcing_a_family_not_built_raises_saying_so(family):
 def test_forcing_an_unknown_family_raises(variant):
     """An unknown family name raises ValueError listing the known ones."""
     with pytest.raises(ValueError, match=r"unknown family .*expected one of direct, tiled, implicit_gemm"):
+        select(problem(), variant)
+    with pytest.raises(Conv2dError, match=r"or a kernel of this build: direct"):
+        select(problem(), variant)
+
+
+@pytest.mark.parametrize("variant", ["direct:fast", "implicit_gemm:999x999", {"backward_data": "direct:x"}],
+                         ids=["direct_config", "planned_family_config", "dict"])
+def test_forcing_an_unknown_kernel_raises(variant):
+    """A kernel name that is not registered raises, listing the kernels that are."""
+    with pytest.raises(Conv2dError, match=r"unknown family or kernel .*kernel of this build: direct"):
         select(problem(), variant)
 
 
@@ -121,7 +149,7 @@ def test_dict_variant_forces_only_the_passes_it_names(variant):
         if variant.get(pass_, "auto") == "auto":
             assert plan[pass_] == auto[pass_], pass_
         else:
-            assert plan[pass_] == Decision(variant[pass_], "forced by variant"), pass_
+            assert plan[pass_] == forced(variant[pass_]), pass_
 
 
 @pytest.mark.parametrize("variant", [{"backward": "direct"}, {"forward": "direct", "grad_input": "direct"}],
@@ -135,8 +163,8 @@ def test_dict_variant_with_unknown_pass_raises(variant):
 @pytest.mark.parametrize("variant", [None, 1, ["direct"], ("direct",), b"direct"],
                          ids=["None", "int", "list", "tuple", "bytes"])
 def test_variant_of_another_type_raises(variant):
-    """variant must be 'auto', a family name or a dict by pass."""
-    with pytest.raises(ValueError, match=r"variant must be 'auto', a family name or a dict by pass"):
+    """variant must be 'auto', a family name, a kernel name or a dict by pass."""
+    with pytest.raises(ValueError, match=r"variant must be 'auto', a family name, a kernel name or a dict by pass"):
         select(problem(), variant)
 
 
@@ -149,27 +177,89 @@ def test_direct_can_implement_everything(name, pass_):
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f not in AVAILABLE])
 def test_can_implement_explains_a_family_not_built(family):
-    """A family outside `available` cannot implement anything, and the reason names what is available."""
+    """A family outside the registry cannot implement anything, and the reason names what is available."""
     why = can_implement(family, "forward", problem())
     assert why == (f"the {family} family is not built in this version of conv2d_ext "
                    f"(available: {', '.join(AVAILABLE)})")
 
 
-def test_can_implement_explains_an_unknown_family():
-    """An unknown family cannot implement anything, whatever `available` says."""
-    assert "unknown family 'fft'" in can_implement("fft", "forward", problem())
-    assert "unknown family 'fft'" in can_implement("fft", "forward", problem(), available=("direct", "fft"))
+def test_can_implement_explains_an_unknown_name():
+    """An unknown name cannot implement anything; the reason lists the known families and the registry's kernels."""
+    registry = fake_registry({"direct": PASSES, "implicit_gemm:128x128": PASSES})
+    why = can_implement("fft", "forward", problem(), registry)
+    assert "unknown family or kernel 'fft'" in why
+    assert "direct, tiled, implicit_gemm" in why and "direct, implicit_gemm:128x128" in why
 
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "direct"])
-def test_a_family_listed_in_available_is_accepted(family):
-    """Passing `available` with more families makes them forceable (how a later build enables them)."""
-    available = ("direct", family)
+def test_a_family_in_the_registry_is_accepted(family):
+    """A registry with more families makes them forceable (how a later build enables them)."""
+    registry = fake_registry({"direct": PASSES, f"{family}:a": PASSES})
     for pass_ in PASSES:
-        assert can_implement(family, pass_, problem(), available=available) is None
-    plan = select(problem(), family, available=available)
-    assert plan == {pass_: Decision(family, "forced by variant") for pass_ in PASSES}
-    assert all(d.family in available for d in select(problem(), available=available).values())
+        assert can_implement(family, pass_, problem(), registry) is None
+        assert can_implement(f"{family}:a", pass_, problem(), registry) is None
+    assert select(problem(), family, registry) == {pass_: forced(f"{family}:a") for pass_ in PASSES}
+    assert all(d.family in registry.families for d in select(problem(), registry=registry).values())
+
+
+def picky(pass_, name, p):
+    """A fake can_implement: the 128x128 tile needs fp16 and sm_80; the 64x64 tile needs channels-last."""
+    if name == "implicit_gemm:128x128":
+        return "" if p.dtype == "float16" and p.capability >= (8, 0) else "needs float16 on sm_80 or newer"
+    if name == "implicit_gemm:64x64":
+        return "" if p.channels_last else "needs channels-last"
+    return ""
+
+
+PICKY = fake_registry({"direct": PASSES, "implicit_gemm:128x128": PASSES, "implicit_gemm:64x64": ("forward",)},
+                      picky)
+
+
+def test_can_implement_of_a_fake_registry():
+    """A kernel name gets its own reason; a family can run a problem if any of its kernels can, else it gets every
+    kernel's reason; a family with no kernel for the pass says so."""
+    fp16, fp32 = problem(dtype="float16"), problem()
+    assert can_implement("implicit_gemm:128x128", "forward", fp16, PICKY) is None
+    assert can_implement("implicit_gemm:128x128", "forward", fp32, PICKY) == "needs float16 on sm_80 or newer"
+    assert can_implement("implicit_gemm", "forward", fp32, PICKY) == (
+        "implicit_gemm:128x128: needs float16 on sm_80 or newer; implicit_gemm:64x64: needs channels-last")
+    assert can_implement("implicit_gemm", "forward", problem(channels_last=True), PICKY) is None
+    assert can_implement("implicit_gemm:64x64", "backward_data", fp32, PICKY) == (
+        "no backward_data kernel 'implicit_gemm:64x64'; the implicit_gemm backward_data kernels are: "
+        "implicit_gemm:128x128")
+    assert can_implement("tiled", "forward", fp32, fake_registry({"tiled:a": ("forward",)})) is None
+    assert can_implement("tiled", "backward_data", fp32, fake_registry({"tiled:a": ("forward",)})) == (
+        "the tiled family has no backward_data kernel")
+
+
+def test_forcing_a_family_picks_its_first_kernel_that_can_run():
+    """Forcing a family walks its kernels in registry order and takes the first that can implement the problem;
+    when none can, Conv2dError says 'cannot run' with every kernel's reason."""
+    plan = select(problem(channels_last=True), {"forward": "implicit_gemm"}, PICKY)
+    assert plan["forward"] == forced("implicit_gemm:64x64")
+    assert select(problem(dtype="float16"), "implicit_gemm", PICKY)["forward"] == forced("implicit_gemm:128x128")
+    with pytest.raises(Conv2dError, match=r"variant 'implicit_gemm' cannot run backward_data of this convolution: "
+                                          r"implicit_gemm:128x128: needs float16"):
+        select(problem(channels_last=True), "implicit_gemm", PICKY)
+    with pytest.raises(Conv2dError, match=r"variant 'implicit_gemm:64x64' cannot run forward .*needs channels-last"):
+        select(problem(), {"forward": "implicit_gemm:64x64"}, PICKY)
+
+
+def test_rules_name_kernels_and_skip_those_that_cannot_run(monkeypatch):
+    """'auto' takes the first rule that applies and whose kernel can run; other rules are skipped."""
+    rules = (heuristics.Rule("implicit_gemm:128x128", lambda p, pass_: p.dtype == "float16", "tensor cores"),
+             heuristics.Rule("implicit_gemm:999", lambda p, pass_: True, "not built, skipped"),) + heuristics.RULES
+    monkeypatch.setattr(heuristics, "RULES", rules)
+    fp16 = select(problem(dtype="float16"), registry=PICKY)
+    assert fp16["forward"] == Decision("implicit_gemm:128x128", "implicit_gemm", "tensor cores")
+    old_gpu = select(problem(dtype="float16", capability=(7, 5)), registry=PICKY)
+    assert old_gpu["forward"].kernel == "direct" and old_gpu["forward"].reason == heuristics.RULES[-1].reason
+
+
+def test_compiled_registry_asks_the_extension():
+    """The default registry's reasons come from the C++ can_implement: the direct kernels run everything."""
+    for pass_ in PASSES:
+        assert heuristics.compiled.why_not(pass_, "direct", problem(groups=4, channels_last=True)) == ""
 
 
 def test_problem_defaults():
@@ -214,6 +304,8 @@ def test_problem_depthwise(name):
 
 
 def test_select_raises_when_no_family_can_run():
-    """With no family that can run the problem, select raises rather than return a partial plan."""
+    """With no kernel that can run the problem, select raises rather than return a partial plan."""
     with pytest.raises(ValueError, match="no kernel family"):
-        select(problem(), available=())
+        select(problem(), registry=fake_registry({}))
+    with pytest.raises(ValueError, match="no kernel family .* can run backward_weight"):
+        select(problem(), registry=fake_registry({"direct": ("forward", "backward_data")}))
