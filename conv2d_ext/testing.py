@@ -104,14 +104,18 @@ def fresh_seed():
     return int(torch.randint(0, 2**31, ()).item())
 
 
-def random_tensor(shape, dtype, device="cuda", *, channels_last=False, offset=0, row_pad=0, generator=None, scale=1.0):
-    """Standard-normal values times `scale`, rounded to `dtype`, never all zeros.
+def random_tensor(shape, dtype, device="cuda", *, channels_last=False, offset=0, row_pad=0, generator=None, seed=None,
+                  scale=1.0):
+    """Standard-normal values times `scale`, rounded to `dtype`, never all zeros, drawn from `generator`, or from a
+    new generator seeded with `seed`, or else from torch's global generator.
 
     By default a tensor contiguous in its layout (channels-last if asked, for 4-D shapes). With `offset` and
     `row_pad` it is a view into a larger NaN-filled buffer, as a slice of a bigger tensor would be: it starts
     `offset` elements past the start of the buffer (an odd offset leaves the data pointer off 16-byte alignment),
     and each row is followed by `row_pad` unused elements (a row is the last dimension in memory: the W elements
     of an NCHW row, the W*C elements of a channels-last row). A kernel that reads the gaps reads NaN."""
+    if generator is None and seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
     values = torch.randn(shape, device=device, generator=generator).mul_(scale).to(dtype)
     shape = tuple(shape)
     nhwc = channels_last and len(shape) == 4

@@ -50,14 +50,14 @@ def free_memory():
 
 
 def make_case_inputs(case, mode, layout, seed):
-    """Fresh random input, weight and grad_out (the output's shape, as PyTorch works it out) on the GPU,
-    contiguous in `layout`; no bias."""
-    torch.manual_seed(seed)
+    """Random input, weight and grad_out (the output's shape, as PyTorch works it out) on the GPU, contiguous in
+    `layout`, from `seed`; no bias. grad_out comes from another seed: with x's values, a depthwise grad_weight
+    would sum squares and overflow fp16."""
     channels_last = layout == "nhwc"
     x, w, _ = testing.make_inputs(*case.sizes, case.groups, testing.DTYPES[mode], channels_last=channels_last,
                                   bias=False, seed=seed)
     grad_out = testing.random_tensor(testing.output_shape(x, w, **case.conv_args), x.dtype,
-                                     channels_last=channels_last)
+                                     channels_last=channels_last, seed=seed + 1)
     return x, w, grad_out
 
 
