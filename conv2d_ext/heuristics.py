@@ -86,8 +86,30 @@ class Rule(NamedTuple):
     reason: str
 
 
+def _tensor_core_forward(p: Problem, pass_: str) -> bool:
+    """Forward in fp16/bf16, or fp32 where TF32 is allowed, with enough output channels per group for MMA tiles."""
+    tensor_core_dtype = p.dtype in ("float16", "bfloat16") or (p.dtype == "float32" and p.allow_tf32)
+    return pass_ == "forward" and tensor_core_dtype and not p.depthwise and p.K // p.groups >= 16
+
+
+def _tiles(p: Problem, bm: int, bn: int) -> int:
+    """CTAs of a bm x bn tiling of the forward GEMM (pixels x output channels, per group)."""
+    return -(-p.N * p.P * p.Q // bm) * -(-(p.K // p.groups) // bn) * p.groups
+
+
+# Two CTAs per SM on a 132-SM H100: below this many 128x128 tiles, smaller tiles keep every SM busy.
+_FULL_WAVE_TILES = 264
+
 # The table of reasons: for each pass, the first rule that applies and whose kernel can implement the problem wins.
 RULES = (
+    Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _FULL_WAVE_TILES,
+         "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would leave SMs idle"),
+    Rule("implicit_gemm:128x128_k128", lambda p, s: _tensor_core_forward(p, s) and p.channels_last,
+         "tensor cores (implicit GEMM); channels-last: 16-byte cp.async loads, 128-byte k-tiles"),
+    Rule("implicit_gemm:128x128_w8", lambda p, s: _tensor_core_forward(p, s) and p.dtype != "float32",
+         "tensor cores (implicit GEMM); NCHW fp16/bf16: activations gathered along W by 8 warps"),
+    Rule("implicit_gemm:128x128_w4", _tensor_core_forward,
+         "tensor cores (implicit GEMM, TF32); NCHW: 4 warps of 64x64"),
     Rule("direct", lambda p, pass_: True, "direct loops: correct for every shape, dtype and layout"),
 )
 

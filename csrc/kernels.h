@@ -23,6 +23,13 @@ extern const KernelInfo forward_direct;
 extern const KernelInfo backward_data_direct;
 extern const KernelInfo backward_weight_direct;
 
+// Implicit-GEMM family (csrc/implicit_gemm/): tensor cores through mma.sync (fp16, bf16, fp32 as TF32), sm_80+,
+// NCHW and NHWC natively. Forward: one entry per tile configuration (forward_<config>.cu).
+extern const KernelInfo forward_implicit_gemm_128x128_w4;
+extern const KernelInfo forward_implicit_gemm_128x128_w8;
+extern const KernelInfo forward_implicit_gemm_128x128_k128;
+extern const KernelInfo forward_implicit_gemm_64x64;
+
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.
 int64_t backward_bias_workspace(const ConvParams& p);

@@ -17,7 +17,10 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_direct,
       &backward_data_direct,
       &backward_weight_direct,
-      // implicit_gemm kernels (csrc/implicit_gemm/*.cu) go here, e.g. &forward_implicit_gemm_128x128.
+      &forward_implicit_gemm_128x128_w4,
+      &forward_implicit_gemm_128x128_w8,
+      &forward_implicit_gemm_128x128_k128,
+      &forward_implicit_gemm_64x64,
   };
   return table;
 }

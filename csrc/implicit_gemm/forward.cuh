@@ -1,0 +1,229 @@
+// Forward as an implicit GEMM on tensor cores (mma.sync: fp16/bf16, and fp32 as TF32), NCHW and NHWC natively.
+//
+// GEMM mapping, per group g (blockIdx.z):
+//   M = N*P*Q output pixels (A rows: the im2col gather of the input), N = K/groups output channels (B rows: the
+//   filters), reduction = R*S*Cg taps x input channels. D lands in y in the input's layout: along channels in
+//   NHWC, along pixels in NCHW (both through a shared-memory staged epilogue, so the global stores are
+//   coalesced runs). Bias is added in the epilogue.
+// Launch variants (implicit_gemm.cuh): NHWC with 16-byte aligned channels loads both operands with cp.async;
+// NCHW loads the activations with scalar coalesced loads and the filters, repacked to KRSC in the workspace by a
+// small kernel first (K*C/groups*R*S elements), with cp.async. When Cg is small or not a multiple of 16 bytes,
+// both operands take scalar loads over the flat reduction.
+#pragma once
+
+#include <climits>
+#include <string>
+
+#include <c10/cuda/CUDAException.h>
+
+#include "common/launch.cuh"
+#include "implicit_gemm/implicit_gemm.cuh"
+#include "kernels.h"
+
+namespace conv2d_ext {
+namespace igemm {
+
+struct FilterStrides { int64_t k, c, r, s; };
+
+// KRSC copy of KCRS filters (NCHW), so that the filter operand is channel-contiguous like the activations'.
+template <typename T>
+__global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t K,
+                                  int64_t Cg, int64_t R, int64_t S) {
+  const int64_t total = K * R * S * Cg;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % Cg, s = (i / Cg) % S, r = (i / Cg / S) % R, k = i / Cg / S / R;
+    out[i] = w[k * in.k + c * in.c + r * in.r + s * in.s];
+  }
+}
+
+template <typename T, class Cfg, bool kNHWC>
+constexpr int forward_smem_bytes() {
+  constexpr int E = 16 / sizeof(T);
+  const int pipeline = Cfg::kStages * stage_bytes<Cfg>();
+  const int epilogue = (kNHWC ? Cfg::kBM * (Cfg::kBN + E) : Cfg::kBN * (Cfg::kBM + E)) * int(sizeof(T));
+  return pipeline > epilogue ? pipeline : epilogue;
+}
+
+// `filters`: w itself (NHWC: KRSC already) or its KRSC copy in the workspace (NCHW).
+template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel(const ConvParams p, const T* filters,
+                                                                 FilterStrides fs) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int E = 16 / sizeof(T), BK = Cfg::kBKBytes / sizeof(T);
+  const int g = blockIdx.z;
+  const int Cg = static_cast<int>(p.C / p.groups), Kg = static_cast<int>(p.K / p.groups);
+  const int R = static_cast<int>(p.R), S = static_cast<int>(p.S);
+  const int64_t M = p.N * p.P * p.Q;
+  const int64_t m0 = int64_t(blockIdx.x) * Cfg::kBM;  // the CTA's first pixel and output channel
+  const int n0 = blockIdx.y * Cfg::kBN;
+
+  // A: output pixels m = (img, p, q), whose tap (r, s) reads input pixel (p*sh - ph + r*dh, q*sw - pw + s*dw).
+  const T* x = static_cast<const T*>(p.x) + int64_t(g) * Cg * p.x_stride[1];
+  const TapGather<T> ga{x, p.x_stride[2], p.x_stride[3], p.x_stride[1], static_cast<int>(p.H),
+                        static_cast<int>(p.W), p.dil_h, p.dil_w, Cg, R, S};
+  const int64_t PQ = p.P * p.Q;
+  OperandLoader<T, Cfg, kVec && kNHWC, kFlat, !kNHWC, Cfg::kBM> la;
+  la.init([&](int64_t m) -> typename TapGather<T>::Row {
+    if (m < 0) return {x, INT_MIN / 2, INT_MIN / 2};
+    const int64_t img = m / PQ, pq = m - img * PQ;
+    const int oh = static_cast<int>(pq / p.Q), ow = static_cast<int>(pq - int64_t(oh) * p.Q);
+    const int h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+    return {x + img * p.x_stride[0] + h0 * p.x_stride[2] + w0 * p.x_stride[3], h0, w0};
+  }, m0, M);
+  // B: filters of the group's output channels; tap (r, s) is w[k, :, r, s], always inside R x S.
+  const T* wg = filters + int64_t(g) * Kg * fs.k;
+  const TapGather<T> gb{wg, fs.r, fs.s, fs.c, R, S, 1, 1, Cg, R, S};
+  OperandLoader<T, Cfg, kVec, kFlat, false, Cfg::kBN> lb;
+  lb.init([&](int64_t k) -> typename TapGather<T>::Row {
+    if (k < 0) return {wg, INT_MIN / 2, INT_MIN / 2};
+    return {wg + k * fs.k, 0, 0};
+  }, n0, Kg);
+  const int k_tiles = kFlat ? (R * S * Cg + BK - 1) / BK : R * S * ((Cg + BK - 1) / BK);
+
+  WarpMma<T, Cfg> mma;
+  mma.zero();
+  main_loop<T, Cfg, kFlat>(smem, ga, gb, la, lb, k_tiles, mma);
+
+  // Epilogue: bias, round to T, stage the tile in shared memory contiguous along y's contiguous dimension.
+  T* tile = reinterpret_cast<T*>(smem);
+  constexpr int kPitch = kNHWC ? Cfg::kBN + E : Cfg::kBM + E;
+  const T* bias = p.bias ? static_cast<const T*>(p.bias) + int64_t(g) * Kg + n0 : nullptr;
+  for_each_accumulator(mma, [&](int m, int n, float v) {
+    if (bias && n0 + n < Kg) v += to_acc(bias[n]);
+    tile[kNHWC ? m * kPitch + n : n * kPitch + m] = from_acc<T>(v);
+  });
+  __syncthreads();
+
+  T* y = static_cast<T*>(p.y);
+  const int64_t k_base = int64_t(g) * Kg + n0;  // y channel of the tile's column 0
+  if (kNHWC) {  // y dense NPQK: pixel m starts at m * K
+    constexpr int kRuns = Cfg::kBN / E;
+    for (int u = threadIdx.x; u < Cfg::kBM * kRuns; u += Cfg::kThreads) {
+      const int row = u / kRuns, n = (u % kRuns) * E;
+      const int64_t m = m0 + row;
+      if (m >= M || n0 + n >= Kg) continue;
+      store_run(y + m * p.K + k_base + n, tile + row * kPitch + n, min(E, Kg - n0 - n));
+    }
+  } else {  // y dense NKPQ: pixel m = (img, pq) of channel k at img * K * PQ + k * PQ + pq
+    constexpr int kRuns = Cfg::kBM / E;
+    for (int u = threadIdx.x; u < Cfg::kBN * kRuns; u += Cfg::kThreads) {
+      const int n = u / kRuns, row = (u % kRuns) * E;
+      int64_t m = m0 + row;
+      if (m >= M || n0 + n >= Kg) continue;
+      const int count = static_cast<int>(M - m < E ? M - m : E);
+      for (int done = 0; done < count;) {  // a run of pixels may cross into the next image
+        const int64_t img = m / PQ, pq = m - img * PQ;
+        const int run = static_cast<int>(PQ - pq < count - done ? PQ - pq : count - done);
+        store_run(y + img * p.K * PQ + (k_base + n) * PQ + pq, tile + n * kPitch + row + done, run);
+        done += run;
+        m += run;
+      }
+    }
+  }
+}
+
+template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
+void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cudaStream_t stream) {
+  auto kernel = forward_kernel<T, Cfg, kNHWC, kVec, kFlat>;
+  constexpr int smem = forward_smem_bytes<T, Cfg, kNHWC>();
+  static bool configured = false;  // the opt-in for more than 48 KB of shared memory, once per kernel
+  if (!configured) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    configured = true;
+  }
+  const int64_t M = p.N * p.P * p.Q;
+  const dim3 grid(static_cast<unsigned>((M + Cfg::kBM - 1) / Cfg::kBM),
+                  static_cast<unsigned>((p.K / p.groups + Cfg::kBN - 1) / Cfg::kBN), static_cast<unsigned>(p.groups));
+  kernel<<<grid, Cfg::kThreads, smem, stream>>>(p, filters, fs);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+// Flat walk when it saves more than a quarter of the k-tiles (small Cg).
+template <typename T, class Cfg>
+bool flat_walk_pays(const ConvParams& p) {
+  constexpr int64_t BK = Cfg::kBKBytes / sizeof(T);
+  const int64_t Cg = p.C / p.groups, taps = p.R * p.S;
+  const int64_t by_tap = taps * ((Cg + BK - 1) / BK), flat = (taps * Cg + BK - 1) / BK;
+  return 4 * flat < 3 * by_tap;
+}
+
+// The vector pipeline needs every row chunk of both operands contiguous and 16-byte aligned.
+template <typename T, class Cfg>
+bool vector_loads_fit(const ConvParams& p, const void* filters, FilterStrides fs) {
+  constexpr int64_t E = 16 / sizeof(T);
+  const int64_t Cg = p.C / p.groups;
+  const bool filters_fit = fs.c == 1 && aligned16(filters) && fs.k % E == 0 && fs.r % E == 0 && fs.s % E == 0;
+  const bool activations_fit = !p.channels_last || (p.x_stride[1] == 1 && aligned16(p.x) && p.x_stride[0] % E == 0 &&
+                                                    p.x_stride[2] % E == 0 && p.x_stride[3] % E == 0);
+  return Cg % E == 0 && filters_fit && activations_fit && !flat_walk_pays<T, Cfg>(p);
+}
+
+inline int64_t forward_workspace(const ConvParams& p) {
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  return p.channels_last ? 0 : p.K * (p.C / p.groups) * p.R * p.S * elem;
+}
+
+template <typename T, class Cfg>
+void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  const T* filters = static_cast<const T*>(p.w);
+  FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
+  if (!p.channels_last) {  // repack KCRS -> KRSC
+    const int64_t Cg = p.C / p.groups, total = p.K * Cg * p.R * p.S;
+    T* packed = static_cast<T*>(workspace);
+    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, packed, p.K, Cg, p.R, p.S);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    filters = packed;
+    fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
+  }
+  const bool vec = vector_loads_fit<T, Cfg>(p, filters, fs);
+  if (p.channels_last) {
+    if (vec) launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
+    else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);
+  } else {
+    if (vec) launch_variant<T, Cfg, false, true, false>(p, filters, fs, stream);
+    else launch_variant<T, Cfg, false, false, true>(p, filters, fs, stream);
+  }
+}
+
+// What every forward implicit-GEMM configuration can run.
+inline std::string forward_can_implement(const ConvParams& p) {
+  if (p.sm < 80) return "needs compute capability 8.0 or newer (mma.sync tensor cores)";
+  if (p.dtype == DType::kFloat64) return "float64 runs on the direct family (no fp64 tensor-core path)";
+  if (p.dtype == DType::kFloat32 && !p.allow_tf32)
+    return "float32 with allow_tf32 = False needs exact FP32 arithmetic (CUDA cores), not TF32 tensor cores";
+  if (p.groups > 65535) return "more than 65535 groups";
+  const int64_t kLimit = int64_t(1) << 30;
+  if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit) return "a spatial size of 2^30 or more";
+  if (p.C / p.groups * p.R * p.S >= kLimit) return "a reduction (C/groups * R * S) of 2^30 or more";
+  // The epilogue writes y as a dense tensor in its layout (the binding allocates it so).
+  const int64_t dense_nhwc[4] = {p.P * p.Q * p.K, 1, p.Q * p.K, p.K};
+  const int64_t dense_nchw[4] = {p.K * p.P * p.Q, p.P * p.Q, p.Q, 1};
+  const int64_t* dense = p.channels_last ? dense_nhwc : dense_nchw;
+  for (int i = 0; i < 4; ++i)
+    if (p.y_stride[i] != dense[i] && !(i == 0 && p.N == 1)) return "the output is not dense in its layout";
+  return "";
+}
+
+// Dtype dispatch of one configuration: its kernels for each dtype are instantiated in their own files.
+template <class Cfg>
+void forward_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  switch (p.dtype) {
+    case DType::kFloat16: forward_launch_typed<__half, Cfg>(p, workspace, stream); break;
+    case DType::kBFloat16: forward_launch_typed<__nv_bfloat16, Cfg>(p, workspace, stream); break;
+    case DType::kFloat32: forward_launch_typed<float, Cfg>(p, workspace, stream); break;
+    default: TORCH_CHECK(false, "conv2d_ext: implicit_gemm forward: unsupported dtype");
+  }
+}
+
+// The configurations, each instantiated in csrc/implicit_gemm/forward_<name>_<dtype>.cu. Measured on the H100
+// (benchmarks/NOTES.md): 128x128_w8 leads on NCHW fp16/bf16 (its scalar activation loads want more warps), 128x128_w4
+// on NCHW TF32, 128x128_k128 on NHWC (vector loads, half the barriers), 64x64 when the larger tiles leave SMs idle.
+using Config128x128_w4 = TileConfig<128, 128, 2, 2, 4>;            // 4 warps of 64 x 64, 64-byte k-tiles
+using Config128x128_w8 = TileConfig<128, 128, 2, 4, 3, 64, 2>;     // 8 warps of 64 x 32, two CTAs per SM
+using Config128x128_k128 = TileConfig<128, 128, 2, 2, 3, 128>;     // 4 warps of 64 x 64, 128-byte k-tiles
+using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of 32 x 32
+
+}  // namespace igemm
+}  // namespace conv2d_ext

@@ -1,0 +1,326 @@
+// The implicit-GEMM machinery shared by every pass: tile configuration, operand loaders (the im2col gather done
+// while filling shared memory), the multi-stage main loop on tensor cores (mma.sync through ldmatrix) and the
+// epilogue. A pass supplies only its mapping (csrc/implicit_gemm/forward.cuh): which tensor feeds the GEMM's A
+// rows and B rows, how a row and a filter tap turn into an address, and where D lands.
+//
+// The GEMM: D[m][n] = sum over the reduction of A[m][k] * B[n][k]. Both operands are stored in shared memory
+// reduction-contiguous ("K-major", one 16-byte padded row per m or n), so ldmatrix without transposition feeds
+// the A and B fragments of every dtype. The reduction runs tap by tap (r, s) and, inside a tap, over channels
+// c: k = (r * S + s) * Cg + c.
+//
+// Two ways to walk the reduction, chosen per launch:
+//  - by tap (kFlat = false): a k-tile is BK channels of one tap; a row's address is computed once per k-tile and
+//    stepped by the channel stride. Channels past Cg are zero. The fast path whenever Cg fills a k-tile.
+//  - flat (kFlat = true): a k-tile is BK consecutive k of the flattened reduction, each element decomposed into
+//    (r, s, c). Wastes nothing when Cg is small (a 7x7 first layer on 3 channels).
+// And two ways to load each operand:
+//  - vector (kVec): 16-byte cp.async per row chunk, for operands whose channels are contiguous and 16-byte
+//    aligned (NHWC activations, KRSC filters, Cg a multiple of 16 bytes); by tap only; kStages - 1 tiles ahead.
+//  - scalar: element loads into registers one k-tile ahead, stored to shared memory after the current tile's
+//    MMAs; any layout, any alignment. For NCHW activations consecutive threads take consecutive pixels, so each
+//    load instruction of a warp is one coalesced run along W.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "common/conv_params.h"
+#include "common/cp_async.cuh"
+#include "common/dtype.cuh"
+#include "common/mma.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+// A CTA computes a kBM x kBN tile of D with kWarpsM x kWarpsN warps; each k-tile is kBKBytes of the reduction.
+// kMinBlocks: CTAs per SM the register allocation must allow (__launch_bounds__).
+template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, int MinBlocks = 1>
+struct TileConfig {
+  static constexpr int kBM = BM, kBN = BN, kWarpsM = WarpsM, kWarpsN = WarpsN, kStages = Stages;
+  static constexpr int kMinBlocks = MinBlocks;
+  static constexpr int kBKBytes = BKBytes;
+  static constexpr int kThreads = 32 * WarpsM * WarpsN;
+  static constexpr int kWarpM = BM / WarpsM, kWarpN = BN / WarpsN;  // a warp's tile of D
+  static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;  // its MMA tiles
+  static constexpr int kChunks = BKBytes / 16;                      // 16-byte chunks per row of a k-tile
+  static constexpr int kPitch = BKBytes + 16;                       // bytes per row in shared memory (padded:
+                                                                    // ldmatrix's 8 rows hit 8 distinct bank groups)
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile must be a multiple of 16 x 16");
+  static_assert(BKBytes % 32 == 0, "a k-tile is a whole number of 32-byte MMA steps");
+  static_assert((BM * kChunks) % kThreads == 0 && (BN * kChunks) % kThreads == 0, "chunks must split evenly");
+};
+
+// Shared memory of one pipeline stage: A rows then B rows.
+template <class Cfg> constexpr int stage_bytes() { return (Cfg::kBM + Cfg::kBN) * Cfg::kPitch; }
+
+// Position of a k-tile in the reduction, advanced tile by tile (no divisions in the main loop).
+struct KTile {
+  int r = 0, s = 0, c0 = 0;  // by tap: the tap and the first channel of the tile
+  int k0 = 0;                // flat: the first reduction index of the tile
+  template <int BK, bool kFlat>
+  __device__ __forceinline__ void advance(int Cg, int S) {
+    if (kFlat) {
+      k0 += BK;
+    } else if ((c0 += BK) >= Cg) {
+      c0 = 0;
+      if (++s == S) { s = 0; ++r; }
+    }
+  }
+};
+
+// One operand of the GEMM as a gather over filter taps. Row i of the operand is a pointer plus a window corner
+// (h0, w0); tap (r, s) moves it by (r * dil_h, s * dil_w) and by `delta` elements, the same for every row, and is
+// valid where the moved corner lies inside [0, H) x [0, W) (the zero padding outside). Channel c of a valid
+// (row, tap) is at row.ptr + delta + c * c_stride. The pass's mapping (e.g. forward.cuh) fills one of these per
+// operand: activations (rows = pixels, H x W the input) and filters (rows = output channels, H x W = R x S, so
+// every tap is valid).
+template <typename T>
+struct TapGather {
+  struct Row { const T* ptr; int h0, w0; };  // h0 = INT_MIN / 2 marks a row past the end (all zeros)
+  struct Tap { int dh, dw; int64_t delta; };
+  const T* any_address;  // a valid address (the source of a zero-filling cp.async)
+  int64_t sH, sW, c_stride;
+  int H, W, dil_h, dil_w;
+  int Cg, R, S;  // channels per group and filter size: the reduction
+
+  __device__ __forceinline__ Tap tap(int r, int s) const {
+    const int dh = r * dil_h, dw = s * dil_w;
+    return {dh, dw, dh * sH + dw * sW};
+  }
+  __device__ __forceinline__ bool valid(const Row& row, const Tap& t) const {
+    return static_cast<unsigned>(row.h0 + t.dh) < static_cast<unsigned>(H) &&
+           static_cast<unsigned>(row.w0 + t.dw) < static_cast<unsigned>(W);
+  }
+};
+
+// Loads one operand's k-tiles into shared memory: kRows rows x kBKBytes, split into 16-byte (row, chunk) units
+// spread over the CTA's threads (rows fastest across threads when kRowsFastest, for pixel-contiguous NCHW).
+// `rows` come from the pass's mapping, once per CTA.
+template <typename T, class Cfg, bool kVec, bool kFlat, bool kRowsFastest, int kRows>
+struct OperandLoader {
+  using Gather = TapGather<T>;
+  static constexpr int kElems = 16 / sizeof(T);  // elements per chunk
+  static constexpr int BK = Cfg::kBKBytes / sizeof(T);
+  static constexpr int kUnits = kRows * Cfg::kChunks / Cfg::kThreads;  // (row, chunk) pairs per thread
+  static_assert(!(kVec && kFlat), "vector loads walk the reduction by tap");
+
+  typename Gather::Row rows[kUnits];
+  uint4 staged[kVec ? 1 : kUnits];  // scalar path: the next k-tile, in registers
+
+  // Unit i of this thread: row and 16-byte chunk of the tile (recomputed, not kept in registers).
+  __device__ __forceinline__ static int row_of(int i) {
+    const int u = threadIdx.x + i * Cfg::kThreads;
+    return kRowsFastest ? u % kRows : u / Cfg::kChunks;
+  }
+  __device__ __forceinline__ static int chunk_of(int i) {
+    const int u = threadIdx.x + i * Cfg::kThreads;
+    return kRowsFastest ? u / kRows : u % Cfg::kChunks;
+  }
+
+  // make_row(index) for index in [row0, row0 + kRows), or -1 past `row_count`.
+  template <typename MakeRow>
+  __device__ void init(MakeRow&& make_row, int64_t row0, int64_t row_count) {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      const int64_t index = row0 + row_of(i);
+      rows[i] = make_row(index < row_count ? index : -1);
+    }
+  }
+
+  // Vector path: cp.async the k-tile's chunks into `dst` (this operand's rows of one stage).
+  __device__ __forceinline__ void issue_async(const Gather& g, const KTile& t, unsigned char* dst) const {
+    const typename Gather::Tap tap = g.tap(t.r, t.s);
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      const int c = t.c0 + chunk_of(i) * kElems;
+      const bool valid = g.valid(rows[i], tap) && c < g.Cg;
+      const T* src = rows[i].ptr + tap.delta + c;
+      cp_async_16(dst + row_of(i) * Cfg::kPitch + chunk_of(i) * 16, valid ? src : g.any_address, valid);
+    }
+  }
+
+  // Scalar path: load the k-tile's elements into registers ...
+  __device__ __forceinline__ void load_registers(const Gather& g, const KTile& t) {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      union { uint4 v; T e[kElems]; } pack;
+      pack.v = make_uint4(0, 0, 0, 0);
+      if (kFlat) {  // decompose the chunk's first k once, then step (c, s, r)
+        const int k = t.k0 + chunk_of(i) * kElems;
+        int c = k % g.Cg, tap = k / g.Cg;
+        int r = tap / g.S, s = tap - r * g.S;
+#pragma unroll
+        for (int e = 0; e < kElems; ++e) {
+          const typename Gather::Tap tp = g.tap(r, s);
+          if (r < g.R && g.valid(rows[i], tp)) pack.e[e] = rows[i].ptr[tp.delta + c * g.c_stride];
+          if (++c == g.Cg) {
+            c = 0;
+            if (++s == g.S) { s = 0; ++r; }
+          }
+        }
+      } else {  // one address per tap, stepped along channels
+        const typename Gather::Tap tp = g.tap(t.r, t.s);
+        const int c = t.c0 + chunk_of(i) * kElems;
+        const bool valid = g.valid(rows[i], tp);
+        const T* src = rows[i].ptr + tp.delta + c * g.c_stride;
+#pragma unroll
+        for (int e = 0; e < kElems; ++e)
+          if (valid && c + e < g.Cg) pack.e[e] = src[e * g.c_stride];
+      }
+      staged[i] = pack.v;
+    }
+  }
+
+  // ... and store them to shared memory once the stage they go to is free.
+  __device__ __forceinline__ void store_registers(unsigned char* dst) const {
+    if constexpr (!kVec) {
+#pragma unroll
+      for (int i = 0; i < kUnits; ++i)
+        *reinterpret_cast<uint4*>(dst + row_of(i) * Cfg::kPitch + chunk_of(i) * 16) = staged[i];
+    }
+  }
+
+  // Starts loading k-tile t into `dst`: asynchronously (vector) or into registers (scalar, stored later).
+  __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char* dst) {
+    if constexpr (kVec) issue_async(g, t, dst);
+    else load_registers(g, t);
+  }
+};
+
+// One warp's share of the MMAs of a k-tile: fragments through ldmatrix, fp32 accumulators. The fragments of
+// step i + 1 are loaded before the MMAs of step i, so shared-memory latency hides behind tensor-core work.
+template <typename T, class Cfg>
+struct WarpMma {
+  float acc[Cfg::kMTiles][Cfg::kNTiles][4];
+
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < Cfg::kMTiles; ++i)
+#pragma unroll
+      for (int j = 0; j < Cfg::kNTiles; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  }
+
+  struct Fragments { uint32_t a[Cfg::kMTiles][4], b[Cfg::kNTiles][2]; };
+
+  // ldmatrix row addresses: A matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31) give a0..a3;
+  // B matrices (bytes 0-15 | 16-31) x (rows 0-7 | 8-15) give b0, b1 of two 8-wide n tiles.
+  __device__ __forceinline__ static void load(Fragments& f, const unsigned char* a_row, const unsigned char* b_row,
+                                              int step) {
+#pragma unroll
+    for (int i = 0; i < Cfg::kMTiles; ++i) ldmatrix_x4(f.a[i], a_row + i * 16 * Cfg::kPitch + step * 32);
+#pragma unroll
+    for (int j = 0; j < Cfg::kNTiles; j += 2) {
+      uint32_t r[4];
+      ldmatrix_x4(r, b_row + j * 8 * Cfg::kPitch + step * 32);
+      f.b[j][0] = r[0]; f.b[j][1] = r[1]; f.b[j + 1][0] = r[2]; f.b[j + 1][1] = r[3];
+    }
+  }
+
+  // a_tile, b_tile: this warp's first row of A and of B in the stage.
+  __device__ __forceinline__ void run(const unsigned char* a_tile, const unsigned char* b_tile) {
+    constexpr int kSteps = Cfg::kBKBytes / 32;
+    const int lane = threadIdx.x % 32;
+    const unsigned char* a_row = a_tile + ((lane / 8) % 2 * 8 + lane % 8) * Cfg::kPitch + (lane / 16) * 16;
+    const unsigned char* b_row = b_tile + ((lane / 16) * 8 + lane % 8) * Cfg::kPitch + ((lane / 8) % 2) * 16;
+    Fragments f[2];
+    load(f[0], a_row, b_row, 0);
+#pragma unroll
+    for (int step = 0; step < kSteps; ++step) {
+      if (step + 1 < kSteps) load(f[(step + 1) % 2], a_row, b_row, step + 1);
+#pragma unroll
+      for (int i = 0; i < Cfg::kMTiles; ++i)
+#pragma unroll
+        for (int j = 0; j < Cfg::kNTiles; ++j) Mma<T>::run(acc[i][j], f[step % 2].a[i], f[step % 2].b[j]);
+    }
+  }
+};
+
+// The main loop: every k-tile of the reduction through a kStages-deep shared-memory pipeline. Vector operands
+// are in flight kStages - 1 tiles ahead (cp.async); scalar ones one tile ahead, in registers, stored to shared
+// memory after the current tile's MMAs (into the stage every warp finished with before this iteration's barrier).
+// Leaves the accumulators in `mma` and shared memory free for the epilogue.
+template <typename T, class Cfg, bool kFlat, class LoaderA, class LoaderB>
+__device__ __forceinline__ void main_loop(unsigned char* smem, const TapGather<T>& ga, const TapGather<T>& gb, LoaderA& la,
+                                          LoaderB& lb, int k_tiles, WarpMma<T, Cfg>& mma) {
+  constexpr int kStages = Cfg::kStages, BK = Cfg::kBKBytes / sizeof(T);
+  constexpr int kStage = stage_bytes<Cfg>(), kBOffset = Cfg::kBM * Cfg::kPitch;
+  const int warp = threadIdx.x / 32;
+  const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
+  const int a_off = wm * Cfg::kWarpM * Cfg::kPitch, b_off = kBOffset + wn * Cfg::kWarpN * Cfg::kPitch;
+  KTile next_tile;  // the next k-tile to load
+
+  // Prologue: the first kStages - 1 k-tiles.
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < k_tiles) {
+      unsigned char* stage = smem + s * kStage;
+      la.load(ga, next_tile, stage);
+      lb.load(gb, next_tile, stage + kBOffset);
+      la.store_registers(stage);
+      lb.store_registers(stage + kBOffset);
+      next_tile.advance<BK, kFlat>(ga.Cg, ga.S);
+    }
+    cp_async_commit();
+  }
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // k-tile kt is in shared memory; every warp is done with the stage it replaces
+    const int next = kt + kStages - 1;
+    unsigned char* next_stage = smem + (next % kStages) * kStage;
+    if (next < k_tiles) {
+      la.load(ga, next_tile, next_stage);
+      lb.load(gb, next_tile, next_stage + kBOffset);
+    }
+    const unsigned char* stage = smem + (kt % kStages) * kStage;
+    mma.run(stage + a_off, stage + b_off);
+    if (next < k_tiles) {
+      la.store_registers(next_stage);
+      lb.store_registers(next_stage + kBOffset);
+      next_tile.advance<BK, kFlat>(ga.Cg, ga.S);
+    }
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+}
+
+// Calls f(m, n, value) for every accumulator of this thread, with m, n its coordinates in the CTA's tile.
+template <typename T, class Cfg, typename F>
+__device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg>& mma, F&& f) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
+#pragma unroll
+  for (int i = 0; i < Cfg::kMTiles; ++i)
+#pragma unroll
+    for (int j = 0; j < Cfg::kNTiles; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = wm * Cfg::kWarpM + i * 16 + lane / 4 + (e / 2) * 8;
+        const int n = wn * Cfg::kWarpN + j * 8 + (lane % 4) * 2 + e % 2;
+        f(m, n, mma.acc[i][j][e]);
+      }
+}
+
+// Stores `count` consecutive elements from shared memory (16-byte aligned) to global memory, in the widest
+// pieces the destination's alignment allows.
+template <typename T>
+__device__ __forceinline__ void store_run(T* dst, const T* src, int count) {
+  constexpr int kElems = 16 / sizeof(T);
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(dst);
+  if (count == kElems && addr % 16 == 0) {
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+  } else if (count == kElems && addr % 8 == 0) {
+    const uint4 v = *reinterpret_cast<const uint4*>(src);
+    reinterpret_cast<uint2*>(dst)[0] = make_uint2(v.x, v.y);
+    reinterpret_cast<uint2*>(dst)[1] = make_uint2(v.z, v.w);
+  } else {
+    for (int e = 0; e < count; ++e) dst[e] = src[e];
+  }
+}
+
+}  // namespace igemm
+}  // namespace conv2d_ext
