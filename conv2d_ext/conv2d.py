@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from . import _args, _ops, heuristics
 from ._args import Conv2dError, Problem
 
-def _is_compiling():
-    try:
-        return torch.compiler.is_compiling()
-    except AttributeError:  # older torch
+try:
+    _is_compiling = torch.compiler.is_compiling
+except AttributeError:  # torch < 2.3
+    def _is_compiling():
         return torch._dynamo.is_compiling()
 
 
@@ -33,6 +33,10 @@ def _autocast_dtype(device_type):
     except RuntimeError:  # a device type autocast does not know
         pass
     return None
+
+
+# Whether any autocast is on: one cheap call on the hot path (torch < 2.4 may lack it: then ask per device type).
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 
 
 def _autocast(input, weight, bias):
@@ -87,39 +91,46 @@ def _resolve(input, weight, bias, stride, padding, dilation, groups, variant, al
 
 _NOT_CACHEABLE = object()
 
+# torch.backends.cudnn.allow_tf32, read without the module attribute machinery (a third of a microsecond a call);
+# torch.compile traces only the attribute.
+_allow_tf32 = getattr(torch._C, "_get_cudnn_allow_tf32", lambda: torch.backends.cudnn.allow_tf32)
+
 
 def _plain(v):
     """v as a hashable key that equals only for arguments that normalise alike (2 == 2.0 == True must not)."""
-    if type(v) is int or type(v) is str:
+    t = type(v)
+    if t is int or t is str:
         return v
-    if type(v) in (tuple, list) and all(type(e) is int for e in v):
+    if (t is tuple or t is list) and all(type(e) is int for e in v):
         return tuple(v)
-    if type(v) is dict and all(type(k) is str and type(e) is str for k, e in v.items()):
+    if t is dict and all(type(k) is str and type(e) is str for k, e in v.items()):
         return tuple(sorted(v.items()))
     return _NOT_CACHEABLE
 
 
 def _signature(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32):
     """The cache key of a call, or None when it has arguments of unusual types (then it is not cached)."""
-    if not isinstance(weight, torch.Tensor) or not (bias is None or isinstance(bias, torch.Tensor)):
+    if bias is None:
+        b = None
+    elif isinstance(bias, torch.Tensor):
+        b = (bias.shape, bias.dtype, bias.device)
+    else:
         return None
-    args = (_plain(stride), _plain(padding), _plain(dilation), _plain(groups), _plain(variant))
-    if _NOT_CACHEABLE in args:
+    if not isinstance(weight, torch.Tensor):
         return None
-    return (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype,
-            weight.device, None if bias is None else (bias.shape, bias.dtype, bias.device), allow_tf32, *args)
+    key = (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype,
+           weight.device, b, allow_tf32, _plain(stride), _plain(padding), _plain(dilation), _plain(groups),
+           variant if type(variant) is str else _plain(variant))
+    return None if _NOT_CACHEABLE in key[10:] else key
 
 
 _CALLS = {}  # call signature -> _Call
 _MAX_CALLS = 4096  # distinct signatures kept; the cache starts over past that
 
 
-def _call(input, weight, bias, stride, padding, dilation, groups, variant):
-    """The _Call of these arguments: from the cache when the signature was seen before (no validation then);
-    under torch.compile always resolved (the compiled graph is the cache there)."""
-    allow_tf32 = torch.backends.cudnn.allow_tf32
-    if _is_compiling():
-        return _resolve(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32)
+def _cached_call(input, weight, bias, stride, padding, dilation, groups, variant):
+    """The _Call of these arguments, from the cache when the signature was seen before (no validation then)."""
+    allow_tf32 = _allow_tf32()
     key = _signature(input, weight, bias, stride, padding, dilation, groups, variant, allow_tf32)
     call = _CALLS.get(key) if key is not None else None
     if call is None:
@@ -141,8 +152,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """
     if not isinstance(input, torch.Tensor):
         raise Conv2dError(f"conv2d_ext: input must be a torch.Tensor, got {type(input).__name__}")
-    input, weight, bias = _autocast(input, weight, bias)
-    call = _call(input, weight, bias, stride, padding, dilation, groups, variant)
+    if _is_compiling():  # the same logic, traced once into the graph: no cache (the compiled graph is one)
+        input, weight, bias = _autocast(input, weight, bias)
+        call = _resolve(input, weight, bias, stride, padding, dilation, groups, variant,
+                        torch.backends.cudnn.allow_tf32)
+    else:
+        if _any_autocast():
+            input, weight, bias = _autocast(input, weight, bias)
+        call = _cached_call(input, weight, bias, stride, padding, dilation, groups, variant)
     if call.plan is None:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     x = input.unsqueeze(0) if call.unbatched else input

@@ -184,6 +184,34 @@ void run(Pass pass, c10::string_view name, const ConvParams& p, at::Tensor& resu
 
 // ---- The ops.
 
+// The body every pass shares: makes the two tensor inputs dense in the layout, allocates the result, builds the
+// ConvParams and runs the kernel. Which of x, w, y each tensor is depends on the pass:
+//   forward (a = x, b = w) -> y;   backward_data (a = y, b = w) -> x;   backward_weight (a = y, b = x) -> w.
+at::Tensor run_pass(Pass pass, c10::string_view kernel, const at::Tensor& a_in, const at::Tensor& b_in,
+                    at::IntArrayRef result_size, const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool allow_tf32,
+                    bool channels_last) {
+  const c10::cuda::CUDAGuard guard(a_in.device());
+  const auto fmt = memory_format(channels_last);
+  const at::Tensor a = a_in.contiguous(fmt), b = b_in.contiguous(fmt);
+  at::Tensor result = new_result(result_size, a, channels_last);
+  const bool fwd = pass == Pass::kForward, dgrad = pass == Pass::kBackwardData;
+  const at::Tensor& x = fwd ? a : (dgrad ? result : b);
+  const at::Tensor& w = fwd || dgrad ? b : result;
+  const at::Tensor& y = fwd ? result : a;
+  ConvParams p = make_params(x, w, y, stride, padding, dilation, groups, allow_tf32, channels_last);
+  at::Tensor dense_bias;
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->is_cuda() && bias->device() == a.device() && bias->scalar_type() == a.scalar_type() &&
+                    bias->dim() == 1 && bias->size(0) == p.K,
+                "conv2d_ext: bias must be a 1-D tensor of ", p.K, " elements of the input's dtype and device");
+    dense_bias = bias->contiguous();
+    p.bias = dense_bias.data_ptr();
+  }
+  run(pass, kernel, p, result);
+  return result;
+}
+
 at::Tensor forward(c10::string_view kernel, const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                    at::IntArrayRef dilation, int64_t groups, at::IntArrayRef output_size, bool allow_tf32,
@@ -191,21 +219,8 @@ at::Tensor forward(c10::string_view kernel, const at::Tensor& input, const at::T
   check_tensor(input, "input", input);
   check_tensor(weight, "weight", input);
   TORCH_CHECK(output_size.size() == 2, "conv2d_ext: expected output_size[2]");
-  const c10::cuda::CUDAGuard guard(input.device());
-  const auto fmt = memory_format(channels_last);
-  const at::Tensor x = input.contiguous(fmt), w = weight.contiguous(fmt);
-  at::Tensor y = new_result({x.size(0), w.size(0), output_size[0], output_size[1]}, x, channels_last);
-  ConvParams p = make_params(x, w, y, stride, padding, dilation, groups, allow_tf32, channels_last);
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->is_cuda() && bias->device() == input.device() && bias->scalar_type() == input.scalar_type() &&
-                    bias->dim() == 1 && bias->size(0) == p.K,
-                "conv2d_ext: bias must be a 1-D tensor of ", p.K, " elements of the input's dtype and device");
-    b = bias->contiguous();
-    p.bias = b.data_ptr();
-  }
-  run(Pass::kForward, kernel, p, y);
-  return y;
+  return run_pass(Pass::kForward, kernel, input, weight, {input.size(0), weight.size(0), output_size[0], output_size[1]},
+                  bias, stride, padding, dilation, groups, allow_tf32, channels_last);
 }
 
 at::Tensor backward_data(c10::string_view kernel, const at::Tensor& grad_output, const at::Tensor& weight,
@@ -214,13 +229,8 @@ at::Tensor backward_data(c10::string_view kernel, const at::Tensor& grad_output,
   check_tensor(grad_output, "grad_output", grad_output);
   check_tensor(weight, "weight", grad_output);
   TORCH_CHECK(input_size.size() == 4, "conv2d_ext: expected input_size[4]");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  const auto fmt = memory_format(channels_last);
-  const at::Tensor dy = grad_output.contiguous(fmt), w = weight.contiguous(fmt);
-  at::Tensor dx = new_result(input_size, dy, channels_last);
-  const ConvParams p = make_params(dx, w, dy, stride, padding, dilation, groups, allow_tf32, channels_last);
-  run(Pass::kBackwardData, kernel, p, dx);
-  return dx;
+  return run_pass(Pass::kBackwardData, kernel, grad_output, weight, input_size, c10::nullopt, stride, padding,
+                  dilation, groups, allow_tf32, channels_last);
 }
 
 at::Tensor backward_weight(c10::string_view kernel, const at::Tensor& grad_output, const at::Tensor& input,
@@ -229,13 +239,8 @@ at::Tensor backward_weight(c10::string_view kernel, const at::Tensor& grad_outpu
   check_tensor(grad_output, "grad_output", grad_output);
   check_tensor(input, "input", grad_output);
   TORCH_CHECK(weight_size.size() == 4, "conv2d_ext: expected weight_size[4]");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  const auto fmt = memory_format(channels_last);
-  const at::Tensor dy = grad_output.contiguous(fmt), x = input.contiguous(fmt);
-  at::Tensor dw = new_result(weight_size, dy, channels_last);
-  const ConvParams p = make_params(x, dw, dy, stride, padding, dilation, groups, allow_tf32, channels_last);
-  run(Pass::kBackwardWeight, kernel, p, dw);
-  return dw;
+  return run_pass(Pass::kBackwardWeight, kernel, grad_output, input, weight_size, c10::nullopt, stride, padding,
+                  dilation, groups, allow_tf32, channels_last);
 }
 
 at::Tensor backward_bias_op(const at::Tensor& grad_output) {

@@ -863,3 +863,12 @@ def test_cpu_autocast_runs_like_f_conv2d():
         ours, ref = conv2d_ext.conv2d(x, w), F.conv2d(x, w)
     assert ours.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(ours, ref)
+
+
+def test_torch_compile_fullgraph_on_cpu_tensors():
+    """Under torch.compile the validation is traced into the graph (no cache), without a graph break."""
+    model = conv2d_ext.convert(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, stride=2)))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    x = randn(2, 2, 9, 9)
+    torch.testing.assert_close(compiled(x), model(x))
