@@ -309,3 +309,58 @@ def test_select_raises_when_no_family_can_run():
         select(problem(), registry=fake_registry({}))
     with pytest.raises(ValueError, match="no kernel family .* can run backward_weight"):
         select(problem(), registry=fake_registry({"direct": ("forward", "backward_data")}))
+
+
+def _suite_problem(N, C, H, W, K, R, S, stride=1, pad=0, groups=1, **kw):
+    P, Q = (H + 2 * pad - R) // stride + 1, (W + 2 * pad - S) // stride + 1
+    return Problem(N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q, stride=(stride, stride), padding=(pad,) * 4,
+                   groups=groups, **kw)
+
+
+SEED = dict(N=8, C=64, H=512, W=1024, K=128, R=3, S=3)
+
+
+@pytest.mark.parametrize("dtype,allow_tf32", [("float16", True), ("bfloat16", True), ("float32", True)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last):
+    """fp16/bf16, and fp32 with TF32 allowed, run the forward on the implicit-GEMM family; backward stays direct
+    until its implicit-GEMM kernels exist."""
+    plan = select(_suite_problem(**SEED, dtype=dtype, allow_tf32=allow_tf32, channels_last=channels_last))
+    assert plan["forward"].family == "implicit_gemm"
+    assert plan["backward_data"].family == plan["backward_weight"].family == "direct"
+
+
+@pytest.mark.parametrize("kw", [dict(dtype="float32", allow_tf32=False), dict(dtype="float64")],
+                         ids=["exact_fp32", "fp64"])
+def test_exact_precision_stays_off_tensor_cores(kw):
+    """allow_tf32 = False and float64 never take TF32 tensor cores."""
+    assert select(_suite_problem(**SEED, **kw))["forward"].family == "direct"
+
+
+def test_depthwise_and_narrow_groups_stay_off_the_gemm():
+    """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile."""
+    depthwise = _suite_problem(32, 144, 56, 56, 144, 3, 3, pad=1, groups=144, dtype="float16")
+    narrow = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=32, dtype="float16")
+    assert select(depthwise)["forward"].family == select(narrow)["forward"].family == "direct"
+
+
+def test_implicit_gemm_configuration_by_shape_and_layout():
+    """64x64 tiles when 128x128 would not fill the GPU; 128-byte k-tiles for channels-last with vector channels;
+    8 warps for gathered (NCHW fp16/bf16 or odd channel counts) activations; 4 warps for NCHW TF32."""
+    small = _suite_problem(32, 512, 7, 7, 512, 3, 3, pad=1, dtype="bfloat16")
+    assert select(small)["forward"].kernel == "implicit_gemm:64x64"
+    assert select(_suite_problem(**SEED, dtype="bfloat16", channels_last=True))["forward"].kernel == \
+        "implicit_gemm:128x128_k128"
+    first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16", channels_last=True)
+    assert select(first_layer)["forward"].kernel == "implicit_gemm:128x128_w8"
+    assert select(_suite_problem(**SEED, dtype="float16"))["forward"].kernel == "implicit_gemm:128x128_w8"
+    assert select(_suite_problem(**SEED, dtype="float32"))["forward"].kernel == "implicit_gemm:128x128_w4"
+
+
+def test_implicit_gemm_explains_what_it_cannot_run():
+    """The registry's reasons reach the caller: exact fp32, fp64 and old GPUs."""
+    exact = _suite_problem(**SEED, dtype="float32", allow_tf32=False)
+    assert "allow_tf32" in can_implement("implicit_gemm", "forward", exact)
+    assert "float64" in can_implement("implicit_gemm", "forward", _suite_problem(**SEED, dtype="float64"))
+    assert "8.0" in can_implement("implicit_gemm", "forward", _suite_problem(**SEED, dtype="float16",
+                                                                             capability=(7, 5)))
