@@ -227,3 +227,17 @@ using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of
 
 }  // namespace igemm
 }  // namespace conv2d_ext
+
+// The registry entry forward_implicit_gemm_<name> of configuration Config<name>, whose kernels are instantiated per
+// dtype in forward_<name>_{f16,bf16,tf32}.cu (declared here so this file does not compile them again).
+#define CONV2D_EXT_IGEMM_FORWARD_ENTRY(name)                                                                    \
+  namespace conv2d_ext {                                                                                        \
+  namespace igemm {                                                                                             \
+  extern template void forward_launch_typed<__half, Config##name>(const ConvParams&, void*, cudaStream_t);        \
+  extern template void forward_launch_typed<__nv_bfloat16, Config##name>(const ConvParams&, void*, cudaStream_t); \
+  extern template void forward_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);         \
+  }                                                                                                             \
+  const KernelInfo forward_implicit_gemm_##name = {Pass::kForward, "implicit_gemm", #name,                     \
+                                                   igemm::forward_can_implement, igemm::forward_workspace,      \
+                                                   igemm::forward_launch<igemm::Config##name>};                 \
+  }
