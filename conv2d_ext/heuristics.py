@@ -97,12 +97,6 @@ def _tiles(p: Problem, bm: int, bn: int) -> int:
     return -(-p.N * p.P * p.Q // bm) * -(-(p.K // p.groups) // bn) * p.groups
 
 
-def _vector_channels(p: Problem) -> bool:
-    """Channels per group fill whole 16-byte vectors (so channels-last operands load with cp.async)."""
-    elements = 4 if p.dtype == "float32" else 2
-    return (p.C // p.groups * elements) % 16 == 0
-
-
 # Two CTAs per SM on a 132-SM H100: below this many 128x128 tiles, smaller tiles keep every SM busy.
 _FULL_WAVE_TILES = 264
 
@@ -111,8 +105,7 @@ _FULL_WAVE_TILES = 264
 RULES = (
     Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would leave SMs idle"),
-    Rule("implicit_gemm:128x128_k128",
-         lambda p, s: _tensor_core_forward(p, s) and p.channels_last and _vector_channels(p),
+    Rule("implicit_gemm:128x128_k128", lambda p, s: _tensor_core_forward(p, s) and p.channels_last,
          "tensor cores (implicit GEMM); channels-last: 16-byte cp.async loads, 128-byte k-tiles"),
     Rule("implicit_gemm:128x128_w8", lambda p, s: _tensor_core_forward(p, s) and (p.dtype != "float32" or p.channels_last),
          "tensor cores (implicit GEMM); activations gathered element by element (NCHW, or channels not in 16-byte "

@@ -183,3 +183,36 @@ def test_sdist_contains_the_python_package_but_no_build_output(sdist):
     assert "conv2d_ext/__init__.py" in modules
     assert modules - sdist == set()
     assert not [n for n in sdist if n.endswith((".so", ".o", ".pyc")) or n.startswith("build/")]
+
+
+def _igemm_why_not(kernel, channels_last=True, C=64, sm=90, dtype="float16"):
+    sizes = [2, C, 10, 10, 16, 3, 3, 10, 10]
+    return _C.can_implement("forward", kernel, sizes, [1, 1], [1, 1], [1, 1], 1, dtype, channels_last, True, sm)
+
+
+def test_implicit_gemm_128_byte_tiles_take_only_vector_shapes():
+    """128x128_k128's scalar variants spill, so it takes only channels-last problems whose channels fill its
+    16-byte vectors and k-tiles; the other configurations take the rest."""
+    assert _igemm_why_not("implicit_gemm:128x128_k128") == ""
+    for kw in (dict(channels_last=False), dict(C=3), dict(C=16)):
+        assert "channels-last" in _igemm_why_not("implicit_gemm:128x128_k128", **kw), kw
+        assert _igemm_why_not("implicit_gemm:128x128_w8", **kw) == "", kw
+
+
+def test_implicit_gemm_checks_shared_memory_per_gpu():
+    """A configuration whose tiles need more shared memory than the GPU gives a block says so (sm_86 and sm_89
+    give 99 KB, sm_80 163 KB, sm_90 227 KB)."""
+    assert "shared memory" in _igemm_why_not("implicit_gemm:128x128_k128", sm=86)
+    assert _igemm_why_not("implicit_gemm:128x128_k128", sm=80) == ""
+    assert _igemm_why_not("implicit_gemm:128x128_w4", sm=86) == ""
+
+
+def test_implicit_gemm_rejects_geometry_past_its_32_bit_window_math():
+    """Padding, strided output extent or dilated filter extent of 2^30 or more would overflow its 32-bit window
+    corners: can_implement turns them away (the direct family runs them)."""
+    sizes = [1, 16, 7, 7, 32, 2, 2, 2**29 + 3, 2**29 + 3]
+    why = _C.can_implement("forward", "implicit_gemm:64x64", sizes, [1, 1], [2**29, 2**29], [2**30, 2**30], 1,
+                           "float16", False, True, 90)
+    assert "2^30" in why
+    assert _C.can_implement("forward", "direct", sizes, [1, 1], [2**29, 2**29], [2**30, 2**30], 1, "float16",
+                            False, True, 90) == ""

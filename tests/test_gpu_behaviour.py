@@ -131,6 +131,26 @@ def test_empty_batch(dtype, poison):
     assert torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.zeros_like(b))  # written, not poison
 
 
+@pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k != "direct"])
+def test_empty_batch_on_each_forward_kernel(kernel, poison):
+    """N = 0 launches nothing (a grid of zero CTAs is a launch error) and returns the empty output."""
+    x, w, _ = make_inputs(0, 16, 8, 8, 32, 3, 3, 1, torch.float16)
+    y = conv2d_ext.conv2d(x, w, padding=1, variant={"forward": kernel})
+    assert y.shape == (0, 32, 8, 8)
+
+
+@pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm")])
+def test_implicit_gemm_on_the_second_device(kernel, poison):
+    """Each implicit-GEMM configuration opts in to its shared memory on every device it runs on, not only the first."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs a second GPU (cuda:1)")
+    for device in ("cuda:0", "cuda:1"):
+        x, w, b = make_inputs(2, 32, 12, 12, 32, 3, 3, 1, torch.float16, device=device, channels_last=True)
+        y = conv2d_ext.conv2d(x, w, b, padding=1, variant={"forward": kernel})
+        ref, _ = reference(x, w, b, torch.ones_like(y), padding=1)
+        assert rel_err(y, ref) < 1e-2, device
+
+
 def test_unbatched_input(poison):
     x, w, b = make_inputs(1, 3, 9, 9, 5, 3, 3, 1, torch.float32)
     y = conv2d_ext.conv2d(x[0], w, b, padding=1)

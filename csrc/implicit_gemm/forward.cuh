@@ -12,6 +12,7 @@
 #pragma once
 
 #include <climits>
+#include <mutex>
 #include <string>
 
 #include <c10/cuda/CUDAException.h>
@@ -51,7 +52,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int E = 16 / sizeof(T), BK = Cfg::kBKBytes / sizeof(T);
   const int g = blockIdx.z;
-  const int Cg = static_cast<int>(p.C / p.groups), Kg = static_cast<int>(p.K / p.groups);
+  const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   const int R = static_cast<int>(p.R), S = static_cast<int>(p.S);
   const int64_t M = p.N * p.P * p.Q;
   const int64_t m0 = int64_t(blockIdx.x) * Cfg::kBM;  // the CTA's first pixel and output channel
@@ -122,18 +123,24 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel
   }
 }
 
+constexpr int kMaxDevices = 64;
+
 template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
 void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cudaStream_t stream) {
   auto kernel = forward_kernel<T, Cfg, kNHWC, kVec, kFlat>;
   constexpr int smem = forward_smem_bytes<T, Cfg, kNHWC>();
-  static bool configured = false;  // the opt-in for more than 48 KB of shared memory, once per kernel
-  if (!configured) {
+  // The opt-in for more than 48 KB of shared memory holds for the device current when it is made: once per kernel
+  // and device (the binding's device guard makes the tensors' device current).
+  static std::once_flag configured[kMaxDevices];
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  TORCH_CHECK(device < kMaxDevices, "conv2d_ext: implicit_gemm supports device indices below ", kMaxDevices);
+  std::call_once(configured[device], [&] {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured = true;
-  }
+  });
   const int64_t M = p.N * p.P * p.Q;
   const dim3 grid(static_cast<unsigned>((M + Cfg::kBM - 1) / Cfg::kBM),
-                  static_cast<unsigned>((p.K / p.groups + Cfg::kBN - 1) / Cfg::kBN), static_cast<unsigned>(p.groups));
+                  static_cast<unsigned>((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN), static_cast<unsigned>(p.groups));
   kernel<<<grid, Cfg::kThreads, smem, stream>>>(p, filters, fs);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -144,7 +151,7 @@ inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr)
 template <typename T, class Cfg>
 bool flat_walk_pays(const ConvParams& p) {
   constexpr int64_t BK = Cfg::kBKBytes / sizeof(T);
-  const int64_t Cg = p.C / p.groups, taps = p.R * p.S;
+  const int64_t Cg = p.C_per_group(), taps = p.R * p.S;
   const int64_t by_tap = taps * ((Cg + BK - 1) / BK), flat = (taps * Cg + BK - 1) / BK;
   return 4 * flat < 3 * by_tap;
 }
@@ -153,7 +160,7 @@ bool flat_walk_pays(const ConvParams& p) {
 template <typename T, class Cfg>
 bool vector_loads_fit(const ConvParams& p, const void* filters, FilterStrides fs) {
   constexpr int64_t E = 16 / sizeof(T);
-  const int64_t Cg = p.C / p.groups;
+  const int64_t Cg = p.C_per_group();
   const bool filters_fit = fs.c == 1 && aligned16(filters) && fs.k % E == 0 && fs.r % E == 0 && fs.s % E == 0;
   const bool activations_fit = !p.channels_last || (p.x_stride[1] == 1 && aligned16(p.x) && p.x_stride[0] % E == 0 &&
                                                     p.x_stride[2] % E == 0 && p.x_stride[3] % E == 0);
@@ -162,15 +169,16 @@ bool vector_loads_fit(const ConvParams& p, const void* filters, FilterStrides fs
 
 inline int64_t forward_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  return p.channels_last ? 0 : p.K * (p.C / p.groups) * p.R * p.S * elem;
+  return p.channels_last ? 0 : p.K * p.C_per_group() * p.R * p.S * elem;
 }
 
 template <typename T, class Cfg>
 void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch (a grid of 0 is an error)
   const T* filters = static_cast<const T*>(p.w);
   FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
   if (!p.channels_last) {  // repack KCRS -> KRSC
-    const int64_t Cg = p.C / p.groups, total = p.K * Cg * p.R * p.S;
+    const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
     T* packed = static_cast<T*>(workspace);
     pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, packed, p.K, Cg, p.R, p.S);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -180,29 +188,54 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
   const bool vec = vector_loads_fit<T, Cfg>(p, filters, fs);
   if (p.channels_last) {
     if (vec) launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
-    else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);
-  } else {
+    else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);  // also a misaligned base pointer
+  } else if constexpr (!Cfg::kVectorShapesOnly) {  // (its can_implement turns NCHW away: not compiled)
     if (vec) launch_variant<T, Cfg, false, true, false>(p, filters, fs, stream);
     else launch_variant<T, Cfg, false, false, true>(p, filters, fs, stream);
   }
 }
 
-// What every forward implicit-GEMM configuration can run.
-inline std::string forward_can_implement(const ConvParams& p) {
+// Largest dynamic shared memory a block may opt in to, by compute capability (CUDA programming guide, "Technical
+// Specifications"): 227 KB on sm_90/sm_100, 163 KB on sm_80/sm_87, 99 KB on sm_86/sm_89/sm_120 and anything else.
+inline int64_t max_shared_memory_per_block(int sm) {
+  if (sm == 90 || sm == 100) return 232448;
+  if (sm == 80 || sm == 87) return 166912;
+  return 101376;
+}
+
+// What forward configuration Cfg can run.
+template <class Cfg>
+std::string forward_can_implement(const ConvParams& p) {
   if (p.sm < 80) return "needs compute capability 8.0 or newer (mma.sync tensor cores)";
   if (p.dtype == DType::kFloat64) return "float64 runs on the direct family (no fp64 tensor-core path)";
   if (p.dtype == DType::kFloat32 && !p.allow_tf32)
     return "float32 with allow_tf32 = False needs exact FP32 arithmetic (CUDA cores), not TF32 tensor cores";
   if (p.groups > 65535) return "more than 65535 groups";
+  if ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN > 65535) return "more than 65535 tiles of output channels per group";
+  // Window corners, tap offsets and the "past the end" row marker (INT_MIN / 2) are 32-bit: keep them far from
+  // overflow.
   const int64_t kLimit = int64_t(1) << 30;
   if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit) return "a spatial size of 2^30 or more";
-  if (p.C / p.groups * p.R * p.S >= kLimit) return "a reduction (C/groups * R * S) of 2^30 or more";
+  if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.P - 1) * p.stride_h >= kLimit ||
+      (p.Q - 1) * p.stride_w >= kLimit || (p.R - 1) * p.dil_h >= kLimit || (p.S - 1) * p.dil_w >= kLimit)
+    return "padding, strided output extent or dilated filter extent of 2^30 or more";
+  if (p.C_per_group() * p.R * p.S >= kLimit) return "a reduction (C/groups * R * S) of 2^30 or more";
   // The epilogue writes y as a dense tensor in its layout (the binding allocates it so).
   const int64_t dense_nhwc[4] = {p.P * p.Q * p.K, 1, p.Q * p.K, p.K};
   const int64_t dense_nchw[4] = {p.K * p.P * p.Q, p.P * p.Q, p.Q, 1};
   const int64_t* dense = p.channels_last ? dense_nhwc : dense_nchw;
   for (int i = 0; i < 4; ++i)
     if (p.y_stride[i] != dense[i] && !(i == 0 && p.N == 1)) return "the output is not dense in its layout";
+  const bool fp32 = p.dtype == DType::kFloat32;
+  const int64_t smem = fp32 ? (p.channels_last ? forward_smem_bytes<float, Cfg, true>() : forward_smem_bytes<float, Cfg, false>())
+                            : (p.channels_last ? forward_smem_bytes<__half, Cfg, true>() : forward_smem_bytes<__half, Cfg, false>());
+  if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
+  if (Cfg::kVectorShapesOnly) {  // its scalar variants spill: only shapes that take the vector path
+    const int64_t E = fp32 ? 4 : 8;
+    const bool flat = fp32 ? flat_walk_pays<float, Cfg>(p) : flat_walk_pays<__half, Cfg>(p);
+    if (!p.channels_last || p.C_per_group() % E != 0 || flat)
+      return "takes only channels-last problems with channels in whole 16-byte vectors filling its k-tiles";
+  }
   return "";
 }
 
@@ -238,6 +271,6 @@ using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of
   extern template void forward_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);         \
   }                                                                                                             \
   const KernelInfo forward_implicit_gemm_##name = {Pass::kForward, "implicit_gemm", #name,                     \
-                                                   igemm::forward_can_implement, igemm::forward_workspace,      \
+                                                   igemm::forward_can_implement<igemm::Config##name>, igemm::forward_workspace, \
                                                    igemm::forward_launch<igemm::Config##name>};                 \
   }

@@ -39,6 +39,9 @@ template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, 
 struct TileConfig {
   static constexpr int kBM = BM, kBN = BN, kWarpsM = WarpsM, kWarpsN = WarpsN, kStages = Stages;
   static constexpr int kMinBlocks = MinBlocks;
+  // 128-byte k-tiles double the registers of the scalar loads, whose variants then spill: such a configuration
+  // takes only problems on the vector path (forward_can_implement).
+  static constexpr bool kVectorShapesOnly = BKBytes > 64;
   static constexpr int kBKBytes = BKBytes;
   static constexpr int kThreads = 32 * WarpsM * WarpsN;
   static constexpr int kWarpM = BM / WarpsM, kWarpN = BN / WarpsN;  // a warp's tile of D
