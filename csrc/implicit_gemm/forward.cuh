@@ -189,9 +189,11 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
   if (p.channels_last) {
     if (vec) launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
     else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);  // also a misaligned base pointer
-  } else if constexpr (!Cfg::kVectorShapesOnly) {  // (its can_implement turns NCHW away: not compiled)
+  } else if constexpr (!Cfg::kVectorShapesOnly) {
     if (vec) launch_variant<T, Cfg, false, true, false>(p, filters, fs, stream);
     else launch_variant<T, Cfg, false, false, true>(p, filters, fs, stream);
+  } else {  // its can_implement turns NCHW away, so these variants are not compiled
+    TORCH_CHECK(false, "conv2d_ext: this implicit_gemm configuration takes only channels-last problems");
   }
 }
 
