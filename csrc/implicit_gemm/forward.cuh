@@ -50,7 +50,7 @@ template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel(const ConvParams p, const T* filters,
                                                                  FilterStrides fs) {
   extern __shared__ __align__(16) unsigned char smem[];
-  constexpr int E = 16 / sizeof(T), BK = Cfg::kBKBytes / sizeof(T);
+  constexpr int BK = Cfg::kBKBytes / sizeof(T);
   const int g = blockIdx.z;
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   const int R = static_cast<int>(p.R), S = static_cast<int>(p.S);
@@ -85,42 +85,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel
   mma.zero();
   main_loop<T, Cfg, kFlat>(smem, ga, gb, la, lb, k_tiles, mma);
 
-  // Epilogue: bias, round to T, stage the tile in shared memory contiguous along y's contiguous dimension.
-  T* tile = reinterpret_cast<T*>(smem);
-  constexpr int kPitch = kNHWC ? Cfg::kBN + E : Cfg::kBM + E;
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + int64_t(g) * Kg + n0 : nullptr;
-  for_each_accumulator(mma, [&](int m, int n, float v) {
-    if (bias && n0 + n < Kg) v += to_acc(bias[n]);
-    tile[kNHWC ? m * kPitch + n : n * kPitch + m] = from_acc<T>(v);
-  });
-  __syncthreads();
-
-  T* y = static_cast<T*>(p.y);
-  const int64_t k_base = int64_t(g) * Kg + n0;  // y channel of the tile's column 0
-  if (kNHWC) {  // y dense NPQK: pixel m starts at m * K
-    constexpr int kRuns = Cfg::kBN / E;
-    for (int u = threadIdx.x; u < Cfg::kBM * kRuns; u += Cfg::kThreads) {
-      const int row = u / kRuns, n = (u % kRuns) * E;
-      const int64_t m = m0 + row;
-      if (m >= M || n0 + n >= Kg) continue;
-      store_run(y + m * p.K + k_base + n, tile + row * kPitch + n, min(E, Kg - n0 - n));
-    }
-  } else {  // y dense NKPQ: pixel m = (img, pq) of channel k at img * K * PQ + k * PQ + pq
-    constexpr int kRuns = Cfg::kBM / E;
-    for (int u = threadIdx.x; u < Cfg::kBN * kRuns; u += Cfg::kThreads) {
-      const int n = u / kRuns, row = (u % kRuns) * E;
-      int64_t m = m0 + row;
-      if (m >= M || n0 + n >= Kg) continue;
-      const int count = static_cast<int>(M - m < E ? M - m : E);
-      for (int done = 0; done < count;) {  // a run of pixels may cross into the next image
-        const int64_t img = m / PQ, pq = m - img * PQ;
-        const int run = static_cast<int>(PQ - pq < count - done ? PQ - pq : count - done);
-        store_run(y + img * p.K * PQ + (k_base + n) * PQ + pq, tile + n * kPitch + row + done, run);
-        done += run;
-        m += run;
-      }
-    }
-  }
+  store_tile<T, Cfg, kNHWC>(smem, mma, static_cast<T*>(p.y), bias, m0, n0, M, Kg, p.K, PQ, int64_t(g) * Kg);
 }
 
 constexpr int kMaxDevices = 64;

@@ -325,5 +325,51 @@ __device__ __forceinline__ void store_run(T* dst, const T* src, int count) {
   }
 }
 
+// The epilogue of every pass: D (plus bias[n] where given), rounded to T, staged in shared memory along the output's
+// contiguous dimension, then stored in coalesced runs. The output is dense with `channels` channels of `pixels`
+// pixels per image, NHWC (D's row m = image pixel m, contiguous channels) or NCHW (pixel m = (image, pixel in
+// image), contiguous pixels); the CTA's tile is D[m0 .. m0 + kBM)[n0 .. n0 + kBN), its column n is channel
+// channel_base + n0 + n, and only m < M, n0 + n < cols exist. `bias` points at the tile's column 0. Shared memory
+// must be free (after main_loop).
+template <typename T, class Cfg, bool kNHWC>
+__device__ __forceinline__ void store_tile(unsigned char* smem, const WarpMma<T, Cfg>& mma, T* out, const T* bias,
+                                           int64_t m0, int n0, int64_t M, int cols, int64_t channels, int64_t pixels,
+                                           int64_t channel_base) {
+  constexpr int E = 16 / sizeof(T);
+  T* tile = reinterpret_cast<T*>(smem);
+  constexpr int kPitch = kNHWC ? Cfg::kBN + E : Cfg::kBM + E;
+  for_each_accumulator(mma, [&](int m, int n, float v) {
+    if (bias && n0 + n < cols) v += to_acc(bias[n]);
+    tile[kNHWC ? m * kPitch + n : n * kPitch + m] = from_acc<T>(v);
+  });
+  __syncthreads();
+
+  const int64_t c_base = channel_base + n0;  // output channel of the tile's column 0
+  if (kNHWC) {  // pixel m starts at m * channels
+    constexpr int kRuns = Cfg::kBN / E;
+    for (int u = threadIdx.x; u < Cfg::kBM * kRuns; u += Cfg::kThreads) {
+      const int row = u / kRuns, n = (u % kRuns) * E;
+      const int64_t m = m0 + row;
+      if (m >= M || n0 + n >= cols) continue;
+      store_run(out + m * channels + c_base + n, tile + row * kPitch + n, min(E, cols - n0 - n));
+    }
+  } else {  // pixel m = (img, q) of channel c at img * channels * pixels + c * pixels + q
+    constexpr int kRuns = Cfg::kBM / E;
+    for (int u = threadIdx.x; u < Cfg::kBN * kRuns; u += Cfg::kThreads) {
+      const int n = u / kRuns, row = (u % kRuns) * E;
+      int64_t m = m0 + row;
+      if (m >= M || n0 + n >= cols) continue;
+      const int count = static_cast<int>(M - m < E ? M - m : E);
+      for (int done = 0; done < count;) {  // a run of pixels may cross into the next image
+        const int64_t img = m / pixels, q = m - img * pixels;
+        const int run = static_cast<int>(pixels - q < count - done ? pixels - q : count - done);
+        store_run(out + img * channels * pixels + (c_base + n) * pixels + q, tile + n * kPitch + row + done, run);
+        done += run;
+        m += run;
+      }
+    }
+  }
+}
+
 }  // namespace igemm
 }  // namespace conv2d_ext
