@@ -24,11 +24,15 @@ extern const KernelInfo backward_data_direct;
 extern const KernelInfo backward_weight_direct;
 
 // Implicit-GEMM family (csrc/implicit_gemm/): tensor cores through mma.sync (fp16, bf16, fp32 as TF32), sm_80+,
-// NCHW and NHWC natively. Forward: one entry per tile configuration (forward_<config>.cu).
+// NCHW and NHWC natively. One entry per pass and tile configuration (<pass>_<config>.cu).
 extern const KernelInfo forward_implicit_gemm_128x128_w4;
 extern const KernelInfo forward_implicit_gemm_128x128_w8;
 extern const KernelInfo forward_implicit_gemm_128x128_k128;
 extern const KernelInfo forward_implicit_gemm_64x64;
+// Backward-data (stride 1; written without device time, forced-only until it has run on a GPU).
+extern const KernelInfo backward_data_implicit_gemm_128x128_w4;
+extern const KernelInfo backward_data_implicit_gemm_128x128_w8;
+extern const KernelInfo backward_data_implicit_gemm_64x64;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

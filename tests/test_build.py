@@ -216,3 +216,15 @@ def test_implicit_gemm_rejects_geometry_past_its_32_bit_window_math():
     assert "2^30" in why
     assert _C.can_implement("forward", "direct", sizes, [1, 1], [2**29, 2**29], [2**30, 2**30], 1, "float16",
                             False, True, 90) == ""
+
+
+def test_implicit_gemm_backward_data_is_registered_for_stride_1():
+    """Backward-data implicit GEMM runs stride 1 (fp16/bf16/TF32); strided backward-data says it is planned."""
+    sizes = [2, 64, 10, 10, 32, 3, 3, 10, 10]
+    why = _C.can_implement("backward_data", "implicit_gemm:64x64", sizes, [1, 1], [1, 1], [1, 1], 1, "bfloat16",
+                           True, True, 90)
+    assert why == ""
+    strided = [2, 64, 10, 10, 32, 3, 3, 5, 5]
+    why = _C.can_implement("backward_data", "implicit_gemm:64x64", strided, [2, 2], [1, 1], [1, 1], 1, "bfloat16",
+                           True, True, 90)
+    assert "stride" in why

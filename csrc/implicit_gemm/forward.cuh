@@ -91,12 +91,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel
 
 constexpr int kMaxDevices = 64;
 
-template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
-void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cudaStream_t stream) {
-  auto kernel = forward_kernel<T, Cfg, kNHWC, kVec, kFlat>;
-  constexpr int smem = forward_smem_bytes<T, Cfg, kNHWC>();
-  // The opt-in for more than 48 KB of shared memory holds for the device current when it is made: once per kernel
-  // and device (the binding's device guard makes the tensors' device current).
+// The opt-in of `kernel` for `smem` bytes of dynamic shared memory (more than 48 KB needs it). It holds for the
+// device current when it is made: once per kernel and device (the binding's device guard makes the tensors' device
+// current).
+template <auto kernel>
+void opt_in_shared_memory(int smem) {
   static std::once_flag configured[kMaxDevices];
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
@@ -104,6 +103,13 @@ void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cud
   std::call_once(configured[device], [&] {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   });
+}
+
+template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
+void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cudaStream_t stream) {
+  constexpr auto kernel = forward_kernel<T, Cfg, kNHWC, kVec, kFlat>;
+  constexpr int smem = forward_smem_bytes<T, Cfg, kNHWC>();
+  opt_in_shared_memory<kernel>(smem);
   const int64_t M = p.N * p.P * p.Q;
   const dim3 grid(static_cast<unsigned>((M + Cfg::kBM - 1) / Cfg::kBM),
                   static_cast<unsigned>((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN), static_cast<unsigned>(p.groups));
@@ -113,24 +119,25 @@ void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cud
 
 inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-// Flat walk when it saves more than a quarter of the k-tiles (small Cg).
+// Flat walk when it saves more than a quarter of the k-tiles (few channels in the reduction).
 template <typename T, class Cfg>
-bool flat_walk_pays(const ConvParams& p) {
+bool flat_walk_pays(int64_t channels, int64_t taps) {
   constexpr int64_t BK = Cfg::kBKBytes / sizeof(T);
-  const int64_t Cg = p.C_per_group(), taps = p.R * p.S;
-  const int64_t by_tap = taps * ((Cg + BK - 1) / BK), flat = (taps * Cg + BK - 1) / BK;
+  const int64_t by_tap = taps * ((channels + BK - 1) / BK), flat = (taps * channels + BK - 1) / BK;
   return 4 * flat < 3 * by_tap;
 }
 
-// The vector pipeline needs every row chunk of both operands contiguous and 16-byte aligned.
+// The vector pipeline needs every row chunk of both operands contiguous and 16-byte aligned: the gathered
+// activations `act` (strides in (n, c, h, w) order; only read with vectors when channels-last) and the filters.
+// `channels`: the reduction's channels per group.
 template <typename T, class Cfg>
-bool vector_loads_fit(const ConvParams& p, const void* filters, FilterStrides fs) {
+bool vector_loads_fit(const ConvParams& p, int64_t channels, const void* act, const int64_t (&act_stride)[4],
+                      const void* filters, FilterStrides fs) {
   constexpr int64_t E = 16 / sizeof(T);
-  const int64_t Cg = p.C_per_group();
   const bool filters_fit = fs.c == 1 && aligned16(filters) && fs.k % E == 0 && fs.r % E == 0 && fs.s % E == 0;
-  const bool activations_fit = !p.channels_last || (p.x_stride[1] == 1 && aligned16(p.x) && p.x_stride[0] % E == 0 &&
-                                                    p.x_stride[2] % E == 0 && p.x_stride[3] % E == 0);
-  return Cg % E == 0 && filters_fit && activations_fit && !flat_walk_pays<T, Cfg>(p);
+  const bool activations_fit = !p.channels_last || (act_stride[1] == 1 && aligned16(act) && act_stride[0] % E == 0 &&
+                                                    act_stride[2] % E == 0 && act_stride[3] % E == 0);
+  return channels % E == 0 && filters_fit && activations_fit && !flat_walk_pays<T, Cfg>(channels, p.R * p.S);
 }
 
 inline int64_t forward_workspace(const ConvParams& p) {
@@ -151,7 +158,7 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
     filters = packed;
     fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
   }
-  const bool vec = vector_loads_fit<T, Cfg>(p, filters, fs);
+  const bool vec = vector_loads_fit<T, Cfg>(p, p.C_per_group(), p.x, p.x_stride, filters, fs);
   if (p.channels_last) {
     if (vec) launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
     else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);  // also a misaligned base pointer
@@ -171,15 +178,16 @@ inline int64_t max_shared_memory_per_block(int sm) {
   return 101376;
 }
 
-// What forward configuration Cfg can run.
+// Why configuration Cfg cannot run pass `p` at all (dtype, GPU, sizes its 32-bit window math and grid allow, shared
+// memory), or "". `n_extent`: the GEMM's N per group (tiles along grid.y); `reduction`: channels x taps.
 template <class Cfg>
-std::string forward_can_implement(const ConvParams& p) {
+std::string tensor_core_reason(const ConvParams& p, int64_t n_extent, int64_t reduction) {
   if (p.sm < 80) return "needs compute capability 8.0 or newer (mma.sync tensor cores)";
   if (p.dtype == DType::kFloat64) return "float64 runs on the direct family (no fp64 tensor-core path)";
   if (p.dtype == DType::kFloat32 && !p.allow_tf32)
     return "float32 with allow_tf32 = False needs exact FP32 arithmetic (CUDA cores), not TF32 tensor cores";
   if (p.groups > 65535) return "more than 65535 groups";
-  if ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN > 65535) return "more than 65535 tiles of output channels per group";
+  if ((n_extent + Cfg::kBN - 1) / Cfg::kBN > 65535) return "more than 65535 tiles of channels per group";
   // Window corners, tap offsets and the "past the end" row marker (INT_MIN / 2) are 32-bit: keep them far from
   // overflow.
   const int64_t kLimit = int64_t(1) << 30;
@@ -187,24 +195,38 @@ std::string forward_can_implement(const ConvParams& p) {
   if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.P - 1) * p.stride_h >= kLimit ||
       (p.Q - 1) * p.stride_w >= kLimit || (p.R - 1) * p.dil_h >= kLimit || (p.S - 1) * p.dil_w >= kLimit)
     return "padding, strided output extent or dilated filter extent of 2^30 or more";
-  if (p.C_per_group() * p.R * p.S >= kLimit) return "a reduction (C/groups * R * S) of 2^30 or more";
-  // The epilogue writes y as a dense tensor in its layout (the binding allocates it so).
-  const int64_t dense_nhwc[4] = {p.P * p.Q * p.K, 1, p.Q * p.K, p.K};
-  const int64_t dense_nchw[4] = {p.K * p.P * p.Q, p.P * p.Q, p.Q, 1};
-  const int64_t* dense = p.channels_last ? dense_nhwc : dense_nchw;
-  for (int i = 0; i < 4; ++i)
-    if (p.y_stride[i] != dense[i] && !(i == 0 && p.N == 1)) return "the output is not dense in its layout";
+  if (reduction >= kLimit) return "a reduction (channels per group x R x S) of 2^30 or more";
   const bool fp32 = p.dtype == DType::kFloat32;
   const int64_t smem = fp32 ? (p.channels_last ? forward_smem_bytes<float, Cfg, true>() : forward_smem_bytes<float, Cfg, false>())
                             : (p.channels_last ? forward_smem_bytes<__half, Cfg, true>() : forward_smem_bytes<__half, Cfg, false>());
   if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
-  if (Cfg::kVectorShapesOnly) {  // its scalar variants spill: only shapes that take the vector path
-    const int64_t E = fp32 ? 4 : 8;
-    const bool flat = fp32 ? flat_walk_pays<float, Cfg>(p) : flat_walk_pays<__half, Cfg>(p);
-    if (!p.channels_last || p.C_per_group() % E != 0 || flat)
+  return "";
+}
+
+// "" when `stride` (n, c, h, w order) is the dense layout of an N x channels x rows x cols tensor in p's layout.
+inline std::string dense_reason(const ConvParams& p, const int64_t (&stride)[4], int64_t channels, int64_t rows,
+                                int64_t cols, const char* what) {
+  const int64_t nhwc[4] = {rows * cols * channels, 1, cols * channels, channels};
+  const int64_t nchw[4] = {channels * rows * cols, rows * cols, cols, 1};
+  const int64_t* dense = p.channels_last ? nhwc : nchw;
+  for (int i = 0; i < 4; ++i)
+    if (stride[i] != dense[i] && !(i == 0 && p.N == 1)) return std::string(what) + " is not dense in its layout";
+  return "";
+}
+
+// What forward configuration Cfg can run.
+template <class Cfg>
+std::string forward_can_implement(const ConvParams& p) {
+  std::string why = tensor_core_reason<Cfg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
+  if (why.empty()) why = dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");  // the epilogue writes it so
+  if (why.empty() && Cfg::kVectorShapesOnly) {  // its scalar variants spill: only shapes that take the vector path
+    const bool fp32 = p.dtype == DType::kFloat32;
+    const int64_t E = fp32 ? 4 : 8, Cg = p.C_per_group(), taps = p.R * p.S;
+    const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Cg, taps) : flat_walk_pays<__half, Cfg>(Cg, taps);
+    if (!p.channels_last || Cg % E != 0 || flat)
       return "takes only channels-last problems with channels in whole 16-byte vectors filling its k-tiles";
   }
-  return "";
+  return why;
 }
 
 // Dtype dispatch of one configuration: its kernels for each dtype are instantiated in their own files.
