@@ -122,12 +122,9 @@ std::string backward_data_can_implement(const ConvParams& p) {
 
 template <class Cfg>
 void backward_data_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
-  switch (p.dtype) {
-    case DType::kFloat16: backward_data_launch_typed<__half, Cfg>(p, workspace, stream); break;
-    case DType::kBFloat16: backward_data_launch_typed<__nv_bfloat16, Cfg>(p, workspace, stream); break;
-    case DType::kFloat32: backward_data_launch_typed<float, Cfg>(p, workspace, stream); break;
-    default: TORCH_CHECK(false, "conv2d_ext: implicit_gemm backward-data: unsupported dtype");
-  }
+  dispatch_tensor_core_dtype(p.dtype, [&](auto tag) {
+    backward_data_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
+  });
 }
 
 }  // namespace igemm

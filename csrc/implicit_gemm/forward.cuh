@@ -232,12 +232,9 @@ std::string forward_can_implement(const ConvParams& p) {
 // Dtype dispatch of one configuration: its kernels for each dtype are instantiated in their own files.
 template <class Cfg>
 void forward_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
-  switch (p.dtype) {
-    case DType::kFloat16: forward_launch_typed<__half, Cfg>(p, workspace, stream); break;
-    case DType::kBFloat16: forward_launch_typed<__nv_bfloat16, Cfg>(p, workspace, stream); break;
-    case DType::kFloat32: forward_launch_typed<float, Cfg>(p, workspace, stream); break;
-    default: TORCH_CHECK(false, "conv2d_ext: implicit_gemm forward: unsupported dtype");
-  }
+  dispatch_tensor_core_dtype(p.dtype, [&](auto tag) {
+    forward_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
+  });
 }
 
 // The configurations, each instantiated in csrc/implicit_gemm/forward_<name>_<dtype>.cu. Measured on the H100

@@ -33,6 +33,18 @@
 namespace conv2d_ext {
 namespace igemm {
 
+// Calls f(TypeTag<T>{}) with T the element type of a tensor-core dtype (fp16, bf16, fp32 as TF32): the launchers'
+// one runtime-to-template step (can_implement has already turned float64 away).
+template <typename F>
+void dispatch_tensor_core_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kFloat16: f(TypeTag<__half>{}); break;
+    case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
+    case DType::kFloat32: f(TypeTag<float>{}); break;
+    default: TORCH_CHECK(false, "conv2d_ext: implicit_gemm: unsupported dtype");
+  }
+}
+
 // A CTA computes a kBM x kBN tile of D with kWarpsM x kWarpsN warps; each k-tile is kBKBytes of the reduction.
 // kMinBlocks: CTAs per SM the register allocation must allow (__launch_bounds__).
 template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, int MinBlocks = 1>
