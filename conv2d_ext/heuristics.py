@@ -86,15 +86,36 @@ class Rule(NamedTuple):
     reason: str
 
 
+def _tensor_core_dtype(p: Problem) -> bool:
+    """fp16/bf16, or fp32 where TF32 is allowed."""
+    return p.dtype in ("float16", "bfloat16") or (p.dtype == "float32" and p.allow_tf32)
+
+
+def _gemm_columns(p: Problem, pass_: str) -> int:
+    """The GEMM's N per group, the tile dimension a narrow group would waste: output channels (forward), input
+    channels (backward-data); backward-weight's rows are output channels, its columns C/groups x R x S taps."""
+    return p.C // p.groups if pass_ == "backward_data" else p.K // p.groups
+
+
+def _tensor_core(p: Problem, pass_: str) -> bool:
+    """A tensor-core dtype and a convolution that fills MMA tiles: not depthwise, 16 or more channels on the GEMM's
+    narrow side."""
+    return _tensor_core_dtype(p) and not p.depthwise and _gemm_columns(p, pass_) >= 16
+
+
 def _tensor_core_forward(p: Problem, pass_: str) -> bool:
-    """Forward in fp16/bf16, or fp32 where TF32 is allowed, with enough output channels per group for MMA tiles."""
-    tensor_core_dtype = p.dtype in ("float16", "bfloat16") or (p.dtype == "float32" and p.allow_tf32)
-    return pass_ == "forward" and tensor_core_dtype and not p.depthwise and p.K // p.groups >= 16
+    return pass_ == "forward" and _tensor_core(p, pass_)
 
 
-def _tiles(p: Problem, bm: int, bn: int) -> int:
-    """CTAs of a bm x bn tiling of the forward GEMM (pixels x output channels, per group)."""
-    return -(-p.N * p.P * p.Q // bm) * -(-(p.K // p.groups) // bn) * p.groups
+def _tensor_core_backward_data(p: Problem, pass_: str) -> bool:
+    return pass_ == "backward_data" and _tensor_core(p, pass_)
+
+
+def _tiles(p: Problem, bm: int, bn: int, pass_: str = "forward") -> int:
+    """CTAs of a bm x bn tiling of the forward (pixels x output channels) or backward-data (input pixels x input
+    channels) GEMM, over all groups."""
+    pixels = p.N * p.H * p.W if pass_ == "backward_data" else p.N * p.P * p.Q
+    return -(-pixels // bm) * -(-_gemm_columns(p, pass_) // bn) * p.groups
 
 
 # Two CTAs per SM on a 132-SM H100: below this many 128x128 tiles, smaller tiles keep every SM busy.
@@ -103,6 +124,7 @@ _FULL_WAVE_TILES = 264
 # The table of reasons: for each pass, the first rule that applies and whose kernel can implement the problem wins.
 # The implicit-GEMM choices follow the H100 measurements in benchmarks/NOTES.md.
 RULES = (
+    # forward
     Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would leave SMs idle"),
     Rule("implicit_gemm:128x128_k128", lambda p, s: _tensor_core_forward(p, s) and p.channels_last,
@@ -112,6 +134,15 @@ RULES = (
          "vectors) by 8 warps"),
     Rule("implicit_gemm:128x128_w4", _tensor_core_forward,
          "tensor cores (implicit GEMM, TF32); NCHW: 4 warps of 64x64"),
+    # backward-data (stride 1; strided problems fall through to the direct family)
+    Rule("implicit_gemm:64x64",
+         lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 128, 128, s) < _FULL_WAVE_TILES,
+         "tensor cores (implicit GEMM over grad_output); 64x64 tiles, as 128x128 tiles would leave SMs idle"),
+    Rule("implicit_gemm:128x128_w8", _tensor_core_backward_data,
+         "tensor cores (implicit GEMM over grad_output), 8 warps"),
+    # backward-weight
+    Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
+         "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits"),
     Rule("direct", lambda p, pass_: True, "direct loops: correct for every shape, dtype and layout"),
 )
 

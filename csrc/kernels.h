@@ -29,10 +29,14 @@ extern const KernelInfo forward_implicit_gemm_128x128_w4;
 extern const KernelInfo forward_implicit_gemm_128x128_w8;
 extern const KernelInfo forward_implicit_gemm_128x128_k128;
 extern const KernelInfo forward_implicit_gemm_64x64;
-// Backward-data (stride 1; written without device time, forced-only until it has run on a GPU).
+// Backward-data (stride 1): grad_output gathered with negative tap steps, filters repacked to [C][R][S][K/groups].
 extern const KernelInfo backward_data_implicit_gemm_128x128_w4;
 extern const KernelInfo backward_data_implicit_gemm_128x128_w8;
 extern const KernelInfo backward_data_implicit_gemm_64x64;
+// Backward-weight: split-K over output pixels, the splits reduced in a fixed order by a second kernel.
+extern const KernelInfo backward_weight_implicit_gemm_128x128_w4;
+extern const KernelInfo backward_weight_implicit_gemm_128x128_w8;
+extern const KernelInfo backward_weight_implicit_gemm_64x64;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

@@ -24,6 +24,9 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_data_implicit_gemm_128x128_w4,
       &backward_data_implicit_gemm_128x128_w8,
       &backward_data_implicit_gemm_64x64,
+      &backward_weight_implicit_gemm_128x128_w4,
+      &backward_weight_implicit_gemm_128x128_w8,
+      &backward_weight_implicit_gemm_64x64,
   };
   return table;
 }

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import conv2d_ext
-from helpers import TOLERANCE, make_inputs, reference, rel_err, requires_gpu, skip_if_cpp_errors_crash
+from helpers import TOLERANCE, make_inputs, precision, reference, rel_err, requires_gpu, skip_if_cpp_errors_crash
 
 pytestmark = requires_gpu
 
@@ -135,9 +135,43 @@ def test_empty_batch(dtype, poison):
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k != "direct"])
 def test_empty_batch_on_each_forward_kernel(kernel, poison):
     """N = 0 launches nothing (a grid of zero CTAs is a launch error) and returns the empty output."""
-    x, w, _ = make_inputs(0, 16, 8, 8, 32, 3, 3, 1, torch.float16)
+    # channels-last, 64 channels: a shape every configuration can implement (128x128_k128 takes only such)
+    x, w, _ = make_inputs(0, 64, 8, 8, 32, 3, 3, 1, torch.float16, channels_last=True)
     y = conv2d_ext.conv2d(x, w, padding=1, variant={"forward": kernel})
     assert y.shape == (0, 32, 8, 8)
+
+
+@pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["backward_weight"] if k != "direct"])
+def test_empty_batch_on_each_backward_weight_kernel(kernel, poison):
+    """N = 0: the weight gradient is an empty sum, written as zeros (not left as poison)."""
+    x, w, _ = make_inputs(0, 32, 8, 8, 32, 3, 3, 1, torch.float16)
+    w.requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, padding=1, variant={"backward_weight": kernel})
+    (gw,) = torch.autograd.grad(y, w, torch.randn_like(y))
+    assert torch.equal(gw, torch.zeros_like(w))
+
+
+@pytest.mark.parametrize("kernel", ["auto"] + [k for k in conv2d_ext.kernels()["backward_weight"] if k != "direct"])
+@pytest.mark.parametrize("mode", ["tf32", "bf16"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_weight_gradient_is_bit_identical_across_runs(kernel, mode, channels_last, poison):
+    """Ten backward passes on the same inputs give bit-identical weight gradients (split reductions in a fixed
+    order, no atomics), with torch.use_deterministic_algorithms(True) on; and they are right."""
+    with precision(mode) as dtype:
+        x, w, _ = make_inputs(8, 32, 48, 40, 64, 3, 3, 1, dtype, channels_last=channels_last)  # several splits
+        w.requires_grad_(True)
+        gy = torch.randn(8, 64, 48, 40, device="cuda", dtype=dtype)
+        variant = {"backward_weight": kernel}
+        was = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            grads = [torch.autograd.grad(conv2d_ext.conv2d(x, w, padding=1, variant=variant), w, gy)[0]
+                     for _ in range(10)]
+        finally:
+            torch.use_deterministic_algorithms(was)
+        assert all(torch.equal(g, grads[0]) for g in grads)
+        _, (_, ref) = reference(x, w.detach(), None, gy, padding=1)
+        assert rel_err(grads[0], ref) < TOLERANCE[mode]
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm")])

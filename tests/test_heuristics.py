@@ -323,11 +323,13 @@ SEED = dict(N=8, C=64, H=512, W=1024, K=128, R=3, S=3)
 @pytest.mark.parametrize("dtype,allow_tf32", [("float16", True), ("bfloat16", True), ("float32", True)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last):
-    """fp16/bf16, and fp32 with TF32 allowed, run the forward on the implicit-GEMM family; backward stays direct
-    until its implicit-GEMM kernels exist."""
+    """fp16/bf16, and fp32 with TF32 allowed, run every pass on the implicit-GEMM family (backward-data only at
+    stride 1: strided backward-data stays direct until its stride-phase kernels exist)."""
     plan = select(_suite_problem(**SEED, dtype=dtype, allow_tf32=allow_tf32, channels_last=channels_last))
-    assert plan["forward"].family == "implicit_gemm"
-    assert plan["backward_data"].family == plan["backward_weight"].family == "direct"
+    assert plan["forward"].family == plan["backward_data"].family == plan["backward_weight"].family == "implicit_gemm"
+    strided = select(_suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype=dtype, allow_tf32=allow_tf32,
+                                    channels_last=channels_last))
+    assert strided["backward_data"].family == "direct" and strided["backward_weight"].family == "implicit_gemm"
 
 
 @pytest.mark.parametrize("kw", [dict(dtype="float32", allow_tf32=False), dict(dtype="float64")],

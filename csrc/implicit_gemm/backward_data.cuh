@@ -6,9 +6,7 @@
 //   tap steps), N = C/groups input channels (B rows: the filters, repacked to [C][R][S][K/groups] in the workspace so
 //   that the reduction's channels, the output channels, are contiguous), reduction = R*S*K/groups.
 //   D lands in grad_input in its layout (store_tile), no bias.
-//
-// Written without device time: registered so the GPU tests force it on every case it accepts, but the heuristics do
-// not pick it until it has run there (benchmarks/NOTES.md).
+
 #pragma once
 
 #include "implicit_gemm/forward.cuh"

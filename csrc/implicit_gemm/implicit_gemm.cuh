@@ -73,13 +73,14 @@ template <class Cfg> constexpr int stage_bytes() { return (Cfg::kBM + Cfg::kBN) 
 struct KTile {
   int r = 0, s = 0, c0 = 0;  // by tap: the tap and the first channel of the tile
   int k0 = 0;                // flat: the first reduction index of the tile
-  template <int BK, bool kFlat>
-  __device__ __forceinline__ void advance(int Cg, int S) {
-    if (kFlat) {
+  // `g`: the gather of operand A (by tap: its Cg channels per tap and S taps per filter row).
+  template <int BK, bool kFlat, class Gather>
+  __device__ __forceinline__ void advance(const Gather& g) {
+    if constexpr (kFlat) {
       k0 += BK;
-    } else if ((c0 += BK) >= Cg) {
+    } else if ((c0 += BK) >= g.Cg) {
       c0 = 0;
-      if (++s == S) { s = 0; ++r; }
+      if (++s == g.S) { s = 0; ++r; }
     }
   }
 };
@@ -257,15 +258,17 @@ struct WarpMma {
 // are in flight kStages - 1 tiles ahead (cp.async); scalar ones one tile ahead, in registers, stored to shared
 // memory after the current tile's MMAs (into the stage every warp finished with before this iteration's barrier).
 // Leaves the accumulators in `mma` and shared memory free for the epilogue.
-template <typename T, class Cfg, bool kFlat, class LoaderA, class LoaderB>
-__device__ __forceinline__ void main_loop(unsigned char* smem, const TapGather<T>& ga, const TapGather<T>& gb, LoaderA& la,
-                                          LoaderB& lb, int k_tiles, WarpMma<T, Cfg>& mma) {
+// `ga`, `gb`: the operands' gathers (TapGather, or a pass's own with the same role); `first`: the first k-tile (a
+// split of the reduction starts past 0).
+template <typename T, class Cfg, bool kFlat, class GatherA, class GatherB, class LoaderA, class LoaderB>
+__device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga, const GatherB& gb, LoaderA& la,
+                                          LoaderB& lb, int k_tiles, WarpMma<T, Cfg>& mma, KTile first = KTile()) {
   constexpr int kStages = Cfg::kStages, BK = Cfg::kBKBytes / sizeof(T);
   constexpr int kStage = stage_bytes<Cfg>(), kBOffset = Cfg::kBM * Cfg::kPitch;
   const int warp = threadIdx.x / 32;
   const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
   const int a_off = wm * Cfg::kWarpM * Cfg::kPitch, b_off = kBOffset + wn * Cfg::kWarpN * Cfg::kPitch;
-  KTile next_tile;  // the next k-tile to load
+  KTile next_tile = first;  // the next k-tile to load
 
   // Prologue: the first kStages - 1 k-tiles.
 #pragma unroll
@@ -276,7 +279,7 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const TapGather<T
       lb.load(gb, next_tile, stage + kBOffset);
       la.store_registers(stage);
       lb.store_registers(stage + kBOffset);
-      next_tile.advance<BK, kFlat>(ga.Cg, ga.S);
+      next_tile.advance<BK, kFlat>(ga);
     }
     cp_async_commit();
   }
@@ -295,7 +298,7 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const TapGather<T
     if (next < k_tiles) {
       la.store_registers(next_stage);
       lb.store_registers(next_stage + kBOffset);
-      next_tile.advance<BK, kFlat>(ga.Cg, ga.S);
+      next_tile.advance<BK, kFlat>(ga);
     }
     cp_async_commit();
   }

@@ -1,0 +1,259 @@
+// Backward-weight as an implicit GEMM on tensor cores, on the machinery of implicit_gemm.cuh (pipeline, warp MMAs),
+// with split-K over the long reduction and a deterministic reduction of the splits.
+//
+// GEMM mapping, per group g and split z of the reduction (blockIdx.z = z * groups + g):
+//   M = K/groups output channels (A rows: grad_output channel k), N = C/groups * R * S filter taps (B rows: (c, r, s)
+//   for NCHW, (r, s, c) for NHWC: the filters' own memory order), reduction = N*P*Q output pixels j = (n, p, q):
+//     A[k][j] = dy[n, g*Kg + k, p, q]
+//     B[(c,r,s)][j] = x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (0 outside the input)
+// The reduction is long (millions of pixels) and M x N is a few tiles, so the k-tiles are cut into `splits`
+// contiguous ranges, one per blockIdx.z. Each CTA writes its fp32 partial tile to the workspace; a second kernel adds
+// the partials of each weight in split order (bit-identical from run to run), rounds and stores grad_weight in its
+// layout. No atomics anywhere.
+// Both operands are gathered element by element into registers (PixelLoader), flat over pixels: along the reduction
+// neither operand is contiguous in NHWC, and in NCHW the activations' tap offsets leave them unaligned.
+#pragma once
+
+#include <algorithm>
+
+#include "implicit_gemm/forward.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+// One operand of the weight-gradient GEMM: row i is a pointer at pixel (0, 0, 0) plus an input corner (h0, w0);
+// pixel (n, p, q) is at ptr + n*sN + p*sP + q*sQ and exists where (h0 + p*step_h, w0 + q*step_w) lies inside
+// [0, H) x [0, W) and j = (n*P + p)*Q + q < end (the split's end).
+template <typename T>
+struct PixelGather {
+  struct Row { const T* ptr; int h0, w0; };  // h0 = INT_MIN / 2 marks a row past the end (all zeros)
+  int64_t sN, sP, sQ;
+  int step_h, step_w;
+  int H, W;
+  int P, Q;
+  int end;
+};
+
+// Loads one operand's k-tiles (kRows rows x kBKBytes of consecutive pixels) into registers, one k-tile ahead, and
+// stores them to shared memory when main_loop says: OperandLoader's scalar path with a pixel walk instead of a tap
+// walk. Threads take rows fastest where the rows are contiguous (NHWC: channels), else 16-byte chunks of pixels.
+template <typename T, class Cfg, bool kRowsFastest, int kRows>
+struct PixelLoader {
+  using Gather = PixelGather<T>;
+  static constexpr int kElems = 16 / sizeof(T);
+  static constexpr int kUnits = kRows * Cfg::kChunks / Cfg::kThreads;
+
+  typename Gather::Row rows[kUnits];
+  uint4 staged[kUnits];
+
+  __device__ __forceinline__ static int row_of(int i) {
+    const int u = threadIdx.x + i * Cfg::kThreads;
+    return kRowsFastest ? u % kRows : u / Cfg::kChunks;
+  }
+  __device__ __forceinline__ static int chunk_of(int i) {
+    const int u = threadIdx.x + i * Cfg::kThreads;
+    return kRowsFastest ? u / kRows : u % Cfg::kChunks;
+  }
+
+  template <typename MakeRow>
+  __device__ void init(MakeRow&& make_row, int64_t row0, int64_t row_count) {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      const int64_t index = row0 + row_of(i);
+      rows[i] = make_row(index < row_count ? index : -1);
+    }
+  }
+
+  __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char*) {
+    const int PQ = g.P * g.Q;
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      union { uint4 v; T e[kElems]; } pack;
+      pack.v = make_uint4(0, 0, 0, 0);
+      int j = t.k0 + chunk_of(i) * kElems;
+      int n = j / PQ, pq = j - n * PQ;
+      int p = pq / g.Q, q = pq - p * g.Q;
+      int h = rows[i].h0 + p * g.step_h, w = rows[i].w0 + q * g.step_w;
+      const T* src = rows[i].ptr + n * g.sN + p * g.sP + q * g.sQ;
+#pragma unroll
+      for (int e = 0; e < kElems; ++e, ++j) {
+        if (j < g.end && static_cast<unsigned>(h) < static_cast<unsigned>(g.H) &&
+            static_cast<unsigned>(w) < static_cast<unsigned>(g.W))
+          pack.e[e] = *src;
+        if (++q < g.Q) {  // next pixel of the row
+          src += g.sQ;
+          w += g.step_w;
+        } else {  // next row (or image)
+          q = 0;
+          if (++p == g.P) { p = 0; ++n; }
+          src = rows[i].ptr + n * g.sN + p * g.sP;
+          h = rows[i].h0 + p * g.step_h;
+          w = rows[i].w0;
+        }
+      }
+      staged[i] = pack.v;
+    }
+  }
+
+  __device__ __forceinline__ void store_registers(unsigned char* dst) const {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i)
+      *reinterpret_cast<uint4*>(dst + row_of(i) * Cfg::kPitch + chunk_of(i) * 16) = staged[i];
+  }
+};
+
+// How the reduction is split: `splits` ranges of `tiles_per_split` k-tiles (the last may be shorter). A function of
+// the problem alone (not of the GPU it runs on), so the same inputs are always reduced in the same order.
+struct SplitK { int splits, tiles_per_split; };
+
+template <class Cfg>
+SplitK plan_split_k(const ConvParams& p) {
+  const int64_t BK = Cfg::kBKBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
+  const int64_t taps = p.C_per_group() * p.R * p.S;
+  const int64_t tiles = ((p.K_per_group() + Cfg::kBM - 1) / Cfg::kBM) * ((taps + Cfg::kBN - 1) / Cfg::kBN) * p.groups;
+  const int64_t k_tiles = (p.N * p.P * p.Q + BK - 1) / BK;
+  constexpr int64_t kTargetCtas = 4 * 132;  // a few waves of an H100's SMs: balance without long partial traffic
+  constexpr int64_t kMinTilesPerSplit = 16, kMaxSplits = 256;
+  int64_t splits = (kTargetCtas + tiles - 1) / tiles;
+  splits = std::min({splits, std::max<int64_t>(1, k_tiles / kMinTilesPerSplit), kMaxSplits,
+                     std::max<int64_t>(1, 65535 / p.groups)});
+  const int64_t per = std::max<int64_t>(1, (k_tiles + splits - 1) / splits);
+  return {static_cast<int>(std::max<int64_t>(1, (k_tiles + per - 1) / per)), static_cast<int>(per)};
+}
+
+// One CTA: the partial product of its tile over its split's k-tiles, written (fp32) to `partials` as
+// [split][K][taps], taps numbered in B's row order.
+template <typename T, class Cfg, bool kNHWC>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
+    backward_weight_kernel(const ConvParams p, float* __restrict__ partials, int tiles_per_split) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int BK = Cfg::kBKBytes / sizeof(T);
+  const int g = blockIdx.z % p.groups, split = blockIdx.z / p.groups;
+  const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
+  const int R = static_cast<int>(p.R), S = static_cast<int>(p.S), RS = R * S, taps = Cg * RS;
+  const int pixels = static_cast<int>(p.N * p.P * p.Q);
+  const int j0 = split * tiles_per_split * BK;  // the split's first pixel
+  const int k_tiles = min(tiles_per_split, (pixels - j0 + BK - 1) / BK);
+  const int end = min(pixels, j0 + tiles_per_split * BK);
+  const int m0 = blockIdx.x * Cfg::kBM, n0 = blockIdx.y * Cfg::kBN;
+  const int P = static_cast<int>(p.P), Q = static_cast<int>(p.Q);
+
+  // A: grad_output channel k of the group; every pixel exists (bounds = P x Q).
+  const T* dy = static_cast<const T*>(p.y) + int64_t(g) * Kg * p.y_stride[1];
+  const PixelGather<T> ga{p.y_stride[0], p.y_stride[2], p.y_stride[3], 1, 1, P, Q, P, Q, end};
+  PixelLoader<T, Cfg, kNHWC, Cfg::kBM> la;
+  la.init([&](int64_t k) -> typename PixelGather<T>::Row {
+    if (k < 0) return {dy, INT_MIN / 2, INT_MIN / 2};
+    return {dy + k * p.y_stride[1], 0, 0};
+  }, m0, Kg);
+  // B: filter tap (c, r, s) of the group reads input pixel (p*sh - ph + r*dh, q*sw - pw + s*dw).
+  const T* x = static_cast<const T*>(p.x) + int64_t(g) * Cg * p.x_stride[1];
+  const PixelGather<T> gb{p.x_stride[0], p.stride_h * p.x_stride[2], p.stride_w * p.x_stride[3], p.stride_h,
+                          p.stride_w, static_cast<int>(p.H), static_cast<int>(p.W), P, Q, end};
+  PixelLoader<T, Cfg, kNHWC, Cfg::kBN> lb;
+  lb.init([&](int64_t b) -> typename PixelGather<T>::Row {
+    if (b < 0) return {x, INT_MIN / 2, INT_MIN / 2};
+    const int t = static_cast<int>(b);
+    const int c = kNHWC ? t % Cg : t / RS, rs = kNHWC ? t / Cg : t % RS;
+    const int r = rs / S, s = rs - r * S;
+    const int h0 = r * p.dil_h - p.pad_h, w0 = s * p.dil_w - p.pad_w;
+    return {x + c * p.x_stride[1] + h0 * p.x_stride[2] + w0 * p.x_stride[3], h0, w0};
+  }, n0, taps);
+
+  WarpMma<T, Cfg> mma;
+  mma.zero();
+  KTile first;
+  first.k0 = j0;
+  main_loop<T, Cfg, true>(smem, ga, gb, la, lb, k_tiles, mma, first);
+
+  float* out = partials + (int64_t(split) * p.K + int64_t(g) * Kg) * taps;
+  for_each_accumulator(mma, [&](int m, int n, float v) {
+    if (m0 + m < Kg && n0 + n < taps) out[int64_t(m0 + m) * taps + n0 + n] = v;
+  });
+}
+
+// grad_weight[k][tap] = sum over splits, in split order, of partials[split][k][tap]; taps in B's row order.
+template <typename T>
+__global__ void reduce_splits(const float* __restrict__ partials, int splits, ConvParams p, bool nhwc_order) {
+  const int64_t taps = p.C_per_group() * p.R * p.S, count = p.K * taps, RS = p.R * p.S;
+  const int64_t Cg = p.C_per_group();
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    float sum = 0.f;
+    for (int s = 0; s < splits; ++s) sum += partials[s * count + i];
+    const int64_t k = i / taps, t = i - k * taps;
+    const int64_t c = nhwc_order ? t % Cg : t / RS, rs = nhwc_order ? t / Cg : t % RS;
+    const int64_t r = rs / p.S, s = rs - r * p.S;
+    static_cast<T*>(p.w)[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] =
+        from_acc<T>(sum);
+  }
+}
+
+template <class Cfg>
+int64_t backward_weight_workspace(const ConvParams& p) {
+  return int64_t(plan_split_k<Cfg>(p).splits) * p.K * p.C_per_group() * p.R * p.S * int64_t(sizeof(float));
+}
+
+template <typename T, class Cfg, bool kNHWC>
+void launch_backward_weight_variant(const ConvParams& p, float* partials, SplitK split, cudaStream_t stream) {
+  constexpr auto kernel = backward_weight_kernel<T, Cfg, kNHWC>;
+  constexpr int smem = Cfg::kStages * stage_bytes<Cfg>();  // the epilogue writes registers straight to global
+  opt_in_shared_memory<kernel>(smem);
+  const dim3 grid(static_cast<unsigned>((p.K_per_group() + Cfg::kBM - 1) / Cfg::kBM),
+                  static_cast<unsigned>((p.C_per_group() * p.R * p.S + Cfg::kBN - 1) / Cfg::kBN),
+                  static_cast<unsigned>(split.splits * p.groups));
+  kernel<<<grid, Cfg::kThreads, smem, stream>>>(p, partials, split.tiles_per_split);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T, class Cfg>
+void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  if (count == 0) return;
+  float* partials = static_cast<float*>(workspace);
+  const SplitK split = plan_split_k<Cfg>(p);
+  if (p.N * p.P * p.Q == 0) {  // an empty reduction: grad_weight is zero
+    C10_CUDA_CHECK(cudaMemsetAsync(partials, 0, count * sizeof(float), stream));
+    reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, 1, p, p.channels_last);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  if (p.channels_last) launch_backward_weight_variant<T, Cfg, true>(p, partials, split, stream);
+  else launch_backward_weight_variant<T, Cfg, false>(p, partials, split, stream);
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, split.splits, p, p.channels_last);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// What backward-weight configuration Cfg can run: tensor-core dtypes, and a reduction (N*P*Q pixels) and window math
+// within 32 bits. Any strides: every operand is gathered element by element.
+template <class Cfg>
+std::string backward_weight_can_implement(const ConvParams& p) {
+  std::string why = tensor_core_reason<Cfg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
+  if (why.empty() && p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
+    return "a weight of 2^31 elements or more per group";
+  return why;
+}
+
+template <class Cfg>
+void backward_weight_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  dispatch_tensor_core_dtype(p.dtype, [&](auto tag) {
+    backward_weight_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
+  });
+}
+
+}  // namespace igemm
+}  // namespace conv2d_ext
+
+// The registry entry backward_weight_implicit_gemm_<name> of configuration Config<name> (kernels instantiated per
+// dtype in backward_weight_<name>_{f16,bf16,tf32}.cu).
+#define CONV2D_EXT_IGEMM_BACKWARD_WEIGHT_ENTRY(name)                                                                  \
+  namespace conv2d_ext {                                                                                              \
+  namespace igemm {                                                                                                   \
+  extern template void backward_weight_launch_typed<__half, Config##name>(const ConvParams&, void*, cudaStream_t);     \
+  extern template void backward_weight_launch_typed<__nv_bfloat16, Config##name>(const ConvParams&, void*,             \
+                                                                                 cudaStream_t);                        \
+  extern template void backward_weight_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);      \
+  }                                                                                                                   \
+  const KernelInfo backward_weight_implicit_gemm_##name = {                                                           \
+      Pass::kBackwardWeight, "implicit_gemm", #name, igemm::backward_weight_can_implement<igemm::Config##name>,       \
+      igemm::backward_weight_workspace<igemm::Config##name>, igemm::backward_weight_launch<igemm::Config##name>};     \
+  }

@@ -1,0 +1,8 @@
+// Backward-weight implicit GEMM, configuration 64x64, __nv_bfloat16 (one file each, so the build compiles them in parallel).
+#include "implicit_gemm/backward_weight.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+template void backward_weight_launch_typed<__nv_bfloat16, Config64x64>(const ConvParams&, void*, cudaStream_t);
+}  // namespace igemm
+}  // namespace conv2d_ext
