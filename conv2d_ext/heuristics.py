@@ -138,8 +138,11 @@ RULES = (
     Rule("implicit_gemm:64x64",
          lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 128, 128, s) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM over grad_output); 64x64 tiles, as 128x128 tiles would leave SMs idle"),
-    Rule("implicit_gemm:128x128_w8", _tensor_core_backward_data,
-         "tensor cores (implicit GEMM over grad_output), 8 warps"),
+    Rule("implicit_gemm:128x128_w8",
+         lambda p, s: _tensor_core_backward_data(p, s) and p.dtype != "float32" and not p.channels_last,
+         "tensor cores (implicit GEMM over grad_output); NCHW fp16/bf16, gathered element by element by 8 warps"),
+    Rule("implicit_gemm:128x128_w4", _tensor_core_backward_data,
+         "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
     # backward-weight
     Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits"),

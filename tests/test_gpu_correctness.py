@@ -110,7 +110,12 @@ def run_and_check(case, mode, layout, variant, bias, offset=0, row_pad=0, seed=N
     tol = TOLERANCE[mode]
     for name, out, ref in zip(("output", "grad_input", "grad_weight", "grad_bias"), (y,) + grads, (ref_y,) + ref_grads):
         assert out.shape == ref.shape and out.dtype == x.dtype, f"{name} ({where})"
-        err = rel_err(out, ref)
+        if name == "grad_bias":  # a plain sum per channel: measure its error against the sum of |terms| (a sum
+            # that cancels to near zero has a large relative error in any floating-point order, PyTorch's too)
+            scale = grad_out.detach().double().abs().sum(dim=(0, 2, 3))
+            err = ((out.double() - ref).norm() / scale.norm()).item()
+        else:
+            err = rel_err(out, ref)
         assert err <= tol, f"{name}: relative error {err:.3g} > {tol:g} ({where})"
 
 

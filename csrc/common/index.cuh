@@ -38,4 +38,24 @@ struct PositionWalker {
   }
 };
 
+// Division and remainder by a fixed divisor d >= 1 without a divide instruction, for dividends in [0, 2^31):
+// q = umulhi(n, m) >> shift with m = ceil(2^(31 + l) / d), l = ceil(log2 d) (m fits 32 bits; exact on that range).
+struct FastDivmod {
+  unsigned divisor = 1, multiplier = 0, shift = 0;
+  FastDivmod() = default;
+  explicit FastDivmod(unsigned d) : divisor(d) {
+    unsigned l = 0;
+    while ((uint64_t(1) << l) < d) ++l;
+    multiplier = static_cast<unsigned>(((uint64_t(1) << (31 + l)) + d - 1) / d);
+    shift = l;  // umulhi supplies 32 bits of the 31 + l
+  }
+  __device__ __forceinline__ unsigned div(unsigned n) const {
+    return divisor == 1 ? n : (__umulhi(n, multiplier) >> (shift - 1));
+  }
+  __device__ __forceinline__ void divmod(unsigned n, unsigned& q, unsigned& r) const {
+    q = div(n);
+    r = n - q * divisor;
+  }
+};
+
 }  // namespace conv2d_ext

@@ -53,4 +53,12 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
                : "r"(smem_addr(row)));
 }
 
+// The same, transposed: lane i still gives a row address, and each thread receives the elements of the transposed
+// 8 x 8 matrix (16-bit elements only), which turns an M-major (or N-major) tile into mma's A (B) fragments.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(row)));
+}
+
 }  // namespace conv2d_ext

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
+#include "common/index.cuh"
 #include "implicit_gemm/forward.cuh"
 
 namespace conv2d_ext {
@@ -27,11 +29,24 @@ namespace igemm {
 template <typename T>
 struct PixelGather {
   struct Row { const T* ptr; int h0, w0; };  // h0 = INT_MIN / 2 marks a row past the end (all zeros)
+  const T* any_address;  // a valid address (the source of a zero-filling cp.async)
   int64_t sN, sP, sQ;
   int step_h, step_w;
   int H, W;
   int P, Q;
   int end;
+  FastDivmod by_pq, by_q;  // pixel j -> (n, p, q)
+
+  __device__ __forceinline__ void pixel(int j, int& n, int& p, int& q) const {
+    unsigned un, pq, up, uq;
+    by_pq.divmod(static_cast<unsigned>(j), un, pq);
+    by_q.divmod(pq, up, uq);
+    n = static_cast<int>(un), p = static_cast<int>(up), q = static_cast<int>(uq);
+  }
+  __device__ __forceinline__ bool inside(const Row& row, int p, int q) const {
+    return static_cast<unsigned>(row.h0 + p * step_h) < static_cast<unsigned>(H) &&
+           static_cast<unsigned>(row.w0 + q * step_w) < static_cast<unsigned>(W);
+  }
 };
 
 // Loads one operand's k-tiles (kRows rows x kBKBytes of consecutive pixels) into registers, one k-tile ahead, and
@@ -65,14 +80,13 @@ struct PixelLoader {
   }
 
   __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char*) {
-    const int PQ = g.P * g.Q;
 #pragma unroll
     for (int i = 0; i < kUnits; ++i) {
       union { uint4 v; T e[kElems]; } pack;
       pack.v = make_uint4(0, 0, 0, 0);
       int j = t.k0 + chunk_of(i) * kElems;
-      int n = j / PQ, pq = j - n * PQ;
-      int p = pq / g.Q, q = pq - p * g.Q;
+      int n, p, q;
+      g.pixel(j, n, p, q);
       int h = rows[i].h0 + p * g.step_h, w = rows[i].w0 + q * g.step_w;
       const T* src = rows[i].ptr + n * g.sN + p * g.sP + q * g.sQ;
 #pragma unroll
@@ -102,6 +116,47 @@ struct PixelLoader {
   }
 };
 
+// Vector path (channels-last, 16-bit, channels of both operands in whole 16-byte chunks, 16-byte aligned): the
+// operand is stored transposed, [BK pixels][kRows rows] (WarpMma's kATrans / kBTrans), each (pixel, 8 consecutive
+// rows) one 16-byte cp.async along the contiguous channels, kStages - 1 k-tiles ahead. A thread keeps one chunk of
+// rows (its Row: 8 channels of one tap) and walks its pixels.
+template <typename T, class Cfg, int kRows>
+struct PixelVectorLoader {
+  using Gather = PixelGather<T>;
+  static constexpr int kElems = 16 / sizeof(T);
+  static constexpr int kChunks = kRows / kElems;  // 16-byte chunks per pixel
+  static constexpr int BK = Cfg::kBKBytes / sizeof(T);
+  static constexpr int kUnits = BK * kChunks / Cfg::kThreads;
+  static constexpr int kPitch = trans_pitch<T, kRows>();
+  static_assert(Cfg::kThreads % kChunks == 0 && (BK * kChunks) % Cfg::kThreads == 0, "chunks must split evenly");
+
+  typename Gather::Row row;  // this thread's chunk of rows
+
+  __device__ __forceinline__ static int chunk() { return threadIdx.x % kChunks; }
+  __device__ __forceinline__ static int pixel_of(int i) { return threadIdx.x / kChunks + i * (Cfg::kThreads / kChunks); }
+
+  // make_row(index) for the chunk's first row index in [row0, row0 + kRows), or -1 past `row_count` (row_count is a
+  // multiple of 8: whole chunks).
+  template <typename MakeRow>
+  __device__ void init(MakeRow&& make_row, int64_t row0, int64_t row_count) {
+    const int64_t index = row0 + chunk() * kElems;
+    row = make_row(index < row_count ? index : -1);
+  }
+
+  __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char* dst) const {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      const int j = t.k0 + pixel_of(i);
+      int n, p, q;
+      g.pixel(j, n, p, q);
+      const bool valid = j < g.end && g.inside(row, p, q);
+      const T* src = row.ptr + n * g.sN + p * g.sP + q * g.sQ;
+      cp_async_16(dst + pixel_of(i) * kPitch + chunk() * 16, valid ? src : g.any_address, valid);
+    }
+  }
+  __device__ __forceinline__ void store_registers(unsigned char*) const {}
+};
+
 // How the reduction is split: `splits` ranges of `tiles_per_split` k-tiles (the last may be shorter). A function of
 // the problem alone (not of the GPU it runs on), so the same inputs are always reduced in the same order.
 struct SplitK { int splits, tiles_per_split; };
@@ -122,10 +177,12 @@ SplitK plan_split_k(const ConvParams& p) {
 }
 
 // One CTA: the partial product of its tile over its split's k-tiles, written (fp32) to `partials` as
-// [split][K][taps], taps numbered in B's row order.
-template <typename T, class Cfg, bool kNHWC>
+// [split][K][taps], taps numbered in B's row order. kVec: the vector path (PixelVectorLoader, transposed tiles).
+template <typename T, class Cfg, bool kNHWC, bool kVec>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
-    backward_weight_kernel(const ConvParams p, float* __restrict__ partials, int tiles_per_split) {
+    backward_weight_kernel(const ConvParams p, float* __restrict__ partials, int tiles_per_split, FastDivmod by_pq,
+                           FastDivmod by_q) {
+  static_assert(!kVec || kNHWC, "the vector path reads channels-last operands");
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int BK = Cfg::kBKBytes / sizeof(T);
   const int g = blockIdx.z % p.groups, split = blockIdx.z / p.groups;
@@ -140,30 +197,34 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 
   // A: grad_output channel k of the group; every pixel exists (bounds = P x Q).
   const T* dy = static_cast<const T*>(p.y) + int64_t(g) * Kg * p.y_stride[1];
-  const PixelGather<T> ga{p.y_stride[0], p.y_stride[2], p.y_stride[3], 1, 1, P, Q, P, Q, end};
-  PixelLoader<T, Cfg, kNHWC, Cfg::kBM> la;
-  la.init([&](int64_t k) -> typename PixelGather<T>::Row {
+  const PixelGather<T> ga{dy, p.y_stride[0], p.y_stride[2], p.y_stride[3], 1, 1, P, Q, P, Q, end, by_pq, by_q};
+  auto a_row = [&](int64_t k) -> typename PixelGather<T>::Row {
     if (k < 0) return {dy, INT_MIN / 2, INT_MIN / 2};
     return {dy + k * p.y_stride[1], 0, 0};
-  }, m0, Kg);
+  };
   // B: filter tap (c, r, s) of the group reads input pixel (p*sh - ph + r*dh, q*sw - pw + s*dw).
   const T* x = static_cast<const T*>(p.x) + int64_t(g) * Cg * p.x_stride[1];
-  const PixelGather<T> gb{p.x_stride[0], p.stride_h * p.x_stride[2], p.stride_w * p.x_stride[3], p.stride_h,
-                          p.stride_w, static_cast<int>(p.H), static_cast<int>(p.W), P, Q, end};
-  PixelLoader<T, Cfg, kNHWC, Cfg::kBN> lb;
-  lb.init([&](int64_t b) -> typename PixelGather<T>::Row {
+  const PixelGather<T> gb{x, p.x_stride[0], p.stride_h * p.x_stride[2], p.stride_w * p.x_stride[3], p.stride_h,
+                          p.stride_w, static_cast<int>(p.H), static_cast<int>(p.W), P, Q, end, by_pq, by_q};
+  auto b_row = [&](int64_t b) -> typename PixelGather<T>::Row {
     if (b < 0) return {x, INT_MIN / 2, INT_MIN / 2};
     const int t = static_cast<int>(b);
     const int c = kNHWC ? t % Cg : t / RS, rs = kNHWC ? t / Cg : t % RS;
     const int r = rs / S, s = rs - r * S;
     const int h0 = r * p.dil_h - p.pad_h, w0 = s * p.dil_w - p.pad_w;
     return {x + c * p.x_stride[1] + h0 * p.x_stride[2] + w0 * p.x_stride[3], h0, w0};
-  }, n0, taps);
-
-  WarpMma<T, Cfg> mma;
-  mma.zero();
+  };
   KTile first;
   first.k0 = j0;
+
+  using LoaderA = std::conditional_t<kVec, PixelVectorLoader<T, Cfg, Cfg::kBM>, PixelLoader<T, Cfg, kNHWC, Cfg::kBM>>;
+  using LoaderB = std::conditional_t<kVec, PixelVectorLoader<T, Cfg, Cfg::kBN>, PixelLoader<T, Cfg, kNHWC, Cfg::kBN>>;
+  LoaderA la;
+  LoaderB lb;
+  la.init(a_row, m0, Kg);
+  lb.init(b_row, n0, taps);
+  WarpMma<T, Cfg, kVec, kVec> mma;
+  mma.zero();
   main_loop<T, Cfg, true>(smem, ga, gb, la, lb, k_tiles, mma, first);
 
   float* out = partials + (int64_t(split) * p.K + int64_t(g) * Kg) * taps;
@@ -193,16 +254,28 @@ int64_t backward_weight_workspace(const ConvParams& p) {
   return int64_t(plan_split_k<Cfg>(p).splits) * p.K * p.C_per_group() * p.R * p.S * int64_t(sizeof(float));
 }
 
-template <typename T, class Cfg, bool kNHWC>
+template <typename T, class Cfg, bool kNHWC, bool kVec>
 void launch_backward_weight_variant(const ConvParams& p, float* partials, SplitK split, cudaStream_t stream) {
-  constexpr auto kernel = backward_weight_kernel<T, Cfg, kNHWC>;
+  constexpr auto kernel = backward_weight_kernel<T, Cfg, kNHWC, kVec>;
   constexpr int smem = Cfg::kStages * stage_bytes<Cfg>();  // the epilogue writes registers straight to global
   opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>((p.K_per_group() + Cfg::kBM - 1) / Cfg::kBM),
                   static_cast<unsigned>((p.C_per_group() * p.R * p.S + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(split.splits * p.groups));
-  kernel<<<grid, Cfg::kThreads, smem, stream>>>(p, partials, split.tiles_per_split);
+  const FastDivmod by_pq(static_cast<unsigned>(p.P * p.Q)), by_q(static_cast<unsigned>(p.Q));
+  kernel<<<grid, Cfg::kThreads, smem, stream>>>(p, partials, split.tiles_per_split, by_pq, by_q);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The vector path: channels-last 16-bit operands whose channel runs are whole, aligned 16-byte chunks.
+template <typename T>
+bool backward_weight_vectors_fit(const ConvParams& p) {
+  constexpr int64_t E = 16 / sizeof(T);
+  auto fits = [&](const void* ptr, const int64_t (&st)[4]) {
+    return aligned16(ptr) && st[1] == 1 && st[0] % E == 0 && st[2] % E == 0 && st[3] % E == 0;
+  };
+  return sizeof(T) == 2 && p.channels_last && p.C_per_group() % E == 0 && p.K_per_group() % E == 0 &&
+         fits(p.x, p.x_stride) && fits(p.y, p.y_stride);
 }
 
 template <typename T, class Cfg>
@@ -217,8 +290,13 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
-  if (p.channels_last) launch_backward_weight_variant<T, Cfg, true>(p, partials, split, stream);
-  else launch_backward_weight_variant<T, Cfg, false>(p, partials, split, stream);
+  if (!p.channels_last) launch_backward_weight_variant<T, Cfg, false, false>(p, partials, split, stream);
+  else if constexpr (sizeof(T) == 2) {
+    if (backward_weight_vectors_fit<T>(p)) launch_backward_weight_variant<T, Cfg, true, true>(p, partials, split, stream);
+    else launch_backward_weight_variant<T, Cfg, true, false>(p, partials, split, stream);
+  } else {
+    launch_backward_weight_variant<T, Cfg, true, false>(p, partials, split, stream);
+  }
   reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, split.splits, p, p.channels_last);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

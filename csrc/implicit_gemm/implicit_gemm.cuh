@@ -204,11 +204,31 @@ struct OperandLoader {
   }
 };
 
+// Bytes per k-row of an operand stored transposed (M- or N-major: kRows contiguous elements per reduction index,
+// padded so that ldmatrix's 8 k-rows hit 8 distinct bank groups). 16-bit types only (ldmatrix.trans).
+template <typename T, int kRows>
+constexpr int trans_pitch() { return kRows * int(sizeof(T)) + 16; }
+
 // One warp's share of the MMAs of a k-tile: fragments through ldmatrix, fp32 accumulators. The fragments of
 // step i + 1 are loaded before the MMAs of step i, so shared-memory latency hides behind tensor-core work.
-template <typename T, class Cfg>
+// Each operand is stored reduction-contiguous (K-major: a kPitch-byte row per m or n) unless its kTrans flag is set:
+// then transposed (a trans_pitch-byte row per reduction index, m or n contiguous), read with ldmatrix.trans (16-bit
+// types), which fits in the same stage region as long as the k-tile is at most twice the rows in bytes.
+template <typename T, class Cfg, bool kATrans = false, bool kBTrans = false>
 struct WarpMma {
+  static_assert(!(kATrans || kBTrans) || sizeof(T) == 2, "transposed operands need 16-bit elements (ldmatrix.trans)");
+  static_assert(Cfg::kBKBytes <= 2 * Cfg::kBM && Cfg::kBKBytes <= 2 * Cfg::kBN, "a transposed tile must fit its region");
+  static constexpr int kPitchA = kATrans ? trans_pitch<T, Cfg::kBM>() : Cfg::kPitch;
+  static constexpr int kPitchB = kBTrans ? trans_pitch<T, Cfg::kBN>() : Cfg::kPitch;
   float acc[Cfg::kMTiles][Cfg::kNTiles][4];
+
+  // Byte offsets of warp (wm, wn)'s first row of A and of B within their regions of a stage.
+  __device__ __forceinline__ static int a_warp_offset(int wm) {
+    return kATrans ? wm * Cfg::kWarpM * int(sizeof(T)) : wm * Cfg::kWarpM * Cfg::kPitch;
+  }
+  __device__ __forceinline__ static int b_warp_offset(int wn) {
+    return kBTrans ? wn * Cfg::kWarpN * int(sizeof(T)) : wn * Cfg::kWarpN * Cfg::kPitch;
+  }
 
   __device__ void zero() {
 #pragma unroll
@@ -221,16 +241,20 @@ struct WarpMma {
 
   struct Fragments { uint32_t a[Cfg::kMTiles][4], b[Cfg::kNTiles][2]; };
 
-  // ldmatrix row addresses: A matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31) give a0..a3;
-  // B matrices (bytes 0-15 | 16-31) x (rows 0-7 | 8-15) give b0, b1 of two 8-wide n tiles.
+  // ldmatrix row addresses: A matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) give a0..a3; B matrices
+  // (k 0-7 | 8-15) x (rows 0-7 | 8-15) give b0, b1 of two 8-wide n tiles. One step is 32 bytes of the reduction.
   __device__ __forceinline__ static void load(Fragments& f, const unsigned char* a_row, const unsigned char* b_row,
                                               int step) {
 #pragma unroll
-    for (int i = 0; i < Cfg::kMTiles; ++i) ldmatrix_x4(f.a[i], a_row + i * 16 * Cfg::kPitch + step * 32);
+    for (int i = 0; i < Cfg::kMTiles; ++i) {
+      if constexpr (kATrans) ldmatrix_x4_trans(f.a[i], a_row + i * 32 + step * 16 * kPitchA);
+      else ldmatrix_x4(f.a[i], a_row + i * 16 * Cfg::kPitch + step * 32);
+    }
 #pragma unroll
     for (int j = 0; j < Cfg::kNTiles; j += 2) {
       uint32_t r[4];
-      ldmatrix_x4(r, b_row + j * 8 * Cfg::kPitch + step * 32);
+      if constexpr (kBTrans) ldmatrix_x4_trans(r, b_row + j * 16 + step * 16 * kPitchB);
+      else ldmatrix_x4(r, b_row + j * 8 * Cfg::kPitch + step * 32);
       f.b[j][0] = r[0]; f.b[j][1] = r[1]; f.b[j + 1][0] = r[2]; f.b[j + 1][1] = r[3];
     }
   }
@@ -239,8 +263,12 @@ struct WarpMma {
   __device__ __forceinline__ void run(const unsigned char* a_tile, const unsigned char* b_tile) {
     constexpr int kSteps = Cfg::kBKBytes / 32;
     const int lane = threadIdx.x % 32;
-    const unsigned char* a_row = a_tile + ((lane / 8) % 2 * 8 + lane % 8) * Cfg::kPitch + (lane / 16) * 16;
-    const unsigned char* b_row = b_tile + ((lane / 16) * 8 + lane % 8) * Cfg::kPitch + ((lane / 8) % 2) * 16;
+    const unsigned char* a_row =
+        kATrans ? a_tile + ((lane / 16) * 8 + lane % 8) * kPitchA + ((lane / 8) % 2) * 16
+                : a_tile + ((lane / 8) % 2 * 8 + lane % 8) * Cfg::kPitch + (lane / 16) * 16;
+    const unsigned char* b_row =
+        kBTrans ? b_tile + ((lane / 8) % 2 * 8 + lane % 8) * kPitchB + (lane / 16) * 16
+                : b_tile + ((lane / 16) * 8 + lane % 8) * Cfg::kPitch + ((lane / 8) % 2) * 16;
     Fragments f[2];
     load(f[0], a_row, b_row, 0);
 #pragma unroll
@@ -260,14 +288,14 @@ struct WarpMma {
 // Leaves the accumulators in `mma` and shared memory free for the epilogue.
 // `ga`, `gb`: the operands' gathers (TapGather, or a pass's own with the same role); `first`: the first k-tile (a
 // split of the reduction starts past 0).
-template <typename T, class Cfg, bool kFlat, class GatherA, class GatherB, class LoaderA, class LoaderB>
+template <typename T, class Cfg, bool kFlat, class GatherA, class GatherB, class LoaderA, class LoaderB, class Mmas>
 __device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga, const GatherB& gb, LoaderA& la,
-                                          LoaderB& lb, int k_tiles, WarpMma<T, Cfg>& mma, KTile first = KTile()) {
+                                          LoaderB& lb, int k_tiles, Mmas& mma, KTile first = KTile()) {
   constexpr int kStages = Cfg::kStages, BK = Cfg::kBKBytes / sizeof(T);
   constexpr int kStage = stage_bytes<Cfg>(), kBOffset = Cfg::kBM * Cfg::kPitch;
   const int warp = threadIdx.x / 32;
   const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
-  const int a_off = wm * Cfg::kWarpM * Cfg::kPitch, b_off = kBOffset + wn * Cfg::kWarpN * Cfg::kPitch;
+  const int a_off = Mmas::a_warp_offset(wm), b_off = kBOffset + Mmas::b_warp_offset(wn);
   KTile next_tile = first;  // the next k-tile to load
 
   // Prologue: the first kStages - 1 k-tiles.
@@ -307,8 +335,8 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga
 }
 
 // Calls f(m, n, value) for every accumulator of this thread, with m, n its coordinates in the CTA's tile.
-template <typename T, class Cfg, typename F>
-__device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg>& mma, F&& f) {
+template <typename T, class Cfg, bool kATrans, bool kBTrans, typename F>
+__device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg, kATrans, kBTrans>& mma, F&& f) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
 #pragma unroll
