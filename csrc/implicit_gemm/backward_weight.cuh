@@ -157,6 +157,41 @@ struct PixelVectorLoader {
   __device__ __forceinline__ void store_registers(unsigned char*) const {}
 };
 
+// NCHW grad_output (pixels contiguous per channel, P*Q a multiple of 16 bytes, aligned): K-major 16-byte cp.async of
+// 16 bytes of consecutive pixels per (row, chunk), which never straddle two images.
+template <typename T, class Cfg, int kRows>
+struct PixelRunLoader {
+  using Gather = PixelGather<T>;
+  static constexpr int kElems = 16 / sizeof(T);
+  static constexpr int kUnits = kRows * Cfg::kChunks / Cfg::kThreads;
+  typename Gather::Row rows[kUnits];
+
+  __device__ __forceinline__ static int row_of(int i) { return (threadIdx.x + i * Cfg::kThreads) / Cfg::kChunks; }
+  __device__ __forceinline__ static int chunk_of(int i) { return (threadIdx.x + i * Cfg::kThreads) % Cfg::kChunks; }
+
+  template <typename MakeRow>
+  __device__ void init(MakeRow&& make_row, int64_t row0, int64_t row_count) {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      const int64_t index = row0 + row_of(i);
+      rows[i] = make_row(index < row_count ? index : -1);
+    }
+  }
+
+  __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char* dst) const {
+#pragma unroll
+    for (int i = 0; i < kUnits; ++i) {
+      const int j = t.k0 + chunk_of(i) * kElems;
+      unsigned n, pq;
+      g.by_pq.divmod(static_cast<unsigned>(j), n, pq);
+      const bool valid = j < g.end && rows[i].h0 == 0;
+      const T* src = rows[i].ptr + int64_t(n) * g.sN + pq;
+      cp_async_16(dst + row_of(i) * Cfg::kPitch + chunk_of(i) * 16, valid ? src : g.any_address, valid);
+    }
+  }
+  __device__ __forceinline__ void store_registers(unsigned char*) const {}
+};
+
 // How the reduction is split: `splits` ranges of `tiles_per_split` k-tiles (the last may be shorter). A function of
 // the problem alone (not of the GPU it runs on), so the same inputs are always reduced in the same order.
 struct SplitK { int splits, tiles_per_split; };
@@ -177,12 +212,12 @@ SplitK plan_split_k(const ConvParams& p) {
 }
 
 // One CTA: the partial product of its tile over its split's k-tiles, written (fp32) to `partials` as
-// [split][K][taps], taps numbered in B's row order. kVec: the vector path (PixelVectorLoader, transposed tiles).
+// [split][K][taps], taps numbered in B's row order. kVec: 16-byte cp.async loads (channels-last: both operands,
+// transposed in shared memory; NCHW: grad_output only).
 template <typename T, class Cfg, bool kNHWC, bool kVec>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     backward_weight_kernel(const ConvParams p, float* __restrict__ partials, int tiles_per_split, FastDivmod by_pq,
                            FastDivmod by_q) {
-  static_assert(!kVec || kNHWC, "the vector path reads channels-last operands");
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int BK = Cfg::kBKBytes / sizeof(T);
   const int g = blockIdx.z % p.groups, split = blockIdx.z / p.groups;
@@ -217,13 +252,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   KTile first;
   first.k0 = j0;
 
-  using LoaderA = std::conditional_t<kVec, PixelVectorLoader<T, Cfg, Cfg::kBM>, PixelLoader<T, Cfg, kNHWC, Cfg::kBM>>;
-  using LoaderB = std::conditional_t<kVec, PixelVectorLoader<T, Cfg, Cfg::kBN>, PixelLoader<T, Cfg, kNHWC, Cfg::kBN>>;
+  // kVec: channels-last, both operands transposed; NCHW: grad_output in pixel runs, the input gathered.
+  constexpr bool kTrans = kVec && kNHWC;
+  using LoaderA = std::conditional_t<kTrans, PixelVectorLoader<T, Cfg, Cfg::kBM>,
+                                     std::conditional_t<kVec, PixelRunLoader<T, Cfg, Cfg::kBM>,
+                                                        PixelLoader<T, Cfg, kNHWC, Cfg::kBM>>>;
+  using LoaderB = std::conditional_t<kTrans, PixelVectorLoader<T, Cfg, Cfg::kBN>, PixelLoader<T, Cfg, kNHWC, Cfg::kBN>>;
   LoaderA la;
   LoaderB lb;
   la.init(a_row, m0, Kg);
   lb.init(b_row, n0, taps);
-  WarpMma<T, Cfg, kVec, kVec> mma;
+  WarpMma<T, Cfg, kTrans, kTrans> mma;
   mma.zero();
   main_loop<T, Cfg, true>(smem, ga, gb, la, lb, k_tiles, mma, first);
 
@@ -267,15 +306,20 @@ void launch_backward_weight_variant(const ConvParams& p, float* partials, SplitK
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The vector path: channels-last 16-bit operands whose channel runs are whole, aligned 16-byte chunks.
+// The vector paths. Channels-last, 16-bit: both operands' channel runs whole, aligned 16-byte chunks. NCHW:
+// grad_output's pixel runs per channel (P*Q) whole, aligned 16-byte chunks.
 template <typename T>
 bool backward_weight_vectors_fit(const ConvParams& p) {
   constexpr int64_t E = 16 / sizeof(T);
+  if (!p.channels_last) {
+    const int64_t* st = p.y_stride;
+    return aligned16(p.y) && st[3] == 1 && st[2] == p.Q && (p.P * p.Q) % E == 0 && st[1] % E == 0 && st[0] % E == 0;
+  }
   auto fits = [&](const void* ptr, const int64_t (&st)[4]) {
     return aligned16(ptr) && st[1] == 1 && st[0] % E == 0 && st[2] % E == 0 && st[3] % E == 0;
   };
-  return sizeof(T) == 2 && p.channels_last && p.C_per_group() % E == 0 && p.K_per_group() % E == 0 &&
-         fits(p.x, p.x_stride) && fits(p.y, p.y_stride);
+  return sizeof(T) == 2 && p.C_per_group() % E == 0 && p.K_per_group() % E == 0 && fits(p.x, p.x_stride) &&
+         fits(p.y, p.y_stride);
 }
 
 template <typename T, class Cfg>
@@ -290,8 +334,10 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
-  if (!p.channels_last) launch_backward_weight_variant<T, Cfg, false, false>(p, partials, split, stream);
-  else if constexpr (sizeof(T) == 2) {
+  if (!p.channels_last) {
+    if (backward_weight_vectors_fit<T>(p)) launch_backward_weight_variant<T, Cfg, false, true>(p, partials, split, stream);
+    else launch_backward_weight_variant<T, Cfg, false, false>(p, partials, split, stream);
+  } else if constexpr (sizeof(T) == 2) {
     if (backward_weight_vectors_fit<T>(p)) launch_backward_weight_variant<T, Cfg, true, true>(p, partials, split, stream);
     else launch_backward_weight_variant<T, Cfg, true, false>(p, partials, split, stream);
   } else {
