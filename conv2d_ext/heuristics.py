@@ -91,6 +91,11 @@ def _tensor_core_dtype(p: Problem) -> bool:
     return p.dtype in ("float16", "bfloat16") or (p.dtype == "float32" and p.allow_tf32)
 
 
+def _exact_fp32(p: Problem) -> bool:
+    """float32 with TF32 disallowed: CUDA-core FFMA, bit-for-bit fp32 products."""
+    return p.dtype == "float32" and not p.allow_tf32
+
+
 def _gemm_columns(p: Problem, pass_: str) -> int:
     """The GEMM's N per group, the tile dimension a narrow group would waste: output channels (forward), input
     channels (backward-data); backward-weight's rows are output channels, its columns C/groups x R x S taps."""
@@ -146,6 +151,9 @@ RULES = (
     # backward-weight
     Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits"),
+    # exact FP32 (allow_tf32 = False), every pass (strided backward-data falls through to the direct family)
+    Rule("implicit_gemm:ffma", lambda p, s: _exact_fp32(p) and not p.depthwise and _gemm_columns(p, s) >= 16,
+         "exact FP32 on CUDA cores: implicit GEMM with 8x8 FFMA register blocks over shared-memory tiles"),
     Rule("direct", lambda p, pass_: True, "direct loops: correct for every shape, dtype and layout"),
 )
 

@@ -37,6 +37,10 @@ extern const KernelInfo backward_data_implicit_gemm_64x64;
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w4;
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w8;
 extern const KernelInfo backward_weight_implicit_gemm_64x64;
+// Exact FP32 (allow_tf32 = False) on CUDA cores: the same loaders and pipeline with FFMA register blocks.
+extern const KernelInfo forward_implicit_gemm_ffma;
+extern const KernelInfo backward_data_implicit_gemm_ffma;
+extern const KernelInfo backward_weight_implicit_gemm_ffma;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

@@ -335,8 +335,11 @@ def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last
 @pytest.mark.parametrize("kw", [dict(dtype="float32", allow_tf32=False), dict(dtype="float64")],
                          ids=["exact_fp32", "fp64"])
 def test_exact_precision_stays_off_tensor_cores(kw):
-    """allow_tf32 = False and float64 never take TF32 tensor cores."""
-    assert select(_suite_problem(**SEED, **kw))["forward"].family == "direct"
+    """allow_tf32 = False and float64 never take TF32 tensor cores: exact fp32 runs every pass on the FFMA
+    configuration (backward-data at stride 1), float64 on the direct family."""
+    plan = select(_suite_problem(**SEED, **kw))
+    expected = "implicit_gemm:ffma" if kw["dtype"] == "float32" else "direct"
+    assert plan["forward"].kernel == plan["backward_data"].kernel == plan["backward_weight"].kernel == expected
 
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():
@@ -362,7 +365,8 @@ def test_implicit_gemm_configuration_by_shape_and_layout():
 def test_implicit_gemm_explains_what_it_cannot_run():
     """The registry's reasons reach the caller: exact fp32, fp64 and old GPUs."""
     exact = _suite_problem(**SEED, dtype="float32", allow_tf32=False)
-    assert "allow_tf32" in can_implement("implicit_gemm", "forward", exact)
+    assert "allow_tf32" in can_implement("implicit_gemm:128x128_w4", "forward", exact)
+    assert can_implement("implicit_gemm:ffma", "forward", exact) is None
     assert "float64" in can_implement("implicit_gemm", "forward", _suite_problem(**SEED, dtype="float64"))
     assert "8.0" in can_implement("implicit_gemm", "forward", _suite_problem(**SEED, dtype="float16",
                                                                              capability=(7, 5)))

@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) backward_data_
   }, n0, Cg);
   const int k_tiles = kFlat ? (R * S * Kg + BK - 1) / BK : R * S * ((Kg + BK - 1) / BK);
 
-  WarpMma<T, Cfg> mma;
+  WarpCompute<T, Cfg> mma;
   mma.zero();
   main_loop<T, Cfg, kFlat>(smem, ga, gb, la, lb, k_tiles, mma);
   store_tile<T, Cfg, kNHWC>(smem, mma, static_cast<T*>(p.x), nullptr, m0, n0, M, Cg, p.C, HW, int64_t(g) * Cg);
@@ -113,7 +113,7 @@ std::string backward_data_can_implement(const ConvParams& p) {
   static_assert(!Cfg::kVectorShapesOnly, "backward-data compiles every variant of its configurations");
   if (p.stride_h != 1 || p.stride_w != 1)
     return "strided backward-data is planned (stride-phase decomposition); the direct family runs it";
-  std::string why = tensor_core_reason<Cfg>(p, p.C_per_group(), p.K_per_group() * p.R * p.S);
+  std::string why = gemm_reason<Cfg>(p, p.C_per_group(), p.K_per_group() * p.R * p.S);
   if (why.empty()) why = dense_reason(p, p.x_stride, p.C, p.H, p.W, "grad_input");  // the epilogue writes it so
   return why;
 }

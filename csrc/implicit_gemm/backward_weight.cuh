@@ -262,7 +262,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   LoaderB lb;
   la.init(a_row, m0, Kg);
   lb.init(b_row, n0, taps);
-  WarpMma<T, Cfg, kTrans, kTrans> mma;
+  std::conditional_t<Cfg::kFfma, FfmaWarp<Cfg>, WarpMma<T, Cfg, kTrans, kTrans>> mma;
   mma.zero();
   main_loop<T, Cfg, true>(smem, ga, gb, la, lb, k_tiles, mma, first);
 
@@ -351,7 +351,7 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
 // within 32 bits. Any strides: every operand is gathered element by element.
 template <class Cfg>
 std::string backward_weight_can_implement(const ConvParams& p) {
-  std::string why = tensor_core_reason<Cfg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
+  std::string why = gemm_reason<Cfg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
   if (why.empty() && p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
   return why;

@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel
   }, n0, Kg);
   const int k_tiles = kFlat ? (R * S * Cg + BK - 1) / BK : R * S * ((Cg + BK - 1) / BK);
 
-  WarpMma<T, Cfg> mma;
+  WarpCompute<T, Cfg> mma;
   mma.zero();
   main_loop<T, Cfg, kFlat>(smem, ga, gb, la, lb, k_tiles, mma);
 
@@ -178,14 +178,20 @@ inline int64_t max_shared_memory_per_block(int sm) {
   return 101376;
 }
 
-// Why configuration Cfg cannot run pass `p` at all (dtype, GPU, sizes its 32-bit window math and grid allow, shared
+// Why configuration Cfg cannot run pass `p` at all (dtype: tensor-core dtypes, or float32 for FFMA configurations; GPU, sizes its 32-bit window math and grid allow, shared
 // memory), or "". `n_extent`: the GEMM's N per group (tiles along grid.y); `reduction`: channels x taps.
 template <class Cfg>
-std::string tensor_core_reason(const ConvParams& p, int64_t n_extent, int64_t reduction) {
-  if (p.sm < 80) return "needs compute capability 8.0 or newer (mma.sync tensor cores)";
-  if (p.dtype == DType::kFloat64) return "float64 runs on the direct family (no fp64 tensor-core path)";
-  if (p.dtype == DType::kFloat32 && !p.allow_tf32)
-    return "float32 with allow_tf32 = False needs exact FP32 arithmetic (CUDA cores), not TF32 tensor cores";
+std::string gemm_reason(const ConvParams& p, int64_t n_extent, int64_t reduction) {
+  if constexpr (Cfg::kFfma) {
+    if (p.sm < 80) return "needs compute capability 8.0 or newer (cp.async)";
+    if (p.dtype != DType::kFloat32)
+      return "exact FP32 on CUDA cores takes float32 only (fp16/bf16 run on tensor cores, float64 on the direct family)";
+  } else {
+    if (p.sm < 80) return "needs compute capability 8.0 or newer (mma.sync tensor cores)";
+    if (p.dtype == DType::kFloat64) return "float64 runs on the direct family (no fp64 tensor-core path)";
+    if (p.dtype == DType::kFloat32 && !p.allow_tf32)
+      return "float32 with allow_tf32 = False needs exact FP32 arithmetic (CUDA cores), not TF32 tensor cores";
+  }
   if (p.groups > 65535) return "more than 65535 groups";
   if ((n_extent + Cfg::kBN - 1) / Cfg::kBN > 65535) return "more than 65535 tiles of channels per group";
   // Window corners, tap offsets and the "past the end" row marker (INT_MIN / 2) are 32-bit: keep them far from
@@ -217,7 +223,7 @@ inline std::string dense_reason(const ConvParams& p, const int64_t (&stride)[4],
 // What forward configuration Cfg can run.
 template <class Cfg>
 std::string forward_can_implement(const ConvParams& p) {
-  std::string why = tensor_core_reason<Cfg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
+  std::string why = gemm_reason<Cfg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
   if (why.empty()) why = dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");  // the epilogue writes it so
   if (why.empty() && Cfg::kVectorShapesOnly) {  // its scalar variants spill: only shapes that take the vector path
     const bool fp32 = p.dtype == DType::kFloat32;
@@ -244,6 +250,15 @@ using Config128x128_w4 = TileConfig<128, 128, 2, 2, 4>;            // 4 warps of
 using Config128x128_w8 = TileConfig<128, 128, 2, 4, 3, 64, 2>;     // 8 warps of 64 x 32, two CTAs per SM
 using Config128x128_k128 = TileConfig<128, 128, 2, 2, 3, 128>;     // 4 warps of 64 x 64, 128-byte k-tiles
 using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of 32 x 32
+// Exact FP32 on CUDA cores (FfmaWarp): 8 warps of 64 x 32, 8 x 8 accumulators per thread, float only.
+using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, true>;
+
+// The launcher of a configuration instantiated for float alone (the FFMA configurations).
+template <void (*kLaunch)(const ConvParams&, void*, cudaStream_t)>
+void float_only_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  TORCH_CHECK(p.dtype == DType::kFloat32, "conv2d_ext: this implicit_gemm configuration runs float32 only");
+  kLaunch(p, workspace, stream);
+}
 
 }  // namespace igemm
 }  // namespace conv2d_ext

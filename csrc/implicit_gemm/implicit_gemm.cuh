@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_runtime.h>
 
@@ -47,9 +48,11 @@ void dispatch_tensor_core_dtype(DType dtype, F&& f) {
 
 // A CTA computes a kBM x kBN tile of D with kWarpsM x kWarpsN warps; each k-tile is kBKBytes of the reduction.
 // kMinBlocks: CTAs per SM the register allocation must allow (__launch_bounds__).
-template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, int MinBlocks = 1>
+// kFfma: exact FP32 on CUDA cores (FfmaWarp) instead of tensor cores, float only.
+template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, int MinBlocks = 1, bool Ffma = false>
 struct TileConfig {
   static constexpr int kBM = BM, kBN = BN, kWarpsM = WarpsM, kWarpsN = WarpsN, kStages = Stages;
+  static constexpr bool kFfma = Ffma;
   static constexpr int kMinBlocks = MinBlocks;
   // 128-byte k-tiles double the registers of the scalar loads, whose variants then spill: such a configuration
   // takes only problems on the vector path (forward_can_implement).
@@ -282,6 +285,54 @@ struct WarpMma {
   }
 };
 
+// The CUDA-core counterpart of WarpMma for exact FP32 (float operands, K-major tiles as the loaders write them): each
+// thread accumulates a (kWarpM / 8) x (kWarpN / 4) block of D with FFMA, reading 16 bytes (4 reduction steps) of each
+// of its A and B rows per shared-memory load. Lanes are 8 (m) x 4 (n); a quarter-warp reads 2 A rows and 4 B rows,
+// 80 bytes apart, so the 16-byte loads hit distinct bank groups or broadcast.
+template <class Cfg>
+struct FfmaWarp {
+  static constexpr int kTM = Cfg::kWarpM / 8, kTN = Cfg::kWarpN / 4;
+  static_assert(Cfg::kWarpM % 8 == 0 && Cfg::kWarpN % 4 == 0, "warp tile must split over 8 x 4 lanes");
+  float acc[kTM][kTN];
+
+  __device__ __forceinline__ static int a_warp_offset(int wm) { return wm * Cfg::kWarpM * Cfg::kPitch; }
+  __device__ __forceinline__ static int b_warp_offset(int wn) { return wn * Cfg::kWarpN * Cfg::kPitch; }
+
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < kTM; ++i)
+#pragma unroll
+      for (int j = 0; j < kTN; ++j) acc[i][j] = 0.f;
+  }
+
+  __device__ __forceinline__ void run(const unsigned char* a_tile, const unsigned char* b_tile) {
+    const int lane = threadIdx.x % 32, lm = lane / 4, ln = lane % 4;
+    const unsigned char* a_row = a_tile + lm * Cfg::kPitch;
+    const unsigned char* b_row = b_tile + ln * Cfg::kPitch;
+#pragma unroll
+    for (int kk = 0; kk < Cfg::kBKBytes / 16; ++kk) {
+      float4 a[kTM], b[kTN];
+#pragma unroll
+      for (int i = 0; i < kTM; ++i) a[i] = *reinterpret_cast<const float4*>(a_row + i * 8 * Cfg::kPitch + kk * 16);
+#pragma unroll
+      for (int j = 0; j < kTN; ++j) b[j] = *reinterpret_cast<const float4*>(b_row + j * 4 * Cfg::kPitch + kk * 16);
+#pragma unroll
+      for (int i = 0; i < kTM; ++i)
+#pragma unroll
+        for (int j = 0; j < kTN; ++j) {
+          acc[i][j] = fmaf(a[i].x, b[j].x, acc[i][j]);
+          acc[i][j] = fmaf(a[i].y, b[j].y, acc[i][j]);
+          acc[i][j] = fmaf(a[i].z, b[j].z, acc[i][j]);
+          acc[i][j] = fmaf(a[i].w, b[j].w, acc[i][j]);
+        }
+    }
+  }
+};
+
+// The compute unit of configuration Cfg for element type T: tensor cores, or FFMA for kFfma configurations.
+template <typename T, class Cfg>
+using WarpCompute = std::conditional_t<Cfg::kFfma, FfmaWarp<Cfg>, WarpMma<T, Cfg>>;
+
 // The main loop: every k-tile of the reduction through a kStages-deep shared-memory pipeline. Vector operands
 // are in flight kStages - 1 tiles ahead (cp.async); scalar ones one tile ahead, in registers, stored to shared
 // memory after the current tile's MMAs (into the stage every warp finished with before this iteration's barrier).
@@ -351,6 +402,17 @@ __device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg, kATra
       }
 }
 
+template <class Cfg, typename F>
+__device__ __forceinline__ void for_each_accumulator(const FfmaWarp<Cfg>& mma, F&& f) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
+#pragma unroll
+  for (int i = 0; i < FfmaWarp<Cfg>::kTM; ++i)
+#pragma unroll
+    for (int j = 0; j < FfmaWarp<Cfg>::kTN; ++j)
+      f(wm * Cfg::kWarpM + lane / 4 + i * 8, wn * Cfg::kWarpN + lane % 4 + j * 4, mma.acc[i][j]);
+}
+
 // Stores `count` consecutive elements from shared memory (16-byte aligned) to global memory, in the widest
 // pieces the destination's alignment allows.
 template <typename T>
@@ -374,8 +436,8 @@ __device__ __forceinline__ void store_run(T* dst, const T* src, int count) {
 // image), contiguous pixels); the CTA's tile is D[m0 .. m0 + kBM)[n0 .. n0 + kBN), its column n is channel
 // channel_base + n0 + n, and only m < M, n0 + n < cols exist. `bias` points at the tile's column 0. Shared memory
 // must be free (after main_loop).
-template <typename T, class Cfg, bool kNHWC>
-__device__ __forceinline__ void store_tile(unsigned char* smem, const WarpMma<T, Cfg>& mma, T* out, const T* bias,
+template <typename T, class Cfg, bool kNHWC, class Compute>
+__device__ __forceinline__ void store_tile(unsigned char* smem, const Compute& mma, T* out, const T* bias,
                                            int64_t m0, int n0, int64_t M, int cols, int64_t channels, int64_t pixels,
                                            int64_t channel_base) {
   constexpr int E = 16 / sizeof(T);
