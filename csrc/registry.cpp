@@ -17,6 +17,8 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_direct,
       &backward_data_direct,
       &backward_weight_direct,
+      &forward_tiled_depthwise,
+      &backward_data_tiled_depthwise,
       &forward_implicit_gemm_128x128_w4,
       &forward_implicit_gemm_128x128_w8,
       &forward_implicit_gemm_128x128_k128,
