@@ -40,6 +40,7 @@ extern const KernelInfo backward_data_implicit_gemm_64x64;
 // a fixed order (no atomics).
 extern const KernelInfo forward_tiled_depthwise;
 extern const KernelInfo backward_data_tiled_depthwise;
+extern const KernelInfo backward_weight_tiled_depthwise;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

@@ -19,6 +19,7 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_weight_direct,
       &forward_tiled_depthwise,
       &backward_data_tiled_depthwise,
+      &backward_weight_tiled_depthwise,
       &forward_implicit_gemm_128x128_w4,
       &forward_implicit_gemm_128x128_w8,
       &forward_implicit_gemm_128x128_k128,
