@@ -389,3 +389,24 @@ def test_input_of_more_than_2_31_elements(poison):
     assert rel_err(gx[:, tail], ref_gx_tail) < 1e-2
     ref_gw_tail = (gy.double() * x.detach()[:, tail].double()).sum((0, 2, 3)).view(1, 4, 1, 1)
     assert rel_err(gw[:, tail], ref_gw_tail) < 1e-2
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_tiled_depthwise_past_2_31_elements(layout, poison):
+    """Depthwise 3x3 on 64 channels of 6000 x 6000 (fp16, 2.3e9 elements per tensor) on tiled:depthwise, all three
+    passes: channels 60..63 (past 2^31 in NCHW; in NHWC they run through the whole tensor) against float64."""
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    x = torch.randn(1, 64, 6000, 6000, device="cuda", dtype=torch.float16).to(memory_format=fmt).requires_grad_(True)
+    w = torch.randn(64, 1, 3, 3, device="cuda", dtype=torch.float16, requires_grad=True)
+    y = conv2d_ext.conv2d(x, w, padding=1, groups=64, variant="tiled:depthwise")
+    gy = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), gy)
+    tail = slice(60, 64)
+    x64 = x.detach()[:, tail].double().requires_grad_(True)
+    w64 = w.detach()[tail].double().requires_grad_(True)
+    ref_y = F.conv2d(x64, w64, padding=1, groups=4)
+    ref_gx, ref_gw = torch.autograd.grad(ref_y, (x64, w64), gy[:, tail].double())
+    assert rel_err(y[:, tail], ref_y) < 1e-2
+    assert rel_err(gx[:, tail], ref_gx) < 1e-2
+    assert rel_err(gw[tail], ref_gw) < 1e-2
