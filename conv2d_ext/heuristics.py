@@ -127,8 +127,13 @@ def _tiles(p: Problem, bm: int, bn: int, pass_: str = "forward") -> int:
 _FULL_WAVE_TILES = 264
 
 # The table of reasons: for each pass, the first rule that applies and whose kernel can implement the problem wins.
-# The implicit-GEMM choices follow the H100 measurements in benchmarks/NOTES.md.
+# Depthwise convolutions are memory-bound in every pass: the tiled family's depthwise kernels (exact FP32 FMA, so
+# fp32 goes there whether TF32 is allowed or not; float64 falls through to direct). The implicit-GEMM choices
+# follow the H100 measurements in benchmarks/NOTES.md.
 RULES = (
+    # depthwise, every pass and dtype but float64
+    Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
+         "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
     # forward
     Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would leave SMs idle"),

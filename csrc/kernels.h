@@ -42,6 +42,14 @@ extern const KernelInfo forward_implicit_gemm_ffma;
 extern const KernelInfo backward_data_implicit_gemm_ffma;
 extern const KernelInfo backward_weight_implicit_gemm_ffma;
 
+// Tiled family (csrc/tiled/): shared-memory tiles with their halo, FP32 FFMA (exact; fp16/bf16 accumulate in fp32),
+// NCHW and NHWC natively, fp32/fp16/bf16 on sm_80+. Depthwise configuration (groups == C, any channel multiplier):
+// forward and backward-data on one tile kernel (depthwise.cuh), backward-weight reducing per-block partial sums in
+// a fixed order (no atomics).
+extern const KernelInfo forward_tiled_depthwise;
+extern const KernelInfo backward_data_tiled_depthwise;
+extern const KernelInfo backward_weight_tiled_depthwise;
+
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.
 int64_t backward_bias_workspace(const ConvParams& p);

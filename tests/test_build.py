@@ -230,3 +230,57 @@ def test_implicit_gemm_backward_data_is_registered_for_stride_1():
     why = _C.can_implement("backward_data", "implicit_gemm:64x64", strided, [2, 2], [1, 1], [1, 1], 1, "bfloat16",
                            True, True, 90)
     assert "stride" in why
+
+
+def _depthwise_why_not(pass_, sizes=(2, 16, 12, 12, 16, 3, 3, 12, 12), stride=(1, 1), padding=(1, 1),
+                       dilation=(1, 1), groups=None, dtype="float32", channels_last=False, sm=90):
+    groups = sizes[1] if groups is None else groups
+    return _C.can_implement(pass_, "tiled:depthwise", list(sizes), list(stride), list(padding), list(dilation),
+                            groups, dtype, channels_last, True, sm)
+
+
+def test_tiled_depthwise_is_registered_for_every_pass():
+    """The tiled family's depthwise configuration has a kernel for each pass."""
+    kernels = _C.kernels()
+    for pass_ in heuristics.PASSES:
+        assert (pass_, "tiled:depthwise", "tiled", "depthwise") in kernels
+
+
+@pytest.mark.parametrize("pass_", heuristics.PASSES)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tiled_depthwise_runs_depthwise_problems(pass_, dtype, channels_last):
+    """Any depthwise problem in fp32/fp16/bf16, either layout: 3x3, channel multiplier 2 with stride 2, 5x9 with
+    dilation 2 and asymmetric (implied) padding, 1x7, odd sizes, the suite's depthwise_7x7."""
+    problems = [
+        dict(),
+        dict(sizes=(2, 6, 11, 13, 12, 3, 3, 6, 7), stride=(2, 2)),
+        dict(sizes=(1, 4, 17, 19, 4, 5, 9, 10, 4), padding=(1, 0), dilation=(2, 2)),  # bottom 0, right 1
+        dict(sizes=(3, 5, 9, 16, 5, 1, 7, 9, 16), padding=(0, 3)),
+        dict(sizes=(32, 96, 56, 56, 96, 7, 7, 56, 56), padding=(3, 3)),
+    ]
+    for kw in problems:
+        assert _depthwise_why_not(pass_, dtype=dtype, channels_last=channels_last, **kw) == "", kw
+
+
+@pytest.mark.parametrize("pass_", heuristics.PASSES)
+def test_tiled_depthwise_explains_what_it_cannot_run(pass_):
+    """Not depthwise, float64, pre-sm_80 GPUs, and a dilated filter whose smallest tile overflows shared memory."""
+    grouped = dict(sizes=(2, 16, 12, 12, 16, 3, 3, 12, 12), groups=8)
+    assert _depthwise_why_not(pass_, **grouped) == "not depthwise (groups != input channels)"
+    assert _depthwise_why_not(pass_, dtype="float64") == "float64 runs on the direct family"
+    assert "8.0" in _depthwise_why_not(pass_, sm=75)
+    huge = dict(sizes=(1, 64, 40000, 40000, 64, 3, 3, 40000, 40000), padding=(20000, 20000), dilation=(20000, 20000))
+    assert "shared memory" in _depthwise_why_not(pass_, **huge)
+    assert _C.can_implement(pass_, "direct", list(huge["sizes"]), [1, 1], [20000, 20000], [20000, 20000], 64,
+                            "float32", False, True, 90) == ""
+
+
+def test_tiled_depthwise_backward_weight_takes_multipliers_up_to_256():
+    """Backward-weight gives each output channel of a chunk its own threads: a channel multiplier above 256 is
+    refused there (forward and backward-data take it)."""
+    sizes = (1, 2, 8, 8, 2 * 300, 3, 3, 8, 8)
+    assert "256" in _depthwise_why_not("backward_weight", sizes=sizes)
+    assert _depthwise_why_not("forward", sizes=sizes) == ""
+    assert _depthwise_why_not("backward_data", sizes=sizes) == ""
+    assert _depthwise_why_not("backward_weight", sizes=(1, 2, 8, 8, 2 * 256, 3, 3, 8, 8)) == ""

@@ -135,28 +135,33 @@ def test_empty_batch(dtype, poison):
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k != "direct"])
 def test_empty_batch_on_each_forward_kernel(kernel, poison):
     """N = 0 launches nothing (a grid of zero CTAs is a launch error) and returns the empty output."""
-    # channels-last, 64 channels: a shape every configuration can implement (128x128_k128 takes only such)
-    x, w, _ = make_inputs(0, 64, 8, 8, 32, 3, 3, 1, torch.float16, channels_last=True)
-    y = conv2d_ext.conv2d(x, w, padding=1, variant={"forward": kernel})
+    # channels-last, 64 channels: a shape every configuration can implement (128x128_k128 takes only such; the FFMA
+    # configuration, exact float32)
+    with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
+        x, w, _ = make_inputs(0, 64, 8, 8, 32, 3, 3, 1, dtype, channels_last=True)
+        y = conv2d_ext.conv2d(x, w, padding=1, variant={"forward": kernel})
     assert y.shape == (0, 32, 8, 8)
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["backward_weight"] if k != "direct"])
 def test_empty_batch_on_each_backward_weight_kernel(kernel, poison):
     """N = 0: the weight gradient is an empty sum, written as zeros (not left as poison)."""
-    x, w, _ = make_inputs(0, 32, 8, 8, 32, 3, 3, 1, torch.float16)
-    w.requires_grad_(True)
-    y = conv2d_ext.conv2d(x, w, padding=1, variant={"backward_weight": kernel})
-    (gw,) = torch.autograd.grad(y, w, torch.randn_like(y))
+    with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
+        x, w, _ = make_inputs(0, 32, 8, 8, 32, 3, 3, 1, dtype)
+        w.requires_grad_(True)
+        y = conv2d_ext.conv2d(x, w, padding=1, variant={"backward_weight": kernel})
+        (gw,) = torch.autograd.grad(y, w, torch.randn_like(y))
     assert torch.equal(gw, torch.zeros_like(w))
 
 
 @pytest.mark.parametrize("kernel", ["auto"] + [k for k in conv2d_ext.kernels()["backward_weight"] if k != "direct"])
-@pytest.mark.parametrize("mode", ["tf32", "bf16"])
+@pytest.mark.parametrize("mode", ["tf32", "bf16", "fp32"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_weight_gradient_is_bit_identical_across_runs(kernel, mode, channels_last, poison):
     """Ten backward passes on the same inputs give bit-identical weight gradients (split reductions in a fixed
     order, no atomics), with torch.use_deterministic_algorithms(True) on; and they are right."""
+    if kernel != "auto" and (mode == "fp32") != kernel.endswith("ffma"):
+        pytest.skip("tensor-core configurations take tf32/bf16, the FFMA configuration exact fp32")
     with precision(mode) as dtype:
         x, w, _ = make_inputs(8, 32, 48, 40, 64, 3, 3, 1, dtype, channels_last=channels_last)  # several splits
         w.requires_grad_(True)
@@ -423,3 +428,24 @@ def test_input_of_more_than_2_31_elements(poison):
     assert rel_err(gx[:, tail], ref_gx_tail) < 1e-2
     ref_gw_tail = (gy.double() * x.detach()[:, tail].double()).sum((0, 2, 3)).view(1, 4, 1, 1)
     assert rel_err(gw[:, tail], ref_gw_tail) < 1e-2
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_tiled_depthwise_past_2_31_elements(layout, poison):
+    """Depthwise 3x3 on 64 channels of 6000 x 6000 (fp16, 2.3e9 elements per tensor) on tiled:depthwise, all three
+    passes: channels 60..63 (past 2^31 in NCHW; in NHWC they run through the whole tensor) against float64."""
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    x = torch.randn(1, 64, 6000, 6000, device="cuda", dtype=torch.float16).to(memory_format=fmt).requires_grad_(True)
+    w = torch.randn(64, 1, 3, 3, device="cuda", dtype=torch.float16, requires_grad=True)
+    y = conv2d_ext.conv2d(x, w, padding=1, groups=64, variant="tiled:depthwise")
+    gy = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), gy)
+    tail = slice(60, 64)
+    x64 = x.detach()[:, tail].double().requires_grad_(True)
+    w64 = w.detach()[tail].double().requires_grad_(True)
+    ref_y = F.conv2d(x64, w64, padding=1, groups=4)
+    ref_gx, ref_gw = torch.autograd.grad(ref_y, (x64, w64), gy[:, tail].double())
+    assert rel_err(y[:, tail], ref_y) < 1e-2
+    assert rel_err(gx[:, tail], ref_gx) < 1e-2
+    assert rel_err(gw[tail], ref_gw) < 1e-2

@@ -343,10 +343,53 @@ def test_exact_precision_stays_off_tensor_cores(kw):
 
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():
-    """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile."""
+    """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile: depthwise runs on the
+    tiled family, narrow groups on the direct one."""
     depthwise = _suite_problem(32, 144, 56, 56, 144, 3, 3, pad=1, groups=144, dtype="float16")
     narrow = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=32, dtype="float16")
-    assert select(depthwise)["forward"].family == select(narrow)["forward"].family == "direct"
+    assert select(depthwise)["forward"].kernel == "tiled:depthwise"
+    assert select(narrow)["forward"].family == "direct"
+
+
+DEPTHWISE_SUITE = {
+    "depthwise_3x3": dict(N=32, C=144, H=56, W=56, K=144, R=3, S=3, pad=1, groups=144),
+    "depthwise_7x7": dict(N=32, C=96, H=56, W=56, K=96, R=7, S=7, pad=3, groups=96),
+    "multiplier_2_stride_2": dict(N=4, C=32, H=28, W=28, K=64, R=5, S=5, stride=2, pad=2, groups=32),
+    "nonsquare_1x7": dict(N=2, C=16, H=15, W=15, K=16, R=1, S=7, groups=16),
+}
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype,allow_tf32", [("float32", True), ("float32", False), ("float16", True),
+                                              ("bfloat16", True)], ids=["tf32", "fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("case", list(DEPTHWISE_SUITE))
+def test_depthwise_runs_the_tiled_family_on_every_pass(case, dtype, allow_tf32, layout):
+    """Every pass of a depthwise problem (any filter, stride, channel multiplier, layout; fp32 with or without TF32,
+    fp16, bf16) picks tiled:depthwise, with its reason."""
+    p = _suite_problem(**DEPTHWISE_SUITE[case], dtype=dtype, allow_tf32=allow_tf32, channels_last=layout == "nhwc")
+    assert p.depthwise
+    plan = select(p)
+    for pass_ in PASSES:
+        assert plan[pass_].kernel == "tiled:depthwise", pass_
+        assert plan[pass_].reason == heuristics.RULES[0].reason and "depthwise" in plan[pass_].reason
+
+
+def test_depthwise_float64_and_old_gpus_fall_back_to_direct():
+    """tiled:depthwise turns float64 (gradcheck's dtype) and GPUs before sm_80 away; the direct family runs them."""
+    fp64 = _suite_problem(**DEPTHWISE_SUITE["depthwise_3x3"], dtype="float64")
+    old = _suite_problem(**DEPTHWISE_SUITE["depthwise_3x3"], capability=(7, 5))
+    assert {d.kernel for d in select(fp64).values()} == {d.kernel for d in select(old).values()} == {"direct"}
+    assert can_implement("tiled:depthwise", "forward", fp64) == "float64 runs on the direct family"
+    assert "8.0" in can_implement("tiled", "backward_weight", old)
+
+
+def test_grouped_but_not_depthwise_stays_off_the_tiled_depthwise_kernels():
+    """groups < C (two input channels per group) is not depthwise: tiled:depthwise says so, direct runs it."""
+    grouped = problem(groups=8)
+    assert not grouped.depthwise
+    for pass_ in PASSES:
+        assert select(grouped)[pass_].family != "tiled"
+        assert "not depthwise" in can_implement("tiled:depthwise", pass_, grouped)
 
 
 def test_implicit_gemm_configuration_by_shape_and_layout():

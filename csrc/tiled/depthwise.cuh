@@ -1,0 +1,664 @@
+// Tiled family, depthwise configuration (groups == C, any channel multiplier M = K / C): the machinery its three
+// passes share. Depthwise convolutions do 2 * R * S flops per output element, so they are memory-bound; these
+// kernels are written to read each input byte from DRAM about once, coalesced, with many bytes in flight.
+//
+// A block walks a contiguous range of tiles (persistent grid) with two shared-memory buffers: while it computes one
+// tile, the cp.async copies of its next tile are in flight. A tile is
+//   - a tp x tq block of output pixels of one image, for ct "base" channels (ct input channels of the forward,
+//     ct grad_input channels of the backward-data);
+//   - the input pixels those outputs read, halo included (stride and dilation aware), staged in shared memory in
+//     the tensor's own layout and dtype: [channel][row][pitch] for NCHW, [row][col][channel] for NHWC. Pixels
+//     outside the tensor are zero (cp.async zero-fill), so the padding costs nothing.
+// Copies are 16, 8 or 4 bytes (cp.async) along the contiguous dimension (a row in NCHW, a pixel's channels in
+// NHWC) when the base pointer and that dimension's length allow; else single-element copies (2-byte types only).
+// In NCHW the staged row starts at the copy-aligned column at or left of the tile's first input column; `shift`
+// is the offset between them.
+//
+// Each thread computes a register block of kRows x kCols outputs of one channel: threads of a warp take
+// consecutive columns (NCHW) or consecutive channels (NHWC), so their shared-memory reads hit distinct banks and
+// their global stores are coalesced. Weights are staged per channel chunk in shared memory as fp32 and, on the
+// specialised path (3x3, 5x5, 7x7 at stride 1, dilation 1), kept in registers; there each input row segment is read
+// once from shared memory into registers and used for every output row and filter tap it meets. All arithmetic is
+// FP32 FFMA (fp16/bf16 converted on read), output in the input's dtype.
+//
+// Backward-data is the same kernel with grad_output as the staged input: grad_input pixel h receives
+// grad_output row p = (h + ph - r*dh) / sh for each tap r where that division is exact (a gather, no atomics); at
+// stride 1 that is a correlation with the flipped filter. Each grad_input channel c sums the M grad_output channels
+// c*M .. c*M + M-1. Backward-weight (depthwise_backward_weight.cu) stages an input tile and a grad_output tile and
+// reduces their products per filter tap.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include <cuda_runtime.h>
+
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
+
+#include "common/conv_params.h"
+#include "common/cp_async.cuh"
+#include "common/dtype.cuh"
+#include "common/launch.cuh"
+
+namespace conv2d_ext {
+namespace dw {
+
+constexpr int kRows = 8;          // output rows per thread (register block)
+constexpr int kMaxThreads = 256;  // threads per block, at most
+constexpr int kMinBlocks = 2;     // blocks per SM the register allocation must allow
+constexpr int kTapChunk = 9;      // backward-weight, general path: filter taps reduced per block
+constexpr int64_t kSmemBudget = 96 * 1024;  // planned shared memory per block, so that two blocks fit on an SM
+
+// Output columns per thread: NCHW threads take one column each (a warp reads 32 consecutive words); NHWC threads
+// take two neighbouring pixels of one channel (the input columns they share are read once).
+template <bool kNHWC> struct Cols { static constexpr int value = kNHWC ? 2 : 1; };
+
+enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
+
+CONV2D_EXT_HOST_DEVICE inline int64_t floor_div(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+// One staged tile in shared memory (one of the two buffers).
+struct Staged {
+  int rows = 0, cols = 0;  // staged rows and columns (the most any tile needs)
+  int pitch = 0;           // NCHW: elements between staged rows (cols + alignment slack, a multiple of vec); NHWC: cols
+  int channels = 0;        // staged channels
+  int vec = 1;             // elements per copy
+  bool async = true;       // cp.async copies of vec elements, else synchronous single-element copies
+  int elems = 0;           // elements of one buffer (a multiple of 16 bytes)
+};
+
+// The launch plan of one pass: tile shape, staged tiles, threads, shared memory. Computed on the host from the
+// problem alone (can_implement and launch compute the same plan); passed to the kernels by value.
+struct Plan {
+  int tp = 0, tq = 0;  // output rows and columns of a tile (multiples of kRows and Cols)
+  int ct = 0;          // base channels per tile (of C)
+  int cout = 0;        // output channels per tile: ct * M (forward, backward-weight) or ct (backward-data)
+  int wsets = 0;       // filters (output channels k) per tile: ct * M
+  int threads = 0;
+  int64_t tiles_p = 0, tiles_q = 0, chunks = 0, tiles = 0;  // tiles = chunks * N * tiles_p * tiles_q
+  Staged in;    // x (forward, backward-weight) or grad_output (backward-data)
+  Staged grad;  // backward-weight: grad_output
+  int64_t smem = 0;  // dynamic shared memory bytes
+  bool fast = false; // 3x3, 5x5 or 7x7 at stride 1 and dilation 1: the specialised kernels
+};
+
+// ---- Host: the plan.
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// Elements per copy from `base`, whose contiguous runs are `run` elements of `elem` bytes: the widest of 16, 8 and
+// 4 bytes that the pointer and the run length allow (the copies of a run then never straddle its end). `async`
+// comes back false for 2-byte types that allow none (synchronous element copies).
+inline int copy_elems(const void* base, int64_t run, int elem, bool* async) {
+  *async = true;
+  for (int bytes : {16, 8, 4}) {
+    const int e = bytes / elem;
+    if (reinterpret_cast<uintptr_t>(base) % bytes == 0 && run % e == 0) return e;
+  }
+  *async = false;
+  return 1;
+}
+
+inline Staged make_staged(bool nhwc, int64_t rows, int64_t cols, int64_t channels, int vec, bool async, int elem) {
+  Staged s;
+  s.rows = static_cast<int>(rows);
+  s.cols = static_cast<int>(cols);
+  s.pitch = static_cast<int>(nhwc ? cols : round_up(cols + vec - 1, vec));
+  s.channels = static_cast<int>(channels);
+  s.vec = vec;
+  s.async = async;
+  s.elems = static_cast<int>(round_up(channels * rows * s.pitch, 16 / elem));
+  return s;
+}
+
+inline bool specialised(const ConvParams& p) {
+  const bool unit = p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 && p.dil_w == 1;
+  return unit && p.R == p.S && (p.R == 3 || p.R == 5 || p.R == 7);
+}
+
+// Staged input rows for `tp` output rows (columns alike): the forward window extent; backward-data: the
+// grad_output rows p = (h + ph - r*dh) / sh that grad_input rows h0 .. h0 + tp - 1 gather from, for any h0.
+inline int64_t staged_extent(Role role, int64_t tp, int64_t R, int64_t stride, int64_t dil) {
+  if (role == Role::kBackwardData) return ((R - 1) * dil + stride - 1 + tp - 1) / stride + 1;
+  return (tp - 1) * stride + (R - 1) * dil + 1;
+}
+
+// The plan of `role` for tiles of tp x tq outputs and ct base channels; smem = 0 when it cannot be built.
+inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct, int vec_in, bool async_in,
+                     int vec_grad, bool async_grad) {
+  const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
+  const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int cols_per_thread = nhwc ? Cols<true>::value : Cols<false>::value;
+  const int64_t M = p.K / p.C;
+  Plan t;
+  const int64_t rows = staged_extent(role, tp, p.R, p.stride_h, p.dil_h);
+  const int64_t cols = staged_extent(role, tq, p.S, p.stride_w, p.dil_w);
+  const int64_t cin = dgrad ? ct * M : ct, cout = dgrad ? ct : ct * M;
+  // Keep every tile-local index far inside int (and impossible tiles out of the shared-memory arithmetic).
+  if (rows > (1 << 16) || cols > (1 << 16) || cin > (1 << 16) || cout > (1 << 16)) return t;
+  if (cin * rows * (cols + 16) > (int64_t(1) << 22)) return t;  // far past any GPU's shared memory
+  t.tp = tp;
+  t.tq = tq;
+  t.ct = static_cast<int>(ct);
+  t.cout = static_cast<int>(cout);
+  t.wsets = static_cast<int>(ct * M);
+  t.in = make_staged(nhwc, rows, cols, cin, vec_in, async_in, elem);
+  const int64_t blocks = int64_t(tp / kRows) * (tq / cols_per_thread);  // register blocks of one channel
+  int64_t smem = 2 * int64_t(t.in.elems) * elem;
+  if (wgrad) {
+    t.grad = make_staged(nhwc, tp, tq, cout, vec_grad, async_grad, elem);
+    smem += 2 * int64_t(t.grad.elems) * elem;
+    if (cout > kMaxThreads) return t;
+    const int64_t per_channel = std::min<int64_t>(blocks, kMaxThreads / cout);  // threads per output channel
+    t.threads = static_cast<int>(cout * per_channel);
+    smem = std::max<int64_t>(smem, int64_t(t.threads + 1) * 4);  // the final reduction's scratch
+  } else {
+    t.threads = static_cast<int>(std::min<int64_t>(kMaxThreads, round_up(cout * blocks, 32)));
+    smem += int64_t(t.wsets) * p.R * p.S * 4;  // fp32 weights of the chunk
+  }
+  const int64_t out_h = dgrad ? p.H : p.P, out_w = dgrad ? p.W : p.Q;
+  t.tiles_p = (out_h + tp - 1) / tp;
+  t.tiles_q = (out_w + tq - 1) / tq;
+  t.chunks = (p.C + ct - 1) / ct;
+  t.tiles = t.chunks * p.N * t.tiles_p * t.tiles_q;
+  t.fast = specialised(p);
+  t.smem = smem;
+  return t;
+}
+
+// The plan for `p`: tiles of about kMaxThreads register blocks, shrunk until they fit `budget` bytes of shared
+// memory (no more than the GPU gives a block); smem = 0 when even the smallest tile does not fit.
+//   NCHW: a tile spans up to 64 output columns (balanced over the width) and as many register blocks of kRows rows
+//   as fill the block; channels fill the rest (small images take several channels per tile).
+//   NHWC: a chunk of channels (a multiple of the copy width, about 32-64 lanes, dividing C when it can) times
+//   as many 8 x 2 pixel blocks as fill the block, arranged as square as the image allows.
+inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
+  const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
+  const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t M = p.K / p.C;
+  // What each staged tensor allows for copies: x (forward, backward-weight) or grad_output.
+  const void* in_ptr = dgrad ? p.y : p.x;
+  const int64_t in_channels = dgrad ? p.K : p.C;
+  bool async_in = false, async_grad = false;
+  const int vec_in = copy_elems(in_ptr, nhwc ? in_channels : (dgrad ? p.Q : p.W), elem, &async_in);
+  int vec_grad = 1;
+  if (wgrad) vec_grad = copy_elems(p.y, nhwc ? p.K : p.Q, elem, &async_grad);
+  const int64_t out_h = dgrad ? p.H : p.P, out_w = dgrad ? p.W : p.Q;
+  const int64_t row_blocks = (out_h + kRows - 1) / kRows;
+  const int64_t budget = std::min(max_smem, kSmemBudget);
+  auto fits = [&](const Plan& t, int64_t limit) { return t.smem > 0 && t.smem <= limit; };
+
+  if (!nhwc) {
+    // Columns: up to 64 per tile, balanced; row blocks and channels fill kMaxThreads threads.
+    int64_t tq = out_w <= 64 ? out_w : (out_w + (out_w + 63) / 64 - 1) / ((out_w + 63) / 64);
+    int64_t rg = std::max<int64_t>(1, std::min<int64_t>(kMaxThreads / tq, row_blocks));
+    rg = (row_blocks + (row_blocks + rg - 1) / rg - 1) / ((row_blocks + rg - 1) / rg);  // balanced over the height
+    const int64_t lanes = std::max<int64_t>(1, kMaxThreads / (rg * tq));  // output channels per tile
+    int64_t ct = std::max<int64_t>(1, std::min<int64_t>(p.C, dgrad ? lanes : lanes / M));
+    for (;;) {
+      const Plan t = plan_for(p, role, int(rg * kRows), int(tq), ct, vec_in, async_in, vec_grad, async_grad);
+      if (fits(t, budget)) return t;
+      if (ct > 1) ct = (ct + 1) / 2;
+      else if (rg > 1) rg = (rg + 1) / 2;
+      else if (tq > 1) tq = (tq + 1) / 2;
+      else return fits(t, max_smem) ? t : Plan{};
+    }
+  }
+
+  // NHWC. Base channels per tile: a multiple of every copy width; lanes (output channels) about 32-64.
+  const int64_t unit = std::max(vec_in, vec_grad);
+  const int64_t lanes_per_ct = dgrad ? 1 : M;
+  int64_t ct = round_up(p.C, unit);
+  if (p.C * lanes_per_ct > 64) {
+    int64_t best = 0, best_waste = 0;
+    for (int64_t c = unit; c <= round_up(p.C, unit) && c * lanes_per_ct <= 256; c += unit) {
+      const int64_t waste = (p.C + c - 1) / c * c - p.C;
+      const bool in_range = c * lanes_per_ct >= 32 && c * lanes_per_ct <= 64;
+      const int64_t score = waste * 4 + (in_range ? 0 : 1 + std::abs(c * lanes_per_ct - 48) / 16);
+      if (best == 0 || score < best_waste) best = c, best_waste = score;
+    }
+    ct = best > 0 ? best : unit;
+  }
+  const int64_t cols_per_thread = Cols<true>::value;
+  const int64_t col_blocks = (out_w + cols_per_thread - 1) / cols_per_thread;
+  for (;;) {
+    const int64_t lanes = ct * lanes_per_ct;
+    const int64_t blocks = std::max<int64_t>(1, kMaxThreads / lanes);  // register blocks per tile
+    // bp x bq register blocks (bp*8 rows, bq*2 columns): as many as allowed, then the squarest.
+    int64_t bp = 1, bq = 1;
+    for (int64_t a = 1; a <= std::min(blocks, row_blocks); ++a) {
+      const int64_t b = std::min(blocks / a, col_blocks);
+      const bool more = a * b > bp * bq;
+      const bool squarer = a * b == bp * bq && std::abs(a * kRows - b * cols_per_thread) <
+                                                   std::abs(bp * kRows - bq * cols_per_thread);
+      if (more || squarer) bp = a, bq = b;
+    }
+    for (;;) {
+      const Plan t = plan_for(p, role, int(bp * kRows), int(bq * cols_per_thread), ct, vec_in, async_in, vec_grad,
+                              async_grad);
+      if (fits(t, budget)) return t;
+      if (bq > 1 && bq * cols_per_thread >= bp * kRows) bq = (bq + 1) / 2;
+      else if (bp > 1) bp = (bp + 1) / 2;
+      else if (bq > 1) bq = (bq + 1) / 2;
+      else break;
+    }
+    if (ct > unit) {
+      ct = std::max(unit, round_up(ct / 2, unit));
+      continue;
+    }
+    const Plan t = plan_for(p, role, kRows, int(cols_per_thread), ct, vec_in, async_in, vec_grad, async_grad);
+    return fits(t, max_smem) ? t : Plan{};
+  }
+}
+
+// Largest dynamic shared memory a block may opt in to, by compute capability (CUDA programming guide, "Technical
+// Specifications"): 227 KB on sm_90/sm_100, 163 KB on sm_80/sm_87, 99 KB otherwise.
+inline int64_t max_shared_memory(int sm) {
+  if (sm == 90 || sm == 100) return 232448;
+  if (sm == 80 || sm == 87) return 166912;
+  return 101376;
+}
+
+// "" when `stride` (n, c, h, w order) is dense in p's layout for an N x channels x rows x cols tensor; dimensions of
+// size 1 may have any stride (the kernels never step along them).
+inline std::string dense_reason(const ConvParams& p, const int64_t (&stride)[4], int64_t channels, int64_t rows,
+                                int64_t cols, const char* what) {
+  const int64_t size[4] = {p.N, channels, rows, cols};
+  const int64_t nhwc[4] = {rows * cols * channels, 1, cols * channels, channels};
+  const int64_t nchw[4] = {channels * rows * cols, rows * cols, cols, 1};
+  const int64_t* dense = p.channels_last ? nhwc : nchw;
+  for (int i = 0; i < 4; ++i)
+    if (size[i] > 1 && stride[i] != dense[i]) return std::string(what) + " is not dense in its layout";
+  return "";
+}
+
+// Why the depthwise kernels cannot run `role` of `p`, or "".
+inline std::string can_implement(const ConvParams& p, Role role) {
+  if (p.groups != p.C) return "not depthwise (groups != input channels)";
+  if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
+  if (p.sm < 80) return "needs compute capability 8.0 or newer (cp.async)";
+  const int64_t kLimit = int64_t(1) << 30;  // tile origins and extents are int
+  if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit) return "a spatial size of 2^30 or more";
+  if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.P - 1) * p.stride_h >= kLimit ||
+      (p.Q - 1) * p.stride_w >= kLimit || (p.R - 1) * p.dil_h >= kLimit || (p.S - 1) * p.dil_w >= kLimit)
+    return "padding, strided output extent or dilated filter extent of 2^30 or more";
+  if (p.K / p.C > 65535) return "a channel multiplier above 65535";
+  std::string why = dense_reason(p, p.x_stride, p.C, p.H, p.W, "the input");
+  if (why.empty()) why = dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
+  if (!why.empty()) return why;
+  if (role == Role::kBackwardWeight && p.K / p.C > kMaxThreads)
+    return "backward-weight takes channel multipliers up to 256";
+  if (make_plan(p, role, max_shared_memory(p.sm)).smem == 0)
+    return "its smallest tile (filter extent with stride and dilation) needs more shared memory than this GPU gives "
+           "a block";
+  return "";
+}
+
+// Lets `kernel` use the device's largest opt-in dynamic shared memory (once per kernel and device).
+template <auto kernel>
+void allow_shared_memory(int64_t bytes) {
+  if (bytes <= 48 * 1024) return;
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  TORCH_CHECK(device < kMaxDevices, "conv2d_ext: tiled supports device indices below ", kMaxDevices);
+  std::call_once(once[device], [device] {
+    int most = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, most));
+  });
+}
+
+// Blocks of a persistent grid over `tiles` tiles: as many as are resident at once, never more than the tiles. The
+// occupancy query is cached per kernel, device, block size and shared memory (a plan has few of them).
+template <auto kernel>
+unsigned persistent_blocks(const Plan& t) {
+  static std::mutex mutex;
+  static std::unordered_map<int64_t, int> cache;
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  const int64_t key = (int64_t(device) << 48) | (int64_t(t.threads) << 32) | t.smem;
+  int per_sm = 0;
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto found = cache.find(key);
+    if (found != cache.end()) {
+      per_sm = found->second;
+    } else {
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, t.threads, t.smem));
+      cache.emplace(key, per_sm);
+    }
+  }
+  const int64_t resident = int64_t(std::max(per_sm, 1)) * num_sms();
+  return static_cast<unsigned>(std::min<int64_t>(t.tiles, resident));
+}
+
+// ---- Device.
+
+// Where tile `tile` lies: its channel chunk, image, and first output row and column. Tiles are numbered with the
+// chunk slowest (a block's consecutive tiles mostly share their filters) and the tile column fastest.
+struct TileAt {
+  int64_t chunk, n;
+  int row, col;
+};
+
+__device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t N, int64_t tile) {
+  TileAt a;
+  const int64_t tq = tile % t.tiles_q;
+  tile /= t.tiles_q;
+  const int64_t tp = tile % t.tiles_p;
+  tile /= t.tiles_p;
+  a.n = tile % N;
+  a.chunk = tile / N;
+  a.row = static_cast<int>(tp * t.tp);
+  a.col = static_cast<int>(tq * t.tq);
+  return a;
+}
+
+// Columns between a staged NCHW row's first element and the tile's first input column `col0` (0 for NHWC).
+template <bool kNHWC>
+__device__ __forceinline__ int stage_shift(const Staged& s, int col0) {
+  return kNHWC ? 0 : static_cast<int>(col0 - floor_div(col0, s.vec) * s.vec);
+}
+
+// Index of staged element (channel c, row, col) in its buffer; col counts from the tile's first input column.
+template <bool kNHWC>
+__device__ __forceinline__ int staged_index(const Staged& s, int c, int row, int col, int shift) {
+  return kNHWC ? (row * s.cols + col) * s.channels + c : (c * s.rows + row) * s.pitch + col + shift;
+}
+
+__device__ __forceinline__ void cp_async_8(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 8 : 0));
+}
+
+__device__ __forceinline__ void cp_async_4(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0));
+}
+
+// One copy of s.vec elements (zeros when !valid; `src` is then a valid address that is not read).
+template <typename T>
+__device__ __forceinline__ void copy(T* dst, const T* src, bool valid, const Staged& s) {
+  if (!s.async) {
+    *dst = valid ? *src : from_acc<T>(0.0f);
+    return;
+  }
+  switch (s.vec * int(sizeof(T))) {
+    case 16: cp_async_16(dst, src, valid); break;
+    case 8: cp_async_8(dst, src, valid); break;
+    default: cp_async_4(dst, src, valid); break;
+  }
+}
+
+// Stages the tile whose element (c, r, x) is src[n, c_begin + c, row0 + r, col0 + x] (zero outside the tensor; src
+// is N x channels x rows x cols, dense in the layout) into `dst`. Every thread of the block takes part; cp.async
+// copies land after the caller's cp_async_wait.
+template <typename T, bool kNHWC>
+__device__ __forceinline__ void stage(T* dst, const Staged& s, const T* __restrict__ src, int64_t n,
+                                      int64_t channels, int rows, int cols, int64_t c_begin, int row0, int col0) {
+  const int E = s.vec;
+  if (kNHWC) {
+    const int per_pixel = s.channels / E;
+    const int total = s.rows * s.cols * per_pixel;
+#pragma unroll 4
+    for (int id = threadIdx.x; id < total; id += blockDim.x) {
+      const int pixel = id / per_pixel, k = id - pixel * per_pixel;
+      const int r = pixel / s.cols, x = pixel - r * s.cols;
+      const int h = row0 + r, w = col0 + x;
+      const int64_t c = c_begin + int64_t(k) * E;
+      const bool valid = h >= 0 && h < rows && w >= 0 && w < cols && c < channels;
+      const T* from = valid ? src + ((n * rows + h) * int64_t(cols) + w) * channels + c : src;
+      copy(dst + pixel * s.channels + k * E, from, valid, s);
+    }
+  } else {
+    const int shift = stage_shift<false>(s, col0);
+    const int first = col0 - shift;  // a multiple of E
+    const int per_row = (shift + s.cols + E - 1) / E;
+    const int total = s.channels * s.rows * per_row;
+#pragma unroll 4
+    for (int id = threadIdx.x; id < total; id += blockDim.x) {
+      const int k = id % per_row, cr = id / per_row;
+      const int r = cr % s.rows, c = cr / s.rows;
+      const int h = row0 + r, w = first + k * E;
+      const int64_t ch = c_begin + c;
+      const bool valid = h >= 0 && h < rows && w >= 0 && w < cols && ch < channels;
+      const T* from = valid ? src + ((n * channels + ch) * rows + h) * int64_t(cols) + w : src;
+      copy(dst + (c * s.rows + r) * s.pitch + k * E, from, valid, s);
+    }
+  }
+}
+
+// Stages filters k_begin .. k_begin + wsets - 1 (zero past K) as fp32, tap-major: wsm[tap * wsets + k - k_begin].
+template <typename T>
+__device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, int64_t k_begin, int wsets) {
+  const T* __restrict__ w = static_cast<const T*>(p.w);
+  const int S = static_cast<int>(p.S), taps = static_cast<int>(p.R * p.S);
+  for (int e = threadIdx.x; e < wsets * taps; e += blockDim.x) {
+    const int kl = e / taps, tap = e - kl * taps;
+    const int64_t k = k_begin + kl;
+    const int r = tap / S, s = tap - r * S;
+    wsm[tap * wsets + kl] = k < p.K ? to_acc(w[k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3]]) : 0.0f;
+  }
+}
+
+// First staged row (column) of a tile whose first output row (column) is `out0`: the forward window's top;
+// backward-data: the first grad_output row that grad_input row out0 .. out0 + tp - 1 gather from.
+template <bool kDgrad>
+__device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int64_t R, int dil) {
+  if (kDgrad) return static_cast<int>(floor_div(int64_t(out0) + pad - (R - 1) * dil, stride));
+  return static_cast<int>(int64_t(out0) * stride - pad);
+}
+
+// Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input) of a depthwise
+// convolution, on tiles as described at the top. kR x kS > 0: the specialised stride-1, dilation-1 path.
+template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const ConvParams p, const Plan t) {
+  constexpr bool kFast = kR > 0;
+  constexpr int kCols = Cols<kNHWC>::value;
+  constexpr int kTaps = kFast ? kR * kS : 1;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* const buffers = reinterpret_cast<T*>(smem);
+  float* const wsm = reinterpret_cast<float*>(buffers + 2 * t.in.elems);
+
+  const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x);
+  T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
+  const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
+  const int M = static_cast<int>(p.K / p.C);
+  const int64_t src_channels = kDgrad ? p.K : p.C, out_channels = kDgrad ? p.C : p.K;
+  const int src_rows = static_cast<int>(kDgrad ? p.P : p.H), src_cols = static_cast<int>(kDgrad ? p.Q : p.W);
+  const int out_rows = static_cast<int>(kDgrad ? p.H : p.P), out_cols = static_cast<int>(kDgrad ? p.W : p.Q);
+  const int R = static_cast<int>(p.R), S = static_cast<int>(p.S);
+  const int row_blocks = t.tp / kRows, col_blocks = t.tq / kCols;
+  const int items = t.cout * row_blocks * col_blocks;
+
+  auto issue = [&](int64_t tile, T* buffer) {
+    const TileAt a = tile_at(t, p.N, tile);
+    const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
+    const int col0 = staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w);
+    stage<T, kNHWC>(buffer, t.in, src, a.n, src_channels, src_rows, src_cols, a.chunk * t.ct * (kDgrad ? M : 1), row0,
+                    col0);
+  };
+
+  float wr[kTaps];  // the specialised path's filter, in registers (flipped for backward-data)
+  int cached = -1;  // the filter in wr (index into the staged chunk), -1 for none
+  // The block's tiles: a contiguous range (gridDim.x <= t.tiles, so never empty), so that consecutive tiles mostly
+  // share their channel chunk and filters, and neighbouring tiles' halos are still in L2.
+  const int64_t end = (blockIdx.x + 1) * t.tiles / gridDim.x;
+  int64_t tile = blockIdx.x * t.tiles / gridDim.x;
+  issue(tile, buffers);
+  cp_async_commit();
+  int64_t weights_of = -1;  // the chunk whose filters are staged
+  for (int it = 0; tile < end; ++it, ++tile) {
+    T* const current = buffers + (it & 1) * t.in.elems;
+    if (tile + 1 < end) issue(tile + 1, buffers + ((it + 1) & 1) * t.in.elems);
+    cp_async_commit();
+    const TileAt a = tile_at(t, p.N, tile);
+    if (a.chunk != weights_of) {  // uniform over the block; the last iteration's barrier freed wsm
+      stage_weights<T>(wsm, p, a.chunk * t.wsets, t.wsets);
+      weights_of = a.chunk;
+      cached = -1;
+    }
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
+    const int col0 = staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w);
+    const int shift = stage_shift<kNHWC>(t.in, col0);
+    // Backward-data: grad_input row a.row + i reads staged row (ah + i - r*dh) / sh when that is exact.
+    const int ah = static_cast<int>(int64_t(a.row) + p.pad_h - int64_t(row0) * p.stride_h);
+    const int aw = static_cast<int>(int64_t(a.col) + p.pad_w - int64_t(col0) * p.stride_w);
+    for (int item = threadIdx.x; item < items; item += blockDim.x) {
+      int co, ib, jb;
+      if (kNHWC) {  // channel fastest: a warp reads consecutive channels of a pixel
+        co = item % t.cout;
+        const int rest = item / t.cout;
+        jb = rest % col_blocks;
+        ib = rest / col_blocks;
+      } else {  // column fastest: a warp reads consecutive columns of a row
+        jb = item % col_blocks;
+        const int rest = item / col_blocks;
+        ib = rest % row_blocks;
+        co = rest / row_blocks;
+      }
+      const int i0 = ib * kRows, j0 = jb * kCols;
+      const int64_t oc = a.chunk * t.cout + co;  // output channel: k (forward) or c (backward-data)
+      if (oc >= out_channels || a.row + i0 >= out_rows || a.col + j0 >= out_cols) continue;
+
+      float acc[kRows][kCols];
+      const float init = bias ? to_acc(bias[oc]) : 0.0f;
+#pragma unroll
+      for (int i = 0; i < kRows; ++i)
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) acc[i][j] = init;
+
+      const int reps = kDgrad ? M : 1;  // backward-data: the M grad_output channels of grad_input channel oc
+      for (int m = 0; m < reps; ++m) {
+        const int kl = kDgrad ? co * M + m : co;  // filter (within the chunk)
+        const int ci = kDgrad ? co * M + m : co / M;  // staged input channel
+        if constexpr (kFast) {
+          // Backward-data reloads its filter from shared memory for every (item, m): keeping it in registers
+          // across the runtime loop over m spills the 7x7 NHWC kernel (ptxas).
+          if (kDgrad || kl != cached) {
+#pragma unroll
+            for (int r = 0; r < kR; ++r)
+#pragma unroll
+              for (int s = 0; s < kS; ++s) {
+                const int tap = kDgrad ? (kR - 1 - r) * kS + (kS - 1 - s) : r * kS + s;
+                wr[r * kS + s] = wsm[tap * t.wsets + kl];
+              }
+            cached = kl;
+          }
+          // Output (i, j) reads staged (i0 + i + r, j0 + j + s) for tap (r, s) of wr.
+          const T* base = current + staged_index<kNHWC>(t.in, ci, i0, j0, shift);
+          const int row_step = kNHWC ? t.in.cols * t.in.channels : t.in.pitch;
+          const int col_step = kNHWC ? t.in.channels : 1;
+#pragma unroll
+          for (int x = 0; x < kRows + kR - 1; ++x) {
+            float v[kCols + kS - 1];
+#pragma unroll
+            for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[x * row_step + u * col_step]);
+#pragma unroll
+            for (int i = 0; i < kRows; ++i) {
+              const int r = x - i;
+              if (r < 0 || r >= kR) continue;
+#pragma unroll
+              for (int s = 0; s < kS; ++s)
+#pragma unroll
+                for (int j = 0; j < kCols; ++j) acc[i][j] = fmaf(wr[r * kS + s], v[j + s], acc[i][j]);
+            }
+          }
+        } else {
+#pragma unroll
+          for (int i = 0; i < kRows; ++i)
+#pragma unroll
+            for (int j = 0; j < kCols; ++j) {
+              for (int r = 0; r < R; ++r) {
+                int row;
+                if (kDgrad) {
+                  const int u = ah + i0 + i - r * p.dil_h;  // >= 0: ah >= (R-1)*dh
+                  row = u / p.stride_h;
+                  if (row * p.stride_h != u) continue;
+                } else {
+                  row = (i0 + i) * p.stride_h + r * p.dil_h;
+                }
+                for (int s = 0; s < S; ++s) {
+                  int col;
+                  if (kDgrad) {
+                    const int u = aw + j0 + j - s * p.dil_w;
+                    col = u / p.stride_w;
+                    if (col * p.stride_w != u) continue;
+                  } else {
+                    col = (j0 + j) * p.stride_w + s * p.dil_w;
+                  }
+                  acc[i][j] = fmaf(wsm[(r * S + s) * t.wsets + kl],
+                                   to_acc(current[staged_index<kNHWC>(t.in, ci, row, col, shift)]), acc[i][j]);
+                }
+              }
+            }
+        }
+      }
+
+#pragma unroll
+      for (int i = 0; i < kRows; ++i)
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) {
+          const int64_t h = a.row + i0 + i, w = a.col + j0 + j;
+          if (h >= out_rows || w >= out_cols) continue;
+          const int64_t at = kNHWC ? ((a.n * out_rows + h) * out_cols + w) * out_channels + oc
+                                   : ((a.n * out_channels + oc) * out_rows + h) * out_cols + w;
+          dst[at] = from_acc<T>(acc[i][j]);
+        }
+    }
+    __syncthreads();  // everyone is done with `current` and wsm before they are refilled
+  }
+}
+
+template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
+void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
+  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS>;
+  allow_shared_memory<kernel>(t.smem);
+  kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T, bool kNHWC, bool kDgrad>
+void launch_conv_typed(const ConvParams& p, const Plan& t, cudaStream_t stream) {
+  if (t.fast && p.R == 3) launch_conv_kernel<T, kNHWC, kDgrad, 3, 3>(p, t, stream);
+  else if (t.fast && p.R == 5) launch_conv_kernel<T, kNHWC, kDgrad, 5, 5>(p, t, stream);
+  else if (t.fast && p.R == 7) launch_conv_kernel<T, kNHWC, kDgrad, 7, 7>(p, t, stream);
+  else launch_conv_kernel<T, kNHWC, kDgrad, 0, 0>(p, t, stream);
+}
+
+// Calls f(TypeTag<T>{}) for the dtypes of this family (can_implement has turned float64 away).
+template <typename F>
+void dispatch_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: f(TypeTag<float>{}); break;
+    case DType::kFloat16: f(TypeTag<__half>{}); break;
+    case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
+    default: TORCH_CHECK(false, "conv2d_ext: tiled:depthwise: unsupported dtype");
+  }
+}
+
+// Forward or backward-data of `p` (can_implement(p, role) is "").
+template <bool kDgrad>
+void launch_conv(const ConvParams& p, cudaStream_t stream) {
+  if (p.N == 0) return;  // an empty batch: nothing to launch (a grid of 0 is an error)
+  const Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
+  TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
+  dw::dispatch_dtype(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
+    else launch_conv_typed<T, false, kDgrad>(p, t, stream);
+  });
+}
+
+}  // namespace dw
+}  // namespace conv2d_ext

@@ -1,0 +1,238 @@
+// Backward-weight, tiled family, depthwise configuration: grad_weight[k,0,r,s] = sum over n, p, q of
+// grad_output[n,k,p,q] * x[n, k/M, p*sh - ph + r*dh, q*sw - pw + s*dw].
+//
+// Blocks are (channel chunk [x tap chunk], split): block (chunk, split) walks the chunk's tiles split, split + splits,
+// ... (tiles as in depthwise.cuh: an input tile with its halo and the matching grad_output tile, both staged by
+// cp.async, the next pair in flight while the current one is reduced). Each thread owns one output channel and
+// accumulates every filter tap over its register blocks of positions; at the end the block adds its threads'
+// sums per (channel, tap) in a fixed order and stores them in its split's row of the workspace, and
+// finish_splits (common/reduce.cuh) adds the rows in split order. No atomics: bit-identical run to run.
+// Specialised taps (3x3, 5x5, 7x7 at stride 1, dilation 1) all live in registers and each staged input row segment
+// is read once per register block; other filters go kTapChunk taps per block (the grid's tap chunks).
+#include "common/reduce.cuh"
+#include "kernels.h"
+#include "tiled/depthwise.cuh"
+
+namespace conv2d_ext {
+namespace {
+
+using dw::kRows;
+using dw::Plan;
+using dw::TileAt;
+
+// Writes the total of weight element e = k * R * S + r * S + s.
+template <typename T>
+struct StoreWeight {
+  T* w;
+  int64_t k_stride, r_stride, s_stride;
+  int R, S;
+  __device__ __forceinline__ void operator()(int64_t e, float total) const {
+    const int64_t k = e / (R * S);
+    const int tap = static_cast<int>(e - k * (R * S));
+    const int r = tap / S, s = tap - r * S;
+    w[k * k_stride + r * r_stride + s * s_stride] = from_acc<T>(total);
+  }
+};
+
+struct WgradPlan {
+  Plan t;
+  int tap_chunks;  // 1 on the specialised path
+  SplitPlan split;
+};
+
+// Blocks wanted per SM: two resident (kMinBlocks), and a second wave to even out the tiles per block.
+constexpr int kBlocksPerSm = 2 * dw::kMinBlocks;
+
+WgradPlan plan(const ConvParams& p) {
+  WgradPlan w;
+  w.t = dw::make_plan(p, dw::Role::kBackwardWeight, dw::max_shared_memory(p.sm));
+  w.tap_chunks = w.t.fast ? 1 : static_cast<int>((p.R * p.S + dw::kTapChunk - 1) / dw::kTapChunk);
+  const int64_t items = w.t.chunks * w.tap_chunks;
+  const int64_t per_chunk = p.N * w.t.tiles_p * w.t.tiles_q;
+  const int64_t wanted = (int64_t(kBlocksPerSm) * num_sms() + items - 1) / std::max<int64_t>(items, 1);
+  const int64_t splits = std::max<int64_t>(1, std::min<int64_t>({wanted, per_chunk, 65535}));
+  w.split = SplitPlan{splits, 0};
+  return w;
+}
+
+template <typename T, bool kNHWC, int kR, int kS>
+__global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
+    wgrad_kernel(const ConvParams p, const Plan t, int tap_chunks, SplitOutput<float, StoreWeight<T>> out) {
+  constexpr bool kFast = kR > 0;
+  constexpr int kCols = dw::Cols<kNHWC>::value;
+  constexpr int kTaps = kFast ? kR * kS : dw::kTapChunk;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* const xbuf = reinterpret_cast<T*>(smem);  // two staged input tiles, then two grad_output tiles
+  T* const gbuf = xbuf + 2 * t.in.elems;
+
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const T* __restrict__ dy = static_cast<const T*>(p.y);
+  const int M = static_cast<int>(p.K / p.C);
+  const int S = static_cast<int>(p.S), taps = static_cast<int>(p.R * p.S);
+  const int out_rows = static_cast<int>(p.P), out_cols = static_cast<int>(p.Q);
+  const int64_t chunk = blockIdx.x / tap_chunks;
+  const int tap0 = kFast ? 0 : static_cast<int>(blockIdx.x % tap_chunks) * dw::kTapChunk;
+  const int live = kFast ? kTaps : min(dw::kTapChunk, taps - tap0);  // taps of this block that exist
+  const int64_t per_chunk = p.N * t.tiles_p * t.tiles_q;
+  // Thread -> (output channel co of the chunk, lane among the per_channel threads of that channel).
+  const int per_channel = blockDim.x / t.cout;
+  const int co = kNHWC ? threadIdx.x % t.cout : threadIdx.x / per_channel;
+  const int lane = kNHWC ? threadIdx.x / t.cout : threadIdx.x % per_channel;
+  const int ci = co / M;  // staged input channel
+  const bool has_channel = chunk * t.cout + co < p.K;
+  const int col_blocks = t.tq / kCols, blocks = (t.tp / kRows) * col_blocks;
+
+  // General path: row and column offsets of this block's taps in the staged input tile.
+  int tap_row[kFast ? 1 : kTaps], tap_col[kFast ? 1 : kTaps];
+  if constexpr (!kFast) {
+#pragma unroll
+    for (int q = 0; q < kTaps; ++q) {
+      const int tap = min(tap0 + q, taps - 1);  // past `live`: computed, never used
+      tap_row[q] = (tap / S) * p.dil_h;
+      tap_col[q] = (tap % S) * p.dil_w;
+    }
+  }
+  float acc[kTaps];
+#pragma unroll
+  for (int q = 0; q < kTaps; ++q) acc[q] = 0.0f;
+
+  auto issue = [&](int64_t local, int slot) {
+    const TileAt a = dw::tile_at(t, p.N, chunk * per_chunk + local);
+    dw::stage<T, kNHWC>(xbuf + slot * t.in.elems, t.in, x, a.n, p.C, static_cast<int>(p.H), static_cast<int>(p.W),
+                        chunk * t.ct, a.row * p.stride_h - p.pad_h, a.col * p.stride_w - p.pad_w);
+    dw::stage<T, kNHWC>(gbuf + slot * t.grad.elems, t.grad, dy, a.n, p.K, out_rows, out_cols, chunk * t.cout, a.row,
+                        a.col);
+  };
+
+  int64_t local = blockIdx.y;
+  if (local < per_chunk) issue(local, 0);
+  cp_async_commit();
+  for (int it = 0; local < per_chunk; ++it, local += gridDim.y) {
+    const int64_t next = local + gridDim.y;
+    if (next < per_chunk) issue(next, (it + 1) & 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const TileAt a = dw::tile_at(t, p.N, chunk * per_chunk + local);
+    const T* xs = xbuf + (it & 1) * t.in.elems;
+    const T* gs = gbuf + (it & 1) * t.grad.elems;
+    const int xshift = dw::stage_shift<kNHWC>(t.in, a.col * p.stride_w - p.pad_w);
+    const int gshift = dw::stage_shift<kNHWC>(t.grad, a.col);
+    for (int b = lane; has_channel && b < blocks; b += per_channel) {
+      const int ib = b / col_blocks, jb = b - ib * col_blocks;
+      const int i0 = ib * kRows, j0 = jb * kCols;
+      if (a.row + i0 >= out_rows || a.col + j0 >= out_cols) continue;
+      float g[kRows][kCols];  // grad_output of the block (zero past P x Q: staged so)
+#pragma unroll
+      for (int i = 0; i < kRows; ++i)
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) g[i][j] = to_acc(gs[dw::staged_index<kNHWC>(t.grad, co, i0 + i, j0 + j, gshift)]);
+      if constexpr (kFast) {
+        // Position (i, j) meets staged input (i0 + i + r, j0 + j + s) at tap (r, s).
+        const T* base = xs + dw::staged_index<kNHWC>(t.in, ci, i0, j0, xshift);
+        const int row_step = kNHWC ? t.in.cols * t.in.channels : t.in.pitch;
+        const int col_step = kNHWC ? t.in.channels : 1;
+#pragma unroll
+        for (int xr = 0; xr < kRows + kR - 1; ++xr) {
+          float v[kCols + kS - 1];
+#pragma unroll
+          for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[xr * row_step + u * col_step]);
+#pragma unroll
+          for (int i = 0; i < kRows; ++i) {
+            const int r = xr - i;
+            if (r < 0 || r >= kR) continue;
+#pragma unroll
+            for (int s = 0; s < kS; ++s)
+#pragma unroll
+              for (int j = 0; j < kCols; ++j) acc[r * kS + s] = fmaf(g[i][j], v[j + s], acc[r * kS + s]);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kRows; ++i)
+#pragma unroll
+          for (int j = 0; j < kCols; ++j) {
+            const int row = (i0 + i) * p.stride_h, col = (j0 + j) * p.stride_w;
+#pragma unroll
+            for (int q = 0; q < kTaps; ++q) {
+              if (q < live)
+                acc[q] = fmaf(g[i][j],
+                              to_acc(xs[dw::staged_index<kNHWC>(t.in, ci, row + tap_row[q], col + tap_col[q], xshift)]),
+                              acc[q]);
+            }
+          }
+      }
+    }
+    __syncthreads();  // everyone is done with this tile's buffers before they are refilled
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Per (channel, tap): the sum of the channel's threads in lane order, through shared memory (the tile buffers,
+  // now free), as many taps per pass as fit. Rows of blockDim + 1 floats keep the NCHW reads (stride = row) apart.
+  float* const scratch = reinterpret_cast<float*>(smem);
+  const int pitch = blockDim.x + 1;
+  const int per_pass = max(1, min(kTaps, static_cast<int>(t.smem / 4 / pitch)));
+  for (int t0 = 0; t0 < kTaps; t0 += per_pass) {
+#pragma unroll
+    for (int q = 0; q < kTaps; ++q)
+      if (q >= t0 && q < t0 + per_pass) scratch[(q - t0) * pitch + threadIdx.x] = acc[q];
+    __syncthreads();
+    const int n = min(per_pass, kTaps - t0);
+    for (int e = threadIdx.x; e < t.cout * n; e += blockDim.x) {
+      const int c = e % t.cout, q = e / t.cout;
+      float sum = 0.0f;
+      for (int l = 0; l < per_channel; ++l)
+        sum += scratch[q * pitch + (kNHWC ? l * t.cout + c : c * per_channel + l)];
+      const int64_t k = chunk * t.cout + c;
+      if (k < p.K && t0 + q < live) out.put(k * taps + tap0 + t0 + q, sum);
+    }
+    __syncthreads();
+  }
+}
+
+template <typename T, bool kNHWC, int kR, int kS>
+void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
+  constexpr auto kernel = wgrad_kernel<T, kNHWC, kR, kS>;
+  dw::allow_shared_memory<kernel>(w.t.smem);
+  const StoreWeight<T> store{static_cast<T*>(p.w), p.w_stride[0], p.w_stride[2], p.w_stride[3],
+                             static_cast<int>(p.R), static_cast<int>(p.S)};
+  const auto out = split_output<float>(w.split, p.K * p.R * p.S, workspace, store);
+  const dim3 grid(static_cast<unsigned>(w.t.chunks * w.tap_chunks), static_cast<unsigned>(w.split.splits));
+  kernel<<<grid, w.t.threads, w.t.smem, stream>>>(p, w.t, w.tap_chunks, out);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  finish_splits(out, w.split, stream);
+}
+
+template <typename T, bool kNHWC>
+void launch_typed(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
+  if (w.t.fast && p.R == 3) launch_kernel<T, kNHWC, 3, 3>(p, w, workspace, stream);
+  else if (w.t.fast && p.R == 5) launch_kernel<T, kNHWC, 5, 5>(p, w, workspace, stream);
+  else if (w.t.fast && p.R == 7) launch_kernel<T, kNHWC, 7, 7>(p, w, workspace, stream);
+  else launch_kernel<T, kNHWC, 0, 0>(p, w, workspace, stream);
+}
+
+std::string can_implement(const ConvParams& p) { return dw::can_implement(p, dw::Role::kBackwardWeight); }
+
+int64_t workspace_bytes(const ConvParams& p) {
+  return split_workspace_bytes(plan(p).split, p.K * p.R * p.S, p.dtype);
+}
+
+void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  // An empty batch still runs: its blocks reduce nothing and store zeros.
+  const WgradPlan w = plan(p);
+  TORCH_CHECK(w.t.smem > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
+  dw::dispatch_dtype(p.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (p.channels_last) launch_typed<T, true>(p, w, workspace, stream);
+    else launch_typed<T, false>(p, w, workspace, stream);
+  });
+}
+
+}  // namespace
+
+const KernelInfo backward_weight_tiled_depthwise{Pass::kBackwardWeight, "tiled", "depthwise", &can_implement,
+                                                 &workspace_bytes, &launch};
+
+}  // namespace conv2d_ext
