@@ -53,31 +53,13 @@ struct PixelGather {
 // stores them to shared memory when main_loop says: OperandLoader's scalar path with a pixel walk instead of a tap
 // walk. Threads take rows fastest where the rows are contiguous (NHWC: channels), else 16-byte chunks of pixels.
 template <typename T, class Cfg, bool kRowsFastest, int kRows>
-struct PixelLoader {
+struct PixelLoader : RowUnits<Cfg, kRowsFastest, kRows, typename PixelGather<T>::Row> {
+  using Units = RowUnits<Cfg, kRowsFastest, kRows, typename PixelGather<T>::Row>;
+  using Units::kUnits, Units::rows, Units::row_of, Units::chunk_of;
   using Gather = PixelGather<T>;
   static constexpr int kElems = 16 / sizeof(T);
-  static constexpr int kUnits = kRows * Cfg::kChunks / Cfg::kThreads;
 
-  typename Gather::Row rows[kUnits];
   uint4 staged[kUnits];
-
-  __device__ __forceinline__ static int row_of(int i) {
-    const int u = threadIdx.x + i * Cfg::kThreads;
-    return kRowsFastest ? u % kRows : u / Cfg::kChunks;
-  }
-  __device__ __forceinline__ static int chunk_of(int i) {
-    const int u = threadIdx.x + i * Cfg::kThreads;
-    return kRowsFastest ? u / kRows : u % Cfg::kChunks;
-  }
-
-  template <typename MakeRow>
-  __device__ void init(MakeRow&& make_row, int64_t row0, int64_t row_count) {
-#pragma unroll
-    for (int i = 0; i < kUnits; ++i) {
-      const int64_t index = row0 + row_of(i);
-      rows[i] = make_row(index < row_count ? index : -1);
-    }
-  }
 
   __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char*) {
 #pragma unroll
@@ -160,23 +142,11 @@ struct PixelVectorLoader {
 // NCHW grad_output (pixels contiguous per channel, P*Q a multiple of 16 bytes, aligned): K-major 16-byte cp.async of
 // 16 bytes of consecutive pixels per (row, chunk), which never straddle two images.
 template <typename T, class Cfg, int kRows>
-struct PixelRunLoader {
+struct PixelRunLoader : RowUnits<Cfg, false, kRows, typename PixelGather<T>::Row> {
+  using Units = RowUnits<Cfg, false, kRows, typename PixelGather<T>::Row>;
+  using Units::kUnits, Units::rows, Units::row_of, Units::chunk_of;
   using Gather = PixelGather<T>;
   static constexpr int kElems = 16 / sizeof(T);
-  static constexpr int kUnits = kRows * Cfg::kChunks / Cfg::kThreads;
-  typename Gather::Row rows[kUnits];
-
-  __device__ __forceinline__ static int row_of(int i) { return (threadIdx.x + i * Cfg::kThreads) / Cfg::kChunks; }
-  __device__ __forceinline__ static int chunk_of(int i) { return (threadIdx.x + i * Cfg::kThreads) % Cfg::kChunks; }
-
-  template <typename MakeRow>
-  __device__ void init(MakeRow&& make_row, int64_t row0, int64_t row_count) {
-#pragma unroll
-    for (int i = 0; i < kUnits; ++i) {
-      const int64_t index = row0 + row_of(i);
-      rows[i] = make_row(index < row_count ? index : -1);
-    }
-  }
 
   __device__ __forceinline__ void load(const Gather& g, const KTile& t, unsigned char* dst) const {
 #pragma unroll

@@ -113,19 +113,14 @@ struct TapGather {
   }
 };
 
-// Loads one operand's k-tiles into shared memory: kRows rows x kBKBytes, split into 16-byte (row, chunk) units
-// spread over the CTA's threads (rows fastest across threads when kRowsFastest, for pixel-contiguous NCHW).
-// `rows` come from the pass's mapping, once per CTA.
-template <typename T, class Cfg, bool kVec, bool kFlat, bool kRowsFastest, int kRows>
-struct OperandLoader {
-  using Gather = TapGather<T>;
-  static constexpr int kElems = 16 / sizeof(T);  // elements per chunk
-  static constexpr int BK = Cfg::kBKBytes / sizeof(T);
+// The (row, 16-byte chunk) units of a kRows x kBKBytes tile, spread over the CTA's threads (rows fastest across
+// threads when kRowsFastest, for pixel-contiguous NCHW), and the row of each unit as the pass's mapping describes it
+// (a pointer plus whatever its gather needs), made once per CTA. The loaders of every pass build on it.
+template <class Cfg, bool kRowsFastest, int kRows, class Row>
+struct RowUnits {
   static constexpr int kUnits = kRows * Cfg::kChunks / Cfg::kThreads;  // (row, chunk) pairs per thread
-  static_assert(!(kVec && kFlat), "vector loads walk the reduction by tap");
 
-  typename Gather::Row rows[kUnits];
-  uint4 staged[kVec ? 1 : kUnits];  // scalar path: the next k-tile, in registers
+  Row rows[kUnits];
 
   // Unit i of this thread: row and 16-byte chunk of the tile (recomputed, not kept in registers).
   __device__ __forceinline__ static int row_of(int i) {
@@ -146,6 +141,20 @@ struct OperandLoader {
       rows[i] = make_row(index < row_count ? index : -1);
     }
   }
+};
+
+// Loads one operand's k-tiles into shared memory: kRows rows x kBKBytes, split into RowUnits. `rows` come from the
+// pass's mapping, once per CTA.
+template <typename T, class Cfg, bool kVec, bool kFlat, bool kRowsFastest, int kRows>
+struct OperandLoader : RowUnits<Cfg, kRowsFastest, kRows, typename TapGather<T>::Row> {
+  using Units = RowUnits<Cfg, kRowsFastest, kRows, typename TapGather<T>::Row>;
+  using Units::kUnits, Units::rows, Units::row_of, Units::chunk_of;
+  using Gather = TapGather<T>;
+  static constexpr int kElems = 16 / sizeof(T);  // elements per chunk
+  static constexpr int BK = Cfg::kBKBytes / sizeof(T);
+  static_assert(!(kVec && kFlat), "vector loads walk the reduction by tap");
+
+  uint4 staged[kVec ? 1 : kUnits];  // scalar path: the next k-tile, in registers
 
   // Vector path: cp.async the k-tile's chunks into `dst` (this operand's rows of one stage).
   __device__ __forceinline__ void issue_async(const Gather& g, const KTile& t, unsigned char* dst) const {
