@@ -8,7 +8,7 @@ Environment:
                         that exec the real compiler), else $CUDA_PATH, /usr/local/cuda, or the newest
                         /usr/local/cuda-X.Y whose major version matches torch's.
   TORCH_CUDA_ARCH_LIST  GPU architectures to build for (default "8.0;9.0+PTX": A100 and H100 machine code, and PTX
-                        that newer GPUs compile at load time).
+                        that newer GPUs compile at load time). 9.0 builds sm_90a (wgmma kernels) with CUDA 12+.
   MAX_JOBS              parallel compile jobs (ninja), default: the number of CPUs.
 """
 import glob
@@ -66,6 +66,31 @@ def find_cuda_home():
     return (matching or versioned or [None])[0]
 
 
+def arch_flags(arch_list, cuda_version):
+    """nvcc -gencode flags for TORCH_CUDA_ARCH_LIST ("8.0;9.0+PTX": sm_80 and sm_90 machine code, compute_90 PTX),
+    and the macros the sources see. Compute capability 9.0 is built as sm_90a (Hopper's wgmma) when the toolkit
+    has it (CUDA 12+), and CONV2D_EXT_SM90A tells the host code that the wgmma kernels exist. Given explicitly,
+    these flags replace torch's own arch flags."""
+    hopper_a = int((cuda_version or "0").split(".")[0]) >= 12
+    flags, defines = [], []
+    for entry in re.split(r"[;\s]+", arch_list.strip()):
+        if not entry:
+            continue
+        ptx = entry.endswith("+PTX")
+        number = entry[:-4] if ptx else entry
+        found = re.fullmatch(r"(\d+)\.(\d+)([af]?)", number)
+        if found is None:
+            sys.exit(f"TORCH_CUDA_ARCH_LIST: cannot read {entry!r} (expected entries such as 8.0, 9.0, 9.0+PTX)")
+        cc = found.group(1) + found.group(2)
+        suffix = found.group(3) or ("a" if cc == "90" and hopper_a else "")
+        flags.append(f"-gencode=arch=compute_{cc}{suffix},code=sm_{cc}{suffix}")
+        if cc == "90" and suffix == "a" and ("CONV2D_EXT_SM90A", "1") not in defines:
+            defines.append(("CONV2D_EXT_SM90A", "1"))
+        if ptx:
+            flags.append(f"-gencode=arch=compute_{cc},code=compute_{cc}")
+    return flags, defines
+
+
 cuda_home = find_cuda_home()
 if cuda_home is None:
     if BUILD_COMMANDS & set(sys.argv[1:]):
@@ -75,8 +100,9 @@ if cuda_home is None:
     ext_modules, cmdclass = [], {}  # metadata and sdist need no compiler
 else:
     os.environ["CUDA_HOME"] = cuda_home  # must be set before torch.utils.cpp_extension is imported
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    gencode, defines = arch_flags(os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX"), torch.version.cuda)
 
     sources = sorted(
         os.path.relpath(path, ROOT)
@@ -88,9 +114,10 @@ else:
             name="conv2d_ext._C",
             sources=sources,
             include_dirs=[os.path.join(ROOT, "csrc")],
+            define_macros=defines,
             extra_compile_args={
                 "cxx": ["-O3"],
-                "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills"],
+                "nvcc": ["-O3", "-lineinfo", "--expt-relaxed-constexpr", "-Xptxas=-warn-spills", *gencode],
             },
         )
     ]

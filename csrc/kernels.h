@@ -27,6 +27,7 @@ extern const KernelInfo backward_weight_direct;
 // NCHW and NHWC natively. One entry per pass and tile configuration (<pass>_<config>.cu).
 extern const KernelInfo forward_implicit_gemm_128x128_w4;
 extern const KernelInfo forward_implicit_gemm_128x128_w8;
+extern const KernelInfo forward_implicit_gemm_128x128_wg;
 extern const KernelInfo forward_implicit_gemm_128x128_k128;
 extern const KernelInfo forward_implicit_gemm_64x64;
 // Backward-data (stride 1): grad_output gathered with negative tap steps, filters repacked to [C][R][S][K/groups].

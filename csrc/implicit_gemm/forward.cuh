@@ -187,6 +187,11 @@ std::string gemm_reason(const ConvParams& p, int64_t n_extent, int64_t reduction
     if (p.dtype != DType::kFloat32)
       return "exact FP32 on CUDA cores takes float32 only (fp16/bf16 run on tensor cores, float64 on the direct family)";
   } else {
+    if constexpr (Cfg::kWgmma) {
+      if (!wgmma_built_for(p.sm))
+        return p.sm == 90 ? "this build has no sm_90a code (build with TORCH_CUDA_ARCH_LIST including 9.0, CUDA 12+)"
+                          : "needs a compute capability 9.0 GPU (wgmma: H100, H200)";
+    }
     if (p.sm < 80) return "needs compute capability 8.0 or newer (mma.sync tensor cores)";
     if (p.dtype == DType::kFloat64) return "float64 runs on the direct family (no fp64 tensor-core path)";
     if (p.dtype == DType::kFloat32 && !p.allow_tf32)
@@ -250,8 +255,10 @@ using Config128x128_w4 = TileConfig<128, 128, 2, 2, 4>;            // 4 warps of
 using Config128x128_w8 = TileConfig<128, 128, 2, 4, 3, 64, 2>;     // 8 warps of 64 x 32, two CTAs per SM
 using Config128x128_k128 = TileConfig<128, 128, 2, 2, 3, 128>;     // 4 warps of 64 x 64, 128-byte k-tiles
 using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of 32 x 32
+// Hopper (sm_90a): 2 warpgroups of 64 x 128 on wgmma, 5 stages of 64-byte k-tiles, two CTAs per SM.
+using Config128x128_wg = TileConfig<128, 128, 2, 4, 5, 64, 2, Unit::kWgmma>;
 // Exact FP32 on CUDA cores (FfmaWarp): 8 warps of 64 x 32, 8 x 8 accumulators per thread, float only.
-using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, true>;
+using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
 
 // The launcher of a configuration instantiated for float alone (the FFMA configurations).
 template <void (*kLaunch)(const ConvParams&, void*, cudaStream_t)>

@@ -30,6 +30,7 @@
 #include "common/cp_async.cuh"
 #include "common/dtype.cuh"
 #include "common/mma.cuh"
+#include "common/wgmma.cuh"
 
 namespace conv2d_ext {
 namespace igemm {
@@ -46,13 +47,16 @@ void dispatch_tensor_core_dtype(DType dtype, F&& f) {
   }
 }
 
+// What computes a configuration's tiles: warp-level tensor-core MMAs (mma.sync, sm_80+), exact FP32 FFMA on CUDA
+// cores (float only), or Hopper's warpgroup MMAs (wgmma, sm_90a), which read both operands from shared memory.
+enum class Unit { kMma, kFfma, kWgmma };
+
 // A CTA computes a kBM x kBN tile of D with kWarpsM x kWarpsN warps; each k-tile is kBKBytes of the reduction.
 // kMinBlocks: CTAs per SM the register allocation must allow (__launch_bounds__).
-// kFfma: exact FP32 on CUDA cores (FfmaWarp) instead of tensor cores, float only.
-template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, int MinBlocks = 1, bool Ffma = false>
+template <int BM, int BN, int WarpsM, int WarpsN, int Stages, int BKBytes = 64, int MinBlocks = 1, Unit U = Unit::kMma>
 struct TileConfig {
   static constexpr int kBM = BM, kBN = BN, kWarpsM = WarpsM, kWarpsN = WarpsN, kStages = Stages;
-  static constexpr bool kFfma = Ffma;
+  static constexpr bool kFfma = U == Unit::kFfma, kWgmma = U == Unit::kWgmma;
   static constexpr int kMinBlocks = MinBlocks;
   // 128-byte k-tiles double the registers of the scalar loads, whose variants then spill: such a configuration
   // takes only problems on the vector path (forward_can_implement).
@@ -62,11 +66,19 @@ struct TileConfig {
   static constexpr int kWarpM = BM / WarpsM, kWarpN = BN / WarpsN;  // a warp's tile of D
   static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;  // its MMA tiles
   static constexpr int kChunks = BKBytes / 16;                      // 16-byte chunks per row of a k-tile
-  static constexpr int kPitch = BKBytes + 16;                       // bytes per row in shared memory (padded:
-                                                                    // ldmatrix's 8 rows hit 8 distinct bank groups)
+  // Bytes per row in shared memory: padded so that ldmatrix's 8 rows hit 8 distinct bank groups; wgmma's core-matrix
+  // layout (offset below) needs no padding.
+  static constexpr int kPitch = kWgmma ? BKBytes : BKBytes + 16;
   static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile must be a multiple of 16 x 16");
   static_assert(BKBytes % 32 == 0, "a k-tile is a whole number of 32-byte MMA steps");
   static_assert((BM * kChunks) % kThreads == 0 && (BN * kChunks) % kThreads == 0, "chunks must split evenly");
+
+  // Byte offset of 16-byte chunk `chunk` of row `row` in an operand's tile: rows of kPitch bytes, or for wgmma 8-row x
+  // 16-byte core matrices of 128 contiguous bytes, the next chunk of the reduction 128 bytes on, the next 8 rows
+  // 8 * kBKBytes on (wgmma_descriptor's leading and stride byte offsets).
+  __device__ __forceinline__ static int offset(int row, int chunk) {
+    return kWgmma ? (row / 8) * (8 * BKBytes) + chunk * 128 + (row % 8) * 16 : row * kPitch + chunk * 16;
+  }
 };
 
 // Shared memory of one pipeline stage: A rows then B rows.
@@ -122,14 +134,19 @@ struct RowUnits {
 
   Row rows[kUnits];
 
-  // Unit i of this thread: row and 16-byte chunk of the tile (recomputed, not kept in registers).
+  // Unit i of this thread: row and 16-byte chunk of the tile (recomputed, not kept in registers). Chunks fastest
+  // (channel-contiguous rows) take 8 rows at a time under wgmma, so 8 consecutive threads fill one core matrix.
   __device__ __forceinline__ static int row_of(int i) {
     const int u = threadIdx.x + i * Cfg::kThreads;
-    return kRowsFastest ? u % kRows : u / Cfg::kChunks;
+    if constexpr (kRowsFastest) return u % kRows;
+    else if constexpr (Cfg::kWgmma) return u % 8 + u / (8 * Cfg::kChunks) * 8;
+    else return u / Cfg::kChunks;
   }
   __device__ __forceinline__ static int chunk_of(int i) {
     const int u = threadIdx.x + i * Cfg::kThreads;
-    return kRowsFastest ? u / kRows : u % Cfg::kChunks;
+    if constexpr (kRowsFastest) return u / kRows;
+    else if constexpr (Cfg::kWgmma) return u / 8 % Cfg::kChunks;
+    else return u % Cfg::kChunks;
   }
 
   // make_row(index) for index in [row0, row0 + kRows), or -1 past `row_count`.
@@ -164,7 +181,7 @@ struct OperandLoader : RowUnits<Cfg, kRowsFastest, kRows, typename TapGather<T>:
       const int c = t.c0 + chunk_of(i) * kElems;
       const bool valid = g.valid(rows[i], tap) && c < g.Cg;
       const T* src = rows[i].ptr + tap.delta + c;
-      cp_async_16(dst + row_of(i) * Cfg::kPitch + chunk_of(i) * 16, valid ? src : g.any_address, valid);
+      cp_async_16(dst + Cfg::offset(row_of(i), chunk_of(i)), valid ? src : g.any_address, valid);
     }
   }
 
@@ -205,7 +222,7 @@ struct OperandLoader : RowUnits<Cfg, kRowsFastest, kRows, typename TapGather<T>:
     if constexpr (!kVec) {
 #pragma unroll
       for (int i = 0; i < kUnits; ++i)
-        *reinterpret_cast<uint4*>(dst + row_of(i) * Cfg::kPitch + chunk_of(i) * 16) = staged[i];
+        *reinterpret_cast<uint4*>(dst + Cfg::offset(row_of(i), chunk_of(i))) = staged[i];
     }
   }
 
@@ -232,6 +249,7 @@ struct WarpMma {
   static_assert(Cfg::kBKBytes <= 2 * Cfg::kBM && Cfg::kBKBytes <= 2 * Cfg::kBN, "a transposed tile must fit its region");
   static constexpr int kPitchA = kATrans ? trans_pitch<T, Cfg::kBM>() : Cfg::kPitch;
   static constexpr int kPitchB = kBTrans ? trans_pitch<T, Cfg::kBN>() : Cfg::kPitch;
+  static constexpr bool kAsync = false;  // done with its stage when run() returns
   float acc[Cfg::kMTiles][Cfg::kNTiles][4];
 
   // Byte offsets of warp (wm, wn)'s first row of A and of B within their regions of a stage.
@@ -302,6 +320,7 @@ template <class Cfg>
 struct FfmaWarp {
   static constexpr int kTM = Cfg::kWarpM / 8, kTN = Cfg::kWarpN / 4;
   static_assert(Cfg::kWarpM % 8 == 0 && Cfg::kWarpN % 4 == 0, "warp tile must split over 8 x 4 lanes");
+  static constexpr bool kAsync = false;
   float acc[kTM][kTN];
 
   __device__ __forceinline__ static int a_warp_offset(int wm) { return wm * Cfg::kWarpM * Cfg::kPitch; }
@@ -338,13 +357,55 @@ struct FfmaWarp {
   }
 };
 
-// The compute unit of configuration Cfg for element type T: tensor cores, or FFMA for kFfma configurations.
+// Hopper's counterpart of WarpMma: each warpgroup (4 consecutive warps) owns 64 rows of the CTA's 128 columns and runs
+// one m64n128 wgmma per 32-byte step of the k-tile, both operands read by the tensor cores straight from the stage
+// (Cfg::offset's core-matrix layout, K-major). Asynchronous: run() issues the k-tile's MMAs as one group and returns
+// once the previous k-tile's group is done, so the stage of k-tile kt - 1 is free when run(kt) returns and the
+// tensor cores always have a group queued; finish() waits for the last.
 template <typename T, class Cfg>
-using WarpCompute = std::conditional_t<Cfg::kFfma, FfmaWarp<Cfg>, WarpMma<T, Cfg>>;
+struct WgmmaUnit {
+  static_assert(Cfg::kWgmma && Cfg::kBN == 128 && Cfg::kBM == 64 * (Cfg::kThreads / 128),
+                "a warpgroup computes 64 rows x 128 columns");
+  static constexpr bool kAsync = true;
+  float acc[64];  // the m64n128 fp32 fragment: 16 column blocks of 8, 4 values each
+
+  __device__ __forceinline__ static int a_warp_offset(int) { return (threadIdx.x / 128) * 64 * Cfg::kBKBytes; }
+  __device__ __forceinline__ static int b_warp_offset(int) { return 0; }
+
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  }
+
+  __device__ __forceinline__ void run(const unsigned char* a_tile, const unsigned char* b_tile) {
+    constexpr uint32_t kLeading = 128, kStride = 8 * Cfg::kBKBytes;
+    wgmma_fence();
+    wgmma_fence_operands(acc);
+#pragma unroll
+    for (int step = 0; step < Cfg::kBKBytes / 32; ++step)  // 32 bytes of the reduction: two core matrices
+      Wgmma64x128<T>::run(acc, wgmma_descriptor(a_tile + step * 256, kLeading, kStride),
+                          wgmma_descriptor(b_tile + step * 256, kLeading, kStride));
+    wgmma_commit();
+    wgmma_fence_operands(acc);
+    wgmma_wait<1>();
+  }
+
+  __device__ __forceinline__ void finish() {
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+  }
+};
+
+// The compute unit of configuration Cfg for element type T: tensor cores (mma.sync or wgmma), or FFMA for kFfma
+// configurations.
+template <typename T, class Cfg>
+using WarpCompute = std::conditional_t<Cfg::kFfma, FfmaWarp<Cfg>,
+                                       std::conditional_t<Cfg::kWgmma, WgmmaUnit<T, Cfg>, WarpMma<T, Cfg>>>;
 
 // The main loop: every k-tile of the reduction through a kStages-deep shared-memory pipeline. Vector operands
-// are in flight kStages - 1 tiles ahead (cp.async); scalar ones one tile ahead, in registers, stored to shared
-// memory after the current tile's MMAs (into the stage every warp finished with before this iteration's barrier).
+// are in flight kStages - 1 tiles ahead (cp.async; kStages - 2 under asynchronous wgmma, whose previous k-tile may
+// still be reading its stage); scalar ones one tile ahead, in registers, stored to shared memory after the current
+// tile's MMAs (into the stage every warp finished with before this iteration's barrier).
 // Leaves the accumulators in `mma` and shared memory free for the epilogue.
 // `ga`, `gb`: the operands' gathers (TapGather, or a pass's own with the same role); `first`: the first k-tile (a
 // split of the reduction starts past 0).
@@ -353,14 +414,16 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga
                                           LoaderB& lb, int k_tiles, Mmas& mma, KTile first = KTile()) {
   constexpr int kStages = Cfg::kStages, BK = Cfg::kBKBytes / sizeof(T);
   constexpr int kStage = stage_bytes<Cfg>(), kBOffset = Cfg::kBM * Cfg::kPitch;
+  constexpr int kAhead = Mmas::kAsync ? kStages - 2 : kStages - 1;  // k-tiles loaded ahead of the one computed
+  static_assert(kAhead >= 1, "the pipeline needs a stage to load into");
   const int warp = threadIdx.x / 32;
   const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
   const int a_off = Mmas::a_warp_offset(wm), b_off = kBOffset + Mmas::b_warp_offset(wn);
   KTile next_tile = first;  // the next k-tile to load
 
-  // Prologue: the first kStages - 1 k-tiles.
+  // Prologue: the first kAhead k-tiles.
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kAhead; ++s) {
     if (s < k_tiles) {
       unsigned char* stage = smem + s * kStage;
       la.load(ga, next_tile, stage);
@@ -373,9 +436,10 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga
   }
 
   for (int kt = 0; kt < k_tiles; ++kt) {
-    cp_async_wait<kStages - 2>();
+    cp_async_wait<kAhead - 1>();
+    if constexpr (Mmas::kAsync) fence_proxy_async();  // this thread's writes of k-tile kt, seen by wgmma
     __syncthreads();  // k-tile kt is in shared memory; every warp is done with the stage it replaces
-    const int next = kt + kStages - 1;
+    const int next = kt + kAhead;
     unsigned char* next_stage = smem + (next % kStages) * kStage;
     if (next < k_tiles) {
       la.load(ga, next_tile, next_stage);
@@ -391,6 +455,7 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga
     cp_async_commit();
   }
   cp_async_wait<0>();
+  if constexpr (Mmas::kAsync) mma.finish();
   __syncthreads();
 }
 
@@ -420,6 +485,16 @@ __device__ __forceinline__ void for_each_accumulator(const FfmaWarp<Cfg>& mma, F
 #pragma unroll
     for (int j = 0; j < FfmaWarp<Cfg>::kTN; ++j)
       f(wm * Cfg::kWarpM + lane / 4 + i * 8, wn * Cfg::kWarpN + lane % 4 + j * 4, mma.acc[i][j]);
+}
+
+template <typename T, class Cfg, typename F>
+__device__ __forceinline__ void for_each_accumulator(const WgmmaUnit<T, Cfg>& mma, F&& f) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = (warp / 4) * 64 + (warp % 4) * 16 + lane / 4;  // warp w of a warpgroup holds its rows 16w ..
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) f(row + (e / 2) * 8, j * 8 + (lane % 4) * 2 + e % 2, mma.acc[j * 4 + e]);
 }
 
 // Stores `count` consecutive elements from shared memory (16-byte aligned) to global memory, in the widest

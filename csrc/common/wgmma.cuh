@@ -1,0 +1,129 @@
+// Hopper warpgroup MMA (wgmma, sm_90a): shared-memory matrix descriptors, the fences and group waits around the
+// asynchronous MMAs, and m64n128 MMAs with fp32 accumulators for bf16/fp16 (k16) and TF32 (k8). Every MMA consumes 32
+// bytes of the reduction per row, like mma.cuh's, so a k-tile's steps are the same for every dtype.
+//
+// Operands are K-major in shared memory without swizzle ("interleaved" canonical layout): 8-row x 16-byte core
+// matrices of 128 contiguous bytes; the descriptor's leading byte offset steps to the next core matrix along the
+// reduction, its stride byte offset to the next 8 rows (PTX ISA, "Matrix Descriptor Format" and "Shared Memory
+// Matrix Layout" of wgmma). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the calls trap, and
+// the kernels' can_implement keeps them from running (CONV2D_EXT_SM90A on the host says the build has them).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "common/mma.cuh"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define CONV2D_EXT_WGMMA_DEVICE 1
+#endif
+
+namespace conv2d_ext {
+
+// Is this build's wgmma code there for a GPU of compute capability `sm` (host side)?
+inline bool wgmma_built_for(int sm) {
+#ifdef CONV2D_EXT_SM90A
+  return sm == 90;
+#else
+  (void)sm;
+  return false;
+#endif
+}
+
+// Descriptor of a K-major, unswizzled operand starting at `tile` (16-byte aligned shared memory).
+__device__ __forceinline__ uint64_t wgmma_descriptor(const void* tile, uint32_t leading_bytes, uint32_t stride_bytes) {
+  const uint64_t address = smem_addr(tile);
+  return ((address & 0x3FFFF) >> 4) | (uint64_t((leading_bytes >> 4) & 0x3FFF) << 16) |
+         (uint64_t((stride_bytes >> 4) & 0x3FFF) << 32);  // base offset 0, layout type 0: no swizzle
+}
+
+// Shared memory written by this thread (st.shared or completed cp.async) becomes visible to the async proxy that
+// wgmma reads through; each writing thread runs it before the barrier that precedes the MMAs.
+__device__ __forceinline__ void fence_proxy_async() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// Orders this warpgroup's register accesses to the accumulators before the MMAs that follow.
+__device__ __forceinline__ void wgmma_fence() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most kPending committed MMA groups of this warpgroup are in flight.
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
+// Keeps the compiler from moving accumulator reads or writes across an asynchronous MMA.
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define CONV2D_EXT_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+                         "+f"(d[i + 6]), "+f"(d[i + 7])
+#define CONV2D_EXT_D64 CONV2D_EXT_D8(0), CONV2D_EXT_D8(8), CONV2D_EXT_D8(16), CONV2D_EXT_D8(24), CONV2D_EXT_D8(32), \
+                       CONV2D_EXT_D8(40), CONV2D_EXT_D8(48), CONV2D_EXT_D8(56)
+#define CONV2D_EXT_WGMMA_64N128(shape_and_types, immediates)                                                   \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                    \
+               "wgmma.mma_async.sync.aligned." shape_and_types " {"                                           \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+               "}, %64, %65, p, 1, 1" immediates ";\n}\n"                                                    \
+               : CONV2D_EXT_D64                                                                               \
+               : "l"(a), "l"(b), "r"(1))
+
+// d (64 x 128 per warpgroup, fp32) += A (64 x one 32-byte step, descriptor a) * B (128 x the same step, descriptor b)^T.
+template <typename T> struct Wgmma64x128;
+
+template <> struct Wgmma64x128<__nv_bfloat16> {
+  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+    CONV2D_EXT_WGMMA_64N128("m64n128k16.f32.bf16.bf16", ", 0, 0");
+#else
+    __trap();
+#endif
+  }
+};
+
+template <> struct Wgmma64x128<__half> {
+  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+    CONV2D_EXT_WGMMA_64N128("m64n128k16.f32.f16.f16", ", 0, 0");
+#else
+    __trap();
+#endif
+  }
+};
+
+// fp32 bits go in as they are: the tensor core reads their TF32 part (both operands K-major, as TF32 requires).
+template <> struct Wgmma64x128<float> {
+  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+    CONV2D_EXT_WGMMA_64N128("m64n128k8.f32.tf32.tf32", "");
+#else
+    __trap();
+#endif
+  }
+};
+
+#undef CONV2D_EXT_WGMMA_64N128
+
+}  // namespace conv2d_ext
