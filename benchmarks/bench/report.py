@@ -114,7 +114,9 @@ def summary_lines(rows):
 
 
 def header_line(meta):
-    return f"{env.describe(meta)} | variant {variant_str(meta['settings']['variant'])} | no bias"
+    variant = meta["settings"].get("variant")
+    swept = f"family {meta['settings']['family']} swept" if variant is None else f"variant {variant_str(variant)}"
+    return f"{env.describe(meta)} | {swept} | no bias"
 
 
 def mode_name(r):
