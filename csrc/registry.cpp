@@ -21,6 +21,8 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_data_tiled_depthwise,
       &backward_weight_tiled_depthwise,
       &forward_implicit_gemm_128x128_w4,
+      &forward_implicit_gemm_256x128_wg,
+      &forward_implicit_gemm_256x128_wgk128,
       &forward_implicit_gemm_128x128_wg,
       &forward_implicit_gemm_128x128_w8,
       &forward_implicit_gemm_128x128_k128,

@@ -2,10 +2,8 @@
 // asynchronous MMAs, and m64n128 MMAs with fp32 accumulators for bf16/fp16 (k16) and TF32 (k8). Every MMA consumes 32
 // bytes of the reduction per row, like mma.cuh's, so a k-tile's steps are the same for every dtype.
 //
-// Operands are K-major in shared memory without swizzle ("interleaved" canonical layout): 8-row x 16-byte core
-// matrices of 128 contiguous bytes; the descriptor's leading byte offset steps to the next core matrix along the
-// reduction, its stride byte offset to the next 8 rows (PTX ISA, "Matrix Descriptor Format" and "Shared Memory
-// Matrix Layout" of wgmma). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the calls trap, and
+// Operands are K-major in shared memory, rows swizzled in 16-byte chunks (PTX ISA, "Matrix Descriptor Format" and
+// "Shared Memory Matrix Layout" of wgmma). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the calls trap, and
 // the kernels' can_implement keeps them from running (CONV2D_EXT_SM90A on the host says the build has them).
 #pragma once
 
@@ -32,11 +30,15 @@ inline bool wgmma_built_for(int sm) {
 #endif
 }
 
-// Descriptor of a K-major, unswizzled operand starting at `tile` (16-byte aligned shared memory).
-__device__ __forceinline__ uint64_t wgmma_descriptor(const void* tile, uint32_t leading_bytes, uint32_t stride_bytes) {
+// Descriptor of a K-major operand at `tile` (shared memory) whose rows are kRowBytes (32, 64 or 128) long, 16-byte
+// chunk c of row r stored at chunk c ^ (r % 8) / (8 / chunks per row): the hardware's swizzle of that width, its 8-row
+// atoms kRowBytes * 8 apart (stride byte offset) and aligned to that size. `tile` may start inside a row (the next
+// 32-byte step of the reduction): the swizzle applies to the address bits, as the rows were stored.
+template <int kRowBytes>
+__device__ __forceinline__ uint64_t wgmma_descriptor(const void* tile) {
+  constexpr uint64_t kLayout = kRowBytes == 128 ? 1 : kRowBytes == 64 ? 2 : 3;  // 128-, 64-, 32-byte swizzle
   const uint64_t address = smem_addr(tile);
-  return ((address & 0x3FFFF) >> 4) | (uint64_t((leading_bytes >> 4) & 0x3FFF) << 16) |
-         (uint64_t((stride_bytes >> 4) & 0x3FFF) << 32);  // base offset 0, layout type 0: no swizzle
+  return ((address & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t((8 * kRowBytes) >> 4) << 32) | (kLayout << 62);
 }
 
 // Shared memory written by this thread (st.shared or completed cp.async) becomes visible to the async proxy that

@@ -30,7 +30,7 @@ __global__ void pack_filters_crsk(const T* __restrict__ w, FilterStrides in, T* 
 template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) backward_data_kernel(const ConvParams p,
                                                                                        const T* filters) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];  // 1024: wgmma's swizzle atoms
   constexpr int BK = Cfg::kBKBytes / sizeof(T);
   const int g = blockIdx.z;
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());

@@ -49,7 +49,7 @@ constexpr int forward_smem_bytes() {
 template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel(const ConvParams p, const T* filters,
                                                                  FilterStrides fs) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];  // 1024: wgmma's swizzle atoms
   constexpr int BK = Cfg::kBKBytes / sizeof(T);
   const int g = blockIdx.z;
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
@@ -257,6 +257,11 @@ using Config128x128_k128 = TileConfig<128, 128, 2, 2, 3, 128>;     // 4 warps of
 using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of 32 x 32
 // Hopper (sm_90a): 2 warpgroups of 64 x 128 on wgmma, 5 stages of 64-byte k-tiles, two CTAs per SM.
 using Config128x128_wg = TileConfig<128, 128, 2, 4, 5, 64, 2, Unit::kWgmma>;
+// Hopper: 4 warpgroups of 64 x 128 (a 256 x 128 tile: a third fewer operand bytes per FLOP than 128 x 128, which
+// the activations' re-reads tap by tap make L2-bound), 6 stages of 64-byte k-tiles, one CTA per SM.
+using Config256x128_wg = TileConfig<256, 128, 4, 4, 6, 64, 1, Unit::kWgmma>;
+// The same with 128-byte k-tiles (4 stages): channels-last vector shapes only, as 128x128_k128.
+using Config256x128_wgk128 = TileConfig<256, 128, 4, 4, 4, 128, 1, Unit::kWgmma>;
 // Exact FP32 on CUDA cores (FfmaWarp): 8 warps of 64 x 32, 8 x 8 accumulators per thread, float only.
 using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
 

@@ -66,18 +66,21 @@ struct TileConfig {
   static constexpr int kWarpM = BM / WarpsM, kWarpN = BN / WarpsN;  // a warp's tile of D
   static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;  // its MMA tiles
   static constexpr int kChunks = BKBytes / 16;                      // 16-byte chunks per row of a k-tile
-  // Bytes per row in shared memory: padded so that ldmatrix's 8 rows hit 8 distinct bank groups; wgmma's core-matrix
+  // Bytes per row in shared memory: padded so that ldmatrix's 8 rows hit 8 distinct bank groups; wgmma's swizzled
   // layout (offset below) needs no padding.
   static constexpr int kPitch = kWgmma ? BKBytes : BKBytes + 16;
+  static_assert(!kWgmma || BKBytes == 32 || BKBytes == 64 || BKBytes == 128, "wgmma swizzles 32, 64 or 128-byte rows");
   static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile must be a multiple of 16 x 16");
   static_assert(BKBytes % 32 == 0, "a k-tile is a whole number of 32-byte MMA steps");
   static_assert((BM * kChunks) % kThreads == 0 && (BN * kChunks) % kThreads == 0, "chunks must split evenly");
 
-  // Byte offset of 16-byte chunk `chunk` of row `row` in an operand's tile: rows of kPitch bytes, or for wgmma 8-row x
-  // 16-byte core matrices of 128 contiguous bytes, the next chunk of the reduction 128 bytes on, the next 8 rows
-  // 8 * kBKBytes on (wgmma_descriptor's leading and stride byte offsets).
+  // Byte offset of 16-byte chunk `chunk` of row `row` in an operand's tile: rows of kPitch bytes; for wgmma, rows of
+  // kBKBytes with the chunks of row r stored at chunk ^ (r % 8) / (8 / kChunks), the hardware's 32/64/128-byte swizzle
+  // (wgmma_descriptor), so that 8 rows' same chunk (ldmatrix, cp.async of 8 threads, an MMA's read) hit 8 distinct
+  // bank groups. Tiles start 1024-byte aligned.
   __device__ __forceinline__ static int offset(int row, int chunk) {
-    return kWgmma ? (row / 8) * (8 * BKBytes) + chunk * 128 + (row % 8) * 16 : row * kPitch + chunk * 16;
+    if constexpr (kWgmma) return row * BKBytes + (chunk ^ (row % 8) / (8 / kChunks)) * 16;
+    else return row * kPitch + chunk * 16;
   }
 };
 
@@ -359,7 +362,7 @@ struct FfmaWarp {
 
 // Hopper's counterpart of WarpMma: each warpgroup (4 consecutive warps) owns 64 rows of the CTA's 128 columns and runs
 // one m64n128 wgmma per 32-byte step of the k-tile, both operands read by the tensor cores straight from the stage
-// (Cfg::offset's core-matrix layout, K-major). Asynchronous: run() issues the k-tile's MMAs as one group and returns
+// (Cfg::offset's swizzled layout, K-major). Asynchronous: run() issues the k-tile's MMAs as one group and returns
 // once the previous k-tile's group is done, so the stage of k-tile kt - 1 is free when run(kt) returns and the
 // tensor cores always have a group queued; finish() waits for the last.
 template <typename T, class Cfg>
@@ -378,13 +381,12 @@ struct WgmmaUnit {
   }
 
   __device__ __forceinline__ void run(const unsigned char* a_tile, const unsigned char* b_tile) {
-    constexpr uint32_t kLeading = 128, kStride = 8 * Cfg::kBKBytes;
     wgmma_fence();
     wgmma_fence_operands(acc);
 #pragma unroll
-    for (int step = 0; step < Cfg::kBKBytes / 32; ++step)  // 32 bytes of the reduction: two core matrices
-      Wgmma64x128<T>::run(acc, wgmma_descriptor(a_tile + step * 256, kLeading, kStride),
-                          wgmma_descriptor(b_tile + step * 256, kLeading, kStride));
+    for (int step = 0; step < Cfg::kBKBytes / 32; ++step)  // 32 bytes of the reduction, inside the swizzled rows
+      Wgmma64x128<T>::run(acc, wgmma_descriptor<Cfg::kBKBytes>(a_tile + step * 32),
+                          wgmma_descriptor<Cfg::kBKBytes>(b_tile + step * 32));
     wgmma_commit();
     wgmma_fence_operands(acc);
     wgmma_wait<1>();
