@@ -125,6 +125,10 @@ def _tiles(p: Problem, bm: int, bn: int, pass_: str = "forward") -> int:
 
 # Two CTAs per SM on a 132-SM H100: below this many 128x128 tiles, smaller tiles keep every SM busy.
 _FULL_WAVE_TILES = 264
+# Below this many 128x128 tiles even one CTA per SM leaves half the H100's SMs idle.
+_HALF_WAVE_TILES = 66
+# From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).
+_LARGE_WGMMA_TILES = 200
 
 # The table of reasons: for each pass, the first rule that applies and whose kernel can implement the problem wins.
 # Depthwise convolutions are memory-bound in every pass: the tiled family's depthwise kernels (exact FP32 FMA, so
@@ -134,7 +138,15 @@ RULES = (
     # depthwise, every pass and dtype but float64
     Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
-    # forward
+    # forward. Hopper (sm_90a builds) first: wgmma, NCHW activations copied to NHWC ahead of the kernel; the
+    # other GPUs' kernels below (the wgmma kernels cannot implement their problems).
+    Rule("implicit_gemm:256x128_wgk128",
+         lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 256, 128) >= _LARGE_WGMMA_TILES,
+         "tensor cores (Hopper wgmma); 256x128 tiles, 128-byte k-tiles: a large problem, channels in 16-byte vectors"),
+    Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _HALF_WAVE_TILES,
+         "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would fill less than half the SMs"),
+    Rule("implicit_gemm:128x128_wg", _tensor_core_forward,
+         "tensor cores (Hopper wgmma); 128x128 tiles, two CTAs per SM"),
     Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would leave SMs idle"),
     Rule("implicit_gemm:128x128_k128", lambda p, s: _tensor_core_forward(p, s) and p.channels_last,
@@ -144,7 +156,13 @@ RULES = (
          "vectors) by 8 warps"),
     Rule("implicit_gemm:128x128_w4", _tensor_core_forward,
          "tensor cores (implicit GEMM, TF32); NCHW: 4 warps of 64x64"),
-    # backward-data (stride 1; strided problems fall through to the direct family)
+    # backward-data (stride 1; strided problems fall through to the direct family); Hopper's wgmma first
+    Rule("implicit_gemm:256x128_wg",
+         lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 256, 128, s) >= _LARGE_WGMMA_TILES,
+         "tensor cores (Hopper wgmma over grad_output); 256x128 tiles: a large problem"),
+    Rule("implicit_gemm:128x128_wg",
+         lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 128, 128, s) >= _HALF_WAVE_TILES,
+         "tensor cores (Hopper wgmma over grad_output); 128x128 tiles, two CTAs per SM"),
     Rule("implicit_gemm:64x64",
          lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 128, 128, s) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM over grad_output); 64x64 tiles, as 128x128 tiles would leave SMs idle"),

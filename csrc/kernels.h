@@ -35,6 +35,8 @@ extern const KernelInfo forward_implicit_gemm_64x64;
 // Backward-data (stride 1): grad_output gathered with negative tap steps, filters repacked to [C][R][S][K/groups].
 extern const KernelInfo backward_data_implicit_gemm_128x128_w4;
 extern const KernelInfo backward_data_implicit_gemm_128x128_w8;
+extern const KernelInfo backward_data_implicit_gemm_128x128_wg;
+extern const KernelInfo backward_data_implicit_gemm_256x128_wg;
 extern const KernelInfo backward_data_implicit_gemm_64x64;
 // Backward-weight: split-K over output pixels, the splits reduced in a fixed order by a second kernel.
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w4;

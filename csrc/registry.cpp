@@ -27,6 +27,8 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_implicit_gemm_128x128_w8,
       &forward_implicit_gemm_128x128_k128,
       &forward_implicit_gemm_64x64,
+      &backward_data_implicit_gemm_256x128_wg,
+      &backward_data_implicit_gemm_128x128_wg,
       &backward_data_implicit_gemm_128x128_w4,
       &backward_data_implicit_gemm_128x128_w8,
       &backward_data_implicit_gemm_64x64,

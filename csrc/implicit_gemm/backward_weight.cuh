@@ -258,9 +258,21 @@ __global__ void reduce_splits(const float* __restrict__ partials, int splits, Co
   }
 }
 
+// NCHW fp16/bf16 problems whose channels fill 16-byte vectors run on the channels-last vector path, on NHWC copies of
+// the input and grad_output (to_nhwc): gathering NCHW activations element by element costs more than the copies.
+inline bool backward_weight_stages_nhwc(const ConvParams& p) {
+  const int64_t E = 8;
+  return !p.channels_last && p.dtype != DType::kFloat32 && p.C % E == 0 && p.K % E == 0 &&
+         p.C_per_group() % E == 0 && p.K_per_group() % E == 0 && p.H * p.W < (int64_t(1) << 31) &&
+         p.P * p.Q < (int64_t(1) << 31);
+}
+
+// The fp32 partial sums, then (backward_weight_stages_nhwc) the NHWC input and grad_output.
 template <class Cfg>
 int64_t backward_weight_workspace(const ConvParams& p) {
-  return int64_t(plan_split_k<Cfg>(p).splits) * p.K * p.C_per_group() * p.R * p.S * int64_t(sizeof(float));
+  const int64_t partials = int64_t(plan_split_k<Cfg>(p).splits) * p.K * p.C_per_group() * p.R * p.S * int64_t(sizeof(float));
+  if (!backward_weight_stages_nhwc(p)) return partials;
+  return region(partials) + region(p.N * p.C * p.H * p.W * 2) + p.N * p.K * p.P * p.Q * 2;
 }
 
 template <typename T, class Cfg, bool kNHWC, bool kVec>
@@ -304,7 +316,21 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
-  if (!p.channels_last) {
+  bool nhwc_order = p.channels_last;
+  if (sizeof(T) == 2 && backward_weight_stages_nhwc(p)) {
+    unsigned char* next = static_cast<unsigned char*>(workspace) + region(int64_t(split.splits) * count * 4);
+    T* x = reinterpret_cast<T*>(next);
+    T* dy = reinterpret_cast<T*>(next + region(p.N * p.C * p.H * p.W * 2));
+    launch_to_nhwc<T>(static_cast<const T*>(p.x), p.x_stride, x, p.N, p.C, p.H, p.W, stream);
+    launch_to_nhwc<T>(static_cast<const T*>(p.y), p.y_stride, dy, p.N, p.K, p.P, p.Q, stream);
+    ConvParams q = p;
+    q.x = x;
+    q.y = dy;
+    const int64_t xs[4] = {p.H * p.W * p.C, 1, p.W * p.C, p.C}, ys[4] = {p.P * p.Q * p.K, 1, p.Q * p.K, p.K};
+    for (int i = 0; i < 4; ++i) q.x_stride[i] = xs[i], q.y_stride[i] = ys[i];
+    if constexpr (sizeof(T) == 2) launch_backward_weight_variant<T, Cfg, true, true>(q, partials, split, stream);
+    nhwc_order = true;
+  } else if (!p.channels_last) {
     if (backward_weight_vectors_fit<T>(p)) launch_backward_weight_variant<T, Cfg, false, true>(p, partials, split, stream);
     else launch_backward_weight_variant<T, Cfg, false, false>(p, partials, split, stream);
   } else if constexpr (sizeof(T) == 2) {
@@ -313,7 +339,7 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
   } else {
     launch_backward_weight_variant<T, Cfg, true, false>(p, partials, split, stream);
   }
-  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, split.splits, p, p.channels_last);
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, split.splits, p, nhwc_order);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -37,6 +37,39 @@ __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* 
   }
 }
 
+// Dense NHWC copy of an N x C x H x W tensor with strides `s` (n, c, h, w): the activations of an NCHW problem for
+// the channel-vector loaders. 32 x 32 (channels x pixels) tiles through shared memory, so both the reads (along
+// pixels) and the writes (along channels) are coalesced; one division per thread. H * W < 2^31.
+template <typename T>
+__global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
+                                               int C, int H, int W) {
+  __shared__ T tile[32][33];
+  const int HW = H * W, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
+  const int64_t n = blockIdx.z;
+  const int px = p0 + threadIdx.x, h = px / W, w = px - h * W;
+#pragma unroll
+  for (int i = threadIdx.y; i < 32; i += 8)
+    if (c0 + i < C && px < HW) tile[i][threadIdx.x] = x[n * s.k + (c0 + i) * s.c + h * s.r + w * s.s];
+  __syncthreads();
+#pragma unroll
+  for (int i = threadIdx.y; i < 32; i += 8)
+    if (c0 + int(threadIdx.x) < C && p0 + i < HW) out[(n * HW + p0 + i) * C + c0 + threadIdx.x] = tile[threadIdx.x][i];
+}
+
+template <typename T>
+void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
+                    cudaStream_t stream) {
+  const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
+  for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
+    const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
+    const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((C + 31) / 32),
+                    static_cast<unsigned>(images));
+    to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(x + n0 * stride[0], s, out + n0 * H * W * C, static_cast<int>(C),
+                                                 static_cast<int>(H), static_cast<int>(W));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
 template <typename T, class Cfg, bool kNHWC>
 constexpr int forward_smem_bytes() {
   constexpr int E = 16 / sizeof(T);
@@ -45,8 +78,9 @@ constexpr int forward_smem_bytes() {
   return pipeline > epilogue ? pipeline : epilogue;
 }
 
-// `filters`: w itself (NHWC: KRSC already) or its KRSC copy in the workspace (NCHW).
-template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
+// `filters`: w itself (NHWC: KRSC already) or its KRSC copy in the workspace (NCHW). kNHWC: the activations' layout
+// as loaded (p.x, p.x_stride); kOutNHWC: the output's.
+template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat, bool kOutNHWC = kNHWC>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel(const ConvParams p, const T* filters,
                                                                  FilterStrides fs) {
   extern __shared__ __align__(1024) unsigned char smem[];  // 1024: wgmma's swizzle atoms
@@ -86,7 +120,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) forward_kernel
   main_loop<T, Cfg, kFlat>(smem, ga, gb, la, lb, k_tiles, mma);
 
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + int64_t(g) * Kg + n0 : nullptr;
-  store_tile<T, Cfg, kNHWC>(smem, mma, static_cast<T*>(p.y), bias, m0, n0, M, Kg, p.K, PQ, int64_t(g) * Kg);
+  store_tile<T, Cfg, kOutNHWC>(smem, mma, static_cast<T*>(p.y), bias, m0, n0, M, Kg, p.K, PQ, int64_t(g) * Kg);
 }
 
 constexpr int kMaxDevices = 64;
@@ -105,10 +139,10 @@ void opt_in_shared_memory(int smem) {
   });
 }
 
-template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat>
+template <typename T, class Cfg, bool kNHWC, bool kVec, bool kFlat, bool kOutNHWC = kNHWC>
 void launch_variant(const ConvParams& p, const T* filters, FilterStrides fs, cudaStream_t stream) {
-  constexpr auto kernel = forward_kernel<T, Cfg, kNHWC, kVec, kFlat>;
-  constexpr int smem = forward_smem_bytes<T, Cfg, kNHWC>();
+  constexpr auto kernel = forward_kernel<T, Cfg, kNHWC, kVec, kFlat, kOutNHWC>;
+  constexpr int smem = forward_smem_bytes<T, Cfg, kOutNHWC>();
   opt_in_shared_memory<kernel>(smem);
   const int64_t M = p.N * p.P * p.Q;
   const dim3 grid(static_cast<unsigned>((M + Cfg::kBM - 1) / Cfg::kBM),
@@ -140,9 +174,27 @@ bool vector_loads_fit(const ConvParams& p, int64_t channels, const void* act, co
   return channels % E == 0 && filters_fit && activations_fit && !flat_walk_pays<T, Cfg>(channels, p.R * p.S);
 }
 
-inline int64_t forward_workspace(const ConvParams& p) {
+// NCHW activations copied to NHWC (to_nhwc) before a configuration that stages them (wgmma: its loads are the
+// limit, not the copy), when the copy's channels fill 16-byte vectors and the walk is by tap.
+template <class Cfg>
+bool stages_nhwc(const ConvParams& p) {
+  if (!Cfg::kWgmma || p.channels_last || p.H * p.W >= (int64_t(1) << 31)) return false;
+  const bool fp32 = p.dtype == DType::kFloat32;
+  const int64_t E = fp32 ? 4 : 8, Cg = p.C_per_group();
+  const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Cg, p.R * p.S) : flat_walk_pays<__half, Cfg>(Cg, p.R * p.S);
+  return p.C % E == 0 && Cg % E == 0 && !flat;
+}
+
+// Bytes of a workspace region, rounded up so the next one starts 256-byte aligned.
+inline int64_t region(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// NCHW: the KRSC filters, then (stages_nhwc) the NHWC activations.
+template <class Cfg>
+int64_t forward_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  return p.channels_last ? 0 : p.K * p.C_per_group() * p.R * p.S * elem;
+  if (p.channels_last) return 0;
+  const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
+  return stages_nhwc<Cfg>(p) ? filters + p.N * p.C * p.H * p.W * elem : filters;
 }
 
 template <typename T, class Cfg>
@@ -157,6 +209,18 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     filters = packed;
     fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
+    if constexpr (Cfg::kWgmma) {
+      if (stages_nhwc<Cfg>(p)) {  // NHWC activations in, NCHW output out (the epilogue writes it directly)
+        T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
+        launch_to_nhwc<T>(static_cast<const T*>(p.x), p.x_stride, x, p.N, p.C, p.H, p.W, stream);
+        ConvParams q = p;
+        q.x = x;
+        const int64_t nhwc[4] = {p.H * p.W * p.C, 1, p.W * p.C, p.C};
+        for (int i = 0; i < 4; ++i) q.x_stride[i] = nhwc[i];
+        launch_variant<T, Cfg, true, true, false, false>(q, filters, fs, stream);
+        return;
+      }
+    }
   }
   const bool vec = vector_loads_fit<T, Cfg>(p, p.C_per_group(), p.x, p.x_stride, filters, fs);
   if (p.channels_last) {
@@ -234,8 +298,9 @@ std::string forward_can_implement(const ConvParams& p) {
     const bool fp32 = p.dtype == DType::kFloat32;
     const int64_t E = fp32 ? 4 : 8, Cg = p.C_per_group(), taps = p.R * p.S;
     const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Cg, taps) : flat_walk_pays<__half, Cfg>(Cg, taps);
-    if (!p.channels_last || Cg % E != 0 || flat)
-      return "takes only channels-last problems with channels in whole 16-byte vectors filling its k-tiles";
+    if (!(p.channels_last || stages_nhwc<Cfg>(p)) || Cg % E != 0 || flat)
+      return Cfg::kWgmma ? "takes only problems whose channels fill whole 16-byte vectors and its k-tiles"
+                         : "takes only channels-last problems with channels in whole 16-byte vectors filling its k-tiles";
   }
   return why;
 }
@@ -285,6 +350,7 @@ void float_only_launch(const ConvParams& p, void* workspace, cudaStream_t stream
   extern template void forward_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);         \
   }                                                                                                             \
   const KernelInfo forward_implicit_gemm_##name = {Pass::kForward, "implicit_gemm", #name,                     \
-                                                   igemm::forward_can_implement<igemm::Config##name>, igemm::forward_workspace, \
+                                                   igemm::forward_can_implement<igemm::Config##name>,           \
+                                                   igemm::forward_workspace<igemm::Config##name>,                 \
                                                    igemm::forward_launch<igemm::Config##name>};                 \
   }

@@ -8,6 +8,6 @@ template void forward_launch_typed<float, Configffma>(const ConvParams&, void*, 
 }  // namespace igemm
 
 const KernelInfo forward_implicit_gemm_ffma = {Pass::kForward, "implicit_gemm", "ffma",
-                                               igemm::forward_can_implement<igemm::Configffma>, igemm::forward_workspace,
+                                               igemm::forward_can_implement<igemm::Configffma>, igemm::forward_workspace<igemm::Configffma>,
                                                igemm::float_only_launch<igemm::forward_launch_typed<float, igemm::Configffma>>};
 }  // namespace conv2d_ext
