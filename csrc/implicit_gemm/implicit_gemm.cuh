@@ -546,17 +546,20 @@ __device__ __forceinline__ void store_tile(unsigned char* smem, const Compute& m
     }
   } else {  // pixel m = (img, q) of channel c at img * channels * pixels + c * pixels + q
     constexpr int kRuns = Cfg::kBM / E;
+    const int64_t img0 = m0 / pixels;  // the tile's first image: runs in it need no division
     for (int u = threadIdx.x; u < Cfg::kBN * kRuns; u += Cfg::kThreads) {
       const int n = u / kRuns, row = (u % kRuns) * E;
-      int64_t m = m0 + row;
+      const int64_t m = m0 + row;
       if (m >= M || n0 + n >= cols) continue;
       const int count = static_cast<int>(M - m < E ? M - m : E);
+      int64_t img = img0, q = m - img0 * pixels;
+      if (q >= pixels) img = m / pixels, q = m - img * pixels;
       for (int done = 0; done < count;) {  // a run of pixels may cross into the next image
-        const int64_t img = m / pixels, q = m - img * pixels;
         const int run = static_cast<int>(pixels - q < count - done ? pixels - q : count - done);
         store_run(out + img * channels * pixels + (c_base + n) * pixels + q, tile + n * kPitch + row + done, run);
         done += run;
-        m += run;
+        q += run;
+        if (q == pixels) q = 0, ++img;
       }
     }
   }
