@@ -189,7 +189,26 @@ def _layout(call):
 #   G: d(dy) = F(x, g)    dx = D(dy, g)
 # Each Function computes only the gradients autograd asks for (ctx.needs_input_grad). `call` is the _Call: the
 # Problem and the kernel of each pass. Incoming gradients are made dense in the call's layout once, here, so the
-# ops that share them do not each copy them.
+# ops that share them do not each copy them. A backward that builds no graph (grad mode off: a plain .backward())
+# calls the ops directly; one under create_graph goes through the Functions, so its gradients are differentiable.
+
+
+def _forward(x, w, call):
+    if torch.is_grad_enabled():
+        return _Forward.apply(x, w, None, call)
+    return _ops.forward(call.plan["forward"].kernel, x, w, None, call.problem)
+
+
+def _backward_data(dy, w, call):
+    if torch.is_grad_enabled():
+        return _BackwardData.apply(dy, w, call)
+    return _ops.backward_data(call.plan["backward_data"].kernel, dy, w, call.problem)
+
+
+def _backward_weight(dy, x, call):
+    if torch.is_grad_enabled():
+        return _BackwardWeight.apply(dy, x, call)
+    return _ops.backward_weight(call.plan["backward_weight"].kernel, dy, x, call.problem)
 
 
 class _Forward(torch.autograd.Function):
@@ -204,9 +223,9 @@ class _Forward(torch.autograd.Function):
         x, w = ctx.saved_tensors
         call, need = ctx.call, ctx.needs_input_grad
         dy = dy.contiguous(memory_format=_layout(call))
-        dx = _BackwardData.apply(dy, w, call) if need[0] else None
-        dw = _BackwardWeight.apply(dy, x, call) if need[1] else None
-        db = _BiasGrad.apply(dy) if need[2] else None
+        dx = _backward_data(dy, w, call) if need[0] else None
+        dw = _backward_weight(dy, x, call) if need[1] else None
+        db = (_BiasGrad.apply(dy) if torch.is_grad_enabled() else _ops.backward_bias(dy)) if need[2] else None
         return dx, dw, db, None
 
 
@@ -222,8 +241,8 @@ class _BackwardData(torch.autograd.Function):
         dy, w = ctx.saved_tensors
         call, need = ctx.call, ctx.needs_input_grad
         g = g.contiguous(memory_format=_layout(call))
-        d_dy = _Forward.apply(g, w, None, call) if need[0] else None
-        d_w = _BackwardWeight.apply(dy, g, call) if need[1] else None
+        d_dy = _forward(g, w, call) if need[0] else None
+        d_w = _backward_weight(dy, g, call) if need[1] else None
         return d_dy, d_w, None
 
 
@@ -239,8 +258,8 @@ class _BackwardWeight(torch.autograd.Function):
         dy, x = ctx.saved_tensors
         call, need = ctx.call, ctx.needs_input_grad
         g = g.contiguous(memory_format=_layout(call))
-        d_dy = _Forward.apply(x, g, None, call) if need[0] else None
-        d_x = _BackwardData.apply(dy, g, call) if need[1] else None
+        d_dy = _forward(x, g, call) if need[0] else None
+        d_x = _backward_data(dy, g, call) if need[1] else None
         return d_dy, d_x, None
 
 
