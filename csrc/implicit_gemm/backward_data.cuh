@@ -41,16 +41,17 @@ CONV2D_EXT_HOST_DEVICE inline int gcd(int a, int b) {
 }
 
 // What every phase shares, per dimension: a phase's taps are every tap_step-th filter tap (tap_step = stride /
-// gcd(stride, dil)), and consecutive ones read grad_output out_step = dil / gcd(stride, dil) rows apart. A kernel
-// argument, computed on the host (constants in the main loop, not registers).
+// gcd(stride, dil)), and consecutive ones read grad_output out_step = dil / gcd(stride, dil) rows apart (down: the
+// gather's tap step is -out_step). A kernel argument, computed on the host (constants in the main loop, not
+// registers).
 struct PhaseSteps {
-  int tap_h, tap_w;  // tap_step
-  int out_h, out_w;  // out_step
+  int tap_h, tap_w;    // tap_step
+  int down_h, down_w;  // -out_step
 };
 
 inline PhaseSteps phase_steps(const ConvParams& p) {
   const int gh = gcd(p.stride_h, p.dil_h), gw = gcd(p.stride_w, p.dil_w);
-  return {p.stride_h / gh, p.stride_w / gw, p.dil_h / gh, p.dil_w / gw};
+  return {p.stride_h / gh, p.stride_w / gw, -(p.dil_h / gh), -(p.dil_w / gw)};
 }
 
 // One spatial dimension (h or w) of stride phase `phase` (0 <= phase < stride: the input coordinates x with
@@ -72,13 +73,15 @@ CONV2D_EXT_HOST_DEVICE inline PhaseDim phase_dim(int phase, int extent, int stri
   d.taps = 0;
   d.out0 = 0;
   const int limit = R < tap_step ? R : tap_step;  // r * dil mod stride repeats with period tap_step
-  for (int r = 0; r < limit; ++r) {
-    if ((int64_t(r) * dil) % stride == phase) {
+  const int dil_mod = dil % stride;
+  for (int r = 0, rem = 0; r < limit; ++r) {  // rem = r * dil mod stride
+    if (rem == phase) {
       d.tap0 = r;
       d.taps = (R - r + tap_step - 1) / tap_step;
       d.out0 = static_cast<int>((int64_t(d.first) + pad - int64_t(r) * dil) / stride);  // an exact division
       break;
     }
+    if ((rem += dil_mod) >= stride) rem -= stride;
   }
   return d;
 }
@@ -175,7 +178,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) backward_data_
   // grad_output pixel (out0_h + i - jr*out_step_h, out0_w + j - js*out_step_w).
   const T* dy = static_cast<const T*>(p.y) + int64_t(g) * Kg * p.y_stride[1];
   const TapGather<T> ga{dy, p.y_stride[2], p.y_stride[3], p.y_stride[1], static_cast<int>(p.P),
-                        static_cast<int>(p.Q), -steps.out_h, -steps.out_w, Kg, dh.taps, dw.taps};
+                        static_cast<int>(p.Q), steps.down_h, steps.down_w, Kg, dh.taps, dw.taps};
   OperandLoader<T, Cfg, kVec && kNHWC, kFlat, !kNHWC, Cfg::kBM> la;
   la.init([&](int64_t m) -> typename TapGather<T>::Row {
     if (m < 0) return {dy, INT_MIN / 2, INT_MIN / 2};
