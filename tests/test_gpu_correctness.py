@@ -173,12 +173,12 @@ def test_random_shapes(index, variant, poison):
 # Strided backward-data on the implicit-GEMM kernels (issue 8: one GEMM per stride phase, each over the taps that
 # reach it; phases no tap reaches are written as zeros). Each case must run (not skip) on every configuration.
 STRIDED_BACKWARD_DATA = {
-    "s2_3x3": Case(2, 32, 15, 17, 24, 3, 3, 2, 1, 1, 1),  # vector path (24 channels) in NHWC
+    "s2_3x3": Case(2, 32, 15, 17, 24, 3, 3, 2, 1, 1, 1),  # by tap, 16-byte vectors (24 grad_output channels)
     "s2_several_tiles": Case(3, 16, 33, 35, 16, 3, 3, 2, 1, 1, 1),  # phases of several M tiles crossing images
-    "s2_dilation2": Case(2, 16, 14, 13, 32, 3, 3, 2, 2, 2, 1),  # odd phases: no tap reaches them
+    "s2_dilation2": Case(2, 16, 14, 13, 32, 3, 3, 2, 2, 2, 1),  # odd phases: no tap reaches them; by tap
     "s3_kernel2": Case(2, 16, 17, 16, 16, 2, 2, 3, 0, 1, 1),  # stride beyond kernel: 5 of 9 phases without taps
     "s4_k2_dilation3": Case(1, 16, 20, 21, 16, 2, 2, 4, 1, 3, 1),  # at most one tap per phase and dimension
-    "s_2x3_asymmetric": Case(2, 24, 13, 18, 40, 3, 5, (2, 3), (1, 2), 1, 1),  # vector path, phases 2 x 3
+    "s_2x3_asymmetric": Case(2, 24, 13, 18, 40, 3, 5, (2, 3), (1, 2), 1, 1),  # 2 x 3 phases; fp32 by tap, 16-bit flat
     "s2_padding_beyond_kernel": Case(1, 16, 9, 10, 16, 3, 3, 2, 4, 1, 1),
     "s2_groups2": Case(2, 32, 12, 11, 32, 3, 3, 2, 1, 1, 2),  # grid.z = groups x phases
     "s2_7x7_odd_channels": Case(2, 17, 23, 23, 19, 7, 7, 2, 3, 1, 1),  # flat walk (19 channels: no vectors)
