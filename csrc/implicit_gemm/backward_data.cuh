@@ -205,10 +205,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) backward_data_
   mma.zero();
   main_loop<T, Cfg, kFlat>(smem, ga, gb, la, lb, k_tiles, mma);
   T* dx = static_cast<T*>(p.x);
-  const Phase e = phase_of(p, steps, ctaid_z_again());  // recomputed: not held through the main loop
-  if (p.stride_h == 1 && p.stride_w == 1) {  // rows are consecutive pixels: the forward's epilogue (16-byte runs)
-    store_tile<T, Cfg, kNHWC>(smem, mma, dx, nullptr, m0, n0, p.N * p.H * p.W, Cg, p.C, p.H * p.W, int64_t(e.g) * Cg);
+  if (p.stride_h == 1 && p.stride_w == 1) {  // one phase, group blockIdx.z; rows are consecutive pixels: the
+                                             // forward's epilogue (16-byte runs)
+    store_tile<T, Cfg, kNHWC>(smem, mma, dx, nullptr, m0, n0, p.N * p.H * p.W, Cg, p.C, p.H * p.W,
+                              int64_t(blockIdx.z) * Cg);
   } else {
+    const Phase e = phase_of(p, steps, ctaid_z_again());  // recomputed: not held through the main loop
     const int64_t pixels = e.pixels(), sh = p.stride_h, sw = p.stride_w;
     store_phase_tile<T, Cfg, kNHWC>(smem, mma, dx + int64_t(e.g) * Cg * p.x_stride[1], m0, n0, p.N * pixels, Cg,
                                     p.x_stride[1], [&](int64_t m) {
