@@ -1,12 +1,13 @@
-// Backward-data as an implicit GEMM on tensor cores, on the machinery of implicit_gemm.cuh, any stride, split into
-// stride phases so that no MMA multiplies a structural zero.
+// Backward-data as an implicit GEMM on tensor cores, on the machinery of implicit_gemm.cuh, at any stride: split into
+// stride phases, so that no MMA multiplies a structural zero.
 //
-// dx[n, c, h, w] = sum over k, r, s of dy[n, k, (h + ph - r*dh) / sh, (w + pw - s*dw) / sw] * w[k, c, r, s], over the
-// taps whose quotients are exact and inside P x Q. Stride phases: the input rows h with (h + ph) mod sh = a fixed
-// phase form a sub-grid h = first + i*sh, and only the taps r with r*dh = phase (mod sh) reach them, r = tap0 +
-// j*tap_step (tap_step = sh / gcd(sh, dh)); tap j then reads grad_output row out0 + i - j*out_step (out_step =
-// dh / gcd(sh, dh)). So each phase (one per (h, w) phase pair) is a stride-1-like implicit GEMM over its sub-grid of
-// input pixels with its own, possibly empty, tap set; at stride 1 there is one phase, the plain mapping.
+// dx[n, c, h, w] = sum over k, r, s of dy[n, k, (h + pad_h - r*dil_h) / stride_h, (w + ...) / stride_w] * w[k, c, r, s],
+// over the taps whose quotients are exact and inside P x Q. Stride phases: the input rows h with (h + pad_h) mod
+// stride_h = a fixed phase form a sub-grid h = first + i*stride_h, and only the taps r with r*dil_h = phase (mod
+// stride_h) reach them: r = tap0 + j*tap_step (tap_step = stride_h / gcd(stride_h, dil_h)), and tap j reads
+// grad_output row out0 + i - j*out_step (out_step = dil_h / gcd). Columns likewise. So each phase (a pair of row and
+// column phases) is a stride-1-like implicit GEMM over its sub-grid of input pixels with its own, possibly empty, tap
+// set; at stride 1 there is one phase, the plain mapping.
 //
 // GEMM mapping, per group g and phase (blockIdx.z = g * phases + phase):
 //   M = N*Hp*Wp input pixels of the phase (A rows: grad_output gathered at (out0_h + i - j*out_step_h, ...): a
@@ -166,7 +167,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) backward_data_
   constexpr int BK = Cfg::kBKBytes / sizeof(T);
   const Phase ph = phase_of(p, steps, blockIdx.z);
   const int g = ph.g;
-  const PhaseDim dh = ph.h, dw = ph.w;
+  const PhaseDim hp = ph.h, wp = ph.w;  // its row and column phases
   const int64_t HWp = ph.pixels(), M = p.N * HWp;
   const int64_t m0 = int64_t(blockIdx.x) * Cfg::kBM;  // the CTA's first input pixel (of the phase) and input channel
   if (m0 >= M) return;  // the grid covers the largest phase
@@ -178,27 +179,27 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) backward_data_
   // grad_output pixel (out0_h + i - jr*out_step_h, out0_w + j - js*out_step_w).
   const T* dy = static_cast<const T*>(p.y) + int64_t(g) * Kg * p.y_stride[1];
   const TapGather<T> ga{dy, p.y_stride[2], p.y_stride[3], p.y_stride[1], static_cast<int>(p.P),
-                        static_cast<int>(p.Q), steps.down_h, steps.down_w, Kg, dh.taps, dw.taps};
+                        static_cast<int>(p.Q), steps.down_h, steps.down_w, Kg, hp.taps, wp.taps};
   OperandLoader<T, Cfg, kVec && kNHWC, kFlat, !kNHWC, Cfg::kBM> la;
   la.init([&](int64_t m) -> typename TapGather<T>::Row {
     if (m < 0) return {dy, INT_MIN / 2, INT_MIN / 2};
     const int64_t img = m / HWp, ij = m - img * HWp;
-    const int i = static_cast<int>(ij / dw.count), j = static_cast<int>(ij - int64_t(i) * dw.count);
-    const int h0 = dh.out0 + i, w0 = dw.out0 + j;
+    const int i = static_cast<int>(ij / wp.count), j = static_cast<int>(ij - int64_t(i) * wp.count);
+    const int h0 = hp.out0 + i, w0 = wp.out0 + j;
     return {dy + img * p.y_stride[0] + h0 * p.y_stride[2] + w0 * p.y_stride[3], h0, w0};
   }, m0, M);
   // B: row c of the packed filters from the phase's first tap on: tap (jr, js) is filter tap (tap0_h + jr*tap_step_h,
   // tap0_w + js*tap_step_w), holding w[g*Kg + k, c, r, s] for k = 0 .. Kg-1, contiguous; inside R x S for every
   // jr < taps_h, js < taps_w (so the rows' corners are 0: nothing to check per tap).
   const int64_t row_stride = int64_t(R) * S * Kg;
-  const T* fg = filters + int64_t(g) * Cg * row_stride + (int64_t(dh.tap0) * S + dw.tap0) * Kg;
-  const TapGather<T> gb{fg, int64_t(S) * Kg, Kg, 1, R, S, steps.tap_h, steps.tap_w, Kg, dh.taps, dw.taps};
+  const T* fg = filters + int64_t(g) * Cg * row_stride + (int64_t(hp.tap0) * S + wp.tap0) * Kg;
+  const TapGather<T> gb{fg, int64_t(S) * Kg, Kg, 1, R, S, steps.tap_h, steps.tap_w, Kg, hp.taps, wp.taps};
   OperandLoader<T, Cfg, kVec, kFlat, false, Cfg::kBN> lb;
   lb.init([&](int64_t c) -> typename TapGather<T>::Row {
     if (c < 0) return {fg, INT_MIN / 2, INT_MIN / 2};
     return {fg + c * row_stride, 0, 0};
   }, n0, Cg);
-  const int taps = dh.taps * dw.taps;
+  const int taps = hp.taps * wp.taps;
   const int k_tiles = kFlat ? (taps * Kg + BK - 1) / BK : taps * ((Kg + BK - 1) / BK);  // 0: zeros
 
   WarpCompute<T, Cfg> mma;
