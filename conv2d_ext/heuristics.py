@@ -118,9 +118,14 @@ def _tensor_core_backward_data(p: Problem, pass_: str) -> bool:
 
 def _tiles(p: Problem, bm: int, bn: int, pass_: str = "forward") -> int:
     """CTAs of a bm x bn tiling of the forward (pixels x output channels) or backward-data (input pixels x input
-    channels) GEMM, over all groups."""
-    pixels = p.N * p.H * p.W if pass_ == "backward_data" else p.N * p.P * p.Q
-    return -(-pixels // bm) * -(-_gemm_columns(p, pass_) // bn) * p.groups
+    channels) GEMM, over all groups. Backward-data runs one GEMM per stride phase (stride_h x stride_w of them, each
+    over about 1 / (stride_h x stride_w) of the input pixels)."""
+    if pass_ == "backward_data":
+        (sh, sw), phases = p.stride, p.stride[0] * p.stride[1]
+        pixels = p.N * -(-p.H // sh) * -(-p.W // sw)  # the largest phase
+    else:
+        phases, pixels = 1, p.N * p.P * p.Q
+    return -(-pixels // bm) * -(-_gemm_columns(p, pass_) // bn) * p.groups * phases
 
 
 # Two CTAs per SM on a 132-SM H100: below this many 128x128 tiles, smaller tiles keep every SM busy.
@@ -157,7 +162,7 @@ RULES = (
          "vectors) by 8 warps"),
     Rule("implicit_gemm:128x128_w4", _tensor_core_forward,
          "tensor cores (implicit GEMM, TF32); NCHW: 4 warps of 64x64"),
-    # backward-data (stride 1; strided problems fall through to the direct family); Hopper's wgmma first
+    # backward-data (any stride: one GEMM per stride phase over the taps that reach it); Hopper's wgmma first
     Rule("implicit_gemm:256x128_wg",
          lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 256, 128, s) >= _LARGE_WGMMA_TILES,
          "tensor cores (Hopper wgmma over grad_output); 256x128 tiles: a large problem"),
@@ -175,7 +180,7 @@ RULES = (
     # backward-weight
     Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits"),
-    # exact FP32 (allow_tf32 = False), every pass (strided backward-data falls through to the direct family)
+    # exact FP32 (allow_tf32 = False), every pass
     Rule("implicit_gemm:ffma", lambda p, s: _exact_fp32(p) and not p.depthwise and _gemm_columns(p, s) >= 16,
          "exact FP32 on CUDA cores: implicit GEMM with 8x8 FFMA register blocks over shared-memory tiles"),
     Rule("direct", lambda p, pass_: True, "direct loops: correct for every shape, dtype and layout"),

@@ -220,16 +220,28 @@ def test_implicit_gemm_rejects_geometry_past_its_32_bit_window_math():
                             False, True, 90) == ""
 
 
-def test_implicit_gemm_backward_data_is_registered_for_stride_1():
-    """Backward-data implicit GEMM runs stride 1 (fp16/bf16/TF32); strided backward-data says it is planned."""
+def test_implicit_gemm_backward_data_runs_any_stride():
+    """Backward-data implicit GEMM runs stride 1 and strided problems (one GEMM per stride phase), fp16/bf16/TF32
+    and exact fp32 on the FFMA configuration; grid.z (groups x stride phases) must stay within 65535."""
     sizes = [2, 64, 10, 10, 32, 3, 3, 10, 10]
     why = _C.can_implement("backward_data", "implicit_gemm:64x64", sizes, [1, 1], [1, 1], [1, 1], 1, "bfloat16",
                            True, True, 90)
     assert why == ""
     strided = [2, 64, 10, 10, 32, 3, 3, 5, 5]
-    why = _C.can_implement("backward_data", "implicit_gemm:64x64", strided, [2, 2], [1, 1], [1, 1], 1, "bfloat16",
-                           True, True, 90)
-    assert "stride" in why
+    for name, dtype, allow_tf32 in [("implicit_gemm:64x64", "bfloat16", True), ("implicit_gemm:128x128_w4", "float32",
+                                    True), ("implicit_gemm:128x128_w8", "float16", True),
+                                    ("implicit_gemm:ffma", "float32", False)]:
+        for channels_last in (False, True):
+            why = _C.can_implement("backward_data", name, strided, [2, 2], [1, 1], [1, 1], 1, dtype, channels_last,
+                                   allow_tf32, 90)
+            assert why == "", (name, dtype, channels_last)
+    beyond_kernel = [2, 64, 17, 17, 32, 2, 2, 6, 6]  # stride 3 > kernel 2: phases without taps (written as zeros)
+    assert _C.can_implement("backward_data", "implicit_gemm:64x64", beyond_kernel, [3, 3], [0, 0], [1, 1], 1,
+                            "float16", False, True, 90) == ""
+    many_phases = [1, 64, 300, 300, 64, 1, 1, 2, 2]  # 256 x 256 stride phases
+    why = _C.can_implement("backward_data", "implicit_gemm:64x64", many_phases, [256, 256], [0, 0], [1, 1], 1,
+                           "float16", False, True, 90)
+    assert "stride phases" in why
 
 
 def _depthwise_why_not(pass_, sizes=(2, 16, 12, 12, 16, 3, 3, 12, 12), stride=(1, 1), padding=(1, 1),

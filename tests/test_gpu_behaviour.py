@@ -432,6 +432,21 @@ def test_input_of_more_than_2_31_elements(poison):
 
 
 @pytest.mark.large
+def test_strided_backward_data_past_2_31_elements(poison):
+    """Strided backward-data (1x1, stride 2) on the implicit GEMM into a grad_input of 2.3e9 elements (fp16): the
+    strided phases' per-row grad_input offsets are 64-bit, and the three phases no tap reaches are written as zeros."""
+    x = torch.randn(1, 64, 6000, 6000, device="cuda", dtype=torch.float16, requires_grad=True)
+    w = torch.randn(16, 64, 1, 1, device="cuda", dtype=torch.float16)
+    y = conv2d_ext.conv2d(x, w, stride=2, variant={"backward_data": "implicit_gemm"})
+    gy = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, gy)
+    tail = slice(60, 64)  # channels whose elements all lie past 2^31
+    ref = torch.einsum("nkpq,kc->ncpq", gy.double(), w[:, tail, 0, 0].double())
+    assert rel_err(gx[:, tail, ::2, ::2], ref) < 1e-2
+    assert not gx[:, tail, 1::2].any() and not gx[:, tail, :, 1::2].any()  # zeros, not NaN poison
+
+
+@pytest.mark.large
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_tiled_depthwise_past_2_31_elements(layout, poison):
     """Depthwise 3x3 on 64 channels of 6000 x 6000 (fp16, 2.3e9 elements per tensor) on tiled:depthwise, all three

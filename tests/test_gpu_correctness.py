@@ -51,6 +51,9 @@ GRID = {
     "split_5x5_groups2": Case(16, 4, 64, 64, 4, 5, 5, 1, 2, 1, 2),  # split positions x 3 tap chunks x groups
     "split_same_even_4x4": Case(16, 2, 48, 48, 2, 4, 4, 1, "same", 1, 1),  # split positions, asymmetric padding
     "batch1": Case(1, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1),
+    # strided, with channels the tensor-core kernels take (16+ per group, 16-byte vectors)
+    "s2_c32_k24": Case(2, 32, 15, 17, 24, 3, 3, 2, 1, 1, 1),
+    "s3_k2_c16": Case(2, 16, 17, 16, 16, 2, 2, 3, 0, 1, 1),  # stride beyond kernel: phases without taps
 }
 MODES = ["fp32", "tf32", "fp16", "bf16", "fp64"]
 LAYOUTS = ["nchw", "nhwc"]
@@ -58,7 +61,7 @@ LAYOUTS = ["nchw", "nhwc"]
 # Inputs (and grad_out) sliced out of a larger buffer: (offset of the first element, unused elements after each
 # row). Odd offsets leave the data pointer off 16-byte alignment for every dtype.
 SLICINGS = {"offset3": (3, 0), "rowpad5": (0, 5), "offset1_rowpad3": (1, 3)}
-SLICED_CASES = ["1x1", "3x3_stride2", "nonsquare_3x5", "groups2", "depthwise_3x3", "batch1"]
+SLICED_CASES = ["1x1", "3x3_stride2", "nonsquare_3x5", "groups2", "depthwise_3x3", "batch1", "s2_c32_k24"]
 
 FUZZ_COUNT = 24
 FUZZ_SEED = int(os.environ.get("CONV2D_EXT_FUZZ_SEED") or fresh_seed())  # fuzz case i uses FUZZ_SEED + i
@@ -165,6 +168,53 @@ def test_random_shapes(index, variant, poison):
     case, mode, layout, bias, offset, row_pad = random_problem(seed)
     with precision(mode):
         run_and_check(case, mode, layout, variant, bias, offset, row_pad, seed=seed)
+
+
+# Strided backward-data on the implicit-GEMM kernels (issue 8: one GEMM per stride phase, each over the taps that
+# reach it; phases no tap reaches are written as zeros). Each case must run (not skip) on every configuration.
+STRIDED_BACKWARD_DATA = {
+    "s2_3x3": Case(2, 32, 15, 17, 24, 3, 3, 2, 1, 1, 1),  # by tap, 16-byte vectors (24 grad_output channels)
+    "s2_several_tiles": Case(3, 16, 33, 35, 16, 3, 3, 2, 1, 1, 1),  # phases of several M tiles crossing images
+    "s2_dilation2": Case(2, 16, 14, 13, 32, 3, 3, 2, 2, 2, 1),  # odd phases: no tap reaches them; by tap
+    "s3_kernel2": Case(2, 16, 17, 16, 16, 2, 2, 3, 0, 1, 1),  # stride beyond kernel: 5 of 9 phases without taps
+    "s4_k2_dilation3": Case(1, 16, 20, 21, 16, 2, 2, 4, 1, 3, 1),  # at most one tap per phase and dimension
+    "s_2x3_asymmetric": Case(2, 24, 13, 18, 40, 3, 5, (2, 3), (1, 2), 1, 1),  # 2 x 3 phases; fp32 by tap, 16-bit flat
+    "s2_padding_beyond_kernel": Case(1, 16, 9, 10, 16, 3, 3, 2, 4, 1, 1),
+    "s2_groups2": Case(2, 32, 12, 11, 32, 3, 3, 2, 1, 1, 2),  # grid.z = groups x phases
+    "s2_7x7_odd_channels": Case(2, 17, 23, 23, 19, 7, 7, 2, 3, 1, 1),  # flat walk (19 channels: no vectors)
+    "s2_4x4": Case(1, 16, 10, 11, 16, 4, 4, 2, 1, 1, 1),  # two taps per phase and dimension
+}
+
+
+def _implicit_gemm_backward_data_kernels():
+    return [k for k in conv2d_ext.kernels()["backward_data"] if k.startswith("implicit_gemm")]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("kernel", _implicit_gemm_backward_data_kernels())
+@pytest.mark.parametrize("name", list(STRIDED_BACKWARD_DATA))
+def test_implicit_gemm_strided_backward_data(name, kernel, precision_mode, layout, poison):
+    """Every implicit-GEMM backward-data configuration forced on strided shapes (NaN-poisoned grad_input: every
+    element must be written by exactly one phase); it must accept each of them."""
+    if (precision_mode == "fp32") != kernel.endswith("ffma"):
+        pytest.skip("tensor-core configurations take tf32/fp16/bf16, the FFMA configuration exact fp32")
+    bias = list(STRIDED_BACKWARD_DATA).index(name) % 2 == 0
+    run_and_check(STRIDED_BACKWARD_DATA[name], precision_mode, layout, {"backward_data": kernel}, bias,
+                  must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel", _implicit_gemm_backward_data_kernels())
+@pytest.mark.parametrize("name", ["s2_3x3", "s_2x3_asymmetric"])
+def test_implicit_gemm_strided_backward_data_sliced(name, kernel, layout, slicing, poison):
+    """Misaligned or row-padded grad_output (the vector path refuses it: the flat walk runs) on strided shapes."""
+    mode = "fp32" if kernel.endswith("ffma") else "bf16"
+    offset, row_pad = SLICINGS[slicing]
+    with precision(mode):
+        run_and_check(STRIDED_BACKWARD_DATA[name], mode, layout, {"backward_data": kernel}, True, offset, row_pad,
+                      must_run=True)
 
 
 @pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)

@@ -323,23 +323,27 @@ SEED = dict(N=8, C=64, H=512, W=1024, K=128, R=3, S=3)
 @pytest.mark.parametrize("dtype,allow_tf32", [("float16", True), ("bfloat16", True), ("float32", True)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last):
-    """fp16/bf16, and fp32 with TF32 allowed, run every pass on the implicit-GEMM family (backward-data only at
-    stride 1: strided backward-data stays direct until its stride-phase kernels exist)."""
+    """fp16/bf16, and fp32 with TF32 allowed, run every pass on the implicit-GEMM family, strided backward-data
+    included (one GEMM per stride phase)."""
     plan = select(_suite_problem(**SEED, dtype=dtype, allow_tf32=allow_tf32, channels_last=channels_last))
     assert plan["forward"].family == plan["backward_data"].family == plan["backward_weight"].family == "implicit_gemm"
     strided = select(_suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype=dtype, allow_tf32=allow_tf32,
                                     channels_last=channels_last))
-    assert strided["backward_data"].family == "direct" and strided["backward_weight"].family == "implicit_gemm"
+    assert {d.family for d in strided.values()} == {"implicit_gemm"}
+    # r50_3x3_128_s2: 4 phases of 32 x 28 x 28 input pixels, 784 tiles of 128 x 128: the large tiles
+    expected = "implicit_gemm:128x128_w8" if dtype != "float32" and not channels_last else "implicit_gemm:128x128_w4"
+    assert strided["backward_data"].kernel == expected
 
 
 @pytest.mark.parametrize("kw", [dict(dtype="float32", allow_tf32=False), dict(dtype="float64")],
                          ids=["exact_fp32", "fp64"])
 def test_exact_precision_stays_off_tensor_cores(kw):
     """allow_tf32 = False and float64 never take TF32 tensor cores: exact fp32 runs every pass on the FFMA
-    configuration (backward-data at stride 1), float64 on the direct family."""
-    plan = select(_suite_problem(**SEED, **kw))
+    configuration (strided backward-data too), float64 on the direct family."""
     expected = "implicit_gemm:ffma" if kw["dtype"] == "float32" else "direct"
-    assert plan["forward"].kernel == plan["backward_data"].kernel == plan["backward_weight"].kernel == expected
+    for problem_ in (_suite_problem(**SEED, **kw), _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, **kw)):
+        plan = select(problem_)
+        assert plan["forward"].kernel == plan["backward_data"].kernel == plan["backward_weight"].kernel == expected
 
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():
@@ -413,3 +417,16 @@ def test_implicit_gemm_explains_what_it_cannot_run():
     assert "float64" in can_implement("implicit_gemm", "forward", _suite_problem(**SEED, dtype="float64"))
     assert "8.0" in can_implement("implicit_gemm", "forward", _suite_problem(**SEED, dtype="float16",
                                                                              capability=(7, 5)))
+
+
+def test_strided_backward_data_tiles_per_stride_phase():
+    """Strided backward-data runs one GEMM per stride phase: its tile count is phases x the largest phase's tiles, so
+    a small strided problem takes 64x64 tiles; a first layer on 3 input channels stays on the direct family (too
+    narrow for MMA tiles)."""
+    r50_s2 = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
+    assert heuristics._tiles(r50_s2, 128, 128, "backward_data") == 4 * 196  # 4 phases of 32 x 28 x 28 pixels
+    assert heuristics._tiles(_suite_problem(1, 16, 17, 16, 16, 2, 2, stride=3), 64, 64, "backward_data") == 9 * 1
+    small = _suite_problem(2, 64, 14, 14, 64, 3, 3, stride=2, pad=1, dtype="bfloat16")
+    assert select(small)["backward_data"].kernel == "implicit_gemm:64x64"
+    first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
+    assert select(first_layer)["backward_data"].family == "direct"

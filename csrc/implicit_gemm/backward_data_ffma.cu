@@ -9,5 +9,5 @@ template void backward_data_launch_typed<float, Configffma>(const ConvParams&, v
 
 const KernelInfo backward_data_implicit_gemm_ffma = {
     Pass::kBackwardData, "implicit_gemm", "ffma", igemm::backward_data_can_implement<igemm::Configffma>,
-    igemm::backward_data_workspace, igemm::float_only_launch<igemm::backward_data_launch_typed<float, igemm::Configffma>>};
+    igemm::backward_data_workspace<igemm::Configffma>, igemm::float_only_launch<igemm::backward_data_launch_typed<float, igemm::Configffma>>};
 }  // namespace conv2d_ext
