@@ -89,7 +89,7 @@ struct Plan {
   int taps = 0;          // filter table rows: red * R * S (backward-data uses those of its phase, at most as many)
   int npb = 0;           // pixel blocks: ceil(nb * tp * tq / kBlockPix)
   int threads = 0;
-  int wsm_offset = 0;    // floats before the filter table (16-byte aligned)
+  int wsm_offset = 0;    // floats before the filter table (16-byte aligned); backward-data's tap offsets follow it
   int64_t oh = 0, ow = 0;                 // output grid (backward-data: the largest phase's sub-grid)
   int64_t tiles_p = 0, tiles_q = 0, phases = 1, chunks = 0, blocks = 0;
   int64_t smem = 0;      // 0: no plan
@@ -139,7 +139,7 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
   t.tiles_q = (t.ow + tq - 1) / tq;
   t.chunks = (p.N + nb - 1) / nb;
   t.blocks = t.tiles_p * t.tiles_q * t.phases * t.chunks;
-  t.smem = (int64_t(t.wsm_offset) + taps * t.ocp) * 4;
+  t.smem = (int64_t(t.wsm_offset) + taps * t.ocp + (dgrad ? taps : 0)) * 4;  // backward-data: + the tap offsets
   return t;
 }
 
@@ -189,8 +189,10 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
 // Backward-weight plan.
 struct WPlan {
   int tp = 0, tq = 0;
-  int rows = 0, cols = 0, pitch = 0, xplane = 0, gplane = 0;  // staged input (C/g planes) and grad_output (kpad planes)
-  int kpad = 0;          // grad_output planes: K/g rounded up to kBlockCh
+  int rows = 0, cols = 0, pitch = 0, xplane = 0;  // staged input: C/g planes of rows x cols (pitch = cols)
+  int kpad = 0;          // staged grad_output channels: K/g rounded up to kBlockCh (zeros past K/g)
+  int gstride = 0;       // words per position of the staged grad_output, [position][channel]: kpad, or kpad + 4
+                         // when kpad / 4 is even, so that a quarter warp's 16-byte reads hit distinct banks
   int ftaps = 0;         // C/g * R * S: one filter's taps
   int kb = 0, tb = 0;    // register blocks: filters / 8, taps / 8
   int wchunk = 0, wchunks = 0, lanes = 0, threads = 0;
@@ -209,10 +211,10 @@ inline WPlan wgrad_plan_for(const ConvParams& p, int64_t tp, int64_t tq) {
   if (rows > (1 << 14) || cols > (1 << 14)) return t;
   const int64_t xplane = plane_words(nhwc, rows, cols, cpg);
   const int64_t kpad = round_up(kpg, kBlockCh);
-  const int64_t gplane = plane_words(nhwc, tp, tq, kpg);
+  const int64_t gstride = kpad / 4 % 2 == 0 ? kpad + 4 : kpad;
   const int64_t ftaps = cpg * p.R * p.S;
   const int64_t kb = kpad / kBlockCh, tb = (ftaps + kBlockPix - 1) / kBlockPix;
-  if (cpg * xplane + kpad * gplane + tp * tq > (int64_t(1) << 22)) return t;
+  if (cpg * xplane + tp * tq * (gstride + 1) > (int64_t(1) << 22)) return t;
   const int64_t wblocks = kb * tb;
   int64_t lanes = 32;
   while (lanes > 1 && wblocks * lanes > kMaxThreads) lanes /= 2;
@@ -223,8 +225,8 @@ inline WPlan wgrad_plan_for(const ConvParams& p, int64_t tp, int64_t tq) {
   t.cols = int(cols);
   t.pitch = int(cols);
   t.xplane = int(xplane);
-  t.gplane = int(gplane);
   t.kpad = int(kpad);
+  t.gstride = int(gstride);
   t.ftaps = int(ftaps);
   t.kb = int(kb);
   t.tb = int(tb);
@@ -232,8 +234,8 @@ inline WPlan wgrad_plan_for(const ConvParams& p, int64_t tp, int64_t tq) {
   t.wchunks = int((wblocks + wchunk - 1) / wchunk);
   t.lanes = int(lanes);
   t.threads = int(round_up(wchunk * lanes, 32));
-  t.goffset = int(cpg * xplane);
-  t.toffset = int(t.goffset + kpad * gplane);
+  t.goffset = int(round_up(cpg * xplane, 4));
+  t.toffset = int(t.goffset + tp * tq * gstride);
   t.tiles_p = (p.P + tp - 1) / tp;
   t.tiles_q = (p.Q + tq - 1) / tq;
   t.items = p.N * t.tiles_p * t.tiles_q;
@@ -299,13 +301,14 @@ inline std::string can_implement(const ConvParams& p, Role role) {
 // ---- Device.
 
 // Stages nb images' tile (channels nch, `valid_ch` of them real, the rest zero) of src (N x SC x srows x scols,
-// dense in the layout; channel cbase + c) from (row0, col0) as fp32: dst[i * slot + c * plane + r * pitch + x].
+// dense in the layout; channel cbase + c) from (row0, col0) as fp32: dst[i * slot + c * plane + r * pitch + x * cstep].
 // Zero outside the tensor. Warps take (image, channel, row) rows (NCHW, lanes along the row) or (image, row)
 // rows (NHWC, lanes along (column, channel), channel fastest).
 template <typename T, bool kNHWC>
 __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int64_t n0, int64_t N, int64_t SC,
                                       int64_t cbase, int valid_ch, int nch, int srows, int scols, int row0, int col0,
-                                      int rows, int cols, int pitch, int plane, int nb, int slot) {
+                                      int rows, int cols, int pitch, int plane, int nb, int slot,
+                                      int cstep = 1) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   if (kNHWC) {
     const int per_row = cols * nch;
@@ -322,7 +325,7 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
         const int w = col0 + col;
         float v = 0.0f;
         if (row_ok && c < valid_ch && w >= 0 && w < scols) v = to_acc(row_src[int64_t(w) * SC + c]);
-        row_dst[c * plane + col] = v;
+        row_dst[c * plane + col * cstep] = v;
         c += dc;
         col += dcol;
         if (c >= nch) c -= nch, ++col;
@@ -339,7 +342,7 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
       float* row_dst = dst + nbi * slot + c * plane + r * pitch;
       for (int x = lane; x < cols; x += 32) {
         const int w = col0 + x;
-        row_dst[x] = row_ok && w >= 0 && w < scols ? to_acc(row_src[w]) : 0.0f;
+        row_dst[x * cstep] = row_ok && w >= 0 && w < scols ? to_acc(row_src[w]) : 0.0f;
       }
     }
   }
@@ -384,12 +387,35 @@ __device__ __forceinline__ PhaseTaps phase_taps(int a, int pad, int R, int dil, 
   return t;
 }
 
+// Where block `b` of a conv plan lies: its images n0 .. n0 + nb - 1, stride phase (a_h, a_w) (0, 0 for the forward;
+// phases = stride_h * stride_w, phase = a_h * stride_w + a_w) and first output row and column of its tile.
+struct TileAt {
+  int64_t n0;
+  int a_h, a_w, row0, col0;
+};
+
+__device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t b, int stride_w) {
+  TileAt a;
+  const int tile_q = static_cast<int>(b % t.tiles_q);
+  b /= t.tiles_q;
+  const int tile_p = static_cast<int>(b % t.tiles_p);
+  b /= t.tiles_p;
+  const int phase = static_cast<int>(b % t.phases);
+  a.n0 = (b / t.phases) * t.nb;
+  a.a_h = phase / stride_w;
+  a.a_w = phase % stride_w;
+  a.row0 = tile_p * t.tp;
+  a.col0 = tile_q * t.tq;
+  return a;
+}
+
 // Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input), as at the top.
 template <typename T, bool kNHWC, bool kDgrad>
 __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const ConvParams p, const Plan t) {
   extern __shared__ __align__(16) unsigned char smem[];
   float* const xs = reinterpret_cast<float*>(smem);
   float* const wsm = xs + t.wsm_offset;
+  int* const toff = reinterpret_cast<int*>(wsm + t.taps * t.ocp);  // backward-data: staged offset of each tap
 
   const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x);
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
@@ -403,15 +429,9 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   const int dst_rows = int(kDgrad ? p.H : p.P), dst_cols = int(kDgrad ? p.W : p.Q);
   const int R = int(p.R), S = int(p.S);
 
-  int64_t b = blockIdx.x;
-  const int tile_q = int(b % t.tiles_q);
-  b /= t.tiles_q;
-  const int tile_p = int(b % t.tiles_p);
-  b /= t.tiles_p;
-  const int phase = int(b % t.phases);
-  const int64_t n0 = (b / t.phases) * t.nb;
-  const int a_h = kDgrad ? phase / p.stride_w : 0, a_w = kDgrad ? phase % p.stride_w : 0;
-  const int row0 = tile_p * t.tp, col0 = tile_q * t.tq;  // first output row / column (of the phase's sub-grid)
+  const TileAt a = tile_at(t, blockIdx.x, kDgrad ? p.stride_w : 1);
+  const int a_h = a.a_h, a_w = a.a_w, row0 = a.row0, col0 = a.col0;
+  const int64_t n0 = a.n0;
 
   // The taps: forward (c, r, s) for all r, s; backward-data (k, r, s) for the phase's contributing r, s. Tap
   // (ch, i, j) reads staged (ch, base_r + i * step_r, base_c + j * step_c) relative to its pixel's origin.
@@ -451,14 +471,13 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
       v = to_acc(wt[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]]);
     }
     wsm[e] = v;
+    if (kDgrad && o == 0) toff[tap] = ch * t.plane + (base_r + i * step_r) * t.pitch + base_c + j * step_c;
   }
   stage<T, kNHWC>(xs, src, n0, p.N, src_ch, src_base, t.red, t.red, src_rows, src_cols, srow0, scol0, t.rows, t.cols,
                   t.pitch, t.plane, t.nb, t.slot);
   __syncthreads();
 
   const int tile_pix = t.tp * t.tq, total = t.nb * tile_pix;
-  const int out_rows = kDgrad ? (dst_rows - a_h + p.stride_h - 1) / p.stride_h : dst_rows;  // this phase's sub-grid
-  const int out_cols = kDgrad ? (dst_cols - a_w + p.stride_w - 1) / p.stride_w : dst_cols;
   for (int item = threadIdx.x; item < t.ocb * t.npb; item += blockDim.x) {
     const int ob = item / t.npb, pb = item - ob * t.npb;
     int off[kBlockPix];
@@ -482,38 +501,47 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
     }
 
     const float* wp = wsm + ob * kBlockCh;
-    for (int ch = 0; ch < t.red; ++ch) {
-      for (int i = 0; i < nr; ++i) {
-        const int row_off = ch * t.plane + (base_r + i * step_r) * t.pitch + base_c;
+    // One tap: a broadcast read of 8 filter values, 8 pixel reads, 64 FFMAs.
+    auto tap_fma = [&](int to) {
+      const float4 w0 = *reinterpret_cast<const float4*>(wp);
+      const float4 w1 = *reinterpret_cast<const float4*>(wp + 4);
+      wp += t.ocp;
+      const float wk[kBlockCh] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+      float v[kBlockPix];
+#pragma unroll
+      for (int jx = 0; jx < kBlockPix; ++jx) v[jx] = xs[off[jx] + to];
+#pragma unroll
+      for (int k = 0; k < kBlockCh; ++k)
+#pragma unroll
+        for (int jx = 0; jx < kBlockPix; ++jx) acc[k][jx] = fmaf(wk[k], v[jx], acc[k][jx]);
+    };
+    if constexpr (kDgrad) {  // the phase's taps from the table (their geometry kept out of registers)
 #pragma unroll 2
-        for (int j = 0; j < ns; ++j) {
-          const int to = row_off + j * step_c;
-          const float4 w0 = *reinterpret_cast<const float4*>(wp);
-          const float4 w1 = *reinterpret_cast<const float4*>(wp + 4);
-          wp += t.ocp;
-          const float wk[kBlockCh] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-          float v[kBlockPix];
-#pragma unroll
-          for (int jx = 0; jx < kBlockPix; ++jx) v[jx] = xs[off[jx] + to];
-#pragma unroll
-          for (int k = 0; k < kBlockCh; ++k)
-#pragma unroll
-            for (int jx = 0; jx < kBlockPix; ++jx) acc[k][jx] = fmaf(wk[k], v[jx], acc[k][jx]);
+      for (int tap = 0; tap < ntaps; ++tap) tap_fma(toff[tap]);
+    } else {  // (c, r, s): offsets from the loop counters and the kernel parameters
+      for (int ch = 0; ch < t.red; ++ch)
+        for (int i = 0; i < R; ++i) {
+          const int row_off = ch * t.plane + i * p.dil_h * t.pitch;
+#pragma unroll 2
+          for (int j = 0; j < S; ++j) tap_fma(row_off + j * p.dil_w);
         }
-      }
     }
 
+    // Decoded again (not kept live through the tap loop).
+    const TileAt at_ = tile_at(t, blockIdx.x, kDgrad ? p.stride_w : 1);
+    const int out_rows = kDgrad ? (dst_rows - at_.a_h + p.stride_h - 1) / p.stride_h : dst_rows;  // the phase's grid
+    const int out_cols = kDgrad ? (dst_cols - at_.a_w + p.stride_w - 1) / p.stride_w : dst_cols;
 #pragma unroll
     for (int j = 0; j < kBlockPix; ++j) {
       const int q = pb + j * t.npb;
       if (q >= total) continue;
       const int nbi = q / tile_pix, rem = q - nbi * tile_pix;
       const int i = rem / t.tq, jj = rem - i * t.tq;
-      const int64_t n = n0 + nbi;
-      const int orow = row0 + i, ocol = col0 + jj;
+      const int64_t n = at_.n0 + nbi;
+      const int orow = at_.row0 + i, ocol = at_.col0 + jj;
       if (n >= p.N || orow >= out_rows || ocol >= out_cols) continue;
-      const int64_t h = kDgrad ? a_h + int64_t(orow) * p.stride_h : orow;
-      const int64_t w = kDgrad ? a_w + int64_t(ocol) * p.stride_w : ocol;
+      const int64_t h = kDgrad ? at_.a_h + int64_t(orow) * p.stride_h : orow;
+      const int64_t w = kDgrad ? at_.a_w + int64_t(ocol) * p.stride_w : ocol;
       const int64_t ch0 = dst_base + ob * kBlockCh;
       if (kNHWC) {
         T* at = dst + ((n * dst_rows + h) * dst_cols + w) * dst_ch + ch0;
@@ -563,6 +591,112 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
     if (p.channels_last) launch_conv_kernel<T, true, kDgrad>(p, t, stream);
     else launch_conv_kernel<T, false, kDgrad>(p, t, stream);
   });
+}
+
+// ---- Backward-weight.
+
+// Writes the total of grad_weight element e = k * ftaps + (c * R + r) * S + s.
+template <typename T>
+struct StoreWeight {
+  T* w;
+  int64_t k_stride, c_stride, r_stride, s_stride;
+  int R, S, ftaps;
+  __device__ __forceinline__ void operator()(int64_t e, float total) const {
+    const int64_t k = e / ftaps;
+    const int tap = static_cast<int>(e - k * ftaps);
+    const int c = tap / (R * S), rs = tap - c * (R * S);
+    const int r = rs / S, s = rs - r * S;
+    w[k * k_stride + c * c_stride + r * r_stride + s * s_stride] = from_acc<T>(total);
+  }
+};
+
+// Block (group * wchunks + chunk of register blocks, split): the split's (image, tile) pairs, as at the top.
+template <typename T, bool kNHWC>
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+    wgrad_kernel(const ConvParams p, const WPlan t, SplitOutput<float, StoreWeight<T>> out) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* const xs = reinterpret_cast<float*>(smem);
+  float* const gs = xs + t.goffset;                           // [position][gstride]
+  int* const pos_off = reinterpret_cast<int*>(xs + t.toffset);  // position -> its window's origin in xs
+
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const T* __restrict__ dy = static_cast<const T*>(p.y);
+  const int64_t cpg = p.C_per_group(), kpg = p.K_per_group();
+  const int64_t g = blockIdx.x / t.wchunks;
+  const int wc = static_cast<int>(blockIdx.x % t.wchunks);
+  const int lane = threadIdx.x % t.lanes, wl = threadIdx.x / t.lanes;
+  const int wb = wc * t.wchunk + wl;
+  const bool active = wl < t.wchunk && wb < t.kb * t.tb;
+  const int kb = active ? wb / t.tb : 0, tb = active ? wb - (wb / t.tb) * t.tb : 0;
+  const int RS = static_cast<int>(p.R * p.S), S = static_cast<int>(p.S);
+  const int H = static_cast<int>(p.H), W = static_cast<int>(p.W), P = static_cast<int>(p.P), Q = static_cast<int>(p.Q);
+
+  const int npos = t.tp * t.tq;
+  for (int pos = threadIdx.x; pos < npos; pos += blockDim.x) {
+    const int i = pos / t.tq, j = pos - i * t.tq;
+    pos_off[pos] = i * p.stride_h * t.pitch + j * p.stride_w;
+  }
+
+  float acc[kBlockCh][kBlockPix];
+#pragma unroll
+  for (int k = 0; k < kBlockCh; ++k)
+#pragma unroll
+    for (int m = 0; m < kBlockPix; ++m) acc[k][m] = 0.0f;
+
+  const int64_t per_image = t.tiles_p * t.tiles_q;
+  for (int64_t item = blockIdx.y; item < t.items; item += gridDim.y) {
+    const int64_t n = item / per_image;
+    const int rest = static_cast<int>(item - n * per_image);
+    const int row0 = (rest / static_cast<int>(t.tiles_q)) * t.tp;
+    const int col0 = (rest % static_cast<int>(t.tiles_q)) * t.tq;
+    __syncthreads();  // the previous tile's reads are done (and pos_off is written)
+    stage<T, kNHWC>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H, W,
+                    row0 * p.stride_h - p.pad_h, col0 * p.stride_w - p.pad_w, t.rows, t.cols, t.pitch, t.xplane, 1, 0);
+    stage<T, kNHWC>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0, t.tp, t.tq,
+                    t.tq * t.gstride, 1, 1, 0, t.gstride);
+    __syncthreads();
+    if (active) {
+      // This thread's 8 taps (c, r, s) as offsets into the staged input (0 past the filter: computed, never
+      // stored); recomputed per tile so that they are not live across the staging.
+      int toff[kBlockPix];
+#pragma unroll
+      for (int m = 0; m < kBlockPix; ++m) {
+        const int tap = tb * kBlockPix + m;
+        toff[m] = 0;
+        if (tap < t.ftaps) {
+          const int c = tap / RS, rs = tap - c * RS;
+          const int r = rs / S, s = rs - r * S;
+          toff[m] = c * t.xplane + r * p.dil_h * t.pitch + s * p.dil_w;
+        }
+      }
+      const float* gk = gs + kb * kBlockCh;
+      for (int pos = lane; pos < npos; pos += t.lanes) {
+        const int xo = pos_off[pos];
+        const float4 g0 = *reinterpret_cast<const float4*>(gk + pos * t.gstride);
+        const float4 g1 = *reinterpret_cast<const float4*>(gk + pos * t.gstride + 4);
+        const float gv[kBlockCh] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+        float xv[kBlockPix];
+#pragma unroll
+        for (int m = 0; m < kBlockPix; ++m) xv[m] = xs[xo + toff[m]];
+#pragma unroll
+        for (int k = 0; k < kBlockCh; ++k)
+#pragma unroll
+          for (int m = 0; m < kBlockPix; ++m) acc[k][m] = fmaf(gv[k], xv[m], acc[k][m]);
+      }
+    }
+  }
+
+  // The lanes of a register block add their sums by a fixed shuffle tree (lanes is a power of 2 dividing 32, and
+  // a register block's lanes are consecutive threads of one warp); lane 0 puts the totals.
+#pragma unroll
+  for (int k = 0; k < kBlockCh; ++k)
+#pragma unroll
+    for (int m = 0; m < kBlockPix; ++m) {
+      float v = acc[k][m];
+      for (int offset = t.lanes / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset, t.lanes);
+      const int kk = kb * kBlockCh + k, tap = tb * kBlockPix + m;
+      if (active && lane == 0 && kk < kpg && tap < t.ftaps) out.put((g * kpg + kk) * t.ftaps + tap, v);
+    }
 }
 
 }  // namespace grp
