@@ -155,7 +155,10 @@ inline Plan smallest_conv_plan(const ConvParams& p, bool dgrad) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   int64_t tq = tile_cols(ow);
   Plan t = conv_plan(p, dgrad, 1, tq, 1);
-  while ((t.smem == 0 || t.smem > max_shared_memory_for(p)) && tq > 1) t = conv_plan(p, dgrad, 1, tq = (tq + 1) / 2, 1);
+  while ((t.smem == 0 || t.smem > max_shared_memory_for(p)) && tq > 1) {
+    tq = (tq + 1) / 2;
+    t = conv_plan(p, dgrad, 1, tq, 1);
+  }
   return t;
 }
 
@@ -174,10 +177,12 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
       const Plan t = conv_plan(p, dgrad, tp, tq, nb);
       if (t.smem == 0) break;  // too many threads: so are taller tiles
       if (t.smem > limit) break;
-      const double per_block = double(t.threads) * t.taps * 80.0 + double(nb) * t.slot * 10.0 + double(t.taps) * t.ocp * 6.0 + 2000.0;
+      const double per_block = double(t.threads) * t.taps * 80.0 + double(nb) * t.slot * 10.0 +
+                               double(t.taps) * t.ocp * 6.0 + 2000.0;
       const int64_t resident = std::max<int64_t>(
           1, std::min<int64_t>({232448 / (t.smem + 1024), 2048 / t.threads, 65536 / (int64_t(t.threads) * 128), 32}));
-      const int64_t waves = (t.blocks + sms * resident - 1) / (sms * resident);
+      const int64_t blocks = t.blocks * p.groups;
+      const int64_t waves = (blocks + sms * resident - 1) / (sms * resident);
       const double time = double(waves) * resident * per_block;
       if (best.smem == 0 || time < best_time || (time == best_time && t.smem < best.smem)) best = t, best_time = time;
     }
@@ -287,7 +292,8 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   if (why.empty()) why = dw::dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
   if (!why.empty()) return why;
   if (role == Role::kBackwardWeight) {
-    if (make_wgrad_plan(p, 0).smem == 0) return "its smallest tile needs more shared memory than this GPU gives a block";
+    if (make_wgrad_plan(p, 0).smem == 0)
+      return "its smallest tile needs more shared memory than this GPU gives a block";
     return "";
   }
   const Plan t = smallest_conv_plan(p, role == Role::kBackwardData);
@@ -555,7 +561,8 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
       } else {
 #pragma unroll
         for (int k = 0; k < kBlockCh; ++k)
-          if (ob * kBlockCh + k < t.out) dst[((n * dst_ch + ch0 + k) * dst_rows + h) * dst_cols + w] = from_acc<T>(acc[k][j]);
+          if (ob * kBlockCh + k < t.out)
+            dst[((n * dst_ch + ch0 + k) * dst_rows + h) * dst_cols + w] = from_acc<T>(acc[k][j]);
       }
     }
   }
