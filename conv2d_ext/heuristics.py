@@ -143,7 +143,8 @@ RULES = (
     # dtype but float64: MMA tiles would be mostly empty; the tiled grouped kernels keep each group's filters and
     # input tile in shared memory (exact FP32 FMA, so fp32 goes there whether TF32 is allowed or not)
     Rule("tiled:grouped", lambda p, pass_: _narrow_groups(p, pass_),
-         "narrow groups: shared-memory tiles of a group's input and filters, 8x8 FFMA register blocks (exact FP32)"),
+         "narrow groups: shared-memory tiles of a group's input and filters, 8-channel x 7-pixel FFMA register "
+         "blocks (exact FP32)"),
     # forward
     Rule("implicit_gemm:64x64", lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 128, 128) < _FULL_WAVE_TILES,
          "tensor cores (implicit GEMM); 64x64 tiles, as 128x128 tiles would leave SMs idle"),

@@ -50,7 +50,7 @@ extern const KernelInfo forward_tiled_depthwise;
 extern const KernelInfo backward_data_tiled_depthwise;
 extern const KernelInfo backward_weight_tiled_depthwise;
 // Grouped configuration (C/groups and K/groups each at most 32, not depthwise): a block per (group, tile of pixels
-// of a few images), input tile and the group's filters staged as fp32, 8 channels x 8 pixels FFMA register blocks
+// of a few images), input tile and the group's filters staged as fp32, 8 channels x 7 pixels FFMA register blocks
 // per thread (grouped.cuh); backward-data by stride phase (a gather, no atomics); backward-weight reducing
 // per-block partial sums in a fixed order.
 extern const KernelInfo forward_tiled_grouped;

@@ -10,8 +10,8 @@
 //     [row][pitch]) whatever the tensor's layout, so that threads reading neighbouring pixels of one channel hit
 //     distinct banks (in NHWC the plane size is padded so that the staging stores spread over the banks too);
 //   - the group's filters as fp32, tap-major: wsm[tap][output channel], output channels padded to a multiple of 8.
-// Each thread computes a register block of kBlockCh (8) output channels x kBlockPix (8) pixels: per reduction tap,
-// one 32-byte broadcast read of 8 filter values and 8 pixel reads feed 64 FFMAs. A thread's pixels are strided by
+// Each thread computes a register block of kBlockCh (8) output channels x kBlockPix (7) pixels: per reduction tap,
+// one 32-byte broadcast read of 8 filter values and 7 pixel reads feed 56 FFMAs. A thread's pixels are strided by
 // the number of pixel blocks, so the 32 lanes of a warp read 32 neighbouring pixels (conflict-free, coalesced
 // NCHW stores); channels-last stores write a thread's 8 channels of a pixel as 16-byte vectors where aligned.
 //
@@ -52,12 +52,14 @@ namespace conv2d_ext {
 namespace grp {
 
 constexpr int kBlockCh = 8;            // output channels per thread (register block)
-constexpr int kBlockPix = 8;           // output pixels per thread
+constexpr int kBlockPix = 7;           // output pixels per thread: 7 divides the 56 / 28 / 14 / 7 wide images of
+                                       // ResNeXt-style networks, so their tiles leave no thread idle
+constexpr int kBlockTaps = 8;          // backward-weight: filter taps per thread
 constexpr int kMaxThreads = 256;       // threads per block, at most
 constexpr int kMinBlocks = 2;          // blocks per SM the register allocation must allow (<= 128 registers)
 constexpr int kMaxGroupChannels = 32;  // C/groups and K/groups, at most
 constexpr int kMaxPositions = 1024;    // backward-weight: output positions per tile, at most
-constexpr int64_t kSmemBudget = 72 * 1024;  // planned shared memory per block: three blocks on an H100 SM
+constexpr int64_t kSmemBudget = 72 * 1024;  // planned shared memory per block: three blocks fit an H100 SM
 
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
@@ -163,7 +165,7 @@ inline Plan smallest_conv_plan(const ConvParams& p, bool dgrad) {
 }
 
 // The launch plan: among tiles of up to kMaxThreads register blocks within kSmemBudget, the one with the least
-// estimated time: instructions per block (64 FFMA + ~16 others per thread and tap, ~10 per staged element, ~6 per
+// estimated time: instructions per block (56 FFMA + ~15 others per thread and tap, ~10 per staged element, ~6 per
 // staged filter value) times the blocks each SM runs one after another (waves x resident blocks).
 inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
@@ -177,7 +179,7 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
       const Plan t = conv_plan(p, dgrad, tp, tq, nb);
       if (t.smem == 0) break;  // too many threads: so are taller tiles
       if (t.smem > limit) break;
-      const double per_block = double(t.threads) * t.taps * 80.0 + double(nb) * t.slot * 10.0 +
+      const double per_block = double(t.threads) * t.taps * 71.0 + double(nb) * t.slot * 10.0 +
                                double(t.taps) * t.ocp * 6.0 + 2000.0;
       const int64_t resident = std::max<int64_t>(
           1, std::min<int64_t>({232448 / (t.smem + 1024), 2048 / t.threads, 65536 / (int64_t(t.threads) * 128), 32}));
@@ -218,7 +220,7 @@ inline WPlan wgrad_plan_for(const ConvParams& p, int64_t tp, int64_t tq) {
   const int64_t kpad = round_up(kpg, kBlockCh);
   const int64_t gstride = kpad / 4 % 2 == 0 ? kpad + 4 : kpad;
   const int64_t ftaps = cpg * p.R * p.S;
-  const int64_t kb = kpad / kBlockCh, tb = (ftaps + kBlockPix - 1) / kBlockPix;
+  const int64_t kb = kpad / kBlockCh, tb = (ftaps + kBlockTaps - 1) / kBlockTaps;
   if (cpg * xplane + tp * tq * (gstride + 1) > (int64_t(1) << 22)) return t;
   const int64_t wblocks = kb * tb;
   int64_t lanes = 32;
@@ -507,7 +509,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
     }
 
     const float* wp = wsm + ob * kBlockCh;
-    // One tap: a broadcast read of 8 filter values, 8 pixel reads, 64 FFMAs.
+    // One tap: a broadcast read of 8 filter values, 7 pixel reads, 56 FFMAs.
     auto tap_fma = [&](int to) {
       const float4 w0 = *reinterpret_cast<const float4*>(wp);
       const float4 w1 = *reinterpret_cast<const float4*>(wp + 4);
@@ -644,11 +646,11 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     pos_off[pos] = i * p.stride_h * t.pitch + j * p.stride_w;
   }
 
-  float acc[kBlockCh][kBlockPix];
+  float acc[kBlockCh][kBlockTaps];
 #pragma unroll
   for (int k = 0; k < kBlockCh; ++k)
 #pragma unroll
-    for (int m = 0; m < kBlockPix; ++m) acc[k][m] = 0.0f;
+    for (int m = 0; m < kBlockTaps; ++m) acc[k][m] = 0.0f;
 
   const int64_t per_image = t.tiles_p * t.tiles_q;
   for (int64_t item = blockIdx.y; item < t.items; item += gridDim.y) {
@@ -665,10 +667,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     if (active) {
       // This thread's 8 taps (c, r, s) as offsets into the staged input (0 past the filter: computed, never
       // stored); recomputed per tile so that they are not live across the staging.
-      int toff[kBlockPix];
+      int toff[kBlockTaps];
 #pragma unroll
-      for (int m = 0; m < kBlockPix; ++m) {
-        const int tap = tb * kBlockPix + m;
+      for (int m = 0; m < kBlockTaps; ++m) {
+        const int tap = tb * kBlockTaps + m;
         toff[m] = 0;
         if (tap < t.ftaps) {
           const int c = tap / RS, rs = tap - c * RS;
@@ -682,13 +684,13 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
         const float4 g0 = *reinterpret_cast<const float4*>(gk + pos * t.gstride);
         const float4 g1 = *reinterpret_cast<const float4*>(gk + pos * t.gstride + 4);
         const float gv[kBlockCh] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
-        float xv[kBlockPix];
+        float xv[kBlockTaps];
 #pragma unroll
-        for (int m = 0; m < kBlockPix; ++m) xv[m] = xs[xo + toff[m]];
+        for (int m = 0; m < kBlockTaps; ++m) xv[m] = xs[xo + toff[m]];
 #pragma unroll
         for (int k = 0; k < kBlockCh; ++k)
 #pragma unroll
-          for (int m = 0; m < kBlockPix; ++m) acc[k][m] = fmaf(gv[k], xv[m], acc[k][m]);
+          for (int m = 0; m < kBlockTaps; ++m) acc[k][m] = fmaf(gv[k], xv[m], acc[k][m]);
       }
     }
   }
@@ -698,10 +700,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
 #pragma unroll
   for (int k = 0; k < kBlockCh; ++k)
 #pragma unroll
-    for (int m = 0; m < kBlockPix; ++m) {
+    for (int m = 0; m < kBlockTaps; ++m) {
       float v = acc[k][m];
       for (int offset = t.lanes / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset, t.lanes);
-      const int kk = kb * kBlockCh + k, tap = tb * kBlockPix + m;
+      const int kk = kb * kBlockCh + k, tap = tb * kBlockTaps + m;
       if (active && lane == 0 && kk < kpg && tap < t.ftaps) out.put((g * kpg + kk) * t.ftaps + tap, v);
     }
 }

@@ -1,6 +1,6 @@
 // Forward, tiled family, grouped configuration: y[n,k,p,q] = bias[k] + sum over c < C/groups, r, s of
 // w[k,c,r,s] * x[n, g*C/groups + c, p*sh - ph + r*dh, q*sw - pw + s*dw] (g = k / (K/groups)), for narrow groups,
-// on shared-memory tiles with 8 x 8 FFMA register blocks (csrc/tiled/grouped.cuh).
+// on shared-memory tiles with 8-channel x 7-pixel FFMA register blocks (csrc/tiled/grouped.cuh).
 #include "kernels.h"
 #include "tiled/grouped.cuh"
 
