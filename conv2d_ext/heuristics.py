@@ -108,6 +108,11 @@ def _tensor_core(p: Problem, pass_: str) -> bool:
     return _tensor_core_dtype(p) and not p.depthwise and _gemm_columns(p, pass_) >= 16
 
 
+def _narrow_groups(p: Problem, pass_: str) -> bool:
+    """A grouped convolution (groups > 1, not depthwise) whose narrow side is too small for tensor cores."""
+    return p.groups > 1 and not p.depthwise and _gemm_columns(p, pass_) < 16
+
+
 def _tensor_core_forward(p: Problem, pass_: str) -> bool:
     return pass_ == "forward" and _tensor_core(p, pass_)
 
@@ -144,6 +149,12 @@ RULES = (
     # depthwise, every pass and dtype but float64
     Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
+    # narrow groups (fewer than 16 channels on the GEMM's narrow side, groups > 1, not depthwise), every pass and
+    # dtype but float64: MMA tiles would be mostly empty; the tiled grouped kernels keep each group's filters and
+    # input tile in shared memory (exact FP32 FMA, so fp32 goes there whether TF32 is allowed or not)
+    Rule("tiled:grouped", lambda p, pass_: _narrow_groups(p, pass_),
+         "narrow groups: shared-memory tiles of a group's input and filters, 8-channel x 7-pixel FFMA register "
+         "blocks (exact FP32)"),
     # forward. Hopper (sm_90a builds) first: wgmma, NCHW activations copied to NHWC ahead of the kernel; the
     # other GPUs' kernels below (the wgmma kernels cannot implement their problems).
     Rule("implicit_gemm:256x128_wgk128",

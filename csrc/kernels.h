@@ -54,6 +54,13 @@ extern const KernelInfo backward_weight_implicit_gemm_ffma;
 extern const KernelInfo forward_tiled_depthwise;
 extern const KernelInfo backward_data_tiled_depthwise;
 extern const KernelInfo backward_weight_tiled_depthwise;
+// Grouped configuration (C/groups and K/groups each at most 32, not depthwise): a block per (group, tile of pixels
+// of a few images), input tile and the group's filters staged as fp32, 8 channels x 7 pixels FFMA register blocks
+// per thread (grouped.cuh); backward-data by stride phase (a gather, no atomics); backward-weight reducing
+// per-block partial sums in a fixed order.
+extern const KernelInfo forward_tiled_grouped;
+extern const KernelInfo backward_data_tiled_grouped;
+extern const KernelInfo backward_weight_tiled_grouped;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

@@ -300,3 +300,89 @@ def test_auto_variant_depthwise(precision_mode, layout, poison):
     x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc")
     assert conv2d_ext.explain(x, w, b, **case.conv_args).count("tiled:depthwise") == 3
     run_and_check(case, precision_mode, layout, "auto", True)
+
+
+# Grouped shapes for the tiled family's grouped kernels (issue 9): narrow groups (C/groups and K/groups up to 32)
+# with odd channel counts, channel multipliers K/groups != C/groups (both ways, up to 32 with masked register
+# blocks), strides (backward-data by stride phase, phases no tap reaches included), dilations, non-square and 1x1
+# filters, asymmetric padding, odd and wide images (several column tiles), batch 1, a split backward-weight, and
+# the suite's grouped_g32 at batch 2.
+GROUPED_GRID = {
+    "c4_k6": Case(2, 8, 12, 11, 12, 3, 3, 1, 1, 1, 2),
+    "c3_k5_stride2": Case(2, 12, 15, 17, 20, 3, 3, 2, 1, 1, 4),
+    "c4_k1": Case(2, 8, 10, 9, 2, 3, 3, 1, 1, 1, 2),
+    "c2_k6_multiplier_3": Case(1, 4, 11, 13, 12, 3, 3, 1, 1, 1, 2),
+    "c5_k12": Case(1, 10, 10, 10, 24, 3, 3, 1, 1, 1, 2),
+    "c16_k16": Case(2, 32, 9, 9, 32, 3, 3, 1, 1, 1, 2),
+    "c32_k32": Case(1, 64, 8, 8, 64, 3, 3, 1, 1, 1, 2),
+    "c5_k3_batch3": Case(3, 15, 7, 9, 9, 3, 3, 1, 1, 1, 3),
+    "stride2_5x5": Case(2, 8, 13, 14, 8, 5, 5, 2, 2, 1, 2),
+    "stride_2x3": Case(1, 12, 19, 21, 6, 3, 3, (2, 3), 1, 1, 3),
+    "dilation2": Case(2, 8, 16, 16, 8, 3, 3, 1, 2, 2, 4),
+    "dilation_2x3_s2": Case(2, 8, 19, 21, 12, 3, 3, 2, 1, (2, 3), 4),
+    "3x1": Case(2, 8, 16, 9, 8, 3, 1, 1, (1, 0), 1, 2),
+    "1x7": Case(2, 8, 9, 16, 8, 1, 7, 1, (0, 3), 1, 2),
+    "5x3": Case(1, 6, 12, 10, 9, 5, 3, 1, (2, 1), 1, 3),
+    "1x1_g4": Case(2, 16, 9, 11, 8, 1, 1, 1, 0, 1, 4),
+    "same_even_4x4": Case(2, 8, 10, 11, 8, 4, 4, 1, "same", 1, 4),  # asymmetric padding
+    "padding_beyond_kernel": Case(1, 8, 5, 6, 8, 3, 3, 1, 3, 1, 2),
+    "stride_beyond_kernel": Case(2, 8, 17, 17, 8, 2, 2, 3, 0, 1, 2),  # backward-data phases without taps
+    "odd_129x151": Case(1, 6, 129, 151, 6, 3, 3, 1, 1, 1, 2),
+    "batch1_g4": Case(1, 16, 20, 20, 16, 3, 3, 1, 1, 1, 4),
+    "batch16_split": Case(16, 8, 32, 32, 8, 3, 3, 1, 1, 1, 2),  # backward-weight in several splits
+    "suite_g32_n2": Case(2, 256, 28, 28, 256, 3, 3, 1, 1, 1, 32),
+}
+GROUPED_SLICED = ["c3_k5_stride2", "c5_k12", "1x7", "odd_129x151", "suite_g32_n2"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(GROUPED_GRID))
+def test_tiled_grouped(name, precision_mode, layout, poison):
+    """tiled:grouped forced on every pass of grouped shapes; it must accept each of them (fp32 meets the fp32 bound
+    in the tf32 mode too: it never uses tensor cores)."""
+    bias = list(GROUPED_GRID).index(name) % 2 == 0
+    run_and_check(GROUPED_GRID[name], precision_mode, layout, "tiled:grouped", bias, must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", GROUPED_SLICED)
+def test_tiled_grouped_sliced_inputs(name, precision_mode, layout, slicing, poison):
+    """Misaligned base pointers (odd offsets: scalar loads, and channels-last stores fall back from 16-byte vectors)
+    and padded rows, in both layouts."""
+    offset, row_pad = SLICINGS[slicing]
+    run_and_check(GROUPED_GRID[name], precision_mode, layout, "tiled:grouped", True, offset, row_pad, must_run=True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["suite_g32_n2", "c3_k5_stride2", "batch16_split"])
+def test_tiled_grouped_backward_weight_is_deterministic(name, layout):
+    """Backward-weight adds fixed per-block partials in a fixed order (a shuffle tree, then the splits in order; no
+    atomics): bit-identical over 10 runs, with torch.use_deterministic_algorithms(True)."""
+    case = GROUPED_GRID[name]
+    seed = fresh_seed()
+    x, w, _ = make_inputs(*case.sizes, case.groups, torch.float32, channels_last=layout == "nhwc", bias=False,
+                          seed=seed)
+    w.requires_grad_(True)
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant="tiled:grouped")
+        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=layout == "nhwc")
+        first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
+        for _ in range(10):
+            assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
+    finally:
+        torch.use_deterministic_algorithms(saved)
+
+
+@pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "bf16"], indirect=True)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_auto_variant_grouped(precision_mode, layout, poison):
+    """The heuristics pick tiled:grouped for every pass of a narrow grouped convolution."""
+    case = GROUPED_GRID["suite_g32_n2"]
+    x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc")
+    assert conv2d_ext.explain(x, w, b, **case.conv_args).count("tiled:grouped") == 3
+    run_and_check(case, precision_mode, layout, "auto", True)

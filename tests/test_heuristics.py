@@ -347,12 +347,12 @@ def test_exact_precision_stays_off_tensor_cores(kw):
 
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():
-    """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile: depthwise runs on the
-    tiled family, narrow groups on the direct one."""
+    """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile: both run on the
+    tiled family (tiled:depthwise, tiled:grouped)."""
     depthwise = _suite_problem(32, 144, 56, 56, 144, 3, 3, pad=1, groups=144, dtype="float16")
     narrow = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=32, dtype="float16")
     assert select(depthwise)["forward"].kernel == "tiled:depthwise"
-    assert select(narrow)["forward"].family == "direct"
+    assert select(narrow)["forward"].kernel == "tiled:grouped"
 
 
 DEPTHWISE_SUITE = {
@@ -388,12 +388,52 @@ def test_depthwise_float64_and_old_gpus_fall_back_to_direct():
 
 
 def test_grouped_but_not_depthwise_stays_off_the_tiled_depthwise_kernels():
-    """groups < C (two input channels per group) is not depthwise: tiled:depthwise says so, direct runs it."""
+    """groups < C (two input channels per group) is not depthwise: tiled:depthwise says so, tiled:grouped runs it."""
     grouped = problem(groups=8)
     assert not grouped.depthwise
     for pass_ in PASSES:
-        assert select(grouped)[pass_].family != "tiled"
+        assert select(grouped)[pass_].kernel == "tiled:grouped"
         assert "not depthwise" in can_implement("tiled:depthwise", pass_, grouped)
+
+
+GROUPED_SUITE = {
+    "grouped_g32": dict(N=32, C=256, H=28, W=28, K=256, R=3, S=3, pad=1, groups=32),
+    "g4_c3_k5_stride2": dict(N=2, C=12, H=15, W=17, K=20, R=3, S=3, stride=2, pad=1, groups=4),
+    "g2_c12_k8_5x5": dict(N=1, C=24, H=9, W=9, K=16, R=5, S=5, pad=2, groups=2),
+}
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype,allow_tf32", [("float32", True), ("float32", False), ("float16", True),
+                                              ("bfloat16", True)], ids=["tf32", "fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("case", list(GROUPED_SUITE))
+def test_narrow_groups_run_the_tiled_grouped_kernels_on_every_pass(case, dtype, allow_tf32, layout):
+    """Every pass of a grouped problem whose narrow side (K/groups forward and backward-weight, C/groups
+    backward-data) is below 16 picks tiled:grouped (fp32 with or without TF32, fp16, bf16, both layouts)."""
+    p = _suite_problem(**GROUPED_SUITE[case], dtype=dtype, allow_tf32=allow_tf32, channels_last=layout == "nhwc")
+    assert p.groups > 1 and not p.depthwise
+    plan = select(p)
+    for pass_ in PASSES:
+        assert plan[pass_].kernel == "tiled:grouped", pass_
+        assert "narrow groups" in plan[pass_].reason
+
+
+def test_grouped_float64_wide_groups_and_groups_1_stay_off_the_tiled_grouped_kernels():
+    """float64 runs the direct family; groups of 16 or more channels on the GEMM's narrow side keep their GEMM
+    kernels; an ungrouped convolution with few channels is not a narrow-group problem; C/groups above 32 is beyond
+    tiled:grouped (it says why)."""
+    fp64 = _suite_problem(**GROUPED_SUITE["grouped_g32"], dtype="float64")
+    assert {d.kernel for d in select(fp64).values()} == {"direct"}
+    assert can_implement("tiled:grouped", "forward", fp64) == "float64 runs on the direct family"
+    wide = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=4, dtype="float16")
+    assert all(d.family == "implicit_gemm" for d in select(wide).values())
+    ungrouped = _suite_problem(2, 3, 32, 32, 8, 3, 3, pad=1, dtype="float16")
+    assert all(d.kernel != "tiled:grouped" for d in select(ungrouped).values())
+    deep = _suite_problem(2, 128, 16, 16, 16, 3, 3, pad=1, groups=2, dtype="float16")  # C/g 64, K/g 8
+    assert "channels per group above 32" in can_implement("tiled:grouped", "forward", deep)
+    assert select(deep)["forward"].family == "direct"
+    depthwise = _suite_problem(2, 8, 8, 8, 8, 3, 3, pad=1, groups=8)
+    assert "runs on tiled:depthwise" in can_implement("tiled:grouped", "forward", depthwise)
 
 
 def test_implicit_gemm_configuration_by_shape_and_layout():
