@@ -327,12 +327,15 @@ def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last
     included (one GEMM per stride phase)."""
     plan = select(_suite_problem(**SEED, dtype=dtype, allow_tf32=allow_tf32, channels_last=channels_last))
     assert plan["forward"].family == plan["backward_data"].family == plan["backward_weight"].family == "implicit_gemm"
-    strided = select(_suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype=dtype, allow_tf32=allow_tf32,
-                                    channels_last=channels_last))
+    r50_3x3_128_s2 = dict(stride=2, pad=1, dtype=dtype, allow_tf32=allow_tf32, channels_last=channels_last)
+    strided = select(_suite_problem(32, 128, 56, 56, 128, 3, 3, **r50_3x3_128_s2, capability=(8, 0)))
     assert {d.family for d in strided.values()} == {"implicit_gemm"}
-    # r50_3x3_128_s2: 4 phases of 32 x 28 x 28 input pixels, 784 tiles of 128 x 128: the large tiles
+    # r50_3x3_128_s2 on an A100: 4 phases of 32 x 28 x 28 input pixels, 784 tiles of 128 x 128: the large tiles
     expected = "implicit_gemm:128x128_w8" if dtype != "float32" and not channels_last else "implicit_gemm:128x128_w4"
     assert strided["backward_data"].kernel == expected
+    hopper = _suite_problem(32, 128, 56, 56, 128, 3, 3, **r50_3x3_128_s2)  # capability 9.0
+    if _wgmma_built(hopper):  # 392 tiles of 256 x 128 over the phases: the large wgmma tiles
+        assert select(hopper)["backward_data"].kernel == "implicit_gemm:256x128_wg"
 
 
 @pytest.mark.parametrize("kw", [dict(dtype="float32", allow_tf32=False), dict(dtype="float64")],
@@ -436,17 +439,48 @@ def test_grouped_float64_wide_groups_and_groups_1_stay_off_the_tiled_grouped_ker
     assert "runs on tiled:depthwise" in can_implement("tiled:grouped", "forward", depthwise)
 
 
+def _wgmma_built(p):
+    """Can this build's wgmma kernels run p (an sm_90a build and a capability 9.0 problem)?"""
+    return can_implement("implicit_gemm:128x128_wg", "forward", p) is None
+
+
 def test_implicit_gemm_configuration_by_shape_and_layout():
-    """64x64 tiles when 128x128 would not fill the GPU; 128-byte k-tiles for channels-last with vector channels;
-    8 warps for gathered (NCHW fp16/bf16 or odd channel counts) activations; 4 warps for NCHW TF32."""
-    small = _suite_problem(32, 512, 7, 7, 512, 3, 3, pad=1, dtype="bfloat16")
+    """Off Hopper (here an A100): 64x64 tiles when 128x128 would not fill the GPU; 128-byte k-tiles for
+    channels-last with vector channels; 8 warps for gathered (NCHW fp16/bf16 or odd channel counts) activations;
+    4 warps for NCHW TF32."""
+    a100 = dict(capability=(8, 0))
+    small = _suite_problem(32, 512, 7, 7, 512, 3, 3, pad=1, dtype="bfloat16", **a100)
     assert select(small)["forward"].kernel == "implicit_gemm:64x64"
-    assert select(_suite_problem(**SEED, dtype="bfloat16", channels_last=True))["forward"].kernel == \
+    assert select(_suite_problem(**SEED, dtype="bfloat16", channels_last=True, **a100))["forward"].kernel == \
         "implicit_gemm:128x128_k128"
-    first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16", channels_last=True)
+    first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16", channels_last=True,
+                                 **a100)
     assert select(first_layer)["forward"].kernel == "implicit_gemm:128x128_w8"
-    assert select(_suite_problem(**SEED, dtype="float16"))["forward"].kernel == "implicit_gemm:128x128_w8"
-    assert select(_suite_problem(**SEED, dtype="float32"))["forward"].kernel == "implicit_gemm:128x128_w4"
+    assert select(_suite_problem(**SEED, dtype="float16", **a100))["forward"].kernel == "implicit_gemm:128x128_w8"
+    assert select(_suite_problem(**SEED, dtype="float32", **a100))["forward"].kernel == "implicit_gemm:128x128_w4"
+
+
+def test_hopper_runs_the_wgmma_configurations():
+    """On compute capability 9.0 (an sm_90a build): 256x128 tiles with 128-byte k-tiles for large problems whose
+    channels fill 16-byte vectors (NCHW too: its activations are copied to NHWC first), 128x128 wgmma tiles for the
+    rest, 64x64 only below a quarter wave; wgmma backward-data; the mma.sync backward-weight. Elsewhere the wgmma
+    kernels say why they cannot run."""
+    seed = _suite_problem(**SEED, dtype="bfloat16")
+    if not _wgmma_built(seed):
+        why = can_implement("implicit_gemm:128x128_wg", "forward", seed)
+        assert "sm_90a" in why or "9.0" in why or "not built" in why or "no forward kernel" in why
+        return
+    for layout in (False, True):
+        plan = select(_suite_problem(**SEED, dtype="bfloat16", channels_last=layout))
+        assert plan["forward"].kernel == "implicit_gemm:256x128_wgk128"
+        assert plan["backward_data"].kernel == "implicit_gemm:256x128_wg"
+        assert plan["backward_weight"].kernel == "implicit_gemm:128x128_w8"
+    r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
+    assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_wg"
+    tiny = _suite_problem(1, 64, 14, 14, 64, 3, 3, pad=1, dtype="float16")  # 2 tiles
+    assert select(tiny)["forward"].kernel == "implicit_gemm:64x64"
+    a100 = _suite_problem(**SEED, dtype="bfloat16", capability=(8, 0))
+    assert "9.0" in can_implement("implicit_gemm:128x128_wg", "forward", a100)
 
 
 def test_implicit_gemm_explains_what_it_cannot_run():
@@ -461,12 +495,15 @@ def test_implicit_gemm_explains_what_it_cannot_run():
 
 def test_strided_backward_data_tiles_per_stride_phase():
     """Strided backward-data runs one GEMM per stride phase: its tile count is phases x the largest phase's tiles, so
-    a small strided problem takes 64x64 tiles; a first layer on 3 input channels stays on the direct family (too
-    narrow for MMA tiles)."""
+    a small strided problem takes 64x64 tiles; a first layer on 3 input channels takes 64x64 tiles too (mostly empty,
+    still far faster than the direct loops), in a tensor-core dtype only."""
     r50_s2 = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert heuristics._tiles(r50_s2, 128, 128, "backward_data") == 4 * 196  # 4 phases of 32 x 28 x 28 pixels
     assert heuristics._tiles(_suite_problem(1, 16, 17, 16, 16, 2, 2, stride=3), 64, 64, "backward_data") == 9 * 1
     small = _suite_problem(2, 64, 14, 14, 64, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert select(small)["backward_data"].kernel == "implicit_gemm:64x64"
     first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
-    assert select(first_layer)["backward_data"].family == "direct"
+    assert select(first_layer)["backward_data"].kernel == "implicit_gemm:64x64"
+    assert "fewer than 16 input channels" in select(first_layer)["backward_data"].reason
+    exact = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="float32", allow_tf32=False)
+    assert select(exact)["backward_data"].family == "direct"
