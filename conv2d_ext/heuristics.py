@@ -187,6 +187,9 @@ RULES = (
     Rule("implicit_gemm:128x128_wg",
          lambda p, s: _tensor_core_backward_data(p, s) and _tiles(p, 128, 128, s) >= _QUARTER_WAVE_TILES,
          "tensor cores (Hopper wgmma over grad_output); 128x128 tiles, two CTAs per SM"),
+    Rule("implicit_gemm:128x128_wg", _few_input_channels,
+         "tensor cores (Hopper wgmma over grad_output); fewer than 16 input channels (a first layer): tiles mostly "
+         "empty, still far faster than the direct loops (r50_conv1 bf16 NCHW: 1.1 ms, 64x64 2.4 ms, direct 4.3 ms)"),
     Rule("implicit_gemm:64x64", _few_input_channels,
          "tensor cores (implicit GEMM over grad_output); fewer than 16 input channels (a first layer): 64-wide tiles, "
          "mostly empty, still run far faster than the direct loops"),
@@ -199,6 +202,9 @@ RULES = (
     Rule("implicit_gemm:128x128_w4", _tensor_core_backward_data,
          "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
     # backward-weight
+    Rule("implicit_gemm:64x64", lambda p, s: s == "backward_weight" and _tensor_core(p, s) and p.K // p.groups <= 64,
+         "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits; 64x64 "
+         "tiles for 64 or fewer output channels (r50_conv1 bf16 NCHW: 0.19 ms against 0.26 on 128x128)"),
     Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits"),
     # exact FP32 (allow_tf32 = False), every pass

@@ -503,7 +503,11 @@ def test_strided_backward_data_tiles_per_stride_phase():
     small = _suite_problem(2, 64, 14, 14, 64, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert select(small)["backward_data"].kernel == "implicit_gemm:64x64"
     first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
-    assert select(first_layer)["backward_data"].kernel == "implicit_gemm:64x64"
+    expected = "implicit_gemm:128x128_wg" if _wgmma_built(first_layer) else "implicit_gemm:64x64"
+    assert select(first_layer)["backward_data"].kernel == expected
     assert "fewer than 16 input channels" in select(first_layer)["backward_data"].reason
+    a100 = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16", capability=(8, 0))
+    assert select(a100)["backward_data"].kernel == "implicit_gemm:64x64"
+    assert select(a100)["backward_weight"].kernel == "implicit_gemm:64x64"  # 64 output channels
     exact = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="float32", allow_tf32=False)
     assert select(exact)["backward_data"].family == "direct"
