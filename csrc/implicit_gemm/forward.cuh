@@ -38,79 +38,36 @@ __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* 
 }
 
 // Dense NHWC copy of an N x C x H x W tensor with strides `s` (n, c, h, w): the activations of an NCHW problem for
-// the channel-vector loaders. Tiles of kTile channels x kTile pixels through shared memory, so that both the reads
-// (along pixels) and the writes (along channels) are coalesced 128-byte rows; 16-bit types move pairs (4 bytes) per
-// thread when kPairs (each image's channel planes dense, W even, 4-byte aligned planes): the copy is bound by
-// instructions issued (ncu, seed bf16: 82% of issue slots busy at 1.3 TB/s with one element per thread).
-// H * W < 2^31.
-template <typename T, bool kPairs>
+// the channel-vector loaders. 32 x 32 (channels x pixels) tiles through shared memory, so both the reads (along
+// pixels) and the writes (along channels) are coalesced; one division per thread. H * W < 2^31. Bound by
+// instructions issued, one element per thread (ncu, seed bf16: 832 us, 1.3 TB/s, 82% of issue slots busy): moving
+// 16-bit pairs per thread is the next step (benchmarks/NOTES.md).
+template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
                                                int C, int H, int W) {
-  constexpr int kVec = kPairs ? 2 : 1, kTile = 32 * kVec;
-  __shared__ T tile[kTile][kTile + 1];  // odd pitch (16-bit) or +1 word (fp32): column reads spread over the banks
-  const int HW = H * W, p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
+  __shared__ T tile[32][33];
+  const int HW = H * W, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const int64_t n = blockIdx.z;
-  const int px = p0 + threadIdx.x * kVec;  // this thread's first pixel in the reads
-  if (px < HW) {
-    const T* src;
-    if constexpr (kPairs) {
-      src = x + n * s.k + px;  // pixels px, px + 1 of one row (planes dense, W even, px even)
-    } else {
-      const int h = px / W, w = px - h * W;
-      src = x + n * s.k + h * s.r + w * s.s;
-    }
+  const int px = p0 + threadIdx.x, h = px / W, w = px - h * W;
 #pragma unroll
-    for (int i = threadIdx.y; i < kTile; i += 8) {
-      if (c0 + i >= C) break;
-      if constexpr (kPairs) {
-        union { uint32_t u; T e[2]; } pair;
-        pair.u = *reinterpret_cast<const uint32_t*>(src + (c0 + i) * s.c);
-        tile[i][threadIdx.x * 2] = pair.e[0];
-        tile[i][threadIdx.x * 2 + 1] = pair.e[1];
-      } else {
-        tile[i][threadIdx.x] = src[(c0 + i) * s.c];
-      }
-    }
-  }
+  for (int i = threadIdx.y; i < 32; i += 8)
+    if (c0 + i < C && px < HW) tile[i][threadIdx.x] = x[n * s.k + (c0 + i) * s.c + h * s.r + w * s.s];
   __syncthreads();
-  const int c = c0 + threadIdx.x * kVec;  // this thread's first channel in the writes
-  if (c >= C) return;
-  T* dst = out + (n * HW + p0) * C + c;
 #pragma unroll
-  for (int i = threadIdx.y; i < kTile; i += 8) {
-    if (p0 + i >= HW) break;
-    if constexpr (kPairs) {
-      if (c + 1 < C && C % 2 == 0) {
-        union { uint32_t u; T e[2]; } pair;
-        pair.e[0] = tile[threadIdx.x * 2][i];
-        pair.e[1] = tile[threadIdx.x * 2 + 1][i];
-        *reinterpret_cast<uint32_t*>(dst + int64_t(i) * C) = pair.u;
-      } else {
-        dst[int64_t(i) * C] = tile[threadIdx.x * 2][i];
-        if (c + 1 < C) dst[int64_t(i) * C + 1] = tile[threadIdx.x * 2 + 1][i];
-      }
-    } else {
-      dst[int64_t(i) * C] = tile[threadIdx.x][i];
-    }
-  }
+  for (int i = threadIdx.y; i < 32; i += 8)
+    if (c0 + int(threadIdx.x) < C && p0 + i < HW) out[(n * HW + p0 + i) * C + c0 + threadIdx.x] = tile[threadIdx.x][i];
 }
 
-// `out`: 4-byte aligned (a workspace region).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
                     cudaStream_t stream) {
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
-  const bool pairs = sizeof(T) == 2 && stride[3] == 1 && stride[2] == W && W % 2 == 0 && stride[1] % 2 == 0 &&
-                     stride[0] % 2 == 0 && reinterpret_cast<uintptr_t>(x) % 4 == 0;
-  const int64_t tile = pairs ? 64 : 32;
   for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
-    const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
+    const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((C + 31) / 32),
                     static_cast<unsigned>(images));
-    const T* src = x + n0 * stride[0];
-    T* dst = out + n0 * H * W * C;
-    if (pairs) to_nhwc<T, true><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
-    else to_nhwc<T, false><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
+    to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(x + n0 * stride[0], s, out + n0 * H * W * C, static_cast<int>(C),
+                                                 static_cast<int>(H), static_cast<int>(W));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }
