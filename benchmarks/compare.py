@@ -129,7 +129,8 @@ def main(argv=None):
         case = testing.CASES[name]
         try:
             inputs, setup_error = suite.make_case_inputs(case, mode, layout, seed=len(rows)), None
-            why = explain(ext, *inputs[:2], case, args.variant)
+            with testing.precision(mode):  # fp32 rows: TF32 allowed or not, as the row runs
+                why = explain(ext, *inputs[:2], case, args.variant)
         except Exception as e:
             inputs, setup_error = None, "error: inputs: " + env.short_exc(e)
         for pass_name in args.passes:
