@@ -1,5 +1,5 @@
 // Element types: the CUDA type that stands for each DType, its accumulator type, conversions, and
-// dispatch_dtype(), which turns the runtime DType into a compile-time type for a launcher.
+// dispatch_dtype() / dispatch_float_dtype(), which turn the runtime DType into a compile-time type for a launcher.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -36,6 +36,18 @@ void dispatch_dtype(DType dtype, F&& f) {
     case DType::kFloat16: f(TypeTag<__half>{}); break;
     case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
     default: TORCH_CHECK(false, "conv2d_ext: unsupported dtype");
+  }
+}
+
+// The same for kernels without a float64 path (the tensor-core and tiled families; their can_implement has turned
+// float64 away): float, half, bfloat16. `kernel` names the caller in the error.
+template <typename F>
+void dispatch_float_dtype(DType dtype, const char* kernel, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: f(TypeTag<float>{}); break;
+    case DType::kFloat16: f(TypeTag<__half>{}); break;
+    case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
+    default: TORCH_CHECK(false, "conv2d_ext: ", kernel, ": unsupported dtype");
   }
 }
 

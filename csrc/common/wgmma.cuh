@@ -95,37 +95,25 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
 // d (64 x 128 per warpgroup, fp32) += A (64 x one 32-byte step, descriptor a) * B (128 x the same step, descriptor b)^T.
 template <typename T> struct Wgmma64x128;
 
-template <> struct Wgmma64x128<__nv_bfloat16> {
-  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
 #ifdef CONV2D_EXT_WGMMA_DEVICE
-    CONV2D_EXT_WGMMA_64N128("m64n128k16.f32.bf16.bf16", ", 0, 0");
+#define CONV2D_EXT_WGMMA_RUN(shape_and_types, immediates) CONV2D_EXT_WGMMA_64N128(shape_and_types, immediates)
 #else
-    __trap();
+#define CONV2D_EXT_WGMMA_RUN(shape_and_types, immediates) __trap()
 #endif
-  }
-};
+#define CONV2D_EXT_WGMMA_SPECIALIZATION(T, shape_and_types, immediates)                  \
+  template <> struct Wgmma64x128<T> {                                                      \
+    __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {   \
+      CONV2D_EXT_WGMMA_RUN(shape_and_types, immediates);                                   \
+    }                                                                                      \
+  };
 
-template <> struct Wgmma64x128<__half> {
-  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
-    CONV2D_EXT_WGMMA_64N128("m64n128k16.f32.f16.f16", ", 0, 0");
-#else
-    __trap();
-#endif
-  }
-};
-
+CONV2D_EXT_WGMMA_SPECIALIZATION(__nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 0, 0")  // both operands K-major
+CONV2D_EXT_WGMMA_SPECIALIZATION(__half, "m64n128k16.f32.f16.f16", ", 0, 0")
 // fp32 bits go in as they are: the tensor core reads their TF32 part (both operands K-major, as TF32 requires).
-template <> struct Wgmma64x128<float> {
-  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
-    CONV2D_EXT_WGMMA_64N128("m64n128k8.f32.tf32.tf32", "");
-#else
-    __trap();
-#endif
-  }
-};
+CONV2D_EXT_WGMMA_SPECIALIZATION(float, "m64n128k8.f32.tf32.tf32", "")
 
+#undef CONV2D_EXT_WGMMA_SPECIALIZATION
+#undef CONV2D_EXT_WGMMA_RUN
 #undef CONV2D_EXT_WGMMA_64N128
 
 }  // namespace conv2d_ext

@@ -282,11 +282,8 @@ void backward_data_launch_typed(const ConvParams& p, void* workspace, cudaStream
   if constexpr (Cfg::kWgmma) {
     if (backward_data_stages_nhwc<Cfg>(p)) {  // NHWC grad_output in, NCHW grad_input out
       T* dy = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
-      launch_to_nhwc<T>(static_cast<const T*>(p.y), p.y_stride, dy, p.N, p.K, p.P, p.Q, stream);
       ConvParams q = p;
-      q.y = dy;
-      const int64_t nhwc[4] = {p.P * p.Q * p.K, 1, p.Q * p.K, p.K};
-      for (int i = 0; i < 4; ++i) q.y_stride[i] = nhwc[i];
+      q.y = staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream);
       launch_backward_data_variant<T, Cfg, true, true, false, false>(q, packed, stream);
       return;
     }
@@ -322,7 +319,7 @@ std::string backward_data_can_implement(const ConvParams& p) {
 
 template <class Cfg>
 void backward_data_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
-  dispatch_tensor_core_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "implicit_gemm", [&](auto tag) {
     backward_data_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
   });
 }

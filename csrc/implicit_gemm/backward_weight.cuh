@@ -321,13 +321,9 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
     unsigned char* next = static_cast<unsigned char*>(workspace) + region(int64_t(split.splits) * count * 4);
     T* x = reinterpret_cast<T*>(next);
     T* dy = reinterpret_cast<T*>(next + region(p.N * p.C * p.H * p.W * 2));
-    launch_to_nhwc<T>(static_cast<const T*>(p.x), p.x_stride, x, p.N, p.C, p.H, p.W, stream);
-    launch_to_nhwc<T>(static_cast<const T*>(p.y), p.y_stride, dy, p.N, p.K, p.P, p.Q, stream);
     ConvParams q = p;
-    q.x = x;
-    q.y = dy;
-    const int64_t xs[4] = {p.H * p.W * p.C, 1, p.W * p.C, p.C}, ys[4] = {p.P * p.Q * p.K, 1, p.Q * p.K, p.K};
-    for (int i = 0; i < 4; ++i) q.x_stride[i] = xs[i], q.y_stride[i] = ys[i];
+    q.x = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream);
+    q.y = staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream);
     if constexpr (sizeof(T) == 2) launch_backward_weight_variant<T, Cfg, true, true>(q, partials, split, stream);
     nhwc_order = true;
   } else if (!p.channels_last) {
@@ -355,7 +351,7 @@ std::string backward_weight_can_implement(const ConvParams& p) {
 
 template <class Cfg>
 void backward_weight_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
-  dispatch_tensor_core_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "implicit_gemm", [&](auto tag) {
     backward_weight_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
   });
 }

@@ -72,6 +72,16 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   }
 }
 
+// Stages activations `act` (N x C x H x W, strides `stride`) for the channel-vector loaders: their dense NHWC copy at
+// `dst` (to_nhwc), whose strides go to `nhwc`. Returns dst.
+template <typename T>
+T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H, int64_t W,
+                     int64_t (&nhwc)[4], cudaStream_t stream) {
+  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
+  nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
+  return dst;
+}
+
 template <typename T, class Cfg, bool kNHWC>
 constexpr int forward_smem_bytes() {
   constexpr int E = 16 / sizeof(T);
@@ -216,11 +226,8 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
     if constexpr (Cfg::kWgmma) {
       if (stages_nhwc<Cfg>(p)) {  // NHWC activations in, NCHW output out (the epilogue writes it directly)
         T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
-        launch_to_nhwc<T>(static_cast<const T*>(p.x), p.x_stride, x, p.N, p.C, p.H, p.W, stream);
         ConvParams q = p;
-        q.x = x;
-        const int64_t nhwc[4] = {p.H * p.W * p.C, 1, p.W * p.C, p.C};
-        for (int i = 0; i < 4; ++i) q.x_stride[i] = nhwc[i];
+        q.x = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream);
         launch_variant<T, Cfg, true, true, false, false>(q, filters, fs, stream);
         return;
       }
@@ -312,7 +319,7 @@ std::string forward_can_implement(const ConvParams& p) {
 // Dtype dispatch of one configuration: its kernels for each dtype are instantiated in their own files.
 template <class Cfg>
 void forward_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
-  dispatch_tensor_core_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "implicit_gemm", [&](auto tag) {
     forward_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
   });
 }

@@ -35,18 +35,6 @@
 namespace conv2d_ext {
 namespace igemm {
 
-// Calls f(TypeTag<T>{}) with T the element type of a tensor-core dtype (fp16, bf16, fp32 as TF32): the launchers'
-// one runtime-to-template step (can_implement has already turned float64 away).
-template <typename F>
-void dispatch_tensor_core_dtype(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat16: f(TypeTag<__half>{}); break;
-    case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
-    case DType::kFloat32: f(TypeTag<float>{}); break;
-    default: TORCH_CHECK(false, "conv2d_ext: implicit_gemm: unsupported dtype");
-  }
-}
-
 // What computes a configuration's tiles: warp-level tensor-core MMAs (mma.sync, sm_80+), exact FP32 FFMA on CUDA
 // cores (float only), or Hopper's warpgroup MMAs (wgmma, sm_90a), which read both operands from shared memory.
 enum class Unit { kMma, kFfma, kWgmma };

@@ -636,24 +636,13 @@ void launch_conv_typed(const ConvParams& p, const Plan& t, cudaStream_t stream) 
   else launch_conv_kernel<T, kNHWC, kDgrad, 0, 0>(p, t, stream);
 }
 
-// Calls f(TypeTag<T>{}) for the dtypes of this family (can_implement has turned float64 away).
-template <typename F>
-void dispatch_dtype(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat32: f(TypeTag<float>{}); break;
-    case DType::kFloat16: f(TypeTag<__half>{}); break;
-    case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
-    default: TORCH_CHECK(false, "conv2d_ext: tiled:depthwise: unsupported dtype");
-  }
-}
-
 // Forward or backward-data of `p` (can_implement(p, role) is "").
 template <bool kDgrad>
 void launch_conv(const ConvParams& p, cudaStream_t stream) {
   if (p.N == 0) return;  // an empty batch: nothing to launch (a grid of 0 is an error)
   const Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
   TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
-  dw::dispatch_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
     else launch_conv_typed<T, false, kDgrad>(p, t, stream);

@@ -223,7 +223,7 @@ void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
   // An empty batch still runs: its blocks reduce nothing and store zeros.
   const WgradPlan w = plan(p);
   TORCH_CHECK(w.t.smem > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
-  dw::dispatch_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_typed<T, true>(p, w, workspace, stream);
     else launch_typed<T, false>(p, w, workspace, stream);

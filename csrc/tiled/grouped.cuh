@@ -570,17 +570,6 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   }
 }
 
-// Calls f(TypeTag<T>{}) for the dtypes of this configuration (can_implement has turned float64 away).
-template <typename F>
-void dispatch_dtype(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat32: f(TypeTag<float>{}); break;
-    case DType::kFloat16: f(TypeTag<__half>{}); break;
-    case DType::kBFloat16: f(TypeTag<__nv_bfloat16>{}); break;
-    default: TORCH_CHECK(false, "conv2d_ext: tiled:grouped: unsupported dtype");
-  }
-}
-
 template <typename T, bool kNHWC, bool kDgrad>
 void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad>;
@@ -595,7 +584,7 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
   if (p.N == 0) return;  // an empty batch: nothing to launch (a grid of 0 is an error)
   const Plan t = make_conv_plan(p, kDgrad, num_sms());
   TORCH_CHECK(t.smem > 0 && t.blocks > 0, "conv2d_ext: tiled:grouped: no tile plan for this problem");
-  grp::dispatch_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "tiled:grouped", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_kernel<T, true, kDgrad>(p, t, stream);
     else launch_conv_kernel<T, false, kDgrad>(p, t, stream);

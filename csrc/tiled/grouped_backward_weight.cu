@@ -35,7 +35,7 @@ int64_t wgrad_workspace_bytes(const ConvParams& p) {
 void launch_wgrad(const ConvParams& p, void* workspace, cudaStream_t stream) {
   const WPlan t = grp::make_wgrad_plan(p, num_sms());
   TORCH_CHECK(t.smem > 0, "conv2d_ext: tiled:grouped: no tile plan for this problem");
-  grp::dispatch_dtype(p.dtype, [&](auto tag) {
+  dispatch_float_dtype(p.dtype, "tiled:grouped", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_wgrad_kernel<T, true>(p, t, workspace, stream);
     else launch_wgrad_kernel<T, false>(p, t, workspace, stream);
