@@ -201,6 +201,40 @@ def test_implicit_gemm_128_byte_tiles_take_only_vector_shapes():
         assert _igemm_why_not("implicit_gemm:128x128_w8", **kw) == "", kw
 
 
+def _setup_arch_flags():
+    """setup.py's arch_flags, read from the file (setup.py itself runs setup() on import)."""
+    import re
+    source = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "setup.py")).read()
+    start, end = source.index("def arch_flags"), source.index("cuda_home = find_cuda_home()")
+    namespace = {"re": re, "sys": sys}
+    exec(source[start:end], namespace)
+    return namespace["arch_flags"]
+
+
+def test_setup_builds_hopper_as_sm90a_with_cuda_12():
+    """TORCH_CUDA_ARCH_LIST's 9.0 becomes sm_90a machine code (wgmma) with CUDA 12+, and CONV2D_EXT_SM90A tells the
+    host code; +PTX adds plain compute_XY PTX; CUDA 11 keeps plain sm_90 (no wgmma kernels)."""
+    arch_flags = _setup_arch_flags()
+    flags, defines = arch_flags("8.0;9.0+PTX", "13.0")
+    assert flags == ["-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90a,code=sm_90a",
+                     "-gencode=arch=compute_90,code=compute_90"]
+    assert defines == [("CONV2D_EXT_SM90A", "1")]
+    assert arch_flags("8.0 8.6", "12.4") == (["-gencode=arch=compute_80,code=sm_80",
+                                              "-gencode=arch=compute_86,code=sm_86"], [])
+    assert arch_flags("9.0", "11.8") == (["-gencode=arch=compute_90,code=sm_90"], [])
+    assert arch_flags("10.0+PTX", "13.0")[1] == []
+
+
+def test_wgmma_configurations_need_an_sm90a_build_and_a_hopper_gpu():
+    """The wgmma configurations run only on compute capability 9.0, and only in a build with sm_90a code; they say
+    why not elsewhere (the mma.sync configurations take those problems)."""
+    for kernel in ("implicit_gemm:128x128_wg", "implicit_gemm:256x128_wg", "implicit_gemm:256x128_wgk128"):
+        assert "9.0" in _igemm_why_not(kernel, sm=80)
+        why = _igemm_why_not(kernel, sm=90)
+        assert why == "" or "sm_90a" in why, why
+    assert _igemm_why_not("implicit_gemm:128x128_w8", sm=80) == ""
+
+
 def test_implicit_gemm_checks_shared_memory_per_gpu():
     """A configuration whose tiles need more shared memory than the GPU gives a block says so (sm_86 and sm_89
     give 99 KB, sm_80 163 KB, sm_90 227 KB)."""
