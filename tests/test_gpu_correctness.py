@@ -254,54 +254,6 @@ DEPTHWISE_GRID = {
 DEPTHWISE_SLICED = ["3x3_x2", "stride2", "5x9_x2", "odd_129x151", "suite_3x3_n2", "suite_7x7_n2"]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(DEPTHWISE_GRID))
-def test_tiled_depthwise(name, precision_mode, layout, poison):
-    """tiled:depthwise forced on every pass of depthwise shapes; it must accept each of them (fp32 meets the fp32
-    bound in the tf32 mode too: it never uses tensor cores)."""
-    bias = list(DEPTHWISE_GRID).index(name) % 2 == 0
-    run_and_check(DEPTHWISE_GRID[name], precision_mode, layout, "tiled:depthwise", bias, must_run=True)
-
-
-@pytest.mark.parametrize("slicing", list(SLICINGS))
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", DEPTHWISE_SLICED)
-def test_tiled_depthwise_sliced_inputs(name, precision_mode, layout, slicing, poison):
-    """Misaligned base pointers (odd offsets: the copies fall back to narrower or single-element ones) and padded
-    rows, in both layouts."""
-    offset, row_pad = SLICINGS[slicing]
-    run_and_check(DEPTHWISE_GRID[name], precision_mode, layout, "tiled:depthwise", True, offset, row_pad,
-                  must_run=True)
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("name", ["suite_3x3_n2", "5x9_x2", "batch16_split"])
-def test_tiled_depthwise_backward_weight_is_deterministic(name, layout):
-    """Backward-weight sums fixed per-block partials in a fixed order (no atomics): bit-identical run to run."""
-    case = DEPTHWISE_GRID[name]
-    seed = fresh_seed()
-    x, w, _ = make_inputs(*case.sizes, case.groups, torch.float32, channels_last=layout == "nhwc", bias=False,
-                          seed=seed)
-    w.requires_grad_(True)
-    y = conv2d_ext.conv2d(x, w, **case.conv_args, variant="tiled:depthwise")
-    grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=layout == "nhwc")
-    first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
-    for _ in range(3):
-        assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
-
-
-@pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_auto_variant_depthwise(precision_mode, layout, poison):
-    """The heuristics pick tiled:depthwise for every pass of a depthwise convolution."""
-    case = DEPTHWISE_GRID["3x3_x2"]
-    x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc")
-    assert conv2d_ext.explain(x, w, b, **case.conv_args).count("tiled:depthwise") == 3
-    run_and_check(case, precision_mode, layout, "auto", True)
-
-
 # Grouped shapes for the tiled family's grouped kernels (issue 9): narrow groups (C/groups and K/groups up to 32)
 # with odd channel counts, channel multipliers K/groups != C/groups (both ways, up to 32 with masked register
 # blocks), strides (backward-data by stride phase, phases no tap reaches included), dilations, non-square and 1x1
@@ -335,33 +287,48 @@ GROUPED_GRID = {
 GROUPED_SLICED = ["c3_k5_stride2", "c5_k12", "1x7", "odd_129x151", "suite_g32_n2"]
 
 
+# The tiled family's kernels: each forced on every pass of every case of its grid (it must accept all of them), on
+# sliced inputs, for a bit-identical backward-weight, and under the heuristics. Per kernel: its grid, the cases run
+# sliced, the cases whose backward-weight is repeated, the case run with variant "auto".
+TILED = {
+    "tiled:depthwise": (DEPTHWISE_GRID, DEPTHWISE_SLICED, ["suite_3x3_n2", "5x9_x2", "batch16_split"], "3x3_x2"),
+    "tiled:grouped": (GROUPED_GRID, GROUPED_SLICED, ["suite_g32_n2", "c3_k5_stride2", "batch16_split"], "suite_g32_n2"),
+}
+
+
+def _tiled(index):
+    """(kernel, case name) pairs of TILED's `index`-th list, for parametrize."""
+    return [(kernel, name) for kernel, spec in TILED.items() for name in spec[index]]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(GROUPED_GRID))
-def test_tiled_grouped(name, precision_mode, layout, poison):
-    """tiled:grouped forced on every pass of grouped shapes; it must accept each of them (fp32 meets the fp32 bound
-    in the tf32 mode too: it never uses tensor cores)."""
-    bias = list(GROUPED_GRID).index(name) % 2 == 0
-    run_and_check(GROUPED_GRID[name], precision_mode, layout, "tiled:grouped", bias, must_run=True)
+@pytest.mark.parametrize("kernel,name", _tiled(0))
+def test_tiled(kernel, name, precision_mode, layout, poison):
+    """A tiled kernel forced on every pass of its shapes; it must accept each of them (fp32 meets the fp32 bound in the
+    tf32 mode too: the tiled kernels never use tensor cores)."""
+    grid = TILED[kernel][0]
+    bias = list(grid).index(name) % 2 == 0
+    run_and_check(grid[name], precision_mode, layout, kernel, bias, must_run=True)
 
 
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", GROUPED_SLICED)
-def test_tiled_grouped_sliced_inputs(name, precision_mode, layout, slicing, poison):
-    """Misaligned base pointers (odd offsets: scalar loads, and channels-last stores fall back from 16-byte vectors)
-    and padded rows, in both layouts."""
+@pytest.mark.parametrize("kernel,name", _tiled(1))
+def test_tiled_sliced_inputs(kernel, name, precision_mode, layout, slicing, poison):
+    """Misaligned base pointers (odd offsets: the copies fall back to narrower or single-element ones, channels-last
+    stores from 16-byte vectors) and padded rows, in both layouts."""
     offset, row_pad = SLICINGS[slicing]
-    run_and_check(GROUPED_GRID[name], precision_mode, layout, "tiled:grouped", True, offset, row_pad, must_run=True)
+    run_and_check(TILED[kernel][0][name], precision_mode, layout, kernel, True, offset, row_pad, must_run=True)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("name", ["suite_g32_n2", "c3_k5_stride2", "batch16_split"])
-def test_tiled_grouped_backward_weight_is_deterministic(name, layout):
-    """Backward-weight adds fixed per-block partials in a fixed order (a shuffle tree, then the splits in order; no
-    atomics): bit-identical over 10 runs, with torch.use_deterministic_algorithms(True)."""
-    case = GROUPED_GRID[name]
+@pytest.mark.parametrize("kernel,name", _tiled(2))
+def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
+    """Backward-weight adds fixed per-block partials in a fixed order (no atomics): bit-identical over 10 runs, with
+    torch.use_deterministic_algorithms(True)."""
+    case = TILED[kernel][0][name]
     seed = fresh_seed()
     x, w, _ = make_inputs(*case.sizes, case.groups, torch.float32, channels_last=layout == "nhwc", bias=False,
                           seed=seed)
@@ -369,7 +336,7 @@ def test_tiled_grouped_backward_weight_is_deterministic(name, layout):
     saved = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant="tiled:grouped")
+        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant=kernel)
         grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=layout == "nhwc")
         first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
         for _ in range(10):
@@ -380,9 +347,10 @@ def test_tiled_grouped_backward_weight_is_deterministic(name, layout):
 
 @pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "bf16"], indirect=True)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_auto_variant_grouped(precision_mode, layout, poison):
-    """The heuristics pick tiled:grouped for every pass of a narrow grouped convolution."""
-    case = GROUPED_GRID["suite_g32_n2"]
+@pytest.mark.parametrize("kernel", list(TILED))
+def test_auto_variant_tiled(kernel, precision_mode, layout, poison):
+    """The heuristics pick the tiled kernel for every pass of its kind of convolution (depthwise, narrow groups)."""
+    case = TILED[kernel][0][TILED[kernel][3]]
     x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc")
-    assert conv2d_ext.explain(x, w, b, **case.conv_args).count("tiled:grouped") == 3
+    assert conv2d_ext.explain(x, w, b, **case.conv_args).count(kernel) == 3
     run_and_check(case, precision_mode, layout, "auto", True)
