@@ -327,17 +327,5 @@ void backward_data_launch(const ConvParams& p, void* workspace, cudaStream_t str
 }  // namespace igemm
 }  // namespace conv2d_ext
 
-// The registry entry backward_data_implicit_gemm_<name> of configuration Config<name> (kernels instantiated per dtype
-// in backward_data_<name>_{f16,bf16,tf32}.cu).
-#define CONV2D_EXT_IGEMM_BACKWARD_DATA_ENTRY(name)                                                                  \
-  namespace conv2d_ext {                                                                                            \
-  namespace igemm {                                                                                                 \
-  extern template void backward_data_launch_typed<__half, Config##name>(const ConvParams&, void*, cudaStream_t);     \
-  extern template void backward_data_launch_typed<__nv_bfloat16, Config##name>(const ConvParams&, void*,             \
-                                                                               cudaStream_t);                        \
-  extern template void backward_data_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);      \
-  }                                                                                                                 \
-  const KernelInfo backward_data_implicit_gemm_##name = {                                                           \
-      Pass::kBackwardData, "implicit_gemm", #name, igemm::backward_data_can_implement<igemm::Config##name>,         \
-      igemm::backward_data_workspace<igemm::Config##name>, igemm::backward_data_launch<igemm::Config##name>};                            \
-  }
+// The registry entry backward_data_implicit_gemm_<name> (forward.cuh).
+#define CONV2D_EXT_IGEMM_BACKWARD_DATA_ENTRY(name) CONV2D_EXT_IGEMM_ENTRY(backward_data, kBackwardData, name)

@@ -359,17 +359,5 @@ void backward_weight_launch(const ConvParams& p, void* workspace, cudaStream_t s
 }  // namespace igemm
 }  // namespace conv2d_ext
 
-// The registry entry backward_weight_implicit_gemm_<name> of configuration Config<name> (kernels instantiated per
-// dtype in backward_weight_<name>_{f16,bf16,tf32}.cu).
-#define CONV2D_EXT_IGEMM_BACKWARD_WEIGHT_ENTRY(name)                                                                  \
-  namespace conv2d_ext {                                                                                              \
-  namespace igemm {                                                                                                   \
-  extern template void backward_weight_launch_typed<__half, Config##name>(const ConvParams&, void*, cudaStream_t);     \
-  extern template void backward_weight_launch_typed<__nv_bfloat16, Config##name>(const ConvParams&, void*,             \
-                                                                                 cudaStream_t);                        \
-  extern template void backward_weight_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);      \
-  }                                                                                                                   \
-  const KernelInfo backward_weight_implicit_gemm_##name = {                                                           \
-      Pass::kBackwardWeight, "implicit_gemm", #name, igemm::backward_weight_can_implement<igemm::Config##name>,       \
-      igemm::backward_weight_workspace<igemm::Config##name>, igemm::backward_weight_launch<igemm::Config##name>};     \
-  }
+// The registry entry backward_weight_implicit_gemm_<name> (forward.cuh).
+#define CONV2D_EXT_IGEMM_BACKWARD_WEIGHT_ENTRY(name) CONV2D_EXT_IGEMM_ENTRY(backward_weight, kBackwardWeight, name)

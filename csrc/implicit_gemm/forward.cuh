@@ -76,7 +76,7 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
 // `dst` (to_nhwc), whose strides go to `nhwc`. Returns dst.
 template <typename T>
 T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H, int64_t W,
-                     int64_t (&nhwc)[4], cudaStream_t stream) {
+               int64_t (&nhwc)[4], cudaStream_t stream) {
   launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
   nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
   return dst;
@@ -333,10 +333,11 @@ using Config128x128_k128 = TileConfig<128, 128, 2, 2, 3, 128>;     // 4 warps of
 using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of 32 x 32
 // Hopper (sm_90a): 2 warpgroups of 64 x 128 on wgmma, 5 stages of 64-byte k-tiles, two CTAs per SM.
 using Config128x128_wg = TileConfig<128, 128, 2, 4, 5, 64, 2, Unit::kWgmma>;
-// Hopper: 4 warpgroups of 64 x 128 (a 256 x 128 tile: a third fewer operand bytes per FLOP than 128 x 128, which
-// the activations' re-reads tap by tap make L2-bound), 6 stages of 64-byte k-tiles, one CTA per SM.
+// Hopper: 4 warpgroups of 64 x 128 (a 256 x 128 tile: a third fewer operand bytes per FLOP than 128 x 128; the
+// H100 sweep found no L2 limit to lift, but it pays on large problems), 6 stages of 64-byte k-tiles, one CTA per SM.
 using Config256x128_wg = TileConfig<256, 128, 4, 4, 6, 64, 1, Unit::kWgmma>;
-// The same with 128-byte k-tiles (4 stages): channels-last vector shapes only, as 128x128_k128.
+// The same with 128-byte k-tiles (4 stages): vector shapes only (channels-last, or NCHW staged to NHWC), as
+// 128x128_k128.
 using Config256x128_wgk128 = TileConfig<256, 128, 4, 4, 4, 128, 1, Unit::kWgmma>;
 // Exact FP32 on CUDA cores (FfmaWarp): 8 warps of 64 x 32, 8 x 8 accumulators per thread, float only.
 using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
@@ -351,17 +352,20 @@ void float_only_launch(const ConvParams& p, void* workspace, cudaStream_t stream
 }  // namespace igemm
 }  // namespace conv2d_ext
 
-// The registry entry forward_implicit_gemm_<name> of configuration Config<name>, whose kernels are instantiated per
-// dtype in forward_<name>_{f16,bf16,tf32}.cu (declared here so this file does not compile them again).
-#define CONV2D_EXT_IGEMM_FORWARD_ENTRY(name)                                                                    \
+// The registry entry <pass>_implicit_gemm_<name> (pass: forward, backward_data or backward_weight; kPass its Pass)
+// of configuration Config<name>, whose kernels are instantiated per dtype in <pass>_<name>_{f16,bf16,tf32}.cu
+// (declared here so the entry's file does not compile them again). Every pass's mapping supplies
+// <pass>_launch_typed, <pass>_can_implement, <pass>_workspace and <pass>_launch, templated on the configuration.
+#define CONV2D_EXT_IGEMM_ENTRY(pass, kPass, name)                                                                 \
   namespace conv2d_ext {                                                                                        \
   namespace igemm {                                                                                             \
-  extern template void forward_launch_typed<__half, Config##name>(const ConvParams&, void*, cudaStream_t);        \
-  extern template void forward_launch_typed<__nv_bfloat16, Config##name>(const ConvParams&, void*, cudaStream_t); \
-  extern template void forward_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);         \
+  extern template void pass##_launch_typed<__half, Config##name>(const ConvParams&, void*, cudaStream_t);       \
+  extern template void pass##_launch_typed<__nv_bfloat16, Config##name>(const ConvParams&, void*, cudaStream_t); \
+  extern template void pass##_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);        \
   }                                                                                                             \
-  const KernelInfo forward_implicit_gemm_##name = {Pass::kForward, "implicit_gemm", #name,                     \
-                                                   igemm::forward_can_implement<igemm::Config##name>,           \
-                                                   igemm::forward_workspace<igemm::Config##name>,                 \
-                                                   igemm::forward_launch<igemm::Config##name>};                 \
+  const KernelInfo pass##_implicit_gemm_##name = {Pass::kPass, "implicit_gemm", #name,                          \
+                                                  igemm::pass##_can_implement<igemm::Config##name>,             \
+                                                  igemm::pass##_workspace<igemm::Config##name>,                 \
+                                                  igemm::pass##_launch<igemm::Config##name>};                   \
   }
+#define CONV2D_EXT_IGEMM_FORWARD_ENTRY(name) CONV2D_EXT_IGEMM_ENTRY(forward, kForward, name)
