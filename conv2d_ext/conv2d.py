@@ -211,6 +211,10 @@ def _backward_weight(dy, x, call):
     return _ops.backward_weight(call.plan["backward_weight"].kernel, dy, x, call.problem)
 
 
+def _bias_grad(dy):
+    return _BiasGrad.apply(dy) if torch.is_grad_enabled() else _ops.backward_bias(dy)
+
+
 class _Forward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, bias, call):
@@ -225,7 +229,7 @@ class _Forward(torch.autograd.Function):
         dy = dy.contiguous(memory_format=_layout(call))
         dx = _backward_data(dy, w, call) if need[0] else None
         dw = _backward_weight(dy, x, call) if need[1] else None
-        db = (_BiasGrad.apply(dy) if torch.is_grad_enabled() else _ops.backward_bias(dy)) if need[2] else None
+        db = _bias_grad(dy) if need[2] else None
         return dx, dw, db, None
 
 
