@@ -159,7 +159,7 @@ RULES = (
     # narrow groups (fewer than 16 channels on the GEMM's narrow side, groups > 1, not depthwise), every pass and
     # dtype but float64: MMA tiles would be mostly empty; the tiled grouped kernels keep each group's filters and
     # input tile in shared memory (exact FP32 FMA, so fp32 goes there whether TF32 is allowed or not)
-    Rule("tiled:grouped", lambda p, pass_: _narrow_groups(p, pass_),
+    Rule("tiled:grouped", _narrow_groups,
          "narrow groups: shared-memory tiles of a group's input and filters, 8-channel x 7-pixel FFMA register "
          "blocks (exact FP32)"),
     # forward. Hopper (sm_90a builds) first: wgmma, NCHW activations copied to NHWC ahead of the kernel; the
@@ -202,7 +202,8 @@ RULES = (
     Rule("implicit_gemm:128x128_w4", _tensor_core_backward_data,
          "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
     # backward-weight
-    Rule("implicit_gemm:64x64", lambda p, s: s == "backward_weight" and _tensor_core(p, s) and p.K // p.groups <= 64,
+    Rule("implicit_gemm:64x64",
+         lambda p, s: s == "backward_weight" and _tensor_core(p, s) and _gemm_columns(p, s) <= 64,
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits; 64x64 "
          "tiles for 64 or fewer output channels (r50_conv1 bf16 NCHW: 0.19 ms against 0.26 on 128x128)"),
     Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
