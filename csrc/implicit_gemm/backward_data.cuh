@@ -246,16 +246,11 @@ inline ConvParams with_phase_taps(const ConvParams& p) {
   return q;
 }
 
-// NCHW grad_output copied to NHWC (to_nhwc) before a wgmma configuration, as the forward's activations
-// (stages_nhwc): when its channels fill 16-byte vectors, the walk is by tap and a phase has more than one tap.
+// Backward-data's grad_output: stages_nhwc over dy, with the most taps a stride phase has.
 template <class Cfg>
 bool backward_data_stages_nhwc(const ConvParams& p) {
-  if (!Cfg::kWgmma || p.channels_last || p.P * p.Q >= (int64_t(1) << 31)) return false;
   const ConvParams q = with_phase_taps(p);
-  const bool fp32 = p.dtype == DType::kFloat32;
-  const int64_t E = fp32 ? 4 : 8, Kg = p.K_per_group();
-  const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Kg, q.R * q.S) : flat_walk_pays<__half, Cfg>(Kg, q.R * q.S);
-  return q.R * q.S > 1 && p.K % E == 0 && Kg % E == 0 && !flat;
+  return stages_nhwc<Cfg>(p, p.K, p.K_per_group(), q.R * q.S, p.P * p.Q);
 }
 
 // The [C][R][S][Kg] filters, then (backward_data_stages_nhwc) the NHWC grad_output.

@@ -186,17 +186,24 @@ bool vector_loads_fit(const ConvParams& p, int64_t channels, const void* act, co
   return channels % E == 0 && filters_fit && activations_fit && !flat_walk_pays<T, Cfg>(channels, p.R * p.S);
 }
 
-// NCHW activations copied to NHWC (to_nhwc) before a configuration that stages them (wgmma: its element-by-element
-// NCHW loads are the limit, and each activation is read R*S times), when the copy's channels fill 16-byte vectors
-// and the walk is by tap. Not for 1x1 filters: each activation is read once, and the copy costs more than it saves
-// (r50_1x1 on the H100: 0.111 ms staged against 0.090 ms native, bf16).
+// Whether a configuration copies an NCHW operand to NHWC (to_nhwc) before its kernel: wgmma configurations, whose
+// element-by-element NCHW loads are the limit and which read each element once per tap, when the operand's
+// `channels` (and `per_group` of them per group) fill 16-byte vectors, the walk is by tap over `taps` > 1 taps, and
+// its images have fewer than 2^31 `pixels`. Not for one tap: each element is read once, and the copy costs more
+// than it saves (r50_1x1 on the H100: 0.111 ms staged against 0.090 ms native, bf16).
+template <class Cfg>
+bool stages_nhwc(const ConvParams& p, int64_t channels, int64_t per_group, int64_t taps, int64_t pixels) {
+  if (!Cfg::kWgmma || p.channels_last || taps == 1 || pixels >= (int64_t(1) << 31)) return false;
+  const bool fp32 = p.dtype == DType::kFloat32;
+  const int64_t E = fp32 ? 4 : 8;
+  const bool flat = fp32 ? flat_walk_pays<float, Cfg>(per_group, taps) : flat_walk_pays<__half, Cfg>(per_group, taps);
+  return channels % E == 0 && per_group % E == 0 && !flat;
+}
+
+// The forward's activations: stages_nhwc over x.
 template <class Cfg>
 bool stages_nhwc(const ConvParams& p) {
-  if (!Cfg::kWgmma || p.channels_last || p.R * p.S == 1 || p.H * p.W >= (int64_t(1) << 31)) return false;
-  const bool fp32 = p.dtype == DType::kFloat32;
-  const int64_t E = fp32 ? 4 : 8, Cg = p.C_per_group();
-  const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Cg, p.R * p.S) : flat_walk_pays<__half, Cfg>(Cg, p.R * p.S);
-  return p.C % E == 0 && Cg % E == 0 && !flat;
+  return stages_nhwc<Cfg>(p, p.C, p.C_per_group(), p.R * p.S, p.H * p.W);
 }
 
 // Bytes of a workspace region, rounded up so the next one starts 256-byte aligned.
