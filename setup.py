@@ -67,7 +67,7 @@ def find_cuda_home():
 
 
 def arch_flags(arch_list, cuda_version):
-    """nvcc -gencode flags for TORCH_CUDA_ARCH_LIST ("8.0;9.0+PTX": sm_80 and sm_90 machine code, compute_90 PTX),
+    """nvcc -gencode flags for TORCH_CUDA_ARCH_LIST ("8.0;9.0+PTX": sm_80 and sm_90a machine code, compute_90 PTX),
     and the macros the sources see. Compute capability 9.0 is built as sm_90a (Hopper's wgmma) when the toolkit
     has it (CUDA 12+), and CONV2D_EXT_SM90A tells the host code that the wgmma kernels exist. Given explicitly,
     these flags replace torch's own arch flags."""

@@ -3,8 +3,8 @@
 // bytes of the reduction per row, like mma.cuh's, so a k-tile's steps are the same for every dtype.
 //
 // Operands are K-major in shared memory, rows swizzled in 16-byte chunks (PTX ISA, "Matrix Descriptor Format" and
-// "Shared Memory Matrix Layout" of wgmma). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the calls trap, and
-// the kernels' can_implement keeps them from running (CONV2D_EXT_SM90A on the host says the build has them).
+// "Shared Memory Matrix Layout" of wgmma). Compiled only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the calls
+// trap, and the kernels' can_implement keeps them from running (CONV2D_EXT_SM90A on the host says the build has them).
 #pragma once
 
 #include <cstdint>
