@@ -33,6 +33,7 @@ def parse_args(argv=None):
     ap.add_argument("--layout", default=",".join(suite.LAYOUTS), help="comma list of nchw,nhwc")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default benchmarks/results/local)")
     ap.add_argument("--tag", default="sweep", help="output file stem: <out>/<tag>.json")
+    ap.add_argument("--kernels", default="", help="comma list of kernel configurations to time (default: all)")
     ap.add_argument("--quick", action="store_true", help="shorter timing")
     args = ap.parse_args(argv)
     for name, valid in (("shapes", testing.CASES), ("dtype", testing.DTYPES), ("layout", suite.LAYOUTS)):
@@ -103,6 +104,9 @@ def main(argv=None):
         print(f"error: {why_not}", file=sys.stderr, flush=True)
         return 2
     kernels = [k for k in ext.kernels()[PASS] if k.split(":")[0] == args.family]
+    if args.kernels:
+        wanted = set(args.kernels.split(","))
+        kernels = [k for k in kernels if k.split(":")[-1] in wanted]
     if not kernels:
         print(f"error: no {PASS} kernels of family {args.family!r} in this build", file=sys.stderr)
         return 2

@@ -164,6 +164,10 @@ RULES = (
          "blocks (exact FP32)"),
     # forward. Hopper (sm_90a builds) first: wgmma, NCHW activations copied to NHWC ahead of the kernel; the
     # other GPUs' kernels below (the wgmma kernels cannot implement their problems).
+    Rule("implicit_gemm:128x128_tma",
+         lambda p, s: _tensor_core_forward(p, s) and (p.channels_last or p.R * p.S > 1),
+         "tensor cores (Hopper wgmma fed by the copy engine: boxes of NHWC pixels per tap, one producer warp, two "
+         "consumer warpgroups); NCHW activations copied to NHWC first, so not for 1x1 NCHW"),
     Rule("implicit_gemm:256x128_wgk128",
          lambda p, s: _tensor_core_forward(p, s) and _tiles(p, 256, 128) >= _LARGE_WGMMA_TILES,
          "tensor cores (Hopper wgmma); 256x128 tiles, 128-byte k-tiles: a large problem, channels in 16-byte vectors"),

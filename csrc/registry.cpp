@@ -23,6 +23,7 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_tiled_grouped,
       &backward_data_tiled_grouped,
       &backward_weight_tiled_grouped,
+      &forward_implicit_gemm_128x128_tma,
       &forward_implicit_gemm_128x128_w4,
       &forward_implicit_gemm_256x128_wg,
       &forward_implicit_gemm_256x128_wgk128,

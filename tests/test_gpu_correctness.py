@@ -217,6 +217,54 @@ def test_implicit_gemm_strided_backward_data_sliced(name, kernel, layout, slicin
                       must_run=True)
 
 
+# The Hopper copy-engine forward (implicit_gemm:128x128_tma): its box of output pixels (nt images x ht rows x wt
+# columns) per shape, channels off the 128-byte k-tile, more than one tile of output channels (and a count off 16-byte
+# runs), strides as the copy engine's element strides, dilation, padding past the kernel, grouped k-tiles, 1x1. Each
+# case must run (not skip) wherever the kernel is built.
+TMA_FORWARD = {
+    "wide_rows_q200": Case(2, 16, 9, 200, 24, 3, 3, 1, 1, 1, 1),  # wt < Q: several boxes per output row
+    "s2_k140": Case(2, 64, 21, 23, 140, 3, 3, 2, 1, 1, 1),  # two tiles of output channels, 140 not in 16-byte runs
+    "dilation2_c72": Case(2, 72, 17, 19, 40, 3, 3, 1, 2, 2, 1),  # a partial k-tile of channels
+    "maps_7x7_n5": Case(5, 32, 7, 7, 64, 3, 3, 1, 1, 1, 1),  # boxes of two images
+    "groups2_c256": Case(2, 256, 10, 12, 64, 3, 3, 1, 1, 1, 2),
+    "s3_5x5_p2": Case(1, 16, 20, 19, 16, 5, 5, 3, 2, 1, 1),
+    "s_2x3_asymmetric": Case(2, 24, 13, 18, 40, 3, 5, (2, 3), (1, 2), 1, 1),
+    "1x1_c24": Case(3, 24, 9, 11, 20, 1, 1, 1, 0, 1, 1),
+    "padding_beyond_kernel": Case(1, 16, 5, 6, 16, 3, 3, 1, 3, 1, 1),
+    "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
+    "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
+}
+TMA_KERNEL = "implicit_gemm:128x128_tma"
+
+
+def _tma_built():
+    return TMA_KERNEL in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(TMA_FORWARD))
+def test_tma_forward(name, precision_mode, layout, poison):
+    """The copy-engine forward forced on shapes that exercise its boxes, NaN-poisoned output; it must accept each."""
+    if not _tma_built():
+        pytest.skip("implicit_gemm:128x128_tma needs an sm_90a build on a compute capability 9.0 GPU")
+    bias = list(TMA_FORWARD).index(name) % 2 == 0
+    run_and_check(TMA_FORWARD[name], precision_mode, layout, {"forward": TMA_KERNEL}, bias, must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["wide_rows_q200", "dilation2_c72", "s_2x3_asymmetric"])
+def test_tma_forward_sliced(name, layout, slicing, poison):
+    """Sliced inputs: an odd base pointer (channels-last: the cp.async fallback; NCHW: the NHWC copy) or padded rows."""
+    if not _tma_built():
+        pytest.skip("implicit_gemm:128x128_tma needs an sm_90a build on a compute capability 9.0 GPU")
+    offset, row_pad = SLICINGS[slicing]
+    with precision("bf16"):
+        run_and_check(TMA_FORWARD[name], "bf16", layout, {"forward": TMA_KERNEL}, True, offset, row_pad,
+                      must_run=True)
+
+
 @pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
 def test_auto_variant(precision_mode, poison):
     """The heuristics' own choice, with bias, on a ResNet-like shape."""

@@ -1,0 +1,321 @@
+// Forward on Hopper as a warp-specialized implicit GEMM fed by the copy engine (TMA), on wgmma (sm_90a).
+//
+// GEMM mapping, per group g (blockIdx.z), as forward.cuh: M = output pixels, N = K/groups output channels, the
+// reduction = R*S taps x C/groups channels, walked tap by tap in 128-byte k-tiles of channels. A CTA's M tile is a
+// box of output pixels, nt images x ht rows x wt columns (at most 128: tma_tile picks the box that wastes fewest
+// rows), so that its activations for one tap (r, s) and one k-tile of channels are one box of the NHWC input
+// tensor: columns q*sw - pw + s*dw, rows p*sh - ph + r*dh (the copy engine's element strides do the convolution
+// stride), and padding is the copy engine's zero fill of coordinates outside the tensor. The filter k-tile is one
+// box of the KRSC filters. Both land in shared memory in the 128-byte swizzle that wgmma reads.
+//
+// Warp roles: warp 8 (one thread of it) issues the copies of every k-tile into a kStages-deep ring of stages,
+// each stage completing on its `full` mbarrier; two consumer warpgroups (warps 0-7) each own 64 rows of the tile
+// and run one m64n128 wgmma per 32 bytes of the k-tile, releasing a stage (its `empty` mbarrier) once the MMAs
+// that read it are done. No address math in the consumers' loop, and no thread waits on its own loads. Two CTAs
+// per SM, so one's epilogue overlaps the other's main loop.
+//
+// Epilogue: bias, rounding to T, the tile staged in shared memory along the output's contiguous dimension, then
+// stored in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on consecutive pixels of
+// a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the problem's own layout.
+#pragma once
+
+#include "common/tma.cuh"
+#include "implicit_gemm/forward.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+// A CTA's box of output pixels: nt images x ht rows x wt columns, and how many boxes tile each dimension.
+struct TmaTile {
+  int wt = 1, ht = 1, nt = 1;
+  int64_t q_tiles = 0, p_tiles = 0, n_tiles = 0;
+  int64_t count() const { return q_tiles * p_tiles * n_tiles; }
+};
+
+// The box of at most `rows` pixels that tiles N x P x Q with the fewest boxes (ties: the widest rows), each box
+// dimension within the copy engine's 256 elements counting the stride's skipped ones.
+inline TmaTile tma_tile(const ConvParams& p, int rows) {
+  TmaTile best;
+  const int64_t max_wt = std::min<int64_t>({p.Q, rows, 256 / p.stride_w});
+  for (int64_t wt = max_wt; wt >= 1; --wt) {
+    const int64_t ht = std::min<int64_t>({p.P, rows / wt, 256 / p.stride_h});
+    const int64_t nt = std::min<int64_t>({p.N, rows / (wt * ht), 256});
+    TmaTile t{int(wt), int(ht), int(nt), (p.Q + wt - 1) / wt, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
+    if (best.count() == 0 || t.count() < best.count()) best = t;
+  }
+  return best;
+}
+
+// What the kernel needs besides its two tensor maps.
+struct TmaConv {
+  int wt, ht, nt, q_tiles, p_tiles;        // the M tile's box of pixels, and boxes per row and column
+  int N, P, Q;
+  int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int S, c_chunks, k_tiles;                 // reduction: R*S taps x c_chunks k-tiles of channels
+  int Cg, Kg;
+  uint32_t tx_bytes;                        // bytes of one stage's two boxes
+  void* y;
+  const void* bias;
+  int64_t ys[4];                            // output strides (n, k, p, q)
+};
+
+constexpr int kTmaBM = 128, kTmaBN = 128, kTmaRowBytes = 128;  // tile, and bytes of a k-tile row
+constexpr int kTmaStageBytes = (kTmaBM + kTmaBN) * kTmaRowBytes;
+constexpr int kTmaThreads = 288;  // two consumer warpgroups and one producer warp
+
+template <int kStages>
+constexpr int tma_smem_bytes() { return kStages * kTmaStageBytes + 1024 /* alignment */ + 2 * kStages * 8; }
+
+template <typename T, int kStages, bool kOutNHWC>
+__global__ void __launch_bounds__(kTmaThreads, 2)
+    forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
+                       const TmaConv c) {
+  constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
+  constexpr int kABytes = kTmaBM * kTmaRowBytes;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTmaStageBytes);
+  uint64_t* empty = full + kStages;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = blockIdx.z, k0 = blockIdx.y * kTmaBN;
+  int64_t tile = blockIdx.x;
+  const int q0 = static_cast<int>(tile % c.q_tiles) * c.wt;
+  tile /= c.q_tiles;
+  const int p0 = static_cast<int>(tile % c.p_tiles) * c.ht;
+  const int n0 = static_cast<int>(tile / c.p_tiles) * c.nt;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&full[s], 1);   // the producer's arrival (with the stage's bytes)
+      mbarrier_init(&empty[s], 2);  // one arrival per consumer warpgroup
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warp == 8) {  // producer
+    if (lane == 0) {
+      tma_prefetch_descriptor(&act);
+      tma_prefetch_descriptor(&filt);
+      const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
+      int r = 0, s = 0, cc = 0, stage = 0;
+      uint32_t phase = 0;
+      for (int kb = 0; kb < c.k_tiles; ++kb) {
+        if (kb >= kStages) mbarrier_wait(&empty[stage], phase ^ 1);  // its previous k-tile's MMAs are done
+        unsigned char* a = smem + stage * kTmaStageBytes;
+        mbarrier_arrive_expect_tx(&full[stage], c.tx_bytes);
+        tma_load_4d(a, &act, &full[stage], g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
+        tma_load_4d(a + kABytes, &filt, &full[stage], cc * BK, s, r, g * c.Kg + k0);
+        if (++cc == c.c_chunks) {
+          cc = 0;
+          if (++s == c.S) s = 0, ++r;
+        }
+        if (++stage == kStages) stage = 0, phase ^= 1;
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroup wg owns rows 64 wg .. 64 wg + 63 of the tile.
+  const int wg = warp / 4;
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  {
+    int stage = 0, prev = 0;
+    uint32_t phase = 0;
+    for (int kb = 0; kb < c.k_tiles; ++kb) {
+      mbarrier_wait(&full[stage], phase);
+      const unsigned char* a = smem + stage * kTmaStageBytes + wg * 64 * kTmaRowBytes;
+      const unsigned char* b = smem + stage * kTmaStageBytes + kABytes;
+      wgmma_fence();
+      wgmma_fence_operands(acc);
+#pragma unroll
+      for (int step = 0; step < kTmaRowBytes / 32; ++step)
+        Wgmma64x128<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(a + step * 32),
+                            wgmma_descriptor<kTmaRowBytes>(b + step * 32));
+      wgmma_commit();
+      wgmma_fence_operands(acc);
+      wgmma_wait<1>();  // k-tile kb - 1's MMAs are done: its stage is free
+      if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[prev]);
+      prev = stage;
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+  }
+  named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
+
+  // Epilogue: stage the tile (bias added, rounded) along the output's contiguous dimension.
+  constexpr int E = 16 / sizeof(T);
+  constexpr int kPitch = kOutNHWC ? kTmaBN + E : kTmaBM + E;
+  T* staged = reinterpret_cast<T*>(smem);
+  const int cols = min(kTmaBN, c.Kg - k0);  // columns of the tile that are output channels of group g
+  const T* bias = c.bias ? static_cast<const T*>(c.bias) + int64_t(g) * c.Kg + k0 : nullptr;
+  {
+    const int row = wg * 64 + (warp % 4) * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = row + (e / 2) * 8, n = j * 8 + (lane % 4) * 2 + e % 2;
+        float v = acc[j * 4 + e];
+        if (bias && n < cols) v += to_acc(bias[n]);
+        staged[kOutNHWC ? m * kPitch + n : n * kPitch + m] = from_acc<T>(v);
+      }
+  }
+  named_barrier(1, 256);
+
+  T* y = static_cast<T*>(c.y);
+  const int64_t channel0 = int64_t(g) * c.Kg + k0;
+  if constexpr (kOutNHWC) {  // 16-byte runs of a pixel's channels; consecutive threads on consecutive runs
+    constexpr int kRuns = kTmaBN / E;
+    for (int u = threadIdx.x; u < kTmaBM * kRuns; u += 256) {
+      const int m = u / kRuns, n = (u % kRuns) * E;
+      const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
+      const int q = q0 + w, pp = p0 + h, img = n0 + i;
+      if (n >= cols || i >= c.nt || img >= c.N || pp >= c.P || q >= c.Q) continue;
+      store_run(y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 + n, staged + m * kPitch + n,
+                min(E, cols - n));
+    }
+  } else {  // one pixel per thread, consecutive threads on consecutive pixels of a row
+    const int m = threadIdx.x % kTmaBM;
+    const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
+    const int q = q0 + w, pp = p0 + h, img = n0 + i;
+    if (i < c.nt && img < c.N && pp < c.P && q < c.Q) {
+      T* dst = y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 * c.ys[1];
+      for (int n = threadIdx.x / kTmaBM; n < cols; n += 256 / kTmaBM) dst[n * c.ys[1]] = staged[n * kPitch + m];
+    }
+  }
+}
+
+template <typename T> constexpr CUtensorMapDataType tma_dtype() {
+  return sizeof(T) == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                        : std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
+
+// Can the copy engine read a tensor at `base` with element strides `strides` (innermost dimension's stride 1, the
+// others multiples of 16 bytes) and 16-byte aligned base?
+template <typename T>
+bool tma_strides_fit(const void* base, std::initializer_list<int64_t> strides) {
+  if (reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
+  for (int64_t s : strides)
+    if ((s * int64_t(sizeof(T))) % 16 != 0 || s * int64_t(sizeof(T)) >= (int64_t(1) << 40)) return false;
+  return true;
+}
+
+// Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
+// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC).
+template <typename T, int kStages, bool kOutNHWC>
+void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
+                cudaStream_t stream) {
+  constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
+  const TmaTile t = tma_tile(p, kTmaBM);
+  const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
+  CUtensorMap act_map, filt_map;
+  const char* why = encode_tensor_map_4d(
+      &act_map, tma_dtype<T>(), act, {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)},
+      {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)},
+      {uint32_t(BK), uint32_t(t.wt * p.stride_w), uint32_t(t.ht * p.stride_h), uint32_t(t.nt)},
+      {1, uint32_t(p.stride_w), uint32_t(p.stride_h), 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (activations): ", why);
+  why = encode_tensor_map_4d(&filt_map, tma_dtype<T>(), filt, {uint64_t(Cg), uint64_t(p.S), uint64_t(p.R), uint64_t(p.K)},
+                             {uint64_t(fs.s * e), uint64_t(fs.r * e), uint64_t(fs.k * e)},
+                             {uint32_t(BK), 1, 1, uint32_t(kTmaBN)}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (filters): ", why);
+
+  TmaConv c{};
+  c.wt = t.wt, c.ht = t.ht, c.nt = t.nt, c.q_tiles = int(t.q_tiles), c.p_tiles = int(t.p_tiles);
+  c.N = int(p.N), c.P = int(p.P), c.Q = int(p.Q);
+  c.stride_h = p.stride_h, c.stride_w = p.stride_w, c.pad_h = p.pad_h, c.pad_w = p.pad_w;
+  c.dil_h = p.dil_h, c.dil_w = p.dil_w;
+  c.S = int(p.S), c.c_chunks = (Cg + BK - 1) / BK, c.k_tiles = int(p.R * p.S) * c.c_chunks;
+  c.Cg = Cg, c.Kg = Kg;
+  c.tx_bytes = uint32_t(kTmaRowBytes) * (t.wt * t.ht * t.nt + kTmaBN);
+  c.y = p.y, c.bias = p.bias;
+  for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
+
+  constexpr auto kernel = forward_tma_kernel<T, kStages, kOutNHWC>;
+  constexpr int smem = tma_smem_bytes<kStages>();
+  opt_in_shared_memory<kernel>(smem);
+  const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + kTmaBN - 1) / kTmaBN),
+                  static_cast<unsigned>(p.groups));
+  kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, c);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The fallback for channels-last tensors the copy engine cannot read (a base pointer off 16 bytes, strides off
+// 16-byte multiples: sliced inputs): configuration 128x128_wg on the same problem, instantiated in its own files.
+extern template void forward_launch_typed<__half, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<__nv_bfloat16, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<float, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
+
+// Workspace: NCHW problems stage their activations as NHWC; filters not readable by the copy engine in place
+// (NCHW's KCRS, or sliced) are repacked to KRSC.
+template <int kStages>
+int64_t forward_tma_workspace(const ConvParams& p) {
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
+  return p.channels_last ? filters : filters + p.N * p.C * p.H * p.W * elem;
+}
+
+template <typename T, int kStages>
+void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch
+  const int64_t Cg = p.C_per_group();
+  const T* filters = static_cast<const T*>(p.w);
+  FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
+  if (p.channels_last &&
+      !tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[2], p.x_stride[3]}) ) {
+    forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
+    return;
+  }
+  if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s})) {  // repack KCRS (or sliced) -> KRSC
+    const int64_t total = p.K * Cg * p.R * p.S;
+    T* packed = static_cast<T*>(workspace);
+    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, packed, p.K, Cg, p.R, p.S);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    filters = packed;
+    fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
+  }
+  if (p.channels_last) {
+    launch_tma<T, kStages, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+  } else {  // NHWC copy of the activations, NCHW output
+    const int64_t elem = sizeof(T);
+    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
+    int64_t xs[4];
+    staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
+    launch_tma<T, kStages, false>(p, x, xs, filters, fs, stream);
+  }
+}
+
+// What the TMA configuration can run: wgmma's conditions (gemm_reason), channels the copy engine can stride over,
+// strides within its element strides, groups in whole k-tiles, and a grid of tiles that fits.
+template <int kStages>
+std::string forward_tma_can_implement(const ConvParams& p) {
+  std::string why = gemm_reason<Config128x128_wg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
+  if (!why.empty()) return why;
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2, E = 16 / elem, BK = kTmaRowBytes / elem;
+  if (p.C % E != 0 || p.C_per_group() % E != 0)
+    return "channels (and channels per group) must fill 16-byte vectors (the copy engine's strides)";
+  if (p.groups > 1 && p.C_per_group() % BK != 0)
+    return "grouped convolutions need channels per group in whole 128-byte k-tiles";
+  if (p.stride_h > 8 || p.stride_w > 8) return "strides above 8 (the copy engine's element strides)";
+  if (p.N >= (int64_t(1) << 31)) return "2^31 or more images";
+  const int64_t tiles = tma_tile(p, kTmaBM).count();
+  if (tiles >= (int64_t(1) << 31)) return "2^31 or more tiles of output pixels";
+  return "";
+}
+
+template <int kStages>
+void forward_tma_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  dispatch_float_dtype(p.dtype, "implicit_gemm tma", [&](auto tag) {
+    forward_tma_launch_typed<typename decltype(tag)::type, kStages>(p, workspace, stream);
+  });
+}
+
+constexpr int kTmaStages = 3;  // 3 x 32 KB: two CTAs per SM
+
+}  // namespace igemm
+}  // namespace conv2d_ext
