@@ -266,8 +266,8 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   const int64_t Cg = p.C_per_group();
   const T* filters = static_cast<const T*>(p.w);
   FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
-  if (p.channels_last &&
-      !tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[2], p.x_stride[3]}) ) {
+  if (p.channels_last && (p.x_stride[1] != 1 || p.y_stride[1] != 1 ||
+                          !tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[2], p.x_stride[3]}))) {
     forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
     return;
   }
@@ -303,6 +303,7 @@ std::string forward_tma_can_implement(const ConvParams& p) {
     return "grouped convolutions need channels per group in whole 128-byte k-tiles";
   if (p.stride_h > 8 || p.stride_w > 8) return "strides above 8 (the copy engine's element strides)";
   if (p.N >= (int64_t(1) << 31)) return "2^31 or more images";
+  if (!p.channels_last && p.H * p.W >= (int64_t(1) << 31)) return "NCHW images of 2^31 or more pixels (the NHWC copy)";
   const int64_t tiles = tma_tile(p, kTmaBM).count();
   if (tiles >= (int64_t(1) << 31)) return "2^31 or more tiles of output pixels";
   return "";
