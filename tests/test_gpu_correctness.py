@@ -234,35 +234,44 @@ TMA_FORWARD = {
     "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
     "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
 }
-TMA_KERNEL = "implicit_gemm:128x128_tma"
+TMA_KERNELS = ["implicit_gemm:128x128_tma", "implicit_gemm:256x128_tma"]
 
 
-def _tma_built():
-    return TMA_KERNEL in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
+def _tma_built(kernel):
+    return kernel in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
+
+
+def _tma_passes(name):
+    """The passes the copy-engine configurations take on this case: backward-data at stride 1 only."""
+    return ["forward"] + (["backward_data"] if TMA_FORWARD[name].stride == 1 else [])
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("kernel", TMA_KERNELS)
 @pytest.mark.parametrize("name", list(TMA_FORWARD))
-def test_tma_forward(name, precision_mode, layout, poison):
-    """The copy-engine forward forced on shapes that exercise its boxes, NaN-poisoned output; it must accept each."""
-    if not _tma_built():
-        pytest.skip("implicit_gemm:128x128_tma needs an sm_90a build on a compute capability 9.0 GPU")
+def test_tma(name, kernel, precision_mode, layout, poison):
+    """The copy-engine configurations forced on shapes that exercise their boxes (forward, and backward-data at
+    stride 1 as the forward of grad_output with flipped filters), NaN-poisoned results; they must accept each."""
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     bias = list(TMA_FORWARD).index(name) % 2 == 0
-    run_and_check(TMA_FORWARD[name], precision_mode, layout, {"forward": TMA_KERNEL}, bias, must_run=True)
+    for pass_ in _tma_passes(name):
+        run_and_check(TMA_FORWARD[name], precision_mode, layout, {pass_: kernel}, bias, must_run=True)
 
 
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel", TMA_KERNELS)
 @pytest.mark.parametrize("name", ["wide_rows_q200", "dilation2_c72", "s_2x3_asymmetric"])
-def test_tma_forward_sliced(name, layout, slicing, poison):
+def test_tma_sliced(name, kernel, layout, slicing, poison):
     """Sliced inputs: an odd base pointer (channels-last: the cp.async fallback; NCHW: the NHWC copy) or padded rows."""
-    if not _tma_built():
-        pytest.skip("implicit_gemm:128x128_tma needs an sm_90a build on a compute capability 9.0 GPU")
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     offset, row_pad = SLICINGS[slicing]
     with precision("bf16"):
-        run_and_check(TMA_FORWARD[name], "bf16", layout, {"forward": TMA_KERNEL}, True, offset, row_pad,
-                      must_run=True)
+        for pass_ in _tma_passes(name):
+            run_and_check(TMA_FORWARD[name], "bf16", layout, {pass_: kernel}, True, offset, row_pad, must_run=True)
 
 
 @pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)

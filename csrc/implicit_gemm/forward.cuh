@@ -39,9 +39,8 @@ __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* 
 
 // Dense NHWC copy of an N x C x H x W tensor with strides `s` (n, c, h, w): the activations of an NCHW problem for
 // the channel-vector loaders. 32 x 32 (channels x pixels) tiles through shared memory, so both the reads (along
-// pixels) and the writes (along channels) are coalesced; one division per thread. H * W < 2^31. Bound by
-// instructions issued, one element per thread (ncu, seed bf16: 832 us, 1.3 TB/s, 82% of issue slots busy): moving
-// 16-bit pairs per thread is the next step (benchmarks/NOTES.md).
+// pixels) and the writes (along channels) are coalesced; one division per thread. H * W < 2^31. The general
+// version; to_nhwc_vec below moves 16-byte vectors where the layout allows.
 template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
                                                int C, int H, int W) {
@@ -58,16 +57,61 @@ __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterSt
     if (c0 + int(threadIdx.x) < C && p0 + i < HW) out[(n * HW + p0 + i) * C + c0 + threadIdx.x] = tile[threadIdx.x][i];
 }
 
+// The same copy in 16-byte vectors both ways (the one-element version is bound by instructions issued: ncu, seed
+// bf16 on the H100, 832 us at 1.3 TB/s with 82% of issue slots busy). Needs dense channel planes (s.s == 1,
+// s.r == W), H * W, C and the plane and image strides in whole vectors, and x 16-byte aligned. A block moves 64
+// channels x 64 pixels: reads of a channel's 64 pixels (coalesced), the vectors stored in shared memory with their
+// 16-byte chunk index XORed by the row's vector group (row / E), so that the column reads of the write phase, E rows
+// of one pixel per thread, hit distinct banks; writes of E channels of a pixel per thread, a warp covering whole
+// 128-byte runs of channels.
+template <typename T>
+__global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
+                                                   int C, int HW) {
+  constexpr int E = 16 / sizeof(T), kTile = 64, kChunks = kTile / E;  // chunks (vectors) per 64-element row
+  __shared__ __align__(16) T tile[kTile][kTile];
+  const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
+  const int64_t n = blockIdx.z;
+  const T* src = x + n * s.k + p0;
+#pragma unroll
+  for (int u = threadIdx.x; u < kTile * kChunks; u += 256) {
+    const int c = u / kChunks, v = u % kChunks;
+    if (c0 + c < C && p0 + v * E < HW)
+      *reinterpret_cast<uint4*>(&tile[c][(v ^ (c / E % kChunks)) * E]) =
+          *reinterpret_cast<const uint4*>(src + (c0 + c) * s.c + v * E);
+  }
+  __syncthreads();
+  T* dst = out + (n * HW + p0) * C + c0;
+#pragma unroll
+  for (int u = threadIdx.x; u < kTile * kChunks; u += 256) {
+    const int cv = u % kChunks, px = u / kChunks;  // channels cv*E .. cv*E + E - 1 of pixel px
+    if (c0 + cv * E >= C || p0 + px >= HW) continue;
+    union { uint4 v; T e[E]; } pack;
+#pragma unroll
+    for (int j = 0; j < E; ++j) {
+      const int c = cv * E + j;
+      pack.e[j] = tile[c][((px / E) ^ (c / E % kChunks)) * E + px % E];
+    }
+    *reinterpret_cast<uint4*>(dst + int64_t(px) * C + cv * E) = pack.v;
+  }
+}
+
+// `out`: 16-byte aligned (a workspace region).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
                     cudaStream_t stream) {
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
+  constexpr int64_t E = 16 / sizeof(T);
+  const bool vec = stride[3] == 1 && stride[2] == W && (H * W) % E == 0 && C % E == 0 && stride[1] % E == 0 &&
+                   stride[0] % E == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const int64_t tile = vec ? 64 : 32;
   for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
-    const dim3 grid(static_cast<unsigned>((H * W + 31) / 32), static_cast<unsigned>((C + 31) / 32),
+    const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
-    to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(x + n0 * stride[0], s, out + n0 * H * W * C, static_cast<int>(C),
-                                                 static_cast<int>(H), static_cast<int>(W));
+    const T* src = x + n0 * stride[0];
+    T* dst = out + n0 * H * W * C;
+    if (vec) to_nhwc_vec<T><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+    else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }

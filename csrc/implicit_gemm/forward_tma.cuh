@@ -59,19 +59,27 @@ struct TmaConv {
   int64_t ys[4];                            // output strides (n, k, p, q)
 };
 
-constexpr int kTmaBM = 128, kTmaBN = 128, kTmaRowBytes = 128;  // tile, and bytes of a k-tile row
-constexpr int kTmaStageBytes = (kTmaBM + kTmaBN) * kTmaRowBytes;
+constexpr int kTmaBN = 128, kTmaRowBytes = 128;  // output channels per tile, and bytes of a k-tile row
 constexpr int kTmaThreads = 288;  // two consumer warpgroups and one producer warp
 
-template <int kStages>
-constexpr int tma_smem_bytes() { return kStages * kTmaStageBytes + 1024 /* alignment */ + 2 * kStages * 8; }
+// A configuration: each consumer warpgroup owns MI blocks of 64 rows (a tile of 128 MI x 128), Stages stages.
+template <int MI, int Stages>
+struct TmaConfig {
+  static constexpr int kMI = MI, kStages = Stages, kBM = 128 * MI;
+  static constexpr int kABytes = kBM * kTmaRowBytes, kStageBytes = kABytes + kTmaBN * kTmaRowBytes;
+  static constexpr int kSmem = Stages * kStageBytes + 1024 /* alignment */ + 2 * Stages * 8;
+  static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
+};
+using TmaConfig128 = TmaConfig<1, 3>;  // 3 stages of 32 KB: two CTAs per SM, one's epilogue under the other's MMAs
+using TmaConfig256 = TmaConfig<2, 4>;  // 4 stages of 48 KB: one CTA per SM, a third fewer operand bytes per FLOP
 
-template <typename T, int kStages, bool kOutNHWC>
-__global__ void __launch_bounds__(kTmaThreads, 2)
+template <typename T, class Cfg, bool kOutNHWC>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                        const TmaConv c) {
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
-  constexpr int kABytes = kTmaBM * kTmaRowBytes;
+  constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
+  constexpr int kABytes = Cfg::kABytes;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTmaStageBytes);
@@ -117,33 +125,40 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
     return;
   }
 
-  // Consumers: warpgroup wg owns rows 64 wg .. 64 wg + 63 of the tile.
+  // Consumers: warpgroup wg owns rows 64 kMI wg .. 64 kMI (wg + 1) - 1 of the tile.
   const int wg = warp / 4;
-  float acc[64];
+  float acc[kMI][64];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[mi][i] = 0.f;
   {
     int stage = 0, prev = 0;
     uint32_t phase = 0;
     for (int kb = 0; kb < c.k_tiles; ++kb) {
       mbarrier_wait(&full[stage], phase);
-      const unsigned char* a = smem + stage * kTmaStageBytes + wg * 64 * kTmaRowBytes;
+      const unsigned char* a = smem + stage * kTmaStageBytes + wg * kMI * 64 * kTmaRowBytes;
       const unsigned char* b = smem + stage * kTmaStageBytes + kABytes;
       wgmma_fence();
-      wgmma_fence_operands(acc);
+#pragma unroll
+      for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
 #pragma unroll
       for (int step = 0; step < kTmaRowBytes / 32; ++step)
-        Wgmma64x128<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(a + step * 32),
-                            wgmma_descriptor<kTmaRowBytes>(b + step * 32));
+#pragma unroll
+        for (int mi = 0; mi < kMI; ++mi)
+          Wgmma64x128<T>::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
+                              wgmma_descriptor<kTmaRowBytes>(b + step * 32));
       wgmma_commit();
-      wgmma_fence_operands(acc);
+#pragma unroll
+      for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
       wgmma_wait<1>();  // k-tile kb - 1's MMAs are done: its stage is free
       if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[prev]);
       prev = stage;
       if (++stage == kStages) stage = 0, phase ^= 1;
     }
     wgmma_wait<0>();
-    wgmma_fence_operands(acc);
+#pragma unroll
+    for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
   }
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
 
@@ -154,13 +169,14 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
   const int cols = min(kTmaBN, c.Kg - k0);  // columns of the tile that are output channels of group g
   const T* bias = c.bias ? static_cast<const T*>(c.bias) + int64_t(g) * c.Kg + k0 : nullptr;
   {
-    const int row = wg * 64 + (warp % 4) * 16 + lane / 4;
+#pragma unroll
+    for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int m = row + (e / 2) * 8, n = j * 8 + (lane % 4) * 2 + e % 2;
-        float v = acc[j * 4 + e];
+        const int m = (wg * kMI + mi) * 64 + (warp % 4) * 16 + lane / 4 + (e / 2) * 8, n = j * 8 + (lane % 4) * 2 + e % 2;
+        float v = acc[mi][j * 4 + e];
         if (bias && n < cols) v += to_acc(bias[n]);
         staged[kOutNHWC ? m * kPitch + n : n * kPitch + m] = from_acc<T>(v);
       }
@@ -180,7 +196,8 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
                 min(E, cols - n));
     }
   } else {  // one pixel per thread, consecutive threads on consecutive pixels of a row
-    const int m = threadIdx.x % kTmaBM;
+    static_assert(kTmaBM <= 256, "a row per consumer thread");
+    const int m = threadIdx.x % kTmaBM;  // 256 / kTmaBM threads per row, on every (256 / kTmaBM)-th channel
     const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
     const int q = q0 + w, pp = p0 + h, img = n0 + i;
     if (i < c.nt && img < c.N && pp < c.P && q < c.Q) {
@@ -207,11 +224,11 @@ bool tma_strides_fit(const void* base, std::initializer_list<int64_t> strides) {
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC).
-template <typename T, int kStages, bool kOutNHWC>
+template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
                 cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
-  const TmaTile t = tma_tile(p, kTmaBM);
+  const TmaTile t = tma_tile(p, Cfg::kBM);
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   CUtensorMap act_map, filt_map;
   const char* why = encode_tensor_map_4d(
@@ -236,8 +253,8 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
-  constexpr auto kernel = forward_tma_kernel<T, kStages, kOutNHWC>;
-  constexpr int smem = tma_smem_bytes<kStages>();
+  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC>;
+  constexpr int smem = Cfg::kSmem;
   opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + kTmaBN - 1) / kTmaBN),
                   static_cast<unsigned>(p.groups));
@@ -253,14 +270,14 @@ extern template void forward_launch_typed<float, Config128x128_wg>(const ConvPar
 
 // Workspace: NCHW problems stage their activations as NHWC; filters not readable by the copy engine in place
 // (NCHW's KCRS, or sliced) are repacked to KRSC.
-template <int kStages>
+template <class Cfg>
 int64_t forward_tma_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
   return p.channels_last ? filters : filters + p.N * p.C * p.H * p.W * elem;
 }
 
-template <typename T, int kStages>
+template <typename T, class Cfg>
 void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch
   const int64_t Cg = p.C_per_group();
@@ -280,19 +297,19 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
   }
   if (p.channels_last) {
-    launch_tma<T, kStages, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+    launch_tma<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
     int64_t xs[4];
     staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    launch_tma<T, kStages, false>(p, x, xs, filters, fs, stream);
+    launch_tma<T, Cfg, false>(p, x, xs, filters, fs, stream);
   }
 }
 
 // What the TMA configuration can run: wgmma's conditions (gemm_reason), channels the copy engine can stride over,
 // strides within its element strides, groups in whole k-tiles, and a grid of tiles that fits.
-template <int kStages>
+template <class Cfg>
 std::string forward_tma_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Config128x128_wg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
   if (!why.empty()) return why;
@@ -304,19 +321,17 @@ std::string forward_tma_can_implement(const ConvParams& p) {
   if (p.stride_h > 8 || p.stride_w > 8) return "strides above 8 (the copy engine's element strides)";
   if (p.N >= (int64_t(1) << 31)) return "2^31 or more images";
   if (!p.channels_last && p.H * p.W >= (int64_t(1) << 31)) return "NCHW images of 2^31 or more pixels (the NHWC copy)";
-  const int64_t tiles = tma_tile(p, kTmaBM).count();
+  const int64_t tiles = tma_tile(p, Cfg::kBM).count();
   if (tiles >= (int64_t(1) << 31)) return "2^31 or more tiles of output pixels";
   return "";
 }
 
-template <int kStages>
+template <class Cfg>
 void forward_tma_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
   dispatch_float_dtype(p.dtype, "implicit_gemm tma", [&](auto tag) {
-    forward_tma_launch_typed<typename decltype(tag)::type, kStages>(p, workspace, stream);
+    forward_tma_launch_typed<typename decltype(tag)::type, Cfg>(p, workspace, stream);
   });
 }
-
-constexpr int kTmaStages = 3;  // 3 x 32 KB: two CTAs per SM
 
 }  // namespace igemm
 }  // namespace conv2d_ext
