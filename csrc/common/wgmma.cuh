@@ -92,28 +92,44 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
                : CONV2D_EXT_D64                                                                               \
                : "l"(a), "l"(b), "r"(1))
 
-// d (64 x 128 per warpgroup, fp32) += A (64 x one 32-byte step, descriptor a) * B (128 x the same step, descriptor b)^T.
+#define CONV2D_EXT_D32 CONV2D_EXT_D8(0), CONV2D_EXT_D8(8), CONV2D_EXT_D8(16), CONV2D_EXT_D8(24)
+#define CONV2D_EXT_WGMMA_64N64(shape_and_types, immediates)                                                    \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                    \
+               "wgmma.mma_async.sync.aligned." shape_and_types " {"                                           \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+               "}, %32, %33, p, 1, 1" immediates ";\n}\n"                                                    \
+               : CONV2D_EXT_D32                                                                               \
+               : "l"(a), "l"(b), "r"(1))
+
+// d (64 x 128 per warpgroup, fp32) += A (64 x one 32-byte step, descriptor a) * B (128 x the same step, descriptor b)^T;
+// Wgmma64x64 the same with 64 columns of B.
 template <typename T> struct Wgmma64x128;
+template <typename T> struct Wgmma64x64;
 
 #ifdef CONV2D_EXT_WGMMA_DEVICE
-#define CONV2D_EXT_WGMMA_RUN(shape_and_types, immediates) CONV2D_EXT_WGMMA_64N128(shape_and_types, immediates)
+#define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) CONV2D_EXT_WGMMA_64N##N(shape_and_types, immediates)
 #else
-#define CONV2D_EXT_WGMMA_RUN(shape_and_types, immediates) __trap()
+#define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) __trap()
 #endif
-#define CONV2D_EXT_WGMMA_SPECIALIZATION(T, shape_and_types, immediates)                  \
-  template <> struct Wgmma64x128<T> {                                                      \
-    __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {   \
-      CONV2D_EXT_WGMMA_RUN(shape_and_types, immediates);                                   \
+#define CONV2D_EXT_WGMMA_SPECIALIZATION(N, T, shape_and_types, immediates)                \
+  template <> struct Wgmma64x##N<T> {                                                      \
+    __device__ __forceinline__ static void run(float (&d)[N / 2], uint64_t a, uint64_t b) { \
+      CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates);                                \
     }                                                                                      \
   };
 
-CONV2D_EXT_WGMMA_SPECIALIZATION(__nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 0, 0")  // both operands K-major
-CONV2D_EXT_WGMMA_SPECIALIZATION(__half, "m64n128k16.f32.f16.f16", ", 0, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 0, 0")  // both operands K-major
+CONV2D_EXT_WGMMA_SPECIALIZATION(128, __half, "m64n128k16.f32.f16.f16", ", 0, 0")
 // fp32 bits go in as they are: the tensor core reads their TF32 part (both operands K-major, as TF32 requires).
-CONV2D_EXT_WGMMA_SPECIALIZATION(float, "m64n128k8.f32.tf32.tf32", "")
+CONV2D_EXT_WGMMA_SPECIALIZATION(128, float, "m64n128k8.f32.tf32.tf32", "")
+CONV2D_EXT_WGMMA_SPECIALIZATION(64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 0, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(64, __half, "m64n64k16.f32.f16.f16", ", 0, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(64, float, "m64n64k8.f32.tf32.tf32", "")
 
 #undef CONV2D_EXT_WGMMA_SPECIALIZATION
 #undef CONV2D_EXT_WGMMA_RUN
 #undef CONV2D_EXT_WGMMA_64N128
+#undef CONV2D_EXT_WGMMA_64N64
 
 }  // namespace conv2d_ext

@@ -4,12 +4,12 @@
 
 namespace conv2d_ext {
 namespace igemm {
-extern template void forward_tma_launch_typed<__half, TmaConfig256>(const ConvParams&, void*, cudaStream_t);
-extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig256>(const ConvParams&, void*, cudaStream_t);
-extern template void forward_tma_launch_typed<float, TmaConfig256>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<__half, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<float, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
 }  // namespace igemm
 
 const KernelInfo backward_data_implicit_gemm_256x128_tma = {
-    Pass::kBackwardData, "implicit_gemm", "256x128_tma", igemm::backward_data_tma_can_implement<igemm::TmaConfig256>,
-    igemm::backward_data_tma_workspace<igemm::TmaConfig256>, igemm::backward_data_tma_launch<igemm::TmaConfig256>};
+    Pass::kBackwardData, "implicit_gemm", "256x128_tma", igemm::backward_data_tma_can_implement<igemm::TmaConfig256x128>,
+    igemm::backward_data_tma_workspace<igemm::TmaConfig256x128>, igemm::backward_data_tma_launch<igemm::TmaConfig256x128>};
 }  // namespace conv2d_ext

@@ -4,13 +4,13 @@
 
 namespace conv2d_ext {
 namespace igemm {
-extern template void forward_tma_launch_typed<__half, TmaConfig128>(const ConvParams&, void*, cudaStream_t);
-extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig128>(const ConvParams&, void*, cudaStream_t);
-extern template void forward_tma_launch_typed<float, TmaConfig128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<__half, TmaConfig128x128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig128x128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<float, TmaConfig128x128>(const ConvParams&, void*, cudaStream_t);
 }  // namespace igemm
 
 const KernelInfo forward_implicit_gemm_128x128_tma = {Pass::kForward, "implicit_gemm", "128x128_tma",
-                                                      igemm::forward_tma_can_implement<igemm::TmaConfig128>,
-                                                      igemm::forward_tma_workspace<igemm::TmaConfig128>,
-                                                      igemm::forward_tma_launch<igemm::TmaConfig128>};
+                                                      igemm::forward_tma_can_implement<igemm::TmaConfig128x128>,
+                                                      igemm::forward_tma_workspace<igemm::TmaConfig128x128>,
+                                                      igemm::forward_tma_launch<igemm::TmaConfig128x128>};
 }  // namespace conv2d_ext

@@ -3,6 +3,6 @@
 
 namespace conv2d_ext {
 namespace igemm {
-template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig128>(const ConvParams&, void*, cudaStream_t);
+template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig128x128>(const ConvParams&, void*, cudaStream_t);
 }  // namespace igemm
 }  // namespace conv2d_ext

@@ -4,13 +4,13 @@
 
 namespace conv2d_ext {
 namespace igemm {
-extern template void forward_tma_launch_typed<__half, TmaConfig256>(const ConvParams&, void*, cudaStream_t);
-extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig256>(const ConvParams&, void*, cudaStream_t);
-extern template void forward_tma_launch_typed<float, TmaConfig256>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<__half, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_tma_launch_typed<float, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
 }  // namespace igemm
 
 const KernelInfo forward_implicit_gemm_256x128_tma = {Pass::kForward, "implicit_gemm", "256x128_tma",
-                                                      igemm::forward_tma_can_implement<igemm::TmaConfig256>,
-                                                      igemm::forward_tma_workspace<igemm::TmaConfig256>,
-                                                      igemm::forward_tma_launch<igemm::TmaConfig256>};
+                                                      igemm::forward_tma_can_implement<igemm::TmaConfig256x128>,
+                                                      igemm::forward_tma_workspace<igemm::TmaConfig256x128>,
+                                                      igemm::forward_tma_launch<igemm::TmaConfig256x128>};
 }  // namespace conv2d_ext

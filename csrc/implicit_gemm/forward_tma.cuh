@@ -59,19 +59,24 @@ struct TmaConv {
   int64_t ys[4];                            // output strides (n, k, p, q)
 };
 
-constexpr int kTmaBN = 128, kTmaRowBytes = 128;  // output channels per tile, and bytes of a k-tile row
-constexpr int kTmaThreads = 288;  // two consumer warpgroups and one producer warp
+constexpr int kTmaRowBytes = 128;  // bytes of a k-tile row
+constexpr int kTmaThreads = 288;   // two consumer warpgroups and one producer warp
 
-// A configuration: each consumer warpgroup owns MI blocks of 64 rows (a tile of 128 MI x 128), Stages stages.
-template <int MI, int Stages>
+// A configuration: each consumer warpgroup owns MI blocks of 64 rows (a tile of 128 MI x BN output channels, BN 64
+// or 128: m64nBN wgmma), Stages stages.
+template <int MI, int BN, int Stages>
 struct TmaConfig {
-  static constexpr int kMI = MI, kStages = Stages, kBM = 128 * MI;
-  static constexpr int kABytes = kBM * kTmaRowBytes, kStageBytes = kABytes + kTmaBN * kTmaRowBytes;
+  static_assert(BN == 64 || BN == 128, "m64n64 or m64n128 MMAs");
+  static constexpr int kMI = MI, kBN = BN, kStages = Stages, kBM = 128 * MI;
+  static constexpr int kABytes = kBM * kTmaRowBytes, kStageBytes = kABytes + BN * kTmaRowBytes;
   static constexpr int kSmem = Stages * kStageBytes + 1024 /* alignment */ + 2 * Stages * 8;
   static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
 };
-using TmaConfig128 = TmaConfig<1, 3>;  // 3 stages of 32 KB: two CTAs per SM, one's epilogue under the other's MMAs
-using TmaConfig256 = TmaConfig<2, 4>;  // 4 stages of 48 KB: one CTA per SM, a third fewer operand bytes per FLOP
+using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB: two CTAs per SM, one's epilogue under the other's MMAs
+using TmaConfig256x128 = TmaConfig<2, 128, 4>;  // 4 stages of 48 KB: one CTA per SM, a third fewer operand bytes per FLOP
+// 64 output channels per tile (layers of 64 channels: no half-empty tiles): 4 stages of 24 / 40 KB.
+using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // two CTAs per SM
+using TmaConfig256x64 = TmaConfig<2, 64, 4>;    // one CTA per SM
 
 template <typename T, class Cfg, bool kOutNHWC>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
@@ -79,7 +84,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
                        const TmaConv c) {
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
-  constexpr int kABytes = Cfg::kABytes;
+  constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
+  using Mma = std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTmaStageBytes);
@@ -127,11 +133,11 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 
   // Consumers: warpgroup wg owns rows 64 kMI wg .. 64 kMI (wg + 1) - 1 of the tile.
   const int wg = warp / 4;
-  float acc[kMI][64];
+  float acc[kMI][kAcc];
 #pragma unroll
   for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
-    for (int i = 0; i < 64; ++i) acc[mi][i] = 0.f;
+    for (int i = 0; i < kAcc; ++i) acc[mi][i] = 0.f;
   {
     int stage = 0, prev = 0;
     uint32_t phase = 0;
@@ -146,7 +152,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       for (int step = 0; step < kTmaRowBytes / 32; ++step)
 #pragma unroll
         for (int mi = 0; mi < kMI; ++mi)
-          Wgmma64x128<T>::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
+          Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
                               wgmma_descriptor<kTmaRowBytes>(b + step * 32));
       wgmma_commit();
 #pragma unroll
@@ -172,7 +178,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 #pragma unroll
     for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
-    for (int j = 0; j < 16; ++j)
+    for (int j = 0; j < kTmaBN / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int m = (wg * kMI + mi) * 64 + (warp % 4) * 16 + lane / 4 + (e / 2) * 8, n = j * 8 + (lane % 4) * 2 + e % 2;
@@ -239,7 +245,7 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (activations): ", why);
   why = encode_tensor_map_4d(&filt_map, tma_dtype<T>(), filt, {uint64_t(Cg), uint64_t(p.S), uint64_t(p.R), uint64_t(p.K)},
                              {uint64_t(fs.s * e), uint64_t(fs.r * e), uint64_t(fs.k * e)},
-                             {uint32_t(BK), 1, 1, uint32_t(kTmaBN)}, {1, 1, 1, 1}, true);
+                             {uint32_t(BK), 1, 1, uint32_t(Cfg::kBN)}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (filters): ", why);
 
   TmaConv c{};
@@ -249,14 +255,14 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   c.dil_h = p.dil_h, c.dil_w = p.dil_w;
   c.S = int(p.S), c.c_chunks = (Cg + BK - 1) / BK, c.k_tiles = int(p.R * p.S) * c.c_chunks;
   c.Cg = Cg, c.Kg = Kg;
-  c.tx_bytes = uint32_t(kTmaRowBytes) * (t.wt * t.ht * t.nt + kTmaBN);
+  c.tx_bytes = uint32_t(kTmaRowBytes) * (t.wt * t.ht * t.nt + Cfg::kBN);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
   constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC>;
   constexpr int smem = Cfg::kSmem;
   opt_in_shared_memory<kernel>(smem);
-  const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + kTmaBN - 1) / kTmaBN),
+  const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(p.groups));
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -319,6 +325,7 @@ std::string forward_tma_can_implement(const ConvParams& p) {
   if (p.groups > 1 && p.C_per_group() % BK != 0)
     return "grouped convolutions need channels per group in whole 128-byte k-tiles";
   if (p.stride_h > 8 || p.stride_w > 8) return "strides above 8 (the copy engine's element strides)";
+  if ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN > 65535) return "more than 65535 tiles of channels per group";
   if (p.N >= (int64_t(1) << 31)) return "2^31 or more images";
   if (!p.channels_last && p.H * p.W >= (int64_t(1) << 31)) return "NCHW images of 2^31 or more pixels (the NHWC copy)";
   const int64_t tiles = tma_tile(p, Cfg::kBM).count();
