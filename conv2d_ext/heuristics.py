@@ -123,10 +123,8 @@ def _tensor_core_backward_data(p: Problem, pass_: str) -> bool:
 
 def _tma_pass(p: Problem, pass_: str) -> bool:
     """The copy-engine configurations' passes: the forward, and backward-data at stride 1 (the forward of grad_output
-    with flipped filters); not 1x1 NCHW, where copying the activations to NHWC costs more than it saves."""
-    dense = p.channels_last or p.R * p.S > 1
-    return dense and (_tensor_core_forward(p, pass_) or
-                      (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1)))
+    with flipped filters). Their can_implement asks for channels in 16-byte vectors and a Hopper GPU."""
+    return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1))
 
 
 def _few_input_channels(p: Problem, pass_: str) -> bool:
@@ -153,8 +151,9 @@ _FULL_WAVE_TILES = 264
 # Below this many 128x128 tiles even one CTA per SM leaves three quarters of the H100's SMs idle: 64x64 tiles
 # (r50_3x3_512, 52 tiles, still runs faster on 128x128 wgmma tiles: 0.062 against 0.064 ms, bf16 NHWC).
 _QUARTER_WAVE_TILES = 33
-# From this many 256x128 tiles on (two waves of one CTA per SM), the copy-engine kernel's 256-row tiles.
-_LARGE_TMA_TILES = 264
+# Up to this many 128x128 tiles (half a wave of two CTAs per SM on 132 SMs), the copy-engine kernel's 128x64 tiles
+# (batch1_3x3 and r50_3x3_512 on the H200; r50_3x3_256, 98 tiles, runs as fast on 128x128).
+_SMALL_TMA_TILES = 64
 # From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).
 _LARGE_WGMMA_TILES = 200
 
@@ -174,10 +173,11 @@ RULES = (
          "blocks (exact FP32)"),
     # forward. Hopper (sm_90a builds) first: wgmma, NCHW activations copied to NHWC ahead of the kernel; the
     # other GPUs' kernels below (the wgmma kernels cannot implement their problems).
-    # Hopper (sm_90a builds) first: wgmma fed by the copy engine, forward and stride-1 backward-data
-    Rule("implicit_gemm:256x128_tma", lambda p, s: _tma_pass(p, s) and _tiles(p, 256, 128, s) >= _LARGE_TMA_TILES,
+    # Hopper (sm_90a builds) first: wgmma fed by the copy engine, forward and stride-1 backward-data (H200 sweep)
+    Rule("implicit_gemm:128x64_tma", lambda p, s: _tma_pass(p, s) and (_gemm_columns(p, s) <= 64 or
+                                                                       _tiles(p, 128, 128, s) <= _SMALL_TMA_TILES),
          "tensor cores (Hopper wgmma fed by the copy engine: boxes of NHWC pixels per tap, one producer warp, two "
-         "consumer warpgroups); 256x128 tiles, one CTA per SM: a large problem"),
+         "consumer warpgroups); 128x64 tiles: 64 or fewer output channels, or a grid too small for 128x128 tiles"),
     Rule("implicit_gemm:128x128_tma", _tma_pass,
          "tensor cores (Hopper wgmma fed by the copy engine: boxes of NHWC pixels per tap, one producer warp, two "
          "consumer warpgroups); 128x128 tiles, two CTAs per SM"),

@@ -35,9 +35,7 @@ extern const KernelInfo forward_implicit_gemm_64x64;
 // Hopper: activations and filters brought in by the copy engine (TMA boxes of NHWC pixels, zero-filled padding),
 // one producer warp and two wgmma consumer warpgroups on an mbarrier ring (forward_tma.cuh).
 extern const KernelInfo forward_implicit_gemm_128x128_tma;
-extern const KernelInfo forward_implicit_gemm_256x128_tma;
 extern const KernelInfo forward_implicit_gemm_128x64_tma;
-extern const KernelInfo forward_implicit_gemm_256x64_tma;
 // Backward-data (stride 1): grad_output gathered with negative tap steps, filters repacked to [C][R][S][K/groups].
 extern const KernelInfo backward_data_implicit_gemm_128x128_w4;
 extern const KernelInfo backward_data_implicit_gemm_128x128_w8;
@@ -46,9 +44,7 @@ extern const KernelInfo backward_data_implicit_gemm_256x128_wg;
 extern const KernelInfo backward_data_implicit_gemm_64x64;
 // Stride 1 on the copy-engine forward (flipped, transposed filters; backward_data_tma.cuh).
 extern const KernelInfo backward_data_implicit_gemm_128x128_tma;
-extern const KernelInfo backward_data_implicit_gemm_256x128_tma;
 extern const KernelInfo backward_data_implicit_gemm_128x64_tma;
-extern const KernelInfo backward_data_implicit_gemm_256x64_tma;
 // Backward-weight: split-K over output pixels, the splits reduced in a fixed order by a second kernel.
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w4;
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w8;

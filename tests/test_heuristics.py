@@ -461,26 +461,38 @@ def test_implicit_gemm_configuration_by_shape_and_layout():
 
 
 def test_hopper_runs_the_wgmma_configurations():
-    """On compute capability 9.0 (an sm_90a build): 256x128 tiles with 128-byte k-tiles for large problems whose
-    channels fill 16-byte vectors (NCHW too: its activations are copied to NHWC first), 128x128 wgmma tiles for the
-    rest, 64x64 only below a quarter wave; wgmma backward-data; the mma.sync backward-weight. Elsewhere the wgmma
-    kernels say why they cannot run."""
+    """On compute capability 9.0 (an sm_90a build): the copy-engine (TMA) configurations for the forward and the
+    stride-1 backward-data, 128x64 tiles for 64-channel layers and small grids, 128x128 otherwise; strided
+    backward-data on the stride-phase wgmma kernels; first layers (3 channels: no 16-byte vectors) on the cp.async
+    wgmma kernels; the mma.sync backward-weight. Elsewhere the wgmma kernels say why they cannot run."""
     seed = _suite_problem(**SEED, dtype="bfloat16")
     if not _wgmma_built(seed):
-        why = can_implement("implicit_gemm:128x128_wg", "forward", seed)
-        assert "sm_90a" in why or "9.0" in why or "not built" in why or "no forward kernel" in why
+        for kernel in ("implicit_gemm:128x128_wg", "implicit_gemm:128x128_tma"):
+            why = can_implement(kernel, "forward", seed)
+            assert "sm_90a" in why or "9.0" in why or "not built" in why or "no forward kernel" in why
         return
     for layout in (False, True):
         plan = select(_suite_problem(**SEED, dtype="bfloat16", channels_last=layout))
-        assert plan["forward"].kernel == "implicit_gemm:256x128_wgk128"
-        assert plan["backward_data"].kernel == "implicit_gemm:256x128_wg"
+        assert plan["forward"].kernel == "implicit_gemm:128x128_tma"
+        assert plan["backward_data"].kernel == "implicit_gemm:128x64_tma"  # 64 input channels
         assert plan["backward_weight"].kernel == "implicit_gemm:128x128_w8"
+    unet = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32")
+    assert select(unet)["backward_data"].kernel == "implicit_gemm:128x128_tma"
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
-    assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_wg"
-    tiny = _suite_problem(1, 64, 14, 14, 64, 3, 3, pad=1, dtype="float16")  # 2 tiles
-    assert select(tiny)["forward"].kernel == "implicit_gemm:64x64"
+    assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_tma"
+    r50_3x3_64 = _suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, dtype="float16")
+    assert select(r50_3x3_64)["forward"].kernel == "implicit_gemm:128x64_tma"
+    tiny = _suite_problem(1, 64, 14, 14, 128, 3, 3, pad=1, dtype="float16")  # 2 tiles
+    assert select(tiny)["forward"].kernel == "implicit_gemm:128x64_tma"
+    strided = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
+    assert select(strided)["forward"].kernel == "implicit_gemm:128x128_tma"
+    assert select(strided)["backward_data"].kernel.endswith("_wg")
+    first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
+    assert "16-byte vectors" in can_implement("implicit_gemm:128x128_tma", "forward", first_layer)
+    assert select(first_layer)["forward"].kernel == "implicit_gemm:128x128_wg"
     a100 = _suite_problem(**SEED, dtype="bfloat16", capability=(8, 0))
     assert "9.0" in can_implement("implicit_gemm:128x128_wg", "forward", a100)
+    assert "9.0" in can_implement("implicit_gemm:128x128_tma", "forward", a100)
 
 
 def test_implicit_gemm_explains_what_it_cannot_run():

@@ -1,8 +1,0 @@
-// Forward implicit GEMM, configuration 256x128_tma, __half (one file each, so the build compiles them in parallel).
-#include "implicit_gemm/forward_tma.cuh"
-
-namespace conv2d_ext {
-namespace igemm {
-template void forward_tma_launch_typed<__half, TmaConfig256x128>(const ConvParams&, void*, cudaStream_t);
-}  // namespace igemm
-}  // namespace conv2d_ext
