@@ -36,6 +36,7 @@ struct TmaTile {
 // dimension within the copy engine's 256 elements counting the stride's skipped ones.
 inline TmaTile tma_tile(const ConvParams& p, int rows) {
   TmaTile best;
+  if (p.N <= 0 || p.P <= 0 || p.Q <= 0) return best;  // an empty output: no tiles (and no division by zero)
   const int64_t max_wt = std::min<int64_t>({p.Q, rows, 256 / p.stride_w});
   for (int64_t wt = max_wt; wt >= 1; --wt) {
     const int64_t ht = std::min<int64_t>({p.P, rows / wt, 256 / p.stride_h});
