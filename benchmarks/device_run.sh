@@ -1,5 +1,6 @@
-# One development call on the GPU machine (device tool): build, the copy-engine kernels' tests, the forward
-# configuration sweep and the per-pass backward-data timings, logs under $OUT.
+# A development call on the GPU machine (device tool), as used in session 6 to tune the copy-engine kernels: build, the
+# tma tests and the strided backward-data tests, the forward configuration sweep (sweep.py) and per-pass backward-data
+# timings (backward_passes.py), logs under $OUT. Edit the shapes and kernels for the question at hand.
 set -o pipefail
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > $OUT/gpu.txt

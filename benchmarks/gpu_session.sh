@@ -3,9 +3,10 @@
 # 2^31 elements), the benchmark against cuDNN (compare.py, given the other arguments) and the host-overhead benchmark
 # (overhead.py). Everything goes to $OUT (default /tmp/conv2d_ext_out), at most 8 files (what the GPU machine hands
 # back): logs and the JSON results. Remake the tables and the plot here with
-# `python benchmarks/compare.py --merge benchmarks/results latest a.json [b.json ...]`. The full suite takes about
-# 7 minutes on an H100 with the direct kernels: split it by --dtype across calls. Set CONV2D_EXT_COMMIT to the
-# commit when the tree has no .git.
+# `python benchmarks/compare.py --merge benchmarks/results latest a.json [b.json ...]`. Tests run on TEST_JOBS (15)
+# pytest-xdist workers. The closing call of session 6 (H200, about 420 s with the build): `bash benchmarks/gpu_session.sh
+# --pass forward,backward --dtype fp32,tf32,fp16,bf16 --layout nchw,nhwc --shapes <all 13 cases> --quick --no-plot`.
+# Set CONV2D_EXT_COMMIT to the commit when the tree has no .git.
 #   bash benchmarks/gpu_session.sh [--large] [--no-bench] [compare.py arguments...]
 set -uo pipefail
 OUT=${OUT:-/tmp/conv2d_ext_out}
@@ -28,7 +29,7 @@ echo "build: $(( $(date +%s) - start )) s"
 
 run_tests() {  # run_tests LOG [pytest arguments...]: the log's tail on stdout; status=1 if anything failed
   local log=$1; shift
-  python3 -m pytest -q -rs "$@" tests 2>&1 | tee "$OUT/$log" | tail -25
+  python3 -m pytest -q -rs -n "${TEST_JOBS:-15}" "$@" tests 2>&1 | tee "$OUT/$log" | tail -25
   grep -qE "[0-9]+ (failed|error)" "$OUT/$log" && status=1
 }
 run_tests pytest.log

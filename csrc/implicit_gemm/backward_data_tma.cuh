@@ -63,3 +63,24 @@ void backward_data_tma_launch(const ConvParams& p, void* workspace, cudaStream_t
 
 }  // namespace igemm
 }  // namespace conv2d_ext
+
+// The registry entries forward_implicit_gemm_<name>_tma and backward_data_implicit_gemm_<name>_tma of configuration
+// TmaConfig<name>, whose kernels are instantiated per dtype in forward_<name>_tma_{f16,bf16,tf32}.cu (declared here so
+// the entries' file does not compile them again).
+#define CONV2D_EXT_TMA_ENTRIES(name)                                                                              \
+  namespace conv2d_ext {                                                                                        \
+  namespace igemm {                                                                                             \
+  extern template void forward_tma_launch_typed<__half, TmaConfig##name>(const ConvParams&, void*, cudaStream_t); \
+  extern template void forward_tma_launch_typed<__nv_bfloat16, TmaConfig##name>(const ConvParams&, void*,       \
+                                                                                 cudaStream_t);                 \
+  extern template void forward_tma_launch_typed<float, TmaConfig##name>(const ConvParams&, void*, cudaStream_t);  \
+  }                                                                                                             \
+  const KernelInfo forward_implicit_gemm_##name##_tma = {                                                       \
+      Pass::kForward, "implicit_gemm", #name "_tma", igemm::forward_tma_can_implement<igemm::TmaConfig##name>,  \
+      igemm::forward_tma_workspace<igemm::TmaConfig##name>, igemm::forward_tma_launch<igemm::TmaConfig##name>}; \
+  const KernelInfo backward_data_implicit_gemm_##name##_tma = {                                                 \
+      Pass::kBackwardData, "implicit_gemm", #name "_tma",                                                       \
+      igemm::backward_data_tma_can_implement<igemm::TmaConfig##name>,                                           \
+      igemm::backward_data_tma_workspace<igemm::TmaConfig##name>,                                               \
+      igemm::backward_data_tma_launch<igemm::TmaConfig##name>};                                                 \
+  }
