@@ -21,6 +21,7 @@
 
 #include "common/tma.cuh"
 #include "implicit_gemm/forward.cuh"
+#include "implicit_gemm/tma_pipeline.cuh"
 
 namespace conv2d_ext {
 namespace igemm {
@@ -70,7 +71,7 @@ struct TmaConfig {
   static_assert(BN == 64 || BN == 128, "m64n64 or m64n128 MMAs");
   static constexpr int kMI = MI, kBN = BN, kStages = Stages, kBM = 128 * MI;
   static constexpr int kABytes = kBM * kTmaRowBytes, kStageBytes = kABytes + BN * kTmaRowBytes;
-  static constexpr int kSmem = Stages * kStageBytes + 1024 /* alignment */ + 2 * Stages * 8;
+  static constexpr int kSmem = Stages * kStageBytes + 2 * Stages * 8 + 1024 /* alignment */;
   static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
 };
 // The configurations built (H200 sweep, benchmarks/NOTES.md): 128-row tiles, two CTAs per SM, so that one CTA's
@@ -89,8 +90,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   using Mma = std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kTmaStageBytes);
-  uint64_t* empty = full + kStages;
+  const TmaRing<kStages, kTmaStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = blockIdx.z, k0 = blockIdx.y * kTmaBN;
@@ -100,13 +100,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int p0 = static_cast<int>(tile % c.p_tiles) * c.ht;
   const int n0 = static_cast<int>(tile / c.p_tiles) * c.nt;
 
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(&full[s], 1);   // the producer's arrival (with the stage's bytes)
-      mbarrier_init(&empty[s], 2);  // one arrival per consumer warpgroup
-    }
-    fence_barrier_init();
-  }
+  if (threadIdx.x == 0) ring.init(2);
   __syncthreads();
 
   if (warp == 8) {  // producer
@@ -114,20 +108,15 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
-      int r = 0, s = 0, cc = 0, stage = 0;
-      uint32_t phase = 0;
-      for (int kb = 0; kb < c.k_tiles; ++kb) {
-        if (kb >= kStages) mbarrier_wait(&empty[stage], phase ^ 1);  // its previous k-tile's MMAs are done
-        unsigned char* a = smem + stage * kTmaStageBytes;
-        mbarrier_arrive_expect_tx(&full[stage], c.tx_bytes);
-        tma_load_4d(a, &act, &full[stage], g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
-        tma_load_4d(a + kABytes, &filt, &full[stage], cc * BK, s, r, g * c.Kg + k0);
+      int r = 0, s = 0, cc = 0;
+      ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
+        tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
+        tma_load_4d(a + kABytes, &filt, bar, cc * BK, s, r, g * c.Kg + k0);
         if (++cc == c.c_chunks) {
           cc = 0;
           if (++s == c.S) s = 0, ++r;
         }
-        if (++stage == kStages) stage = 0, phase ^= 1;
-      }
+      });
     }
     return;
   }
@@ -139,34 +128,22 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[mi][i] = 0.f;
-  {
-    int stage = 0, prev = 0;
-    uint32_t phase = 0;
-    for (int kb = 0; kb < c.k_tiles; ++kb) {
-      mbarrier_wait(&full[stage], phase);
-      const unsigned char* a = smem + stage * kTmaStageBytes + wg * kMI * 64 * kTmaRowBytes;
-      const unsigned char* b = smem + stage * kTmaStageBytes + kABytes;
-      wgmma_fence();
+  ring.consume(
+      c.k_tiles,
+      [&](const unsigned char* stage) {
+        const unsigned char* a = stage + wg * kMI * 64 * kTmaRowBytes;
+        const unsigned char* b = stage + kABytes;
 #pragma unroll
-      for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
+        for (int step = 0; step < kTmaRowBytes / 32; ++step)
 #pragma unroll
-      for (int step = 0; step < kTmaRowBytes / 32; ++step)
+          for (int mi = 0; mi < kMI; ++mi)
+            Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
+                     wgmma_descriptor<kTmaRowBytes>(b + step * 32));
+      },
+      [&] {
 #pragma unroll
-        for (int mi = 0; mi < kMI; ++mi)
-          Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
-                              wgmma_descriptor<kTmaRowBytes>(b + step * 32));
-      wgmma_commit();
-#pragma unroll
-      for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
-      wgmma_wait<1>();  // k-tile kb - 1's MMAs are done: its stage is free
-      if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[prev]);
-      prev = stage;
-      if (++stage == kStages) stage = 0, phase ^= 1;
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
-  }
+        for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
+      });
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
 
   // Epilogue: stage the tile (bias added, rounded) along the output's contiguous dimension.

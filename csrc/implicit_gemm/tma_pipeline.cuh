@@ -1,0 +1,75 @@
+// The warp-specialized pipeline of the copy-engine kernels (forward_tma.cuh, backward_weight_tma.cuh), written once:
+// a ring of kStages shared-memory stages, each with a `full` mbarrier (the producer's arrival plus the bytes its
+// copies bring) and an `empty` mbarrier (one arrival per consumer warpgroup once the MMAs that read the stage are
+// done). The pass supplies what a k-tile's copies are (issue) and what its MMAs are (mma).
+#pragma once
+
+#include <cstdint>
+
+#include "common/tma.cuh"
+#include "common/wgmma.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+// The stages start at `smem` (1024-byte aligned), kStageBytes apart; the 2 x kStages barriers follow them.
+template <int kStages, int kStageBytes>
+struct TmaRing {
+  unsigned char* smem;
+  uint64_t* full;
+  uint64_t* empty;
+
+  __device__ __forceinline__ explicit TmaRing(unsigned char* base)
+      : smem(base), full(reinterpret_cast<uint64_t*>(base + kStages * kStageBytes)), empty(full + kStages) {}
+
+  static constexpr int bytes() { return kStages * kStageBytes + 2 * kStages * 8; }
+
+  // One thread, before the roles split (a __syncthreads follows).
+  __device__ __forceinline__ void init(int consumer_warpgroups) const {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&full[s], 1);                     // the producer's arrival (with the stage's bytes)
+      mbarrier_init(&empty[s], consumer_warpgroups);  // one arrival per consumer warpgroup
+    }
+    fence_barrier_init();
+  }
+
+  // The producer (one thread): for each k-tile kb, once its stage is free, issue(kb, stage, &full[stage]) starts the
+  // copies that complete `tx_bytes` on the stage's barrier.
+  template <class Issue>
+  __device__ __forceinline__ void produce(int k_tiles, uint32_t tx_bytes, Issue&& issue) const {
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int kb = 0; kb < k_tiles; ++kb) {
+      if (kb >= kStages) mbarrier_wait(&empty[stage], phase ^ 1);  // its previous k-tile's MMAs are done
+      mbarrier_arrive_expect_tx(&full[stage], tx_bytes);
+      issue(kb, smem + stage * kStageBytes, &full[stage]);
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    }
+  }
+
+  // A consumer warpgroup: for each k-tile, once its bytes have landed, mma(stage) issues the MMAs (between the
+  // fences, as one commit group; `fence_operands` orders the accumulators around them); the stage of the k-tile
+  // before is released once wgmma.wait_group 1 says its MMAs are done. Returns with every MMA complete.
+  template <class Mma, class FenceOperands>
+  __device__ __forceinline__ void consume(int k_tiles, Mma&& mma, FenceOperands&& fence_operands) const {
+    int stage = 0, prev = 0;
+    uint32_t phase = 0;
+    for (int kb = 0; kb < k_tiles; ++kb) {
+      mbarrier_wait(&full[stage], phase);
+      wgmma_fence();
+      fence_operands();
+      mma(static_cast<const unsigned char*>(smem + stage * kStageBytes));
+      wgmma_commit();
+      fence_operands();
+      wgmma_wait<1>();  // k-tile kb - 1's MMAs are done: its stage is free
+      if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[prev]);
+      prev = stage;
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    }
+    wgmma_wait<0>();
+    fence_operands();
+  }
+};
+
+}  // namespace igemm
+}  // namespace conv2d_ext
