@@ -42,6 +42,7 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_weight_implicit_gemm_128x128_w4,
       &backward_weight_implicit_gemm_128x128_w8,
       &backward_weight_implicit_gemm_64x64,
+      &backward_weight_implicit_gemm_128x128_tma,
       &forward_implicit_gemm_ffma,
       &backward_data_implicit_gemm_ffma,
       &backward_weight_implicit_gemm_ffma,

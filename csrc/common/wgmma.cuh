@@ -106,26 +106,32 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
 // Wgmma64x64 the same with 64 columns of B.
 template <typename T> struct Wgmma64x128;
 template <typename T> struct Wgmma64x64;
+// m64n64 with both operands MN-major (A rows, B rows contiguous; the reduction strided): the transpose bits, 16-bit
+// types only. The descriptor is wgmma_descriptor's: a 64-element (128-byte) swizzled row per reduction index, its
+// 8-row atoms 1024 bytes apart, one atom wide.
+template <typename T> struct Wgmma64x64MN;
 
 #ifdef CONV2D_EXT_WGMMA_DEVICE
 #define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) CONV2D_EXT_WGMMA_64N##N(shape_and_types, immediates)
 #else
 #define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) __trap()
 #endif
-#define CONV2D_EXT_WGMMA_SPECIALIZATION(N, T, shape_and_types, immediates)                \
-  template <> struct Wgmma64x##N<T> {                                                      \
+#define CONV2D_EXT_WGMMA_SPECIALIZATION(Name, N, T, shape_and_types, immediates)          \
+  template <> struct Name<T> {                                                             \
     __device__ __forceinline__ static void run(float (&d)[N / 2], uint64_t a, uint64_t b) { \
       CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates);                                \
     }                                                                                      \
   };
 
-CONV2D_EXT_WGMMA_SPECIALIZATION(128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 0, 0")  // both operands K-major
-CONV2D_EXT_WGMMA_SPECIALIZATION(128, __half, "m64n128k16.f32.f16.f16", ", 0, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 0, 0")  // both operands K-major
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128, 128, __half, "m64n128k16.f32.f16.f16", ", 0, 0")
 // fp32 bits go in as they are: the tensor core reads their TF32 part (both operands K-major, as TF32 requires).
-CONV2D_EXT_WGMMA_SPECIALIZATION(128, float, "m64n128k8.f32.tf32.tf32", "")
-CONV2D_EXT_WGMMA_SPECIALIZATION(64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 0, 0")
-CONV2D_EXT_WGMMA_SPECIALIZATION(64, __half, "m64n64k16.f32.f16.f16", ", 0, 0")
-CONV2D_EXT_WGMMA_SPECIALIZATION(64, float, "m64n64k8.f32.tf32.tf32", "")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128, 128, float, "m64n128k8.f32.tf32.tf32", "")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 0, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __half, "m64n64k16.f32.f16.f16", ", 0, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32", "")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
 
 #undef CONV2D_EXT_WGMMA_SPECIALIZATION
 #undef CONV2D_EXT_WGMMA_RUN

@@ -1,0 +1,18 @@
+// Backward-weight implicit GEMM, configuration 128x128_tma (Hopper: copy-engine boxes, MN-major wgmma): its registry
+// entry (kernels in backward_weight_128x128_tma_{f16,bf16}.cu). Not yet run on a GPU: gated (backward_weight_tma.cuh).
+#include "implicit_gemm/backward_weight_tma.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+extern template void backward_weight_tma_launch_typed<__half, TmaWgradConfig128x128>(const ConvParams&, void*,
+                                                                                      cudaStream_t);
+extern template void backward_weight_tma_launch_typed<__nv_bfloat16, TmaWgradConfig128x128>(const ConvParams&, void*,
+                                                                                             cudaStream_t);
+}  // namespace igemm
+
+const KernelInfo backward_weight_implicit_gemm_128x128_tma = {
+    Pass::kBackwardWeight, "implicit_gemm", "128x128_tma",
+    igemm::backward_weight_tma_can_implement<igemm::TmaWgradConfig128x128>,
+    igemm::backward_weight_tma_workspace<igemm::TmaWgradConfig128x128>,
+    igemm::backward_weight_tma_launch<igemm::TmaWgradConfig128x128>};
+}  // namespace conv2d_ext

@@ -1,0 +1,285 @@
+// Backward-weight on Hopper's copy engine (fp16/bf16): the weight gradient as a GEMM over output pixels, both operands
+// brought in as TMA boxes of NHWC pixels and fed to wgmma MN-major, on the pipeline ring of tma_pipeline.cuh.
+//
+// GEMM mapping, per group g and split z of the reduction (blockIdx.z = z * groups + g), as backward_weight.cuh:
+//   M = K/groups output channels, N = (tap, channel) columns in the filters' RSC order, reduction = output pixels:
+//     A[k][j] = dy[n, g*Kg + k, p, q]                         j = (n, p, q)
+//     B[(r, s, c)][j] = x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (0 outside the input: zero fill)
+// A k-tile is one box of at most 64 output pixels (nt images x ht rows x wt columns, tma_tile). For it the CTA loads
+// two grad_output boxes (its 128 output channels: 64 channels x the box's pixels each) and kNB input boxes (64
+// channels of one tap each: the tap's window of the same pixels, strided by the copy engine); in shared memory each
+// is a 128-byte row of 64 channels per pixel, so both operands are MN-major for wgmma (the transpose bits, 16-bit
+// types). Rows past the box's pixels (a box of fewer than 64) are zeroed once, so they add nothing to the reduction.
+// Each consumer warpgroup owns 64 output channels (one grad_output box) x kNB x 64 columns (m64n64 MMAs). Splits of
+// the pixel boxes write fp32 partial tiles; reduce_splits adds them in split order: bit-identical from run to run.
+//
+// NOT YET RUN ON A GPU (written in session 6 after the device time was spent): can_implement refuses every problem
+// unless CONV2D_EXT_UNVERIFIED=1, and the heuristics never pick it. tests/test_gpu_correctness.py::
+// test_tma_backward_weight sets the variable and forces it; once that passes, drop the gate (unverified_reason) and
+// time it (benchmarks/backward_passes.py ... backward_weight).
+#pragma once
+
+#include <cstdlib>
+
+#include "implicit_gemm/backward_weight.cuh"
+#include "implicit_gemm/forward_tma.cuh"
+#include "implicit_gemm/tma_pipeline.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+constexpr int kWgradBoxPixels = 64;  // the reduction of one k-tile: a box of at most 64 output pixels
+
+// kNB: 64-channel column blocks per tile (input boxes per stage), kStages stages.
+template <int NB, int Stages>
+struct TmaWgradConfig {
+  static constexpr int kNB = NB, kStages = Stages;
+  static constexpr int kBoxBytes = kWgradBoxPixels * kTmaRowBytes;  // 8 KB: 64 pixels x 64 channels
+  static constexpr int kStageBytes = (2 + NB) * kBoxBytes;          // two grad_output boxes, NB input boxes
+  static constexpr int kSmem = Stages * kStageBytes + 2 * Stages * 8 + 1024 /* alignment */;
+  static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
+};
+using TmaWgradConfig128x128 = TmaWgradConfig<2, 3>;  // 128 x 128 tiles, 3 stages of 32 KB: two CTAs per SM
+
+// What the kernel needs besides its two tensor maps.
+struct TmaWgrad {
+  int wt, ht, nt, q_tiles, p_tiles;  // the box of output pixels, and boxes per row and column
+  int boxes, boxes_per_split;        // k-tiles of the whole reduction, and of one split
+  int groups, Cg, Kg;
+  int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int S, c_chunks, blocks;           // column blocks: (tap, 64-channel chunk) pairs, R*S*c_chunks of them
+  int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
+  uint32_t tx_bytes, box_rows;       // bytes of one stage's boxes; pixels per box
+  float* partials;                   // [split][K][taps], taps in (r, s, c) order
+};
+
+template <typename T, class Cfg>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
+    backward_weight_tma_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
+                               const TmaWgrad c) {
+  constexpr int BK = kTmaRowBytes / sizeof(T), kNB = Cfg::kNB, kBox = Cfg::kBoxBytes;
+  static_assert(sizeof(T) == 2, "MN-major wgmma operands are 16-bit");
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
+  const int m0 = blockIdx.x * 128, block0 = blockIdx.y * kNB;
+  const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
+
+  // Rows past the box's pixels are never written by the copies: zero them once, for the async proxy to read.
+  if (c.box_rows < kWgradBoxPixels) {
+    const int per_box = (kWgradBoxPixels - int(c.box_rows)) * kTmaRowBytes / 16;
+    for (int u = threadIdx.x; u < Cfg::kStages * (2 + kNB) * per_box; u += kTmaThreads) {
+      const int box = u / per_box, chunk = u % per_box;
+      *reinterpret_cast<uint4*>(smem + box * kBox + c.box_rows * kTmaRowBytes + chunk * 16) = make_uint4(0, 0, 0, 0);
+    }
+    fence_proxy_async();
+  }
+  if (threadIdx.x == 0) ring.init(2);
+  __syncthreads();
+
+  if (warp == 8) {  // producer
+    if (lane == 0) {
+      tma_prefetch_descriptor(&dy_map);
+      tma_prefetch_descriptor(&x_map);
+      int chan[kNB], dw[kNB], dh[kNB];  // each input box's first channel and tap offsets
+#pragma unroll
+      for (int j = 0; j < kNB; ++j) {
+        const int b = min(block0 + j, c.blocks - 1);  // past the last block: any valid box, its columns unused
+        const int tap = b / c.c_chunks, r = tap / c.S, s = tap - r * c.S;
+        chan[j] = g * c.Cg + (b - tap * c.c_chunks) * BK, dw[j] = s * c.dil_w - c.pad_w, dh[j] = r * c.dil_h - c.pad_h;
+      }
+      int qi = box0 % c.q_tiles, rest = box0 / c.q_tiles, pi = rest % c.p_tiles, ni = rest / c.p_tiles;
+      ring.produce(k_tiles, c.tx_bytes, [&](int, unsigned char* stage, uint64_t* bar) {
+        const int q0 = qi * c.wt, p0 = pi * c.ht, n0 = ni * c.nt;
+        tma_load_4d(stage, &dy_map, bar, g * c.Kg + m0, q0, p0, n0);
+        tma_load_4d(stage + kBox, &dy_map, bar, g * c.Kg + m0 + BK, q0, p0, n0);
+#pragma unroll
+        for (int j = 0; j < kNB; ++j)
+          tma_load_4d(stage + (2 + j) * kBox, &x_map, bar, chan[j], q0 * c.stride_w + dw[j], p0 * c.stride_h + dh[j], n0);
+        if (++qi == c.q_tiles) {
+          qi = 0;
+          if (++pi == c.p_tiles) pi = 0, ++ni;
+        }
+      });
+    }
+    return;
+  }
+
+  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63 (grad_output box wg).
+  const int wg = warp / 4;
+  float acc[kNB][32];
+#pragma unroll
+  for (int j = 0; j < kNB; ++j)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc[j][i] = 0.f;
+  ring.consume(
+      k_tiles,
+      [&](const unsigned char* stage) {
+#pragma unroll
+        for (int step = 0; step < kWgradBoxPixels / 16; ++step)  // 16 pixels (rows) per MMA
+#pragma unroll
+          for (int j = 0; j < kNB; ++j)
+            Wgmma64x64MN<T>::run(acc[j], wgmma_descriptor<kTmaRowBytes>(stage + wg * kBox + step * 16 * kTmaRowBytes),
+                                 wgmma_descriptor<kTmaRowBytes>(stage + (2 + j) * kBox + step * 16 * kTmaRowBytes));
+      },
+      [&] {
+#pragma unroll
+        for (int j = 0; j < kNB; ++j) wgmma_fence_operands(acc[j]);
+      });
+
+  // The partial tile straight from the accumulators: row m (output channel), column (tap, channel).
+  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
+  const int row = m0 + wg * 64 + (warp % 4) * 16 + lane / 4;
+#pragma unroll
+  for (int j = 0; j < kNB; ++j) {
+    const int b = block0 + j;
+    if (b >= c.blocks) continue;
+    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BK;
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + (lane % 4) * 2 + e % 2;
+        if (m < c.Kg && ch < c.Cg) out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[j][jj * 4 + e];
+      }
+  }
+}
+
+// The split of the reduction: about 4 x 132 CTAs in all (a function of the problem, not of the GPU, so results do
+// not depend on the GPU), at least 8 boxes per split, at most 65535 / groups splits.
+struct TmaWgradPlan {
+  TmaTile box;
+  int blocks, col_tiles, m_tiles, splits, boxes_per_split;
+};
+
+template <class Cfg>
+TmaWgradPlan tma_wgrad_plan(const ConvParams& p) {
+  TmaWgradPlan plan{};
+  plan.box = tma_tile(p, kWgradBoxPixels);
+  const int64_t c_chunks = (p.C_per_group() + 63) / 64, boxes = plan.box.count();
+  plan.blocks = static_cast<int>(p.R * p.S * c_chunks);
+  plan.col_tiles = (plan.blocks + Cfg::kNB - 1) / Cfg::kNB;
+  plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
+  const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / p.groups));
+  const int64_t per = std::max<int64_t>({int64_t(8), (boxes + wanted - 1) / wanted, 1});
+  plan.boxes_per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(boxes, 1)));
+  plan.splits = static_cast<int>(std::max<int64_t>(1, (boxes + plan.boxes_per_split - 1) / plan.boxes_per_split));
+  return plan;
+}
+
+// The unverified gate (see the header comment): "" when CONV2D_EXT_UNVERIFIED=1.
+inline std::string unverified_reason() {
+  const char* env = std::getenv("CONV2D_EXT_UNVERIFIED");
+  return env != nullptr && env[0] == '1' ? "" : "not yet verified on a GPU (set CONV2D_EXT_UNVERIFIED=1 to run it)";
+}
+
+// Workspace: the partials, the NHWC copies of an NCHW problem's input and grad_output, and what the fallback
+// (128x128_w8, for channels-last tensors the copy engine cannot read) needs, whichever is larger.
+template <class Cfg>
+int64_t backward_weight_tma_workspace(const ConvParams& p) {
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  int64_t bytes = region(int64_t(tma_wgrad_plan<Cfg>(p).splits) * count * 4);
+  if (!p.channels_last) bytes += region(p.N * p.C * p.H * p.W * 2) + p.N * p.K * p.P * p.Q * 2;
+  return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
+}
+
+extern template void backward_weight_launch_typed<__half, Config128x128_w8>(const ConvParams&, void*, cudaStream_t);
+extern template void backward_weight_launch_typed<__nv_bfloat16, Config128x128_w8>(const ConvParams&, void*,
+                                                                                   cudaStream_t);
+
+template <typename T, class Cfg>
+void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  if (count == 0) return;
+  float* partials = static_cast<float*>(workspace);
+  if (p.N * p.P * p.Q == 0) {  // an empty reduction: grad_weight is zero
+    C10_CUDA_CHECK(cudaMemsetAsync(partials, 0, count * sizeof(float), stream));
+    reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, 1, p, p.channels_last);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  const TmaWgradPlan plan = tma_wgrad_plan<Cfg>(p);
+  const void* x = p.x;
+  const void* dy = p.y;
+  int64_t xs[4], ys[4];
+  for (int i = 0; i < 4; ++i) xs[i] = p.x_stride[i], ys[i] = p.y_stride[i];
+  if (!p.channels_last) {  // NHWC copies of both operands
+    unsigned char* next = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
+    T* x_nhwc = reinterpret_cast<T*>(next);
+    T* dy_nhwc = reinterpret_cast<T*>(next + region(p.N * p.C * p.H * p.W * 2));
+    x = staged_nhwc<T>(p.x, p.x_stride, x_nhwc, p.N, p.C, p.H, p.W, xs, stream);
+    dy = staged_nhwc<T>(p.y, p.y_stride, dy_nhwc, p.N, p.K, p.P, p.Q, ys, stream);
+  } else if (xs[1] != 1 || ys[1] != 1 || !tma_strides_fit<T>(x, {xs[0], xs[2], xs[3]}) ||
+             !tma_strides_fit<T>(dy, {ys[0], ys[2], ys[3]})) {
+    backward_weight_launch_typed<T, Config128x128_w8>(p, workspace, stream);  // sliced tensors: the gathers
+    return;
+  }
+  const TmaTile& t = plan.box;
+  CUtensorMap dy_map, x_map;
+  const char* why = encode_tensor_map_4d(
+      &dy_map, tma_dtype<T>(), dy, {uint64_t(p.K), uint64_t(p.Q), uint64_t(p.P), uint64_t(p.N)},
+      {uint64_t(ys[3] * e), uint64_t(ys[2] * e), uint64_t(ys[0] * e)},
+      {uint32_t(BK), uint32_t(t.wt), uint32_t(t.ht), uint32_t(t.nt)}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (grad_output): ", why);
+  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), x, {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)},
+                             {uint64_t(xs[3] * e), uint64_t(xs[2] * e), uint64_t(xs[0] * e)},
+                             {uint32_t(BK), uint32_t(t.wt * p.stride_w), uint32_t(t.ht * p.stride_h), uint32_t(t.nt)},
+                             {1, uint32_t(p.stride_w), uint32_t(p.stride_h), 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (input): ", why);
+
+  TmaWgrad c{};
+  c.wt = t.wt, c.ht = t.ht, c.nt = t.nt, c.q_tiles = int(t.q_tiles), c.p_tiles = int(t.p_tiles);
+  c.boxes = int(t.count()), c.boxes_per_split = plan.boxes_per_split;
+  c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
+  c.stride_h = p.stride_h, c.stride_w = p.stride_w, c.pad_h = p.pad_h, c.pad_w = p.pad_w;
+  c.dil_h = p.dil_h, c.dil_w = p.dil_w;
+  c.S = int(p.S), c.c_chunks = int((p.C_per_group() + BK - 1) / BK), c.blocks = plan.blocks;
+  c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
+  c.box_rows = uint32_t(t.wt * t.ht * t.nt);
+  c.tx_bytes = uint32_t(kTmaRowBytes) * c.box_rows * (2 + Cfg::kNB);
+  c.partials = partials;
+
+  constexpr auto kernel = backward_weight_tma_kernel<T, Cfg>;
+  opt_in_shared_memory<kernel>(Cfg::kSmem);
+  const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
+                  static_cast<unsigned>(plan.splits * p.groups));
+  kernel<<<grid, kTmaThreads, Cfg::kSmem, stream>>>(dy_map, x_map, c);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, plan.splits, p, true);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// What it can run: fp16/bf16 (MN-major wgmma operands) on an sm_90a build, channels (per group) in 16-byte vectors,
+// strides within the copy engine's element strides, a grid that fits; and, until it has run on a GPU, the gate.
+template <class Cfg>
+std::string backward_weight_tma_can_implement(const ConvParams& p) {
+  std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
+  if (!why.empty()) return why;
+  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16)
+    return "float16 and bfloat16 only (its MMAs read both operands transposed, which TF32 cannot)";
+  if (p.C % 8 != 0 || p.K % 8 != 0 || p.C_per_group() % 8 != 0 || p.K_per_group() % 8 != 0)
+    return "channels (and channels per group) must fill 16-byte vectors (the copy engine's strides)";
+  if (p.stride_h > 8 || p.stride_w > 8) return "strides above 8 (the copy engine's element strides)";
+  if (!p.channels_last && (p.H * p.W >= (int64_t(1) << 31) || p.P * p.Q >= (int64_t(1) << 31)))
+    return "NCHW images of 2^31 or more pixels (the NHWC copies)";
+  if (p.N * p.P * p.Q > 0 && tma_tile(p, kWgradBoxPixels).count() >= (int64_t(1) << 31))
+    return "2^31 or more boxes of output pixels";
+  if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
+    return "a weight of 2^31 elements or more per group";
+  return unverified_reason();
+}
+
+template <class Cfg>
+void backward_weight_tma_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.dtype == DType::kFloat16) backward_weight_tma_launch_typed<__half, Cfg>(p, workspace, stream);
+  else if (p.dtype == DType::kBFloat16) backward_weight_tma_launch_typed<__nv_bfloat16, Cfg>(p, workspace, stream);
+  else TORCH_CHECK(false, "conv2d_ext: implicit_gemm 128x128_tma backward_weight runs float16 and bfloat16 only");
+}
+
+}  // namespace igemm
+}  // namespace conv2d_ext
