@@ -282,6 +282,8 @@ def test_tma_sliced(name, kernel, layout, slicing, poison):
 # 16-byte vectors, plus a reduction of many splits.
 TMA_WGRAD = {name: case for name, case in TMA_FORWARD.items() if case.C % 8 == 0 and case.K % 8 == 0}
 TMA_WGRAD["splits_8x64x32x64"] = Case(8, 64, 32, 64, 128, 3, 3, 1, 1, 1, 1)
+TMA_WGRAD["k320"] = Case(2, 64, 9, 11, 320, 3, 3, 1, 1, 1, 1)  # three tiles of output channels
+TMA_WGRAD["groups4_c8_k64"] = Case(2, 32, 12, 10, 256, 3, 3, 1, 1, 1, 4)  # channel boxes off 64-channel boundaries
 TMA_WGRAD_KERNEL = "implicit_gemm:128x128_tma"
 
 

@@ -13,6 +13,11 @@
 // Each consumer warpgroup owns 64 output channels (one grad_output box) x kNB x 64 columns (m64n64 MMAs). Splits of
 // the pixel boxes write fp32 partial tiles; reduce_splits adds them in split order: bit-identical from run to run.
 //
+// Known costs (review, session 6): a grad_output box of a group with 64 or fewer output channels is partly or wholly
+// outside the tensor (zero fill: the forward's padding tests show such boxes complete their bytes), and warpgroup 1
+// then multiplies zeros (a 64-row configuration would not); boxes of fewer than 64 pixels still run 4 MMA steps.
+// Input pixels past the output's edge meet zero grad_output: an infinite input there would add 0 x inf = NaN.
+//
 // NOT YET RUN ON A GPU (written in session 6 after the device time was spent): can_implement refuses every problem
 // unless CONV2D_EXT_UNVERIFIED=1, and the heuristics never pick it. tests/test_gpu_correctness.py::
 // test_tma_backward_weight sets the variable and forces it; once that passes, drop the gate (unverified_reason) and
@@ -271,6 +276,7 @@ std::string backward_weight_tma_can_implement(const ConvParams& p) {
     return "2^31 or more boxes of output pixels";
   if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
+  if (tma_wgrad_plan<Cfg>(p).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
   return unverified_reason();
 }
 
