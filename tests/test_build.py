@@ -236,6 +236,21 @@ def test_wgmma_configurations_need_an_sm90a_build_and_a_hopper_gpu():
     assert _igemm_why_not("implicit_gemm:128x128_w8", sm=80) == ""
 
 
+def test_copy_engine_configurations_answer_for_empty_problems():
+    """can_implement of the copy-engine configurations on an empty batch (their tile plan divides by the box's
+    images: it once divided by zero there, a SIGFPE in every caller) and on a first layer (3 channels: no 16-byte
+    vectors for the copy engine)."""
+    empty = [0, 64, 8, 8, 32, 3, 3, 8, 8]
+    first_layer = [2, 3, 32, 32, 64, 7, 7, 32, 32]  # stride 1, padding 3
+    for pass_, kernel in (("forward", "implicit_gemm:128x128_tma"), ("forward", "implicit_gemm:128x64_tma"),
+                          ("backward_data", "implicit_gemm:128x128_tma"), ("backward_weight", "implicit_gemm:128x128_tma")):
+        assert kernel in conv2d_ext.kernels()[pass_], (pass_, kernel)
+        why = _C.can_implement(pass_, kernel, empty, [1, 1], [1, 1], [1, 1], 1, "bfloat16", True, True, 90)
+        assert why == "" or "sm_90a" in why or "verified" in why, (pass_, why)
+        why = _C.can_implement(pass_, kernel, first_layer, [1, 1], [3, 3], [1, 1], 1, "bfloat16", True, True, 90)
+        assert "16-byte vectors" in why or "sm_90a" in why, (pass_, why)
+
+
 def test_implicit_gemm_checks_shared_memory_per_gpu():
     """A configuration whose tiles need more shared memory than the GPU gives a block says so (sm_86 and sm_89
     give 99 KB, sm_80 163 KB, sm_90 227 KB)."""
