@@ -484,6 +484,9 @@ def test_hopper_runs_the_wgmma_configurations():
     assert select(r50_3x3_64)["forward"].kernel == "implicit_gemm:128x64_tma"
     tiny = _suite_problem(1, 64, 14, 14, 128, 3, 3, pad=1, dtype="float16")  # 2 tiles
     assert select(tiny)["forward"].kernel == "implicit_gemm:128x64_tma"
+    r50_1x1 = dict(N=32, C=256, H=56, W=56, K=64, R=1, S=1)
+    assert select(_suite_problem(**r50_1x1, dtype="float32"))["forward"].kernel == "implicit_gemm:128x128_wg"
+    assert select(_suite_problem(**r50_1x1, dtype="bfloat16"))["forward"].kernel == "implicit_gemm:128x64_tma"
     strided = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert select(strided)["forward"].kernel == "implicit_gemm:128x128_tma"
     assert select(strided)["backward_data"].kernel.endswith("_wg")
