@@ -1,6 +1,6 @@
 // Hopper's bulk tensor copies (TMA, sm_90) and the shared-memory barriers they complete on (mbarrier): the
-// producer side of a warp-specialized pipeline. Device code: mbarrier init / arrive / expect-tx / wait, and tiled
-// tensor loads of 3 to 5 dimensions. Host code: the tensor map (CUtensorMap) of a strided tensor, encoded through
+// producer side of a warp-specialized pipeline. Device code: mbarrier init / arrive / expect-tx / wait, and 4-D tiled
+// tensor loads. Host code: the tensor map (CUtensorMap) of a strided tensor, encoded through
 // the driver's cuTensorMapEncodeTiled, reached through the runtime (no link against libcuda).
 //
 // PTX ISA: "cp.async.bulk.tensor", "mbarrier"; CUDA driver API: "Tensor Map Object Management". Compiled only for
@@ -89,8 +89,8 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
 
 // ---- Host side.
 
-// The tensor map of a 4-D tensor of `elem_bytes`-byte elements (float32, float16 or bfloat16 by `dtype_code`:
-// CUtensorMapDataType) at `base`: dims and byte strides innermost first (stride[0] of dim 1, ...), a box of `box`
+// The tensor map of a 4-D tensor of `dtype` elements at `base`: dims and byte strides innermost first (strides[0]
+// of dim 1, ...), a box of `box`
 // elements traversed with `step` elements between loaded ones, 128-byte swizzle when `swizzle128` (the box's inner
 // extent must then be 128 bytes). Returns "" or why the driver refused it.
 const char* encode_tensor_map_4d(CUtensorMap* map, CUtensorMapDataType dtype, const void* base, const uint64_t (&dims)[4],

@@ -258,6 +258,27 @@ __global__ void reduce_splits(const float* __restrict__ partials, int splits, Co
   }
 }
 
+// An empty reduction (N*P*Q == 0): grad_weight is zero, written through reduce_splits (one split of zeros at
+// `partials`, count floats) so that it lands in the weight's layout.
+template <typename T>
+void zero_weight_gradient(const ConvParams& p, float* partials, int64_t count, cudaStream_t stream) {
+  C10_CUDA_CHECK(cudaMemsetAsync(partials, 0, count * sizeof(float), stream));
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, 1, p, p.channels_last);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// p with its input and grad_output copied to dense NHWC at `dst` (to_nhwc): the input first, grad_output in the next
+// 256-byte aligned region.
+template <typename T>
+ConvParams staged_operands_nhwc(const ConvParams& p, unsigned char* dst, cudaStream_t stream) {
+  ConvParams q = p;
+  T* x = reinterpret_cast<T*>(dst);
+  T* dy = reinterpret_cast<T*>(dst + region(p.N * p.C * p.H * p.W * int64_t(sizeof(T))));
+  q.x = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream);
+  q.y = staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream);
+  return q;
+}
+
 // NCHW fp16/bf16 problems whose channels fill 16-byte vectors run on the channels-last vector path, on NHWC copies of
 // the input and grad_output (to_nhwc): gathering NCHW activations element by element costs more than the copies.
 inline bool backward_weight_stages_nhwc(const ConvParams& p) {
@@ -310,20 +331,11 @@ void backward_weight_launch_typed(const ConvParams& p, void* workspace, cudaStre
   if (count == 0) return;
   float* partials = static_cast<float*>(workspace);
   const SplitK split = plan_split_k<Cfg>(p);
-  if (p.N * p.P * p.Q == 0) {  // an empty reduction: grad_weight is zero
-    C10_CUDA_CHECK(cudaMemsetAsync(partials, 0, count * sizeof(float), stream));
-    reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, 1, p, p.channels_last);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
-  }
+  if (p.N * p.P * p.Q == 0) return zero_weight_gradient<T>(p, partials, count, stream);
   bool nhwc_order = p.channels_last;
   if (sizeof(T) == 2 && backward_weight_stages_nhwc(p)) {
     unsigned char* next = static_cast<unsigned char*>(workspace) + region(int64_t(split.splits) * count * 4);
-    T* x = reinterpret_cast<T*>(next);
-    T* dy = reinterpret_cast<T*>(next + region(p.N * p.C * p.H * p.W * 2));
-    ConvParams q = p;
-    q.x = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream);
-    q.y = staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream);
+    const ConvParams q = staged_operands_nhwc<T>(p, next, stream);
     if constexpr (sizeof(T) == 2) launch_backward_weight_variant<T, Cfg, true, true>(q, partials, split, stream);
     nhwc_order = true;
   } else if (!p.channels_last) {

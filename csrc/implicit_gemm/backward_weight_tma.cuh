@@ -202,25 +202,17 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
   if (count == 0) return;
   float* partials = static_cast<float*>(workspace);
-  if (p.N * p.P * p.Q == 0) {  // an empty reduction: grad_weight is zero
-    C10_CUDA_CHECK(cudaMemsetAsync(partials, 0, count * sizeof(float), stream));
-    reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, 1, p, p.channels_last);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
-  }
+  if (p.N * p.P * p.Q == 0) return zero_weight_gradient<T>(p, partials, count, stream);
   const TmaWgradPlan plan = tma_wgrad_plan<Cfg>(p);
-  const void* x = p.x;
-  const void* dy = p.y;
-  int64_t xs[4], ys[4];
-  for (int i = 0; i < 4; ++i) xs[i] = p.x_stride[i], ys[i] = p.y_stride[i];
-  if (!p.channels_last) {  // NHWC copies of both operands
-    unsigned char* next = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
-    T* x_nhwc = reinterpret_cast<T*>(next);
-    T* dy_nhwc = reinterpret_cast<T*>(next + region(p.N * p.C * p.H * p.W * 2));
-    x = staged_nhwc<T>(p.x, p.x_stride, x_nhwc, p.N, p.C, p.H, p.W, xs, stream);
-    dy = staged_nhwc<T>(p.y, p.y_stride, dy_nhwc, p.N, p.K, p.P, p.Q, ys, stream);
-  } else if (xs[1] != 1 || ys[1] != 1 || !tma_strides_fit<T>(x, {xs[0], xs[2], xs[3]}) ||
-             !tma_strides_fit<T>(dy, {ys[0], ys[2], ys[3]})) {
+  // The operands as the copy engine reads them: NHWC copies of an NCHW problem's, or a channels-last problem's own.
+  const ConvParams q = p.channels_last ? p : staged_operands_nhwc<T>(
+      p, static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4), stream);
+  const void* x = q.x;
+  const void* dy = q.y;
+  const int64_t(&xs)[4] = q.x_stride;
+  const int64_t(&ys)[4] = q.y_stride;
+  if (xs[1] != 1 || ys[1] != 1 || !tma_strides_fit<T>(x, {xs[0], xs[2], xs[3]}) ||
+      !tma_strides_fit<T>(dy, {ys[0], ys[2], ys[3]})) {
     backward_weight_launch_typed<T, Config128x128_w8>(p, workspace, stream);  // sliced tensors: the gathers
     return;
   }

@@ -37,6 +37,16 @@ __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* 
   }
 }
 
+// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there.
+template <typename T>
+void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
+  const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
+  pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  filters = dst;
+  fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
+}
+
 // Dense NHWC copy of an N x C x H x W tensor with strides `s` (n, c, h, w): the activations of an NCHW problem for
 // the channel-vector loaders. 32 x 32 (channels x pixels) tiles through shared memory, so both the reads (along
 // pixels) and the writes (along channels) are coalesced; one division per thread. H * W < 2^31. The general
@@ -268,12 +278,8 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
   const T* filters = static_cast<const T*>(p.w);
   FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
   if (!p.channels_last) {  // repack KCRS -> KRSC
-    const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
-    T* packed = static_cast<T*>(workspace);
-    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, packed, p.K, Cg, p.R, p.S);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    filters = packed;
-    fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
+    const int64_t total = p.K * p.C_per_group() * p.R * p.S;
+    repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
     if constexpr (Cfg::kWgmma) {
       if (stages_nhwc<Cfg>(p)) {  // NHWC activations in, NCHW output out (the epilogue writes it directly)
         T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));

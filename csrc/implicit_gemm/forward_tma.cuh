@@ -272,14 +272,8 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
     return;
   }
-  if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s})) {  // repack KCRS (or sliced) -> KRSC
-    const int64_t total = p.K * Cg * p.R * p.S;
-    T* packed = static_cast<T*>(workspace);
-    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, packed, p.K, Cg, p.R, p.S);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    filters = packed;
-    fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
-  }
+  if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
+    repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   if (p.channels_last) {
     launch_tma<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
