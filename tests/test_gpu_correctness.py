@@ -218,8 +218,8 @@ def test_implicit_gemm_strided_backward_data_sliced(name, kernel, layout, slicin
                       must_run=True)
 
 
-# The Hopper copy-engine forward (implicit_gemm:128x128_tma): its box of output pixels (nt images x ht rows x wt
-# columns) per shape, channels off the 128-byte k-tile, more than one tile of output channels (and a count off 16-byte
+# The Hopper copy-engine configurations (implicit_gemm:*_tma, every one built): their box of output pixels (nt images
+# x ht rows x wt columns) per shape, channels off the 128-byte k-tile, more than one tile of output channels (and a count off 16-byte
 # runs), strides as the copy engine's element strides, dilation, padding past the kernel, grouped k-tiles, 1x1. Each
 # case must run (not skip) wherever the kernel is built.
 TMA_FORWARD = {
@@ -235,8 +235,7 @@ TMA_FORWARD = {
     "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
     "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
 }
-TMA_KERNELS = ["implicit_gemm:128x128_tma", "implicit_gemm:256x128_tma", "implicit_gemm:128x64_tma",
-               "implicit_gemm:256x64_tma"]
+TMA_KERNELS = [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm") and k.endswith("_tma")]
 
 
 def _tma_built(kernel):
