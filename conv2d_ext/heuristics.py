@@ -159,6 +159,11 @@ _QUARTER_WAVE_TILES = 33
 # Up to this many 128x128 tiles (half a wave of two CTAs per SM on 132 SMs), the copy-engine kernel's 128x64 tiles
 # (batch1_3x3 and r50_3x3_512 on the H200; r50_3x3_256, 98 tiles, runs as fast on 128x128).
 _SMALL_TMA_TILES = 64
+# From this many output pixels on (the backward-weight reduction), the copy-engine backward-weight wins (H200, bf16:
+# seed 3.08 / 1.45 ms NCHW / NHWC against 5.15 / 3.48 on 128x128_w8, unet_3x3 0.25 / 0.18 against 0.53 / 0.44); below
+# it the mma.sync kernels are as fast or faster (r50_3x3_64, 100K pixels: 0.18 either way; r50_3x3_256: 0.125 on
+# 128x128_w8 against 0.143).
+_WGRAD_TMA_PIXELS = 1 << 17
 # From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).
 _LARGE_WGMMA_TILES = 200
 
@@ -223,7 +228,11 @@ RULES = (
          "tensor cores (implicit GEMM over grad_output); NCHW fp16/bf16, gathered element by element by 8 warps"),
     Rule("implicit_gemm:128x128_w4", _tensor_core_backward_data,
          "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
-    # backward-weight
+    # backward-weight. Hopper first, for a long reduction: the copy engine's boxes of output pixels (fp16/bf16)
+    Rule("implicit_gemm:128x128_tma",
+         lambda p, s: s == "backward_weight" and _tensor_core(p, s) and p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS,
+         "tensor cores (Hopper wgmma, both operands MN-major from copy-engine boxes of output pixels), split-K with a "
+         "fixed-order reduction of the splits: a long reduction over output pixels"),
     Rule("implicit_gemm:64x64",
          lambda p, s: s == "backward_weight" and _tensor_core(p, s) and _gemm_columns(p, s) <= 64,
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits; 64x64 "

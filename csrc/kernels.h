@@ -49,8 +49,7 @@ extern const KernelInfo backward_data_implicit_gemm_128x64_tma;
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w4;
 extern const KernelInfo backward_weight_implicit_gemm_128x128_w8;
 extern const KernelInfo backward_weight_implicit_gemm_64x64;
-// Hopper: copy-engine boxes of output pixels, MN-major wgmma, split-K (backward_weight_tma.cuh). Not yet run on a GPU:
-// can_implement refuses everything unless CONV2D_EXT_UNVERIFIED=1.
+// Hopper: copy-engine boxes of output pixels, MN-major wgmma (fp16/bf16), split-K (backward_weight_tma.cuh).
 extern const KernelInfo backward_weight_implicit_gemm_128x128_tma;
 // Exact FP32 (allow_tf32 = False) on CUDA cores: the same loaders and pipeline with FFMA register blocks.
 extern const KernelInfo forward_implicit_gemm_ffma;

@@ -275,10 +275,9 @@ def test_tma_sliced(name, kernel, layout, slicing, poison):
             run_and_check(TMA_FORWARD[name], "bf16", layout, {pass_: kernel}, True, offset, row_pad, must_run=True)
 
 
-# The copy-engine backward-weight (implicit_gemm:128x128_tma, fp16/bf16): written after session 6's device time was
-# spent, so its can_implement refuses everything unless CONV2D_EXT_UNVERIFIED=1 (csrc/implicit_gemm/
-# backward_weight_tma.cuh). These tests set it and force the kernel: the copy-engine shapes whose channels fill
-# 16-byte vectors, plus a reduction of many splits.
+# The copy-engine backward-weight (implicit_gemm:128x128_tma, fp16/bf16; csrc/implicit_gemm/backward_weight_tma.cuh)
+# forced on the copy-engine shapes whose channels fill 16-byte vectors, plus a reduction of many splits, three tiles
+# of output channels and channel boxes off 64-channel boundaries.
 TMA_WGRAD = {name: case for name, case in TMA_FORWARD.items() if case.C % 8 == 0 and case.K % 8 == 0}
 TMA_WGRAD["splits_8x64x32x64"] = Case(8, 64, 32, 64, 128, 3, 3, 1, 1, 1, 1)
 TMA_WGRAD["k320"] = Case(2, 64, 9, 11, 320, 3, 3, 1, 1, 1, 1)  # three tiles of output channels
@@ -293,21 +292,19 @@ def _tma_wgrad_built():
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(TMA_WGRAD))
-def test_tma_backward_weight(name, precision_mode, layout, poison, monkeypatch):
+def test_tma_backward_weight(name, precision_mode, layout, poison):
     """The copy-engine backward-weight forced on shapes that exercise its boxes and splits; it must accept each."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_UNVERIFIED", "1")
     bias = list(TMA_WGRAD).index(name) % 2 == 0
     run_and_check(TMA_WGRAD[name], precision_mode, layout, {"backward_weight": TMA_WGRAD_KERNEL}, bias, must_run=True)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_tma_backward_weight_is_deterministic(layout, monkeypatch):
+def test_tma_backward_weight_is_deterministic(layout):
     """Bit-identical weight gradients over 10 runs (split partials added in a fixed order)."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_UNVERIFIED", "1")
     case = TMA_WGRAD["splits_8x64x32x64"]
     x, w, _ = make_inputs(*case.sizes, case.groups, torch.bfloat16, channels_last=layout == "nhwc", bias=False)
     w.requires_grad_(True)

@@ -1,5 +1,5 @@
 // Backward-weight implicit GEMM, configuration 128x128_tma (Hopper: copy-engine boxes, MN-major wgmma): its registry
-// entry (kernels in backward_weight_128x128_tma_{f16,bf16}.cu). Not yet run on a GPU: gated (backward_weight_tma.cuh).
+// entry (kernels in backward_weight_128x128_tma_{f16,bf16}.cu).
 #include "implicit_gemm/backward_weight_tma.cuh"
 
 namespace conv2d_ext {
