@@ -51,6 +51,13 @@ namespace dw {
 constexpr int kRows = 8;          // output rows per thread (register block)
 constexpr int kMaxThreads = 256;  // threads per block, at most
 constexpr int kMinBlocks = 2;     // blocks per SM the register allocation must allow
+constexpr int kStages = 3;        // forward / backward-data: staged tiles per block (two in flight while one computes)
+// Blocks per SM the register allocation allows for the forward / backward-data kernel of a kR x kS filter (0: the
+// general path): the 3x3 forward kernels fit 64 registers (backward-data, which reloads its filter per channel, 80
+// without spills), so three or four blocks per SM keep more copies in flight.
+template <int kR, bool kDgrad> struct ConvMinBlocks {
+  static constexpr int value = kR == 3 ? (kDgrad ? 3 : 4) : kMinBlocks;
+};
 constexpr int kTapChunk = 9;      // backward-weight, general path: filter taps reduced per block
 constexpr int64_t kSmemBudget = 96 * 1024;  // planned shared memory per block, so that two blocks fit on an SM
 
@@ -63,6 +70,9 @@ enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 CONV2D_EXT_HOST_DEVICE inline int64_t floor_div(int64_t a, int64_t b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
+
+// The same in 32 bits (device code: a 64-bit division is a subroutine of about a hundred instructions).
+CONV2D_EXT_HOST_DEVICE inline int floor_div32(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // One staged tile in shared memory (one of the two buffers).
 struct Staged {
@@ -151,7 +161,7 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
   t.wsets = static_cast<int>(ct * M);
   t.in = make_staged(nhwc, rows, cols, cin, vec_in, async_in, elem);
   const int64_t blocks = int64_t(tp / kRows) * (tq / cols_per_thread);  // register blocks of one channel
-  int64_t smem = 2 * int64_t(t.in.elems) * elem;
+  int64_t smem = (wgrad ? 2 : kStages) * int64_t(t.in.elems) * elem;
   if (wgrad) {
     t.grad = make_staged(nhwc, tp, tq, cout, vec_grad, async_grad, elem);
     smem += 2 * int64_t(t.grad.elems) * elem;
@@ -295,9 +305,11 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   if (!why.empty()) return why;
   if (role == Role::kBackwardWeight && p.K / p.C > kMaxThreads)
     return "backward-weight takes channel multipliers up to 256";
-  if (make_plan(p, role, max_shared_memory(p.sm)).smem == 0)
+  const Plan t = make_plan(p, role, max_shared_memory(p.sm));
+  if (t.smem == 0)
     return "its smallest tile (filter extent with stride and dilation) needs more shared memory than this GPU gives "
            "a block";
+  if (t.tiles >= (int64_t(1) << 31)) return "2^31 or more tiles (the kernels number them in 32 bits)";
   return "";
 }
 
@@ -350,23 +362,25 @@ struct TileAt {
   int row, col;
 };
 
+// 32-bit divisions: can_implement keeps the tile count below 2^31.
 __device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t N, int64_t tile) {
   TileAt a;
-  const int64_t tq = tile % t.tiles_q;
-  tile /= t.tiles_q;
-  const int64_t tp = tile % t.tiles_p;
-  tile /= t.tiles_p;
-  a.n = tile % N;
-  a.chunk = tile / N;
-  a.row = static_cast<int>(tp * t.tp);
-  a.col = static_cast<int>(tq * t.tq);
+  uint32_t x = static_cast<uint32_t>(tile);
+  const uint32_t tq = x % static_cast<uint32_t>(t.tiles_q);
+  x /= static_cast<uint32_t>(t.tiles_q);
+  const uint32_t tp = x % static_cast<uint32_t>(t.tiles_p);
+  x /= static_cast<uint32_t>(t.tiles_p);
+  a.n = x % static_cast<uint32_t>(N);
+  a.chunk = x / static_cast<uint32_t>(N);
+  a.row = static_cast<int>(tp) * t.tp;
+  a.col = static_cast<int>(tq) * t.tq;
   return a;
 }
 
 // Columns between a staged NCHW row's first element and the tile's first input column `col0` (0 for NHWC).
 template <bool kNHWC>
 __device__ __forceinline__ int stage_shift(const Staged& s, int col0) {
-  return kNHWC ? 0 : static_cast<int>(col0 - floor_div(col0, s.vec) * s.vec);
+  return kNHWC ? 0 : col0 & (s.vec - 1);  // s.vec is a power of two: col0 - floor(col0 / vec) * vec
 }
 
 // Index of staged element (channel c, row, col) in its buffer; col counts from the tile's first input column.
@@ -452,20 +466,21 @@ __device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, i
 // backward-data: the first grad_output row that grad_input row out0 .. out0 + tp - 1 gather from.
 template <bool kDgrad>
 __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int64_t R, int dil) {
-  if (kDgrad) return static_cast<int>(floor_div(int64_t(out0) + pad - (R - 1) * dil, stride));
+  // Each term is below 2^30 (can_implement), so the numerator fits 32 bits.
+  if (kDgrad) return floor_div32(static_cast<int>(int64_t(out0) + pad - (R - 1) * dil), stride);
   return static_cast<int>(int64_t(out0) * stride - pad);
 }
 
 // Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input) of a depthwise
 // convolution, on tiles as described at the top. kR x kS > 0: the specialised stride-1, dilation-1 path.
 template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
-__global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const ConvParams p, const Plan t) {
+__global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value) conv_kernel(const ConvParams p, const Plan t) {
   constexpr bool kFast = kR > 0;
   constexpr int kCols = Cols<kNHWC>::value;
   constexpr int kTaps = kFast ? kR * kS : 1;
   extern __shared__ __align__(16) unsigned char smem[];
   T* const buffers = reinterpret_cast<T*>(smem);
-  float* const wsm = reinterpret_cast<float*>(buffers + 2 * t.in.elems);
+  float* const wsm = reinterpret_cast<float*>(buffers + kStages * t.in.elems);
 
   const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x);
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
@@ -490,14 +505,21 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   int cached = -1;  // the filter in wr (index into the staged chunk), -1 for none
   // The block's tiles: a contiguous range (gridDim.x <= t.tiles, so never empty), so that consecutive tiles mostly
   // share their channel chunk and filters, and neighbouring tiles' halos are still in L2.
+  // kStages buffers: tiles tile+1 .. tile+kStages-1 are in flight while `tile` is computed.
   const int64_t end = (blockIdx.x + 1) * t.tiles / gridDim.x;
   int64_t tile = blockIdx.x * t.tiles / gridDim.x;
-  issue(tile, buffers);
-  cp_async_commit();
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (tile + s < end) issue(tile + s, buffers + s * t.in.elems);
+    cp_async_commit();
+  }
   int64_t weights_of = -1;  // the chunk whose filters are staged
-  for (int it = 0; tile < end; ++it, ++tile) {
-    T* const current = buffers + (it & 1) * t.in.elems;
-    if (tile + 1 < end) issue(tile + 1, buffers + ((it + 1) & 1) * t.in.elems);
+  int slot = 0;             // the buffer of `tile`
+  for (; tile < end; ++tile, slot = slot == kStages - 1 ? 0 : slot + 1) {
+    T* const current = buffers + slot * t.in.elems;
+    // The buffer the last iteration computed (freed by its closing barrier) takes tile + kStages - 1.
+    const int ahead = slot == 0 ? kStages - 1 : slot - 1;
+    if (tile + kStages - 1 < end) issue(tile + kStages - 1, buffers + ahead * t.in.elems);
     cp_async_commit();
     const TileAt a = tile_at(t, p.N, tile);
     if (a.chunk != weights_of) {  // uniform over the block; the last iteration's barrier freed wsm
@@ -505,7 +527,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
       weights_of = a.chunk;
       cached = -1;
     }
-    cp_async_wait<1>();
+    cp_async_wait<kStages - 1>();
     __syncthreads();
 
     const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
@@ -605,16 +627,16 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
         }
       }
 
+      const int h0 = a.row + i0, w0 = a.col + j0;
+      T* const out = dst + (kNHWC ? ((a.n * out_rows + h0) * int64_t(out_cols) + w0) * out_channels + oc
+                                  : ((a.n * out_channels + oc) * out_rows + h0) * int64_t(out_cols) + w0);
+      const int64_t row_step = kNHWC ? int64_t(out_cols) * out_channels : out_cols;
+      const int64_t col_step = kNHWC ? out_channels : 1;
 #pragma unroll
       for (int i = 0; i < kRows; ++i)
 #pragma unroll
-        for (int j = 0; j < kCols; ++j) {
-          const int64_t h = a.row + i0 + i, w = a.col + j0 + j;
-          if (h >= out_rows || w >= out_cols) continue;
-          const int64_t at = kNHWC ? ((a.n * out_rows + h) * out_cols + w) * out_channels + oc
-                                   : ((a.n * out_channels + oc) * out_rows + h) * out_cols + w;
-          dst[at] = from_acc<T>(acc[i][j]);
-        }
+        for (int j = 0; j < kCols; ++j)
+          if (h0 + i < out_rows && w0 + j < out_cols) out[i * row_step + j * col_step] = from_acc<T>(acc[i][j]);
     }
     __syncthreads();  // everyone is done with `current` and wsm before they are refilled
   }

@@ -57,6 +57,7 @@ constexpr int kBlockPix = 7;           // output pixels per thread: 7 divides th
 constexpr int kBlockTaps = 8;          // backward-weight: filter taps per thread
 constexpr int kMaxThreads = 256;       // threads per block, at most
 constexpr int kMinBlocks = 2;          // blocks per SM the register allocation must allow (<= 128 registers)
+constexpr int kWgradBatch = 4;         // backward-weight: loads in flight per lane while staging (at 8 it spills)
 constexpr int kMaxGroupChannels = 32;  // C/groups and K/groups, at most
 constexpr int kMaxPositions = 1024;    // backward-weight: output positions per tile, at most
 constexpr int64_t kSmemBudget = 72 * 1024;  // planned shared memory per block: three blocks fit an H100 SM
@@ -312,11 +313,13 @@ inline std::string can_implement(const ConvParams& p, Role role) {
 // dense in the layout; channel cbase + c) from (row0, col0) as fp32: dst[i * slot + c * plane + r * pitch + x * cstep].
 // Zero outside the tensor. Warps take (image, channel, row) rows (NCHW, lanes along the row) or (image, row)
 // rows (NHWC, lanes along (column, channel), channel fastest).
-template <typename T, bool kNHWC>
+template <typename T, bool kNHWC, int kBatch = 8>
 __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int64_t n0, int64_t N, int64_t SC,
                                       int64_t cbase, int valid_ch, int nch, int srows, int scols, int row0, int col0,
                                       int rows, int cols, int pitch, int plane, int nb, int slot,
                                       int cstep = 1) {
+  // Each lane issues kBatch loads before it stores any of them: the loads of a warp are then in flight together
+  // instead of one L2 round trip after another (the stores to shared memory would otherwise keep them in order).
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   if (kNHWC) {
     const int per_row = cols * nch;
@@ -329,30 +332,50 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
       const T* row_src = src + (row_ok ? ((n * srows + h) * int64_t(scols)) * SC + cbase : 0);
       float* row_dst = dst + nbi * slot + r * pitch;
       int col = lane / nch, c = lane - col * nch;
-      for (int e = lane; e < per_row; e += 32) {
-        const int w = col0 + col;
-        float v = 0.0f;
-        if (row_ok && c < valid_ch && w >= 0 && w < scols) v = to_acc(row_src[int64_t(w) * SC + c]);
-        row_dst[c * plane + col * cstep] = v;
-        c += dc;
-        col += dcol;
-        if (c >= nch) c -= nch, ++col;
+      for (int e0 = lane; e0 < per_row; e0 += 32 * kBatch) {
+        float v[kBatch];
+        int at[kBatch];
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          const int w = col0 + col;
+          const bool ok = e0 + 32 * b < per_row && row_ok && c < valid_ch && w >= 0 && w < scols;
+          v[b] = ok ? to_acc(row_src[int64_t(w) * SC + c]) : 0.0f;
+          at[b] = e0 + 32 * b < per_row ? c * plane + col * cstep : -1;
+          c += dc;
+          col += dcol;
+          if (c >= nch) c -= nch, ++col;
+        }
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b)
+          if (at[b] >= 0) row_dst[at[b]] = v[b];
       }
     }
   } else {
-    for (int task = warp; task < nb * nch * rows; task += warps) {
-      const int r = task % rows, rest = task / rows;
-      const int c = rest % nch, nbi = rest / nch;
-      const int64_t n = n0 + nbi;
-      const int h = row0 + r;
-      const bool row_ok = n < N && c < valid_ch && h >= 0 && h < srows;
-      const T* row_src = src + (row_ok ? ((n * SC + cbase + c) * srows + h) * int64_t(scols) : 0);
-      float* row_dst = dst + nbi * slot + c * plane + r * pitch;
+    // kBatch (image, channel, row) rows per warp at a time, lanes along the row.
+    const int tasks = nb * nch * rows;
+    for (int t0 = warp; t0 < tasks; t0 += kBatch * warps)
       for (int x = lane; x < cols; x += 32) {
         const int w = col0 + x;
-        row_dst[x * cstep] = row_ok && w >= 0 && w < scols ? to_acc(row_src[w]) : 0.0f;
+        float v[kBatch];
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          const int task = t0 + b * warps;
+          const int r = task % rows, rest = task / rows;
+          const int c = rest % nch, nbi = rest / nch;
+          const int64_t n = n0 + nbi;
+          const int h = row0 + r;
+          const bool ok = task < tasks && n < N && c < valid_ch && h >= 0 && h < srows && w >= 0 && w < scols;
+          v[b] = ok ? to_acc(src[((n * SC + cbase + c) * srows + h) * int64_t(scols) + w]) : 0.0f;
+        }
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          const int task = t0 + b * warps;
+          if (task >= tasks) break;
+          const int r = task % rows, rest = task / rows;
+          const int c = rest % nch, nbi = rest / nch;
+          dst[nbi * slot + c * plane + r * pitch + x * cstep] = v[b];
+        }
       }
-    }
   }
 }
 
@@ -648,9 +671,9 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     const int row0 = (rest / static_cast<int>(t.tiles_q)) * t.tp;
     const int col0 = (rest % static_cast<int>(t.tiles_q)) * t.tq;
     __syncthreads();  // the previous tile's reads are done (and pos_off is written)
-    stage<T, kNHWC>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H, W,
+    stage<T, kNHWC, kWgradBatch>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H, W,
                     row0 * p.stride_h - p.pad_h, col0 * p.stride_w - p.pad_w, t.rows, t.cols, t.pitch, t.xplane, 1, 0);
-    stage<T, kNHWC>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0, t.tp, t.tq,
+    stage<T, kNHWC, kWgradBatch>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0, t.tp, t.tq,
                     t.tq * t.gstride, 1, 1, 0, t.gstride);
     __syncthreads();
     if (active) {
