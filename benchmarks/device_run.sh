@@ -11,7 +11,8 @@ echo build $(( $(date +%s) - start )) s
 timeout 200 python3 -m pytest -q -n 15 tests/test_gpu_correctness.py tests/test_heuristics.py -k "${TESTS:-depthwise or grouped or tma_backward_weight or heuristics}" 2>&1 | tee $OUT/pytest.log | grep -E "^FAILED|passed|failed" | cut -c1-200 | tail -12
 echo tests $(( $(date +%s) - start )) s
 timeout 150 python3 benchmarks/compare.py --quick --no-plot --out $OUT --pass forward,backward --dtype fp32,tf32,fp16,bf16 --layout nchw,nhwc --shapes ${SHAPES:-depthwise_3x3,depthwise_7x7,grouped_g32} > $OUT/compare.log 2>&1
-grep -E "^\|" $OUT/compare.log | cut -d'|' -f2-9 | tail -50
+rm -f $OUT/*.csv $OUT/*.md
+grep -E "^(depthwise|grouped|seed|r50|unet|dilated|batch1)|geomean|speedup" $OUT/compare.log | cut -c1-110 | tail -60
 echo compare $(( $(date +%s) - start )) s
 cd benchmarks
 for l in nchw nhwc; do timeout 40 python3 profile_case.py --trace seed bf16 $l backward; done 2>&1 | tee $OUT/trace.txt | head -30
