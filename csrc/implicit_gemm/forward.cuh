@@ -67,27 +67,37 @@ __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterSt
     if (c0 + int(threadIdx.x) < C && p0 + i < HW) out[(n * HW + p0 + i) * C + c0 + threadIdx.x] = tile[threadIdx.x][i];
 }
 
-// The same copy in 16-byte vectors both ways (the one-element version is bound by instructions issued: ncu, seed
-// bf16 on the H100, 832 us at 1.3 TB/s with 82% of issue slots busy). Needs dense channel planes (s.s == 1,
-// s.r == W), H * W, C and the plane and image strides in whole vectors, and x 16-byte aligned. A block moves 64
-// channels x 64 pixels: reads of a channel's 64 pixels (coalesced), the vectors stored in shared memory with their
-// 16-byte chunk index XORed by the row's vector group (row / E), so that the column reads of the write phase, E rows
-// of one pixel per thread, hit distinct banks; writes of E channels of a pixel per thread, a warp covering whole
-// 128-byte runs of channels.
-template <typename T>
+// Loads of `bytes` bytes (16, 8, 4 or 2) as one unsigned integer type.
+template <int bytes> struct VecOf;
+template <> struct VecOf<16> { using type = uint4; };
+template <> struct VecOf<8> { using type = uint2; };
+template <> struct VecOf<4> { using type = uint32_t; };
+template <> struct VecOf<2> { using type = uint16_t; };
+
+// The same copy with 16-byte stores and loads of LV elements (16 bytes where H * W and the strides allow, else 8 or
+// 4: seed's grad_output has 510 x 1022 pixels, a multiple of 4 but not of 8). The one-element version is bound by
+// instructions issued: ncu, seed bf16 on the H100, 832 us at 1.3 TB/s with 82% of issue slots busy. Needs dense
+// channel planes (s.s == 1, s.r == W), H * W and the plane and image strides in whole loads, C in whole 16-byte
+// vectors, and x aligned to a load. A block moves 64 channels x 64 pixels: reads of a channel's 64 pixels
+// (coalesced), stored in shared memory with their 16-byte chunk index XORed by the row's vector group (row / E), so
+// that the column reads of the write phase, E rows of one pixel per thread, hit distinct banks; writes of E channels
+// of a pixel per thread, a warp covering whole 128-byte runs of channels.
+template <typename T, int LV>
 __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
                                                    int C, int HW) {
-  constexpr int E = 16 / sizeof(T), kTile = 64, kChunks = kTile / E;  // chunks (vectors) per 64-element row
+  constexpr int E = 16 / sizeof(T), kTile = 64, kChunks = kTile / E;  // chunks (16-byte vectors) per 64-element row
+  constexpr int kLoads = kTile / LV;                                    // loads per 64-element row
+  using L = typename VecOf<LV * sizeof(T)>::type;
   __shared__ __align__(16) T tile[kTile][kTile];
   const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
   const int64_t n = blockIdx.z;
   const T* src = x + n * s.k + p0;
 #pragma unroll
-  for (int u = threadIdx.x; u < kTile * kChunks; u += 256) {
-    const int c = u / kChunks, v = u % kChunks;
-    if (c0 + c < C && p0 + v * E < HW)
-      *reinterpret_cast<uint4*>(&tile[c][(v ^ (c / E % kChunks)) * E]) =
-          *reinterpret_cast<const uint4*>(src + (c0 + c) * s.c + v * E);
+  for (int u = threadIdx.x; u < kTile * kLoads; u += 256) {
+    const int c = u / kLoads, px = u % kLoads * LV;  // pixels px .. px + LV - 1 of channel c (one 16-byte chunk)
+    if (c0 + c < C && p0 + px < HW)
+      *reinterpret_cast<L*>(&tile[c][((px / E) ^ (c / E % kChunks)) * E + px % E]) =
+          *reinterpret_cast<const L*>(src + (c0 + c) * s.c + px);
   }
   __syncthreads();
   T* dst = out + (n * HW + p0) * C + c0;
@@ -105,23 +115,43 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
   }
 }
 
+// Elements per load of to_nhwc_vec for x (strides `stride`, N x C x H x W): the widest of 16, 8 and 4 bytes (and 2
+// for 2-byte types) that the layout allows, or 0 when it needs the one-element to_nhwc (channels not in 16-byte
+// vectors, planes not dense, or nothing aligned).
+template <typename T>
+int to_nhwc_load_elems(const T* x, const int64_t (&stride)[4], int64_t C, int64_t H, int64_t W) {
+  constexpr int64_t E = 16 / sizeof(T);
+  if (stride[3] != 1 || stride[2] != W || C % E != 0) return 0;
+  for (int64_t lv = E; lv >= 1 && lv * int64_t(sizeof(T)) >= 2; lv /= 2)
+    if ((H * W) % lv == 0 && stride[1] % lv == 0 && stride[0] % lv == 0 &&
+        reinterpret_cast<uintptr_t>(x) % (lv * sizeof(T)) == 0)
+      return static_cast<int>(lv);
+  return 0;
+}
+
 // `out`: 16-byte aligned (a workspace region).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
                     cudaStream_t stream) {
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
-  constexpr int64_t E = 16 / sizeof(T);
-  const bool vec = stride[3] == 1 && stride[2] == W && (H * W) % E == 0 && C % E == 0 && stride[1] % E == 0 &&
-                   stride[0] % E == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  const int64_t tile = vec ? 64 : 32;
+  constexpr int E = 16 / sizeof(T);
+  const int lv = to_nhwc_load_elems(x, stride, C, H, W);
+  const int64_t tile = lv > 0 ? 64 : 32;
   for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
     const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
     const T* src = x + n0 * stride[0];
     T* dst = out + n0 * H * W * C;
-    if (vec) to_nhwc_vec<T><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-    else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
+    if (lv == E) to_nhwc_vec<T, E><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+    else if (lv == E / 2) to_nhwc_vec<T, E / 2><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+    else if (lv == E / 4) to_nhwc_vec<T, E / 4><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+    else if constexpr (E == 8) {
+      if (lv == 1) to_nhwc_vec<T, 1><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+      else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
+    } else {
+      to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }

@@ -52,6 +52,7 @@ constexpr int kRows = 8;          // output rows per thread (register block)
 constexpr int kMaxThreads = 256;  // threads per block, at most
 constexpr int kMinBlocks = 2;     // blocks per SM the register allocation must allow
 constexpr int kStages = 3;        // forward / backward-data: staged tiles per block (two in flight while one computes)
+constexpr int64_t kStagesSmem = 75 * 1024;  // ... when they fit this (three blocks per SM), else two
 // Blocks per SM the register allocation allows for the forward / backward-data kernel of a kR x kS filter (0: the
 // general path): the 3x3 forward kernels fit 64 registers (backward-data, which reloads its filter per channel, 80
 // without spills), so three or four blocks per SM keep more copies in flight.
@@ -97,6 +98,7 @@ struct Plan {
   Staged grad;  // backward-weight: grad_output
   int64_t smem = 0;  // dynamic shared memory bytes
   bool fast = false; // 3x3, 5x5 or 7x7 at stride 1 and dilation 1: the specialised kernels
+  int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
 };
 
 // ---- Host: the plan.
@@ -161,7 +163,7 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
   t.wsets = static_cast<int>(ct * M);
   t.in = make_staged(nhwc, rows, cols, cin, vec_in, async_in, elem);
   const int64_t blocks = int64_t(tp / kRows) * (tq / cols_per_thread);  // register blocks of one channel
-  int64_t smem = (wgrad ? 2 : kStages) * int64_t(t.in.elems) * elem;
+  int64_t smem = 2 * int64_t(t.in.elems) * elem;
   if (wgrad) {
     t.grad = make_staged(nhwc, tp, tq, cout, vec_grad, async_grad, elem);
     smem += 2 * int64_t(t.grad.elems) * elem;
@@ -172,6 +174,11 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
   } else {
     t.threads = static_cast<int>(std::min<int64_t>(kMaxThreads, round_up(cout * blocks, 32)));
     smem += int64_t(t.wsets) * p.R * p.S * 4;  // fp32 weights of the chunk
+    // A third buffer where it keeps three blocks per SM (the large 7x7 channels-last tiles keep two and two blocks).
+    if (smem + int64_t(t.in.elems) * elem <= kStagesSmem) {
+      smem += int64_t(t.in.elems) * elem;
+      t.stages = kStages;
+    }
   }
   const int64_t out_h = dgrad ? p.H : p.P, out_w = dgrad ? p.W : p.Q;
   t.tiles_p = (out_h + tp - 1) / tp;
@@ -418,33 +425,45 @@ template <typename T, bool kNHWC>
 __device__ __forceinline__ void stage(T* dst, const Staged& s, const T* __restrict__ src, int64_t n,
                                       int64_t channels, int rows, int cols, int64_t c_begin, int row0, int col0) {
   const int E = s.vec;
+  // Each thread's copies are id = threadIdx.x + i * blockDim.x; their coordinates advance by blockDim.x's (mixed
+  // radix) digits with carries, not by divisions per copy.
   if (kNHWC) {
     const int per_pixel = s.channels / E;
     const int total = s.rows * s.cols * per_pixel;
+    const int step_p = blockDim.x / per_pixel, step_k = blockDim.x - step_p * per_pixel;
+    const int step_r = step_p / s.cols, step_x = step_p - step_r * s.cols;
+    int pixel = threadIdx.x / per_pixel, k = threadIdx.x - pixel * per_pixel;
+    int r = pixel / s.cols, x = pixel - r * s.cols;
 #pragma unroll 4
     for (int id = threadIdx.x; id < total; id += blockDim.x) {
-      const int pixel = id / per_pixel, k = id - pixel * per_pixel;
-      const int r = pixel / s.cols, x = pixel - r * s.cols;
       const int h = row0 + r, w = col0 + x;
       const int64_t c = c_begin + int64_t(k) * E;
       const bool valid = h >= 0 && h < rows && w >= 0 && w < cols && c < channels;
       const T* from = valid ? src + ((n * rows + h) * int64_t(cols) + w) * channels + c : src;
       copy(dst + pixel * s.channels + k * E, from, valid, s);
+      k += step_k, pixel += step_p, x += step_x, r += step_r;
+      if (k >= per_pixel) k -= per_pixel, ++pixel, ++x;
+      if (x >= s.cols) x -= s.cols, ++r;
     }
   } else {
     const int shift = stage_shift<false>(s, col0);
     const int first = col0 - shift;  // a multiple of E
     const int per_row = (shift + s.cols + E - 1) / E;
     const int total = s.channels * s.rows * per_row;
+    const int step_cr = blockDim.x / per_row, step_k = blockDim.x - step_cr * per_row;
+    const int step_c = step_cr / s.rows, step_r = step_cr - step_c * s.rows;
+    int cr = threadIdx.x / per_row, k = threadIdx.x - cr * per_row;
+    int c = cr / s.rows, r = cr - c * s.rows;
 #pragma unroll 4
     for (int id = threadIdx.x; id < total; id += blockDim.x) {
-      const int k = id % per_row, cr = id / per_row;
-      const int r = cr % s.rows, c = cr / s.rows;
       const int h = row0 + r, w = first + k * E;
       const int64_t ch = c_begin + c;
       const bool valid = h >= 0 && h < rows && w >= 0 && w < cols && ch < channels;
       const T* from = valid ? src + ((n * channels + ch) * rows + h) * int64_t(cols) + w : src;
       copy(dst + (c * s.rows + r) * s.pitch + k * E, from, valid, s);
+      k += step_k, r += step_r, c += step_c;
+      if (k >= per_row) k -= per_row, ++r;
+      if (r >= s.rows) r -= s.rows, ++c;
     }
   }
 }
@@ -480,7 +499,7 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   constexpr int kTaps = kFast ? kR * kS : 1;
   extern __shared__ __align__(16) unsigned char smem[];
   T* const buffers = reinterpret_cast<T*>(smem);
-  float* const wsm = reinterpret_cast<float*>(buffers + kStages * t.in.elems);
+  float* const wsm = reinterpret_cast<float*>(buffers + t.stages * t.in.elems);
 
   const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x);
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
@@ -505,21 +524,21 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   int cached = -1;  // the filter in wr (index into the staged chunk), -1 for none
   // The block's tiles: a contiguous range (gridDim.x <= t.tiles, so never empty), so that consecutive tiles mostly
   // share their channel chunk and filters, and neighbouring tiles' halos are still in L2.
-  // kStages buffers: tiles tile+1 .. tile+kStages-1 are in flight while `tile` is computed.
+  // t.stages buffers (2 or 3): tiles tile+1 .. tile+stages-1 are in flight while `tile` is computed.
+  const int stages = t.stages;
   const int64_t end = (blockIdx.x + 1) * t.tiles / gridDim.x;
   int64_t tile = blockIdx.x * t.tiles / gridDim.x;
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < stages - 1; ++s) {
     if (tile + s < end) issue(tile + s, buffers + s * t.in.elems);
     cp_async_commit();
   }
   int64_t weights_of = -1;  // the chunk whose filters are staged
   int slot = 0;             // the buffer of `tile`
-  for (; tile < end; ++tile, slot = slot == kStages - 1 ? 0 : slot + 1) {
+  for (; tile < end; ++tile, slot = slot == stages - 1 ? 0 : slot + 1) {
     T* const current = buffers + slot * t.in.elems;
-    // The buffer the last iteration computed (freed by its closing barrier) takes tile + kStages - 1.
-    const int ahead = slot == 0 ? kStages - 1 : slot - 1;
-    if (tile + kStages - 1 < end) issue(tile + kStages - 1, buffers + ahead * t.in.elems);
+    // The buffer the last iteration computed (freed by its closing barrier) takes tile + stages - 1.
+    const int ahead = slot == 0 ? stages - 1 : slot - 1;
+    if (tile + stages - 1 < end) issue(tile + stages - 1, buffers + ahead * t.in.elems);
     cp_async_commit();
     const TileAt a = tile_at(t, p.N, tile);
     if (a.chunk != weights_of) {  // uniform over the block; the last iteration's barrier freed wsm
@@ -527,7 +546,8 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
       weights_of = a.chunk;
       cached = -1;
     }
-    cp_async_wait<kStages - 1>();
+    if (stages == kStages) cp_async_wait<kStages - 1>();
+    else cp_async_wait<1>();
     __syncthreads();
 
     const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
