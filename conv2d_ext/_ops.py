@@ -1,7 +1,8 @@
 """The passes as torch ops, and the thin calls the autograd Functions make.
 
-The ops conv2d_ext::forward / backward_data / backward_weight / backward_bias are defined and implemented for CUDA
-in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get their fake implementations (the result's
+The ops conv2d_ext::forward / backward_data / backward_weight / backward_bias (and to_channels_last, the NHWC copy
+of grad_output that an NCHW backward on the copy-engine kernels makes once for both passes) are defined and
+implemented for CUDA in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get their fake implementations (the result's
 shape, dtype, device and layout, from the sizes passed), so torch.compile traces them as opaque nodes.
 
 Op arguments: the kernel name, tensors, stride[2], padding[2] (top, left: the bottom/right padding is implied by
@@ -16,6 +17,7 @@ _forward_op = _ops.forward.default
 _backward_data_op = _ops.backward_data.default
 _backward_weight_op = _ops.backward_weight.default
 _backward_bias_op = _ops.backward_bias.default
+_to_channels_last_op = _ops.to_channels_last.default
 
 
 def _empty(shape, like, channels_last):
@@ -43,6 +45,11 @@ def _(grad_output):
     return grad_output.new_empty((grad_output.shape[1],))
 
 
+@torch.library.register_fake("conv2d_ext::to_channels_last")
+def _(input):
+    return torch.empty_like(input, memory_format=torch.channels_last)
+
+
 # What conv2d and the autograd Functions call: one pass of the convolution `p` (a Problem) on kernel `kernel`.
 
 def forward(kernel, x, w, bias, p):
@@ -62,3 +69,7 @@ def backward_weight(kernel, dy, x, p):
 
 def backward_bias(dy):
     return _backward_bias_op(dy)
+
+
+def to_channels_last(t):
+    return _to_channels_last_op(t)

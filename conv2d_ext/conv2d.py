@@ -211,6 +211,14 @@ def _backward_weight(dy, x, call):
     return _ops.backward_weight(call.plan["backward_weight"].kernel, dy, x, call.problem)
 
 
+def _stages_grad_output(call):
+    """An NCHW call whose backward-data and backward-weight both run on copy-engine kernels ("_tma"): they read
+    grad_output in NHWC, and the op passes a channels-last grad_output to them as it is (csrc/bindings.cpp)."""
+    plan = call.plan
+    return (not call.problem.channels_last and plan["backward_data"].kernel.endswith("_tma") and
+            plan["backward_weight"].kernel.endswith("_tma"))
+
+
 def _bias_grad(dy):
     return _BiasGrad.apply(dy) if torch.is_grad_enabled() else _ops.backward_bias(dy)
 
@@ -227,8 +235,10 @@ class _Forward(torch.autograd.Function):
         x, w = ctx.saved_tensors
         call, need = ctx.call, ctx.needs_input_grad
         dy = dy.contiguous(memory_format=_layout(call))
-        dx = _backward_data(dy, w, call) if need[0] else None
-        dw = _backward_weight(dy, x, call) if need[1] else None
+        # NCHW, both passes on the copy engine: each would copy grad_output to NHWC; copy it once for both.
+        dy_nhwc = _ops.to_channels_last(dy) if need[0] and need[1] and _stages_grad_output(call) else dy
+        dx = _backward_data(dy_nhwc, w, call) if need[0] else None
+        dw = _backward_weight(dy_nhwc, x, call) if need[1] else None
         db = _bias_grad(dy) if need[2] else None
         return dx, dw, db, None
 

@@ -193,7 +193,13 @@ at::Tensor run_pass(Pass pass, c10::string_view kernel, const at::Tensor& a_in, 
                     bool channels_last) {
   const c10::cuda::CUDAGuard guard(a_in.device());
   const auto fmt = memory_format(channels_last);
-  const at::Tensor a = a_in.contiguous(fmt), b = b_in.contiguous(fmt);
+  // The backward passes of an NCHW call on the copy-engine kernels ("_tma") take grad_output dense in NHWC as it is:
+  // they read NHWC (their NCHW path copies grad_output to NHWC first), and conv2d.py stages it once for both.
+  const std::string name(kernel.data(), kernel.size());
+  const bool nhwc_grad = !channels_last && pass != Pass::kForward && name.size() > 4 &&
+                         name.compare(name.size() - 4, 4, "_tma") == 0 && a_in.dim() == 4 &&
+                         a_in.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor a = nhwc_grad ? a_in : a_in.contiguous(fmt), b = b_in.contiguous(fmt);
   at::Tensor result = new_result(result_size, a, channels_last);
   const bool fwd = pass == Pass::kForward, dgrad = pass == Pass::kBackwardData;
   const at::Tensor& x = fwd ? a : (dgrad ? result : b);
@@ -260,6 +266,27 @@ at::Tensor backward_bias_op(const at::Tensor& grad_output) {
   return db;
 }
 
+// The dense NHWC (channels_last) copy of a 4-D fp32/fp16/bf16 CUDA tensor, on conv2d_ext's own kernel.
+at::Tensor to_channels_last_op(const at::Tensor& input) {
+  check_tensor(input, "input", input);
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
+              "conv2d_ext: to_channels_last takes float32, float16 or bfloat16 tensors");
+  const c10::cuda::CUDAGuard guard(input.device());
+  const at::Tensor x = input.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (x.numel() == 0) return out;
+  ConvParams p{};
+  p.N = x.size(0); p.C = x.size(1); p.H = x.size(2); p.W = x.size(3);
+  TORCH_CHECK(p.H * p.W < (int64_t(1) << 31) && p.C < (int64_t(1) << 21),
+              "conv2d_ext: to_channels_last takes images of fewer than 2^31 pixels and 2^21 channels");
+  copy_strides(p.x_stride, x);
+  p.dtype = to_dtype(dtype);
+  p.x = x.data_ptr();
+  to_channels_last(p, out.data_ptr(), c10::cuda::getCurrentCUDAStream(x.get_device()).stream());
+  return out;
+}
+
 // ---- What Python asks the registry.
 
 std::vector<std::tuple<std::string, std::string, std::string, std::string>> list_kernels() {
@@ -313,6 +340,7 @@ TORCH_LIBRARY(conv2d_ext, m) {
   m.def("backward_weight(str kernel, Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool allow_tf32, bool channels_last) -> Tensor");
   m.def("backward_bias(Tensor grad_output) -> Tensor");
+  m.def("to_channels_last(Tensor input) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(conv2d_ext, CUDA, m) {
@@ -320,13 +348,14 @@ TORCH_LIBRARY_IMPL(conv2d_ext, CUDA, m) {
   m.impl("backward_data", &conv2d_ext::backward_data);
   m.impl("backward_weight", &conv2d_ext::backward_weight);
   m.impl("backward_bias", &conv2d_ext::backward_bias_op);
+  m.impl("to_channels_last", &conv2d_ext::to_channels_last_op);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   namespace py = pybind11;
   using namespace conv2d_ext;
   m.doc() = "conv2d_ext: the kernel registry and the poison switch. The passes are the torch ops "
-            "torch.ops.conv2d_ext.{forward, backward_data, backward_weight, backward_bias}.";
+            "torch.ops.conv2d_ext.{forward, backward_data, backward_weight, backward_bias, to_channels_last}.";
   m.def("kernels", &list_kernels, "Every registered kernel as (pass, name, family, config), in the table's order.");
   m.def("can_implement", &can_implement,
         "Why kernel `name` cannot run `pass_` of a problem; '' when it can. Host code: no GPU needed.",

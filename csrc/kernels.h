@@ -63,6 +63,10 @@ extern const KernelInfo backward_weight_implicit_gemm_ffma;
 extern const KernelInfo forward_tiled_depthwise;
 extern const KernelInfo backward_data_tiled_depthwise;
 extern const KernelInfo backward_weight_tiled_depthwise;
+// Depthwise_vec (channels-last, 3x3 / 5x5 / 7x7, stride 1, multiplier 1, channels in 16-byte vectors): a thread per
+// channel vector and strip of output pixels, inputs from global memory, no activation tiles (depthwise_vec.cuh).
+extern const KernelInfo forward_tiled_depthwise_vec;
+extern const KernelInfo backward_data_tiled_depthwise_vec;
 // Grouped configuration (C/groups and K/groups each at most 32, not depthwise): a block per (group, tile of pixels
 // of a few images), input tile and the group's filters staged as fp32, 8 channels x 7 pixels FFMA register blocks
 // per thread (grouped.cuh); backward-data by stride phase (a gather, no atomics); backward-weight reducing
@@ -75,5 +79,10 @@ extern const KernelInfo backward_weight_tiled_grouped;
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.
 int64_t backward_bias_workspace(const ConvParams& p);
 void backward_bias(const ConvParams& p, void* grad_bias, void* workspace, cudaStream_t stream);
+
+// Dense NHWC copy of the N x C x H x W tensor p.x (strides p.x_stride; fp32/fp16/bf16, H * W < 2^31) at `out`
+// (16-byte aligned): grad_output staged once for both copy-engine backward passes of an NCHW call
+// (csrc/implicit_gemm/to_nhwc.cu). Reads p.N, p.C, p.H, p.W, p.x, p.x_stride and p.dtype only.
+void to_channels_last(const ConvParams& p, void* out, cudaStream_t stream);
 
 }  // namespace conv2d_ext

@@ -17,6 +17,8 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_direct,
       &backward_data_direct,
       &backward_weight_direct,
+      &forward_tiled_depthwise_vec,
+      &backward_data_tiled_depthwise_vec,
       &forward_tiled_depthwise,
       &backward_data_tiled_depthwise,
       &backward_weight_tiled_depthwise,

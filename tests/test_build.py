@@ -27,6 +27,15 @@ def test_each_pass_is_a_torch_op(name):
     assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "Meta")  # what register_fake installs
 
 
+def test_to_channels_last_is_a_torch_op():
+    """The NHWC copy the NCHW copy-engine backward makes of grad_output is a torch op too (CUDA, and a fake)."""
+    op = torch.ops.conv2d_ext.to_channels_last.default
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CUDA")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "Meta")
+    out = op(torch.empty(2, 8, 3, 5, device="meta"))
+    assert out.shape == (2, 8, 3, 5) and out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_old_pybind_entry_points_are_gone():
     """The passes are reached through the torch ops only; the module keeps the registry and the poison switch."""
     for name in ("forward_direct", "backward_data_direct", "backward_weight_direct", "backward_bias", "FAMILIES"):
@@ -126,10 +135,12 @@ def cpu_call(name):
         "backward_data": ("direct", y, w, [1, 2, 5, 5]) + geometry,
         "backward_weight": ("direct", y, x, [3, 2, 3, 3]) + geometry,
         "backward_bias": (y,),
+        "to_channels_last": (x,),
     }[name]
 
 
-@pytest.mark.parametrize("name", ["forward", "forward_with_bias", "backward_data", "backward_weight", "backward_bias"])
+@pytest.mark.parametrize("name", ["forward", "forward_with_bias", "backward_data", "backward_weight", "backward_bias",
+                                  "to_channels_last"])
 def test_ops_reject_cpu_tensors(name):
     """Every op refuses CPU tensors with a RuntimeError that mentions CUDA, writing nothing."""
     args = cpu_call(name)

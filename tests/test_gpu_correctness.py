@@ -315,6 +315,47 @@ def test_tma_backward_weight_is_deterministic(layout):
         assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first)
 
 
+# Both backward passes on the copy engine in NCHW: grad_output is copied to NHWC once (conv2d_ext::to_channels_last)
+# and both passes read that copy in place (csrc/bindings.cpp keeps it, staged_nhwc skips its own copy).
+SHARED_STAGING = {name: case for name, case in TMA_WGRAD.items() if case.stride == 1}
+
+
+@pytest.mark.parametrize("slicing", [None] + list(SLICINGS))
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(SHARED_STAGING))
+def test_nchw_backward_stages_grad_output_once(name, precision_mode, slicing, poison, monkeypatch):
+    """Forward and both gradients correct when the two copy-engine backward passes share one NHWC grad_output, which
+    the backward makes exactly once per call."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} needs an sm_90a build on a compute capability 9.0 GPU")
+    copies = []
+    real = conv2d_ext._ops.to_channels_last
+    monkeypatch.setattr(conv2d_ext._ops, "to_channels_last", lambda t: copies.append(t.shape) or real(t))
+    offset, row_pad = SLICINGS[slicing] if slicing else (0, 0)
+    variant = {"backward_data": "implicit_gemm:128x64_tma", "backward_weight": TMA_WGRAD_KERNEL}
+    case = SHARED_STAGING[name]
+    x, w, _ = make_inputs(*case.sizes, case.groups, torch.bfloat16, bias=False)
+    problem = conv2d_ext._args.normalize(x, w, None, **case.conv_args, capability=(9, 0))
+    for pass_, kernel in variant.items():
+        why = conv2d_ext.heuristics.can_implement(kernel, pass_, problem)
+        if why:
+            pytest.skip(f"{kernel} cannot run {pass_} of {name}: {why}")
+    run_and_check(case, precision_mode, "nchw", variant, True, offset, row_pad, must_run=True)
+    assert len(copies) == 1
+
+
+def test_to_channels_last_op_copies_exactly():
+    """conv2d_ext::to_channels_last: a bit-exact channels-last copy, for vector-friendly and odd sizes and a sliced
+    input (fp32, fp16, bf16)."""
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for shape in ((2, 64, 510, 1022), (3, 24, 7, 7), (1, 5, 3, 9), (2, 128, 14, 14)):
+            x = torch.randn(shape, device="cuda").to(dtype)
+            y = torch.ops.conv2d_ext.to_channels_last(x)
+            assert y.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, x)
+            sliced = torch.randn(shape[0], shape[1] + 1, shape[2], shape[3] + 2, device="cuda").to(dtype)[:, 1:, :, 1:]
+            assert torch.equal(torch.ops.conv2d_ext.to_channels_last(sliced), sliced)
+
+
 @pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
 def test_auto_variant(precision_mode, poison):
     """The heuristics' own choice, with bias, on a ResNet-like shape."""
@@ -441,6 +482,43 @@ def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
             assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
     finally:
         torch.use_deterministic_algorithms(saved)
+
+
+# tiled:depthwise_vec (channels-last forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, multiplier 1, channels in
+# 16-byte vectors for every dtype): partial strips (widths not a multiple of 4 or 2), padding of 0 and beyond the
+# filter, images smaller than the filter, batch 1 and 3, the suite's two cases at batch 2.
+DEPTHWISE_VEC = {
+    "3x3_c8": Case(2, 8, 13, 11, 8, 3, 3, 1, 1, 1, 8),
+    "3x3_c24_w17": Case(1, 24, 15, 17, 24, 3, 3, 1, 1, 1, 24),
+    "3x3_c40_batch3": Case(3, 40, 7, 9, 40, 3, 3, 1, 1, 1, 40),
+    "5x5_c16_pad0": Case(2, 16, 11, 9, 16, 5, 5, 1, 0, 1, 16),
+    "7x7_c32": Case(1, 32, 15, 17, 32, 7, 7, 1, 3, 1, 32),
+    "7x7_c8_smaller_than_filter": Case(2, 8, 5, 6, 8, 7, 7, 1, 3, 1, 8),
+    "3x3_padding_beyond_kernel": Case(1, 8, 5, 6, 8, 3, 3, 1, 3, 1, 8),
+    "3x3_wide_9x200": Case(1, 8, 9, 200, 8, 3, 3, 1, 1, 1, 8),
+    "suite_3x3_n2": Case(2, 144, 56, 56, 144, 3, 3, 1, 1, 1, 144),
+    "suite_7x7_n2": Case(2, 96, 56, 56, 96, 7, 7, 1, 3, 1, 96),
+}
+DEPTHWISE_VEC_PASSES = {"forward": "tiled:depthwise_vec", "backward_data": "tiled:depthwise_vec"}
+
+
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(DEPTHWISE_VEC))
+def test_tiled_depthwise_vec(name, precision_mode, poison):
+    """tiled:depthwise_vec forced on its forward and backward-data (channels-last); it must accept each case."""
+    bias = list(DEPTHWISE_VEC).index(name) % 2 == 0
+    run_and_check(DEPTHWISE_VEC[name], precision_mode, "nhwc", DEPTHWISE_VEC_PASSES, bias, must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", ["3x3_c24_w17", "7x7_c32"])
+def test_tiled_depthwise_vec_sliced_inputs(name, precision_mode, slicing, poison):
+    """Views at odd offsets (not 16-byte aligned: tiled:depthwise_vec hands them to depthwise.cuh's tiles) and padded
+    rows (made dense by the op)."""
+    offset, row_pad = SLICINGS[slicing]
+    run_and_check(DEPTHWISE_VEC[name], precision_mode, "nhwc", DEPTHWISE_VEC_PASSES, True, offset, row_pad,
+                  must_run=True)
 
 
 @pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "bf16"], indirect=True)

@@ -278,7 +278,7 @@ void backward_data_launch_typed(const ConvParams& p, void* workspace, cudaStream
     if (backward_data_stages_nhwc<Cfg>(p)) {  // NHWC grad_output in, NCHW grad_input out
       T* dy = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
       ConvParams q = p;
-      q.y = staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream);
+      q.y = const_cast<T*>(staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream));
       launch_backward_data_variant<T, Cfg, true, true, false, false>(q, packed, stream);
       return;
     }

@@ -274,8 +274,8 @@ ConvParams staged_operands_nhwc(const ConvParams& p, unsigned char* dst, cudaStr
   ConvParams q = p;
   T* x = reinterpret_cast<T*>(dst);
   T* dy = reinterpret_cast<T*>(dst + region(p.N * p.C * p.H * p.W * int64_t(sizeof(T))));
-  q.x = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream);
-  q.y = staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream);
+  q.x = const_cast<T*>(staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream));
+  q.y = const_cast<T*>(staged_nhwc<T>(p.y, p.y_stride, dy, p.N, p.K, p.P, p.Q, q.y_stride, stream));
   return q;
 }
 

@@ -157,12 +157,18 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
 }
 
 // Stages activations `act` (N x C x H x W, strides `stride`) for the channel-vector loaders: their dense NHWC copy at
-// `dst` (to_nhwc), whose strides go to `nhwc`. Returns dst.
+// `dst` (to_nhwc), whose strides go to `nhwc`. Returns where the NHWC activations are: dst, or act itself when it is
+// dense NHWC already.
 template <typename T>
-T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H, int64_t W,
-               int64_t (&nhwc)[4], cudaStream_t stream) {
-  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
+const T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H,
+                     int64_t W, int64_t (&nhwc)[4], cudaStream_t stream) {
   nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
+  // Already dense NHWC and 16-byte aligned (the backward of an NCHW call hands its copy-engine kernels grad_output
+  // staged once, conv2d.py): read in place.
+  if (stride[0] == nhwc[0] && stride[1] == nhwc[1] && stride[2] == nhwc[2] && stride[3] == nhwc[3] &&
+      reinterpret_cast<uintptr_t>(act) % 16 == 0)
+    return static_cast<const T*>(act);
+  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
   return dst;
 }
 
@@ -314,7 +320,7 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
       if (stages_nhwc<Cfg>(p)) {  // NHWC activations in, NCHW output out (the epilogue writes it directly)
         T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
         ConvParams q = p;
-        q.x = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream);
+        q.x = const_cast<T*>(staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, q.x_stride, stream));
         launch_variant<T, Cfg, true, true, false, false>(q, filters, fs, stream);
         return;
       }

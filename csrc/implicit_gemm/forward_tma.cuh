@@ -280,8 +280,8 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
     int64_t xs[4];
-    staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    launch_tma<T, Cfg, false>(p, x, xs, filters, fs, stream);
+    const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
+    launch_tma<T, Cfg, false>(p, staged, xs, filters, fs, stream);
   }
 }
 

@@ -493,7 +493,8 @@ __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int6
 // Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input) of a depthwise
 // convolution, on tiles as described at the top. kR x kS > 0: the specialised stride-1, dilation-1 path.
 template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
-__global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value) conv_kernel(const ConvParams p, const Plan t) {
+__global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
+    conv_kernel(const ConvParams p, const Plan t) {
   constexpr bool kFast = kR > 0;
   constexpr int kCols = Cols<kNHWC>::value;
   constexpr int kTaps = kFast ? kR * kS : 1;
