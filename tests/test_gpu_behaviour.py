@@ -173,6 +173,10 @@ def test_weight_gradient_is_bit_identical_across_runs(kernel, mode, channels_las
         try:
             grads = [torch.autograd.grad(conv2d_ext.conv2d(x, w, padding=1, variant=variant), w, gy)[0]
                      for _ in range(10)]
+        except conv2d_ext.Conv2dError as e:  # e.g. the copy-engine backward-weight takes fp16/bf16 only
+            if kernel == "auto" or "cannot run" not in str(e):
+                raise
+            pytest.skip(str(e))
         finally:
             torch.use_deterministic_algorithms(was)
         assert all(torch.equal(g, grads[0]) for g in grads)
