@@ -235,8 +235,10 @@ class _Forward(torch.autograd.Function):
         x, w = ctx.saved_tensors
         call, need = ctx.call, ctx.needs_input_grad
         dy = dy.contiguous(memory_format=_layout(call))
-        # NCHW, both passes on the copy engine: each would copy grad_output to NHWC; copy it once for both.
-        dy_nhwc = _ops.to_channels_last(dy) if need[0] and need[1] and _stages_grad_output(call) else dy
+        # NCHW, both passes on the copy engine: each would copy grad_output to NHWC; copy it once for both. Not when
+        # the backward is itself differentiated (create_graph): the copy op has no autograd formula.
+        stage = need[0] and need[1] and not torch.is_grad_enabled() and _stages_grad_output(call)
+        dy_nhwc = _ops.to_channels_last(dy) if stage else dy
         dx = _backward_data(dy_nhwc, w, call) if need[0] else None
         dw = _backward_weight(dy_nhwc, x, call) if need[1] else None
         db = _bias_grad(dy) if need[2] else None

@@ -124,3 +124,51 @@ def test_each_pass_runs_the_planned_family(pytorch_kernels):
     assert ("forward", "direct") in pytorch_kernels and ("backward_data", "direct") in pytorch_kernels
     assert ("backward_weight", "direct") in pytorch_kernels
     assert conv2d_ext.conv2d is conv_module.conv2d
+
+
+def test_nchw_copy_engine_backward_stages_grad_output_once(pytorch_kernels, monkeypatch):
+    """When both backward passes of an NCHW call run on copy-engine ("_tma") kernels, grad_output is copied to NHWC
+    once and that copy feeds both; not when the backward itself is differentiated (create_graph: the copy op has no
+    autograd formula, so the second-order terms must come from the NCHW grad_output), and not for other kernels."""
+    staged = []
+
+    def to_channels_last(t):
+        staged.append(t.shape)
+        return t.contiguous(memory_format=torch.channels_last)
+
+    monkeypatch.setattr(_ops, "to_channels_last", to_channels_last)
+    args = dict(stride=1, padding=1, dilation=1, groups=1)
+    x, w, b = inputs((2, 4, 7, 6), (6, 4, 3, 3))
+    problem = _args.normalize(x, w, b, **args, allow_tf32=False, capability=(9, 0))
+    plan = dict(heuristics.select(problem))
+    for pass_ in ("backward_data", "backward_weight"):
+        plan[pass_] = heuristics.Decision("implicit_gemm:128x128_tma", "implicit_gemm", "stand-in")
+    call = conv_module._Call(problem, plan, unbatched=False)
+
+    seen = []
+    patched = _ops.backward_data
+
+    def backward_data(kernel, dy, w_, p):
+        seen.append(dy.is_contiguous(memory_format=torch.channels_last))
+        return patched(kernel, dy, w_, p)
+
+    monkeypatch.setattr(_ops, "backward_data", backward_data)
+    y = conv_module._run(x, w, b, call)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, w, b), g)
+    assert staged == [y.shape] and seen == [True]
+    expected = torch.autograd.grad(F.conv2d(x, w, b, **args), (x, w, b), g)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+    staged.clear()
+    y = conv_module._run(x, w, b, call)
+    torch.autograd.grad(y, x, torch.randn_like(y), create_graph=True)
+    assert staged == []
+    assert torch.autograd.gradcheck(lambda x_, w_, b_: conv_module._run(x_, w_, b_, call), (x, w, b))
+    assert torch.autograd.gradgradcheck(lambda x_, w_, b_: conv_module._run(x_, w_, b_, call), (x, w, b))
+
+    staged.clear()
+    y = conv_module._run(x, w, b, conv_module._Call(problem, heuristics.select(problem), unbatched=False))
+    torch.autograd.grad(y, (x, w), torch.randn_like(y))
+    assert staged == []

@@ -303,6 +303,7 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   if (p.sm < 80) return "needs compute capability 8.0 or newer (cp.async)";
   const int64_t kLimit = int64_t(1) << 30;  // tile origins and extents are int
   if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit) return "a spatial size of 2^30 or more";
+  if (p.stride_h >= kLimit || p.stride_w >= kLimit) return "a stride of 2^30 or more";  // floor_div32's range
   if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.P - 1) * p.stride_h >= kLimit ||
       (p.Q - 1) * p.stride_w >= kLimit || (p.R - 1) * p.dil_h >= kLimit || (p.S - 1) * p.dil_w >= kLimit)
     return "padding, strided output extent or dilated filter extent of 2^30 or more";
@@ -485,7 +486,7 @@ __device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, i
 // backward-data: the first grad_output row that grad_input row out0 .. out0 + tp - 1 gather from.
 template <bool kDgrad>
 __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int64_t R, int dil) {
-  // Each term is below 2^30 (can_implement), so the numerator fits 32 bits.
+  // Each term and the stride are below 2^30 (can_implement), so floor_div32's operands fit 32 bits.
   if (kDgrad) return floor_div32(static_cast<int>(int64_t(out0) + pad - (R - 1) * dil), stride);
   return static_cast<int>(int64_t(out0) * stride - pad);
 }
