@@ -129,29 +129,28 @@ int to_nhwc_load_elems(const T* x, const int64_t (&stride)[4], int64_t C, int64_
   return 0;
 }
 
+// to_nhwc_vec<T, LV> for the run-time load width lv (a power of two from 16 bytes down), or the one-element to_nhwc
+// for lv == 0.
+template <typename T, int LV = 16 / sizeof(T)>
+void launch_to_nhwc_kernel(int lv, dim3 grid, const T* src, FilterStrides s, T* dst, int64_t C, int64_t H, int64_t W,
+                           cudaStream_t stream) {
+  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream);
+  else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
+}
+
 // `out`: 16-byte aligned (a workspace region).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
                     cudaStream_t stream) {
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
-  constexpr int E = 16 / sizeof(T);
   const int lv = to_nhwc_load_elems(x, stride, C, H, W);
   const int64_t tile = lv > 0 ? 64 : 32;
   for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
     const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
-    const T* src = x + n0 * stride[0];
-    T* dst = out + n0 * H * W * C;
-    if (lv == E) to_nhwc_vec<T, E><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-    else if (lv == E / 2) to_nhwc_vec<T, E / 2><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-    else if (lv == E / 4) to_nhwc_vec<T, E / 4><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-    else if constexpr (E == 8) {
-      if (lv == 1) to_nhwc_vec<T, 1><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-      else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
-    } else {
-      to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
-    }
+    launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }

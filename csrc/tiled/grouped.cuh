@@ -357,6 +357,7 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
       for (int x = lane; x < cols; x += 32) {
         const int w = col0 + x;
         float v[kBatch];
+        int at[kBatch];
 #pragma unroll
         for (int b = 0; b < kBatch; ++b) {
           const int task = t0 + b * warps;
@@ -366,15 +367,11 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
           const int h = row0 + r;
           const bool ok = task < tasks && n < N && c < valid_ch && h >= 0 && h < srows && w >= 0 && w < scols;
           v[b] = ok ? to_acc(src[((n * SC + cbase + c) * srows + h) * int64_t(scols) + w]) : 0.0f;
+          at[b] = task < tasks ? nbi * slot + c * plane + r * pitch + x * cstep : -1;
         }
 #pragma unroll
-        for (int b = 0; b < kBatch; ++b) {
-          const int task = t0 + b * warps;
-          if (task >= tasks) break;
-          const int r = task % rows, rest = task / rows;
-          const int c = rest % nch, nbi = rest / nch;
-          dst[nbi * slot + c * plane + r * pitch + x * cstep] = v[b];
-        }
+        for (int b = 0; b < kBatch; ++b)
+          if (at[b] >= 0) dst[at[b]] = v[b];
       }
   }
 }
