@@ -236,11 +236,13 @@ RULES = (
          "tensor cores (implicit GEMM over grad_output); NCHW fp16/bf16, gathered element by element by 8 warps"),
     Rule("implicit_gemm:128x128_w4", _tensor_core_backward_data,
          "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
-    # backward-weight. Hopper first, for a long reduction: the copy engine's boxes of output pixels (fp16/bf16)
+    # backward-weight. Hopper first, for a long reduction: the copy engine's boxes of output pixels (fp16/bf16; TF32
+    # with an NCHW input whose rows are 16-byte multiples and stride_w 1: its can_implement)
     Rule("implicit_gemm:128x128_tma",
          lambda p, s: s == "backward_weight" and _tensor_core(p, s) and p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS,
-         "tensor cores (Hopper wgmma, both operands MN-major from copy-engine boxes of output pixels), split-K with a "
-         "fixed-order reduction of the splits: a long reduction over output pixels"),
+         "tensor cores (Hopper wgmma on copy-engine boxes of output pixels: fp16/bf16 both operands MN-major; TF32 "
+         "the NCHW input K-major, grad_output from registers), split-K with a fixed-order reduction of the splits: a "
+         "long reduction over output pixels"),
     Rule("implicit_gemm:64x64",
          lambda p, s: s == "backward_weight" and _tensor_core(p, s) and _gemm_columns(p, s) <= 64,
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits; 64x64 "

@@ -300,6 +300,41 @@ def test_tma_backward_weight(name, precision_mode, layout, poison):
     run_and_check(TMA_WGRAD[name], precision_mode, layout, {"backward_weight": TMA_WGRAD_KERNEL}, bias, must_run=True)
 
 
+# The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_tf32.cuh): NCHW input read in place
+# (W % 4 == 0, stride_w 1), k-tiles of 32 output pixels of one row. Rows shorter than a box and with a partial last
+# box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
+# padding, padding past the kernel, 1x1, a first layer's 3 channels, many splits.
+TMA_WGRAD_TF32 = {
+    "q20_c16_k24": Case(2, 16, 9, 20, 24, 3, 3, 1, 1, 1, 1),
+    "q72_c40_k36": Case(2, 40, 6, 72, 36, 3, 3, 1, 1, 1, 1),
+    "splits_8x64x32x64": Case(8, 64, 32, 64, 128, 3, 3, 1, 1, 1, 1),
+    "k320": Case(2, 64, 9, 12, 320, 3, 3, 1, 1, 1, 1),
+    "groups4_c8_k64": Case(2, 32, 12, 12, 256, 3, 3, 1, 1, 1, 4),
+    "stride_2x1": Case(2, 16, 21, 24, 16, 3, 3, (2, 1), 1, 1, 1),
+    "dilation2": Case(2, 24, 17, 20, 40, 3, 3, 1, 2, 2, 1),
+    "5x3_p2x1": Case(1, 16, 20, 36, 20, 5, 3, 1, (2, 1), 1, 1),
+    "same_even_4x4": Case(2, 16, 10, 12, 24, 4, 4, 1, "same", 1, 1),
+    "padding_beyond_kernel": Case(1, 16, 5, 8, 16, 3, 3, 1, 3, 1, 1),
+    "1x1_c24": Case(3, 24, 9, 12, 40, 1, 1, 1, 0, 1, 1),
+    "c3_k16": Case(2, 3, 16, 16, 16, 3, 3, 1, 1, 1, 1),
+    "batch1_q132": Case(1, 32, 3, 132, 32, 3, 3, 1, 1, 1, 1),
+}
+
+
+@pytest.mark.parametrize("precision_mode", ["tf32"], indirect=True)
+@pytest.mark.parametrize("slicing", [None] + list(SLICINGS))
+@pytest.mark.parametrize("name", list(TMA_WGRAD_TF32))
+def test_tma_backward_weight_tf32(name, slicing, precision_mode, poison):
+    """The TF32 copy-engine backward-weight forced on NCHW shapes that exercise its boxes; it must accept each (an odd
+    base pointer takes its mma.sync fallback)."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    offset, row_pad = SLICINGS[slicing] if slicing else (0, 0)
+    bias = list(TMA_WGRAD_TF32).index(name) % 2 == 0
+    run_and_check(TMA_WGRAD_TF32[name], "tf32", "nchw", {"backward_weight": TMA_WGRAD_KERNEL}, bias, offset, row_pad,
+                  must_run=True)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_tma_backward_weight_is_deterministic(layout):
     """Bit-identical weight gradients over 10 runs (split partials added in a fixed order)."""
@@ -315,13 +350,28 @@ def test_tma_backward_weight_is_deterministic(layout):
         assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first)
 
 
+def test_tma_backward_weight_tf32_is_deterministic():
+    """The TF32 kernel (NCHW): bit-identical weight gradients over 10 runs."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    case = TMA_WGRAD_TF32["splits_8x64x32x64"]
+    with precision("tf32"):
+        x, w, _ = make_inputs(*case.sizes, case.groups, torch.float32, bias=False)
+        w.requires_grad_(True)
+        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant={"backward_weight": TMA_WGRAD_KERNEL})
+        grad_out = random_tensor(y.shape, y.dtype)
+        first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
+        for _ in range(9):
+            assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first)
+
+
 # Both backward passes on the copy engine in NCHW: grad_output is copied to NHWC once (conv2d_ext::to_channels_last)
 # and both passes read that copy in place (csrc/bindings.cpp keeps it, staged_nhwc skips its own copy).
 SHARED_STAGING = {name: case for name, case in TMA_WGRAD.items() if case.stride == 1}
 
 
 @pytest.mark.parametrize("slicing", [None] + list(SLICINGS))
-@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(SHARED_STAGING))
 def test_nchw_backward_stages_grad_output_once(name, precision_mode, slicing, poison, monkeypatch):
     """Forward and both gradients correct when the two copy-engine backward passes share one NHWC grad_output, which
@@ -334,7 +384,7 @@ def test_nchw_backward_stages_grad_output_once(name, precision_mode, slicing, po
     offset, row_pad = SLICINGS[slicing] if slicing else (0, 0)
     variant = {"backward_data": "implicit_gemm:128x64_tma", "backward_weight": TMA_WGRAD_KERNEL}
     case = SHARED_STAGING[name]
-    x, w, _ = make_inputs(*case.sizes, case.groups, torch.bfloat16, bias=False)
+    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False)
     problem = conv2d_ext._args.normalize(x, w, None, **case.conv_args, capability=(9, 0))
     for pass_, kernel in variant.items():
         why = conv2d_ext.heuristics.can_implement(kernel, pass_, problem)

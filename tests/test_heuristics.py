@@ -468,7 +468,8 @@ def test_hopper_runs_the_wgmma_configurations():
     """On compute capability 9.0 (an sm_90a build): the copy-engine (TMA) configurations for the forward and the
     stride-1 backward-data, 128x64 tiles for 64-channel layers and small grids, 128x128 otherwise; strided
     backward-data on the stride-phase wgmma kernels; first layers (3 channels: no 16-byte vectors) on the cp.async
-    wgmma kernels; the copy-engine backward-weight for long fp16/bf16 reductions, mma.sync otherwise. Elsewhere the wgmma kernels say why they cannot run."""
+    wgmma kernels; the copy-engine backward-weight for long reductions (TF32: NCHW input only), mma.sync otherwise.
+    Elsewhere the wgmma kernels say why they cannot run."""
     seed = _suite_problem(**SEED, dtype="bfloat16")
     if not _wgmma_built(seed):
         for kernel in ("implicit_gemm:128x128_wg", "implicit_gemm:128x128_tma"):
@@ -481,10 +482,15 @@ def test_hopper_runs_the_wgmma_configurations():
         assert plan["backward_data"].kernel == "implicit_gemm:128x64_tma"  # 64 input channels
         assert plan["backward_weight"].kernel == "implicit_gemm:128x128_tma"  # 4.2M output pixels to reduce
         tf32 = select(_suite_problem(**SEED, dtype="float32", channels_last=layout))["backward_weight"]
-        assert tf32.kernel == "implicit_gemm:128x128_w8"  # MN-major wgmma operands are 16-bit only
+        # TF32 reads the input K-major: NCHW on the copy engine, channels-last on mma.sync
+        assert tf32.kernel == ("implicit_gemm:128x128_w8" if layout else "implicit_gemm:128x128_tma")
     unet = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32")
     assert select(unet)["backward_data"].kernel == "implicit_gemm:128x128_tma"
-    assert "float16 and bfloat16 only" in can_implement("implicit_gemm:128x128_tma", "backward_weight", unet)
+    assert select(unet)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
+    unet_nhwc = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32", channels_last=True)
+    assert "NCHW input only" in can_implement("implicit_gemm:128x128_tma", "backward_weight", unet_nhwc)
+    odd_rows = _suite_problem(4, 128, 256, 254, 128, 3, 3, pad=1, dtype="float32")
+    assert "W % 4" in can_implement("implicit_gemm:128x128_tma", "backward_weight", odd_rows)
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
     assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_tma"
     assert select(r50_3x3_256)["backward_weight"].kernel == "implicit_gemm:128x128_w8"  # 6272 output pixels

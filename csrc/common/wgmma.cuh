@@ -133,6 +133,29 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
 
+// m64n128k8 TF32 with A from registers: four 32-bit fragments per thread, laid out per warp as mma.sync m16n8k8's A
+// (warp w of the warpgroup holds rows 16 w .. 16 w + 15; a0 = (row g, k t), a1 = (g + 8, t), a2 = (g, t + 4),
+// a3 = (g + 8, t + 4), g = lane / 4, t = lane % 4); B K-major in shared memory (descriptor b). The A registers must
+// stay untouched until the MMA is waited for.
+struct Wgmma64x128Tf32RS {
+  __device__ __forceinline__ static void run(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+                 : CONV2D_EXT_D64
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+#else
+    (void)d, (void)a, (void)b;
+    __trap();
+#endif
+  }
+};
+
 #undef CONV2D_EXT_WGMMA_SPECIALIZATION
 #undef CONV2D_EXT_WGMMA_RUN
 #undef CONV2D_EXT_WGMMA_64N128

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/tma.cuh"
 #include "common/wgmma.cuh"
@@ -66,6 +67,39 @@ struct TmaRing {
       prev = stage;
       if (++stage == kStages) stage = 0, phase ^= 1;
     }
+    wgmma_wait<0>();
+    fence_operands();
+  }
+
+  // consume for MMAs with an operand in registers, double-buffered: load(stage, buf) fills register buffer buf (0 or
+  // 1, a std::integral_constant, alternating by k-tile) from the landed stage before the fence; mma(stage, buf) issues
+  // the MMAs. A buffer is refilled two k-tiles later, once wgmma.wait_group 1 has said its MMAs are done.
+  template <class Load, class Mma, class FenceOperands>
+  __device__ __forceinline__ void consume_with_registers(int k_tiles, Load&& load, Mma&& mma,
+                                                         FenceOperands&& fence_operands) const {
+    int stage = 0, prev = 0;
+    uint32_t phase = 0;
+    auto tile = [&](int kb, auto buf) {
+      mbarrier_wait(&full[stage], phase);
+      const unsigned char* s = smem + stage * kStageBytes;
+      load(s, buf);
+      wgmma_fence();
+      fence_operands();
+      mma(s, buf);
+      wgmma_commit();
+      fence_operands();
+      wgmma_wait<1>();  // k-tile kb - 1's MMAs are done: its stage and its register buffer are free
+      fence_operands();
+      if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[prev]);
+      prev = stage;
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    };
+    int kb = 0;
+    for (; kb + 1 < k_tiles; kb += 2) {  // no path refills a buffer whose MMAs may be in flight (ptxas checks)
+      tile(kb, std::integral_constant<int, 0>{});
+      tile(kb + 1, std::integral_constant<int, 1>{});
+    }
+    if (kb < k_tiles) tile(kb, std::integral_constant<int, 0>{});
     wgmma_wait<0>();
     fence_operands();
   }

@@ -1,0 +1,259 @@
+// Backward-weight on Hopper's copy engine in TF32: the GEMM of backward_weight_tma.cuh (M = output channels,
+// N = (tap, channel) columns, the reduction over output pixels) with the operands TF32 wgmma can read. TF32 MMAs take
+// shared-memory operands K-major only (the reduction contiguous), and NHWC boxes are MN-major, so:
+//   B (the input's window of a tap) comes from the NCHW input itself: a box of 32 consecutive pixels of one input row
+//     x 32 channels is 32 rows of 128 bytes with the pixels contiguous -- K-major, in the copy engine's 128-byte
+//     swizzle, read by wgmma through a descriptor as the forward reads its filters.
+//   A (grad_output) comes from NHWC boxes (32 output channels x the same 32 output pixels: MN-major) and goes into the
+//     MMAs from registers: each thread loads its fragments from the swizzled box (2-way bank conflicts), after which
+//     the layout in shared memory does not matter.
+// A k-tile is 32 output pixels of one output row (n, p, q0 .. q0 + 31): the input box of tap (r, s) starts at column
+// q0 - pw + s*dw of row p*sh - ph + r*dh (zero fill outside the image), so stride_w must be 1 (the pixels of a box
+// contiguous); stride_h is free. Pixels past Q meet zero grad_output (zero fill), so they add nothing -- unless the
+// input is infinite there (0 x inf), as in the 16-bit kernel.
+// Column block b of the N dimension is (tap, 32-channel chunk); a tile has 4 blocks (128 columns). Each consumer
+// warpgroup owns 64 output channels x 128 columns: 4 m64n128k8 MMAs per k-tile. Splits of the pixel k-tiles write
+// fp32 partial tiles, reduced in split order by reduce_splits (bit-identical from run to run).
+#pragma once
+
+#include "implicit_gemm/backward_weight_tma.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+constexpr int kTf32WgradPixels = 32;                            // a k-tile: 32 output pixels of one row
+constexpr int kTf32WgradBox = kTf32WgradPixels * kTmaRowBytes;  // 4 KB: 32 pixels x 32 channels (either operand)
+constexpr int kTf32WgradBlocks = 4;                             // column blocks per tile (128 columns)
+
+// Stages of 32 KB (four grad_output boxes, four input boxes). One CTA per SM (4 stages): two would cap the registers
+// at 96 a thread (5 warps per scheduler), too few for 64 accumulators and two buffers of A fragments.
+template <int Stages>
+struct TmaWgradTf32Config {
+  static constexpr int kStages = Stages, kStageBytes = (4 + kTf32WgradBlocks) * kTf32WgradBox;
+  static constexpr int kSmem = Stages * kStageBytes + 2 * Stages * 8 + 1024 /* alignment */;
+  static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
+};
+using TmaWgradTf32Config128x128 = TmaWgradTf32Config<4>;
+
+struct TmaWgradTf32 {
+  int q_tiles, P;                    // k-tiles per output row; output rows
+  int boxes, boxes_per_split;        // k-tiles of the whole reduction, and of one split
+  int groups, Cg, Kg;
+  int stride_h, pad_h, pad_w, dil_h, dil_w;
+  int S, c_chunks, blocks;           // column blocks: (tap, 32-channel chunk) pairs, R*S*c_chunks of them
+  int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
+  float* partials;                   // [split][K][taps], taps in (r, s, c) order
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
+    backward_weight_tma_tf32_kernel(const __grid_constant__ CUtensorMap dy_map,
+                                    const __grid_constant__ CUtensorMap x_map, const TmaWgradTf32 c) {
+  constexpr int BC = kTmaRowBytes / 4;  // 32 channels per box
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
+  const int m0 = blockIdx.x * 128, block0 = blockIdx.y * kTf32WgradBlocks;
+  const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
+
+  if (threadIdx.x == 0) ring.init(2);
+  __syncthreads();
+
+  if (warp == 8) {  // producer
+    if (lane == 0) {
+      tma_prefetch_descriptor(&dy_map);
+      tma_prefetch_descriptor(&x_map);
+      int chan[kTf32WgradBlocks], dw[kTf32WgradBlocks], dh[kTf32WgradBlocks];  // each input box's channel and tap
+#pragma unroll
+      for (int j = 0; j < kTf32WgradBlocks; ++j) {
+        const int b = min(block0 + j, c.blocks - 1);  // past the last block: any valid box, its columns unused
+        const int tap = b / c.c_chunks, r = tap / c.S, s = tap - r * c.S;
+        chan[j] = g * c.Cg + (b - tap * c.c_chunks) * BC, dw[j] = s * c.dil_w - c.pad_w, dh[j] = r * c.dil_h - c.pad_h;
+      }
+      int qi = box0 % c.q_tiles, rest = box0 / c.q_tiles, pi = rest % c.P, ni = rest / c.P;
+      ring.produce(k_tiles, uint32_t(Cfg::kStageBytes), [&](int, unsigned char* stage, uint64_t* bar) {
+        const int q0 = qi * kTf32WgradPixels, h = pi * c.stride_h;
+#pragma unroll
+        for (int b = 0; b < 4; ++b) tma_load_4d(stage + b * kTf32WgradBox, &dy_map, bar, g * c.Kg + m0 + b * BC, q0, pi, ni);
+#pragma unroll
+        for (int j = 0; j < kTf32WgradBlocks; ++j)
+          tma_load_4d(stage + (4 + j) * kTf32WgradBox, &x_map, bar, q0 + dw[j], h + dh[j], chan[j], ni);
+        if (++qi == c.q_tiles) {
+          qi = 0;
+          if (++pi == c.P) pi = 0, ++ni;
+        }
+      });
+    }
+    return;
+  }
+
+  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63; warp w of it rows 16 w .. 16 w + 15. Its A
+  // fragments (row = channel, k = pixel) sit in grad_output box (64 wg + 16 w) / 32 at pixel row k, channel chunk
+  // swizzled by the pixel: byte k*128 + ((ch / 4) ^ (k % 8)) * 16 + (ch % 4) * 4, k % 8 being t or t + 4 at every step.
+  const int wg = warp / 4, w = warp % 4, gid = lane / 4, t = lane % 4;
+  const int box = (wg * 64 + w * 16) / BC, chunk = ((w % 2) * 16 + gid) / 4;
+  uint32_t frag[4];  // byte offsets in the stage of a0..a3 at step 0 (rows g, g + 8; pixels t, t + 4)
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int k = t + (i / 2) * 4, ch_chunk = chunk + (i % 2) * 2;
+    frag[i] = box * kTf32WgradBox + k * kTmaRowBytes + ((ch_chunk ^ k) * 16) + (gid % 4) * 4;
+  }
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  uint32_t a[2][kTf32WgradPixels / 8][4];  // two k-tiles' fragments: one in the MMAs, one being loaded
+  ring.consume_with_registers(
+      k_tiles,
+      [&](const unsigned char* stage, auto buf) {
+#pragma unroll
+        for (int step = 0; step < kTf32WgradPixels / 8; ++step)
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            a[buf][step][i] = ld_shared_b32(smem_addr(stage) + frag[i] + step * 8 * kTmaRowBytes);
+      },
+      [&](const unsigned char* stage, auto buf) {
+#pragma unroll
+        for (int step = 0; step < kTf32WgradPixels / 8; ++step)  // 8 pixels (32 bytes of each B row) per MMA
+          Wgmma64x128Tf32RS::run(acc, a[buf][step],
+                                 wgmma_descriptor<kTmaRowBytes>(stage + 4 * kTf32WgradBox + step * 32));
+      },
+      [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
+
+  // The partial tile: row m (output channel), column n = 32 j + (channel within block j) -> (tap, channel).
+  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
+  const int row = m0 + wg * 64 + w * 16 + gid;
+#pragma unroll
+  for (int j = 0; j < kTf32WgradBlocks; ++j) {
+    const int b = block0 + j;
+    if (b >= c.blocks) continue;
+    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BC;
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + t * 2 + e % 2;
+        if (m < c.Kg && ch < c.Cg) out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[(j * 4 + jj) * 4 + e];
+      }
+  }
+}
+
+// The split of the reduction, as tma_wgrad_plan: about 4 x 132 CTAs, at least 16 k-tiles per split.
+struct TmaWgradTf32Plan {
+  int q_tiles, blocks, col_tiles, m_tiles, splits, boxes_per_split;
+  int64_t boxes;
+};
+
+inline TmaWgradTf32Plan tma_wgrad_tf32_plan(const ConvParams& p) {
+  TmaWgradTf32Plan plan{};
+  plan.q_tiles = static_cast<int>((p.Q + kTf32WgradPixels - 1) / kTf32WgradPixels);
+  plan.boxes = p.N * p.P * plan.q_tiles;
+  const int64_t c_chunks = (p.C_per_group() + 31) / 32;
+  plan.blocks = static_cast<int>(p.R * p.S * c_chunks);
+  plan.col_tiles = (plan.blocks + kTf32WgradBlocks - 1) / kTf32WgradBlocks;
+  plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
+  const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / p.groups));
+  const int64_t per = std::max<int64_t>(16, (plan.boxes + wanted - 1) / wanted);
+  plan.boxes_per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(plan.boxes, 1)));
+  plan.splits = static_cast<int>(std::max<int64_t>(1, (plan.boxes + plan.boxes_per_split - 1) / plan.boxes_per_split));
+  return plan;
+}
+
+// What the TF32 kernel can run: wgmma's conditions, an NCHW input the copy engine reads in place (pixels contiguous,
+// rows of whole 16-byte multiples), stride_w 1, grad_output channels in 16-byte vectors (its NHWC boxes).
+inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
+  std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
+  if (!why.empty()) return why;
+  if (p.channels_last)
+    return "TF32 reads the input K-major (pixels contiguous): NCHW input only; channels-last runs 128x128_w8";
+  if (p.stride_w != 1) return "TF32: horizontal stride 1 only (a box's 32 pixels are contiguous input pixels)";
+  if (p.W % 4 != 0) return "TF32: input rows must be whole 16-byte multiples (W % 4 == 0) for the copy engine";
+  if (p.K % 4 != 0) return "TF32: output channels must fill 16-byte vectors (K % 4 == 0)";
+  if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
+  if (p.N * p.P * ((p.Q + kTf32WgradPixels - 1) / kTf32WgradPixels) >= (int64_t(1) << 31))
+    return "2^31 or more k-tiles of output pixels";
+  if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
+    return "a weight of 2^31 elements or more per group";
+  if (tma_wgrad_tf32_plan(p).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
+  return "";
+}
+
+// Workspace: the partials and grad_output's NHWC copy, or what the fallback (128x128_w8, sliced inputs) needs.
+inline int64_t backward_weight_tma_tf32_workspace(const ConvParams& p) {
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  const int64_t bytes = region(int64_t(tma_wgrad_tf32_plan(p).splits) * count * 4) + p.N * p.K * p.P * p.Q * 4;
+  return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
+}
+
+extern template void backward_weight_launch_typed<float, Config128x128_w8>(const ConvParams&, void*, cudaStream_t);
+
+template <class Cfg>
+void backward_weight_tma_tf32_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  constexpr int e = 4, BC = kTmaRowBytes / e;
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  if (count == 0) return;
+  float* partials = static_cast<float*>(workspace);
+  if (p.N * p.P * p.Q == 0) return zero_weight_gradient<float>(p, partials, count, stream);
+  const TmaWgradTf32Plan plan = tma_wgrad_tf32_plan(p);
+  const int64_t(&xs)[4] = p.x_stride;
+  if (xs[3] != 1 || !tma_strides_fit<float>(p.x, {xs[0], xs[1], xs[2]})) {
+    backward_weight_launch_typed<float, Config128x128_w8>(p, workspace, stream);  // sliced input: the gathers
+    return;
+  }
+  // grad_output in NHWC: as it comes (conv2d.py stages it once for both backward passes), else copied.
+  int64_t ys[4];
+  float* dy_copy = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4));
+  const float* dy = staged_nhwc<float>(p.y, p.y_stride, dy_copy, p.N, p.K, p.P, p.Q, ys, stream);
+  CUtensorMap dy_map, x_map;
+  const char* why = encode_tensor_map_4d(
+      &dy_map, tma_dtype<float>(), dy, {uint64_t(p.K), uint64_t(p.Q), uint64_t(p.P), uint64_t(p.N)},
+      {uint64_t(ys[3] * e), uint64_t(ys[2] * e), uint64_t(ys[0] * e)},
+      {uint32_t(BC), uint32_t(kTf32WgradPixels), 1, 1}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma tf32 backward_weight (grad_output): ", why);
+  why = encode_tensor_map_4d(&x_map, tma_dtype<float>(), p.x, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+                             {uint64_t(xs[2] * e), uint64_t(xs[1] * e), uint64_t(xs[0] * e)},
+                             {uint32_t(kTf32WgradPixels), 1, uint32_t(BC), 1}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma tf32 backward_weight (input): ", why);
+
+  TmaWgradTf32 c{};
+  c.q_tiles = plan.q_tiles, c.P = int(p.P);
+  c.boxes = int(plan.boxes), c.boxes_per_split = plan.boxes_per_split;
+  c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
+  c.stride_h = p.stride_h, c.pad_h = p.pad_h, c.pad_w = p.pad_w, c.dil_h = p.dil_h, c.dil_w = p.dil_w;
+  c.S = int(p.S), c.c_chunks = int((p.C_per_group() + BC - 1) / BC), c.blocks = plan.blocks;
+  c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
+  c.partials = partials;
+
+  constexpr auto kernel = backward_weight_tma_tf32_kernel<Cfg>;
+  opt_in_shared_memory<kernel>(Cfg::kSmem);
+  const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
+                  static_cast<unsigned>(plan.splits * p.groups));
+  kernel<<<grid, kTmaThreads, Cfg::kSmem, stream>>>(dy_map, x_map, c);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  reduce_splits<float><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, plan.splits, p, true);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The registry entry 128x128_tma: the 16-bit kernel (MN-major operands) or, for float32 with TF32, this one.
+template <class Cfg16, class CfgTf32>
+std::string backward_weight_tma_entry_can_implement(const ConvParams& p) {
+  return p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_can_implement(p)
+                                    : backward_weight_tma_can_implement<Cfg16>(p);
+}
+
+template <class Cfg16, class CfgTf32>
+int64_t backward_weight_tma_entry_workspace(const ConvParams& p) {
+  return p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_workspace(p) : backward_weight_tma_workspace<Cfg16>(p);
+}
+
+template <class Cfg16, class CfgTf32>
+void backward_weight_tma_entry_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.dtype == DType::kFloat32) backward_weight_tma_tf32_launch<CfgTf32>(p, workspace, stream);
+  else backward_weight_tma_launch<Cfg16>(p, workspace, stream);
+}
+
+}  // namespace igemm
+}  // namespace conv2d_ext
