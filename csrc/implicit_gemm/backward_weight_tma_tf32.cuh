@@ -7,13 +7,17 @@
 //   A (grad_output) comes from NHWC boxes (32 output channels x the same 32 output pixels: MN-major) and goes into the
 //     MMAs from registers: each thread loads its fragments from the swizzled box (2-way bank conflicts), after which
 //     the layout in shared memory does not matter.
-// A k-tile is 32 output pixels of one output row (n, p, q0 .. q0 + 31): the input box of tap (r, s) starts at column
-// q0 - pw + s*dw of row p*sh - ph + r*dh (zero fill outside the image), so stride_w must be 1 (the pixels of a box
-// contiguous); stride_h is free. Pixels past Q meet zero grad_output (zero fill), so they add nothing -- unless the
-// input is infinite there (0 x inf), as in the 16-bit kernel.
-// Column block b of the N dimension is (tap, 32-channel chunk); a tile has 4 blocks (128 columns). Each consumer
-// warpgroup owns 64 output channels x 128 columns: 4 m64n128k8 MMAs per k-tile. Splits of the pixel k-tiles write
-// fp32 partial tiles, reduced in split order by reduce_splits (bit-identical from run to run).
+// The copy engine faults (illegal instruction) on a box whose innermost coordinate is not a multiple of 16 bytes
+// (H200, session 8), so the input's boxes start at aligned columns and the tap's horizontal shift goes to grad_output,
+// whose column is not its innermost dimension: a k-tile is 32 input columns u0 .. u0 + 31 (u0 a multiple of 32, from
+// 0 to W) of input row p*sh - ph + r*dh, image n, output row p; for filter column s they meet output columns
+// q = u - s*dw + pw, whose grad_output box starts at u0 - s*dw + pw (zero fill outside 0..Q-1, as for rows outside
+// the image). So stride_w must be 1; stride_h is free. Input columns that meet no output column multiply zeros --
+// unless the input is infinite there (0 x inf), as in the 16-bit kernel.
+// A tile's columns share one filter column s (its grad_output boxes): column block b of s is (filter row r, 32-channel
+// chunk), 4 blocks per tile (128 columns), ceil(R * chunks / 4) tiles per s. Each consumer warpgroup owns 64 output
+// channels x 128 columns: 4 m64n128k8 MMAs per k-tile. Splits of the k-tiles write fp32 partial tiles, reduced in
+// split order by reduce_splits (bit-identical from run to run).
 #pragma once
 
 #include "implicit_gemm/backward_weight_tma.cuh"
@@ -36,11 +40,11 @@ struct TmaWgradTf32Config {
 using TmaWgradTf32Config128x128 = TmaWgradTf32Config<4>;
 
 struct TmaWgradTf32 {
-  int q_tiles, P;                    // k-tiles per output row; output rows
+  int u_tiles, P;                    // k-tiles per row (32 input columns each); output rows
   int boxes, boxes_per_split;        // k-tiles of the whole reduction, and of one split
   int groups, Cg, Kg;
   int stride_h, pad_h, pad_w, dil_h, dil_w;
-  int S, c_chunks, blocks;           // column blocks: (tap, 32-channel chunk) pairs, R*S*c_chunks of them
+  int S, c_chunks, blocks, tiles_per_s;  // column blocks of one filter column s: R*c_chunks (r, chunk) pairs
   int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
   float* partials;                   // [split][K][taps], taps in (r, s, c) order
 };
@@ -56,7 +60,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
-  const int m0 = blockIdx.x * 128, block0 = blockIdx.y * kTf32WgradBlocks;
+  const int s = blockIdx.y / c.tiles_per_s, block0 = (blockIdx.y - s * c.tiles_per_s) * kTf32WgradBlocks;
+  const int m0 = blockIdx.x * 128;
   const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
 
   if (threadIdx.x == 0) ring.init(2);
@@ -66,23 +71,25 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     if (lane == 0) {
       tma_prefetch_descriptor(&dy_map);
       tma_prefetch_descriptor(&x_map);
-      int chan[kTf32WgradBlocks], dw[kTf32WgradBlocks], dh[kTf32WgradBlocks];  // each input box's channel and tap
+      int chan[kTf32WgradBlocks], dh[kTf32WgradBlocks];  // each input box's channel and filter row offset
 #pragma unroll
       for (int j = 0; j < kTf32WgradBlocks; ++j) {
         const int b = min(block0 + j, c.blocks - 1);  // past the last block: any valid box, its columns unused
-        const int tap = b / c.c_chunks, r = tap / c.S, s = tap - r * c.S;
-        chan[j] = g * c.Cg + (b - tap * c.c_chunks) * BC, dw[j] = s * c.dil_w - c.pad_w, dh[j] = r * c.dil_h - c.pad_h;
+        const int r = b / c.c_chunks;
+        chan[j] = g * c.Cg + (b - r * c.c_chunks) * BC, dh[j] = r * c.dil_h - c.pad_h;
       }
-      int qi = box0 % c.q_tiles, rest = box0 / c.q_tiles, pi = rest % c.P, ni = rest / c.P;
+      const int shift = c.pad_w - s * c.dil_w;  // output column = input column + shift
+      int ui = box0 % c.u_tiles, rest = box0 / c.u_tiles, pi = rest % c.P, ni = rest / c.P;
       ring.produce(k_tiles, uint32_t(Cfg::kStageBytes), [&](int, unsigned char* stage, uint64_t* bar) {
-        const int q0 = qi * kTf32WgradPixels, h = pi * c.stride_h;
+        const int u0 = ui * kTf32WgradPixels, h = pi * c.stride_h;
 #pragma unroll
-        for (int b = 0; b < 4; ++b) tma_load_4d(stage + b * kTf32WgradBox, &dy_map, bar, g * c.Kg + m0 + b * BC, q0, pi, ni);
+        for (int b = 0; b < 4; ++b)
+          tma_load_4d(stage + b * kTf32WgradBox, &dy_map, bar, g * c.Kg + m0 + b * BC, u0 + shift, pi, ni);
 #pragma unroll
         for (int j = 0; j < kTf32WgradBlocks; ++j)
-          tma_load_4d(stage + (4 + j) * kTf32WgradBox, &x_map, bar, q0 + dw[j], h + dh[j], chan[j], ni);
-        if (++qi == c.q_tiles) {
-          qi = 0;
+          tma_load_4d(stage + (4 + j) * kTf32WgradBox, &x_map, bar, u0, h + dh[j], chan[j], ni);
+        if (++ui == c.u_tiles) {
+          ui = 0;
           if (++pi == c.P) pi = 0, ++ni;
         }
       });
@@ -122,14 +129,14 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       },
       [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
 
-  // The partial tile: row m (output channel), column n = 32 j + (channel within block j) -> (tap, channel).
+  // The partial tile: row m (output channel), column n = 32 j + (channel within block j) -> (tap (r, s), channel).
   float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
   const int row = m0 + wg * 64 + w * 16 + gid;
 #pragma unroll
   for (int j = 0; j < kTf32WgradBlocks; ++j) {
     const int b = block0 + j;
     if (b >= c.blocks) continue;
-    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BC;
+    const int r = b / c.c_chunks, tap = r * c.S + s, ch0 = (b - r * c.c_chunks) * BC;
 #pragma unroll
     for (int jj = 0; jj < 4; ++jj)
 #pragma unroll
@@ -142,17 +149,24 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 
 // The split of the reduction, as tma_wgrad_plan: about 4 x 132 CTAs, at least 16 k-tiles per split.
 struct TmaWgradTf32Plan {
-  int q_tiles, blocks, col_tiles, m_tiles, splits, boxes_per_split;
+  int u_tiles, blocks, tiles_per_s, col_tiles, m_tiles, splits, boxes_per_split;
   int64_t boxes;
 };
 
+// Input columns a k-tile walks: 0 .. min(W, the last column any tap reads + 1) (columns outside 0..W-1 are zero
+// padding: they add nothing).
+inline int64_t tf32_wgrad_columns(const ConvParams& p) {
+  return std::max<int64_t>(0, std::min<int64_t>(p.W, (p.Q - 1) + (p.S - 1) * p.dil_w - p.pad_w + 1));
+}
+
 inline TmaWgradTf32Plan tma_wgrad_tf32_plan(const ConvParams& p) {
   TmaWgradTf32Plan plan{};
-  plan.q_tiles = static_cast<int>((p.Q + kTf32WgradPixels - 1) / kTf32WgradPixels);
-  plan.boxes = p.N * p.P * plan.q_tiles;
+  plan.u_tiles = static_cast<int>((tf32_wgrad_columns(p) + kTf32WgradPixels - 1) / kTf32WgradPixels);
+  plan.boxes = p.N * p.P * plan.u_tiles;
   const int64_t c_chunks = (p.C_per_group() + 31) / 32;
-  plan.blocks = static_cast<int>(p.R * p.S * c_chunks);
-  plan.col_tiles = (plan.blocks + kTf32WgradBlocks - 1) / kTf32WgradBlocks;
+  plan.blocks = static_cast<int>(p.R * c_chunks);
+  plan.tiles_per_s = (plan.blocks + kTf32WgradBlocks - 1) / kTf32WgradBlocks;
+  plan.col_tiles = static_cast<int>(p.S * plan.tiles_per_s);
   plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
   const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
   const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / p.groups));
@@ -171,10 +185,11 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
     return "TF32 reads the input K-major (pixels contiguous): NCHW input only; channels-last runs 128x128_w8";
   if (p.stride_w != 1) return "TF32: horizontal stride 1 only (a box's 32 pixels are contiguous input pixels)";
   if (p.W % 4 != 0) return "TF32: input rows must be whole 16-byte multiples (W % 4 == 0) for the copy engine";
-  if (p.K % 4 != 0) return "TF32: output channels must fill 16-byte vectors (K % 4 == 0)";
+  if (p.K % 4 != 0 || p.K_per_group() % 4 != 0)  // grad_output boxes start at 16-byte channel offsets
+    return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
   if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
-  if (p.N * p.P * ((p.Q + kTf32WgradPixels - 1) / kTf32WgradPixels) >= (int64_t(1) << 31))
-    return "2^31 or more k-tiles of output pixels";
+  if (p.N * p.P * ((tf32_wgrad_columns(p) + kTf32WgradPixels - 1) / kTf32WgradPixels) >= (int64_t(1) << 31))
+    return "2^31 or more k-tiles of input columns";
   if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
   if (tma_wgrad_tf32_plan(p).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
@@ -219,11 +234,12 @@ void backward_weight_tma_tf32_launch(const ConvParams& p, void* workspace, cudaS
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma tf32 backward_weight (input): ", why);
 
   TmaWgradTf32 c{};
-  c.q_tiles = plan.q_tiles, c.P = int(p.P);
+  c.u_tiles = plan.u_tiles, c.P = int(p.P);
   c.boxes = int(plan.boxes), c.boxes_per_split = plan.boxes_per_split;
   c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
   c.stride_h = p.stride_h, c.pad_h = p.pad_h, c.pad_w = p.pad_w, c.dil_h = p.dil_h, c.dil_w = p.dil_w;
   c.S = int(p.S), c.c_chunks = int((p.C_per_group() + BC - 1) / BC), c.blocks = plan.blocks;
+  c.tiles_per_s = plan.tiles_per_s;
   c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
   c.partials = partials;
 
