@@ -489,6 +489,16 @@ def test_hopper_runs_the_wgmma_configurations():
     assert select(unet)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
     unet_nhwc = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32", channels_last=True)
     assert "NCHW input only" in can_implement("implicit_gemm:128x128_tma", "backward_weight", unet_nhwc)
+    # TF32 NCHW backward-weight on the copy engine from 2^15 output pixels (per-pass timings, heuristics.py)
+    dilated = dataclasses.replace(_suite_problem(8, 256, 64, 64, 256, 3, 3, pad=2, dtype="float32"), dilation=(2, 2),
+                                  P=64, Q=64)
+    for problem, expected in ((dilated, "implicit_gemm:128x128_tma"),
+                              (_suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, dtype="float32"), "implicit_gemm:128x128_tma"),
+                              (_suite_problem(32, 256, 56, 56, 64, 1, 1, dtype="float32"), "implicit_gemm:128x128_tma"),
+                              (_suite_problem(1, 256, 64, 64, 256, 3, 3, pad=1, dtype="float32"), "implicit_gemm:128x128_w8"),
+                              (_suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float32"),  # W % 4 != 0
+                               "implicit_gemm:128x128_w8")):
+        assert select(problem)["backward_weight"].kernel == expected, problem
     odd_rows = _suite_problem(4, 128, 256, 254, 128, 3, 3, pad=1, dtype="float32")
     assert "W % 4" in can_implement("implicit_gemm:128x128_tma", "backward_weight", odd_rows)
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
