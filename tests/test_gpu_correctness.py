@@ -301,8 +301,8 @@ def test_tma_backward_weight(name, precision_mode, layout, poison):
 
 
 # The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_tf32.cuh): NCHW input read in place
-# (W % 4 == 0, stride_w 1), k-tiles of 32 output pixels of one row. Rows shorter than a box and with a partial last
-# box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
+# (W % 4 == 0, stride_w 1), k-tiles of 32 aligned input columns of one row, grad_output's box shifted by the filter
+# column. Rows shorter than a box and with a partial last box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
 # padding, padding past the kernel, 1x1, a first layer's 3 channels, many splits.
 TMA_WGRAD_TF32 = {
     "q20_c16_k24": Case(2, 16, 9, 20, 24, 3, 3, 1, 1, 1, 1),
