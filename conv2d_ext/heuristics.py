@@ -166,8 +166,20 @@ _SMALL_TMA_TILES = 64
 _WGRAD_TMA_PIXELS = 1 << 17
 # The TF32 copy-engine backward-weight (NCHW input) wins from this many output pixels on (H200, per pass, NCHW:
 # dilated, 32K pixels, 0.215 ms against 0.550 on 128x128_w8; r50_3x3_64 0.138 against 0.160 on 64x64; r50_1x1 0.109
-# against 0.115 on 128x128_w4; seed 4.31 against 9.34); batch1_3x3 (4K pixels) runs 0.102 against 0.095 on 128x128_w8.
+# against 0.127 on 64x64; seed 4.31 against 9.34); batch1_3x3 (4K pixels) runs 0.102 against 0.095 on 128x128_w8.
+# Measured with 64 or more output channels per group and rows of 56 or more pixels only: its tiles are 128 output
+# channels x k-tiles of 32 input columns, so fewer channels or narrower rows multiply zeros (kept off it until timed).
 _WGRAD_TMA_TF32_PIXELS = 1 << 15
+
+
+def _tma_backward_weight(p: Problem, pass_: str) -> bool:
+    """The copy-engine backward-weight's reductions: 2^17 or more output pixels in fp16/bf16; in TF32 2^15, with 64 or
+    more output channels per group and input rows of 32 or more pixels (its can_implement: NCHW input, stride_w 1)."""
+    if pass_ != "backward_weight" or not _tensor_core(p, pass_):
+        return False
+    if p.dtype == "float32":
+        return p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32
+    return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS
 # From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).
 _LARGE_WGMMA_TILES = 200
 
@@ -242,9 +254,7 @@ RULES = (
          "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
     # backward-weight. Hopper first, for a long reduction: the copy engine's boxes of output pixels (fp16/bf16; TF32
     # with an NCHW input whose rows are 16-byte multiples and stride_w 1: its can_implement)
-    Rule("implicit_gemm:128x128_tma",
-         lambda p, s: s == "backward_weight" and _tensor_core(p, s) and p.N * p.P * p.Q >= (
-             _WGRAD_TMA_TF32_PIXELS if p.dtype == "float32" else _WGRAD_TMA_PIXELS),
+    Rule("implicit_gemm:128x128_tma", _tma_backward_weight,
          "tensor cores (Hopper wgmma on copy-engine boxes of output pixels: fp16/bf16 both operands MN-major; TF32 "
          "the NCHW input K-major, grad_output from registers), split-K with a fixed-order reduction of the splits: a "
          "long reduction over output pixels"),

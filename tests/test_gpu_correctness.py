@@ -318,6 +318,7 @@ TMA_WGRAD_TF32 = {
     "1x1_c24": Case(3, 24, 9, 12, 40, 1, 1, 1, 0, 1, 1),
     "c3_k16": Case(2, 3, 16, 16, 16, 3, 3, 1, 1, 1, 1),
     "batch1_q132": Case(1, 32, 3, 132, 32, 3, 3, 1, 1, 1, 1),
+    "groups2_kg36_cg24": Case(2, 48, 9, 20, 72, 3, 3, 1, 1, 1, 2),  # grad_output boxes at 16- but not 128-byte offsets
 }
 
 
@@ -368,6 +369,7 @@ def test_tma_backward_weight_tf32_is_deterministic():
 # Both backward passes on the copy engine in NCHW: grad_output is copied to NHWC once (conv2d_ext::to_channels_last)
 # and both passes read that copy in place (csrc/bindings.cpp keeps it, staged_nhwc skips its own copy).
 SHARED_STAGING = {name: case for name, case in TMA_WGRAD.items() if case.stride == 1}
+SHARED_STAGING.update({f"tf32_{name}": case for name, case in TMA_WGRAD_TF32.items() if case.stride == 1})
 
 
 @pytest.mark.parametrize("slicing", [None] + list(SLICINGS))

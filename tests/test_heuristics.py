@@ -496,7 +496,11 @@ def test_hopper_runs_the_wgmma_configurations():
                               (_suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, dtype="float32"), "implicit_gemm:128x128_tma"),
                               (_suite_problem(32, 256, 56, 56, 64, 1, 1, dtype="float32"), "implicit_gemm:128x128_tma"),
                               (_suite_problem(1, 256, 64, 64, 256, 3, 3, pad=1, dtype="float32"), "implicit_gemm:128x128_w8"),
-                              (_suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float32"),  # W % 4 != 0
+                              (_suite_problem(32, 64, 56, 58, 128, 3, 3, pad=1, dtype="float32"),  # W % 4 != 0
+                               "implicit_gemm:128x128_w8"),
+                              (_suite_problem(32, 64, 56, 56, 32, 3, 3, pad=1, dtype="float32"),  # 32 output channels
+                               "implicit_gemm:64x64"),
+                              (_suite_problem(512, 64, 8, 8, 128, 3, 3, pad=1, dtype="float32"),  # 8-pixel rows
                                "implicit_gemm:128x128_w8")):
         assert select(problem)["backward_weight"].kernel == expected, problem
     odd_rows = _suite_problem(4, 128, 256, 254, 128, 3, 3, pad=1, dtype="float32")

@@ -12,8 +12,9 @@
 // whose column is not its innermost dimension: a k-tile is 32 input columns u0 .. u0 + 31 (u0 a multiple of 32, from
 // 0 to W) of input row p*sh - ph + r*dh, image n, output row p; for filter column s they meet output columns
 // q = u - s*dw + pw, whose grad_output box starts at u0 - s*dw + pw (zero fill outside 0..Q-1, as for rows outside
-// the image). So stride_w must be 1; stride_h is free. Input columns that meet no output column multiply zeros --
-// unless the input is infinite there (0 x inf), as in the 16-bit kernel.
+// the image). So stride_w must be 1; stride_h is free. Input columns that meet no output column for a filter column s
+// multiply zeros: an infinite or NaN input anywhere in a row (a border column a tap never reads included) makes that
+// tap's gradient NaN (0 x inf), where PyTorch's stays finite for the taps that never read it.
 // A tile's columns share one filter column s (its grad_output boxes): column block b of s is (filter row r, 32-channel
 // chunk), 4 blocks per tile (128 columns), ceil(R * chunks / 4) tiles per s. Each consumer warpgroup owns 64 output
 // channels x 128 columns: 4 m64n128k8 MMAs per k-tile. Splits of the k-tiles write fp32 partial tiles, reduced in
@@ -196,10 +197,12 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   return "";
 }
 
-// Workspace: the partials and grad_output's NHWC copy, or what the fallback (128x128_w8, sliced inputs) needs.
+// Workspace: the partials and grad_output's NHWC copy (none when it comes staged: conv2d.py), or what the fallback
+// (128x128_w8, sliced inputs) needs.
 inline int64_t backward_weight_tma_tf32_workspace(const ConvParams& p) {
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
-  const int64_t bytes = region(int64_t(tma_wgrad_tf32_plan(p).splits) * count * 4) + p.N * p.K * p.P * p.Q * 4;
+  const int64_t copy = dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q) ? 0 : p.N * p.K * p.P * p.Q * 4;
+  const int64_t bytes = region(int64_t(tma_wgrad_tf32_plan(p).splits) * count * 4) + copy;
   return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
 }
 

@@ -155,6 +155,13 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   }
 }
 
+// Is the tensor at `ptr` (N x C x H x W, strides `stride` in (n, c, h, w) order) dense NHWC and 16-byte aligned, so
+// that staged_nhwc reads it in place (and a workspace needs no room for its copy)?
+inline bool dense_nhwc(const void* ptr, const int64_t (&stride)[4], int64_t C, int64_t H, int64_t W) {
+  return stride[0] == H * W * C && stride[1] == 1 && stride[2] == W * C && stride[3] == C &&
+         reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
+
 // Stages activations `act` (N x C x H x W, strides `stride`) for the channel-vector loaders: their dense NHWC copy at
 // `dst` (to_nhwc), whose strides go to `nhwc`. Returns where the NHWC activations are: dst, or act itself when it is
 // dense NHWC already.
@@ -164,9 +171,7 @@ const T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_
   nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
   // Already dense NHWC and 16-byte aligned (the backward of an NCHW call hands its copy-engine kernels grad_output
   // staged once, conv2d.py): read in place.
-  if (stride[0] == nhwc[0] && stride[1] == nhwc[1] && stride[2] == nhwc[2] && stride[3] == nhwc[3] &&
-      reinterpret_cast<uintptr_t>(act) % 16 == 0)
-    return static_cast<const T*>(act);
+  if (dense_nhwc(act, stride, C, H, W)) return static_cast<const T*>(act);
   launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
   return dst;
 }
