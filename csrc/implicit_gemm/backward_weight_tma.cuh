@@ -151,8 +151,18 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   }
 }
 
-// The split of the reduction: about 4 x 132 CTAs in all (a function of the problem, not of the GPU, so results do
-// not depend on the GPU), at least 8 boxes per split, at most 65535 / groups splits.
+// How `boxes` k-tiles of the reduction split over `tiles` output tiles (all groups): about 4 x 132 CTAs in all (a
+// function of the problem, not of the GPU, so results do not depend on the GPU), at least `min_per` k-tiles per
+// split, at most 65535 / groups splits.
+struct BoxSplit { int boxes_per_split, splits; };
+inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_t min_per) {
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / groups));
+  const int64_t per = std::max<int64_t>(min_per, (boxes + wanted - 1) / wanted);
+  const int per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(boxes, 1)));
+  return {per_split, static_cast<int>(std::max<int64_t>(1, (boxes + per_split - 1) / per_split))};
+}
+
+// The split of the reduction (split_boxes): at least 8 boxes per split.
 struct TmaWgradPlan {
   TmaTile box;
   int blocks, col_tiles, m_tiles, splits, boxes_per_split;
@@ -167,10 +177,8 @@ TmaWgradPlan tma_wgrad_plan(const ConvParams& p) {
   plan.col_tiles = (plan.blocks + Cfg::kNB - 1) / Cfg::kNB;
   plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
   const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
-  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / p.groups));
-  const int64_t per = std::max<int64_t>({int64_t(8), (boxes + wanted - 1) / wanted, 1});
-  plan.boxes_per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(boxes, 1)));
-  plan.splits = static_cast<int>(std::max<int64_t>(1, (boxes + plan.boxes_per_split - 1) / plan.boxes_per_split));
+  const BoxSplit split = split_boxes(boxes, tiles, p.groups, 8);
+  plan.boxes_per_split = split.boxes_per_split, plan.splits = split.splits;
   return plan;
 }
 

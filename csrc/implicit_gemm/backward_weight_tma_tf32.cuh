@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   }
 }
 
-// The split of the reduction, as tma_wgrad_plan: about 4 x 132 CTAs, at least 16 k-tiles per split.
+// The split of the reduction (split_boxes): at least 16 k-tiles per split.
 struct TmaWgradTf32Plan {
   int u_tiles, blocks, tiles_per_s, col_tiles, m_tiles, splits, boxes_per_split;
   int64_t boxes;
@@ -170,10 +170,8 @@ inline TmaWgradTf32Plan tma_wgrad_tf32_plan(const ConvParams& p) {
   plan.col_tiles = static_cast<int>(p.S * plan.tiles_per_s);
   plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
   const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
-  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / p.groups));
-  const int64_t per = std::max<int64_t>(16, (plan.boxes + wanted - 1) / wanted);
-  plan.boxes_per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(plan.boxes, 1)));
-  plan.splits = static_cast<int>(std::max<int64_t>(1, (plan.boxes + plan.boxes_per_split - 1) / plan.boxes_per_split));
+  const BoxSplit split = split_boxes(plan.boxes, tiles, p.groups, 16);
+  plan.boxes_per_split = split.boxes_per_split, plan.splits = split.splits;
   return plan;
 }
 
