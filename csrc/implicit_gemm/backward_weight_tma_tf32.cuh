@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 
 // The split of the reduction (split_boxes): at least 16 k-tiles per split.
 struct TmaWgradTf32Plan {
-  int u_tiles, blocks, tiles_per_s, col_tiles, m_tiles, splits, boxes_per_split;
+  int u_tiles, c_chunks, blocks, tiles_per_s, col_tiles, m_tiles, splits, boxes_per_split;
   int64_t boxes;
 };
 
@@ -164,8 +164,8 @@ inline TmaWgradTf32Plan tma_wgrad_tf32_plan(const ConvParams& p) {
   TmaWgradTf32Plan plan{};
   plan.u_tiles = static_cast<int>((tf32_wgrad_columns(p) + kTf32WgradPixels - 1) / kTf32WgradPixels);
   plan.boxes = p.N * p.P * plan.u_tiles;
-  const int64_t c_chunks = (p.C_per_group() + 31) / 32;
-  plan.blocks = static_cast<int>(p.R * c_chunks);
+  plan.c_chunks = static_cast<int>((p.C_per_group() + 31) / 32);
+  plan.blocks = static_cast<int>(p.R * plan.c_chunks);
   plan.tiles_per_s = (plan.blocks + kTf32WgradBlocks - 1) / kTf32WgradBlocks;
   plan.col_tiles = static_cast<int>(p.S * plan.tiles_per_s);
   plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
@@ -239,7 +239,7 @@ void backward_weight_tma_tf32_launch(const ConvParams& p, void* workspace, cudaS
   c.boxes = int(plan.boxes), c.boxes_per_split = plan.boxes_per_split;
   c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
   c.stride_h = p.stride_h, c.pad_h = p.pad_h, c.pad_w = p.pad_w, c.dil_h = p.dil_h, c.dil_w = p.dil_w;
-  c.S = int(p.S), c.c_chunks = int((p.C_per_group() + BC - 1) / BC), c.blocks = plan.blocks;
+  c.S = int(p.S), c.c_chunks = plan.c_chunks, c.blocks = plan.blocks;
   c.tiles_per_s = plan.tiles_per_s;
   c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
   c.partials = partials;
