@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Time backward-data and backward-weight separately: cuDNN (torch.autograd.grad of F.conv2d for one leaf) beside
-each of our non-direct kernels of the pass, forced one at a time, plus the heuristics' pick. The data the backward
-rules in heuristics.py are tuned from (a development tool: timings only, no correctness check, nothing written).
+"""Time each pass separately: cuDNN (F.conv2d for the forward, torch.autograd.grad of F.conv2d for one leaf for the
+backward passes) beside each of our non-direct kernels of the pass, forced one at a time, plus the heuristics' pick.
+The data the rules in heuristics.py are tuned from (a development tool: timings only, no correctness check, nothing
+written).
 
-    python benchmarks/backward_passes.py seed,unet_3x3 bf16,tf32 nchw,nhwc [backward_data,backward_weight]
+    python benchmarks/backward_passes.py seed,unet_3x3 bf16,tf32 nchw,nhwc [forward,backward_data,backward_weight]
 """
 import sys, torch, torch.nn.functional as F
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -27,6 +28,20 @@ for name in shapes:
                 y = F.conv2d(x, w, **args)
                 gy = torch.randn_like(y)
                 for pass_ in passes:
+                    if pass_ == "forward":
+                        tc = gpu_ms(lambda: F.conv2d(x, w, **args), 0.2)["ms"]
+                        line = f"{name:14s} {mode:5s} {layout:5s} {pass_:15s} cudnn {tc:8.3f}"
+                        for k in kern[pass_]:
+                            if k == "direct": continue
+                            try:
+                                conv2d_ext.conv2d(x, w, variant={pass_: k}, **args)
+                                to = gpu_ms(lambda: conv2d_ext.conv2d(x, w, variant={pass_: k}, **args), 0.2)["ms"]
+                                line += f" | {k.split(':')[1]} {to:7.3f} ({tc/to:4.2f}x)"
+                            except Exception:
+                                pass  # cannot run it: left out of the line
+                        pick = [l for l in conv2d_ext.explain(x, w, None, **args).split("\n") if l.startswith("forward:")]
+                        print(line, "| pick:", pick[0].split("(")[0].split(": ")[1] if pick else "?", flush=True)
+                        continue
                     leaf = x if pass_ == "backward_data" else w
                     leaf.requires_grad_(True)
                     yc = F.conv2d(x, w, **args)
@@ -41,7 +56,7 @@ for name in shapes:
                             to = gpu_ms(lambda: torch.autograd.grad(yo, leaf, gy, retain_graph=True), 0.2)["ms"]
                             line += f" | {k.split(':')[1]} {to:7.3f} ({tc/to:4.2f}x)"
                         except Exception as e:
-                            line += f" | {k.split(':')[1]} n/a"
+                            pass  # cannot run it: left out of the line
                     pk = [l for l in pick if l.startswith(pass_ + ":")]
                     print(line, "| pick:", pk[0].split("(")[0].split(": ")[1] if pk else "?", flush=True)
                     leaf.requires_grad_(False)

@@ -14,8 +14,9 @@ grep -E "^FAILED|^ERROR|passed|failed" $OUT/dev.txt | cut -c1-220 | tail -15
 grep -qE "[0-9]+ (failed|error)" $OUT/dev.txt && { grep -E "^E " $OUT/dev.txt | sort | uniq -c | sort -rn | head; exit 1; }
 : > $OUT/dev.txt
 echo tests $(( $(date +%s) - start )) s
-timeout 120 python3 benchmarks/backward_passes.py ${PASSES_SHAPES:-seed,unet_3x3,r50_3x3_64} tf32 nchw backward_weight 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | cut -c1-230
-(cd benchmarks && timeout 40 python3 profile_case.py --trace seed tf32 nchw backward) 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | head -16
+timeout 150 python3 benchmarks/backward_passes.py ${PASSES_ARGS:-seed,unet_3x3,r50_3x3_64 tf32 nchw backward_weight} 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | cut -c1-400
+[ -n "${EXTRA:-}" ] && timeout 150 bash -c "$EXTRA" 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | tail -40
+[ "${TRACE:-1}" = 1 ] && (cd benchmarks && timeout 40 python3 profile_case.py --trace ${TRACE_ARGS:-seed tf32 nchw backward}) 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | head -16
 echo dev $(( $(date +%s) - start )) s
 rm -f $OUT/build.log
 [ "${CLOSING:-0}" = 1 ] || exit 0

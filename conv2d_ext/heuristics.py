@@ -132,6 +132,20 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
     return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1))
 
 
+def _first_layer(p: Problem, pass_: str) -> bool:
+    """An ungrouped convolution with 4 or fewer input channels (an RGB first layer: r50_conv1), in the passes and
+    dtypes where the tiled grouped kernels beat the tensor-core tiles (H200, r50_conv1, per pass): backward-data in
+    fp32 with or without TF32 (1.15 ms NCHW / 0.86 NHWC, against 1.89 / 1.95 on 256x128_wg and 9.2 on ffma) and in
+    channels-last fp16/bf16 (0.85 against 1.04 on 64x64; NCHW stays on the wgmma tiles: 1.12 against 1.34); the
+    forward and backward-weight in exact fp32 only (0.40 / 0.61 ms against 0.78 / 0.84 on ffma; in TF32, fp16 and
+    bf16 the wgmma and mma.sync tiles win: 0.30-0.35 / 0.19)."""
+    if p.groups != 1 or p.C > 4 or p.dtype == "float64":
+        return False
+    if pass_ == "backward_data":
+        return p.dtype == "float32" or p.channels_last
+    return _exact_fp32(p)
+
+
 def _few_input_channels(p: Problem, pass_: str) -> bool:
     """Backward-data of an ungrouped convolution with fewer than 16 input channels (r50_conv1: C = 3) in a
     tensor-core dtype."""
@@ -164,9 +178,11 @@ _SMALL_TMA_TILES = 64
 # it the mma.sync kernels are as fast or faster (r50_3x3_64, 100K pixels: 0.18 either way; r50_3x3_256: 0.125 on
 # 128x128_w8 against 0.143).
 _WGRAD_TMA_PIXELS = 1 << 17
-# The TF32 copy-engine backward-weight (NCHW input) wins from this many output pixels on (H200, per pass, NCHW:
-# dilated, 32K pixels, 0.215 ms against 0.550 on 128x128_w8; r50_3x3_64 0.138 against 0.160 on 64x64; r50_1x1 0.109
-# against 0.127 on 64x64; seed 4.31 against 9.34); batch1_3x3 (4K pixels) runs 0.102 against 0.095 on 128x128_w8.
+# The TF32 copy-engine backward-weight wins from this many output pixels on (H200, per pass, NCHW: dilated, 32K
+# pixels, 0.215 ms against 0.550 on 128x128_w8; r50_3x3_64 0.138 against 0.160 on 64x64; r50_1x1 0.109 against 0.127
+# on 64x64; seed 4.31 against 9.34; channels-last, the input copied to NCHW: seed 3.71 against 12.07, unet_3x3 0.42
+# against 1.40, dilated 0.214 against 0.709, r50_3x3_64 0.146 against 0.213); batch1_3x3 (4K pixels) runs 0.102
+# against 0.095 on 128x128_w8.
 # Measured with 64 or more output channels per group and rows of 56 or more pixels only: its tiles are 128 output
 # channels x k-tiles of 32 input columns, so fewer channels or narrower rows multiply zeros (kept off it until timed).
 _WGRAD_TMA_TF32_PIXELS = 1 << 15
@@ -174,11 +190,15 @@ _WGRAD_TMA_TF32_PIXELS = 1 << 15
 
 def _tma_backward_weight(p: Problem, pass_: str) -> bool:
     """The copy-engine backward-weight's reductions: 2^17 or more output pixels in fp16/bf16; in TF32 2^15, with 64 or
-    more output channels per group and input rows of 32 or more pixels (its can_implement: NCHW input, stride_w 1)."""
+    more output channels per group and input rows of 32 or more pixels (its can_implement: stride_w 1, W % 4 == 0; a
+    channels-last input is copied to NCHW first)."""
     if pass_ != "backward_weight" or not _tensor_core(p, pass_):
         return False
     if p.dtype == "float32":
-        return p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32
+        # channels-last 1x1: the input's NCHW copy costs what the kernel saves (r50_1x1: 0.137 ms against 0.130 on
+        # 128x128_w8)
+        return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and
+                not (p.channels_last and p.R * p.S == 1))
     return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS
 # From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).
 _LARGE_WGMMA_TILES = 200
@@ -205,6 +225,11 @@ RULES = (
     Rule("tiled:grouped", _narrow_groups,
          "narrow groups: shared-memory tiles of a group's input and filters, 8-channel x 7-pixel FFMA register "
          "blocks (exact FP32)"),
+    # first layers (RGB input): the forward's reduction is C x R x S = 147 for r50_conv1 (a third of a 16-wide MMA
+    # k-step per tap), backward-data's output 3 channels wide; the same tiles, in chunks of reduction channels
+    Rule("tiled:grouped", _first_layer,
+         "a first layer (4 or fewer input channels): shared-memory tiles of the input and filters in chunks of "
+         "reduction channels, FFMA register blocks of 8 output channels (4 in backward-data) x 7 pixels (exact FP32)"),
     # forward. Hopper (sm_90a builds) first: wgmma, NCHW activations copied to NHWC ahead of the kernel; the
     # other GPUs' kernels below (the wgmma kernels cannot implement their problems).
     # Hopper (sm_90a builds) first: wgmma fed by the copy engine, forward and stride-1 backward-data (H200 sweep)
@@ -253,10 +278,10 @@ RULES = (
     Rule("implicit_gemm:128x128_w4", _tensor_core_backward_data,
          "tensor cores (implicit GEMM over grad_output); 4 warps of 64x64 (TF32, or channels-last vector loads)"),
     # backward-weight. Hopper first, for a long reduction: the copy engine's boxes of output pixels (fp16/bf16; TF32
-    # with an NCHW input whose rows are 16-byte multiples and stride_w 1: its can_implement)
+    # with input rows of 16-byte multiples and stride_w 1, a channels-last input copied to NCHW: its can_implement)
     Rule("implicit_gemm:128x128_tma", _tma_backward_weight,
          "tensor cores (Hopper wgmma on copy-engine boxes of output pixels: fp16/bf16 both operands MN-major; TF32 "
-         "the NCHW input K-major, grad_output from registers), split-K with a fixed-order reduction of the splits: a "
+         "the NCHW input (channels-last: copied) K-major, grad_output from registers), split-K with a fixed-order reduction of the splits: a "
          "long reduction over output pixels"),
     Rule("implicit_gemm:64x64",
          lambda p, s: s == "backward_weight" and _tensor_core(p, s) and _gemm_columns(p, s) <= 64,

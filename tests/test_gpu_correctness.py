@@ -300,8 +300,8 @@ def test_tma_backward_weight(name, precision_mode, layout, poison):
     run_and_check(TMA_WGRAD[name], precision_mode, layout, {"backward_weight": TMA_WGRAD_KERNEL}, bias, must_run=True)
 
 
-# The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_tf32.cuh): NCHW input read in place
-# (W % 4 == 0, stride_w 1), k-tiles of 32 aligned input columns of one row, grad_output's box shifted by the filter
+# The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_tf32.cuh): NCHW input read in place,
+# a channels-last one copied to NCHW first (W % 4 == 0, stride_w 1), k-tiles of 32 aligned input columns of one row, grad_output's box shifted by the filter
 # column. Rows shorter than a box and with a partial last box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
 # padding, padding past the kernel, 1x1, a first layer's 3 channels, many splits.
 TMA_WGRAD_TF32 = {
@@ -323,16 +323,18 @@ TMA_WGRAD_TF32 = {
 
 
 @pytest.mark.parametrize("precision_mode", ["tf32"], indirect=True)
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("slicing", [None] + list(SLICINGS))
 @pytest.mark.parametrize("name", list(TMA_WGRAD_TF32))
-def test_tma_backward_weight_tf32(name, slicing, precision_mode, poison):
-    """The TF32 copy-engine backward-weight forced on NCHW shapes that exercise its boxes; it must accept each (an odd
-    base pointer takes its mma.sync fallback)."""
+def test_tma_backward_weight_tf32(name, slicing, layout, precision_mode, poison):
+    """The TF32 copy-engine backward-weight forced on shapes that exercise its boxes; it must accept each. NCHW: an
+    odd base pointer takes its mma.sync fallback. Channels-last: the input copied to NCHW first (to_nchw: 16-byte
+    vectors, or one element at a time at odd offsets); padded rows (no single pixel stride) take the fallback."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
     offset, row_pad = SLICINGS[slicing] if slicing else (0, 0)
     bias = list(TMA_WGRAD_TF32).index(name) % 2 == 0
-    run_and_check(TMA_WGRAD_TF32[name], "tf32", "nchw", {"backward_weight": TMA_WGRAD_KERNEL}, bias, offset, row_pad,
+    run_and_check(TMA_WGRAD_TF32[name], "tf32", layout, {"backward_weight": TMA_WGRAD_KERNEL}, bias, offset, row_pad,
                   must_run=True)
 
 
@@ -445,8 +447,9 @@ DEPTHWISE_GRID = {
 DEPTHWISE_SLICED = ["3x3_x2", "stride2", "5x9_x2", "odd_129x151", "suite_3x3_n2", "suite_7x7_n2"]
 
 
-# Grouped shapes for the tiled family's grouped kernels (issue 9): narrow groups (C/groups and K/groups up to 32)
-# with odd channel counts, channel multipliers K/groups != C/groups (both ways, up to 32 with masked register
+# Grouped shapes for the tiled family's grouped kernels (issue 9): narrow groups (C/groups and K/groups up to 32;
+# K/groups up to 64 with 4 or fewer input channels per group), first layers (groups 1, 1 or 3 input channels: RGB,
+# r50_conv1's 7x7 stride 2 at a small size; 4-channel register blocks in backward-data), with odd channel counts, channel multipliers K/groups != C/groups (both ways, up to 32 with masked register
 # blocks), strides (backward-data by stride phase, phases no tap reaches included), dilations, non-square and 1x1
 # filters, asymmetric padding, odd and wide images (several column tiles), batch 1, a split backward-weight, and
 # the suite's grouped_g32 at batch 2.
@@ -474,8 +477,22 @@ GROUPED_GRID = {
     "batch1_g4": Case(1, 16, 20, 20, 16, 3, 3, 1, 1, 1, 4),
     "batch16_split": Case(16, 8, 32, 32, 8, 3, 3, 1, 1, 1, 2),  # backward-weight in several splits
     "suite_g32_n2": Case(2, 256, 28, 28, 256, 3, 3, 1, 1, 1, 32),
+    "rgb_k64_7x7_stride2": Case(2, 3, 45, 39, 64, 7, 7, 2, 3, 1, 1),
+    "rgb_k24_3x3": Case(1, 3, 17, 23, 24, 3, 3, 1, 1, 1, 1),
+    "c1_k40_5x5_stride2_dilation2": Case(2, 1, 21, 19, 40, 5, 5, 2, 2, 2, 1),
+    "c4_k64_g2": Case(2, 8, 12, 13, 128, 3, 3, 1, 1, 1, 2),
 }
-GROUPED_SLICED = ["c3_k5_stride2", "c5_k12", "1x7", "odd_129x151", "suite_g32_n2"]
+GROUPED_SLICED = ["c3_k5_stride2", "c5_k12", "1x7", "odd_129x151", "suite_g32_n2", "rgb_k64_7x7_stride2"]
+
+# tiled:grouped's forward and backward-data over a reduction too wide for one staging (its channels in chunks, the
+# register blocks kept across them): the forward of 200 input channels into 8 (and of 96 per group into 20, stride 2), backward-data of 256 output channels
+# into 3 (and r50_conv1's backward-data, 64 channels x 16 taps per phase, at batch 4). Each names its pass.
+GROUPED_CHUNKED = {
+    "forward_c200_k8": (Case(2, 200, 13, 15, 8, 3, 3, 1, 1, 1, 1), "forward"),
+    "forward_c192_k40_g2_stride2": (Case(1, 192, 17, 16, 40, 3, 3, 2, 1, 1, 2), "forward"),
+    "backward_data_k256_c3": (Case(2, 3, 20, 22, 256, 3, 3, 1, 1, 1, 1), "backward_data"),
+    "backward_data_r50_conv1_n4": (Case(4, 3, 224, 224, 64, 7, 7, 2, 3, 1, 1), "backward_data"),
+}
 
 
 # The tiled family's kernels: each forced on every pass of every case of its grid (it must accept all of them), on
@@ -512,6 +529,15 @@ def test_tiled_sliced_inputs(kernel, name, precision_mode, layout, slicing, pois
     stores from 16-byte vectors) and padded rows, in both layouts."""
     offset, row_pad = SLICINGS[slicing]
     run_and_check(TILED[kernel][0][name], precision_mode, layout, kernel, True, offset, row_pad, must_run=True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(GROUPED_CHUNKED))
+def test_tiled_grouped_chunked_reduction(name, precision_mode, layout, poison):
+    """tiled:grouped forced on one pass whose reduction channels are staged in several chunks; it must accept it."""
+    case, pass_ = GROUPED_CHUNKED[name]
+    run_and_check(case, precision_mode, layout, {pass_: "tiled:grouped"}, True, must_run=True)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

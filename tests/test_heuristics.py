@@ -427,18 +427,23 @@ def test_narrow_groups_run_the_tiled_grouped_kernels_on_every_pass(case, dtype, 
 
 def test_grouped_float64_wide_groups_and_groups_1_stay_off_the_tiled_grouped_kernels():
     """float64 runs the direct family; groups of 16 or more channels on the GEMM's narrow side keep their GEMM
-    kernels; an ungrouped convolution with few channels is not a narrow-group problem; C/groups above 32 is beyond
+    kernels; an ungrouped convolution with 8 input channels is not a narrow-group problem nor a first layer; more
+    than 64 output channels per group (or a backward-weight of more than 32 input channels per group) is beyond
     tiled:grouped (it says why)."""
     fp64 = _suite_problem(**GROUPED_SUITE["grouped_g32"], dtype="float64")
     assert {d.kernel for d in select(fp64).values()} == {"direct"}
     assert can_implement("tiled:grouped", "forward", fp64) == "float64 runs on the direct family"
     wide = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=4, dtype="float16")
     assert all(d.family == "implicit_gemm" for d in select(wide).values())
-    ungrouped = _suite_problem(2, 3, 32, 32, 8, 3, 3, pad=1, dtype="float16")
+    ungrouped = _suite_problem(2, 8, 32, 32, 16, 3, 3, pad=1, dtype="float16")
     assert all(d.kernel != "tiled:grouped" for d in select(ungrouped).values())
-    deep = _suite_problem(2, 128, 16, 16, 16, 3, 3, pad=1, groups=2, dtype="float16")  # C/g 64, K/g 8
-    assert "channels per group above 32" in can_implement("tiled:grouped", "forward", deep)
-    assert select(deep)["forward"].family == "direct"
+    deep = _suite_problem(2, 256, 16, 16, 16, 3, 3, pad=1, groups=2, dtype="float16")  # C/g 128, K/g 8
+    assert can_implement("tiled:grouped", "forward", deep) is None  # its reduction in chunks
+    assert select(deep)["forward"].kernel == "tiled:grouped"
+    assert "more than 32 input or 64 output" in can_implement("tiled:grouped", "backward_weight", deep)
+    assert "more than 64 input channels per group" in can_implement("tiled:grouped", "backward_data", deep)
+    wide = _suite_problem(2, 3, 32, 32, 96, 3, 3, pad=1, dtype="float16")
+    assert "more than 64 output channels per group" in can_implement("tiled:grouped", "forward", wide)
     depthwise = _suite_problem(2, 8, 8, 8, 8, 3, 3, pad=1, groups=8)
     assert "runs on tiled:depthwise" in can_implement("tiled:grouped", "forward", depthwise)
 
@@ -468,7 +473,8 @@ def test_hopper_runs_the_wgmma_configurations():
     """On compute capability 9.0 (an sm_90a build): the copy-engine (TMA) configurations for the forward and the
     stride-1 backward-data, 128x64 tiles for 64-channel layers and small grids, 128x128 otherwise; strided
     backward-data on the stride-phase wgmma kernels; first layers (3 channels: no 16-byte vectors) on the cp.async
-    wgmma kernels; the copy-engine backward-weight for long reductions (TF32: NCHW input only), mma.sync otherwise.
+    wgmma kernels; the copy-engine backward-weight for long reductions (TF32: a channels-last input copied to NCHW), mma.sync
+    otherwise.
     Elsewhere the wgmma kernels say why they cannot run."""
     seed = _suite_problem(**SEED, dtype="bfloat16")
     if not _wgmma_built(seed):
@@ -482,13 +488,15 @@ def test_hopper_runs_the_wgmma_configurations():
         assert plan["backward_data"].kernel == "implicit_gemm:128x64_tma"  # 64 input channels
         assert plan["backward_weight"].kernel == "implicit_gemm:128x128_tma"  # 4.2M output pixels to reduce
         tf32 = select(_suite_problem(**SEED, dtype="float32", channels_last=layout))["backward_weight"]
-        # TF32 reads the input K-major: NCHW on the copy engine, channels-last on mma.sync
-        assert tf32.kernel == ("implicit_gemm:128x128_w8" if layout else "implicit_gemm:128x128_tma")
+        # TF32 reads the input K-major: NCHW in place, channels-last copied to NCHW first
+        assert tf32.kernel == "implicit_gemm:128x128_tma"
     unet = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32")
     assert select(unet)["backward_data"].kernel == "implicit_gemm:128x128_tma"
     assert select(unet)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
     unet_nhwc = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32", channels_last=True)
-    assert "NCHW input only" in can_implement("implicit_gemm:128x128_tma", "backward_weight", unet_nhwc)
+    assert select(unet_nhwc)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
+    r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float32", channels_last=True)
+    assert "W % 4 == 0" in can_implement("implicit_gemm:128x128_tma", "backward_weight", r50_3x3_256)
     # TF32 NCHW backward-weight on the copy engine from 2^15 output pixels (per-pass timings, heuristics.py)
     dilated = dataclasses.replace(_suite_problem(8, 256, 64, 64, 256, 3, 3, pad=2, dtype="float32"), dilation=(2, 2),
                                   P=64, Q=64)
@@ -538,8 +546,8 @@ def test_implicit_gemm_explains_what_it_cannot_run():
 
 def test_strided_backward_data_tiles_per_stride_phase():
     """Strided backward-data runs one GEMM per stride phase: its tile count is phases x the largest phase's tiles, so
-    a small strided problem takes 64x64 tiles; a first layer on 3 input channels takes 64x64 tiles too (mostly empty,
-    still far faster than the direct loops), in a tensor-core dtype only."""
+    a small strided problem takes 64x64 tiles; a first layer on 3 input channels in NCHW fp16/bf16 takes wgmma tiles
+    (mostly empty, still faster than the FFMA tiles there), 64x64 ones off Hopper."""
     r50_s2 = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert heuristics._tiles(r50_s2, 128, 128, "backward_data") == 4 * 196  # 4 phases of 32 x 28 x 28 pixels
     assert heuristics._tiles(_suite_problem(1, 16, 17, 16, 16, 2, 2, stride=3), 64, 64, "backward_data") == 9 * 1
@@ -553,4 +561,24 @@ def test_strided_backward_data_tiles_per_stride_phase():
     assert select(a100)["backward_data"].kernel == "implicit_gemm:64x64"
     assert select(a100)["backward_weight"].kernel == "implicit_gemm:64x64"  # 64 output channels
     exact = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="float32", allow_tf32=False)
-    assert select(exact)["backward_data"].family == "direct"
+    assert select(exact)["backward_data"].kernel == "tiled:grouped"  # a first layer in fp32: FFMA tiles
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype,allow_tf32", [("float32", True), ("float32", False), ("float16", True),
+                                              ("bfloat16", True)], ids=["tf32", "fp32", "fp16", "bf16"])
+def test_first_layers_run_on_the_tiled_grouped_kernels_where_they_win(dtype, allow_tf32, layout):
+    """r50_conv1 (3 input channels, 7x7 stride 2) on tiled:grouped where it was timed faster: backward-data in fp32
+    (TF32 or not) and in channels-last fp16/bf16, the forward and backward-weight in exact fp32; the tensor-core tiles
+    elsewhere; float64 stays direct."""
+    p = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype=dtype, allow_tf32=allow_tf32,
+                       channels_last=layout == "nhwc")
+    plan = select(p)
+    exact = dtype == "float32" and not allow_tf32
+    expected = {"forward": exact, "backward_data": dtype == "float32" or layout == "nhwc", "backward_weight": exact}
+    for pass_, grouped in expected.items():
+        assert (plan[pass_].kernel == "tiled:grouped") == grouped, pass_
+        if grouped:
+            assert "first layer" in plan[pass_].reason
+    fp64 = _suite_problem(2, 3, 16, 16, 8, 3, 3, pad=1, dtype="float64")
+    assert {d.kernel for d in select(fp64).values()} == {"direct"}

@@ -3,7 +3,9 @@
 // shared-memory operands K-major only (the reduction contiguous), and NHWC boxes are MN-major, so:
 //   B (the input's window of a tap) comes from the NCHW input itself: a box of 32 consecutive pixels of one input row
 //     x 32 channels is 32 rows of 128 bytes with the pixels contiguous -- K-major, in the copy engine's 128-byte
-//     swizzle, read by wgmma through a descriptor as the forward reads its filters.
+//     swizzle, read by wgmma through a descriptor as the forward reads its filters. A channels-last input is copied
+//     to dense NCHW first (launch_to_nchw, forward.cuh: seed 1.07 GB in TF32, about 0.8 ms against the 6 ms the
+//     channel-gathering 128x128_w8 loses).
 //   A (grad_output) comes from NHWC boxes (32 output channels x the same 32 output pixels: MN-major) and goes into the
 //     MMAs from registers: each thread loads its fragments from the swizzled box (2-way bank conflicts), after which
 //     the layout in shared memory does not matter.
@@ -175,13 +177,23 @@ inline TmaWgradTf32Plan tma_wgrad_tf32_plan(const ConvParams& p) {
   return plan;
 }
 
+// Does the input get a dense NCHW copy first (its pixels not contiguous: channels-last), and can it (one stride per
+// pixel, as to_nchw reads it)? Otherwise (a sliced NCHW input, or no single pixel stride) 128x128_w8 runs it.
+inline bool tf32_wgrad_copies_input(const ConvParams& p) { return p.x_stride[3] != 1; }
+inline bool tf32_wgrad_input_fits(const ConvParams& p) {
+  const int64_t(&xs)[4] = p.x_stride;
+  if (tf32_wgrad_copies_input(p)) return xs[2] == p.W * xs[3];
+  return tma_strides_fit<float>(p.x, {xs[0], xs[1], xs[2]});
+}
+
 // What the TF32 kernel can run: wgmma's conditions, an NCHW input the copy engine reads in place (pixels contiguous,
-// rows of whole 16-byte multiples), stride_w 1, grad_output channels in 16-byte vectors (its NHWC boxes).
+// rows of whole 16-byte multiples) or a channels-last one it copies to NCHW, stride_w 1, grad_output channels in
+// 16-byte vectors (its NHWC boxes).
 inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
   if (!why.empty()) return why;
-  if (p.channels_last)
-    return "TF32 reads the input K-major (pixels contiguous): NCHW input only; channels-last runs 128x128_w8";
+  if (tf32_wgrad_copies_input(p) && p.H * p.W > kMaxNchwCopyPixels)  // channels-last: copied to NCHW first
+    return "TF32, channels-last: images of more than 65535 x 32 pixels (the grid of the input's NCHW copy)";
   if (p.stride_w != 1) return "TF32: horizontal stride 1 only (a box's 32 pixels are contiguous input pixels)";
   if (p.W % 4 != 0) return "TF32: input rows must be whole 16-byte multiples (W % 4 == 0) for the copy engine";
   if (p.K % 4 != 0 || p.K_per_group() % 4 != 0)  // grad_output boxes start at 16-byte channel offsets
@@ -195,12 +207,13 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   return "";
 }
 
-// Workspace: the partials and grad_output's NHWC copy (none when it comes staged: conv2d.py), or what the fallback
-// (128x128_w8, sliced inputs) needs.
+// Workspace: the partials, grad_output's NHWC copy (none when it comes dense NHWC: channels-last, or staged by
+// conv2d.py) and the input's NCHW copy (channels-last), or what the fallback (128x128_w8, sliced inputs) needs.
 inline int64_t backward_weight_tma_tf32_workspace(const ConvParams& p) {
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
-  const int64_t copy = dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q) ? 0 : p.N * p.K * p.P * p.Q * 4;
-  const int64_t bytes = region(int64_t(tma_wgrad_tf32_plan(p).splits) * count * 4) + copy;
+  const int64_t dy_copy = dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q) ? 0 : region(p.N * p.K * p.P * p.Q * 4);
+  const int64_t x_copy = tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4 : 0;
+  const int64_t bytes = region(int64_t(tma_wgrad_tf32_plan(p).splits) * count * 4) + dy_copy + x_copy;
   return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
 }
 
@@ -214,22 +227,33 @@ void backward_weight_tma_tf32_launch(const ConvParams& p, void* workspace, cudaS
   float* partials = static_cast<float*>(workspace);
   if (p.N * p.P * p.Q == 0) return zero_weight_gradient<float>(p, partials, count, stream);
   const TmaWgradTf32Plan plan = tma_wgrad_tf32_plan(p);
-  const int64_t(&xs)[4] = p.x_stride;
-  if (xs[3] != 1 || !tma_strides_fit<float>(p.x, {xs[0], xs[1], xs[2]})) {
+  if (!tf32_wgrad_input_fits(p)) {
     backward_weight_launch_typed<float, Config128x128_w8>(p, workspace, stream);  // sliced input: the gathers
     return;
   }
-  // grad_output in NHWC: as it comes (conv2d.py stages it once for both backward passes), else copied.
+  // grad_output in NHWC: as it comes (channels-last, or staged once for both backward passes by conv2d.py), else
+  // copied; then the input's NCHW copy when it is channels-last.
   int64_t ys[4];
-  float* dy_copy = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4));
-  const float* dy = staged_nhwc<float>(p.y, p.y_stride, dy_copy, p.N, p.K, p.P, p.Q, ys, stream);
+  unsigned char* free_space = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
+  const bool dy_in_place = dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q);
+  const float* dy = staged_nhwc<float>(p.y, p.y_stride, reinterpret_cast<float*>(free_space), p.N, p.K, p.P, p.Q,
+                                       ys, stream);
+  if (!dy_in_place) free_space += region(p.N * p.K * p.P * p.Q * 4);
+  const float* x = static_cast<const float*>(p.x);
+  int64_t xs[4] = {p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
+  if (tf32_wgrad_copies_input(p)) {
+    float* x_copy = reinterpret_cast<float*>(free_space);
+    launch_to_nchw<float>(x, p.x_stride, x_copy, p.N, p.C, p.H, p.W, stream);
+    x = x_copy;
+    xs[0] = p.C * p.H * p.W, xs[1] = p.H * p.W, xs[2] = p.W, xs[3] = 1;
+  }
   CUtensorMap dy_map, x_map;
   const char* why = encode_tensor_map_4d(
       &dy_map, tma_dtype<float>(), dy, {uint64_t(p.K), uint64_t(p.Q), uint64_t(p.P), uint64_t(p.N)},
       {uint64_t(ys[3] * e), uint64_t(ys[2] * e), uint64_t(ys[0] * e)},
       {uint32_t(BC), uint32_t(kTf32WgradPixels), 1, 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma tf32 backward_weight (grad_output): ", why);
-  why = encode_tensor_map_4d(&x_map, tma_dtype<float>(), p.x, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+  why = encode_tensor_map_4d(&x_map, tma_dtype<float>(), x, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
                              {uint64_t(xs[2] * e), uint64_t(xs[1] * e), uint64_t(xs[0] * e)},
                              {uint32_t(kTf32WgradPixels), 1, uint32_t(BC), 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma tf32 backward_weight (input): ", why);

@@ -155,6 +155,19 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   }
 }
 
+// Dense NCHW copy at `out` (16-byte aligned) of an N x C x H x W tensor whose pixels have one stride (stride[2] ==
+// W * stride[3]: channels-last, say): to_nhwc's transpose with the roles of channels and pixels swapped. Seen as
+// H * W "channels" of C "pixels" each, an image's NHWC copy is its NCHW copy. The grid's y is (H * W) / 32 tiles or
+// fewer: callers keep H * W <= kMaxNchwCopyPixels.
+constexpr int64_t kMaxNchwCopyPixels = int64_t(65535) * 32;
+
+template <typename T>
+void launch_to_nchw(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
+                    cudaStream_t stream) {
+  const int64_t swapped[4] = {stride[0], stride[3], C * stride[1], stride[1]};  // (n, pixel, unused row, channel)
+  launch_to_nhwc<T>(x, swapped, out, N, H * W, 1, C, stream);
+}
+
 // Is the tensor at `ptr` (N x C x H x W, strides `stride` in (n, c, h, w) order) dense NHWC and 16-byte aligned, so
 // that staged_nhwc reads it in place (and a workspace needs no room for its copy)?
 inline bool dense_nhwc(const void* ptr, const int64_t (&stride)[4], int64_t C, int64_t H, int64_t W) {

@@ -1,19 +1,22 @@
-// Tiled family, grouped configuration (issue 9): grouped convolutions whose groups are narrow (C/groups and
-// K/groups each at most kMaxGroupChannels, not depthwise), where an MMA tile would be mostly empty. Every output
-// costs C/groups * R * S FMAs (72 for grouped_g32), so these kernels are FFMA-bound when each operand is read from
-// DRAM once and each shared-memory load feeds several FMAs.
+// Tiled family, grouped configuration (issue 9): convolutions with a narrow side, where an MMA tile would be mostly
+// empty: narrow groups (not depthwise), and first layers (3 input channels). Every output costs C/groups * R * S FMAs
+// (72 for grouped_g32), so these kernels are FFMA-bound when each operand is read from DRAM once and each
+// shared-memory load feeds several FMAs.
 //
 // Forward and backward-data (one kernel, conv_kernel): a block owns one group, a tile of tp x tq outputs of nb
-// images (the images' pixels flattened into one list) and every output channel of the group. It stages
-//   - the input tile with its halo for the group's reduction channels (C/groups channels of x for the forward,
-//     K/groups channels of grad_output for backward-data), converted to fp32, channel-planar ([image][channel]
+// images (the images' pixels flattened into one list) and every output channel of the group (at most kMaxOut). It
+// walks the group's reduction channels (C/groups of x for the forward, K/groups of grad_output for backward-data) in
+// chunks of rc (one chunk when they fit the shared-memory budget; r50_conv1's backward-data reduces over 64), and
+// per chunk stages
+//   - the input tile with its halo for the chunk's channels, converted to fp32, channel-planar ([image][channel]
 //     [row][pitch]) whatever the tensor's layout, so that threads reading neighbouring pixels of one channel hit
 //     distinct banks (in NHWC the plane size is padded so that the staging stores spread over the banks too);
-//   - the group's filters as fp32, tap-major: wsm[tap][output channel], output channels padded to a multiple of 8.
-// Each thread computes a register block of kBlockCh (8) output channels x kBlockPix (7) pixels: per reduction tap,
-// one 32-byte broadcast read of 8 filter values and 7 pixel reads feed 56 FFMAs. A thread's pixels are strided by
+//   - the chunk's filters as fp32, tap-major: wsm[tap][output channel], output channels padded to the register block.
+// Each thread computes a register block of kCh (8, or 4 when the group has at most 4 output channels: an RGB first
+// layer's backward-data) output channels x kBlockPix (7) pixels, kept in registers across the chunks: per reduction
+// tap, one broadcast read of kCh filter values and 7 pixel reads feed 7 * kCh FFMAs. A thread's pixels are strided by
 // the number of pixel blocks, so the 32 lanes of a warp read 32 neighbouring pixels (conflict-free, coalesced
-// NCHW stores); channels-last stores write a thread's 8 channels of a pixel as 16-byte vectors where aligned.
+// NCHW stores); channels-last stores write a thread's channels of a pixel as 16- (or 8-) byte vectors where aligned.
 //
 // Backward-data by stride phase (no atomics, no wasted taps): grad_input rows h = a + sh * i of one phase a receive
 // grad_output row i + (a + ph - r*dh) / sh from exactly the taps r with a + ph - r*dh divisible by sh, the same taps
@@ -29,13 +32,14 @@
 // rows in split order: bit-identical run to run.
 //
 // All arithmetic is FP32 FFMA (exact fp32, so it serves allow_tf32 both ways; fp16/bf16 accumulate in fp32). Staging
-// is synchronous (load, convert, store): grouped convolutions do R*S*K/groups FMAs per staged element, so staging is
-// a few percent of the instructions, and the fp32 copy saves a conversion per FMA operand for fp16/bf16.
+// is synchronous (load, convert, store): these convolutions do R*S*(output channels) FMAs per staged element, so
+// staging is a small share of the instructions, and the fp32 copy saves a conversion per FMA operand for fp16/bf16.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include <cuda_runtime.h>
 
@@ -51,14 +55,15 @@
 namespace conv2d_ext {
 namespace grp {
 
-constexpr int kBlockCh = 8;            // output channels per thread (register block)
+constexpr int kBlockCh = 8;            // backward-weight: output channels per thread (register block)
 constexpr int kBlockPix = 7;           // output pixels per thread: 7 divides the 56 / 28 / 14 / 7 wide images of
                                        // ResNeXt-style networks, so their tiles leave no thread idle
 constexpr int kBlockTaps = 8;          // backward-weight: filter taps per thread
 constexpr int kMaxThreads = 256;       // threads per block, at most
 constexpr int kMinBlocks = 2;          // blocks per SM the register allocation must allow (<= 128 registers)
 constexpr int kWgradBatch = 4;         // backward-weight: loads in flight per lane while staging (at 8 it spills)
-constexpr int kMaxGroupChannels = 32;  // C/groups and K/groups, at most
+constexpr int kMaxOut = 64;            // forward and backward-data: output channels per group (K/groups, C/groups), at most
+constexpr int kMaxWgradChannels = 32;  // backward-weight: C/groups at most (its K/groups: kMaxOut)
 constexpr int kMaxPositions = 1024;    // backward-weight: output positions per tile, at most
 constexpr int64_t kSmemBudget = 72 * 1024;  // planned shared memory per block: three blocks fit an H100 SM
 
@@ -86,10 +91,12 @@ inline int64_t plane_words(bool nhwc, int64_t rows, int64_t pitch, int64_t chann
 // for backward-data) of nb images, one group per block.
 struct Plan {
   int red = 0, out = 0;  // reduction and output channels per group: C/g and K/g (forward), K/g and C/g (backward-data)
-  int ocb = 0, ocp = 0;  // register blocks of kBlockCh output channels, and ocb * kBlockCh
+  int ch = 0;            // output channels per register block (the kernel's kCh): 8, or 4 when out <= 4
+  int ocb = 0, ocp = 0;  // register blocks of ch output channels, and ocb * ch
+  int rc = 0, rchunks = 0;  // reduction channels staged at a time, and the chunks: ceil(red / rc)
   int tp = 0, tq = 0, nb = 0;
-  int rows = 0, cols = 0, pitch = 0, plane = 0, slot = 0;  // staged input; slot = red * plane (one image)
-  int taps = 0;          // filter table rows: red * R * S (backward-data uses those of its phase, at most as many)
+  int rows = 0, cols = 0, pitch = 0, plane = 0, slot = 0;  // staged input; slot = rc * plane (one image)
+  int taps = 0;          // filter table rows: rc * R * S (backward-data uses those of its phase, at most as many)
   int npb = 0;           // pixel blocks: ceil(nb * tp * tq / kBlockPix)
   int threads = 0;
   int wsm_offset = 0;    // floats before the filter table (16-byte aligned); backward-data's tap offsets follow it
@@ -98,12 +105,18 @@ struct Plan {
   int64_t smem = 0;      // 0: no plan
 };
 
-inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb) {
+// Output channels per register block for a group of `out` output channels.
+inline int64_t block_channels(int64_t out) { return out <= 4 ? 4 : 8; }
+
+// The plan of tp x tq outputs of nb images with rc reduction channels staged at a time; smem = 0: no plan.
+inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb, int64_t rc) {
   Plan t;
   const bool nhwc = p.channels_last;
   const int64_t cpg = p.C_per_group(), kpg = p.K_per_group();
   const int64_t red = dgrad ? kpg : cpg, out = dgrad ? cpg : kpg;
-  const int64_t ocb = (out + kBlockCh - 1) / kBlockCh;
+  const int64_t ch = block_channels(out);
+  const int64_t ocb = (out + ch - 1) / ch;
+  rc = std::max<int64_t>(1, std::min(rc, red));
   int64_t rows, cols;
   if (dgrad) {
     rows = tp + (p.R - 1) * p.dil_h / p.stride_h;
@@ -113,16 +126,19 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
     cols = (tq - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1;
   }
   if (rows > (1 << 14) || cols > (1 << 14)) return t;
-  const int64_t plane = plane_words(nhwc, rows, cols, red);
-  const int64_t slot = red * plane, taps = red * p.R * p.S;
-  if (nb * slot + taps * ocb * kBlockCh > (int64_t(1) << 22)) return t;  // far past any GPU's shared memory
+  const int64_t plane = plane_words(nhwc, rows, cols, rc);
+  const int64_t slot = rc * plane, taps = rc * p.R * p.S;
+  if (nb * slot + taps * ocb * ch > (int64_t(1) << 22)) return t;  // far past any GPU's shared memory
   const int64_t npb = (nb * tp * tq + kBlockPix - 1) / kBlockPix;
   const int64_t threads = round_up(ocb * npb, 32);
   if (threads > kMaxThreads) return t;
   t.red = int(red);
   t.out = int(out);
+  t.ch = int(ch);
   t.ocb = int(ocb);
-  t.ocp = int(ocb * kBlockCh);
+  t.ocp = int(ocb * ch);
+  t.rc = int(rc);
+  t.rchunks = int((red + rc - 1) / rc);
   t.tp = int(tp);
   t.tq = int(tq);
   t.nb = int(nb);
@@ -146,6 +162,23 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
   return t;
 }
 
+// The plan of tp x tq outputs of nb images staging as many reduction channels at a time as `limit` bytes allow (in
+// chunks of balanced sizes); smem = 0 when not even one fits.
+inline Plan fitted_conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb, int64_t limit) {
+  const int64_t red = dgrad ? p.K_per_group() : p.C_per_group();
+  Plan t = conv_plan(p, dgrad, tp, tq, nb, red);
+  if (t.smem > 0 && t.smem <= limit) return t;
+  const Plan one = conv_plan(p, dgrad, tp, tq, nb, 1);
+  if (one.smem == 0 || one.smem > limit || red == 1) return Plan{};
+  const int64_t per_channel = std::max<int64_t>(1, conv_plan(p, dgrad, tp, tq, nb, 2).smem - one.smem);
+  int64_t rc = std::max<int64_t>(1, std::min<int64_t>(red, 1 + (limit - one.smem) / per_channel));
+  t = conv_plan(p, dgrad, tp, tq, nb, rc);
+  while (rc > 1 && (t.smem == 0 || t.smem > limit)) t = conv_plan(p, dgrad, tp, tq, nb, --rc);
+  const int64_t chunks = (red + rc - 1) / rc;
+  const Plan balanced = conv_plan(p, dgrad, tp, tq, nb, (red + chunks - 1) / chunks);
+  return balanced.smem > 0 && balanced.smem <= limit ? balanced : t;
+}
+
 // Tile columns: the whole row up to 64, else balanced chunks of at most 32.
 inline int64_t tile_cols(int64_t ow) {
   if (ow <= 64) return std::max<int64_t>(ow, 1);
@@ -153,21 +186,23 @@ inline int64_t tile_cols(int64_t ow) {
   return (ow + n - 1) / n;
 }
 
-// The smallest plan (one row of one image): what can_implement checks against the GPU's shared memory.
+// The smallest plan (one row of one image, one reduction channel at a time): what can_implement checks against the
+// GPU's shared memory.
 inline Plan smallest_conv_plan(const ConvParams& p, bool dgrad) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   int64_t tq = tile_cols(ow);
-  Plan t = conv_plan(p, dgrad, 1, tq, 1);
+  Plan t = conv_plan(p, dgrad, 1, tq, 1, 1);
   while ((t.smem == 0 || t.smem > max_shared_memory_for(p)) && tq > 1) {
     tq = (tq + 1) / 2;
-    t = conv_plan(p, dgrad, 1, tq, 1);
+    t = conv_plan(p, dgrad, 1, tq, 1, 1);
   }
   return t;
 }
 
 // The launch plan: among tiles of up to kMaxThreads register blocks within kSmemBudget, the one with the least
-// estimated time: instructions per block (56 FFMA + ~15 others per thread and tap, ~10 per staged element, ~6 per
-// staged filter value) times the blocks each SM runs one after another (waves x resident blocks).
+// estimated time: instructions per block (7 * ch FFMA + ~15 others per thread and tap, ~10 per staged element, ~6
+// per staged filter value, ~1000 per chunk of reduction channels for its two barriers) times the blocks each SM runs
+// one after another (waves x resident blocks).
 inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   const int64_t oh = dgrad ? (p.H + p.stride_h - 1) / p.stride_h : p.P;
@@ -177,11 +212,11 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
   double best_time = 0;
   for (int64_t nb = 1; nb <= std::min<int64_t>(p.N, 32); ++nb) {
     for (int64_t tp = 1; tp <= oh; ++tp) {
-      const Plan t = conv_plan(p, dgrad, tp, tq, nb);
-      if (t.smem == 0) break;  // too many threads: so are taller tiles
-      if (t.smem > limit) break;
-      const double per_block = double(t.threads) * t.taps * 71.0 + double(nb) * t.slot * 10.0 +
-                               double(t.taps) * t.ocp * 6.0 + 2000.0;
+      const Plan t = fitted_conv_plan(p, dgrad, tp, tq, nb, limit);
+      if (t.smem == 0) break;  // too many threads or too much shared memory: so do taller tiles
+      const double per_block = double(t.threads) * t.taps * t.rchunks * (7.0 * t.ch + 15.0) +
+                               double(nb) * t.slot * t.rchunks * 10.0 + double(t.taps) * t.rchunks * t.ocp * 6.0 +
+                               1000.0 * t.rchunks + 1000.0;
       const int64_t resident = std::max<int64_t>(
           1, std::min<int64_t>({232448 / (t.smem + 1024), 2048 / t.threads, 65536 / (int64_t(t.threads) * 128), 32}));
       const int64_t blocks = t.blocks * p.groups;
@@ -283,8 +318,13 @@ inline WPlan make_wgrad_plan(const ConvParams& p, int sms) {
 inline std::string can_implement(const ConvParams& p, Role role) {
   if (p.groups == p.C && p.groups > 1) return "depthwise (groups == input channels) runs on tiled:depthwise";
   if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
-  if (p.C_per_group() > kMaxGroupChannels || p.K_per_group() > kMaxGroupChannels)
-    return "channels per group above 32 (C/groups and K/groups): GEMM-shaped, not a narrow group";
+  if (role == Role::kBackwardWeight) {
+    if (p.C_per_group() > kMaxWgradChannels || p.K_per_group() > kMaxOut)
+      return "backward-weight of more than 32 input or 64 output channels per group: GEMM-shaped, not narrow";
+  } else if ((role == Role::kForward ? p.K_per_group() : p.C_per_group()) > kMaxOut) {
+    return role == Role::kForward ? "more than 64 output channels per group (K/groups): GEMM-shaped, not narrow"
+                                  : "more than 64 input channels per group (C/groups): GEMM-shaped, not narrow";
+  }
   if (p.groups > 65535) return "more than 65535 groups";
   const int64_t kLimit = int64_t(1) << 30;  // tile origins and extents are int
   if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit) return "a spatial size of 2^30 or more";
@@ -376,18 +416,22 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
   }
 }
 
-// Stores 8 consecutive channels of one pixel (channels-last) as 16-byte vectors when `dst` is 16-byte aligned.
-template <typename T>
-__device__ __forceinline__ bool store8_vector(T* dst, const float (&v)[kBlockCh]) {
-  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0) return false;
+// Stores kCh (8 or 4) consecutive channels of one pixel (channels-last) as 16-byte vectors (8-byte ones for four
+// 16-bit values) when `dst` is aligned to them.
+template <typename T, int kCh>
+__device__ __forceinline__ bool store_vector(T* dst, const float (&v)[kCh]) {
+  static_assert(kCh == 4 || kCh == 8, "register blocks of 4 or 8 channels");
+  constexpr int kBytes = kCh * sizeof(T) < 16 ? kCh * int(sizeof(T)) : 16;
+  if (reinterpret_cast<uintptr_t>(dst) % kBytes != 0) return false;
   if constexpr (sizeof(T) == 4) {
-    reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
-  } else {
-    union { T h[8]; uint4 u; } pack;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) pack.h[k] = from_acc<T>(v[k]);
-    *reinterpret_cast<uint4*>(dst) = pack.u;
+    for (int k = 0; k < kCh; k += 4) reinterpret_cast<float4*>(dst)[k / 4] = make_float4(v[k], v[k + 1], v[k + 2], v[k + 3]);
+  } else {
+    using Vec = std::conditional_t<kCh == 8, uint4, uint2>;
+    union { T h[kCh]; Vec u; } pack;
+#pragma unroll
+    for (int k = 0; k < kCh; ++k) pack.h[k] = from_acc<T>(v[k]);
+    *reinterpret_cast<Vec*>(dst) = pack.u;
   }
   return true;
 }
@@ -437,9 +481,12 @@ __device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t b, int stride_w
   return a;
 }
 
-// Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input), as at the top.
-template <typename T, bool kNHWC, bool kDgrad>
+// Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input), as at the top, with
+// register blocks of kCh output channels (t.ch). One register block per thread (t.threads >= t.ocb * t.npb).
+template <typename T, bool kNHWC, bool kDgrad, int kCh>
 __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const ConvParams p, const Plan t) {
+  // Loads in flight per lane while staging: 4 where 8 would spill beside the accumulators (8 x 7 fp32 NCHW).
+  constexpr int kStageBatch = kCh == 8 && sizeof(T) == 4 && !kNHWC ? 4 : 8;
   extern __shared__ __align__(16) unsigned char smem[];
   float* const xs = reinterpret_cast<float*>(smem);
   float* const wsm = xs + t.wsm_offset;
@@ -449,7 +496,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
   const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
   const T* __restrict__ wt = static_cast<const T*>(p.w);
-  const int64_t cpg = p.C_per_group(), kpg = p.K_per_group();
+  const int64_t kpg = p.K_per_group();
   const int64_t g = blockIdx.y;
   const int64_t src_ch = kDgrad ? p.K : p.C, dst_ch = kDgrad ? p.C : p.K;
   const int64_t src_base = g * t.red, dst_base = g * t.out;
@@ -485,30 +532,45 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
     psh = p.stride_h;
     psw = p.stride_w;
   }
-  const int ntaps = t.red * nr * ns;
 
-  // Filter table: wsm[tap * ocp + o], tap = (ch * nr + i) * ns + j, o the output channel (zero past the group's).
-  for (int e = threadIdx.x; e < ntaps * t.ocp; e += blockDim.x) {
-    const int tap = e / t.ocp, o = e - tap * t.ocp;
-    const int ch = tap / (nr * ns), ij = tap - ch * (nr * ns);
-    const int i = ij / ns, j = ij - i * ns;
-    const int r = first_r + i * tap_r, s = first_s + j * tap_s;
-    float v = 0.0f;
-    if (o < t.out) {
-      const int64_t k = kDgrad ? g * kpg + ch : g * kpg + o, c = kDgrad ? o : ch;
-      v = to_acc(wt[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]]);
-    }
-    wsm[e] = v;
-    if (kDgrad && o == 0) toff[tap] = ch * t.plane + (base_r + i * step_r) * t.pitch + base_c + j * step_c;
-  }
-  stage<T, kNHWC>(xs, src, n0, p.N, src_ch, src_base, t.red, t.red, src_rows, src_cols, srow0, scol0, t.rows, t.cols,
-                  t.pitch, t.plane, t.nb, t.slot);
-  __syncthreads();
-
+  // This thread's register block: output channels ob * kCh .. + kCh - 1, pixels pb + j * npb of the tile.
   const int tile_pix = t.tp * t.tq, total = t.nb * tile_pix;
-  for (int item = threadIdx.x; item < t.ocb * t.npb; item += blockDim.x) {
-    const int ob = item / t.npb, pb = item - ob * t.npb;
-    int off[kBlockPix];
+  const bool active = int(threadIdx.x) < t.ocb * t.npb;
+  const int ob = active ? int(threadIdx.x) / t.npb : 0, pb = active ? int(threadIdx.x) - ob * t.npb : 0;
+  float acc[kCh][kBlockPix];
+#pragma unroll
+  for (int k = 0; k < kCh; ++k) {
+    const int o = ob * kCh + k;
+    const float init = bias != nullptr && o < t.out ? to_acc(bias[dst_base + o]) : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kBlockPix; ++j) acc[k][j] = init;
+  }
+
+  for (int c0 = 0; c0 < t.red; c0 += t.rc) {  // the chunks of reduction channels
+    const int nch = min(t.rc, t.red - c0);
+    const int ntaps = nch * nr * ns;
+    if (c0 > 0) __syncthreads();  // the previous chunk's reads are done
+    // Filter table: wsm[tap * ocp + o], tap = (ch * nr + i) * ns + j for the chunk's channel c0 + ch, o the output
+    // channel (zero past the group's).
+    for (int e = threadIdx.x; e < ntaps * t.ocp; e += blockDim.x) {
+      const int tap = e / t.ocp, o = e - tap * t.ocp;
+      const int ch = tap / (nr * ns), ij = tap - ch * (nr * ns);
+      const int i = ij / ns, j = ij - i * ns;
+      const int r = first_r + i * tap_r, s = first_s + j * tap_s;
+      float v = 0.0f;
+      if (o < t.out) {
+        const int64_t k = kDgrad ? g * kpg + c0 + ch : g * kpg + o, c = kDgrad ? o : c0 + ch;
+        v = to_acc(wt[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]]);
+      }
+      wsm[e] = v;
+      if (kDgrad && o == 0) toff[tap] = ch * t.plane + (base_r + i * step_r) * t.pitch + base_c + j * step_c;
+    }
+    stage<T, kNHWC, kStageBatch>(xs, src, n0, p.N, src_ch, src_base + c0, nch, nch, src_rows, src_cols, srow0, scol0,
+                                 t.rows, t.cols, t.pitch, t.plane, t.nb, t.slot);
+    __syncthreads();
+    if (!active) continue;
+
+    int off[kBlockPix];  // the pixels' staged origins (computed per chunk: not live through the staging)
 #pragma unroll
     for (int j = 0; j < kBlockPix; ++j) {
       const int q = pb + j * t.npb;
@@ -519,27 +581,21 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
         off[j] = nbi * t.slot + i * psh * t.pitch + jj * psw;
       }
     }
-    float acc[kBlockCh][kBlockPix];
-#pragma unroll
-    for (int k = 0; k < kBlockCh; ++k) {
-      const int o = ob * kBlockCh + k;
-      const float init = bias != nullptr && o < t.out ? to_acc(bias[dst_base + o]) : 0.0f;
-#pragma unroll
-      for (int j = 0; j < kBlockPix; ++j) acc[k][j] = init;
-    }
-
-    const float* wp = wsm + ob * kBlockCh;
-    // One tap: a broadcast read of 8 filter values, 7 pixel reads, 56 FFMAs.
+    const float* wp = wsm + ob * kCh;
+    // One tap: a broadcast read of kCh filter values, 7 pixel reads, 7 * kCh FFMAs.
     auto tap_fma = [&](int to) {
-      const float4 w0 = *reinterpret_cast<const float4*>(wp);
-      const float4 w1 = *reinterpret_cast<const float4*>(wp + 4);
+      float wk[kCh];
+#pragma unroll
+      for (int k = 0; k < kCh; k += 4) {
+        const float4 w4 = *reinterpret_cast<const float4*>(wp + k);
+        wk[k] = w4.x, wk[k + 1] = w4.y, wk[k + 2] = w4.z, wk[k + 3] = w4.w;
+      }
       wp += t.ocp;
-      const float wk[kBlockCh] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
       float v[kBlockPix];
 #pragma unroll
       for (int jx = 0; jx < kBlockPix; ++jx) v[jx] = xs[off[jx] + to];
 #pragma unroll
-      for (int k = 0; k < kBlockCh; ++k)
+      for (int k = 0; k < kCh; ++k)
 #pragma unroll
         for (int jx = 0; jx < kBlockPix; ++jx) acc[k][jx] = fmaf(wk[k], v[jx], acc[k][jx]);
     };
@@ -547,52 +603,52 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
 #pragma unroll 2
       for (int tap = 0; tap < ntaps; ++tap) tap_fma(toff[tap]);
     } else {  // (c, r, s): offsets from the loop counters and the kernel parameters
-      for (int ch = 0; ch < t.red; ++ch)
+      for (int ch = 0; ch < nch; ++ch)
         for (int i = 0; i < R; ++i) {
           const int row_off = ch * t.plane + i * p.dil_h * t.pitch;
 #pragma unroll 2
           for (int j = 0; j < S; ++j) tap_fma(row_off + j * p.dil_w);
         }
     }
+  }
+  if (!active) return;
 
-    // Decoded again (not kept live through the tap loop).
-    const TileAt at_ = tile_at(t, blockIdx.x, kDgrad ? p.stride_w : 1);
-    const int out_rows = kDgrad ? (dst_rows - at_.a_h + p.stride_h - 1) / p.stride_h : dst_rows;  // the phase's grid
-    const int out_cols = kDgrad ? (dst_cols - at_.a_w + p.stride_w - 1) / p.stride_w : dst_cols;
+  // Decoded again (not kept live through the tap loop).
+  const TileAt at_ = tile_at(t, blockIdx.x, kDgrad ? p.stride_w : 1);
+  const int out_rows = kDgrad ? (dst_rows - at_.a_h + p.stride_h - 1) / p.stride_h : dst_rows;  // the phase's grid
+  const int out_cols = kDgrad ? (dst_cols - at_.a_w + p.stride_w - 1) / p.stride_w : dst_cols;
 #pragma unroll
-    for (int j = 0; j < kBlockPix; ++j) {
-      const int q = pb + j * t.npb;
-      if (q >= total) continue;
-      const int nbi = q / tile_pix, rem = q - nbi * tile_pix;
-      const int i = rem / t.tq, jj = rem - i * t.tq;
-      const int64_t n = at_.n0 + nbi;
-      const int orow = at_.row0 + i, ocol = at_.col0 + jj;
-      if (n >= p.N || orow >= out_rows || ocol >= out_cols) continue;
-      const int64_t h = kDgrad ? at_.a_h + int64_t(orow) * p.stride_h : orow;
-      const int64_t w = kDgrad ? at_.a_w + int64_t(ocol) * p.stride_w : ocol;
-      const int64_t ch0 = dst_base + ob * kBlockCh;
-      if (kNHWC) {
-        T* at = dst + ((n * dst_rows + h) * dst_cols + w) * dst_ch + ch0;
-        float v[kBlockCh];
+  for (int j = 0; j < kBlockPix; ++j) {
+    const int q = pb + j * t.npb;
+    if (q >= total) continue;
+    const int nbi = q / tile_pix, rem = q - nbi * tile_pix;
+    const int i = rem / t.tq, jj = rem - i * t.tq;
+    const int64_t n = at_.n0 + nbi;
+    const int orow = at_.row0 + i, ocol = at_.col0 + jj;
+    if (n >= p.N || orow >= out_rows || ocol >= out_cols) continue;
+    const int64_t h = kDgrad ? at_.a_h + int64_t(orow) * p.stride_h : orow;
+    const int64_t w = kDgrad ? at_.a_w + int64_t(ocol) * p.stride_w : ocol;
+    const int64_t ch0 = dst_base + ob * kCh;
+    if (kNHWC) {
+      T* at = dst + ((n * dst_rows + h) * dst_cols + w) * dst_ch + ch0;
+      float v[kCh];
 #pragma unroll
-        for (int k = 0; k < kBlockCh; ++k) v[k] = acc[k][j];
-        if (ob * kBlockCh + kBlockCh <= t.out && store8_vector<T>(at, v)) continue;
+      for (int k = 0; k < kCh; ++k) v[k] = acc[k][j];
+      if (ob * kCh + kCh <= t.out && store_vector<T, kCh>(at, v)) continue;
 #pragma unroll
-        for (int k = 0; k < kBlockCh; ++k)
-          if (ob * kBlockCh + k < t.out) at[k] = from_acc<T>(acc[k][j]);
-      } else {
+      for (int k = 0; k < kCh; ++k)
+        if (ob * kCh + k < t.out) at[k] = from_acc<T>(acc[k][j]);
+    } else {
 #pragma unroll
-        for (int k = 0; k < kBlockCh; ++k)
-          if (ob * kBlockCh + k < t.out)
-            dst[((n * dst_ch + ch0 + k) * dst_rows + h) * dst_cols + w] = from_acc<T>(acc[k][j]);
-      }
+      for (int k = 0; k < kCh; ++k)
+        if (ob * kCh + k < t.out) dst[((n * dst_ch + ch0 + k) * dst_rows + h) * dst_cols + w] = from_acc<T>(acc[k][j]);
     }
   }
 }
 
-template <typename T, bool kNHWC, bool kDgrad>
+template <typename T, bool kNHWC, bool kDgrad, int kCh>
 void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
-  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad>;
+  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kCh>;
   dw::allow_shared_memory<kernel>(t.smem);
   kernel<<<dim3(static_cast<unsigned>(t.blocks), static_cast<unsigned>(p.groups)), t.threads, t.smem, stream>>>(p, t);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -606,8 +662,13 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
   TORCH_CHECK(t.smem > 0 && t.blocks > 0, "conv2d_ext: tiled:grouped: no tile plan for this problem");
   dispatch_float_dtype(p.dtype, "tiled:grouped", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (p.channels_last) launch_conv_kernel<T, true, kDgrad>(p, t, stream);
-    else launch_conv_kernel<T, false, kDgrad>(p, t, stream);
+    if (t.ch == 4) {
+      if (p.channels_last) launch_conv_kernel<T, true, kDgrad, 4>(p, t, stream);
+      else launch_conv_kernel<T, false, kDgrad, 4>(p, t, stream);
+    } else {
+      if (p.channels_last) launch_conv_kernel<T, true, kDgrad, 8>(p, t, stream);
+      else launch_conv_kernel<T, false, kDgrad, 8>(p, t, stream);
+    }
   });
 }
 
