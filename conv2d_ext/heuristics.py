@@ -200,6 +200,21 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
         return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and
                 not (p.channels_last and p.R * p.S == 1))
     return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS
+def _ffma_128x64(p: Problem, pass_: str) -> bool:
+    """Exact fp32 forward or backward-data on 128x64 FFMA tiles (H200, per pass, against 128x128 ffma): 64 or fewer
+    channels on the GEMM's N (seed backward-data 18.5 / 16.4 ms NCHW / NHWC against 34.1 / 32.8; r50_3x3_64 forward
+    0.24 / 0.20 against 0.44 / 0.42; r50_1x1 forward 0.12 / 0.10 against 0.22 / 0.20); a grid of at most 64 128x128
+    tiles (r50_3x3_512 0.38 against 0.57 in both passes; batch1_3x3 0.19 against 0.28), or fewer than 264 in the
+    forward (r50_3x3_128_s2 0.25 against 0.30); a channels-last forward (unet_3x3 1.94 against 2.16, dilated 0.96
+    against 1.07; in NCHW 128x128 stays ahead there: 2.26 against 2.35, 1.11 against 1.16)."""
+    if not _exact_fp32(p) or p.depthwise or pass_ not in ("forward", "backward_data") or _gemm_columns(p, pass_) < 16:
+        return False
+    tiles = _tiles(p, 128, 128, pass_)
+    if pass_ == "forward":
+        return p.channels_last or _gemm_columns(p, pass_) <= 64 or tiles < _FULL_WAVE_TILES
+    return _gemm_columns(p, pass_) <= 64 or tiles <= _SMALL_TMA_TILES
+
+
 # From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).
 _LARGE_WGMMA_TILES = 200
 
@@ -289,7 +304,15 @@ RULES = (
          "tiles for 64 or fewer output channels (r50_conv1 bf16 NCHW: 0.19 ms against 0.26 on 128x128)"),
     Rule("implicit_gemm:128x128_w8", lambda p, s: s == "backward_weight" and _tensor_core(p, s),
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits"),
-    # exact FP32 (allow_tf32 = False), every pass
+    # exact FP32 (allow_tf32 = False), every pass: 128 x 64 tiles (two CTAs per SM) where the 128 x 128 ones are
+    # half empty or too few, or the forward is channels-last; 64 x 128 for backward-weight of 64 or fewer filters
+    Rule("implicit_gemm:128x64_ffma", _ffma_128x64,
+         "exact FP32 on CUDA cores: implicit GEMM with 8x8 FFMA register blocks over shared-memory tiles; 128x64 "
+         "tiles, two CTAs per SM (64 or fewer channels on the GEMM's N, a small grid, or a channels-last forward)"),
+    Rule("implicit_gemm:64x128_ffma",
+         lambda p, s: s == "backward_weight" and _exact_fp32(p) and not p.depthwise and 16 <= p.K // p.groups <= 64,
+         "exact FP32 on CUDA cores: implicit GEMM with 8x8 FFMA register blocks over shared-memory tiles; 64x128 "
+         "tiles of 64 or fewer output channels, two CTAs per SM"),
     Rule("implicit_gemm:ffma", lambda p, s: _exact_fp32(p) and not p.depthwise and _gemm_columns(p, s) >= 16,
          "exact FP32 on CUDA cores: implicit GEMM with 8x8 FFMA register blocks over shared-memory tiles"),
     Rule("direct", lambda p, pass_: True, "direct loops: correct for every shape, dtype and layout"),

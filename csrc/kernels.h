@@ -55,6 +55,9 @@ extern const KernelInfo backward_weight_implicit_gemm_128x128_tma;
 extern const KernelInfo forward_implicit_gemm_ffma;
 extern const KernelInfo backward_data_implicit_gemm_ffma;
 extern const KernelInfo backward_weight_implicit_gemm_ffma;
+extern const KernelInfo forward_implicit_gemm_128x64_ffma;
+extern const KernelInfo backward_data_implicit_gemm_128x64_ffma;
+extern const KernelInfo backward_weight_implicit_gemm_64x128_ffma;
 
 // Tiled family (csrc/tiled/): shared-memory tiles with their halo, FP32 FFMA (exact; fp16/bf16 accumulate in fp32),
 // NCHW and NHWC natively, fp32/fp16/bf16 on sm_80+. Depthwise configuration (groups == C, any channel multiplier):

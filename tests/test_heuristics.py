@@ -342,11 +342,31 @@ def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last
                          ids=["exact_fp32", "fp64"])
 def test_exact_precision_stays_off_tensor_cores(kw):
     """allow_tf32 = False and float64 never take TF32 tensor cores: exact fp32 runs every pass on the FFMA
-    configuration (strided backward-data too), float64 on the direct family."""
-    expected = "implicit_gemm:ffma" if kw["dtype"] == "float32" else "direct"
-    for problem_ in (_suite_problem(**SEED, **kw), _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, **kw)):
+    configurations (strided backward-data too), float64 on the direct family."""
+    exact = kw["dtype"] == "float32"
+    for problem_ in (_suite_problem(**SEED, **kw), _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, **kw),
+                     _suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, channels_last=True, **kw)):
         plan = select(problem_)
-        assert plan["forward"].kernel == plan["backward_data"].kernel == plan["backward_weight"].kernel == expected
+        for pass_ in PASSES:
+            assert plan[pass_].kernel.endswith("ffma") if exact else plan[pass_].kernel == "direct", pass_
+
+
+def test_exact_fp32_ffma_tile_shapes():
+    """128x64 FFMA tiles for 64 or fewer channels on the GEMM's N, small grids and channels-last forwards; 64x128 for
+    backward-weight of 64 or fewer filters; 128x128 otherwise (timed per pass on the H200: heuristics.py)."""
+    exact = dict(dtype="float32", allow_tf32=False)
+    seed = select(_suite_problem(**SEED, **exact))
+    assert (seed["forward"].kernel, seed["backward_data"].kernel, seed["backward_weight"].kernel) == (
+        "implicit_gemm:ffma", "implicit_gemm:128x64_ffma", "implicit_gemm:ffma")  # 64 input channels
+    seed_nhwc = select(_suite_problem(**SEED, channels_last=True, **exact))
+    assert seed_nhwc["forward"].kernel == "implicit_gemm:128x64_ffma"
+    r50_3x3_64 = select(_suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, **exact))
+    assert {d.kernel for d in r50_3x3_64.values()} == {"implicit_gemm:128x64_ffma", "implicit_gemm:64x128_ffma"}
+    r50_3x3_512 = select(_suite_problem(32, 512, 7, 7, 512, 3, 3, pad=1, **exact))  # 52 tiles of 128 x 128
+    assert r50_3x3_512["forward"].kernel == r50_3x3_512["backward_data"].kernel == "implicit_gemm:128x64_ffma"
+    assert r50_3x3_512["backward_weight"].kernel == "implicit_gemm:ffma"
+    unet = select(_suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, **exact))
+    assert {d.kernel for d in unet.values()} == {"implicit_gemm:ffma"}
 
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():

@@ -451,6 +451,11 @@ using Config256x128_wg = TileConfig<256, 128, 4, 4, 6, 64, 1, Unit::kWgmma>;
 using Config256x128_wgk128 = TileConfig<256, 128, 4, 4, 4, 128, 1, Unit::kWgmma>;
 // Exact FP32 on CUDA cores (FfmaWarp): 8 warps of 64 x 32, 8 x 8 accumulators per thread, float only.
 using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
+// The same warps, 4 of them, two CTAs per SM: 128 x 64 tiles (forward and backward-data of 64 or fewer channels on the
+// GEMM's N: seed's backward-data, r50_3x3_64, whose 128-wide tiles are half empty) and 64 x 128 (backward-weight of 64
+// or fewer output channels).
+using Configffma128x64 = TileConfig<128, 64, 2, 2, 3, 64, 2, Unit::kFfma>;
+using Configffma64x128 = TileConfig<64, 128, 1, 4, 3, 64, 2, Unit::kFfma>;
 
 // The launcher of a configuration instantiated for float alone (the FFMA configurations).
 template <void (*kLaunch)(const ConvParams&, void*, cudaStream_t)>
