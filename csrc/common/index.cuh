@@ -43,7 +43,7 @@ struct PositionWalker {
 struct FastDivmod {
   unsigned divisor = 1, multiplier = 0, shift = 0;
   FastDivmod() = default;
-  explicit FastDivmod(unsigned d) : divisor(d) {
+  __host__ __device__ explicit FastDivmod(unsigned d) : divisor(d) {
     unsigned l = 0;
     while ((uint64_t(1) << l) < d) ++l;
     multiplier = static_cast<unsigned>(((uint64_t(1) << (31 + l)) + d - 1) / d);

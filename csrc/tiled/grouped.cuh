@@ -48,6 +48,7 @@
 
 #include "common/conv_params.h"
 #include "common/dtype.cuh"
+#include "common/index.cuh"
 #include "common/launch.cuh"
 #include "common/reduce.cuh"
 #include "tiled/depthwise.cuh"  // dense_reason, max_shared_memory, allow_shared_memory, floor_div, round_up
@@ -391,8 +392,10 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
       }
     }
   } else {
-    // kBatch (image, channel, row) rows per warp at a time, lanes along the row.
+    // kBatch (image, channel, row) rows per warp at a time, lanes along the row; a row's (image, channel, row) by
+    // multiply-shift division (two integer divisions per element cost as much as a grouped tile's FMAs).
     const int tasks = nb * nch * rows;
+    const FastDivmod by_rows(static_cast<unsigned>(rows)), by_nch(static_cast<unsigned>(nch));
     for (int t0 = warp; t0 < tasks; t0 += kBatch * warps)
       for (int x = lane; x < cols; x += 32) {
         const int w = col0 + x;
@@ -401,8 +404,10 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
 #pragma unroll
         for (int b = 0; b < kBatch; ++b) {
           const int task = t0 + b * warps;
-          const int r = task % rows, rest = task / rows;
-          const int c = rest % nch, nbi = rest / nch;
+          unsigned rest, ur, unbi, uc;
+          by_rows.divmod(static_cast<unsigned>(task), rest, ur);
+          by_nch.divmod(rest, unbi, uc);
+          const int r = static_cast<int>(ur), c = static_cast<int>(uc), nbi = static_cast<int>(unbi);
           const int64_t n = n0 + nbi;
           const int h = row0 + r;
           const bool ok = task < tasks && n < N && c < valid_ch && h >= 0 && h < srows && w >= 0 && w < scols;
