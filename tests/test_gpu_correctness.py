@@ -481,6 +481,8 @@ GROUPED_GRID = {
     "rgb_k24_3x3": Case(1, 3, 17, 23, 24, 3, 3, 1, 1, 1, 1),
     "c1_k40_5x5_stride2_dilation2": Case(2, 1, 21, 19, 40, 5, 5, 2, 2, 2, 1),
     "c4_k64_g2": Case(2, 8, 12, 13, 128, 3, 3, 1, 1, 1, 2),
+    "stride_3x1": Case(2, 8, 17, 13, 8, 3, 3, (3, 1), 1, 1, 2),  # backward-data: 3 phases in one block
+    "stride_1x2_dilation_1x2": Case(1, 6, 11, 16, 9, 3, 3, (1, 2), (1, 2), (1, 2), 3),
 }
 GROUPED_SLICED = ["c3_k5_stride2", "c5_k12", "1x7", "odd_129x151", "suite_g32_n2", "rgb_k64_7x7_stride2"]
 

@@ -22,7 +22,10 @@
 // grad_output row i + (a + ph - r*dh) / sh from exactly the taps r with a + ph - r*dh divisible by sh, the same taps
 // for the whole phase. Those taps form an arithmetic progression r_first + j * step (step = sh / gcd(sh, dh)), so
 // the tap loop is the forward's with other steps: at stride 1 it is the correlation with the flipped filter. A
-// block owns one phase (a, b) and a tile of that phase's sub-grid; a phase no tap reaches writes zeros.
+// block owns a tile of the phases' sub-grids: every phase at once (up to kMaxMergedPhases: stride 2 x 2), each phase
+// on its own warps, all reading one staged grad_output tile that starts at the phases' smallest shift (a quarter of
+// the staging of one phase per block: r50_conv1's backward-data), or one phase when there are more; a phase no tap
+// reaches writes zeros.
 //
 // Backward-weight (wgrad_kernel): grad_weight[g*K/g + k, c, r, s] = sum over n, p, q. A block owns a chunk of the
 // group's (k, c*R*S + r*S + s) register blocks (8 filters x 8 taps per thread) and walks its split's share of the
@@ -67,6 +70,9 @@ constexpr int kMaxOut = 64;            // forward and backward-data: output chan
 constexpr int kMaxWgradChannels = 32;  // backward-weight: C/groups at most (its K/groups: kMaxOut)
 constexpr int kMaxPositions = 1024;    // backward-weight: output positions per tile, at most
 constexpr int64_t kSmemBudget = 72 * 1024;  // planned shared memory per block: three blocks fit an H100 SM
+constexpr int kMaxMergedPhases = 4;    // backward-data: blocks hold every stride phase up to this many (stride 2 x 2)
+constexpr int kPhaseWords = 12;        // backward-data: per-phase geometry in static shared memory (PhaseGeom)
+constexpr int64_t kStaticSmem = kMaxMergedPhases * kPhaseWords * 4;
 
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
@@ -88,6 +94,51 @@ inline int64_t plane_words(bool nhwc, int64_t rows, int64_t pitch, int64_t chann
   return words + ((want - words % 32) % 32 + 32) % 32;
 }
 
+// First contributing tap and the step between contributing taps of backward-data phase `a` along one dimension:
+// taps r in [0, R) with (a + pad - r * dil) divisible by stride. n = 0 when none.
+struct PhaseTaps {
+  int first = 0, step = 1, n = 0;
+  int shift_step = 0;  // rows of grad_output between consecutive contributing taps: step * dil / stride
+  int last_shift = 0;  // (a + pad - last * dil) / stride: the smallest shift (the staged origin's offset)
+  CONV2D_EXT_HOST_DEVICE int first_shift() const { return last_shift + (n > 0 ? n - 1 : 0) * shift_step; }
+};
+
+CONV2D_EXT_HOST_DEVICE inline PhaseTaps phase_taps(int a, int pad, int R, int dil, int stride) {
+  PhaseTaps t;
+  int g = stride, d = dil;  // gcd(stride, dil)
+  while (d != 0) { const int m = g % d; g = d; d = m; }
+  t.step = stride / g;
+  t.first = R;
+  for (int r = 0; r < (R < t.step ? R : t.step); ++r)
+    if (((int64_t(a) + pad - int64_t(r) * dil) % stride + stride) % stride == 0) { t.first = r; break; }
+  t.n = t.first < R ? (R - 1 - t.first) / t.step + 1 : 0;
+  t.shift_step = int(int64_t(t.step) * dil / stride);
+  const int last = t.first + (t.n > 0 ? t.n - 1 : 0) * t.step;
+  t.last_shift = t.n > 0 ? int(floor_div(int64_t(a) + pad - int64_t(last) * dil, stride)) : 0;
+  return t;
+}
+
+// The grad_output rows (or columns) every phase of one dimension reads beyond its tile: max first shift - min last
+// shift over the phases with contributing taps, and that min (the staged origin of a block holding all the phases).
+struct PhaseSpan {
+  int span = 0, min_last = 0;
+};
+
+CONV2D_EXT_HOST_DEVICE inline PhaseSpan phase_span(int pad, int R, int dil, int stride) {
+  PhaseSpan out;
+  bool any = false;
+  int hi = 0;
+  for (int a = 0; a < stride; ++a) {
+    const PhaseTaps t = phase_taps(a, pad, R, dil, stride);
+    if (t.n == 0) continue;
+    if (!any || t.last_shift < out.min_last) out.min_last = t.last_shift;
+    if (!any || t.first_shift() > hi) hi = t.first_shift();
+    any = true;
+  }
+  out.span = any ? hi - out.min_last : 0;
+  return out;
+}
+
 // Forward / backward-data plan: a tile of tp x tq outputs (of the output grid, or of one stride phase's sub-grid
 // for backward-data) of nb images, one group per block.
 struct Plan {
@@ -99,10 +150,13 @@ struct Plan {
   int rows = 0, cols = 0, pitch = 0, plane = 0, slot = 0;  // staged input; slot = rc * plane (one image)
   int taps = 0;          // filter table rows: rc * R * S (backward-data uses those of its phase, at most as many)
   int npb = 0;           // pixel blocks: ceil(nb * tp * tq / kBlockPix)
+  int mphases = 1;       // backward-data: stride phases per block (all of them when at most kMaxMergedPhases: the
+                         // staged grad_output tile serves every phase), threads of one phase: tpp (a warp multiple)
+  int tpp = 0;
   int threads = 0;
   int wsm_offset = 0;    // floats before the filter table (16-byte aligned); backward-data's tap offsets follow it
   int64_t oh = 0, ow = 0;                 // output grid (backward-data: the largest phase's sub-grid)
-  int64_t tiles_p = 0, tiles_q = 0, phases = 1, chunks = 0, blocks = 0;
+  int64_t tiles_p = 0, tiles_q = 0, phases = 1, phase_blocks = 1, chunks = 0, blocks = 0;
   int64_t smem = 0;      // 0: no plan
 };
 
@@ -110,8 +164,11 @@ struct Plan {
 inline int64_t block_channels(int64_t out) { return out <= 4 ? 4 : 8; }
 
 // The plan of tp x tq outputs of nb images with rc reduction channels staged at a time; smem = 0: no plan.
-inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb, int64_t rc) {
+inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb, int64_t rc,
+                      bool merged = false) {
   Plan t;
+  const int64_t phases = dgrad ? int64_t(p.stride_h) * p.stride_w : 1;
+  merged = merged && dgrad && phases > 1 && phases <= kMaxMergedPhases;
   const bool nhwc = p.channels_last;
   const int64_t cpg = p.C_per_group(), kpg = p.K_per_group();
   const int64_t red = dgrad ? kpg : cpg, out = dgrad ? cpg : kpg;
@@ -119,7 +176,10 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
   const int64_t ocb = (out + ch - 1) / ch;
   rc = std::max<int64_t>(1, std::min(rc, red));
   int64_t rows, cols;
-  if (dgrad) {
+  if (merged) {  // every phase's taps read the one staged tile
+    rows = tp + phase_span(p.pad_h, int(p.R), p.dil_h, p.stride_h).span;
+    cols = tq + phase_span(p.pad_w, int(p.S), p.dil_w, p.stride_w).span;
+  } else if (dgrad) {
     rows = tp + (p.R - 1) * p.dil_h / p.stride_h;
     cols = tq + (p.S - 1) * p.dil_w / p.stride_w;
   } else {
@@ -131,7 +191,8 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
   const int64_t slot = rc * plane, taps = rc * p.R * p.S;
   if (nb * slot + taps * ocb * ch > (int64_t(1) << 22)) return t;  // far past any GPU's shared memory
   const int64_t npb = (nb * tp * tq + kBlockPix - 1) / kBlockPix;
-  const int64_t threads = round_up(ocb * npb, 32);
+  const int64_t mphases = merged ? phases : 1;
+  const int64_t threads = mphases * round_up(ocb * npb, 32);
   if (threads > kMaxThreads) return t;
   t.red = int(red);
   t.out = int(out);
@@ -150,33 +211,37 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
   t.slot = int(slot);
   t.taps = int(taps);
   t.npb = int(npb);
+  t.mphases = int(mphases);
+  t.tpp = int(threads / mphases);
   t.threads = int(threads);
   t.wsm_offset = int(round_up(nb * slot, 4));
   t.oh = dgrad ? (p.H + p.stride_h - 1) / p.stride_h : p.P;
   t.ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
-  t.phases = dgrad ? int64_t(p.stride_h) * p.stride_w : 1;
+  t.phases = phases;
+  t.phase_blocks = phases / mphases;
   t.tiles_p = (t.oh + tp - 1) / tp;
   t.tiles_q = (t.ow + tq - 1) / tq;
   t.chunks = (p.N + nb - 1) / nb;
-  t.blocks = t.tiles_p * t.tiles_q * t.phases * t.chunks;
+  t.blocks = t.tiles_p * t.tiles_q * t.phase_blocks * t.chunks;
   t.smem = (int64_t(t.wsm_offset) + taps * t.ocp + (dgrad ? taps : 0)) * 4;  // backward-data: + the tap offsets
   return t;
 }
 
 // The plan of tp x tq outputs of nb images staging as many reduction channels at a time as `limit` bytes allow (in
 // chunks of balanced sizes); smem = 0 when not even one fits.
-inline Plan fitted_conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb, int64_t limit) {
+inline Plan fitted_conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, int64_t nb, int64_t limit,
+                             bool merged) {
   const int64_t red = dgrad ? p.K_per_group() : p.C_per_group();
-  Plan t = conv_plan(p, dgrad, tp, tq, nb, red);
+  Plan t = conv_plan(p, dgrad, tp, tq, nb, red, merged);
   if (t.smem > 0 && t.smem <= limit) return t;
-  const Plan one = conv_plan(p, dgrad, tp, tq, nb, 1);
+  const Plan one = conv_plan(p, dgrad, tp, tq, nb, 1, merged);
   if (one.smem == 0 || one.smem > limit || red == 1) return Plan{};
-  const int64_t per_channel = std::max<int64_t>(1, conv_plan(p, dgrad, tp, tq, nb, 2).smem - one.smem);
+  const int64_t per_channel = std::max<int64_t>(1, conv_plan(p, dgrad, tp, tq, nb, 2, merged).smem - one.smem);
   int64_t rc = std::max<int64_t>(1, std::min<int64_t>(red, 1 + (limit - one.smem) / per_channel));
-  t = conv_plan(p, dgrad, tp, tq, nb, rc);
-  while (rc > 1 && (t.smem == 0 || t.smem > limit)) t = conv_plan(p, dgrad, tp, tq, nb, --rc);
+  t = conv_plan(p, dgrad, tp, tq, nb, rc, merged);
+  while (rc > 1 && (t.smem == 0 || t.smem > limit)) t = conv_plan(p, dgrad, tp, tq, nb, --rc, merged);
   const int64_t chunks = (red + rc - 1) / rc;
-  const Plan balanced = conv_plan(p, dgrad, tp, tq, nb, (red + chunks - 1) / chunks);
+  const Plan balanced = conv_plan(p, dgrad, tp, tq, nb, (red + chunks - 1) / chunks, merged);
   return balanced.smem > 0 && balanced.smem <= limit ? balanced : t;
 }
 
@@ -193,7 +258,7 @@ inline Plan smallest_conv_plan(const ConvParams& p, bool dgrad) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   int64_t tq = tile_cols(ow);
   Plan t = conv_plan(p, dgrad, 1, tq, 1, 1);
-  while ((t.smem == 0 || t.smem > max_shared_memory_for(p)) && tq > 1) {
+  while ((t.smem == 0 || t.smem + kStaticSmem > max_shared_memory_for(p)) && tq > 1) {
     tq = (tq + 1) / 2;
     t = conv_plan(p, dgrad, 1, tq, 1, 1);
   }
@@ -208,18 +273,26 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   const int64_t oh = dgrad ? (p.H + p.stride_h - 1) / p.stride_h : p.P;
   const int64_t tq = tile_cols(ow);
-  const int64_t limit = std::min<int64_t>(kSmemBudget, max_shared_memory_for(p));
+  const int64_t limit = std::min<int64_t>(kSmemBudget, max_shared_memory_for(p) - kStaticSmem);
+  // Taps a thread visits per reduction channel: all R x S in the forward, its phase's (about R x S / phases) in
+  // backward-data.
+  const double thread_taps = double(p.R * p.S) / (dgrad ? double(p.stride_h) * p.stride_w : 1.0);
+  // Backward-data takes a plan holding every phase when one exists (a quarter of the staging at stride 2 x 2:
+  // r50_conv1), else one phase per block.
   Plan best;
   double best_time = 0;
+  for (int merged = dgrad ? 1 : 0; merged >= 0 && best.smem == 0; --merged)
   for (int64_t nb = 1; nb <= std::min<int64_t>(p.N, 32); ++nb) {
     for (int64_t tp = 1; tp <= oh; ++tp) {
-      const Plan t = fitted_conv_plan(p, dgrad, tp, tq, nb, limit);
+      const Plan t = fitted_conv_plan(p, dgrad, tp, tq, nb, limit, merged != 0);
       if (t.smem == 0) break;  // too many threads or too much shared memory: so do taller tiles
-      const double per_block = double(t.threads) * t.taps * t.rchunks * (7.0 * t.ch + 15.0) +
+      if (merged && t.mphases == 1) break;  // stride 1, or too many phases to hold: the unmerged plans
+      const double per_block = double(t.threads) * t.rc * thread_taps * t.rchunks * (7.0 * t.ch + 15.0) +
                                double(nb) * t.slot * t.rchunks * 10.0 + double(t.taps) * t.rchunks * t.ocp * 6.0 +
                                1000.0 * t.rchunks + 1000.0;
       const int64_t resident = std::max<int64_t>(
-          1, std::min<int64_t>({232448 / (t.smem + 1024), 2048 / t.threads, 65536 / (int64_t(t.threads) * 128), 32}));
+          1, std::min<int64_t>({232448 / (t.smem + kStaticSmem + 1024), 2048 / t.threads,
+                                65536 / (int64_t(t.threads) * 128), 32}));
       const int64_t blocks = t.blocks * p.groups;
       const int64_t waves = (blocks + sms * resident - 1) / (sms * resident);
       const double time = double(waves) * resident * per_block;
@@ -441,58 +514,60 @@ __device__ __forceinline__ bool store_vector(T* dst, const float (&v)[kCh]) {
   return true;
 }
 
-// First contributing tap and the step between contributing taps of backward-data phase `a` along one dimension:
-// taps r in [0, R) with (a + pad - r * dil) divisible by stride. n = 0 when none.
-struct PhaseTaps {
-  int first = 0, step = 1, n = 0;
-  int shift_step = 0;  // rows of grad_output between consecutive contributing taps: step * dil / stride
-  int last_shift = 0;  // (a + pad - last * dil) / stride: the smallest shift (the staged origin's offset)
-};
-
-__device__ __forceinline__ PhaseTaps phase_taps(int a, int pad, int R, int dil, int stride) {
-  PhaseTaps t;
-  int g = stride, d = dil;  // gcd(stride, dil)
-  while (d != 0) { const int m = g % d; g = d; d = m; }
-  t.step = stride / g;
-  t.first = R;
-  for (int r = 0; r < min(R, t.step); ++r)
-    if (((int64_t(a) + pad - int64_t(r) * dil) % stride + stride) % stride == 0) { t.first = r; break; }
-  t.n = t.first < R ? (R - 1 - t.first) / t.step + 1 : 0;
-  t.shift_step = int(int64_t(t.step) * dil / stride);
-  const int last = t.first + (t.n > 0 ? t.n - 1 : 0) * t.step;
-  t.last_shift = t.n > 0 ? int(floor_div(int64_t(a) + pad - int64_t(last) * dil, stride)) : 0;
-  return t;
-}
-
-// Where block `b` of a conv plan lies: its images n0 .. n0 + nb - 1, stride phase (a_h, a_w) (0, 0 for the forward;
-// phases = stride_h * stride_w, phase = a_h * stride_w + a_w) and first output row and column of its tile.
+// Where block `b` of a conv plan lies: its images n0 .. n0 + nb - 1, its first stride phase (0 for the forward;
+// phases = stride_h * stride_w, phase = a_h * stride_w + a_w; a block holds t.mphases of them) and first output row
+// and column of its tile.
 struct TileAt {
   int64_t n0;
-  int a_h, a_w, row0, col0;
+  int phase0, row0, col0;
 };
 
-__device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t b, int stride_w) {
+__device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t b) {
   TileAt a;
   const int tile_q = static_cast<int>(b % t.tiles_q);
   b /= t.tiles_q;
   const int tile_p = static_cast<int>(b % t.tiles_p);
   b /= t.tiles_p;
-  const int phase = static_cast<int>(b % t.phases);
-  a.n0 = (b / t.phases) * t.nb;
-  a.a_h = phase / stride_w;
-  a.a_w = phase % stride_w;
+  a.phase0 = static_cast<int>(b % t.phase_blocks) * t.mphases;
+  a.n0 = (b / t.phase_blocks) * t.nb;
   a.row0 = tile_p * t.tp;
   a.col0 = tile_q * t.tq;
   return a;
 }
 
+// One backward-data phase's taps in a block: tap (ch, i, j), i < nr, j < ns, is filter tap (first_r + i * tap_r,
+// first_s + j * tap_s) and reads staged (ch, base_r + i * step_r, base_c + j * step_c) relative to its pixel's
+// origin; cum: the taps (per reduction channel) of the block's earlier phases (its rows of the filter table start at
+// nch * cum).
+struct PhaseGeom {
+  int nr, ns, first_r, tap_r, first_s, tap_s, base_r, step_r, base_c, step_c, cum, pad_;
+};
+static_assert(sizeof(PhaseGeom) == kPhaseWords * 4, "kPhaseWords");
+
+// Phase (a_h, a_w)'s geometry when the block's staged tile starts min_last_r rows and min_last_c columns of
+// grad_output past its tile's origin.
+__device__ __forceinline__ PhaseGeom phase_geom(const ConvParams& p, int a_h, int a_w, int min_last_r,
+                                                int min_last_c) {
+  const PhaseTaps th = phase_taps(a_h, p.pad_h, int(p.R), p.dil_h, p.stride_h);
+  const PhaseTaps tw = phase_taps(a_w, p.pad_w, int(p.S), p.dil_w, p.stride_w);
+  PhaseGeom g;
+  g.nr = th.n, g.ns = tw.n;
+  g.first_r = th.first, g.tap_r = th.step, g.first_s = tw.first, g.tap_s = tw.step;
+  g.base_r = th.first_shift() - min_last_r, g.step_r = -th.shift_step;
+  g.base_c = tw.first_shift() - min_last_c, g.step_c = -tw.shift_step;
+  g.cum = 0, g.pad_ = 0;
+  return g;
+}
+
 // Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input), as at the top, with
-// register blocks of kCh output channels (t.ch). One register block per thread (t.threads >= t.ocb * t.npb).
+// register blocks of kCh output channels (t.ch). One register block per thread; in backward-data the block's
+// t.mphases stride phases each take t.tpp consecutive threads (whole warps), all reading the one staged tile.
 template <typename T, bool kNHWC, bool kDgrad, int kCh>
 __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const ConvParams p, const Plan t) {
   // Loads in flight per lane while staging: 4 where 8 would spill beside the accumulators (8 x 7 fp32 NCHW).
   constexpr int kStageBatch = kCh == 8 && sizeof(T) == 4 && !kNHWC ? 4 : 8;
   extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ PhaseGeom geom[kMaxMergedPhases];  // backward-data: the block's phases
   float* const xs = reinterpret_cast<float*>(smem);
   float* const wsm = xs + t.wsm_offset;
   int* const toff = reinterpret_cast<int*>(wsm + t.taps * t.ocp);  // backward-data: staged offset of each tap
@@ -509,26 +584,36 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   const int dst_rows = int(kDgrad ? p.H : p.P), dst_cols = int(kDgrad ? p.W : p.Q);
   const int R = int(p.R), S = int(p.S);
 
-  const TileAt a = tile_at(t, blockIdx.x, kDgrad ? p.stride_w : 1);
-  const int a_h = a.a_h, a_w = a.a_w, row0 = a.row0, col0 = a.col0;
+  const TileAt a = tile_at(t, blockIdx.x);
+  const int row0 = a.row0, col0 = a.col0;
   const int64_t n0 = a.n0;
+  const int my_phase = kDgrad ? int(threadIdx.x) / t.tpp : 0;  // among the block's phases
+  const int item = int(threadIdx.x) - my_phase * t.tpp;
 
-  // The taps: forward (c, r, s) for all r, s; backward-data (k, r, s) for the phase's contributing r, s. Tap
-  // (ch, i, j) reads staged (ch, base_r + i * step_r, base_c + j * step_c) relative to its pixel's origin.
-  int nr = R, ns = S, base_r = 0, step_r = p.dil_h, base_c = 0, step_c = p.dil_w, srow0, scol0, psh, psw;
-  int first_r = 0, tap_r = 1, first_s = 0, tap_s = 1;
+  // The staged tile's origin and, in backward-data, each phase's taps (geom) and this thread's phase's rows of the
+  // filter table (from nch * my_cum, nch * my_taps of them). The staged origin: the smallest shift over the block's
+  // phases (a block of one phase: that phase's), so that every tap's offset is >= 0.
+  int srow0, scol0, psh, psw, my_cum = 0, my_taps = R * S, block_taps = R * S;
   if (kDgrad) {
-    const PhaseTaps th = phase_taps(a_h, p.pad_h, R, p.dil_h, p.stride_h);
-    const PhaseTaps tw = phase_taps(a_w, p.pad_w, S, p.dil_w, p.stride_w);
-    nr = th.n;
-    ns = tw.n;
-    first_r = th.first, tap_r = th.step, first_s = tw.first, tap_s = tw.step;
-    base_r = (nr > 0 ? nr - 1 : 0) * th.shift_step;
-    step_r = -th.shift_step;
-    base_c = (ns > 0 ? ns - 1 : 0) * tw.shift_step;
-    step_c = -tw.shift_step;
-    srow0 = row0 + th.last_shift;
-    scol0 = col0 + tw.last_shift;
+    int min_last_r = 0, min_last_c = 0;
+    if (t.mphases > 1) {  // all the phases
+      min_last_r = phase_span(p.pad_h, R, p.dil_h, p.stride_h).min_last;
+      min_last_c = phase_span(p.pad_w, S, p.dil_w, p.stride_w).min_last;
+    } else {
+      min_last_r = phase_taps(a.phase0 / p.stride_w, p.pad_h, R, p.dil_h, p.stride_h).last_shift;
+      min_last_c = phase_taps(a.phase0 % p.stride_w, p.pad_w, S, p.dil_w, p.stride_w).last_shift;
+    }
+    block_taps = 0;
+    for (int q = 0; q < t.mphases; ++q) {
+      const int phase = a.phase0 + q;
+      PhaseGeom pg = phase_geom(p, phase / p.stride_w, phase % p.stride_w, min_last_r, min_last_c);
+      pg.cum = block_taps;
+      if (q == my_phase) my_cum = block_taps, my_taps = pg.nr * pg.ns;
+      if (int(threadIdx.x) == q) geom[q] = pg;
+      block_taps += pg.nr * pg.ns;
+    }
+    srow0 = row0 + min_last_r;
+    scol0 = col0 + min_last_c;
     psh = 1;
     psw = 1;
   } else {
@@ -540,8 +625,8 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
 
   // This thread's register block: output channels ob * kCh .. + kCh - 1, pixels pb + j * npb of the tile.
   const int tile_pix = t.tp * t.tq, total = t.nb * tile_pix;
-  const bool active = int(threadIdx.x) < t.ocb * t.npb;
-  const int ob = active ? int(threadIdx.x) / t.npb : 0, pb = active ? int(threadIdx.x) - ob * t.npb : 0;
+  const bool active = item < t.ocb * t.npb;
+  const int ob = active ? item / t.npb : 0, pb = active ? item - ob * t.npb : 0;
   float acc[kCh][kBlockPix];
 #pragma unroll
   for (int k = 0; k < kCh; ++k) {
@@ -553,22 +638,33 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
 
   for (int c0 = 0; c0 < t.red; c0 += t.rc) {  // the chunks of reduction channels
     const int nch = min(t.rc, t.red - c0);
-    const int ntaps = nch * nr * ns;
-    if (c0 > 0) __syncthreads();  // the previous chunk's reads are done
-    // Filter table: wsm[tap * ocp + o], tap = (ch * nr + i) * ns + j for the chunk's channel c0 + ch, o the output
-    // channel (zero past the group's).
+    __syncthreads();  // the previous chunk's reads are done (the first time: geom is written)
+    // Filter table: wsm[tap * ocp + o], o the output channel (zero past the group's). Forward: tap = (ch * R + r) *
+    // S + s for the chunk's channel c0 + ch. Backward-data: each phase's taps (ch, i, j) in turn from row nch * cum.
+    const int ntaps = nch * block_taps;
     for (int e = threadIdx.x; e < ntaps * t.ocp; e += blockDim.x) {
       const int tap = e / t.ocp, o = e - tap * t.ocp;
-      const int ch = tap / (nr * ns), ij = tap - ch * (nr * ns);
-      const int i = ij / ns, j = ij - i * ns;
-      const int r = first_r + i * tap_r, s = first_s + j * tap_s;
+      int ch, r, s;
+      if constexpr (kDgrad) {
+        int q = 0;
+        while (q + 1 < t.mphases && tap >= nch * geom[q + 1].cum) ++q;
+        const PhaseGeom& pg = geom[q];
+        const int local = tap - nch * pg.cum, nrns = pg.nr * pg.ns;
+        ch = local / nrns;
+        const int ij = local - ch * nrns, i = ij / pg.ns, j = ij - i * pg.ns;
+        r = pg.first_r + i * pg.tap_r, s = pg.first_s + j * pg.tap_s;
+        if (o == 0) toff[tap] = ch * t.plane + (pg.base_r + i * pg.step_r) * t.pitch + pg.base_c + j * pg.step_c;
+      } else {
+        ch = tap / (R * S);
+        const int rs = tap - ch * (R * S);
+        r = rs / S, s = rs - r * S;
+      }
       float v = 0.0f;
       if (o < t.out) {
         const int64_t k = kDgrad ? g * kpg + c0 + ch : g * kpg + o, c = kDgrad ? o : c0 + ch;
         v = to_acc(wt[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]]);
       }
       wsm[e] = v;
-      if (kDgrad && o == 0) toff[tap] = ch * t.plane + (base_r + i * step_r) * t.pitch + base_c + j * step_c;
     }
     stage<T, kNHWC, kStageBatch>(xs, src, n0, p.N, src_ch, src_base + c0, nch, nch, src_rows, src_cols, srow0, scol0,
                                  t.rows, t.cols, t.pitch, t.plane, t.nb, t.slot);
@@ -586,7 +682,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
         off[j] = nbi * t.slot + i * psh * t.pitch + jj * psw;
       }
     }
-    const float* wp = wsm + ob * kCh;
+    const float* wp = wsm + nch * my_cum * t.ocp + ob * kCh;
     // One tap: a broadcast read of kCh filter values, 7 pixel reads, 7 * kCh FFMAs.
     auto tap_fma = [&](int to) {
       float wk[kCh];
@@ -605,8 +701,9 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
         for (int jx = 0; jx < kBlockPix; ++jx) acc[k][jx] = fmaf(wk[k], v[jx], acc[k][jx]);
     };
     if constexpr (kDgrad) {  // the phase's taps from the table (their geometry kept out of registers)
+      const int first = nch * my_cum, last = first + nch * my_taps;
 #pragma unroll 2
-      for (int tap = 0; tap < ntaps; ++tap) tap_fma(toff[tap]);
+      for (int tap = first; tap < last; ++tap) tap_fma(toff[tap]);
     } else {  // (c, r, s): offsets from the loop counters and the kernel parameters
       for (int ch = 0; ch < nch; ++ch)
         for (int i = 0; i < R; ++i) {
@@ -619,9 +716,11 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   if (!active) return;
 
   // Decoded again (not kept live through the tap loop).
-  const TileAt at_ = tile_at(t, blockIdx.x, kDgrad ? p.stride_w : 1);
-  const int out_rows = kDgrad ? (dst_rows - at_.a_h + p.stride_h - 1) / p.stride_h : dst_rows;  // the phase's grid
-  const int out_cols = kDgrad ? (dst_cols - at_.a_w + p.stride_w - 1) / p.stride_w : dst_cols;
+  const TileAt at_ = tile_at(t, blockIdx.x);
+  const int phase = at_.phase0 + (kDgrad ? int(threadIdx.x) / t.tpp : 0);
+  const int a_h = kDgrad ? phase / p.stride_w : 0, a_w = kDgrad ? phase % p.stride_w : 0;
+  const int out_rows = kDgrad ? (dst_rows - a_h + p.stride_h - 1) / p.stride_h : dst_rows;  // the phase's grid
+  const int out_cols = kDgrad ? (dst_cols - a_w + p.stride_w - 1) / p.stride_w : dst_cols;
 #pragma unroll
   for (int j = 0; j < kBlockPix; ++j) {
     const int q = pb + j * t.npb;
@@ -631,8 +730,8 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
     const int64_t n = at_.n0 + nbi;
     const int orow = at_.row0 + i, ocol = at_.col0 + jj;
     if (n >= p.N || orow >= out_rows || ocol >= out_cols) continue;
-    const int64_t h = kDgrad ? at_.a_h + int64_t(orow) * p.stride_h : orow;
-    const int64_t w = kDgrad ? at_.a_w + int64_t(ocol) * p.stride_w : ocol;
+    const int64_t h = kDgrad ? a_h + int64_t(orow) * p.stride_h : orow;
+    const int64_t w = kDgrad ? a_w + int64_t(ocol) * p.stride_w : ocol;
     const int64_t ch0 = dst_base + ob * kCh;
     if (kNHWC) {
       T* at = dst + ((n * dst_rows + h) * dst_cols + w) * dst_ch + ch0;
