@@ -71,8 +71,7 @@ constexpr int kMaxWgradChannels = 32;  // backward-weight: C/groups at most (its
 constexpr int kMaxPositions = 1024;    // backward-weight: output positions per tile, at most
 constexpr int64_t kSmemBudget = 72 * 1024;  // planned shared memory per block: three blocks fit an H100 SM
 constexpr int kMaxMergedPhases = 4;    // backward-data: blocks hold every stride phase up to this many (stride 2 x 2)
-constexpr int kPhaseWords = 12;        // backward-data: per-phase geometry in static shared memory (PhaseGeom)
-constexpr int64_t kStaticSmem = kMaxMergedPhases * kPhaseWords * 4;
+constexpr int kPhaseWords = 12;        // backward-data: per-phase geometry (PhaseGeom) after the tap offsets
 
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
@@ -223,7 +222,9 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
   t.tiles_q = (t.ow + tq - 1) / tq;
   t.chunks = (p.N + nb - 1) / nb;
   t.blocks = t.tiles_p * t.tiles_q * t.phase_blocks * t.chunks;
-  t.smem = (int64_t(t.wsm_offset) + taps * t.ocp + (dgrad ? taps : 0)) * 4;  // backward-data: + the tap offsets
+  // backward-data: + the tap offsets and the phases' geometry (dynamic: a kernel with static shared memory cannot opt
+  // in to the device's whole dynamic maximum)
+  t.smem = (int64_t(t.wsm_offset) + taps * t.ocp + (dgrad ? taps + kMaxMergedPhases * kPhaseWords : 0)) * 4;
   return t;
 }
 
@@ -258,7 +259,7 @@ inline Plan smallest_conv_plan(const ConvParams& p, bool dgrad) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   int64_t tq = tile_cols(ow);
   Plan t = conv_plan(p, dgrad, 1, tq, 1, 1);
-  while ((t.smem == 0 || t.smem + kStaticSmem > max_shared_memory_for(p)) && tq > 1) {
+  while ((t.smem == 0 || t.smem > max_shared_memory_for(p)) && tq > 1) {
     tq = (tq + 1) / 2;
     t = conv_plan(p, dgrad, 1, tq, 1, 1);
   }
@@ -273,7 +274,7 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
   const int64_t ow = dgrad ? (p.W + p.stride_w - 1) / p.stride_w : p.Q;
   const int64_t oh = dgrad ? (p.H + p.stride_h - 1) / p.stride_h : p.P;
   const int64_t tq = tile_cols(ow);
-  const int64_t limit = std::min<int64_t>(kSmemBudget, max_shared_memory_for(p) - kStaticSmem);
+  const int64_t limit = std::min<int64_t>(kSmemBudget, max_shared_memory_for(p));
   // Taps a thread visits per reduction channel: all R x S in the forward, its phase's (about R x S / phases) in
   // backward-data.
   const double thread_taps = double(p.R * p.S) / (dgrad ? double(p.stride_h) * p.stride_w : 1.0);
@@ -291,7 +292,7 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
                                double(nb) * t.slot * t.rchunks * 10.0 + double(t.taps) * t.rchunks * t.ocp * 6.0 +
                                1000.0 * t.rchunks + 1000.0;
       const int64_t resident = std::max<int64_t>(
-          1, std::min<int64_t>({232448 / (t.smem + kStaticSmem + 1024), 2048 / t.threads,
+          1, std::min<int64_t>({232448 / (t.smem + 1024), 2048 / t.threads,
                                 65536 / (int64_t(t.threads) * 128), 32}));
       const int64_t blocks = t.blocks * p.groups;
       const int64_t waves = (blocks + sms * resident - 1) / (sms * resident);
@@ -567,10 +568,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const Con
   // Loads in flight per lane while staging: 4 where 8 would spill beside the accumulators (8 x 7 fp32 NCHW).
   constexpr int kStageBatch = kCh == 8 && sizeof(T) == 4 && !kNHWC ? 4 : 8;
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ PhaseGeom geom[kMaxMergedPhases];  // backward-data: the block's phases
   float* const xs = reinterpret_cast<float*>(smem);
   float* const wsm = xs + t.wsm_offset;
   int* const toff = reinterpret_cast<int*>(wsm + t.taps * t.ocp);  // backward-data: staged offset of each tap
+  PhaseGeom* const geom = reinterpret_cast<PhaseGeom*>(toff + t.taps);  // backward-data: the block's phases
 
   const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x);
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
