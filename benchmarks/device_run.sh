@@ -1,8 +1,9 @@
-# A development call on the GPU machine (device tool): build, the tests the change touches (stops there if any fails),
-# per-pass timings (backward_passes.py) and a per-kernel trace (profile_case.py --trace), logs under $OUT (at most 8
-# files come back). Edit the tests, shapes and kernels for the question at hand (session 8: the TF32 copy-engine
-# backward-weight). With CLOSING=1 it goes on to the closing run (gpu_session.sh: every test, the whole suite,
-# host overhead) in the same call.
+# A development call on the GPU machine (device tool): build, the tests the change touches (TESTS: a pytest -k
+# expression; stops there if any fails), per-pass timings (PASSES_ARGS: backward_passes.py's arguments, e.g.
+# "r50_conv1,seed fp32,bf16 nchw,nhwc forward,backward_data"), another command (EXTRA) and a per-kernel trace
+# (profile_case.py --trace TRACE_ARGS; TRACE=0 skips it), logs under $OUT (at most 8 files come back). With CLOSING=1
+# it goes on to the closing run (gpu_session.sh: every test, the whole suite, host overhead) in the same call:
+#   CLOSING=1 CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) TESTS=grouped TRACE=0 bash benchmarks/device_run.sh
 set -o pipefail
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
 start=$(date +%s)
