@@ -454,8 +454,8 @@ using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
 // The same warps, 4 of them, two CTAs per SM: 128 x 64 tiles (forward and backward-data of 64 or fewer channels on the
 // GEMM's N: seed's backward-data, r50_3x3_64, whose 128-wide tiles are half empty) and 64 x 128 (backward-weight of 64
 // or fewer output channels).
-using Configffma128x64 = TileConfig<128, 64, 2, 2, 3, 64, 2, Unit::kFfma>;
-using Configffma64x128 = TileConfig<64, 128, 1, 4, 3, 64, 2, Unit::kFfma>;
+using Config128x64_ffma = TileConfig<128, 64, 2, 2, 3, 64, 2, Unit::kFfma>;
+using Config64x128_ffma = TileConfig<64, 128, 1, 4, 3, 64, 2, Unit::kFfma>;
 
 // The launcher of a configuration instantiated for float alone (the FFMA configurations).
 template <void (*kLaunch)(const ConvParams&, void*, cudaStream_t)>
@@ -484,3 +484,16 @@ void float_only_launch(const ConvParams& p, void* workspace, cudaStream_t stream
                                                   igemm::pass##_launch<igemm::Config##name>};                   \
   }
 #define CONV2D_EXT_IGEMM_FORWARD_ENTRY(name) CONV2D_EXT_IGEMM_ENTRY(forward, kForward, name)
+
+// The registry entry `pass##_implicit_gemm_##name` of an FFMA configuration Config##name (float only), with its one
+// instantiation: a .cu per configuration and pass.
+#define CONV2D_EXT_IGEMM_FFMA_ENTRY(pass, kPass, name)                                                    \
+  namespace conv2d_ext {                                                                                  \
+  namespace igemm {                                                                                       \
+  template void pass##_launch_typed<float, Config##name>(const ConvParams&, void*, cudaStream_t);        \
+  }                                                                                                       \
+  const KernelInfo pass##_implicit_gemm_##name = {                                                        \
+      Pass::kPass, "implicit_gemm", #name, igemm::pass##_can_implement<igemm::Config##name>,             \
+      igemm::pass##_workspace<igemm::Config##name>,                                                       \
+      igemm::float_only_launch<igemm::pass##_launch_typed<float, igemm::Config##name>>};                 \
+  }
