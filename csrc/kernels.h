@@ -70,10 +70,12 @@ extern const KernelInfo backward_weight_tiled_depthwise;
 // channel vector and strip of output pixels, inputs from global memory, no activation tiles (depthwise_vec.cuh).
 extern const KernelInfo forward_tiled_depthwise_vec;
 extern const KernelInfo backward_data_tiled_depthwise_vec;
-// Grouped configuration (C/groups and K/groups each at most 32, not depthwise): a block per (group, tile of pixels
-// of a few images), input tile and the group's filters staged as fp32, 8 channels x 7 pixels FFMA register blocks
-// per thread (grouped.cuh); backward-data by stride phase (a gather, no atomics); backward-weight reducing
-// per-block partial sums in a fixed order.
+// Grouped configuration (narrow groups and first layers, not depthwise: at most 64 output channels per group for the
+// forward and backward-data, the reduction staged in chunks; C/groups <= 32 and K/groups <= 64 for backward-weight):
+// a block per (group, tile of pixels of a few images), input tile and the group's filters staged as fp32, 8 (or 4)
+// channels x 7 pixels FFMA register blocks per thread (grouped.cuh); backward-data by stride phase (a gather, no
+// atomics; every phase of a stride up to 2 x 2 in one block); backward-weight reducing per-block partial sums in a
+// fixed order.
 extern const KernelInfo forward_tiled_grouped;
 extern const KernelInfo backward_data_tiled_grouped;
 extern const KernelInfo backward_weight_tiled_grouped;

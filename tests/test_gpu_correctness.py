@@ -449,8 +449,8 @@ DEPTHWISE_SLICED = ["3x3_x2", "stride2", "5x9_x2", "odd_129x151", "suite_3x3_n2"
 
 # Grouped shapes for the tiled family's grouped kernels (issue 9): narrow groups (C/groups and K/groups up to 32;
 # K/groups up to 64 with 4 or fewer input channels per group), first layers (groups 1, 1 or 3 input channels: RGB,
-# r50_conv1's 7x7 stride 2 at a small size; 4-channel register blocks in backward-data), with odd channel counts, channel multipliers K/groups != C/groups (both ways, up to 32 with masked register
-# blocks), strides (backward-data by stride phase, phases no tap reaches included), dilations, non-square and 1x1
+# r50_conv1's 7x7 stride 2 at a small size; 4-channel register blocks in backward-data), with odd channel counts,
+# channel multipliers K/groups != C/groups (both ways, up to 32 with masked register blocks), strides (backward-data by stride phase, phases no tap reaches included), dilations, non-square and 1x1
 # filters, asymmetric padding, odd and wide images (several column tiles), batch 1, a split backward-weight, and
 # the suite's grouped_g32 at batch 2.
 GROUPED_GRID = {
