@@ -28,35 +28,32 @@ for name in shapes:
                 y = F.conv2d(x, w, **args)
                 gy = torch.randn_like(y)
                 for pass_ in passes:
+                    # One call of the pass: cuDNN's (variant None) or ours with kernel `k` forced.
                     if pass_ == "forward":
-                        tc = gpu_ms(lambda: F.conv2d(x, w, **args), 0.2)["ms"]
-                        line = f"{name:14s} {mode:5s} {layout:5s} {pass_:15s} cudnn {tc:8.3f}"
-                        for k in kern[pass_]:
-                            if k == "direct": continue
-                            try:
-                                conv2d_ext.conv2d(x, w, variant={pass_: k}, **args)
-                                to = gpu_ms(lambda: conv2d_ext.conv2d(x, w, variant={pass_: k}, **args), 0.2)["ms"]
-                                line += f" | {k.split(':')[1]} {to:7.3f} ({tc/to:4.2f}x)"
-                            except Exception:
-                                pass  # cannot run it: left out of the line
-                        pick = [l for l in conv2d_ext.explain(x, w, None, **args).split("\n") if l.startswith("forward:")]
-                        print(line, "| pick:", pick[0].split("(")[0].split(": ")[1] if pick else "?", flush=True)
-                        continue
-                    leaf = x if pass_ == "backward_data" else w
-                    leaf.requires_grad_(True)
-                    yc = F.conv2d(x, w, **args)
-                    tc = gpu_ms(lambda: torch.autograd.grad(yc, leaf, gy, retain_graph=True), 0.2)["ms"]
+                        def call(k=None):
+                            return F.conv2d(x, w, **args) if k is None else conv2d_ext.conv2d(
+                                x, w, variant={pass_: k}, **args)
+                    else:
+                        leaf = x if pass_ == "backward_data" else w
+                        leaf.requires_grad_(True)
+                        yc = F.conv2d(x, w, **args)
+                        ys = {}
+
+                        def call(k=None):
+                            if k not in ys:  # the graph of each kernel's forward, made once
+                                ys[k] = yc if k is None else conv2d_ext.conv2d(x, w, variant={pass_: k}, **args)
+                            return torch.autograd.grad(ys[k], leaf, gy, retain_graph=True)
+                    tc = gpu_ms(call, 0.2)["ms"]
                     line = f"{name:14s} {mode:5s} {layout:5s} {pass_:15s} cudnn {tc:8.3f}"
-                    pick = conv2d_ext.explain(x, w, None, **args).split("\n")
                     for k in kern[pass_]:
                         if k == "direct": continue
                         try:
-                            yo = conv2d_ext.conv2d(x, w, variant={pass_: k}, **args)
-                            g = torch.autograd.grad(yo, leaf, gy, retain_graph=True)[0]
-                            to = gpu_ms(lambda: torch.autograd.grad(yo, leaf, gy, retain_graph=True), 0.2)["ms"]
+                            call(k)
+                            to = gpu_ms(lambda: call(k), 0.2)["ms"]
                             line += f" | {k.split(':')[1]} {to:7.3f} ({tc/to:4.2f}x)"
-                        except Exception as e:
+                        except Exception:
                             pass  # cannot run it: left out of the line
-                    pk = [l for l in pick if l.startswith(pass_ + ":")]
-                    print(line, "| pick:", pk[0].split("(")[0].split(": ")[1] if pk else "?", flush=True)
-                    leaf.requires_grad_(False)
+                    pick = [l for l in conv2d_ext.explain(x, w, None, **args).split("\n") if l.startswith(pass_ + ":")]
+                    print(line, "| pick:", pick[0].split("(")[0].split(": ")[1] if pick else "?", flush=True)
+                    if pass_ != "forward":
+                        leaf.requires_grad_(False)

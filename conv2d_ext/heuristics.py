@@ -137,10 +137,10 @@ def _first_layer(p: Problem, pass_: str) -> bool:
     dtypes where the tiled grouped kernels beat the tensor-core tiles (H200, r50_conv1, per pass, benchmarks/results/
     passes_session9.txt): backward-data in fp32 with or without TF32 (1.03 ms NCHW / 0.87 NHWC, against 1.89 / 1.95
     on 256x128_wg, 9.2 on ffma and 4.9 on 128x64_ffma) and in channels-last fp16/bf16 (0.84 against 1.04 on 64x64;
-    NCHW stays on the wgmma tiles: 1.12 against 1.25); the
-    forward in exact fp32 only (0.41 ms against 0.47 on 128x64_ffma; in TF32, fp16 and bf16 the 256x128 wgmma tiles
-    win: 0.30-0.35), backward-weight in channels-last exact fp32 only (0.535 against 0.567 on 64x128_ffma; NCHW
-    0.591 against 0.504; mma.sync 64x64 tiles win in the other modes: 0.19)."""
+    NCHW stays on the wgmma tiles: 1.12 against 1.25); the forward in exact fp32 only (0.41 ms against 0.47 on
+    128x64_ffma; in TF32, fp16 and bf16 the 256x128 wgmma tiles win: 0.30-0.35), backward-weight in channels-last
+    exact fp32 only (0.535 against 0.567 on 64x128_ffma; NCHW 0.591 against 0.504; mma.sync 64x64 tiles win in the
+    other modes: 0.19)."""
     if p.groups != 1 or p.C > 4 or p.dtype == "float64":
         return False
     if pass_ == "backward_data":
@@ -204,6 +204,8 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
         return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and
                 not (p.channels_last and p.R * p.S == 1))
     return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS
+
+
 def _ffma_128x64(p: Problem, pass_: str) -> bool:
     """Exact fp32 forward or backward-data on 128x64 FFMA tiles (H200, per pass, against 128x128 ffma): 64 or fewer
     channels on the GEMM's N (seed backward-data 18.5 / 16.4 ms NCHW / NHWC against 34.1 / 32.8; r50_3x3_64 forward
@@ -305,8 +307,8 @@ RULES = (
     # with input rows of 16-byte multiples and stride_w 1, a channels-last input copied to NCHW: its can_implement)
     Rule("implicit_gemm:128x128_tma", _tma_backward_weight,
          "tensor cores (Hopper wgmma on copy-engine boxes of output pixels: fp16/bf16 both operands MN-major; TF32 "
-         "the NCHW input (channels-last: copied) K-major, grad_output from registers), split-K with a fixed-order reduction of the splits: a "
-         "long reduction over output pixels"),
+         "the NCHW input (channels-last: copied) K-major, grad_output from registers), split-K with a fixed-order "
+         "reduction of the splits: a long reduction over output pixels"),
     Rule("implicit_gemm:64x64",
          lambda p, s: s == "backward_weight" and _tensor_core(p, s) and _gemm_columns(p, s) <= 64,
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits; 64x64 "

@@ -189,7 +189,7 @@ int64_t backward_weight_tma_workspace(const ConvParams& p) {
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
   int64_t bytes = region(int64_t(tma_wgrad_plan<Cfg>(p).splits) * count * 4);
   if (!p.channels_last)  // the input's NHWC copy; grad_output's unless it comes staged (conv2d.py)
-    bytes += region(p.N * p.C * p.H * p.W * 2) + (dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q) ? 0 : p.N * p.K * p.P * p.Q * 2);
+    bytes += region(p.N * p.C * p.H * p.W * 2) + staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, 2);
   return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
 }
 

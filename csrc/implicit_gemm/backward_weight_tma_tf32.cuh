@@ -211,7 +211,7 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
 // conv2d.py) and the input's NCHW copy (channels-last), or what the fallback (128x128_w8, sliced inputs) needs.
 inline int64_t backward_weight_tma_tf32_workspace(const ConvParams& p) {
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
-  const int64_t dy_copy = dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q) ? 0 : region(p.N * p.K * p.P * p.Q * 4);
+  const int64_t dy_copy = region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, 4));
   const int64_t x_copy = tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4 : 0;
   const int64_t bytes = region(int64_t(tma_wgrad_tf32_plan(p).splits) * count * 4) + dy_copy + x_copy;
   return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
@@ -235,10 +235,9 @@ void backward_weight_tma_tf32_launch(const ConvParams& p, void* workspace, cudaS
   // copied; then the input's NCHW copy when it is channels-last.
   int64_t ys[4];
   unsigned char* free_space = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
-  const bool dy_in_place = dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q);
   const float* dy = staged_nhwc<float>(p.y, p.y_stride, reinterpret_cast<float*>(free_space), p.N, p.K, p.P, p.Q,
                                        ys, stream);
-  if (!dy_in_place) free_space += region(p.N * p.K * p.P * p.Q * 4);
+  free_space += region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, 4));
   const float* x = static_cast<const float*>(p.x);
   int64_t xs[4] = {p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
   if (tf32_wgrad_copies_input(p)) {

@@ -175,6 +175,12 @@ inline bool dense_nhwc(const void* ptr, const int64_t (&stride)[4], int64_t C, i
          reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
 
+// Bytes staged_nhwc needs at its `dst` for activations `act` of `elem`-byte elements: none when read in place.
+inline int64_t staged_nhwc_bytes(const void* act, const int64_t (&stride)[4], int64_t N, int64_t C, int64_t H,
+                                 int64_t W, int64_t elem) {
+  return dense_nhwc(act, stride, C, H, W) ? 0 : N * C * H * W * elem;
+}
+
 // Stages activations `act` (N x C x H x W, strides `stride`) for the channel-vector loaders: their dense NHWC copy at
 // `dst` (to_nhwc), whose strides go to `nhwc`. Returns where the NHWC activations are: dst, or act itself when it is
 // dense NHWC already.

@@ -147,7 +147,7 @@ struct Plan {
   int rc = 0, rchunks = 0;  // reduction channels staged at a time, and the chunks: ceil(red / rc)
   int tp = 0, tq = 0, nb = 0;
   int rows = 0, cols = 0, pitch = 0, plane = 0, slot = 0;  // staged input; slot = rc * plane (one image)
-  int taps = 0;          // filter table rows: rc * R * S (backward-data uses those of its phase, at most as many)
+  int taps = 0;          // filter table rows: rc * R * S (backward-data uses those of its phases, at most as many)
   int npb = 0;           // pixel blocks: ceil(nb * tp * tq / kBlockPix)
   int mphases = 1;       // backward-data: stride phases per block (all of them when at most kMaxMergedPhases: the
                          // staged grad_output tile serves every phase), threads of one phase: tpp (a warp multiple)
@@ -159,6 +159,12 @@ struct Plan {
   int64_t smem = 0;      // 0: no plan
 };
 
+// Does a backward-data block hold every stride phase (a plan's `merged`)? Stride 2 x 2 or fewer phases, but not 1.
+inline bool holds_all_phases(const ConvParams& p, bool dgrad) {
+  const int64_t phases = int64_t(p.stride_h) * p.stride_w;
+  return dgrad && phases > 1 && phases <= kMaxMergedPhases;
+}
+
 // Output channels per register block for a group of `out` output channels.
 inline int64_t block_channels(int64_t out) { return out <= 4 ? 4 : 8; }
 
@@ -167,7 +173,7 @@ inline Plan conv_plan(const ConvParams& p, bool dgrad, int64_t tp, int64_t tq, i
                       bool merged = false) {
   Plan t;
   const int64_t phases = dgrad ? int64_t(p.stride_h) * p.stride_w : 1;
-  merged = merged && dgrad && phases > 1 && phases <= kMaxMergedPhases;
+  merged = merged && holds_all_phases(p, dgrad);
   const bool nhwc = p.channels_last;
   const int64_t cpg = p.C_per_group(), kpg = p.K_per_group();
   const int64_t red = dgrad ? kpg : cpg, out = dgrad ? cpg : kpg;
@@ -282,12 +288,11 @@ inline Plan make_conv_plan(const ConvParams& p, bool dgrad, int sms) {
   // r50_conv1), else one phase per block.
   Plan best;
   double best_time = 0;
-  for (int merged = dgrad ? 1 : 0; merged >= 0 && best.smem == 0; --merged)
+  for (int merged = holds_all_phases(p, dgrad) ? 1 : 0; merged >= 0 && best.smem == 0; --merged)
   for (int64_t nb = 1; nb <= std::min<int64_t>(p.N, 32); ++nb) {
     for (int64_t tp = 1; tp <= oh; ++tp) {
       const Plan t = fitted_conv_plan(p, dgrad, tp, tq, nb, limit, merged != 0);
       if (t.smem == 0) break;  // too many threads or too much shared memory: so do taller tiles
-      if (merged && t.mphases == 1) break;  // stride 1, or too many phases to hold: the unmerged plans
       const double per_block = double(t.threads) * t.rc * thread_taps * t.rchunks * (7.0 * t.ch + 15.0) +
                                double(nb) * t.slot * t.rchunks * 10.0 + double(t.taps) * t.rchunks * t.ocp * 6.0 +
                                1000.0 * t.rchunks + 1000.0;
