@@ -237,6 +237,13 @@ RULES = (
                            p.R == p.S == 3),
          "depthwise, channels-last fp32 3x3: a thread per 16-byte channel vector and strip of output pixels, inputs "
          "read from global memory once per filter row (memory-bound; exact FP32 FMA)"),
+    # depthwise NCHW forward and backward-data, 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of
+    # 16-byte multiples (its can_implement; backward-data multiplier 1): no shared-memory tile, no barrier, so more
+    # loads in flight than the tiles below keep
+    Rule("tiled:depthwise_rows",
+         lambda p, pass_: p.depthwise and not p.channels_last and pass_ in ("forward", "backward_data"),
+         "depthwise NCHW, stride 1: a thread per 16-byte column vector and strip of output rows, inputs read from "
+         "global memory once per strip, filter in registers (memory-bound; exact FP32 FMA)"),
     # depthwise, every pass and dtype but float64
     Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),

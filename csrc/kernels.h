@@ -70,6 +70,12 @@ extern const KernelInfo backward_weight_tiled_depthwise;
 // channel vector and strip of output pixels, inputs from global memory, no activation tiles (depthwise_vec.cuh).
 extern const KernelInfo forward_tiled_depthwise_vec;
 extern const KernelInfo backward_data_tiled_depthwise_vec;
+// Depthwise_rows (stride 1; NCHW 3x3 / 5x5 / 7x7 with "same" column padding and rows of 16-byte multiples, or
+// channels-last 3x3 of channels in fours; backward-data multiplier 1): a thread per vector of columns (NCHW) or
+// channels and strip of output rows, inputs from global memory, filter and accumulators in registers
+// (depthwise_rows.cuh).
+extern const KernelInfo forward_tiled_depthwise_rows;
+extern const KernelInfo backward_data_tiled_depthwise_rows;
 // Grouped configuration (narrow groups and first layers, not depthwise: at most 64 output channels per group for the
 // forward and backward-data, the reduction staged in chunks; C/groups <= 32 and K/groups <= 64 for backward-weight):
 // a block per (group, tile of pixels of a few images), input tile and the group's filters staged as fp32, 8 (or 4)

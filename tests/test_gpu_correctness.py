@@ -601,6 +601,70 @@ def test_tiled_depthwise_vec_sliced_inputs(name, precision_mode, slicing, poison
                   must_run=True)
 
 
+# tiled:depthwise_rows (NCHW forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, "same" column padding, rows of a
+# multiple of 16 bytes: 8 columns here, so every dtype takes them): strips cut by the height (rows not a multiple of
+# 8 or 4), row padding of 0 and beyond the filter, images smaller than the filter and one vector wide, batch 1 and 3,
+# the suite's two cases at batch 2. Multiplier 2 runs its forward only (backward-data: multiplier 1).
+DEPTHWISE_ROWS = {
+    "3x3_c8": Case(2, 8, 13, 16, 8, 3, 3, 1, 1, 1, 8),
+    "3x3_c24_w24": Case(1, 24, 15, 24, 24, 3, 3, 1, 1, 1, 24),
+    "3x3_c40_batch3": Case(3, 40, 7, 8, 40, 3, 3, 1, 1, 1, 40),
+    "5x5_c16": Case(2, 16, 11, 24, 16, 5, 5, 1, 2, 1, 16),
+    "5x5_c16_row_pad0": Case(2, 16, 11, 24, 16, 5, 5, 1, (0, 2), 1, 16),
+    "7x7_c32": Case(1, 32, 15, 32, 32, 7, 7, 1, 3, 1, 32),
+    "7x7_c8_smaller_than_filter": Case(2, 8, 5, 8, 8, 7, 7, 1, 3, 1, 8),
+    "3x3_row_pad_beyond_kernel": Case(1, 8, 5, 16, 8, 3, 3, 1, (4, 1), 1, 8),
+    "3x3_wide_9x200": Case(1, 8, 9, 200, 8, 3, 3, 1, 1, 1, 8),
+    "suite_3x3_n2": Case(2, 144, 56, 56, 144, 3, 3, 1, 1, 1, 144),
+    "suite_7x7_n2": Case(2, 96, 56, 56, 96, 7, 7, 1, 3, 1, 96),
+}
+DEPTHWISE_ROWS_PASSES = {"forward": "tiled:depthwise_rows", "backward_data": "tiled:depthwise_rows"}
+
+
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(DEPTHWISE_ROWS))
+def test_tiled_depthwise_rows(name, precision_mode, poison):
+    """tiled:depthwise_rows forced on its forward and backward-data (NCHW); it must accept each case."""
+    bias = list(DEPTHWISE_ROWS).index(name) % 2 == 0
+    run_and_check(DEPTHWISE_ROWS[name], precision_mode, "nchw", DEPTHWISE_ROWS_PASSES, bias, must_run=True)
+
+
+# Its channels-last flavour (3x3, multiplier 1, channels a multiple of 4, any padding and width).
+DEPTHWISE_ROWS_NHWC = {name: DEPTHWISE_ROWS[name] for name in
+                       ("3x3_c8", "3x3_c24_w24", "3x3_c40_batch3", "3x3_row_pad_beyond_kernel", "suite_3x3_n2")}
+DEPTHWISE_ROWS_NHWC.update({"3x3_c12_pad0_w7": Case(2, 12, 9, 7, 12, 3, 3, 1, 0, 1, 12),
+                            "3x3_c16_pad_2x0_w5": Case(1, 16, 6, 5, 16, 3, 3, 1, (2, 0), 1, 16),
+                            "3x3_c4_h1": Case(3, 4, 1, 9, 4, 3, 3, 1, 1, 1, 4)})
+
+
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(DEPTHWISE_ROWS_NHWC))
+def test_tiled_depthwise_rows_channels_last(name, precision_mode, poison):
+    """tiled:depthwise_rows forced on its channels-last forward and backward-data; it must accept each case."""
+    bias = list(DEPTHWISE_ROWS_NHWC).index(name) % 2 == 1
+    run_and_check(DEPTHWISE_ROWS_NHWC[name], precision_mode, "nhwc", DEPTHWISE_ROWS_PASSES, bias, must_run=True)
+
+
+@pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", ["3x3_multiplier_2", "7x7_multiplier_3"])
+def test_tiled_depthwise_rows_channel_multiplier(name, precision_mode, poison):
+    """Forward with K = M x C (output channel k reads input channel k / M)."""
+    case = {"3x3_multiplier_2": Case(2, 8, 11, 16, 16, 3, 3, 1, 1, 1, 8),
+            "7x7_multiplier_3": Case(1, 8, 9, 24, 24, 7, 7, 1, 3, 1, 8)}[name]
+    run_and_check(case, precision_mode, "nchw", {"forward": "tiled:depthwise_rows"}, True, must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
+@pytest.mark.parametrize("layout,name", [("nchw", "3x3_c24_w24"), ("nchw", "7x7_c32"), ("nhwc", "3x3_c24_w24")])
+def test_tiled_depthwise_rows_sliced_inputs(layout, name, precision_mode, slicing, poison):
+    """Views at odd offsets (not aligned to a thread's vector: tiled:depthwise_rows hands them to depthwise.cuh's
+    tiles) and padded rows (made dense by the op)."""
+    offset, row_pad = SLICINGS[slicing]
+    run_and_check(DEPTHWISE_ROWS[name], precision_mode, layout, DEPTHWISE_ROWS_PASSES, True, offset, row_pad,
+                  must_run=True)
+
+
 @pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "bf16"], indirect=True)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel", list(TILED))

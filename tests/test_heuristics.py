@@ -393,13 +393,18 @@ DEPTHWISE_SUITE = {
 def test_depthwise_runs_the_tiled_family_on_every_pass(case, dtype, allow_tf32, layout):
     """Every pass of a depthwise problem (any filter, stride, channel multiplier, layout; fp32 with or without TF32,
     fp16, bf16) picks the tiled family, with its reason: tiled:depthwise_vec for the channels-last fp32 forward of
-    depthwise_3x3 (stride 1, multiplier 1, channels in 16-byte vectors), tiled:depthwise for everything else."""
+    depthwise_3x3 (stride 1, multiplier 1, channels in 16-byte vectors), tiled:depthwise_rows for the NCHW forward and
+    backward-data of the suite's two cases (stride 1, "same" padding, 56-column rows), tiled:depthwise for everything
+    else."""
     p = _suite_problem(**DEPTHWISE_SUITE[case], dtype=dtype, allow_tf32=allow_tf32, channels_last=layout == "nhwc")
     assert p.depthwise
     plan = select(p)
     vec = layout == "nhwc" and case == "depthwise_3x3" and dtype == "float32"
+    rows = layout == "nchw" and case in ("depthwise_3x3", "depthwise_7x7")
     for pass_ in PASSES:
         expected = "tiled:depthwise_vec" if vec and pass_ == "forward" else "tiled:depthwise"
+        if rows and pass_ != "backward_weight":
+            expected = "tiled:depthwise_rows"
         assert plan[pass_].kernel == expected, pass_
         rule = next(r for r in heuristics.RULES if r.kernel == expected)
         assert plan[pass_].reason == rule.reason and "depthwise" in plan[pass_].reason
@@ -603,3 +608,27 @@ def test_first_layers_run_on_the_tiled_grouped_kernels_where_they_win(dtype, all
             assert "first layer" in plan[pass_].reason
     fp64 = _suite_problem(2, 3, 16, 16, 8, 3, 3, pad=1, dtype="float64")
     assert {d.kernel for d in select(fp64).values()} == {"direct"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_depthwise_rows_says_why_it_cannot_run(dtype):
+    """tiled:depthwise_rows takes NCHW 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of 16 bytes,
+    and channels-last 3x3; anything else gets a reason (and the heuristics fall back to tiled:depthwise)."""
+    base = dict(N=2, C=16, H=20, W=32, K=16, R=3, S=3, pad=1, groups=16)
+    assert can_implement("tiled:depthwise_rows", "forward", _suite_problem(**base, dtype=dtype)) == ""
+    assert can_implement("tiled:depthwise_rows", "backward_data", _suite_problem(**base, dtype=dtype)) == ""
+    refusals = {
+        "channels-last: 3x3 filters only": (dict(base, R=5, S=5, pad=2), dict(channels_last=True)),
+        "3x3, 5x5 and 7x7 filters only": (dict(base, R=1, S=7, pad=0), {}),
+        "stride 1 and dilation 1 only": (dict(base, stride=2), {}),
+        "same\" column padding": (dict(base, pad=0), {}),
+        "multiple of 16 bytes": (dict(base, W=36 if dtype == "bfloat16" else 30), {}),
+    }
+    for why, (shape, extra) in refusals.items():
+        p = _suite_problem(**shape, dtype=dtype, **extra)
+        assert why in can_implement("tiled:depthwise_rows", "forward", p), why
+        assert select(p)["forward"].kernel != "tiled:depthwise_rows"
+    multiplier = _suite_problem(**dict(base, K=32), dtype=dtype)
+    assert can_implement("tiled:depthwise_rows", "forward", multiplier) == ""
+    assert "multiplier 1" in can_implement("tiled:depthwise_rows", "backward_data", multiplier)
+    assert select(multiplier)["backward_data"].kernel == "tiled:depthwise"

@@ -177,6 +177,19 @@ SplitK plan_split_k(const ConvParams& p) {
   int64_t splits = (kTargetCtas + tiles - 1) / tiles;
   splits = std::min({splits, std::max<int64_t>(1, k_tiles / kMinTilesPerSplit), kMaxSplits,
                      std::max<int64_t>(1, 65535 / p.groups)});
+  if constexpr (Cfg::kFfma) {
+    // The FFMA configurations run exactly kMinBlocks CTAs per SM (their registers allow no more): take the split
+    // count, at most the one above, whose CTAs fill whole waves best, i.e. the least ceil(tiles * s / slots) / s (time
+    // per unit of work), the fewest splits on ties. The seed's 5 tiles: 106 splits are 4 waves of 132 and 2 CTAs,
+    // 79 are 3 waves less one CTA. 132 SMs is a constant, so the split stays a function of the problem.
+    const int64_t slots = 132 * int64_t(Cfg::kMinBlocks);
+    int64_t best = 1, best_waves = (tiles + slots - 1) / slots;
+    for (int64_t s = 2; s <= splits; ++s) {
+      const int64_t waves = (tiles * s + slots - 1) / slots;
+      if (waves * best < best_waves * s) best = s, best_waves = waves;  // waves / s < best_waves / best
+    }
+    splits = best;
+  }
   const int64_t per = std::max<int64_t>(1, (k_tiles + splits - 1) / splits);
   return {static_cast<int>(std::max<int64_t>(1, (k_tiles + per - 1) / per)), static_cast<int>(per)};
 }

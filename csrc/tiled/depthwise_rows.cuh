@@ -1,0 +1,319 @@
+// Tiled family, configuration depthwise_rows: depthwise forward and stride-1 backward-data at stride 1 and dilation 1:
+// NCHW 3x3, 5x5 and 7x7 filters with "same" column padding ((S - 1) / 2) and rows a multiple of 16 bytes;
+// channels-last 3x3 with channels a multiple of 4.
+//
+// In NCHW memory a channel's rows are contiguous, so a thread can own one 16-byte vector of a row's columns (4 fp32
+// or 8 fp16/bf16 outputs) for a strip of kT output rows and read its inputs straight from global memory: the strip's
+// kT + R - 1 input rows, each as its own 16-byte vector plus the 4 columns either side (the padding's halo: two
+// 16- or 8-byte loads served mostly by L1, as the neighbouring threads' vectors), every input row used in registers
+// by each of the R output rows and S taps it meets. The filter sits in registers (converted to fp32 once), the
+// accumulators too; each output row is written as one 16-byte store. No shared memory, no barrier: each thread's
+// loads are independent, so many are in flight. The shared-memory tiles of depthwise.cuh stay for strides,
+// dilations, other filters and paddings, channels-last (depthwise_vec.cuh), and backward-weight.
+//
+// Backward-data at stride 1 is the forward of grad_output with the flipped filter and padding R - 1 - pad (a
+// correlation); "same" column padding maps to itself, so the columns need nothing new.
+//
+// Channels-last (3x3, multiplier 1, channels a multiple of 4): the same strips of rows, a thread owning 4 channels
+// of one output column (conv_kernel_nhwc).
+//
+// Grid: one thread per (output plane, strip of kT rows, column vector), column vectors fastest (a warp's loads and
+// stores are consecutive vectors of a row, or of neighbouring strips' rows).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <cuda_runtime.h>
+
+#include <c10/cuda/CUDAException.h>
+
+#include "common/conv_params.h"
+#include "common/dtype.cuh"
+#include "common/launch.cuh"
+#include "tiled/depthwise.cuh"
+
+namespace conv2d_ext {
+namespace dwr {
+
+constexpr int kThreads = 256;
+
+template <typename T> struct Vec { static constexpr int value = 16 / sizeof(T); };  // columns per thread
+
+// Output rows per thread: 8, or 4 for 16-bit types with 5x5 / 7x7 filters (their 8-wide accumulators and filter
+// would not fit the register budget).
+template <typename T, int kR> struct RowsOf { static constexpr int value = sizeof(T) == 2 && kR > 3 ? 4 : 8; };
+
+// kN consecutive elements at `src` (aligned to kN elements; kN * sizeof(T) is 8 or 16 bytes) into out[0 .. kN-1] as
+// floats.
+template <typename T, int kN>
+__device__ __forceinline__ void load_run(const T* src, float* out) {
+  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte loads");
+  uint32_t words[kN * sizeof(T) / 4];
+  if constexpr (kN * sizeof(T) == 16) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src));
+    words[0] = raw.x, words[1] = raw.y, words[2] = raw.z, words[3] = raw.w;
+  } else {
+    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
+    words[0] = raw.x, words[1] = raw.y;
+  }
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) out[i] = __uint_as_float(words[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) {
+      union { uint32_t u; T h[2]; } pair;
+      pair.u = words[i];
+      out[2 * i] = to_acc(pair.h[0]);
+      out[2 * i + 1] = to_acc(pair.h[1]);
+    }
+  }
+}
+
+// kN floats to kN consecutive elements at `dst` (aligned; 8 or 16 bytes), in T.
+template <typename T, int kN = Vec<T>::value>
+__device__ __forceinline__ void store_run(T* dst, const float* v) {
+  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte stores");
+  uint32_t words[kN * sizeof(T) / 4];
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) words[i] = __float_as_uint(v[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) {
+      union { uint32_t u; T h[2]; } pair;
+      pair.h[0] = from_acc<T>(v[2 * i]);
+      pair.h[1] = from_acc<T>(v[2 * i + 1]);
+      words[i] = pair.u;
+    }
+  }
+  if constexpr (kN * sizeof(T) == 16)
+    *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
+  else *reinterpret_cast<uint2*>(dst) = make_uint2(words[0], words[1]);
+}
+
+// Forward (kDgrad false: x -> y, channel multiplier M = K / C) or stride-1 backward-data (grad_output -> grad_input,
+// M = 1) of a kR x kR depthwise convolution, NCHW. `items` = planes x strips x vectors (below 2^31).
+template <typename T, int kR, bool kDgrad>
+__global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, int items, int strips, int vectors) {
+  constexpr int V = Vec<T>::value, kT = RowsOf<T, kR>::value, kPad = (kR - 1) / 2, kHalo = 4;
+  constexpr int kWin = V + kR - 1;  // input columns of a row that a thread's V outputs read
+  static_assert(kPad < kHalo, "the halo loads cover the padding");
+  const int item = blockIdx.x * kThreads + threadIdx.x;
+  if (item >= items) return;
+  const int vec = item % vectors, rest = item / vectors;
+  const int strip = rest % strips, plane = rest / strips;  // plane: (n, output channel)
+  const int out_ch = static_cast<int>(kDgrad ? p.C : p.K), in_ch = static_cast<int>(kDgrad ? p.K : p.C);
+  const int n = plane / out_ch, k = plane - n * out_ch;
+  const int in_plane_ch = kDgrad ? k : k / static_cast<int>(p.K / p.C);
+  const int rows_in = static_cast<int>(kDgrad ? p.P : p.H), rows_out = static_cast<int>(kDgrad ? p.H : p.P);
+  const int cols = static_cast<int>(p.W);  // == p.Q (can_implement)
+  const int pad_h = kDgrad ? kR - 1 - p.pad_h : p.pad_h;
+  const T* __restrict__ src =
+      static_cast<const T*>(kDgrad ? p.y : p.x) + (int64_t(n) * in_ch + in_plane_ch) * rows_in * int64_t(cols);
+  T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y) + int64_t(plane) * rows_out * int64_t(cols);
+
+  // The filter of channel k (backward-data: of grad_input channel k, flipped), in fp32 registers.
+  float f[kR][kR];
+  const T* __restrict__ w = static_cast<const T*>(p.w) + int64_t(k) * p.w_stride[0];
+#pragma unroll
+  for (int r = 0; r < kR; ++r)
+#pragma unroll
+    for (int s = 0; s < kR; ++s)
+      f[r][s] = to_acc(w[(kDgrad ? kR - 1 - r : r) * p.w_stride[2] + (kDgrad ? kR - 1 - s : s) * p.w_stride[3]]);
+  const float bias = !kDgrad && p.bias != nullptr ? to_acc(static_cast<const T*>(p.bias)[k]) : 0.0f;
+
+  const int q0 = vec * V, p0 = strip * kT;
+  const bool left = q0 > 0, right = q0 + V < cols;  // the halo vectors exist (cols is a multiple of V >= 4)
+  float acc[kT][V];
+#pragma unroll
+  for (int o = 0; o < kT; ++o)
+#pragma unroll
+    for (int c = 0; c < V; ++c) acc[o][c] = bias;
+
+  // Input row i of the strip (h = p0 - pad_h + i) meets output rows o = i - r.
+#pragma unroll
+  for (int i = 0; i < kT + kR - 1; ++i) {
+    const int h = p0 - pad_h + i;
+    if (h < 0 || h >= rows_in) continue;
+    const T* line = src + int64_t(h) * cols + q0;
+    float win[kWin];  // input columns q0 - kPad .. q0 + V - 1 + kPad
+    float mid[V], lo[kHalo], hi[kHalo];
+    load_run<T, V>(line, mid);
+    if (left) {
+      load_run<T, kHalo>(line - kHalo, lo);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kHalo; ++j) lo[j] = 0.0f;
+    }
+    if (right) {
+      load_run<T, kHalo>(line + V, hi);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kHalo; ++j) hi[j] = 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kPad; ++j) win[j] = lo[kHalo - kPad + j];
+#pragma unroll
+    for (int j = 0; j < V; ++j) win[kPad + j] = mid[j];
+#pragma unroll
+    for (int j = 0; j < kPad; ++j) win[kPad + V + j] = hi[j];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      const int o = i - r;
+      if (o < 0 || o >= kT) continue;  // compile-time
+#pragma unroll
+      for (int s = 0; s < kR; ++s)
+#pragma unroll
+        for (int c = 0; c < V; ++c) acc[o][c] = fmaf(f[r][s], win[c + s], acc[o][c]);
+    }
+  }
+#pragma unroll
+  for (int o = 0; o < kT; ++o)
+    if (p0 + o < rows_out) store_run<T>(dst + int64_t(p0 + o) * cols + q0, acc[o]);
+}
+
+// The channels-last flavour, 3x3 only: a thread owns 4 channels (a 16-byte fp32 or 8-byte fp16/bf16 vector) of one
+// output column for a strip of kT output rows; per input row it loads the 3 pixels of its column window, each used
+// by the 3 output rows it meets. Any padding (columns are pixels here, no vector straddles the padding).
+// Backward-data: the flipped filter with padding 2 - pad. `items` = N x strips x columns x channel vectors.
+template <typename T, bool kDgrad>
+__global__ void __launch_bounds__(kThreads, 2)
+    conv_kernel_nhwc(const ConvParams p, int items, int strips, int out_cols, int vectors) {
+  constexpr int kR = 3, kV = 4, kT = 8;
+  const int item = blockIdx.x * kThreads + threadIdx.x;
+  if (item >= items) return;
+  int rest = item / vectors;
+  const int c0 = (item - rest * vectors) * kV;
+  const int q = rest % out_cols;
+  rest /= out_cols;
+  const int strip = rest % strips, n = rest / strips;
+  const int C = static_cast<int>(p.C);
+  const int rows_in = static_cast<int>(kDgrad ? p.P : p.H), cols_in = static_cast<int>(kDgrad ? p.Q : p.W);
+  const int rows_out = static_cast<int>(kDgrad ? p.H : p.P);
+  const int pad_h = kDgrad ? kR - 1 - p.pad_h : p.pad_h, pad_w = kDgrad ? kR - 1 - p.pad_w : p.pad_w;
+  const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x) + int64_t(n) * rows_in * cols_in * C + c0;
+  T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y) + (int64_t(n) * rows_out * out_cols + q) * C + c0;
+
+  float f[kR][kR][kV];
+#pragma unroll
+  for (int v = 0; v < kV; ++v) {
+    const T* __restrict__ w = static_cast<const T*>(p.w) + int64_t(c0 + v) * p.w_stride[0];
+#pragma unroll
+    for (int r = 0; r < kR; ++r)
+#pragma unroll
+      for (int s = 0; s < kR; ++s)
+        f[r][s][v] =
+            to_acc(w[(kDgrad ? kR - 1 - r : r) * p.w_stride[2] + (kDgrad ? kR - 1 - s : s) * p.w_stride[3]]);
+  }
+  float acc[kT][kV];
+#pragma unroll
+  for (int v = 0; v < kV; ++v) {
+    const float b = !kDgrad && p.bias != nullptr ? to_acc(static_cast<const T*>(p.bias)[c0 + v]) : 0.0f;
+#pragma unroll
+    for (int o = 0; o < kT; ++o) acc[o][v] = b;
+  }
+  const int p0 = strip * kT;
+  bool col_ok[kR];
+#pragma unroll
+  for (int s = 0; s < kR; ++s) col_ok[s] = q - pad_w + s >= 0 && q - pad_w + s < cols_in;
+#pragma unroll
+  for (int i = 0; i < kT + kR - 1; ++i) {
+    const int h = p0 - pad_h + i;
+    if (h < 0 || h >= rows_in) continue;
+    const T* line = src + (int64_t(h) * cols_in + (q - pad_w)) * C;
+    float win[kR][kV];
+#pragma unroll
+    for (int s = 0; s < kR; ++s) {
+      if (col_ok[s]) {
+        load_run<T, kV>(line + s * C, win[s]);
+      } else {
+#pragma unroll
+        for (int v = 0; v < kV; ++v) win[s][v] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      const int o = i - r;
+      if (o < 0 || o >= kT) continue;  // compile-time
+#pragma unroll
+      for (int s = 0; s < kR; ++s)
+#pragma unroll
+        for (int v = 0; v < kV; ++v) acc[o][v] = fmaf(f[r][s][v], win[s][v], acc[o][v]);
+    }
+  }
+#pragma unroll
+  for (int o = 0; o < kT; ++o)
+    if (p0 + o < rows_out) store_run<T, kV>(dst + int64_t(p0 + o) * out_cols * C, acc[o]);
+}
+
+// Why it cannot run the forward (dgrad false) or backward-data of `p`, or "".
+inline std::string can_implement(const ConvParams& p, bool dgrad) {
+  if (p.groups != p.C) return "not depthwise (groups != input channels)";
+  if (dgrad && p.K != p.C) return "backward-data with channel multiplier 1 only";
+  if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
+  if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1) return "stride 1 and dilation 1 only";
+  if (p.channels_last) {
+    if (p.K != p.C) return "channels-last: channel multiplier 1 only";
+    if (p.R != 3 || p.S != 3) return "channels-last: 3x3 filters only";
+    if (p.C % 4 != 0) return "channels-last: channels must be a multiple of 4";
+  } else {
+    if (p.R != p.S || (p.R != 3 && p.R != 5 && p.R != 7)) return "3x3, 5x5 and 7x7 filters only";
+    if (p.pad_w != (p.S - 1) / 2 || p.Q != p.W) return "\"same\" column padding only ((S - 1) / 2 on both sides)";
+    if (p.W % (p.dtype == DType::kFloat32 ? 4 : 8) != 0) return "rows must be a multiple of 16 bytes";
+  }
+  // Activations not aligned to a vector (a view at an odd offset) run on depthwise.cuh's tiles, which must take them.
+  std::string why = dw::can_implement(p, dgrad ? dw::Role::kBackwardData : dw::Role::kForward);
+  if (!why.empty()) return why;
+  constexpr int64_t kFewestRows = 4;  // RowsOf's least: the most items
+  const int64_t out_rows = dgrad ? p.H : p.P, out_cols = dgrad ? p.W : p.Q;
+  const int64_t items = p.channels_last ? p.N * ((out_rows + 7) / 8) * out_cols * (p.C / 4)
+                                        : p.N * (dgrad ? p.C : p.K) * ((out_rows + kFewestRows - 1) / kFewestRows) *
+                                              (p.W / (p.dtype == DType::kFloat32 ? 4 : 8));
+  if (items >= (int64_t(1) << 31) - kThreads) return "2^31 or more thread items";
+  return "";
+}
+
+template <typename T, int kR, bool kDgrad>
+void launch_typed(const ConvParams& p, cudaStream_t stream) {
+  constexpr auto kernel = conv_kernel<T, kR, kDgrad>;
+  constexpr int kT = RowsOf<T, kR>::value;
+  const int64_t out_rows = kDgrad ? p.H : p.P, planes = p.N * (kDgrad ? p.C : p.K);
+  const int strips = static_cast<int>((out_rows + kT - 1) / kT), vectors = static_cast<int>(p.W / Vec<T>::value);
+  const int64_t items = planes * strips * vectors;  // below 2^31 (can_implement)
+  const unsigned blocks = static_cast<unsigned>((items + kThreads - 1) / kThreads);
+  kernel<<<blocks, kThreads, 0, stream>>>(p, static_cast<int>(items), strips, vectors);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T, bool kDgrad>
+void launch_nhwc(const ConvParams& p, cudaStream_t stream) {
+  const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
+  const int strips = static_cast<int>((out_rows + 7) / 8), vectors = static_cast<int>(p.C / 4);
+  const int64_t items = p.N * strips * out_cols * vectors;  // below 2^31 (can_implement)
+  const unsigned blocks = static_cast<unsigned>((items + kThreads - 1) / kThreads);
+  conv_kernel_nhwc<T, kDgrad><<<blocks, kThreads, 0, stream>>>(p, static_cast<int>(items), strips,
+                                                                 static_cast<int>(out_cols), vectors);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Forward or stride-1 backward-data of `p` (can_implement(p, kDgrad) is "").
+template <bool kDgrad>
+void launch(const ConvParams& p, cudaStream_t stream) {
+  if (p.N == 0) return;
+  // NCHW threads move 16 bytes; channels-last threads 4 channels (16 bytes of fp32, 8 of fp16/bf16).
+  const uintptr_t align = p.channels_last && p.dtype != DType::kFloat32 ? 8 : 16;
+  if (reinterpret_cast<uintptr_t>(p.x) % align != 0 || reinterpret_cast<uintptr_t>(p.y) % align != 0)
+    return dw::launch_conv<kDgrad>(p, stream);  // misaligned views: the shared-memory tiles (can_implement checked)
+  dispatch_float_dtype(p.dtype, "tiled:depthwise_rows", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (p.channels_last) launch_nhwc<T, kDgrad>(p, stream);
+    else if (p.R == 3) launch_typed<T, 3, kDgrad>(p, stream);
+    else if (p.R == 5) launch_typed<T, 5, kDgrad>(p, stream);
+    else launch_typed<T, 7, kDgrad>(p, stream);
+  });
+}
+
+}  // namespace dwr
+}  // namespace conv2d_ext
