@@ -371,10 +371,12 @@ def test_exact_fp32_ffma_tile_shapes():
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():
     """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile: both run on the
-    tiled family (tiled:depthwise, tiled:grouped)."""
+    tiled family (tiled:depthwise_rows, tiled:depthwise, tiled:grouped)."""
     depthwise = _suite_problem(32, 144, 56, 56, 144, 3, 3, pad=1, groups=144, dtype="float16")
+    strided = _suite_problem(32, 144, 56, 56, 144, 3, 3, stride=2, pad=1, groups=144, dtype="float16")
     narrow = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=32, dtype="float16")
-    assert select(depthwise)["forward"].kernel == "tiled:depthwise"
+    assert select(depthwise)["forward"].kernel == "tiled:depthwise_rows"
+    assert select(strided)["forward"].kernel == "tiled:depthwise"
     assert select(narrow)["forward"].kernel == "tiled:grouped"
 
 
@@ -615,8 +617,8 @@ def test_depthwise_rows_says_why_it_cannot_run(dtype):
     """tiled:depthwise_rows takes NCHW 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of 16 bytes,
     and channels-last 3x3; anything else gets a reason (and the heuristics fall back to tiled:depthwise)."""
     base = dict(N=2, C=16, H=20, W=32, K=16, R=3, S=3, pad=1, groups=16)
-    assert can_implement("tiled:depthwise_rows", "forward", _suite_problem(**base, dtype=dtype)) == ""
-    assert can_implement("tiled:depthwise_rows", "backward_data", _suite_problem(**base, dtype=dtype)) == ""
+    assert can_implement("tiled:depthwise_rows", "forward", _suite_problem(**base, dtype=dtype)) is None
+    assert can_implement("tiled:depthwise_rows", "backward_data", _suite_problem(**base, dtype=dtype)) is None
     refusals = {
         "channels-last: 3x3 filters only": (dict(base, R=5, S=5, pad=2), dict(channels_last=True)),
         "3x3, 5x5 and 7x7 filters only": (dict(base, R=1, S=7, pad=0), {}),
@@ -629,6 +631,6 @@ def test_depthwise_rows_says_why_it_cannot_run(dtype):
         assert why in can_implement("tiled:depthwise_rows", "forward", p), why
         assert select(p)["forward"].kernel != "tiled:depthwise_rows"
     multiplier = _suite_problem(**dict(base, K=32), dtype=dtype)
-    assert can_implement("tiled:depthwise_rows", "forward", multiplier) == ""
+    assert can_implement("tiled:depthwise_rows", "forward", multiplier) is None
     assert "multiplier 1" in can_implement("tiled:depthwise_rows", "backward_data", multiplier)
     assert select(multiplier)["backward_data"].kernel == "tiled:depthwise"

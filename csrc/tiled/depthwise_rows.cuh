@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -40,9 +41,16 @@ constexpr int kThreads = 256;
 
 template <typename T> struct Vec { static constexpr int value = 16 / sizeof(T); };  // columns per thread
 
-// Output rows per thread: 8, or 4 for 16-bit types with 5x5 / 7x7 filters (their 8-wide accumulators and filter
-// would not fit the register budget).
-template <typename T, int kR> struct RowsOf { static constexpr int value = sizeof(T) == 2 && kR > 3 ? 4 : 8; };
+// Output rows per thread (4 or 8): 8, or 4 for 16-bit types with 5x5 / 7x7 filters (their 8-wide accumulators and
+// filter would not fit the register budget). CONV2D_EXT_DWR_ROWS=4|8 overrides it (development sweeps).
+inline int rows_per_thread(const ConvParams& p) {
+  static const int forced = [] {
+    const char* env = std::getenv("CONV2D_EXT_DWR_ROWS");
+    return env == nullptr ? 0 : std::atoi(env);
+  }();
+  if (forced == 4 || forced == 8) return forced;
+  return p.channels_last || p.dtype == DType::kFloat32 || p.R == 3 ? 8 : 4;
+}
 
 // kN consecutive elements at `src` (aligned to kN elements; kN * sizeof(T) is 8 or 16 bytes) into out[0 .. kN-1] as
 // floats.
@@ -95,9 +103,9 @@ __device__ __forceinline__ void store_run(T* dst, const float* v) {
 
 // Forward (kDgrad false: x -> y, channel multiplier M = K / C) or stride-1 backward-data (grad_output -> grad_input,
 // M = 1) of a kR x kR depthwise convolution, NCHW. `items` = planes x strips x vectors (below 2^31).
-template <typename T, int kR, bool kDgrad>
+template <typename T, int kR, int kT, bool kDgrad>
 __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, int items, int strips, int vectors) {
-  constexpr int V = Vec<T>::value, kT = RowsOf<T, kR>::value, kPad = (kR - 1) / 2, kHalo = 4;
+  constexpr int V = Vec<T>::value, kPad = (kR - 1) / 2, kHalo = 4;
   constexpr int kWin = V + kR - 1;  // input columns of a row that a thread's V outputs read
   static_assert(kPad < kHalo, "the halo loads cover the padding");
   const int item = blockIdx.x * kThreads + threadIdx.x;
@@ -178,10 +186,10 @@ __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, i
 // output column for a strip of kT output rows; per input row it loads the 3 pixels of its column window, each used
 // by the 3 output rows it meets. Any padding (columns are pixels here, no vector straddles the padding).
 // Backward-data: the flipped filter with padding 2 - pad. `items` = N x strips x columns x channel vectors.
-template <typename T, bool kDgrad>
+template <typename T, int kT, bool kDgrad>
 __global__ void __launch_bounds__(kThreads, 2)
     conv_kernel_nhwc(const ConvParams p, int items, int strips, int out_cols, int vectors) {
-  constexpr int kR = 3, kV = 4, kT = 8;
+  constexpr int kR = 3, kV = 4;
   const int item = blockIdx.x * kThreads + threadIdx.x;
   if (item >= items) return;
   int rest = item / vectors;
@@ -266,19 +274,18 @@ inline std::string can_implement(const ConvParams& p, bool dgrad) {
   // Activations not aligned to a vector (a view at an odd offset) run on depthwise.cuh's tiles, which must take them.
   std::string why = dw::can_implement(p, dgrad ? dw::Role::kBackwardData : dw::Role::kForward);
   if (!why.empty()) return why;
-  constexpr int64_t kFewestRows = 4;  // RowsOf's least: the most items
+  constexpr int64_t kFewestRows = 4;  // rows_per_thread's least: the most items
   const int64_t out_rows = dgrad ? p.H : p.P, out_cols = dgrad ? p.W : p.Q;
-  const int64_t items = p.channels_last ? p.N * ((out_rows + 7) / 8) * out_cols * (p.C / 4)
+  const int64_t items = p.channels_last ? p.N * ((out_rows + kFewestRows - 1) / kFewestRows) * out_cols * (p.C / 4)
                                         : p.N * (dgrad ? p.C : p.K) * ((out_rows + kFewestRows - 1) / kFewestRows) *
                                               (p.W / (p.dtype == DType::kFloat32 ? 4 : 8));
   if (items >= (int64_t(1) << 31) - kThreads) return "2^31 or more thread items";
   return "";
 }
 
-template <typename T, int kR, bool kDgrad>
+template <typename T, int kR, int kT, bool kDgrad>
 void launch_typed(const ConvParams& p, cudaStream_t stream) {
-  constexpr auto kernel = conv_kernel<T, kR, kDgrad>;
-  constexpr int kT = RowsOf<T, kR>::value;
+  constexpr auto kernel = conv_kernel<T, kR, kT, kDgrad>;
   const int64_t out_rows = kDgrad ? p.H : p.P, planes = p.N * (kDgrad ? p.C : p.K);
   const int strips = static_cast<int>((out_rows + kT - 1) / kT), vectors = static_cast<int>(p.W / Vec<T>::value);
   const int64_t items = planes * strips * vectors;  // below 2^31 (can_implement)
@@ -287,13 +294,13 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename T, bool kDgrad>
+template <typename T, int kT, bool kDgrad>
 void launch_nhwc(const ConvParams& p, cudaStream_t stream) {
   const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
-  const int strips = static_cast<int>((out_rows + 7) / 8), vectors = static_cast<int>(p.C / 4);
+  const int strips = static_cast<int>((out_rows + kT - 1) / kT), vectors = static_cast<int>(p.C / 4);
   const int64_t items = p.N * strips * out_cols * vectors;  // below 2^31 (can_implement)
   const unsigned blocks = static_cast<unsigned>((items + kThreads - 1) / kThreads);
-  conv_kernel_nhwc<T, kDgrad><<<blocks, kThreads, 0, stream>>>(p, static_cast<int>(items), strips,
+  conv_kernel_nhwc<T, kT, kDgrad><<<blocks, kThreads, 0, stream>>>(p, static_cast<int>(items), strips,
                                                                  static_cast<int>(out_cols), vectors);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -308,10 +315,11 @@ void launch(const ConvParams& p, cudaStream_t stream) {
     return dw::launch_conv<kDgrad>(p, stream);  // misaligned views: the shared-memory tiles (can_implement checked)
   dispatch_float_dtype(p.dtype, "tiled:depthwise_rows", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (p.channels_last) launch_nhwc<T, kDgrad>(p, stream);
-    else if (p.R == 3) launch_typed<T, 3, kDgrad>(p, stream);
-    else if (p.R == 5) launch_typed<T, 5, kDgrad>(p, stream);
-    else launch_typed<T, 7, kDgrad>(p, stream);
+    const bool eight = rows_per_thread(p) == 8;
+    if (p.channels_last) eight ? launch_nhwc<T, 8, kDgrad>(p, stream) : launch_nhwc<T, 4, kDgrad>(p, stream);
+    else if (p.R == 3) eight ? launch_typed<T, 3, 8, kDgrad>(p, stream) : launch_typed<T, 3, 4, kDgrad>(p, stream);
+    else if (p.R == 5) eight ? launch_typed<T, 5, 8, kDgrad>(p, stream) : launch_typed<T, 5, 4, kDgrad>(p, stream);
+    else eight ? launch_typed<T, 7, 8, kDgrad>(p, stream) : launch_typed<T, 7, 4, kDgrad>(p, stream);
   });
 }
 
