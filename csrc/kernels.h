@@ -70,10 +70,9 @@ extern const KernelInfo backward_weight_tiled_depthwise;
 // channel vector and strip of output pixels, inputs from global memory, no activation tiles (depthwise_vec.cuh).
 extern const KernelInfo forward_tiled_depthwise_vec;
 extern const KernelInfo backward_data_tiled_depthwise_vec;
-// Depthwise_rows (stride 1; NCHW 3x3 / 5x5 / 7x7 with "same" column padding and rows of 16-byte multiples, or
-// channels-last 3x3 of channels in fours; backward-data multiplier 1): a thread per vector of columns (NCHW) or
-// channels and strip of output rows, inputs from global memory, filter and accumulators in registers
-// (depthwise_rows.cuh).
+// Depthwise_rows (NCHW, 3x3 / 5x5 / 7x7, stride 1, "same" column padding, rows of 16-byte multiples; backward-data
+// multiplier 1): a thread per 16-byte column vector and strip of output rows, inputs from global memory, filter and
+// accumulators in registers (depthwise_rows.cuh).
 extern const KernelInfo forward_tiled_depthwise_rows;
 extern const KernelInfo backward_data_tiled_depthwise_rows;
 // Grouped configuration (narrow groups and first layers, not depthwise: at most 64 output channels per group for the

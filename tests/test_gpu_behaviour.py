@@ -451,14 +451,17 @@ def test_strided_backward_data_past_2_31_elements(poison):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-def test_tiled_depthwise_past_2_31_elements(layout, poison):
+@pytest.mark.parametrize("layout,kernel", [("nchw", "tiled:depthwise"), ("nhwc", "tiled:depthwise"),
+                                          ("nchw", "tiled:depthwise_rows")])
+def test_tiled_depthwise_past_2_31_elements(layout, kernel, poison):
     """Depthwise 3x3 on 64 channels of 6000 x 6000 (fp16, 2.3e9 elements per tensor) on tiled:depthwise, all three
-    passes: channels 60..63 (past 2^31 in NCHW; in NHWC they run through the whole tensor) against float64."""
+    passes (tiled:depthwise_rows: forward and backward-data): channels 60..63 (past 2^31 in NCHW; in NHWC they run
+    through the whole tensor) against float64."""
     fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
     x = torch.randn(1, 64, 6000, 6000, device="cuda", dtype=torch.float16).to(memory_format=fmt).requires_grad_(True)
     w = torch.randn(64, 1, 3, 3, device="cuda", dtype=torch.float16, requires_grad=True)
-    y = conv2d_ext.conv2d(x, w, padding=1, groups=64, variant="tiled:depthwise")
+    variant = {"forward": kernel, "backward_data": kernel, "backward_weight": "tiled:depthwise"}
+    y = conv2d_ext.conv2d(x, w, padding=1, groups=64, variant=variant)
     gy = torch.randn_like(y)
     gx, gw = torch.autograd.grad(y, (x, w), gy)
     tail = slice(60, 64)

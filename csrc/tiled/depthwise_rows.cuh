@@ -1,6 +1,5 @@
-// Tiled family, configuration depthwise_rows: depthwise forward and stride-1 backward-data at stride 1 and dilation 1:
-// NCHW 3x3, 5x5 and 7x7 filters with "same" column padding ((S - 1) / 2) and rows a multiple of 16 bytes;
-// channels-last 3x3 with channels a multiple of 4.
+// Tiled family, configuration depthwise_rows: NCHW depthwise forward and stride-1 backward-data for 3x3, 5x5 and 7x7
+// filters at stride 1, dilation 1 and "same" column padding ((S - 1) / 2), rows a multiple of 16 bytes.
 //
 // In NCHW memory a channel's rows are contiguous, so a thread can own one 16-byte vector of a row's columns (4 fp32
 // or 8 fp16/bf16 outputs) for a strip of kT output rows and read its inputs straight from global memory: the strip's
@@ -14,15 +13,15 @@
 // Backward-data at stride 1 is the forward of grad_output with the flipped filter and padding R - 1 - pad (a
 // correlation); "same" column padding maps to itself, so the columns need nothing new.
 //
-// Channels-last (3x3, multiplier 1, channels a multiple of 4): the same strips of rows, a thread owning 4 channels
-// of one output column (conv_kernel_nhwc).
+// Channels-last has tiled:depthwise_vec (depthwise_vec.cuh). The same strips of rows in channels-last (a thread per 4
+// channels of one output column, 3 pixel loads per input row) ran slower there (H200, depthwise_3x3 fp32 forward:
+// 0.069 ms against depthwise_vec's 0.053; bf16 0.060 against the tiles' 0.057) and were dropped (NOTES, session 10).
 //
 // Grid: one thread per (output plane, strip of kT rows, column vector), column vectors fastest (a warp's loads and
 // stores are consecutive vectors of a row, or of neighbouring strips' rows).
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -41,16 +40,10 @@ constexpr int kThreads = 256;
 
 template <typename T> struct Vec { static constexpr int value = 16 / sizeof(T); };  // columns per thread
 
-// Output rows per thread (4 or 8): 8, or 4 for 16-bit types with 5x5 / 7x7 filters (their 8-wide accumulators and
-// filter would not fit the register budget). CONV2D_EXT_DWR_ROWS=4|8 overrides it (development sweeps).
-inline int rows_per_thread(const ConvParams& p) {
-  static const int forced = [] {
-    const char* env = std::getenv("CONV2D_EXT_DWR_ROWS");
-    return env == nullptr ? 0 : std::atoi(env);
-  }();
-  if (forced == 4 || forced == 8) return forced;
-  return p.channels_last || p.dtype == DType::kFloat32 || p.R == 3 ? 8 : 4;
-}
+// Output rows per thread: 8 for fp32 5x5 / 7x7 filters, else 4 (H200 sweep, forward, 4 against 8 rows:
+// depthwise_3x3 fp32 0.040 / 0.043 ms, bf16 0.030 / 0.048; depthwise_7x7 fp32 0.062 / 0.057, bf16 0.043 / 0.044 with
+// 8 rows spilling). Fewer rows re-read more halo rows (from L1 / L2) but keep fewer registers: more warps per SM.
+template <typename T, int kR> struct RowsOf { static constexpr int value = sizeof(T) == 4 && kR > 3 ? 8 : 4; };
 
 // kN consecutive elements at `src` (aligned to kN elements; kN * sizeof(T) is 8 or 16 bytes) into out[0 .. kN-1] as
 // floats.
@@ -182,109 +175,30 @@ __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, i
     if (p0 + o < rows_out) store_run<T>(dst + int64_t(p0 + o) * cols + q0, acc[o]);
 }
 
-// The channels-last flavour, 3x3 only: a thread owns 4 channels (a 16-byte fp32 or 8-byte fp16/bf16 vector) of one
-// output column for a strip of kT output rows; per input row it loads the 3 pixels of its column window, each used
-// by the 3 output rows it meets. Any padding (columns are pixels here, no vector straddles the padding).
-// Backward-data: the flipped filter with padding 2 - pad. `items` = N x strips x columns x channel vectors.
-template <typename T, int kT, bool kDgrad>
-__global__ void __launch_bounds__(kThreads, 2)
-    conv_kernel_nhwc(const ConvParams p, int items, int strips, int out_cols, int vectors) {
-  constexpr int kR = 3, kV = 4;
-  const int item = blockIdx.x * kThreads + threadIdx.x;
-  if (item >= items) return;
-  int rest = item / vectors;
-  const int c0 = (item - rest * vectors) * kV;
-  const int q = rest % out_cols;
-  rest /= out_cols;
-  const int strip = rest % strips, n = rest / strips;
-  const int C = static_cast<int>(p.C);
-  const int rows_in = static_cast<int>(kDgrad ? p.P : p.H), cols_in = static_cast<int>(kDgrad ? p.Q : p.W);
-  const int rows_out = static_cast<int>(kDgrad ? p.H : p.P);
-  const int pad_h = kDgrad ? kR - 1 - p.pad_h : p.pad_h, pad_w = kDgrad ? kR - 1 - p.pad_w : p.pad_w;
-  const T* __restrict__ src = static_cast<const T*>(kDgrad ? p.y : p.x) + int64_t(n) * rows_in * cols_in * C + c0;
-  T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y) + (int64_t(n) * rows_out * out_cols + q) * C + c0;
-
-  float f[kR][kR][kV];
-#pragma unroll
-  for (int v = 0; v < kV; ++v) {
-    const T* __restrict__ w = static_cast<const T*>(p.w) + int64_t(c0 + v) * p.w_stride[0];
-#pragma unroll
-    for (int r = 0; r < kR; ++r)
-#pragma unroll
-      for (int s = 0; s < kR; ++s)
-        f[r][s][v] =
-            to_acc(w[(kDgrad ? kR - 1 - r : r) * p.w_stride[2] + (kDgrad ? kR - 1 - s : s) * p.w_stride[3]]);
-  }
-  float acc[kT][kV];
-#pragma unroll
-  for (int v = 0; v < kV; ++v) {
-    const float b = !kDgrad && p.bias != nullptr ? to_acc(static_cast<const T*>(p.bias)[c0 + v]) : 0.0f;
-#pragma unroll
-    for (int o = 0; o < kT; ++o) acc[o][v] = b;
-  }
-  const int p0 = strip * kT;
-  bool col_ok[kR];
-#pragma unroll
-  for (int s = 0; s < kR; ++s) col_ok[s] = q - pad_w + s >= 0 && q - pad_w + s < cols_in;
-#pragma unroll
-  for (int i = 0; i < kT + kR - 1; ++i) {
-    const int h = p0 - pad_h + i;
-    if (h < 0 || h >= rows_in) continue;
-    const T* line = src + (int64_t(h) * cols_in + (q - pad_w)) * C;
-    float win[kR][kV];
-#pragma unroll
-    for (int s = 0; s < kR; ++s) {
-      if (col_ok[s]) {
-        load_run<T, kV>(line + s * C, win[s]);
-      } else {
-#pragma unroll
-        for (int v = 0; v < kV; ++v) win[s][v] = 0.0f;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      const int o = i - r;
-      if (o < 0 || o >= kT) continue;  // compile-time
-#pragma unroll
-      for (int s = 0; s < kR; ++s)
-#pragma unroll
-        for (int v = 0; v < kV; ++v) acc[o][v] = fmaf(f[r][s][v], win[s][v], acc[o][v]);
-    }
-  }
-#pragma unroll
-  for (int o = 0; o < kT; ++o)
-    if (p0 + o < rows_out) store_run<T, kV>(dst + int64_t(p0 + o) * out_cols * C, acc[o]);
-}
-
 // Why it cannot run the forward (dgrad false) or backward-data of `p`, or "".
 inline std::string can_implement(const ConvParams& p, bool dgrad) {
   if (p.groups != p.C) return "not depthwise (groups != input channels)";
   if (dgrad && p.K != p.C) return "backward-data with channel multiplier 1 only";
   if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
   if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1) return "stride 1 and dilation 1 only";
-  if (p.channels_last) {
-    if (p.K != p.C) return "channels-last: channel multiplier 1 only";
-    if (p.R != 3 || p.S != 3) return "channels-last: 3x3 filters only";
-    if (p.C % 4 != 0) return "channels-last: channels must be a multiple of 4";
-  } else {
-    if (p.R != p.S || (p.R != 3 && p.R != 5 && p.R != 7)) return "3x3, 5x5 and 7x7 filters only";
-    if (p.pad_w != (p.S - 1) / 2 || p.Q != p.W) return "\"same\" column padding only ((S - 1) / 2 on both sides)";
-    if (p.W % (p.dtype == DType::kFloat32 ? 4 : 8) != 0) return "rows must be a multiple of 16 bytes";
-  }
-  // Activations not aligned to a vector (a view at an odd offset) run on depthwise.cuh's tiles, which must take them.
+  if (p.channels_last) return "NCHW tensors only (channels-last runs tiled:depthwise_vec or tiled:depthwise)";
+  if (p.R != p.S || (p.R != 3 && p.R != 5 && p.R != 7)) return "3x3, 5x5 and 7x7 filters only";
+  if (p.pad_w != (p.S - 1) / 2 || p.Q != p.W) return "\"same\" column padding only ((S - 1) / 2 on both sides)";
+  if (p.W % (p.dtype == DType::kFloat32 ? 4 : 8) != 0) return "rows must be a multiple of 16 bytes";
+  // Activations not 16-byte aligned (a view at an odd offset) run on depthwise.cuh's tiles, which must take them.
   std::string why = dw::can_implement(p, dgrad ? dw::Role::kBackwardData : dw::Role::kForward);
   if (!why.empty()) return why;
-  constexpr int64_t kFewestRows = 4;  // rows_per_thread's least: the most items
-  const int64_t out_rows = dgrad ? p.H : p.P, out_cols = dgrad ? p.W : p.Q;
-  const int64_t items = p.channels_last ? p.N * ((out_rows + kFewestRows - 1) / kFewestRows) * out_cols * (p.C / 4)
-                                        : p.N * (dgrad ? p.C : p.K) * ((out_rows + kFewestRows - 1) / kFewestRows) *
-                                              (p.W / (p.dtype == DType::kFloat32 ? 4 : 8));
-  if (items >= (int64_t(1) << 31) - kThreads) return "2^31 or more thread items";
+  constexpr int64_t kFewestRows = 4;  // RowsOf's least: the most items
+  const int64_t out_rows = dgrad ? p.H : p.P;
+  const int64_t items = p.N * (dgrad ? p.C : p.K) * ((out_rows + kFewestRows - 1) / kFewestRows) *
+                        (p.W / (p.dtype == DType::kFloat32 ? 4 : 8));
+  if (items >= (int64_t(1) << 31) - kThreads) return "2^31 or more (plane, strip, column vector) items";
   return "";
 }
 
-template <typename T, int kR, int kT, bool kDgrad>
+template <typename T, int kR, bool kDgrad>
 void launch_typed(const ConvParams& p, cudaStream_t stream) {
+  constexpr int kT = RowsOf<T, kR>::value;
   constexpr auto kernel = conv_kernel<T, kR, kT, kDgrad>;
   const int64_t out_rows = kDgrad ? p.H : p.P, planes = p.N * (kDgrad ? p.C : p.K);
   const int strips = static_cast<int>((out_rows + kT - 1) / kT), vectors = static_cast<int>(p.W / Vec<T>::value);
@@ -294,32 +208,17 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename T, int kT, bool kDgrad>
-void launch_nhwc(const ConvParams& p, cudaStream_t stream) {
-  const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
-  const int strips = static_cast<int>((out_rows + kT - 1) / kT), vectors = static_cast<int>(p.C / 4);
-  const int64_t items = p.N * strips * out_cols * vectors;  // below 2^31 (can_implement)
-  const unsigned blocks = static_cast<unsigned>((items + kThreads - 1) / kThreads);
-  conv_kernel_nhwc<T, kT, kDgrad><<<blocks, kThreads, 0, stream>>>(p, static_cast<int>(items), strips,
-                                                                 static_cast<int>(out_cols), vectors);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
 // Forward or stride-1 backward-data of `p` (can_implement(p, kDgrad) is "").
 template <bool kDgrad>
 void launch(const ConvParams& p, cudaStream_t stream) {
   if (p.N == 0) return;
-  // NCHW threads move 16 bytes; channels-last threads 4 channels (16 bytes of fp32, 8 of fp16/bf16).
-  const uintptr_t align = p.channels_last && p.dtype != DType::kFloat32 ? 8 : 16;
-  if (reinterpret_cast<uintptr_t>(p.x) % align != 0 || reinterpret_cast<uintptr_t>(p.y) % align != 0)
+  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
     return dw::launch_conv<kDgrad>(p, stream);  // misaligned views: the shared-memory tiles (can_implement checked)
   dispatch_float_dtype(p.dtype, "tiled:depthwise_rows", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const bool eight = rows_per_thread(p) == 8;
-    if (p.channels_last) eight ? launch_nhwc<T, 8, kDgrad>(p, stream) : launch_nhwc<T, 4, kDgrad>(p, stream);
-    else if (p.R == 3) eight ? launch_typed<T, 3, 8, kDgrad>(p, stream) : launch_typed<T, 3, 4, kDgrad>(p, stream);
-    else if (p.R == 5) eight ? launch_typed<T, 5, 8, kDgrad>(p, stream) : launch_typed<T, 5, 4, kDgrad>(p, stream);
-    else eight ? launch_typed<T, 7, 8, kDgrad>(p, stream) : launch_typed<T, 7, 4, kDgrad>(p, stream);
+    if (p.R == 3) launch_typed<T, 3, kDgrad>(p, stream);
+    else if (p.R == 5) launch_typed<T, 5, kDgrad>(p, stream);
+    else launch_typed<T, 7, kDgrad>(p, stream);
   });
 }
 

@@ -1,6 +1,6 @@
-// Forward, tiled family, configuration depthwise_rows: depthwise at stride 1, NCHW 3x3 / 5x5 / 7x7 with
-// "same" column padding or channels-last 3x3, a thread per vector of columns (NCHW) or channels (channels-last) and
-// strip of output rows, inputs read from global memory (csrc/tiled/depthwise_rows.cuh).
+// Forward, tiled family, configuration depthwise_rows: NCHW 3x3 / 5x5 / 7x7 depthwise at stride 1 with
+// "same" column padding, a thread per 16-byte vector of a row's columns and strip of output rows, inputs read from
+// global memory (csrc/tiled/depthwise_rows.cuh).
 #include "kernels.h"
 #include "tiled/depthwise_rows.cuh"
 
