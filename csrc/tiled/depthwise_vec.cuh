@@ -14,7 +14,8 @@
 // correlation), as in depthwise.cuh.
 //
 // Grid: x over a row's (strip, channel vector) items, channel vectors fastest; y over output rows (n, row), each
-// block walking rows blockIdx.y, blockIdx.y + gridDim.y, ...
+// block walking a contiguous run of about kRowsPerBlock rows (the filter rows it shares with the previous row are
+// L1 hits: session 10; before, rows blockIdx.y, blockIdx.y + gridDim.y, ... read every input row R times from L2).
 #pragma once
 
 #include <cstdint>
@@ -115,8 +116,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvPa
     for (int v = 0; v < V; ++v) bias[v] = to_acc(static_cast<const T*>(p.bias)[c0 + v]);
   }
 
-  const int64_t rows = p.N * out_rows;
-  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+  // This block's output rows: a contiguous run (about kRowsPerBlock), so that the input rows a row shares with the
+  // next (all but one per filter row) are still in L1 when that row reads them.
+  const int64_t rows = p.N * out_rows, run = (rows + gridDim.y - 1) / gridDim.y;
+  const int64_t first = blockIdx.y * run, last = min(rows, first + run);
+  for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / out_rows;
     const int oh = static_cast<int>(row - n * out_rows);
     float acc[kTQ][V];
