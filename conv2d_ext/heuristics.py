@@ -229,14 +229,15 @@ _LARGE_WGMMA_TILES = 200
 # fp32 goes there whether TF32 is allowed or not; float64 falls through to direct). The implicit-GEMM choices
 # follow the H100 measurements in benchmarks/NOTES.md.
 RULES = (
-    # depthwise, channels-last fp32 3x3 forward (stride 1, multiplier 1, channels in 16-byte vectors: its
-    # can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3: 0.052 against 0.065 ms); in bf16,
-    # for 7x7 and for backward-data it is slower (latency-bound: NOTES), so the tiles below run those
+    # depthwise, channels-last 3x3 forward and backward-data (stride 1, multiplier 1, channels in 16-byte vectors:
+    # its can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3 forward: fp32 0.049 against
+    # 0.064 ms, bf16 0.050 against 0.056; backward-data GPU time 0.045 against 0.062); slower for 7x7 in bf16 (0.174
+    # against 0.068: 2 output pixels per thread) and no faster in fp32, so the tiles below run the 5x5 and 7x7 filters
     Rule("tiled:depthwise_vec",
-         lambda p, pass_: (p.depthwise and p.channels_last and pass_ == "forward" and p.dtype == "float32" and
+         lambda p, pass_: (p.depthwise and p.channels_last and pass_ in ("forward", "backward_data") and
                            p.R == p.S == 3),
-         "depthwise, channels-last fp32 3x3: a thread per 16-byte channel vector and strip of output pixels, inputs "
-         "read from global memory once per filter row (memory-bound; exact FP32 FMA)"),
+         "depthwise, channels-last 3x3: a thread per 16-byte channel vector and strip of output pixels, inputs read "
+         "from global memory once per filter row (memory-bound; exact FP32 FMA)"),
     # depthwise NCHW forward and backward-data, 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of
     # 16-byte multiples (its can_implement; backward-data multiplier 1): no shared-memory tile, no barrier, so more
     # loads in flight than the tiles below keep
