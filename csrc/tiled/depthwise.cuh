@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 
 #include <cuda_runtime.h>
@@ -690,6 +691,22 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
     else launch_conv_typed<T, false, kDgrad>(p, t, stream);
+  });
+}
+
+// The launch of the register-blocked depthwise kernels (depthwise_vec.cuh, depthwise_rows.cuh), which move 16-byte
+// vectors: nothing for an empty batch; this file's tiles for views not 16-byte aligned (those kernels'
+// can_implement checked that the tiles take the problem); else `run(tag, std::integral_constant<int, R>{})` with
+// p's dtype tag (dispatch_float_dtype's) and filter size R (3, 5 or 7).
+template <bool kDgrad, class Run>
+void launch_vectorized(const ConvParams& p, const char* kernel, cudaStream_t stream, Run&& run) {
+  if (p.N == 0) return;
+  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
+    return launch_conv<kDgrad>(p, stream);
+  dispatch_float_dtype(p.dtype, kernel, [&](auto tag) {
+    if (p.R == 3) run(tag, std::integral_constant<int, 3>{});
+    else if (p.R == 5) run(tag, std::integral_constant<int, 5>{});
+    else run(tag, std::integral_constant<int, 7>{});
   });
 }
 

@@ -209,14 +209,8 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
 // Forward or stride-1 backward-data of `p` (can_implement(p, kDgrad) is "").
 template <bool kDgrad>
 void launch(const ConvParams& p, cudaStream_t stream) {
-  if (p.N == 0) return;
-  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
-    return dw::launch_conv<kDgrad>(p, stream);  // misaligned views: the shared-memory tiles (can_implement checked)
-  dispatch_float_dtype(p.dtype, "tiled:depthwise_vec", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if (p.R == 3) launch_typed<T, 3, kDgrad>(p, stream);
-    else if (p.R == 5) launch_typed<T, 5, kDgrad>(p, stream);
-    else launch_typed<T, 7, kDgrad>(p, stream);
+  dw::launch_vectorized<kDgrad>(p, "tiled:depthwise_vec", stream, [&](auto tag, auto filter) {
+    launch_typed<typename decltype(tag)::type, decltype(filter)::value, kDgrad>(p, stream);
   });
 }
 
