@@ -144,6 +144,12 @@ def normalize(input, weight, bias, stride, padding, dilation, groups, allow_tf32
     if groups is None or groups < 1:
         raise Conv2dError(f"conv2d_ext: groups must be a positive int, got {groups_in!r}")
     N, C, H, W = input.shape
+    if C == 0:  # F.conv2d returns a wrongly shaped result here; our kernels' tile plans divide by C / groups
+        raise Conv2dError(f"conv2d_ext: input must have at least one channel, got shape {tuple(input.shape)}")
+    if K < groups:  # as F.conv2d: no filters (or fewer than groups) is an error, not an empty output
+        raise Conv2dError(
+            f"conv2d_ext: weight must have at least groups ({groups}) out channels, got weight.shape[0] = {K}"
+        )
     if C % groups != 0:
         raise Conv2dError(f"conv2d_ext: input channels ({C}) must be divisible by groups ({groups})")
     if K % groups != 0:

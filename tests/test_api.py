@@ -183,6 +183,12 @@ BAD_CALLS = {
                                         r"weight of shape \(6, 1, 3, 3\) with groups=2 expects 2 input channels, "
                                         r"but input has 4"),
     "weight_in_channels_ungrouped": (dict(weight=lambda: randn(6, 3, 3, 3)), r"expects 3 input channels, but input has 4"),
+    "weight_no_out_channels": (dict(weight=lambda: randn(0, 4, 3, 3), bias=None),
+                               r"weight must have at least groups \(1\) out channels, got weight\.shape\[0\] = 0"),
+    "depthwise_no_out_channels": (dict(weight=lambda: randn(0, 1, 3, 3), groups=4, bias=None),
+                                  r"at least groups \(4\) out channels, got weight\.shape\[0\] = 0"),
+    "input_no_channels": (dict(input=lambda: randn(2, 0, 8, 8), weight=lambda: randn(6, 0, 3, 3)),
+                          r"input must have at least one channel, got shape \(2, 0, 8, 8\)"),
     "groups_0": (dict(groups=0), r"groups must be a positive int, got 0"),
     "groups_negative": (dict(groups=-2), r"groups must be a positive int, got -2"),
     "groups_float": (dict(groups=2.0), r"groups must be a positive int, got 2\.0"),
