@@ -1,6 +1,9 @@
-// Element types: the CUDA type that stands for each DType, its accumulator type, conversions, and
+// Element types: the CUDA type that stands for each DType, its accumulator type, conversions, vector loads and
+// stores of a few elements as floats, and
 // dispatch_dtype() / dispatch_float_dtype(), which turn the runtime DType into a compile-time type for a launcher.
 #pragma once
+
+#include <cstdint>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -23,6 +26,58 @@ template <> __device__ __forceinline__ float to_acc<__nv_bfloat16>(__nv_bfloat16
 template <typename T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return static_cast<T>(v); }
 template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Elements of T in 16 bytes (4 fp32, 8 fp16/bf16): what one vector load or store moves.
+template <typename T> struct Vec16 { static constexpr int value = 16 / sizeof(T); };
+
+// kN consecutive elements at `src` (aligned to their 8 or 16 bytes), read through the read-only cache, into
+// out[0 .. kN-1] as floats.
+template <typename T, int kN = Vec16<T>::value>
+__device__ __forceinline__ void load_floats(const T* src, float* out) {
+  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte loads");
+  uint32_t words[kN * sizeof(T) / 4];
+  if constexpr (kN * sizeof(T) == 16) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src));
+    words[0] = raw.x, words[1] = raw.y, words[2] = raw.z, words[3] = raw.w;
+  } else {
+    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
+    words[0] = raw.x, words[1] = raw.y;
+  }
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) out[i] = __uint_as_float(words[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) {
+      union { uint32_t u; T h[2]; } pair;
+      pair.u = words[i];
+      out[2 * i] = to_acc(pair.h[0]);
+      out[2 * i + 1] = to_acc(pair.h[1]);
+    }
+  }
+}
+
+// kN floats to kN consecutive elements at `dst` (aligned to their 8 or 16 bytes), in T.
+template <typename T, int kN = Vec16<T>::value>
+__device__ __forceinline__ void store_floats(T* dst, const float* v) {
+  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte stores");
+  uint32_t words[kN * sizeof(T) / 4];
+  if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) words[i] = __float_as_uint(v[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) {
+      union { uint32_t u; T h[2]; } pair;
+      pair.h[0] = from_acc<T>(v[2 * i]);
+      pair.h[1] = from_acc<T>(v[2 * i + 1]);
+      words[i] = pair.u;
+    }
+  }
+  if constexpr (kN * sizeof(T) == 16)
+    *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
+  else *reinterpret_cast<uint2*>(dst) = make_uint2(words[0], words[1]);
+}
 
 template <typename T> struct TypeTag { using type = T; };
 

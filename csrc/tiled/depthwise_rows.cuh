@@ -38,67 +38,16 @@ namespace dwr {
 
 constexpr int kThreads = 256;
 
-template <typename T> struct Vec { static constexpr int value = 16 / sizeof(T); };  // columns per thread
-
 // Output rows per thread: 8 for fp32 5x5 / 7x7 filters, else 4 (H200 sweep, forward, 4 against 8 rows:
 // depthwise_3x3 fp32 0.040 / 0.043 ms, bf16 0.030 / 0.048; depthwise_7x7 fp32 0.062 / 0.057, bf16 0.043 / 0.044 with
 // 8 rows spilling). Fewer rows re-read more halo rows (from L1 / L2) but keep fewer registers: more warps per SM.
 template <typename T, int kR> struct RowsOf { static constexpr int value = sizeof(T) == 4 && kR > 3 ? 8 : 4; };
 
-// kN consecutive elements at `src` (aligned to kN elements; kN * sizeof(T) is 8 or 16 bytes) into out[0 .. kN-1] as
-// floats.
-template <typename T, int kN>
-__device__ __forceinline__ void load_run(const T* src, float* out) {
-  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte loads");
-  uint32_t words[kN * sizeof(T) / 4];
-  if constexpr (kN * sizeof(T) == 16) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src));
-    words[0] = raw.x, words[1] = raw.y, words[2] = raw.z, words[3] = raw.w;
-  } else {
-    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
-    words[0] = raw.x, words[1] = raw.y;
-  }
-  if constexpr (sizeof(T) == 4) {
-#pragma unroll
-    for (int i = 0; i < kN; ++i) out[i] = __uint_as_float(words[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < kN / 2; ++i) {
-      union { uint32_t u; T h[2]; } pair;
-      pair.u = words[i];
-      out[2 * i] = to_acc(pair.h[0]);
-      out[2 * i + 1] = to_acc(pair.h[1]);
-    }
-  }
-}
-
-// kN floats to kN consecutive elements at `dst` (aligned; 8 or 16 bytes), in T.
-template <typename T, int kN = Vec<T>::value>
-__device__ __forceinline__ void store_run(T* dst, const float* v) {
-  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte stores");
-  uint32_t words[kN * sizeof(T) / 4];
-  if constexpr (sizeof(T) == 4) {
-#pragma unroll
-    for (int i = 0; i < kN; ++i) words[i] = __float_as_uint(v[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < kN / 2; ++i) {
-      union { uint32_t u; T h[2]; } pair;
-      pair.h[0] = from_acc<T>(v[2 * i]);
-      pair.h[1] = from_acc<T>(v[2 * i + 1]);
-      words[i] = pair.u;
-    }
-  }
-  if constexpr (kN * sizeof(T) == 16)
-    *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
-  else *reinterpret_cast<uint2*>(dst) = make_uint2(words[0], words[1]);
-}
-
 // Forward (kDgrad false: x -> y, channel multiplier M = K / C) or stride-1 backward-data (grad_output -> grad_input,
 // M = 1) of a kR x kR depthwise convolution, NCHW. `items` = planes x strips x vectors (below 2^31).
 template <typename T, int kR, int kT, bool kDgrad>
 __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, int items, int strips, int vectors) {
-  constexpr int V = Vec<T>::value, kPad = (kR - 1) / 2, kHalo = 4;
+  constexpr int V = Vec16<T>::value, kPad = (kR - 1) / 2, kHalo = 4;  // V: columns per thread
   constexpr int kWin = V + kR - 1;  // input columns of a row that a thread's V outputs read
   static_assert(kPad < kHalo, "the halo loads cover the padding");
   const int item = blockIdx.x * kThreads + threadIdx.x;
@@ -141,15 +90,15 @@ __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, i
     const T* line = src + int64_t(h) * cols + q0;
     float win[kWin];  // input columns q0 - kPad .. q0 + V - 1 + kPad
     float mid[V], lo[kHalo], hi[kHalo];
-    load_run<T, V>(line, mid);
+    load_floats<T, V>(line, mid);
     if (left) {
-      load_run<T, kHalo>(line - kHalo, lo);
+      load_floats<T, kHalo>(line - kHalo, lo);
     } else {
 #pragma unroll
       for (int j = 0; j < kHalo; ++j) lo[j] = 0.0f;
     }
     if (right) {
-      load_run<T, kHalo>(line + V, hi);
+      load_floats<T, kHalo>(line + V, hi);
     } else {
 #pragma unroll
       for (int j = 0; j < kHalo; ++j) hi[j] = 0.0f;
@@ -172,7 +121,7 @@ __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const ConvParams p, i
   }
 #pragma unroll
   for (int o = 0; o < kT; ++o)
-    if (p0 + o < rows_out) store_run<T>(dst + int64_t(p0 + o) * cols + q0, acc[o]);
+    if (p0 + o < rows_out) store_floats<T>(dst + int64_t(p0 + o) * cols + q0, acc[o]);
 }
 
 // Why it cannot run the forward (dgrad false) or backward-data of `p`, or "".
@@ -201,7 +150,8 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   constexpr int kT = RowsOf<T, kR>::value;
   constexpr auto kernel = conv_kernel<T, kR, kT, kDgrad>;
   const int64_t out_rows = kDgrad ? p.H : p.P, planes = p.N * (kDgrad ? p.C : p.K);
-  const int strips = static_cast<int>((out_rows + kT - 1) / kT), vectors = static_cast<int>(p.W / Vec<T>::value);
+  const int strips = static_cast<int>((out_rows + kT - 1) / kT);
+  const int vectors = static_cast<int>(p.W / Vec16<T>::value);
   const int64_t items = planes * strips * vectors;  // below 2^31 (can_implement)
   const unsigned blocks = static_cast<unsigned>((items + kThreads - 1) / kThreads);
   kernel<<<blocks, kThreads, 0, stream>>>(p, static_cast<int>(items), strips, vectors);

@@ -38,56 +38,15 @@ constexpr int kMinBlocks = 2;                          // blocks per SM the regi
 constexpr int64_t kMaxFilterSmem = 96 * 1024;          // the fp32 filter of every channel, in shared memory
 constexpr int kRowsPerBlock = 4;                       // output rows a block walks (about)
 
-template <typename T> struct Vec { static constexpr int value = 16 / sizeof(T); };
-
 // Output pixels per thread: 4, or 2 for 16-bit types with 5x5 / 7x7 filters (their input strips, converted to fp32,
 // would not fit the register budget).
 template <typename T, int kS> struct StripOf { static constexpr int value = sizeof(T) == 2 && kS > 3 ? 2 : 4; };
-
-// 16 bytes at `src` (aligned) as V floats.
-template <typename T>
-__device__ __forceinline__ void load_vec(const T* src, float (&out)[Vec<T>::value]) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src));
-  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-  if constexpr (sizeof(T) == 4) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) out[i] = __uint_as_float(words[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      union { uint32_t u; T h[2]; } pair;
-      pair.u = words[i];
-      out[2 * i] = to_acc(pair.h[0]);
-      out[2 * i + 1] = to_acc(pair.h[1]);
-    }
-  }
-}
-
-// V floats to 16 bytes at `dst` (aligned), in T.
-template <typename T>
-__device__ __forceinline__ void store_vec(T* dst, const float (&v)[Vec<T>::value]) {
-  uint4 raw;
-  uint32_t* words = reinterpret_cast<uint32_t*>(&raw);
-  if constexpr (sizeof(T) == 4) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) words[i] = __float_as_uint(v[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      union { uint32_t u; T h[2]; } pair;
-      pair.h[0] = from_acc<T>(v[2 * i]);
-      pair.h[1] = from_acc<T>(v[2 * i + 1]);
-      words[i] = pair.u;
-    }
-  }
-  *reinterpret_cast<uint4*>(dst) = raw;
-}
 
 // Forward (kDgrad false: x -> y) or stride-1 backward-data (grad_output -> grad_input) of a kR x kS depthwise
 // convolution, channel multiplier 1, NHWC.
 template <typename T, int kR, int kS, bool kDgrad>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvParams p, int strips) {
-  constexpr int V = Vec<T>::value, kTQ = StripOf<T, kS>::value, kIn = kTQ + kS - 1;
+  constexpr int V = Vec16<T>::value, kTQ = StripOf<T, kS>::value, kIn = kTQ + kS - 1;
   // Filter rows unrolled (their loads in flight together), but one at a time for 7x7 (spills otherwise).
   constexpr int kRowUnroll = kR == 7 ? 1 : kR;
   extern __shared__ __align__(16) float wsm[];  // [r][s][c], flipped for backward-data
@@ -138,7 +97,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvPa
       for (int j = 0; j < kIn; ++j) {
         const int col = q0 - pad_w + j;
         if (col >= 0 && col < in_cols) {
-          load_vec<T>(line + int64_t(col) * C, in[j]);
+          load_floats<T>(line + int64_t(col) * C, in[j]);
         } else {
 #pragma unroll
           for (int v = 0; v < V; ++v) in[j][v] = 0.0f;
@@ -162,7 +121,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvPa
     T* out = dst + ((n * out_rows + oh) * int64_t(out_cols) + q0) * C + c0;
 #pragma unroll
     for (int t = 0; t < kTQ; ++t)
-      if (q0 + t < out_cols) store_vec<T>(out + int64_t(t) * C, acc[t]);
+      if (q0 + t < out_cols) store_floats<T>(out + int64_t(t) * C, acc[t]);
   }
 }
 
@@ -197,7 +156,7 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   constexpr int kTQ = StripOf<T, kR>::value;
   const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
   const int strips = static_cast<int>((out_cols + kTQ - 1) / kTQ);
-  const int64_t items = int64_t(strips) * (p.C / Vec<T>::value);
+  const int64_t items = int64_t(strips) * (p.C / Vec16<T>::value);
   const int64_t smem = p.R * p.S * p.C * 4;
   dw::allow_shared_memory<kernel>(smem);
   const int64_t blocks_x = (items + kThreads - 1) / kThreads, rows = p.N * out_rows;
