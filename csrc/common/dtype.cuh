@@ -30,19 +30,25 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(flo
 // Elements of T in 16 bytes (4 fp32, 8 fp16/bf16): what one vector load or store moves.
 template <typename T> struct Vec16 { static constexpr int value = 16 / sizeof(T); };
 
-// kN consecutive elements at `src` (aligned to their 8 or 16 bytes), read through the read-only cache, into
-// out[0 .. kN-1] as floats.
+// The raw bits of kBytes (8 or 16) bytes: what one vector load moves, before conversion.
+template <int kBytes> struct RawVec;
+template <> struct RawVec<16> { using type = uint4; };
+template <> struct RawVec<8> { using type = uint2; };
+template <typename T, int kN> using raw_vec_t = typename RawVec<kN * int(sizeof(T))>::type;
+
+// kN consecutive elements at `src` (aligned to their 8 or 16 bytes), read through the read-only cache, as raw bits.
 template <typename T, int kN = Vec16<T>::value>
-__device__ __forceinline__ void load_floats(const T* src, float* out) {
-  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte loads");
-  uint32_t words[kN * sizeof(T) / 4];
-  if constexpr (kN * sizeof(T) == 16) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src));
-    words[0] = raw.x, words[1] = raw.y, words[2] = raw.z, words[3] = raw.w;
-  } else {
-    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
-    words[0] = raw.x, words[1] = raw.y;
-  }
+__device__ __forceinline__ raw_vec_t<T, kN> load_raw(const T* src) {
+  return __ldg(reinterpret_cast<const raw_vec_t<T, kN>*>(src));
+}
+
+// The kN elements of T in `raw` as floats, out[0 .. kN-1].
+template <typename T, int kN = Vec16<T>::value>
+__device__ __forceinline__ void unpack_floats(const raw_vec_t<T, kN>& raw, float* out) {
+  static_assert(kN * sizeof(T) == 16 || kN * sizeof(T) == 8, "8- or 16-byte vectors");
+  uint32_t words[4];
+  words[0] = raw.x, words[1] = raw.y;
+  if constexpr (kN * sizeof(T) == 16) words[2] = raw.z, words[3] = raw.w;
   if constexpr (sizeof(T) == 4) {
 #pragma unroll
     for (int i = 0; i < kN; ++i) out[i] = __uint_as_float(words[i]);
@@ -55,6 +61,13 @@ __device__ __forceinline__ void load_floats(const T* src, float* out) {
       out[2 * i + 1] = to_acc(pair.h[1]);
     }
   }
+}
+
+// kN consecutive elements at `src` (aligned to their 8 or 16 bytes), read through the read-only cache, into
+// out[0 .. kN-1] as floats.
+template <typename T, int kN = Vec16<T>::value>
+__device__ __forceinline__ void load_floats(const T* src, float* out) {
+  unpack_floats<T, kN>(load_raw<T, kN>(src), out);
 }
 
 // kN floats to kN consecutive elements at `dst` (aligned to their 8 or 16 bytes), in T.

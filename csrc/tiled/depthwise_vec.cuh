@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -34,21 +35,25 @@ namespace conv2d_ext {
 namespace dwv {
 
 constexpr int kThreads = 256;
-constexpr int kMinBlocks = 2;                          // blocks per SM the registers must allow (<= 128 each)
 constexpr int64_t kMaxFilterSmem = 96 * 1024;          // the fp32 filter of every channel, in shared memory
 constexpr int kRowsPerBlock = 4;                       // output rows a block walks (about)
 
-// Output pixels per thread: 4, or 2 for 16-bit types with 5x5 / 7x7 filters (their input strips, converted to fp32,
-// would not fit the register budget).
-template <typename T, int kS> struct StripOf { static constexpr int value = sizeof(T) == 2 && kS > 3 ? 2 : 4; };
+// A thread's work: kV channels (one 8- or 16-byte vector) of kTQ neighbouring output pixels of a row; kMinBlocks
+// blocks per SM bound its registers (65536 / (256 x kMinBlocks)).
+template <int kV_, int kTQ_, int kMinBlocks_> struct Config {
+  static constexpr int kV = kV_, kTQ = kTQ_, kMinBlocks = kMinBlocks_;
+};
 
 // Forward (kDgrad false: x -> y) or stride-1 backward-data (grad_output -> grad_input) of a kR x kS depthwise
-// convolution, channel multiplier 1, NHWC.
-template <typename T, int kR, int kS, bool kDgrad>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvParams p, int strips) {
-  constexpr int V = Vec16<T>::value, kTQ = StripOf<T, kS>::value, kIn = kTQ + kS - 1;
-  // Filter rows unrolled (their loads in flight together), but one at a time for 7x7 (spills otherwise).
-  constexpr int kRowUnroll = kR == 7 ? 1 : kR;
+// convolution, channel multiplier 1, NHWC. Each block walks `run` consecutive output rows (n, oh); a thread's work
+// is a sequence of steps (output row, filter row), each reading the kIn input vectors of its strip in that input row
+// (zero outside the image), and the loads of the next step are issued before the current step's FMAs (one step of
+// lookahead, across output rows too), so a thread always has a row of loads in flight.
+template <typename T, int kR, int kS, bool kDgrad, typename Cfg>
+__global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const ConvParams p, int strips,
+                                                                         int64_t run) {
+  constexpr int V = Cfg::kV, kTQ = Cfg::kTQ, kIn = kTQ + kS - 1;
+  using Raw = raw_vec_t<T, V>;
   extern __shared__ __align__(16) float wsm[];  // [r][s][c], flipped for backward-data
   const int C = static_cast<int>(p.C), vectors = C / V;
   const T* __restrict__ w = static_cast<const T*>(p.w);
@@ -67,6 +72,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvPa
   const int in_rows = static_cast<int>(kDgrad ? p.P : p.H), in_cols = static_cast<int>(kDgrad ? p.Q : p.W);
   const int out_rows = static_cast<int>(kDgrad ? p.H : p.P), out_cols = static_cast<int>(kDgrad ? p.W : p.Q);
   const int pad_h = kDgrad ? kR - 1 - p.pad_h : p.pad_h, pad_w = kDgrad ? kS - 1 - p.pad_w : p.pad_w;
+  const int64_t rows = p.N * out_rows, first = blockIdx.y * run, last = min(rows, first + run);
+  if (first >= last) return;
   float bias[V];
 #pragma unroll
   for (int v = 0; v < V; ++v) bias[v] = 0.0f;
@@ -75,53 +82,89 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) conv_kernel(const ConvPa
     for (int v = 0; v < V; ++v) bias[v] = to_acc(static_cast<const T*>(p.bias)[c0 + v]);
   }
 
-  // This block's output rows: a contiguous run (about kRowsPerBlock), so that the input rows a row shares with the
-  // next (all but one per filter row) are still in L1 when that row reads them.
-  const int64_t rows = p.N * out_rows, run = (rows + gridDim.y - 1) / gridDim.y;
-  const int64_t first = blockIdx.y * run, last = min(rows, first + run);
+  // The strip's input columns q0 - pad_w + j, j < kIn: which lie inside the image (the same on every row).
+  uint32_t col_ok = 0;
+#pragma unroll
+  for (int j = 0; j < kIn; ++j) {
+    const int col = q0 - pad_w + j;
+    col_ok |= (col >= 0 && col < in_cols ? 1u : 0u) << j;
+  }
+  // The strip's kIn vectors of the input row at `line` (its column q0 - pad_w) into buf, zero outside the image.
+  const int64_t pitch = int64_t(in_cols) * C;  // elements per input row
+  auto load_row = [&](Raw(&buf)[kIn], const T* line, bool row_ok) {
+    const uint32_t mask = row_ok ? col_ok : 0u;
+    if (mask == (1u << kIn) - 1) {  // inside the image (most rows and strips): no predicates, no zero fill
+#pragma unroll
+      for (int j = 0; j < kIn; ++j) buf[j] = load_raw<T, V>(line + j * C);
+      return;
+    }
+#pragma unroll
+    for (int j = 0; j < kIn; ++j) {
+      buf[j] = Raw{};
+      if (mask >> j & 1u) buf[j] = load_raw<T, V>(line);
+      line += C;
+    }
+  };
+  const T* __restrict__ strip_src = src + int64_t(q0 - pad_w) * C + c0;
+  // The input row of filter row 0 for output row oh of image n (before the image when oh < pad_h).
+  auto top_of = [&](int64_t n, int oh) { return strip_src + (n * in_rows + (oh - pad_h)) * pitch; };
+
+  int64_t n = first / out_rows;
+  int oh = static_cast<int>(first - n * out_rows);
+  const T* top = top_of(n, oh);
+  Raw cur[kIn], nxt[kIn];
+  load_row(cur, top, oh - pad_h >= 0 && oh - pad_h < in_rows);
   for (int64_t row = first; row < last; ++row) {
-    const int64_t n = row / out_rows;
-    const int oh = static_cast<int>(row - n * out_rows);
+    int64_t n_next = n;
+    int oh_next = oh + 1;
+    if (oh_next == out_rows) oh_next = 0, ++n_next;
+    const T* top_next = top_of(n_next, oh_next);
     float acc[kTQ][V];
 #pragma unroll
     for (int t = 0; t < kTQ; ++t)
 #pragma unroll
       for (int v = 0; v < V; ++v) acc[t][v] = bias[v];
-#pragma unroll kRowUnroll
+#pragma unroll
     for (int r = 0; r < kR; ++r) {
-      const int h = oh - pad_h + r;
-      if (h < 0 || h >= in_rows) continue;
-      const T* line = src + (n * in_rows + h) * int64_t(in_cols) * C + c0;
-      float in[kIn][V];
-#pragma unroll
-      for (int j = 0; j < kIn; ++j) {
-        const int col = q0 - pad_w + j;
-        if (col >= 0 && col < in_cols) {
-          load_floats<T>(line + int64_t(col) * C, in[j]);
-        } else {
-#pragma unroll
-          for (int v = 0; v < V; ++v) in[j][v] = 0.0f;
-        }
+      if (r + 1 < kR) {
+        const int h = oh - pad_h + r + 1;
+        load_row(nxt, top + (r + 1) * pitch, h >= 0 && h < in_rows);
+      } else if (row + 1 < last) {
+        const int h = oh_next - pad_h;
+        load_row(nxt, top_next, h >= 0 && h < in_rows);
       }
+      // Filter row r of these channels, then each input vector once (converted once) into the outputs it meets.
+      float wr[kS][V];
 #pragma unroll
       for (int s = 0; s < kS; ++s) {
-        float wk[V];
         const float4* wv = reinterpret_cast<const float4*>(wsm + (r * kS + s) * C + c0);
 #pragma unroll
         for (int i = 0; i < V / 4; ++i) {
           const float4 f = wv[i];
-          wk[4 * i] = f.x, wk[4 * i + 1] = f.y, wk[4 * i + 2] = f.z, wk[4 * i + 3] = f.w;
+          wr[s][4 * i] = f.x, wr[s][4 * i + 1] = f.y, wr[s][4 * i + 2] = f.z, wr[s][4 * i + 3] = f.w;
         }
-#pragma unroll
-        for (int t = 0; t < kTQ; ++t)
-#pragma unroll
-          for (int v = 0; v < V; ++v) acc[t][v] = fmaf(wk[v], in[t + s][v], acc[t][v]);
       }
+#pragma unroll
+      for (int j = 0; j < kIn; ++j) {
+        float x[V];
+        unpack_floats<T, V>(cur[j], x);
+#pragma unroll
+        for (int s = 0; s < kS; ++s) {
+          const int t = j - s;
+          if (t >= 0 && t < kTQ) {
+#pragma unroll
+            for (int v = 0; v < V; ++v) acc[t][v] = fmaf(wr[s][v], x[v], acc[t][v]);
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kIn; ++j) cur[j] = nxt[j];
     }
     T* out = dst + ((n * out_rows + oh) * int64_t(out_cols) + q0) * C + c0;
 #pragma unroll
     for (int t = 0; t < kTQ; ++t)
-      if (q0 + t < out_cols) store_floats<T>(out + int64_t(t) * C, acc[t]);
+      if (q0 + t < out_cols) store_floats<T, V>(out + int64_t(t) * C, acc[t]);
+    n = n_next, oh = oh_next, top = top_next;
   }
 }
 
@@ -133,8 +176,7 @@ inline std::string can_implement(const ConvParams& p, bool dgrad) {
   if (p.sm < 80) return "needs compute capability 8.0 or newer";
   if (p.R != p.S || (p.R != 3 && p.R != 5 && p.R != 7)) return "3x3, 5x5 and 7x7 filters only";
   if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1) return "stride 1 and dilation 1 only";
-  const int V = p.dtype == DType::kFloat32 ? 4 : 8;
-  if (p.C % V != 0) return "channels must fill 16-byte vectors";
+  if (p.C % (p.dtype == DType::kFloat32 ? 4 : 8) != 0) return "channels must fill 16-byte vectors";
   // Activations not 16-byte aligned (a view at an odd offset) run on depthwise.cuh's tiles, which must take them.
   std::string why = dw::can_implement(p, dgrad ? dw::Role::kBackwardData : dw::Role::kForward);
   if (!why.empty()) return why;
@@ -145,24 +187,50 @@ inline std::string can_implement(const ConvParams& p, bool dgrad) {
   const int64_t cols = dgrad ? p.W : p.Q, kLimit = int64_t(1) << 30;  // output columns
   if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit || p.pad_h >= kLimit || p.pad_w >= kLimit)
     return "a spatial size or padding of 2^30 or more";
-  if ((cols + 1) * (p.C / V) >= (int64_t(1) << 31) - kThreads)
+  if ((cols + 1) * (p.C / 4) >= (int64_t(1) << 31) - kThreads)  // 4 or more channels a thread
     return "2^31 or more (strip, channel vector) items per row";
   return "";
 }
 
-template <typename T, int kR, bool kDgrad>
-void launch_typed(const ConvParams& p, cudaStream_t stream) {
-  constexpr auto kernel = conv_kernel<T, kR, kR, kDgrad>;
-  constexpr int kTQ = StripOf<T, kR>::value;
+template <typename T, int kR, bool kDgrad, typename Cfg>
+void launch_config(const ConvParams& p, cudaStream_t stream, int64_t rows_per_block) {
+  constexpr auto kernel = conv_kernel<T, kR, kR, kDgrad, Cfg>;
   const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
-  const int strips = static_cast<int>((out_cols + kTQ - 1) / kTQ);
-  const int64_t items = int64_t(strips) * (p.C / Vec16<T>::value);
+  const int strips = static_cast<int>((out_cols + Cfg::kTQ - 1) / Cfg::kTQ);
+  const int64_t items = int64_t(strips) * (p.C / Cfg::kV);
   const int64_t smem = p.R * p.S * p.C * 4;
   dw::allow_shared_memory<kernel>(smem);
   const int64_t blocks_x = (items + kThreads - 1) / kThreads, rows = p.N * out_rows;
-  const int64_t blocks_y = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, rows / kRowsPerBlock)});
-  kernel<<<dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y)), kThreads, smem, stream>>>(p, strips);
+  int64_t blocks_y = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, rows / rows_per_block)});
+  const int64_t run = (rows + blocks_y - 1) / blocks_y;
+  blocks_y = (rows + run - 1) / run;
+  kernel<<<dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y)), kThreads, smem, stream>>>(
+      p, strips, run);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// SWEEP (temporary): CONV2D_EXT_DWV_VARIANT picks a configuration, CONV2D_EXT_DWV_ROWS the rows per block.
+inline int sweep_env(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : fallback;
+}
+
+template <typename T, int kR, bool kDgrad>
+void launch_typed(const ConvParams& p, cudaStream_t stream) {
+  const int variant = sweep_env("CONV2D_EXT_DWV_VARIANT", 0);
+  const int64_t rows_per_block = sweep_env("CONV2D_EXT_DWV_ROWS", kRowsPerBlock);
+  if constexpr (sizeof(T) == 4) {
+    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 2, 3>>(p, stream, rows_per_block);
+    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block);
+  } else if constexpr (kR == 3) {
+    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block);
+    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 3>>(p, stream, rows_per_block);
+    return launch_config<T, kR, kDgrad, Config<8, 4, 2>>(p, stream, rows_per_block);
+  } else {
+    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block);
+    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 2>>(p, stream, rows_per_block);
+    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block);
+  }
 }
 
 // Forward or stride-1 backward-data of `p` (can_implement(p, kDgrad) is "").
