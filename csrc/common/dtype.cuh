@@ -42,6 +42,9 @@ __device__ __forceinline__ raw_vec_t<T, kN> load_raw(const T* src) {
   return __ldg(reinterpret_cast<const raw_vec_t<T, kN>*>(src));
 }
 
+// Asks for the 128-byte line holding `p` to be brought into L2 (a hint: no register, no fault).
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // The kN elements of T in `raw` as floats, out[0 .. kN-1].
 template <typename T, int kN = Vec16<T>::value>
 __device__ __forceinline__ void unpack_floats(const raw_vec_t<T, kN>& raw, float* out) {

@@ -338,15 +338,15 @@ void allow_shared_memory(int64_t bytes) {
   });
 }
 
-// Blocks of a persistent grid over `tiles` tiles: as many as are resident at once, never more than the tiles. The
-// occupancy query is cached per kernel, device, block size and shared memory (a plan has few of them).
+// Blocks of `kernel` resident on the whole device at once with `threads` threads and `smem` bytes of dynamic shared
+// memory each. The occupancy query is cached per kernel, device, block size and shared memory (few of each).
 template <auto kernel>
-unsigned persistent_blocks(const Plan& t) {
+int64_t resident_blocks(int threads, int64_t smem) {
   static std::mutex mutex;
   static std::unordered_map<int64_t, int> cache;
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  const int64_t key = (int64_t(device) << 48) | (int64_t(t.threads) << 32) | t.smem;
+  const int64_t key = (int64_t(device) << 48) | (int64_t(threads) << 32) | smem;
   int per_sm = 0;
   {
     const std::lock_guard<std::mutex> lock(mutex);
@@ -354,12 +354,17 @@ unsigned persistent_blocks(const Plan& t) {
     if (found != cache.end()) {
       per_sm = found->second;
     } else {
-      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, t.threads, t.smem));
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
       cache.emplace(key, per_sm);
     }
   }
-  const int64_t resident = int64_t(std::max(per_sm, 1)) * num_sms();
-  return static_cast<unsigned>(std::min<int64_t>(t.tiles, resident));
+  return int64_t(std::max(per_sm, 1)) * num_sms();
+}
+
+// Blocks of a persistent grid over `tiles` tiles: as many as are resident at once, never more than the tiles.
+template <auto kernel>
+unsigned persistent_blocks(const Plan& t) {
+  return static_cast<unsigned>(std::min<int64_t>(t.tiles, resident_blocks<kernel>(t.threads, t.smem)));
 }
 
 // ---- Device.

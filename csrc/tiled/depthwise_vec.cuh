@@ -51,7 +51,7 @@ template <int kV_, int kTQ_, int kMinBlocks_> struct Config {
 // lookahead, across output rows too), so a thread always has a row of loads in flight.
 template <typename T, int kR, int kS, bool kDgrad, typename Cfg>
 __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const ConvParams p, int strips,
-                                                                         int64_t run) {
+                                                                         int64_t run, int ahead) {
   constexpr int V = Cfg::kV, kTQ = Cfg::kTQ, kIn = kTQ + kS - 1;
   using Raw = raw_vec_t<T, V>;
   extern __shared__ __align__(16) float wsm[];  // [r][s][c], flipped for backward-data
@@ -74,13 +74,8 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
   const int pad_h = kDgrad ? kR - 1 - p.pad_h : p.pad_h, pad_w = kDgrad ? kS - 1 - p.pad_w : p.pad_w;
   const int64_t rows = p.N * out_rows, first = blockIdx.y * run, last = min(rows, first + run);
   if (first >= last) return;
-  float bias[V];
-#pragma unroll
-  for (int v = 0; v < V; ++v) bias[v] = 0.0f;
-  if (!kDgrad && p.bias != nullptr) {
-#pragma unroll
-    for (int v = 0; v < V; ++v) bias[v] = to_acc(static_cast<const T*>(p.bias)[c0 + v]);
-  }
+  // The bias (forward) is added at the store, read again per row (L1 hits): no registers held across the loop.
+  const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
 
   // The strip's input columns q0 - pad_w + j, j < kIn: which lie inside the image (the same on every row).
   uint32_t col_ok = 0;
@@ -119,11 +114,18 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
     int oh_next = oh + 1;
     if (oh_next == out_rows) oh_next = 0, ++n_next;
     const T* top_next = top_of(n_next, oh_next);
-    float acc[kTQ][V];
+    // The input row that output row oh + ahead meets first (its last filter row), into L2 ahead of its loads: the
+    // strip's own kTQ columns (the other columns are other strips' own).
+    if (ahead > 0 && oh + ahead < out_rows) {
+      const int h = oh + ahead - pad_h + kR - 1;
+      if (h >= 0 && h < in_rows) {
+        const T* line = top + int64_t(ahead + kR - 1) * pitch;
 #pragma unroll
-    for (int t = 0; t < kTQ; ++t)
-#pragma unroll
-      for (int v = 0; v < V; ++v) acc[t][v] = bias[v];
+        for (int t = 0; t < kTQ; ++t)
+          if (q0 + t < in_cols) prefetch_l2(line + int64_t(t + pad_w) * C);
+      }
+    }
+    float acc[kTQ][V] = {};
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
       if (r + 1 < kR) {
@@ -160,6 +162,14 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
 #pragma unroll
       for (int j = 0; j < kIn; ++j) cur[j] = nxt[j];
     }
+    if (bias != nullptr) {
+#pragma unroll
+      for (int v = 0; v < V; ++v) {  // elementwise: a bias view need not be 16-byte aligned
+        const float b = to_acc(bias[c0 + v]);
+#pragma unroll
+        for (int t = 0; t < kTQ; ++t) acc[t][v] += b;
+      }
+    }
     T* out = dst + ((n * out_rows + oh) * int64_t(out_cols) + q0) * C + c0;
 #pragma unroll
     for (int t = 0; t < kTQ; ++t)
@@ -193,7 +203,7 @@ inline std::string can_implement(const ConvParams& p, bool dgrad) {
 }
 
 template <typename T, int kR, bool kDgrad, typename Cfg>
-void launch_config(const ConvParams& p, cudaStream_t stream, int64_t rows_per_block) {
+void launch_config(const ConvParams& p, cudaStream_t stream, int64_t rows_per_block, int ahead) {
   constexpr auto kernel = conv_kernel<T, kR, kR, kDgrad, Cfg>;
   const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
   const int strips = static_cast<int>((out_cols + Cfg::kTQ - 1) / Cfg::kTQ);
@@ -201,11 +211,14 @@ void launch_config(const ConvParams& p, cudaStream_t stream, int64_t rows_per_bl
   const int64_t smem = p.R * p.S * p.C * 4;
   dw::allow_shared_memory<kernel>(smem);
   const int64_t blocks_x = (items + kThreads - 1) / kThreads, rows = p.N * out_rows;
-  int64_t blocks_y = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, rows / rows_per_block)});
+  // One wave: as many blocks as are resident at once, each walking an equal run of rows.
+  int64_t blocks_y = rows_per_block > 0 ? rows / rows_per_block
+                                        : dw::resident_blocks<kernel>(kThreads, smem) / blocks_x;
+  blocks_y = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, blocks_y)});
   const int64_t run = (rows + blocks_y - 1) / blocks_y;
   blocks_y = (rows + run - 1) / run;
   kernel<<<dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y)), kThreads, smem, stream>>>(
-      p, strips, run);
+      p, strips, run, ahead);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -218,18 +231,19 @@ inline int sweep_env(const char* name, int fallback) {
 template <typename T, int kR, bool kDgrad>
 void launch_typed(const ConvParams& p, cudaStream_t stream) {
   const int variant = sweep_env("CONV2D_EXT_DWV_VARIANT", 0);
-  const int64_t rows_per_block = sweep_env("CONV2D_EXT_DWV_ROWS", kRowsPerBlock);
+  const int64_t rows_per_block = sweep_env("CONV2D_EXT_DWV_ROWS", 0);
+  const int ahead = sweep_env("CONV2D_EXT_DWV_AHEAD", 0);
   if constexpr (sizeof(T) == 4) {
-    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 2, 3>>(p, stream, rows_per_block);
-    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block);
+    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 2, 3>>(p, stream, rows_per_block, ahead);
+    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block, ahead);
   } else if constexpr (kR == 3) {
-    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block);
-    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 3>>(p, stream, rows_per_block);
-    return launch_config<T, kR, kDgrad, Config<8, 4, 2>>(p, stream, rows_per_block);
+    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block, ahead);
+    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 3>>(p, stream, rows_per_block, ahead);
+    return launch_config<T, kR, kDgrad, Config<8, 4, 2>>(p, stream, rows_per_block, ahead);
   } else {
-    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block);
-    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 2>>(p, stream, rows_per_block);
-    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block);
+    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block, ahead);
+    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 2>>(p, stream, rows_per_block, ahead);
+    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block, ahead);
   }
 }
 
