@@ -230,9 +230,10 @@ _LARGE_WGMMA_TILES = 200
 # follow the H100 measurements in benchmarks/NOTES.md.
 RULES = (
     # depthwise, channels-last 3x3 forward and backward-data (stride 1, multiplier 1, channels in 16-byte vectors:
-    # its can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3 forward: fp32 0.049 against
-    # 0.064 ms, bf16 0.050 against 0.056; backward-data GPU time 0.045 against 0.062); slower for 7x7 in bf16 (0.174
-    # against 0.068: 2 output pixels per thread) and no faster in fp32, so the tiles below run the 5x5 and 7x7 filters
+    # its can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3, GPU time, forward / backward-
+    # data: fp32 0.036 / 0.035 ms against 0.061 / 0.061, bf16 0.023 / 0.024 against 0.053 / 0.059); slower for 7x7
+    # (fp32 0.10 against 0.074, bf16 0.087 against 0.065: its filter is read from shared memory per tap), so the
+    # tiles below run the 5x5 and 7x7 filters
     Rule("tiled:depthwise_vec",
          lambda p, pass_: (p.depthwise and p.channels_last and pass_ in ("forward", "backward_data") and
                            p.R == p.S == 3),

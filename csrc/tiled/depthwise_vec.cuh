@@ -1,26 +1,27 @@
 // Tiled family, configuration depthwise_vec: channels-last depthwise forward and stride-1 backward-data for 3x3, 5x5
 // and 7x7 filters at stride 1 and dilation 1, channel multiplier 1, channels in 16-byte vectors.
 //
-// In channels-last memory a pixel's channels are contiguous, so a thread can own one 16-byte vector of channels (4
-// fp32 or 8 fp16/bf16) for a strip of kTQ neighbouring output pixels of one row and read its inputs straight from
-// global memory: per filter row, the kTQ + S - 1 input vectors of the strip, each used by every tap and output that
-// meets it (registers), their neighbours' re-reads served by L1 and L2. A warp's loads are 32 consecutive vectors
-// (coalesced); no shared-memory tile, no block barrier per tile, few instructions per output: 16-byte loads and
-// stores, FP32 FFMA, the filter (fp32, [tap][channel]) in shared memory, staged once per block. depthwise.cuh's
-// shared-memory tiles stay for NCHW, strides, dilations, other filters and channel multipliers, and for
-// backward-weight.
+// In channels-last memory a pixel's channels are contiguous, so a thread can own one vector of channels (kV: 4 fp32,
+// 4 or 8 fp16/bf16) for a strip of kTQ neighbouring output pixels of one row and read its inputs straight from
+// global memory: per filter row, the kTQ + S - 1 input vectors of the strip, each converted once and used by every
+// tap and output that meets it (registers), their neighbours' re-reads served by L1 and L2. A warp's loads are 32
+// consecutive vectors (coalesced); no shared-memory tile, no block barrier per tile: vector loads and stores, FP32
+// FFMA, the filter (fp32, [tap][channel]) in shared memory, staged once per block. depthwise.cuh's shared-memory
+// tiles stay for NCHW, strides, dilations, other filters and channel multipliers, and for backward-weight.
 //
 // Backward-data at stride 1 is the forward of grad_output with the flipped filter and padding R - 1 - pad (a
 // correlation), as in depthwise.cuh.
 //
-// Grid: x over a row's (strip, channel vector) items, channel vectors fastest; y over output rows (n, row), each
-// block walking a contiguous run of about kRowsPerBlock rows (the filter rows it shares with the previous row are
-// L1 hits: session 10; before, rows blockIdx.y, blockIdx.y + gridDim.y, ... read every input row R times from L2).
+// Grid: x over a row's (strip, channel vector) items, channel vectors fastest; y over output rows (n, row): one wave
+// of blocks, each walking an equal contiguous run of rows, the input rows a row shares with the previous one L1
+// hits. A thread's loads for the next (output row, filter row) step are issued before the current step's FMAs
+// (session 11: before, each filter row's loads waited on the previous row's FMAs behind a branch, three round trips
+// per output row).
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include <cuda_runtime.h>
 
@@ -36,22 +37,32 @@ namespace dwv {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxFilterSmem = 96 * 1024;          // the fp32 filter of every channel, in shared memory
-constexpr int kRowsPerBlock = 4;                       // output rows a block walks (about)
 
 // A thread's work: kV channels (one 8- or 16-byte vector) of kTQ neighbouring output pixels of a row; kMinBlocks
-// blocks per SM bound its registers (65536 / (256 x kMinBlocks)).
-template <int kV_, int kTQ_, int kMinBlocks_> struct Config {
-  static constexpr int kV = kV_, kTQ = kTQ_, kMinBlocks = kMinBlocks_;
+// blocks per SM bound its registers (65536 / (256 x kMinBlocks)); kAhead > 0 asks L2 for the input row of output
+// row oh + kAhead while row oh is computed.
+template <int kV_, int kTQ_, int kMinBlocks_, int kAhead_> struct Config {
+  static constexpr int kV = kV_, kTQ = kTQ_, kMinBlocks = kMinBlocks_, kAhead = kAhead_;
+};
+
+// The configuration of each type and filter size (H200, depthwise_3x3 channels-last, GPU time of forward /
+// backward-data: fp32 <4,2,3,1> 0.036 / 0.035 ms against <4,4,2,0> 0.039 / 0.039; bf16 <8,4,2,0> 0.023 / 0.024
+// against <4,4,3,0> 0.028 / 0.029; the prefetch helps fp32's 3 blocks per SM only). 5x5 and 7x7 (the heuristics
+// give them to depthwise.cuh's tiles): configurations without spills.
+template <typename T, int kR> struct ConfigOf {
+  using type = std::conditional_t<sizeof(T) == 4, std::conditional_t<kR == 3, Config<4, 2, 3, 1>, Config<4, 2, 2, 0>>,
+                                  std::conditional_t<kR == 3, Config<8, 4, 2, 0>, Config<4, 4, 2, 0>>>;
 };
 
 // Forward (kDgrad false: x -> y) or stride-1 backward-data (grad_output -> grad_input) of a kR x kS depthwise
-// convolution, channel multiplier 1, NHWC. Each block walks `run` consecutive output rows (n, oh); a thread's work
+// convolution, channel multiplier 1, NHWC, with padding pad_h, pad_w (for backward-data: R - 1 - pad, S - 1 - pad,
+// kernel parameters rather than registers). Each block walks `run` consecutive output rows (n, oh); a thread's work
 // is a sequence of steps (output row, filter row), each reading the kIn input vectors of its strip in that input row
 // (zero outside the image), and the loads of the next step are issued before the current step's FMAs (one step of
 // lookahead, across output rows too), so a thread always has a row of loads in flight.
 template <typename T, int kR, int kS, bool kDgrad, typename Cfg>
 __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const ConvParams p, int strips,
-                                                                         int64_t run, int ahead) {
+                                                                         int64_t run, int pad_h, int pad_w) {
   constexpr int V = Cfg::kV, kTQ = Cfg::kTQ, kIn = kTQ + kS - 1;
   using Raw = raw_vec_t<T, V>;
   extern __shared__ __align__(16) float wsm[];  // [r][s][c], flipped for backward-data
@@ -71,7 +82,6 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
   const int in_rows = static_cast<int>(kDgrad ? p.P : p.H), in_cols = static_cast<int>(kDgrad ? p.Q : p.W);
   const int out_rows = static_cast<int>(kDgrad ? p.H : p.P), out_cols = static_cast<int>(kDgrad ? p.W : p.Q);
-  const int pad_h = kDgrad ? kR - 1 - p.pad_h : p.pad_h, pad_w = kDgrad ? kS - 1 - p.pad_w : p.pad_w;
   const int64_t rows = p.N * out_rows, first = blockIdx.y * run, last = min(rows, first + run);
   if (first >= last) return;
   // The bias (forward) is added at the store, read again per row (L1 hits): no registers held across the loop.
@@ -106,20 +116,19 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
 
   int64_t n = first / out_rows;
   int oh = static_cast<int>(first - n * out_rows);
-  const T* top = top_of(n, oh);
   Raw cur[kIn], nxt[kIn];
-  load_row(cur, top, oh - pad_h >= 0 && oh - pad_h < in_rows);
+  load_row(cur, top_of(n, oh), oh - pad_h >= 0 && oh - pad_h < in_rows);
   for (int64_t row = first; row < last; ++row) {
     int64_t n_next = n;
     int oh_next = oh + 1;
     if (oh_next == out_rows) oh_next = 0, ++n_next;
-    const T* top_next = top_of(n_next, oh_next);
-    // The input row that output row oh + ahead meets first (its last filter row), into L2 ahead of its loads: the
-    // strip's own kTQ columns (the other columns are other strips' own).
-    if (ahead > 0 && oh + ahead < out_rows) {
-      const int h = oh + ahead - pad_h + kR - 1;
-      if (h >= 0 && h < in_rows) {
-        const T* line = top + int64_t(ahead + kR - 1) * pitch;
+    const T* top = top_of(n, oh);
+    // The input row that output row oh + kAhead meets first (its last filter row), into L2 ahead of its loads:
+    // the strip's own kTQ columns (the other columns are other strips' own).
+    if constexpr (Cfg::kAhead > 0) {
+      const int h = oh + Cfg::kAhead - pad_h + kR - 1;
+      if (oh + Cfg::kAhead < out_rows && h >= 0 && h < in_rows) {
+        const T* line = top + int64_t(Cfg::kAhead + kR - 1) * pitch;
 #pragma unroll
         for (int t = 0; t < kTQ; ++t)
           if (q0 + t < in_cols) prefetch_l2(line + int64_t(t + pad_w) * C);
@@ -133,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
         load_row(nxt, top + (r + 1) * pitch, h >= 0 && h < in_rows);
       } else if (row + 1 < last) {
         const int h = oh_next - pad_h;
-        load_row(nxt, top_next, h >= 0 && h < in_rows);
+        load_row(nxt, top_of(n_next, oh_next), h >= 0 && h < in_rows);
       }
       // Filter row r of these channels, then each input vector once (converted once) into the outputs it meets.
       float wr[kS][V];
@@ -174,7 +183,7 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
 #pragma unroll
     for (int t = 0; t < kTQ; ++t)
       if (q0 + t < out_cols) store_floats<T, V>(out + int64_t(t) * C, acc[t]);
-    n = n_next, oh = oh_next, top = top_next;
+    n = n_next, oh = oh_next;
   }
 }
 
@@ -202,49 +211,26 @@ inline std::string can_implement(const ConvParams& p, bool dgrad) {
   return "";
 }
 
-template <typename T, int kR, bool kDgrad, typename Cfg>
-void launch_config(const ConvParams& p, cudaStream_t stream, int64_t rows_per_block, int ahead) {
+template <typename T, int kR, bool kDgrad>
+void launch_typed(const ConvParams& p, cudaStream_t stream) {
+  using Cfg = typename ConfigOf<T, kR>::type;
   constexpr auto kernel = conv_kernel<T, kR, kR, kDgrad, Cfg>;
   const int64_t out_rows = kDgrad ? p.H : p.P, out_cols = kDgrad ? p.W : p.Q;
   const int strips = static_cast<int>((out_cols + Cfg::kTQ - 1) / Cfg::kTQ);
   const int64_t items = int64_t(strips) * (p.C / Cfg::kV);
   const int64_t smem = p.R * p.S * p.C * 4;
   dw::allow_shared_memory<kernel>(smem);
+  // One wave: as many blocks as are resident at once, each walking an equal run of output rows (H200: 0.039 against
+  // 0.043 ms for runs of 8 rows, fp32 depthwise_3x3, bf16 0.023 against 0.025).
   const int64_t blocks_x = (items + kThreads - 1) / kThreads, rows = p.N * out_rows;
-  // One wave: as many blocks as are resident at once, each walking an equal run of rows.
-  int64_t blocks_y = rows_per_block > 0 ? rows / rows_per_block
-                                        : dw::resident_blocks<kernel>(kThreads, smem) / blocks_x;
+  int64_t blocks_y = dw::resident_blocks<kernel>(kThreads, smem) / blocks_x;
   blocks_y = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, blocks_y)});
   const int64_t run = (rows + blocks_y - 1) / blocks_y;
   blocks_y = (rows + run - 1) / run;
   kernel<<<dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y)), kThreads, smem, stream>>>(
-      p, strips, run, ahead);
+      p, strips, run, static_cast<int>(kDgrad ? kR - 1 - p.pad_h : p.pad_h),
+      static_cast<int>(kDgrad ? kR - 1 - p.pad_w : p.pad_w));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// SWEEP (temporary): CONV2D_EXT_DWV_VARIANT picks a configuration, CONV2D_EXT_DWV_ROWS the rows per block.
-inline int sweep_env(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : fallback;
-}
-
-template <typename T, int kR, bool kDgrad>
-void launch_typed(const ConvParams& p, cudaStream_t stream) {
-  const int variant = sweep_env("CONV2D_EXT_DWV_VARIANT", 0);
-  const int64_t rows_per_block = sweep_env("CONV2D_EXT_DWV_ROWS", 0);
-  const int ahead = sweep_env("CONV2D_EXT_DWV_AHEAD", 0);
-  if constexpr (sizeof(T) == 4) {
-    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 2, 3>>(p, stream, rows_per_block, ahead);
-    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block, ahead);
-  } else if constexpr (kR == 3) {
-    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block, ahead);
-    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 3>>(p, stream, rows_per_block, ahead);
-    return launch_config<T, kR, kDgrad, Config<8, 4, 2>>(p, stream, rows_per_block, ahead);
-  } else {
-    if (variant == 1) return launch_config<T, kR, kDgrad, Config<4, 4, 3>>(p, stream, rows_per_block, ahead);
-    if (variant == 2) return launch_config<T, kR, kDgrad, Config<8, 2, 2>>(p, stream, rows_per_block, ahead);
-    return launch_config<T, kR, kDgrad, Config<4, 4, 2>>(p, stream, rows_per_block, ahead);
-  }
 }
 
 // Forward or stride-1 backward-data of `p` (can_implement(p, kDgrad) is "").
