@@ -5,7 +5,10 @@ kernel), nothing checked or written.
 
     python benchmarks/kernel_times.py depthwise_3x3,depthwise_7x7 fp32,bf16 nhwc forward,backward_data \
         tiled:depthwise_vec,tiled:depthwise [ENV=v1,v2 ...]
+    python benchmarks/kernel_times.py depthwise_3x3 bf16 nchw,nhwc forward,backward auto
 
+passes: forward, backward_data, backward (both backward passes); kernels: registry names forced for the pass, or
+"auto" (the heuristics' choice; "backward" takes only auto).
 Each ENV=values argument re-times every kernel with that environment variable set to each value in turn (for a
 kernel that reads a tuning variable at launch). cuDNN is the better of cudnn.benchmark on and off.
 """
@@ -37,17 +40,23 @@ def gpu_ms(fn):
 
 
 def callers(case, x, w, gy, pass_, variant):
+    """The call to time: forward, backward_data (grad_input only) or backward (grad_input and grad_weight); variant
+    "cudnn" (F.conv2d), "auto" (the heuristics' choice) or a kernel name forced for that pass."""
     args = case.conv_args
-    if pass_ == "forward":
+
+    def conv(a, b):
         if variant == "cudnn":
-            return lambda: F.conv2d(x, w, None, **args)
-        return lambda: conv2d_ext.conv2d(x, w, variant={"forward": variant}, **args)
+            return F.conv2d(a, b, None, **args)
+        forced = variant if variant == "auto" else {pass_: variant}
+        return conv2d_ext.conv2d(a, b, variant=forced, **args)
+
+    if pass_ == "forward":
+        return lambda: conv(x, w)
     xg = x.detach().requires_grad_(True)
-    if variant == "cudnn":
-        y = F.conv2d(xg, w, None, **args)
-    else:
-        y = conv2d_ext.conv2d(xg, w, variant={"backward_data": variant}, **args)
-    return lambda: torch.autograd.grad(y, xg, gy, retain_graph=True)
+    wg = w.detach().requires_grad_(pass_ == "backward")
+    leaves = (xg, wg) if pass_ == "backward" else (xg,)
+    y = conv(xg, wg)
+    return lambda: torch.autograd.grad(y, leaves, gy, retain_graph=True)
 
 
 def main(argv):
