@@ -7,7 +7,7 @@ kernel), nothing checked or written.
         tiled:depthwise_vec,tiled:depthwise [ENV=v1,v2 ...]
     python benchmarks/kernel_times.py depthwise_3x3 bf16 nchw,nhwc forward,backward auto
 
-passes: forward, backward_data, backward (both backward passes); kernels: registry names forced for the pass, or
+passes: forward, backward_data, backward_weight, backward (both backward passes); kernels: registry names forced for the pass, or
 "auto" (the heuristics' choice; "backward" takes only auto).
 Each ENV=values argument re-times every kernel with that environment variable set to each value in turn (for a
 kernel that reads a tuning variable at launch). cuDNN is the better of cudnn.benchmark on and off.
@@ -40,8 +40,8 @@ def gpu_ms(fn):
 
 
 def callers(case, x, w, gy, pass_, variant):
-    """The call to time: forward, backward_data (grad_input only) or backward (grad_input and grad_weight); variant
-    "cudnn" (F.conv2d), "auto" (the heuristics' choice) or a kernel name forced for that pass."""
+    """The call to time: forward, backward_data (grad_input only), backward_weight (grad_weight only) or backward
+    (both); variant "cudnn" (F.conv2d), "auto" (the heuristics' choice) or a kernel name forced for that pass."""
     args = case.conv_args
 
     def conv(a, b):
@@ -52,9 +52,9 @@ def callers(case, x, w, gy, pass_, variant):
 
     if pass_ == "forward":
         return lambda: conv(x, w)
-    xg = x.detach().requires_grad_(True)
-    wg = w.detach().requires_grad_(pass_ == "backward")
-    leaves = (xg, wg) if pass_ == "backward" else (xg,)
+    xg = x.detach().requires_grad_(pass_ != "backward_weight")
+    wg = w.detach().requires_grad_(pass_ != "backward_data")
+    leaves = {"backward": (xg, wg), "backward_data": (xg,), "backward_weight": (wg,)}[pass_]
     y = conv(xg, wg)
     return lambda: torch.autograd.grad(y, leaves, gy, retain_graph=True)
 

@@ -229,16 +229,16 @@ _LARGE_WGMMA_TILES = 200
 # fp32 goes there whether TF32 is allowed or not; float64 falls through to direct). The implicit-GEMM choices
 # follow the H100 measurements in benchmarks/NOTES.md.
 RULES = (
-    # depthwise, channels-last 3x3 forward and backward-data (stride 1, multiplier 1, channels in 16-byte vectors:
-    # its can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3, GPU time, forward / backward-
-    # data: fp32 0.036 / 0.035 ms against 0.061 / 0.061, bf16 0.023 / 0.024 against 0.053 / 0.059); slower for 7x7
-    # (fp32 0.10 against 0.074, bf16 0.087 against 0.065: its filter is read from shared memory per tap), so the
-    # tiles below run the 5x5 and 7x7 filters
+    # depthwise, channels-last 3x3, every pass (stride 1, multiplier 1, channels in 16-byte vectors: its
+    # can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3, GPU time, forward / backward-
+    # data: fp32 0.036 / 0.035 ms against 0.061 / 0.061, bf16 0.023 / 0.024 against 0.053 / 0.059; backward-weight
+    # with its split reduction: benchmarks/NOTES.md, session 11); slower for 7x7 (fp32 0.10 against 0.074, bf16
+    # 0.087 against 0.065: its filter is read from shared memory per tap), so the tiles below run the 5x5 and 7x7
+    # filters
     Rule("tiled:depthwise_vec",
-         lambda p, pass_: (p.depthwise and p.channels_last and pass_ in ("forward", "backward_data") and
-                           p.R == p.S == 3),
-         "depthwise, channels-last 3x3: a thread per 16-byte channel vector and strip of output pixels, inputs read "
-         "from global memory once per filter row (memory-bound; exact FP32 FMA)"),
+         lambda p, pass_: p.depthwise and p.channels_last and p.R == p.S == 3,
+         "depthwise, channels-last 3x3: a thread per channel vector and strip of output pixels, inputs read from "
+         "global memory once per filter row (memory-bound; exact FP32 FMA)"),
     # depthwise NCHW forward and backward-data, 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of
     # 16-byte multiples (its can_implement; backward-data multiplier 1): no shared-memory tile, no barrier, so more
     # loads in flight than the tiles below keep

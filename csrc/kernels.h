@@ -66,10 +66,12 @@ extern const KernelInfo backward_weight_implicit_gemm_64x128_ffma;
 extern const KernelInfo forward_tiled_depthwise;
 extern const KernelInfo backward_data_tiled_depthwise;
 extern const KernelInfo backward_weight_tiled_depthwise;
-// Depthwise_vec (channels-last, 3x3 / 5x5 / 7x7, stride 1, multiplier 1, channels in 16-byte vectors): a thread per
-// channel vector and strip of output pixels, inputs from global memory, no activation tiles (depthwise_vec.cuh).
+// Depthwise_vec (channels-last, 3x3 / 5x5 / 7x7, stride 1, multiplier 1, channels in 16-byte vectors; backward-weight
+// 3x3): a thread per channel vector and strip of output pixels, inputs from global memory, no activation tiles
+// (depthwise_vec.cuh).
 extern const KernelInfo forward_tiled_depthwise_vec;
 extern const KernelInfo backward_data_tiled_depthwise_vec;
+extern const KernelInfo backward_weight_tiled_depthwise_vec;
 // Depthwise_rows (NCHW, 3x3 / 5x5 / 7x7, stride 1, "same" column padding, rows of 16-byte multiples; backward-data
 // multiplier 1): a thread per 16-byte column vector and strip of output rows, inputs from global memory, filter and
 // accumulators in registers (depthwise_rows.cuh).

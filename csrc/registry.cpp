@@ -19,6 +19,7 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_weight_direct,
       &forward_tiled_depthwise_vec,
       &backward_data_tiled_depthwise_vec,
+      &backward_weight_tiled_depthwise_vec,
       &forward_tiled_depthwise_rows,
       &backward_data_tiled_depthwise_rows,
       &forward_tiled_depthwise,

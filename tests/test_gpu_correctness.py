@@ -565,8 +565,9 @@ def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
 
 
 # tiled:depthwise_vec (channels-last forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, multiplier 1, channels in
-# 16-byte vectors for every dtype): partial strips (widths not a multiple of 4 or 2), padding of 0 and beyond the
-# filter, images smaller than the filter, batch 1 and 3, the suite's two cases at batch 2.
+# 16-byte vectors for every dtype; backward-weight 3x3): partial strips (widths not a multiple of 4 or 2), padding of
+# 0 and beyond the filter, images smaller than the filter, batch 1 and 3, channels in more than one block (320 fp32
+# channels: 80 vectors, groups of 64), the suite's two cases at batch 2.
 DEPTHWISE_VEC = {
     "3x3_c8": Case(2, 8, 13, 11, 8, 3, 3, 1, 1, 1, 8),
     "3x3_c24_w17": Case(1, 24, 15, 17, 24, 3, 3, 1, 1, 1, 24),
@@ -575,30 +576,62 @@ DEPTHWISE_VEC = {
     "7x7_c32": Case(1, 32, 15, 17, 32, 7, 7, 1, 3, 1, 32),
     "7x7_c8_smaller_than_filter": Case(2, 8, 5, 6, 8, 7, 7, 1, 3, 1, 8),
     "3x3_padding_beyond_kernel": Case(1, 8, 5, 6, 8, 3, 3, 1, 3, 1, 8),
+    "3x3_pad0_rows_cut": Case(2, 16, 6, 7, 16, 3, 3, 1, 0, 1, 16),
     "3x3_wide_9x200": Case(1, 8, 9, 200, 8, 3, 3, 1, 1, 1, 8),
+    "3x3_c320_two_groups": Case(1, 320, 9, 10, 320, 3, 3, 1, 1, 1, 320),
     "suite_3x3_n2": Case(2, 144, 56, 56, 144, 3, 3, 1, 1, 1, 144),
     "suite_7x7_n2": Case(2, 96, 56, 56, 96, 7, 7, 1, 3, 1, 96),
 }
-DEPTHWISE_VEC_PASSES = {"forward": "tiled:depthwise_vec", "backward_data": "tiled:depthwise_vec"}
+
+
+def depthwise_vec_passes(case):
+    """The passes tiled:depthwise_vec runs for `case`: forward and backward-data, and backward-weight for 3x3."""
+    passes = {"forward": "tiled:depthwise_vec", "backward_data": "tiled:depthwise_vec"}
+    if case.R == case.S == 3:
+        passes["backward_weight"] = "tiled:depthwise_vec"
+    return passes
 
 
 @pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(DEPTHWISE_VEC))
 def test_tiled_depthwise_vec(name, precision_mode, poison):
-    """tiled:depthwise_vec forced on its forward and backward-data (channels-last); it must accept each case."""
+    """tiled:depthwise_vec forced on its forward and backward-data (channels-last), and on backward-weight for 3x3
+    filters; it must accept each case."""
+    case = DEPTHWISE_VEC[name]
     bias = list(DEPTHWISE_VEC).index(name) % 2 == 0
-    run_and_check(DEPTHWISE_VEC[name], precision_mode, "nhwc", DEPTHWISE_VEC_PASSES, bias, must_run=True)
+    run_and_check(case, precision_mode, "nhwc", depthwise_vec_passes(case), bias, must_run=True)
 
 
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", ["3x3_c24_w17", "7x7_c32"])
 def test_tiled_depthwise_vec_sliced_inputs(name, precision_mode, slicing, poison):
-    """Views at odd offsets (not 16-byte aligned: tiled:depthwise_vec hands them to depthwise.cuh's tiles) and padded
-    rows (made dense by the op)."""
+    """Views at odd offsets (not 16-byte aligned: tiled:depthwise_vec hands them to depthwise.cuh's tiles, with
+    their workspace for backward-weight) and padded rows (made dense by the op)."""
     offset, row_pad = SLICINGS[slicing]
-    run_and_check(DEPTHWISE_VEC[name], precision_mode, "nhwc", DEPTHWISE_VEC_PASSES, True, offset, row_pad,
-                  must_run=True)
+    case = DEPTHWISE_VEC[name]
+    run_and_check(case, precision_mode, "nhwc", depthwise_vec_passes(case), True, offset, row_pad, must_run=True)
+
+
+@pytest.mark.parametrize("precision_mode", ["fp32", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", ["3x3_c40_batch3", "suite_3x3_n2"])
+def test_tiled_depthwise_vec_backward_weight_is_deterministic(name, precision_mode):
+    """tiled:depthwise_vec's backward-weight (per-block sums in lane order, then the split rows in a fixed order; no
+    atomics): bit-identical over 10 runs, with torch.use_deterministic_algorithms(True)."""
+    case = DEPTHWISE_VEC[name]
+    seed = fresh_seed()
+    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=True, bias=False, seed=seed)
+    w.requires_grad_(True)
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant={"backward_weight": "tiled:depthwise_vec"})
+        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=True)
+        first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
+        for _ in range(10):
+            assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
+    finally:
+        torch.use_deterministic_algorithms(saved)
 
 
 # tiled:depthwise_rows (NCHW forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, "same" column padding, rows of a

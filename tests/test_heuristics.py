@@ -394,10 +394,10 @@ DEPTHWISE_SUITE = {
 @pytest.mark.parametrize("case", list(DEPTHWISE_SUITE))
 def test_depthwise_runs_the_tiled_family_on_every_pass(case, dtype, allow_tf32, layout):
     """Every pass of a depthwise problem (any filter, stride, channel multiplier, layout; fp32 with or without TF32,
-    fp16, bf16) picks the tiled family, with its reason: tiled:depthwise_vec for the channels-last forward and
-    backward-data of depthwise_3x3 (stride 1, multiplier 1, channels in 16-byte vectors), tiled:depthwise_rows for
-    the NCHW forward and backward-data of the suite's two cases (stride 1, "same" padding, 56-column rows),
-    tiled:depthwise for everything else (backward-weight always)."""
+    fp16, bf16) picks the tiled family, with its reason: tiled:depthwise_vec for every pass of the channels-last
+    depthwise_3x3 (stride 1, multiplier 1, channels in 16-byte vectors), tiled:depthwise_rows for the NCHW forward
+    and backward-data of the suite's two cases (stride 1, "same" padding, 56-column rows), tiled:depthwise for
+    everything else."""
     p = _suite_problem(**DEPTHWISE_SUITE[case], dtype=dtype, allow_tf32=allow_tf32, channels_last=layout == "nhwc")
     assert p.depthwise
     plan = select(p)
@@ -405,8 +405,10 @@ def test_depthwise_runs_the_tiled_family_on_every_pass(case, dtype, allow_tf32, 
     rows = layout == "nchw" and case in ("depthwise_3x3", "depthwise_7x7")
     for pass_ in PASSES:
         expected = "tiled:depthwise"
-        if pass_ != "backward_weight" and (vec or rows):
-            expected = "tiled:depthwise_vec" if vec else "tiled:depthwise_rows"
+        if vec:
+            expected = "tiled:depthwise_vec"
+        elif rows and pass_ != "backward_weight":
+            expected = "tiled:depthwise_rows"
         assert plan[pass_].kernel == expected, pass_
         rule = next(r for r in heuristics.RULES if r.kernel == expected)
         assert plan[pass_].reason == rule.reason and "depthwise" in plan[pass_].reason

@@ -2,10 +2,12 @@
 //
 // A reduction too long for one block per result (backward-weight and the bias gradient sum over every output
 // position; split-K GEMMs over K) is cut into `splits` chunks, one per blockIdx.y. When there is more than one,
-// each block stores its chunk's partial sums in row blockIdx.y of a workspace, and finish_splits adds the rows in
-// the order 0, 1, ..., splits - 1. No atomics anywhere, so results are bit-identical run to run.
+// each block stores its chunk's partial sums in row blockIdx.y of a workspace, and finish_splits adds the rows in a
+// fixed order (interleaved lanes, then the lanes in order). No atomics anywhere, so results are bit-identical run to
+// run.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include <cuda_runtime.h>
@@ -86,17 +88,33 @@ SplitOutput<Acc, Store> split_output(const SplitPlan& plan, int64_t elements, vo
   return SplitOutput<Acc, Store>{plan.splits > 1 ? static_cast<Acc*>(workspace) : nullptr, elements, store};
 }
 
-constexpr int kFinishThreads = 256;
+// finish_splits' blocks: 32 consecutive elements (coalesced) x kFinishLanes lanes, each lane adding every
+// kFinishLanes-th row of the element in row order, then the lanes' sums added in lane order. The lanes depend on the
+// split count only, so the order of the additions is fixed for a given problem: bit-identical run to run. With many
+// rows and few elements (a depthwise weight gradient: 1296 elements, hundreds of rows) one thread per element would
+// leave the device idle through hundreds of dependent loads each.
+constexpr int kFinishLanes = 32;
 
-// Adds the rows of partial sums of each element in row order and stores the total.
+// Adds the rows of partial sums of each element (lane l: rows l, l + lanes, ...; then the lanes in order) and stores
+// the total. blockDim = (32, lanes), lanes a power of two up to kFinishLanes.
 template <typename Acc, typename Store>
-__global__ void __launch_bounds__(kFinishThreads) finish_splits_kernel(const SplitOutput<Acc, Store> out,
-                                                                       int64_t splits) {
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < out.elements;
-       e += int64_t(gridDim.x) * blockDim.x) {
+__global__ void __launch_bounds__(32 * kFinishLanes) finish_splits_kernel(const SplitOutput<Acc, Store> out,
+                                                                          int64_t splits) {
+  __shared__ Acc sums[kFinishLanes][33];
+  const int tx = threadIdx.x, lane = threadIdx.y, lanes = blockDim.y;
+  for (int64_t e0 = blockIdx.x * int64_t(32); e0 < out.elements; e0 += int64_t(gridDim.x) * 32) {
+    const int64_t e = e0 + tx;
     Acc acc = Acc(0);
-    for (int64_t i = 0; i < splits; ++i) acc += out.partial[i * out.elements + e];
-    out.store(e, acc);
+    if (e < out.elements)
+      for (int64_t i = lane; i < splits; i += lanes) acc += out.partial[i * out.elements + e];
+    sums[lane][tx] = acc;
+    __syncthreads();
+    if (lane == 0 && e < out.elements) {
+      Acc total = sums[0][tx];
+      for (int l = 1; l < lanes; ++l) total += sums[l][tx];
+      out.store(e, total);
+    }
+    __syncthreads();
   }
 }
 
@@ -105,8 +123,11 @@ __global__ void __launch_bounds__(kFinishThreads) finish_splits_kernel(const Spl
 template <typename Acc, typename Store>
 void finish_splits(const SplitOutput<Acc, Store>& out, const SplitPlan& plan, cudaStream_t stream) {
   if (plan.splits <= 1 || out.elements == 0) return;
-  finish_splits_kernel<Acc, Store><<<grid_for(out.elements, kFinishThreads), kFinishThreads, 0, stream>>>(
-      out, plan.splits);
+  int lanes = 1;  // the largest power of two <= splits, at most kFinishLanes
+  while (lanes * 2 <= plan.splits && lanes * 2 <= kFinishLanes) lanes *= 2;
+  const int64_t groups = (out.elements + 31) / 32;
+  const int64_t blocks = std::min<int64_t>(groups, int64_t(num_sms()) * (2048 / (32 * lanes)));
+  finish_splits_kernel<Acc, Store><<<static_cast<unsigned>(blocks), dim3(32, lanes), 0, stream>>>(out, plan.splits);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

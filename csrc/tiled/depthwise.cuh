@@ -715,5 +715,32 @@ void launch_vectorized(const ConvParams& p, const char* kernel, cudaStream_t str
   });
 }
 
+// ---- Backward-weight: shared with depthwise_vec's.
+
+// Writes the total of weight element e = k * R * S + r * S + s (the order of the split reductions' elements).
+template <typename T>
+struct StoreWeight {
+  T* w;
+  int64_t k_stride, r_stride, s_stride;
+  int R, S;
+  __device__ __forceinline__ void operator()(int64_t e, float total) const {
+    const int64_t k = e / (R * S);
+    const int tap = static_cast<int>(e - k * (R * S));
+    const int r = tap / S, s = tap - r * S;
+    w[k * k_stride + r * r_stride + s * s_stride] = from_acc<T>(total);
+  }
+};
+
+template <typename T>
+StoreWeight<T> store_weight(const ConvParams& p) {
+  return StoreWeight<T>{static_cast<T*>(p.w), p.w_stride[0], p.w_stride[2], p.w_stride[3], static_cast<int>(p.R),
+                        static_cast<int>(p.S)};
+}
+
+// The tiles' backward-weight (depthwise_backward_weight.cu): its workspace and launch, also run by depthwise_vec
+// for the problems it hands over (views not aligned to its vectors).
+int64_t wgrad_workspace_bytes(const ConvParams& p);
+void launch_wgrad(const ConvParams& p, void* workspace, cudaStream_t stream);
+
 }  // namespace dw
 }  // namespace conv2d_ext

@@ -17,22 +17,9 @@ namespace conv2d_ext {
 namespace {
 
 using dw::kRows;
+using dw::StoreWeight;
 using dw::Plan;
 using dw::TileAt;
-
-// Writes the total of weight element e = k * R * S + r * S + s.
-template <typename T>
-struct StoreWeight {
-  T* w;
-  int64_t k_stride, r_stride, s_stride;
-  int R, S;
-  __device__ __forceinline__ void operator()(int64_t e, float total) const {
-    const int64_t k = e / (R * S);
-    const int tap = static_cast<int>(e - k * (R * S));
-    const int r = tap / S, s = tap - r * S;
-    w[k * k_stride + r * r_stride + s * s_stride] = from_acc<T>(total);
-  }
-};
 
 struct WgradPlan {
   Plan t;
@@ -196,9 +183,7 @@ template <typename T, bool kNHWC, int kR, int kS>
 void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
   constexpr auto kernel = wgrad_kernel<T, kNHWC, kR, kS>;
   dw::allow_shared_memory<kernel>(w.t.smem);
-  const StoreWeight<T> store{static_cast<T*>(p.w), p.w_stride[0], p.w_stride[2], p.w_stride[3],
-                             static_cast<int>(p.R), static_cast<int>(p.S)};
-  const auto out = split_output<float>(w.split, p.K * p.R * p.S, workspace, store);
+  const auto out = split_output<float>(w.split, p.K * p.R * p.S, workspace, dw::store_weight<T>(p));
   const dim3 grid(static_cast<unsigned>(w.t.chunks * w.tap_chunks), static_cast<unsigned>(w.split.splits));
   kernel<<<grid, w.t.threads, w.t.smem, stream>>>(p, w.t, w.tap_chunks, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -215,11 +200,13 @@ void launch_typed(const ConvParams& p, const WgradPlan& w, void* workspace, cuda
 
 std::string can_implement(const ConvParams& p) { return dw::can_implement(p, dw::Role::kBackwardWeight); }
 
-int64_t workspace_bytes(const ConvParams& p) {
+}  // namespace
+
+int64_t dw::wgrad_workspace_bytes(const ConvParams& p) {
   return split_workspace_bytes(plan(p).split, p.K * p.R * p.S, p.dtype);
 }
 
-void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+void dw::launch_wgrad(const ConvParams& p, void* workspace, cudaStream_t stream) {
   // An empty batch still runs: its blocks reduce nothing and store zeros.
   const WgradPlan w = plan(p);
   TORCH_CHECK(w.t.smem > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
@@ -230,9 +217,7 @@ void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
   });
 }
 
-}  // namespace
-
 const KernelInfo backward_weight_tiled_depthwise{Pass::kBackwardWeight, "tiled", "depthwise", &can_implement,
-                                                 &workspace_bytes, &launch};
+                                                 &dw::wgrad_workspace_bytes, &dw::launch_wgrad};
 
 }  // namespace conv2d_ext

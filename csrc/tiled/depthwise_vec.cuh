@@ -30,6 +30,7 @@
 #include "common/conv_params.h"
 #include "common/dtype.cuh"
 #include "common/launch.cuh"
+#include "common/reduce.cuh"
 #include "tiled/depthwise.cuh"
 
 namespace conv2d_ext {
@@ -238,6 +239,200 @@ template <bool kDgrad>
 void launch(const ConvParams& p, cudaStream_t stream) {
   dw::launch_vectorized<kDgrad>(p, "tiled:depthwise_vec", stream, [&](auto tag, auto filter) {
     launch_typed<typename decltype(tag)::type, decltype(filter)::value, kDgrad>(p, stream);
+  });
+}
+
+// ---- Backward-weight, 3x3 at stride 1 and dilation 1, multiplier 1, NHWC:
+// grad_weight[c, 0, r, s] = sum over n, oh, ow of x[n, oh - pad_h + r, ow - pad_w + s, c] * grad_output[n, oh, ow, c].
+//
+// A thread owns kWgradV = 4 channels (16 bytes fp32, 8 bytes fp16/bf16) and accumulates all 9 taps of them in
+// registers over its strips of kTQ output pixels and the block's run of output rows, reading grad_output and the
+// input rows straight from global memory with the forward's one-step lookahead. Blocks are (channel group, run of
+// rows): a group of up to 64 channel vectors (consecutive threads, coalesced) times `lanes` threads that take the
+// row's strips in turn. At the end the block adds its lanes' sums per (channel, tap) in lane order and stores them in
+// its run's row of the workspace; finish_splits adds the rows (common/reduce.cuh). No atomics: bit-identical run to
+// run.
+constexpr int kWgradV = 4;
+constexpr int kWgradMinBlocks = 2;
+constexpr int kWgradMaxGroup = 64;  // channel vectors per block
+
+// Output pixels per strip (registers: 4 for fp16/bf16 spills).
+template <typename T> struct WgradStripOf { static constexpr int value = 2; };
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
+    wgrad_kernel(const ConvParams p, int strips, int group, int64_t run, SplitOutput<float, dw::StoreWeight<T>> out) {
+  constexpr int kR = 3, kS = 3, kTaps = kR * kS, V = kWgradV, kTQ = WgradStripOf<T>::value, kIn = kTQ + kS - 1;
+  using Raw = raw_vec_t<T, V>;
+  extern __shared__ __align__(16) float sums[];  // [lane][group][kTaps * V]
+  const int C = static_cast<int>(p.C), vectors = C / V;
+  const int lanes = blockDim.x / group, g = threadIdx.x % group, lane = threadIdx.x / group;
+  const int vec = blockIdx.x * group + g, c0 = vec * V;
+  const int H = static_cast<int>(p.H), W = static_cast<int>(p.W), P = static_cast<int>(p.P);
+  const int Q = static_cast<int>(p.Q), pad_h = static_cast<int>(p.pad_h), pad_w = static_cast<int>(p.pad_w);
+  const int64_t rows = p.N * P, first = blockIdx.y * run, last = min(rows, first + run);
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const T* __restrict__ dy = static_cast<const T*>(p.y);
+  const int64_t pitch = int64_t(W) * C, gpitch = int64_t(Q) * C;  // elements per input / grad_output row
+
+  float acc[kTaps][V] = {};
+  // Threads of a lane past the block's threads (blockDim.x = group * lanes exactly) or of a vector past the last one
+  // reduce nothing but still reach the barrier below.
+  if (lane < lanes && vec < vectors && first < last) {
+    for (int strip = lane; strip < strips; strip += lanes) {
+      const int q0 = strip * kTQ;
+      uint32_t col_ok = 0;  // input columns q0 - pad_w + j inside the image
+#pragma unroll
+      for (int j = 0; j < kIn; ++j) {
+        const int col = q0 - pad_w + j;
+        col_ok |= (col >= 0 && col < W ? 1u : 0u) << j;
+      }
+      const T* __restrict__ xs = x + int64_t(q0 - pad_w) * C + c0;
+      const T* __restrict__ gs = dy + int64_t(q0) * C + c0;
+      auto load_row = [&](Raw(&buf)[kIn], int64_t n, int h) {
+        const uint32_t mask = h >= 0 && h < H ? col_ok : 0u;
+        const T* line = xs + (n * H + h) * pitch;
+        if (mask == (1u << kIn) - 1) {
+#pragma unroll
+          for (int j = 0; j < kIn; ++j) buf[j] = load_raw<T, V>(line + j * C);
+          return;
+        }
+#pragma unroll
+        for (int j = 0; j < kIn; ++j) {
+          buf[j] = Raw{};
+          if (mask >> j & 1u) buf[j] = load_raw<T, V>(line);
+          line += C;
+        }
+      };
+      auto load_grad = [&](Raw(&buf)[kTQ], int64_t n, int oh) {  // zero past the last output column
+        const T* line = gs + (n * P + oh) * gpitch;
+#pragma unroll
+        for (int t = 0; t < kTQ; ++t) {
+          buf[t] = Raw{};
+          if (q0 + t < Q) buf[t] = load_raw<T, V>(line + t * C);
+        }
+      };
+
+      int64_t n = first / P;
+      int oh = static_cast<int>(first - n * P);
+      Raw cur[kIn], nxt[kIn], gcur[kTQ], gnxt[kTQ];
+      load_row(cur, n, oh - pad_h);
+      load_grad(gcur, n, oh);
+      for (int64_t row = first; row < last; ++row) {
+        int64_t n_next = n;
+        int oh_next = oh + 1;
+        if (oh_next == P) oh_next = 0, ++n_next;
+        float gv[kTQ][V];
+#pragma unroll
+        for (int t = 0; t < kTQ; ++t) unpack_floats<T, V>(gcur[t], gv[t]);
+#pragma unroll
+        for (int r = 0; r < kR; ++r) {
+          if (r + 1 < kR) {
+            load_row(nxt, n, oh - pad_h + r + 1);
+          } else if (row + 1 < last) {
+            load_row(nxt, n_next, oh_next - pad_h);
+            load_grad(gnxt, n_next, oh_next);
+          }
+          // Input column j meets output pixel t = j - s at tap (r, s).
+#pragma unroll
+          for (int j = 0; j < kIn; ++j) {
+            float xv[V];
+            unpack_floats<T, V>(cur[j], xv);
+#pragma unroll
+            for (int s = 0; s < kS; ++s) {
+              const int t = j - s;
+              if (t >= 0 && t < kTQ) {
+#pragma unroll
+                for (int v = 0; v < V; ++v) acc[r * kS + s][v] = fmaf(xv[v], gv[t][v], acc[r * kS + s][v]);
+              }
+            }
+          }
+#pragma unroll
+          for (int j = 0; j < kIn; ++j) cur[j] = nxt[j];
+        }
+#pragma unroll
+        for (int t = 0; t < kTQ; ++t) gcur[t] = gnxt[t];
+        n = n_next, oh = oh_next;
+      }
+    }
+  }
+
+  // The block's sums per (channel vector, tap, channel): its lanes' in lane order.
+  constexpr int kPer = kTaps * V;
+  if (lane < lanes) {
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) sums[(lane * group + g) * kPer + k] = acc[k / V][k % V];
+  }
+  __syncthreads();
+  for (int o = threadIdx.x; o < group * kPer; o += blockDim.x) {
+    const int gg = o / kPer, k = o - gg * kPer, tap = k / V, v = k - tap * V;
+    const int vv = blockIdx.x * group + gg;
+    if (vv >= vectors) continue;
+    float total = 0.0f;
+    for (int l = 0; l < lanes; ++l) total += sums[(l * group + gg) * kPer + k];
+    out.put(int64_t(vv * V + v) * kTaps + tap, total);
+  }
+}
+
+// Why it cannot run the backward-weight of `p`, or "".
+inline std::string wgrad_can_implement(const ConvParams& p) {
+  if (p.R != 3 || p.S != 3) return "backward-weight: 3x3 filters only";
+  if (p.C % kWgradV != 0) return "channels must fill 4-channel vectors";
+  std::string why = can_implement(p, false);
+  if (!why.empty()) return why;
+  return dw::can_implement(p, dw::Role::kBackwardWeight);  // the tiles take the views it hands over
+}
+
+// The grid: channel groups x runs of rows, one wave of blocks (the runs are the split reduction's rows).
+struct WgradPlan {
+  int group, lanes, strips;
+  int64_t groups, run;
+  SplitPlan split;
+};
+
+template <typename T>
+WgradPlan wgrad_plan(const ConvParams& p) {
+  WgradPlan w;
+  const int vectors = static_cast<int>(p.C / kWgradV);
+  w.group = std::min(vectors, kWgradMaxGroup);
+  w.lanes = kThreads / w.group;
+  w.groups = (vectors + w.group - 1) / w.group;
+  w.strips = static_cast<int>((p.Q + WgradStripOf<T>::value - 1) / WgradStripOf<T>::value);
+  const int64_t smem = int64_t(w.group) * w.lanes * 9 * kWgradV * 4, rows = p.N * p.P;
+  int64_t runs = dw::resident_blocks<wgrad_kernel<T>>(w.group * w.lanes, smem) / w.groups;
+  runs = std::min<int64_t>({std::max<int64_t>(rows, 1), 65535, std::max<int64_t>(1, runs)});
+  w.run = std::max<int64_t>(1, (rows + runs - 1) / runs);
+  w.split = SplitPlan{std::max<int64_t>(1, (rows + w.run - 1) / w.run), w.run};
+  return w;
+}
+
+inline bool wgrad_aligned(const ConvParams& p) {
+  return reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
+}
+
+inline int64_t wgrad_workspace_bytes(const ConvParams& p) {
+  if (!wgrad_aligned(p)) return dw::wgrad_workspace_bytes(p);
+  int64_t bytes = 0;
+  dispatch_float_dtype(p.dtype, "tiled:depthwise_vec", [&](auto tag) {
+    bytes = split_workspace_bytes(wgrad_plan<typename decltype(tag)::type>(p).split, p.K * 9, p.dtype);
+  });
+  return bytes;
+}
+
+inline void launch_wgrad(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (!wgrad_aligned(p)) return dw::launch_wgrad(p, workspace, stream);
+  dispatch_float_dtype(p.dtype, "tiled:depthwise_vec", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    constexpr auto kernel = wgrad_kernel<T>;
+    const WgradPlan w = wgrad_plan<T>(p);
+    const int threads = w.group * w.lanes;
+    const int64_t smem = int64_t(threads) * 9 * kWgradV * 4;
+    dw::allow_shared_memory<kernel>(smem);
+    const auto out = split_output<float>(w.split, p.K * 9, workspace, dw::store_weight<T>(p));
+    kernel<<<dim3(static_cast<unsigned>(w.groups), static_cast<unsigned>(w.split.splits)), threads, smem, stream>>>(
+        p, w.strips, w.group, w.run, out);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    finish_splits(out, w.split, stream);
   });
 }
 
