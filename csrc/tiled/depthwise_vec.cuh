@@ -55,6 +55,35 @@ template <typename T, int kR> struct ConfigOf {
                                   std::conditional_t<kR == 3, Config<8, 4, 2, 0>, Config<4, 4, 2, 0>>>;
 };
 
+// Which of the kIn columns first_col, first_col + 1, ... lie inside [0, cols): bit j for column first_col + j.
+template <int kIn>
+__device__ __forceinline__ uint32_t columns_inside(int first_col, int cols) {
+  uint32_t inside = 0;
+#pragma unroll
+  for (int j = 0; j < kIn; ++j) {
+    const int col = first_col + j;
+    inside |= (col >= 0 && col < cols ? 1u : 0u) << j;
+  }
+  return inside;
+}
+
+// The kIn vectors of V channels at line, line + C, line + 2C, ... (a strip of pixels of one row) into buf, zero where
+// bit j of `mask` is clear (outside the image: never read).
+template <typename T, int V, int kIn>
+__device__ __forceinline__ void load_strip(raw_vec_t<T, V> (&buf)[kIn], const T* line, uint32_t mask, int C) {
+  if (mask == (1u << kIn) - 1) {  // inside the image (most rows and strips): no predicates, no zero fill
+#pragma unroll
+    for (int j = 0; j < kIn; ++j) buf[j] = load_raw<T, V>(line + j * C);
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < kIn; ++j) {
+    buf[j] = raw_vec_t<T, V>{};
+    if (mask >> j & 1u) buf[j] = load_raw<T, V>(line);
+    line += C;
+  }
+}
+
 // Forward (kDgrad false: x -> y) or stride-1 backward-data (grad_output -> grad_input) of a kR x kS depthwise
 // convolution, channel multiplier 1, NHWC, with padding pad_h, pad_w (for backward-data: R - 1 - pad, S - 1 - pad,
 // kernel parameters rather than registers). Each block walks `run` consecutive output rows (n, oh); a thread's work
@@ -88,28 +117,12 @@ __global__ void __launch_bounds__(kThreads, Cfg::kMinBlocks) conv_kernel(const C
   // The bias (forward) is added at the store, read again per row (L1 hits): no registers held across the loop.
   const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
 
-  // The strip's input columns q0 - pad_w + j, j < kIn: which lie inside the image (the same on every row).
-  uint32_t col_ok = 0;
-#pragma unroll
-  for (int j = 0; j < kIn; ++j) {
-    const int col = q0 - pad_w + j;
-    col_ok |= (col >= 0 && col < in_cols ? 1u : 0u) << j;
-  }
-  // The strip's kIn vectors of the input row at `line` (its column q0 - pad_w) into buf, zero outside the image.
+  // The strip's input columns q0 - pad_w + j, j < kIn, inside the image (the same on every row).
+  const uint32_t col_ok = columns_inside<kIn>(q0 - pad_w, in_cols);
   const int64_t pitch = int64_t(in_cols) * C;  // elements per input row
+  // The strip's kIn vectors of the input row at `line` (its column q0 - pad_w) into buf, zero outside the image.
   auto load_row = [&](Raw(&buf)[kIn], const T* line, bool row_ok) {
-    const uint32_t mask = row_ok ? col_ok : 0u;
-    if (mask == (1u << kIn) - 1) {  // inside the image (most rows and strips): no predicates, no zero fill
-#pragma unroll
-      for (int j = 0; j < kIn; ++j) buf[j] = load_raw<T, V>(line + j * C);
-      return;
-    }
-#pragma unroll
-    for (int j = 0; j < kIn; ++j) {
-      buf[j] = Raw{};
-      if (mask >> j & 1u) buf[j] = load_raw<T, V>(line);
-      line += C;
-    }
+    load_strip<T, V, kIn>(buf, line, row_ok ? col_ok : 0u, C);
   };
   const T* __restrict__ strip_src = src + int64_t(q0 - pad_w) * C + c0;
   // The input row of filter row 0 for output row oh of image n (before the image when oh < pad_h).
@@ -281,28 +294,11 @@ __global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
   if (lane < lanes && vec < vectors && first < last) {
     for (int strip = lane; strip < strips; strip += lanes) {
       const int q0 = strip * kTQ;
-      uint32_t col_ok = 0;  // input columns q0 - pad_w + j inside the image
-#pragma unroll
-      for (int j = 0; j < kIn; ++j) {
-        const int col = q0 - pad_w + j;
-        col_ok |= (col >= 0 && col < W ? 1u : 0u) << j;
-      }
+      const uint32_t col_ok = columns_inside<kIn>(q0 - pad_w, W);  // input columns q0 - pad_w + j inside
       const T* __restrict__ xs = x + int64_t(q0 - pad_w) * C + c0;
       const T* __restrict__ gs = dy + int64_t(q0) * C + c0;
       auto load_row = [&](Raw(&buf)[kIn], int64_t n, int h) {
-        const uint32_t mask = h >= 0 && h < H ? col_ok : 0u;
-        const T* line = xs + (n * H + h) * pitch;
-        if (mask == (1u << kIn) - 1) {
-#pragma unroll
-          for (int j = 0; j < kIn; ++j) buf[j] = load_raw<T, V>(line + j * C);
-          return;
-        }
-#pragma unroll
-        for (int j = 0; j < kIn; ++j) {
-          buf[j] = Raw{};
-          if (mask >> j & 1u) buf[j] = load_raw<T, V>(line);
-          line += C;
-        }
+        load_strip<T, V, kIn>(buf, xs + (n * H + h) * pitch, h >= 0 && h < H ? col_ok : 0u, C);
       };
       auto load_grad = [&](Raw(&buf)[kTQ], int64_t n, int oh) {  // zero past the last output column
         const T* line = gs + (n * P + oh) * gpitch;
@@ -340,8 +336,8 @@ __global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
             unpack_floats<T, V>(cur[j], xv);
 #pragma unroll
             for (int s = 0; s < kS; ++s) {
-              const int t = j - s;
-              if (t >= 0 && t < kTQ) {
+              const int t = j - s;  // pixels past the last column are skipped, not multiplied by a zero gradient
+              if (t >= 0 && t < kTQ && (t == 0 || q0 + t < Q)) {  // (0 x inf would be NaN); pixel 0 is inside
 #pragma unroll
                 for (int v = 0; v < V; ++v) acc[r * kS + s][v] = fmaf(xv[v], gv[t][v], acc[r * kS + s][v]);
               }
@@ -394,9 +390,9 @@ template <typename T>
 WgradPlan wgrad_plan(const ConvParams& p) {
   WgradPlan w;
   const int vectors = static_cast<int>(p.C / kWgradV);
-  w.group = std::min(vectors, kWgradMaxGroup);
+  w.groups = (vectors + kWgradMaxGroup - 1) / kWgradMaxGroup;  // groups of equal size, at most kWgradMaxGroup
+  w.group = static_cast<int>((vectors + w.groups - 1) / w.groups);
   w.lanes = kThreads / w.group;
-  w.groups = (vectors + w.group - 1) / w.group;
   w.strips = static_cast<int>((p.Q + WgradStripOf<T>::value - 1) / WgradStripOf<T>::value);
   const int64_t smem = int64_t(w.group) * w.lanes * 9 * kWgradV * 4, rows = p.N * p.P;
   int64_t runs = dw::resident_blocks<wgrad_kernel<T>>(w.group * w.lanes, smem) / w.groups;
