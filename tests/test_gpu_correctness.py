@@ -634,6 +634,25 @@ def test_tiled_depthwise_vec_backward_weight_is_deterministic(name, precision_mo
         torch.use_deterministic_algorithms(saved)
 
 
+def test_tiled_depthwise_vec_backward_weight_inf_only_where_pytorch_has_it():
+    """An infinite input in the last column, which only a strip's pixel past the last output column meets at tap
+    s = 0 (3 columns, padding 1: strips of 2 pixels), must not turn that tap into NaN (0 x inf): the same taps are
+    finite as in PyTorch's float64 gradient, and those agree."""
+    x = random_tensor((2, 8, 3, 3), torch.float32, seed=fresh_seed(), channels_last=True)
+    x[:, :, 1, 2] = float("inf")
+    w = random_tensor((8, 1, 3, 3), torch.float32, seed=fresh_seed()).requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, padding=1, groups=8, variant={"backward_weight": "tiled:depthwise_vec"})
+    grad_out = random_tensor(y.shape, y.dtype, seed=fresh_seed(), channels_last=True)
+    ours = torch.autograd.grad(y, w, grad_out)[0]
+    wd = w.detach().double().requires_grad_(True)
+    ref = torch.autograd.grad(torch.nn.functional.conv2d(x.double(), wd, padding=1, groups=8), wd,
+                              grad_out.double())[0]
+    finite = torch.isfinite(ref)
+    assert finite[:, :, :, 0].all() and not finite.all()  # the case is what it claims to be
+    assert torch.equal(torch.isfinite(ours), finite)
+    assert rel_err(ours[finite], ref[finite]) <= TOLERANCE["fp32"]
+
+
 # tiled:depthwise_rows (NCHW forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, "same" column padding, rows of a
 # multiple of 16 bytes: 8 columns here, so every dtype takes them): strips cut by the height (rows not a multiple of
 # 8 or 4), row padding of 0 and beyond the filter, images smaller than the filter and one vector wide, batch 1 and 3,
