@@ -232,7 +232,7 @@ RULES = (
     # depthwise, channels-last 3x3, every pass (stride 1, multiplier 1, channels in 16-byte vectors: its
     # can_implement), where it beats the shared-memory tiles (H200, depthwise_3x3, GPU time, forward / backward-
     # data: fp32 0.036 / 0.035 ms against 0.061 / 0.061, bf16 0.023 / 0.024 against 0.053 / 0.059; backward-weight
-    # with its split reduction: benchmarks/NOTES.md, session 11); slower for 7x7 (fp32 0.10 against 0.074, bf16
+    # with its split reduction 0.053 against 0.065, bf16 0.045 against 0.054); slower for 7x7 (fp32 0.10 against 0.074, bf16
     # 0.087 against 0.065: its filter is read from shared memory per tap), so the tiles below run the 5x5 and 7x7
     # filters
     Rule("tiled:depthwise_vec",
