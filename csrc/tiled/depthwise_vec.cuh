@@ -1,5 +1,6 @@
 // Tiled family, configuration depthwise_vec: channels-last depthwise forward and stride-1 backward-data for 3x3, 5x5
-// and 7x7 filters at stride 1 and dilation 1, channel multiplier 1, channels in 16-byte vectors.
+// and 7x7 filters, and backward-weight for 3x3 (at the end of this file), at stride 1 and dilation 1, channel
+// multiplier 1, channels in 16-byte vectors.
 //
 // In channels-last memory a pixel's channels are contiguous, so a thread can own one vector of channels (kV: 4 fp32,
 // 4 or 8 fp16/bf16) for a strip of kTQ neighbouring output pixels of one row and read its inputs straight from
@@ -7,7 +8,8 @@
 // tap and output that meets it (registers), their neighbours' re-reads served by L1 and L2. A warp's loads are 32
 // consecutive vectors (coalesced); no shared-memory tile, no block barrier per tile: vector loads and stores, FP32
 // FFMA, the filter (fp32, [tap][channel]) in shared memory, staged once per block. depthwise.cuh's shared-memory
-// tiles stay for NCHW, strides, dilations, other filters and channel multipliers, and for backward-weight.
+// tiles stay for NCHW, strides, dilations, other filters and channel multipliers, and for views not aligned to the
+// vectors (the launchers hand those over).
 //
 // Backward-data at stride 1 is the forward of grad_output with the flipped filter and padding R - 1 - pad (a
 // correlation), as in depthwise.cuh.
@@ -49,7 +51,7 @@ template <int kV_, int kTQ_, int kMinBlocks_, int kAhead_> struct Config {
 // The configuration of each type and filter size (H200, depthwise_3x3 channels-last, GPU time of forward /
 // backward-data: fp32 <4,2,3,1> 0.036 / 0.035 ms against <4,4,2,0> 0.039 / 0.039; bf16 <8,4,2,0> 0.023 / 0.024
 // against <4,4,3,0> 0.028 / 0.029; the prefetch helps fp32's 3 blocks per SM only). 5x5 and 7x7 (the heuristics
-// give them to depthwise.cuh's tiles): configurations without spills.
+// give them to depthwise.cuh's tiles): 2 blocks per SM, no spills but fp32 7x7's 24-40 bytes.
 template <typename T, int kR> struct ConfigOf {
   using type = std::conditional_t<sizeof(T) == 4, std::conditional_t<kR == 3, Config<4, 2, 3, 1>, Config<4, 2, 2, 0>>,
                                   std::conditional_t<kR == 3, Config<8, 4, 2, 0>, Config<4, 4, 2, 0>>>;
