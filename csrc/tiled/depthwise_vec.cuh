@@ -227,6 +227,13 @@ inline std::string can_implement(const ConvParams& p, bool dgrad) {
   return "";
 }
 
+// Rows per block for a grid of `columns` x runs blocks that fits one wave of `resident` blocks: equal runs of at least
+// one row, at most 65535 runs (grid.y).
+inline int64_t one_wave_run(int64_t rows, int64_t resident, int64_t columns) {
+  const int64_t runs = std::min<int64_t>({std::max<int64_t>(rows, 1), 65535, std::max<int64_t>(1, resident / columns)});
+  return std::max<int64_t>(1, (rows + runs - 1) / runs);
+}
+
 template <typename T, int kR, bool kDgrad>
 void launch_typed(const ConvParams& p, cudaStream_t stream) {
   using Cfg = typename ConfigOf<T, kR>::type;
@@ -239,10 +246,8 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   // One wave: as many blocks as are resident at once, each walking an equal run of output rows (H200: 0.039 against
   // 0.043 ms for runs of 8 rows, fp32 depthwise_3x3, bf16 0.023 against 0.025).
   const int64_t blocks_x = (items + kThreads - 1) / kThreads, rows = p.N * out_rows;
-  int64_t blocks_y = dw::resident_blocks<kernel>(kThreads, smem) / blocks_x;
-  blocks_y = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, blocks_y)});
-  const int64_t run = (rows + blocks_y - 1) / blocks_y;
-  blocks_y = (rows + run - 1) / run;
+  const int64_t run = one_wave_run(rows, dw::resident_blocks<kernel>(kThreads, smem), blocks_x);
+  const int64_t blocks_y = (rows + run - 1) / run;  // rows > 0: launch_vectorized returns on an empty batch
   kernel<<<dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y)), kThreads, smem, stream>>>(
       p, strips, run, static_cast<int>(kDgrad ? kR - 1 - p.pad_h : p.pad_h),
       static_cast<int>(kDgrad ? kR - 1 - p.pad_w : p.pad_w));
@@ -291,9 +296,9 @@ __global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
   const int64_t pitch = int64_t(W) * C, gpitch = int64_t(Q) * C;  // elements per input / grad_output row
 
   float acc[kTaps][V] = {};
-  // Threads of a lane past the block's threads (blockDim.x = group * lanes exactly) or of a vector past the last one
-  // reduce nothing but still reach the barrier below.
-  if (lane < lanes && vec < vectors && first < last) {
+  // Threads of a vector past the last one reduce nothing but still reach the barrier below (blockDim.x is exactly
+  // group * lanes).
+  if (vec < vectors && first < last) {
     for (int strip = lane; strip < strips; strip += lanes) {
       const int q0 = strip * kTQ;
       const uint32_t col_ok = columns_inside<kIn>(q0 - pad_w, W);  // input columns q0 - pad_w + j inside
@@ -302,13 +307,9 @@ __global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
       auto load_row = [&](Raw(&buf)[kIn], int64_t n, int h) {
         load_strip<T, V, kIn>(buf, xs + (n * H + h) * pitch, h >= 0 && h < H ? col_ok : 0u, C);
       };
+      const uint32_t pixel_ok = columns_inside<kTQ>(q0, Q);  // the strip's pixels before the last column
       auto load_grad = [&](Raw(&buf)[kTQ], int64_t n, int oh) {  // zero past the last output column
-        const T* line = gs + (n * P + oh) * gpitch;
-#pragma unroll
-        for (int t = 0; t < kTQ; ++t) {
-          buf[t] = Raw{};
-          if (q0 + t < Q) buf[t] = load_raw<T, V>(line + t * C);
-        }
+        load_strip<T, V, kTQ>(buf, gs + (n * P + oh) * gpitch, pixel_ok, C);
       };
 
       int64_t n = first / P;
@@ -357,10 +358,8 @@ __global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
 
   // The block's sums per (channel vector, tap, channel): its lanes' in lane order.
   constexpr int kPer = kTaps * V;
-  if (lane < lanes) {
 #pragma unroll
-    for (int k = 0; k < kPer; ++k) sums[(lane * group + g) * kPer + k] = acc[k / V][k % V];
-  }
+  for (int k = 0; k < kPer; ++k) sums[(lane * group + g) * kPer + k] = acc[k / V][k % V];
   __syncthreads();
   for (int o = threadIdx.x; o < group * kPer; o += blockDim.x) {
     const int gg = o / kPer, k = o - gg * kPer, tap = k / V, v = k - tap * V;
@@ -397,9 +396,7 @@ WgradPlan wgrad_plan(const ConvParams& p) {
   w.lanes = kThreads / w.group;
   w.strips = static_cast<int>((p.Q + WgradStripOf<T>::value - 1) / WgradStripOf<T>::value);
   const int64_t smem = int64_t(w.group) * w.lanes * 9 * kWgradV * 4, rows = p.N * p.P;
-  int64_t runs = dw::resident_blocks<wgrad_kernel<T>>(w.group * w.lanes, smem) / w.groups;
-  runs = std::min<int64_t>({std::max<int64_t>(rows, 1), 65535, std::max<int64_t>(1, runs)});
-  w.run = std::max<int64_t>(1, (rows + runs - 1) / runs);
+  w.run = one_wave_run(rows, dw::resident_blocks<wgrad_kernel<T>>(w.group * w.lanes, smem), w.groups);
   w.split = SplitPlan{std::max<int64_t>(1, (rows + w.run - 1) / w.run), w.run};
   return w;
 }
