@@ -113,6 +113,15 @@ def _narrow_groups(p: Problem, pass_: str) -> bool:
     return p.groups > 1 and not p.depthwise and _gemm_columns(p, pass_) < 16
 
 
+def _grouped_mma(p: Problem, pass_: str) -> bool:
+    """Narrow groups in a tensor-core dtype, forward or backward-data, the reduction's channels per group (C/groups
+    forward, K/groups backward-data) a multiple of 16 bytes (8 fp16/bf16, 4 fp32): no zero-padded rows."""
+    if pass_ == "backward_weight" or not _narrow_groups(p, pass_) or not _tensor_core_dtype(p):
+        return False
+    reduction = p.K // p.groups if pass_ == "backward_data" else p.C // p.groups
+    return reduction * (4 if p.dtype == "float32" else 2) % 16 == 0
+
+
 def _tensor_core_forward(p: Problem, pass_: str) -> bool:
     return pass_ == "forward" and _tensor_core(p, pass_)
 
@@ -249,6 +258,12 @@ RULES = (
     # depthwise, every pass and dtype but float64
     Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
+    # narrow groups on tensor cores (fp16, bf16, TF32): the forward and stride-1 backward-data, where the reduction's
+    # channels per group fill 16-byte rows (its can_implement: K/groups <= 16 and C/groups <= 64 bytes, backward-data
+    # the other way round), against the FFMA tiles below (H200, grouped_g32: see NOTES, session 12)
+    Rule("tiled:grouped_mma", _grouped_mma,
+         "narrow groups on tensor cores: a group's input tile in 16-byte planes, one ldmatrix (a lane per tap-shifted "
+         "pixel) and mma.sync per 32 bytes of each pixel's reduction"),
     # narrow groups (fewer than 16 channels on the GEMM's narrow side, groups > 1, not depthwise), every pass and
     # dtype but float64: MMA tiles would be mostly empty; the tiled grouped kernels keep each group's filters and
     # input tile in shared memory (exact FP32 FMA, so fp32 goes there whether TF32 is allowed or not)

@@ -86,6 +86,11 @@ extern const KernelInfo backward_data_tiled_depthwise_rows;
 extern const KernelInfo forward_tiled_grouped;
 extern const KernelInfo backward_data_tiled_grouped;
 extern const KernelInfo backward_weight_tiled_grouped;
+// Grouped_mma (narrow groups on tensor cores: fp16/bf16/TF32, K/groups <= 16, C/groups up to 64 bytes; backward-data
+// at stride 1): a block per (image tile of up to 128 pixels, up to 8 groups), the input tile staged in 16-byte planes,
+// one ldmatrix (a lane per tap-shifted pixel row) and mma.sync per 32 bytes of reduction (grouped_mma.cuh).
+extern const KernelInfo forward_tiled_grouped_mma;
+extern const KernelInfo backward_data_tiled_grouped_mma;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

@@ -564,6 +564,78 @@ def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
         torch.use_deterministic_algorithms(saved)
 
 
+# tiled:grouped_mma (narrow groups on tensor cores: fp16, bf16, TF32; forward with K/groups <= 16, backward-data at
+# stride 1 with C/groups <= 16; the reduction's channels per group at most 64 bytes). Forced on every pass of every
+# GROUPED_GRID case it should implement by that rule (it must accept exactly those), so the grid's strides, dilations,
+# non-square and 1x1 filters, asymmetric padding, odd sizes, odd channel counts (channels staged as zeros past the
+# group's, element by element), multipliers both ways and several tiles and group blocks all run on it; plus
+# sliced views (misaligned: element-wise staging and stores) and a wide image (several column tiles).
+GROUPED_MMA_EXTRA = {
+    "c8_k8_wide_70x75": Case(1, 16, 70, 75, 16, 3, 3, 1, 1, 1, 2),
+    "c8_k16_g12_7x7": Case(2, 96, 17, 19, 192, 7, 7, 1, 3, 1, 12),
+    "c16_k8_stride2_g9": Case(2, 144, 15, 16, 72, 3, 3, 2, 1, 1, 9),
+}
+GROUPED_MMA_CASES = {**GROUPED_GRID, **GROUPED_MMA_EXTRA}
+
+
+def grouped_mma_passes(case, mode):
+    """The passes tiled:grouped_mma runs for `case` in `mode` (tf32, fp16, bf16), by its stated limits."""
+    esize = 4 if mode == "tf32" else 2
+    cg, kg = case.C // case.groups, case.K // case.groups
+    if case.groups == 1 or case.groups == case.C:
+        return {}
+    passes = {}
+    if kg <= 16 and cg * esize <= 64:
+        passes["forward"] = "tiled:grouped_mma"
+    if case.stride in (1, (1, 1)) and cg <= 16 and kg * esize <= 64:
+        passes["backward_data"] = "tiled:grouped_mma"
+    return passes
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(GROUPED_MMA_CASES))
+def test_tiled_grouped_mma(name, precision_mode, layout, poison):
+    """tiled:grouped_mma forced on the passes its limits admit; it must accept each of them."""
+    case = GROUPED_MMA_CASES[name]
+    passes = grouped_mma_passes(case, precision_mode)
+    if not passes:
+        pytest.skip("beyond tiled:grouped_mma's limits (groups 1, depthwise, or too many channels per group)")
+    bias = list(GROUPED_MMA_CASES).index(name) % 2 == 0
+    run_and_check(case, precision_mode, layout, passes, bias, must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", ["suite_g32_n2", "c5_k12", "c16_k16", "c8_k16_g12_7x7"])
+def test_tiled_grouped_mma_sliced_inputs(name, precision_mode, layout, slicing, poison):
+    """Views at odd offsets (not 16-byte aligned: the staging falls back to element loads, the stores to single
+    elements) and padded rows (made dense by the op)."""
+    offset, row_pad = SLICINGS[slicing]
+    case = GROUPED_MMA_CASES[name]
+    run_and_check(case, precision_mode, layout, grouped_mma_passes(case, precision_mode), True, offset, row_pad,
+                  must_run=True)
+
+
+def test_tiled_grouped_mma_says_why_not():
+    """Exact fp32, float64, strided backward-data and wide groups are refused with their reason."""
+    x = torch.randn(1, 64, 8, 8, device="cuda")
+    w = torch.randn(64, 8, 3, 3, device="cuda")
+    with precision("fp32"):
+        with pytest.raises(conv2d_ext.Conv2dError, match="exact fp32"):
+            conv2d_ext.conv2d(x, w, padding=1, groups=8, variant={"forward": "tiled:grouped_mma"})
+    with pytest.raises(conv2d_ext.Conv2dError, match="float64"):
+        conv2d_ext.conv2d(x.double(), w.double(), padding=1, groups=8, variant={"forward": "tiled:grouped_mma"})
+    with pytest.raises(conv2d_ext.Conv2dError, match="strided"):
+        y = conv2d_ext.conv2d(x.half().requires_grad_(), w.half(), stride=2, groups=8,
+                              variant={"backward_data": "tiled:grouped_mma"})
+        y.sum().backward()
+    with pytest.raises(conv2d_ext.Conv2dError, match="more than 16 output channels"):
+        conv2d_ext.conv2d(x.half(), torch.randn(256, 8, 3, 3, device="cuda").half(), groups=8,
+                          variant={"forward": "tiled:grouped_mma"})
+
+
 # tiled:depthwise_vec (channels-last forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, multiplier 1, channels in
 # 16-byte vectors for every dtype; backward-weight 3x3): partial strips (widths not a multiple of 4 or 2), padding of
 # 0 and beyond the filter, images smaller than the filter, batch 1 and 3, channels in more than one block (320 fp32

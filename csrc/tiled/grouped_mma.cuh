@@ -1,0 +1,461 @@
+// Tiled family, grouped configuration on tensor cores (issue 9): the forward and the stride-1 backward-data of narrow
+// groups (C/groups and K/groups of a few channels: grouped_g32 has 8 and 8) in fp16, bf16 and TF32, where the FFMA
+// tiles of grouped.cuh are bound by instructions (72 FMAs per output) and an implicit-GEMM tile 128 channels wide
+// would be 94% empty.
+//
+// A group's convolution is a GEMM of M = output pixels, N = K/groups output channels, K = C/groups x R x S. With
+// 8-channel (16-byte) rows it maps onto mma.sync directly: one m16n8k16 (fp16/bf16) or m16n8k8 (TF32) step reduces
+// 32 bytes of each pixel's reduction, i.e. two taps of 8 fp16/bf16 channels, one tap of 8 fp32 channels, or 32 bytes
+// of a wider group. The im2col gather costs nothing: ldmatrix takes one row address per lane, so each lane points
+// its row at its pixel's tap-shifted position in the staged input tile.
+//
+// Block: one image, a tile of up to 128 output pixels (tile_h x tile_w: 4 x 28 for a 28-wide image), `gb` groups.
+//   1. Stages the input tile with its halo in 16-byte planes: plane (group, 16-byte segment of the group's channels)
+//      holds that segment for every halo pixel, pixel-major (16 bytes per pixel), so 8 consecutive output pixels of
+//      one ldmatrix are 128 consecutive bytes (conflict-free at stride 1). NHWC reads 16-byte vectors (8 threads
+//      cover a pixel's 128 bytes of 8 groups), NCHW gathers a segment's channels element by element (consecutive
+//      threads read consecutive pixels of one channel); padding and channels past the group's are staged as zeros.
+//   2. Stages the groups' filters as B fragments in lane order (zeros past the taps and channels), and a table of
+//      the 16-byte segments' offsets (tap shift, plane) for the k-steps.
+//   3. Each warp takes (group, up to 4/NT chunks of 16 pixels) jobs: per k-step one 8-byte fragment read per 8 output
+//      channels, one ldmatrix.x4 and NT mma per chunk; fp32 accumulators, bias added at the store, written straight
+//      to global memory in the output's layout (the block's other warps fill the rest of each line in L2).
+//
+// Backward-data at stride 1 is the forward of grad_output with the filters flipped and transposed
+// (w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] within a group) and padding (R-1)*dil - pad: the same kernel, with the
+// filter staging reading w transposed. Larger strides stay on grouped.cuh's phase kernels.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include <cuda_runtime.h>
+
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
+
+#include "common/conv_params.h"
+#include "common/dtype.cuh"
+#include "common/mma.cuh"
+#include "tiled/depthwise.cuh"  // dense_reason, max_shared_memory, allow_shared_memory
+
+namespace conv2d_ext {
+namespace gmma {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxTilePixels = 128;  // output pixels per tile: 8 chunks of mma's 16 rows
+constexpr int kMaxTileWidth = 32;
+constexpr int kMaxGroupsPerBlock = 8;
+constexpr int kMaxOut = 16;          // output channels per group: two n8 tiles
+constexpr int kMaxSegments = 4;      // 16-byte segments per tap of a group's reduction channels (64 bytes)
+constexpr int64_t kSmemBudget = 64 * 1024;  // planned per block (three or more blocks per H100 SM)
+
+enum class Role : int { kForward = 0, kBackwardData = 1 };
+
+// One pass as a forward convolution: `in` (the reduction's activations) -> `out`, per group cg reduction channels
+// and kg output channels; the tiling chosen by plan().
+struct Geom {
+  const void* in;
+  void* out;
+  const void* w;
+  const void* bias;  // kg * groups elements, or nullptr
+  int64_t in_stride[4], out_stride[4], w_stride[4];  // (n, c, h, w) and the filters' (k, c, r, s)
+  int N, Hin, Win, Hout, Wout;
+  int groups, cg, kg;
+  int R, S, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int transposed;     // backward-data: filter (output o, reduction i, r, s) = w[g*cg + i, o, R-1-r, S-1-s]
+  int channels_last;  // in and out NHWC (else NCHW)
+  int vec_in;         // NHWC input read as 16-byte segments (aligned, whole segments per group)
+  int vec_out;        // NHWC output written two channels at a time (aligned)
+  // Tiling.
+  int tile_h, tile_w, tiles_w, tiles;  // tiles per image: tiles_h * tiles_w
+  int halo_h, halo_w, pitch;           // staged pixels per plane: halo_h x halo_w, plane pitch (odd, in 16 bytes)
+  int segs;                            // 16-byte segments per tap of one group
+  int ksteps;                          // 32-byte reduction steps: ceil(R * S * segs / 2)
+  int chunks;                          // 16-pixel chunks of a tile
+  int gb, group_blocks;                // groups per block, blocks per image tile
+  int frag_offset, table_offset;       // bytes: filter fragments and segment table after the staged planes
+  int smem;                            // bytes of dynamic shared memory; 0: no plan
+};
+
+template <typename T> constexpr int elems16() { return 16 / int(sizeof(T)); }
+
+// ---- Host: plan.
+
+inline int ceil_div_i(int64_t a, int64_t b) { return int((a + b - 1) / b); }
+
+// The Geom of `role` of `p` with element size `esize`, tiles for `gb` groups per block (0: the most that fit the
+// budget); smem = 0 when even one group does not fit `max_smem`.
+inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, int gb = 0,
+                 int tile_pixels = kMaxTilePixels) {
+  Geom g{};
+  const bool dgrad = role == Role::kBackwardData;
+  g.in = dgrad ? p.y : p.x;
+  g.out = dgrad ? p.x : p.y;
+  g.w = p.w;
+  g.bias = dgrad ? nullptr : p.bias;
+  for (int i = 0; i < 4; ++i) {
+    g.in_stride[i] = dgrad ? p.y_stride[i] : p.x_stride[i];
+    g.out_stride[i] = dgrad ? p.x_stride[i] : p.y_stride[i];
+    g.w_stride[i] = p.w_stride[i];
+  }
+  g.N = int(p.N);
+  g.Hin = int(dgrad ? p.P : p.H), g.Win = int(dgrad ? p.Q : p.W);
+  g.Hout = int(dgrad ? p.H : p.P), g.Wout = int(dgrad ? p.W : p.Q);
+  g.groups = p.groups;
+  g.cg = int(dgrad ? p.K_per_group() : p.C_per_group());
+  g.kg = int(dgrad ? p.C_per_group() : p.K_per_group());
+  g.R = int(p.R), g.S = int(p.S);
+  g.stride_h = dgrad ? 1 : p.stride_h, g.stride_w = dgrad ? 1 : p.stride_w;
+  g.pad_h = dgrad ? int((p.R - 1) * p.dil_h - p.pad_h) : p.pad_h;
+  g.pad_w = dgrad ? int((p.S - 1) * p.dil_w - p.pad_w) : p.pad_w;
+  g.dil_h = p.dil_h, g.dil_w = p.dil_w;
+  g.transposed = dgrad;
+  g.channels_last = p.channels_last;
+  const int e = 16 / esize;
+  const auto aligned = [](const void* ptr, int bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
+  g.vec_in = p.channels_last && g.cg % e == 0 && aligned(g.in, 16) && g.in_stride[1] == 1 &&
+             g.in_stride[0] % e == 0 && g.in_stride[2] % e == 0 && g.in_stride[3] % e == 0;
+  g.vec_out = p.channels_last && g.kg % 2 == 0 && aligned(g.out, 2 * esize) && g.out_stride[1] == 1 &&
+              g.out_stride[0] % 2 == 0 && g.out_stride[2] % 2 == 0 && g.out_stride[3] % 2 == 0;
+
+  const int cols = ceil_div_i(g.Wout, kMaxTileWidth);
+  g.tile_w = ceil_div_i(g.Wout, cols);
+  g.tile_h = std::max(1, std::min(g.Hout, tile_pixels / g.tile_w));
+  g.tiles_w = cols;
+  g.tiles = ceil_div_i(g.Hout, g.tile_h) * cols;
+  g.halo_h = (g.tile_h - 1) * g.stride_h + (g.R - 1) * g.dil_h + 1;
+  g.halo_w = (g.tile_w - 1) * g.stride_w + (g.S - 1) * g.dil_w + 1;
+  g.pitch = (g.halo_h * g.halo_w) | 1;
+  g.segs = ceil_div_i(int64_t(g.cg) * esize, 16);
+  g.ksteps = ceil_div_i(int64_t(g.R) * g.S * g.segs, 2);
+  g.chunks = ceil_div_i(int64_t(g.tile_h) * g.tile_w, 16);
+  const int nt = g.kg > 8 ? 2 : 1;
+  const int64_t planes_bytes = int64_t(g.segs) * g.pitch * 16;
+  const int64_t frag_bytes = int64_t(g.ksteps) * nt * 32 * 8;
+  const int64_t table_bytes = int64_t(2 * g.ksteps) * 4;
+  const int64_t per_group = planes_bytes + frag_bytes;
+  if (per_group + table_bytes > max_smem) return g;
+  if (gb <= 0) {
+    gb = int(std::min<int64_t>(kMaxGroupsPerBlock, std::max<int64_t>(1, (kSmemBudget - table_bytes) / per_group)));
+    if (int64_t(gb) * per_group + table_bytes > max_smem) gb = 1;
+  }
+  g.gb = std::min(gb, g.groups);
+  g.group_blocks = ceil_div_i(g.groups, g.gb);
+  g.frag_offset = int(g.gb * planes_bytes);
+  g.table_offset = int(g.frag_offset + g.gb * frag_bytes);
+  g.smem = int(g.table_offset + table_bytes);
+  return g;
+}
+
+// Why the grouped tensor-core kernel cannot run `role` of `p`, or "".
+inline std::string can_implement(const ConvParams& p, Role role) {
+  if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
+  if (p.dtype == DType::kFloat32 && !p.allow_tf32)
+    return "exact fp32 (TF32 disallowed) runs on CUDA cores, not tensor cores";
+  if (p.sm < 80) return "needs sm_80 or newer (mma.sync)";
+  if (p.groups == 1) return "groups == 1 (not grouped)";
+  if (p.groups == p.C) return "depthwise (groups == input channels) runs on tiled:depthwise";
+  const bool dgrad = role == Role::kBackwardData;
+  if (dgrad && (p.stride_h != 1 || p.stride_w != 1)) return "backward-data of a strided convolution";
+  const int esize = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t red = dgrad ? p.K_per_group() : p.C_per_group(), out = dgrad ? p.C_per_group() : p.K_per_group();
+  if (out > kMaxOut)
+    return dgrad ? "more than 16 input channels per group (C/groups)" : "more than 16 output channels per group (K/groups)";
+  if (red * esize > kMaxSegments * 16)
+    return dgrad ? "more than 64 bytes of output channels per group (K/groups)"
+                 : "more than 64 bytes of input channels per group (C/groups)";
+  const int64_t kLimit = int64_t(1) << 20;  // tile and halo math in int
+  if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit || p.N >= (int64_t(1) << 24))
+    return "a spatial size of 2^20 or more, or 2^24 or more images";
+  if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.R - 1) * p.dil_h >= (1 << 12) || (p.S - 1) * p.dil_w >= (1 << 12))
+    return "padding of 2^20 or more or a dilated filter extent of 4096 or more";
+  std::string why = dw::dense_reason(p, p.x_stride, p.C, p.H, p.W, "the input");
+  if (why.empty()) why = dw::dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
+  if (!why.empty()) return why;
+  const Geom g = plan(p, role, esize, dw::max_shared_memory(p.sm), 1);
+  if (g.smem == 0) return "one group's filters and input tile need more shared memory than this GPU gives a block";
+  if (int64_t(g.tiles) * p.N >= (int64_t(1) << 31) || g.group_blocks > 65535) return "too many tiles for one grid";
+  return "";
+}
+
+// ---- Device.
+
+// The filter element feeding B fragment position (k-step, n8 tile, lane, register j, element e) of group `group`,
+// as raw bits of T (zero past the taps, channels and output channels).
+template <typename T>
+__device__ __forceinline__ uint32_t fragment_bits(const Geom& g, const T* w, int group, int step, int nt, int lane,
+                                                  int j) {
+  constexpr int kPerWord = 4 / int(sizeof(T));
+  const int n = nt * 8 + (lane >> 2), t = lane & 3;
+  uint32_t word = 0;
+#pragma unroll
+  for (int e = 0; e < kPerWord; ++e) {
+    // Reduction index within the 32-byte step: 16-bit b_j holds k = 2t + e + 8j; TF32 b_j holds k = t + 4j.
+    const int k = kPerWord == 2 ? 2 * t + e + 8 * j : t + 4 * j;
+    const int byte = k * int(sizeof(T));
+    const int seg = 2 * step + byte / 16;
+    const int tap = seg / g.segs;
+    const int c = (seg - tap * g.segs) * elems16<T>() + (byte % 16) / int(sizeof(T));
+    uint32_t bits = 0;
+    if (tap < g.R * g.S && c < g.cg && n < g.kg) {
+      const int r = tap / g.S, s = tap - r * g.S;
+      const int64_t off = g.transposed
+          ? (int64_t(group) * g.cg + c) * g.w_stride[0] + n * g.w_stride[1] + (g.R - 1 - r) * g.w_stride[2] +
+                (g.S - 1 - s) * g.w_stride[3]
+          : (int64_t(group) * g.kg + n) * g.w_stride[0] + c * g.w_stride[1] + r * g.w_stride[2] + s * g.w_stride[3];
+      if constexpr (sizeof(T) == 4) bits = __float_as_uint(w[off]);
+      else bits = static_cast<uint32_t>(reinterpret_cast<const unsigned short*>(w)[off]);
+    }
+    word |= bits << (16 * e * (kPerWord == 2));
+  }
+  return word;
+}
+
+// 16 bytes of input for plane (group, segment) at input pixel (h, w) of image n: zeros outside the image and past
+// the group's channels.
+template <typename T>
+__device__ __forceinline__ uint4 load_segment(const Geom& g, const T* in, int64_t n, int group, int seg, int h, int w) {
+  uint4 v = make_uint4(0, 0, 0, 0);
+  if (group >= g.groups || h < 0 || h >= g.Hin || w < 0 || w >= g.Win) return v;
+  constexpr int kE = elems16<T>();
+  const int c0 = seg * kE;
+  const T* src = in + n * g.in_stride[0] + (int64_t(group) * g.cg + c0) * g.in_stride[1] + int64_t(h) * g.in_stride[2] +
+                 int64_t(w) * g.in_stride[3];
+  if (g.vec_in) return load_raw<T>(src);
+  uint32_t words[4] = {0, 0, 0, 0};
+#pragma unroll
+  for (int e = 0; e < kE; ++e) {
+    if (c0 + e < g.cg) {
+      uint32_t bits;
+      if constexpr (sizeof(T) == 4) bits = __float_as_uint(__ldg(src + e * g.in_stride[1]));
+      else bits = __ldg(reinterpret_cast<const unsigned short*>(src + e * g.in_stride[1]));
+      words[e * int(sizeof(T)) / 4] |= bits << (8 * ((e * int(sizeof(T))) % 4));
+    }
+  }
+  return make_uint4(words[0], words[1], words[2], words[3]);
+}
+
+__device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint4& v) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_addr(uint32_t (&r)[4], uint32_t addr) {
+  asm("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// Writes output element (n, channel, oh, ow) = v (+ bias).
+template <typename T>
+__device__ __forceinline__ void store_pair(const Geom& g, T* out, int64_t n, int channel, bool second, int oh, int ow,
+                                           float v0, float v1) {
+  if (g.bias != nullptr) {
+    const T* b = static_cast<const T*>(g.bias);
+    v0 += to_acc(b[channel]);
+    if (second) v1 += to_acc(b[channel + 1]);
+  }
+  T* dst = out + n * g.out_stride[0] + int64_t(channel) * g.out_stride[1] + int64_t(oh) * g.out_stride[2] +
+           int64_t(ow) * g.out_stride[3];
+  if (g.vec_out && second) {
+    if constexpr (sizeof(T) == 4) {
+      *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+    } else {
+      union { uint32_t u; T h[2]; } pair;
+      pair.h[0] = from_acc<T>(v0);
+      pair.h[1] = from_acc<T>(v1);
+      *reinterpret_cast<uint32_t*>(dst) = pair.u;
+    }
+    return;
+  }
+  dst[0] = from_acc<T>(v0);
+  if (second) dst[g.out_stride[1]] = from_acc<T>(v1);
+}
+
+template <typename T, int kNt>
+__global__ void __launch_bounds__(kThreads) conv_kernel(const Geom g) {
+  constexpr int kChunks = 4 / kNt;  // 16-pixel chunks per warp job (at most 16 accumulators and 16 A registers)
+  extern __shared__ __align__(16) unsigned char smem[];
+  const uint32_t smem_base = smem_addr(smem);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tile = int(blockIdx.x % unsigned(g.tiles));
+  const int64_t n = blockIdx.x / unsigned(g.tiles);
+  const int g0 = int(blockIdx.y) * g.gb;
+  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
+  const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
+  const int h0 = oh0 * g.stride_h - g.pad_h, w0 = ow0 * g.stride_w - g.pad_w;
+  const T* in = static_cast<const T*>(g.in);
+  const T* w = static_cast<const T*>(g.w);
+
+  // 1. The input tile, 16-byte planes: (group, segment) x halo pixel. NHWC: segment fastest (a pixel's groups are
+  //    contiguous); NCHW: pixel fastest (a channel's row is).
+  {
+    const int planes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = planes * halo;
+    constexpr int kBatch = 4;
+    for (int base = 0; base < items; base += kThreads * kBatch) {
+      uint4 v[kBatch];
+      int dst[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = base + b * kThreads + tid;
+        dst[b] = -1;
+        if (i < items) {
+          int plane, px;
+          if (g.channels_last) { px = i / planes; plane = i - px * planes; }
+          else { plane = i / halo; px = i - plane * halo; }
+          const int grp = plane / g.segs, seg = plane - grp * g.segs;
+          const int hy = px / g.halo_w, hx = px - hy * g.halo_w;
+          v[b] = load_segment<T>(g, in, n, g0 + grp, seg, h0 + hy, w0 + hx);
+          dst[b] = (plane * g.pitch + px) * 16;
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b)
+        if (dst[b] >= 0) st_shared_v4(smem_base + dst[b], v[b]);
+    }
+  }
+  // 2. Filter fragments [group][k-step][n8 tile][lane] (8 bytes each) and the segment table.
+  {
+    uint2* frag = reinterpret_cast<uint2*>(smem + g.frag_offset);
+    const int total = g.gb * g.ksteps * kNt * 32;
+    for (int i = tid; i < total; i += kThreads) {
+      const int l = i & 31;
+      int rest = i >> 5;
+      const int nt = rest % kNt;
+      rest /= kNt;
+      const int step = rest % g.ksteps, grp = rest / g.ksteps;
+      const int group = g0 + grp;
+      uint2 f = make_uint2(0, 0);
+      if (group < g.groups) {
+        f.x = fragment_bits<T>(g, w, group, step, nt, l, 0);
+        f.y = fragment_bits<T>(g, w, group, step, nt, l, 1);
+      }
+      frag[i] = f;
+    }
+    int* table = reinterpret_cast<int*>(smem + g.table_offset);
+    for (int seg = tid; seg < 2 * g.ksteps; seg += kThreads) {
+      const int tap = seg / g.segs;
+      int off = 0;  // past the last tap: any staged row (its filter values are zero)
+      if (tap < g.R * g.S) {
+        const int r = tap / g.S, s = tap - r * g.S;
+        off = ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
+      }
+      table[seg] = off;
+    }
+  }
+  __syncthreads();
+
+  // 3. Warp jobs: (group, kChunks chunks of 16 output pixels).
+  const int chunk_sets = (g.chunks + kChunks - 1) / kChunks;
+  const int jobs = g.gb * chunk_sets;
+  const int tile_pixels = g.tile_h * g.tile_w;
+  const int* table = reinterpret_cast<const int*>(smem + g.table_offset);
+  const uint32_t frag_base = smem_base + g.frag_offset;
+  T* out = static_cast<T*>(g.out);
+  for (int job = warp; job < jobs; job += kWarps) {
+    const int grp = job / chunk_sets, set = job - grp * chunk_sets;
+    if (g0 + grp >= g.groups) break;  // jobs are group-major: the rest are past the last group too
+    const int first = set * kChunks;
+    const int nchunks = min(kChunks, g.chunks - first);
+    // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the lanes
+    // point at the k-step's second segment.
+    uint32_t row[kChunks];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+      if (m >= tile_pixels) m = 0;
+      const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+      row[c] = smem_base + uint32_t(grp * g.segs * g.pitch * 16) +
+               uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
+    }
+    float acc[kChunks][kNt][4];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+      for (int j = 0; j < kNt; ++j) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
+    const int half = lane >> 4;
+    uint32_t frag = frag_base + uint32_t((grp * g.ksteps * kNt * 32 + lane) * 8);
+    for (int step = 0; step < g.ksteps; ++step, frag += kNt * 32 * 8) {
+      const uint32_t off = uint32_t(table[2 * step + half]);
+      uint32_t b[kNt][2];
+#pragma unroll
+      for (int j = 0; j < kNt; ++j)
+        asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(b[j][0]), "=r"(b[j][1]) : "r"(frag + j * 256));
+      uint32_t a[kChunks][4];
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c)
+        if (c < nchunks) ldmatrix_x4_addr(a[c], row[c] + off);
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c)
+        if (c < nchunks)
+#pragma unroll
+          for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
+    }
+    // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
+    const int gid = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      if (c >= nchunks) continue;
+#pragma unroll
+      for (int half_row = 0; half_row < 2; ++half_row) {
+        const int m = (first + c) * 16 + gid + 8 * half_row;
+        if (m >= tile_pixels) continue;
+        const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+        const int oh = oh0 + ty, ow = ow0 + tx;
+        if (oh >= g.Hout || ow >= g.Wout) continue;
+#pragma unroll
+        for (int j = 0; j < kNt; ++j) {
+          const int o = j * 8 + 2 * t;
+          if (o >= g.kg) continue;
+          store_pair<T>(g, out, n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row],
+                        acc[c][j][2 * half_row + 1]);
+        }
+      }
+    }
+  }
+}
+
+// Runs `role` of `p` (can_implement is ""), T = float (TF32), __half or __nv_bfloat16. Instantiated once per dtype
+// (grouped_mma_<dtype>.cu), declared extern below for every other translation unit.
+template <typename T>
+void launch(const ConvParams& p, Role role, cudaStream_t stream) {
+  if (p.N == 0) return;
+  // TUNING (temporary): groups per block and tile pixels from the environment.
+  const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
+  const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
+  const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
+  const Geom g = plan(p, role, int(sizeof(T)), dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
+                      tile_pixels);
+  TORCH_CHECK(g.smem > 0, "conv2d_ext: tiled:grouped_mma: no tile plan for this problem");
+  const dim3 grid(static_cast<unsigned>(int64_t(g.tiles) * g.N), static_cast<unsigned>(g.group_blocks));
+  if (g.kg > 8) {
+    constexpr auto kernel = conv_kernel<T, 2>;
+    dw::allow_shared_memory<kernel>(g.smem);
+    kernel<<<grid, kThreads, g.smem, stream>>>(g);
+  } else {
+    constexpr auto kernel = conv_kernel<T, 1>;
+    dw::allow_shared_memory<kernel>(g.smem);
+    kernel<<<grid, kThreads, g.smem, stream>>>(g);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+extern template void launch<float>(const ConvParams&, Role, cudaStream_t);
+extern template void launch<__half>(const ConvParams&, Role, cudaStream_t);
+extern template void launch<__nv_bfloat16>(const ConvParams&, Role, cudaStream_t);
+
+// `role` of `p` on the kernel of p's dtype (fp32 runs as TF32: can_implement asked for allow_tf32).
+inline void run(const ConvParams& p, Role role, cudaStream_t stream) {
+  switch (p.dtype) {
+    case DType::kFloat32: launch<float>(p, role, stream); break;
+    case DType::kFloat16: launch<__half>(p, role, stream); break;
+    case DType::kBFloat16: launch<__nv_bfloat16>(p, role, stream); break;
+    default: TORCH_CHECK(false, "conv2d_ext: tiled:grouped_mma: unsupported dtype");
+  }
+}
+
+}  // namespace gmma
+}  // namespace conv2d_ext
