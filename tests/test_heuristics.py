@@ -371,13 +371,13 @@ def test_exact_fp32_ffma_tile_shapes():
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():
     """Depthwise and groups of fewer than 16 output channels would waste most of an MMA tile: both run on the
-    tiled family (tiled:depthwise_rows, tiled:depthwise, tiled:grouped)."""
+    tiled family (tiled:depthwise_rows, tiled:depthwise, tiled:grouped_mma)."""
     depthwise = _suite_problem(32, 144, 56, 56, 144, 3, 3, pad=1, groups=144, dtype="float16")
     strided = _suite_problem(32, 144, 56, 56, 144, 3, 3, stride=2, pad=1, groups=144, dtype="float16")
     narrow = _suite_problem(32, 256, 28, 28, 256, 3, 3, pad=1, groups=32, dtype="float16")
     assert select(depthwise)["forward"].kernel == "tiled:depthwise_rows"
     assert select(strided)["forward"].kernel == "tiled:depthwise"
-    assert select(narrow)["forward"].kernel == "tiled:grouped"
+    assert select(narrow)["forward"].kernel == "tiled:grouped_mma"
 
 
 DEPTHWISE_SUITE = {
@@ -424,8 +424,9 @@ def test_depthwise_float64_and_old_gpus_fall_back_to_direct():
 
 
 def test_grouped_but_not_depthwise_stays_off_the_tiled_depthwise_kernels():
-    """groups < C (two input channels per group) is not depthwise: tiled:depthwise says so, tiled:grouped runs it."""
-    grouped = problem(groups=8)
+    """groups < C (two input channels per group) is not depthwise: tiled:depthwise says so, tiled:grouped runs it
+    (exact fp32: tiled:grouped_mma is for tensor cores)."""
+    grouped = problem(groups=8, allow_tf32=False)
     assert not grouped.depthwise
     for pass_ in PASSES:
         assert select(grouped)[pass_].kernel == "tiled:grouped"

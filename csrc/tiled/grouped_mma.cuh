@@ -37,7 +37,9 @@
 #include <c10/util/Exception.h>
 
 #include "common/conv_params.h"
+#include "common/cp_async.cuh"
 #include "common/dtype.cuh"
+#include "common/index.cuh"
 #include "common/mma.cuh"
 #include "tiled/depthwise.cuh"  // dense_reason, max_shared_memory, allow_shared_memory
 
@@ -77,8 +79,10 @@ struct Geom {
   int ksteps;                          // 32-byte reduction steps: ceil(R * S * segs / 2)
   int chunks;                          // 16-pixel chunks of a tile
   int gb, group_blocks;                // groups per block, blocks per image tile
-  int frag_offset, table_offset;       // bytes: filter fragments and segment table after the staged planes
+  int buffer_bytes;                    // one staged tile (gb * segs planes); two buffers
+  int frag_offset, table_offset;       // bytes: filter fragments and segment table after the two buffers
   int smem;                            // bytes of dynamic shared memory; 0: no plan
+  FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
 };
 
 template <typename T> constexpr int elems16() { return 16 / int(sizeof(T)); }
@@ -137,7 +141,7 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   const int64_t planes_bytes = int64_t(g.segs) * g.pitch * 16;
   const int64_t frag_bytes = int64_t(g.ksteps) * nt * 32 * 8;
   const int64_t table_bytes = int64_t(2 * g.ksteps) * 4;
-  const int64_t per_group = planes_bytes + frag_bytes;
+  const int64_t per_group = 2 * planes_bytes + frag_bytes;
   if (per_group + table_bytes > max_smem) return g;
   if (gb <= 0) {
     gb = int(std::min<int64_t>(kMaxGroupsPerBlock, std::max<int64_t>(1, (kSmemBudget - table_bytes) / per_group)));
@@ -145,9 +149,13 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   }
   g.gb = std::min(gb, g.groups);
   g.group_blocks = ceil_div_i(g.groups, g.gb);
-  g.frag_offset = int(g.gb * planes_bytes);
+  g.buffer_bytes = int(g.gb * planes_bytes);
+  g.frag_offset = 2 * g.buffer_bytes;
   g.table_offset = int(g.frag_offset + g.gb * frag_bytes);
   g.smem = int(g.table_offset + table_bytes);
+  g.div_planes = FastDivmod(unsigned(g.gb * g.segs));
+  g.div_halo = FastDivmod(unsigned(g.halo_h * g.halo_w));
+  g.div_halo_w = FastDivmod(unsigned(g.halo_w));
   return g;
 }
 
@@ -275,66 +283,107 @@ __device__ __forceinline__ void store_pair(const Geom& g, T* out, int64_t n, int
   if (second) dst[g.out_stride[1]] = from_acc<T>(v1);
 }
 
+// Packs the filters of every group as mma B fragments in lane order: frags[((group * ksteps + step) * kNt + nt) * 32
+// + lane] (8 bytes: registers b0, b1), zeros past the groups, taps, channels and output channels. One small pass
+// per call, so that the convolution blocks copy their groups' fragments with 16-byte loads.
 template <typename T, int kNt>
-__global__ void __launch_bounds__(kThreads) conv_kernel(const Geom g) {
+__global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* frags, int total) {
+  const T* w = static_cast<const T*>(g.w);
+  for (int i = blockIdx.x * kThreads + threadIdx.x; i < total; i += gridDim.x * kThreads) {
+    const int lane = i & 31;
+    int rest = i >> 5;
+    const int nt = rest % kNt;
+    rest /= kNt;
+    const int step = rest % g.ksteps, group = rest / g.ksteps;
+    uint2 f = make_uint2(0, 0);
+    if (group < g.groups) {
+      f.x = fragment_bits<T>(g, w, group, step, nt, lane, 0);
+      f.y = fragment_bits<T>(g, w, group, step, nt, lane, 1);
+    }
+    frags[i] = f;
+  }
+}
+
+// Stages the input tile of `item` (image, tile) for the block's groups into the planes at `planes` (shared-window
+// address): cp.async 16-byte copies (zero-filled outside the image) when the input allows them, else element loads
+// batched through registers.
+template <typename T>
+__device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t item, int g0, uint32_t planes) {
+  const int64_t n = item / g.tiles;
+  const int tile = int(item - n * g.tiles);
+  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
+  const int h0 = th * g.tile_h * g.stride_h - g.pad_h, w0 = tw * g.tile_w * g.stride_w - g.pad_w;
+  const int nplanes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = nplanes * halo;
+  const int tid = threadIdx.x;
+  if (g.vec_in) {  // NHWC, whole 16-byte segments: a pixel's planes are contiguous in memory
+    const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
+    for (int i = tid; i < items; i += kThreads) {
+      unsigned pxu, planeu;
+      g.div_planes.divmod(unsigned(i), pxu, planeu);
+      const int px = int(pxu), plane = int(planeu);
+      unsigned hyu, hxu;
+      g.div_halo_w.divmod(pxu, hyu, hxu);
+      const int h = h0 + int(hyu), w = w0 + int(hxu);
+      const int grp = plane / g.segs;
+      const bool valid = g0 + grp < g.groups && h >= 0 && h < g.Hin && w >= 0 && w < g.Win;
+      const T* src = valid ? base + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] + plane * elems16<T>()
+                           : in;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(planes + uint32_t((plane * g.pitch + px) * 16)),
+                   "l"(src), "r"(valid ? 16 : 0));
+    }
+    return;
+  }
+  constexpr int kBatch = 2;
+  for (int base = 0; base < items; base += kThreads * kBatch) {
+    uint4 v[kBatch];
+    int dst[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * kThreads + tid;
+      dst[b] = -1;
+      if (i < items) {
+        int plane, px;
+        if (g.channels_last) {
+          unsigned q, r;
+          g.div_planes.divmod(unsigned(i), q, r);
+          px = int(q), plane = int(r);
+        } else {
+          unsigned q, r;
+          g.div_halo.divmod(unsigned(i), q, r);
+          plane = int(q), px = int(r);
+        }
+        const int grp = plane / g.segs, seg = plane - grp * g.segs;
+        unsigned hy, hx;
+        g.div_halo_w.divmod(unsigned(px), hy, hx);
+        v[b] = load_segment<T>(g, in, n, g0 + grp, seg, h0 + int(hy), w0 + int(hx));
+        dst[b] = (plane * g.pitch + px) * 16;
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (dst[b] >= 0) st_shared_v4(planes + dst[b], v[b]);
+  }
+}
+
+// The convolution: block (x, group block y) runs items (image, tile) x, x + gridDim.x, ... with the input tiles
+// double-buffered (the next tile's copies in flight while this one is multiplied and stored).
+template <typename T, int kNt>
+__global__ void __launch_bounds__(kThreads, 4) conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
   constexpr int kChunks = 4 / kNt;  // 16-pixel chunks per warp job (at most 16 accumulators and 16 A registers)
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t smem_base = smem_addr(smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int tile = int(blockIdx.x % unsigned(g.tiles));
-  const int64_t n = blockIdx.x / unsigned(g.tiles);
   const int g0 = int(blockIdx.y) * g.gb;
-  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
-  const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
-  const int h0 = oh0 * g.stride_h - g.pad_h, w0 = ow0 * g.stride_w - g.pad_w;
   const T* in = static_cast<const T*>(g.in);
-  const T* w = static_cast<const T*>(g.w);
+  T* out = static_cast<T*>(g.out);
+  const int64_t total = int64_t(g.N) * g.tiles;
 
-  // 1. The input tile, 16-byte planes: (group, segment) x halo pixel. NHWC: segment fastest (a pixel's groups are
-  //    contiguous); NCHW: pixel fastest (a channel's row is).
+  // The block's filter fragments (copied), and the segment table.
   {
-    const int planes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = planes * halo;
-    constexpr int kBatch = 4;
-    for (int base = 0; base < items; base += kThreads * kBatch) {
-      uint4 v[kBatch];
-      int dst[kBatch];
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) {
-        const int i = base + b * kThreads + tid;
-        dst[b] = -1;
-        if (i < items) {
-          int plane, px;
-          if (g.channels_last) { px = i / planes; plane = i - px * planes; }
-          else { plane = i / halo; px = i - plane * halo; }
-          const int grp = plane / g.segs, seg = plane - grp * g.segs;
-          const int hy = px / g.halo_w, hx = px - hy * g.halo_w;
-          v[b] = load_segment<T>(g, in, n, g0 + grp, seg, h0 + hy, w0 + hx);
-          dst[b] = (plane * g.pitch + px) * 16;
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b)
-        if (dst[b] >= 0) st_shared_v4(smem_base + dst[b], v[b]);
-    }
-  }
-  // 2. Filter fragments [group][k-step][n8 tile][lane] (8 bytes each) and the segment table.
-  {
-    uint2* frag = reinterpret_cast<uint2*>(smem + g.frag_offset);
-    const int total = g.gb * g.ksteps * kNt * 32;
-    for (int i = tid; i < total; i += kThreads) {
-      const int l = i & 31;
-      int rest = i >> 5;
-      const int nt = rest % kNt;
-      rest /= kNt;
-      const int step = rest % g.ksteps, grp = rest / g.ksteps;
-      const int group = g0 + grp;
-      uint2 f = make_uint2(0, 0);
-      if (group < g.groups) {
-        f.x = fragment_bits<T>(g, w, group, step, nt, l, 0);
-        f.y = fragment_bits<T>(g, w, group, step, nt, l, 1);
-      }
-      frag[i] = f;
-    }
+    const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces
+    const uint4* src = reinterpret_cast<const uint4*>(frags_all + int64_t(g0) * g.ksteps * kNt * 32);
+    for (int i = tid; i < chunks16; i += kThreads)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_base + g.frag_offset + i * 16), "l"(src + i));
     int* table = reinterpret_cast<int*>(smem + g.table_offset);
     for (int seg = tid; seg < 2 * g.ksteps; seg += kThreads) {
       const int tap = seg / g.segs;
@@ -346,113 +395,151 @@ __global__ void __launch_bounds__(kThreads) conv_kernel(const Geom g) {
       table[seg] = off;
     }
   }
-  __syncthreads();
+  int64_t item = blockIdx.x;
+  if (item < total) stage_tile<T>(g, in, item, g0, smem_base);
+  cp_async_commit();
 
-  // 3. Warp jobs: (group, kChunks chunks of 16 output pixels).
   const int chunk_sets = (g.chunks + kChunks - 1) / kChunks;
   const int jobs = g.gb * chunk_sets;
   const int tile_pixels = g.tile_h * g.tile_w;
   const int* table = reinterpret_cast<const int*>(smem + g.table_offset);
-  const uint32_t frag_base = smem_base + g.frag_offset;
-  T* out = static_cast<T*>(g.out);
-  for (int job = warp; job < jobs; job += kWarps) {
-    const int grp = job / chunk_sets, set = job - grp * chunk_sets;
-    if (g0 + grp >= g.groups) break;  // jobs are group-major: the rest are past the last group too
-    const int first = set * kChunks;
-    const int nchunks = min(kChunks, g.chunks - first);
-    // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the lanes
-    // point at the k-step's second segment.
-    uint32_t row[kChunks];
+  const int half = lane >> 4, gid = lane >> 2, t = lane & 3;
+  int buf = 0;
+  for (; item < total; item += gridDim.x, buf ^= 1) {
+    const int64_t next = item + gridDim.x;
+    if (next < total) stage_tile<T>(g, in, next, g0, smem_base + (buf ^ 1) * g.buffer_bytes);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int64_t n = item / g.tiles;
+    const int tile = int(item - n * g.tiles);
+    const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
+    const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
+    const uint32_t planes = smem_base + buf * g.buffer_bytes;
+    for (int job = warp; job < jobs; job += kWarps) {
+      const int grp = job / chunk_sets, set = job - grp * chunk_sets;
+      if (g0 + grp >= g.groups) break;  // jobs are group-major: the rest are past the last group too
+      const int first = set * kChunks;
+      const int nchunks = min(kChunks, g.chunks - first);
+      // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the
+      // lanes point at the k-step's second segment.
+      uint32_t row[kChunks];
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
-      if (m >= tile_pixels) m = 0;
-      const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-      row[c] = smem_base + uint32_t(grp * g.segs * g.pitch * 16) +
-               uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
-    }
-    float acc[kChunks][kNt][4];
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c)
-#pragma unroll
-      for (int j = 0; j < kNt; ++j) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
-    const int half = lane >> 4;
-    uint32_t frag = frag_base + uint32_t((grp * g.ksteps * kNt * 32 + lane) * 8);
-    for (int step = 0; step < g.ksteps; ++step, frag += kNt * 32 * 8) {
-      const uint32_t off = uint32_t(table[2 * step + half]);
-      uint32_t b[kNt][2];
-#pragma unroll
-      for (int j = 0; j < kNt; ++j)
-        asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(b[j][0]), "=r"(b[j][1]) : "r"(frag + j * 256));
-      uint32_t a[kChunks][4];
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c)
-        if (c < nchunks) ldmatrix_x4_addr(a[c], row[c] + off);
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c)
-        if (c < nchunks)
-#pragma unroll
-          for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
-    }
-    // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
-    const int gid = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      if (c >= nchunks) continue;
-#pragma unroll
-      for (int half_row = 0; half_row < 2; ++half_row) {
-        const int m = (first + c) * 16 + gid + 8 * half_row;
-        if (m >= tile_pixels) continue;
+      for (int c = 0; c < kChunks; ++c) {
+        int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+        if (m >= tile_pixels) m = 0;
         const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-        const int oh = oh0 + ty, ow = ow0 + tx;
-        if (oh >= g.Hout || ow >= g.Wout) continue;
+        row[c] = planes + uint32_t(grp * g.segs * g.pitch * 16) +
+                 uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
+      }
+      float acc[kChunks][kNt][4];
 #pragma unroll
-        for (int j = 0; j < kNt; ++j) {
-          const int o = j * 8 + 2 * t;
-          if (o >= g.kg) continue;
-          store_pair<T>(g, out, n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row],
-                        acc[c][j][2 * half_row + 1]);
+      for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+        for (int j = 0; j < kNt; ++j) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
+      uint32_t frag = smem_base + g.frag_offset + uint32_t((grp * g.ksteps * kNt * 32 + lane) * 8);
+      for (int step = 0; step < g.ksteps; ++step, frag += kNt * 32 * 8) {
+        const uint32_t off = uint32_t(table[2 * step + half]);
+        uint32_t b[kNt][2];
+#pragma unroll
+        for (int j = 0; j < kNt; ++j)
+          asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(b[j][0]), "=r"(b[j][1]) : "r"(frag + j * 256));
+        uint32_t a[kChunks][4];
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c)
+          if (c < nchunks) ldmatrix_x4_addr(a[c], row[c] + off);
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c)
+          if (c < nchunks)
+#pragma unroll
+            for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
+      }
+      // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        if (c >= nchunks) continue;
+#pragma unroll
+        for (int half_row = 0; half_row < 2; ++half_row) {
+          const int m = (first + c) * 16 + gid + 8 * half_row;
+          if (m >= tile_pixels) continue;
+          const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+          const int oh = oh0 + ty, ow = ow0 + tx;
+          if (oh >= g.Hout || ow >= g.Wout) continue;
+#pragma unroll
+          for (int j = 0; j < kNt; ++j) {
+            const int o = j * 8 + 2 * t;
+            if (o >= g.kg) continue;
+            store_pair<T>(g, out, n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row],
+                          acc[c][j][2 * half_row + 1]);
+          }
         }
       }
     }
+    __syncthreads();  // this buffer is free for the tile after next
   }
+  cp_async_wait<0>();
+}
+
+// The plan launch() runs. TUNING (temporary): groups per block and tile pixels from the environment.
+inline Geom launch_plan(const ConvParams& p, Role role) {
+  const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
+  const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
+  const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
+  return plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
+              tile_pixels);
+}
+
+// Bytes of workspace `role` of `p` needs: the packed filter fragments of every group block.
+inline int64_t workspace_bytes(const ConvParams& p, Role role) {
+  if (p.N == 0) return 0;
+  const Geom g = launch_plan(p, role);
+  return int64_t(g.group_blocks) * g.gb * g.ksteps * (g.kg > 8 ? 2 : 1) * 32 * 8;
 }
 
 // Runs `role` of `p` (can_implement is ""), T = float (TF32), __half or __nv_bfloat16. Instantiated once per dtype
 // (grouped_mma_<dtype>.cu), declared extern below for every other translation unit.
-template <typename T>
-void launch(const ConvParams& p, Role role, cudaStream_t stream) {
-  if (p.N == 0) return;
-  // TUNING (temporary): groups per block and tile pixels from the environment.
-  const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
-  const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
-  const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
-  const Geom g = plan(p, role, int(sizeof(T)), dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
-                      tile_pixels);
-  TORCH_CHECK(g.smem > 0, "conv2d_ext: tiled:grouped_mma: no tile plan for this problem");
-  const dim3 grid(static_cast<unsigned>(int64_t(g.tiles) * g.N), static_cast<unsigned>(g.group_blocks));
-  if (g.kg > 8) {
-    constexpr auto kernel = conv_kernel<T, 2>;
-    dw::allow_shared_memory<kernel>(g.smem);
-    kernel<<<grid, kThreads, g.smem, stream>>>(g);
-  } else {
-    constexpr auto kernel = conv_kernel<T, 1>;
-    dw::allow_shared_memory<kernel>(g.smem);
-    kernel<<<grid, kThreads, g.smem, stream>>>(g);
+template <typename T, int kNt>
+void launch_nt(const Geom& g, void* workspace, cudaStream_t stream) {
+  uint2* frags = static_cast<uint2*>(workspace);
+  const int total = g.group_blocks * g.gb * g.ksteps * kNt * 32;
+  pack_kernel<T, kNt><<<static_cast<unsigned>(std::min(1024, (total + kThreads - 1) / kThreads)), kThreads, 0,
+                        stream>>>(g, frags, total);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  constexpr auto kernel = conv_kernel<T, kNt>;
+  dw::allow_shared_memory<kernel>(g.smem);
+  const int64_t items = int64_t(g.N) * g.tiles;
+  int64_t blocks = items;
+  const char* env_persist = std::getenv("CONV2D_EXT_GMMA_PERSIST");  // TUNING (temporary)
+  if (!env_persist || std::atoi(env_persist) != 0) {
+    const int64_t resident = dw::resident_blocks<kernel>(kThreads, g.smem);
+    blocks = std::min(items, std::max<int64_t>(1, (resident + g.group_blocks - 1) / g.group_blocks));
   }
+  kernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks)), kThreads, g.smem, stream>>>(
+      g, frags);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-extern template void launch<float>(const ConvParams&, Role, cudaStream_t);
-extern template void launch<__half>(const ConvParams&, Role, cudaStream_t);
-extern template void launch<__nv_bfloat16>(const ConvParams&, Role, cudaStream_t);
+template <typename T>
+void launch(const ConvParams& p, Role role, void* workspace, cudaStream_t stream) {
+  if (p.N == 0) return;
+  const Geom g = launch_plan(p, role);
+  TORCH_CHECK(g.smem > 0, "conv2d_ext: tiled:grouped_mma: no tile plan for this problem");
+  TORCH_CHECK(workspace != nullptr, "conv2d_ext: tiled:grouped_mma: no workspace for the packed filters");
+  if (g.kg > 8) launch_nt<T, 2>(g, workspace, stream);
+  else launch_nt<T, 1>(g, workspace, stream);
+}
+
+extern template void launch<float>(const ConvParams&, Role, void*, cudaStream_t);
+extern template void launch<__half>(const ConvParams&, Role, void*, cudaStream_t);
+extern template void launch<__nv_bfloat16>(const ConvParams&, Role, void*, cudaStream_t);
 
 // `role` of `p` on the kernel of p's dtype (fp32 runs as TF32: can_implement asked for allow_tf32).
-inline void run(const ConvParams& p, Role role, cudaStream_t stream) {
+inline void run(const ConvParams& p, Role role, void* workspace, cudaStream_t stream) {
   switch (p.dtype) {
-    case DType::kFloat32: launch<float>(p, role, stream); break;
-    case DType::kFloat16: launch<__half>(p, role, stream); break;
-    case DType::kBFloat16: launch<__nv_bfloat16>(p, role, stream); break;
+    case DType::kFloat32: launch<float>(p, role, workspace, stream); break;
+    case DType::kFloat16: launch<__half>(p, role, workspace, stream); break;
+    case DType::kBFloat16: launch<__nv_bfloat16>(p, role, workspace, stream); break;
     default: TORCH_CHECK(false, "conv2d_ext: tiled:grouped_mma: unsupported dtype");
   }
 }

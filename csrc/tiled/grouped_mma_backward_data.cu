@@ -9,13 +9,15 @@ namespace {
 
 std::string can_implement(const ConvParams& p) { return gmma::can_implement(p, gmma::Role::kBackwardData); }
 
-void launch(const ConvParams& p, void* /*workspace*/, cudaStream_t stream) {
-  gmma::run(p, gmma::Role::kBackwardData, stream);
+int64_t workspace_bytes(const ConvParams& p) { return gmma::workspace_bytes(p, gmma::Role::kBackwardData); }
+
+void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  gmma::run(p, gmma::Role::kBackwardData, workspace, stream);
 }
 
 }  // namespace
 
-const KernelInfo backward_data_tiled_grouped_mma{Pass::kBackwardData, "tiled", "grouped_mma", &can_implement, nullptr,
+const KernelInfo backward_data_tiled_grouped_mma{Pass::kBackwardData, "tiled", "grouped_mma", &can_implement, &workspace_bytes,
                                                  &launch};
 
 }  // namespace conv2d_ext

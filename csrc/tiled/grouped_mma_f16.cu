@@ -3,6 +3,6 @@
 
 namespace conv2d_ext {
 namespace gmma {
-template void launch<__half>(const ConvParams&, Role, cudaStream_t);
+template void launch<__half>(const ConvParams&, Role, void*, cudaStream_t);
 }  // namespace gmma
 }  // namespace conv2d_ext

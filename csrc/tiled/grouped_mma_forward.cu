@@ -9,10 +9,14 @@ namespace {
 
 std::string can_implement(const ConvParams& p) { return gmma::can_implement(p, gmma::Role::kForward); }
 
-void launch(const ConvParams& p, void* /*workspace*/, cudaStream_t stream) { gmma::run(p, gmma::Role::kForward, stream); }
+int64_t workspace_bytes(const ConvParams& p) { return gmma::workspace_bytes(p, gmma::Role::kForward); }
+
+void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  gmma::run(p, gmma::Role::kForward, workspace, stream);
+}
 
 }  // namespace
 
-const KernelInfo forward_tiled_grouped_mma{Pass::kForward, "tiled", "grouped_mma", &can_implement, nullptr, &launch};
+const KernelInfo forward_tiled_grouped_mma{Pass::kForward, "tiled", "grouped_mma", &can_implement, &workspace_bytes, &launch};
 
 }  // namespace conv2d_ext
