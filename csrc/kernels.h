@@ -91,6 +91,9 @@ extern const KernelInfo backward_weight_tiled_grouped;
 // one ldmatrix (a lane per tap-shifted pixel row) and mma.sync per 32 bytes of reduction (grouped_mma.cuh).
 extern const KernelInfo forward_tiled_grouped_mma;
 extern const KernelInfo backward_data_tiled_grouped_mma;
+// Its backward-weight (fp16/bf16, C/groups a multiple of 8 up to 32): input and grad_output tiles through
+// ldmatrix.trans, m16n8k16 over 16 output pixels at a time, split over the tiles, the splits added in a fixed order.
+extern const KernelInfo backward_weight_tiled_grouped_mma;
 
 // Bias gradient (csrc/backward_bias.cu): grad_bias[k] = sum over n, p, q of y[n,k,p,q]. One kernel, no choice,
 // so not in the registry. Reads p.N, p.K, p.P, p.Q, p.y_stride, p.y and p.dtype only.

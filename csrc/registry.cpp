@@ -27,6 +27,7 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_weight_tiled_depthwise,
       &forward_tiled_grouped_mma,
       &backward_data_tiled_grouped_mma,
+      &backward_weight_tiled_grouped_mma,
       &forward_tiled_grouped,
       &backward_data_tiled_grouped,
       &backward_weight_tiled_grouped,

@@ -574,12 +574,17 @@ GROUPED_MMA_EXTRA = {
     "c8_k8_wide_70x75": Case(1, 16, 70, 75, 16, 3, 3, 1, 1, 1, 2),
     "c8_k16_g12_7x7": Case(2, 96, 17, 19, 192, 7, 7, 1, 3, 1, 12),
     "c16_k8_stride2_g9": Case(2, 144, 15, 16, 72, 3, 3, 2, 1, 1, 9),
+    "c8_k8_batch16_split": Case(16, 16, 32, 32, 16, 3, 3, 1, 1, 1, 2),
+    "c8_k4_same_4x4": Case(2, 16, 10, 11, 8, 4, 4, 1, "same", 1, 2),
+    "c24_k12_5x3_dilation2": Case(1, 48, 13, 12, 24, 5, 3, 1, (2, 1), 2, 2),
+    "c8_k8_1x1_g3": Case(2, 24, 9, 7, 24, 1, 1, 1, 0, 1, 3),
 }
 GROUPED_MMA_CASES = {**GROUPED_GRID, **GROUPED_MMA_EXTRA}
 
 
 def grouped_mma_passes(case, mode):
-    """The passes tiled:grouped_mma runs for `case` in `mode` (tf32, fp16, bf16), by its stated limits."""
+    """The passes tiled:grouped_mma runs for `case` in `mode` (tf32, fp16, bf16), by its stated limits; backward-weight
+    in fp16/bf16 with C/groups a multiple of 8 up to 32 and at most 64 m-tiles (R*S*C/groups / 16)."""
     esize = 4 if mode == "tf32" else 2
     cg, kg = case.C // case.groups, case.K // case.groups
     if case.groups == 1 or case.groups == case.C:
@@ -589,6 +594,8 @@ def grouped_mma_passes(case, mode):
         passes["forward"] = "tiled:grouped_mma"
     if case.stride in (1, (1, 1)) and cg <= 16 and kg * esize <= 64:
         passes["backward_data"] = "tiled:grouped_mma"
+    if esize == 2 and cg % 8 == 0 and cg <= 32 and kg <= 16 and case.R * case.S * cg <= 64 * 16:
+        passes["backward_weight"] = "tiled:grouped_mma"
     return passes
 
 
@@ -618,6 +625,28 @@ def test_tiled_grouped_mma_sliced_inputs(name, precision_mode, layout, slicing, 
                   must_run=True)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["suite_g32_n2", "c8_k8_batch16_split", "c24_k12_5x3_dilation2"])
+def test_tiled_grouped_mma_backward_weight_is_deterministic(name, layout):
+    """tiled:grouped_mma's backward-weight (per-block sums over fixed tiles, the splits added in a fixed order; no
+    atomics): bit-identical over 10 runs, with torch.use_deterministic_algorithms(True)."""
+    case = GROUPED_MMA_CASES[name]
+    seed = fresh_seed()
+    x, w, _ = make_inputs(*case.sizes, case.groups, torch.bfloat16, channels_last=layout == "nhwc", bias=False,
+                          seed=seed)
+    w.requires_grad_(True)
+    saved = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant={"backward_weight": "tiled:grouped_mma"})
+        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=layout == "nhwc")
+        first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
+        for _ in range(10):
+            assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
+    finally:
+        torch.use_deterministic_algorithms(saved)
+
+
 def test_tiled_grouped_mma_says_why_not():
     """Exact fp32, float64, strided backward-data and wide groups are refused with their reason."""
     x = torch.randn(1, 64, 8, 8, device="cuda")
@@ -634,6 +663,10 @@ def test_tiled_grouped_mma_says_why_not():
     with pytest.raises(conv2d_ext.Conv2dError, match="more than 16 output channels"):
         conv2d_ext.conv2d(x.half(), torch.randn(256, 8, 3, 3, device="cuda").half(), groups=8,
                           variant={"forward": "tiled:grouped_mma"})
+    with pytest.raises(conv2d_ext.Conv2dError, match="fp16/bf16"):
+        y = conv2d_ext.conv2d(x, w.requires_grad_(), padding=1, groups=8,
+                              variant={"backward_weight": "tiled:grouped_mma"})
+        y.sum().backward()
 
 
 # tiled:depthwise_vec (channels-last forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, multiplier 1, channels in

@@ -159,6 +159,18 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   return g;
 }
 
+// Sizes the kernels' int tile math and dense-layout staging take, or why not ("").
+inline std::string can_implement_sizes(const ConvParams& p) {
+  const int64_t kLimit = int64_t(1) << 20;  // tile and halo math in int
+  if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit || p.N >= (int64_t(1) << 24))
+    return "a spatial size of 2^20 or more, or 2^24 or more images";
+  if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.R - 1) * p.dil_h >= (1 << 12) || (p.S - 1) * p.dil_w >= (1 << 12))
+    return "padding of 2^20 or more or a dilated filter extent of 4096 or more";
+  std::string why = dw::dense_reason(p, p.x_stride, p.C, p.H, p.W, "the input");
+  if (why.empty()) why = dw::dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
+  return why;
+}
+
 // Why the grouped tensor-core kernel cannot run `role` of `p`, or "".
 inline std::string can_implement(const ConvParams& p, Role role) {
   if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
@@ -176,13 +188,7 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   if (red * esize > kMaxSegments * 16)
     return dgrad ? "more than 64 bytes of output channels per group (K/groups)"
                  : "more than 64 bytes of input channels per group (C/groups)";
-  const int64_t kLimit = int64_t(1) << 20;  // tile and halo math in int
-  if (p.H >= kLimit || p.W >= kLimit || p.P >= kLimit || p.Q >= kLimit || p.N >= (int64_t(1) << 24))
-    return "a spatial size of 2^20 or more, or 2^24 or more images";
-  if (p.pad_h >= kLimit || p.pad_w >= kLimit || (p.R - 1) * p.dil_h >= (1 << 12) || (p.S - 1) * p.dil_w >= (1 << 12))
-    return "padding of 2^20 or more or a dilated filter extent of 4096 or more";
-  std::string why = dw::dense_reason(p, p.x_stride, p.C, p.H, p.W, "the input");
-  if (why.empty()) why = dw::dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
+  const std::string why = can_implement_sizes(p);
   if (!why.empty()) return why;
   const Geom g = plan(p, role, esize, dw::max_shared_memory(p.sm), 1);
   if (g.smem == 0) return "one group's filters and input tile need more shared memory than this GPU gives a block";

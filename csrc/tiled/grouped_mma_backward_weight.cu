@@ -1,0 +1,350 @@
+// Backward-weight, tiled family, grouped configuration on tensor cores (fp16/bf16): grad_weight[g*K/g + k, c, r, s]
+// = sum over n, p, q of grad_output[n, g*K/g + k, p, q] * x[n, g*C/g + c, p*sh - ph + r*dh, q*sw - pw + s*dw], for
+// narrow groups whose input channels fill 16-byte rows (C/groups a multiple of 8, at most 32; K/groups <= 16).
+//
+// Per group it is a GEMM of M = the forward's reduction rows (tap, channel), N = K/groups, reduced over output
+// pixels: mma m16n8k16 with k = 16 pixels. The staging is the forward's (grouped_mma.cuh: the input tile with its
+// halo in 16-byte planes) plus the tile's grad_output, pixel-major in 16-byte planes of 8 channels. Both operands
+// come in through ldmatrix.trans (stored rows are pixels): A's lanes point at their pixel's tap-shifted input row of
+// the segment (two segments = 16 reduction rows per m-tile), B's at the pixel's grad_output row. Pixels past the
+// tile or the image point at a zero row and have zero grad_output, so nothing there reaches the sums (no 0 x inf).
+//
+// Block (group block x, split y): every warp keeps its (group, m-tile) jobs' accumulators across the split's
+// (image, tile) items, double-buffered like the forward; at the end the block's sums go to its split's row of the
+// workspace and finish_splits (common/reduce.cuh) adds the rows in split order: bit-identical run to run.
+#include <algorithm>
+#include <cstdlib>
+#include <type_traits>
+
+#include "kernels.h"
+#include "common/reduce.cuh"
+#include "tiled/grouped_mma.cuh"
+
+namespace conv2d_ext {
+namespace gmma {
+namespace {
+
+constexpr int kMaxJobs = 8;  // (group, m-tile) jobs per warp, at most (accumulators: kMaxJobs * kNt * 4)
+
+// Writes the total of grad_weight element e = ((g*K/g + k) * C/g + c) * R*S + r*S + s.
+template <typename T>
+struct StoreGroupWeight {
+  T* w;
+  int64_t stride[4];
+  int cg, RS, S;
+  __device__ __forceinline__ void operator()(int64_t e, float total) const {
+    const int tap = int(e % RS);
+    const int64_t kc = e / RS;
+    const int c = int(kc % cg);
+    const int64_t k = kc / cg;
+    const int r = tap / S, s = tap - r * S;
+    w[k * stride[0] + c * stride[1] + r * stride[2] + s * stride[3]] = from_acc<T>(total);
+  }
+};
+
+struct WPlan {
+  Geom g;                     // the forward's geometry of x (tiles, halo, planes, k-steps = m-tiles)
+  const void* dy;
+  int64_t dy_stride[4];
+  int vec_dy;                 // grad_output read as 16-byte cp.async pieces (NHWC, aligned, K/groups % 8 == 0)
+  int dsegs;                  // 16-byte planes of grad_output per group: ceil(K/groups / 8)
+  int dy_offset;              // bytes from a buffer's start to its grad_output planes
+  int buffer_bytes, zero_offset, table_offset, smem;
+  int jobs_per_warp;
+  int splits;
+};
+
+inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
+  WPlan t{};
+  const int64_t max_smem = dw::max_shared_memory(p.sm);
+  // Fit the groups per block: each group costs its x planes and grad_output planes, twice (double buffering).
+  Geom g = plan(p, Role::kForward, 2, max_smem, 1);
+  if (g.smem == 0) return t;
+  const int dsegs = (int(p.K_per_group()) + 7) / 8;
+  const int64_t per_group = 2 * (int64_t(g.segs) * g.pitch * 16 + int64_t(dsegs) * g.chunks * 16 * 16);
+  const int64_t fixed = 16 + int64_t(2 * g.ksteps) * 4;
+  if (per_group + fixed > max_smem) return t;
+  const int most_by_jobs = std::max(1, kWarps * kMaxJobs / g.ksteps);
+  if (gb <= 0) gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (kSmemBudget - fixed) / per_group)));
+  gb = std::min({gb, most_by_jobs, p.groups});
+  if (int64_t(gb) * per_group + fixed > max_smem) gb = 1;
+  if (g.ksteps > kWarps * kMaxJobs) return t;
+  g = plan(p, Role::kForward, 2, max_smem, gb);
+  t.g = g;
+  t.dy = p.y;
+  for (int i = 0; i < 4; ++i) t.dy_stride[i] = p.y_stride[i];
+  t.dsegs = dsegs;
+  const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  t.vec_dy = p.channels_last && p.K_per_group() % 8 == 0 && aligned(p.y) && p.y_stride[1] == 1 &&
+             p.y_stride[0] % 8 == 0 && p.y_stride[2] % 8 == 0 && p.y_stride[3] % 8 == 0;
+  t.dy_offset = g.gb * g.segs * g.pitch * 16;
+  t.buffer_bytes = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
+  t.zero_offset = 2 * t.buffer_bytes;
+  t.table_offset = t.zero_offset + 16;
+  t.smem = t.table_offset + 2 * g.ksteps * 4;
+  t.jobs_per_warp = (g.gb * g.ksteps + kWarps - 1) / kWarps;
+  return t;
+}
+
+// Stages the grad_output of `item`'s tile for the block's groups: plane (group, 8-channel segment) x tile pixel m
+// (16 bytes each), zeros past the tile, the image and the group's channels.
+template <typename T>
+__device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, uint32_t planes) {
+  const Geom& g = t.g;
+  const int64_t n = item / g.tiles;
+  const int tile = int(item - n * g.tiles);
+  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
+  const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
+  const int rows = g.chunks * 16, nplanes = g.gb * t.dsegs, items = nplanes * rows;
+  const int tile_pixels = g.tile_h * g.tile_w;
+  const T* dy = static_cast<const T*>(t.dy);
+  for (int i = threadIdx.x; i < items; i += kThreads) {
+    int plane, m;
+    if (g.channels_last) { m = i / nplanes; plane = i - m * nplanes; }
+    else { plane = i / rows; m = i - plane * rows; }
+    const int grp = plane / t.dsegs, seg = plane - grp * t.dsegs;
+    const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+    const int oh = oh0 + ty, ow = ow0 + tx;
+    const bool valid = m < tile_pixels && oh < g.Hout && ow < g.Wout && g0 + grp < g.groups;
+    const int64_t k0 = int64_t(g0 + grp) * g.kg + seg * 8;
+    const T* src = dy + n * t.dy_stride[0] + k0 * t.dy_stride[1] + int64_t(oh) * t.dy_stride[2] +
+                   int64_t(ow) * t.dy_stride[3];
+    const uint32_t dst = planes + uint32_t((plane * rows + m) * 16);
+    if (t.vec_dy) {
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(valid ? src : dy),
+                   "r"(valid ? 16 : 0));
+      continue;
+    }
+    uint32_t words[4] = {0, 0, 0, 0};
+    if (valid) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (seg * 8 + e < g.kg)
+          words[e / 2] |= uint32_t(__ldg(reinterpret_cast<const unsigned short*>(src + e * t.dy_stride[1])))
+                          << (16 * (e & 1));
+    }
+    st_shared_v4(dst, make_uint4(words[0], words[1], words[2], words[3]));
+  }
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans_addr(uint32_t (&r)[4], uint32_t addr) {
+  asm("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x2_trans_addr(uint32_t (&r)[2], uint32_t addr) {
+  asm("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
+template <typename T, int kNt>
+__global__ void __launch_bounds__(kThreads, 2)
+    wgrad_kernel(const WPlan t, SplitOutput<float, StoreGroupWeight<T>> out) {
+  const Geom& g = t.g;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const uint32_t smem_base = smem_addr(smem);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g0 = int(blockIdx.x) * g.gb;
+  const T* in = static_cast<const T*>(g.in);
+  const int64_t total = int64_t(g.N) * g.tiles;
+
+  if (tid < 4) reinterpret_cast<uint32_t*>(smem + t.zero_offset)[tid] = 0;
+  int* table = reinterpret_cast<int*>(smem + t.table_offset);
+  for (int seg = tid; seg < 2 * g.ksteps; seg += kThreads) {
+    const int tap = seg / g.segs;
+    int off = 0;
+    if (tap < g.R * g.S) {
+      const int r = tap / g.S, s = tap - r * g.S;
+      off = ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
+    }
+    table[seg] = off;
+  }
+  int64_t item = blockIdx.y;
+  if (item < total) {
+    stage_tile<T>(g, in, item, g0, smem_base);
+    stage_dy<T>(t, item, g0, smem_base + t.dy_offset);
+  }
+  cp_async_commit();
+
+  // This warp's jobs: (group, m-tile) = warp * jobs_per_warp + i, m-tile fastest.
+  const int jobs = g.gb * g.ksteps;
+  const int job0 = warp * t.jobs_per_warp;
+  float acc[kMaxJobs][kNt][4];
+#pragma unroll
+  for (int j = 0; j < kMaxJobs; ++j)
+#pragma unroll
+    for (int u = 0; u < kNt; ++u) acc[j][u][0] = acc[j][u][1] = acc[j][u][2] = acc[j][u][3] = 0.f;
+
+  const int tile_pixels = g.tile_h * g.tile_w;
+  // A's lanes: pixel (lane & 7) + 8 * (lane >> 4) of a chunk, segment 2 * m-tile + ((lane >> 3) & 1); B's lanes:
+  // pixel (lane & 7) + 8 * ((lane >> 3) & 1), grad_output plane lane >> 4.
+  const int a_pix = (lane & 7) + 8 * (lane >> 4), a_hi = (lane >> 3) & 1;
+  const int b_pix = (lane & 7) + 8 * ((lane >> 3) & 1), b_plane = kNt == 2 ? lane >> 4 : 0;
+  const uint32_t zero_row = smem_base + t.zero_offset;
+  int buf = 0;
+  for (; item < total; item += gridDim.y, buf ^= 1) {
+    const int64_t next = item + gridDim.y;
+    if (next < total) {
+      stage_tile<T>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
+      stage_dy<T>(t, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes + t.dy_offset);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int64_t n = item / g.tiles;
+    const int tile = int(item - n * g.tiles);
+    const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
+    const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
+    const uint32_t planes = smem_base + buf * t.buffer_bytes;
+    const uint32_t dplanes = planes + t.dy_offset;
+    for (int c = 0; c < g.chunks; ++c) {
+      // The lane's A pixel: its staged row (x planes), or the zero row past the tile and the image.
+      const int m = c * 16 + a_pix;
+      const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+      const bool valid = m < tile_pixels && oh0 + ty < g.Hout && ow0 + tx < g.Wout;
+      const uint32_t pix = uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
+      int last_grp = -1;
+      uint32_t b[kNt][2] = {};
+#pragma unroll
+      for (int j = 0; j < kMaxJobs; ++j) {
+        const int job = job0 + j;
+        if (j >= t.jobs_per_warp || job >= jobs) break;
+        const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
+        if (grp != last_grp) {  // grad_output fragments of this group's 16 pixels
+          last_grp = grp;
+          const uint32_t baddr = dplanes + uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + c * 16 + b_pix) * 16);
+          if constexpr (kNt == 2) {
+            uint32_t r4[4];
+            ldmatrix_x4_trans_addr(r4, baddr);
+            b[0][0] = r4[0], b[0][1] = r4[1], b[1][0] = r4[2], b[1][1] = r4[3];
+          } else {
+            ldmatrix_x2_trans_addr(b[0], baddr);
+          }
+        }
+        const uint32_t aaddr = valid ? planes + uint32_t(grp * g.segs * g.pitch * 16) + pix +
+                                           uint32_t(table[2 * mt + a_hi])
+                                     : zero_row;
+        uint32_t a[4];
+        ldmatrix_x4_trans_addr(a, aaddr);
+#pragma unroll
+        for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
+      }
+    }
+    __syncthreads();  // this buffer is free for the tile after next
+  }
+  cp_async_wait<0>();
+
+  // The block's sums: lane (gid, tq) holds reduction rows gid (segment 2 * m-tile) and gid + 8 (the next segment),
+  // output channels 2 tq and 2 tq + 1 of each n8 tile.
+  const int gid = lane >> 2, tq = lane & 3;
+  const int RS = g.R * g.S;
+#pragma unroll
+  for (int j = 0; j < kMaxJobs; ++j) {
+    const int job = job0 + j;
+    if (j >= t.jobs_per_warp || job >= jobs) break;
+    const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
+    if (g0 + grp >= g.groups) break;
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int seg = 2 * mt + hi;
+      const int tap = seg / g.segs;
+      const int c = (seg - tap * g.segs) * 8 + gid;
+      if (tap >= RS || c >= g.cg) continue;
+#pragma unroll
+      for (int u = 0; u < kNt; ++u)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int k = u * 8 + 2 * tq + e;
+          if (k < g.kg) out.put((int64_t((g0 + grp) * g.kg + k) * g.cg + c) * RS + tap, acc[j][u][2 * hi + e]);
+        }
+    }
+  }
+}
+
+std::string wgrad_can_implement(const ConvParams& p) {
+  if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
+  if (p.dtype == DType::kFloat32) return "fp32 backward-weight runs on tiled:grouped (this kernel: fp16/bf16)";
+  if (p.sm < 80) return "needs sm_80 or newer (mma.sync)";
+  if (p.groups == 1) return "groups == 1 (not grouped)";
+  if (p.groups == p.C) return "depthwise (groups == input channels) runs on tiled:depthwise";
+  if (p.C_per_group() % 8 != 0 || p.C_per_group() > 32) return "C/groups not a multiple of 8 up to 32";
+  if (p.K_per_group() > kMaxOut) return "more than 16 output channels per group (K/groups)";
+  std::string why = can_implement_sizes(p);
+  if (!why.empty()) return why;
+  const WPlan t = wgrad_plan(p, 1);
+  if (t.smem == 0) return "one group's tiles need more shared memory than this GPU gives a block, or too many taps";
+  if (t.g.group_blocks > 65535) return "too many groups for one grid";
+  return "";
+}
+
+// TUNING (temporary): groups per block and splits from the environment.
+WPlan launch_wplan(const ConvParams& p) {
+  const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
+  return wgrad_plan(p, env_gb ? std::atoi(env_gb) : 0);
+}
+
+template <typename T, int kNt>
+SplitPlan splits_of(const WPlan& t) {
+  constexpr auto kernel = wgrad_kernel<T, kNt>;
+  const int64_t items = int64_t(t.g.N) * t.g.tiles;
+  int64_t splits = (dw::resident_blocks<kernel>(kThreads, t.smem) + t.g.group_blocks - 1) / t.g.group_blocks;
+  if (const char* env = std::getenv("CONV2D_EXT_GMMA_SPLITS")) splits = std::atoi(env);
+  splits = std::max<int64_t>(1, std::min<int64_t>({splits, items, 65535}));
+  return SplitPlan{splits, 0};
+}
+
+int64_t elements_of(const ConvParams& p) { return p.K * p.C_per_group() * p.R * p.S; }
+
+template <typename T, int kNt>
+int64_t workspace_typed(const ConvParams& p, const WPlan& t) {
+  return split_workspace_bytes(splits_of<T, kNt>(t), elements_of(p), p.dtype);
+}
+
+template <typename T, int kNt>
+void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStream_t stream) {
+  constexpr auto kernel = wgrad_kernel<T, kNt>;
+  dw::allow_shared_memory<kernel>(t.smem);
+  const SplitPlan sp = splits_of<T, kNt>(t);
+  const StoreGroupWeight<T> store{static_cast<T*>(p.w), {p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]},
+                                  int(p.C_per_group()), int(p.R * p.S), int(p.S)};
+  const auto out = split_output<float>(sp, elements_of(p), workspace, store);
+  kernel<<<dim3(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits)), kThreads, t.smem, stream>>>(
+      t, out);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  finish_splits(out, sp, stream);
+}
+
+template <typename F>
+void dispatch(const ConvParams& p, F&& f) {
+  const bool two = p.K_per_group() > 8;
+  if (p.dtype == DType::kFloat16) {
+    if (two) f(TypeTag<__half>{}, std::integral_constant<int, 2>{});
+    else f(TypeTag<__half>{}, std::integral_constant<int, 1>{});
+  } else {
+    if (two) f(TypeTag<__nv_bfloat16>{}, std::integral_constant<int, 2>{});
+    else f(TypeTag<__nv_bfloat16>{}, std::integral_constant<int, 1>{});
+  }
+}
+
+int64_t wgrad_workspace_bytes(const ConvParams& p) {
+  const WPlan t = launch_wplan(p);
+  int64_t bytes = 0;
+  dispatch(p, [&](auto tag, auto nt) { bytes = workspace_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t); });
+  return bytes;
+}
+
+void wgrad_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  const WPlan t = launch_wplan(p);
+  TORCH_CHECK(t.smem > 0, "conv2d_ext: tiled:grouped_mma: no backward-weight plan for this problem");
+  // An empty batch still runs: one split whose blocks reduce nothing and store zeros.
+  dispatch(p, [&](auto tag, auto nt) { launch_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t, workspace, stream); });
+}
+
+}  // namespace
+}  // namespace gmma
+
+const KernelInfo backward_weight_tiled_grouped_mma{Pass::kBackwardWeight, "tiled", "grouped_mma", &gmma::wgrad_can_implement,
+                                                   &gmma::wgrad_workspace_bytes, &gmma::wgrad_launch};
+
+}  // namespace conv2d_ext
