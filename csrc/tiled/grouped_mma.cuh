@@ -263,15 +263,10 @@ __device__ __forceinline__ void ldmatrix_x4_addr(uint32_t (&r)[4], uint32_t addr
                : "r"(addr));
 }
 
-// Writes output element (n, channel, oh, ow) = v (+ bias).
+// Writes output elements (n, channel, oh, ow) = v0 and, when `second`, (n, channel + 1, oh, ow) = v1.
 template <typename T>
 __device__ __forceinline__ void store_pair(const Geom& g, T* out, int64_t n, int channel, bool second, int oh, int ow,
                                            float v0, float v1) {
-  if (g.bias != nullptr) {
-    const T* b = static_cast<const T*>(g.bias);
-    v0 += to_acc(b[channel]);
-    if (second) v1 += to_acc(b[channel + 1]);
-  }
   T* dst = out + n * g.out_stride[0] + int64_t(channel) * g.out_stride[1] + int64_t(oh) * g.out_stride[2] +
            int64_t(ow) * g.out_stride[3];
   if (g.vec_out && second) {
@@ -313,7 +308,7 @@ __global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* fra
 // Stages the input tile of `item` (image, tile) for the block's groups into the planes at `planes` (shared-window
 // address): cp.async 16-byte copies (zero-filled outside the image) when the input allows them, else element loads
 // batched through registers.
-template <typename T>
+template <typename T, bool kVec>
 __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t item, int g0, uint32_t planes) {
   const int64_t n = item / g.tiles;
   const int tile = int(item - n * g.tiles);
@@ -321,7 +316,7 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
   const int h0 = th * g.tile_h * g.stride_h - g.pad_h, w0 = tw * g.tile_w * g.stride_w - g.pad_w;
   const int nplanes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = nplanes * halo;
   const int tid = threadIdx.x;
-  if (g.vec_in) {  // NHWC, whole 16-byte segments: a pixel's planes are contiguous in memory
+  if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
     for (int i = tid; i < items; i += kThreads) {
       unsigned pxu, planeu;
@@ -339,7 +334,7 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
     }
     return;
   }
-  constexpr int kBatch = 2;
+  constexpr int kBatch = 4;
   for (int base = 0; base < items; base += kThreads * kBatch) {
     uint4 v[kBatch];
     int dst[kBatch];
@@ -373,8 +368,8 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
 
 // The convolution: block (x, group block y) runs items (image, tile) x, x + gridDim.x, ... with the input tiles
 // double-buffered (the next tile's copies in flight while this one is multiplied and stored).
-template <typename T, int kNt>
-__global__ void __launch_bounds__(kThreads, 4) conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
+template <typename T, int kNt, bool kVec>
+__global__ void __launch_bounds__(kThreads, kVec ? 4 : 3) conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
   constexpr int kChunks = 4 / kNt;  // 16-pixel chunks per warp job (at most 16 accumulators and 16 A registers)
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t smem_base = smem_addr(smem);
@@ -402,7 +397,7 @@ __global__ void __launch_bounds__(kThreads, 4) conv_kernel(const Geom g, const u
     }
   }
   int64_t item = blockIdx.x;
-  if (item < total) stage_tile<T>(g, in, item, g0, smem_base);
+  if (item < total) stage_tile<T, kVec>(g, in, item, g0, smem_base);
   cp_async_commit();
 
   const int chunk_sets = (g.chunks + kChunks - 1) / kChunks;
@@ -413,7 +408,7 @@ __global__ void __launch_bounds__(kThreads, 4) conv_kernel(const Geom g, const u
   int buf = 0;
   for (; item < total; item += gridDim.x, buf ^= 1) {
     const int64_t next = item + gridDim.x;
-    if (next < total) stage_tile<T>(g, in, next, g0, smem_base + (buf ^ 1) * g.buffer_bytes);
+    if (next < total) stage_tile<T, kVec>(g, in, next, g0, smem_base + (buf ^ 1) * g.buffer_bytes);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -462,6 +457,14 @@ __global__ void __launch_bounds__(kThreads, 4) conv_kernel(const Geom g, const u
             for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
       }
       // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
+      float bias[kNt][2];
+#pragma unroll
+      for (int j = 0; j < kNt; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int o = j * 8 + 2 * t + e;
+          bias[j][e] = g.bias != nullptr && o < g.kg ? to_acc(static_cast<const T*>(g.bias)[(g0 + grp) * g.kg + o]) : 0.f;
+        }
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
         if (c >= nchunks) continue;
@@ -476,8 +479,8 @@ __global__ void __launch_bounds__(kThreads, 4) conv_kernel(const Geom g, const u
           for (int j = 0; j < kNt; ++j) {
             const int o = j * 8 + 2 * t;
             if (o >= g.kg) continue;
-            store_pair<T>(g, out, n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row],
-                          acc[c][j][2 * half_row + 1]);
+            store_pair<T>(g, out, n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row] + bias[j][0],
+                          acc[c][j][2 * half_row + 1] + bias[j][1]);
           }
         }
       }
@@ -505,14 +508,14 @@ inline int64_t workspace_bytes(const ConvParams& p, Role role) {
 
 // Runs `role` of `p` (can_implement is ""), T = float (TF32), __half or __nv_bfloat16. Instantiated once per dtype
 // (grouped_mma_<dtype>.cu), declared extern below for every other translation unit.
-template <typename T, int kNt>
-void launch_nt(const Geom& g, void* workspace, cudaStream_t stream) {
+template <typename T, int kNt, bool kVec>
+void launch_conv(const Geom& g, void* workspace, cudaStream_t stream) {
   uint2* frags = static_cast<uint2*>(workspace);
   const int total = g.group_blocks * g.gb * g.ksteps * kNt * 32;
   pack_kernel<T, kNt><<<static_cast<unsigned>(std::min(1024, (total + kThreads - 1) / kThreads)), kThreads, 0,
                         stream>>>(g, frags, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  constexpr auto kernel = conv_kernel<T, kNt>;
+  constexpr auto kernel = conv_kernel<T, kNt, kVec>;
   dw::allow_shared_memory<kernel>(g.smem);
   const int64_t items = int64_t(g.N) * g.tiles;
   int64_t blocks = items;
@@ -532,8 +535,13 @@ void launch(const ConvParams& p, Role role, void* workspace, cudaStream_t stream
   const Geom g = launch_plan(p, role);
   TORCH_CHECK(g.smem > 0, "conv2d_ext: tiled:grouped_mma: no tile plan for this problem");
   TORCH_CHECK(workspace != nullptr, "conv2d_ext: tiled:grouped_mma: no workspace for the packed filters");
-  if (g.kg > 8) launch_nt<T, 2>(g, workspace, stream);
-  else launch_nt<T, 1>(g, workspace, stream);
+  if (g.kg > 8) {
+    if (g.vec_in) launch_conv<T, 2, true>(g, workspace, stream);
+    else launch_conv<T, 2, false>(g, workspace, stream);
+  } else {
+    if (g.vec_in) launch_conv<T, 1, true>(g, workspace, stream);
+    else launch_conv<T, 1, false>(g, workspace, stream);
+  }
 }
 
 extern template void launch<float>(const ConvParams&, Role, void*, cudaStream_t);

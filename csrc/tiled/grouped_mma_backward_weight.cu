@@ -161,7 +161,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   int64_t item = blockIdx.y;
   if (item < total) {
-    stage_tile<T>(g, in, item, g0, smem_base);
+    if (g.vec_in) stage_tile<T, true>(g, in, item, g0, smem_base);
+    else stage_tile<T, false>(g, in, item, g0, smem_base);
     stage_dy<T>(t, item, g0, smem_base + t.dy_offset);
   }
   cp_async_commit();
@@ -185,7 +186,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (; item < total; item += gridDim.y, buf ^= 1) {
     const int64_t next = item + gridDim.y;
     if (next < total) {
-      stage_tile<T>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
+      if (g.vec_in) stage_tile<T, true>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
+      else stage_tile<T, false>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
       stage_dy<T>(t, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes + t.dy_offset);
     }
     cp_async_commit();
