@@ -1,6 +1,7 @@
 # A development call on the GPU machine for the grouped kernels (session 12): build, every test, per-kernel GPU
 # times of tiled:grouped_mma (tuning variables swept) and of the heuristics' choice, the grouped_g32 suite rows
-# (compare.py), a per-kernel trace of one backward and an ncu summary of the forward kernel, logs under $OUT.
+# (compare.py), a per-kernel trace of one backward and, with NCU=1, an ncu summary of the forward kernel; logs under
+# $OUT.
 #   CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/grouped_call.sh
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
 s=$(date +%s)
@@ -15,14 +16,14 @@ grep -E "^FAILED|passed|failed" $OUT/tests.txt | cut -c1-250 | tail -12
 grep -E "^E " $OUT/tests.txt | sort | uniq -c | sort -rn | head -8
 echo tests $(( $(date +%s) - s ))
 kt() { timeout "$1" python3 benchmarks/kernel_times.py "${@:2}" 2>&1 | grep -v -i warn | tee -a $OUT/times.txt; }
-kt 60 grouped_g32 tf32,fp16,bf16 nchw,nhwc forward,backward_data tiled:grouped_mma CONV2D_EXT_GMMA_GB=4,8
-kt 40 grouped_g32 fp16,bf16 nchw,nhwc backward_weight tiled:grouped_mma CONV2D_EXT_GMMA_SPLITS=33,66,132
+kt 45 grouped_g32 tf32,bf16 nchw,nhwc forward,backward_data tiled:grouped_mma CONV2D_EXT_GMMA_GB=4,8
+kt 30 grouped_g32 bf16 nchw,nhwc backward_weight tiled:grouped_mma CONV2D_EXT_GMMA_SPLITS=33,66,132
 kt 40 grouped_g32 fp32,tf32,fp16,bf16 nchw,nhwc forward,backward auto
 timeout 70 python3 benchmarks/compare.py --shapes grouped_g32 --pass forward,backward --dtype fp32,tf32,fp16,bf16 \
   --layout nchw,nhwc --quick --no-plot --out $OUT --tag grouped > $OUT/compare.log 2>&1
 tail -20 $OUT/compare.log | cut -c1-160
 (cd benchmarks && timeout 30 python3 profile_case.py --trace grouped_g32 bf16 nhwc backward 2>&1 | grep -v -i warn | head -14 | tee -a $OUT/times.txt)
-timeout 90 ncu --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis -k regex:conv_kernel -c 1 \
+[ "${NCU:-0}" = 1 ] && timeout 90 ncu --section SpeedOfLight --section Occupancy -k regex:conv_kernel -c 1 \
   python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc forward > $OUT/ncu.txt 2>&1
-grep -E "Duration|Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit|Busy|Bandwidth|Hit Rate" $OUT/ncu.txt | head -30
+[ "${NCU:-0}" = 1 ] && grep -E "Duration|Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit" $OUT/ncu.txt | head -20
 echo total $(( $(date +%s) - s ))
