@@ -542,26 +542,30 @@ def test_tiled_grouped_chunked_reduction(name, precision_mode, layout, poison):
     run_and_check(case, precision_mode, layout, {pass_: "tiled:grouped"}, True, must_run=True)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("kernel,name", _tiled(2))
-def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
-    """Backward-weight adds fixed per-block partials in a fixed order (no atomics): bit-identical over 10 runs, with
-    torch.use_deterministic_algorithms(True)."""
-    case = TILED[kernel][0][name]
+def check_backward_weight_deterministic(case, dtype, channels_last, variant):
+    """Backward-weight of `case` on `variant`, 11 times on the same inputs under
+    torch.use_deterministic_algorithms(True): every result bit-identical to the first."""
     seed = fresh_seed()
-    x, w, _ = make_inputs(*case.sizes, case.groups, torch.float32, channels_last=layout == "nhwc", bias=False,
-                          seed=seed)
+    x, w, _ = make_inputs(*case.sizes, case.groups, dtype, channels_last=channels_last, bias=False, seed=seed)
     w.requires_grad_(True)
     saved = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant=kernel)
-        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=layout == "nhwc")
+        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant=variant)
+        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=channels_last)
         first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
         for _ in range(10):
             assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
     finally:
         torch.use_deterministic_algorithms(saved)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel,name", _tiled(2))
+def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
+    """Backward-weight adds fixed per-block partials in a fixed order (no atomics): bit-identical over 10 runs, with
+    torch.use_deterministic_algorithms(True)."""
+    check_backward_weight_deterministic(TILED[kernel][0][name], torch.float32, layout == "nhwc", kernel)
 
 
 # tiled:grouped_mma (narrow groups on tensor cores: fp16, bf16, TF32; forward with K/groups <= 16, backward-data at
@@ -630,21 +634,8 @@ def test_tiled_grouped_mma_sliced_inputs(name, precision_mode, layout, slicing, 
 def test_tiled_grouped_mma_backward_weight_is_deterministic(name, layout):
     """tiled:grouped_mma's backward-weight (per-block sums over fixed tiles, the splits added in a fixed order; no
     atomics): bit-identical over 10 runs, with torch.use_deterministic_algorithms(True)."""
-    case = GROUPED_MMA_CASES[name]
-    seed = fresh_seed()
-    x, w, _ = make_inputs(*case.sizes, case.groups, torch.bfloat16, channels_last=layout == "nhwc", bias=False,
-                          seed=seed)
-    w.requires_grad_(True)
-    saved = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant={"backward_weight": "tiled:grouped_mma"})
-        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=layout == "nhwc")
-        first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
-        for _ in range(10):
-            assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
-    finally:
-        torch.use_deterministic_algorithms(saved)
+    check_backward_weight_deterministic(GROUPED_MMA_CASES[name], torch.bfloat16, layout == "nhwc",
+                                        {"backward_weight": "tiled:grouped_mma"})
 
 
 def test_tiled_grouped_mma_says_why_not():
@@ -723,20 +714,8 @@ def test_tiled_depthwise_vec_sliced_inputs(name, precision_mode, slicing, poison
 def test_tiled_depthwise_vec_backward_weight_is_deterministic(name, precision_mode):
     """tiled:depthwise_vec's backward-weight (per-block sums in lane order, then the split rows in a fixed order; no
     atomics): bit-identical over 10 runs, with torch.use_deterministic_algorithms(True)."""
-    case = DEPTHWISE_VEC[name]
-    seed = fresh_seed()
-    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=True, bias=False, seed=seed)
-    w.requires_grad_(True)
-    saved = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        y = conv2d_ext.conv2d(x, w, **case.conv_args, variant={"backward_weight": "tiled:depthwise_vec"})
-        grad_out = random_tensor(y.shape, y.dtype, seed=seed + 1, channels_last=True)
-        first = torch.autograd.grad(y, w, grad_out, retain_graph=True)[0]
-        for _ in range(10):
-            assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first), f"seed {seed}"
-    finally:
-        torch.use_deterministic_algorithms(saved)
+    check_backward_weight_deterministic(DEPTHWISE_VEC[name], DTYPES[precision_mode], True,
+                                        {"backward_weight": "tiled:depthwise_vec"})
 
 
 def test_tiled_depthwise_vec_backward_weight_inf_only_where_pytorch_has_it():

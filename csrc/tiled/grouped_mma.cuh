@@ -185,7 +185,8 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   const int esize = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t red = dgrad ? p.K_per_group() : p.C_per_group(), out = dgrad ? p.C_per_group() : p.K_per_group();
   if (out > kMaxOut)
-    return dgrad ? "more than 16 input channels per group (C/groups)" : "more than 16 output channels per group (K/groups)";
+    return dgrad ? "more than 16 input channels per group (C/groups)"
+                 : "more than 16 output channels per group (K/groups)";
   if (red * esize > kMaxSegments * 16)
     return dgrad ? "more than 64 bytes of output channels per group (K/groups)"
                  : "more than 64 bytes of input channels per group (C/groups)";
@@ -330,8 +331,8 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
       const bool valid = g0 + grp < g.groups && h >= 0 && h < g.Hin && w >= 0 && w < g.Win;
       const T* src = valid ? base + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] + plane * elems16<T>()
                            : in;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(planes + uint32_t((plane * g.pitch + px) * 16)),
-                   "l"(src), "r"(valid ? 16 : 0));
+      const uint32_t dst = planes + uint32_t((plane * g.pitch + px) * 16);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
     }
     return;
   }
@@ -372,7 +373,8 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
 // block's loads with another's multiplications (H200, grouped_g32: faster than persistent double-buffered blocks,
 // 0.030 against 0.034 ms bf16 channels-last, 0.040 against 0.046 TF32).
 template <typename T, int kNt, bool kVec>
-__global__ void __launch_bounds__(kThreads, kVec ? 4 : 3) conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
+__global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
+    conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
   constexpr int kChunks = 4 / kNt;  // 16-pixel chunks per warp job (at most 16 accumulators and 16 A registers)
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t smem_base = smem_addr(smem);
@@ -385,7 +387,8 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3) conv_kernel(const Geom
     const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces of the block's filter fragments
     const uint4* src = reinterpret_cast<const uint4*>(frags_all + int64_t(g0) * g.ksteps * kNt * 32);
     for (int i = tid; i < chunks16; i += kThreads)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_base + g.frag_offset + i * 16), "l"(src + i));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_base + g.frag_offset + i * 16),
+                   "l"(src + i));
     stage_tile<T, kVec>(g, static_cast<const T*>(g.in), item, g0, smem_base);
     cp_async_commit();
     int* table = reinterpret_cast<int*>(smem + g.table_offset);
@@ -458,7 +461,8 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3) conv_kernel(const Geom
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int o = j * 8 + 2 * t + e;
-          bias[j][e] = g.bias != nullptr && o < g.kg ? to_acc(static_cast<const T*>(g.bias)[(g0 + grp) * g.kg + o]) : 0.f;
+          const T* b = static_cast<const T*>(g.bias);
+          bias[j][e] = b != nullptr && o < g.kg ? to_acc(b[(g0 + grp) * g.kg + o]) : 0.f;
         }
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {

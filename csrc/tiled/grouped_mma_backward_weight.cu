@@ -332,7 +332,9 @@ void dispatch(const ConvParams& p, F&& f) {
 int64_t wgrad_workspace_bytes(const ConvParams& p) {
   const WPlan t = launch_wplan(p);
   int64_t bytes = 0;
-  dispatch(p, [&](auto tag, auto nt) { bytes = workspace_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t); });
+  dispatch(p, [&](auto tag, auto nt) {
+    bytes = workspace_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t);
+  });
   return bytes;
 }
 
@@ -340,13 +342,16 @@ void wgrad_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
   const WPlan t = launch_wplan(p);
   TORCH_CHECK(t.smem > 0, "conv2d_ext: tiled:grouped_mma: no backward-weight plan for this problem");
   // An empty batch still runs: one split whose blocks reduce nothing and store zeros.
-  dispatch(p, [&](auto tag, auto nt) { launch_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t, workspace, stream); });
+  dispatch(p, [&](auto tag, auto nt) {
+    launch_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t, workspace, stream);
+  });
 }
 
 }  // namespace
 }  // namespace gmma
 
-const KernelInfo backward_weight_tiled_grouped_mma{Pass::kBackwardWeight, "tiled", "grouped_mma", &gmma::wgrad_can_implement,
-                                                   &gmma::wgrad_workspace_bytes, &gmma::wgrad_launch};
+const KernelInfo backward_weight_tiled_grouped_mma{Pass::kBackwardWeight, "tiled", "grouped_mma",
+                                                   &gmma::wgrad_can_implement, &gmma::wgrad_workspace_bytes,
+                                                   &gmma::wgrad_launch};
 
 }  // namespace conv2d_ext

@@ -17,6 +17,7 @@ void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
 
 }  // namespace
 
-const KernelInfo forward_tiled_grouped_mma{Pass::kForward, "tiled", "grouped_mma", &can_implement, &workspace_bytes, &launch};
+const KernelInfo forward_tiled_grouped_mma{Pass::kForward, "tiled", "grouped_mma", &can_implement, &workspace_bytes,
+                                           &launch};
 
 }  // namespace conv2d_ext
