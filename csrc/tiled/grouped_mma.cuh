@@ -87,8 +87,6 @@ struct Geom {
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
 };
 
-template <typename T> constexpr int elems16() { return 16 / int(sizeof(T)); }
-
 // ---- Host: plan.
 
 inline int ceil_div_i(int64_t a, int64_t b) { return int((a + b - 1) / b); }
@@ -215,7 +213,7 @@ __device__ __forceinline__ uint32_t fragment_bits(const Geom& g, const T* w, int
     const int byte = k * int(sizeof(T));
     const int seg = 2 * step + byte / 16;
     const int tap = seg / g.segs;
-    const int c = (seg - tap * g.segs) * elems16<T>() + (byte % 16) / int(sizeof(T));
+    const int c = (seg - tap * g.segs) * Vec16<T>::value + (byte % 16) / int(sizeof(T));
     uint32_t bits = 0;
     if (tap < g.R * g.S && c < g.cg && n < g.kg) {
       const int r = tap / g.S, s = tap - r * g.S;
@@ -231,17 +229,16 @@ __device__ __forceinline__ uint32_t fragment_bits(const Geom& g, const T* w, int
   return word;
 }
 
-// 16 bytes of input for plane (group, segment) at input pixel (h, w) of image n: zeros outside the image and past
-// the group's channels.
+// 16 bytes of input for plane (group, segment) at input pixel (h, w) of image n, element by element (NCHW and
+// misaligned views; whole aligned segments go by cp.async): zeros outside the image and past the group's channels.
 template <typename T>
 __device__ __forceinline__ uint4 load_segment(const Geom& g, const T* in, int64_t n, int group, int seg, int h, int w) {
   uint4 v = make_uint4(0, 0, 0, 0);
   if (group >= g.groups || h < 0 || h >= g.Hin || w < 0 || w >= g.Win) return v;
-  constexpr int kE = elems16<T>();
+  constexpr int kE = Vec16<T>::value;
   const int c0 = seg * kE;
   const T* src = in + n * g.in_stride[0] + (int64_t(group) * g.cg + c0) * g.in_stride[1] + int64_t(h) * g.in_stride[2] +
                  int64_t(w) * g.in_stride[3];
-  if (g.vec_in) return load_raw<T>(src);
   uint32_t words[4] = {0, 0, 0, 0};
 #pragma unroll
   for (int e = 0; e < kE; ++e) {
@@ -253,16 +250,6 @@ __device__ __forceinline__ uint4 load_segment(const Geom& g, const T* in, int64_
     }
   }
   return make_uint4(words[0], words[1], words[2], words[3]);
-}
-
-__device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint4& v) {
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_addr(uint32_t (&r)[4], uint32_t addr) {
-  asm("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
 }
 
 // Writes output elements (n, channel, oh, ow) = v0 and, when `second`, (n, channel + 1, oh, ow) = v1.
@@ -284,6 +271,34 @@ __device__ __forceinline__ void store_pair(const Geom& g, T* out, int64_t n, int
   }
   dst[0] = from_acc<T>(v0);
   if (second) dst[g.out_stride[1]] = from_acc<T>(v1);
+}
+
+// Image and first output row and column of `item` (image-major, then tile rows, then tile columns).
+struct TileAt {
+  int64_t n;
+  int oh0, ow0;
+};
+
+__device__ __forceinline__ TileAt tile_at(const Geom& g, int64_t item) {
+  const int64_t n = item / g.tiles;
+  const int tile = int(item - n * g.tiles);
+  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
+  return TileAt{n, th * g.tile_h, tw * g.tile_w};
+}
+
+// The 16-byte segments' byte offsets within a group's planes for the k-steps (segment seg = tap * segs + chunk:
+// the chunk's plane plus the tap's shift), table[0 .. 2 * ksteps - 1]; past the last tap 0, any staged row (its
+// filter values are zero). Block-wide; visible after the next barrier.
+__device__ __forceinline__ void fill_segment_table(const Geom& g, int* table) {
+  for (int seg = threadIdx.x; seg < 2 * g.ksteps; seg += blockDim.x) {
+    const int tap = seg / g.segs;
+    int off = 0;
+    if (tap < g.R * g.S) {
+      const int r = tap / g.S, s = tap - r * g.S;
+      off = ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
+    }
+    table[seg] = off;
+  }
 }
 
 // Packs the filters of every group as mma B fragments in lane order: frags[((group * ksteps + step) * kNt + nt) * 32
@@ -312,10 +327,9 @@ __global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* fra
 // batched through registers.
 template <typename T, bool kVec>
 __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t item, int g0, uint32_t planes) {
-  const int64_t n = item / g.tiles;
-  const int tile = int(item - n * g.tiles);
-  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
-  const int h0 = th * g.tile_h * g.stride_h - g.pad_h, w0 = tw * g.tile_w * g.stride_w - g.pad_w;
+  const TileAt at = tile_at(g, item);
+  const int64_t n = at.n;
+  const int h0 = at.oh0 * g.stride_h - g.pad_h, w0 = at.ow0 * g.stride_w - g.pad_w;
   const int nplanes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = nplanes * halo;
   const int tid = threadIdx.x;
   if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
@@ -329,10 +343,9 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
       const int h = h0 + int(hyu), w = w0 + int(hxu);
       const int grp = plane / g.segs;
       const bool valid = g0 + grp < g.groups && h >= 0 && h < g.Hin && w >= 0 && w < g.Win;
-      const T* src = valid ? base + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] + plane * elems16<T>()
+      const T* src = valid ? base + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] + plane * Vec16<T>::value
                            : in;
-      const uint32_t dst = planes + uint32_t((plane * g.pitch + px) * 16);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+      cp_async_16(planes + uint32_t((plane * g.pitch + px) * 16), src, valid);
     }
     return;
   }
@@ -386,21 +399,10 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   {
     const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces of the block's filter fragments
     const uint4* src = reinterpret_cast<const uint4*>(frags_all + int64_t(g0) * g.ksteps * kNt * 32);
-    for (int i = tid; i < chunks16; i += kThreads)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_base + g.frag_offset + i * 16),
-                   "l"(src + i));
+    for (int i = tid; i < chunks16; i += kThreads) cp_async_16(smem_base + g.frag_offset + i * 16, src + i, true);
     stage_tile<T, kVec>(g, static_cast<const T*>(g.in), item, g0, smem_base);
     cp_async_commit();
-    int* table = reinterpret_cast<int*>(smem + g.table_offset);
-    for (int seg = tid; seg < 2 * g.ksteps; seg += kThreads) {
-      const int tap = seg / g.segs;
-      int off = 0;  // past the last tap: any staged row (its filter values are zero)
-      if (tap < g.R * g.S) {
-        const int r = tap / g.S, s = tap - r * g.S;
-        off = ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
-      }
-      table[seg] = off;
-    }
+    fill_segment_table(g, reinterpret_cast<int*>(smem + g.table_offset));
     cp_async_wait<0>();
     __syncthreads();
   }
@@ -410,77 +412,70 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   const int tile_pixels = g.tile_h * g.tile_w;
   const int* table = reinterpret_cast<const int*>(smem + g.table_offset);
   const int half = lane >> 4, gid = lane >> 2, t = lane & 3;
-  {
-    const int64_t n = item / g.tiles;
-    const int tile = int(item - n * g.tiles);
-    const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
-    const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
-    const uint32_t planes = smem_base;
-    for (int job = warp; job < jobs; job += kWarps) {
-      const int grp = job / chunk_sets, set = job - grp * chunk_sets;
-      if (g0 + grp >= g.groups) break;  // jobs are group-major: the rest are past the last group too
-      const int first = set * kChunks;
-      const int nchunks = min(kChunks, g.chunks - first);
-      // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the
-      // lanes point at the k-step's second segment.
-      uint32_t row[kChunks];
+  const TileAt at = tile_at(g, item);
+  for (int job = warp; job < jobs; job += kWarps) {
+    const int grp = job / chunk_sets, set = job - grp * chunk_sets;
+    if (g0 + grp >= g.groups) break;  // jobs are group-major: the rest are past the last group too
+    const int first = set * kChunks;
+    const int nchunks = min(kChunks, g.chunks - first);
+    // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the
+    // lanes point at the k-step's second segment.
+    uint32_t row[kChunks];
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
-        if (m >= tile_pixels) m = 0;
-        const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-        row[c] = planes + uint32_t(grp * g.segs * g.pitch * 16) +
-                 uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
-      }
-      float acc[kChunks][kNt][4];
+    for (int c = 0; c < kChunks; ++c) {
+      int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+      if (m >= tile_pixels) m = 0;
+      const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+      row[c] = smem_base + uint32_t(grp * g.segs * g.pitch * 16) +
+               uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
+    }
+    float acc[kChunks][kNt][4];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+      for (int j = 0; j < kNt; ++j) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
+    uint32_t frag = smem_base + g.frag_offset + uint32_t((grp * g.ksteps * kNt * 32 + lane) * 8);
+    for (int step = 0; step < g.ksteps; ++step, frag += kNt * 32 * 8) {
+      const uint32_t off = uint32_t(table[2 * step + half]);
+      uint32_t b[kNt][2];
+#pragma unroll
+      for (int j = 0; j < kNt; ++j) ld_shared_v2(b[j], frag + j * 256);
+      uint32_t a[kChunks][4];
 #pragma unroll
       for (int c = 0; c < kChunks; ++c)
+        if (c < nchunks) ldmatrix_x4(a[c], row[c] + off);
 #pragma unroll
-        for (int j = 0; j < kNt; ++j) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
-      uint32_t frag = smem_base + g.frag_offset + uint32_t((grp * g.ksteps * kNt * 32 + lane) * 8);
-      for (int step = 0; step < g.ksteps; ++step, frag += kNt * 32 * 8) {
-        const uint32_t off = uint32_t(table[2 * step + half]);
-        uint32_t b[kNt][2];
+      for (int c = 0; c < kChunks; ++c)
+        if (c < nchunks)
 #pragma unroll
-        for (int j = 0; j < kNt; ++j)
-          asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(b[j][0]), "=r"(b[j][1]) : "r"(frag + j * 256));
-        uint32_t a[kChunks][4];
+          for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
+    }
+    // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
+    float bias[kNt][2];
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c)
-          if (c < nchunks) ldmatrix_x4_addr(a[c], row[c] + off);
+    for (int j = 0; j < kNt; ++j)
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c)
-          if (c < nchunks)
-#pragma unroll
-            for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
+      for (int e = 0; e < 2; ++e) {
+        const int o = j * 8 + 2 * t + e;
+        const T* b = static_cast<const T*>(g.bias);
+        bias[j][e] = b != nullptr && o < g.kg ? to_acc(b[(g0 + grp) * g.kg + o]) : 0.f;
       }
-      // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
-      float bias[kNt][2];
 #pragma unroll
-      for (int j = 0; j < kNt; ++j)
+    for (int c = 0; c < kChunks; ++c) {
+      if (c >= nchunks) continue;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int o = j * 8 + 2 * t + e;
-          const T* b = static_cast<const T*>(g.bias);
-          bias[j][e] = b != nullptr && o < g.kg ? to_acc(b[(g0 + grp) * g.kg + o]) : 0.f;
-        }
+      for (int half_row = 0; half_row < 2; ++half_row) {
+        const int m = (first + c) * 16 + gid + 8 * half_row;
+        if (m >= tile_pixels) continue;
+        const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+        const int oh = at.oh0 + ty, ow = at.ow0 + tx;
+        if (oh >= g.Hout || ow >= g.Wout) continue;
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        if (c >= nchunks) continue;
-#pragma unroll
-        for (int half_row = 0; half_row < 2; ++half_row) {
-          const int m = (first + c) * 16 + gid + 8 * half_row;
-          if (m >= tile_pixels) continue;
-          const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-          const int oh = oh0 + ty, ow = ow0 + tx;
-          if (oh >= g.Hout || ow >= g.Wout) continue;
-#pragma unroll
-          for (int j = 0; j < kNt; ++j) {
-            const int o = j * 8 + 2 * t;
-            if (o >= g.kg) continue;
-            store_pair<T>(g, out, n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row] + bias[j][0],
-                          acc[c][j][2 * half_row + 1] + bias[j][1]);
-          }
+        for (int j = 0; j < kNt; ++j) {
+          const int o = j * 8 + 2 * t;
+          if (o >= g.kg) continue;
+          store_pair<T>(g, out, at.n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row] + bias[j][0],
+                        acc[c][j][2 * half_row + 1] + bias[j][1]);
         }
       }
     }

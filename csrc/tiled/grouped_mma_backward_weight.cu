@@ -91,10 +91,7 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
 template <typename T>
 __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, uint32_t planes) {
   const Geom& g = t.g;
-  const int64_t n = item / g.tiles;
-  const int tile = int(item - n * g.tiles);
-  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
-  const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
+  const TileAt at = tile_at(g, item);
   const int rows = g.chunks * 16, nplanes = g.gb * t.dsegs, items = nplanes * rows;
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
@@ -104,15 +101,14 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
     else { plane = i / rows; m = i - plane * rows; }
     const int grp = plane / t.dsegs, seg = plane - grp * t.dsegs;
     const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-    const int oh = oh0 + ty, ow = ow0 + tx;
+    const int oh = at.oh0 + ty, ow = at.ow0 + tx;
     const bool valid = m < tile_pixels && oh < g.Hout && ow < g.Wout && g0 + grp < g.groups;
     const int64_t k0 = int64_t(g0 + grp) * g.kg + seg * 8;
-    const T* src = dy + n * t.dy_stride[0] + k0 * t.dy_stride[1] + int64_t(oh) * t.dy_stride[2] +
+    const T* src = dy + at.n * t.dy_stride[0] + k0 * t.dy_stride[1] + int64_t(oh) * t.dy_stride[2] +
                    int64_t(ow) * t.dy_stride[3];
     const uint32_t dst = planes + uint32_t((plane * rows + m) * 16);
     if (t.vec_dy) {
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(valid ? src : dy),
-                   "r"(valid ? 16 : 0));
+      cp_async_16(dst, valid ? src : dy, valid);
       continue;
     }
     uint32_t words[4] = {0, 0, 0, 0};
@@ -127,16 +123,6 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   }
 }
 
-__device__ __forceinline__ void ldmatrix_x4_trans_addr(uint32_t (&r)[4], uint32_t addr) {
-  asm("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "r"(addr));
-}
-
-__device__ __forceinline__ void ldmatrix_x2_trans_addr(uint32_t (&r)[2], uint32_t addr) {
-  asm("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
-}
-
 template <typename T, int kNt>
 __global__ void __launch_bounds__(kThreads, 2)
     wgrad_kernel(const WPlan t, SplitOutput<float, StoreGroupWeight<T>> out) {
@@ -149,16 +135,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t total = int64_t(g.N) * g.tiles;
 
   if (tid < 4) reinterpret_cast<uint32_t*>(smem + t.zero_offset)[tid] = 0;
-  int* table = reinterpret_cast<int*>(smem + t.table_offset);
-  for (int seg = tid; seg < 2 * g.ksteps; seg += kThreads) {
-    const int tap = seg / g.segs;
-    int off = 0;
-    if (tap < g.R * g.S) {
-      const int r = tap / g.S, s = tap - r * g.S;
-      off = ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
-    }
-    table[seg] = off;
-  }
+  int* const table = reinterpret_cast<int*>(smem + t.table_offset);
+  fill_segment_table(g, table);
   int64_t item = blockIdx.y;
   if (item < total) {
     if (g.vec_in) stage_tile<T, true>(g, in, item, g0, smem_base);
@@ -194,17 +172,14 @@ __global__ void __launch_bounds__(kThreads, 2)
     cp_async_wait<1>();
     __syncthreads();
 
-    const int64_t n = item / g.tiles;
-    const int tile = int(item - n * g.tiles);
-    const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
-    const int oh0 = th * g.tile_h, ow0 = tw * g.tile_w;
+    const TileAt at = tile_at(g, item);
     const uint32_t planes = smem_base + buf * t.buffer_bytes;
     const uint32_t dplanes = planes + t.dy_offset;
     for (int c = 0; c < g.chunks; ++c) {
       // The lane's A pixel: its staged row (x planes), or the zero row past the tile and the image.
       const int m = c * 16 + a_pix;
       const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-      const bool valid = m < tile_pixels && oh0 + ty < g.Hout && ow0 + tx < g.Wout;
+      const bool valid = m < tile_pixels && at.oh0 + ty < g.Hout && at.ow0 + tx < g.Wout;
       const uint32_t pix = uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
       int last_grp = -1;
       uint32_t b[kNt][2] = {};
@@ -218,17 +193,17 @@ __global__ void __launch_bounds__(kThreads, 2)
           const uint32_t baddr = dplanes + uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + c * 16 + b_pix) * 16);
           if constexpr (kNt == 2) {
             uint32_t r4[4];
-            ldmatrix_x4_trans_addr(r4, baddr);
+            ldmatrix_x4_trans(r4, baddr);
             b[0][0] = r4[0], b[0][1] = r4[1], b[1][0] = r4[2], b[1][1] = r4[3];
           } else {
-            ldmatrix_x2_trans_addr(b[0], baddr);
+            ldmatrix_x2_trans(b[0], baddr);
           }
         }
         const uint32_t aaddr = valid ? planes + uint32_t(grp * g.segs * g.pitch * 16) + pix +
                                            uint32_t(table[2 * mt + a_hi])
                                      : zero_row;
         uint32_t a[4];
-        ldmatrix_x4_trans_addr(a, aaddr);
+        ldmatrix_x4_trans(a, aaddr);
 #pragma unroll
         for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
       }
