@@ -16,14 +16,17 @@ grep -E "^FAILED|passed|failed" $OUT/tests.txt | cut -c1-250 | tail -12
 grep -E "^E " $OUT/tests.txt | sort | uniq -c | sort -rn | head -8
 echo tests $(( $(date +%s) - s ))
 kt() { timeout "$1" python3 benchmarks/kernel_times.py "${@:2}" 2>&1 | grep -v -i warn | tee -a $OUT/times.txt; }
-kt 45 grouped_g32 tf32,bf16 nchw,nhwc forward,backward_data tiled:grouped_mma CONV2D_EXT_GMMA_GB=4,8
-kt 30 grouped_g32 bf16 nchw,nhwc backward_weight tiled:grouped_mma CONV2D_EXT_GMMA_SPLITS=33,66,132
+[ -n "${SWEEP:-}" ] && kt 45 $SWEEP
 kt 40 grouped_g32 fp32,tf32,fp16,bf16 nchw,nhwc forward,backward auto
 timeout 70 python3 benchmarks/compare.py --shapes grouped_g32 --pass forward,backward --dtype fp32,tf32,fp16,bf16 \
   --layout nchw,nhwc --quick --no-plot --out $OUT --tag grouped > $OUT/compare.log 2>&1
 tail -20 $OUT/compare.log | cut -c1-160
 (cd benchmarks && timeout 30 python3 profile_case.py --trace grouped_g32 bf16 nhwc backward 2>&1 | grep -v -i warn | head -14 | tee -a $OUT/times.txt)
-[ "${NCU:-0}" = 1 ] && timeout 90 ncu --section SpeedOfLight --section Occupancy -k regex:conv_kernel -c 1 \
-  python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc forward > $OUT/ncu.txt 2>&1
-[ "${NCU:-0}" = 1 ] && grep -E "Duration|Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit" $OUT/ncu.txt | head -20
+if [ "${NCU:-0}" = 1 ]; then
+  timeout 120 ncu --set full -k regex:conv_kernel -c 1 \
+    python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc forward > $OUT/ncu_fwd.txt 2>&1
+  timeout 120 ncu --set full -k regex:wgrad_kernel -c 1 \
+    python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc backward > $OUT/ncu_wgrad.txt 2>&1
+  grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy" $OUT/ncu_*.txt | head -20
+fi
 echo total $(( $(date +%s) - s ))
