@@ -11,7 +11,7 @@ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 -m pip install --no-build-isolation
 echo build $(( $(date +%s) - s ))
 grep -E "spill" $OUT/build.log | grep -v " 0 bytes spill stores" | grep -i grouped_mma | head -3
 rm -f $OUT/build.log
-timeout 230 python3 -m pytest -q -n 15 tests > $OUT/tests.txt 2>&1
+timeout 230 python3 -m pytest -q -n 15 tests ${TESTS:+-k "$TESTS"} > $OUT/tests.txt 2>&1
 grep -E "^FAILED|passed|failed" $OUT/tests.txt | cut -c1-250 | tail -12
 grep -E "^E " $OUT/tests.txt | sort | uniq -c | sort -rn | head -8
 echo tests $(( $(date +%s) - s ))

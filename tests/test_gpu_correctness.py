@@ -573,7 +573,8 @@ def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
 # GROUPED_GRID case it should implement by that rule (it must accept exactly those), so the grid's strides, dilations,
 # non-square and 1x1 filters, asymmetric padding, odd sizes, odd channel counts (channels staged as zeros past the
 # group's, element by element), multipliers both ways and several tiles and group blocks all run on it; plus
-# sliced views (misaligned: element-wise staging and stores) and a wide image (several column tiles).
+# sliced views (misaligned: element-wise staging and stores), a wide image (several column tiles) and tiles of
+# whole rows whose last tile is short (NCHW 16-byte stores with an element tail).
 GROUPED_MMA_EXTRA = {
     "c8_k8_wide_70x75": Case(1, 16, 70, 75, 16, 3, 3, 1, 1, 1, 2),
     "c8_k16_g12_7x7": Case(2, 96, 17, 19, 192, 7, 7, 1, 3, 1, 12),
@@ -582,6 +583,7 @@ GROUPED_MMA_EXTRA = {
     "c8_k4_same_4x4": Case(2, 16, 10, 11, 8, 4, 4, 1, "same", 1, 2),
     "c24_k12_5x3_dilation2": Case(1, 48, 13, 12, 24, 5, 3, 1, (2, 1), 2, 2),
     "c8_k8_1x1_g3": Case(2, 24, 9, 7, 24, 1, 1, 1, 0, 1, 3),
+    "c8_k8_row_tiles_23x12": Case(2, 16, 23, 12, 16, 3, 3, 1, 1, 1, 2),  # NCHW 16-byte stores, short last tile
 }
 GROUPED_MMA_CASES = {**GROUPED_GRID, **GROUPED_MMA_EXTRA}
 

@@ -21,8 +21,12 @@
 //      of one channel); padding and channels past the group's are staged as zeros.
 //   2. A table of the 16-byte segments' offsets (tap shift, plane) for the k-steps.
 //   3. Each warp takes (group, up to 4/NT chunks of 16 pixels) jobs: per k-step one 8-byte fragment read per 8 output
-//      channels, one ldmatrix.x4 and NT mma per chunk; fp32 accumulators, bias added at the store, written straight
-//      to global memory in the output's layout (the block's other warps fill the rest of each line in L2).
+//      channels, one ldmatrix.x4 and NT mma per chunk; fp32 accumulators, bias added, converted to T and written
+//      to an output tile in shared memory laid out like the output (pixel-major for NHWC, channel-major for NCHW).
+//   4. The block writes its output tile with 16-byte stores where the layout allows (NHWC: a pixel's channels of
+//      the block's groups; NCHW: a channel's tile rows when tiles span whole rows), element by element otherwise.
+//      (Writing the fragments straight to global memory cost ~60 instructions per fragment row in 64-bit address
+//      math: ncu, H200, grouped_g32 bf16 NHWC: issue-bound at 65% of issue slots, 68 instructions per mma.)
 //
 // Backward-data at stride 1 is the forward of grad_output with the filters flipped and transposed
 // (w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] within a group) and padding (R-1)*dil - pad: the same kernel, with the
@@ -33,6 +37,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include <cuda_runtime.h>
 
@@ -56,7 +61,7 @@ constexpr int kMaxTileWidth = 32;
 constexpr int kMaxGroupsPerBlock = 8;
 constexpr int kMaxOut = 16;          // output channels per group: two n8 tiles
 constexpr int kMaxSegments = 4;      // 16-byte segments per tap of a group's reduction channels (64 bytes)
-constexpr int64_t kSmemBudget = 36 * 1024;  // planned per block: 8 fp16/bf16 groups of 3x3 (33 KB), 4 fp32 (32 KB)
+constexpr int64_t kSmemBudget = 50 * 1024;  // planned per block: 8 fp16/bf16 groups of 3x3 (49 KB), 4 fp32 (50 KB)
 
 enum class Role : int { kForward = 0, kBackwardData = 1 };
 
@@ -74,18 +79,25 @@ struct Geom {
   int transposed;     // backward-data: filter (output o, reduction i, r, s) = w[g*cg + i, o, R-1-r, S-1-s]
   int channels_last;  // in and out NHWC (else NCHW)
   int vec_in;         // NHWC input read as 16-byte segments (aligned, whole segments per group)
-  int vec_out;        // NHWC output written two channels at a time (aligned)
+  int out_vec;        // the output tile written as 16-byte vectors: NHWC (aligned, the block's channels whole
+                      // vectors) or NCHW whose tiles are whole rows (aligned, a tile's rows contiguous)
   // Tiling.
   int tile_h, tile_w, tiles_w, tiles;  // tiles per image: tiles_h * tiles_w
   int halo_h, halo_w, pitch;           // staged pixels per plane: halo_h x halo_w, plane pitch (odd, in 16 bytes)
   int segs;                            // 16-byte segments per tap of one group
   int ksteps;                          // 32-byte reduction steps: ceil(R * S * segs / 2)
-  int chunks;                          // 16-pixel chunks of a tile
+  int chunks, chunk_sets;              // 16-pixel chunks of a tile; warp jobs per group (kChunksPerJob chunks each)
   int gb, group_blocks;                // groups per block, blocks per image tile
   int frag_offset, table_offset;       // bytes: filter fragments and segment table after the staged planes
+  int out_offset, out_pitch;           // bytes: the output tile; its pixel (NHWC) or channel (NCHW) pitch
+  int out_units;                       // per output-tile row (pixel or channel): 16-byte vectors (out_vec) or elements
   int smem;                            // bytes of dynamic shared memory; 0: no plan
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
+  FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units;
 };
+
+// 16-pixel chunks per warp job: at most 16 accumulators and 16 A registers per thread.
+constexpr int chunks_per_job(int nt) { return 4 / nt; }
 
 // ---- Host: plan.
 
@@ -123,8 +135,6 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   const auto aligned = [](const void* ptr, int bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
   g.vec_in = p.channels_last && g.cg % e == 0 && aligned(g.in, 16) && g.in_stride[1] == 1 &&
              g.in_stride[0] % e == 0 && g.in_stride[2] % e == 0 && g.in_stride[3] % e == 0;
-  g.vec_out = p.channels_last && g.kg % 2 == 0 && aligned(g.out, 2 * esize) && g.out_stride[1] == 1 &&
-              g.out_stride[0] % 2 == 0 && g.out_stride[2] % 2 == 0 && g.out_stride[3] % 2 == 0;
 
   const int cols = ceil_div_i(g.Wout, kMaxTileWidth);
   g.tile_w = ceil_div_i(g.Wout, cols);
@@ -138,23 +148,53 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   g.ksteps = ceil_div_i(int64_t(g.R) * g.S * g.segs, 2);
   g.chunks = ceil_div_i(int64_t(g.tile_h) * g.tile_w, 16);
   const int nt = g.kg > 8 ? 2 : 1;
+  g.chunk_sets = ceil_div_i(g.chunks, chunks_per_job(nt));
+  const int tile_px = g.tile_h * g.tile_w;
   const int64_t planes_bytes = int64_t(g.segs) * g.pitch * 16;
   const int64_t frag_bytes = int64_t(g.ksteps) * nt * 32 * 8;
   const int64_t table_bytes = int64_t(2 * g.ksteps) * 4;
-  const int64_t per_group = planes_bytes + frag_bytes;
-  if (per_group + table_bytes > max_smem) return g;
+  // The output tile: rows (NHWC pixels or NCHW channels) padded to an odd number of 16-byte units (32 for NHWC
+  // fp32, whose fragments store 8-byte pairs), so that a warp's fragment stores spread over the banks.
+  const auto odd_pitch = [](int64_t bytes, int unit) { const int64_t u = (bytes + unit - 1) / unit; return (u | 1) * unit; };
+  const auto out_bytes = [&](int groups_in_block) {
+    return p.channels_last ? tile_px * odd_pitch(int64_t(groups_in_block) * g.kg * esize, 8 * esize)
+                           : int64_t(groups_in_block) * g.kg * odd_pitch(int64_t(tile_px) * esize, 16);
+  };
+  const auto need = [&](int groups_in_block) {
+    return ((groups_in_block * (planes_bytes + frag_bytes) + table_bytes + 15) / 16) * 16 + out_bytes(groups_in_block);
+  };
+  if (need(1) > max_smem) return g;
   if (gb <= 0) {
-    gb = int(std::min<int64_t>(kMaxGroupsPerBlock, std::max<int64_t>(1, (kSmemBudget - table_bytes) / per_group)));
-    if (int64_t(gb) * per_group + table_bytes > max_smem) gb = 1;
+    gb = 1;
+    while (gb < kMaxGroupsPerBlock && need(gb + 1) <= kSmemBudget) ++gb;
   }
   g.gb = std::min(gb, g.groups);
+  if (need(g.gb) > max_smem) g.gb = 1;
   g.group_blocks = ceil_div_i(g.groups, g.gb);
   g.frag_offset = int(g.gb * planes_bytes);
   g.table_offset = int(g.frag_offset + g.gb * frag_bytes);
-  g.smem = int(g.table_offset + table_bytes);
+  g.out_offset = int(((g.table_offset + table_bytes + 15) / 16) * 16);
+  g.smem = int(need(g.gb));
+  const int bch = g.gb * g.kg;  // the block's output channels (the last group block may have fewer)
+  if (p.channels_last) {
+    g.out_pitch = int(odd_pitch(int64_t(bch) * esize, 8 * esize));
+    g.out_vec = aligned(g.out, 16) && g.out_stride[1] == 1 && g.out_stride[0] % e == 0 && g.out_stride[2] % e == 0 &&
+                g.out_stride[3] % e == 0 && bch % e == 0 && int64_t(g.kg) * g.groups % e == 0;
+    g.out_units = g.out_vec ? bch / e : bch;
+  } else {
+    g.out_pitch = int(odd_pitch(int64_t(tile_px) * esize, 16));
+    g.out_vec = g.tile_w == g.Wout && g.out_stride[3] == 1 && g.out_stride[2] == g.Wout && aligned(g.out, 16) &&
+                g.out_stride[0] % e == 0 && g.out_stride[1] % e == 0 && tile_px % e == 0;
+    g.out_units = g.out_vec ? tile_px / e : tile_px;
+  }
   g.div_planes = FastDivmod(unsigned(g.gb * g.segs));
   g.div_halo = FastDivmod(unsigned(g.halo_h * g.halo_w));
   g.div_halo_w = FastDivmod(unsigned(g.halo_w));
+  g.div_tiles = FastDivmod(unsigned(g.tiles));
+  g.div_tiles_w = FastDivmod(unsigned(g.tiles_w));
+  g.div_tile_w = FastDivmod(unsigned(g.tile_w));
+  g.div_chunk_sets = FastDivmod(unsigned(g.chunk_sets));
+  g.div_out_units = FastDivmod(unsigned(g.out_units));
   return g;
 }
 
@@ -252,53 +292,31 @@ __device__ __forceinline__ uint4 load_segment(const Geom& g, const T* in, int64_
   return make_uint4(words[0], words[1], words[2], words[3]);
 }
 
-// Writes output elements (n, channel, oh, ow) = v0 and, when `second`, (n, channel + 1, oh, ow) = v1.
-template <typename T>
-__device__ __forceinline__ void store_pair(const Geom& g, T* out, int64_t n, int channel, bool second, int oh, int ow,
-                                           float v0, float v1) {
-  T* dst = out + n * g.out_stride[0] + int64_t(channel) * g.out_stride[1] + int64_t(oh) * g.out_stride[2] +
-           int64_t(ow) * g.out_stride[3];
-  if (g.vec_out && second) {
-    if constexpr (sizeof(T) == 4) {
-      *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-    } else {
-      union { uint32_t u; T h[2]; } pair;
-      pair.h[0] = from_acc<T>(v0);
-      pair.h[1] = from_acc<T>(v1);
-      *reinterpret_cast<uint32_t*>(dst) = pair.u;
-    }
-    return;
-  }
-  dst[0] = from_acc<T>(v0);
-  if (second) dst[g.out_stride[1]] = from_acc<T>(v1);
-}
-
 // Image and first output row and column of `item` (image-major, then tile rows, then tile columns).
 struct TileAt {
   int64_t n;
   int oh0, ow0;
 };
 
-__device__ __forceinline__ TileAt tile_at(const Geom& g, int64_t item) {
-  const int64_t n = item / g.tiles;
-  const int tile = int(item - n * g.tiles);
-  const int th = tile / g.tiles_w, tw = tile - th * g.tiles_w;
-  return TileAt{n, th * g.tile_h, tw * g.tile_w};
+__device__ __forceinline__ TileAt tile_at(const Geom& g, int64_t item) {  // item < 2^31 (can_implement)
+  unsigned n, tile, th, tw;
+  g.div_tiles.divmod(unsigned(item), n, tile);
+  g.div_tiles_w.divmod(tile, th, tw);
+  return TileAt{int64_t(n), int(th) * g.tile_h, int(tw) * g.tile_w};
 }
 
 // The 16-byte segments' byte offsets within a group's planes for the k-steps (segment seg = tap * segs + chunk:
 // the chunk's plane plus the tap's shift), table[0 .. 2 * ksteps - 1]; past the last tap 0, any staged row (its
 // filter values are zero). Block-wide; visible after the next barrier.
+__device__ __forceinline__ int segment_offset(const Geom& g, int seg) {
+  const int tap = seg / g.segs;
+  if (tap >= g.R * g.S) return 0;
+  const int r = tap / g.S, s = tap - r * g.S;
+  return ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
+}
+
 __device__ __forceinline__ void fill_segment_table(const Geom& g, int* table) {
-  for (int seg = threadIdx.x; seg < 2 * g.ksteps; seg += blockDim.x) {
-    const int tap = seg / g.segs;
-    int off = 0;
-    if (tap < g.R * g.S) {
-      const int r = tap / g.S, s = tap - r * g.S;
-      off = ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
-    }
-    table[seg] = off;
-  }
+  for (int seg = threadIdx.x; seg < 2 * g.ksteps; seg += blockDim.x) table[seg] = segment_offset(g, seg);
 }
 
 // Packs the filters of every group as mma B fragments in lane order: frags[((group * ksteps + step) * kNt + nt) * 32
@@ -388,13 +406,13 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
 template <typename T, int kNt, bool kVec>
 __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
-  constexpr int kChunks = 4 / kNt;  // 16-pixel chunks per warp job (at most 16 accumulators and 16 A registers)
+  constexpr int kChunks = chunks_per_job(kNt);
+  constexpr int kE = Vec16<T>::value;
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t smem_base = smem_addr(smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g0 = int(blockIdx.y) * g.gb;
   const int64_t item = blockIdx.x;
-  T* out = static_cast<T*>(g.out);
 
   {
     const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces of the block's filter fragments
@@ -407,16 +425,16 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     __syncthreads();
   }
 
-  const int chunk_sets = (g.chunks + kChunks - 1) / kChunks;
-  const int jobs = g.gb * chunk_sets;
+  const int groups_here = min(g.gb, g.groups - g0);
+  const int jobs = groups_here * g.chunk_sets;  // group-major
   const int tile_pixels = g.tile_h * g.tile_w;
   const int* table = reinterpret_cast<const int*>(smem + g.table_offset);
+  unsigned char* out_tile = smem + g.out_offset;
   const int half = lane >> 4, gid = lane >> 2, t = lane & 3;
-  const TileAt at = tile_at(g, item);
   for (int job = warp; job < jobs; job += kWarps) {
-    const int grp = job / chunk_sets, set = job - grp * chunk_sets;
-    if (g0 + grp >= g.groups) break;  // jobs are group-major: the rest are past the last group too
-    const int first = set * kChunks;
+    unsigned grpu, setu;
+    g.div_chunk_sets.divmod(unsigned(job), grpu, setu);
+    const int grp = int(grpu), first = int(setu) * kChunks;
     const int nchunks = min(kChunks, g.chunks - first);
     // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the
     // lanes point at the k-step's second segment.
@@ -425,9 +443,10 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     for (int c = 0; c < kChunks; ++c) {
       int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
       if (m >= tile_pixels) m = 0;
-      const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
+      unsigned ty, tx;
+      g.div_tile_w.divmod(unsigned(m), ty, tx);
       row[c] = smem_base + uint32_t(grp * g.segs * g.pitch * 16) +
-               uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
+               uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16);
     }
     float acc[kChunks][kNt][4];
 #pragma unroll
@@ -450,35 +469,92 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
 #pragma unroll
           for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
     }
-    // Epilogue: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each n8 tile.
-    float bias[kNt][2];
+    // To the output tile: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each
+    // n8 tile; bias added here.
 #pragma unroll
-    for (int j = 0; j < kNt; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int o = j * 8 + 2 * t + e;
-        const T* b = static_cast<const T*>(g.bias);
-        bias[j][e] = b != nullptr && o < g.kg ? to_acc(b[(g0 + grp) * g.kg + o]) : 0.f;
+    for (int j = 0; j < kNt; ++j) {
+      const int o = j * 8 + 2 * t;
+      if (o >= g.kg) continue;
+      const bool second = o + 1 < g.kg;
+      const int ch = grp * g.kg + o;  // the block's channel
+      const T* bias = static_cast<const T*>(g.bias);
+      float b0 = 0.f, b1 = 0.f;
+      if (bias != nullptr) {
+        b0 = to_acc(bias[(g0 + grp) * g.kg + o]);
+        if (second) b1 = to_acc(bias[(g0 + grp) * g.kg + o + 1]);
       }
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      if (c >= nchunks) continue;
+      for (int c = 0; c < kChunks; ++c) {
+        if (c >= nchunks) continue;
 #pragma unroll
-      for (int half_row = 0; half_row < 2; ++half_row) {
-        const int m = (first + c) * 16 + gid + 8 * half_row;
-        if (m >= tile_pixels) continue;
-        const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-        const int oh = at.oh0 + ty, ow = at.ow0 + tx;
-        if (oh >= g.Hout || ow >= g.Wout) continue;
-#pragma unroll
-        for (int j = 0; j < kNt; ++j) {
-          const int o = j * 8 + 2 * t;
-          if (o >= g.kg) continue;
-          store_pair<T>(g, out, at.n, (g0 + grp) * g.kg + o, o + 1 < g.kg, oh, ow, acc[c][j][2 * half_row] + bias[j][0],
-                        acc[c][j][2 * half_row + 1] + bias[j][1]);
+        for (int hr = 0; hr < 2; ++hr) {
+          const int m = (first + c) * 16 + gid + 8 * hr;
+          if (m >= tile_pixels) continue;
+          const T v0 = from_acc<T>(acc[c][j][2 * hr] + b0), v1 = from_acc<T>(acc[c][j][2 * hr + 1] + b1);
+          if (g.channels_last) {
+            T* dst = reinterpret_cast<T*>(out_tile + m * g.out_pitch) + ch;
+            if (g.kg % 2 == 0) {  // the pair is aligned and inside the group
+              union { T h[2]; typename std::conditional<sizeof(T) == 4, uint2, uint32_t>::type u; } pair;
+              pair.h[0] = v0, pair.h[1] = v1;
+              *reinterpret_cast<decltype(pair.u)*>(dst) = pair.u;
+            } else {
+              dst[0] = v0;
+              if (second) dst[1] = v1;
+            }
+          } else {
+            T* dst = reinterpret_cast<T*>(out_tile + ch * g.out_pitch) + m;
+            dst[0] = v0;
+            if (second) *reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(dst) + g.out_pitch) = v1;
+          }
         }
       }
     }
+  }
+  __syncthreads();
+
+  // The output tile to global memory: unit i of (row, unit) in the tile's layout.
+  const TileAt at = tile_at(g, item);
+  T* out = static_cast<T*>(g.out) + at.n * g.out_stride[0] + int64_t(g0) * g.kg * g.out_stride[1];
+  const int bch = groups_here * g.kg;
+  const int rows = g.channels_last ? tile_pixels : g.gb * g.kg;
+  const int units = rows * g.out_units;
+  const int valid_pixels = min(g.tile_h, g.Hout - at.oh0) * g.tile_w;  // NCHW tiles of whole rows (out_vec)
+  for (int i = tid; i < units; i += kThreads) {
+    unsigned r, u;
+    g.div_out_units.divmod(unsigned(i), r, u);
+    if (g.channels_last) {  // row r: pixel m; unit u: a vector of kE channels or one channel
+      unsigned ty, tx;
+      g.div_tile_w.divmod(r, ty, tx);
+      const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
+      if (oh >= g.Hout || ow >= g.Wout) continue;
+      T* dst = out + int64_t(oh) * g.out_stride[2] + int64_t(ow) * g.out_stride[3];
+      const unsigned char* src = out_tile + r * g.out_pitch;
+      if (g.out_vec) {
+        if (int(u) * kE < bch)
+          *reinterpret_cast<uint4*>(dst + u * kE) = *reinterpret_cast<const uint4*>(src + u * 16);
+      } else if (int(u) < bch) {
+        dst[int64_t(u) * g.out_stride[1]] = reinterpret_cast<const T*>(src)[u];
+      }
+      continue;
+    }
+    // NCHW: row r: channel; unit u: kE pixels of the tile's contiguous rows (out_vec) or one pixel.
+    if (int(r) >= bch) continue;
+    const T* src = reinterpret_cast<const T*>(out_tile + r * g.out_pitch);
+    T* dst = out + int64_t(r) * g.out_stride[1];
+    if (g.out_vec) {
+      const int m0 = int(u) * kE;
+      dst += int64_t(at.oh0) * g.Wout;
+      if (m0 + kE <= valid_pixels) {
+        *reinterpret_cast<uint4*>(dst + m0) = *reinterpret_cast<const uint4*>(src + m0);
+      } else {
+        for (int m = m0; m < valid_pixels; ++m) dst[m] = src[m];
+      }
+      continue;
+    }
+    unsigned ty, tx;
+    g.div_tile_w.divmod(u, ty, tx);
+    const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
+    if (oh < g.Hout && ow < g.Wout) dst[int64_t(oh) * g.out_stride[2] + int64_t(ow) * g.out_stride[3]] = src[u];
   }
 }
 

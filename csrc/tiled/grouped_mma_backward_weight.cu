@@ -24,6 +24,7 @@ namespace conv2d_ext {
 namespace gmma {
 namespace {
 
+constexpr int64_t kWgradSmemBudget = 36 * 1024;  // planned per block: two buffers of 8 groups, 3x3
 constexpr int kMaxJobs = 8;  // (group, m-tile) jobs per warp, at most (accumulators: kMaxJobs * kNt * 4)
 
 // Writes the total of grad_weight element e = ((g*K/g + k) * C/g + c) * R*S + r*S + s.
@@ -49,9 +50,10 @@ struct WPlan {
   int vec_dy;                 // grad_output read as 16-byte cp.async pieces (NHWC, aligned, K/groups % 8 == 0)
   int dsegs;                  // 16-byte planes of grad_output per group: ceil(K/groups / 8)
   int dy_offset;              // bytes from a buffer's start to its grad_output planes
-  int buffer_bytes, zero_offset, table_offset, smem;
+  int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
   int splits;
+  FastDivmod div_dplanes, div_rows, div_dsegs;  // by gb * dsegs, chunks * 16, dsegs (stage_dy)
 };
 
 inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
@@ -62,10 +64,10 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   if (g.smem == 0) return t;
   const int dsegs = (int(p.K_per_group()) + 7) / 8;
   const int64_t per_group = 2 * (int64_t(g.segs) * g.pitch * 16 + int64_t(dsegs) * g.chunks * 16 * 16);
-  const int64_t fixed = 16 + int64_t(2 * g.ksteps) * 4;
+  const int64_t fixed = 16;  // the zero row
   if (per_group + fixed > max_smem) return t;
   const int most_by_jobs = std::max(1, kWarps * kMaxJobs / g.ksteps);
-  if (gb <= 0) gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (kSmemBudget - fixed) / per_group)));
+  if (gb <= 0) gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (kWgradSmemBudget - fixed) / per_group)));
   gb = std::min({gb, most_by_jobs, p.groups});
   if (int64_t(gb) * per_group + fixed > max_smem) gb = 1;
   if (g.ksteps > kWarps * kMaxJobs) return t;
@@ -80,9 +82,11 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   t.dy_offset = g.gb * g.segs * g.pitch * 16;
   t.buffer_bytes = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
   t.zero_offset = 2 * t.buffer_bytes;
-  t.table_offset = t.zero_offset + 16;
-  t.smem = t.table_offset + 2 * g.ksteps * 4;
+  t.smem = t.zero_offset + 16;
   t.jobs_per_warp = (g.gb * g.ksteps + kWarps - 1) / kWarps;
+  t.div_dplanes = FastDivmod(unsigned(g.gb * dsegs));
+  t.div_rows = FastDivmod(unsigned(g.chunks * 16));
+  t.div_dsegs = FastDivmod(unsigned(dsegs));
   return t;
 }
 
@@ -96,12 +100,13 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
   for (int i = threadIdx.x; i < items; i += kThreads) {
-    int plane, m;
-    if (g.channels_last) { m = i / nplanes; plane = i - m * nplanes; }
-    else { plane = i / rows; m = i - plane * rows; }
-    const int grp = plane / t.dsegs, seg = plane - grp * t.dsegs;
-    const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-    const int oh = at.oh0 + ty, ow = at.ow0 + tx;
+    unsigned planeu, mu, grpu, segu, ty, tx;
+    if (g.channels_last) t.div_dplanes.divmod(unsigned(i), mu, planeu);
+    else t.div_rows.divmod(unsigned(i), planeu, mu);
+    t.div_dsegs.divmod(planeu, grpu, segu);
+    g.div_tile_w.divmod(mu, ty, tx);
+    const int plane = int(planeu), m = int(mu), grp = int(grpu), seg = int(segu);
+    const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
     const bool valid = m < tile_pixels && oh < g.Hout && ow < g.Wout && g0 + grp < g.groups;
     const int64_t k0 = int64_t(g0 + grp) * g.kg + seg * 8;
     const T* src = dy + at.n * t.dy_stride[0] + k0 * t.dy_stride[1] + int64_t(oh) * t.dy_stride[2] +
@@ -135,8 +140,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t total = int64_t(g.N) * g.tiles;
 
   if (tid < 4) reinterpret_cast<uint32_t*>(smem + t.zero_offset)[tid] = 0;
-  int* const table = reinterpret_cast<int*>(smem + t.table_offset);
-  fill_segment_table(g, table);
   int64_t item = blockIdx.y;
   if (item < total) {
     if (g.vec_in) stage_tile<T, true>(g, in, item, g0, smem_base);
@@ -160,6 +163,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int a_pix = (lane & 7) + 8 * (lane >> 4), a_hi = (lane >> 3) & 1;
   const int b_pix = (lane & 7) + 8 * ((lane >> 3) & 1), b_plane = kNt == 2 ? lane >> 4 : 0;
   const uint32_t zero_row = smem_base + t.zero_offset;
+  // Per job, fixed for the kernel: A's offset in a buffer (the group's planes plus the m-tile's segment shift), B's
+  // in the buffer's grad_output planes (chunk 0), and in `fresh` whether it starts a group (B fragments reloaded).
+  uint32_t a_off[kMaxJobs], b_off[kMaxJobs];
+  unsigned fresh = 0;
+#pragma unroll
+  for (int j = 0; j < kMaxJobs; ++j) {
+    const int job = job0 + j;
+    a_off[j] = b_off[j] = 0;
+    if (j >= t.jobs_per_warp || job >= jobs) continue;
+    const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
+    a_off[j] = uint32_t(grp * g.segs * g.pitch * 16 + segment_offset(g, 2 * mt + a_hi));
+    b_off[j] = uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + b_pix) * 16);
+    if (j == 0 || mt == 0) fresh |= 1u << j;
+  }
   int buf = 0;
   for (; item < total; item += gridDim.y, buf ^= 1) {
     const int64_t next = item + gridDim.y;
@@ -178,19 +195,19 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int c = 0; c < g.chunks; ++c) {
       // The lane's A pixel: its staged row (x planes), or the zero row past the tile and the image.
       const int m = c * 16 + a_pix;
-      const int ty = m / g.tile_w, tx = m - ty * g.tile_w;
-      const bool valid = m < tile_pixels && at.oh0 + ty < g.Hout && at.ow0 + tx < g.Wout;
-      const uint32_t pix = uint32_t((ty * g.stride_h * g.halo_w + tx * g.stride_w) * 16);
-      int last_grp = -1;
+      unsigned ty, tx;
+      g.div_tile_w.divmod(unsigned(m), ty, tx);
+      const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
+      const uint32_t a_base = valid ? planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16)
+                                    : zero_row;
+      const uint32_t a_mask = valid ? ~0u : 0u;
+      const uint32_t b_base = dplanes + uint32_t(c * 16 * 16);
       uint32_t b[kNt][2] = {};
 #pragma unroll
       for (int j = 0; j < kMaxJobs; ++j) {
-        const int job = job0 + j;
-        if (j >= t.jobs_per_warp || job >= jobs) break;
-        const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
-        if (grp != last_grp) {  // grad_output fragments of this group's 16 pixels
-          last_grp = grp;
-          const uint32_t baddr = dplanes + uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + c * 16 + b_pix) * 16);
+        if (j >= t.jobs_per_warp || job0 + j >= jobs) break;
+        if (fresh & (1u << j)) {  // grad_output fragments of this group's 16 pixels
+          const uint32_t baddr = b_base + b_off[j];
           if constexpr (kNt == 2) {
             uint32_t r4[4];
             ldmatrix_x4_trans(r4, baddr);
@@ -199,11 +216,8 @@ __global__ void __launch_bounds__(kThreads, 2)
             ldmatrix_x2_trans(b[0], baddr);
           }
         }
-        const uint32_t aaddr = valid ? planes + uint32_t(grp * g.segs * g.pitch * 16) + pix +
-                                           uint32_t(table[2 * mt + a_hi])
-                                     : zero_row;
         uint32_t a[4];
-        ldmatrix_x4_trans(a, aaddr);
+        ldmatrix_x4_trans(a, a_base + (a_off[j] & a_mask));
 #pragma unroll
         for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
       }
