@@ -352,6 +352,22 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
   const int tid = threadIdx.x;
   if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
+    if (kThreads % nplanes == 0) {  // each thread keeps one plane: no per-piece plane math
+      unsigned first, plane;
+      g.div_planes.divmod(unsigned(tid), first, plane);
+      const bool group_ok = g0 + int(plane) / g.segs < g.groups;
+      const T* src0 = base + plane * Vec16<T>::value;
+      const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
+      for (int px = int(first); px < halo; px += kThreads / nplanes) {
+        unsigned hy, hx;
+        g.div_halo_w.divmod(unsigned(px), hy, hx);
+        const int h = h0 + int(hy), w = w0 + int(hx);
+        const bool valid = group_ok && unsigned(h) < unsigned(g.Hin) && unsigned(w) < unsigned(g.Win);
+        cp_async_16(dst0 + uint32_t(px * 16), valid ? src0 + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] : in,
+                    valid);
+      }
+      return;
+    }
     for (int i = tid; i < items; i += kThreads) {
       unsigned pxu, planeu;
       g.div_planes.divmod(unsigned(i), pxu, planeu);
@@ -459,15 +475,15 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
       uint32_t b[kNt][2];
 #pragma unroll
       for (int j = 0; j < kNt; ++j) ld_shared_v2(b[j], frag + j * 256);
+      // Every chunk of the job, also those past the tile (their rows point at pixel 0 and are not stored): no
+      // predicated ldmatrix / mma.
       uint32_t a[kChunks][4];
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c)
-        if (c < nchunks) ldmatrix_x4(a[c], row[c] + off);
+      for (int c = 0; c < kChunks; ++c) ldmatrix_x4(a[c], row[c] + off);
 #pragma unroll
       for (int c = 0; c < kChunks; ++c)
-        if (c < nchunks)
 #pragma unroll
-          for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
+        for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
     }
     // To the output tile: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each
     // n8 tile; bias added here.

@@ -99,6 +99,23 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   const int rows = g.chunks * 16, nplanes = g.gb * t.dsegs, items = nplanes * rows;
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
+  if (t.vec_dy && kThreads % nplanes == 0) {  // each thread keeps one plane
+    unsigned first, plane, grp, seg;
+    t.div_dplanes.divmod(threadIdx.x, first, plane);
+    t.div_dsegs.divmod(plane, grp, seg);
+    const bool group_ok = g0 + int(grp) < g.groups;
+    const T* src0 = dy + at.n * t.dy_stride[0] + (int64_t(g0 + int(grp)) * g.kg + seg * 8) * t.dy_stride[1];
+    const uint32_t dst0 = planes + uint32_t(int(plane) * rows * 16);
+    for (int m = int(first); m < rows; m += kThreads / nplanes) {
+      unsigned ty, tx;
+      g.div_tile_w.divmod(unsigned(m), ty, tx);
+      const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
+      const bool valid = group_ok && m < tile_pixels && oh < g.Hout && ow < g.Wout;
+      cp_async_16(dst0 + uint32_t(m * 16),
+                  valid ? src0 + int64_t(oh) * t.dy_stride[2] + int64_t(ow) * t.dy_stride[3] : dy, valid);
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < items; i += kThreads) {
     unsigned planeu, mu, grpu, segu, ty, tx;
     if (g.channels_last) t.div_dplanes.divmod(unsigned(i), mu, planeu);
@@ -164,17 +181,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int b_pix = (lane & 7) + 8 * ((lane >> 3) & 1), b_plane = kNt == 2 ? lane >> 4 : 0;
   const uint32_t zero_row = smem_base + t.zero_offset;
   // Per job, fixed for the kernel: A's offset in a buffer (the group's planes plus the m-tile's segment shift), B's
-  // in the buffer's grad_output planes (chunk 0), and in `fresh` whether it starts a group (B fragments reloaded).
-  uint32_t a_off[kMaxJobs], b_off[kMaxJobs];
+  // in the buffer's grad_output planes (chunk 0) for the first job, and in `fresh` which jobs start a group (B
+  // fragments reloaded; jobs are m-tile fastest, so each fresh job after the first is the next group).
+  uint32_t a_off[kMaxJobs];
   unsigned fresh = 0;
+  const uint32_t b_group = uint32_t(t.dsegs * g.chunks * 16 * 16);  // bytes between groups' grad_output planes
+  uint32_t b_first = 0;
 #pragma unroll
   for (int j = 0; j < kMaxJobs; ++j) {
     const int job = job0 + j;
-    a_off[j] = b_off[j] = 0;
+    a_off[j] = 0;
     if (j >= t.jobs_per_warp || job >= jobs) continue;
     const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
     a_off[j] = uint32_t(grp * g.segs * g.pitch * 16 + segment_offset(g, 2 * mt + a_hi));
-    b_off[j] = uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + b_pix) * 16);
+    if (j == 0) b_first = uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + b_pix) * 16);
     if (j == 0 || mt == 0) fresh |= 1u << j;
   }
   int buf = 0;
@@ -201,13 +221,13 @@ __global__ void __launch_bounds__(kThreads, 2)
       const uint32_t a_base = valid ? planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16)
                                     : zero_row;
       const uint32_t a_mask = valid ? ~0u : 0u;
-      const uint32_t b_base = dplanes + uint32_t(c * 16 * 16);
+      uint32_t baddr = dplanes + uint32_t(c * 16 * 16) + b_first - b_group;
       uint32_t b[kNt][2] = {};
 #pragma unroll
       for (int j = 0; j < kMaxJobs; ++j) {
         if (j >= t.jobs_per_warp || job0 + j >= jobs) break;
         if (fresh & (1u << j)) {  // grad_output fragments of this group's 16 pixels
-          const uint32_t baddr = b_base + b_off[j];
+          baddr += b_group;
           if constexpr (kNt == 2) {
             uint32_t r4[4];
             ldmatrix_x4_trans(r4, baddr);
