@@ -115,12 +115,13 @@ def _narrow_groups(p: Problem, pass_: str) -> bool:
 
 def _grouped_mma(p: Problem, pass_: str) -> bool:
     """Narrow groups in a tensor-core dtype whose rows of 16 bytes are full: the forward's reduction channels
-    (C/groups) or backward-data's (K/groups) a multiple of 8 fp16/bf16 or 4 fp32; backward-weight in fp16/bf16 with
-    C/groups a multiple of 8."""
+    (C/groups) or backward-data's (K/groups) a multiple of 8 fp16/bf16 or 4 fp32; backward-weight with C/groups a
+    multiple of 8 fp16/bf16, or of 4 fp32 (TF32) up to 16."""
     if not _narrow_groups(p, pass_) or not _tensor_core_dtype(p):
         return False
     if pass_ == "backward_weight":
-        return p.dtype != "float32" and p.C // p.groups % 8 == 0
+        cg = p.C // p.groups
+        return cg % 4 == 0 and cg <= 16 if p.dtype == "float32" else cg % 8 == 0
     reduction = p.K // p.groups if pass_ == "backward_data" else p.C // p.groups
     return reduction * (4 if p.dtype == "float32" else 2) % 16 == 0
 
@@ -263,8 +264,8 @@ RULES = (
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
     # narrow groups on tensor cores (fp16, bf16, TF32): the forward and stride-1 backward-data, where the reduction's
     # channels per group fill 16-byte rows (its can_implement: K/groups <= 16 and C/groups <= 64 bytes, backward-data
-    # the other way round), and backward-weight in fp16/bf16 (C/groups a multiple of 8 up to 32), against the FFMA
-    # tiles below (H200, grouped_g32: see NOTES, session 12)
+    # the other way round), and backward-weight (C/groups a multiple of 8 fp16/bf16 up to 32, of 4 fp32 up to 16),
+    # against the FFMA tiles below (H200, grouped_g32: see NOTES, sessions 12 and 13)
     Rule("tiled:grouped_mma", _grouped_mma,
          "narrow groups on tensor cores: a group's input tile in 16-byte planes, one ldmatrix (a lane per tap-shifted "
          "pixel) and mma.sync per 32 bytes of each pixel's reduction"),

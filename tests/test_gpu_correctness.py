@@ -590,7 +590,8 @@ GROUPED_MMA_CASES = {**GROUPED_GRID, **GROUPED_MMA_EXTRA}
 
 def grouped_mma_passes(case, mode):
     """The passes tiled:grouped_mma runs for `case` in `mode` (tf32, fp16, bf16), by its stated limits; backward-weight
-    in fp16/bf16 with C/groups a multiple of 8 up to 32 and at most 64 m-tiles (R*S*C/groups / 16)."""
+    with C/groups in whole 16-byte rows up to 64 bytes and at most 64 m-tiles (R*S*C/groups / 16; 48 in TF32 with
+    K/groups > 8)."""
     esize = 4 if mode == "tf32" else 2
     cg, kg = case.C // case.groups, case.K // case.groups
     if case.groups == 1 or case.groups == case.C:
@@ -600,7 +601,8 @@ def grouped_mma_passes(case, mode):
         passes["forward"] = "tiled:grouped_mma"
     if case.stride in (1, (1, 1)) and cg <= 16 and kg * esize <= 64:
         passes["backward_data"] = "tiled:grouped_mma"
-    if esize == 2 and cg % 8 == 0 and cg <= 32 and kg <= 16 and case.R * case.S * cg <= 64 * 16:
+    most_mtiles = 48 if esize == 4 and kg > 8 else 64  # TF32 with two n8 tiles keeps 6 jobs a warp, not 8
+    if cg * esize % 16 == 0 and cg * esize <= 64 and kg <= 16 and case.R * case.S * cg <= most_mtiles * 16:
         passes["backward_weight"] = "tiled:grouped_mma"
     return passes
 

@@ -448,8 +448,8 @@ def test_narrow_groups_run_the_tiled_grouped_kernels_on_every_pass(case, dtype, 
     """Every pass of a grouped problem whose narrow side (K/groups forward and backward-weight, C/groups
     backward-data) is below 16 picks a tiled grouped kernel (fp32 with or without TF32, fp16, bf16, both layouts):
     tiled:grouped_mma for the forward and the stride-1 backward-data in a tensor-core mode when the reduction's
-    channels per group fill 16-byte rows, and for backward-weight in fp16/bf16 with C/groups a multiple of 8;
-    tiled:grouped otherwise."""
+    channels per group fill 16-byte rows, and for backward-weight with C/groups a multiple of 8 (fp16/bf16) or 4 up to
+    16 (TF32); tiled:grouped otherwise."""
     p = _suite_problem(**GROUPED_SUITE[case], dtype=dtype, allow_tf32=allow_tf32, channels_last=layout == "nhwc")
     assert p.groups > 1 and not p.depthwise
     plan = select(p)
@@ -457,7 +457,8 @@ def test_narrow_groups_run_the_tiled_grouped_kernels_on_every_pass(case, dtype, 
     for pass_ in PASSES:
         reduction = p.K // p.groups if pass_ == "backward_data" else p.C // p.groups
         if pass_ == "backward_weight":
-            mma = dtype != "float32" and p.C // p.groups % 8 == 0
+            cg = p.C // p.groups
+            mma = (cg % 8 == 0) if dtype != "float32" else (allow_tf32 and cg % 4 == 0 and cg <= 16)
         else:
             mma = allow_tf32 and reduction * esize % 16 == 0 and (pass_ == "forward" or tuple(p.stride) == (1, 1))
         assert plan[pass_].kernel == ("tiled:grouped_mma" if mma else "tiled:grouped"), pass_

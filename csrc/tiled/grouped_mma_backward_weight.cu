@@ -1,13 +1,18 @@
-// Backward-weight, tiled family, grouped configuration on tensor cores (fp16/bf16): grad_weight[g*K/g + k, c, r, s]
-// = sum over n, p, q of grad_output[n, g*K/g + k, p, q] * x[n, g*C/g + c, p*sh - ph + r*dh, q*sw - pw + s*dw], for
-// narrow groups whose input channels fill 16-byte rows (C/groups a multiple of 8, at most 32; K/groups <= 16).
+// Backward-weight, tiled family, grouped configuration on tensor cores (fp16/bf16, and fp32 as TF32):
+// grad_weight[g*K/g + k, c, r, s] = sum over n, p, q of grad_output[n, g*K/g + k, p, q] *
+// x[n, g*C/g + c, p*sh - ph + r*dh, q*sw - pw + s*dw], for narrow groups whose input channels fill 16-byte rows
+// (C/groups a multiple of 8 fp16/bf16 or 4 fp32, at most 64 bytes; K/groups <= 16).
 //
 // Per group it is a GEMM of M = the forward's reduction rows (tap, channel), N = K/groups, reduced over output
-// pixels: mma m16n8k16 with k = 16 pixels. The staging is the forward's (grouped_mma.cuh: the input tile with its
-// halo in 16-byte planes) plus the tile's grad_output, pixel-major in 16-byte planes of 8 channels. Both operands
-// come in through ldmatrix.trans (stored rows are pixels): A's lanes point at their pixel's tap-shifted input row of
-// the segment (two segments = 16 reduction rows per m-tile), B's at the pixel's grad_output row. Pixels past the
-// tile or the image point at a zero row and have zero grad_output, so nothing there reaches the sums (no 0 x inf).
+// pixels. The staging is the forward's (grouped_mma.cuh: the input tile with its halo in 16-byte planes) plus the
+// tile's grad_output, pixel-major in 16-byte planes of 8 (fp32: 4) channels. Pixels past the tile or the image
+// point at a zero row and have zero grad_output, so nothing there reaches the sums (no 0 x inf).
+// - fp16/bf16: mma m16n8k16 with k = 16 pixels; both operands through ldmatrix.trans (stored rows are pixels): A's
+//   lanes point at their pixel's tap-shifted input row of the segment (two segments = 16 reduction rows per
+//   m-tile), B's at the pixel's grad_output row.
+// - TF32: mma m16n8k8 with k = 8 pixels (four segments of 4 channels = 16 reduction rows per m-tile); ldmatrix has
+//   no 32-bit transpose, so each lane reads its fragment words with 32-bit shared loads: A (row, pixel) = the
+//   pixel's tap-shifted input row, word (row % 4) of segment row / 4; B (pixel, channel) likewise from grad_output.
 //
 // Block (group block x, split y): every warp keeps its (group, m-tile) jobs' accumulators across the split's
 // (image, tile) items, double-buffered like the forward; at the end the block's sums go to its split's row of the
@@ -24,8 +29,10 @@ namespace conv2d_ext {
 namespace gmma {
 namespace {
 
-constexpr int64_t kWgradSmemBudget = 36 * 1024;  // planned per block: two buffers of 8 groups, 3x3
-constexpr int kMaxJobs = 8;  // (group, m-tile) jobs per warp, at most (accumulators: kMaxJobs * kNt * 4)
+constexpr int64_t kWgradSmemBudget = 40 * 1024;  // per block, fp16/bf16 (fp32: twice): 4 groups of 3x3 with 8 channels
+// (group, m-tile) jobs per warp, at most: accumulators max_jobs * nt * 4 (TF32 with two n8 tiles keeps fewer, its
+// A offsets taking two registers a job; 128 registers a thread at two blocks per SM).
+constexpr int max_jobs(bool tf32, int nt) { return tf32 && nt == 2 ? 6 : 8; }
 
 // Writes the total of grad_weight element e = ((g*K/g + k) * C/g + c) * R*S + r*S + s.
 template <typename T>
@@ -44,11 +51,13 @@ struct StoreGroupWeight {
 };
 
 struct WPlan {
-  Geom g;                     // the forward's geometry of x (tiles, halo, planes, k-steps = m-tiles)
+  Geom g;                     // the forward's geometry of x (tiles, halo, planes)
+  int mtiles;                 // m-tiles of 16 reduction rows per group: 2 segments (fp16/bf16) or 4 (fp32) each
   const void* dy;
   int64_t dy_stride[4];
-  int vec_dy;                 // grad_output read as 16-byte cp.async pieces (NHWC, aligned, K/groups % 8 == 0)
-  int dsegs;                  // 16-byte planes of grad_output per group: ceil(K/groups / 8)
+  int vec_dy;                 // grad_output read as 16-byte cp.async pieces (NHWC, aligned, whole segments)
+  int dsegs;                  // 16-byte planes of grad_output per group: ceil(K/groups / 8) fp16/bf16, fp32 whole
+                              // n8 tiles (2 or 4 planes, those past K/groups zero)
   int dy_offset;              // bytes from a buffer's start to its grad_output planes
   int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
@@ -59,39 +68,45 @@ struct WPlan {
 inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   WPlan t{};
   const int64_t max_smem = dw::max_shared_memory(p.sm);
+  const int esize = p.dtype == DType::kFloat32 ? 4 : 2, e = 16 / esize;
   // Fit the groups per block: each group costs its x planes and grad_output planes, twice (double buffering).
-  Geom g = plan(p, Role::kForward, 2, max_smem, 1);
+  Geom g = plan(p, Role::kForward, esize, max_smem, 1);
   if (g.smem == 0) return t;
-  const int dsegs = (int(p.K_per_group()) + 7) / 8;
+  const int nt = p.K_per_group() > 8 ? 2 : 1;
+  const int dsegs = esize == 4 ? 2 * nt : (int(p.K_per_group()) + 7) / 8;
+  const int mtiles = ceil_div_i(int64_t(g.R) * g.S * g.segs, 16 / e);
   const int64_t per_group = 2 * (int64_t(g.segs) * g.pitch * 16 + int64_t(dsegs) * g.chunks * 16 * 16);
   const int64_t fixed = 16;  // the zero row
   if (per_group + fixed > max_smem) return t;
-  const int most_by_jobs = std::max(1, kWarps * kMaxJobs / g.ksteps);
-  if (gb <= 0) gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (kWgradSmemBudget - fixed) / per_group)));
+  const int jobs_cap = max_jobs(esize == 4, nt);
+  const int most_by_jobs = std::max(1, kWarps * jobs_cap / mtiles);
+  const int64_t budget = kWgradSmemBudget * esize / 2;
+  if (gb <= 0) gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (budget - fixed) / per_group)));
   gb = std::min({gb, most_by_jobs, p.groups});
   if (int64_t(gb) * per_group + fixed > max_smem) gb = 1;
-  if (g.ksteps > kWarps * kMaxJobs) return t;
-  g = plan(p, Role::kForward, 2, max_smem, gb);
+  if (mtiles > kWarps * jobs_cap) return t;
+  g = plan(p, Role::kForward, esize, max_smem, gb);
   t.g = g;
+  t.mtiles = mtiles;
   t.dy = p.y;
   for (int i = 0; i < 4; ++i) t.dy_stride[i] = p.y_stride[i];
   t.dsegs = dsegs;
   const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  t.vec_dy = p.channels_last && p.K_per_group() % 8 == 0 && aligned(p.y) && p.y_stride[1] == 1 &&
-             p.y_stride[0] % 8 == 0 && p.y_stride[2] % 8 == 0 && p.y_stride[3] % 8 == 0;
+  t.vec_dy = p.channels_last && p.K_per_group() % e == 0 && aligned(p.y) && p.y_stride[1] == 1 &&
+             p.y_stride[0] % e == 0 && p.y_stride[2] % e == 0 && p.y_stride[3] % e == 0;
   t.dy_offset = g.gb * g.segs * g.pitch * 16;
   t.buffer_bytes = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
   t.zero_offset = 2 * t.buffer_bytes;
   t.smem = t.zero_offset + 16;
-  t.jobs_per_warp = (g.gb * g.ksteps + kWarps - 1) / kWarps;
+  t.jobs_per_warp = (g.gb * mtiles + kWarps - 1) / kWarps;
   t.div_dplanes = FastDivmod(unsigned(g.gb * dsegs));
   t.div_rows = FastDivmod(unsigned(g.chunks * 16));
   t.div_dsegs = FastDivmod(unsigned(dsegs));
   return t;
 }
 
-// Stages the grad_output of `item`'s tile for the block's groups: plane (group, 8-channel segment) x tile pixel m
-// (16 bytes each), zeros past the tile, the image and the group's channels.
+// Stages the grad_output of `item`'s tile for the block's groups: plane (group, 16-byte segment of channels) x tile
+// pixel m (16 bytes each), zeros past the tile, the image and the group's channels.
 template <typename T>
 __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, uint32_t planes) {
   const Geom& g = t.g;
@@ -99,12 +114,13 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   const int rows = g.chunks * 16, nplanes = g.gb * t.dsegs, items = nplanes * rows;
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
+  constexpr int kE = Vec16<T>::value;
   if (t.vec_dy && kThreads % nplanes == 0) {  // each thread keeps one plane
     unsigned first, plane, grp, seg;
     t.div_dplanes.divmod(threadIdx.x, first, plane);
     t.div_dsegs.divmod(plane, grp, seg);
-    const bool group_ok = g0 + int(grp) < g.groups;
-    const T* src0 = dy + at.n * t.dy_stride[0] + (int64_t(g0 + int(grp)) * g.kg + seg * 8) * t.dy_stride[1];
+    const bool group_ok = g0 + int(grp) < g.groups && int(seg) * kE < g.kg;
+    const T* src0 = dy + at.n * t.dy_stride[0] + (int64_t(g0 + int(grp)) * g.kg + seg * kE) * t.dy_stride[1];
     const uint32_t dst0 = planes + uint32_t(int(plane) * rows * 16);
     for (int m = int(first); m < rows; m += kThreads / nplanes) {
       unsigned ty, tx;
@@ -124,8 +140,8 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
     g.div_tile_w.divmod(mu, ty, tx);
     const int plane = int(planeu), m = int(mu), grp = int(grpu), seg = int(segu);
     const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
-    const bool valid = m < tile_pixels && oh < g.Hout && ow < g.Wout && g0 + grp < g.groups;
-    const int64_t k0 = int64_t(g0 + grp) * g.kg + seg * 8;
+    const bool valid = m < tile_pixels && oh < g.Hout && ow < g.Wout && g0 + grp < g.groups && seg * kE < g.kg;
+    const int64_t k0 = int64_t(g0 + grp) * g.kg + seg * kE;
     const T* src = dy + at.n * t.dy_stride[0] + k0 * t.dy_stride[1] + int64_t(oh) * t.dy_stride[2] +
                    int64_t(ow) * t.dy_stride[3];
     const uint32_t dst = planes + uint32_t((plane * rows + m) * 16);
@@ -136,10 +152,12 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
     uint32_t words[4] = {0, 0, 0, 0};
     if (valid) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e)
-        if (seg * 8 + e < g.kg)
-          words[e / 2] |= uint32_t(__ldg(reinterpret_cast<const unsigned short*>(src + e * t.dy_stride[1])))
-                          << (16 * (e & 1));
+      for (int e = 0; e < kE; ++e) {
+        if (seg * kE + e >= g.kg) continue;
+        if constexpr (sizeof(T) == 4) words[e] = __float_as_uint(__ldg(src + e * t.dy_stride[1]));
+        else words[e / 2] |= uint32_t(__ldg(reinterpret_cast<const unsigned short*>(src + e * t.dy_stride[1])))
+                             << (16 * (e & 1));
+      }
     }
     st_shared_v4(dst, make_uint4(words[0], words[1], words[2], words[3]));
   }
@@ -166,7 +184,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   cp_async_commit();
 
   // This warp's jobs: (group, m-tile) = warp * jobs_per_warp + i, m-tile fastest.
-  const int jobs = g.gb * g.ksteps;
+  constexpr int kMaxJobs = max_jobs(sizeof(T) == 4, kNt);
+  const int jobs = g.gb * t.mtiles;
   const int job0 = warp * t.jobs_per_warp;
   float acc[kMaxJobs][kNt][4];
 #pragma unroll
@@ -180,21 +199,32 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int a_pix = (lane & 7) + 8 * (lane >> 4), a_hi = (lane >> 3) & 1;
   const int b_pix = (lane & 7) + 8 * ((lane >> 3) & 1), b_plane = kNt == 2 ? lane >> 4 : 0;
   const uint32_t zero_row = smem_base + t.zero_offset;
-  // Per job, fixed for the kernel: A's offset in a buffer (the group's planes plus the m-tile's segment shift), B's
-  // in the buffer's grad_output planes (chunk 0) for the first job, and in `fresh` which jobs start a group (B
-  // fragments reloaded; jobs are m-tile fastest, so each fresh job after the first is the next group).
-  uint32_t a_off[kMaxJobs];
+  // Per job, fixed for the kernel: A's offset in a buffer (the group's planes plus the m-tile's segment shift; TF32:
+  // a_off for the lane's rows gid, a_off2 for rows gid + 8, each with the lane's word), B's in the buffer's
+  // grad_output planes (chunk 0) for the first job, and in `fresh` which jobs start a group (B fragments reloaded;
+  // jobs are m-tile fastest, so each fresh job after the first is the next group).
+  constexpr bool kTf32 = sizeof(T) == 4;
+  const int gid = lane >> 2, tq = lane & 3;
+  uint32_t a_off[kMaxJobs], a_off2[kMaxJobs];
   unsigned fresh = 0;
-  const uint32_t b_group = uint32_t(t.dsegs * g.chunks * 16 * 16);  // bytes between groups' grad_output planes
+  const int rows = g.chunks * 16;                                     // staged grad_output rows (pixels) per plane
+  const uint32_t b_group = uint32_t(t.dsegs * rows * 16);             // bytes between groups' grad_output planes
   uint32_t b_first = 0;
 #pragma unroll
   for (int j = 0; j < kMaxJobs; ++j) {
     const int job = job0 + j;
-    a_off[j] = 0;
+    a_off[j] = a_off2[j] = 0;
     if (j >= t.jobs_per_warp || job >= jobs) continue;
-    const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
-    a_off[j] = uint32_t(grp * g.segs * g.pitch * 16 + segment_offset(g, 2 * mt + a_hi));
-    if (j == 0) b_first = uint32_t(((grp * t.dsegs + b_plane) * g.chunks * 16 + b_pix) * 16);
+    const int grp = job / t.mtiles, mt = job - grp * t.mtiles;
+    const uint32_t group_planes = uint32_t(grp * g.segs * g.pitch * 16);
+    if constexpr (kTf32) {
+      a_off[j] = group_planes + uint32_t(segment_offset(g, 4 * mt + (gid >> 2)) + (gid & 3) * 4);
+      a_off2[j] = group_planes + uint32_t(segment_offset(g, 4 * mt + 2 + (gid >> 2)) + (gid & 3) * 4);
+      if (j == 0) b_first = uint32_t(((grp * t.dsegs + (gid >> 2)) * rows + tq) * 16 + (gid & 3) * 4);
+    } else {
+      a_off[j] = group_planes + uint32_t(segment_offset(g, 2 * mt + a_hi));
+      if (j == 0) b_first = uint32_t(((grp * t.dsegs + b_plane) * rows + b_pix) * 16);
+    }
     if (j == 0 || mt == 0) fresh |= 1u << j;
   }
   int buf = 0;
@@ -212,6 +242,44 @@ __global__ void __launch_bounds__(kThreads, 2)
     const TileAt at = tile_at(g, item);
     const uint32_t planes = smem_base + buf * t.buffer_bytes;
     const uint32_t dplanes = planes + t.dy_offset;
+    if constexpr (kTf32) {
+      // Plain C++ shared loads (not asm volatile), so the compiler can hoist them above the previous mma.
+      const auto lds = [&](uint32_t addr) { return *reinterpret_cast<const uint32_t*>(smem + (addr - smem_base)); };
+      for (int k8 = 0; k8 < 2 * g.chunks; ++k8) {  // 8 pixels per mma: the lane's pixel columns tq and tq + 4
+        uint32_t a_base[2], a_mask[2];
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const int m = k8 * 8 + tq + 4 * q;
+          unsigned ty, tx;
+          g.div_tile_w.divmod(unsigned(m), ty, tx);
+          const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
+          a_base[q] = valid ? planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16)
+                            : zero_row;
+          a_mask[q] = valid ? ~0u : 0u;
+        }
+        uint32_t baddr = dplanes + uint32_t(k8 * 8 * 16) + b_first - b_group;
+        uint32_t b[kNt][2] = {};
+#pragma unroll
+        for (int j = 0; j < kMaxJobs; ++j) {
+          if (j >= t.jobs_per_warp || job0 + j >= jobs) break;
+          if (fresh & (1u << j)) {  // grad_output words (pixel tq / tq + 4, channel gid of each n8 tile)
+            baddr += b_group;
+#pragma unroll
+            for (int u = 0; u < kNt; ++u) {
+              b[u][0] = lds(baddr + uint32_t(u * 2 * rows * 16));
+              b[u][1] = lds(baddr + uint32_t(u * 2 * rows * 16 + 4 * 16));
+            }
+          }
+          uint32_t a[4];
+          a[0] = lds(a_base[0] + (a_off[j] & a_mask[0]));
+          a[1] = lds(a_base[0] + (a_off2[j] & a_mask[0]));
+          a[2] = lds(a_base[1] + (a_off[j] & a_mask[1]));
+          a[3] = lds(a_base[1] + (a_off2[j] & a_mask[1]));
+#pragma unroll
+          for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
+        }
+      }
+    } else
     for (int c = 0; c < g.chunks; ++c) {
       // The lane's A pixel: its staged row (x planes), or the zero row past the tile and the image.
       const int m = c * 16 + a_pix;
@@ -246,21 +314,22 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   cp_async_wait<0>();
 
-  // The block's sums: lane (gid, tq) holds reduction rows gid (segment 2 * m-tile) and gid + 8 (the next segment),
-  // output channels 2 tq and 2 tq + 1 of each n8 tile.
-  const int gid = lane >> 2, tq = lane & 3;
+  // The block's sums: lane (gid, tq) holds reduction rows gid and gid + 8 of each m-tile (16 rows: segments of
+  // kE channels), output channels 2 tq and 2 tq + 1 of each n8 tile.
+  constexpr int kE = Vec16<T>::value;
   const int RS = g.R * g.S;
 #pragma unroll
   for (int j = 0; j < kMaxJobs; ++j) {
     const int job = job0 + j;
     if (j >= t.jobs_per_warp || job >= jobs) break;
-    const int grp = job / g.ksteps, mt = job - grp * g.ksteps;
+    const int grp = job / t.mtiles, mt = job - grp * t.mtiles;
     if (g0 + grp >= g.groups) break;
 #pragma unroll
     for (int hi = 0; hi < 2; ++hi) {
-      const int seg = 2 * mt + hi;
+      const int row = 16 * mt + 8 * hi + gid;  // the reduction row: segment row / kE, channel row % kE in it
+      const int seg = row / kE;
       const int tap = seg / g.segs;
-      const int c = (seg - tap * g.segs) * 8 + gid;
+      const int c = (seg - tap * g.segs) * kE + row % kE;
       if (tap >= RS || c >= g.cg) continue;
 #pragma unroll
       for (int u = 0; u < kNt; ++u)
@@ -275,11 +344,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 std::string wgrad_can_implement(const ConvParams& p) {
   if (p.dtype == DType::kFloat64) return "float64 runs on the direct family";
-  if (p.dtype == DType::kFloat32) return "fp32 backward-weight runs on tiled:grouped (this kernel: fp16/bf16)";
+  if (p.dtype == DType::kFloat32 && !p.allow_tf32)
+    return "exact fp32 (TF32 disallowed) runs on CUDA cores, not tensor cores";
   if (p.sm < 80) return "needs sm_80 or newer (mma.sync)";
   if (p.groups == 1) return "groups == 1 (not grouped)";
   if (p.groups == p.C) return "depthwise (groups == input channels) runs on tiled:depthwise";
-  if (p.C_per_group() % 8 != 0 || p.C_per_group() > 32) return "C/groups not a multiple of 8 up to 32";
+  if (p.dtype == DType::kFloat32 && (p.C_per_group() % 4 != 0 || p.C_per_group() > 16))
+    return "C/groups not a multiple of 4 up to 16 (fp32)";
+  if (p.dtype != DType::kFloat32 && (p.C_per_group() % 8 != 0 || p.C_per_group() > 32))
+    return "C/groups not a multiple of 8 up to 32";
   if (p.K_per_group() > kMaxOut) return "more than 16 output channels per group (K/groups)";
   std::string why = can_implement_sizes(p);
   if (!why.empty()) return why;
@@ -329,7 +402,10 @@ void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStre
 template <typename F>
 void dispatch(const ConvParams& p, F&& f) {
   const bool two = p.K_per_group() > 8;
-  if (p.dtype == DType::kFloat16) {
+  if (p.dtype == DType::kFloat32) {
+    if (two) f(TypeTag<float>{}, std::integral_constant<int, 2>{});
+    else f(TypeTag<float>{}, std::integral_constant<int, 1>{});
+  } else if (p.dtype == DType::kFloat16) {
     if (two) f(TypeTag<__half>{}, std::integral_constant<int, 2>{});
     else f(TypeTag<__half>{}, std::integral_constant<int, 1>{});
   } else {
