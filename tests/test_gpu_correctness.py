@@ -643,7 +643,8 @@ def test_tiled_grouped_mma_backward_weight_is_deterministic(name, layout):
 
 
 def test_tiled_grouped_mma_says_why_not():
-    """Exact fp32, float64, strided backward-data and wide groups are refused with their reason."""
+    """Exact fp32, float64, strided backward-data, wide groups and TF32 backward-weight of more than 16 input channels
+    per group are refused with their reason."""
     x = torch.randn(1, 64, 8, 8, device="cuda")
     w = torch.randn(64, 8, 3, 3, device="cuda")
     with precision("fp32"):
@@ -658,8 +659,13 @@ def test_tiled_grouped_mma_says_why_not():
     with pytest.raises(conv2d_ext.Conv2dError, match="more than 16 output channels"):
         conv2d_ext.conv2d(x.half(), torch.randn(256, 8, 3, 3, device="cuda").half(), groups=8,
                           variant={"forward": "tiled:grouped_mma"})
-    with pytest.raises(conv2d_ext.Conv2dError, match="fp16/bf16"):
-        y = conv2d_ext.conv2d(x, w.requires_grad_(), padding=1, groups=8,
+    with precision("fp32"):
+        with pytest.raises(conv2d_ext.Conv2dError, match="exact fp32"):
+            y = conv2d_ext.conv2d(x, w.clone().requires_grad_(), padding=1, groups=8,
+                                  variant={"backward_weight": "tiled:grouped_mma"})
+            y.sum().backward()
+    with pytest.raises(conv2d_ext.Conv2dError, match="multiple of 4 up to 16"):  # TF32: 32 input channels per group
+        y = conv2d_ext.conv2d(x, torch.randn(64, 32, 3, 3, device="cuda", requires_grad=True), padding=1, groups=2,
                               variant={"backward_weight": "tiled:grouped_mma"})
         y.sum().backward()
 
