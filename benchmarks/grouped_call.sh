@@ -3,6 +3,7 @@
 # (compare.py), a per-kernel trace of one backward and, with NCU=1, an ncu summary of the forward kernel; logs under
 # $OUT.
 #   CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/grouped_call.sh
+# Knobs: TESTS (a pytest -k expression), SWEEP (kernel_times.py arguments), AUTO_MODES, COMPARE=0, TRACE=0, NCU=1.
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
 s=$(date +%s)
 nvidia-smi --query-gpu=name,clocks.sm --format=csv,noheader
@@ -17,11 +18,11 @@ grep -E "^E " $OUT/tests.txt | sort | uniq -c | sort -rn | head -8
 echo tests $(( $(date +%s) - s ))
 kt() { timeout "$1" python3 benchmarks/kernel_times.py "${@:2}" 2>&1 | grep -v -i warn | tee -a $OUT/times.txt; }
 [ -n "${SWEEP:-}" ] && kt 45 $SWEEP
-kt 40 grouped_g32 fp32,tf32,fp16,bf16 nchw,nhwc forward,backward auto
-timeout 70 python3 benchmarks/compare.py --shapes grouped_g32 --pass forward,backward --dtype fp32,tf32,fp16,bf16 \
+kt 40 grouped_g32 ${AUTO_MODES:-fp32,tf32,fp16,bf16} nchw,nhwc forward,backward auto
+[ "${COMPARE:-1}" = 1 ] && timeout 70 python3 benchmarks/compare.py --shapes grouped_g32 --pass forward,backward --dtype fp32,tf32,fp16,bf16 \
   --layout nchw,nhwc --quick --no-plot --out $OUT --tag grouped > $OUT/compare.log 2>&1
-tail -20 $OUT/compare.log | cut -c1-160
-(cd benchmarks && timeout 30 python3 profile_case.py --trace grouped_g32 bf16 nhwc backward 2>&1 | grep -v -i warn | head -14 | tee -a $OUT/times.txt)
+[ "${COMPARE:-1}" = 1 ] && tail -20 $OUT/compare.log | cut -c1-160
+[ "${TRACE:-1}" = 1 ] && (cd benchmarks && timeout 30 python3 profile_case.py --trace grouped_g32 bf16 nhwc backward 2>&1 | grep -v -i warn | head -14 | tee -a $OUT/times.txt)
 if [ "${NCU:-0}" = 1 ]; then
   timeout 120 ncu --set full -k regex:conv_kernel -c 1 \
     python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc forward > $OUT/ncu_fwd.txt 2>&1
