@@ -59,7 +59,6 @@ struct WPlan {
   int dsegs;                  // 16-byte planes of grad_output per group: ceil(K/groups / 8) fp16/bf16, fp32 whole
                               // n8 tiles (2 or 4 planes, those past K/groups zero)
   int dy_offset;              // bytes from a buffer's start to its grad_output planes
-  int pix_offset;             // bytes from a buffer's start to its pixel table (TF32: one int per grad_output row)
   int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
   int splits;
@@ -77,8 +76,7 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   const int dsegs = esize == 4 ? 2 * nt : (int(p.K_per_group()) + 7) / 8;
   const int mtiles = ceil_div_i(int64_t(g.R) * g.S * g.segs, 16 / e);
   const int64_t per_group = 2 * (int64_t(g.segs) * g.pitch * 16 + int64_t(dsegs) * g.chunks * 16 * 16);
-  const int64_t pix_bytes = esize == 4 ? ((g.chunks * 16 * 4 + 15) / 16) * 16 : 0;  // TF32 pixel table
-  const int64_t fixed = 16 + 2 * pix_bytes;                                          // the zero row, the tables
+  const int64_t fixed = 16;  // the zero row
   if (per_group + fixed > max_smem) return t;
   const int jobs_cap = max_jobs(esize == 4, nt);
   const int most_by_jobs = std::max(1, kWarps * jobs_cap / mtiles);
@@ -97,8 +95,7 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   t.vec_dy = p.channels_last && p.K_per_group() % e == 0 && aligned(p.y) && p.y_stride[1] == 1 &&
              p.y_stride[0] % e == 0 && p.y_stride[2] % e == 0 && p.y_stride[3] % e == 0;
   t.dy_offset = g.gb * g.segs * g.pitch * 16;
-  t.pix_offset = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
-  t.buffer_bytes = int(t.pix_offset + pix_bytes);
+  t.buffer_bytes = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
   t.zero_offset = 2 * t.buffer_bytes;
   t.smem = t.zero_offset + 16;
   t.jobs_per_warp = (g.gb * mtiles + kWarps - 1) / kWarps;
@@ -166,20 +163,6 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   }
 }
 
-// TF32: the byte offset of each tile pixel m's input row within the planes (tap 0), or -1 past the tile and the
-// image, for the k-steps' A rows (computed once per tile instead of per k-step and lane).
-__device__ __forceinline__ void fill_pixel_table(const WPlan& t, int64_t item, int* table) {
-  const Geom& g = t.g;
-  const TileAt at = tile_at(g, item);
-  const int tile_pixels = g.tile_h * g.tile_w;
-  for (int m = threadIdx.x; m < g.chunks * 16; m += kThreads) {
-    unsigned ty, tx;
-    g.div_tile_w.divmod(unsigned(m), ty, tx);
-    const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
-    table[m] = valid ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : -1;
-  }
-}
-
 template <typename T, int kNt>
 __global__ void __launch_bounds__(kThreads, 2)
     wgrad_kernel(const WPlan t, SplitOutput<float, StoreGroupWeight<T>> out) {
@@ -197,7 +180,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (g.vec_in) stage_tile<T, true>(g, in, item, g0, smem_base);
     else stage_tile<T, false>(g, in, item, g0, smem_base);
     stage_dy<T>(t, item, g0, smem_base + t.dy_offset);
-    if constexpr (sizeof(T) == 4) fill_pixel_table(t, item, reinterpret_cast<int*>(smem + t.pix_offset));
   }
   cp_async_commit();
 
@@ -252,8 +234,6 @@ __global__ void __launch_bounds__(kThreads, 2)
       if (g.vec_in) stage_tile<T, true>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
       else stage_tile<T, false>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
       stage_dy<T>(t, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes + t.dy_offset);
-      if constexpr (sizeof(T) == 4)
-        fill_pixel_table(t, next, reinterpret_cast<int*>(smem + (buf ^ 1) * t.buffer_bytes + t.pix_offset));
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -265,14 +245,17 @@ __global__ void __launch_bounds__(kThreads, 2)
     if constexpr (kTf32) {
       // Plain C++ shared loads (not asm volatile), so the compiler can hoist them above the previous mma.
       const auto lds = [&](uint32_t addr) { return *reinterpret_cast<const uint32_t*>(smem + (addr - smem_base)); };
-      const int* pix_table = reinterpret_cast<const int*>(smem + buf * t.buffer_bytes + t.pix_offset);
       for (int k8 = 0; k8 < 2 * g.chunks; ++k8) {  // 8 pixels per mma: the lane's pixel columns tq and tq + 4
         uint32_t a_base[2], a_mask[2];
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
-          const int off = pix_table[k8 * 8 + tq + 4 * q];
-          a_base[q] = off >= 0 ? planes + uint32_t(off) : zero_row;
-          a_mask[q] = off >= 0 ? ~0u : 0u;
+          const int m = k8 * 8 + tq + 4 * q;
+          unsigned ty, tx;
+          g.div_tile_w.divmod(unsigned(m), ty, tx);
+          const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
+          a_base[q] = valid ? planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16)
+                            : zero_row;
+          a_mask[q] = valid ? ~0u : 0u;
         }
         uint32_t baddr = dplanes + uint32_t(k8 * 8 * 16) + b_first - b_group;
         uint32_t b[kNt][2] = {};
