@@ -10,7 +10,8 @@
 // its row at its pixel's tap-shifted position in the staged input tile.
 //
 // Block: one image, a tile of up to 128 output pixels (tile_h x tile_w: 4 x 28 for a 28-wide image), `gb` groups
-// (8 fp16/bf16 or 4 fp32 groups of 8 channels, 3x3: about 33 KB of shared memory, four blocks per SM).
+// (8 fp16/bf16 or 4 fp32 groups of 8 channels, 3x3: about 50 KB of shared memory with the output tile, four blocks
+// per SM).
 //   0. Once per call, pack_kernel lays the filters out as B fragments in lane order (zeros past the taps, channels
 //      and output channels) in the workspace; each block copies its groups' fragments with 16-byte cp.async.
 //   1. Stages the input tile with its halo in 16-byte planes: plane (group, 16-byte segment of the group's channels)
