@@ -574,7 +574,7 @@ def test_tiled_backward_weight_is_deterministic(kernel, name, layout):
 # non-square and 1x1 filters, asymmetric padding, odd sizes, odd channel counts (channels staged as zeros past the
 # group's, element by element), multipliers both ways and several tiles and group blocks all run on it; plus
 # sliced views (misaligned: element-wise staging and stores), a wide image (several column tiles) and tiles of
-# whole rows whose last tile is short (NCHW 16-byte stores with an element tail).
+# whole rows whose last tile is short (NCHW 16-byte stores in TF32; fp16/bf16 store it element by element).
 GROUPED_MMA_EXTRA = {
     "c8_k8_wide_70x75": Case(1, 16, 70, 75, 16, 3, 3, 1, 1, 1, 2),
     "c8_k16_g12_7x7": Case(2, 96, 17, 19, 192, 7, 7, 1, 3, 1, 12),

@@ -306,9 +306,8 @@ __device__ __forceinline__ TileAt tile_at(const Geom& g, int64_t item) {  // ite
   return TileAt{int64_t(n), int(th) * g.tile_h, int(tw) * g.tile_w};
 }
 
-// The 16-byte segments' byte offsets within a group's planes for the k-steps (segment seg = tap * segs + chunk:
-// the chunk's plane plus the tap's shift), table[0 .. 2 * ksteps - 1]; past the last tap 0, any staged row (its
-// filter values are zero). Block-wide; visible after the next barrier.
+// The byte offset of 16-byte segment seg = tap * segs + chunk within a group's planes: the chunk's plane plus the
+// tap's shift; past the last tap 0, any staged row (its filter values are zero).
 __device__ __forceinline__ int segment_offset(const Geom& g, int seg) {
   const int tap = seg / g.segs;
   if (tap >= g.R * g.S) return 0;
@@ -316,6 +315,7 @@ __device__ __forceinline__ int segment_offset(const Geom& g, int seg) {
   return ((seg - tap * g.segs) * g.pitch + r * g.dil_h * g.halo_w + s * g.dil_w) * 16;
 }
 
+// The k-steps' segment offsets, table[0 .. 2 * ksteps - 1]. Block-wide; visible after the next barrier.
 __device__ __forceinline__ void fill_segment_table(const Geom& g, int* table) {
   for (int seg = threadIdx.x; seg < 2 * g.ksteps; seg += blockDim.x) table[seg] = segment_offset(g, seg);
 }

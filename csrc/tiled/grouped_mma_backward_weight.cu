@@ -163,6 +163,21 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   }
 }
 
+// A lane's A row for tile pixel m: the pixel's staged input row (tap 0) in `planes`, or the zero row past the tile
+// and the image; `mask` keeps a job's offset (all ones) or drops it (zero) so the zero row stays the zero row.
+struct PixelRow {
+  uint32_t base, mask;
+};
+
+__device__ __forceinline__ PixelRow pixel_row(const Geom& g, const TileAt& at, int m, uint32_t planes,
+                                              uint32_t zero_row) {
+  unsigned ty, tx;
+  g.div_tile_w.divmod(unsigned(m), ty, tx);
+  const bool valid = m < g.tile_h * g.tile_w && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
+  if (!valid) return PixelRow{zero_row, 0u};
+  return PixelRow{planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16), ~0u};
+}
+
 template <typename T, int kNt>
 __global__ void __launch_bounds__(kThreads, 2)
     wgrad_kernel(const WPlan t, SplitOutput<float, StoreGroupWeight<T>> out) {
@@ -187,13 +202,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   constexpr int kMaxJobs = max_jobs(sizeof(T) == 4, kNt);
   const int jobs = g.gb * t.mtiles;
   const int job0 = warp * t.jobs_per_warp;
+  const int my_jobs = min(t.jobs_per_warp, jobs - job0);  // this warp's, at most kMaxJobs (the plan's cap)
   float acc[kMaxJobs][kNt][4];
 #pragma unroll
   for (int j = 0; j < kMaxJobs; ++j)
 #pragma unroll
     for (int u = 0; u < kNt; ++u) acc[j][u][0] = acc[j][u][1] = acc[j][u][2] = acc[j][u][3] = 0.f;
 
-  const int tile_pixels = g.tile_h * g.tile_w;
   // A's lanes: pixel (lane & 7) + 8 * (lane >> 4) of a chunk, segment 2 * m-tile + ((lane >> 3) & 1); B's lanes:
   // pixel (lane & 7) + 8 * ((lane >> 3) & 1), grad_output plane lane >> 4.
   const int a_pix = (lane & 7) + 8 * (lane >> 4), a_hi = (lane >> 3) & 1;
@@ -214,7 +229,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int j = 0; j < kMaxJobs; ++j) {
     const int job = job0 + j;
     a_off[j] = a_off2[j] = 0;
-    if (j >= t.jobs_per_warp || job >= jobs) continue;
+    if (j >= my_jobs) continue;
     const int grp = job / t.mtiles, mt = job - grp * t.mtiles;
     const uint32_t group_planes = uint32_t(grp * g.segs * g.pitch * 16);
     if constexpr (kTf32) {
@@ -246,22 +261,13 @@ __global__ void __launch_bounds__(kThreads, 2)
       // Plain C++ shared loads (not asm volatile), so the compiler can hoist them above the previous mma.
       const auto lds = [&](uint32_t addr) { return *reinterpret_cast<const uint32_t*>(smem + (addr - smem_base)); };
       for (int k8 = 0; k8 < 2 * g.chunks; ++k8) {  // 8 pixels per mma: the lane's pixel columns tq and tq + 4
-        uint32_t a_base[2], a_mask[2];
-#pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const int m = k8 * 8 + tq + 4 * q;
-          unsigned ty, tx;
-          g.div_tile_w.divmod(unsigned(m), ty, tx);
-          const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
-          a_base[q] = valid ? planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16)
-                            : zero_row;
-          a_mask[q] = valid ? ~0u : 0u;
-        }
+        const PixelRow p0 = pixel_row(g, at, k8 * 8 + tq, planes, zero_row);
+        const PixelRow p1 = pixel_row(g, at, k8 * 8 + tq + 4, planes, zero_row);
         uint32_t baddr = dplanes + uint32_t(k8 * 8 * 16) + b_first - b_group;
         uint32_t b[kNt][2] = {};
 #pragma unroll
         for (int j = 0; j < kMaxJobs; ++j) {
-          if (j >= t.jobs_per_warp || job0 + j >= jobs) break;
+          if (j >= my_jobs) break;
           if (fresh & (1u << j)) {  // grad_output words (pixel tq / tq + 4, channel gid of each n8 tile)
             baddr += b_group;
 #pragma unroll
@@ -271,43 +277,37 @@ __global__ void __launch_bounds__(kThreads, 2)
             }
           }
           uint32_t a[4];
-          a[0] = lds(a_base[0] + (a_off[j] & a_mask[0]));
-          a[1] = lds(a_base[0] + (a_off2[j] & a_mask[0]));
-          a[2] = lds(a_base[1] + (a_off[j] & a_mask[1]));
-          a[3] = lds(a_base[1] + (a_off2[j] & a_mask[1]));
+          a[0] = lds(p0.base + (a_off[j] & p0.mask));
+          a[1] = lds(p0.base + (a_off2[j] & p0.mask));
+          a[2] = lds(p1.base + (a_off[j] & p1.mask));
+          a[3] = lds(p1.base + (a_off2[j] & p1.mask));
 #pragma unroll
           for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
         }
       }
-    } else
-    for (int c = 0; c < g.chunks; ++c) {
-      // The lane's A pixel: its staged row (x planes), or the zero row past the tile and the image.
-      const int m = c * 16 + a_pix;
-      unsigned ty, tx;
-      g.div_tile_w.divmod(unsigned(m), ty, tx);
-      const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
-      const uint32_t a_base = valid ? planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16)
-                                    : zero_row;
-      const uint32_t a_mask = valid ? ~0u : 0u;
-      uint32_t baddr = dplanes + uint32_t(c * 16 * 16) + b_first - b_group;
-      uint32_t b[kNt][2] = {};
+    } else {
+      for (int c = 0; c < g.chunks; ++c) {
+        const PixelRow pr = pixel_row(g, at, c * 16 + a_pix, planes, zero_row);  // the lane's A pixel
+        uint32_t baddr = dplanes + uint32_t(c * 16 * 16) + b_first - b_group;
+        uint32_t b[kNt][2] = {};
 #pragma unroll
-      for (int j = 0; j < kMaxJobs; ++j) {
-        if (j >= t.jobs_per_warp || job0 + j >= jobs) break;
-        if (fresh & (1u << j)) {  // grad_output fragments of this group's 16 pixels
-          baddr += b_group;
-          if constexpr (kNt == 2) {
-            uint32_t r4[4];
-            ldmatrix_x4_trans(r4, baddr);
-            b[0][0] = r4[0], b[0][1] = r4[1], b[1][0] = r4[2], b[1][1] = r4[3];
-          } else {
-            ldmatrix_x2_trans(b[0], baddr);
+        for (int j = 0; j < kMaxJobs; ++j) {
+          if (j >= my_jobs) break;
+          if (fresh & (1u << j)) {  // grad_output fragments of this group's 16 pixels
+            baddr += b_group;
+            if constexpr (kNt == 2) {
+              uint32_t r4[4];
+              ldmatrix_x4_trans(r4, baddr);
+              b[0][0] = r4[0], b[0][1] = r4[1], b[1][0] = r4[2], b[1][1] = r4[3];
+            } else {
+              ldmatrix_x2_trans(b[0], baddr);
+            }
           }
-        }
-        uint32_t a[4];
-        ldmatrix_x4_trans(a, a_base + (a_off[j] & a_mask));
+          uint32_t a[4];
+          ldmatrix_x4_trans(a, pr.base + (a_off[j] & pr.mask));
 #pragma unroll
-        for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
+          for (int u = 0; u < kNt; ++u) Mma<T>::run(acc[j][u], a, b[u]);
+        }
       }
     }
     __syncthreads();  // this buffer is free for the tile after next
@@ -321,7 +321,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int j = 0; j < kMaxJobs; ++j) {
     const int job = job0 + j;
-    if (j >= t.jobs_per_warp || job >= jobs) break;
+    if (j >= my_jobs) break;
     const int grp = job / t.mtiles, mt = job - grp * t.mtiles;
     if (g0 + grp >= g.groups) break;
 #pragma unroll
