@@ -3,7 +3,8 @@
 # (compare.py), a per-kernel trace of one backward and, with NCU=1, an ncu summary of the forward kernel; logs under
 # $OUT.
 #   CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/grouped_call.sh
-# Knobs: TESTS (a pytest -k expression), SWEEP (kernel_times.py arguments), AUTO_MODES, COMPARE=0, TRACE=0, NCU=1.
+# Knobs: TESTS (a pytest -k expression), SWEEP (kernel_times.py arguments), AUTO_MODES, COMPARE=0, TRACE=0, NCU=1
+# (NCU=2: with per-instruction SASS counters as CSV).
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
 s=$(date +%s)
 nvidia-smi --query-gpu=name,clocks.sm --format=csv,noheader
@@ -23,11 +24,15 @@ kt 40 grouped_g32 ${AUTO_MODES:-fp32,tf32,fp16,bf16} nchw,nhwc forward,backward 
   --layout nchw,nhwc --quick --no-plot --out $OUT --tag grouped > $OUT/compare.log 2>&1
 [ "${COMPARE:-1}" = 1 ] && tail -20 $OUT/compare.log | cut -c1-160
 [ "${TRACE:-1}" = 1 ] && (cd benchmarks && timeout 30 python3 profile_case.py --trace grouped_g32 bf16 nhwc backward 2>&1 | grep -v -i warn | head -14 | tee -a $OUT/times.txt)
-if [ "${NCU:-0}" = 1 ]; then
-  timeout 120 ncu --set full -k regex:conv_kernel -c 1 \
-    python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc forward > $OUT/ncu_fwd.txt 2>&1
-  timeout 120 ncu --set full -k regex:wgrad_kernel -c 1 \
-    python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc backward > $OUT/ncu_wgrad.txt 2>&1
-  grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy" $OUT/ncu_*.txt | head -20
+if [ "${NCU:-0}" != 0 ]; then  # NCU=2: also the per-instruction (SASS) source counters as CSV
+  for k in conv_kernel:forward:fwd wgrad_kernel:backward:wgrad; do
+    IFS=: read kern pass tag <<< "$k"
+    timeout 120 ncu --set full -k regex:$kern -c 1 -o $OUT/$tag -f \
+      python3 benchmarks/profile_case.py grouped_g32 bf16 nhwc $pass > /dev/null 2>&1
+    ncu -i $OUT/$tag.ncu-rep > $OUT/ncu_$tag.txt 2>&1
+    [ "$NCU" = 2 ] && ncu -i $OUT/$tag.ncu-rep --page source --csv --print-source sass > $OUT/${tag}_sass.csv 2>&1
+    rm -f $OUT/$tag.ncu-rep
+  done
+  grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Executed Ipc A" $OUT/ncu_*.txt | head -20
 fi
 echo total $(( $(date +%s) - s ))

@@ -59,6 +59,7 @@ struct WPlan {
   int dsegs;                  // 16-byte planes of grad_output per group: ceil(K/groups / 8) fp16/bf16, fp32 whole
                               // n8 tiles (2 or 4 planes, those past K/groups zero)
   int dy_offset;              // bytes from a buffer's start to its grad_output planes
+  int pix_offset;             // bytes from a buffer's start to its pixel table (one int per grad_output row)
   int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
   int splits;
@@ -76,7 +77,8 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   const int dsegs = esize == 4 ? 2 * nt : (int(p.K_per_group()) + 7) / 8;
   const int mtiles = ceil_div_i(int64_t(g.R) * g.S * g.segs, 16 / e);
   const int64_t per_group = 2 * (int64_t(g.segs) * g.pitch * 16 + int64_t(dsegs) * g.chunks * 16 * 16);
-  const int64_t fixed = 16;  // the zero row
+  const int64_t pix_bytes = ((g.chunks * 16 * 4 + 15) / 16) * 16;  // the pixel table
+  const int64_t fixed = 16 + 2 * pix_bytes;                         // the zero row, the tables
   if (per_group + fixed > max_smem) return t;
   const int jobs_cap = max_jobs(esize == 4, nt);
   const int most_by_jobs = std::max(1, kWarps * jobs_cap / mtiles);
@@ -95,7 +97,8 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   t.vec_dy = p.channels_last && p.K_per_group() % e == 0 && aligned(p.y) && p.y_stride[1] == 1 &&
              p.y_stride[0] % e == 0 && p.y_stride[2] % e == 0 && p.y_stride[3] % e == 0;
   t.dy_offset = g.gb * g.segs * g.pitch * 16;
-  t.buffer_bytes = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
+  t.pix_offset = t.dy_offset + g.gb * dsegs * g.chunks * 16 * 16;
+  t.buffer_bytes = int(t.pix_offset + pix_bytes);
   t.zero_offset = 2 * t.buffer_bytes;
   t.smem = t.zero_offset + 16;
   t.jobs_per_warp = (g.gb * mtiles + kWarps - 1) / kWarps;
@@ -163,19 +166,30 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   }
 }
 
+// The tile's pixel table: for each staged grad_output row m, the byte offset of the pixel's input row (tap 0) in
+// the planes, or -1 past the tile and the image. Filled once per staged tile, so the k-loops read one int per lane
+// and step instead of a division and bounds.
+__device__ __forceinline__ void fill_pixel_table(const WPlan& t, int64_t item, int* table) {
+  const Geom& g = t.g;
+  const TileAt at = tile_at(g, item);
+  const int tile_pixels = g.tile_h * g.tile_w;
+  for (int m = threadIdx.x; m < g.chunks * 16; m += kThreads) {
+    unsigned ty, tx;
+    g.div_tile_w.divmod(unsigned(m), ty, tx);
+    const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
+    table[m] = valid ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : -1;
+  }
+}
+
 // A lane's A row for tile pixel m: the pixel's staged input row (tap 0) in `planes`, or the zero row past the tile
 // and the image; `mask` keeps a job's offset (all ones) or drops it (zero) so the zero row stays the zero row.
 struct PixelRow {
   uint32_t base, mask;
 };
 
-__device__ __forceinline__ PixelRow pixel_row(const Geom& g, const TileAt& at, int m, uint32_t planes,
-                                              uint32_t zero_row) {
-  unsigned ty, tx;
-  g.div_tile_w.divmod(unsigned(m), ty, tx);
-  const bool valid = m < g.tile_h * g.tile_w && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
-  if (!valid) return PixelRow{zero_row, 0u};
-  return PixelRow{planes + uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16), ~0u};
+__device__ __forceinline__ PixelRow pixel_row(const int* table, int m, uint32_t planes, uint32_t zero_row) {
+  const int off = table[m];
+  return off >= 0 ? PixelRow{planes + uint32_t(off), ~0u} : PixelRow{zero_row, 0u};
 }
 
 template <typename T, int kNt>
@@ -195,6 +209,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (g.vec_in) stage_tile<T, true>(g, in, item, g0, smem_base);
     else stage_tile<T, false>(g, in, item, g0, smem_base);
     stage_dy<T>(t, item, g0, smem_base + t.dy_offset);
+    fill_pixel_table(t, item, reinterpret_cast<int*>(smem + t.pix_offset));
   }
   cp_async_commit();
 
@@ -249,20 +264,21 @@ __global__ void __launch_bounds__(kThreads, 2)
       if (g.vec_in) stage_tile<T, true>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
       else stage_tile<T, false>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
       stage_dy<T>(t, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes + t.dy_offset);
+      fill_pixel_table(t, next, reinterpret_cast<int*>(smem + (buf ^ 1) * t.buffer_bytes + t.pix_offset));
     }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
 
-    const TileAt at = tile_at(g, item);
     const uint32_t planes = smem_base + buf * t.buffer_bytes;
+    const int* pix_table = reinterpret_cast<const int*>(smem + buf * t.buffer_bytes + t.pix_offset);
     const uint32_t dplanes = planes + t.dy_offset;
     if constexpr (kTf32) {
       // Plain C++ shared loads (not asm volatile), so the compiler can hoist them above the previous mma.
       const auto lds = [&](uint32_t addr) { return *reinterpret_cast<const uint32_t*>(smem + (addr - smem_base)); };
       for (int k8 = 0; k8 < 2 * g.chunks; ++k8) {  // 8 pixels per mma: the lane's pixel columns tq and tq + 4
-        const PixelRow p0 = pixel_row(g, at, k8 * 8 + tq, planes, zero_row);
-        const PixelRow p1 = pixel_row(g, at, k8 * 8 + tq + 4, planes, zero_row);
+        const PixelRow p0 = pixel_row(pix_table, k8 * 8 + tq, planes, zero_row);
+        const PixelRow p1 = pixel_row(pix_table, k8 * 8 + tq + 4, planes, zero_row);
         uint32_t baddr = dplanes + uint32_t(k8 * 8 * 16) + b_first - b_group;
         uint32_t b[kNt][2] = {};
 #pragma unroll
@@ -287,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     } else {
       for (int c = 0; c < g.chunks; ++c) {
-        const PixelRow pr = pixel_row(g, at, c * 16 + a_pix, planes, zero_row);  // the lane's A pixel
+        const PixelRow pr = pixel_row(pix_table, c * 16 + a_pix, planes, zero_row);  // the lane's A pixel
         uint32_t baddr = dplanes + uint32_t(c * 16 * 16) + b_first - b_group;
         uint32_t b[kNt][2] = {};
 #pragma unroll
