@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -93,6 +94,23 @@ __device__ __forceinline__ void store_floats(T* dst, const float* v) {
   if constexpr (kN * sizeof(T) == 16)
     *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
   else *reinterpret_cast<uint2*>(dst) = make_uint2(words[0], words[1]);
+}
+
+// Two floats as two consecutive elements of T, raw bits (one 4-byte word fp16/bf16, 8 bytes fp32): for a paired
+// store.
+template <typename T> struct PairBits { using type = uint32_t; };
+template <> struct PairBits<float> { using type = uint2; };
+template <typename T>
+__device__ __forceinline__ typename PairBits<T>::type pack_pair(float a, float b) {
+  if constexpr (sizeof(T) == 4) {
+    return make_uint2(__float_as_uint(a), __float_as_uint(b));
+  } else if constexpr (std::is_same<T, __half>::value) {
+    const __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
 }
 
 template <typename T> struct TypeTag { using type = T; };

@@ -62,7 +62,7 @@ constexpr int kMaxTileWidth = 32;
 constexpr int kMaxGroupsPerBlock = 8;
 constexpr int kMaxOut = 16;          // output channels per group: two n8 tiles
 constexpr int kMaxSegments = 4;      // 16-byte segments per tap of a group's reduction channels (64 bytes)
-constexpr int64_t kSmemBudget = 50 * 1024;  // planned per block: 8 fp16/bf16 groups of 3x3 (49 KB), 4 fp32 (50 KB)
+constexpr int64_t kSmemBudget = 54 * 1024;  // planned per block: 8 fp16/bf16 groups of 3x3 (52 KB), 4 fp32 (53 KB)
 
 enum class Role : int { kForward = 0, kBackwardData = 1 };
 
@@ -90,9 +90,14 @@ struct Geom {
   int chunks, chunk_sets;              // 16-pixel chunks of a tile; warp jobs per group (kChunksPerJob chunks each)
   int gb, group_blocks;                // groups per block, blocks per image tile
   int frag_offset, table_offset;       // bytes: filter fragments and segment table after the staged planes
+  int pix_offset;                      // bytes: the tile pixels' row offsets (out_rows ints) after the segment table
+  int out_rows;                        // rows of the output tile's pixels: every chunk a job computes (16 each)
   int out_offset, out_pitch;           // bytes: the output tile; its pixel (NHWC) or channel (NCHW) pitch
   int out_units;                       // per output-tile row (pixel or channel): 16-byte vectors (out_vec) or elements
   int smem;                            // bytes of dynamic shared memory; 0: no plan
+  int plane_per_thread;                // kThreads % (gb * segs) == 0: each staging thread keeps one plane
+  int out_row_step;                    // NHWC out_vec with kThreads % out_units == 0: kThreads / out_units, else 0
+  int halo_step, halo_step_y, halo_step_x;  // kThreads / (gb * segs) halo pixels, as (rows, columns) of the halo
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
   FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units;
 };
@@ -154,15 +159,20 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   const int64_t planes_bytes = int64_t(g.segs) * g.pitch * 16;
   const int64_t frag_bytes = int64_t(g.ksteps) * nt * 32 * 8;
   const int64_t table_bytes = int64_t(2 * g.ksteps) * 4;
+  // Every chunk a job computes has rows in the output tile and the pixel table (NHWC jobs run all their chunks,
+  // also those past the tile: their rows are never stored), so the fragment stores need no bounds.
+  g.out_rows = g.chunk_sets * chunks_per_job(nt) * 16;
+  const int64_t pix_bytes = int64_t(g.out_rows) * 4;
   // The output tile: rows (NHWC pixels or NCHW channels) padded to an odd number of 16-byte units (32 for NHWC
   // fp32, whose fragments store 8-byte pairs), so that a warp's fragment stores spread over the banks.
   const auto odd_pitch = [](int64_t bytes, int unit) { const int64_t u = (bytes + unit - 1) / unit; return (u | 1) * unit; };
   const auto out_bytes = [&](int groups_in_block) {
-    return p.channels_last ? tile_px * odd_pitch(int64_t(groups_in_block) * g.kg * esize, 8 * esize)
-                           : int64_t(groups_in_block) * g.kg * odd_pitch(int64_t(tile_px) * esize, 16);
+    return p.channels_last ? g.out_rows * odd_pitch(int64_t(groups_in_block) * g.kg * esize, 8 * esize)
+                           : int64_t(groups_in_block) * g.kg * odd_pitch(int64_t(g.out_rows) * esize, 16);
   };
   const auto need = [&](int groups_in_block) {
-    return ((groups_in_block * (planes_bytes + frag_bytes) + table_bytes + 15) / 16) * 16 + out_bytes(groups_in_block);
+    return ((groups_in_block * (planes_bytes + frag_bytes) + table_bytes + 15) / 16) * 16 + pix_bytes +
+           out_bytes(groups_in_block);
   };
   if (need(1) > max_smem) return g;
   if (gb <= 0) {
@@ -174,7 +184,8 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   g.group_blocks = ceil_div_i(g.groups, g.gb);
   g.frag_offset = int(g.gb * planes_bytes);
   g.table_offset = int(g.frag_offset + g.gb * frag_bytes);
-  g.out_offset = int(((g.table_offset + table_bytes + 15) / 16) * 16);
+  g.pix_offset = int(((g.table_offset + table_bytes + 15) / 16) * 16);
+  g.out_offset = int(g.pix_offset + pix_bytes);
   g.smem = int(need(g.gb));
   const int bch = g.gb * g.kg;  // the block's output channels (the last group block may have fewer)
   if (p.channels_last) {
@@ -183,10 +194,17 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
                 g.out_stride[3] % e == 0 && bch % e == 0 && int64_t(g.kg) * g.groups % e == 0;
     g.out_units = g.out_vec ? bch / e : bch;
   } else {
-    g.out_pitch = int(odd_pitch(int64_t(tile_px) * esize, 16));
+    g.out_pitch = int(odd_pitch(int64_t(g.out_rows) * esize, 16));
     g.out_vec = g.tile_w == g.Wout && g.out_stride[3] == 1 && g.out_stride[2] == g.Wout && aligned(g.out, 16) &&
                 g.out_stride[0] % e == 0 && g.out_stride[1] % e == 0 && tile_px % e == 0;
     g.out_units = g.out_vec ? tile_px / e : tile_px;
+  }
+  g.out_row_step = p.channels_last && g.out_vec && kThreads % g.out_units == 0 ? kThreads / g.out_units : 0;
+  g.plane_per_thread = kThreads % (g.gb * g.segs) == 0;
+  if (g.plane_per_thread) {
+    const int step = kThreads / (g.gb * g.segs);
+    g.halo_step = step;
+    g.halo_step_y = step / g.halo_w, g.halo_step_x = step % g.halo_w;
   }
   g.div_planes = FastDivmod(unsigned(g.gb * g.segs));
   g.div_halo = FastDivmod(unsigned(g.halo_h * g.halo_w));
@@ -208,6 +226,8 @@ inline std::string can_implement_sizes(const ConvParams& p) {
     return "padding of 2^20 or more or a dilated filter extent of 4096 or more";
   std::string why = dw::dense_reason(p, p.x_stride, p.C, p.H, p.W, "the input");
   if (why.empty()) why = dw::dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
+  if (why.empty() && (p.C * p.H * p.W >= (int64_t(1) << 31) || p.K * p.P * p.Q >= (int64_t(1) << 31)))
+    return "an image of 2^31 or more elements (offsets within an image are 32-bit)";
   return why;
 }
 
@@ -320,6 +340,17 @@ __device__ __forceinline__ void fill_segment_table(const Geom& g, int* table) {
   for (int seg = threadIdx.x; seg < 2 * g.ksteps; seg += blockDim.x) table[seg] = segment_offset(g, seg);
 }
 
+// The tile pixels' input rows: table[m] = byte offset of output pixel m's tap-0 row in a group's planes, for the
+// g.out_rows pixels the jobs compute (0, any staged row, past the tile). The same for every tile. Block-wide.
+__device__ __forceinline__ void fill_pixel_table(const Geom& g, int* table) {
+  const int tile_pixels = g.tile_h * g.tile_w;
+  for (int m = threadIdx.x; m < g.out_rows; m += blockDim.x) {
+    unsigned ty, tx;
+    g.div_tile_w.divmod(unsigned(m), ty, tx);
+    table[m] = m < tile_pixels ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : 0;
+  }
+}
+
 // Packs the filters of every group as mma B fragments in lane order: frags[((group * ksteps + step) * kNt + nt) * 32
 // + lane] (8 bytes: registers b0, b1), zeros past the groups, taps, channels and output channels. One small pass
 // per call, so that the convolution blocks copy their groups' fragments with 16-byte loads.
@@ -353,19 +384,21 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, int64_t i
   const int tid = threadIdx.x;
   if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
-    if (kThreads % nplanes == 0) {  // each thread keeps one plane: no per-piece plane math
+    if (g.plane_per_thread) {  // each thread keeps one plane and walks the halo by a fixed (rows, columns) step
       unsigned first, plane;
       g.div_planes.divmod(unsigned(tid), first, plane);
-      const bool group_ok = g0 + int(plane) / g.segs < g.groups;
+      const bool group_ok = int(plane) < (g.groups - g0) * g.segs;
       const T* src0 = base + plane * Vec16<T>::value;
       const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
-      for (int px = int(first); px < halo; px += kThreads / nplanes) {
-        unsigned hy, hx;
-        g.div_halo_w.divmod(unsigned(px), hy, hx);
+      const unsigned s2 = unsigned(g.in_stride[2]), s3 = unsigned(g.in_stride[3]);  // 32-bit within an image
+      unsigned hy, hx;
+      g.div_halo_w.divmod(first, hy, hx);
+      for (int px = int(first); px < halo; px += g.halo_step) {
         const int h = h0 + int(hy), w = w0 + int(hx);
         const bool valid = group_ok && unsigned(h) < unsigned(g.Hin) && unsigned(w) < unsigned(g.Win);
-        cp_async_16(dst0 + uint32_t(px * 16), valid ? src0 + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] : in,
-                    valid);
+        cp_async_16(dst0 + uint32_t(px * 16), valid ? src0 + int(unsigned(h) * s2 + unsigned(w) * s3) : in, valid);
+        hx += unsigned(g.halo_step_x), hy += unsigned(g.halo_step_y);
+        if (hx >= unsigned(g.halo_w)) hx -= unsigned(g.halo_w), ++hy;
       }
       return;
     }
@@ -438,33 +471,30 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     stage_tile<T, kVec>(g, static_cast<const T*>(g.in), item, g0, smem_base);
     cp_async_commit();
     fill_segment_table(g, reinterpret_cast<int*>(smem + g.table_offset));
+    fill_pixel_table(g, reinterpret_cast<int*>(smem + g.pix_offset));
     cp_async_wait<0>();
     __syncthreads();
   }
 
   const int groups_here = min(g.gb, g.groups - g0);
   const int jobs = groups_here * g.chunk_sets;  // group-major
-  const int tile_pixels = g.tile_h * g.tile_w;
   const int* table = reinterpret_cast<const int*>(smem + g.table_offset);
-  unsigned char* out_tile = smem + g.out_offset;
+  const int* pix_table = reinterpret_cast<const int*>(smem + g.pix_offset);
+  // kVec implies NHWC; the other instantiation takes both layouts (NCHW and misaligned NHWC views).
+  const bool channels_last = kVec || g.channels_last;
   const int half = lane >> 4, gid = lane >> 2, t = lane & 3;
+  const int lane_pixel = (lane & 7) + 8 * ((lane >> 3) & 1);  // the lane's ldmatrix row within a chunk
   for (int job = warp; job < jobs; job += kWarps) {
     unsigned grpu, setu;
     g.div_chunk_sets.divmod(unsigned(job), grpu, setu);
     const int grp = int(grpu), first = int(setu) * kChunks;
     const int nchunks = min(kChunks, g.chunks - first);
-    // The lane's ldmatrix row: pixel (lane & 7) + 8 * ((lane >> 3) & 1) of each chunk; the upper half of the
-    // lanes point at the k-step's second segment.
+    // The lane's ldmatrix row of each chunk: its pixel's tap-0 row in the group's planes; the upper half of the
+    // lanes point at the k-step's second segment (the segment table's odd entries).
+    const uint32_t group_planes = smem_base + uint32_t(grp * g.segs * g.pitch * 16);
     uint32_t row[kChunks];
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      int m = (first + c) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
-      if (m >= tile_pixels) m = 0;
-      unsigned ty, tx;
-      g.div_tile_w.divmod(unsigned(m), ty, tx);
-      row[c] = smem_base + uint32_t(grp * g.segs * g.pitch * 16) +
-               uint32_t((int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16);
-    }
+    for (int c = 0; c < kChunks; ++c) row[c] = group_planes + uint32_t(pix_table[(first + c) * 16 + lane_pixel]);
     float acc[kChunks][kNt][4];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
@@ -490,80 +520,108 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
           for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
     }
     // To the output tile: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each
-    // n8 tile; bias added here.
+    // n8 tile; bias added here. The tile has a row for every pixel a job computes (g.out_rows), so no bounds on m.
+    const int pixel_step = channels_last ? g.out_pitch : int(sizeof(T));        // bytes per pixel row
+    const int channel_step = channels_last ? int(sizeof(T)) : g.out_pitch;      // bytes per channel
+    const uint32_t lane_out = uint32_t(g.out_offset + (first * 16 + gid) * pixel_step);  // bytes from smem
+    const T* bias = static_cast<const T*>(g.bias) + (g0 + grp) * g.kg;
+    if (channels_last && g.kg % 2 == 0) {  // channel pairs, aligned and inside the group: one store each
+#pragma unroll
+      for (int j = 0; j < kNt; ++j) {
+        const int o = j * 8 + 2 * t;
+        if (o >= g.kg) continue;
+        float b0 = 0.f, b1 = 0.f;
+        if (g.bias != nullptr) b0 = to_acc(bias[o]), b1 = to_acc(bias[o + 1]);
+        unsigned char* dst_j = smem + lane_out + (grp * g.kg + o) * int(sizeof(T));
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          if (!kVec && c >= nchunks) continue;
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr)
+            *reinterpret_cast<typename PairBits<T>::type*>(dst_j + (c * 16 + hr * 8) * pixel_step) =
+                pack_pair<T>(acc[c][j][2 * hr] + b0, acc[c][j][2 * hr + 1] + b1);
+        }
+      }
+      continue;
+    }
 #pragma unroll
     for (int j = 0; j < kNt; ++j) {
       const int o = j * 8 + 2 * t;
       if (o >= g.kg) continue;
       const bool second = o + 1 < g.kg;
-      const int ch = grp * g.kg + o;  // the block's channel
-      const T* bias = static_cast<const T*>(g.bias);
       float b0 = 0.f, b1 = 0.f;
-      if (bias != nullptr) {
-        b0 = to_acc(bias[(g0 + grp) * g.kg + o]);
-        if (second) b1 = to_acc(bias[(g0 + grp) * g.kg + o + 1]);
+      if (g.bias != nullptr) {
+        b0 = to_acc(bias[o]);
+        if (second) b1 = to_acc(bias[o + 1]);
       }
+      unsigned char* dst_j = smem + lane_out + (grp * g.kg + o) * channel_step;
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
-        if (c >= nchunks) continue;
+        if (!kVec && c >= nchunks) continue;
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr) {
-          const int m = (first + c) * 16 + gid + 8 * hr;
-          if (m >= tile_pixels) continue;
-          const T v0 = from_acc<T>(acc[c][j][2 * hr] + b0), v1 = from_acc<T>(acc[c][j][2 * hr + 1] + b1);
-          if (g.channels_last) {
-            T* dst = reinterpret_cast<T*>(out_tile + m * g.out_pitch) + ch;
-            if (g.kg % 2 == 0) {  // the pair is aligned and inside the group
-              union { T h[2]; typename std::conditional<sizeof(T) == 4, uint2, uint32_t>::type u; } pair;
-              pair.h[0] = v0, pair.h[1] = v1;
-              *reinterpret_cast<decltype(pair.u)*>(dst) = pair.u;
-            } else {
-              dst[0] = v0;
-              if (second) dst[1] = v1;
-            }
-          } else {
-            T* dst = reinterpret_cast<T*>(out_tile + ch * g.out_pitch) + m;
-            dst[0] = v0;
-            if (second) *reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(dst) + g.out_pitch) = v1;
-          }
+          T* dst = reinterpret_cast<T*>(dst_j + (c * 16 + hr * 8) * pixel_step);
+          dst[0] = from_acc<T>(acc[c][j][2 * hr] + b0);
+          if (second) *reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(dst) + channel_step) =
+              from_acc<T>(acc[c][j][2 * hr + 1] + b1);
         }
       }
     }
   }
   __syncthreads();
 
-  // The output tile to global memory: unit i of (row, unit) in the tile's layout.
+  // The output tile to global memory: unit i of (row, unit) in the tile's layout. Offsets within the image are
+  // 32-bit (can_implement_sizes).
   const TileAt at = tile_at(g, item);
+  const T* tile_src = reinterpret_cast<const T*>(smem + g.out_offset);
   T* out = static_cast<T*>(g.out) + at.n * g.out_stride[0] + int64_t(g0) * g.kg * g.out_stride[1];
   const int bch = groups_here * g.kg;
-  const int rows = g.channels_last ? tile_pixels : g.gb * g.kg;
+  const int tile_pixels = g.tile_h * g.tile_w;
+  const int rows = channels_last ? tile_pixels : g.gb * g.kg;
+  const unsigned s1 = unsigned(g.out_stride[1]), s2 = unsigned(g.out_stride[2]), s3 = unsigned(g.out_stride[3]);
+  if (channels_last && g.out_row_step > 0) {  // NHWC 16-byte units, each thread keeps one unit
+    unsigned r0, u;
+    g.div_out_units.divmod(unsigned(tid), r0, u);
+    if (int(u) * kE < bch) {
+      const unsigned char* src = smem + g.out_offset + u * 16;
+      T* dst0 = out + int64_t(at.oh0) * g.out_stride[2] + int64_t(at.ow0) * g.out_stride[3] + u * kE;
+      for (int r = int(r0); r < tile_pixels; r += g.out_row_step) {
+        unsigned ty, tx;
+        g.div_tile_w.divmod(unsigned(r), ty, tx);
+        if (at.oh0 + int(ty) >= g.Hout || at.ow0 + int(tx) >= g.Wout) continue;
+        *reinterpret_cast<uint4*>(dst0 + int(ty * s2 + tx * s3)) =
+            *reinterpret_cast<const uint4*>(src + r * g.out_pitch);
+      }
+    }
+    return;
+  }
   const int units = rows * g.out_units;
   const int valid_pixels = min(g.tile_h, g.Hout - at.oh0) * g.tile_w;  // NCHW tiles of whole rows (out_vec)
   for (int i = tid; i < units; i += kThreads) {
     unsigned r, u;
     g.div_out_units.divmod(unsigned(i), r, u);
-    if (g.channels_last) {  // row r: pixel m; unit u: a vector of kE channels or one channel
+    if (channels_last) {  // row r: pixel m; unit u: a vector of kE channels or one channel
       unsigned ty, tx;
       g.div_tile_w.divmod(r, ty, tx);
       const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
       if (oh >= g.Hout || ow >= g.Wout) continue;
-      T* dst = out + int64_t(oh) * g.out_stride[2] + int64_t(ow) * g.out_stride[3];
-      const unsigned char* src = out_tile + r * g.out_pitch;
+      T* dst = out + int(unsigned(oh) * s2 + unsigned(ow) * s3);
+      const unsigned char* src = smem + g.out_offset + r * g.out_pitch;
       if (g.out_vec) {
         if (int(u) * kE < bch)
           *reinterpret_cast<uint4*>(dst + u * kE) = *reinterpret_cast<const uint4*>(src + u * 16);
       } else if (int(u) < bch) {
-        dst[int64_t(u) * g.out_stride[1]] = reinterpret_cast<const T*>(src)[u];
+        dst[int(u * s1)] = reinterpret_cast<const T*>(src)[u];
       }
       continue;
     }
     // NCHW: row r: channel; unit u: kE pixels of the tile's contiguous rows (out_vec) or one pixel.
     if (int(r) >= bch) continue;
-    const T* src = reinterpret_cast<const T*>(out_tile + r * g.out_pitch);
-    T* dst = out + int64_t(r) * g.out_stride[1];
+    const T* src = tile_src + r * (g.out_pitch / int(sizeof(T)));
+    T* dst = out + int(r * s1);
     if (g.out_vec) {
       const int m0 = int(u) * kE;
-      dst += int64_t(at.oh0) * g.Wout;
+      dst += at.oh0 * g.Wout;
       if (m0 + kE <= valid_pixels) {
         *reinterpret_cast<uint4*>(dst + m0) = *reinterpret_cast<const uint4*>(src + m0);
       } else {
@@ -574,7 +632,7 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     unsigned ty, tx;
     g.div_tile_w.divmod(u, ty, tx);
     const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
-    if (oh < g.Hout && ow < g.Wout) dst[int64_t(oh) * g.out_stride[2] + int64_t(ow) * g.out_stride[3]] = src[u];
+    if (oh < g.Hout && ow < g.Wout) dst[int(unsigned(oh) * s2 + unsigned(ow) * s3)] = src[u];
   }
 }
 

@@ -63,6 +63,8 @@ struct WPlan {
   int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
   int splits;
+  int dy_step, dy_step_y, dy_step_x;  // vec_dy with kThreads % (gb * dsegs) == 0: kThreads / (gb * dsegs) tile pixels,
+                                      // as (rows, columns) of the tile; else dy_step = 0
   FastDivmod div_dplanes, div_rows, div_dsegs;  // by gb * dsegs, chunks * 16, dsegs (stage_dy)
 };
 
@@ -102,6 +104,10 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   t.zero_offset = 2 * t.buffer_bytes;
   t.smem = t.zero_offset + 16;
   t.jobs_per_warp = (g.gb * mtiles + kWarps - 1) / kWarps;
+  if (t.vec_dy && kThreads % (g.gb * dsegs) == 0) {
+    t.dy_step = kThreads / (g.gb * dsegs);
+    t.dy_step_y = t.dy_step / g.tile_w, t.dy_step_x = t.dy_step % g.tile_w;
+  }
   t.div_dplanes = FastDivmod(unsigned(g.gb * dsegs));
   t.div_rows = FastDivmod(unsigned(g.chunks * 16));
   t.div_dsegs = FastDivmod(unsigned(dsegs));
@@ -118,20 +124,22 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
   constexpr int kE = Vec16<T>::value;
-  if (t.vec_dy && kThreads % nplanes == 0) {  // each thread keeps one plane
+  if (t.dy_step > 0) {  // each thread keeps one plane and walks the tile by a fixed (rows, columns) step
     unsigned first, plane, grp, seg;
     t.div_dplanes.divmod(threadIdx.x, first, plane);
     t.div_dsegs.divmod(plane, grp, seg);
     const bool group_ok = g0 + int(grp) < g.groups && int(seg) * kE < g.kg;
     const T* src0 = dy + at.n * t.dy_stride[0] + (int64_t(g0 + int(grp)) * g.kg + seg * kE) * t.dy_stride[1];
     const uint32_t dst0 = planes + uint32_t(int(plane) * rows * 16);
-    for (int m = int(first); m < rows; m += kThreads / nplanes) {
-      unsigned ty, tx;
-      g.div_tile_w.divmod(unsigned(m), ty, tx);
-      const int oh = at.oh0 + int(ty), ow = at.ow0 + int(tx);
-      const bool valid = group_ok && m < tile_pixels && oh < g.Hout && ow < g.Wout;
-      cp_async_16(dst0 + uint32_t(m * 16),
-                  valid ? src0 + int64_t(oh) * t.dy_stride[2] + int64_t(ow) * t.dy_stride[3] : dy, valid);
+    const unsigned s2 = unsigned(t.dy_stride[2]), s3 = unsigned(t.dy_stride[3]);  // 32-bit within an image
+    unsigned ty, tx;
+    g.div_tile_w.divmod(first, ty, tx);
+    for (int m = int(first); m < rows; m += t.dy_step) {
+      const unsigned oh = unsigned(at.oh0) + ty, ow = unsigned(at.ow0) + tx;
+      const bool valid = group_ok && m < tile_pixels && oh < unsigned(g.Hout) && ow < unsigned(g.Wout);
+      cp_async_16(dst0 + uint32_t(m * 16), valid ? src0 + int(oh * s2 + ow * s3) : dy, valid);
+      tx += unsigned(t.dy_step_x), ty += unsigned(t.dy_step_y);
+      if (tx >= unsigned(g.tile_w)) tx -= unsigned(g.tile_w), ++ty;
     }
     return;
   }
