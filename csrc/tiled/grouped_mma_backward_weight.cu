@@ -33,6 +33,9 @@ constexpr int64_t kWgradSmemBudget = 40 * 1024;  // per block, fp16/bf16 (fp32: 
 // (group, m-tile) jobs per warp, at most: accumulators max_jobs * nt * 4 (TF32 with two n8 tiles keeps fewer, its
 // A offsets taking two registers a job; 128 registers a thread at two blocks per SM).
 constexpr int max_jobs(bool tf32, int nt) { return tf32 && nt == 2 ? 6 : 8; }
+// Plans of at most kFewJobs jobs per warp (one n8 tile) run on a variant with that many accumulators: 80 registers,
+// three blocks per SM instead of two (grouped_g32: 2.5 jobs per warp).
+constexpr int kFewJobs = 4;
 
 // Writes the total of grad_weight element e = ((g*K/g + k) * C/g + c) * R*S + r*S + s.
 template <typename T>
@@ -114,12 +117,11 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   return t;
 }
 
-// Stages the grad_output of `item`'s tile for the block's groups: plane (group, 16-byte segment of channels) x tile
-// pixel m (16 bytes each), zeros past the tile, the image and the group's channels.
+// Stages the grad_output of the tile at `at` for the block's groups: plane (group, 16-byte segment of channels) x
+// tile pixel m (16 bytes each), zeros past the tile, the image and the group's channels.
 template <typename T>
-__device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, uint32_t planes) {
+__device__ __forceinline__ void stage_dy(const WPlan& t, const TileAt& at, int g0, uint32_t planes) {
   const Geom& g = t.g;
-  const TileAt at = tile_at(g, item);
   const int rows = g.chunks * 16, nplanes = g.gb * t.dsegs, items = nplanes * rows;
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
@@ -177,9 +179,8 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, int64_t item, int g0, u
 // The tile's pixel table: for each staged grad_output row m, the byte offset of the pixel's input row (tap 0) in
 // the planes, or -1 past the tile and the image. Filled once per staged tile, so the k-loops read one int per lane
 // and step instead of a division and bounds.
-__device__ __forceinline__ void fill_pixel_table(const WPlan& t, int64_t item, int* table) {
+__device__ __forceinline__ void fill_pixel_table(const WPlan& t, const TileAt& at, int* table) {
   const Geom& g = t.g;
-  const TileAt at = tile_at(g, item);
   const int tile_pixels = g.tile_h * g.tile_w;
   for (int m = threadIdx.x; m < g.chunks * 16; m += kThreads) {
     unsigned ty, tx;
@@ -187,6 +188,20 @@ __device__ __forceinline__ void fill_pixel_table(const WPlan& t, int64_t item, i
     const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
     table[m] = valid ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : -1;
   }
+}
+
+// Stages item (image, tile) `item` into the buffer at byte `buffer` of shared memory (`smem_base` its shared-window
+// address): the input tile with its halo, the grad_output tile and the pixel table.
+template <typename T>
+__device__ __forceinline__ void stage_item(const WPlan& t, int64_t item, int g0, unsigned char* smem, uint32_t smem_base,
+                                           int buffer) {
+  const Geom& g = t.g;
+  const TileAt at = tile_at(g, item);
+  const T* in = static_cast<const T*>(g.in);
+  if (g.vec_in) stage_tile<T, true>(g, in, at, g0, smem_base + buffer);
+  else stage_tile<T, false>(g, in, at, g0, smem_base + buffer);
+  stage_dy<T>(t, at, g0, smem_base + buffer + t.dy_offset);
+  fill_pixel_table(t, at, reinterpret_cast<int*>(smem + buffer + t.pix_offset));
 }
 
 // A lane's A row for tile pixel m: the pixel's staged input row (tap 0) in `planes`, or the zero row past the tile
@@ -200,29 +215,22 @@ __device__ __forceinline__ PixelRow pixel_row(const int* table, int m, uint32_t 
   return off >= 0 ? PixelRow{planes + uint32_t(off), ~0u} : PixelRow{zero_row, 0u};
 }
 
-template <typename T, int kNt>
-__global__ void __launch_bounds__(kThreads, 2)
+template <typename T, int kNt, int kMaxJobs>
+__global__ void __launch_bounds__(kThreads, kMaxJobs <= kFewJobs ? 3 : 2)
     wgrad_kernel(const WPlan t, SplitOutput<float, StoreGroupWeight<T>> out) {
   const Geom& g = t.g;
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t smem_base = smem_addr(smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g0 = int(blockIdx.x) * g.gb;
-  const T* in = static_cast<const T*>(g.in);
   const int64_t total = int64_t(g.N) * g.tiles;
 
   if (tid < 4) reinterpret_cast<uint32_t*>(smem + t.zero_offset)[tid] = 0;
   int64_t item = blockIdx.y;
-  if (item < total) {
-    if (g.vec_in) stage_tile<T, true>(g, in, item, g0, smem_base);
-    else stage_tile<T, false>(g, in, item, g0, smem_base);
-    stage_dy<T>(t, item, g0, smem_base + t.dy_offset);
-    fill_pixel_table(t, item, reinterpret_cast<int*>(smem + t.pix_offset));
-  }
+  if (item < total) stage_item<T>(t, item, g0, smem, smem_base, 0);
   cp_async_commit();
 
   // This warp's jobs: (group, m-tile) = warp * jobs_per_warp + i, m-tile fastest.
-  constexpr int kMaxJobs = max_jobs(sizeof(T) == 4, kNt);
   const int jobs = g.gb * t.mtiles;
   const int job0 = warp * t.jobs_per_warp;
   const int my_jobs = min(t.jobs_per_warp, jobs - job0);  // this warp's, at most kMaxJobs (the plan's cap)
@@ -268,12 +276,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   int buf = 0;
   for (; item < total; item += gridDim.y, buf ^= 1) {
     const int64_t next = item + gridDim.y;
-    if (next < total) {
-      if (g.vec_in) stage_tile<T, true>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
-      else stage_tile<T, false>(g, in, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes);
-      stage_dy<T>(t, next, g0, smem_base + (buf ^ 1) * t.buffer_bytes + t.dy_offset);
-      fill_pixel_table(t, next, reinterpret_cast<int*>(smem + (buf ^ 1) * t.buffer_bytes + t.pix_offset));
-    }
+    if (next < total) stage_item<T>(t, next, g0, smem, smem_base, (buf ^ 1) * t.buffer_bytes);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -392,9 +395,9 @@ WPlan launch_wplan(const ConvParams& p) {
   return wgrad_plan(p, env_gb ? std::atoi(env_gb) : 0);
 }
 
-template <typename T, int kNt>
+template <typename T, int kNt, int kJobs>
 SplitPlan splits_of(const WPlan& t) {
-  constexpr auto kernel = wgrad_kernel<T, kNt>;
+  constexpr auto kernel = wgrad_kernel<T, kNt, kJobs>;
   const int64_t items = int64_t(t.g.N) * t.g.tiles;
   int64_t splits = (dw::resident_blocks<kernel>(kThreads, t.smem) + t.g.group_blocks - 1) / t.g.group_blocks;
   if (const char* env = std::getenv("CONV2D_EXT_GMMA_SPLITS")) splits = std::atoi(env);
@@ -404,16 +407,16 @@ SplitPlan splits_of(const WPlan& t) {
 
 int64_t elements_of(const ConvParams& p) { return p.K * p.C_per_group() * p.R * p.S; }
 
-template <typename T, int kNt>
+template <typename T, int kNt, int kJobs>
 int64_t workspace_typed(const ConvParams& p, const WPlan& t) {
-  return split_workspace_bytes(splits_of<T, kNt>(t), elements_of(p), p.dtype);
+  return split_workspace_bytes(splits_of<T, kNt, kJobs>(t), elements_of(p), p.dtype);
 }
 
-template <typename T, int kNt>
+template <typename T, int kNt, int kJobs>
 void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStream_t stream) {
-  constexpr auto kernel = wgrad_kernel<T, kNt>;
+  constexpr auto kernel = wgrad_kernel<T, kNt, kJobs>;
   dw::allow_shared_memory<kernel>(t.smem);
-  const SplitPlan sp = splits_of<T, kNt>(t);
+  const SplitPlan sp = splits_of<T, kNt, kJobs>(t);
   const StoreGroupWeight<T> store{static_cast<T*>(p.w), {p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]},
                                   int(p.C_per_group()), int(p.R * p.S), int(p.S)};
   const auto out = split_output<float>(sp, elements_of(p), workspace, store);
@@ -423,26 +426,36 @@ void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStre
   finish_splits(out, sp, stream);
 }
 
+// Calls f(TypeTag<T>, n8 tiles, jobs per warp at most) for the kernel that runs `t`.
+// (The few-jobs variant for one n8 tile only: with two it spills at three blocks per SM's 80 registers.)
+template <typename T, int kNt, typename F>
+void dispatch_jobs(const WPlan& t, F&& f) {
+  constexpr int kMost = max_jobs(sizeof(T) == 4, kNt);
+  constexpr int kFew = kNt == 1 ? kFewJobs : kMost;
+  if (t.jobs_per_warp <= kFew) f(TypeTag<T>{}, std::integral_constant<int, kNt>{}, std::integral_constant<int, kFew>{});
+  else f(TypeTag<T>{}, std::integral_constant<int, kNt>{}, std::integral_constant<int, kMost>{});
+}
+
 template <typename F>
-void dispatch(const ConvParams& p, F&& f) {
+void dispatch(const ConvParams& p, const WPlan& t, F&& f) {
   const bool two = p.K_per_group() > 8;
   if (p.dtype == DType::kFloat32) {
-    if (two) f(TypeTag<float>{}, std::integral_constant<int, 2>{});
-    else f(TypeTag<float>{}, std::integral_constant<int, 1>{});
+    if (two) dispatch_jobs<float, 2>(t, f);
+    else dispatch_jobs<float, 1>(t, f);
   } else if (p.dtype == DType::kFloat16) {
-    if (two) f(TypeTag<__half>{}, std::integral_constant<int, 2>{});
-    else f(TypeTag<__half>{}, std::integral_constant<int, 1>{});
+    if (two) dispatch_jobs<__half, 2>(t, f);
+    else dispatch_jobs<__half, 1>(t, f);
   } else {
-    if (two) f(TypeTag<__nv_bfloat16>{}, std::integral_constant<int, 2>{});
-    else f(TypeTag<__nv_bfloat16>{}, std::integral_constant<int, 1>{});
+    if (two) dispatch_jobs<__nv_bfloat16, 2>(t, f);
+    else dispatch_jobs<__nv_bfloat16, 1>(t, f);
   }
 }
 
 int64_t wgrad_workspace_bytes(const ConvParams& p) {
   const WPlan t = launch_wplan(p);
   int64_t bytes = 0;
-  dispatch(p, [&](auto tag, auto nt) {
-    bytes = workspace_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t);
+  dispatch(p, t, [&](auto tag, auto nt, auto jobs) {
+    bytes = workspace_typed<typename decltype(tag)::type, decltype(nt)::value, decltype(jobs)::value>(p, t);
   });
   return bytes;
 }
@@ -451,8 +464,8 @@ void wgrad_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
   const WPlan t = launch_wplan(p);
   TORCH_CHECK(t.smem > 0, "conv2d_ext: tiled:grouped_mma: no backward-weight plan for this problem");
   // An empty batch still runs: one split whose blocks reduce nothing and store zeros.
-  dispatch(p, [&](auto tag, auto nt) {
-    launch_typed<typename decltype(tag)::type, decltype(nt)::value>(p, t, workspace, stream);
+  dispatch(p, t, [&](auto tag, auto nt, auto jobs) {
+    launch_typed<typename decltype(tag)::type, decltype(nt)::value, decltype(jobs)::value>(p, t, workspace, stream);
   });
 }
 
