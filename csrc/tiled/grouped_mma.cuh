@@ -98,8 +98,6 @@ struct Geom {
   int plane_per_thread;                // kThreads % (gb * segs) == 0: each staging thread keeps one plane
   int out_row_step;                    // NHWC out_vec with kThreads % out_units == 0: kThreads / out_units, else 0
   int halo_step, halo_step_y, halo_step_x;  // kThreads / (gb * segs) halo pixels, as (rows, columns) of the halo
-  int split_groups, split_planes;      // NHWC plane per thread: the first groups (and their planes) staged and
-                                       // multiplied before the rest; 0: one stage
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
   FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units;
 };
@@ -376,22 +374,18 @@ __global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* fra
 
 // Stages the input tile at `at` (image, tile) for the block's groups into the planes at `planes` (shared-window
 // address): cp.async 16-byte copies (zero-filled outside the image) when the input allows them, else element loads
-// batched through registers. `part` 0 / 1 stages only the planes before / from g.split_planes (a split plan, the
-// plane-per-thread path; the other paths stage everything in part 0); -1 stages everything.
+// batched through registers.
 template <typename T, bool kVec>
-__device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const TileAt& at, int g0, uint32_t planes,
-                                           int part = -1) {
+__device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const TileAt& at, int g0, uint32_t planes) {
   const int64_t n = at.n;
   const int h0 = at.oh0 * g.stride_h - g.pad_h, w0 = at.ow0 * g.stride_w - g.pad_w;
   const int nplanes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = nplanes * halo;
   const int tid = threadIdx.x;
-  if (part == 1 && !(kVec && g.plane_per_thread)) return;
   if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
     if (g.plane_per_thread) {  // each thread keeps one plane and walks the halo by a fixed (rows, columns) step
       unsigned first, plane;
       g.div_planes.divmod(unsigned(tid), first, plane);
-      if (part >= 0 && (int(plane) < g.split_planes) != (part == 0)) return;
       const bool group_ok = int(plane) < (g.groups - g0) * g.segs;
       const T* src0 = base + plane * Vec16<T>::value;
       const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
@@ -469,26 +463,15 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   const int g0 = int(blockIdx.y) * g.gb;
   const int64_t item = blockIdx.x;
   const TileAt at = tile_at(g, item);
-  // A split plan stages the first half of the groups (with every filter fragment) and the rest in two cp.async
-  // groups, and multiplies the first half while the rest is in flight.
-  const bool split = kVec && g.split_planes > 0;
   {
     const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces of the block's filter fragments
     const uint4* src = reinterpret_cast<const uint4*>(frags_all + int64_t(g0) * g.ksteps * kNt * 32);
     for (int i = tid; i < chunks16; i += kThreads) cp_async_16(smem_base + g.frag_offset + i * 16, src + i, true);
-    const T* in = static_cast<const T*>(g.in);
-    if (split) {
-      stage_tile<T, kVec>(g, in, at, g0, smem_base, 0);
-      cp_async_commit();
-      stage_tile<T, kVec>(g, in, at, g0, smem_base, 1);
-    } else {
-      stage_tile<T, kVec>(g, in, at, g0, smem_base);
-    }
+    stage_tile<T, kVec>(g, static_cast<const T*>(g.in), at, g0, smem_base);
     cp_async_commit();
     fill_segment_table(g, reinterpret_cast<int*>(smem + g.table_offset));
     fill_pixel_table(g, reinterpret_cast<int*>(smem + g.pix_offset));
-    if (split) cp_async_wait<1>();
-    else cp_async_wait<0>();
+    cp_async_wait<0>();
     __syncthreads();
   }
 
@@ -500,7 +483,7 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   const bool channels_last = kVec || g.channels_last;
   const int half = lane >> 4, gid = lane >> 2, t = lane & 3;
   const int lane_pixel = (lane & 7) + 8 * ((lane >> 3) & 1);  // the lane's ldmatrix row within a chunk
-  const auto run_job = [&](int job) {
+  for (int job = warp; job < jobs; job += kWarps) {
     unsigned grpu, setu;
     g.div_chunk_sets.divmod(unsigned(job), grpu, setu);
     const int grp = int(grpu), first = int(setu) * kChunks;
@@ -558,7 +541,7 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
                 pack_pair<T>(acc[c][j][2 * hr] + b0, acc[c][j][2 * hr + 1] + b1);
         }
       }
-      return;
+      continue;
     }
 #pragma unroll
     for (int j = 0; j < kNt; ++j) {
@@ -583,14 +566,6 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
         }
       }
     }
-  };
-  // Jobs are group-major: a split plan's first-half jobs come first.
-  const int split_job = split ? min(jobs, g.split_groups * g.chunk_sets) : jobs;
-  for (int job = warp; job < split_job; job += kWarps) run_job(job);
-  if (split) {
-    cp_async_wait<0>();
-    __syncthreads();
-    for (int job = split_job + warp; job < jobs; job += kWarps) run_job(job);
   }
   __syncthreads();
 
@@ -659,18 +634,13 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   }
 }
 
-// The plan launch() runs. TUNING (temporary): groups per block, tile pixels and the split stage from the
-// environment.
+// The plan launch() runs. TUNING (temporary): groups per block and tile pixels from the environment.
 inline Geom launch_plan(const ConvParams& p, Role role) {
   const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
   const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
-  const char* env_split = std::getenv("CONV2D_EXT_GMMA_SPLIT");
   const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
-  Geom g = plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm),
-                env_gb ? std::atoi(env_gb) : 0, tile_pixels);
-  const bool split = env_split != nullptr && std::atoi(env_split) != 0;
-  if (split && g.vec_in && g.plane_per_thread && g.gb >= 2) g.split_groups = g.gb / 2, g.split_planes = g.gb / 2 * g.segs;
-  return g;
+  return plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
+              tile_pixels);
 }
 
 // Bytes of workspace `role` of `p` needs: the packed filter fragments of every group block.

@@ -33,9 +33,13 @@ constexpr int64_t kWgradSmemBudget = 40 * 1024;  // per block, fp16/bf16 (fp32: 
 // (group, m-tile) jobs per warp, at most: accumulators max_jobs * nt * 4 (TF32 with two n8 tiles keeps fewer, its
 // A offsets taking two registers a job; 128 registers a thread at two blocks per SM).
 constexpr int max_jobs(bool tf32, int nt) { return tf32 && nt == 2 ? 6 : 8; }
-// Plans of at most kFewJobs jobs per warp (one n8 tile) run on a variant with that many accumulators: 80 registers,
-// three blocks per SM instead of two (grouped_g32: 2.5 jobs per warp).
+// fp16/bf16 plans of one n8 tile and at most kFewJobs jobs per warp run on a variant with that many accumulators:
+// 80 registers, three blocks per SM instead of two. Their groups per block are the most that give each warp at most
+// two jobs (H200, grouped_g32 bf16: 3 groups, 15 of 16 job slots, 0.035 / 0.052 ms channels-last / NCHW, against
+// 4 groups on the eight-job variant 0.035 / 0.058 and on this one 0.042 / 0.066). TF32 stays on the eight-job
+// variant (0.062 / 0.090 against 0.071 / 0.103 ms).
 constexpr int kFewJobs = 4;
+constexpr bool few_jobs_variant(int esize, int nt) { return esize == 2 && nt == 1; }
 
 // Writes the total of grad_weight element e = ((g*K/g + k) * C/g + c) * R*S + r*S + s.
 template <typename T>
@@ -88,7 +92,10 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   const int jobs_cap = max_jobs(esize == 4, nt);
   const int most_by_jobs = std::max(1, kWarps * jobs_cap / mtiles);
   const int64_t budget = kWgradSmemBudget * esize / 2;
-  if (gb <= 0) gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (budget - fixed) / per_group)));
+  if (gb <= 0) {
+    gb = int(std::max<int64_t>(1, std::min<int64_t>(kMaxGroupsPerBlock, (budget - fixed) / per_group)));
+    if (few_jobs_variant(esize, nt)) gb = std::min(gb, std::max(1, 2 * kWarps / mtiles));
+  }
   gb = std::min({gb, most_by_jobs, p.groups});
   if (int64_t(gb) * per_group + fixed > max_smem) gb = 1;
   if (mtiles > kWarps * jobs_cap) return t;
@@ -427,11 +434,11 @@ void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStre
 }
 
 // Calls f(TypeTag<T>, n8 tiles, jobs per warp at most) for the kernel that runs `t`.
-// (The few-jobs variant for one n8 tile only: with two it spills at three blocks per SM's 80 registers.)
+// (With two n8 tiles the few-jobs variant would spill at three blocks per SM's 80 registers.)
 template <typename T, int kNt, typename F>
 void dispatch_jobs(const WPlan& t, F&& f) {
   constexpr int kMost = max_jobs(sizeof(T) == 4, kNt);
-  constexpr int kFew = kNt == 1 ? kFewJobs : kMost;
+  constexpr int kFew = few_jobs_variant(int(sizeof(T)), kNt) ? kFewJobs : kMost;
   if (t.jobs_per_warp <= kFew) f(TypeTag<T>{}, std::integral_constant<int, kNt>{}, std::integral_constant<int, kFew>{});
   else f(TypeTag<T>{}, std::integral_constant<int, kNt>{}, std::integral_constant<int, kMost>{});
 }
