@@ -339,9 +339,12 @@ void allow_shared_memory(int64_t bytes) {
 }
 
 // Blocks of `kernel` resident on the whole device at once with `threads` threads and `smem` bytes of dynamic shared
-// memory each. The occupancy query is cached per kernel, device, block size and shared memory (few of each).
+// memory each. The occupancy query is cached per kernel, device, block size and shared memory (few of each). The
+// kernel's shared-memory limit is raised first: above 48 KB the query answers 0 blocks until it is (which counted as
+// one block per SM: tiled:grouped_mma's TF32 backward-weight, 75 KB a block, ran half its splits until session 14).
 template <auto kernel>
 int64_t resident_blocks(int threads, int64_t smem) {
+  allow_shared_memory<kernel>(smem);
   static std::mutex mutex;
   static std::unordered_map<int64_t, int> cache;
   int device = 0;
