@@ -10,7 +10,7 @@
 // its row at its pixel's tap-shifted position in the staged input tile.
 //
 // Block: one image, a tile of up to 128 output pixels (tile_h x tile_w: 4 x 28 for a 28-wide image), `gb` groups
-// (8 fp16/bf16 or 4 fp32 groups of 8 channels, 3x3: about 50 KB of shared memory with the output tile, four blocks
+// (8 fp16/bf16 or 4 fp32 groups of 8 channels, 3x3: about 52 KB of shared memory with the output tile, four blocks
 // per SM).
 //   0. Once per call, pack_kernel lays the filters out as B fragments in lane order (zeros past the taps, channels
 //      and output channels) in the workspace; each block copies its groups' fragments with 16-byte cp.async.
@@ -20,14 +20,16 @@
 //      by 16-byte cp.async (zero-filled outside the image; 8 threads cover a pixel's 128 bytes of 8 groups); NCHW and
 //      misaligned views gather a segment's channels element by element (consecutive threads read consecutive pixels
 //      of one channel); padding and channels past the group's are staged as zeros.
-//   2. A table of the 16-byte segments' offsets (tap shift, plane) for the k-steps.
+//   2. A table of the 16-byte segments' offsets (tap shift, plane) for the k-steps, and one of the tile pixels' rows
+//      (the same for every tile) for the warps' ldmatrix rows.
 //   3. Each warp takes (group, up to 4/NT chunks of 16 pixels) jobs: per k-step one 8-byte fragment read per 8 output
 //      channels, one ldmatrix.x4 and NT mma per chunk; fp32 accumulators, bias added, converted to T and written
 //      to an output tile in shared memory laid out like the output (pixel-major for NHWC, channel-major for NCHW).
 //   4. The block writes its output tile with 16-byte stores where the layout allows (NHWC: a pixel's channels of
 //      the block's groups; NCHW: a channel's tile rows when tiles span whole rows), element by element otherwise.
 //      (Writing the fragments straight to global memory cost ~60 instructions per fragment row in 64-bit address
-//      math: ncu, H200, grouped_g32 bf16 NHWC: issue-bound at 65% of issue slots, 68 instructions per mma.)
+//      math: ncu, H200, grouped_g32 bf16 NHWC: issue-bound at 65% of issue slots, 68 instructions per mma. Offsets
+//      within an image are 32-bit; ncu's per-instruction counters, session 14: 27 instructions per mma.)
 //
 // Backward-data at stride 1 is the forward of grad_output with the filters flipped and transposed
 // (w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] within a group) and padding (R-1)*dil - pad: the same kernel, with the
