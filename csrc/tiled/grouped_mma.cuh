@@ -525,14 +525,14 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     const int pixel_step = channels_last ? g.out_pitch : int(sizeof(T));        // bytes per pixel row
     const int channel_step = channels_last ? int(sizeof(T)) : g.out_pitch;      // bytes per channel
     const uint32_t lane_out = uint32_t(g.out_offset + (first * 16 + gid) * pixel_step);  // bytes from smem
-    const T* bias = static_cast<const T*>(g.bias) + (g0 + grp) * g.kg;
+    const T* bias = g.bias != nullptr ? static_cast<const T*>(g.bias) + (g0 + grp) * g.kg : nullptr;
     if (channels_last && g.kg % 2 == 0) {  // channel pairs, aligned and inside the group: one store each
 #pragma unroll
       for (int j = 0; j < kNt; ++j) {
         const int o = j * 8 + 2 * t;
         if (o >= g.kg) continue;
         float b0 = 0.f, b1 = 0.f;
-        if (g.bias != nullptr) b0 = to_acc(bias[o]), b1 = to_acc(bias[o + 1]);
+        if (bias != nullptr) b0 = to_acc(bias[o]), b1 = to_acc(bias[o + 1]);
         unsigned char* dst_j = smem + lane_out + (grp * g.kg + o) * int(sizeof(T));
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
@@ -551,7 +551,7 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
       if (o >= g.kg) continue;
       const bool second = o + 1 < g.kg;
       float b0 = 0.f, b1 = 0.f;
-      if (g.bias != nullptr) {
+      if (bias != nullptr) {
         b0 = to_acc(bias[o]);
         if (second) b1 = to_acc(bias[o + 1]);
       }
