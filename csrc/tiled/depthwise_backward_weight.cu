@@ -111,6 +111,9 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
       const int i0 = ib * kRows, j0 = jb * kCols;
       if (a.row + i0 >= out_rows || a.col + j0 >= out_cols) continue;
       float g[kRows][kCols];  // grad_output of the block (zero past P x Q: staged so)
+      // Positions past P x Q are skipped, not multiplied by their zero gradient: the staged inputs they meet can lie
+      // inside the image, and 0 x inf would put a NaN in a tap PyTorch keeps finite.
+      const int rows_in = out_rows - a.row - i0, cols_in = out_cols - a.col - j0;  // positions inside: >= 1 each
 #pragma unroll
       for (int i = 0; i < kRows; ++i)
 #pragma unroll
@@ -132,7 +135,8 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
 #pragma unroll
             for (int s = 0; s < kS; ++s)
 #pragma unroll
-              for (int j = 0; j < kCols; ++j) acc[r * kS + s] = fmaf(g[i][j], v[j + s], acc[r * kS + s]);
+              for (int j = 0; j < kCols; ++j)
+                if (i < rows_in && j < cols_in) acc[r * kS + s] = fmaf(g[i][j], v[j + s], acc[r * kS + s]);
           }
         }
       } else {
@@ -143,7 +147,7 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
             const int row = (i0 + i) * p.stride_h, col = (j0 + j) * p.stride_w;
 #pragma unroll
             for (int q = 0; q < kTaps; ++q) {
-              if (q < live)
+              if (q < live && i < rows_in && j < cols_in)
                 acc[q] = fmaf(g[i][j],
                               to_acc(xs[dw::staged_index<kNHWC>(t.in, ci, row + tap_row[q], col + tap_col[q], xshift)]),
                               acc[q]);

@@ -860,7 +860,11 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
         }
       }
       const float* gk = gs + kb * kBlockCh;
-      for (int pos = lane; pos < npos; pos += t.lanes) {
+      // Only the tile's positions inside P x Q: those past it have zero gradient, but the staged inputs they meet
+      // can lie inside the image, and 0 x inf would put a NaN in a tap PyTorch keeps finite.
+      const int rows_in = min(t.tp, P - row0), cols_in = min(t.tq, Q - col0);
+      for (int pos = lane; pos < rows_in * t.tq; pos += t.lanes) {
+        if (cols_in < t.tq && pos % t.tq >= cols_in) continue;  // a right-edge tile: columns past Q
         const int xo = pos_off[pos];
         const float4 g0 = *reinterpret_cast<const float4*>(gk + pos * t.gstride);
         const float4 g1 = *reinterpret_cast<const float4*>(gk + pos * t.gstride + 4);
