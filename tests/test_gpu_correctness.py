@@ -728,93 +728,67 @@ def test_tiled_depthwise_vec_backward_weight_is_deterministic(name, precision_mo
                                         {"backward_weight": "tiled:depthwise_vec"})
 
 
-def test_tiled_depthwise_vec_backward_weight_inf_only_where_pytorch_has_it():
-    """An infinite input in the last column, which only a strip's pixel past the last output column meets at tap
-    s = 0 (3 columns, padding 1: strips of 2 pixels), must not turn that tap into NaN (0 x inf): the same taps are
-    finite as in PyTorch's float64 gradient, and those agree."""
-    x = random_tensor((2, 8, 3, 3), torch.float32, seed=fresh_seed(), channels_last=True)
-    x[:, :, 1, 2] = float("inf")
-    w = random_tensor((8, 1, 3, 3), torch.float32, seed=fresh_seed()).requires_grad_(True)
-    y = conv2d_ext.conv2d(x, w, padding=1, groups=8, variant={"backward_weight": "tiled:depthwise_vec"})
-    grad_out = random_tensor(y.shape, y.dtype, seed=fresh_seed(), channels_last=True)
-    ours = torch.autograd.grad(y, w, grad_out)[0]
+def check_backward_weight_inf(channels, weight_shape, padding, groups, inf_at, finite_taps, channels_last,
+                              variant="auto", allow_tf32=False):
+    """Backward-weight of a 3 x 3 image of `channels` channels with an infinite input at `inf_at` (row, column), which
+    reaches the taps named by `finite_taps` (index into the gradient's (r, s) dimensions) only through output
+    positions past the image: those taps must stay finite (no 0 x inf NaN), the finite pattern must be PyTorch's
+    float64 gradient's, and the finite values must agree."""
+    x = random_tensor((2, channels, 3, 3), torch.float32, seed=fresh_seed(), channels_last=channels_last)
+    x[:, :, inf_at[0], inf_at[1]] = float("inf")
+    w = random_tensor(weight_shape, torch.float32, seed=fresh_seed()).requires_grad_(True)
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    try:
+        y = conv2d_ext.conv2d(x, w, padding=padding, groups=groups, variant=variant)
+        grad_out = random_tensor(y.shape, y.dtype, seed=fresh_seed(), channels_last=channels_last)
+        ours = torch.autograd.grad(y, w, grad_out)[0]
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
     wd = w.detach().double().requires_grad_(True)
-    ref = torch.autograd.grad(torch.nn.functional.conv2d(x.double(), wd, padding=1, groups=8), wd,
+    ref = torch.autograd.grad(torch.nn.functional.conv2d(x.double(), wd, padding=padding, groups=groups), wd,
                               grad_out.double())[0]
     finite = torch.isfinite(ref)
-    assert finite[:, :, :, 0].all() and not finite.all()  # the case is what it claims to be
+    assert all(finite[(slice(None), slice(None)) + taps].all() for taps in finite_taps) and not finite.all()
     assert torch.equal(torch.isfinite(ours), finite)
-    assert rel_err(ours[finite], ref[finite]) <= TOLERANCE["fp32"]
+    assert rel_err(ours[finite], ref[finite]) <= TOLERANCE["tf32" if allow_tf32 else "fp32"]
+
+
+FIRST_ROW, FIRST_COL = (0, slice(None)), (slice(None), 0)  # taps r = 0, taps s = 0
+
+
+def test_tiled_depthwise_vec_backward_weight_inf_only_where_pytorch_has_it():
+    """An infinite input in the last column, which only a strip's pixel past the last output column meets at tap
+    s = 0 (3 columns, padding 1: strips of 2 pixels)."""
+    check_backward_weight_inf(8, (8, 1, 3, 3), 1, 8, (1, 2), [FIRST_COL], True,
+                              {"backward_weight": "tiled:depthwise_vec"})
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("filter_rs", [(3, 3), (3, 1)])  # the tiles' specialised 3x3 path and their general path
 def test_tiled_depthwise_backward_weight_inf_only_where_pytorch_has_it(filter_rs, layout):
-    """An infinite input in the last row and column of a 3 x 3 image, which only register-block positions past the
-    last output row (and, channels-last, column) meet at tap r = 0 (s = 0), must not turn those taps into NaN
-    (0 x inf): the same taps are finite as in PyTorch's float64 gradient, and those agree."""
+    """tiled:depthwise: an infinite input in the last row and column, which only register-block positions past the
+    last output row (and, channels-last, column) meet at tap r = 0 (s = 0)."""
     R, S = filter_rs
-    pad = (R // 2, S // 2)
-    cl = layout == "nhwc"
-    x = random_tensor((2, 8, 3, 3), torch.float32, seed=fresh_seed(), channels_last=cl)
-    x[:, :, 2, 2] = float("inf")
-    w = random_tensor((8, 1, R, S), torch.float32, seed=fresh_seed()).requires_grad_(True)
-    y = conv2d_ext.conv2d(x, w, padding=pad, groups=8, variant={"backward_weight": "tiled:depthwise"})
-    grad_out = random_tensor(y.shape, y.dtype, seed=fresh_seed(), channels_last=cl)
-    ours = torch.autograd.grad(y, w, grad_out)[0]
-    wd = w.detach().double().requires_grad_(True)
-    ref = torch.autograd.grad(torch.nn.functional.conv2d(x.double(), wd, padding=pad, groups=8), wd,
-                              grad_out.double())[0]
-    finite = torch.isfinite(ref)
-    assert finite[:, :, 0, :].all() and not finite.all()  # the case is what it claims to be
-    assert torch.equal(torch.isfinite(ours), finite)
-    assert rel_err(ours[finite], ref[finite]) <= TOLERANCE["fp32"]
+    check_backward_weight_inf(8, (8, 1, R, S), (R // 2, S // 2), 8, (2, 2), [FIRST_ROW], layout == "nhwc",
+                              {"backward_weight": "tiled:depthwise"})
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_tiled_grouped_backward_weight_inf_only_where_pytorch_has_it(layout):
-    """The same for tiled:grouped's backward-weight (groups of 4 channels): tile positions past the 3 x 3 output
-    meet the infinite input at taps r = 0 and s = 0, which must stay finite as in PyTorch's float64 gradient."""
-    cl = layout == "nhwc"
-    x = random_tensor((2, 8, 3, 3), torch.float32, seed=fresh_seed(), channels_last=cl)
-    x[:, :, 2, 2] = float("inf")
-    w = random_tensor((8, 4, 3, 3), torch.float32, seed=fresh_seed()).requires_grad_(True)
-    y = conv2d_ext.conv2d(x, w, padding=1, groups=2, variant={"backward_weight": "tiled:grouped"})
-    grad_out = random_tensor(y.shape, y.dtype, seed=fresh_seed(), channels_last=cl)
-    ours = torch.autograd.grad(y, w, grad_out)[0]
-    wd = w.detach().double().requires_grad_(True)
-    ref = torch.autograd.grad(torch.nn.functional.conv2d(x.double(), wd, padding=1, groups=2), wd,
-                              grad_out.double())[0]
-    finite = torch.isfinite(ref)
-    assert finite[:, :, 0, :].all() and finite[:, :, :, 0].all() and not finite.all()
-    assert torch.equal(torch.isfinite(ours), finite)
-    assert rel_err(ours[finite], ref[finite]) <= TOLERANCE["fp32"]
+    """tiled:grouped (groups of 4 channels): tile positions past the 3 x 3 output meet the infinite input at taps
+    r = 0 and s = 0."""
+    check_backward_weight_inf(8, (8, 4, 3, 3), 1, 2, (2, 2), [FIRST_ROW, FIRST_COL], layout == "nhwc",
+                              {"backward_weight": "tiled:grouped"})
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("allow_tf32", [False, True])
 def test_dense_backward_weight_inf_only_where_pytorch_has_it(layout, allow_tf32):
-    """The heuristics' backward-weight of a small dense convolution (16 -> 16 channels, 3 x 3 image): an infinite
-    input in the last row and column reaches taps r = 0 and s = 0 only through output positions past the image, so
-    those taps stay finite, as in PyTorch's float64 gradient."""
-    cl = layout == "nhwc"
-    x = random_tensor((2, 16, 3, 3), torch.float32, seed=fresh_seed(), channels_last=cl)
-    x[:, :, 2, 2] = float("inf")
-    w = random_tensor((16, 16, 3, 3), torch.float32, seed=fresh_seed()).requires_grad_(True)
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
-    try:
-        y = conv2d_ext.conv2d(x, w, padding=1)
-        grad_out = random_tensor(y.shape, y.dtype, seed=fresh_seed(), channels_last=cl)
-        ours = torch.autograd.grad(y, w, grad_out)[0]
-    finally:
-        torch.backends.cudnn.allow_tf32 = old
-    wd = w.detach().double().requires_grad_(True)
-    ref = torch.autograd.grad(torch.nn.functional.conv2d(x.double(), wd, padding=1), wd, grad_out.double())[0]
-    finite = torch.isfinite(ref)
-    assert finite[:, :, 0, :].all() and finite[:, :, :, 0].all() and not finite.all()
-    assert torch.equal(torch.isfinite(ours), finite)
-    assert rel_err(ours[finite], ref[finite]) <= TOLERANCE["tf32" if allow_tf32 else "fp32"]
+    """The heuristics' backward-weight of a small dense convolution (16 -> 16 channels): the same, in exact fp32 and
+    TF32 (the implicit-GEMM im2col of positions past the output)."""
+    check_backward_weight_inf(16, (16, 16, 3, 3), 1, 1, (2, 2), [FIRST_ROW, FIRST_COL], layout == "nhwc",
+                              allow_tf32=allow_tf32)
 
 
 # tiled:depthwise_rows (NCHW forward and stride-1 backward-data, 3x3 / 5x5 / 7x7, "same" column padding, rows of a
