@@ -97,9 +97,9 @@ struct Geom {
   int out_offset, out_pitch;           // bytes: the output tile; its pixel (NHWC) or channel (NCHW) pitch
   int out_units;                       // per output-tile row (pixel or channel): 16-byte vectors (out_vec) or elements
   int smem;                            // bytes of dynamic shared memory; 0: no plan
-  int plane_per_thread;                // kThreads % (gb * segs) == 0: each staging thread keeps one plane
   int out_row_step;                    // NHWC out_vec with kThreads % out_units == 0: kThreads / out_units, else 0
-  int halo_step, halo_step_y, halo_step_x;  // kThreads / (gb * segs) halo pixels, as (rows, columns) of the halo
+  int halo_step, halo_step_y, halo_step_x;  // kThreads % (gb * segs) == 0 (each staging thread keeps one plane):
+                                            // kThreads / (gb * segs) halo pixels, as (rows, columns); else 0
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
   FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units;
 };
@@ -202,11 +202,9 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
     g.out_units = g.out_vec ? tile_px / e : tile_px;
   }
   g.out_row_step = p.channels_last && g.out_vec && kThreads % g.out_units == 0 ? kThreads / g.out_units : 0;
-  g.plane_per_thread = kThreads % (g.gb * g.segs) == 0;
-  if (g.plane_per_thread) {
-    const int step = kThreads / (g.gb * g.segs);
-    g.halo_step = step;
-    g.halo_step_y = step / g.halo_w, g.halo_step_x = step % g.halo_w;
+  if (kThreads % (g.gb * g.segs) == 0) {
+    g.halo_step = kThreads / (g.gb * g.segs);
+    g.halo_step_y = g.halo_step / g.halo_w, g.halo_step_x = g.halo_step % g.halo_w;
   }
   g.div_planes = FastDivmod(unsigned(g.gb * g.segs));
   g.div_halo = FastDivmod(unsigned(g.halo_h * g.halo_w));
@@ -342,14 +340,17 @@ __device__ __forceinline__ void fill_segment_table(const Geom& g, int* table) {
   for (int seg = threadIdx.x; seg < 2 * g.ksteps; seg += blockDim.x) table[seg] = segment_offset(g, seg);
 }
 
-// The tile pixels' input rows: table[m] = byte offset of output pixel m's tap-0 row in a group's planes, for the
-// g.out_rows pixels the jobs compute (0, any staged row, past the tile). The same for every tile. Block-wide.
-__device__ __forceinline__ void fill_pixel_table(const Geom& g, int* table) {
+// The tile pixels' input rows: table[m] = byte offset of output pixel m's tap-0 row in a group's planes, for
+// m < rows; `past` for pixels past the tile and, given the staged tile `at`, past the image. The forward's (no `at`,
+// past = 0: any staged row) is the same for every tile. Block-wide; visible after the next barrier.
+__device__ __forceinline__ void fill_pixel_table(const Geom& g, int rows, const TileAt* at, int past, int* table) {
   const int tile_pixels = g.tile_h * g.tile_w;
-  for (int m = threadIdx.x; m < g.out_rows; m += blockDim.x) {
+  for (int m = threadIdx.x; m < rows; m += blockDim.x) {
     unsigned ty, tx;
     g.div_tile_w.divmod(unsigned(m), ty, tx);
-    table[m] = m < tile_pixels ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : 0;
+    const bool inside =
+        m < tile_pixels && (at == nullptr || (at->oh0 + int(ty) < g.Hout && at->ow0 + int(tx) < g.Wout));
+    table[m] = inside ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : past;
   }
 }
 
@@ -385,7 +386,7 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
   const int tid = threadIdx.x;
   if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
-    if (g.plane_per_thread) {  // each thread keeps one plane and walks the halo by a fixed (rows, columns) step
+    if (g.halo_step > 0) {  // each thread keeps one plane and walks the halo by a fixed (rows, columns) step
       unsigned first, plane;
       g.div_planes.divmod(unsigned(tid), first, plane);
       const bool group_ok = int(plane) < (g.groups - g0) * g.segs;
@@ -472,7 +473,7 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     stage_tile<T, kVec>(g, static_cast<const T*>(g.in), at, g0, smem_base);
     cp_async_commit();
     fill_segment_table(g, reinterpret_cast<int*>(smem + g.table_offset));
-    fill_pixel_table(g, reinterpret_cast<int*>(smem + g.pix_offset));
+    fill_pixel_table(g, g.out_rows, nullptr, 0, reinterpret_cast<int*>(smem + g.pix_offset));
     cp_async_wait<0>();
     __syncthreads();
   }

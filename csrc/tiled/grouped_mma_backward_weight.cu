@@ -183,20 +183,6 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, const TileAt& at, int g
   }
 }
 
-// The tile's pixel table: for each staged grad_output row m, the byte offset of the pixel's input row (tap 0) in
-// the planes, or -1 past the tile and the image. Filled once per staged tile, so the k-loops read one int per lane
-// and step instead of a division and bounds.
-__device__ __forceinline__ void fill_pixel_table(const WPlan& t, const TileAt& at, int* table) {
-  const Geom& g = t.g;
-  const int tile_pixels = g.tile_h * g.tile_w;
-  for (int m = threadIdx.x; m < g.chunks * 16; m += kThreads) {
-    unsigned ty, tx;
-    g.div_tile_w.divmod(unsigned(m), ty, tx);
-    const bool valid = m < tile_pixels && at.oh0 + int(ty) < g.Hout && at.ow0 + int(tx) < g.Wout;
-    table[m] = valid ? (int(ty) * g.stride_h * g.halo_w + int(tx) * g.stride_w) * 16 : -1;
-  }
-}
-
 // Stages item (image, tile) `item` into the buffer at byte `buffer` of shared memory (`smem_base` its shared-window
 // address): the input tile with its halo, the grad_output tile and the pixel table.
 template <typename T>
@@ -208,7 +194,8 @@ __device__ __forceinline__ void stage_item(const WPlan& t, int64_t item, int g0,
   if (g.vec_in) stage_tile<T, true>(g, in, at, g0, smem_base + buffer);
   else stage_tile<T, false>(g, in, at, g0, smem_base + buffer);
   stage_dy<T>(t, at, g0, smem_base + buffer + t.dy_offset);
-  fill_pixel_table(t, at, reinterpret_cast<int*>(smem + buffer + t.pix_offset));
+  // The pixel table (fill_pixel_table: -1 past the tile and the image), so the k-loops read one int per lane and step.
+  fill_pixel_table(g, g.chunks * 16, &at, -1, reinterpret_cast<int*>(smem + buffer + t.pix_offset));
 }
 
 // A lane's A row for tile pixel m: the pixel's staged input row (tap 0) in `planes`, or the zero row past the tile
