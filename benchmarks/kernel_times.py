@@ -9,6 +9,8 @@ kernel), nothing checked or written.
 
 passes: forward, backward_data, backward_weight, backward (both backward passes); kernels: registry names forced for the pass, or
 "auto" (the heuristics' choice; "backward" takes only auto).
+KT_GRAPH=1 times each call by CUDA events around CUDA-graph replays instead (stream time: kernels that overlap
+count once, gaps between kernels count, no host time).
 Each ENV=values argument re-times every kernel with that environment variable set to each value in turn (for a
 kernel that reads a tuning variable at launch). cuDNN is the better of cudnn.benchmark on and off.
 """
@@ -37,6 +39,39 @@ def gpu_ms(fn):
         torch.cuda.synchronize()
     total_us = sum(e.self_device_time_total for e in prof.key_averages())
     return total_us / ITERS / 1000.0
+
+
+def graph_ms(make_fn, calls=20, replays=10):
+    """Mean stream time of one call, from CUDA events around replays of a CUDA graph of `calls` calls: no host time,
+    and kernels that overlap (programmatic dependent launch) count once. make_fn() builds the call on the side
+    stream that captures it (a backward's forward runs there, so its backward kernels run there too)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn = make_fn()
+        for _ in range(3):
+            fn()
+    stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        for _ in range(calls):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / (replays * calls)
+
+
+def timed(make_fn):
+    """ms per call: the profiler's kernel-time sum, or with KT_GRAPH=1 the CUDA-graph stream time."""
+    if os.environ.get("KT_GRAPH") == "1":
+        return graph_ms(make_fn)
+    return gpu_ms(make_fn())
 
 
 def callers(case, x, w, gy, pass_, variant):
@@ -73,14 +108,14 @@ def main(argv):
             best = []
             for bench in (False, True):
                 torch.backends.cudnn.benchmark = bench
-                best.append(gpu_ms(callers(c, x, w, gy, pass_, "cudnn")))
+                best.append(timed(lambda: callers(c, x, w, gy, pass_, "cudnn")))
             torch.backends.cudnn.benchmark = False
             line = [f"{name} {mode} {layout} {pass_}: cudnn {min(best):.4f}"]
             for kernel in kernels:
                 for setting in settings:
                     os.environ.update(setting)
                     try:
-                        ms = gpu_ms(callers(c, x, w, gy, pass_, kernel))
+                        ms = timed(lambda: callers(c, x, w, gy, pass_, kernel))
                         tag = ",".join(f"{k}={v}" for k, v in setting.items())
                         line.append(f"{kernel}{'[' + tag + ']' if tag else ''} {ms:.4f} ({min(best) / ms:.2f}x)")
                     except conv2d_ext.Conv2dError as e:

@@ -17,6 +17,7 @@
 
 #include "common/conv_params.h"
 #include "common/launch.cuh"
+#include "common/pdl.cuh"
 
 namespace conv2d_ext {
 
@@ -101,6 +102,7 @@ template <typename Acc, typename Store>
 __global__ void __launch_bounds__(32 * kFinishLanes) finish_splits_kernel(const SplitOutput<Acc, Store> out,
                                                                           int64_t splits) {
   __shared__ Acc sums[kFinishLanes][33];
+  pdl_wait();  // launched as the split blocks' programmatic dependent: their partial sums complete first
   const int tx = threadIdx.x, lane = threadIdx.y, lanes = blockDim.y;
   for (int64_t e0 = blockIdx.x * int64_t(32); e0 < out.elements; e0 += int64_t(gridDim.x) * 32) {
     const int64_t e = e0 + tx;
@@ -119,7 +121,8 @@ __global__ void __launch_bounds__(32 * kFinishLanes) finish_splits_kernel(const 
 }
 
 // Second step of a split reduction, on `stream` after the blocks that wrote `out.partial`; nothing to do when
-// the reduction was not split.
+// the reduction was not split. A programmatic dependent launch (common/pdl.cuh): split kernels that call
+// pdl_launch_dependents() let its blocks start, and wait, while their last blocks run.
 template <typename Acc, typename Store>
 void finish_splits(const SplitOutput<Acc, Store>& out, const SplitPlan& plan, cudaStream_t stream) {
   if (plan.splits <= 1 || out.elements == 0) return;
@@ -127,8 +130,8 @@ void finish_splits(const SplitOutput<Acc, Store>& out, const SplitPlan& plan, cu
   while (lanes * 2 <= plan.splits && lanes * 2 <= kFinishLanes) lanes *= 2;
   const int64_t groups = (out.elements + 31) / 32;
   const int64_t blocks = std::min<int64_t>(groups, int64_t(num_sms()) * (2048 / (32 * lanes)));
-  finish_splits_kernel<Acc, Store><<<static_cast<unsigned>(blocks), dim3(32, lanes), 0, stream>>>(out, plan.splits);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(finish_splits_kernel<Acc, Store>, dim3(static_cast<unsigned>(blocks)), dim3(32, lanes), 0, stream, out,
+                   int64_t(plan.splits));
 }
 
 }  // namespace conv2d_ext

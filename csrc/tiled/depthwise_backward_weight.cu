@@ -51,6 +51,7 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
   extern __shared__ __align__(16) unsigned char smem[];
   T* const xbuf = reinterpret_cast<T*>(smem);  // two staged input tiles, then two grad_output tiles
   T* const gbuf = xbuf + 2 * t.in.elems;
+  pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
 
   const T* __restrict__ x = static_cast<const T*>(p.x);
   const T* __restrict__ dy = static_cast<const T*>(p.y);

@@ -285,6 +285,7 @@ __global__ void __launch_bounds__(kThreads, kWgradMinBlocks)
   constexpr int kR = 3, kS = 3, kTaps = kR * kS, V = kWgradV, kTQ = WgradStripOf<T>::value, kIn = kTQ + kS - 1;
   using Raw = raw_vec_t<T, V>;
   extern __shared__ __align__(16) float sums[];  // [lane][group][kTaps * V]
+  pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
   const int C = static_cast<int>(p.C), vectors = C / V;
   const int lanes = blockDim.x / group, g = threadIdx.x % group, lane = threadIdx.x / group;
   const int vec = blockIdx.x * group + g, c0 = vec * V;

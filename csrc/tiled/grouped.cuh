@@ -807,6 +807,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   float* const xs = reinterpret_cast<float*>(smem);
   float* const gs = xs + t.goffset;                           // [position][gstride]
   int* const pos_off = reinterpret_cast<int*>(xs + t.toffset);  // position -> its window's origin in xs
+  pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
 
   const T* __restrict__ x = static_cast<const T*>(p.x);
   const T* __restrict__ dy = static_cast<const T*>(p.y);

@@ -13,7 +13,9 @@
 // (8 fp16/bf16 or 4 fp32 groups of 8 channels, 3x3: about 52 KB of shared memory with the output tile, four blocks
 // per SM).
 //   0. Once per call, pack_kernel lays the filters out as B fragments in lane order (zeros past the taps, channels
-//      and output channels) in the workspace; each block copies its groups' fragments with 16-byte cp.async.
+//      and output channels) in the workspace; each block copies its groups' fragments with 16-byte cp.async. The
+//      convolution is launched as pack_kernel's programmatic dependent (sm_90): its blocks stage their input
+//      while pack_kernel runs and wait for it before copying the fragments.
 //   1. Stages the input tile with its halo in 16-byte planes: plane (group, 16-byte segment of the group's channels)
 //      holds that segment for every halo pixel, pixel-major (16 bytes per pixel), so 8 consecutive output pixels of
 //      one ldmatrix are 128 consecutive bytes (conflict-free at stride 1). Channels-last inputs of whole segments go
@@ -52,6 +54,7 @@
 #include "common/dtype.cuh"
 #include "common/index.cuh"
 #include "common/mma.cuh"
+#include "common/pdl.cuh"
 #include "tiled/depthwise.cuh"  // dense_reason, max_shared_memory, allow_shared_memory
 
 namespace conv2d_ext {
@@ -359,6 +362,7 @@ __device__ __forceinline__ void fill_pixel_table(const Geom& g, int rows, const 
 // per call, so that the convolution blocks copy their groups' fragments with 16-byte loads.
 template <typename T, int kNt>
 __global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* frags, int total) {
+  pdl_launch_dependents();  // the convolution's blocks stage their input while this runs (they wait for frags)
   const T* w = static_cast<const T*>(g.w);
   for (int i = blockIdx.x * kThreads + threadIdx.x; i < total; i += gridDim.x * kThreads) {
     const int lane = i & 31;
@@ -467,13 +471,17 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   const int64_t item = blockIdx.x;
   const TileAt at = tile_at(g, item);
   {
-    const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces of the block's filter fragments
-    const uint4* src = reinterpret_cast<const uint4*>(frags_all + int64_t(g0) * g.ksteps * kNt * 32);
-    for (int i = tid; i < chunks16; i += kThreads) cp_async_16(smem_base + g.frag_offset + i * 16, src + i, true);
+    // The input tile and the tables first: launched as a programmatic dependent of pack_kernel, the block may
+    // start before the fragments exist, and waits for them only after issuing its input loads.
     stage_tile<T, kVec>(g, static_cast<const T*>(g.in), at, g0, smem_base);
     cp_async_commit();
     fill_segment_table(g, reinterpret_cast<int*>(smem + g.table_offset));
     fill_pixel_table(g, g.out_rows, nullptr, 0, reinterpret_cast<int*>(smem + g.pix_offset));
+    pdl_wait();
+    const int chunks16 = g.gb * g.ksteps * kNt * 32 / 2;  // 16-byte pieces of the block's filter fragments
+    const uint4* src = reinterpret_cast<const uint4*>(frags_all + int64_t(g0) * g.ksteps * kNt * 32);
+    for (int i = tid; i < chunks16; i += kThreads) cp_async_16(smem_base + g.frag_offset + i * 16, src + i, true);
+    cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
   }
@@ -665,9 +673,8 @@ void launch_conv(const Geom& g, void* workspace, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kNt, kVec>;
   dw::allow_shared_memory<kernel>(g.smem);
   const int64_t blocks = int64_t(g.N) * g.tiles;
-  kernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks)), kThreads, g.smem, stream>>>(
-      g, frags);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_dependent(kernel, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks)), dim3(kThreads),
+                   size_t(g.smem), stream, g, static_cast<const uint2*>(frags));
 }
 
 template <typename T>

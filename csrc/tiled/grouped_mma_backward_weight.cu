@@ -218,6 +218,7 @@ __global__ void __launch_bounds__(kThreads, kMaxJobs <= kFewJobs ? 3 : 2)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g0 = int(blockIdx.x) * g.gb;
   const int64_t total = int64_t(g.N) * g.tiles;
+  pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
 
   if (tid < 4) reinterpret_cast<uint32_t*>(smem + t.zero_offset)[tid] = 0;
   int64_t item = blockIdx.y;
