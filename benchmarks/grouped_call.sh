@@ -3,7 +3,7 @@
 # (compare.py), a per-kernel trace of one backward and, with NCU=1, an ncu summary of the forward kernel; logs under
 # $OUT.
 #   CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/grouped_call.sh
-# Knobs: TESTS (a pytest -k expression), TEST_S (its time limit), SWEEP and SWEEP2 (kernel_times.py arguments), AUTO_MODES, COMPARE=0, TRACE=0, NCU=1
+# Knobs: TESTS (a pytest -k expression), TEST_S (its time limit), SWEEP and SWEEP2 (kernel_times.py arguments; KT_S their time limit, KT_GRAPH=1 graph timing), AUTO_MODES, COMPARE=0, TRACE=0, NCU=1
 # (NCU=2: with per-instruction SASS counters as CSV).
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
 s=$(date +%s)
@@ -18,8 +18,8 @@ grep -E "^FAILED|passed|failed" $OUT/tests.txt | cut -c1-250 | tail -12
 grep -E "^E " $OUT/tests.txt | sort | uniq -c | sort -rn | head -8
 echo tests $(( $(date +%s) - s ))
 kt() { timeout "$1" python3 benchmarks/kernel_times.py "${@:2}" 2>&1 | grep -v -i warn | tee -a $OUT/times.txt; }
-[ -n "${SWEEP:-}" ] && kt 45 $SWEEP
-[ -n "${SWEEP2:-}" ] && kt 45 $SWEEP2
+[ -n "${SWEEP:-}" ] && kt ${KT_S:-45} $SWEEP
+[ -n "${SWEEP2:-}" ] && kt ${KT_S:-45} $SWEEP2
 kt 40 grouped_g32 ${AUTO_MODES:-fp32,tf32,fp16,bf16} nchw,nhwc forward,backward auto
 [ "${COMPARE:-1}" = 1 ] && timeout 70 python3 benchmarks/compare.py --shapes grouped_g32 --pass forward,backward --dtype fp32,tf32,fp16,bf16 \
   --layout nchw,nhwc --quick --no-plot --out $OUT --tag grouped > $OUT/compare.log 2>&1
