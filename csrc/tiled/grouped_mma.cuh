@@ -101,8 +101,9 @@ struct Geom {
   int out_units;                       // per output-tile row (pixel or channel): 16-byte vectors (out_vec) or elements
   int smem;                            // bytes of dynamic shared memory; 0: no plan
   int out_row_step;                    // NHWC out_vec with kThreads % out_units == 0: kThreads / out_units, else 0
-  int halo_step, halo_step_y, halo_step_x;  // kThreads % (gb * segs) == 0 (each staging thread keeps one plane):
-                                            // kThreads / (gb * segs) halo pixels, as (rows, columns); else 0
+  int halo_step, halo_step_y, halo_step_x;  // NHWC staging, each thread keeps one plane: kThreads / (gb * segs)
+                                            // threads per plane (the rest stage nothing), the halo pixels between a
+                                            // thread's copies, as (rows, columns)
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
   FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units;
 };
@@ -205,10 +206,8 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
     g.out_units = g.out_vec ? tile_px / e : tile_px;
   }
   g.out_row_step = p.channels_last && g.out_vec && kThreads % g.out_units == 0 ? kThreads / g.out_units : 0;
-  if (kThreads % (g.gb * g.segs) == 0) {
-    g.halo_step = kThreads / (g.gb * g.segs);
-    g.halo_step_y = g.halo_step / g.halo_w, g.halo_step_x = g.halo_step % g.halo_w;
-  }
+  g.halo_step = kThreads / (g.gb * g.segs);  // at most 32 planes: 8 or more threads each
+  g.halo_step_y = g.halo_step / g.halo_w, g.halo_step_x = g.halo_step % g.halo_w;
   g.div_planes = FastDivmod(unsigned(g.gb * g.segs));
   g.div_halo = FastDivmod(unsigned(g.halo_h * g.halo_w));
   g.div_halo_w = FastDivmod(unsigned(g.halo_w));
@@ -389,14 +388,29 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
   const int nplanes = g.gb * g.segs, halo = g.halo_h * g.halo_w, items = nplanes * halo;
   const int tid = threadIdx.x;
   if constexpr (kVec) {  // NHWC, whole 16-byte segments (g.vec_in): a pixel's planes are contiguous in memory
+    // Each thread keeps one plane and walks the halo: down one column (halo_step >= halo_w) or by a fixed (rows,
+    // columns) step.
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
-    if (g.halo_step > 0) {  // each thread keeps one plane and walks the halo by a fixed (rows, columns) step
+    {
       unsigned first, plane;
       g.div_planes.divmod(unsigned(tid), first, plane);
+      if (int(first) >= g.halo_step) return;  // the threads past halo_step * planes
       const bool group_ok = int(plane) < (g.groups - g0) * g.segs;
       const T* src0 = base + plane * Vec16<T>::value;
       const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
       const unsigned s2 = unsigned(g.in_stride[2]), s3 = unsigned(g.in_stride[3]);  // 32-bit within an image
+      if (g.halo_step >= g.halo_w) {  // a column per thread: one column check, then a row step per copy
+        if (int(first) >= g.halo_w) return;
+        const int w = w0 + int(first);
+        const bool col_ok = group_ok && unsigned(w) < unsigned(g.Win);
+        int off = h0 * int(s2) + w * int(s3);  // signed: the first rows may be above the image (not read)
+        uint32_t dst = dst0 + first * 16;
+        for (int h = h0; h < h0 + g.halo_h; ++h, off += int(s2), dst += uint32_t(g.halo_w * 16)) {
+          const bool valid = col_ok && unsigned(h) < unsigned(g.Hin);
+          cp_async_16(dst, valid ? src0 + off : in, valid);
+        }
+        return;
+      }
       unsigned hy, hx;
       g.div_halo_w.divmod(first, hy, hx);
       for (int px = int(first); px < halo; px += g.halo_step) {
@@ -408,20 +422,6 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
       }
       return;
     }
-    for (int i = tid; i < items; i += kThreads) {
-      unsigned pxu, planeu;
-      g.div_planes.divmod(unsigned(i), pxu, planeu);
-      const int px = int(pxu), plane = int(planeu);
-      unsigned hyu, hxu;
-      g.div_halo_w.divmod(pxu, hyu, hxu);
-      const int h = h0 + int(hyu), w = w0 + int(hxu);
-      const int grp = plane / g.segs;
-      const bool valid = g0 + grp < g.groups && h >= 0 && h < g.Hin && w >= 0 && w < g.Win;
-      const T* src = valid ? base + int64_t(h) * g.in_stride[2] + int64_t(w) * g.in_stride[3] + plane * Vec16<T>::value
-                           : in;
-      cp_async_16(planes + uint32_t((plane * g.pitch + px) * 16), src, valid);
-    }
-    return;
   }
   constexpr int kBatch = 4;
   for (int base = 0; base < items; base += kThreads * kBatch) {
@@ -588,6 +588,17 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
   const int tile_pixels = g.tile_h * g.tile_w;
   const int rows = channels_last ? tile_pixels : g.gb * g.kg;
   const unsigned s1 = unsigned(g.out_stride[1]), s2 = unsigned(g.out_stride[2]), s3 = unsigned(g.out_stride[3]);
+  if (channels_last && g.out_row_step >= g.tile_w) {  // NHWC 16-byte units, a (unit, tile column) per thread
+    unsigned col, u;
+    g.div_out_units.divmod(unsigned(tid), col, u);
+    if (int(col) >= g.tile_w || int(u) * kE >= bch || at.ow0 + int(col) >= g.Wout) return;
+    const unsigned char* src = smem + g.out_offset + u * 16 + col * g.out_pitch;
+    T* dst = out + int64_t(at.oh0) * g.out_stride[2] + int64_t(at.ow0 + int(col)) * g.out_stride[3] + u * kE;
+    const int rows_here = min(g.tile_h, g.Hout - at.oh0);
+    for (int ty = 0; ty < rows_here; ++ty, src += g.tile_w * g.out_pitch, dst += s2)
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    return;
+  }
   if (channels_last && g.out_row_step > 0) {  // NHWC 16-byte units, each thread keeps one unit
     unsigned r0, u;
     g.div_out_units.divmod(unsigned(tid), r0, u);

@@ -70,8 +70,8 @@ struct WPlan {
   int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
   int splits;
-  int dy_step, dy_step_y, dy_step_x;  // vec_dy with kThreads % (gb * dsegs) == 0: kThreads / (gb * dsegs) tile pixels,
-                                      // as (rows, columns) of the tile; else dy_step = 0
+  int dy_step, dy_step_y, dy_step_x;  // vec_dy: kThreads / (gb * dsegs) threads per plane (the rest stage nothing),
+                                      // the tile pixels between a thread's copies as (rows, columns); else 0
   FastDivmod div_dplanes, div_rows, div_dsegs;  // by gb * dsegs, chunks * 16, dsegs (stage_dy)
 };
 
@@ -114,8 +114,8 @@ inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   t.zero_offset = 2 * t.buffer_bytes;
   t.smem = t.zero_offset + 16;
   t.jobs_per_warp = (g.gb * mtiles + kWarps - 1) / kWarps;
-  if (t.vec_dy && kThreads % (g.gb * dsegs) == 0) {
-    t.dy_step = kThreads / (g.gb * dsegs);
+  if (t.vec_dy) {
+    t.dy_step = kThreads / (g.gb * dsegs);  // at most 32 planes
     t.dy_step_y = t.dy_step / g.tile_w, t.dy_step_x = t.dy_step % g.tile_w;
   }
   t.div_dplanes = FastDivmod(unsigned(g.gb * dsegs));
@@ -133,14 +133,29 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, const TileAt& at, int g
   const int tile_pixels = g.tile_h * g.tile_w;
   const T* dy = static_cast<const T*>(t.dy);
   constexpr int kE = Vec16<T>::value;
-  if (t.dy_step > 0) {  // each thread keeps one plane and walks the tile by a fixed (rows, columns) step
+  if (t.dy_step > 0) {  // each thread keeps one plane and walks the tile: down one column or by a fixed step
     unsigned first, plane, grp, seg;
     t.div_dplanes.divmod(threadIdx.x, first, plane);
+    if (int(first) >= t.dy_step) return;  // the threads past dy_step * planes
     t.div_dsegs.divmod(plane, grp, seg);
     const bool group_ok = g0 + int(grp) < g.groups && int(seg) * kE < g.kg;
     const T* src0 = dy + at.n * t.dy_stride[0] + (int64_t(g0 + int(grp)) * g.kg + seg * kE) * t.dy_stride[1];
     const uint32_t dst0 = planes + uint32_t(int(plane) * rows * 16);
     const unsigned s2 = unsigned(t.dy_stride[2]), s3 = unsigned(t.dy_stride[3]);  // 32-bit within an image
+    if (t.dy_step >= g.tile_w) {  // a column per thread, then zeros in the rows past the tile
+      if (int(first) < g.tile_w) {
+        const unsigned ow = unsigned(at.ow0) + first;
+        const bool col_ok = group_ok && ow < unsigned(g.Wout);
+        int off = int(unsigned(at.oh0) * s2 + ow * s3);
+        uint32_t dst = dst0 + first * 16;
+        for (int oh = at.oh0; oh < at.oh0 + g.tile_h; ++oh, off += int(s2), dst += uint32_t(g.tile_w * 16)) {
+          const bool valid = col_ok && oh < g.Hout;
+          cp_async_16(dst, valid ? src0 + off : dy, valid);
+        }
+      }
+      for (int m = tile_pixels + int(first); m < rows; m += t.dy_step) cp_async_16(dst0 + uint32_t(m * 16), dy, false);
+      return;
+    }
     unsigned ty, tx;
     g.div_tile_w.divmod(first, ty, tx);
     for (int m = int(first); m < rows; m += t.dy_step) {
