@@ -459,7 +459,7 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
 // groups' filter fragments (cp.async), multiplies and stores. One tile per block: several blocks per SM overlap one
 // block's loads with another's multiplications (H200, grouped_g32: faster than persistent double-buffered blocks,
 // 0.030 against 0.034 ms bf16 channels-last, 0.040 against 0.046 TF32).
-template <typename T, int kNt, bool kVec>
+template <typename T, int kNt, bool kVec, int kSteps>
 __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
     conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
   constexpr int kChunks = chunks_per_job(kNt);
@@ -511,7 +511,11 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
 #pragma unroll
       for (int j = 0; j < kNt; ++j) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
     uint32_t frag = smem_base + g.frag_offset + uint32_t((grp * g.ksteps * kNt * 32 + lane) * 8);
-    for (int step = 0; step < g.ksteps; ++step, frag += kNt * 32 * 8) {
+    // kSteps > 0: the k-step count at compile time (the loop unrolled: no trip-count arithmetic, remainder loop
+    // or branches per job), else g.ksteps.
+    const int ksteps = kSteps > 0 ? kSteps : g.ksteps;
+#pragma unroll(kSteps > 0 ? kSteps : 4)
+    for (int step = 0; step < ksteps; ++step, frag += kNt * 32 * 8) {
       const uint32_t off = uint32_t(table[2 * step + half]);
       uint32_t b[kNt][2];
 #pragma unroll
@@ -677,14 +681,19 @@ inline int64_t workspace_bytes(const ConvParams& p, Role role) {
 
 // Runs `role` of `p` (can_implement is ""), T = float (TF32), __half or __nv_bfloat16. Instantiated once per dtype
 // (grouped_mma_<dtype>.cu), declared extern below for every other translation unit.
-template <typename T, int kNt, bool kVec>
+// The k-steps of the common narrow group at compile time: 3x3 filters over 8 channels per group (32 bytes a pixel
+// in TF32: one tap per step; 16 bytes in fp16/bf16: two taps per step).
+template <typename T>
+constexpr int fixed_steps() { return sizeof(T) == 4 ? 9 : 5; }
+
+template <typename T, int kNt, bool kVec, int kSteps>
 void launch_conv(const Geom& g, void* workspace, cudaStream_t stream) {
   uint2* frags = static_cast<uint2*>(workspace);
   const int total = g.group_blocks * g.gb * g.ksteps * kNt * 32;
   pack_kernel<T, kNt><<<static_cast<unsigned>(std::min(1024, (total + kThreads - 1) / kThreads)), kThreads, 0,
                         stream>>>(g, frags, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  constexpr auto kernel = conv_kernel<T, kNt, kVec>;
+  constexpr auto kernel = conv_kernel<T, kNt, kVec, kSteps>;
   dw::allow_shared_memory<kernel>(g.smem);
   const int64_t blocks = int64_t(g.N) * g.tiles;
   launch_dependent(kernel, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks)), dim3(kThreads),
@@ -698,11 +707,15 @@ void launch(const ConvParams& p, Role role, void* workspace, cudaStream_t stream
   TORCH_CHECK(g.smem > 0, "conv2d_ext: tiled:grouped_mma: no tile plan for this problem");
   TORCH_CHECK(workspace != nullptr, "conv2d_ext: tiled:grouped_mma: no workspace for the packed filters");
   if (g.kg > 8) {
-    if (g.vec_in) launch_conv<T, 2, true>(g, workspace, stream);
-    else launch_conv<T, 2, false>(g, workspace, stream);
+    if (g.vec_in) launch_conv<T, 2, true, 0>(g, workspace, stream);
+    else launch_conv<T, 2, false, 0>(g, workspace, stream);
   } else {
-    if (g.vec_in) launch_conv<T, 1, true>(g, workspace, stream);
-    else launch_conv<T, 1, false>(g, workspace, stream);
+    // TUNING (temporary): CONV2D_EXT_GMMA_FIXED=0 keeps the run-time k-step count for comparison.
+    const char* env_fixed = std::getenv("CONV2D_EXT_GMMA_FIXED");
+    const bool fixed = g.ksteps == fixed_steps<T>() && (env_fixed == nullptr || std::atoi(env_fixed) != 0);
+    if (g.vec_in && fixed) launch_conv<T, 1, true, fixed_steps<T>()>(g, workspace, stream);
+    else if (g.vec_in) launch_conv<T, 1, true, 0>(g, workspace, stream);
+    else launch_conv<T, 1, false, 0>(g, workspace, stream);
   }
 }
 
