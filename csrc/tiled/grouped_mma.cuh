@@ -547,18 +547,28 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
           for (int j = 0; j < kNt; ++j) Mma<T>::run(acc[c][j], a[c], b[j]);
     }
     // To the output tile: lane (gid, t) holds rows gid and gid + 8 of each chunk, channels 2t and 2t + 1 of each
-    // n8 tile; bias added here. The tile has a row for every pixel a job computes (g.out_rows), so no bounds on m.
+    // n8 tile. The tile has a row for every pixel a job computes (g.out_rows), so no bounds on m. The bias first,
+    // under a uniform branch (nothing loaded or added without one).
+    if (g.bias != nullptr) {
+      const T* bias = static_cast<const T*>(g.bias) + (g0 + grp) * g.kg;
+#pragma unroll
+      for (int j = 0; j < kNt; ++j) {
+        const int o = j * 8 + 2 * t;
+        const float b0 = o < g.kg ? to_acc(bias[o]) : 0.f, b1 = o + 1 < g.kg ? to_acc(bias[o + 1]) : 0.f;
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr) acc[c][j][2 * hr] += b0, acc[c][j][2 * hr + 1] += b1;
+      }
+    }
     const int pixel_step = channels_last ? g.out_pitch : int(sizeof(T));        // bytes per pixel row
     const int channel_step = channels_last ? int(sizeof(T)) : g.out_pitch;      // bytes per channel
     const uint32_t lane_out = uint32_t(g.out_offset + (first * 16 + gid) * pixel_step);  // bytes from smem
-    const T* bias = g.bias != nullptr ? static_cast<const T*>(g.bias) + (g0 + grp) * g.kg : nullptr;
     if (channels_last && g.kg % 2 == 0) {  // channel pairs, aligned and inside the group: one store each
 #pragma unroll
       for (int j = 0; j < kNt; ++j) {
         const int o = j * 8 + 2 * t;
         if (o >= g.kg) continue;
-        float b0 = 0.f, b1 = 0.f;
-        if (bias != nullptr) b0 = to_acc(bias[o]), b1 = to_acc(bias[o + 1]);
         unsigned char* dst_j = smem + lane_out + (grp * g.kg + o) * int(sizeof(T));
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
@@ -566,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
 #pragma unroll
           for (int hr = 0; hr < 2; ++hr)
             *reinterpret_cast<typename PairBits<T>::type*>(dst_j + (c * 16 + hr * 8) * pixel_step) =
-                pack_pair<T>(acc[c][j][2 * hr] + b0, acc[c][j][2 * hr + 1] + b1);
+                pack_pair<T>(acc[c][j][2 * hr], acc[c][j][2 * hr + 1]);
         }
       }
       continue;
@@ -576,11 +586,6 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
       const int o = j * 8 + 2 * t;
       if (o >= g.kg) continue;
       const bool second = o + 1 < g.kg;
-      float b0 = 0.f, b1 = 0.f;
-      if (bias != nullptr) {
-        b0 = to_acc(bias[o]);
-        if (second) b1 = to_acc(bias[o + 1]);
-      }
       unsigned char* dst_j = smem + lane_out + (grp * g.kg + o) * channel_step;
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
@@ -588,9 +593,9 @@ __global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr) {
           T* dst = reinterpret_cast<T*>(dst_j + (c * 16 + hr * 8) * pixel_step);
-          dst[0] = from_acc<T>(acc[c][j][2 * hr] + b0);
+          dst[0] = from_acc<T>(acc[c][j][2 * hr]);
           if (second) *reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(dst) + channel_step) =
-              from_acc<T>(acc[c][j][2 * hr + 1] + b1);
+              from_acc<T>(acc[c][j][2 * hr + 1]);
         }
       }
     }
