@@ -130,8 +130,8 @@ void finish_splits(const SplitOutput<Acc, Store>& out, const SplitPlan& plan, cu
   while (lanes * 2 <= plan.splits && lanes * 2 <= kFinishLanes) lanes *= 2;
   const int64_t groups = (out.elements + 31) / 32;
   const int64_t blocks = std::min<int64_t>(groups, int64_t(num_sms()) * (2048 / (32 * lanes)));
-  launch_dependent(finish_splits_kernel<Acc, Store>, dim3(static_cast<unsigned>(blocks)), dim3(32, lanes), 0, stream, out,
-                   int64_t(plan.splits));
+  launch_dependent(finish_splits_kernel<Acc, Store>, dim3(static_cast<unsigned>(blocks)), dim3(32, lanes), 0, stream,
+                   out, int64_t(plan.splits));
 }
 
 }  // namespace conv2d_ext

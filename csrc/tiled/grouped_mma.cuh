@@ -400,12 +400,17 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
       const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
       const unsigned s2 = unsigned(g.in_stride[2]), s3 = unsigned(g.in_stride[3]);  // 32-bit within an image
       if (g.halo_step >= g.halo_w) {  // a column per thread: one column check, then a row step per copy
-        if (int(first) >= g.halo_w) return;
-        const int w = w0 + int(first);
+        // halo_step_y threads per column (few planes: the backward-weight's three groups), each every
+        // halo_step_y-th row from its first.
+        unsigned ry, cx;
+        g.div_halo_w.divmod(first, ry, cx);
+        if (int(ry) >= g.halo_step_y) return;  // the threads past whole sets of columns
+        const int w = w0 + int(cx), dh = g.halo_step_y;
         const bool col_ok = group_ok && unsigned(w) < unsigned(g.Win);
-        int off = h0 * int(s2) + w * int(s3);  // signed: the first rows may be above the image (not read)
-        uint32_t dst = dst0 + first * 16;
-        for (int h = h0; h < h0 + g.halo_h; ++h, off += int(s2), dst += uint32_t(g.halo_w * 16)) {
+        int off = (h0 + int(ry)) * int(s2) + w * int(s3);  // signed: rows above the image are not read
+        uint32_t dst = dst0 + (ry * unsigned(g.halo_w) + cx) * 16;
+        for (int h = h0 + int(ry); h < h0 + g.halo_h;
+             h += dh, off += dh * int(s2), dst += uint32_t(dh * g.halo_w * 16)) {
           const bool valid = col_ok && unsigned(h) < unsigned(g.Hin);
           cp_async_16(dst, valid ? src0 + off : in, valid);
         }
