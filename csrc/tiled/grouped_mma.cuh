@@ -378,6 +378,28 @@ __global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* fra
   }
 }
 
+// One thread's share of a copy by columns into a 16-byte plane at `dst0` (shared-window address): a rows x width
+// window of the image at (h0, w0), pixel-major in the plane, `threads_per_column` threads to a column. Thread
+// `first` copies column first % width from row first / width on, every threads_per_column-th row: a row step per
+// copy. Zero-filled outside H x W and where !plane_ok; `any` is a valid address for the zero-filled copies.
+// Offsets within an image are 32-bit (signed: rows above the image are not read).
+template <typename T>
+__device__ __forceinline__ void stage_column(uint32_t dst0, const T* src0, const T* any, unsigned first,
+                                             const FastDivmod& div_width, int width, int rows, int threads_per_column,
+                                             int h0, int w0, int H, int W, unsigned s2, unsigned s3, bool plane_ok) {
+  unsigned ry, cx;
+  div_width.divmod(first, ry, cx);
+  if (int(ry) >= threads_per_column) return;  // the threads past whole sets of columns
+  const int w = w0 + int(cx), dh = threads_per_column;
+  const bool col_ok = plane_ok && unsigned(w) < unsigned(W);
+  int off = (h0 + int(ry)) * int(s2) + w * int(s3);
+  uint32_t dst = dst0 + (ry * unsigned(width) + cx) * 16;
+  for (int h = h0 + int(ry); h < h0 + rows; h += dh, off += dh * int(s2), dst += uint32_t(dh * width * 16)) {
+    const bool valid = col_ok && unsigned(h) < unsigned(H);
+    cp_async_16(dst, valid ? src0 + off : any, valid);
+  }
+}
+
 // Stages the input tile at `at` (image, tile) for the block's groups into the planes at `planes` (shared-window
 // address): cp.async 16-byte copies (zero-filled outside the image) when the input allows them, else element loads
 // batched through registers.
@@ -391,42 +413,28 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
     // Each thread keeps one plane and walks the halo: down one column (halo_step >= halo_w) or by a fixed (rows,
     // columns) step.
     const T* base = in + n * g.in_stride[0] + int64_t(g0) * g.cg;
-    {
-      unsigned first, plane;
-      g.div_planes.divmod(unsigned(tid), first, plane);
-      if (int(first) >= g.halo_step) return;  // the threads past halo_step * planes
-      const bool group_ok = int(plane) < (g.groups - g0) * g.segs;
-      const T* src0 = base + plane * Vec16<T>::value;
-      const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
-      const unsigned s2 = unsigned(g.in_stride[2]), s3 = unsigned(g.in_stride[3]);  // 32-bit within an image
-      if (g.halo_step >= g.halo_w) {  // a column per thread: one column check, then a row step per copy
-        // halo_step_y threads per column (few planes: the backward-weight's three groups), each every
-        // halo_step_y-th row from its first.
-        unsigned ry, cx;
-        g.div_halo_w.divmod(first, ry, cx);
-        if (int(ry) >= g.halo_step_y) return;  // the threads past whole sets of columns
-        const int w = w0 + int(cx), dh = g.halo_step_y;
-        const bool col_ok = group_ok && unsigned(w) < unsigned(g.Win);
-        int off = (h0 + int(ry)) * int(s2) + w * int(s3);  // signed: rows above the image are not read
-        uint32_t dst = dst0 + (ry * unsigned(g.halo_w) + cx) * 16;
-        for (int h = h0 + int(ry); h < h0 + g.halo_h;
-             h += dh, off += dh * int(s2), dst += uint32_t(dh * g.halo_w * 16)) {
-          const bool valid = col_ok && unsigned(h) < unsigned(g.Hin);
-          cp_async_16(dst, valid ? src0 + off : in, valid);
-        }
-        return;
-      }
-      unsigned hy, hx;
-      g.div_halo_w.divmod(first, hy, hx);
-      for (int px = int(first); px < halo; px += g.halo_step) {
-        const int h = h0 + int(hy), w = w0 + int(hx);
-        const bool valid = group_ok && unsigned(h) < unsigned(g.Hin) && unsigned(w) < unsigned(g.Win);
-        cp_async_16(dst0 + uint32_t(px * 16), valid ? src0 + int(unsigned(h) * s2 + unsigned(w) * s3) : in, valid);
-        hx += unsigned(g.halo_step_x), hy += unsigned(g.halo_step_y);
-        if (hx >= unsigned(g.halo_w)) hx -= unsigned(g.halo_w), ++hy;
-      }
+    unsigned first, plane;
+    g.div_planes.divmod(unsigned(tid), first, plane);
+    if (int(first) >= g.halo_step) return;  // the threads past halo_step * planes
+    const bool group_ok = int(plane) < (g.groups - g0) * g.segs;
+    const T* src0 = base + plane * Vec16<T>::value;
+    const uint32_t dst0 = planes + uint32_t(int(plane) * g.pitch * 16);
+    const unsigned s2 = unsigned(g.in_stride[2]), s3 = unsigned(g.in_stride[3]);  // 32-bit within an image
+    if (g.halo_step >= g.halo_w) {
+      stage_column(dst0, src0, in, first, g.div_halo_w, g.halo_w, g.halo_h, g.halo_step_y, h0, w0, g.Hin, g.Win, s2,
+                   s3, group_ok);
       return;
     }
+    unsigned hy, hx;
+    g.div_halo_w.divmod(first, hy, hx);
+    for (int px = int(first); px < halo; px += g.halo_step) {
+      const int h = h0 + int(hy), w = w0 + int(hx);
+      const bool valid = group_ok && unsigned(h) < unsigned(g.Hin) && unsigned(w) < unsigned(g.Win);
+      cp_async_16(dst0 + uint32_t(px * 16), valid ? src0 + int(unsigned(h) * s2 + unsigned(w) * s3) : in, valid);
+      hx += unsigned(g.halo_step_x), hy += unsigned(g.halo_step_y);
+      if (hx >= unsigned(g.halo_w)) hx -= unsigned(g.halo_w), ++hy;
+    }
+    return;
   }
   constexpr int kBatch = 4;
   for (int base = 0; base < items; base += kThreads * kBatch) {

@@ -142,21 +142,9 @@ __device__ __forceinline__ void stage_dy(const WPlan& t, const TileAt& at, int g
     const T* src0 = dy + at.n * t.dy_stride[0] + (int64_t(g0 + int(grp)) * g.kg + seg * kE) * t.dy_stride[1];
     const uint32_t dst0 = planes + uint32_t(int(plane) * rows * 16);
     const unsigned s2 = unsigned(t.dy_stride[2]), s3 = unsigned(t.dy_stride[3]);  // 32-bit within an image
-    if (t.dy_step >= g.tile_w) {  // a column per thread (dy_step_y threads per column), then zeros past the tile
-      unsigned ry, cx;
-      g.div_tile_w.divmod(first, ry, cx);
-      if (int(ry) < t.dy_step_y) {
-        const unsigned ow = unsigned(at.ow0) + cx;
-        const int dh = t.dy_step_y;
-        const bool col_ok = group_ok && ow < unsigned(g.Wout);
-        int off = int(unsigned(at.oh0 + int(ry)) * s2 + ow * s3);
-        uint32_t dst = dst0 + (ry * unsigned(g.tile_w) + cx) * 16;
-        for (int oh = at.oh0 + int(ry); oh < at.oh0 + g.tile_h;
-             oh += dh, off += dh * int(s2), dst += uint32_t(dh * g.tile_w * 16)) {
-          const bool valid = col_ok && oh < g.Hout;
-          cp_async_16(dst, valid ? src0 + off : dy, valid);
-        }
-      }
+    if (t.dy_step >= g.tile_w) {  // by columns (dy_step_y threads per column), then zeros in the rows past the tile
+      stage_column(dst0, src0, dy, first, g.div_tile_w, g.tile_w, g.tile_h, t.dy_step_y, at.oh0, at.ow0, g.Hout, g.Wout,
+                   s2, s3, group_ok);
       for (int m = tile_pixels + int(first); m < rows; m += t.dy_step) cp_async_16(dst0 + uint32_t(m * 16), dy, false);
       return;
     }
