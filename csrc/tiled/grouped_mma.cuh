@@ -471,9 +471,13 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
 // The convolution: block (x, group block y) runs item (image, tile) x for its groups: stages the tile and the
 // groups' filter fragments (cp.async), multiplies and stores. One tile per block: several blocks per SM overlap one
 // block's loads with another's multiplications (H200, grouped_g32: faster than persistent double-buffered blocks,
-// 0.030 against 0.034 ms bf16 channels-last, 0.040 against 0.046 TF32).
+// 0.030 against 0.034 ms bf16 channels-last, 0.040 against 0.046 TF32; again in session 16 with the slimmed jobs:
+// 2, 3, 4 or all-resident tiles per block, one or two staging buffers with the next tile's loads in flight during
+// the multiplications or the stores: bf16 / fp16 0.0186 / 0.0185 ms at one tile, 0.0194-0.0214 otherwise; TF32
+// 0.0318 against 0.0308-0.0346). Launch bounds of four blocks (64 registers) for both kernels: the NCHW one at 68-72
+// registers ran three blocks per SM (TF32 NCHW forward 0.0418 -> 0.0384 ms with 64; no spills).
 template <typename T, int kNt, bool kVec, int kSteps>
-__global__ void __launch_bounds__(kThreads, kVec ? 4 : 3)
+__global__ void __launch_bounds__(kThreads, 4)
     conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
   constexpr int kChunks = chunks_per_job(kNt);
   constexpr int kE = Vec16<T>::value;
