@@ -34,11 +34,12 @@ constexpr int64_t kWgradSmemBudget = 40 * 1024;  // per block, fp16/bf16 (fp32: 
 // A offsets taking two registers a job; 128 registers a thread at two blocks per SM).
 constexpr int max_jobs(bool tf32, int nt) { return tf32 && nt == 2 ? 6 : 8; }
 // fp16/bf16 plans of one n8 tile and at most kFewJobs jobs per warp run on a variant with that many accumulators:
-// 80 registers, three blocks per SM instead of two. Their groups per block are the most that give each warp at most
-// two jobs (H200, grouped_g32 bf16: 3 groups, 15 of 16 job slots, 0.035 / 0.052 ms channels-last / NCHW, against
-// 4 groups on the eight-job variant 0.035 / 0.058 and on this one 0.042 / 0.066). TF32 stays on the eight-job
-// variant (0.062 / 0.090 against 0.071 / 0.103 ms).
-constexpr int kFewJobs = 4;
+// 63 registers, four blocks per SM instead of two. Their groups per block are the most that give each warp at most
+// two jobs (H200, grouped_g32 bf16: 3 groups, 15 of 16 job slots; with four jobs a warp, 80 registers and three
+// blocks per SM, 0.035 / 0.052 ms channels-last / NCHW, against 4 groups on the eight-job variant 0.035 / 0.058).
+// Filters of more than 16 m-tiles (7x7 over 8 channels: 25) take the eight-job variant. TF32 stays on it too
+// (0.062 / 0.090 against 0.071 / 0.103 ms with four jobs).
+constexpr int kFewJobs = 2;
 constexpr bool few_jobs_variant(int esize, int nt) { return esize == 2 && nt == 1; }
 
 // Writes the total of grad_weight element e = ((g*K/g + k) * C/g + c) * R*S + r*S + s.
@@ -217,7 +218,7 @@ __device__ __forceinline__ PixelRow pixel_row(const int* table, int m, uint32_t 
 }
 
 template <typename T, int kNt, int kMaxJobs>
-__global__ void __launch_bounds__(kThreads, kMaxJobs <= kFewJobs ? 3 : 2)
+__global__ void __launch_bounds__(kThreads, kMaxJobs <= kFewJobs ? 4 : 2)
     wgrad_kernel(const WPlan t, SplitOutput<float, StoreGroupWeight<T>> out) {
   const Geom& g = t.g;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -429,7 +430,7 @@ void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStre
 }
 
 // Calls f(TypeTag<T>, n8 tiles, jobs per warp at most) for the kernel that runs `t`.
-// (With two n8 tiles the few-jobs variant would spill at three blocks per SM's 80 registers.)
+// (With two n8 tiles the few-jobs variant would spill at 64 registers.)
 template <typename T, int kNt, typename F>
 void dispatch_jobs(const WPlan& t, F&& f) {
   constexpr int kMost = max_jobs(sizeof(T) == 4, kNt);
