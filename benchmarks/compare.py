@@ -4,7 +4,8 @@
 For each case x precision mode x layout x pass:
   1. fresh random inputs on the GPU (conv2d_ext.testing.make_inputs, no bias),
   2. ours checked against the float64 F.conv2d reference (norm-wise relative error, conv2d_ext.testing.TOLERANCE),
-  3. ours timed, then cuDNN (the better of cudnn.benchmark on and off), CUDA events, median,
+  3. ours timed, then cuDNN (the better of cudnn.benchmark on and off), CUDA events, median (--timing graph: the
+     stream time of CUDA-graph replays instead, for calls whose host time passes their GPU time),
   4. ms, speedup (cuDNN ms / ours ms, >1 = ours faster), TFLOP/s and GB/s reported.
 
 Results go to <out>/<tag>.json (rewritten after every row, so a killed run keeps its rows), then .csv, .md and the
@@ -16,6 +17,7 @@ The exit status is non-zero if any check FAILed or ours raised an unexpected err
     python benchmarks/compare.py --quick              # smoke test (< ~30 s)
     python benchmarks/compare.py --dtype fp16 --pass forward --shapes r50_1x1,seed
     python benchmarks/compare.py --variant forward=direct,backward_data=direct,backward_weight=direct
+    python benchmarks/compare.py --shapes depthwise_3x3,grouped_g32 --timing graph   # GPU time, no host time
     python benchmarks/compare.py --merge OUT_DIR TAG a.json b.json   # join runs split across GPU calls
 
 Pieces live in benchmarks/bench/ (suite: one row; timing; report: tables, files, plot; env: versions, commit).
@@ -58,6 +60,9 @@ def parse_args(argv=None):
                     help="output directory (default benchmarks/results/local; the committed results are in "
                          "benchmarks/results)")
     ap.add_argument("--tag", default="latest", help="output file stem: <out>/<tag>.{json,csv,md,png}")
+    ap.add_argument("--timing", default="events", choices=suite.TIMINGS,
+                    help="events: CUDA events around each call (host time shows where it passes the GPU time); "
+                         "graph: stream time of CUDA-graph replays (GPU time only, both sides alike)")
     ap.add_argument("--no-check", action="store_true", help="skip the correctness check")
     ap.add_argument("--no-plot", action="store_true", help="do not draw <tag>.png")
     ap.add_argument("--merge", nargs="+", metavar=("OUT_DIR TAG", "JSON"),
@@ -115,7 +120,7 @@ def main(argv=None):
         check=not args.no_check, quick=args.quick, bias=False, target_s=target_s,
         tolerances={d: testing.TOLERANCE[d] for d in args.dtype},
         error_metric="||ours-ref||/||ref|| (float64 ref)", speedup="cudnn_ms / ours_ms (>1 = ours faster)",
-        cudnn_ms="min over cudnn.benchmark True/False")
+        cudnn_ms="min over cudnn.benchmark True/False", timing=args.timing)
     json_path = Path(args.out) / f"{args.tag}.json"
     combos = [(n, d, l) for n in args.shapes for d in args.dtype for l in args.layout]
     print(report.header_line(meta), flush=True)
@@ -139,7 +144,8 @@ def main(argv=None):
                 row = suite.new_row(name, case, mode, layout, pass_name, status=setup_error)
             else:
                 row = suite.run_row(ext, name, case, mode, layout, pass_name, inputs, variant=args.variant,
-                                    check_results=not args.no_check, target_s=target_s, explain=why)
+                                    check_results=not args.no_check, target_s=target_s, explain=why,
+                                    timing=args.timing)
             rows.append(row)
             report.write_json(json_path, meta, rows)
             if suite.failed(row):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import conv2d_ext
+from bench.timing import graph_ms
 from conv2d_ext.testing import CASES, make_inputs, precision
 
 ITERS = 50
@@ -41,37 +42,11 @@ def gpu_ms(fn):
     return total_us / ITERS / 1000.0
 
 
-def graph_ms(make_fn, calls=20, replays=10):
-    """Mean stream time of one call, from CUDA events around replays of a CUDA graph of `calls` calls: no host time,
-    and kernels that overlap (programmatic dependent launch) count once. make_fn() builds the call on the side
-    stream that captures it (a backward's forward runs there, so its backward kernels run there too)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn = make_fn()
-        for _ in range(3):
-            fn()
-    stream.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        for _ in range(calls):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(replays):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / (replays * calls)
-
-
 def timed(make_fn):
     """ms per call: the profiler's kernel-time sum, or with KT_GRAPH=1 the CUDA-graph stream time."""
     if os.environ.get("KT_GRAPH") == "1":
         try:
-            return graph_ms(make_fn)
+            return graph_ms(make_fn)["ms"]
         except RuntimeError as e:  # not capturable: the kernel-time sum instead
             print(f"graph capture failed ({str(e)[:80]}); kernel-time sum instead", file=sys.stderr)
             torch.cuda.synchronize()

@@ -116,7 +116,8 @@ def summary_lines(rows):
 def header_line(meta):
     variant = meta["settings"].get("variant")
     swept = f"family {meta['settings']['family']} swept" if variant is None else f"variant {variant_str(variant)}"
-    return f"{env.describe(meta)} | {swept} | no bias"
+    timing = meta["settings"].get("timing", "events")
+    return f"{env.describe(meta)} | {swept} | no bias | timing: {timing}"
 
 
 def mode_name(r):

@@ -9,20 +9,21 @@ import torch.nn.functional as F
 
 from . import testing
 from .env import short_exc
-from .timing import gpu_ms
+from .timing import gpu_ms, graph_ms
 
 LAYOUTS = ("nchw", "nhwc")  # nhwc = channels_last
 PASSES = ("forward", "backward")  # backward = backward-data + backward-weight
 DEFAULT_MODES = ("fp32", "tf32", "fp16", "bf16")
 QUICK_CASES = ("r50_3x3_256", "depthwise_3x3", "batch1_3x3")
 TARGET_S, QUICK_TARGET_S = 0.2, 0.05  # about how long each timed function is measured
+TIMINGS = ("events", "graph")  # CUDA events around each call, or CUDA-graph replay (stream time, no host time)
 
 ROW_KEYS = (
     "case", *testing.CASE_FIELDS, "P", "Q", "dtype", "layout", "pass", "variant", "bias", "flops", "bytes", "tol",
     "status", "rel_err", "rel_err_out", "rel_err_grad_input", "rel_err_grad_weight", "note",
     "ours_ms", "ours_min_ms", "ours_reps", "cudnn_ms", "cudnn_setting", "cudnn_ms_benchmark", "cudnn_ms_heuristic",
     "speedup", "ours_tflops", "cudnn_tflops", "ours_gbs", "cudnn_gbs", "cudnn_rel_err", "ours_out_channels_last",
-    "cudnn_error", "explain",
+    "cudnn_error", "explain", "timing",
 )
 
 
@@ -123,21 +124,35 @@ def check(row, ours, cudnn, x, w, grad_out, pass_name, conv_args):
     free_memory()
 
 
-def time_ours(row, ours, x, w, grad_out, pass_name, target_s):
+def measure(conv, x, w, grad_out, pass_name, target_s, timing):
+    """{"ms", "min_ms", "reps"} of one call of `conv` for `pass_name`, by `timing` (TIMINGS)."""
+    if timing == "graph":
+        try:
+            return graph_ms(lambda: timed_fn(conv, x, w, grad_out, pass_name)[0])
+        except RuntimeError as e:  # not capturable: events instead, said in the row's note
+            torch.cuda.synchronize()
+            t = gpu_ms(timed_fn(conv, x, w, grad_out, pass_name)[0], target_s)
+            return dict(t, fallback="graph capture failed (" + short_exc(e)[:80] + "): events")
+    return gpu_ms(timed_fn(conv, x, w, grad_out, pass_name)[0], target_s)
+
+
+def time_ours(row, ours, x, w, grad_out, pass_name, target_s, timing="events"):
     try:
-        t = gpu_ms(timed_fn(ours, x, w, grad_out, pass_name)[0], target_s)
+        t = measure(ours, x, w, grad_out, pass_name, target_s, timing)
         row.update(ours_ms=t["ms"], ours_min_ms=t["min_ms"], ours_reps=t["reps"])
+        if "fallback" in t:
+            row["note"] = "ours: " + t["fallback"]
     except Exception as e:
         row["status"] = status_of(e)
     free_memory()
 
 
-def time_cudnn(row, cudnn, x, w, grad_out, pass_name, target_s):
-    """The better of cudnn.benchmark on (autotuned in gpu_ms's warm-up call) and off."""
+def time_cudnn(row, cudnn, x, w, grad_out, pass_name, target_s, timing="events"):
+    """The better of cudnn.benchmark on (autotuned in the timer's warm-up call) and off."""
     try:
         for setting, bench in (("benchmark", True), ("heuristic", False)):
             torch.backends.cudnn.benchmark = bench
-            row[f"cudnn_ms_{setting}"] = gpu_ms(timed_fn(cudnn, x, w, grad_out, pass_name)[0], target_s)["ms"]
+            row[f"cudnn_ms_{setting}"] = measure(cudnn, x, w, grad_out, pass_name, target_s, timing)["ms"]
         row["cudnn_setting"] = min(("benchmark", "heuristic"), key=lambda s: row[f"cudnn_ms_{s}"])
         row["cudnn_ms"] = row[f"cudnn_ms_{row['cudnn_setting']}"]
     except Exception as e:
@@ -152,13 +167,15 @@ def new_row(name, case, mode, layout, pass_name, **fields):
                 **fields)
 
 
-def run_row(ext, name, case, mode, layout, pass_name, inputs, *, variant, check_results, target_s, explain=None):
-    """One result row (a dict) for `inputs` = (x, w, grad_out). Never raises: errors go to the row's status."""
+def run_row(ext, name, case, mode, layout, pass_name, inputs, *, variant, check_results, target_s, explain=None,
+            timing="events"):
+    """One result row (a dict) for `inputs` = (x, w, grad_out), timed by `timing` (TIMINGS). Never raises: errors
+    go to the row's status."""
     x, w, grad_out = inputs
     flops, nbytes = flops_and_bytes(case, grad_out.shape, pass_name, x.element_size())
     row = new_row(name, case, mode, layout, pass_name, P=grad_out.shape[2], Q=grad_out.shape[3],
                   variant=variant_str(variant), bias=False, flops=flops, bytes=nbytes, tol=testing.TOLERANCE[mode],
-                  status="unchecked", explain=explain)
+                  status="unchecked", explain=explain, timing=timing)
 
     def ours(a, b):
         return ext.conv2d(a, b, None, **case.conv_args, variant=variant)
@@ -171,8 +188,8 @@ def run_row(ext, name, case, mode, layout, pass_name, inputs, *, variant, check_
         if check_results:
             check(row, ours, cudnn, x, w, grad_out, pass_name, case.conv_args)
         if not row["status"].startswith(("n/a", "error")):
-            time_ours(row, ours, x, w, grad_out, pass_name, target_s)
-        time_cudnn(row, cudnn, x, w, grad_out, pass_name, target_s)
+            time_ours(row, ours, x, w, grad_out, pass_name, target_s, timing)
+        time_cudnn(row, cudnn, x, w, grad_out, pass_name, target_s, timing)
 
     for who in ("ours", "cudnn"):
         if row[f"{who}_ms"]:

@@ -1,4 +1,5 @@
-"""Timers: GPU time of a function by CUDA events (compare.py), host wall-clock time per call (overhead.py)."""
+"""Timers: GPU time of a function by CUDA events or by CUDA-graph replay (compare.py, kernel_times.py), host
+wall-clock time per call (overhead.py)."""
 import statistics
 import time
 
@@ -37,6 +38,41 @@ def gpu_ms(fn, target_s, min_reps=3, max_reps=200):
     torch.cuda.synchronize()
     times = [s.elapsed_time(e) for s, e in events]
     return {"ms": statistics.median(times), "min_ms": min(times), "reps": reps}
+
+
+def graph_ms(make_fn, calls=20, rounds=7, replays=5):
+    """Stream time of one call in ms from CUDA-graph replays: {"ms" (median over `rounds`), "min_ms", "reps"}.
+
+    make_fn() builds the call on the side stream that captures it (a backward's forward runs there, so its backward
+    kernels do too); three warm-up calls (cudnn.benchmark autotunes in the first), then a graph of `calls` calls,
+    each round timed by events around `replays` replays. No host time (what events measure for calls whose host
+    time passes their GPU time), kernels that overlap (programmatic dependent launch) count once, gaps between a
+    call's kernels count. Raises RuntimeError where the call cannot be captured.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn = make_fn()
+        for _ in range(3):
+            fn()
+    stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        for _ in range(calls):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / (replays * calls))
+    del graph
+    return {"ms": statistics.median(times), "min_ms": min(times), "reps": rounds * replays * calls}
 
 
 def host_us(fns, iters, repeats, warmup):
