@@ -246,9 +246,12 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   }
   const int64_t cols_per_thread = Cols<true>::value;
   const int64_t col_blocks = (out_w + cols_per_thread - 1) / cols_per_thread;
+  // Register blocks per thread and tile (forward and backward-data). TUNING (temporary): CONV2D_EXT_DW_ITEMS.
+  const char* env_items = std::getenv("CONV2D_EXT_DW_ITEMS");
+  const int64_t per_thread = wgrad || env_items == nullptr ? 1 : std::max(1, std::min(4, std::atoi(env_items)));
   for (;;) {
     const int64_t lanes = ct * lanes_per_ct;
-    const int64_t blocks = std::max<int64_t>(1, kMaxThreads / lanes);  // register blocks per tile
+    const int64_t blocks = std::max<int64_t>(1, per_thread * kMaxThreads / lanes);  // register blocks per tile
     // bp x bq register blocks (bp*8 rows, bq*2 columns): as many as allowed, then the squarest.
     int64_t bp = 1, bq = 1;
     for (int64_t a = 1; a <= std::min(blocks, row_blocks); ++a) {
