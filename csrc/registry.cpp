@@ -25,6 +25,8 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_tiled_depthwise,
       &backward_data_tiled_depthwise,
       &backward_weight_tiled_depthwise,
+      &forward_tiled_depthwise_mma,
+      &backward_data_tiled_depthwise_mma,
       &forward_tiled_grouped_mma,
       &backward_data_tiled_grouped_mma,
       &backward_weight_tiled_grouped_mma,

@@ -360,3 +360,43 @@ def test_tiled_depthwise_backward_weight_takes_multipliers_up_to_256():
     assert _depthwise_why_not("forward", sizes=sizes) == ""
     assert _depthwise_why_not("backward_data", sizes=sizes) == ""
     assert _depthwise_why_not("backward_weight", sizes=(1, 2, 8, 8, 2 * 256, 3, 3, 8, 8)) == ""
+
+
+def _depthwise_mma_why_not(pass_, sizes=(2, 32, 20, 70, 32, 7, 7, 20, 70), stride=(1, 1), padding=(3, 3),
+                           groups=None, dtype="bfloat16", channels_last=True):
+    groups = sizes[1] if groups is None else groups
+    return _C.can_implement(pass_, "tiled:depthwise_mma", list(sizes), list(stride), list(padding), [1, 1], groups,
+                            dtype, channels_last, True, 90)
+
+
+def test_tiled_depthwise_mma_is_experimental(monkeypatch):
+    """tiled:depthwise_mma (not yet run on a GPU) refuses everything unless CONV2D_EXT_EXPERIMENTAL=1, and the
+    heuristics never pick it."""
+    monkeypatch.delenv("CONV2D_EXT_EXPERIMENTAL", raising=False)
+    for pass_ in ("forward", "backward_data"):
+        assert "CONV2D_EXT_EXPERIMENTAL" in _depthwise_mma_why_not(pass_)
+    assert all("depthwise_mma" not in rule.kernel for rule in heuristics.RULES)
+
+
+def test_tiled_depthwise_mma_says_what_it_runs(monkeypatch):
+    """With the switch: channels-last fp16/bf16 depthwise, multiplier 1, stride 1, filters up to 7x7, channels in
+    eights; backward-data only with padding within the filter."""
+    monkeypatch.setenv("CONV2D_EXT_EXPERIMENTAL", "1")
+    for dtype in ("float16", "bfloat16"):
+        for pass_ in ("forward", "backward_data"):
+            assert _depthwise_mma_why_not(pass_, dtype=dtype) == ""
+            assert _depthwise_mma_why_not(pass_, sizes=(1, 8, 5, 9, 8, 3, 1, 5, 9), padding=(1, 0)) == ""
+    assert _depthwise_mma_why_not("forward", dtype="float32") == "fp16 and bf16 only"
+    assert _depthwise_mma_why_not("forward", channels_last=False) == "channels-last only"
+    assert _depthwise_mma_why_not("forward", sizes=(1, 12, 9, 9, 12, 3, 3, 9, 9), padding=(1, 1)) == \
+        "channels not a multiple of 8"
+    assert _depthwise_mma_why_not("forward", sizes=(1, 8, 9, 9, 16, 3, 3, 9, 9), padding=(1, 1)) == \
+        "not depthwise with channel multiplier 1"
+    assert "stride" in _depthwise_mma_why_not("forward", sizes=(1, 8, 9, 9, 8, 3, 3, 5, 5), stride=(2, 2),
+                                              padding=(1, 1))
+    assert _depthwise_mma_why_not("forward", sizes=(1, 8, 9, 9, 8, 9, 9, 9, 9), padding=(4, 4)) == \
+        "filters larger than 7x7"
+    assert "padding" in _depthwise_mma_why_not("backward_data", sizes=(1, 8, 9, 9, 8, 3, 3, 13, 13), padding=(3, 3))
+    assert _depthwise_mma_why_not("forward", sizes=(1, 8, 9, 9, 8, 3, 3, 13, 13), padding=(3, 3)) == ""
+    with pytest.raises(RuntimeError, match="no backward_weight kernel named"):  # registered for two passes only
+        _depthwise_mma_why_not("backward_weight")

@@ -728,6 +728,55 @@ def test_tiled_depthwise_vec_backward_weight_is_deterministic(name, precision_mo
                                         {"backward_weight": "tiled:depthwise_vec"})
 
 
+@pytest.fixture
+def experimental(monkeypatch):
+    """Kernels not yet run on a GPU refuse every problem unless CONV2D_EXT_EXPERIMENTAL=1 (csrc/tiled/depthwise_mma.cuh)."""
+    monkeypatch.setenv("CONV2D_EXT_EXPERIMENTAL", "1")
+
+
+def depthwise_mma_passes(case):
+    """tiled:depthwise_mma's passes for `case`: forward, and backward-data where the padding stays within the filter."""
+    passes = {"forward": "tiled:depthwise_mma"}
+    if case.padding <= min(case.R, case.S) - 1:  # DEPTHWISE_VEC paddings are ints
+        passes["backward_data"] = "tiled:depthwise_mma"
+    return passes
+
+
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(DEPTHWISE_VEC))
+def test_tiled_depthwise_mma(name, precision_mode, poison, experimental):
+    """EXPERIMENTAL tiled:depthwise_mma (filter rows as band matrices on mma.sync) forced on its forward and
+    backward-data, channels-last; it must accept each case."""
+    case = DEPTHWISE_VEC[name]
+    bias = list(DEPTHWISE_VEC).index(name) % 2 == 1
+    run_and_check(case, precision_mode, "nhwc", depthwise_mma_passes(case), bias, must_run=True)
+
+
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+def test_tiled_depthwise_mma_refuses_without_the_switch(precision_mode, monkeypatch):
+    monkeypatch.delenv("CONV2D_EXT_EXPERIMENTAL", raising=False)
+    case = DEPTHWISE_VEC["7x7_c32"]
+    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False, seed=fresh_seed(),
+                          channels_last=True)
+    with pytest.raises(conv2d_ext.Conv2dError, match="CONV2D_EXT_EXPERIMENTAL"):
+        conv2d_ext.conv2d(x, w, **case.conv_args, variant={"forward": "tiled:depthwise_mma"})
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_tiled_depthwise_mma_inf_only_where_pytorch_has_it(dtype, experimental):
+    """The band matrices' zeros meet input columns outside each output's window: a tile holding an inf must take the
+    FFMA path, so that the non-finite outputs are exactly PyTorch's."""
+    x = random_tensor((2, 16, 12, 40), dtype, seed=fresh_seed(), channels_last=True)
+    x[1, 3, 5, 20] = float("inf")
+    w = random_tensor((16, 1, 7, 7), dtype, seed=fresh_seed())
+    y = conv2d_ext.conv2d(x, w, padding=3, groups=16, variant={"forward": "tiled:depthwise_mma"})
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=3, groups=16)
+    finite = torch.isfinite(ref)
+    assert not finite.all()
+    assert torch.equal(torch.isfinite(y), finite)
+    assert rel_err(y[finite].double(), ref[finite]) <= TOLERANCE["bf16" if dtype == torch.bfloat16 else "fp16"]
+
+
 def check_backward_weight_inf(channels, weight_shape, padding, groups, inf_at, finite_taps, channels_last,
                               variant="auto", allow_tf32=False):
     """Backward-weight of a 3 x 3 image of `channels` channels with an infinite input at `inf_at` (row, column), which

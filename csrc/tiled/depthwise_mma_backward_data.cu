@@ -1,0 +1,21 @@
+// Backward-data, tiled family, depthwise configuration on tensor cores (EXPERIMENTAL, not yet run on a GPU: enabled
+// only with CONV2D_EXT_EXPERIMENTAL=1): at stride 1 grad_input is the forward of grad_output with the filter flipped
+// and padding R-1-pad (csrc/tiled/depthwise_mma.cuh; kernels instantiated in depthwise_mma_forward.cu).
+#include "kernels.h"
+#include "tiled/depthwise_mma.cuh"
+
+namespace conv2d_ext {
+namespace {
+
+std::string can_implement(const ConvParams& p) { return dwmma::can_implement(p, dwmma::Role::kBackwardData); }
+
+void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  dwmma::run(p, dwmma::Role::kBackwardData, workspace, stream);
+}
+
+}  // namespace
+
+const KernelInfo backward_data_tiled_depthwise_mma{Pass::kBackwardData, "tiled", "depthwise_mma", &can_implement,
+                                                   &dwmma::workspace_bytes, &launch};
+
+}  // namespace conv2d_ext
