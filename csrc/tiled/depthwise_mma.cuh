@@ -282,8 +282,13 @@ __global__ void __launch_bounds__(kThreads, 2) conv_kernel(const Geom g, const u
   }
 }
 
-// Bytes of workspace: the A fragments of every channel.
-inline int64_t workspace_bytes(const ConvParams& p) { return p.N == 0 ? 0 : p.C * p.R * 2 * 32 * 16; }
+// 16-byte A fragments of every channel: (channel, filter row, k-step, lane).
+inline int64_t fragment_count(const ConvParams& p) { return p.C * p.R * 2 * 32; }
+
+// Bytes of workspace: the A fragments.
+inline int64_t workspace_bytes(const ConvParams& p) {
+  return p.N == 0 ? 0 : fragment_count(p) * int64_t(sizeof(uint4));
+}
 
 // Runs `role` of `p` (can_implement is ""), T = __half or __nv_bfloat16. Instantiated in depthwise_mma_forward.cu.
 template <typename T>
@@ -292,7 +297,7 @@ void launch(const ConvParams& p, Role role, void* workspace, cudaStream_t stream
   const Geom g = plan(p, role);
   TORCH_CHECK(workspace != nullptr, "conv2d_ext: tiled:depthwise_mma: no workspace for the packed filters");
   uint4* frags = static_cast<uint4*>(workspace);
-  const int total = int(p.C * p.R * 2 * 32);
+  const int total = int(fragment_count(p));
   pack_kernel<T><<<static_cast<unsigned>(std::min(1024, (total + kThreads - 1) / kThreads)), kThreads, 0, stream>>>(
       g, frags, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
