@@ -742,13 +742,21 @@ def depthwise_mma_passes(case):
     return passes
 
 
+# Beyond DEPTHWISE_VEC's square filters: non-square filters (1 x 7, 5 x 3, 7 x 5) and two tiles of columns.
+DEPTHWISE_MMA = dict(DEPTHWISE_VEC, **{
+    "1x7_c16_pad0": Case(2, 16, 9, 23, 16, 1, 7, 1, 0, 1, 16),
+    "5x3_c8_pad1": Case(1, 8, 10, 19, 8, 5, 3, 1, 1, 1, 8),
+    "7x5_c8_w70": Case(1, 8, 9, 70, 8, 7, 5, 1, 2, 1, 8),
+})
+
+
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(DEPTHWISE_VEC))
+@pytest.mark.parametrize("name", list(DEPTHWISE_MMA))
 def test_tiled_depthwise_mma(name, precision_mode, poison, experimental):
     """EXPERIMENTAL tiled:depthwise_mma (filter rows as band matrices on mma.sync) forced on its forward and
     backward-data, channels-last; it must accept each case."""
-    case = DEPTHWISE_VEC[name]
-    bias = list(DEPTHWISE_VEC).index(name) % 2 == 1
+    case = DEPTHWISE_MMA[name]
+    bias = list(DEPTHWISE_MMA).index(name) % 2 == 1
     run_and_check(case, precision_mode, "nhwc", depthwise_mma_passes(case), bias, must_run=True)
 
 
