@@ -249,10 +249,12 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   // Register blocks per thread and tile (forward and backward-data): two, so that the per-tile work (staging
   // address math, the tile's divisions, the filter staging: ~40% of the 7x7 bf16 forward's instructions with one)
   // is shared (H200, depthwise_7x7 NHWC, ms for 1 / 2 / 3: bf16 forward 0.0652 / 0.0628 / 0.0580, backward-data
-  // 0.0700 / 0.0670 / 0.0616; fp32 forward 0.0744 / 0.0729 / 0.0805). Three is faster in 16-bit but its tests have
-  // not run yet. TUNING (temporary): CONV2D_EXT_DW_ITEMS (1-4).
+  // 0.0700 / 0.0670 / 0.0616; fp32 forward 0.0744 / 0.0729 / 0.0805): three in 16-bit, two in fp32 (the depthwise
+  // tests passed with each, sessions 16-17). TUNING (temporary): CONV2D_EXT_DW_ITEMS (1-4).
   const char* env_items = std::getenv("CONV2D_EXT_DW_ITEMS");
-  const int64_t per_thread = wgrad ? 1 : env_items ? std::max(1, std::min(4, std::atoi(env_items))) : 2;
+  int64_t per_thread = p.dtype == DType::kFloat32 ? 2 : 3;
+  if (env_items != nullptr) per_thread = std::max(1, std::min(4, std::atoi(env_items)));
+  if (wgrad) per_thread = 1;
   for (;;) {
     const int64_t lanes = ct * lanes_per_ct;
     const int64_t blocks = std::max<int64_t>(1, per_thread * kMaxThreads / lanes);  // register blocks per tile

@@ -38,6 +38,7 @@
 #include <c10/util/Exception.h>
 
 #include "common/conv_params.h"
+#include "common/cp_async.cuh"
 #include "common/dtype.cuh"
 #include "common/mma.cuh"
 #include "common/pdl.cuh"
@@ -64,9 +65,11 @@ struct Geom {
   int flip;                         // backward-data: tap (r, s) takes w[c, 0, R-1-r, S-1-s]
   int mblocks, tile_w;              // 16-column blocks per tile, output columns per tile (16 x mblocks)
   int tiles_w, tiles_h;             // tiles per image row, per image column
+  int64_t tiles;                    // N * tiles_h * tiles_w
   int srows, scols, swidth, pitch;  // staged rows, staged columns read, staged width (zeros past scols), row pitch
   int plane_elems;                  // srows * pitch
   int out_offset;                   // bytes: the output tile after the planes
+  int raw_offset, raw_bytes;        // bytes: two raw buffers of srows x scols pixels (16 bytes each) after it
   int smem;
 };
 
@@ -94,8 +97,11 @@ inline Geom plan(const ConvParams& p, Role role) {
   g.swidth = g.tile_w + 16;  // the last block's second k-step reads up to column tile_w + 15
   g.pitch = (((g.swidth + 7) / 8) | 1) * 8;
   g.plane_elems = g.srows * g.pitch;
+  g.tiles = int64_t(g.N) * g.tiles_h * g.tiles_w;
   g.out_offset = kChannels * g.plane_elems * 2;
-  g.smem = g.out_offset + kRowsOut * g.tile_w * kChannels * 2;
+  g.raw_offset = g.out_offset + kRowsOut * g.tile_w * kChannels * 2;
+  g.raw_bytes = g.srows * g.scols * 16;
+  g.smem = g.raw_offset + 2 * g.raw_bytes;
   return g;
 }
 
@@ -104,7 +110,13 @@ inline bool experimental_enabled() {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
-// Why the tensor-core depthwise kernel cannot run `role` of `p`, or "".
+// Whether both activations are 16-byte aligned. Views at odd offsets run on tiled:depthwise's tiles instead (the
+// registered launchers hand them over; depthwise_mma_forward.cu).
+inline bool aligned(const ConvParams& p) {
+  return reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
+}
+
+// Why the tensor-core depthwise kernel cannot run `role` of `p` with aligned activations, or "".
 inline std::string can_implement(const ConvParams& p, Role role) {
   if (!experimental_enabled()) return "experimental, not yet run on a GPU (CONV2D_EXT_EXPERIMENTAL=1 enables it)";
   if (p.groups != p.C || p.K != p.C) return "not depthwise with channel multiplier 1";
@@ -122,22 +134,21 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   std::string why = dw::dense_reason(p, p.x_stride, p.C, p.H, p.W, "the input");
   if (why.empty()) why = dw::dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
   if (!why.empty()) return why;
-  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
-    return "activations not 16-byte aligned";
   const Geom g = plan(p, role);
   if (g.smem > dw::max_shared_memory(p.sm)) return "a tile needs more shared memory than this GPU gives a block";
-  if (int64_t(g.tiles_w) * g.tiles_h * p.N >= (int64_t(1) << 31) || p.C / kChannels > 65535)
-    return "too many tiles for one grid";
+  if (g.tiles * (p.C / kChannels) >= (int64_t(1) << 31)) return "2^31 or more (tile, channel group) items";
   return "";
 }
 
 // ---- Device.
 
-// Whether either 16-bit value of `word` is an inf or a NaN (exponent all ones).
+// Bit 15 or 31 set where the 16-bit value below it in `word` is an inf or a NaN (exponent all ones): the exponent
+// field plus one unit carries into the sign bit exactly then (and never into the other half).
 template <typename T>
-__device__ __forceinline__ bool nonfinite_pair(uint32_t word) {
-  constexpr uint32_t kExp = std::is_same<T, __half>::value ? 0x7c00u : 0x7f80u;
-  return (word & kExp) == kExp || ((word >> 16) & kExp) == kExp;
+__device__ __forceinline__ uint32_t nonfinite_bits(uint32_t word) {
+  constexpr uint32_t kExp = std::is_same<T, __half>::value ? 0x7c007c00u : 0x7f807f80u;
+  constexpr uint32_t kOne = std::is_same<T, __half>::value ? 0x04000400u : 0x00800080u;
+  return ((word & kExp) + kOne) & 0x80008000u;
 }
 
 // The filter tap (r, s) of channel c as raw 16 bits (flipped for backward-data); 0 outside the filter.
@@ -169,117 +180,173 @@ __global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint4* fra
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 2) conv_kernel(const Geom g, const uint4* __restrict__ frags) {
+// Where work item `w` lies: channel group fastest (the blocks in flight together read the same pixels' 16-byte
+// slices: whole sectors through L2), then tile column, tile row, image.
+// 32-bit divisions (64-bit ones are ~100-instruction subroutines): can_implement keeps the items below 2^31.
+struct Item {
+  int cg, p0, q0, n;
+};
+
+__device__ __forceinline__ Item item_at(const Geom& g, int w) {
+  const unsigned groups = unsigned(g.C / kChannels);
+  Item it;
+  unsigned tile = unsigned(w) / groups;
+  it.cg = int(unsigned(w) - tile * groups);
+  unsigned rest = tile / unsigned(g.tiles_w);
+  it.q0 = int(tile - rest * unsigned(g.tiles_w)) * g.tile_w;
+  tile = rest / unsigned(g.tiles_h);
+  it.p0 = int(rest - tile * unsigned(g.tiles_h)) * kRowsOut;
+  it.n = int(tile);
+  return it;
+}
+
+// A persistent block walks work items (channel group x tile) gridDim.x apart, two in flight: while one tile is
+// transposed into planes, multiplied and stored, the next one's pixels arrive by cp.async in the other raw buffer.
+// kR: filter rows at most (3, 5 or 7), the A fragments a lane holds.
+template <typename T, int kR>
+__global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_kernel(const Geom g, const uint4* __restrict__ frags) {
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned short* planes = reinterpret_cast<unsigned short*>(smem);
   unsigned short* out_tile = reinterpret_cast<unsigned short*>(smem + g.out_offset);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int c0 = int(blockIdx.y) * kChannels;
-  unsigned x = blockIdx.x;
-  const int tw = int(x % unsigned(g.tiles_w));
-  x /= unsigned(g.tiles_w);
-  const int th = int(x % unsigned(g.tiles_h));
-  const int64_t n = x / unsigned(g.tiles_h);
-  const int p0 = th * kRowsOut, q0 = tw * g.tile_w;
-  const int h0 = p0 - g.pad_h, w0 = q0 - g.pad_w;
+  const int items = int(int64_t(g.C / kChannels) * g.tiles);
+  int w = int(blockIdx.x);
+  if (w >= items) return;
 
-  // 1. Stage: pixel (sr, sc) of the tile's input window, 8 channels, one plane per channel.
-  const T* in = static_cast<const T*>(g.in) + n * g.Hin * g.Win * g.C + c0;
-  bool bad = false;
-  const int items = g.srows * g.swidth;
-  for (int i = tid; i < items; i += kThreads) {
-    const int sr = i / g.swidth, sc = i - sr * g.swidth;
-    const int h = h0 + sr, w = w0 + sc;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (sc < g.scols && unsigned(h) < unsigned(g.Hin) && unsigned(w) < unsigned(g.Win))
-      v = __ldg(reinterpret_cast<const uint4*>(in + (int64_t(h) * g.Win + w) * g.C));
-    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-    unsigned short* dst = planes + sr * g.pitch + sc;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      bad |= nonfinite_pair<T>(words[k]);
-      dst[(2 * k) * g.plane_elems] = static_cast<unsigned short>(words[k] & 0xffffu);
-      dst[(2 * k + 1) * g.plane_elems] = static_cast<unsigned short>(words[k] >> 16);
-    }
-  }
+  // This thread's staged pixels: i = tid + k * kThreads of the srows x scols window (raw: [srows][scols] x 16 B).
+  const int staged = g.srows * g.scols;
+  const int first_r = tid / g.scols, first_c = tid - first_r * g.scols;
+  const int step_r = kThreads / g.scols, step_c = kThreads - step_r * g.scols;
 
-  // 2. This warp's channel: its A fragments (written by pack_kernel), then the products.
-  pdl_wait();
-  const int c = c0 + warp;
-  uint32_t a[kMaxTaps][2][4];
-  const uint4* f = frags + int64_t(c) * g.R * 2 * 32 + lane;
-#pragma unroll
-  for (int r = 0; r < kMaxTaps; ++r)
-#pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
-      uint4 q = make_uint4(0, 0, 0, 0);
-      if (r < g.R) q = __ldg(f + (r * 2 + kk) * 32);
-      a[r][kk][0] = q.x, a[r][kk][1] = q.y, a[r][kk][2] = q.z, a[r][kk][3] = q.w;
+  // 1a. Issue the copies of item `v`'s input window into raw buffer `buf` (zeros outside the image).
+  auto load = [&](int v, int buf) {
+    const Item it = item_at(g, v);
+    const int h0 = it.p0 - g.pad_h, w0 = it.q0 - g.pad_w;
+    const T* in = static_cast<const T*>(g.in) + int64_t(it.n) * g.Hin * g.Win * g.C + it.cg * kChannels;
+    uint32_t dst = smem_addr(smem + g.raw_offset) + uint32_t(buf * g.raw_bytes + tid * 16);
+    for (int i = tid, sr = first_r, sc = first_c; i < staged; i += kThreads, dst += kThreads * 16) {
+      const int h = h0 + sr, x = w0 + sc;
+      const bool inside = unsigned(h) < unsigned(g.Hin) && unsigned(x) < unsigned(g.Win);
+      cp_async_16(dst, inside ? in + (int64_t(h) * g.Win + x) * g.C : in, inside);
+      sc += step_c, sr += step_r;
+      if (sc >= g.scols) sc -= g.scols, ++sr;
     }
-  const float bias = g.bias != nullptr ? to_acc(static_cast<const T*>(g.bias)[c]) : 0.f;
-  const int any_bad = __syncthreads_or(bad);  // also: the planes are staged
+  };
+
+  // Planes: zero once (the columns from scols to the staged width stay zero; the rest is rewritten per tile).
+  for (int i = tid; i < kChannels * g.plane_elems / 8; i += kThreads)
+    reinterpret_cast<uint4*>(smem)[i] = make_uint4(0, 0, 0, 0);
+  load(w, 0);
+  cp_async_commit();
+  pdl_wait();  // the A fragments are pack_kernel's
+
   const int gid = lane >> 2, t = lane & 3;
-  if (!any_bad) {
-    // Lane l points ldmatrix at staged row (l & 7) + r, columns 16 mb + 8 (l >> 3): matrices 0, 1 are B of k-step
-    // 0 (k 0-7, 8-15), matrices 2, 3 of k-step 1.
-    const uint32_t lane_base =
-        smem_addr(planes + warp * g.plane_elems) + uint32_t(((lane & 7) * g.pitch + 8 * (lane >> 3)) * 2);
-    for (int mb = 0; mb < g.mblocks; ++mb) {
-      float acc[4] = {bias, bias, bias, bias};
+  // Lane l points ldmatrix at staged row (l & 7) + r, columns 16 mb + 8 (l >> 3): matrices 0, 1 are B of k-step 0
+  // (k 0-7, 8-15), matrices 2, 3 of k-step 1.
+  const uint32_t lane_base =
+      smem_addr(planes + warp * g.plane_elems) + uint32_t(((lane & 7) * g.pitch + 8 * (lane >> 3)) * 2);
+  uint32_t a[kR][2][4];
+  float bias = 0.f;
+  int have_cg = -1;
+  const int step = int(gridDim.x);
+  for (int k = 0; w < items; ++k, w += step) {
+    if (w < items - step) load(w + step, (k + 1) & 1);
+    cp_async_commit();  // possibly empty: the wait below always leaves the newest group in flight
+    const Item it = item_at(g, w);
+    const int c = it.cg * kChannels + warp;
+    if (it.cg != have_cg) {  // block-uniform: this warp's channel's A fragments (written by pack_kernel)
+      have_cg = it.cg;
+      const uint4* f = frags + int64_t(c) * g.R * 2 * 32 + lane;
 #pragma unroll
-      for (int r = 0; r < kMaxTaps; ++r) {
-        if (r < g.R) {
-          uint32_t b[4];
-          ldmatrix_x4(b, lane_base + uint32_t((r * g.pitch + 16 * mb) * 2));
-          const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-          Mma<T>::run(acc, a[r][0], b0);
-          Mma<T>::run(acc, a[r][1], b1);
+      for (int r = 0; r < kR; ++r)
+#pragma unroll
+        for (int kk = 0; kk < 2; ++kk) {
+          uint4 q = make_uint4(0, 0, 0, 0);
+          if (r < g.R) q = __ldg(f + (r * 2 + kk) * 32);
+          a[r][kk][0] = q.x, a[r][kk][1] = q.y, a[r][kk][2] = q.z, a[r][kk][3] = q.w;
         }
-      }
-      // acc[2 h + j]: output column 16 mb + gid + 8 h (m), output row 2 t + j (n).
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const T v = from_acc<T>(acc[2 * h + j]);
-          unsigned short bits;
-          memcpy(&bits, &v, sizeof(bits));
-          out_tile[((2 * t + j) * g.tile_w + 16 * mb + gid + 8 * h) * kChannels + warp] = bits;
-        }
+      bias = g.bias != nullptr ? to_acc(static_cast<const T*>(g.bias)[c]) : 0.f;
     }
-  } else {
-    // A tile holding an inf or NaN: plain FFMA over the same planes (no product outside an output's window).
-    const int outputs = kRowsOut * g.tile_w * kChannels;
-    for (int i = tid; i < outputs; i += kThreads) {
-      const int ch = i % kChannels, pix = i / kChannels;
-      const int row = pix / g.tile_w, col = pix - row * g.tile_w;
-      float sum = g.bias != nullptr ? to_acc(static_cast<const T*>(g.bias)[c0 + ch]) : 0.f;
-      const unsigned short* plane = planes + ch * g.plane_elems;
-      for (int r = 0; r < g.R; ++r)
-        for (int s = 0; s < g.S; ++s) {
-          const unsigned short wb = static_cast<unsigned short>(tap_bits<T>(g, c0 + ch, r, s));
-          const unsigned short xb = plane[(row + r) * g.pitch + col + s];
-          T wv, xv;
-          memcpy(&wv, &wb, sizeof(wb));
-          memcpy(&xv, &xb, sizeof(xb));
-          sum = fmaf(to_acc(wv), to_acc(xv), sum);
-        }
-      const T v = from_acc<T>(sum);
-      memcpy(&out_tile[i], &v, sizeof(v));
-    }
-  }
-  __syncthreads();
+    cp_async_wait<1>();
+    __syncthreads();  // this item's raw pixels have landed; the previous item's output tile is stored
 
-  // 3. The output tile's pixels inside the image, 16 bytes each.
-  T* out = static_cast<T*>(g.out) + n * g.Hout * g.Wout * g.C + c0;
-  for (int i = tid; i < kRowsOut * g.tile_w; i += kThreads) {
-    const int row = i / g.tile_w, col = i - row * g.tile_w;
-    const int oh = p0 + row, ow = q0 + col;
-    if (oh < g.Hout && ow < g.Wout)
-      *reinterpret_cast<uint4*>(out + (int64_t(oh) * g.Wout + ow) * g.C) =
-          *reinterpret_cast<const uint4*>(smem + g.out_offset + i * 16);
+    // 1b. Raw pixels -> one plane per channel; any inf or NaN sends the tile to the FFMA path.
+    uint32_t bad = 0;
+    const unsigned char* raw = smem + g.raw_offset + (k & 1) * g.raw_bytes;
+    for (int i = tid, sr = first_r, sc = first_c; i < staged; i += kThreads) {
+      const uint4 v = *reinterpret_cast<const uint4*>(raw + i * 16);
+      const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+      unsigned short* dst = planes + sr * g.pitch + sc;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        bad |= nonfinite_bits<T>(words[j]);
+        dst[(2 * j) * g.plane_elems] = static_cast<unsigned short>(words[j] & 0xffffu);
+        dst[(2 * j + 1) * g.plane_elems] = static_cast<unsigned short>(words[j] >> 16);
+      }
+      sc += step_c, sr += step_r;
+      if (sc >= g.scols) sc -= g.scols, ++sr;
+    }
+    const int any_bad = __syncthreads_or(bad != 0);  // also: the planes are complete
+
+    // 2. The products, to the output tile [row][column][8 channels].
+    if (!any_bad) {
+      for (int mb = 0; mb < g.mblocks; ++mb) {
+        float acc[4] = {bias, bias, bias, bias};
+#pragma unroll
+        for (int r = 0; r < kR; ++r) {
+          if (r < g.R) {
+            uint32_t b[4];
+            ldmatrix_x4(b, lane_base + uint32_t((r * g.pitch + 16 * mb) * 2));
+            const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+            Mma<T>::run(acc, a[r][0], b0);
+            Mma<T>::run(acc, a[r][1], b1);
+          }
+        }
+        // acc[2 h + j]: output column 16 mb + gid + 8 h (m), output row 2 t + j (n).
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            const T v = from_acc<T>(acc[2 * h + j]);
+            unsigned short bits;
+            memcpy(&bits, &v, sizeof(bits));
+            out_tile[((2 * t + j) * g.tile_w + 16 * mb + gid + 8 * h) * kChannels + warp] = bits;
+          }
+      }
+    } else {
+      // A tile holding an inf or NaN: plain FFMA over the same planes (no product outside an output's window).
+      const int outputs = kRowsOut * g.tile_w * kChannels;
+      for (int i = tid; i < outputs; i += kThreads) {
+        const int ch = i % kChannels, pix = i / kChannels;
+        const int row = pix / g.tile_w, col = pix - row * g.tile_w;
+        float sum = g.bias != nullptr ? to_acc(static_cast<const T*>(g.bias)[it.cg * kChannels + ch]) : 0.f;
+        const unsigned short* plane = planes + ch * g.plane_elems;
+        for (int r = 0; r < g.R; ++r)
+          for (int s = 0; s < g.S; ++s) {
+            const unsigned short wb = static_cast<unsigned short>(tap_bits<T>(g, it.cg * kChannels + ch, r, s));
+            const unsigned short xb = plane[(row + r) * g.pitch + col + s];
+            T wv, xv;
+            memcpy(&wv, &wb, sizeof(wb));
+            memcpy(&xv, &xb, sizeof(xb));
+            sum = fmaf(to_acc(wv), to_acc(xv), sum);
+          }
+        const T v = from_acc<T>(sum);
+        memcpy(&out_tile[i], &v, sizeof(v));
+      }
+    }
+    __syncthreads();  // the output tile is complete; the planes are free
+
+    // 3. The output tile's pixels inside the image, 16 bytes each.
+    T* out = static_cast<T*>(g.out) + int64_t(it.n) * g.Hout * g.Wout * g.C + it.cg * kChannels;
+    for (int i = tid; i < kRowsOut * g.tile_w; i += kThreads) {
+      const int row = i / g.tile_w, col = i - row * g.tile_w;
+      const int oh = it.p0 + row, ow = it.q0 + col;
+      if (oh < g.Hout && ow < g.Wout)
+        *reinterpret_cast<uint4*>(out + (int64_t(oh) * g.Wout + ow) * g.C) =
+            *reinterpret_cast<const uint4*>(smem + g.out_offset + i * 16);
+    }
   }
+  cp_async_wait<0>();
 }
 
 // 16-byte A fragments of every channel: (channel, filter row, k-step, lane).
@@ -288,6 +355,18 @@ inline int64_t fragment_count(const ConvParams& p) { return p.C * p.R * 2 * 32; 
 // Bytes of workspace: the A fragments.
 inline int64_t workspace_bytes(const ConvParams& p) {
   return p.N == 0 ? 0 : fragment_count(p) * int64_t(sizeof(uint4));
+}
+
+// The persistent grid: as many blocks as are resident, at most one per item, rounded down to a multiple of the
+// channel groups where that costs at most an eighth (a block then keeps its channel and its A fragments).
+template <typename T, int kR>
+void launch_conv(const Geom& g, const uint4* frags, cudaStream_t stream) {
+  constexpr auto kernel = conv_kernel<T, kR>;
+  const int64_t items = int64_t(g.C / kChannels) * g.tiles, groups = g.C / kChannels;
+  int64_t blocks = dw::resident_blocks<kernel>(kThreads, g.smem);
+  if (blocks >= groups && blocks % groups <= blocks / 8) blocks -= blocks % groups;
+  blocks = std::max<int64_t>(1, std::min(blocks, items));
+  launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), size_t(g.smem), stream, g, frags);
 }
 
 // Runs `role` of `p` (can_implement is ""), T = __half or __nv_bfloat16. Instantiated in depthwise_mma_forward.cu.
@@ -301,11 +380,9 @@ void launch(const ConvParams& p, Role role, void* workspace, cudaStream_t stream
   pack_kernel<T><<<static_cast<unsigned>(std::min(1024, (total + kThreads - 1) / kThreads)), kThreads, 0, stream>>>(
       g, frags, total);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  constexpr auto kernel = conv_kernel<T>;
-  dw::allow_shared_memory<kernel>(g.smem);
-  const int64_t blocks = int64_t(g.N) * g.tiles_h * g.tiles_w;
-  launch_dependent(kernel, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.C / kChannels)),
-                   dim3(kThreads), size_t(g.smem), stream, g, static_cast<const uint4*>(frags));
+  if (g.R <= 3) launch_conv<T, 3>(g, frags, stream);
+  else if (g.R <= 5) launch_conv<T, 5>(g, frags, stream);
+  else launch_conv<T, 7>(g, frags, stream);
 }
 
 extern template void launch<__half>(const ConvParams&, Role, void*, cudaStream_t);

@@ -7,9 +7,15 @@
 namespace conv2d_ext {
 namespace {
 
-std::string can_implement(const ConvParams& p) { return dwmma::can_implement(p, dwmma::Role::kBackwardData); }
+// Views not 16-byte aligned run on tiled:depthwise's tiles.
+std::string can_implement(const ConvParams& p) {
+  std::string why = dwmma::can_implement(p, dwmma::Role::kBackwardData);
+  if (why.empty() && !dwmma::aligned(p)) why = backward_data_tiled_depthwise.can_implement(p);
+  return why;
+}
 
 void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (!dwmma::aligned(p)) return backward_data_tiled_depthwise.launch(p, workspace, stream);
   dwmma::run(p, dwmma::Role::kBackwardData, workspace, stream);
 }
 

@@ -12,9 +12,15 @@ template void launch<__nv_bfloat16>(const ConvParams&, Role, void*, cudaStream_t
 
 namespace {
 
-std::string can_implement(const ConvParams& p) { return dwmma::can_implement(p, dwmma::Role::kForward); }
+// Views not 16-byte aligned run on tiled:depthwise's tiles.
+std::string can_implement(const ConvParams& p) {
+  std::string why = dwmma::can_implement(p, dwmma::Role::kForward);
+  if (why.empty() && !dwmma::aligned(p)) why = forward_tiled_depthwise.can_implement(p);
+  return why;
+}
 
 void launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (!dwmma::aligned(p)) return forward_tiled_depthwise.launch(p, workspace, stream);
   dwmma::run(p, dwmma::Role::kForward, workspace, stream);
 }
 
