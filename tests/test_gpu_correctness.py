@@ -772,6 +772,16 @@ def test_tiled_depthwise_mma_sliced_inputs(name, precision_mode, slicing, poison
 
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", ["3x3_c24_w17", "7x7_c32", "1x7_c16_pad0", "7x5_c8_w70"])
+def test_tiled_depthwise_mma_ffma_tiles(name, precision_mode, poison, experimental, monkeypatch):
+    """The FFMA path that tiles holding an inf or a NaN take, forced on every tile (CONV2D_EXT_DWMMA_ALL_FFMA=1, a
+    test hook) with finite inputs: forward and backward-data."""
+    monkeypatch.setenv("CONV2D_EXT_DWMMA_ALL_FFMA", "1")
+    case = DEPTHWISE_MMA[name]
+    run_and_check(case, precision_mode, "nhwc", depthwise_mma_passes(case), True, must_run=True)
+
+
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 def test_tiled_depthwise_mma_refuses_without_the_switch(precision_mode, monkeypatch):
     monkeypatch.delenv("CONV2D_EXT_EXPERIMENTAL", raising=False)
     case = DEPTHWISE_VEC["7x7_c32"]

@@ -113,6 +113,19 @@ __device__ __forceinline__ typename PairBits<T>::type pack_pair(float a, float b
   }
 }
 
+// A 16-bit float's raw bits and back (never memcpy a __half / __nv_bfloat16 into 16-bit storage: nvcc 13.0 lowered
+// one such memcpy into shared memory to two byte stores, the low byte an F2I conversion of the value).
+template <typename T>
+__device__ __forceinline__ unsigned short bits16(T v) {
+  if constexpr (std::is_same<T, __half>::value) return __half_as_ushort(v);
+  else return __bfloat16_as_ushort(v);
+}
+template <typename T>
+__device__ __forceinline__ T from_bits16(unsigned short b) {
+  if constexpr (std::is_same<T, __half>::value) return __ushort_as_half(b);
+  else return __ushort_as_bfloat16(b);
+}
+
 template <typename T> struct TypeTag { using type = T; };
 
 // Calls f(TypeTag<T>{}) with T the CUDA element type of `dtype`: the one place a runtime dtype becomes a

@@ -32,6 +32,26 @@ template <> struct Mma<__nv_bfloat16> {
   }
 };
 
+// d += a * b for one 16 x 8 tile and 16 bytes of reduction (m16n8k8, fp16/bf16): a holds A's rows gid and gid + 8,
+// columns 2t and 2t + 1; b B's rows 2t and 2t + 1, column gid (gid = lane / 4, t = lane % 4).
+template <typename T> struct MmaK8;
+
+template <> struct MmaK8<__half> {
+  __device__ __forceinline__ static void run(float (&d)[4], const uint32_t (&a)[2], uint32_t b) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b));
+  }
+};
+
+template <> struct MmaK8<__nv_bfloat16> {
+  __device__ __forceinline__ static void run(float (&d)[4], const uint32_t (&a)[2], uint32_t b) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b));
+  }
+};
+
 // fp32 bits go in as they are: the tensor core reads the TF32 part (1 + 8 + 10 bits) of each.
 template <> struct Mma<float> {
   __device__ __forceinline__ static void run(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {

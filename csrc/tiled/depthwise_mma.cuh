@@ -7,21 +7,23 @@
 // 1425 instructions per register block of 16 outputs, 784 of them FFMA) where cuDNN takes 0.072 ms and the bytes
 // 0.009 ms. Per channel, output row p and column q, y = sum_r sum_s w[r][s] x[p + r][q + s] (staged coordinates).
 // For one filter row r, 16 output columns (mma's m) and 8 output rows (its n) that is one m16n8 product over
-// k = 32 staged columns: A[m][k] = w[r][k - m] (zero outside 0 <= k - m < S: a band of the filter row),
-// B[k][n] = x[n + r][k]. Two m16n8k16 steps per filter row: 14 mma per 128 outputs of a 7x7 channel, against 196 FFMA
-// per lane. A's fragments are packed once per call (pack_kernel) and held in registers, one channel per warp.
+// k = 24 staged columns: A[m][k] = w[r][k - m] (zero outside 0 <= k - m < S: a band of the filter row),
+// B[k][n] = x[n + r][k]: an m16n8k16 and an m16n8k8 per filter row, 14 mma per 128 outputs of a 7x7 channel, against
+// 196 FFMA per lane. A's fragments (two distinct registers per filter row and lane) are packed once per call
+// (pack_kernel) and held in registers, one channel per warp.
 //
 // The band's zeros multiply staged columns outside each output's window: 0 x inf would turn an output that PyTorch
 // keeps finite into NaN. So the staging checks every staged element, and a tile holding an inf or NaN is computed
 // by plain FFMA from the same staged planes instead (block-uniform branch).
 //
-// Block: one image, 8 output rows x (16 x mblocks) output columns x 8 channels (16 bytes a pixel), 256 threads,
-// warp w the tile's channel w.
-//   1. Stage the input rows and columns the tile reads (8 + R - 1 rows, 16 x mblocks + S - 1 columns; zeros outside
-//      the image and up to 16 x mblocks + 16 columns) as one plane per channel, row pitch an odd number of 16-byte
-//      units (ldmatrix conflict-free).
-//   2. Each warp: its channel's A fragments from the workspace, then per 16-column block one ldmatrix.x4 (B for both
-//      k-steps) and two mma per filter row, the fp32 sums (plus bias) to an output tile [row][column][8 channels].
+// Work item: one image, 8 output rows x (16 x mblocks) output columns x 8 channels (16 bytes a pixel); persistent
+// blocks of 256 threads, warp w the item's channel w, two items in flight per block.
+//   1. The input rows and columns the item reads (8 + R - 1 rows, 16 x mblocks + S - 1 columns; zeros outside the
+//      image) arrive by cp.async as 16-byte pixels in a raw buffer (the next item's while this one is computed), are
+//      then transposed into one plane per channel (zeros up to 16 x mblocks + 16 columns), row pitch an odd number
+//      of 16-byte units (ldmatrix conflict-free).
+//   2. Each warp: per filter row and 16-column block one ldmatrix.x4 (B of both steps) and two mma, the fp32 sums
+//      (plus bias) to an output tile [row][column][8 channels].
 //   3. The output tile to global memory as 16-byte pixel vectors.
 #pragma once
 
@@ -63,6 +65,7 @@ struct Geom {
   int64_t w_stride[4];
   int N, C, Hin, Win, Hout, Wout, R, S, pad_h, pad_w;
   int flip;                         // backward-data: tap (r, s) takes w[c, 0, R-1-r, S-1-s]
+  int all_ffma;                     // every tile on the FFMA path (CONV2D_EXT_DWMMA_ALL_FFMA=1: a test hook)
   int mblocks, tile_w;              // 16-column blocks per tile, output columns per tile (16 x mblocks)
   int tiles_w, tiles_h;             // tiles per image row, per image column
   int64_t tiles;                    // N * tiles_h * tiles_w
@@ -88,6 +91,8 @@ inline Geom plan(const ConvParams& p, Role role) {
   g.pad_h = dgrad ? int(p.R - 1 - p.pad_h) : p.pad_h;
   g.pad_w = dgrad ? int(p.S - 1 - p.pad_w) : p.pad_w;
   g.flip = dgrad;
+  const char* all_ffma = std::getenv("CONV2D_EXT_DWMMA_ALL_FFMA");  // read per call
+  g.all_ffma = all_ffma != nullptr && std::strcmp(all_ffma, "1") == 0;
   g.mblocks = std::max(1, std::min(kMaxBlocksM, (g.Wout + 15) / 16));
   g.tile_w = 16 * g.mblocks;
   g.tiles_w = (g.Wout + g.tile_w - 1) / g.tile_w;
@@ -160,28 +165,28 @@ __device__ __forceinline__ uint32_t tap_bits(const Geom& g, int c, int r, int s)
   return w[int64_t(c) * g.w_stride[0] + int64_t(rr) * g.w_stride[2] + int64_t(ss) * g.w_stride[3]];
 }
 
-// A fragments of every (channel, filter row, k-step), lane order: frags[((c * R + r) * 2 + kk) * 32 + lane] holds
-// registers a0..a3 of mma.m16n8k16's row-major A: register j is rows gid + 8 (j & 1), columns 2t + 8 (j >> 1) and
-// the next (low half first), of A[m][k] = w[r][16 kk + k - m].
+// A fragments of every (channel, filter row), lane order. Per filter row the band A[m][k] = w[r][k - m] spans 16 output
+// columns (m) and 24 staged columns (k): one m16n8k16 step (k 0-15) and one m16n8k8 step (k 16-23). Of their six
+// registers a lane holds only two distinct values (PTX ISA fragment layouts, gid = lane / 4, t = lane % 4):
+//   x = taps (2t - gid, 2t + 1 - gid): the k16 step's a0 (row gid, columns 2t, 2t + 1) and a3 (row gid + 8,
+//       columns 2t + 8, 2t + 9);
+//   y = taps (2t + 8 - gid, 2t + 9 - gid): the k16 step's a2 (row gid, columns 2t + 8, 2t + 9) and the k8 step's a1
+//       (row gid + 8, columns 16 + 2t, 17 + 2t);
+// the k16 step's a1 (row gid + 8, columns 2t, 2t + 1: taps below 0) and the k8 step's a0 (row gid, columns 16 + 2t:
+// taps 9 and more) are zero. frags[(c * R + r) * 32 + lane] = {x, y}.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint4* frags, int total) {
+__global__ void __launch_bounds__(kThreads) pack_kernel(const Geom g, uint2* frags, int total) {
   pdl_launch_dependents();  // the convolution stages its input while this runs
   for (int i = blockIdx.x * kThreads + threadIdx.x; i < total; i += gridDim.x * kThreads) {
-    const int lane = i & 31, kk = (i >> 5) & 1, rest = i >> 6;
+    const int lane = i & 31, rest = i >> 5;
     const int r = rest % g.R, c = rest / g.R;
     const int gid = lane >> 2, t = lane & 3;
-    uint32_t reg[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int m = gid + 8 * (j & 1), k = 16 * kk + 2 * t + 8 * (j >> 1);
-      reg[j] = tap_bits<T>(g, c, r, k - m) | (tap_bits<T>(g, c, r, k + 1 - m) << 16);
-    }
-    frags[i] = make_uint4(reg[0], reg[1], reg[2], reg[3]);
+    const int s = 2 * t - gid;
+    frags[i] = make_uint2(tap_bits<T>(g, c, r, s) | (tap_bits<T>(g, c, r, s + 1) << 16),
+                          tap_bits<T>(g, c, r, s + 8) | (tap_bits<T>(g, c, r, s + 9) << 16));
   }
 }
 
-// Where work item `w` lies: channel group fastest (the blocks in flight together read the same pixels' 16-byte
-// slices: whole sectors through L2), then tile column, tile row, image.
 // 32-bit divisions (64-bit ones are ~100-instruction subroutines): can_implement keeps the items below 2^31.
 struct Item {
   int cg, p0, q0, n;
@@ -204,7 +209,7 @@ __device__ __forceinline__ Item item_at(const Geom& g, int w) {
 // transposed into planes, multiplied and stored, the next one's pixels arrive by cp.async in the other raw buffer.
 // kR: filter rows at most (3, 5 or 7), the A fragments a lane holds.
 template <typename T, int kR>
-__global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_kernel(const Geom g, const uint4* __restrict__ frags) {
+__global__ void __launch_bounds__(kThreads, kR <= 5 ? 4 : 3) conv_kernel(const Geom g, const uint2* __restrict__ frags) {
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned short* planes = reinterpret_cast<unsigned short*>(smem);
   unsigned short* out_tile = reinterpret_cast<unsigned short*>(smem + g.out_offset);
@@ -241,11 +246,11 @@ __global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_
   pdl_wait();  // the A fragments are pack_kernel's
 
   const int gid = lane >> 2, t = lane & 3;
-  // Lane l points ldmatrix at staged row (l & 7) + r, columns 16 mb + 8 (l >> 3): matrices 0, 1 are B of k-step 0
-  // (k 0-7, 8-15), matrices 2, 3 of k-step 1.
+  // Lane l points ldmatrix at staged row (l & 7) + r, columns 16 mb + 8 (l >> 3): matrices 0, 1 are B of the k16
+  // step (k 0-7, 8-15), matrix 2 of the k8 step (k 16-23); matrix 3 is not used.
   const uint32_t lane_base =
       smem_addr(planes + warp * g.plane_elems) + uint32_t(((lane & 7) * g.pitch + 8 * (lane >> 3)) * 2);
-  uint32_t a[kR][2][4];
+  uint32_t ax[kR], ay[kR];  // this warp's channel's band fragments, per filter row
   float bias = 0.f;
   int have_cg = -1;
   const int step = int(gridDim.x);
@@ -256,15 +261,13 @@ __global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_
     const int c = it.cg * kChannels + warp;
     if (it.cg != have_cg) {  // block-uniform: this warp's channel's A fragments (written by pack_kernel)
       have_cg = it.cg;
-      const uint4* f = frags + int64_t(c) * g.R * 2 * 32 + lane;
+      const uint2* f = frags + int64_t(c) * g.R * 32 + lane;
 #pragma unroll
-      for (int r = 0; r < kR; ++r)
-#pragma unroll
-        for (int kk = 0; kk < 2; ++kk) {
-          uint4 q = make_uint4(0, 0, 0, 0);
-          if (r < g.R) q = __ldg(f + (r * 2 + kk) * 32);
-          a[r][kk][0] = q.x, a[r][kk][1] = q.y, a[r][kk][2] = q.z, a[r][kk][3] = q.w;
-        }
+      for (int r = 0; r < kR; ++r) {
+        uint2 q = make_uint2(0, 0);
+        if (r < g.R) q = __ldg(f + r * 32);
+        ax[r] = q.x, ay[r] = q.y;
+      }
       bias = g.bias != nullptr ? to_acc(static_cast<const T*>(g.bias)[c]) : 0.f;
     }
     cp_async_wait<1>();
@@ -286,33 +289,41 @@ __global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_
       sc += step_c, sr += step_r;
       if (sc >= g.scols) sc -= g.scols, ++sr;
     }
-    const int any_bad = __syncthreads_or(bad != 0);  // also: the planes are complete
+    const int any_bad = __syncthreads_or(bad != 0 || g.all_ffma);  // also: the planes are complete
 
     // 2. The products, to the output tile [row][column][8 channels].
     if (!any_bad) {
-      for (int mb = 0; mb < g.mblocks; ++mb) {
-        float acc[4] = {bias, bias, bias, bias};
+      // Up to four 16-column blocks at once (independent accumulators); per filter row and block one ldmatrix.x4
+      // (matrices 0-2: staged columns 16 mb + 0-23, row r + n), an m16n8k16 and an m16n8k8.
+      float acc[kMaxBlocksM][4];
 #pragma unroll
-        for (int r = 0; r < kR; ++r) {
-          if (r < g.R) {
-            uint32_t b[4];
-            ldmatrix_x4(b, lane_base + uint32_t((r * g.pitch + 16 * mb) * 2));
-            const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-            Mma<T>::run(acc, a[r][0], b0);
-            Mma<T>::run(acc, a[r][1], b1);
+      for (int mb = 0; mb < kMaxBlocksM; ++mb) acc[mb][0] = acc[mb][1] = acc[mb][2] = acc[mb][3] = bias;
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+        if (r < g.R) {
+          const uint32_t a16[4] = {ax[r], 0u, ay[r], ax[r]}, a8[2] = {0u, ay[r]};
+#pragma unroll
+          for (int mb = 0; mb < kMaxBlocksM; ++mb) {
+            if (mb < g.mblocks) {
+              uint32_t b[4];
+              ldmatrix_x4(b, lane_base + uint32_t((r * g.pitch + 16 * mb) * 2));
+              const uint32_t b16[2] = {b[0], b[1]};
+              Mma<T>::run(acc[mb], a16, b16);
+              MmaK8<T>::run(acc[mb], a8, b[2]);
+            }
           }
         }
-        // acc[2 h + j]: output column 16 mb + gid + 8 h (m), output row 2 t + j (n).
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            const T v = from_acc<T>(acc[2 * h + j]);
-            unsigned short bits;
-            memcpy(&bits, &v, sizeof(bits));
-            out_tile[((2 * t + j) * g.tile_w + 16 * mb + gid + 8 * h) * kChannels + warp] = bits;
-          }
       }
+      // acc[mb][2 h + j]: output column 16 mb + gid + 8 h (m), output row 2 t + j (n).
+#pragma unroll
+      for (int mb = 0; mb < kMaxBlocksM; ++mb)
+        if (mb < g.mblocks)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+              out_tile[((2 * t + j) * g.tile_w + 16 * mb + gid + 8 * h) * kChannels + warp] =
+                  bits16(from_acc<T>(acc[mb][2 * h + j]));
     } else {
       // A tile holding an inf or NaN: plain FFMA over the same planes (no product outside an output's window).
       const int outputs = kRowsOut * g.tile_w * kChannels;
@@ -323,15 +334,11 @@ __global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_
         const unsigned short* plane = planes + ch * g.plane_elems;
         for (int r = 0; r < g.R; ++r)
           for (int s = 0; s < g.S; ++s) {
-            const unsigned short wb = static_cast<unsigned short>(tap_bits<T>(g, it.cg * kChannels + ch, r, s));
-            const unsigned short xb = plane[(row + r) * g.pitch + col + s];
-            T wv, xv;
-            memcpy(&wv, &wb, sizeof(wb));
-            memcpy(&xv, &xb, sizeof(xb));
+            const T wv = from_bits16<T>(static_cast<unsigned short>(tap_bits<T>(g, it.cg * kChannels + ch, r, s)));
+            const T xv = from_bits16<T>(plane[(row + r) * g.pitch + col + s]);
             sum = fmaf(to_acc(wv), to_acc(xv), sum);
           }
-        const T v = from_acc<T>(sum);
-        memcpy(&out_tile[i], &v, sizeof(v));
+        out_tile[i] = bits16(from_acc<T>(sum));
       }
     }
     __syncthreads();  // the output tile is complete; the planes are free
@@ -349,18 +356,18 @@ __global__ void __launch_bounds__(kThreads, kR <= 3 ? 4 : kR <= 5 ? 3 : 2) conv_
   cp_async_wait<0>();
 }
 
-// 16-byte A fragments of every channel: (channel, filter row, k-step, lane).
-inline int64_t fragment_count(const ConvParams& p) { return p.C * p.R * 2 * 32; }
+// 8-byte A fragments of every channel: (channel, filter row, lane).
+inline int64_t fragment_count(const ConvParams& p) { return p.C * p.R * 32; }
 
 // Bytes of workspace: the A fragments.
 inline int64_t workspace_bytes(const ConvParams& p) {
-  return p.N == 0 ? 0 : fragment_count(p) * int64_t(sizeof(uint4));
+  return p.N == 0 ? 0 : fragment_count(p) * int64_t(sizeof(uint2));
 }
 
 // The persistent grid: as many blocks as are resident, at most one per item, rounded down to a multiple of the
 // channel groups where that costs at most an eighth (a block then keeps its channel and its A fragments).
 template <typename T, int kR>
-void launch_conv(const Geom& g, const uint4* frags, cudaStream_t stream) {
+void launch_conv(const Geom& g, const uint2* frags, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kR>;
   const int64_t items = int64_t(g.C / kChannels) * g.tiles, groups = g.C / kChannels;
   int64_t blocks = dw::resident_blocks<kernel>(kThreads, g.smem);
@@ -375,7 +382,7 @@ void launch(const ConvParams& p, Role role, void* workspace, cudaStream_t stream
   if (p.N == 0) return;
   const Geom g = plan(p, role);
   TORCH_CHECK(workspace != nullptr, "conv2d_ext: tiled:depthwise_mma: no workspace for the packed filters");
-  uint4* frags = static_cast<uint4*>(workspace);
+  uint2* frags = static_cast<uint2*>(workspace);
   const int total = int(fragment_count(p));
   pack_kernel<T><<<static_cast<unsigned>(std::min(1024, (total + kThreads - 1) / kThreads)), kThreads, 0, stream>>>(
       g, frags, total);
