@@ -252,6 +252,15 @@ RULES = (
          lambda p, pass_: p.depthwise and p.channels_last and p.R == p.S == 3,
          "depthwise, channels-last 3x3: a thread per channel vector and strip of output pixels, inputs read from "
          "global memory once per filter row (memory-bound; exact FP32 FMA)"),
+    # depthwise, channels-last fp16/bf16 7x7, forward and backward-data (stride 1, multiplier 1, channels in
+    # 16-byte vectors: its can_implement): filter rows as band matrices on tensor cores, where the FFMA tiles below
+    # are issue-bound (H200, depthwise_7x7, graph time: see NOTES, session 17); 3x3 stays on depthwise_vec (0.058
+    # against 0.047 ms: the band's fixed cost per tile)
+    Rule("tiled:depthwise_mma",
+         lambda p, pass_: (p.depthwise and p.channels_last and p.dtype in ("float16", "bfloat16")
+                           and p.R == p.S == 7 and pass_ in ("forward", "backward_data")),
+         "depthwise, channels-last fp16/bf16 7x7: each filter row a band matrix on tensor cores against 8 staged "
+         "input rows (memory- and latency-bound; fp32 accumulation)"),
     # depthwise NCHW forward and backward-data, 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of
     # 16-byte multiples (its can_implement; backward-data multiplier 1): no shared-memory tile, no barrier, so more
     # loads in flight than the tiles below keep

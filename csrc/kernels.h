@@ -72,9 +72,9 @@ extern const KernelInfo backward_weight_tiled_depthwise;
 extern const KernelInfo forward_tiled_depthwise_vec;
 extern const KernelInfo backward_data_tiled_depthwise_vec;
 extern const KernelInfo backward_weight_tiled_depthwise_vec;
-// Depthwise_mma (EXPERIMENTAL, not yet run on a GPU; refused unless CONV2D_EXT_EXPERIMENTAL=1; never picked by the
-// heuristics): channels-last fp16/bf16, multiplier 1, stride 1, filters up to 7x7, forward and backward-data; each
-// filter row a band matrix on mma.sync against 8 staged rows (depthwise_mma.cuh).
+// Depthwise_mma (channels-last fp16/bf16, multiplier 1, stride 1, filters up to 7x7, forward and backward-data): each
+// filter row a band matrix on mma.sync against 8 staged rows, persistent blocks with the next tile's pixels in flight
+// (depthwise_mma.cuh).
 extern const KernelInfo forward_tiled_depthwise_mma;
 extern const KernelInfo backward_data_tiled_depthwise_mma;
 // Depthwise_rows (NCHW, 3x3 / 5x5 / 7x7, stride 1, "same" column padding, rows of 16-byte multiples; backward-data

@@ -369,19 +369,9 @@ def _depthwise_mma_why_not(pass_, sizes=(2, 32, 20, 70, 32, 7, 7, 20, 70), strid
                             dtype, channels_last, True, 90)
 
 
-def test_tiled_depthwise_mma_is_experimental(monkeypatch):
-    """tiled:depthwise_mma (not yet run on a GPU) refuses everything unless CONV2D_EXT_EXPERIMENTAL=1, and the
-    heuristics never pick it."""
-    monkeypatch.delenv("CONV2D_EXT_EXPERIMENTAL", raising=False)
-    for pass_ in ("forward", "backward_data"):
-        assert "CONV2D_EXT_EXPERIMENTAL" in _depthwise_mma_why_not(pass_)
-    assert all("depthwise_mma" not in rule.kernel for rule in heuristics.RULES)
-
-
-def test_tiled_depthwise_mma_says_what_it_runs(monkeypatch):
-    """With the switch: channels-last fp16/bf16 depthwise, multiplier 1, stride 1, filters up to 7x7, channels in
-    eights; backward-data only with padding within the filter."""
-    monkeypatch.setenv("CONV2D_EXT_EXPERIMENTAL", "1")
+def test_tiled_depthwise_mma_says_what_it_runs():
+    """Channels-last fp16/bf16 depthwise, multiplier 1, stride 1, filters up to 7x7, channels in eights;
+    backward-data only with padding within the filter."""
     for dtype in ("float16", "bfloat16"):
         for pass_ in ("forward", "backward_data"):
             assert _depthwise_mma_why_not(pass_, dtype=dtype) == ""

@@ -728,12 +728,6 @@ def test_tiled_depthwise_vec_backward_weight_is_deterministic(name, precision_mo
                                         {"backward_weight": "tiled:depthwise_vec"})
 
 
-@pytest.fixture
-def experimental(monkeypatch):
-    """Kernels not yet run on a GPU refuse every problem unless CONV2D_EXT_EXPERIMENTAL=1 (csrc/tiled/depthwise_mma.cuh)."""
-    monkeypatch.setenv("CONV2D_EXT_EXPERIMENTAL", "1")
-
-
 def depthwise_mma_passes(case):
     """tiled:depthwise_mma's passes for `case`: forward, and backward-data where the padding stays within the filter."""
     passes = {"forward": "tiled:depthwise_mma"}
@@ -752,8 +746,8 @@ DEPTHWISE_MMA = dict(DEPTHWISE_VEC, **{
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(DEPTHWISE_MMA))
-def test_tiled_depthwise_mma(name, precision_mode, poison, experimental):
-    """EXPERIMENTAL tiled:depthwise_mma (filter rows as band matrices on mma.sync) forced on its forward and
+def test_tiled_depthwise_mma(name, precision_mode, poison):
+    """tiled:depthwise_mma (filter rows as band matrices on mma.sync) forced on its forward and
     backward-data, channels-last; it must accept each case."""
     case = DEPTHWISE_MMA[name]
     bias = list(DEPTHWISE_MMA).index(name) % 2 == 1
@@ -763,7 +757,7 @@ def test_tiled_depthwise_mma(name, precision_mode, poison, experimental):
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", ["3x3_c24_w17", "7x7_c32"])
-def test_tiled_depthwise_mma_sliced_inputs(name, precision_mode, slicing, poison, experimental):
+def test_tiled_depthwise_mma_sliced_inputs(name, precision_mode, slicing, poison):
     """Padded rows (made dense by the op) and views at odd element offsets (not 16-byte aligned: handed to
     tiled:depthwise's tiles) must run."""
     offset, row_pad = SLICINGS[slicing]
@@ -773,7 +767,7 @@ def test_tiled_depthwise_mma_sliced_inputs(name, precision_mode, slicing, poison
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", ["3x3_c24_w17", "7x7_c32", "1x7_c16_pad0", "7x5_c8_w70"])
-def test_tiled_depthwise_mma_ffma_tiles(name, precision_mode, poison, experimental, monkeypatch):
+def test_tiled_depthwise_mma_ffma_tiles(name, precision_mode, poison, monkeypatch):
     """The FFMA path that tiles holding an inf or a NaN take, forced on every tile (CONV2D_EXT_DWMMA_ALL_FFMA=1, a
     test hook) with finite inputs: forward and backward-data."""
     monkeypatch.setenv("CONV2D_EXT_DWMMA_ALL_FFMA", "1")
@@ -781,18 +775,8 @@ def test_tiled_depthwise_mma_ffma_tiles(name, precision_mode, poison, experiment
     run_and_check(case, precision_mode, "nhwc", depthwise_mma_passes(case), True, must_run=True)
 
 
-@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
-def test_tiled_depthwise_mma_refuses_without_the_switch(precision_mode, monkeypatch):
-    monkeypatch.delenv("CONV2D_EXT_EXPERIMENTAL", raising=False)
-    case = DEPTHWISE_VEC["7x7_c32"]
-    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False, seed=fresh_seed(),
-                          channels_last=True)
-    with pytest.raises(conv2d_ext.Conv2dError, match="CONV2D_EXT_EXPERIMENTAL"):
-        conv2d_ext.conv2d(x, w, **case.conv_args, variant={"forward": "tiled:depthwise_mma"})
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_tiled_depthwise_mma_inf_only_where_pytorch_has_it(dtype, experimental):
+def test_tiled_depthwise_mma_inf_only_where_pytorch_has_it(dtype):
     """The band matrices' zeros meet input columns outside each output's window: a tile holding an inf must take the
     FFMA path, so that the non-finite outputs are exactly PyTorch's."""
     x = random_tensor((2, 16, 12, 40), dtype, seed=fresh_seed(), channels_last=True)

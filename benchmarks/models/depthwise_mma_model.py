@@ -1,6 +1,7 @@
 """A numpy model of csrc/tiled/depthwise_mma.cuh's index math, written beside the kernel before it ever ran on a GPU
-(session 16): plan(), the staging into channel planes, pack_kernel's A fragments (band matrices of the filter rows),
-the lanes' ldmatrix row addresses and what each lane receives, the m16n8k16 fragment layouts (PTX ISA) and the output
+(session 16; session 17: the band in two registers per lane and row, an m16n8k16 and an m16n8k8 step): plan(), the
+staging into channel planes, pack_kernel's A fragments (band matrices of the filter rows), the lanes' ldmatrix row
+addresses and what each lane receives, the m16n8k16 / m16n8k8 fragment layouts (PTX ISA) and the output
 tile's indexing, per lane and register, over several tiles, filters 1x7 to 7x7, forward and backward-data. It checks
 the arithmetic of the layout against PyTorch (errors ~1e-14), not the CUDA code itself: keep the two in step.
 
@@ -16,24 +17,23 @@ def plan(N,C,Hin,Win,Hout,Wout,R,S,ph,pw):
     g=dict(N=N,C=C,Hin=Hin,Win=Win,Hout=Hout,Wout=Wout,R=R,S=S,ph=ph,pw=pw,mb=mb,tw=tw,
            tiles_w=(Wout+tw-1)//tw,tiles_h=(Hout+7)//8,srows=8+R-1,scols=tw+S-1,swidth=tw+16)
     g['pitch']=(((g['swidth']+7)//8)|1)*8; g['pe']=g['srows']*g['pitch']; return g
-def pack(g,w):  # w[c,r,s] effective
-    C,R,S=g['C'],g['R'],g['S']; fr=np.zeros((C,R,2,32,4,2))
+def pack(g,w):  # w[c,r,s] effective; per (c, r, lane): x = taps (2t-gid, 2t+1-gid), y = taps (2t+8-gid, 2t+9-gid)
+    C,R,S=g['C'],g['R'],g['S']; fr=np.zeros((C,R,32,2,2))
+    tap=lambda c,r,s: w[c,r,s] if 0<=s<S else 0
     for c in range(C):
      for r in range(R):
-      for kk in range(2):
-       for lane in range(32):
-        gid,t=lane>>2,lane&3
-        for j in range(4):
-          m=gid+8*(j&1); k=16*kk+2*t+8*(j>>1)
-          for e in range(2):
-            s=k+e-m; fr[c,r,kk,lane,j,e]=w[c,r,s] if 0<=s<S else 0
+      for lane in range(32):
+        gid,t=lane>>2,lane&3; s=2*t-gid
+        fr[c,r,lane,0]=[tap(c,r,s),tap(c,r,s+1)]; fr[c,r,lane,1]=[tap(c,r,s+8),tap(c,r,s+9)]
     return fr
-def A_full(fr):  # lane regs -> 16x16
-    A=np.zeros((16,16))
+def A_full(fr):  # lane regs -> the 16 x 24 band: m16n8k16 A = {x, 0, y, x} (columns 0-15), m16n8k8 A = {0, y} (16-23)
+    A=np.zeros((16,24))
     for lane in range(32):
-        gid,t=lane>>2,lane&3
+        gid,t=lane>>2,lane&3; x,y=fr[lane,0],fr[lane,1]
+        k16=[x,np.zeros(2),y,x]
         for j in range(4):
-            for e in range(2): A[gid+8*(j&1), 2*t+8*(j>>1)+e]=fr[lane,j,e]
+            for e in range(2): A[gid+8*(j&1), 2*t+8*(j>>1)+e]=k16[j][e]
+        for e in range(2): A[gid+8, 16+2*t+e]=y[e]  # k8's a1; its a0 is zero
     return A
 def run(g,x,w,bias):
     out=np.full((g['N'],g['Hout'],g['Wout'],g['C']),np.nan); fr=pack(g,w)
@@ -49,7 +49,7 @@ def run(g,x,w,bias):
             for ch in range(8): planes[ch*g['pe']+sr*g['pitch']+sc]=v[ch]
         tile=np.full(8*g['tw']*8,np.nan)
         for warp in range(8):
-          c=c0+warp; A=[[A_full(fr[c,r,kk]) for kk in range(2)] for r in range(g['R'])]
+          c=c0+warp; A=[A_full(fr[c,r]) for r in range(g['R'])]
           for mb in range(g['mb']):
             acc=np.full((32,4),bias[c])
             for r in range(g['R']):
@@ -58,17 +58,16 @@ def run(g,x,w,bias):
               breg=np.zeros((32,4,2))
               for L in range(32):
                 for i in range(4): breg[L,i]=mats[i][L>>2,2*(L&3):2*(L&3)+2]
-              for kk in range(2):
-                B=np.zeros((16,8))
-                for L in range(32):
-                  gid,t=L>>2,L&3
-                  for half in range(2):
-                    for e in range(2): B[2*t+8*half+e,gid]=breg[L,2*kk+half,e]
-                D=A[r][kk]@B
-                for L in range(32):
-                  gid,t=L>>2,L&3
-                  for h in range(2):
-                    for j in range(2): acc[L,2*h+j]+=D[gid+8*h,2*t+j]
+              B=np.zeros((24,8))  # matrices 0, 1: the k16 step's b0, b1; matrix 2: the k8 step's b0
+              for L in range(32):
+                gid,t=L>>2,L&3
+                for i in range(3):
+                  for e in range(2): B[2*t+8*i+e,gid]=breg[L,i,e]
+              D=A[r]@B
+              for L in range(32):
+                gid,t=L>>2,L&3
+                for h in range(2):
+                  for j in range(2): acc[L,2*h+j]+=D[gid+8*h,2*t+j]
             for L in range(32):
               gid,t=L>>2,L&3
               for h in range(2):

@@ -1,7 +1,7 @@
-// Tiled family, depthwise configuration on tensor cores: EXPERIMENTAL (session 16, written on a machine without a
-// GPU and NOT yet run on one; can_implement refuses unless CONV2D_EXT_EXPERIMENTAL=1, and the heuristics never pick
-// it). Channels-last fp16/bf16, channel multiplier 1, stride 1, dilation 1, filters up to 7x7; the forward and the
-// backward-data (the forward of grad_output with the filter flipped and padding R-1-pad).
+// Tiled family, depthwise configuration on tensor cores (written in session 16, first run and fixed in session 17):
+// channels-last fp16/bf16, channel multiplier 1, stride 1, dilation 1, filters up to 7x7; the forward and the
+// backward-data (the forward of grad_output with the filter flipped and padding R-1-pad). The heuristics pick it for
+// 7x7 filters (H200 times in benchmarks/NOTES.md, session 17); views not 16-byte aligned run on tiled:depthwise.
 //
 // Why: the FFMA tiles (depthwise.cuh) run the 7x7 16-bit forward at ~15 TFLOP/s, issue-bound (ncu, session 16:
 // 1425 instructions per register block of 16 outputs, 784 of them FFMA) where cuDNN takes 0.072 ms and the bytes
@@ -42,6 +42,7 @@
 #include "common/conv_params.h"
 #include "common/cp_async.cuh"
 #include "common/dtype.cuh"
+#include "common/launch.cuh"
 #include "common/mma.cuh"
 #include "common/pdl.cuh"
 #include "tiled/depthwise.cuh"  // dense_reason, max_shared_memory
@@ -110,11 +111,6 @@ inline Geom plan(const ConvParams& p, Role role) {
   return g;
 }
 
-inline bool experimental_enabled() {
-  const char* v = std::getenv("CONV2D_EXT_EXPERIMENTAL");
-  return v != nullptr && std::strcmp(v, "1") == 0;
-}
-
 // Whether both activations are 16-byte aligned. Views at odd offsets run on tiled:depthwise's tiles instead (the
 // registered launchers hand them over; depthwise_mma_forward.cu).
 inline bool aligned(const ConvParams& p) {
@@ -123,7 +119,6 @@ inline bool aligned(const ConvParams& p) {
 
 // Why the tensor-core depthwise kernel cannot run `role` of `p` with aligned activations, or "".
 inline std::string can_implement(const ConvParams& p, Role role) {
-  if (!experimental_enabled()) return "experimental, not yet run on a GPU (CONV2D_EXT_EXPERIMENTAL=1 enables it)";
   if (p.groups != p.C || p.K != p.C) return "not depthwise with channel multiplier 1";
   if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return "fp16 and bf16 only";
   if (p.sm < 80) return "needs sm_80 or newer (mma.sync)";
@@ -364,13 +359,17 @@ inline int64_t workspace_bytes(const ConvParams& p) {
   return p.N == 0 ? 0 : fragment_count(p) * int64_t(sizeof(uint2));
 }
 
-// The persistent grid: as many blocks as are resident, at most one per item, rounded down to a multiple of the
-// channel groups where that costs at most an eighth (a block then keeps its channel and its A fragments).
+// The persistent grid: as many blocks as are resident, at most two per SM and one per item, rounded down to a
+// multiple of the channel groups where that costs at most an eighth (a block then keeps its channel and its A
+// fragments). Two per SM: session 17's first version ran the 7x7 forward in 0.053 ms at two blocks per SM (124
+// registers) and this one in 0.060 at three. TUNING (temporary): CONV2D_EXT_DWMMA_PER_SM (1-8).
 template <typename T, int kR>
 void launch_conv(const Geom& g, const uint2* frags, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kR>;
   const int64_t items = int64_t(g.C / kChannels) * g.tiles, groups = g.C / kChannels;
-  int64_t blocks = dw::resident_blocks<kernel>(kThreads, g.smem);
+  const char* env_per_sm = std::getenv("CONV2D_EXT_DWMMA_PER_SM");
+  const int64_t per_sm = env_per_sm != nullptr ? std::max(1, std::min(8, std::atoi(env_per_sm))) : 2;
+  int64_t blocks = std::min<int64_t>(dw::resident_blocks<kernel>(kThreads, g.smem), per_sm * num_sms());
   if (blocks >= groups && blocks % groups <= blocks / 8) blocks -= blocks % groups;
   blocks = std::max<int64_t>(1, std::min(blocks, items));
   launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), size_t(g.smem), stream, g, frags);

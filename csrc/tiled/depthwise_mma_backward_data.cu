@@ -1,6 +1,5 @@
-// Backward-data, tiled family, depthwise configuration on tensor cores (EXPERIMENTAL, not yet run on a GPU: enabled
-// only with CONV2D_EXT_EXPERIMENTAL=1): at stride 1 grad_input is the forward of grad_output with the filter flipped
-// and padding R-1-pad (csrc/tiled/depthwise_mma.cuh; kernels instantiated in depthwise_mma_forward.cu).
+// Backward-data, tiled family, depthwise configuration on tensor cores: at stride 1 grad_input is the forward of
+// grad_output with the filter flipped and padding R-1-pad (csrc/tiled/depthwise_mma.cuh; kernels instantiated in depthwise_mma_forward.cu).
 #include "kernels.h"
 #include "tiled/depthwise_mma.cuh"
 

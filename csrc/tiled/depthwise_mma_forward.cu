@@ -1,6 +1,6 @@
-// Forward, tiled family, depthwise configuration on tensor cores (EXPERIMENTAL, not yet run on a GPU: enabled only
-// with CONV2D_EXT_EXPERIMENTAL=1): channels-last fp16/bf16, multiplier 1, stride 1, filters up to 7x7, each filter row
-// a band matrix on mma.sync (csrc/tiled/depthwise_mma.cuh). The kernels of both dtypes are instantiated here.
+// Forward, tiled family, depthwise configuration on tensor cores: channels-last fp16/bf16, multiplier 1, stride 1,
+// filters up to 7x7, each filter row a band matrix on mma.sync (csrc/tiled/depthwise_mma.cuh). The kernels of both
+// dtypes are instantiated here.
 #include "kernels.h"
 #include "tiled/depthwise_mma.cuh"
 
