@@ -252,15 +252,6 @@ RULES = (
          lambda p, pass_: p.depthwise and p.channels_last and p.R == p.S == 3,
          "depthwise, channels-last 3x3: a thread per channel vector and strip of output pixels, inputs read from "
          "global memory once per filter row (memory-bound; exact FP32 FMA)"),
-    # depthwise, channels-last fp16/bf16 7x7, forward and backward-data (stride 1, multiplier 1, channels in
-    # 16-byte vectors: its can_implement): filter rows as band matrices on tensor cores, where the FFMA tiles below
-    # are issue-bound (H200, depthwise_7x7, graph time: see NOTES, session 17); 3x3 stays on depthwise_vec (0.058
-    # against 0.047 ms: the band's fixed cost per tile)
-    Rule("tiled:depthwise_mma",
-         lambda p, pass_: (p.depthwise and p.channels_last and p.dtype in ("float16", "bfloat16")
-                           and p.R == p.S == 7 and pass_ in ("forward", "backward_data")),
-         "depthwise, channels-last fp16/bf16 7x7: each filter row a band matrix on tensor cores against 8 staged "
-         "input rows (memory- and latency-bound; fp32 accumulation)"),
     # depthwise NCHW forward and backward-data, 3x3 / 5x5 / 7x7 at stride 1 with "same" column padding and rows of
     # 16-byte multiples (its can_implement; backward-data multiplier 1): no shared-memory tile, no barrier, so more
     # loads in flight than the tiles below keep
@@ -268,7 +259,9 @@ RULES = (
          lambda p, pass_: p.depthwise and not p.channels_last and pass_ in ("forward", "backward_data"),
          "depthwise NCHW, stride 1: a thread per 16-byte column vector and strip of output rows, inputs read from "
          "global memory once per strip, filter in registers (memory-bound; exact FP32 FMA)"),
-    # depthwise, every pass and dtype but float64
+    # depthwise, every pass and dtype but float64 (channels-last fp16/bf16 7x7 too: tiled:depthwise_mma, the filter
+    # rows as band matrices on tensor cores, is registered but not faster yet: H200 graph time, forward 0.060 against
+    # 0.058 ms, backward-data 0.060 against 0.062; NOTES, session 17)
     Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
     # narrow groups on tensor cores (fp16, bf16, TF32): the forward and stride-1 backward-data, where the reduction's

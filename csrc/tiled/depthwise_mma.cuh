@@ -1,7 +1,8 @@
 // Tiled family, depthwise configuration on tensor cores (written in session 16, first run and fixed in session 17):
 // channels-last fp16/bf16, channel multiplier 1, stride 1, dilation 1, filters up to 7x7; the forward and the
-// backward-data (the forward of grad_output with the filter flipped and padding R-1-pad). The heuristics pick it for
-// 7x7 filters (H200 times in benchmarks/NOTES.md, session 17); views not 16-byte aligned run on tiled:depthwise.
+// backward-data (the forward of grad_output with the filter flipped and padding R-1-pad). Views not 16-byte aligned
+// run on tiled:depthwise. Not chosen by the heuristics yet: on the H200 it runs the depthwise_7x7 16-bit forward
+// and backward-data in 0.060 ms (graph time), the FFMA tiles in 0.058 / 0.062 (benchmarks/NOTES.md, session 17).
 //
 // Why: the FFMA tiles (depthwise.cuh) run the 7x7 16-bit forward at ~15 TFLOP/s, issue-bound (ncu, session 16:
 // 1425 instructions per register block of 16 outputs, 784 of them FFMA) where cuDNN takes 0.072 ms and the bytes
@@ -359,17 +360,19 @@ inline int64_t workspace_bytes(const ConvParams& p) {
   return p.N == 0 ? 0 : fragment_count(p) * int64_t(sizeof(uint2));
 }
 
-// The persistent grid: as many blocks as are resident, at most two per SM and one per item, rounded down to a
-// multiple of the channel groups where that costs at most an eighth (a block then keeps its channel and its A
-// fragments). Two per SM: session 17's first version ran the 7x7 forward in 0.053 ms at two blocks per SM (124
-// registers) and this one in 0.060 at three. TUNING (temporary): CONV2D_EXT_DWMMA_PER_SM (1-8).
+// The persistent grid: as many blocks as are resident (3 per SM for 7x7, shared memory), at most one per item,
+// rounded down to a multiple of the channel groups where that costs at most an eighth (a block then keeps its
+// channel and its A fragments). H200, depthwise_7x7 fp16 forward at 1 / 2 / 3 blocks per SM: 0.116 / 0.077 / 0.060
+// ms (yet session 17's first version, 124 registers, serial mma chains, ran it in 0.053 at two). TUNING
+// (temporary): CONV2D_EXT_DWMMA_PER_SM (1-8) caps the blocks per SM.
 template <typename T, int kR>
 void launch_conv(const Geom& g, const uint2* frags, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kR>;
   const int64_t items = int64_t(g.C / kChannels) * g.tiles, groups = g.C / kChannels;
   const char* env_per_sm = std::getenv("CONV2D_EXT_DWMMA_PER_SM");
-  const int64_t per_sm = env_per_sm != nullptr ? std::max(1, std::min(8, std::atoi(env_per_sm))) : 2;
-  int64_t blocks = std::min<int64_t>(dw::resident_blocks<kernel>(kThreads, g.smem), per_sm * num_sms());
+  int64_t blocks = dw::resident_blocks<kernel>(kThreads, g.smem);
+  if (env_per_sm != nullptr)
+    blocks = std::min<int64_t>(blocks, std::max(1, std::min(8, std::atoi(env_per_sm))) * int64_t(num_sms()));
   if (blocks >= groups && blocks % groups <= blocks / 8) blocks -= blocks % groups;
   blocks = std::max<int64_t>(1, std::min(blocks, items));
   launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), size_t(g.smem), stream, g, frags);
