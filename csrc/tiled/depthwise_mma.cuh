@@ -161,8 +161,8 @@ __device__ __forceinline__ uint32_t tap_bits(const Geom& g, int c, int r, int s)
   return w[int64_t(c) * g.w_stride[0] + int64_t(rr) * g.w_stride[2] + int64_t(ss) * g.w_stride[3]];
 }
 
-// A fragments of every (channel, filter row), lane order. Per filter row the band A[m][k] = w[r][k - m] spans 16 output
-// columns (m) and 24 staged columns (k): one m16n8k16 step (k 0-15) and one m16n8k8 step (k 16-23). Of their six
+// A fragments of every (channel, filter row), lane order. Per filter row the band A[m][k] = w[r][k - m] spans 16
+// output columns (m) and 24 staged columns (k): one m16n8k16 step (k 0-15) and one m16n8k8 step (k 16-23). Of their six
 // registers a lane holds only two distinct values (PTX ISA fragment layouts, gid = lane / 4, t = lane % 4):
 //   x = taps (2t - gid, 2t + 1 - gid): the k16 step's a0 (row gid, columns 2t, 2t + 1) and a3 (row gid + 8,
 //       columns 2t + 8, 2t + 9);
@@ -205,7 +205,8 @@ __device__ __forceinline__ Item item_at(const Geom& g, int w) {
 // transposed into planes, multiplied and stored, the next one's pixels arrive by cp.async in the other raw buffer.
 // kR: filter rows at most (3, 5 or 7), the A fragments a lane holds.
 template <typename T, int kR>
-__global__ void __launch_bounds__(kThreads, kR <= 5 ? 4 : 3) conv_kernel(const Geom g, const uint2* __restrict__ frags) {
+__global__ void __launch_bounds__(kThreads, kR <= 5 ? 4 : 3)
+    conv_kernel(const Geom g, const uint2* __restrict__ frags) {
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned short* planes = reinterpret_cast<unsigned short*>(smem);
   unsigned short* out_tile = reinterpret_cast<unsigned short*>(smem + g.out_offset);
@@ -214,10 +215,15 @@ __global__ void __launch_bounds__(kThreads, kR <= 5 ? 4 : 3) conv_kernel(const G
   int w = int(blockIdx.x);
   if (w >= items) return;
 
-  // This thread's staged pixels: i = tid + k * kThreads of the srows x scols window (raw: [srows][scols] x 16 B).
+  // This thread's staged pixels: i = tid + k * kThreads of the srows x scols window (raw: [srows][scols] x 16 B), at
+  // row sr and column sc, which `next` steps to pixel i + kThreads.
   const int staged = g.srows * g.scols;
   const int first_r = tid / g.scols, first_c = tid - first_r * g.scols;
   const int step_r = kThreads / g.scols, step_c = kThreads - step_r * g.scols;
+  auto next = [&](int& sr, int& sc) {
+    sc += step_c, sr += step_r;
+    if (sc >= g.scols) sc -= g.scols, ++sr;
+  };
 
   // 1a. Issue the copies of item `v`'s input window into raw buffer `buf` (zeros outside the image).
   auto load = [&](int v, int buf) {
@@ -229,8 +235,7 @@ __global__ void __launch_bounds__(kThreads, kR <= 5 ? 4 : 3) conv_kernel(const G
       const int h = h0 + sr, x = w0 + sc;
       const bool inside = unsigned(h) < unsigned(g.Hin) && unsigned(x) < unsigned(g.Win);
       cp_async_16(dst, inside ? in + (int64_t(h) * g.Win + x) * g.C : in, inside);
-      sc += step_c, sr += step_r;
-      if (sc >= g.scols) sc -= g.scols, ++sr;
+      next(sr, sc);
     }
   };
 
@@ -282,8 +287,7 @@ __global__ void __launch_bounds__(kThreads, kR <= 5 ? 4 : 3) conv_kernel(const G
         dst[(2 * j) * g.plane_elems] = static_cast<unsigned short>(words[j] & 0xffffu);
         dst[(2 * j + 1) * g.plane_elems] = static_cast<unsigned short>(words[j] >> 16);
       }
-      sc += step_c, sr += step_r;
-      if (sc >= g.scols) sc -= g.scols, ++sr;
+      next(sr, sc);
     }
     const int any_bad = __syncthreads_or(bad != 0 || g.all_ffma);  // also: the planes are complete
 

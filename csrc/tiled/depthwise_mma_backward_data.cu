@@ -1,5 +1,6 @@
 // Backward-data, tiled family, depthwise configuration on tensor cores: at stride 1 grad_input is the forward of
-// grad_output with the filter flipped and padding R-1-pad (csrc/tiled/depthwise_mma.cuh; kernels instantiated in depthwise_mma_forward.cu).
+// grad_output with the filter flipped and padding R-1-pad (csrc/tiled/depthwise_mma.cuh; kernels instantiated in
+// depthwise_mma_forward.cu).
 #include "kernels.h"
 #include "tiled/depthwise_mma.cuh"
 
