@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import conv2d_ext
 from bench.timing import graph_ms
-from conv2d_ext.testing import CASES, make_inputs, precision
+from conv2d_ext.testing import CASES, case_of, make_inputs, precision
 
 ITERS = 50
 
@@ -78,7 +78,7 @@ def main(argv):
     envs = [(a.split("=", 1)[0], a.split("=", 1)[1].split(",")) for a in argv[5:]]
     settings = [dict(zip([k for k, _ in envs], vals)) for vals in itertools.product(*[v for _, v in envs])] or [{}]
     for name, mode, layout, pass_ in itertools.product(shapes, modes, layouts, passes):
-        c = CASES[name]
+        c = case_of(name)
         with precision(mode) as dtype:
             x, w, _ = make_inputs(c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.groups, dtype,
                                   channels_last=layout == "nhwc", bias=False)

@@ -9,7 +9,7 @@ registry name for the pass.
 """
 import sys, torch
 import conv2d_ext
-from conv2d_ext.testing import CASES, make_inputs, precision
+from conv2d_ext.testing import CASES, case_of, make_inputs, precision
 
 args = sys.argv[1:]
 trace = args[0] == "--trace"
@@ -17,7 +17,7 @@ if trace:
     args = args[1:]
 name, mode, layout, pass_ = args[:4]
 kernel = args[4] if len(args) > 4 else None
-c = CASES[name]
+c = case_of(name)
 
 
 def run(x, w, gy, leaves, variant):

@@ -64,6 +64,17 @@ CASES = {
     "batch1_3x3":     Case(1,  256,  64,   64, 256, 3, 3, 1, 1, 1, 1),
 }
 
+
+def case_of(name):
+    """A suite case by name, or an ad-hoc one written N-C-H-W-K-R-S-stride-pad-dil-groups (development tools)."""
+    if name in CASES:
+        return CASES[name]
+    fields = name.split("-")
+    if len(fields) != 11 or not all(f.isdigit() for f in fields):
+        raise KeyError(f"{name!r}: not a suite case ({', '.join(CASES)}) nor N-C-H-W-K-R-S-stride-pad-dil-groups")
+    return Case(*map(int, fields))
+
+
 # Precision modes: "tf32" is float32 with TF32 allowed (see `precision`).
 DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
           "bf16": torch.bfloat16}
