@@ -64,8 +64,10 @@ constexpr int kTapChunk = 9;      // backward-weight, general path: filter taps 
 constexpr int64_t kSmemBudget = 96 * 1024;  // planned shared memory per block, so that two blocks fit on an SM
 
 // Output columns per thread: NCHW threads take one column each (a warp reads 32 consecutive words); NHWC threads
-// take two neighbouring pixels of one channel (the input columns they share are read once).
-template <bool kNHWC> struct Cols { static constexpr int value = kNHWC ? 2 : 1; };
+// take two neighbouring pixels of one channel (the input columns they share are read once), four on the 5x5 and 7x7
+// forward / backward-data path (kR: the specialised filter size, 0 otherwise), where the kS - 1 extra input columns
+// per row cost more than the accumulators (7x7 bf16 channels-last: 10 loads per 28 FFMA a row instead of 8 per 14).
+template <bool kNHWC, int kR = 0> struct Cols { static constexpr int value = kNHWC ? (kR >= 5 ? 4 : 2) : 1; };
 
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
@@ -136,6 +138,13 @@ inline bool specialised(const ConvParams& p) {
   return unit && p.R == p.S && (p.R == 3 || p.R == 5 || p.R == 7);
 }
 
+// Cols of the kernel that runs `role` of `p` (backward-weight: Cols<kNHWC>).
+inline int cols_per_thread(const ConvParams& p, Role role) {
+  if (!p.channels_last) return Cols<false>::value;
+  if (role == Role::kBackwardWeight || !specialised(p)) return Cols<true>::value;
+  return p.R == 7 ? Cols<true, 7>::value : p.R == 5 ? Cols<true, 5>::value : Cols<true, 3>::value;
+}
+
 // Staged input rows for `tp` output rows (columns alike): the forward window extent; backward-data: the
 // grad_output rows p = (h + ph - r*dh) / sh that grad_input rows h0 .. h0 + tp - 1 gather from, for any h0.
 inline int64_t staged_extent(Role role, int64_t tp, int64_t R, int64_t stride, int64_t dil) {
@@ -144,11 +153,12 @@ inline int64_t staged_extent(Role role, int64_t tp, int64_t R, int64_t stride, i
 }
 
 // The plan of `role` for tiles of tp x tq outputs and ct base channels; smem = 0 when it cannot be built.
+// Forward and backward-data take at most `threads` threads (0: kMaxThreads).
 inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct, int vec_in, bool async_in,
-                     int vec_grad, bool async_grad) {
+                     int vec_grad, bool async_grad, int64_t threads = 0) {
   const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
   const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int cols_per_thread = nhwc ? Cols<true>::value : Cols<false>::value;
+  const int cols_per_thread = dw::cols_per_thread(p, role);
   const int64_t M = p.K / p.C;
   Plan t;
   const int64_t rows = staged_extent(role, tp, p.R, p.stride_h, p.dil_h);
@@ -173,7 +183,7 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
     t.threads = static_cast<int>(cout * per_channel);
     smem = std::max<int64_t>(smem, int64_t(t.threads + 1) * 4);  // the final reduction's scratch
   } else {
-    t.threads = static_cast<int>(std::min<int64_t>(kMaxThreads, round_up(cout * blocks, 32)));
+    t.threads = static_cast<int>(std::min<int64_t>(threads > 0 ? threads : kMaxThreads, round_up(cout * blocks, 32)));
     smem += int64_t(t.wsets) * p.R * p.S * 4;  // fp32 weights of the chunk
     // A third buffer where it keeps three blocks per SM (the large 7x7 channels-last tiles keep two and two blocks).
     if (smem + int64_t(t.in.elems) * elem <= kStagesSmem) {
@@ -210,7 +220,9 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   if (wgrad) vec_grad = copy_elems(p.y, nhwc ? p.K : p.Q, elem, &async_grad);
   const int64_t out_h = dgrad ? p.H : p.P, out_w = dgrad ? p.W : p.Q;
   const int64_t row_blocks = (out_h + kRows - 1) / kRows;
-  const int64_t budget = std::min(max_smem, kSmemBudget);
+  // Two blocks per SM: half the SM's shared memory (the largest a block may opt in to, plus the 1 KB the system
+  // takes per block) less 1 KB, or kSmemBudget where that is more.
+  const int64_t budget = std::min(max_smem, std::max(kSmemBudget, (max_smem + 1024) / 2 - 1024));
   auto fits = [&](const Plan& t, int64_t limit) { return t.smem > 0 && t.smem <= limit; };
 
   if (!nhwc) {
@@ -244,21 +256,38 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
     }
     ct = best > 0 ? best : unit;
   }
-  const int64_t cols_per_thread = Cols<true>::value;
+  const int64_t cols_per_thread = dw::cols_per_thread(p, role);
   const int64_t col_blocks = (out_w + cols_per_thread - 1) / cols_per_thread;
-  // Register blocks per thread and tile (forward and backward-data): two, so that the per-tile work (staging
-  // address math, the tile's divisions, the filter staging: ~40% of the 7x7 bf16 forward's instructions with one)
-  // is shared (H200, depthwise_7x7 NHWC, ms for 1 / 2 / 3: bf16 forward 0.0652 / 0.0628 / 0.0580, backward-data
-  // 0.0700 / 0.0670 / 0.0616; fp32 forward 0.0744 / 0.0729 / 0.0805): three in 16-bit, two in fp32 (the depthwise
-  // tests passed with each, sessions 16-17). TUNING (temporary): CONV2D_EXT_DW_ITEMS (1-4).
+  // Register blocks per thread and tile (forward and backward-data): two, so that the per-tile work (staging, the
+  // tile's index math, the filter staging) is shared. H200, depthwise_7x7 NHWC, ms for 1 / 2 / 3 with the earlier
+  // square tiles of 8 x 2 blocks: bf16 forward 0.0652 / 0.0628 / 0.0580, backward-data 0.0700 / 0.0670 / 0.0616;
+  // fp32 forward 0.0744 / 0.0729 / 0.0805 (sessions 16-17); session 18's rounds: see NOTES. TUNING (temporary):
+  // CONV2D_EXT_DW_ITEMS (1-4).
   const char* env_items = std::getenv("CONV2D_EXT_DW_ITEMS");
-  int64_t per_thread = p.dtype == DType::kFloat32 ? 2 : 3;
+  int64_t per_thread = 2;
   if (env_items != nullptr) per_thread = std::max(1, std::min(4, std::atoi(env_items)));
   if (wgrad) per_thread = 1;
   for (;;) {
     const int64_t lanes = ct * lanes_per_ct;
+    if (!wgrad) {
+      // Forward and backward-data, first choice: a round of the block's threads (one register block each) covers
+      // whole row blocks of the tile, bq column blocks (as many as kMaxThreads allow, balanced over the width) x
+      // `per_round` row blocks x the lanes; a tile is per_thread rounds, its height balanced over the image's.
+      // Rounds past the image's last row block are skipped whole, so only the last chunk's idle lanes cost time
+      // (session 18: 7x7 channels-last 56 x 56 outputs, tiles of 2 x 7 register blocks and 224 threads, where
+      // 2 x 12 left 8 of the last tile column's 12 idle). When it does not fit, the search below.
+      const int64_t bq_max = std::max<int64_t>(1, kMaxThreads / lanes);
+      const int64_t rq = std::max<int64_t>(1, (col_blocks + (col_blocks + bq_max - 1) / bq_max - 1) /
+                                                  ((col_blocks + bq_max - 1) / bq_max));
+      const int64_t per_round = std::min(row_blocks, std::max<int64_t>(1, kMaxThreads / (lanes * rq)));
+      int64_t rp = std::min(row_blocks, per_thread * per_round);
+      rp = (row_blocks + (row_blocks + rp - 1) / rp - 1) / ((row_blocks + rp - 1) / rp);
+      const Plan t = plan_for(p, role, int(rp * kRows), int(rq * cols_per_thread), ct, vec_in, async_in, vec_grad,
+                              async_grad, std::min<int64_t>(kMaxThreads, round_up(lanes * rq * per_round, 32)));
+      if (fits(t, budget)) return t;
+    }
     const int64_t blocks = std::max<int64_t>(1, per_thread * kMaxThreads / lanes);  // register blocks per tile
-    // bp x bq register blocks (bp*8 rows, bq*2 columns): as many as allowed, then the squarest.
+    // bp x bq register blocks (bp*8 rows, bq*cols columns): as many as allowed, then the squarest.
     int64_t bp = 1, bq = 1;
     for (int64_t a = 1; a <= std::min(blocks, row_blocks); ++a) {
       const int64_t b = std::min(blocks / a, col_blocks);
@@ -447,22 +476,27 @@ __device__ __forceinline__ void stage(T* dst, const Staged& s, const T* __restri
   // Each thread's copies are id = threadIdx.x + i * blockDim.x; their coordinates advance by blockDim.x's (mixed
   // radix) digits with carries, not by divisions per copy.
   if (kNHWC) {
+    // Copy id is (staged row r, column x, vector k of the pixel's channels): the staging is dense, so it lands at
+    // dst + id * E; its source lies `off` elements past src (64-bit, advanced with the digits).
     const int per_pixel = s.channels / E;
     const int total = s.rows * s.cols * per_pixel;
     const int step_p = blockDim.x / per_pixel, step_k = blockDim.x - step_p * per_pixel;
     const int step_r = step_p / s.cols, step_x = step_p - step_r * s.cols;
+    const int kmax = static_cast<int>(min(int64_t(per_pixel), (channels - c_begin) / E));  // vectors inside C
+    const int64_t row_pitch = int64_t(cols) * channels;
+    const int64_t off_step = step_r * row_pitch + int64_t(step_x) * channels + step_k * E;
+    const int64_t k_carry = channels - int64_t(per_pixel) * E, x_carry = row_pitch - int64_t(s.cols) * channels;
     int pixel = threadIdx.x / per_pixel, k = threadIdx.x - pixel * per_pixel;
     int r = pixel / s.cols, x = pixel - r * s.cols;
-#pragma unroll 4
+    int64_t off = ((n * rows + row0 + r) * int64_t(cols) + col0 + x) * channels + c_begin + int64_t(k) * E;
+#pragma unroll 2
     for (int id = threadIdx.x; id < total; id += blockDim.x) {
-      const int h = row0 + r, w = col0 + x;
-      const int64_t c = c_begin + int64_t(k) * E;
-      const bool valid = h >= 0 && h < rows && w >= 0 && w < cols && c < channels;
-      const T* from = valid ? src + ((n * rows + h) * int64_t(cols) + w) * channels + c : src;
-      copy(dst + pixel * s.channels + k * E, from, valid, s);
-      k += step_k, pixel += step_p, x += step_x, r += step_r;
-      if (k >= per_pixel) k -= per_pixel, ++pixel, ++x;
-      if (x >= s.cols) x -= s.cols, ++r;
+      const bool valid = static_cast<unsigned>(row0 + r) < static_cast<unsigned>(rows) &&
+                         static_cast<unsigned>(col0 + x) < static_cast<unsigned>(cols) && k < kmax;
+      copy(dst + id * E, valid ? src + off : src, valid, s);
+      k += step_k, x += step_x, r += step_r, off += off_step;
+      if (k >= per_pixel) k -= per_pixel, ++x, off += k_carry;
+      if (x >= s.cols) x -= s.cols, ++r, off += x_carry;
     }
   } else {
     const int shift = stage_shift<false>(s, col0);
@@ -492,11 +526,11 @@ template <typename T>
 __device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, int64_t k_begin, int wsets) {
   const T* __restrict__ w = static_cast<const T*>(p.w);
   const int S = static_cast<int>(p.S), taps = static_cast<int>(p.R * p.S);
-  for (int e = threadIdx.x; e < wsets * taps; e += blockDim.x) {
-    const int kl = e / taps, tap = e - kl * taps;
+  for (int e = threadIdx.x; e < wsets * taps; e += blockDim.x) {  // consecutive threads: consecutive banks
+    const int tap = e / wsets, kl = e - tap * wsets;
     const int64_t k = k_begin + kl;
     const int r = tap / S, s = tap - r * S;
-    wsm[tap * wsets + kl] = k < p.K ? to_acc(w[k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3]]) : 0.0f;
+    wsm[e] = k < p.K ? to_acc(w[k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3]]) : 0.0f;
   }
 }
 
@@ -515,7 +549,7 @@ template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
 __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     conv_kernel(const ConvParams p, const Plan t) {
   constexpr bool kFast = kR > 0;
-  constexpr int kCols = Cols<kNHWC>::value;
+  constexpr int kCols = Cols<kNHWC, kR>::value;
   constexpr int kTaps = kFast ? kR * kS : 1;
   extern __shared__ __align__(16) unsigned char smem[];
   T* const buffers = reinterpret_cast<T*>(smem);
@@ -531,6 +565,13 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   const int R = static_cast<int>(p.R), S = static_cast<int>(p.S);
   const int row_blocks = t.tp / kRows, col_blocks = t.tq / kCols;
   const int items = t.cout * row_blocks * col_blocks;
+  // A thread's items are threadIdx.x + i * blockDim.x, as digits (d0 fastest, d1, d2): NHWC (channel co, column block
+  // jb, row block ib), channel fastest so that a warp reads consecutive channels of a pixel; NCHW (jb, ib, co), column
+  // fastest so that a warp reads consecutive columns of a row. They advance by blockDim.x's digits with carries.
+  const int radix0 = kNHWC ? t.cout : col_blocks, radix1 = kNHWC ? col_blocks : row_blocks;
+  const int step0 = blockDim.x % radix0, step1 = blockDim.x / radix0 % radix1, step2 = blockDim.x / radix0 / radix1;
+  const int first0 = threadIdx.x % radix0, first1 = threadIdx.x / radix0 % radix1;
+  const int first2 = threadIdx.x / radix0 / radix1;
 
   auto issue = [&](int64_t tile, T* buffer) {
     const TileAt a = tile_at(t, p.N, tile);
@@ -576,19 +617,12 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     // Backward-data: grad_input row a.row + i reads staged row (ah + i - r*dh) / sh when that is exact.
     const int ah = static_cast<int>(int64_t(a.row) + p.pad_h - int64_t(row0) * p.stride_h);
     const int aw = static_cast<int>(int64_t(a.col) + p.pad_w - int64_t(col0) * p.stride_w);
+    int d0 = first0, d1 = first1, d2 = first2;
     for (int item = threadIdx.x; item < items; item += blockDim.x) {
-      int co, ib, jb;
-      if (kNHWC) {  // channel fastest: a warp reads consecutive channels of a pixel
-        co = item % t.cout;
-        const int rest = item / t.cout;
-        jb = rest % col_blocks;
-        ib = rest / col_blocks;
-      } else {  // column fastest: a warp reads consecutive columns of a row
-        jb = item % col_blocks;
-        const int rest = item / col_blocks;
-        ib = rest % row_blocks;
-        co = rest / row_blocks;
-      }
+      const int co = kNHWC ? d0 : d2, jb = kNHWC ? d1 : d0, ib = kNHWC ? d2 : d1;
+      d0 += step0, d1 += step1, d2 += step2;  // the next item's digits
+      if (d0 >= radix0) d0 -= radix0, ++d1;
+      if (d1 >= radix1) d1 -= radix1, ++d2;
       const int i0 = ib * kRows, j0 = jb * kCols;
       const int64_t oc = a.chunk * t.cout + co;  // output channel: k (forward) or c (backward-data)
       if (oc >= out_channels || a.row + i0 >= out_rows || a.col + j0 >= out_cols) continue;
