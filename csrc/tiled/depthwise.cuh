@@ -64,10 +64,13 @@ constexpr int kTapChunk = 9;      // backward-weight, general path: filter taps 
 constexpr int64_t kSmemBudget = 96 * 1024;  // planned shared memory per block, so that two blocks fit on an SM
 
 // Output columns per thread: NCHW threads take one column each (a warp reads 32 consecutive words); NHWC threads
-// take two neighbouring pixels of one channel (the input columns they share are read once), four on the 5x5 and 7x7
-// forward / backward-data path (kR: the specialised filter size, 0 otherwise), where the kS - 1 extra input columns
-// per row cost more than the accumulators (7x7 bf16 channels-last: 10 loads per 28 FFMA a row instead of 8 per 14).
-template <bool kNHWC, int kR = 0> struct Cols { static constexpr int value = kNHWC ? (kR >= 5 ? 4 : 2) : 1; };
+// take two neighbouring pixels of one channel (the input columns they share are read once), four on the fp16/bf16
+// 5x5 and 7x7 forward / backward-data path (kR: the specialised filter size, 0 otherwise; kElem: bytes per element),
+// where the kS - 1 extra input columns per row cost more than the accumulators (7x7 channels-last: 10 loads per 28
+// FFMA a row instead of 8 per 14). fp32 keeps two: its tiles of four-column blocks do not fit two blocks per SM.
+template <bool kNHWC, int kR = 0, int kElem = 2> struct Cols {
+  static constexpr int value = kNHWC ? (kR >= 5 && kElem == 2 ? 4 : 2) : 1;
+};
 
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
@@ -141,7 +144,8 @@ inline bool specialised(const ConvParams& p) {
 // Cols of the kernel that runs `role` of `p` (backward-weight: Cols<kNHWC>).
 inline int cols_per_thread(const ConvParams& p, Role role) {
   if (!p.channels_last) return Cols<false>::value;
-  if (role == Role::kBackwardWeight || !specialised(p)) return Cols<true>::value;
+  if (role == Role::kBackwardWeight || !specialised(p) || (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16))
+    return Cols<true>::value;
   return p.R == 7 ? Cols<true, 7>::value : p.R == 5 ? Cols<true, 5>::value : Cols<true, 3>::value;
 }
 
@@ -522,15 +526,24 @@ __device__ __forceinline__ void stage(T* dst, const Staged& s, const T* __restri
 }
 
 // Stages filters k_begin .. k_begin + wsets - 1 (zero past K) as fp32, tap-major: wsm[tap * wsets + k - k_begin].
+// Consecutive threads write consecutive banks; each thread's global loads are issued in batches of kBatch before their
+// stores (one round trip a batch: the 7x7 filters of a chunk of 32 channels are seven loads a thread).
 template <typename T>
 __device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, int64_t k_begin, int wsets) {
+  constexpr int kBatch = 8;
   const T* __restrict__ w = static_cast<const T*>(p.w);
-  const int S = static_cast<int>(p.S), taps = static_cast<int>(p.R * p.S);
-  for (int e = threadIdx.x; e < wsets * taps; e += blockDim.x) {  // consecutive threads: consecutive banks
-    const int tap = e / wsets, kl = e - tap * wsets;
-    const int64_t k = k_begin + kl;
-    const int r = tap / S, s = tap - r * S;
-    wsm[e] = k < p.K ? to_acc(w[k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3]]) : 0.0f;
+  const int S = static_cast<int>(p.S), total = wsets * static_cast<int>(p.R * p.S);
+  for (int e0 = threadIdx.x; e0 < total; e0 += kBatch * blockDim.x) {
+    float v[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int e = e0 + b * blockDim.x, tap = e / wsets, kl = e - tap * wsets, r = tap / S, s = tap - r * S;
+      const int64_t k = k_begin + kl;
+      v[b] = e < total && k < p.K ? to_acc(w[k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3]]) : 0.0f;
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (e0 + b * blockDim.x < total) wsm[e0 + b * blockDim.x] = v[b];
   }
 }
 
@@ -545,11 +558,13 @@ __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int6
 
 // Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input) of a depthwise
 // convolution, on tiles as described at the top. kR x kS > 0: the specialised stride-1, dilation-1 path.
-template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
+// kChannels > 0: the staged channels (t.in.channels), known at compile time so that the NHWC fast path addresses a
+// staged row's pixels by immediate offsets (one address per row, not one per load).
+template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0>
 __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     conv_kernel(const ConvParams p, const Plan t) {
   constexpr bool kFast = kR > 0;
-  constexpr int kCols = Cols<kNHWC, kR>::value;
+  constexpr int kCols = Cols<kNHWC, kR, int(sizeof(T))>::value;
   constexpr int kTaps = kFast ? kR * kS : 1;
   extern __shared__ __align__(16) unsigned char smem[];
   T* const buffers = reinterpret_cast<T*>(smem);
@@ -654,21 +669,22 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
           // Output (i, j) reads staged (i0 + i + r, j0 + j + s) for tap (r, s) of wr.
           const T* base = current + staged_index<kNHWC>(t.in, ci, i0, j0, shift);
           const int row_step = kNHWC ? t.in.cols * t.in.channels : t.in.pitch;
-          const int col_step = kNHWC ? t.in.channels : 1;
+          const int col_step = kNHWC ? (kChannels > 0 ? kChannels : t.in.channels) : 1;
 #pragma unroll
           for (int x = 0; x < kRows + kR - 1; ++x) {
             float v[kCols + kS - 1];
 #pragma unroll
             for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[x * row_step + u * col_step]);
+            // Taps outermost: consecutive FMAs update different accumulators (rows i, columns j).
 #pragma unroll
-            for (int i = 0; i < kRows; ++i) {
-              const int r = x - i;
-              if (r < 0 || r >= kR) continue;
+            for (int s = 0; s < kS; ++s)
 #pragma unroll
-              for (int s = 0; s < kS; ++s)
+              for (int i = 0; i < kRows; ++i) {
+                const int r = x - i;
+                if (r < 0 || r >= kR) continue;
 #pragma unroll
                 for (int j = 0; j < kCols; ++j) acc[i][j] = fmaf(wr[r * kS + s], v[j + s], acc[i][j]);
-            }
+              }
           }
         } else {
 #pragma unroll
@@ -716,19 +732,29 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   }
 }
 
-template <typename T, bool kNHWC, bool kDgrad, int kR, int kS>
+template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0>
 void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
-  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS>;
+  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS, kChannels>;
   allow_shared_memory<kernel>(t.smem);
   kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// The fp16/bf16 channels-last 5x5 and 7x7 tiles (four columns a thread) of 32 staged channels have their own
+// kernel (kChannels = 32: the 7x7 forward's loads without their 140 address computations per register block).
+template <typename T, bool kNHWC, bool kDgrad, int kR>
+void launch_fast(const ConvParams& p, const Plan& t, cudaStream_t stream) {
+  if constexpr (kNHWC && sizeof(T) == 2 && kR >= 5) {
+    if (t.in.channels == 32) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, 32>(p, t, stream);
+  }
+  launch_conv_kernel<T, kNHWC, kDgrad, kR, kR>(p, t, stream);
+}
+
 template <typename T, bool kNHWC, bool kDgrad>
 void launch_conv_typed(const ConvParams& p, const Plan& t, cudaStream_t stream) {
-  if (t.fast && p.R == 3) launch_conv_kernel<T, kNHWC, kDgrad, 3, 3>(p, t, stream);
-  else if (t.fast && p.R == 5) launch_conv_kernel<T, kNHWC, kDgrad, 5, 5>(p, t, stream);
-  else if (t.fast && p.R == 7) launch_conv_kernel<T, kNHWC, kDgrad, 7, 7>(p, t, stream);
+  if (t.fast && p.R == 3) launch_fast<T, kNHWC, kDgrad, 3>(p, t, stream);
+  else if (t.fast && p.R == 5) launch_fast<T, kNHWC, kDgrad, 5>(p, t, stream);
+  else if (t.fast && p.R == 7) launch_fast<T, kNHWC, kDgrad, 7>(p, t, stream);
   else launch_conv_kernel<T, kNHWC, kDgrad, 0, 0>(p, t, stream);
 }
 
