@@ -65,9 +65,9 @@ constexpr int64_t kSmemBudget = 96 * 1024;  // planned shared memory per block, 
 
 // Output columns per thread: NCHW threads take one column each (a warp reads 32 consecutive words); NHWC threads
 // take two neighbouring pixels of one channel (the input columns they share are read once), four on the fp16/bf16
-// 5x5 and 7x7 forward / backward-data path (kR: the specialised filter size, 0 otherwise; kElem: bytes per element),
-// where the kS - 1 extra input columns per row cost more than the accumulators (7x7 channels-last: 10 loads per 28
-// FFMA a row instead of 8 per 14). fp32 keeps two: its tiles of four-column blocks do not fit two blocks per SM.
+// 5x5 and 7x7 path of every pass (kR: the specialised filter size, 0 otherwise; kElem: bytes per element), where the
+// kS - 1 extra input columns per row cost more than the accumulators (7x7 channels-last: 10 loads per 28 FFMA a row
+// instead of 8 per 14). fp32 keeps two: its tiles of four-column blocks do not fit two blocks per SM.
 template <bool kNHWC, int kR = 0, int kElem = 2> struct Cols {
   static constexpr int value = kNHWC ? (kR >= 5 && kElem == 2 ? 4 : 2) : 1;
 };
@@ -141,11 +141,10 @@ inline bool specialised(const ConvParams& p) {
   return unit && p.R == p.S && (p.R == 3 || p.R == 5 || p.R == 7);
 }
 
-// Cols of the kernel that runs `role` of `p` (backward-weight: Cols<kNHWC>).
-inline int cols_per_thread(const ConvParams& p, Role role) {
+// Cols of the kernel that runs `p` (any pass).
+inline int cols_per_thread(const ConvParams& p) {
   if (!p.channels_last) return Cols<false>::value;
-  if (role == Role::kBackwardWeight || !specialised(p) || (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16))
-    return Cols<true>::value;
+  if (!specialised(p) || (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16)) return Cols<true>::value;
   return p.R == 7 ? Cols<true, 7>::value : p.R == 5 ? Cols<true, 5>::value : Cols<true, 3>::value;
 }
 
@@ -157,12 +156,12 @@ inline int64_t staged_extent(Role role, int64_t tp, int64_t R, int64_t stride, i
 }
 
 // The plan of `role` for tiles of tp x tq outputs and ct base channels; smem = 0 when it cannot be built.
-// Forward and backward-data take at most `threads` threads (0: kMaxThreads).
+// At most `threads` threads (0: kMaxThreads).
 inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct, int vec_in, bool async_in,
                      int vec_grad, bool async_grad, int64_t threads = 0) {
   const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
   const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int cols_per_thread = dw::cols_per_thread(p, role);
+  const int cols_per_thread = dw::cols_per_thread(p);
   const int64_t M = p.K / p.C;
   Plan t;
   const int64_t rows = staged_extent(role, tp, p.R, p.stride_h, p.dil_h);
@@ -183,7 +182,8 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
     t.grad = make_staged(nhwc, tp, tq, cout, vec_grad, async_grad, elem);
     smem += 2 * int64_t(t.grad.elems) * elem;
     if (cout > kMaxThreads) return t;
-    const int64_t per_channel = std::min<int64_t>(blocks, kMaxThreads / cout);  // threads per output channel
+    const int64_t per_channel =  // threads per output channel
+        std::min<int64_t>(blocks, (threads > 0 ? threads : kMaxThreads) / cout);
     t.threads = static_cast<int>(cout * per_channel);
     smem = std::max<int64_t>(smem, int64_t(t.threads + 1) * 4);  // the final reduction's scratch
   } else {
@@ -260,7 +260,7 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
     }
     ct = best > 0 ? best : unit;
   }
-  const int64_t cols_per_thread = dw::cols_per_thread(p, role);
+  const int64_t cols_per_thread = dw::cols_per_thread(p);
   const int64_t col_blocks = (out_w + cols_per_thread - 1) / cols_per_thread;
   // Register blocks per thread and tile (forward and backward-data): two, so that the per-tile work (staging, the
   // tile's index math, the filter staging) is shared. H200, depthwise_7x7 NHWC, ms for 1 / 2 / 3 with the earlier
@@ -273,13 +273,13 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   if (wgrad) per_thread = 1;
   for (;;) {
     const int64_t lanes = ct * lanes_per_ct;
-    if (!wgrad) {
-      // Forward and backward-data, first choice: a round of the block's threads (one register block each) covers
-      // whole row blocks of the tile, bq column blocks (as many as kMaxThreads allow, balanced over the width) x
-      // `per_round` row blocks x the lanes; a tile is per_thread rounds, its height balanced over the image's.
-      // Rounds past the image's last row block are skipped whole, so only the last chunk's idle lanes cost time
-      // (session 18: 7x7 channels-last 56 x 56 outputs, tiles of 2 x 7 register blocks and 224 threads, where
-      // 2 x 12 left 8 of the last tile column's 12 idle). When it does not fit, the search below.
+    {
+      // First choice: a round of the block's threads (one register block each) covers whole row blocks of the tile,
+      // bq column blocks (as many as kMaxThreads allow, balanced over the width) x `per_round` row blocks x the
+      // lanes; a tile is per_thread rounds, its height balanced over the image's. Rounds past the image's last row
+      // block are skipped whole, so only the last chunk's idle lanes cost time (session 18: 7x7 channels-last
+      // 56 x 56 outputs, tiles of 2 x 7 register blocks and 224 threads, where 2 x 12 left 8 of the last tile
+      // column's 12 idle). When it does not fit, the search below.
       const int64_t bq_max = std::max<int64_t>(1, kMaxThreads / lanes);
       const int64_t rq = std::max<int64_t>(1, (col_blocks + (col_blocks + bq_max - 1) / bq_max - 1) /
                                                   ((col_blocks + bq_max - 1) / bq_max));

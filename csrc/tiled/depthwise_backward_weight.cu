@@ -42,11 +42,13 @@ WgradPlan plan(const ConvParams& p) {
   return w;
 }
 
-template <typename T, bool kNHWC, int kR, int kS>
+// kChannels > 0: the staged channels of both tiles (t.in.channels == t.grad.channels), known at compile time so that
+// the NHWC fast path addresses a staged row's pixels by immediate offsets (as in depthwise.cuh's forward).
+template <typename T, bool kNHWC, int kR, int kS, int kChannels = 0>
 __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
     wgrad_kernel(const ConvParams p, const Plan t, int tap_chunks, SplitOutput<float, StoreWeight<T>> out) {
   constexpr bool kFast = kR > 0;
-  constexpr int kCols = dw::Cols<kNHWC>::value;
+  constexpr int kCols = dw::Cols<kNHWC, kR, int(sizeof(T))>::value;
   constexpr int kTaps = kFast ? kR * kS : dw::kTapChunk;
   extern __shared__ __align__(16) unsigned char smem[];
   T* const xbuf = reinterpret_cast<T*>(smem);  // two staged input tiles, then two grad_output tiles
@@ -118,12 +120,15 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
 #pragma unroll
       for (int i = 0; i < kRows; ++i)
 #pragma unroll
-        for (int j = 0; j < kCols; ++j) g[i][j] = to_acc(gs[dw::staged_index<kNHWC>(t.grad, co, i0 + i, j0 + j, gshift)]);
+        for (int j = 0; j < kCols; ++j) {
+          if constexpr (kChannels > 0) g[i][j] = to_acc(gs[((i0 + i) * t.grad.cols + j0 + j) * kChannels + co]);
+          else g[i][j] = to_acc(gs[dw::staged_index<kNHWC>(t.grad, co, i0 + i, j0 + j, gshift)]);
+        }
       if constexpr (kFast) {
         // Position (i, j) meets staged input (i0 + i + r, j0 + j + s) at tap (r, s).
         const T* base = xs + dw::staged_index<kNHWC>(t.in, ci, i0, j0, xshift);
         const int row_step = kNHWC ? t.in.cols * t.in.channels : t.in.pitch;
-        const int col_step = kNHWC ? t.in.channels : 1;
+        const int col_step = kNHWC ? (kChannels > 0 ? kChannels : t.in.channels) : 1;
 #pragma unroll
         for (int xr = 0; xr < kRows + kR - 1; ++xr) {
           float v[kCols + kS - 1];
@@ -184,9 +189,9 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
   }
 }
 
-template <typename T, bool kNHWC, int kR, int kS>
+template <typename T, bool kNHWC, int kR, int kS, int kChannels = 0>
 void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
-  constexpr auto kernel = wgrad_kernel<T, kNHWC, kR, kS>;
+  constexpr auto kernel = wgrad_kernel<T, kNHWC, kR, kS, kChannels>;
   dw::allow_shared_memory<kernel>(w.t.smem);
   const auto out = split_output<float>(w.split, p.K * p.R * p.S, workspace, dw::store_weight<T>(p));
   const dim3 grid(static_cast<unsigned>(w.t.chunks * w.tap_chunks), static_cast<unsigned>(w.split.splits));
@@ -195,11 +200,21 @@ void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cud
   finish_splits(out, w.split, stream);
 }
 
+// The fp16/bf16 channels-last 5x5 and 7x7 tiles of 32 staged channels have their own kernel (kChannels = 32).
+template <typename T, bool kNHWC, int kR>
+void launch_fast(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
+  if constexpr (kNHWC && sizeof(T) == 2 && kR >= 5) {
+    if (w.t.in.channels == 32 && w.t.grad.channels == 32)
+      return launch_kernel<T, kNHWC, kR, kR, 32>(p, w, workspace, stream);
+  }
+  launch_kernel<T, kNHWC, kR, kR>(p, w, workspace, stream);
+}
+
 template <typename T, bool kNHWC>
 void launch_typed(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
-  if (w.t.fast && p.R == 3) launch_kernel<T, kNHWC, 3, 3>(p, w, workspace, stream);
-  else if (w.t.fast && p.R == 5) launch_kernel<T, kNHWC, 5, 5>(p, w, workspace, stream);
-  else if (w.t.fast && p.R == 7) launch_kernel<T, kNHWC, 7, 7>(p, w, workspace, stream);
+  if (w.t.fast && p.R == 3) launch_fast<T, kNHWC, 3>(p, w, workspace, stream);
+  else if (w.t.fast && p.R == 5) launch_fast<T, kNHWC, 5>(p, w, workspace, stream);
+  else if (w.t.fast && p.R == 7) launch_fast<T, kNHWC, 7>(p, w, workspace, stream);
   else launch_kernel<T, kNHWC, 0, 0>(p, w, workspace, stream);
 }
 
