@@ -9,6 +9,8 @@
 // finish_splits (common/reduce.cuh) adds the rows in split order. No atomics: bit-identical run to run.
 // Specialised taps (3x3, 5x5, 7x7 at stride 1, dilation 1) all live in registers and each staged input row segment
 // is read once per register block; other filters go kTapChunk taps per block (the grid's tap chunks).
+#include <cstdlib>
+
 #include "common/reduce.cuh"
 #include "kernels.h"
 #include "tiled/depthwise.cuh"
@@ -36,7 +38,10 @@ WgradPlan plan(const ConvParams& p) {
   w.tap_chunks = w.t.fast ? 1 : static_cast<int>((p.R * p.S + dw::kTapChunk - 1) / dw::kTapChunk);
   const int64_t items = w.t.chunks * w.tap_chunks;
   const int64_t per_chunk = p.N * w.t.tiles_p * w.t.tiles_q;
-  const int64_t wanted = (int64_t(kBlocksPerSm) * num_sms() + items - 1) / std::max<int64_t>(items, 1);
+  // TUNING (temporary): CONV2D_EXT_DW_WGRAD_PER_SM, blocks wanted per SM (session 18).
+  const char* env = std::getenv("CONV2D_EXT_DW_WGRAD_PER_SM");
+  const int64_t per_sm = env != nullptr ? std::max(1, std::atoi(env)) : kBlocksPerSm;
+  const int64_t wanted = (per_sm * num_sms() + items - 1) / std::max<int64_t>(items, 1);
   const int64_t splits = std::max<int64_t>(1, std::min<int64_t>({wanted, per_chunk, 65535}));
   w.split = SplitPlan{splits, 0};
   return w;
