@@ -10,6 +10,7 @@
 // Specialised taps (3x3, 5x5, 7x7 at stride 1, dilation 1) all live in registers and each staged input row segment
 // is read once per register block; other filters go kTapChunk taps per block (the grid's tap chunks).
 #include <cstdlib>
+#include <type_traits>
 
 #include "common/reduce.cuh"
 #include "kernels.h"
@@ -29,8 +30,10 @@ struct WgradPlan {
   SplitPlan split;
 };
 
-// Blocks wanted per SM: two resident (kMinBlocks), and a second wave to even out the tiles per block.
-constexpr int kBlocksPerSm = 2 * dw::kMinBlocks;
+// Blocks wanted per SM: the resident ones (kMinBlocks), one wave (H200, depthwise_7x7 bf16 channels-last, ms for 1 /
+// 2 / 3 / 4 / 6 blocks per SM: 0.0845 / 0.0736 / 0.0769 / 0.0779 / 0.0819; a second wave, the earlier choice, costs
+// every block's final reduction and split row twice).
+constexpr int kBlocksPerSm = dw::kMinBlocks;
 
 WgradPlan plan(const ConvParams& p) {
   WgradPlan w;
@@ -134,22 +137,31 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
         const T* base = xs + dw::staged_index<kNHWC>(t.in, ci, i0, j0, xshift);
         const int row_step = kNHWC ? t.in.cols * t.in.channels : t.in.pitch;
         const int col_step = kNHWC ? (kChannels > 0 ? kChannels : t.in.channels) : 1;
+        // Blocks wholly inside P x Q (all of them when the register block divides the output) run without the
+        // per-position predicates (session 18: with four columns a thread their logic was a third of the body).
+        auto reduce = [&](auto edge) {
+          constexpr bool kEdge = decltype(edge)::value;
 #pragma unroll
-        for (int xr = 0; xr < kRows + kR - 1; ++xr) {
-          float v[kCols + kS - 1];
+          for (int xr = 0; xr < kRows + kR - 1; ++xr) {
+            float v[kCols + kS - 1];
 #pragma unroll
-          for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[xr * row_step + u * col_step]);
+            for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[xr * row_step + u * col_step]);
 #pragma unroll
-          for (int i = 0; i < kRows; ++i) {
-            const int r = xr - i;
-            if (r < 0 || r >= kR) continue;
-#pragma unroll
-            for (int s = 0; s < kS; ++s)
+            for (int i = 0; i < kRows; ++i) {
+              const int r = xr - i;
+              if (r < 0 || r >= kR) continue;
+              // Taps innermost: consecutive FMAs update different accumulators.
 #pragma unroll
               for (int j = 0; j < kCols; ++j)
-                if (i < rows_in && j < cols_in) acc[r * kS + s] = fmaf(g[i][j], v[j + s], acc[r * kS + s]);
+#pragma unroll
+                for (int s = 0; s < kS; ++s)
+                  if (!kEdge || (i < rows_in && j < cols_in))
+                    acc[r * kS + s] = fmaf(g[i][j], v[j + s], acc[r * kS + s]);
+            }
           }
-        }
+        };
+        if (rows_in >= kRows && cols_in >= kCols) reduce(std::false_type{});
+        else reduce(std::true_type{});
       } else {
 #pragma unroll
         for (int i = 0; i < kRows; ++i)
