@@ -30,10 +30,13 @@ struct WgradPlan {
   SplitPlan split;
 };
 
-// Blocks wanted per SM: the resident ones (kMinBlocks), one wave (H200, depthwise_7x7 bf16 channels-last, ms for 1 /
-// 2 / 3 / 4 / 6 blocks per SM: 0.0845 / 0.0736 / 0.0769 / 0.0779 / 0.0819; a second wave, the earlier choice, costs
-// every block's final reduction and split row twice).
-constexpr int kBlocksPerSm = dw::kMinBlocks;
+// Blocks per SM: channels-last, the resident ones (kMinBlocks), one wave, never more blocks than fit at once (H200,
+// depthwise_7x7 bf16 channels-last, ms for 1 / 2 / 3 / 4 / 6 blocks per SM: 0.0845 / 0.0736 / 0.0769 / 0.0779 /
+// 0.0819; a second wave costs every block's final reduction and split row twice). NCHW keeps two waves, rounded up
+// (session 18 measured one wave rounded up there: depthwise_7x7 NCHW backward 0.157 -> 0.171 ms bf16, 0.169 -> 0.186
+// fp32; inferred cause: one-channel chunks, 96 x 3 = 288 blocks for 264 places; not re-measured).
+constexpr int kBlocksPerSmNHWC = dw::kMinBlocks;
+constexpr int kBlocksPerSmNCHW = 2 * dw::kMinBlocks;
 
 WgradPlan plan(const ConvParams& p) {
   WgradPlan w;
@@ -41,10 +44,12 @@ WgradPlan plan(const ConvParams& p) {
   w.tap_chunks = w.t.fast ? 1 : static_cast<int>((p.R * p.S + dw::kTapChunk - 1) / dw::kTapChunk);
   const int64_t items = w.t.chunks * w.tap_chunks;
   const int64_t per_chunk = p.N * w.t.tiles_p * w.t.tiles_q;
-  // TUNING (temporary): CONV2D_EXT_DW_WGRAD_PER_SM, blocks wanted per SM (session 18).
+  // TUNING (temporary): CONV2D_EXT_DW_WGRAD_PER_SM, blocks per SM (session 18).
   const char* env = std::getenv("CONV2D_EXT_DW_WGRAD_PER_SM");
-  const int64_t per_sm = env != nullptr ? std::max(1, std::atoi(env)) : kBlocksPerSm;
-  const int64_t wanted = (per_sm * num_sms() + items - 1) / std::max<int64_t>(items, 1);
+  const int64_t per_sm = env != nullptr ? std::max(1, std::atoi(env))
+                                        : p.channels_last ? kBlocksPerSmNHWC : kBlocksPerSmNCHW;
+  const int64_t places = per_sm * num_sms(), chunks = std::max<int64_t>(items, 1);
+  const int64_t wanted = p.channels_last ? places / chunks : (places + chunks - 1) / chunks;
   const int64_t splits = std::max<int64_t>(1, std::min<int64_t>({wanted, per_chunk, 65535}));
   w.split = SplitPlan{splits, 0};
   return w;
