@@ -260,8 +260,8 @@ RULES = (
          "depthwise NCHW, stride 1: a thread per 16-byte column vector and strip of output rows, inputs read from "
          "global memory once per strip, filter in registers (memory-bound; exact FP32 FMA)"),
     # depthwise, every pass and dtype but float64 (channels-last fp16/bf16 7x7 too: tiled:depthwise_mma, the filter
-    # rows as band matrices on tensor cores, is registered but not faster yet: H200 graph time, forward 0.060 against
-    # 0.058 ms, backward-data 0.060 against 0.062; NOTES, session 17)
+    # rows as band matrices on tensor cores, is registered but slower: H200 graph time, forward 0.060 against the
+    # tiles' 0.054 ms, backward-data 0.060 against 0.057; NOTES, sessions 17-18)
     Rule("tiled:depthwise", lambda p, pass_: p.depthwise,
          "depthwise: shared-memory tiles with their halo, each input byte read once (memory-bound; exact FP32 FMA)"),
     # narrow groups on tensor cores (fp16, bf16, TF32): the forward and stride-1 backward-data, where the reduction's

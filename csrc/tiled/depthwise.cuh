@@ -210,7 +210,9 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
 //   NCHW: a tile spans up to 64 output columns (balanced over the width) and as many register blocks of kRows rows
 //   as fill the block; channels fill the rest (small images take several channels per tile).
 //   NHWC: a chunk of channels (a multiple of the copy width, about 32-64 lanes, dividing C when it can) times
-//   as many 8 x 2 pixel blocks as fill the block, arranged as square as the image allows.
+//   kRows x Cols pixel blocks in rounds of whole row blocks (the width balanced over the image), two rounds a tile
+//   (one for backward-weight); where that does not fit, as many blocks as fill the block, as square as the image
+//   allows, shrunk.
 inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
   const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
