@@ -5,6 +5,7 @@ kernel runs; inputs are fresh random values on every run, with their seed in eve
 variant that cannot run a case skips it with the reason."""
 import os
 import random
+import re
 
 import pytest
 import torch
@@ -773,6 +774,36 @@ def test_tiled_depthwise_mma_ffma_tiles(name, precision_mode, poison, monkeypatc
     monkeypatch.setenv("CONV2D_EXT_DWMMA_ALL_FFMA", "1")
     case = DEPTHWISE_MMA[name]
     run_and_check(case, precision_mode, "nhwc", depthwise_mma_passes(case), True, must_run=True)
+
+
+# tiled:depthwise's copy-engine staging (CONV2D_EXT_DW_TMA=1, experimental): channels-last fp16/bf16 5x5 / 7x7 tiles
+# of 32 staged channels (C = 32, or a multiple of 32 chunked by 32): awkward sizes, batch 1, three chunks.
+DEPTHWISE_TMA = {
+    "7x7_c96": Case(2, 96, 17, 23, 96, 7, 7, 1, 3, 1, 96),
+    "7x7_c32_b1_w70": Case(1, 32, 9, 70, 32, 7, 7, 1, 3, 1, 32),
+    "5x5_c128": Case(2, 128, 12, 13, 128, 5, 5, 1, 2, 1, 128),
+    "7x7_c32_pad1": Case(3, 32, 11, 9, 32, 7, 7, 1, 1, 1, 32),
+}
+
+
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("offset", [0, 8])
+@pytest.mark.parametrize("name", list(DEPTHWISE_TMA))
+def test_tiled_depthwise_tma(name, offset, precision_mode, poison, monkeypatch):
+    """tiled:depthwise forward and backward-data with CONV2D_EXT_DW_TMA=1 (tiles staged by the copy engine, sm 9.0
+    only): the results, and that the copy-engine kernel ran (its name in a profiler trace)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the copy-engine staging runs on compute capability 9.0 only")
+    monkeypatch.setenv("CONV2D_EXT_DW_TMA", "1")
+    case = DEPTHWISE_TMA[name]
+    passes = {"forward": "tiled:depthwise", "backward_data": "tiled:depthwise"}
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(case, precision_mode, "nhwc", passes, offset == 0, offset=offset, must_run=True)
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if "conv_kernel<" in e.name]
+    tma = [n for n in names if re.search(r"32, (true|\(bool\)1)>", n)]
+    assert len(tma) >= 2, f"no copy-engine depthwise kernel in {sorted(set(names))}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

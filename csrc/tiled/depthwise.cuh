@@ -45,6 +45,7 @@
 #include "common/cp_async.cuh"
 #include "common/dtype.cuh"
 #include "common/launch.cuh"
+#include "common/tma.cuh"
 
 namespace conv2d_ext {
 namespace dw {
@@ -105,6 +106,7 @@ struct Plan {
   int64_t smem = 0;  // dynamic shared memory bytes
   bool fast = false; // 3x3, 5x5 or 7x7 at stride 1 and dilation 1: the specialised kernels
   int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
+  bool tma = false;   // forward / backward-data: `in` staged by the copy engine (with_tma), one mbarrier a buffer
 };
 
 // ---- Host: the plan.
@@ -205,6 +207,12 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
   return t;
 }
 
+// Shared memory a plan may take so that two blocks fit an SM: half the SM's (the largest a block may opt in to, plus
+// the 1 KB the system takes per block) less 1 KB, or kSmemBudget where that is more.
+inline int64_t smem_budget(int64_t max_smem) {
+  return std::min(max_smem, std::max(kSmemBudget, (max_smem + 1024) / 2 - 1024));
+}
+
 // The plan for `p`: tiles of about kMaxThreads register blocks, shrunk until they fit `budget` bytes of shared
 // memory (no more than the GPU gives a block); smem = 0 when even the smallest tile does not fit.
 //   NCHW: a tile spans up to 64 output columns (balanced over the width) and as many register blocks of kRows rows
@@ -226,9 +234,7 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   if (wgrad) vec_grad = copy_elems(p.y, nhwc ? p.K : p.Q, elem, &async_grad);
   const int64_t out_h = dgrad ? p.H : p.P, out_w = dgrad ? p.W : p.Q;
   const int64_t row_blocks = (out_h + kRows - 1) / kRows;
-  // Two blocks per SM: half the SM's shared memory (the largest a block may opt in to, plus the 1 KB the system
-  // takes per block) less 1 KB, or kSmemBudget where that is more.
-  const int64_t budget = std::min(max_smem, std::max(kSmemBudget, (max_smem + 1024) / 2 - 1024));
+  const int64_t budget = smem_budget(max_smem);
   auto fits = [&](const Plan& t, int64_t limit) { return t.smem > 0 && t.smem <= limit; };
 
   if (!nhwc) {
@@ -326,6 +332,63 @@ inline int64_t max_shared_memory(int sm) {
   if (sm == 90 || sm == 100) return 232448;
   if (sm == 80 || sm == 87) return 166912;
   return 101376;
+}
+
+// ---- Host: staging by the copy engine. EXPERIMENTAL (session 18, written after the session's last GPU call and not
+// yet run on a GPU): off unless CONV2D_EXT_DW_TMA=1.
+//
+// A channels-last forward / backward-data tile is one box of the staged tensor (x; grad_output for backward-data):
+// [the chunk's channels][staged columns][staged rows][one image], innermost first, which a 4-D tensor map copies into
+// the staged layout as it is, zeros outside the tensor (padding, the last chunk's channels past C). One thread issues
+// each tile's copy; the block waits on that buffer's mbarrier instead of cp.async groups, and the staging loop
+// (~12% of the 7x7 forward's instructions) goes. Only the kernels of 32 staged channels on the fp16/bf16 5x5 / 7x7
+// path have the variant.
+
+inline bool tma_requested() {
+  const char* env = std::getenv("CONV2D_EXT_DW_TMA");
+  return env != nullptr && env[0] == '1';
+}
+
+// `t` with its staged buffers 128-byte aligned (the copy engine's destinations) and 8 bytes a buffer for the
+// barriers, when a TMA kernel exists for it (sm_90a build on compute capability 9.0, channels-last fp16/bf16 5x5 or
+// 7x7 at stride 1, 32 staged channels, 16-byte copies) and it still fits two blocks per SM; else `t` as it is.
+inline Plan with_tma(const ConvParams& p, Plan t, int64_t max_smem) {
+#ifdef CONV2D_EXT_SM90A
+  const bool half = p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16;
+  if (p.sm != 90 || !p.channels_last || !half || !t.fast || p.R < 5) return t;
+  if (t.in.channels != 32 || !t.in.async || t.in.vec != 8 || t.in.cols > 256 || t.in.rows > 256) return t;
+  Plan u = t;
+  u.in.elems = static_cast<int>(round_up(t.in.elems, 64));  // 128 bytes
+  const int64_t filters = t.smem - int64_t(t.stages) * t.in.elems * 2;
+  u.smem = round_up(int64_t(u.stages) * u.in.elems * 2 + filters, 8) + 8 * int64_t(u.stages);
+  if (u.smem > smem_budget(max_smem)) return t;
+  u.tma = true;
+  return u;
+#else
+  (void)p;
+  (void)max_smem;
+  return t;
+#endif
+}
+
+// The tensor map of the tensor a TMA plan stages (x, or grad_output for backward-data): dimensions (channels, columns,
+// rows, images), one box per tile.
+template <typename T>
+CUtensorMap staged_map(const ConvParams& p, const Plan& t, bool dgrad) {
+  CUtensorMap map{};
+  const uint64_t e = sizeof(T);
+  const uint64_t channels = dgrad ? p.K : p.C, rows = dgrad ? p.P : p.H, cols = dgrad ? p.Q : p.W;
+  const uint64_t dims[4] = {channels, cols, rows, static_cast<uint64_t>(p.N)};
+  const uint64_t strides[3] = {channels * e, cols * channels * e, rows * cols * channels * e};
+  const uint32_t box[4] = {static_cast<uint32_t>(t.in.channels), static_cast<uint32_t>(t.in.cols),
+                           static_cast<uint32_t>(t.in.rows), 1};
+  const uint32_t step[4] = {1, 1, 1, 1};
+  const auto dtype = std::is_same<T, float>::value    ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                     : std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                      : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const char* why = encode_tensor_map_4d(&map, dtype, dgrad ? p.y : p.x, dims, strides, box, step, false);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: tiled:depthwise: ", why);
+  return map;
 }
 
 // "" when `stride` (n, c, h, w order) is dense in p's layout for an N x channels x rows x cols tensor; dimensions of
@@ -562,13 +625,14 @@ __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int6
 // convolution, on tiles as described at the top. kR x kS > 0: the specialised stride-1, dilation-1 path.
 // kChannels > 0: the staged channels (t.in.channels), known at compile time so that the NHWC fast path addresses a
 // staged row's pixels by immediate offsets (one address per row, not one per load).
-template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0>
+// kTma: `in` staged by the copy engine through `map` (t.tma; see with_tma), else by cp.async.
+template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0, bool kTma = false>
 __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
-    conv_kernel(const ConvParams p, const Plan t) {
+    conv_kernel(const ConvParams p, const Plan t, const __grid_constant__ CUtensorMap map) {
   constexpr bool kFast = kR > 0;
   constexpr int kCols = Cols<kNHWC, kR, int(sizeof(T))>::value;
   constexpr int kTaps = kFast ? kR * kS : 1;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];  // 128: the copy engine's destinations
   T* const buffers = reinterpret_cast<T*>(smem);
   float* const wsm = reinterpret_cast<float*>(buffers + t.stages * t.in.elems);
 
@@ -590,12 +654,34 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   const int first0 = threadIdx.x % radix0, first1 = threadIdx.x / radix0 % radix1;
   const int first2 = threadIdx.x / radix0 / radix1;
 
-  auto issue = [&](int64_t tile, T* buffer) {
+  // kTma: one mbarrier a buffer, after the buffers and the filter chunk (with_tma's layout).
+  uint64_t* bars = nullptr;
+  if constexpr (kTma) {
+    bars = reinterpret_cast<uint64_t*>(
+        smem + ((size_t(t.stages) * t.in.elems * sizeof(T) + size_t(t.wsets) * R * S * 4 + 7) & ~size_t(7)));
+    if (threadIdx.x == 0) {
+      for (int b = 0; b < t.stages; ++b) mbarrier_init(&bars[b], 1);
+      fence_barrier_init();
+      tma_prefetch_descriptor(&map);
+    }
+    __syncthreads();
+  }
+  uint32_t phases = 0;  // kTma: bit b is the parity of buffer b's next completion
+
+  auto issue = [&](int64_t tile, int buffer) {
+    if (kTma && threadIdx.x != 0) return;
     const TileAt a = tile_at(t, p.N, tile);
     const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
     const int col0 = staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w);
-    stage<T, kNHWC>(buffer, t.in, src, a.n, src_channels, src_rows, src_cols, a.chunk * t.ct * (kDgrad ? M : 1), row0,
-                    col0);
+    const int64_t c_begin = a.chunk * t.ct * (kDgrad ? M : 1);
+    if constexpr (kTma) {
+      mbarrier_arrive_expect_tx(&bars[buffer], uint32_t(t.in.channels) * t.in.cols * t.in.rows * sizeof(T));
+      tma_load_4d(buffers + buffer * t.in.elems, &map, &bars[buffer], static_cast<int>(c_begin), col0, row0,
+                  static_cast<int>(a.n));
+    } else {
+      stage<T, kNHWC>(buffers + buffer * t.in.elems, t.in, src, a.n, src_channels, src_rows, src_cols, c_begin, row0,
+                      col0);
+    }
   };
 
   float wr[kTaps];  // the specialised path's filter, in registers (flipped for backward-data)
@@ -607,8 +693,8 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   const int64_t end = (blockIdx.x + 1) * t.tiles / gridDim.x;
   int64_t tile = blockIdx.x * t.tiles / gridDim.x;
   for (int s = 0; s < stages - 1; ++s) {
-    if (tile + s < end) issue(tile + s, buffers + s * t.in.elems);
-    cp_async_commit();
+    if (tile + s < end) issue(tile + s, s);
+    if constexpr (!kTma) cp_async_commit();
   }
   int64_t weights_of = -1;  // the chunk whose filters are staged
   int slot = 0;             // the buffer of `tile`
@@ -616,17 +702,23 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     T* const current = buffers + slot * t.in.elems;
     // The buffer the last iteration computed (freed by its closing barrier) takes tile + stages - 1.
     const int ahead = slot == 0 ? stages - 1 : slot - 1;
-    if (tile + stages - 1 < end) issue(tile + stages - 1, buffers + ahead * t.in.elems);
-    cp_async_commit();
+    if (tile + stages - 1 < end) issue(tile + stages - 1, ahead);
+    if constexpr (!kTma) cp_async_commit();
     const TileAt a = tile_at(t, p.N, tile);
     if (a.chunk != weights_of) {  // uniform over the block; the last iteration's barrier freed wsm
       stage_weights<T>(wsm, p, a.chunk * t.wsets, t.wsets);
       weights_of = a.chunk;
       cached = -1;
     }
-    if (stages == kStages) cp_async_wait<kStages - 1>();
-    else cp_async_wait<1>();
-    __syncthreads();
+    if constexpr (kTma) {
+      mbarrier_wait(&bars[slot], phases >> slot & 1u);
+      phases ^= 1u << slot;
+    } else if (stages == kStages) {
+      cp_async_wait<kStages - 1>();
+    } else {
+      cp_async_wait<1>();
+    }
+    __syncthreads();  // the filter chunk (and, with cp.async, every thread's copies) visible to all
 
     const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
     const int col0 = staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w);
@@ -734,21 +826,27 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   }
 }
 
-template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0>
+template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0, bool kTma = false>
 void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
-  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS, kChannels>;
+  constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS, kChannels, kTma>;
   allow_shared_memory<kernel>(t.smem);
-  kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t);
+  const CUtensorMap map = kTma ? staged_map<T>(p, t, kDgrad) : CUtensorMap{};
+  kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // The fp16/bf16 channels-last 5x5 and 7x7 tiles (four columns a thread) of 32 staged channels have their own
-// kernel (kChannels = 32: the 7x7 forward's loads without their 140 address computations per register block).
+// kernels (kChannels = 32: the 7x7 forward's loads without their 140 address computations per register block), with
+// cp.async or (t.tma) copy-engine staging.
 template <typename T, bool kNHWC, bool kDgrad, int kR>
 void launch_fast(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   if constexpr (kNHWC && sizeof(T) == 2 && kR >= 5) {
-    if (t.in.channels == 32) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, 32>(p, t, stream);
+    if (t.in.channels == 32) {
+      if (t.tma) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, 32, true>(p, t, stream);
+      return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, 32>(p, t, stream);
+    }
   }
+  TORCH_CHECK(!t.tma, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");
   launch_conv_kernel<T, kNHWC, kDgrad, kR, kR>(p, t, stream);
 }
 
@@ -757,15 +855,19 @@ void launch_conv_typed(const ConvParams& p, const Plan& t, cudaStream_t stream) 
   if (t.fast && p.R == 3) launch_fast<T, kNHWC, kDgrad, 3>(p, t, stream);
   else if (t.fast && p.R == 5) launch_fast<T, kNHWC, kDgrad, 5>(p, t, stream);
   else if (t.fast && p.R == 7) launch_fast<T, kNHWC, kDgrad, 7>(p, t, stream);
-  else launch_conv_kernel<T, kNHWC, kDgrad, 0, 0>(p, t, stream);
+  else {
+    TORCH_CHECK(!t.tma, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");
+    launch_conv_kernel<T, kNHWC, kDgrad, 0, 0>(p, t, stream);
+  }
 }
 
 // Forward or backward-data of `p` (can_implement(p, role) is "").
 template <bool kDgrad>
 void launch_conv(const ConvParams& p, cudaStream_t stream) {
   if (p.N == 0) return;  // an empty batch: nothing to launch (a grid of 0 is an error)
-  const Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
+  Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
   TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
+  if (tma_requested()) t = with_tma(p, t, max_shared_memory(p.sm));
   dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
