@@ -73,6 +73,10 @@ template <bool kNHWC, int kR = 0, int kElem = 2> struct Cols {
   static constexpr int value = kNHWC ? (kR >= 5 && kElem == 2 ? 4 : 2) : 1;
 };
 
+// The four-column kernels of every pass have a variant for tiles of exactly this many staged channels (known at
+// compile time: a staged row's pixels at immediate offsets, one address per row instead of one per load).
+constexpr int kFixedChannels = 32;
+
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
 CONV2D_EXT_HOST_DEVICE inline int64_t floor_div(int64_t a, int64_t b) {
@@ -112,6 +116,12 @@ struct Plan {
 // ---- Host: the plan.
 
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// The largest part when n is split into as few parts of at most `most` as possible, as evenly as possible.
+inline int64_t balanced_part(int64_t n, int64_t most) {
+  const int64_t parts = (n + most - 1) / most;
+  return (n + parts - 1) / parts;
+}
 
 // Elements per copy from `base`, whose contiguous runs are `run` elements of `elem` bytes: the widest of 16, 8 and
 // 4 bytes that the pointer and the run length allow (the copies of a run then never straddle its end). `async`
@@ -239,9 +249,9 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
 
   if (!nhwc) {
     // Columns: up to 64 per tile, balanced; row blocks and channels fill kMaxThreads threads.
-    int64_t tq = out_w <= 64 ? out_w : (out_w + (out_w + 63) / 64 - 1) / ((out_w + 63) / 64);
+    int64_t tq = balanced_part(out_w, 64);
     int64_t rg = std::max<int64_t>(1, std::min<int64_t>(kMaxThreads / tq, row_blocks));
-    rg = (row_blocks + (row_blocks + rg - 1) / rg - 1) / ((row_blocks + rg - 1) / rg);  // balanced over the height
+    rg = balanced_part(row_blocks, rg);  // balanced over the height
     const int64_t lanes = std::max<int64_t>(1, kMaxThreads / (rg * tq));  // output channels per tile
     int64_t ct = std::max<int64_t>(1, std::min<int64_t>(p.C, dgrad ? lanes : lanes / M));
     for (;;) {
@@ -289,11 +299,9 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
       // 56 x 56 outputs, tiles of 2 x 7 register blocks and 224 threads, where 2 x 12 left 8 of the last tile
       // column's 12 idle). When it does not fit, the search below.
       const int64_t bq_max = std::max<int64_t>(1, kMaxThreads / lanes);
-      const int64_t rq = std::max<int64_t>(1, (col_blocks + (col_blocks + bq_max - 1) / bq_max - 1) /
-                                                  ((col_blocks + bq_max - 1) / bq_max));
+      const int64_t rq = balanced_part(col_blocks, bq_max);
       const int64_t per_round = std::min(row_blocks, std::max<int64_t>(1, kMaxThreads / (lanes * rq)));
-      int64_t rp = std::min(row_blocks, per_thread * per_round);
-      rp = (row_blocks + (row_blocks + rp - 1) / rp - 1) / ((row_blocks + rp - 1) / rp);
+      const int64_t rp = balanced_part(row_blocks, std::min(row_blocks, per_thread * per_round));
       const Plan t = plan_for(p, role, int(rp * kRows), int(rq * cols_per_thread), ct, vec_in, async_in, vec_grad,
                               async_grad, std::min<int64_t>(kMaxThreads, round_up(lanes * rq * per_round, 32)));
       if (fits(t, budget)) return t;
@@ -354,9 +362,8 @@ inline bool tma_requested() {
 // 7x7 at stride 1, 32 staged channels, 16-byte copies) and it still fits two blocks per SM; else `t` as it is.
 inline Plan with_tma(const ConvParams& p, Plan t, int64_t max_smem) {
 #ifdef CONV2D_EXT_SM90A
-  const bool half = p.dtype == DType::kFloat16 || p.dtype == DType::kBFloat16;
-  if (p.sm != 90 || !p.channels_last || !half || !t.fast || p.R < 5) return t;
-  if (t.in.channels != 32 || !t.in.async || t.in.vec != 8 || t.in.cols > 256 || t.in.rows > 256) return t;
+  if (p.sm != 90 || cols_per_thread(p) != 4 || t.in.channels != kFixedChannels) return t;
+  if (!t.in.async || t.in.vec != 8 || t.in.cols > 256 || t.in.rows > 256) return t;
   Plan u = t;
   u.in.elems = static_cast<int>(round_up(t.in.elems, 64));  // 128 bytes
   const int64_t filters = t.smem - int64_t(t.stages) * t.in.elems * 2;
@@ -840,10 +847,10 @@ void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream)
 // cp.async or (t.tma) copy-engine staging.
 template <typename T, bool kNHWC, bool kDgrad, int kR>
 void launch_fast(const ConvParams& p, const Plan& t, cudaStream_t stream) {
-  if constexpr (kNHWC && sizeof(T) == 2 && kR >= 5) {
-    if (t.in.channels == 32) {
-      if (t.tma) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, 32, true>(p, t, stream);
-      return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, 32>(p, t, stream);
+  if constexpr (Cols<kNHWC, kR, int(sizeof(T))>::value == 4) {
+    if (t.in.channels == kFixedChannels) {
+      if (t.tma) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, kFixedChannels, true>(p, t, stream);
+      return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, kFixedChannels>(p, t, stream);
     }
   }
   TORCH_CHECK(!t.tma, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");

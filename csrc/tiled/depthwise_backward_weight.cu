@@ -222,12 +222,12 @@ void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cud
   finish_splits(out, w.split, stream);
 }
 
-// The fp16/bf16 channels-last 5x5 and 7x7 tiles of 32 staged channels have their own kernel (kChannels = 32).
+// The four-column tiles (fp16/bf16 channels-last 5x5 and 7x7) of kFixedChannels staged channels have their own kernel.
 template <typename T, bool kNHWC, int kR>
 void launch_fast(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
-  if constexpr (kNHWC && sizeof(T) == 2 && kR >= 5) {
-    if (w.t.in.channels == 32 && w.t.grad.channels == 32)
-      return launch_kernel<T, kNHWC, kR, kR, 32>(p, w, workspace, stream);
+  if constexpr (dw::Cols<kNHWC, kR, int(sizeof(T))>::value == 4) {
+    if (w.t.in.channels == dw::kFixedChannels && w.t.grad.channels == dw::kFixedChannels)
+      return launch_kernel<T, kNHWC, kR, kR, dw::kFixedChannels>(p, w, workspace, stream);
   }
   launch_kernel<T, kNHWC, kR, kR>(p, w, workspace, stream);
 }
