@@ -776,8 +776,9 @@ def test_tiled_depthwise_mma_ffma_tiles(name, precision_mode, poison, monkeypatc
     run_and_check(case, precision_mode, "nhwc", depthwise_mma_passes(case), True, must_run=True)
 
 
-# tiled:depthwise's copy-engine staging (CONV2D_EXT_DW_TMA=1, experimental): channels-last fp16/bf16 5x5 / 7x7 tiles
-# of 32 staged channels (C = 32, or a multiple of 32 chunked by 32): awkward sizes, batch 1, three chunks.
+# tiled:depthwise's copy-engine staging (the default on compute capability 9.0; CONV2D_EXT_DW_TMA=0 turns it off):
+# channels-last fp16/bf16 5x5 / 7x7 tiles of 32 staged channels (C = 32, or a multiple of 32 chunked by 32): awkward
+# sizes, batch 1, three chunks; base pointers 16-byte aligned (offset 8 elements) and not (offset 3: cp.async path).
 DEPTHWISE_TMA = {
     "7x7_c96": Case(2, 96, 17, 23, 96, 7, 7, 1, 3, 1, 96),
     "7x7_c32_b1_w70": Case(1, 32, 9, 70, 32, 7, 7, 1, 3, 1, 32),
@@ -787,23 +788,30 @@ DEPTHWISE_TMA = {
 
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("offset", [0, 8])
+@pytest.mark.parametrize("tma", ["1", "0"])
+@pytest.mark.parametrize("offset", [0, 8, 3])
 @pytest.mark.parametrize("name", list(DEPTHWISE_TMA))
-def test_tiled_depthwise_tma(name, offset, precision_mode, poison, monkeypatch):
-    """tiled:depthwise forward and backward-data with CONV2D_EXT_DW_TMA=1 (tiles staged by the copy engine, sm 9.0
-    only): the results, and that the copy-engine kernel ran (its name in a profiler trace)."""
+def test_tiled_depthwise_tma(name, offset, tma, precision_mode, poison, monkeypatch):
+    """tiled:depthwise's three passes with the copy-engine staging on (CONV2D_EXT_DW_TMA=1, the default) and off: the
+    results, and that the copy-engine kernels (forward / backward-data, backward-weight) ran exactly when it is on and
+    the base pointers are 16-byte aligned (their names in a profiler trace)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the copy-engine staging runs on compute capability 9.0 only")
-    monkeypatch.setenv("CONV2D_EXT_DW_TMA", "1")
+    monkeypatch.setenv("CONV2D_EXT_DW_TMA", tma)
     case = DEPTHWISE_TMA[name]
-    passes = {"forward": "tiled:depthwise", "backward_data": "tiled:depthwise"}
+    passes = {p: "tiled:depthwise" for p in ("forward", "backward_data", "backward_weight")}
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         run_and_check(case, precision_mode, "nhwc", passes, offset == 0, offset=offset, must_run=True)
         torch.cuda.synchronize()
-    names = [e.name for e in prof.events() if "conv_kernel<" in e.name]
-    tma = [n for n in names if re.search(r"32, (true|\(bool\)1)>", n)]
-    assert len(tma) >= 2, f"no copy-engine depthwise kernel in {sorted(set(names))}"
+    names = sorted({e.name for e in prof.events() if re.search(r"\b(conv|wgrad)_kernel<", e.name)})
+    tma_runs = [n for n in names if re.search(r"32, (true|\(bool\)1)>", n)]
+    if tma == "1" and offset % 8 == 0:
+        for kernel in ("conv_kernel<", "wgrad_kernel<"):
+            assert any(kernel in n for n in tma_runs), f"no copy-engine {kernel}...> in {names}"
+    else:
+        assert not tma_runs, f"a copy-engine depthwise kernel ran: {tma_runs}"
+        assert len(names) >= 2, f"tiled:depthwise kernels missing from the trace: {names}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -342,58 +342,72 @@ inline int64_t max_shared_memory(int sm) {
   return 101376;
 }
 
-// ---- Host: staging by the copy engine. EXPERIMENTAL (session 18, written after the session's last GPU call and not
-// yet run on a GPU): off unless CONV2D_EXT_DW_TMA=1.
+// ---- Host: staging by the copy engine (the default where a kernel exists; CONV2D_EXT_DW_TMA=0 turns it off).
 //
 // A channels-last forward / backward-data tile is one box of the staged tensor (x; grad_output for backward-data):
 // [the chunk's channels][staged columns][staged rows][one image], innermost first, which a 4-D tensor map copies into
 // the staged layout as it is, zeros outside the tensor (padding, the last chunk's channels past C). One thread issues
 // each tile's copy; the block waits on that buffer's mbarrier instead of cp.async groups, and the staging loop
 // (~12% of the 7x7 forward's instructions) goes. Only the kernels of 32 staged channels on the fp16/bf16 5x5 / 7x7
-// path have the variant.
+// path have the variant. Session 19 (H200, depthwise_7x7 channels-last, graph time): forward 0.0546 -> 0.0463 ms
+// fp16 (0.0549 -> 0.0460 bf16), backward-data 0.0565 -> 0.0485 (0.0577 -> 0.0483).
 
-inline bool tma_requested() {
+inline bool tma_enabled() {
   const char* env = std::getenv("CONV2D_EXT_DW_TMA");
-  return env != nullptr && env[0] == '1';
+  return env == nullptr || env[0] != '0';
 }
 
-// `t` with its staged buffers 128-byte aligned (the copy engine's destinations) and 8 bytes a buffer for the
-// barriers, when a TMA kernel exists for it (sm_90a build on compute capability 9.0, channels-last fp16/bf16 5x5 or
-// 7x7 at stride 1, 32 staged channels, 16-byte copies) and it still fits two blocks per SM; else `t` as it is.
-inline Plan with_tma(const ConvParams& p, Plan t, int64_t max_smem) {
+// A staged tile the copy engine can write as one box: 32 channels of 16-byte runs, box extents up to 256.
+inline bool tma_box(const Staged& s) {
+  return s.channels == kFixedChannels && s.async && s.vec == 8 && s.cols <= 256 && s.rows <= 256;
+}
+
+// `t` with its staged buffers 128-byte aligned (the copy engine's destinations) and one 8-byte barrier a buffer (the
+// last 8 * t.stages bytes of t.smem, tma_barriers), when a TMA kernel exists for it (sm_90a build on compute
+// capability 9.0, channels-last fp16/bf16 5x5 or 7x7 at stride 1, 32 staged channels, 16-byte copies; backward-
+// weight: both tiles so) and it still fits two blocks per SM; else `t` as it is.
+inline Plan with_tma(const ConvParams& p, Plan t, int64_t max_smem, Role role) {
 #ifdef CONV2D_EXT_SM90A
-  if (p.sm != 90 || cols_per_thread(p) != 4 || t.in.channels != kFixedChannels) return t;
-  if (!t.in.async || t.in.vec != 8 || t.in.cols > 256 || t.in.rows > 256) return t;
+  const bool wgrad = role == Role::kBackwardWeight;
+  if (p.sm != 90 || cols_per_thread(p) != 4 || !tma_box(t.in) || (wgrad && !tma_box(t.grad))) return t;
   Plan u = t;
   u.in.elems = static_cast<int>(round_up(t.in.elems, 64));  // 128 bytes
-  const int64_t filters = t.smem - int64_t(t.stages) * t.in.elems * 2;
-  u.smem = round_up(int64_t(u.stages) * u.in.elems * 2 + filters, 8) + 8 * int64_t(u.stages);
+  int64_t bytes;
+  if (wgrad) {  // two buffers of each tile; the final reduction's scratch reuses them, never the barriers
+    u.grad.elems = static_cast<int>(round_up(t.grad.elems, 64));
+    bytes = 2 * (int64_t(u.in.elems) + u.grad.elems) * 2;
+    if (int64_t(u.threads + 1) * 4 > bytes) return t;
+  } else {  // the buffers, then the filter chunk
+    bytes = int64_t(u.stages) * u.in.elems * 2 + (t.smem - int64_t(t.stages) * t.in.elems * 2);
+  }
+  u.smem = round_up(bytes, 8) + 8 * int64_t(u.stages);
   if (u.smem > smem_budget(max_smem)) return t;
   u.tma = true;
   return u;
 #else
   (void)p;
   (void)max_smem;
+  (void)role;
   return t;
 #endif
 }
 
-// The tensor map of the tensor a TMA plan stages (x, or grad_output for backward-data): dimensions (channels, columns,
-// rows, images), one box per tile.
+// The tensor map of a channels-last tensor at `base` (channels x rows x cols per image) that TMA plans stage into
+// `s`: dimensions (channels, columns, rows, images), one box per tile.
 template <typename T>
-CUtensorMap staged_map(const ConvParams& p, const Plan& t, bool dgrad) {
+CUtensorMap staged_map(const ConvParams& p, const Staged& s, const void* base, int64_t channels, int64_t rows,
+                       int64_t cols) {
   CUtensorMap map{};
-  const uint64_t e = sizeof(T);
-  const uint64_t channels = dgrad ? p.K : p.C, rows = dgrad ? p.P : p.H, cols = dgrad ? p.Q : p.W;
-  const uint64_t dims[4] = {channels, cols, rows, static_cast<uint64_t>(p.N)};
-  const uint64_t strides[3] = {channels * e, cols * channels * e, rows * cols * channels * e};
-  const uint32_t box[4] = {static_cast<uint32_t>(t.in.channels), static_cast<uint32_t>(t.in.cols),
-                           static_cast<uint32_t>(t.in.rows), 1};
+  const uint64_t e = sizeof(T), c = channels, h = rows, w = cols;
+  const uint64_t dims[4] = {c, w, h, static_cast<uint64_t>(p.N)};
+  const uint64_t strides[3] = {c * e, w * c * e, h * w * c * e};
+  const uint32_t box[4] = {static_cast<uint32_t>(s.channels), static_cast<uint32_t>(s.cols),
+                           static_cast<uint32_t>(s.rows), 1};
   const uint32_t step[4] = {1, 1, 1, 1};
   const auto dtype = std::is_same<T, float>::value    ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
                      : std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
                                                       : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  const char* why = encode_tensor_map_4d(&map, dtype, dgrad ? p.y : p.x, dims, strides, box, step, false);
+  const char* why = encode_tensor_map_4d(&map, dtype, base, dims, strides, box, step, false);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: tiled:depthwise: ", why);
   return map;
 }
@@ -509,6 +523,17 @@ __device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t N, int64_t tile
 }
 
 // Columns between a staged NCHW row's first element and the tile's first input column `col0` (0 for NHWC).
+// A TMA plan's barriers (the last 8 * t.stages bytes of its shared memory), initialised by thread 0 (one arrival a
+// phase: the thread that issues the buffer's copies); the caller synchronises the block before any use.
+__device__ __forceinline__ uint64_t* tma_barriers(unsigned char* smem, const Plan& t) {
+  uint64_t* const bars = reinterpret_cast<uint64_t*>(smem + t.smem - 8 * int64_t(t.stages));
+  if (threadIdx.x == 0) {
+    for (int b = 0; b < t.stages; ++b) mbarrier_init(&bars[b], 1);
+    fence_barrier_init();
+  }
+  return bars;
+}
+
 template <bool kNHWC>
 __device__ __forceinline__ int stage_shift(const Staged& s, int col0) {
   return kNHWC ? 0 : col0 & (s.vec - 1);  // s.vec is a power of two: col0 - floor(col0 / vec) * vec
@@ -664,13 +689,8 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   // kTma: one mbarrier a buffer, after the buffers and the filter chunk (with_tma's layout).
   uint64_t* bars = nullptr;
   if constexpr (kTma) {
-    bars = reinterpret_cast<uint64_t*>(
-        smem + ((size_t(t.stages) * t.in.elems * sizeof(T) + size_t(t.wsets) * R * S * 4 + 7) & ~size_t(7)));
-    if (threadIdx.x == 0) {
-      for (int b = 0; b < t.stages; ++b) mbarrier_init(&bars[b], 1);
-      fence_barrier_init();
-      tma_prefetch_descriptor(&map);
-    }
+    bars = tma_barriers(smem, t);
+    if (threadIdx.x == 0) tma_prefetch_descriptor(&map);
     __syncthreads();
   }
   uint32_t phases = 0;  // kTma: bit b is the parity of buffer b's next completion
@@ -837,7 +857,9 @@ template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0
 void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS, kChannels, kTma>;
   allow_shared_memory<kernel>(t.smem);
-  const CUtensorMap map = kTma ? staged_map<T>(p, t, kDgrad) : CUtensorMap{};
+  const CUtensorMap map = kTma ? staged_map<T>(p, t.in, kDgrad ? p.y : p.x, kDgrad ? p.K : p.C, kDgrad ? p.P : p.H,
+                                               kDgrad ? p.Q : p.W)
+                               : CUtensorMap{};
   kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -874,7 +896,7 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
   if (p.N == 0) return;  // an empty batch: nothing to launch (a grid of 0 is an error)
   Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
   TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
-  if (tma_requested()) t = with_tma(p, t, max_shared_memory(p.sm));
+  if (tma_enabled()) t = with_tma(p, t, max_shared_memory(p.sm), kDgrad ? Role::kBackwardData : Role::kForward);
   dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);

@@ -3,7 +3,8 @@
 //
 // Blocks are (channel chunk [x tap chunk], split): block (chunk, split) walks the chunk's tiles split, split + splits,
 // ... (tiles as in depthwise.cuh: an input tile with its halo and the matching grad_output tile, both staged by
-// cp.async, the next pair in flight while the current one is reduced). Each thread owns one output channel and
+// cp.async or, on the copy-engine plans (dw::with_tma), as two boxes, the next pair in flight while the current one
+// is reduced). Each thread owns one output channel and
 // accumulates every filter tap over its register blocks of positions; at the end the block adds its threads'
 // sums per (channel, tap) in a fixed order and stores them in its split's row of the workspace, and
 // finish_splits (common/reduce.cuh) adds the rows in split order. No atomics: bit-identical run to run.
@@ -41,6 +42,7 @@ constexpr int kBlocksPerSmNCHW = 2 * dw::kMinBlocks;
 WgradPlan plan(const ConvParams& p) {
   WgradPlan w;
   w.t = dw::make_plan(p, dw::Role::kBackwardWeight, dw::max_shared_memory(p.sm));
+  if (dw::tma_enabled()) w.t = dw::with_tma(p, w.t, dw::max_shared_memory(p.sm), dw::Role::kBackwardWeight);
   w.tap_chunks = w.t.fast ? 1 : static_cast<int>((p.R * p.S + dw::kTapChunk - 1) / dw::kTapChunk);
   const int64_t items = w.t.chunks * w.tap_chunks;
   const int64_t per_chunk = p.N * w.t.tiles_p * w.t.tiles_q;
@@ -57,13 +59,15 @@ WgradPlan plan(const ConvParams& p) {
 
 // kChannels > 0: the staged channels of both tiles (t.in.channels == t.grad.channels), known at compile time so that
 // the NHWC fast path addresses a staged row's pixels by immediate offsets (as in depthwise.cuh's forward).
-template <typename T, bool kNHWC, int kR, int kS, int kChannels = 0>
+// kTma: both tiles staged by the copy engine through xmap and gmap (t.tma), else by cp.async.
+template <typename T, bool kNHWC, int kR, int kS, int kChannels = 0, bool kTma = false>
 __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
-    wgrad_kernel(const ConvParams p, const Plan t, int tap_chunks, SplitOutput<float, StoreWeight<T>> out) {
+    wgrad_kernel(const ConvParams p, const Plan t, int tap_chunks, SplitOutput<float, StoreWeight<T>> out,
+                 const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap gmap) {
   constexpr bool kFast = kR > 0;
   constexpr int kCols = dw::Cols<kNHWC, kR, int(sizeof(T))>::value;
   constexpr int kTaps = kFast ? kR * kS : dw::kTapChunk;
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem[];  // 128: the copy engine's destinations
   T* const xbuf = reinterpret_cast<T*>(smem);  // two staged input tiles, then two grad_output tiles
   T* const gbuf = xbuf + 2 * t.in.elems;
   pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
@@ -99,22 +103,49 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
 #pragma unroll
   for (int q = 0; q < kTaps; ++q) acc[q] = 0.0f;
 
+  // kTma: one barrier a buffer pair (dw::tma_barriers); bit b of `phases` is the parity of pair b's next completion.
+  uint64_t* bars = nullptr;
+  uint32_t phases = 0;
+  if constexpr (kTma) {
+    bars = dw::tma_barriers(smem, t);
+    if (threadIdx.x == 0) tma_prefetch_descriptor(&xmap), tma_prefetch_descriptor(&gmap);
+    __syncthreads();
+  }
+
   auto issue = [&](int64_t local, int slot) {
+    if (kTma && threadIdx.x != 0) return;
     const TileAt a = dw::tile_at(t, p.N, chunk * per_chunk + local);
-    dw::stage<T, kNHWC>(xbuf + slot * t.in.elems, t.in, x, a.n, p.C, static_cast<int>(p.H), static_cast<int>(p.W),
-                        chunk * t.ct, a.row * p.stride_h - p.pad_h, a.col * p.stride_w - p.pad_w);
-    dw::stage<T, kNHWC>(gbuf + slot * t.grad.elems, t.grad, dy, a.n, p.K, out_rows, out_cols, chunk * t.cout, a.row,
-                        a.col);
+    const int row0 = static_cast<int>(a.row * p.stride_h - p.pad_h);
+    const int col0 = static_cast<int>(a.col * p.stride_w - p.pad_w);
+    if constexpr (kTma) {
+      mbarrier_arrive_expect_tx(&bars[slot], uint32_t(kChannels) *
+                                                 (uint32_t(t.in.cols) * t.in.rows + uint32_t(t.grad.cols) * t.grad.rows) *
+                                                 sizeof(T));
+      tma_load_4d(xbuf + slot * t.in.elems, &xmap, &bars[slot], static_cast<int>(chunk * t.ct), col0, row0,
+                  static_cast<int>(a.n));
+      tma_load_4d(gbuf + slot * t.grad.elems, &gmap, &bars[slot], static_cast<int>(chunk * t.cout), a.col, a.row,
+                  static_cast<int>(a.n));
+    } else {
+      dw::stage<T, kNHWC>(xbuf + slot * t.in.elems, t.in, x, a.n, p.C, static_cast<int>(p.H), static_cast<int>(p.W),
+                          chunk * t.ct, row0, col0);
+      dw::stage<T, kNHWC>(gbuf + slot * t.grad.elems, t.grad, dy, a.n, p.K, out_rows, out_cols, chunk * t.cout,
+                          a.row, a.col);
+    }
   };
 
   int64_t local = blockIdx.y;
   if (local < per_chunk) issue(local, 0);
-  cp_async_commit();
+  if constexpr (!kTma) cp_async_commit();
   for (int it = 0; local < per_chunk; ++it, local += gridDim.y) {
     const int64_t next = local + gridDim.y;
     if (next < per_chunk) issue(next, (it + 1) & 1);
-    cp_async_commit();
-    cp_async_wait<1>();
+    if constexpr (kTma) {
+      mbarrier_wait(&bars[it & 1], phases >> (it & 1) & 1u);
+      phases ^= 1u << (it & 1);
+    } else {
+      cp_async_commit();
+      cp_async_wait<1>();
+    }
     __syncthreads();
 
     const TileAt a = dw::tile_at(t, p.N, chunk * per_chunk + local);
@@ -185,14 +216,15 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
     }
     __syncthreads();  // everyone is done with this tile's buffers before they are refilled
   }
-  cp_async_wait<0>();
+  if constexpr (!kTma) cp_async_wait<0>();
   __syncthreads();
 
   // Per (channel, tap): the sum of the channel's threads in lane order, through shared memory (the tile buffers,
   // now free), as many taps per pass as fit. Rows of blockDim + 1 floats keep the NCHW reads (stride = row) apart.
   float* const scratch = reinterpret_cast<float*>(smem);
   const int pitch = blockDim.x + 1;
-  const int per_pass = max(1, min(kTaps, static_cast<int>(t.smem / 4 / pitch)));
+  const int64_t scratch_bytes = kTma ? t.smem - 8 * int64_t(t.stages) : t.smem;  // not the barriers
+  const int per_pass = max(1, min(kTaps, static_cast<int>(scratch_bytes / 4 / pitch)));
   for (int t0 = 0; t0 < kTaps; t0 += per_pass) {
 #pragma unroll
     for (int q = 0; q < kTaps; ++q)
@@ -211,13 +243,18 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
   }
 }
 
-template <typename T, bool kNHWC, int kR, int kS, int kChannels = 0>
+template <typename T, bool kNHWC, int kR, int kS, int kChannels = 0, bool kTma = false>
 void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
-  constexpr auto kernel = wgrad_kernel<T, kNHWC, kR, kS, kChannels>;
+  constexpr auto kernel = wgrad_kernel<T, kNHWC, kR, kS, kChannels, kTma>;
   dw::allow_shared_memory<kernel>(w.t.smem);
   const auto out = split_output<float>(w.split, p.K * p.R * p.S, workspace, dw::store_weight<T>(p));
   const dim3 grid(static_cast<unsigned>(w.t.chunks * w.tap_chunks), static_cast<unsigned>(w.split.splits));
-  kernel<<<grid, w.t.threads, w.t.smem, stream>>>(p, w.t, w.tap_chunks, out);
+  CUtensorMap xmap{}, gmap{};
+  if (kTma) {
+    xmap = dw::staged_map<T>(p, w.t.in, p.x, p.C, p.H, p.W);
+    gmap = dw::staged_map<T>(p, w.t.grad, p.y, p.K, p.P, p.Q);
+  }
+  kernel<<<grid, w.t.threads, w.t.smem, stream>>>(p, w.t, w.tap_chunks, out, xmap, gmap);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   finish_splits(out, w.split, stream);
 }
@@ -226,9 +263,12 @@ void launch_kernel(const ConvParams& p, const WgradPlan& w, void* workspace, cud
 template <typename T, bool kNHWC, int kR>
 void launch_fast(const ConvParams& p, const WgradPlan& w, void* workspace, cudaStream_t stream) {
   if constexpr (dw::Cols<kNHWC, kR, int(sizeof(T))>::value == 4) {
-    if (w.t.in.channels == dw::kFixedChannels && w.t.grad.channels == dw::kFixedChannels)
+    if (w.t.in.channels == dw::kFixedChannels && w.t.grad.channels == dw::kFixedChannels) {
+      if (w.t.tma) return launch_kernel<T, kNHWC, kR, kR, dw::kFixedChannels, true>(p, w, workspace, stream);
       return launch_kernel<T, kNHWC, kR, kR, dw::kFixedChannels>(p, w, workspace, stream);
+    }
   }
+  TORCH_CHECK(!w.t.tma, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");
   launch_kernel<T, kNHWC, kR, kR>(p, w, workspace, stream);
 }
 
@@ -237,7 +277,10 @@ void launch_typed(const ConvParams& p, const WgradPlan& w, void* workspace, cuda
   if (w.t.fast && p.R == 3) launch_fast<T, kNHWC, 3>(p, w, workspace, stream);
   else if (w.t.fast && p.R == 5) launch_fast<T, kNHWC, 5>(p, w, workspace, stream);
   else if (w.t.fast && p.R == 7) launch_fast<T, kNHWC, 7>(p, w, workspace, stream);
-  else launch_kernel<T, kNHWC, 0, 0>(p, w, workspace, stream);
+  else {
+    TORCH_CHECK(!w.t.tma, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");
+    launch_kernel<T, kNHWC, 0, 0>(p, w, workspace, stream);
+  }
 }
 
 std::string can_implement(const ConvParams& p) { return dw::can_implement(p, dw::Role::kBackwardWeight); }
