@@ -14,7 +14,7 @@
 // In NCHW the staged row starts at the copy-aligned column at or left of the tile's first input column; `shift`
 // is the offset between them.
 //
-// Each thread computes a register block of kRows x kCols outputs of one channel: threads of a warp take
+// Each thread computes a register block of Rows x Cols outputs of one channel: threads of a warp take
 // consecutive columns (NCHW) or consecutive channels (NHWC), so their shared-memory reads hit distinct banks and
 // their global stores are coalesced. Weights are staged per channel chunk in shared memory as fp32 and, on the
 // specialised path (3x3, 5x5, 7x7 at stride 1, dilation 1), kept in registers; there each input row segment is read
@@ -50,7 +50,6 @@
 namespace conv2d_ext {
 namespace dw {
 
-constexpr int kRows = 8;          // output rows per thread (register block)
 constexpr int kMaxThreads = 256;  // threads per block, at most
 constexpr int kMinBlocks = 2;     // blocks per SM the register allocation must allow
 constexpr int kStages = 3;        // forward / backward-data: staged tiles per block (two in flight while one computes)
@@ -71,6 +70,14 @@ constexpr int64_t kSmemBudget = 96 * 1024;  // planned shared memory per block, 
 // instead of 8 per 14). fp32 keeps two: its tiles of four-column blocks do not fit two blocks per SM.
 template <bool kNHWC, int kR = 0, int kElem = 2> struct Cols {
   static constexpr int value = kNHWC ? (kR >= 5 && kElem == 2 ? 4 : 2) : 1;
+};
+
+// Output rows per thread (register block): eight; seven on the four-column path, whose feature maps are mostly
+// multiples of seven (56, 28, 14, 7: whole register blocks) and whose rounds then divide the work over a full grid
+// evenly. Session 19, H200, depthwise_7x7 channels-last bf16 forward with eight: 1344 rounds of register blocks over
+// 264 blocks, at most six a block against 5.09 on average (ncu: SMs active 85% of the time).
+template <bool kNHWC, int kR = 0, int kElem = 2> struct Rows {
+  static constexpr int value = Cols<kNHWC, kR, kElem>::value == 4 ? 7 : 8;
 };
 
 // The four-column kernels of every pass have a variant for tiles of exactly this many staged channels (known at
@@ -99,7 +106,7 @@ struct Staged {
 // The launch plan of one pass: tile shape, staged tiles, threads, shared memory. Computed on the host from the
 // problem alone (can_implement and launch compute the same plan); passed to the kernels by value.
 struct Plan {
-  int tp = 0, tq = 0;  // output rows and columns of a tile (multiples of kRows and Cols)
+  int tp = 0, tq = 0;  // output rows and columns of a tile (multiples of Rows and Cols)
   int ct = 0;          // base channels per tile (of C)
   int cout = 0;        // output channels per tile: ct * M (forward, backward-weight) or ct (backward-data)
   int wsets = 0;       // filters (output channels k) per tile: ct * M
@@ -160,6 +167,9 @@ inline int cols_per_thread(const ConvParams& p) {
   return p.R == 7 ? Cols<true, 7>::value : p.R == 5 ? Cols<true, 5>::value : Cols<true, 3>::value;
 }
 
+// Rows of the kernel that runs `p` (any pass).
+inline int rows_per_thread(const ConvParams& p) { return cols_per_thread(p) == 4 ? 7 : 8; }
+
 // Staged input rows for `tp` output rows (columns alike): the forward window extent; backward-data: the
 // grad_output rows p = (h + ph - r*dh) / sh that grad_input rows h0 .. h0 + tp - 1 gather from, for any h0.
 inline int64_t staged_extent(Role role, int64_t tp, int64_t R, int64_t stride, int64_t dil) {
@@ -188,7 +198,7 @@ inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct,
   t.cout = static_cast<int>(cout);
   t.wsets = static_cast<int>(ct * M);
   t.in = make_staged(nhwc, rows, cols, cin, vec_in, async_in, elem);
-  const int64_t blocks = int64_t(tp / kRows) * (tq / cols_per_thread);  // register blocks of one channel
+  const int64_t blocks = int64_t(tp / rows_per_thread(p)) * (tq / cols_per_thread);  // register blocks of a channel
   int64_t smem = 2 * int64_t(t.in.elems) * elem;
   if (wgrad) {
     t.grad = make_staged(nhwc, tp, tq, cout, vec_grad, async_grad, elem);
@@ -225,10 +235,10 @@ inline int64_t smem_budget(int64_t max_smem) {
 
 // The plan for `p`: tiles of about kMaxThreads register blocks, shrunk until they fit `budget` bytes of shared
 // memory (no more than the GPU gives a block); smem = 0 when even the smallest tile does not fit.
-//   NCHW: a tile spans up to 64 output columns (balanced over the width) and as many register blocks of kRows rows
+//   NCHW: a tile spans up to 64 output columns (balanced over the width) and as many register blocks of Rows rows
 //   as fill the block; channels fill the rest (small images take several channels per tile).
 //   NHWC: a chunk of channels (a multiple of the copy width, about 32-64 lanes, dividing C when it can) times
-//   kRows x Cols pixel blocks in rounds of whole row blocks (the width balanced over the image), two rounds a tile
+//   Rows x Cols pixel blocks in rounds of whole row blocks (the width balanced over the image), two rounds a tile
 //   (one for backward-weight); where that does not fit, as many blocks as fill the block, as square as the image
 //   allows, shrunk.
 inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
@@ -243,7 +253,8 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   int vec_grad = 1;
   if (wgrad) vec_grad = copy_elems(p.y, nhwc ? p.K : p.Q, elem, &async_grad);
   const int64_t out_h = dgrad ? p.H : p.P, out_w = dgrad ? p.W : p.Q;
-  const int64_t row_blocks = (out_h + kRows - 1) / kRows;
+  const int64_t block_rows = rows_per_thread(p);  // of a register block
+  const int64_t row_blocks = (out_h + block_rows - 1) / block_rows;
   const int64_t budget = smem_budget(max_smem);
   auto fits = [&](const Plan& t, int64_t limit) { return t.smem > 0 && t.smem <= limit; };
 
@@ -255,7 +266,7 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
     const int64_t lanes = std::max<int64_t>(1, kMaxThreads / (rg * tq));  // output channels per tile
     int64_t ct = std::max<int64_t>(1, std::min<int64_t>(p.C, dgrad ? lanes : lanes / M));
     for (;;) {
-      const Plan t = plan_for(p, role, int(rg * kRows), int(tq), ct, vec_in, async_in, vec_grad, async_grad);
+      const Plan t = plan_for(p, role, int(rg * block_rows), int(tq), ct, vec_in, async_in, vec_grad, async_grad);
       if (fits(t, budget)) return t;
       if (ct > 1) ct = (ct + 1) / 2;
       else if (rg > 1) rg = (rg + 1) / 2;
@@ -302,7 +313,7 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
       const int64_t rq = balanced_part(col_blocks, bq_max);
       const int64_t per_round = std::min(row_blocks, std::max<int64_t>(1, kMaxThreads / (lanes * rq)));
       const int64_t rp = balanced_part(row_blocks, std::min(row_blocks, per_thread * per_round));
-      const Plan t = plan_for(p, role, int(rp * kRows), int(rq * cols_per_thread), ct, vec_in, async_in, vec_grad,
+      const Plan t = plan_for(p, role, int(rp * block_rows), int(rq * cols_per_thread), ct, vec_in, async_in, vec_grad,
                               async_grad, std::min<int64_t>(kMaxThreads, round_up(lanes * rq * per_round, 32)));
       if (fits(t, budget)) return t;
     }
@@ -312,15 +323,15 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
     for (int64_t a = 1; a <= std::min(blocks, row_blocks); ++a) {
       const int64_t b = std::min(blocks / a, col_blocks);
       const bool more = a * b > bp * bq;
-      const bool squarer = a * b == bp * bq && std::abs(a * kRows - b * cols_per_thread) <
-                                                   std::abs(bp * kRows - bq * cols_per_thread);
+      const bool squarer = a * b == bp * bq && std::abs(a * block_rows - b * cols_per_thread) <
+                                                   std::abs(bp * block_rows - bq * cols_per_thread);
       if (more || squarer) bp = a, bq = b;
     }
     for (;;) {
-      const Plan t = plan_for(p, role, int(bp * kRows), int(bq * cols_per_thread), ct, vec_in, async_in, vec_grad,
+      const Plan t = plan_for(p, role, int(bp * block_rows), int(bq * cols_per_thread), ct, vec_in, async_in, vec_grad,
                               async_grad);
       if (fits(t, budget)) return t;
-      if (bq > 1 && bq * cols_per_thread >= bp * kRows) bq = (bq + 1) / 2;
+      if (bq > 1 && bq * cols_per_thread >= bp * block_rows) bq = (bq + 1) / 2;
       else if (bp > 1) bp = (bp + 1) / 2;
       else if (bq > 1) bq = (bq + 1) / 2;
       else break;
@@ -329,7 +340,7 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
       ct = std::max(unit, round_up(ct / 2, unit));
       continue;
     }
-    const Plan t = plan_for(p, role, kRows, int(cols_per_thread), ct, vec_in, async_in, vec_grad, async_grad);
+    const Plan t = plan_for(p, role, block_rows, int(cols_per_thread), ct, vec_in, async_in, vec_grad, async_grad);
     return fits(t, max_smem) ? t : Plan{};
   }
 }
@@ -663,6 +674,7 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     conv_kernel(const ConvParams p, const Plan t, const __grid_constant__ CUtensorMap map) {
   constexpr bool kFast = kR > 0;
   constexpr int kCols = Cols<kNHWC, kR, int(sizeof(T))>::value;
+  constexpr int kRows = Rows<kNHWC, kR, int(sizeof(T))>::value;
   constexpr int kTaps = kFast ? kR * kS : 1;
   extern __shared__ __align__(128) unsigned char smem[];  // 128: the copy engine's destinations
   T* const buffers = reinterpret_cast<T*>(smem);
@@ -773,7 +785,7 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
       const int reps = kDgrad ? M : 1;  // backward-data: the M grad_output channels of grad_input channel oc
       for (int m = 0; m < reps; ++m) {
         const int kl = kDgrad ? co * M + m : co;  // filter (within the chunk)
-        const int ci = kDgrad ? co * M + m : co / M;  // staged input channel
+        const int ci = kDgrad ? co * M + m : M == 1 ? co : co / M;  // staged input channel
         if constexpr (kFast) {
           // Backward-data reloads its filter from shared memory for every (item, m): keeping it in registers
           // across the runtime loop over m spills the 7x7 NHWC kernel (ptxas).
@@ -843,11 +855,19 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
                                   : ((a.n * out_channels + oc) * out_rows + h0) * int64_t(out_cols) + w0);
       const int64_t row_step = kNHWC ? int64_t(out_cols) * out_channels : out_cols;
       const int64_t col_step = kNHWC ? out_channels : 1;
+      // Each row's stores step from the row's first by col_step (session 19: indexing each store from `out` cost
+      // about a dozen instructions of 64-bit index math and a branch per store, a sixth of the 7x7 body).
+      const int rows_left = out_rows - h0, cols_left = out_cols - w0;
+      T* row = out;
 #pragma unroll
-      for (int i = 0; i < kRows; ++i)
+      for (int i = 0; i < kRows; ++i, row += row_step) {
+        T* o = row;
 #pragma unroll
-        for (int j = 0; j < kCols; ++j)
-          if (h0 + i < out_rows && w0 + j < out_cols) out[i * row_step + j * col_step] = from_acc<T>(acc[i][j]);
+        for (int j = 0; j < kCols; ++j, o += col_step) {
+          const T v = from_acc<T>(acc[i][j]);
+          if (i < rows_left && j < cols_left) *o = v;
+        }
+      }
     }
     __syncthreads();  // everyone is done with `current` and wsm before they are refilled
   }

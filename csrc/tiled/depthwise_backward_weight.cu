@@ -20,7 +20,6 @@
 namespace conv2d_ext {
 namespace {
 
-using dw::kRows;
 using dw::StoreWeight;
 using dw::Plan;
 using dw::TileAt;
@@ -66,6 +65,7 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
                  const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap gmap) {
   constexpr bool kFast = kR > 0;
   constexpr int kCols = dw::Cols<kNHWC, kR, int(sizeof(T))>::value;
+  constexpr int kRows = dw::Rows<kNHWC, kR, int(sizeof(T))>::value;
   constexpr int kTaps = kFast ? kR * kS : dw::kTapChunk;
   extern __shared__ __align__(128) unsigned char smem[];  // 128: the copy engine's destinations
   T* const xbuf = reinterpret_cast<T*>(smem);  // two staged input tiles, then two grad_output tiles
