@@ -118,7 +118,6 @@ struct Plan {
   bool fast = false; // 3x3, 5x5 or 7x7 at stride 1 and dilation 1: the specialised kernels
   int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
   bool tma = false;   // forward / backward-data: `in` staged by the copy engine (with_tma), one mbarrier a buffer
-  bool tma_early = false;  // TUNING (temporary, CONV2D_EXT_DW_TMA_EARLY=1): the look-ahead copy before the wait
 };
 
 // ---- Host: the plan.
@@ -395,8 +394,6 @@ inline Plan with_tma(const ConvParams& p, Plan t, int64_t max_smem, Role role) {
   u.smem = round_up(bytes, 8) + 8 * int64_t(u.stages);
   if (u.smem > smem_budget(max_smem)) return t;
   u.tma = true;
-  const char* early = std::getenv("CONV2D_EXT_DW_TMA_EARLY");
-  u.tma_early = early != nullptr && early[0] == '1';
   return u;
 #else
   (void)p;
@@ -744,12 +741,13 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     T* const current = buffers + slot * t.in.elems;
     // The buffer the last iteration computed (freed by its closing barrier) takes tile + stages - 1.
     const int ahead = slot == 0 ? stages - 1 : slot - 1;
-    if (!kTma || t.tma_early) {
+    if constexpr (!kTma) {
       if (tile + stages - 1 < end) issue(tile + stages - 1, ahead);
+      cp_async_commit();
     }
-    if constexpr (!kTma) cp_async_commit();
     const TileAt a = tile_at(t, p.N, tile);
-    if (a.chunk != weights_of) {  // uniform over the block; the last iteration's barrier freed wsm
+    const bool restaged = a.chunk != weights_of;  // uniform over the block
+    if (restaged) {  // the last iteration's barrier freed wsm
       stage_weights<T>(wsm, p, a.chunk * t.wsets, t.wsets);
       weights_of = a.chunk;
       cached = -1;
@@ -758,14 +756,18 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
       mbarrier_wait(&bars[slot], phases >> slot & 1u);
       phases ^= 1u << slot;
       // The look-ahead copy goes out once this tile has landed, so that at the start every block's first tile
-      // arrives before any second tile competes with it for DRAM (264 blocks x 44 KB each).
-      if (!t.tma_early && tile + stages - 1 < end) issue(tile + stages - 1, ahead);
+      // arrives before any second tile competes with it for DRAM (264 blocks x 44 KB each). Session 19, H200,
+      // depthwise_7x7 channels-last forward fp16 / bf16: 0.0393 / 0.0397 ms issued before the wait, 0.0385 / 0.0390
+      // after; backward-data 0.0403 -> 0.0392.
+      if (tile + stages - 1 < end) issue(tile + stages - 1, ahead);
     } else if (stages == kStages) {
       cp_async_wait<kStages - 1>();
     } else {
       cp_async_wait<1>();
     }
-    __syncthreads();  // the filter chunk (and, with cp.async, every thread's copies) visible to all
+    // The filter chunk (and, with cp.async, every thread's copies) visible to all; with the copy engine every
+    // thread has waited for the tile itself, so only a new filter chunk needs the barrier.
+    if (!kTma || restaged) __syncthreads();
 
     const int row0 = staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h);
     const int col0 = staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w);

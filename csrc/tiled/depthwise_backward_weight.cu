@@ -138,11 +138,11 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
   if constexpr (!kTma) cp_async_commit();
   for (int it = 0; local < per_chunk; ++it, local += gridDim.y) {
     const int64_t next = local + gridDim.y;
-    if ((!kTma || t.tma_early) && next < per_chunk) issue(next, (it + 1) & 1);
+    if (!kTma && next < per_chunk) issue(next, (it + 1) & 1);
     if constexpr (kTma) {
       mbarrier_wait(&bars[it & 1], phases >> (it & 1) & 1u);
       phases ^= 1u << (it & 1);
-      if (!t.tma_early && next < per_chunk) issue(next, (it + 1) & 1);  // once this pair has landed (as in the forward)
+      if (next < per_chunk) issue(next, (it + 1) & 1);  // once this pair has landed (as in the forward)
     } else {
       cp_async_commit();
       cp_async_wait<1>();
