@@ -300,10 +300,6 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   int64_t per_thread = 2;
   if (env_items != nullptr) per_thread = std::max(1, std::min(4, std::atoi(env_items)));
   if (wgrad) per_thread = 1;
-  // TUNING (temporary, session 19): CONV2D_EXT_DW_WARP_MULTIPLE=4 rounds a round's threads up to whole multiples of
-  // four warps (one a scheduler; 224 -> 256 threads on depthwise_7x7, the extra warps taking the round's remainder).
-  const char* env_warps = std::getenv("CONV2D_EXT_DW_WARP_MULTIPLE");
-  const int64_t warp_multiple = env_warps != nullptr ? std::max(1, std::min(8, std::atoi(env_warps))) : 1;
   for (;;) {
     const int64_t lanes = ct * lanes_per_ct;
     {
@@ -318,8 +314,7 @@ inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
       const int64_t per_round = std::min(row_blocks, std::max<int64_t>(1, kMaxThreads / (lanes * rq)));
       const int64_t rp = balanced_part(row_blocks, std::min(row_blocks, per_thread * per_round));
       const Plan t = plan_for(p, role, int(rp * block_rows), int(rq * cols_per_thread), ct, vec_in, async_in, vec_grad,
-                              async_grad,
-                              std::min<int64_t>(kMaxThreads, round_up(lanes * rq * per_round, 32 * warp_multiple)));
+                              async_grad, std::min<int64_t>(kMaxThreads, round_up(lanes * rq * per_round, 32)));
       if (fits(t, budget)) return t;
     }
     const int64_t blocks = std::max<int64_t>(1, per_thread * kMaxThreads / lanes);  // register blocks per tile
