@@ -533,7 +533,6 @@ __device__ __forceinline__ TileAt tile_at(const Plan& t, int64_t N, int64_t tile
   return a;
 }
 
-// Columns between a staged NCHW row's first element and the tile's first input column `col0` (0 for NHWC).
 // A TMA plan's barriers (the last 8 * t.stages bytes of its shared memory), initialised by thread 0 (one arrival a
 // phase: the thread that issues the buffer's copies); the caller synchronises the block before any use.
 __device__ __forceinline__ uint64_t* tma_barriers(unsigned char* smem, const Plan& t) {
@@ -545,6 +544,7 @@ __device__ __forceinline__ uint64_t* tma_barriers(unsigned char* smem, const Pla
   return bars;
 }
 
+// Columns between a staged NCHW row's first element and the tile's first input column `col0` (0 for NHWC).
 template <bool kNHWC>
 __device__ __forceinline__ int stage_shift(const Staged& s, int col0) {
   return kNHWC ? 0 : col0 & (s.vec - 1);  // s.vec is a power of two: col0 - floor(col0 / vec) * vec
