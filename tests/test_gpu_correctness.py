@@ -814,6 +814,34 @@ def test_tiled_depthwise_tma(name, offset, tma, precision_mode, poison, monkeypa
         assert len(names) >= 2, f"tiled:depthwise kernels missing from the trace: {names}"
 
 
+# tiled:depthwise's register blocks handed out at run time (CONV2D_EXT_DW_DYNAMIC=1, experimental, off by default):
+# the copy-engine forward and backward-data. Block ranges that start and end inside tiles and reuse their buffers
+# need more tiles than the grid has blocks (the two large cases: 960 and 1296 tiles).
+DEPTHWISE_DYNAMIC = dict(DEPTHWISE_TMA, **{
+    "7x7_c96_n40": Case(40, 96, 56, 56, 96, 7, 7, 1, 3, 1, 96),
+    "5x5_c64_n24_h29_w61": Case(24, 64, 29, 61, 64, 5, 5, 1, 2, 1, 64),
+})
+
+
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("offset", [0, 8])
+@pytest.mark.parametrize("name", list(DEPTHWISE_DYNAMIC))
+def test_tiled_depthwise_dynamic(name, offset, precision_mode, poison, monkeypatch):
+    """tiled:depthwise forward and backward-data with CONV2D_EXT_DW_DYNAMIC=1: the results, and that the dynamic
+    kernel ran (its name in a profiler trace)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the copy-engine staging runs on compute capability 9.0 only")
+    monkeypatch.setenv("CONV2D_EXT_DW_DYNAMIC", "1")
+    case = DEPTHWISE_DYNAMIC[name]
+    passes = {"forward": "tiled:depthwise", "backward_data": "tiled:depthwise"}
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(case, precision_mode, "nhwc", passes, offset == 0, offset=offset, must_run=True)
+        torch.cuda.synchronize()
+    names = sorted({e.name for e in prof.events() if "conv_kernel_dynamic<" in e.name})
+    assert len(names) >= 2, f"no dynamic depthwise kernel for both passes: {names}"
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_tiled_depthwise_mma_inf_only_where_pytorch_has_it(dtype):
     """The band matrices' zeros meet input columns outside each output's window: a tile holding an inf must take the

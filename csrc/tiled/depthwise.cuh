@@ -118,6 +118,7 @@ struct Plan {
   bool fast = false; // 3x3, 5x5 or 7x7 at stride 1 and dilation 1: the specialised kernels
   int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
   bool tma = false;   // forward / backward-data: `in` staged by the copy engine (with_tma), one mbarrier a buffer
+  bool dynamic = false;  // ... and register blocks handed out at run time (with_dynamic, conv_kernel_dynamic)
 };
 
 // ---- Host: the plan.
@@ -423,6 +424,30 @@ CUtensorMap staged_map(const ConvParams& p, const Staged& s, const void* base, i
   return map;
 }
 
+// EXPERIMENTAL (session 19, not yet run): CONV2D_EXT_DW_DYNAMIC=1 hands the copy-engine tiles' register blocks out at
+// run time (conv_kernel_dynamic).
+inline bool dynamic_requested() {
+  const char* env = std::getenv("CONV2D_EXT_DW_DYNAMIC");
+  return env != nullptr && env[0] == '1';
+}
+
+// `t` (a copy-engine plan of the forward or backward-data) for conv_kernel_dynamic: 32 channels a tile, one filter
+// each (M = 1), items numbered in 32 bits, and the filter chunks of any block's range of tiles (two at most: a chunk
+// holds at least as many tiles as any range) fitting beside the buffers with the counters; else `t` as it is.
+inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
+  if (!t.tma || p.K != p.C || t.cout != kFixedChannels || t.in.channels != kFixedChannels) return t;
+  const int64_t per_tile = (t.tp / rows_per_thread(p)) * (t.tq / cols_per_thread(p));
+  if (t.tiles * per_tile >= (int64_t(1) << 31)) return t;
+  const int64_t blocks = std::min<int64_t>(t.tiles, num_sms());  // the fewest the grid can have
+  if (p.N * t.tiles_p * t.tiles_q < (t.tiles + blocks - 1) / blocks + 1) return t;
+  Plan u = t;
+  const int64_t buffers = int64_t(t.stages) * t.in.elems * 2, filters = int64_t(t.wsets) * p.R * p.S * 4;
+  u.smem = round_up(buffers + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
+  if (u.smem > smem_budget(max_smem)) return t;
+  u.dynamic = true;
+  return u;
+}
+
 // "" when `stride` (n, c, h, w order) is dense in p's layout for an N x channels x rows x cols tensor; dimensions of
 // size 1 may have any stride (the kernels never step along them).
 inline std::string dense_reason(const ConvParams& p, const int64_t (&stride)[4], int64_t channels, int64_t rows,
@@ -542,6 +567,20 @@ __device__ __forceinline__ uint64_t* tma_barriers(unsigned char* smem, const Pla
     fence_barrier_init();
   }
   return bars;
+}
+
+// The tile after `a` in tile_at's numbering.
+__device__ __forceinline__ TileAt next_tile(const Plan& t, int64_t N, TileAt a) {
+  a.col += t.tq;
+  if (a.col >= t.tiles_q * t.tq) {
+    a.col = 0;
+    a.row += t.tp;
+    if (a.row >= t.tiles_p * t.tp) {
+      a.row = 0;
+      if (++a.n == N) a.n = 0, ++a.chunk;
+    }
+  }
+  return a;
 }
 
 // Columns between a staged NCHW row's first element and the tile's first input column `col0` (0 for NHWC).
@@ -664,6 +703,69 @@ __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int6
   return static_cast<int>(int64_t(out0) * stride - pad);
 }
 
+// One thread's copy of a staged tile (channels from c_begin, rows from row0, columns from col0 of image n) into
+// `dst` by the copy engine, completing on `bar` (whose phase the same thread arms with the tile's bytes).
+template <typename T>
+__device__ __forceinline__ void tma_load_tile(T* dst, const Staged& s, const CUtensorMap* map, uint64_t* bar,
+                                              int64_t c_begin, int row0, int col0, int64_t n) {
+  mbarrier_arrive_expect_tx(bar, uint32_t(s.channels) * s.cols * s.rows * sizeof(T));
+  tma_load_4d(dst, map, bar, static_cast<int>(c_begin), col0, row0, static_cast<int>(n));
+}
+
+// The specialised path's filter of output channel (chunk index) kl from the staged chunk (wsm[tap * wsets + kl]),
+// flipped for backward-data.
+template <bool kDgrad, int kR, int kS>
+__device__ __forceinline__ void load_filter(float (&wr)[kR * kS], const float* wsm, int wsets, int kl) {
+#pragma unroll
+  for (int r = 0; r < kR; ++r)
+#pragma unroll
+    for (int s = 0; s < kS; ++s) {
+      const int tap = kDgrad ? (kR - 1 - r) * kS + (kS - 1 - s) : r * kS + s;
+      wr[r * kS + s] = wsm[tap * wsets + kl];
+    }
+}
+
+// The specialised path's FMAs of one register block: output (i, j) reads staged (i0 + i + r, j0 + j + s) for tap
+// (r, s) of wr, `base` pointing at staged (i0, j0) of the thread's channel; each staged row segment is read once.
+template <typename T, int kR, int kS, int kRows, int kCols>
+__device__ __forceinline__ void fma_block(float (&acc)[kRows][kCols], const float (&wr)[kR * kS], const T* base,
+                                          int row_step, int col_step) {
+#pragma unroll
+  for (int x = 0; x < kRows + kR - 1; ++x) {
+    float v[kCols + kS - 1];
+#pragma unroll
+    for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[x * row_step + u * col_step]);
+    // Taps outermost: consecutive FMAs update different accumulators (rows i, columns j).
+#pragma unroll
+    for (int s = 0; s < kS; ++s)
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const int r = x - i;
+        if (r < 0 || r >= kR) continue;
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) acc[i][j] = fmaf(wr[r * kS + s], v[j + s], acc[i][j]);
+      }
+  }
+}
+
+// Stores the rows_left x cols_left of a register block that lie inside the output, `out` at its first element.
+// Each row's stores step from the row's first by col_step (session 19: indexing each store from `out` cost about a
+// dozen instructions of 64-bit index math and a branch per store, a sixth of the 7x7 body).
+template <typename T, int kRows, int kCols>
+__device__ __forceinline__ void store_block(T* out, const float (&acc)[kRows][kCols], int64_t row_step,
+                                            int64_t col_step, int rows_left, int cols_left) {
+  T* row = out;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i, row += row_step) {
+    T* o = row;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j, o += col_step) {
+      const T v = from_acc<T>(acc[i][j]);
+      if (i < rows_left && j < cols_left) *o = v;
+    }
+  }
+}
+
 // Forward (kDgrad false: x -> y) or backward-data (kDgrad true: grad_output -> grad_input) of a depthwise
 // convolution, on tiles as described at the top. kR x kS > 0: the specialised stride-1, dilation-1 path.
 // kChannels > 0: the staged channels (t.in.channels), known at compile time so that the NHWC fast path addresses a
@@ -714,9 +816,7 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
     const int col0 = staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w);
     const int64_t c_begin = a.chunk * t.ct * (kDgrad ? M : 1);
     if constexpr (kTma) {
-      mbarrier_arrive_expect_tx(&bars[buffer], uint32_t(t.in.channels) * t.in.cols * t.in.rows * sizeof(T));
-      tma_load_4d(buffers + buffer * t.in.elems, &map, &bars[buffer], static_cast<int>(c_begin), col0, row0,
-                  static_cast<int>(a.n));
+      tma_load_tile(buffers + buffer * t.in.elems, t.in, &map, &bars[buffer], c_begin, row0, col0, a.n);
     } else {
       stage<T, kNHWC>(buffers + buffer * t.in.elems, t.in, src, a.n, src_channels, src_rows, src_cols, c_begin, row0,
                       col0);
@@ -800,35 +900,12 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
           // Backward-data reloads its filter from shared memory for every (item, m): keeping it in registers
           // across the runtime loop over m spills the 7x7 NHWC kernel (ptxas).
           if (kDgrad || kl != cached) {
-#pragma unroll
-            for (int r = 0; r < kR; ++r)
-#pragma unroll
-              for (int s = 0; s < kS; ++s) {
-                const int tap = kDgrad ? (kR - 1 - r) * kS + (kS - 1 - s) : r * kS + s;
-                wr[r * kS + s] = wsm[tap * t.wsets + kl];
-              }
+            load_filter<kDgrad, kR, kS>(wr, wsm, t.wsets, kl);
             cached = kl;
           }
-          // Output (i, j) reads staged (i0 + i + r, j0 + j + s) for tap (r, s) of wr.
-          const T* base = current + staged_index<kNHWC>(t.in, ci, i0, j0, shift);
           const int row_step = kNHWC ? t.in.cols * t.in.channels : t.in.pitch;
           const int col_step = kNHWC ? (kChannels > 0 ? kChannels : t.in.channels) : 1;
-#pragma unroll
-          for (int x = 0; x < kRows + kR - 1; ++x) {
-            float v[kCols + kS - 1];
-#pragma unroll
-            for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[x * row_step + u * col_step]);
-            // Taps outermost: consecutive FMAs update different accumulators (rows i, columns j).
-#pragma unroll
-            for (int s = 0; s < kS; ++s)
-#pragma unroll
-              for (int i = 0; i < kRows; ++i) {
-                const int r = x - i;
-                if (r < 0 || r >= kR) continue;
-#pragma unroll
-                for (int j = 0; j < kCols; ++j) acc[i][j] = fmaf(wr[r * kS + s], v[j + s], acc[i][j]);
-              }
-          }
+          fma_block<T, kR, kS>(acc, wr, current + staged_index<kNHWC>(t.in, ci, i0, j0, shift), row_step, col_step);
         } else {
 #pragma unroll
           for (int i = 0; i < kRows; ++i)
@@ -865,22 +942,129 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
                                   : ((a.n * out_channels + oc) * out_rows + h0) * int64_t(out_cols) + w0);
       const int64_t row_step = kNHWC ? int64_t(out_cols) * out_channels : out_cols;
       const int64_t col_step = kNHWC ? out_channels : 1;
-      // Each row's stores step from the row's first by col_step (session 19: indexing each store from `out` cost
-      // about a dozen instructions of 64-bit index math and a branch per store, a sixth of the 7x7 body).
-      const int rows_left = out_rows - h0, cols_left = out_cols - w0;
-      T* row = out;
-#pragma unroll
-      for (int i = 0; i < kRows; ++i, row += row_step) {
-        T* o = row;
-#pragma unroll
-        for (int j = 0; j < kCols; ++j, o += col_step) {
-          const T v = from_acc<T>(acc[i][j]);
-          if (i < rows_left && j < cols_left) *o = v;
-        }
-      }
+      store_block<T>(out, acc, row_step, col_step, out_rows - h0, out_cols - w0);
     }
     __syncthreads();  // everyone is done with `current` and wsm before they are refilled
   }
+}
+
+// EXPERIMENTAL (session 19, written after the session's last GPU call and not yet run; CONV2D_EXT_DW_DYNAMIC=1):
+// the copy-engine forward / backward-data (channels-last fp16/bf16 5x5 / 7x7, 32 channels a tile, M = 1) with its
+// register blocks handed out at run time. The grid's items (a tile's register-block positions: a warp takes one,
+// its 32 lanes the tile's 32 channels) are split evenly over the blocks, a block's range starting and ending
+// anywhere inside a tile, and a block's warps take their range's items in order from a shared counter. conv_kernel's
+// static items leave a seven-warp block waiting at every tile's barrier for the schedulers that hold two of its
+// warps (two blocks an SM: 4, 4, 4 and 2 warps a scheduler; session 19's profile: barrier stalls 13% of samples) and
+// its whole tiles split the grid's work only as evenly as the tile count allows; here a warp that is done takes the
+// next item, and the loop has no barrier. The range's tiles pass through t.stages buffers in order: tile u of the
+// range (u = 0, 1, ...) lands in buffer u % stages, the (u / stages)-th phase of that buffer's barrier, and the warp
+// that finishes a tile's last item issues the copy of tile u + stages into the buffer. The range's filter chunks
+// (consecutive, at most two: with_dynamic) are staged once, at the start.
+template <typename T, bool kDgrad, int kR>
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+    conv_kernel_dynamic(const ConvParams p, const Plan t, const __grid_constant__ CUtensorMap map) {
+  constexpr int kS = kR;
+  constexpr int kCols = Cols<true, kR, int(sizeof(T))>::value;
+  constexpr int kRows = Rows<true, kR, int(sizeof(T))>::value;
+  constexpr int kChannels = kFixedChannels;  // t.in.channels == t.cout: lane = channel
+  extern __shared__ __align__(128) unsigned char smem[];  // buffers, filter chunks, counters, barriers
+  T* const buffers = reinterpret_cast<T*>(smem);
+  float* const wsm = reinterpret_cast<float*>(buffers + t.stages * t.in.elems);
+  uint64_t* const bars = tma_barriers(smem, t);
+  int* const next = reinterpret_cast<int*>(bars) - (1 + t.stages);  // the range's next item
+  int* const done = next + 1;  // per buffer: items done of the tiles it has held
+
+  T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
+  const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
+  const int64_t out_channels = kDgrad ? p.C : p.K;
+  const int out_rows = static_cast<int>(kDgrad ? p.H : p.P), out_cols = static_cast<int>(kDgrad ? p.W : p.Q);
+  const int col_blocks = t.tq / kCols, per_tile = (t.tp / kRows) * col_blocks;
+  const int stages = t.stages, filter_floats = t.wsets * kR * kS;
+  const int64_t total = t.tiles * per_tile;  // < 2^31 (with_dynamic)
+  const int g0 = static_cast<int>(blockIdx.x * total / gridDim.x);
+  const int g1 = static_cast<int>((blockIdx.x + 1) * total / gridDim.x);
+  const int first = g0 / per_tile, last = (g1 - 1) / per_tile;  // the range's tiles
+  const int64_t first_chunk = tile_at(t, p.N, first).chunk, last_chunk = tile_at(t, p.N, last).chunk;
+
+  auto issue = [&](int tile, int buffer) {  // thread 0 (prologue) or lane 0 of the warp that freed the buffer
+    const TileAt a = tile_at(t, p.N, tile);
+    tma_load_tile(buffers + buffer * t.in.elems, t.in, &map, &bars[buffer], a.chunk * t.ct,
+                  staged_origin<kDgrad>(a.row, p.stride_h, p.pad_h, p.R, p.dil_h),
+                  staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w), a.n);
+  };
+  if (threadIdx.x == 0) {
+    *next = g0;
+    for (int b = 0; b < stages; ++b) done[b] = 0;
+    tma_prefetch_descriptor(&map);
+    for (int u = 0; u < stages && first + u <= last; ++u) issue(first + u, u);
+  }
+  for (int64_t c = first_chunk; c <= last_chunk; ++c)
+    stage_weights<T>(wsm + (c - first_chunk) * filter_floats, p, c * t.wsets, t.wsets);
+  __syncthreads();  // counters, barriers and filters ready
+
+  const int lane = threadIdx.x & 31;
+  float wr[kR * kS];  // the filter of channel `cached` (flipped for backward-data)
+  int cached = -1;
+  // The tile of the warp's last item (items only grow, so it only moves on: no divisions), the range's items before
+  // it, its buffer and that buffer's phase.
+  int tile = first, before = first * per_tile, buffer = 0, use = 0;
+  TileAt a = tile_at(t, p.N, first);
+  for (;;) {
+    int g = 0;
+    if (lane == 0) g = atomicAdd(next, 1);
+    g = __shfl_sync(0xffffffffu, g, 0);
+    if (g >= g1) break;
+    while (g - before >= per_tile) {
+      ++tile, before += per_tile;
+      if (++buffer == stages) buffer = 0, ++use;
+      a = next_tile(t, p.N, a);
+    }
+    int jb = g - before, ib = 0;
+    while (jb >= col_blocks) jb -= col_blocks, ++ib;
+    // The buffer's previous phase first: this tile's copy is issued once the buffer's previous tile is consumed, and
+    // until that tile has landed the barrier's current phase is the previous one (a wait on this phase's parity
+    // alone would then pass at once).
+    if (use > 0) mbarrier_wait(&bars[buffer], (use - 1) & 1);
+    mbarrier_wait(&bars[buffer], use & 1);
+
+    const int h0 = a.row + ib * kRows, w0 = a.col + jb * kCols;
+    const int oc = static_cast<int>(a.chunk) * kChannels + lane;  // channels < 2^16 (plan_for)
+    if (oc < out_channels && h0 < out_rows && w0 < out_cols) {
+      if (oc != cached) {
+        load_filter<kDgrad, kR, kS>(wr, wsm + (a.chunk - first_chunk) * filter_floats, t.wsets, lane);
+        cached = oc;
+      }
+      float acc[kRows][kCols];
+      const float init = bias ? to_acc(bias[oc]) : 0.0f;
+#pragma unroll
+      for (int i = 0; i < kRows; ++i)
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) acc[i][j] = init;
+      const int row_step = t.in.cols * kChannels;
+      fma_block<T, kR, kS>(acc, wr, buffers + buffer * t.in.elems + (ib * kRows * t.in.cols + jb * kCols) * kChannels +
+                                         lane, row_step, kChannels);
+      T* const out = dst + ((a.n * out_rows + h0) * int64_t(out_cols) + w0) * out_channels + oc;
+      store_block<T>(out, acc, int64_t(out_cols) * out_channels, out_channels, out_rows - h0, out_cols - w0);
+    }
+    __syncwarp();  // the warp's reads of the buffer are done
+    if (lane == 0) {
+      // Items of the range in the buffer's tiles so far: whole tiles, less the first tile's items before g0 (buffer
+      // 0's first tile) and this tile's after g1 when it is the last.
+      const int target = (use + 1) * per_tile - (buffer == 0 ? g0 - first * per_tile : 0) -
+                         (tile == last ? (last + 1) * per_tile - g1 : 0);
+      if (atomicAdd(&done[buffer], 1) + 1 == target && tile + stages <= last) issue(tile + stages, buffer);
+    }
+  }
+}
+
+template <typename T, bool kDgrad, int kR>
+void launch_dynamic(const ConvParams& p, const Plan& t, cudaStream_t stream) {
+  constexpr auto kernel = conv_kernel_dynamic<T, kDgrad, kR>;
+  allow_shared_memory<kernel>(t.smem);
+  const CUtensorMap map = staged_map<T>(p, t.in, kDgrad ? p.y : p.x, kDgrad ? p.K : p.C, kDgrad ? p.P : p.H,
+                                        kDgrad ? p.Q : p.W);
+  kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0, bool kTma = false>
@@ -901,11 +1085,14 @@ template <typename T, bool kNHWC, bool kDgrad, int kR>
 void launch_fast(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   if constexpr (Cols<kNHWC, kR, int(sizeof(T))>::value == 4) {
     if (t.in.channels == kFixedChannels) {
+      if constexpr (kNHWC) {
+        if (t.dynamic) return launch_dynamic<T, kDgrad, kR>(p, t, stream);
+      }
       if (t.tma) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, kFixedChannels, true>(p, t, stream);
       return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, kFixedChannels>(p, t, stream);
     }
   }
-  TORCH_CHECK(!t.tma, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");
+  TORCH_CHECK(!t.tma && !t.dynamic, "conv2d_ext: tiled:depthwise: no copy-engine kernel for this plan");
   launch_conv_kernel<T, kNHWC, kDgrad, kR, kR>(p, t, stream);
 }
 
@@ -927,6 +1114,7 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
   Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
   TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
   if (tma_enabled()) t = with_tma(p, t, max_shared_memory(p.sm), kDgrad ? Role::kBackwardData : Role::kForward);
+  if (dynamic_requested()) t = with_dynamic(p, t, max_shared_memory(p.sm));
   dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
