@@ -437,7 +437,7 @@ inline bool dynamic_requested() {
 inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
   if (!t.tma || p.K != p.C || t.cout != kFixedChannels || t.in.channels != kFixedChannels) return t;
   const int64_t per_tile = (t.tp / rows_per_thread(p)) * (t.tq / cols_per_thread(p));
-  if (t.tiles * per_tile >= (int64_t(1) << 31)) return t;
+  if (t.tiles * per_tile + kMaxThreads / 32 >= (int64_t(1) << 31)) return t;  // the counter passes g1 by a warp each
   const int64_t blocks = std::min<int64_t>(t.tiles, num_sms());  // the fewest the grid can have
   if (p.N * t.tiles_p * t.tiles_q < (t.tiles + blocks - 1) / blocks + 1) return t;
   Plan u = t;
@@ -1021,10 +1021,15 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     }
     int jb = g - before, ib = 0;
     while (jb >= col_blocks) jb -= col_blocks, ++ib;
-    // The buffer's previous phase first: this tile's copy is issued once the buffer's previous tile is consumed, and
-    // until that tile has landed the barrier's current phase is the previous one (a wait on this phase's parity
-    // alone would then pass at once).
-    if (use > 0) mbarrier_wait(&bars[buffer], (use - 1) & 1);
+    // The buffer's previous tile first: once all its items are done (its phase use - 1 complete) the barrier's
+    // current phase is this tile's (armed or not yet) or, if it has landed, the next one, which cannot complete
+    // before this item does; a parity wait is then exact. Without it the current phase could still be the previous
+    // tile's (a wait on this parity would pass at once) or, with a wait on the previous parity too, the next one (a
+    // wait that never ends). Usually a single shared-memory read.
+    if (use > 0) {
+      const int previous = use * per_tile - (buffer == 0 ? g0 - first * per_tile : 0);
+      while (*static_cast<volatile int*>(&done[buffer]) < previous) __nanosleep(32);  // leave the issue slots
+    }
     mbarrier_wait(&bars[buffer], use & 1);
 
     const int h0 = a.row + ib * kRows, w0 = a.col + jb * kCols;
@@ -1048,6 +1053,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     }
     __syncwarp();  // the warp's reads of the buffer are done
     if (lane == 0) {
+      __threadfence_block();  // ... and ordered before the count that may hand the buffer to the copy engine
       // Items of the range in the buffer's tiles so far: whole tiles, less the first tile's items before g0 (buffer
       // 0's first tile) and this tile's after g1 when it is the last.
       const int target = (use + 1) * per_tile - (buffer == 0 ? g0 - first * per_tile : 0) -
