@@ -725,16 +725,26 @@ __device__ __forceinline__ void load_filter(float (&wr)[kR * kS], const float* w
     }
 }
 
-// The specialised path's FMAs of one register block: output (i, j) reads staged (i0 + i + r, j0 + j + s) for tap
-// (r, s) of wr, `base` pointing at staged (i0, j0) of the thread's channel; each staged row segment is read once.
-template <typename T, int kR, int kS, int kRows, int kCols>
-__device__ __forceinline__ void fma_block(float (&acc)[kRows][kCols], const float (&wr)[kR * kS], const T* base,
-                                          int row_step, int col_step) {
+// The specialised path's walk over a register block's staged input (every pass): staged rows x = 0 .. kRows + kR - 2
+// from `base` (staged (i0, j0) of the thread's channel), each row's kCols + kS - 1 columns read once into registers
+// and handed to row(x, v).
+template <typename T, int kRows, int kCols, int kR, int kS, class Row>
+__device__ __forceinline__ void for_staged_rows(const T* base, int row_step, int col_step, Row&& row) {
 #pragma unroll
   for (int x = 0; x < kRows + kR - 1; ++x) {
     float v[kCols + kS - 1];
 #pragma unroll
     for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[x * row_step + u * col_step]);
+    row(x, v);
+  }
+}
+
+// The specialised path's FMAs of one register block: output (i, j) reads staged (i0 + i + r, j0 + j + s) for tap
+// (r, s) of wr.
+template <typename T, int kR, int kS, int kRows, int kCols>
+__device__ __forceinline__ void fma_block(float (&acc)[kRows][kCols], const float (&wr)[kR * kS], const T* base,
+                                          int row_step, int col_step) {
+  for_staged_rows<T, kRows, kCols, kR, kS>(base, row_step, col_step, [&](int x, const float (&v)[kCols + kS - 1]) {
     // Taps outermost: consecutive FMAs update different accumulators (rows i, columns j).
 #pragma unroll
     for (int s = 0; s < kS; ++s)
@@ -745,7 +755,7 @@ __device__ __forceinline__ void fma_block(float (&acc)[kRows][kCols], const floa
 #pragma unroll
         for (int j = 0; j < kCols; ++j) acc[i][j] = fmaf(wr[r * kS + s], v[j + s], acc[i][j]);
       }
-  }
+  });
 }
 
 // Stores the rows_left x cols_left of a register block that lie inside the output, `out` at its first element.

@@ -178,11 +178,8 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
         // per-position predicates (session 18: with four columns a thread their logic was a third of the body).
         auto reduce = [&](auto edge) {
           constexpr bool kEdge = decltype(edge)::value;
-#pragma unroll
-          for (int xr = 0; xr < kRows + kR - 1; ++xr) {
-            float v[kCols + kS - 1];
-#pragma unroll
-            for (int u = 0; u < kCols + kS - 1; ++u) v[u] = to_acc(base[xr * row_step + u * col_step]);
+          dw::for_staged_rows<T, kRows, kCols, kR, kS>(base, row_step, col_step,
+                                                       [&](int xr, const float (&v)[kCols + kS - 1]) {
 #pragma unroll
             for (int i = 0; i < kRows; ++i) {
               const int r = xr - i;
@@ -195,7 +192,7 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
                   if (!kEdge || (i < rows_in && j < cols_in))
                     acc[r * kS + s] = fmaf(g[i][j], v[j + s], acc[r * kS + s]);
             }
-          }
+          });
         };
         if (rows_in >= kRows && cols_in >= kCols) reduce(std::false_type{});
         else reduce(std::true_type{});
