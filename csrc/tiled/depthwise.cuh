@@ -1068,7 +1068,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
       // 0's first tile) and this tile's after g1 when it is the last.
       const int target = (use + 1) * per_tile - (buffer == 0 ? g0 - first * per_tile : 0) -
                          (tile == last ? (last + 1) * per_tile - g1 : 0);
-      if (atomicAdd(&done[buffer], 1) + 1 == target && tile + stages <= last) issue(tile + stages, buffer);
+      if (atomicAdd(&done[buffer], 1) + 1 == target && tile + stages <= last) {
+        __threadfence_block();  // the other warps' counts (and the reads they release) before the copy
+        issue(tile + stages, buffer);
+      }
     }
   }
 }
