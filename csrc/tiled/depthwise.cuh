@@ -76,8 +76,9 @@ template <bool kNHWC, int kR = 0, int kElem = 2> struct Cols {
 // multiples of seven (56, 28, 14, 7: whole register blocks) and whose rounds then divide the work over a full grid
 // evenly. Session 19, H200, depthwise_7x7 channels-last bf16 forward with eight: 1344 rounds of register blocks over
 // 264 blocks, at most six a block against 5.09 on average (ncu: SMs active 85% of the time).
+constexpr int rows_for_cols(int cols) { return cols == 4 ? 7 : 8; }
 template <bool kNHWC, int kR = 0, int kElem = 2> struct Rows {
-  static constexpr int value = Cols<kNHWC, kR, kElem>::value == 4 ? 7 : 8;
+  static constexpr int value = rows_for_cols(Cols<kNHWC, kR, kElem>::value);
 };
 
 // The four-column kernels of every pass have a variant for tiles of exactly this many staged channels (known at
@@ -169,7 +170,7 @@ inline int cols_per_thread(const ConvParams& p) {
 }
 
 // Rows of the kernel that runs `p` (any pass).
-inline int rows_per_thread(const ConvParams& p) { return cols_per_thread(p) == 4 ? 7 : 8; }
+inline int rows_per_thread(const ConvParams& p) { return rows_for_cols(cols_per_thread(p)); }
 
 // Staged input rows for `tp` output rows (columns alike): the forward window extent; backward-data: the
 // grad_output rows p = (h + ph - r*dh) / sh that grad_input rows h0 .. h0 + tp - 1 gather from, for any h0.
@@ -422,6 +423,12 @@ CUtensorMap staged_map(const ConvParams& p, const Staged& s, const void* base, i
   const char* why = encode_tensor_map_4d(&map, dtype, base, dims, strides, box, step, false);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: tiled:depthwise: ", why);
   return map;
+}
+
+// The tensor map of the forward's / backward-data's staged input (x, or grad_output for backward-data).
+template <typename T, bool kDgrad>
+CUtensorMap staged_in_map(const ConvParams& p, const Plan& t) {
+  return staged_map<T>(p, t.in, kDgrad ? p.y : p.x, kDgrad ? p.K : p.C, kDgrad ? p.P : p.H, kDgrad ? p.Q : p.W);
 }
 
 // EXPERIMENTAL (session 19, not yet run): CONV2D_EXT_DW_DYNAMIC=1 hands the copy-engine tiles' register blocks out at
@@ -703,13 +710,26 @@ __device__ __forceinline__ int staged_origin(int out0, int stride, int pad, int6
   return static_cast<int>(int64_t(out0) * stride - pad);
 }
 
-// One thread's copy of a staged tile (channels from c_begin, rows from row0, columns from col0 of image n) into
-// `dst` by the copy engine, completing on `bar` (whose phase the same thread arms with the tile's bytes).
+// Bytes of one staged tile.
+template <typename T>
+__device__ __forceinline__ uint32_t tile_bytes(const Staged& s) {
+  return uint32_t(s.channels) * s.cols * s.rows * sizeof(T);
+}
+
+// The copy engine's copy of a channels-last staged tile (channels from c_begin, rows from row0, columns from col0 of
+// image n; map: staged_map) into `dst`, completing tile_bytes(s) on `bar`.
+template <typename T>
+__device__ __forceinline__ void tma_copy_tile(T* dst, const CUtensorMap* map, uint64_t* bar, int64_t c_begin, int row0,
+                                              int col0, int64_t n) {
+  tma_load_4d(dst, map, bar, static_cast<int>(c_begin), col0, row0, static_cast<int>(n));
+}
+
+// One thread's copy of a staged tile into `dst` on `bar`, whose phase the same thread arms with the tile's bytes.
 template <typename T>
 __device__ __forceinline__ void tma_load_tile(T* dst, const Staged& s, const CUtensorMap* map, uint64_t* bar,
                                               int64_t c_begin, int row0, int col0, int64_t n) {
-  mbarrier_arrive_expect_tx(bar, uint32_t(s.channels) * s.cols * s.rows * sizeof(T));
-  tma_load_4d(dst, map, bar, static_cast<int>(c_begin), col0, row0, static_cast<int>(n));
+  mbarrier_arrive_expect_tx(bar, tile_bytes<T>(s));
+  tma_copy_tile(dst, map, bar, c_begin, row0, col0, n);
 }
 
 // The specialised path's filter of output channel (chunk index) kl from the staged chunk (wsm[tap * wsets + kl]),
@@ -994,6 +1014,11 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   const int g0 = static_cast<int>(blockIdx.x * total / gridDim.x);
   const int g1 = static_cast<int>((blockIdx.x + 1) * total / gridDim.x);
   const int first = g0 / per_tile, last = (g1 - 1) / per_tile;  // the range's tiles
+  // Items of the range in a buffer's first `uses` tiles (none of them the range's last): whole tiles, less the first
+  // tile's items before g0 (buffer 0's first tile).
+  auto items_through = [&](int buffer, int uses) {
+    return uses * per_tile - (buffer == 0 ? g0 - first * per_tile : 0);
+  };
   const int64_t first_chunk = tile_at(t, p.N, first).chunk, last_chunk = tile_at(t, p.N, last).chunk;
 
   auto issue = [&](int tile, int buffer) {  // thread 0 (prologue) or lane 0 of the warp that freed the buffer
@@ -1037,7 +1062,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     // tile's (a wait on this parity would pass at once) or, with a wait on the previous parity too, the next one (a
     // wait that never ends). Usually a single shared-memory read.
     if (use > 0) {
-      const int previous = use * per_tile - (buffer == 0 ? g0 - first * per_tile : 0);
+      const int previous = items_through(buffer, use);
       while (*static_cast<volatile int*>(&done[buffer]) < previous) __nanosleep(32);  // leave the issue slots
     }
     mbarrier_wait(&bars[buffer], use & 1);
@@ -1064,10 +1089,8 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     __syncwarp();  // the warp's reads of the buffer are done
     if (lane == 0) {
       __threadfence_block();  // ... and ordered before the count that may hand the buffer to the copy engine
-      // Items of the range in the buffer's tiles so far: whole tiles, less the first tile's items before g0 (buffer
-      // 0's first tile) and this tile's after g1 when it is the last.
-      const int target = (use + 1) * per_tile - (buffer == 0 ? g0 - first * per_tile : 0) -
-                         (tile == last ? (last + 1) * per_tile - g1 : 0);
+      // Items of the range in the buffer's tiles so far (this tile's after g1 not among them when it is the last).
+      const int target = items_through(buffer, use + 1) - (tile == last ? (last + 1) * per_tile - g1 : 0);
       if (atomicAdd(&done[buffer], 1) + 1 == target && tile + stages <= last) {
         __threadfence_block();  // the other warps' counts (and the reads they release) before the copy
         issue(tile + stages, buffer);
@@ -1080,8 +1103,7 @@ template <typename T, bool kDgrad, int kR>
 void launch_dynamic(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel_dynamic<T, kDgrad, kR>;
   allow_shared_memory<kernel>(t.smem);
-  const CUtensorMap map = staged_map<T>(p, t.in, kDgrad ? p.y : p.x, kDgrad ? p.K : p.C, kDgrad ? p.P : p.H,
-                                        kDgrad ? p.Q : p.W);
+  const CUtensorMap map = staged_in_map<T, kDgrad>(p, t);
   kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -1090,9 +1112,7 @@ template <typename T, bool kNHWC, bool kDgrad, int kR, int kS, int kChannels = 0
 void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kNHWC, kDgrad, kR, kS, kChannels, kTma>;
   allow_shared_memory<kernel>(t.smem);
-  const CUtensorMap map = kTma ? staged_map<T>(p, t.in, kDgrad ? p.y : p.x, kDgrad ? p.K : p.C, kDgrad ? p.P : p.H,
-                                               kDgrad ? p.Q : p.W)
-                               : CUtensorMap{};
+  const CUtensorMap map = kTma ? staged_in_map<T, kDgrad>(p, t) : CUtensorMap{};
   kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -1103,10 +1123,8 @@ void launch_conv_kernel(const ConvParams& p, const Plan& t, cudaStream_t stream)
 template <typename T, bool kNHWC, bool kDgrad, int kR>
 void launch_fast(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   if constexpr (Cols<kNHWC, kR, int(sizeof(T))>::value == 4) {
-    if (t.in.channels == kFixedChannels) {
-      if constexpr (kNHWC) {
-        if (t.dynamic) return launch_dynamic<T, kDgrad, kR>(p, t, stream);
-      }
+    if (t.in.channels == kFixedChannels) {  // Cols == 4: channels-last
+      if (t.dynamic) return launch_dynamic<T, kDgrad, kR>(p, t, stream);
       if (t.tma) return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, kFixedChannels, true>(p, t, stream);
       return launch_conv_kernel<T, kNHWC, kDgrad, kR, kR, kFixedChannels>(p, t, stream);
     }

@@ -118,13 +118,10 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
     const int row0 = static_cast<int>(a.row * p.stride_h - p.pad_h);
     const int col0 = static_cast<int>(a.col * p.stride_w - p.pad_w);
     if constexpr (kTma) {
-      mbarrier_arrive_expect_tx(&bars[slot], uint32_t(kChannels) *
-                                                 (uint32_t(t.in.cols) * t.in.rows + uint32_t(t.grad.cols) * t.grad.rows) *
-                                                 sizeof(T));
-      tma_load_4d(xbuf + slot * t.in.elems, &xmap, &bars[slot], static_cast<int>(chunk * t.ct), col0, row0,
-                  static_cast<int>(a.n));
-      tma_load_4d(gbuf + slot * t.grad.elems, &gmap, &bars[slot], static_cast<int>(chunk * t.cout), a.col, a.row,
-                  static_cast<int>(a.n));
+      // One arrival (the barrier counts one a phase) for both tiles' bytes.
+      mbarrier_arrive_expect_tx(&bars[slot], dw::tile_bytes<T>(t.in) + dw::tile_bytes<T>(t.grad));
+      dw::tma_copy_tile(xbuf + slot * t.in.elems, &xmap, &bars[slot], chunk * t.ct, row0, col0, a.n);
+      dw::tma_copy_tile(gbuf + slot * t.grad.elems, &gmap, &bars[slot], chunk * t.cout, a.row, a.col, a.n);
     } else {
       dw::stage<T, kNHWC>(xbuf + slot * t.in.elems, t.in, x, a.n, p.C, static_cast<int>(p.H), static_cast<int>(p.W),
                           chunk * t.ct, row0, col0);
@@ -142,7 +139,7 @@ __global__ void __launch_bounds__(dw::kMaxThreads, dw::kMinBlocks)
     if constexpr (kTma) {
       mbarrier_wait(&bars[it & 1], phases >> (it & 1) & 1u);
       phases ^= 1u << (it & 1);
-      if (next < per_chunk) issue(next, (it + 1) & 1);  // once this pair has landed (as in the forward)
+      if (next < per_chunk) issue(next, (it + 1) & 1);  // once this pair has landed, as in the forward
     } else {
       cp_async_commit();
       cp_async_wait<1>();
