@@ -819,7 +819,7 @@ def test_tiled_depthwise_tma(name, offset, tma, precision_mode, poison, monkeypa
 # need more tiles than the grid has blocks (the two large cases: 960 and 1296 tiles).
 DEPTHWISE_DYNAMIC = dict(DEPTHWISE_TMA, **{
     "7x7_c96_n40": Case(40, 96, 56, 56, 96, 7, 7, 1, 3, 1, 96),
-    "5x5_c64_n24_h29_w61": Case(24, 64, 29, 61, 64, 5, 5, 1, 2, 1, 64),
+    "5x5_c160_n24_h29_w61": Case(24, 160, 29, 61, 160, 5, 5, 1, 2, 1, 160),
 })
 
 

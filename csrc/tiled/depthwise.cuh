@@ -452,6 +452,9 @@ inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
   u.smem = round_up(buffers + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
   if (u.smem > smem_budget(max_smem)) return t;
   u.dynamic = true;
+  // TUNING (temporary): CONV2D_EXT_DW_DYN_THREADS, the block's threads (warps take items, so any multiple of 32).
+  if (const char* env = std::getenv("CONV2D_EXT_DW_DYN_THREADS"))
+    u.threads = std::max(32, std::min(kMaxThreads, std::atoi(env) / 32 * 32));
   return u;
 }
 
