@@ -792,12 +792,14 @@ DEPTHWISE_TMA = {
 @pytest.mark.parametrize("offset", [0, 8, 3])
 @pytest.mark.parametrize("name", list(DEPTHWISE_TMA))
 def test_tiled_depthwise_tma(name, offset, tma, precision_mode, poison, monkeypatch):
-    """tiled:depthwise's three passes with the copy-engine staging on (CONV2D_EXT_DW_TMA=1, the default) and off: the
+    """tiled:depthwise's three passes with the copy-engine staging on (CONV2D_EXT_DW_TMA=1, the default) and off, the
+    static items of conv_kernel (CONV2D_EXT_DW_DYNAMIC=0): the
     results, and that the copy-engine kernels (forward / backward-data, backward-weight) ran exactly when it is on and
     the base pointers are 16-byte aligned (their names in a profiler trace)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the copy-engine staging runs on compute capability 9.0 only")
     monkeypatch.setenv("CONV2D_EXT_DW_TMA", tma)
+    monkeypatch.setenv("CONV2D_EXT_DW_DYNAMIC", "0")  # conv_kernel's copy-engine variant (test_tiled_depthwise_dynamic)
     case = DEPTHWISE_TMA[name]
     passes = {p: "tiled:depthwise" for p in ("forward", "backward_data", "backward_weight")}
     from torch.profiler import ProfilerActivity, profile
@@ -814,8 +816,8 @@ def test_tiled_depthwise_tma(name, offset, tma, precision_mode, poison, monkeypa
         assert len(names) >= 2, f"tiled:depthwise kernels missing from the trace: {names}"
 
 
-# tiled:depthwise's register blocks handed out at run time (CONV2D_EXT_DW_DYNAMIC=1, experimental, off by default):
-# the copy-engine forward and backward-data. Block ranges that start and end inside tiles and reuse their buffers
+# tiled:depthwise's register blocks handed out at run time (conv_kernel_dynamic, the default; CONV2D_EXT_DW_DYNAMIC=0
+# turns it off): the copy-engine forward and backward-data. Block ranges that start and end inside tiles and reuse their buffers
 # need more tiles than the grid has blocks (the two large cases: 960 and 1296 tiles).
 DEPTHWISE_DYNAMIC = dict(DEPTHWISE_TMA, **{
     "7x7_c96_n40": Case(40, 96, 56, 56, 96, 7, 7, 1, 3, 1, 96),
@@ -827,11 +829,12 @@ DEPTHWISE_DYNAMIC = dict(DEPTHWISE_TMA, **{
 @pytest.mark.parametrize("offset", [0, 8])
 @pytest.mark.parametrize("name", list(DEPTHWISE_DYNAMIC))
 def test_tiled_depthwise_dynamic(name, offset, precision_mode, poison, monkeypatch):
-    """tiled:depthwise forward and backward-data with CONV2D_EXT_DW_DYNAMIC=1: the results, and that the dynamic
-    kernel ran (its name in a profiler trace)."""
+    """tiled:depthwise forward and backward-data with its default conv_kernel_dynamic (CONV2D_EXT_DW_DYNAMIC unset):
+    the results, and that the dynamic kernel ran (its name in a profiler trace)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the copy-engine staging runs on compute capability 9.0 only")
-    monkeypatch.setenv("CONV2D_EXT_DW_DYNAMIC", "1")
+    monkeypatch.delenv("CONV2D_EXT_DW_DYNAMIC", raising=False)
+    monkeypatch.delenv("CONV2D_EXT_DW_TMA", raising=False)
     case = DEPTHWISE_DYNAMIC[name]
     passes = {"forward": "tiled:depthwise", "backward_data": "tiled:depthwise"}
     from torch.profiler import ProfilerActivity, profile

@@ -431,11 +431,13 @@ CUtensorMap staged_in_map(const ConvParams& p, const Plan& t) {
   return staged_map<T>(p, t.in, kDgrad ? p.y : p.x, kDgrad ? p.K : p.C, kDgrad ? p.P : p.H, kDgrad ? p.Q : p.W);
 }
 
-// EXPERIMENTAL (session 19, not yet run): CONV2D_EXT_DW_DYNAMIC=1 hands the copy-engine tiles' register blocks out at
-// run time (conv_kernel_dynamic).
-inline bool dynamic_requested() {
+// The copy-engine forward / backward-data tiles' register blocks handed out at run time (conv_kernel_dynamic): the
+// default where with_dynamic admits the plan; CONV2D_EXT_DW_DYNAMIC=0 keeps conv_kernel's static items. Session 20
+// (H200, depthwise_7x7 channels-last, graph time, ms): forward fp16 0.0381 -> 0.0357, bf16 0.0381 -> 0.0365;
+// backward-data 0.0393 -> 0.0362, 0.0395 -> 0.0367.
+inline bool dynamic_enabled() {
   const char* env = std::getenv("CONV2D_EXT_DW_DYNAMIC");
-  return env != nullptr && env[0] == '1';
+  return env == nullptr || env[0] != '0';
 }
 
 // `t` (a copy-engine plan of the forward or backward-data) for conv_kernel_dynamic: 32 channels a tile, one filter
@@ -452,9 +454,10 @@ inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
   u.smem = round_up(buffers + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
   if (u.smem > smem_budget(max_smem)) return t;
   u.dynamic = true;
-  // TUNING (temporary): CONV2D_EXT_DW_DYN_THREADS, the block's threads (warps take items, so any multiple of 32).
-  if (const char* env = std::getenv("CONV2D_EXT_DW_DYN_THREADS"))
-    u.threads = std::max(32, std::min(kMaxThreads, std::atoi(env) / 32 * 32));
+  // Warps take items, so the block's threads need not match the tile: eight warps, two blocks an SM, every scheduler
+  // four (session 20, graph time, 7x7 forward fp16 ms at 160 / 192 / 224 / 256 threads: 0.0388 / 0.0366 / 0.0366 /
+  // 0.0357; backward-data 0.0394 / 0.0373 / 0.0369 / 0.0362).
+  u.threads = kMaxThreads;
   return u;
 }
 
@@ -981,7 +984,7 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
   }
 }
 
-// EXPERIMENTAL (session 19, written after the session's last GPU call and not yet run; CONV2D_EXT_DW_DYNAMIC=1):
+// The default (dynamic_enabled, with_dynamic; CONV2D_EXT_DW_DYNAMIC=0 turns it off):
 // the copy-engine forward / backward-data (channels-last fp16/bf16 5x5 / 7x7, 32 channels a tile, M = 1) with its
 // register blocks handed out at run time. The grid's items (a tile's register-block positions: a warp takes one,
 // its 32 lanes the tile's 32 channels) are split evenly over the blocks, a block's range starting and ending
@@ -1154,7 +1157,7 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
   Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
   TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
   if (tma_enabled()) t = with_tma(p, t, max_shared_memory(p.sm), kDgrad ? Role::kBackwardData : Role::kForward);
-  if (dynamic_requested()) t = with_dynamic(p, t, max_shared_memory(p.sm));
+  if (dynamic_enabled()) t = with_dynamic(p, t, max_shared_memory(p.sm));
   dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
