@@ -487,6 +487,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   const int g0 = int(blockIdx.y) * g.gb;
   const int64_t item = blockIdx.x;
   const TileAt at = tile_at(g, item);
+  pdl_launch_dependents();  // EXPERIMENT: the next kernel may start (it waits first, or reads nothing written here)
   {
     // The input tile and the tables first: launched as a programmatic dependent of pack_kernel, the block may
     // start before the fragments exist, and waits for them only after issuing its input loads.

@@ -71,6 +71,8 @@ struct WPlan {
   int buffer_bytes, zero_offset, smem;
   int jobs_per_warp;
   int splits;
+  int pdl;  // EXPERIMENT (CONV2D_EXT_GMMA_WGRAD_PDL): launched as the previous kernel's dependent, waiting for it at the
+            // start (1) or at the end (2: after its stores, so its completion still implies the previous kernel's)
   int dy_step, dy_step_y, dy_step_x;  // vec_dy: kThreads / (gb * dsegs) threads per plane (the rest stage nothing),
                                       // the tile pixels between a thread's copies as (rows, columns); else 0
   FastDivmod div_dplanes, div_rows, div_dsegs;  // by gb * dsegs, chunks * 16, dsegs (stage_dy)
@@ -227,6 +229,7 @@ __global__ void __launch_bounds__(kThreads, kMaxJobs <= kFewJobs ? 4 : 2)
   const int g0 = int(blockIdx.x) * g.gb;
   const int64_t total = int64_t(g.N) * g.tiles;
   pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
+  if (t.pdl == 1) pdl_wait();
 
   if (tid < 4) reinterpret_cast<uint32_t*>(smem + t.zero_offset)[tid] = 0;
   int64_t item = blockIdx.y;
@@ -370,6 +373,7 @@ __global__ void __launch_bounds__(kThreads, kMaxJobs <= kFewJobs ? 4 : 2)
         }
     }
   }
+  if (t.pdl == 2) pdl_wait();
 }
 
 std::string wgrad_can_implement(const ConvParams& p) {
@@ -423,8 +427,15 @@ void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStre
   const StoreGroupWeight<T> store{static_cast<T*>(p.w), {p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]},
                                   int(p.C_per_group()), int(p.R * p.S), int(p.S)};
   const auto out = split_output<float>(sp, elements_of(p), workspace, store);
-  kernel<<<dim3(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits)), kThreads, t.smem, stream>>>(
-      t, out);
+  const char* env_pdl = std::getenv("CONV2D_EXT_GMMA_WGRAD_PDL");
+  WPlan u = t;
+  u.pdl = env_pdl ? std::atoi(env_pdl) : 0;
+  if (u.pdl != 0)
+    launch_dependent(kernel, dim3(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits)),
+                     dim3(kThreads), size_t(t.smem), stream, u, out);
+  else
+    kernel<<<dim3(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits)), kThreads, t.smem,
+             stream>>>(u, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   finish_splits(out, sp, stream);
 }
