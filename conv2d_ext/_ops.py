@@ -1,8 +1,9 @@
 """The passes as torch ops, and the thin calls the autograd Functions make.
 
-The ops conv2d_ext::forward / backward_data / backward_weight / backward_bias (and to_channels_last, the NHWC copy
-of grad_output that an NCHW backward on the copy-engine kernels makes once for both passes) are defined and
-implemented for CUDA in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get their fake
+The ops conv2d_ext::forward / backward_data / backward_weight / backward (both backward passes in one call: one
+dispatch, and the backward-weight kernel may overlap the end of the backward-data one) / backward_bias (and
+to_channels_last, the NHWC copy of grad_output that an NCHW backward on the copy-engine kernels makes once for both
+passes) are defined and implemented for CUDA in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get their fake
 implementations (the result's shape, dtype, device and layout, from the sizes passed), so torch.compile traces them
 as opaque nodes.
 
@@ -17,6 +18,7 @@ _ops = torch.ops.conv2d_ext
 _forward_op = _ops.forward.default
 _backward_data_op = _ops.backward_data.default
 _backward_weight_op = _ops.backward_weight.default
+_backward_op = _ops.backward.default
 _backward_bias_op = _ops.backward_bias.default
 _to_channels_last_op = _ops.to_channels_last.default
 
@@ -39,6 +41,12 @@ def _(kernel, grad_output, weight, input_size, stride, padding, dilation, groups
 @torch.library.register_fake("conv2d_ext::backward_weight")
 def _(kernel, grad_output, input, weight_size, stride, padding, dilation, groups, allow_tf32, channels_last):
     return _empty(weight_size, grad_output, channels_last)
+
+
+@torch.library.register_fake("conv2d_ext::backward")
+def _(data_kernel, weight_kernel, grad_output, input, weight, stride, padding, dilation, groups, allow_tf32,
+      channels_last):
+    return _empty(input.shape, grad_output, channels_last), _empty(weight.shape, grad_output, channels_last)
 
 
 @torch.library.register_fake("conv2d_ext::backward_bias")
@@ -66,6 +74,12 @@ def backward_data(kernel, dy, w, p):
 def backward_weight(kernel, dy, x, p):
     return _backward_weight_op(kernel, dy, x, p.weight_size, p.stride, (p.padding[0], p.padding[2]), p.dilation,
                                p.groups, p.allow_tf32, p.channels_last)
+
+
+def backward(data_kernel, weight_kernel, dy, x, w, p):
+    """Both backward passes in one op: (grad_input, grad_weight)."""
+    return _backward_op(data_kernel, weight_kernel, dy, x, w, p.stride, (p.padding[0], p.padding[2]), p.dilation,
+                        p.groups, p.allow_tf32, p.channels_last)
 
 
 def backward_bias(dy):

@@ -239,8 +239,12 @@ class _Forward(torch.autograd.Function):
         # the backward is itself differentiated (create_graph): the copy op has no autograd formula.
         stage = need[0] and need[1] and not torch.is_grad_enabled() and _stages_grad_output(call)
         dy_nhwc = _ops.to_channels_last(dy) if stage else dy
-        dx = _backward_data(dy_nhwc, w, call) if need[0] else None
-        dw = _backward_weight(dy_nhwc, x, call) if need[1] else None
+        if need[0] and need[1] and not torch.is_grad_enabled():  # one op for both (not differentiable itself)
+            dx, dw = _ops.backward(call.plan["backward_data"].kernel, call.plan["backward_weight"].kernel, dy_nhwc,
+                                   x, w, call.problem)
+        else:
+            dx = _backward_data(dy_nhwc, w, call) if need[0] else None
+            dw = _backward_weight(dy_nhwc, x, call) if need[1] else None
         db = _bias_grad(dy) if need[2] else None
         return dx, dw, db, None
 

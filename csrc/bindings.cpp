@@ -167,55 +167,73 @@ ConvParams make_params(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   return p;
 }
 
-// Runs kernel `name` of `pass` on `p`, which writes `result`.
-void run(Pass pass, c10::string_view name, const ConvParams& p, at::Tensor& result) {
+// One pass ready to launch: its kernel, ConvParams, and every tensor the kernel touches, held until after the launch
+// (and, for backward(), until after the next pass's launch: see there).
+struct PassCall {
+  const KernelInfo* kernel;
+  ConvParams p;
+  at::Tensor a, b, result, bias, workspace;
+};
+
+// The body every pass shares, up to the launch: makes the two tensor inputs dense in the layout, allocates the result
+// (NaN-filled when poisoning) and the workspace, builds the ConvParams and checks that kernel `name` of `pass` can
+// run it. Which of x, w, y each tensor is depends on the pass:
+//   forward (a = x, b = w) -> y;   backward_data (a = y, b = w) -> x;   backward_weight (a = y, b = x) -> w.
+PassCall prepare(Pass pass, c10::string_view name, const at::Tensor& a_in, const at::Tensor& b_in,
+                 at::IntArrayRef result_size, const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool allow_tf32,
+                 bool channels_last) {
   const std::string kernel(name.data(), name.size());
-  const KernelInfo* k = find_kernel(pass, kernel);
-  TORCH_CHECK(k != nullptr, "conv2d_ext: no ", pass_name(pass), " kernel named '", kernel, "' (registered: ",
+  PassCall c{};
+  c.kernel = find_kernel(pass, kernel);
+  TORCH_CHECK(c.kernel != nullptr, "conv2d_ext: no ", pass_name(pass), " kernel named '", kernel, "' (registered: ",
               kernel_names(pass), ")");
-  const std::string why_not = k->can_implement(p);
+  const auto fmt = memory_format(channels_last);
+  // The backward passes of an NCHW call on the copy-engine kernels ("_tma") take grad_output dense in NHWC as it is:
+  // they read NHWC (their NCHW path copies grad_output to NHWC first), and conv2d.py stages it once for both.
+  const bool nhwc_grad = !channels_last && pass != Pass::kForward && kernel.size() > 4 &&
+                         kernel.compare(kernel.size() - 4, 4, "_tma") == 0 && a_in.dim() == 4 &&
+                         a_in.is_contiguous(at::MemoryFormat::ChannelsLast);
+  c.a = nhwc_grad ? a_in : a_in.contiguous(fmt);
+  c.b = b_in.contiguous(fmt);
+  c.result = new_result(result_size, c.a, channels_last);
+  const bool fwd = pass == Pass::kForward, dgrad = pass == Pass::kBackwardData;
+  const at::Tensor& x = fwd ? c.a : (dgrad ? c.result : c.b);
+  const at::Tensor& w = fwd || dgrad ? c.b : c.result;
+  const at::Tensor& y = fwd ? c.result : c.a;
+  c.p = make_params(x, w, y, stride, padding, dilation, groups, allow_tf32, channels_last);
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->is_cuda() && bias->device() == c.a.device() && bias->scalar_type() == c.a.scalar_type() &&
+                    bias->dim() == 1 && bias->size(0) == c.p.K,
+                "conv2d_ext: bias must be a 1-D tensor of ", c.p.K, " elements of the input's dtype and device");
+    c.bias = bias->contiguous();
+    c.p.bias = c.bias.data_ptr();
+  }
+  const std::string why_not = c.kernel->can_implement(c.p);
   TORCH_CHECK(why_not.empty(), "conv2d_ext: kernel '", kernel, "' cannot run ", pass_name(pass),
               " of this convolution: ", why_not);
-  if (poison_flag().load(std::memory_order_relaxed)) result.fill_(std::numeric_limits<double>::quiet_NaN());
-  const int64_t bytes = k->workspace_bytes ? k->workspace_bytes(p) : 0;
-  const at::Tensor workspace = bytes > 0 ? at::empty({bytes}, result.options().dtype(at::kByte)) : at::Tensor();
-  k->launch(p, bytes > 0 ? workspace.data_ptr() : nullptr, c10::cuda::getCurrentCUDAStream(result.get_device()).stream());
+  if (poison_flag().load(std::memory_order_relaxed)) c.result.fill_(std::numeric_limits<double>::quiet_NaN());
+  const int64_t bytes = c.kernel->workspace_bytes ? c.kernel->workspace_bytes(c.p) : 0;
+  if (bytes > 0) c.workspace = at::empty({bytes}, c.result.options().dtype(at::kByte));
+  return c;
+}
+
+void launch(const PassCall& c) {
+  c.kernel->launch(c.p, c.workspace.defined() ? c.workspace.data_ptr() : nullptr,
+                   c10::cuda::getCurrentCUDAStream(c.result.get_device()).stream());
 }
 
 // ---- The ops.
 
-// The body every pass shares: makes the two tensor inputs dense in the layout, allocates the result, builds the
-// ConvParams and runs the kernel. Which of x, w, y each tensor is depends on the pass:
-//   forward (a = x, b = w) -> y;   backward_data (a = y, b = w) -> x;   backward_weight (a = y, b = x) -> w.
 at::Tensor run_pass(Pass pass, c10::string_view kernel, const at::Tensor& a_in, const at::Tensor& b_in,
                     at::IntArrayRef result_size, const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool allow_tf32,
                     bool channels_last) {
   const c10::cuda::CUDAGuard guard(a_in.device());
-  const auto fmt = memory_format(channels_last);
-  // The backward passes of an NCHW call on the copy-engine kernels ("_tma") take grad_output dense in NHWC as it is:
-  // they read NHWC (their NCHW path copies grad_output to NHWC first), and conv2d.py stages it once for both.
-  const std::string name(kernel.data(), kernel.size());
-  const bool nhwc_grad = !channels_last && pass != Pass::kForward && name.size() > 4 &&
-                         name.compare(name.size() - 4, 4, "_tma") == 0 && a_in.dim() == 4 &&
-                         a_in.is_contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor a = nhwc_grad ? a_in : a_in.contiguous(fmt), b = b_in.contiguous(fmt);
-  at::Tensor result = new_result(result_size, a, channels_last);
-  const bool fwd = pass == Pass::kForward, dgrad = pass == Pass::kBackwardData;
-  const at::Tensor& x = fwd ? a : (dgrad ? result : b);
-  const at::Tensor& w = fwd || dgrad ? b : result;
-  const at::Tensor& y = fwd ? result : a;
-  ConvParams p = make_params(x, w, y, stride, padding, dilation, groups, allow_tf32, channels_last);
-  at::Tensor dense_bias;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->is_cuda() && bias->device() == a.device() && bias->scalar_type() == a.scalar_type() &&
-                    bias->dim() == 1 && bias->size(0) == p.K,
-                "conv2d_ext: bias must be a 1-D tensor of ", p.K, " elements of the input's dtype and device");
-    dense_bias = bias->contiguous();
-    p.bias = dense_bias.data_ptr();
-  }
-  run(pass, kernel, p, result);
-  return result;
+  const PassCall c = prepare(pass, kernel, a_in, b_in, result_size, bias, stride, padding, dilation, groups,
+                             allow_tf32, channels_last);
+  launch(c);
+  return c.result;
 }
 
 at::Tensor forward(c10::string_view kernel, const at::Tensor& input, const at::Tensor& weight,
@@ -247,6 +265,30 @@ at::Tensor backward_weight(c10::string_view kernel, const at::Tensor& grad_outpu
   TORCH_CHECK(weight_size.size() == 4, "conv2d_ext: expected weight_size[4]");
   return run_pass(Pass::kBackwardWeight, kernel, grad_output, input, weight_size, c10::nullopt, stride, padding,
                   dilation, groups, allow_tf32, channels_last);
+}
+
+// Both backward passes in one op (one dispatch), backward-data first. Everything both passes allocate is allocated,
+// and poisoned, before either launches, and held until both have, so the backward-weight kernel may run as a
+// programmatic dependent of backward-data's last kernel (ConvParams::after_backward_data): no memory it reads or writes
+// is memory that kernel reads or writes, and every kernel before that one has completed once it triggers.
+std::tuple<at::Tensor, at::Tensor> backward(c10::string_view data_kernel, c10::string_view weight_kernel,
+                                            const at::Tensor& grad_output, const at::Tensor& input,
+                                            const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+                                            at::IntArrayRef dilation, int64_t groups, bool allow_tf32,
+                                            bool channels_last) {
+  check_tensor(grad_output, "grad_output", grad_output);
+  check_tensor(input, "input", grad_output);
+  check_tensor(weight, "weight", grad_output);
+  const c10::cuda::CUDAGuard guard(grad_output.device());
+  const PassCall d = prepare(Pass::kBackwardData, data_kernel, grad_output, weight, input.sizes(), c10::nullopt,
+                             stride, padding, dilation, groups, allow_tf32, channels_last);
+  PassCall w = prepare(Pass::kBackwardWeight, weight_kernel, d.a, input, weight.sizes(), c10::nullopt, stride,
+                       padding, dilation, groups, allow_tf32, channels_last);
+  // An empty batch launches no backward-data kernel: the stream's last kernel would be someone else's.
+  w.p.after_backward_data = d.p.N > 0;
+  launch(d);
+  launch(w);
+  return {d.result, w.result};
 }
 
 at::Tensor backward_bias_op(const at::Tensor& grad_output) {
@@ -339,6 +381,8 @@ TORCH_LIBRARY(conv2d_ext, m) {
         "int[] padding, int[] dilation, int groups, bool allow_tf32, bool channels_last) -> Tensor");
   m.def("backward_weight(str kernel, Tensor grad_output, Tensor input, int[] weight_size, int[] stride, "
         "int[] padding, int[] dilation, int groups, bool allow_tf32, bool channels_last) -> Tensor");
+  m.def("backward(str data_kernel, str weight_kernel, Tensor grad_output, Tensor input, Tensor weight, int[] stride, "
+        "int[] padding, int[] dilation, int groups, bool allow_tf32, bool channels_last) -> (Tensor, Tensor)");
   m.def("backward_bias(Tensor grad_output) -> Tensor");
   m.def("to_channels_last(Tensor input) -> Tensor");
 }
@@ -347,6 +391,7 @@ TORCH_LIBRARY_IMPL(conv2d_ext, CUDA, m) {
   m.impl("forward", &conv2d_ext::forward);
   m.impl("backward_data", &conv2d_ext::backward_data);
   m.impl("backward_weight", &conv2d_ext::backward_weight);
+  m.impl("backward", &conv2d_ext::backward);
   m.impl("backward_bias", &conv2d_ext::backward_bias_op);
   m.impl("to_channels_last", &conv2d_ext::to_channels_last_op);
 }

@@ -54,8 +54,11 @@ def pytorch_kernels(monkeypatch):
         calls.append(("backward_bias", None))
         return dy.sum((0, 2, 3))
 
+    def backward(data_kernel, weight_kernel, dy, x, w, p):  # the op of both passes: the two stand-ins in its order
+        return _ops.backward_data(data_kernel, dy, w, p), _ops.backward_weight(weight_kernel, dy, x, p)
+
     for name, fn in [("forward", forward), ("backward_data", backward_data), ("backward_weight", backward_weight),
-                     ("backward_bias", backward_bias)]:
+                     ("backward", backward), ("backward_bias", backward_bias)]:
         monkeypatch.setattr(_ops, name, fn)
     return calls
 
@@ -101,6 +104,29 @@ def test_backward_runs_only_the_passes_needed(needs, pytorch_kernels):
     y.sum().backward()
     expected = {0: "backward_data", 1: "backward_weight", 2: "backward_bias"}[needs.index(True)]
     assert [name for name, _ in pytorch_kernels] == [expected]
+
+
+def test_both_backward_passes_take_one_op(pytorch_kernels, monkeypatch):
+    """Grad_input and grad_weight together come from the op of both passes (one dispatch; its backward-weight may
+    overlap the backward-data), with the planned kernels; alone, or differentiated again, from the single ops."""
+    both = []
+    patched = _ops.backward
+
+    def backward(data_kernel, weight_kernel, dy, x, w, p):
+        both.append((data_kernel, weight_kernel))
+        return patched(data_kernel, weight_kernel, dy, x, w, p)
+
+    monkeypatch.setattr(_ops, "backward", backward)
+    x, w, b = inputs((2, 4, 7, 6), (6, 4, 3, 3))
+    y = ours(x, w, b, CASES["plain"][2])
+    pytorch_kernels.clear()
+    torch.autograd.grad(y, (x, w), torch.randn_like(y), retain_graph=True)
+    assert both == [("direct", "direct")]
+    assert [name for name, _ in pytorch_kernels] == ["backward_data", "backward_weight"]
+    both.clear()
+    torch.autograd.grad(y, x, torch.randn_like(y), retain_graph=True)
+    torch.autograd.grad(y, (x, w), torch.randn_like(y), create_graph=True)
+    assert both == []
 
 
 def test_no_gradient_needed_calls_the_forward_op_alone(pytorch_kernels):

@@ -59,6 +59,7 @@ def test_custom_ops_pass_opcheck(channels_last):
     torch.library.opcheck(ops.forward.default, ("direct", x, w, b, *geo, [6, 6], False, channels_last))
     torch.library.opcheck(ops.backward_data.default, ("direct", y, w, list(x.shape), *geo, False, channels_last))
     torch.library.opcheck(ops.backward_weight.default, ("direct", y, x, list(w.shape), *geo, False, channels_last))
+    torch.library.opcheck(ops.backward.default, ("direct", "direct", y, x, w, *geo, False, channels_last))
     torch.library.opcheck(ops.backward_bias.default, (y,))
 
 

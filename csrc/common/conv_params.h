@@ -45,6 +45,10 @@ struct ConvParams {
   DType dtype;
   bool allow_tf32;  // fp32 only: tensor-core families may use TF32 (mirrors torch.backends.cudnn.allow_tf32)
   int sm;           // compute capability of the device, major * 10 + minor (90 on H100), for can_implement
+  // Backward-weight only: the stream's last kernel is this call's backward-data (the op conv2d_ext::backward), which
+  // touches no memory this pass does. A launcher may then start its kernel as that kernel's programmatic dependent
+  // without waiting for it before reading (common/pdl.cuh), so long as the kernel waits before it exits.
+  bool after_backward_data;
 
   // Device pointers. Which of x, w, y a pass writes depends on the pass; the others are read.
   void* x;

@@ -487,7 +487,10 @@ __global__ void __launch_bounds__(kThreads, 4)
   const int g0 = int(blockIdx.y) * g.gb;
   const int64_t item = blockIdx.x;
   const TileAt at = tile_at(g, item);
-  pdl_launch_dependents();  // EXPERIMENT: the next kernel may start (it waits first, or reads nothing written here)
+  // The next kernel may start once every block is here: a backward-weight after this backward-data (it reads
+  // nothing this grid writes and waits for it before it exits) or any other kernel launched as a dependent, which
+  // waits before reading (common/pdl.cuh). The fragments' pack_kernel has started, so everything before it is done.
+  pdl_launch_dependents();
   {
     // The input tile and the tables first: launched as a programmatic dependent of pack_kernel, the block may
     // start before the fragments exist, and waits for them only after issuing its input loads.
