@@ -694,16 +694,46 @@ __device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, i
   const T* __restrict__ w = static_cast<const T*>(p.w);
   const int S = static_cast<int>(p.S), total = wsets * static_cast<int>(p.R * p.S);
   for (int e0 = threadIdx.x; e0 < total; e0 += kBatch * blockDim.x) {
-    float v[kBatch];
+    T v[kBatch];
+    bool valid[kBatch];
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
+    for (int b = 0; b < kBatch; ++b) {  // unconditional loads (of w[0] where invalid): see stage_chunk_filters
       const int e = e0 + b * blockDim.x, tap = e / wsets, kl = e - tap * wsets, r = tap / S, s = tap - r * S;
       const int64_t k = k_begin + kl;
-      v[b] = e < total && k < p.K ? to_acc(w[k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3]]) : 0.0f;
+      valid[b] = e < total && k < p.K;
+      v[b] = w[valid[b] ? k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3] : 0];
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b)
-      if (e0 + b * blockDim.x < total) wsm[e0 + b * blockDim.x] = v[b];
+      if (e0 + b * blockDim.x < total) wsm[e0 + b * blockDim.x] = valid[b] ? to_acc(v[b]) : 0.0f;
+  }
+}
+
+// stage_weights for the copy-engine dynamic kernel: `chunks` consecutive chunks of kFixedChannels filters from chunk
+// `first` (one each, M = 1), R x S known at compile time, every load of a thread in flight before its first store:
+// one round trip (two 7x7 chunks: 13 loads a thread of 256). The loads are unconditional (of w[0] where the element
+// is past the filters): with `cond ? to_acc(w[i]) : 0` nvcc 13.0 put each load and its conversion in a branch of its
+// own, and the batch ran as one round trip per load (session 20's SASS of stage_weights: 14 in a row per block).
+template <typename T, int kR, int kS>
+__device__ __forceinline__ void stage_chunk_filters(float* wsm, const ConvParams& p, int64_t first, int chunks) {
+  constexpr int kPerChunk = kFixedChannels * kR * kS;
+  constexpr int kBatch = (2 * kPerChunk + kMaxThreads - 1) / kMaxThreads;
+  const T* __restrict__ w = static_cast<const T*>(p.w);
+  const int total = chunks * kPerChunk;
+  for (int e0 = threadIdx.x; e0 < total; e0 += kBatch * blockDim.x) {
+    T v[kBatch];
+    bool valid[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {  // unconditional loads (from w itself where invalid): no branch between them
+      const int e = e0 + b * blockDim.x, chunk = e / kPerChunk, in_chunk = e - chunk * kPerChunk;
+      const int tap = in_chunk / kFixedChannels, kl = in_chunk % kFixedChannels, r = tap / kS, s = tap - r * kS;
+      const int64_t k = (first + chunk) * kFixedChannels + kl;
+      valid[b] = e < total && k < p.K;
+      v[b] = w[valid[b] ? k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3] : 0];
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (e0 + b * blockDim.x < total) wsm[e0 + b * blockDim.x] = valid[b] ? to_acc(v[b]) : 0.0f;
   }
 }
 
@@ -1039,8 +1069,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     tma_prefetch_descriptor(&map);
     for (int u = 0; u < stages && first + u <= last; ++u) issue(first + u, u);
   }
-  for (int64_t c = first_chunk; c <= last_chunk; ++c)
-    stage_weights<T>(wsm + (c - first_chunk) * filter_floats, p, c * t.wsets, t.wsets);
+  stage_chunk_filters<T, kR, kS>(wsm, p, first_chunk, static_cast<int>(last_chunk - first_chunk + 1));
   __syncthreads();  // counters, barriers and filters ready
 
   const int lane = threadIdx.x & 31;
