@@ -118,6 +118,7 @@ def test_both_backward_passes_take_one_op(pytorch_kernels, monkeypatch):
 
     monkeypatch.setattr(_ops, "backward", backward)
     x, w, b = inputs((2, 4, 7, 6), (6, 4, 3, 3))
+    b.requires_grad_(False)
     y = ours(x, w, b, CASES["plain"][2])
     pytorch_kernels.clear()
     torch.autograd.grad(y, (x, w), torch.randn_like(y), retain_graph=True)
