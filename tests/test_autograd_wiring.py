@@ -108,7 +108,8 @@ def test_backward_runs_only_the_passes_needed(needs, pytorch_kernels):
 
 def test_both_backward_passes_take_one_op(pytorch_kernels, monkeypatch):
     """Grad_input and grad_weight together come from the op of both passes (one dispatch; its backward-weight may
-    overlap the backward-data), with the planned kernels; alone, or differentiated again, from the single ops."""
+    overlap the backward-data), with the planned kernels; differentiated again (create_graph), or one of them alone
+    (what the inputs' requires_grad asks for), from the single ops."""
     both = []
     patched = _ops.backward
 
@@ -125,8 +126,10 @@ def test_both_backward_passes_take_one_op(pytorch_kernels, monkeypatch):
     assert both == [("direct", "direct")]
     assert [name for name, _ in pytorch_kernels] == ["backward_data", "backward_weight"]
     both.clear()
-    torch.autograd.grad(y, x, torch.randn_like(y), retain_graph=True)
     torch.autograd.grad(y, (x, w), torch.randn_like(y), create_graph=True)
+    w.requires_grad_(False)
+    y = ours(x, w, b, CASES["plain"][2])
+    torch.autograd.grad(y, x, torch.randn_like(y))
     assert both == []
 
 
