@@ -429,11 +429,21 @@ inline std::string can_implement(const ConvParams& p, Role role) {
 
 // ---- Device.
 
+// src[i] as fp32 where `ok`, else 0, for 16-bit elements: loaded unconditionally (src[0] where not ok) and selected
+// after. With `ok ? to_acc(src[i]) : 0` nvcc 13.0 branched around each load and its conversion, so a batch of them
+// ran one round trip a load (session 20). fp32 keeps the predicated load (no conversion to wait for); so does the
+// backward-weight's staging (stage's kOverlap false: overlapped, its 16-bit NCHW kernels spill).
+template <typename T>
+__device__ __forceinline__ float load_or_zero(const T* __restrict__ src, int64_t i, bool ok) {
+  const float x = to_acc(src[ok ? i : 0]);
+  return ok ? x : 0.0f;
+}
+
 // Stages nb images' tile (channels nch, `valid_ch` of them real, the rest zero) of src (N x SC x srows x scols,
 // dense in the layout; channel cbase + c) from (row0, col0) as fp32: dst[i * slot + c * plane + r * pitch + x * cstep].
 // Zero outside the tensor. Warps take (image, channel, row) rows (NCHW, lanes along the row) or (image, row)
 // rows (NHWC, lanes along (column, channel), channel fastest).
-template <typename T, bool kNHWC, int kBatch = 8>
+template <typename T, bool kNHWC, int kBatch = 8, bool kOverlap = true>
 __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int64_t n0, int64_t N, int64_t SC,
                                       int64_t cbase, int valid_ch, int nch, int srows, int scols, int row0, int col0,
                                       int rows, int cols, int pitch, int plane, int nb, int slot,
@@ -459,7 +469,8 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
         for (int b = 0; b < kBatch; ++b) {
           const int w = col0 + col;
           const bool ok = e0 + 32 * b < per_row && row_ok && c < valid_ch && w >= 0 && w < scols;
-          v[b] = ok ? to_acc(row_src[int64_t(w) * SC + c]) : 0.0f;
+          if constexpr (kOverlap && sizeof(T) == 2) v[b] = load_or_zero(row_src, int64_t(w) * SC + c, ok);
+          else v[b] = ok ? to_acc(row_src[int64_t(w) * SC + c]) : 0.0f;
           at[b] = e0 + 32 * b < per_row ? c * plane + col * cstep : -1;
           c += dc;
           col += dcol;
@@ -490,7 +501,10 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
           const int64_t n = n0 + nbi;
           const int h = row0 + r;
           const bool ok = task < tasks && n < N && c < valid_ch && h >= 0 && h < srows && w >= 0 && w < scols;
-          v[b] = ok ? to_acc(src[((n * SC + cbase + c) * srows + h) * int64_t(scols) + w]) : 0.0f;
+          if constexpr (kOverlap && sizeof(T) == 2)
+            v[b] = load_or_zero(src, ((n * SC + cbase + c) * srows + h) * int64_t(scols) + w, ok);
+          else  // the index inside the branch: computed before it, the backward-weight kernels spill
+            v[b] = ok ? to_acc(src[((n * SC + cbase + c) * srows + h) * int64_t(scols) + w]) : 0.0f;
           at[b] = task < tasks ? nbi * slot + c * plane + r * pitch + x * cstep : -1;
         }
 #pragma unroll
@@ -571,7 +585,7 @@ __device__ __forceinline__ PhaseGeom phase_geom(const ConvParams& p, int a_h, in
 template <typename T, bool kNHWC, bool kDgrad, int kCh>
 __global__ void __launch_bounds__(kMaxThreads, kMinBlocks) conv_kernel(const ConvParams p, const Plan t) {
   // Loads in flight per lane while staging: 4 where 8 would spill beside the accumulators (8 x 7 fp32 NCHW).
-  constexpr int kStageBatch = kCh == 8 && sizeof(T) == 4 && !kNHWC ? 4 : 8;
+  constexpr int kStageBatch = kCh == 8 && !kNHWC ? 4 : 8;  // at 8 these spill (16-bit: since their loads overlap)
   extern __shared__ __align__(16) unsigned char smem[];
   float* const xs = reinterpret_cast<float*>(smem);
   float* const wsm = xs + t.wsm_offset;
@@ -840,10 +854,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     const int row0 = (rest / static_cast<int>(t.tiles_q)) * t.tp;
     const int col0 = (rest % static_cast<int>(t.tiles_q)) * t.tq;
     __syncthreads();  // the previous tile's reads are done (and pos_off is written)
-    stage<T, kNHWC, kWgradBatch>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H, W,
+    stage<T, kNHWC, kWgradBatch, false>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H, W,
                                  row0 * p.stride_h - p.pad_h, col0 * p.stride_w - p.pad_w, t.rows, t.cols, t.pitch,
                                  t.xplane, 1, 0);
-    stage<T, kNHWC, kWgradBatch>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0, t.tp,
+    stage<T, kNHWC, kWgradBatch, false>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0, t.tp,
                                  t.tq, t.tq * t.gstride, 1, 1, 0, t.gstride);
     __syncthreads();
     if (active) {
