@@ -148,16 +148,17 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
 def _first_layer(p: Problem, pass_: str) -> bool:
     """An ungrouped convolution with 4 or fewer input channels (an RGB first layer: r50_conv1), in the passes and
     dtypes where the tiled grouped kernels beat the tensor-core tiles (H200, r50_conv1, per pass, benchmarks/results/
-    passes_session9.txt): backward-data in fp32 with or without TF32 (1.03 ms NCHW / 0.87 NHWC, against 1.89 / 1.95
-    on 256x128_wg, 9.2 on ffma and 4.9 on 128x64_ffma) and in channels-last fp16/bf16 (0.84 against 1.04 on 64x64;
-    NCHW stays on the wgmma tiles: 1.12 against 1.25); the forward in exact fp32 only (0.41 ms against 0.47 on
+    passes_session9.txt): backward-data in every dtype: fp32 with or without TF32 (1.03 ms NCHW / 0.87 NHWC, against
+    1.89 / 1.95 on 256x128_wg, 9.2 on ffma and 4.9 on 128x64_ffma), channels-last fp16/bf16 (0.84 against 1.04 on
+    64x64) and, since session 20's staging fix (passes_session20.txt), NCHW fp16/bf16 (0.98 against 1.13 on
+    128x128_wg); the forward in exact fp32 only (0.41 ms against 0.47 on
     128x64_ffma; in TF32, fp16 and bf16 the 256x128 wgmma tiles win: 0.30-0.35), backward-weight in channels-last
     exact fp32 only (0.535 against 0.567 on 64x128_ffma; NCHW 0.591 against 0.504; mma.sync 64x64 tiles win in the
     other modes: 0.19)."""
     if p.groups != 1 or p.C > 4 or p.dtype == "float64":
         return False
     if pass_ == "backward_data":
-        return p.dtype == "float32" or p.channels_last
+        return True
     if pass_ == "backward_weight":
         return _exact_fp32(p) and p.channels_last
     return _exact_fp32(p)

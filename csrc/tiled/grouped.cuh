@@ -430,9 +430,11 @@ inline std::string can_implement(const ConvParams& p, Role role) {
 // ---- Device.
 
 // src[i] as fp32 where `ok`, else 0, for 16-bit elements: loaded unconditionally (src[0] where not ok) and selected
-// after. With `ok ? to_acc(src[i]) : 0` nvcc 13.0 branched around each load and its conversion, so a batch of them
-// ran one round trip a load (session 20). fp32 keeps the predicated load (no conversion to wait for); so does the
-// backward-weight's staging (stage's kOverlap false: overlapped, its 16-bit NCHW kernels spill).
+// after. With `ok ? to_acc(src[i]) : 0` nvcc 13.0 branched around each load and its conversion in stage's NCHW loop,
+// so a batch of them ran one round trip a load (session 20: r50_conv1 16-bit NCHW backward-data 1.25-1.34 -> 0.98
+// ms). fp32 keeps the predicated load (no conversion to wait for); so does the backward-weight's staging (stage's
+// kOverlap false: overlapped, its 16-bit NCHW kernels spill) and the NHWC loop (its loads were not serialised; made
+// unconditional they ran 3% slower).
 template <typename T>
 __device__ __forceinline__ float load_or_zero(const T* __restrict__ src, int64_t i, bool ok) {
   const float x = to_acc(src[ok ? i : 0]);
@@ -469,8 +471,7 @@ __device__ __forceinline__ void stage(float* dst, const T* __restrict__ src, int
         for (int b = 0; b < kBatch; ++b) {
           const int w = col0 + col;
           const bool ok = e0 + 32 * b < per_row && row_ok && c < valid_ch && w >= 0 && w < scols;
-          if constexpr (kOverlap && sizeof(T) == 2) v[b] = load_or_zero(row_src, int64_t(w) * SC + c, ok);
-          else v[b] = ok ? to_acc(row_src[int64_t(w) * SC + c]) : 0.0f;
+          v[b] = ok ? to_acc(row_src[int64_t(w) * SC + c]) : 0.0f;  // (not serialised here: nvcc predicates them)
           at[b] = e0 + 32 * b < per_row ? c * plane + col * cstep : -1;
           c += dc;
           col += dcol;
