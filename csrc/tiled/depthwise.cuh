@@ -1025,9 +1025,7 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
 // next item, and the loop has no barrier. The range's tiles pass through t.stages buffers in order: tile u of the
 // range (u = 0, 1, ...) lands in buffer u % stages, the (u / stages)-th phase of that buffer's barrier, and the warp
 // that finishes a tile's last item issues the copy of tile u + stages into the buffer. The range's filter chunks
-// (consecutive, at most two: with_dynamic) are staged once, at the start. The range's last `warps` items are handed
-// out as two halves each (kRows x kCols / 2): a range of 41 items for 8 warps otherwise ends with one warp alone on
-// its sixth item (10752 items over 2112 warps: 5.09 rounds); the counters count halves.
+// (consecutive, at most two: with_dynamic) are staged once, at the start.
 template <typename T, bool kDgrad, int kR>
 __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     conv_kernel_dynamic(const ConvParams p, const Plan t, const __grid_constant__ CUtensorMap map) {
@@ -1035,13 +1033,12 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   constexpr int kCols = Cols<true, kR, int(sizeof(T))>::value;
   constexpr int kRows = Rows<true, kR, int(sizeof(T))>::value;
   constexpr int kChannels = kFixedChannels;  // t.in.channels == t.cout: lane = channel
-  static_assert(kCols % 2 == 0, "the range's last items are handed out in halves of kCols / 2 columns");
   extern __shared__ __align__(128) unsigned char smem[];  // buffers, filter chunks, counters, barriers
   T* const buffers = reinterpret_cast<T*>(smem);
   float* const wsm = reinterpret_cast<float*>(buffers + t.stages * t.in.elems);
   uint64_t* const bars = tma_barriers(smem, t);
-  int* const next = reinterpret_cast<int*>(bars) - (1 + t.stages);  // the range's next slot (an item or a half)
-  int* const done = next + 1;  // per buffer: halves done of the tiles it has held (an item counts two)
+  int* const next = reinterpret_cast<int*>(bars) - (1 + t.stages);  // the range's next item
+  int* const done = next + 1;  // per buffer: items done of the tiles it has held
 
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
   const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
@@ -1053,13 +1050,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   const int g0 = static_cast<int>(blockIdx.x * total / gridDim.x);
   const int g1 = static_cast<int>((blockIdx.x + 1) * total / gridDim.x);
   const int first = g0 / per_tile, last = (g1 - 1) / per_tile;  // the range's tiles
-  // Slots: items g0 .. split - 1 whole, then items split .. g1 - 1 as two halves each.
-  const int split = max(g0, g1 - static_cast<int>(blockDim.x / 32)), whole = split - g0;
-  const int slots = whole + 2 * (g1 - split);
-  // Halves of the range in a buffer's first `uses` tiles (none of them the range's last): whole tiles, less the first
+  // Items of the range in a buffer's first `uses` tiles (none of them the range's last): whole tiles, less the first
   // tile's items before g0 (buffer 0's first tile).
-  auto halves_through = [&](int buffer, int uses) {
-    return 2 * (uses * per_tile - (buffer == 0 ? g0 - first * per_tile : 0));
+  auto items_through = [&](int buffer, int uses) {
+    return uses * per_tile - (buffer == 0 ? g0 - first * per_tile : 0);
   };
   const int64_t first_chunk = tile_at(t, p.N, first).chunk, last_chunk = tile_at(t, p.N, last).chunk;
 
@@ -1070,7 +1064,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
                   staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w), a.n);
   };
   if (threadIdx.x == 0) {
-    *next = 0;
+    *next = g0;
     for (int b = 0; b < stages; ++b) done[b] = 0;
     tma_prefetch_descriptor(&map);
     for (int u = 0; u < stages && first + u <= last; ++u) issue(first + u, u);
@@ -1086,12 +1080,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   int tile = first, before = first * per_tile, buffer = 0, use = 0;
   TileAt a = tile_at(t, p.N, first);
   for (;;) {
-    int slot = 0;
-    if (lane == 0) slot = atomicAdd(next, 1);
-    slot = __shfl_sync(0xffffffffu, slot, 0);
-    if (slot >= slots) break;
-    const int half = slot < whole ? -1 : (slot - whole) & 1;  // -1: the whole item
-    const int g = slot < whole ? g0 + slot : split + ((slot - whole) >> 1);
+    int g = 0;
+    if (lane == 0) g = atomicAdd(next, 1);
+    g = __shfl_sync(0xffffffffu, g, 0);
+    if (g >= g1) break;
     while (g - before >= per_tile) {
       ++tile, before += per_tile;
       if (++buffer == stages) buffer = 0, ++use;
@@ -1105,43 +1097,36 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     // tile's (a wait on this parity would pass at once) or, with a wait on the previous parity too, the next one (a
     // wait that never ends). Usually a single shared-memory read.
     if (use > 0) {
-      const int previous = halves_through(buffer, use);
+      const int previous = items_through(buffer, use);
       while (*static_cast<volatile int*>(&done[buffer]) < previous) __nanosleep(32);  // leave the issue slots
     }
     mbarrier_wait(&bars[buffer], use & 1);
 
-    // The block's columns: the item's, or one half of them.
-    const int j0 = jb * kCols + (half > 0 ? kCols / 2 : 0);
-    const int h0 = a.row + ib * kRows, w0 = a.col + j0;
+    const int h0 = a.row + ib * kRows, w0 = a.col + jb * kCols;
     const int oc = static_cast<int>(a.chunk) * kChannels + lane;  // channels < 2^16 (plan_for)
     if (oc < out_channels && h0 < out_rows && w0 < out_cols) {
       if (oc != cached) {
         load_filter<kDgrad, kR, kS>(wr, wsm + (a.chunk - first_chunk) * filter_floats, t.wsets, lane);
         cached = oc;
       }
+      float acc[kRows][kCols];
       const float init = bias ? to_acc(bias[oc]) : 0.0f;
-      const T* const in = buffers + buffer * t.in.elems + (ib * kRows * t.in.cols + j0) * kChannels + lane;
+#pragma unroll
+      for (int i = 0; i < kRows; ++i)
+#pragma unroll
+        for (int j = 0; j < kCols; ++j) acc[i][j] = init;
+      const int row_step = t.in.cols * kChannels;
+      fma_block<T, kR, kS>(acc, wr, buffers + buffer * t.in.elems + (ib * kRows * t.in.cols + jb * kCols) * kChannels +
+                                         lane, row_step, kChannels);
       T* const out = dst + ((a.n * out_rows + h0) * int64_t(out_cols) + w0) * out_channels + oc;
-      auto block = [&](auto cols) {  // a register block of decltype(cols)::value columns
-        constexpr int kC = decltype(cols)::value;
-        float acc[kRows][kC];
-#pragma unroll
-        for (int i = 0; i < kRows; ++i)
-#pragma unroll
-          for (int j = 0; j < kC; ++j) acc[i][j] = init;
-        fma_block<T, kR, kS>(acc, wr, in, t.in.cols * kChannels, kChannels);
-        store_block<T>(out, acc, int64_t(out_cols) * out_channels, out_channels, out_rows - h0, out_cols - w0);
-      };
-      if (half < 0) block(std::integral_constant<int, kCols>{});
-      else block(std::integral_constant<int, kCols / 2>{});
+      store_block<T>(out, acc, int64_t(out_cols) * out_channels, out_channels, out_rows - h0, out_cols - w0);
     }
     __syncwarp();  // the warp's reads of the buffer are done
     if (lane == 0) {
       __threadfence_block();  // ... and ordered before the count that may hand the buffer to the copy engine
-      // Halves of the range in the buffer's tiles so far (this tile's after g1 not among them when it is the last).
-      const int target = halves_through(buffer, use + 1) - (tile == last ? 2 * ((last + 1) * per_tile - g1) : 0);
-      const int count = half < 0 ? 2 : 1;
-      if (atomicAdd(&done[buffer], count) + count == target && tile + stages <= last) {
+      // Items of the range in the buffer's tiles so far (this tile's after g1 not among them when it is the last).
+      const int target = items_through(buffer, use + 1) - (tile == last ? (last + 1) * per_tile - g1 : 0);
+      if (atomicAdd(&done[buffer], 1) + 1 == target && tile + stages <= last) {
         __threadfence_block();  // the other warps' counts (and the reads they release) before the copy
         issue(tile + stages, buffer);
       }
