@@ -685,23 +685,27 @@ __device__ __forceinline__ void stage(T* dst, const Staged& s, const T* __restri
   }
 }
 
-// Stages filters k_begin .. k_begin + wsets - 1 (zero past K) as fp32, tap-major: wsm[tap * wsets + k - k_begin].
-// Consecutive threads write consecutive banks; each thread's global loads are issued in batches of kBatch before their
-// stores (one round trip a batch: the 7x7 filters of a chunk of 32 channels are seven loads a thread).
-template <typename T>
-__device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, int64_t k_begin, int wsets) {
-  constexpr int kBatch = 8;
+// Stages `total` filter elements as fp32: wsm[e] = w[k, 0, r, s] for (k, r, s) = at(e), zero where k >= K. Each
+// thread's loads are issued in batches of kBatch before its stores (one round trip a batch), unconditionally (of w[0]
+// where k >= K) and selected after: with `cond ? to_acc(w[i]) : 0` nvcc 13.0 put each load and its conversion in a
+// branch of its own, and a batch ran one round trip per load (session 20's SASS: 14 in a row per block).
+// Consecutive threads write consecutive banks.
+struct FilterTap {
+  int64_t k;
+  int r, s;
+};
+template <typename T, int kBatch, class At>
+__device__ __forceinline__ void stage_filter_taps(float* wsm, const ConvParams& p, int total, At&& at) {
   const T* __restrict__ w = static_cast<const T*>(p.w);
-  const int S = static_cast<int>(p.S), total = wsets * static_cast<int>(p.R * p.S);
   for (int e0 = threadIdx.x; e0 < total; e0 += kBatch * blockDim.x) {
     T v[kBatch];
     bool valid[kBatch];
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) {  // unconditional loads (of w[0] where invalid): see stage_chunk_filters
-      const int e = e0 + b * blockDim.x, tap = e / wsets, kl = e - tap * wsets, r = tap / S, s = tap - r * S;
-      const int64_t k = k_begin + kl;
-      valid[b] = e < total && k < p.K;
-      v[b] = w[valid[b] ? k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3] : 0];
+    for (int b = 0; b < kBatch; ++b) {
+      const int e = e0 + b * blockDim.x;
+      const FilterTap f = at(e);
+      valid[b] = e < total && f.k < p.K;
+      v[b] = w[valid[b] ? f.k * p.w_stride[0] + f.r * p.w_stride[2] + f.s * p.w_stride[3] : 0];
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b)
@@ -709,32 +713,28 @@ __device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, i
   }
 }
 
+// Stages filters k_begin .. k_begin + wsets - 1 (zero past K) as fp32, tap-major: wsm[tap * wsets + k - k_begin]
+// (the 7x7 filters of a chunk of 32 channels are seven loads a thread).
+template <typename T>
+__device__ __forceinline__ void stage_weights(float* wsm, const ConvParams& p, int64_t k_begin, int wsets) {
+  const int S = static_cast<int>(p.S);
+  stage_filter_taps<T, 8>(wsm, p, wsets * static_cast<int>(p.R * p.S), [&](int e) {
+    const int tap = e / wsets, kl = e - tap * wsets, r = tap / S;
+    return FilterTap{k_begin + kl, r, tap - r * S};
+  });
+}
+
 // stage_weights for the copy-engine dynamic kernel: `chunks` consecutive chunks of kFixedChannels filters from chunk
-// `first` (one each, M = 1), R x S known at compile time, every load of a thread in flight before its first store:
-// one round trip (two 7x7 chunks: 13 loads a thread of 256). The loads are unconditional (of w[0] where the element
-// is past the filters): with `cond ? to_acc(w[i]) : 0` nvcc 13.0 put each load and its conversion in a branch of its
-// own, and the batch ran as one round trip per load (session 20's SASS of stage_weights: 14 in a row per block).
+// `first` (one each, M = 1), R x S known at compile time, every load of a thread in one batch (two 7x7 chunks: 13
+// loads a thread of 256).
 template <typename T, int kR, int kS>
 __device__ __forceinline__ void stage_chunk_filters(float* wsm, const ConvParams& p, int64_t first, int chunks) {
   constexpr int kPerChunk = kFixedChannels * kR * kS;
-  constexpr int kBatch = (2 * kPerChunk + kMaxThreads - 1) / kMaxThreads;
-  const T* __restrict__ w = static_cast<const T*>(p.w);
-  const int total = chunks * kPerChunk;
-  for (int e0 = threadIdx.x; e0 < total; e0 += kBatch * blockDim.x) {
-    T v[kBatch];
-    bool valid[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {  // unconditional loads (from w itself where invalid): no branch between them
-      const int e = e0 + b * blockDim.x, chunk = e / kPerChunk, in_chunk = e - chunk * kPerChunk;
-      const int tap = in_chunk / kFixedChannels, kl = in_chunk % kFixedChannels, r = tap / kS, s = tap - r * kS;
-      const int64_t k = (first + chunk) * kFixedChannels + kl;
-      valid[b] = e < total && k < p.K;
-      v[b] = w[valid[b] ? k * p.w_stride[0] + r * p.w_stride[2] + s * p.w_stride[3] : 0];
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b)
-      if (e0 + b * blockDim.x < total) wsm[e0 + b * blockDim.x] = valid[b] ? to_acc(v[b]) : 0.0f;
-  }
+  stage_filter_taps<T, (2 * kPerChunk + kMaxThreads - 1) / kMaxThreads>(wsm, p, chunks * kPerChunk, [&](int e) {
+    const int chunk = e / kPerChunk, in_chunk = e - chunk * kPerChunk;
+    const int tap = in_chunk / kFixedChannels, kl = in_chunk % kFixedChannels, r = tap / kS;
+    return FilterTap{(first + chunk) * kFixedChannels + kl, r, tap - r * kS};
+  });
 }
 
 // First staged row (column) of a tile whose first output row (column) is `out0`: the forward window's top;
