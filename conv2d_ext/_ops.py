@@ -3,9 +3,9 @@
 The ops conv2d_ext::forward / backward_data / backward_weight / backward (both backward passes in one call: one
 dispatch, and the backward-weight kernel may overlap the end of the backward-data one) / backward_bias (and
 to_channels_last, the NHWC copy of grad_output that an NCHW backward on the copy-engine kernels makes once for both
-passes) are defined and implemented for CUDA in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get their fake
-implementations (the result's shape, dtype, device and layout, from the sizes passed), so torch.compile traces them
-as opaque nodes.
+passes) are defined and implemented for CUDA in C++ (csrc/bindings.cpp), so a call costs one dispatch. Here they get
+their fake implementations (the result's shape, dtype, device and layout, from the sizes passed), so torch.compile
+traces them as opaque nodes.
 
 Op arguments: the kernel name, tensors, stride[2], padding[2] (top, left: the bottom/right padding is implied by
 the output size), dilation[2], groups, allow_tf32, and channels_last (the layout of every tensor of the call).

@@ -237,9 +237,9 @@ class _Forward(torch.autograd.Function):
         dy = dy.contiguous(memory_format=_layout(call))
         # NCHW, both passes on the copy engine: each would copy grad_output to NHWC; copy it once for both. Not when
         # the backward is itself differentiated (create_graph): the copy op has no autograd formula.
-        stage = need[0] and need[1] and not torch.is_grad_enabled() and _stages_grad_output(call)
-        dy_nhwc = _ops.to_channels_last(dy) if stage else dy
-        if need[0] and need[1] and not torch.is_grad_enabled():  # one op for both (not differentiable itself)
+        both = need[0] and need[1] and not torch.is_grad_enabled()  # one op for both (not differentiable itself)
+        dy_nhwc = _ops.to_channels_last(dy) if both and _stages_grad_output(call) else dy
+        if both:
             dx, dw = _ops.backward(call.plan["backward_data"].kernel, call.plan["backward_weight"].kernel, dy_nhwc,
                                    x, w, call.problem)
         else:

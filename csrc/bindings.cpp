@@ -269,8 +269,8 @@ at::Tensor backward_weight(c10::string_view kernel, const at::Tensor& grad_outpu
 
 // Both backward passes in one op (one dispatch), backward-data first. Everything both passes allocate is allocated,
 // and poisoned, before either launches, and held until both have, so the backward-weight kernel may run as a
-// programmatic dependent of backward-data's last kernel (ConvParams::after_backward_data): no memory it reads or writes
-// is memory that kernel reads or writes, and every kernel before that one has completed once it triggers.
+// programmatic dependent of backward-data's last kernel (ConvParams::after_backward_data): no memory it reads or
+// writes is memory that kernel reads or writes, and every kernel before that one has completed once it triggers.
 std::tuple<at::Tensor, at::Tensor> backward(c10::string_view data_kernel, c10::string_view weight_kernel,
                                             const at::Tensor& grad_output, const at::Tensor& input,
                                             const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,

@@ -2,10 +2,10 @@
 // before it in the stream is still running, once every block of that kernel has called pdl_launch_dependents() (or
 // exited); it must call pdl_wait() before it reads anything the earlier kernel writes. Every such kernel waits
 // before it exits, so that its completion implies the earlier kernel's (the stream's next ordinary launch waits only
-// for the last kernel). The one kernel that reads before waiting without knowing the earlier kernel's writes is
-// none: the convolution after its own pack_kernel reads what came before the pack (complete, since pack_kernel is an
-// ordinary launch), and a backward-weight launched after its call's backward-data (ConvParams::after_backward_data,
-// the op of both backward passes) reads grad_output and the input, which that pass never writes. Both device calls are no-ops
+// for the last kernel). A kernel reads before waiting only where it knows what the earlier kernel writes: the
+// convolution after its own pack_kernel reads what came before the pack (complete, since pack_kernel is an ordinary
+// launch), and a backward-weight launched after its call's backward-data (ConvParams::after_backward_data, the op of
+// both backward passes) reads grad_output and the input, which that pass never writes. Both device calls are no-ops
 // below sm_90 and in kernels launched the ordinary way; the host launch falls back to an ordinary launch below
 // sm_90 and when CONV2D_EXT_PDL=0 (for timing comparisons).
 #pragma once

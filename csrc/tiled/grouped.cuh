@@ -855,11 +855,11 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     const int row0 = (rest / static_cast<int>(t.tiles_q)) * t.tp;
     const int col0 = (rest % static_cast<int>(t.tiles_q)) * t.tq;
     __syncthreads();  // the previous tile's reads are done (and pos_off is written)
-    stage<T, kNHWC, kWgradBatch, false>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H, W,
-                                 row0 * p.stride_h - p.pad_h, col0 * p.stride_w - p.pad_w, t.rows, t.cols, t.pitch,
-                                 t.xplane, 1, 0);
-    stage<T, kNHWC, kWgradBatch, false>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0, t.tp,
-                                 t.tq, t.tq * t.gstride, 1, 1, 0, t.gstride);
+    stage<T, kNHWC, kWgradBatch, false>(xs, x, n, p.N, p.C, g * cpg, static_cast<int>(cpg), static_cast<int>(cpg), H,
+                                        W, row0 * p.stride_h - p.pad_h, col0 * p.stride_w - p.pad_w, t.rows, t.cols,
+                                        t.pitch, t.xplane, 1, 0);
+    stage<T, kNHWC, kWgradBatch, false>(gs, dy, n, p.N, p.K, g * kpg, static_cast<int>(kpg), t.kpad, P, Q, row0, col0,
+                                        t.tp, t.tq, t.tq * t.gstride, 1, 1, 0, t.gstride);
     __syncthreads();
     if (active) {
       // This thread's 8 taps (c, r, s) as offsets into the staged input (0 past the filter: computed, never

@@ -431,12 +431,9 @@ void launch_typed(const ConvParams& p, const WPlan& t, void* workspace, cudaStre
   // bf16 likewise, TF32 -4 us; waiting at the start instead: -0.3 us).
   WPlan u = t;
   u.overlap = p.after_backward_data ? 1 : 0;
-  if (u.overlap)
-    launch_dependent(kernel, dim3(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits)),
-                     dim3(kThreads), size_t(t.smem), stream, u, out);
-  else
-    kernel<<<dim3(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits)), kThreads, t.smem,
-             stream>>>(u, out);
+  const dim3 grid(static_cast<unsigned>(t.g.group_blocks), static_cast<unsigned>(sp.splits));
+  if (u.overlap) launch_dependent(kernel, grid, dim3(kThreads), size_t(t.smem), stream, u, out);
+  else kernel<<<grid, kThreads, t.smem, stream>>>(u, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   finish_splits(out, sp, stream);
 }
