@@ -826,7 +826,7 @@ DEPTHWISE_DYNAMIC = dict(DEPTHWISE_TMA, **{
 
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("halves", ["1", "0"])
+@pytest.mark.parametrize("halves", ["1", "2", "0"])
 @pytest.mark.parametrize("offset", [0, 8])
 @pytest.mark.parametrize("name", list(DEPTHWISE_DYNAMIC))
 def test_tiled_depthwise_dynamic(name, offset, halves, precision_mode, poison, monkeypatch):

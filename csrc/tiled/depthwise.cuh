@@ -120,7 +120,7 @@ struct Plan {
   int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
   bool tma = false;   // forward / backward-data: `in` staged by the copy engine (with_tma), one mbarrier a buffer
   bool dynamic = false;  // ... and register blocks handed out at run time (with_dynamic, conv_kernel_dynamic)
-  bool halves = false;   // ... the range's last items in halves (with_dynamic)
+  int halves = 0;        // ... the range's last items in halves: 1 those past its whole rounds, 2 its last round
 };
 
 // ---- Host: the plan.
@@ -441,10 +441,11 @@ inline bool dynamic_enabled() {
   return env == nullptr || env[0] != '0';
 }
 
-// TUNING (temporary): CONV2D_EXT_DW_HALVES=0 hands conv_kernel_dynamic's last items out whole.
-inline bool halves_enabled() {
+// TUNING (temporary): CONV2D_EXT_DW_HALVES=0 hands conv_kernel_dynamic's last items out whole, 1 (the default)
+// halves those past the range's whole rounds, 2 its whole last round (session 21: 19% slower, fp16 7x7 forward).
+inline int halves_mode() {
   const char* env = std::getenv("CONV2D_EXT_DW_HALVES");
-  return env == nullptr || env[0] != '0';
+  return env == nullptr ? 1 : std::atoi(env);
 }
 
 // `t` (a copy-engine plan of the forward or backward-data) for conv_kernel_dynamic: 32 channels a tile, one filter
@@ -461,7 +462,7 @@ inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
   u.smem = round_up(buffers + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
   if (u.smem > smem_budget(max_smem)) return t;
   u.dynamic = true;
-  u.halves = halves_enabled();
+  u.halves = halves_mode();
   // Warps take items, so the block's threads need not match the tile: eight warps, two blocks an SM, every scheduler
   // four (session 20, graph time, 7x7 forward fp16 ms at 160 / 192 / 224 / 256 threads: 0.0388 / 0.0366 / 0.0366 /
   // 0.0357; backward-data 0.0394 / 0.0373 / 0.0369 / 0.0362).
@@ -1058,8 +1059,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   const int g0 = static_cast<int>(blockIdx.x * total / gridDim.x);
   const int g1 = static_cast<int>((blockIdx.x + 1) * total / gridDim.x);
   const int first = g0 / per_tile, last = (g1 - 1) / per_tile;  // the range's tiles
-  // Slots: items g0 .. split - 1 whole, then the last items (one a warp) as two halves of kCols / 2 columns each.
-  const int split = t.halves ? max(g0, g1 - static_cast<int>(blockDim.x / 32)) : g1;
+  // Slots: items g0 .. split - 1 whole, then the last items as two halves of kCols / 2 columns each: the range's
+  // items past its whole rounds of one item a warp (t.halves 1) or its last round (2).
+  const int warps = static_cast<int>(blockDim.x / 32);
+  const int split = t.halves == 0 ? g1 : max(g0, g1 - (t.halves == 1 ? (g1 - g0) % warps : warps));
   const int whole = split - g0, slots = whole + 2 * (g1 - split);
   // Halves of the range in a buffer's first `uses` tiles (none of them the range's last): whole tiles, less the first
   // tile's items before g0 (buffer 0's first tile).

@@ -94,7 +94,6 @@ struct Geom {
   int ksteps;                          // 32-byte reduction steps: ceil(R * S * segs / 2)
   int chunks, chunk_sets;              // 16-pixel chunks of a tile; warp jobs per group (kChunksPerJob chunks each)
   int gb, group_blocks;                // groups per block, blocks per image tile
-  int groups_fastest;                  // a 1-D grid, a tile's group blocks consecutive (else grid (tiles, groups))
   int frag_offset, table_offset;       // bytes: filter fragments and segment table after the staged planes
   int pix_offset;                      // bytes: the tile pixels' row offsets (out_rows ints) after the segment table
   int out_rows;                        // rows of the output tile's pixels: every chunk a job computes (16 each)
@@ -106,7 +105,7 @@ struct Geom {
                                             // threads per plane (the rest stage nothing), the halo pixels between a
                                             // thread's copies, as (rows, columns)
   FastDivmod div_planes, div_halo, div_halo_w;  // by gb * segs, halo_h * halo_w, halo_w
-  FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units, div_group_blocks;
+  FastDivmod div_tiles, div_tiles_w, div_tile_w, div_chunk_sets, div_out_units;
 };
 
 // 16-pixel chunks per warp job: at most 16 accumulators and 16 A registers per thread.
@@ -217,7 +216,6 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   g.div_tile_w = FastDivmod(unsigned(g.tile_w));
   g.div_chunk_sets = FastDivmod(unsigned(g.chunk_sets));
   g.div_out_units = FastDivmod(unsigned(g.out_units));
-  g.div_group_blocks = FastDivmod(unsigned(g.group_blocks));
   return g;
 }
 
@@ -486,15 +484,8 @@ __global__ void __launch_bounds__(kThreads, 4)
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t smem_base = smem_addr(smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  int g0;
-  int64_t item;
-  if (g.groups_fastest) {
-    unsigned q, r;
-    g.div_group_blocks.divmod(blockIdx.x, q, r);
-    item = q, g0 = int(r) * g.gb;
-  } else {
-    item = blockIdx.x, g0 = int(blockIdx.y) * g.gb;
-  }
+  const int g0 = int(blockIdx.y) * g.gb;
+  const int64_t item = blockIdx.x;
   const TileAt at = tile_at(g, item);
   // The next kernel may start once every block is here: a backward-weight after this backward-data (it reads
   // nothing this grid writes and waits for it before it exits) or any other kernel launched as a dependent, which
@@ -716,13 +707,8 @@ inline Geom launch_plan(const ConvParams& p, Role role) {
   const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
   const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
   const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
-  Geom g = plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
-                tile_pixels);
-  // TUNING (temporary): CONV2D_EXT_GMMA_ORDER=0 keeps the grid (tiles, group blocks).
-  const char* env_order = std::getenv("CONV2D_EXT_GMMA_ORDER");
-  g.groups_fastest = (env_order == nullptr || std::atoi(env_order) != 0) &&
-                     int64_t(g.N) * g.tiles * g.group_blocks < (int64_t(1) << 31);
-  return g;
+  return plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
+              tile_pixels);
 }
 
 // Bytes of workspace `role` of `p` needs: the packed filter fragments of every group block.
@@ -749,9 +735,8 @@ void launch_conv(const Geom& g, void* workspace, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kNt, kVec, kSteps>;
   dw::allow_shared_memory<kernel>(g.smem);
   const int64_t blocks = int64_t(g.N) * g.tiles;
-  const dim3 grid = g.groups_fastest ? dim3(static_cast<unsigned>(blocks * g.group_blocks))
-                                     : dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks));
-  launch_dependent(kernel, grid, dim3(kThreads), size_t(g.smem), stream, g, static_cast<const uint2*>(frags));
+  launch_dependent(kernel, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks)), dim3(kThreads),
+                   size_t(g.smem), stream, g, static_cast<const uint2*>(frags));
 }
 
 template <typename T>
