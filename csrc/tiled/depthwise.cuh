@@ -120,7 +120,6 @@ struct Plan {
   int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
   bool tma = false;   // forward / backward-data: `in` staged by the copy engine (with_tma), one mbarrier a buffer
   bool dynamic = false;  // ... and register blocks handed out at run time (with_dynamic, conv_kernel_dynamic)
-  int halves = 0;        // ... the range's last items in halves: 1 those past its whole rounds, 2 its last round
 };
 
 // ---- Host: the plan.
@@ -441,13 +440,6 @@ inline bool dynamic_enabled() {
   return env == nullptr || env[0] != '0';
 }
 
-// TUNING (temporary): CONV2D_EXT_DW_HALVES=0 hands conv_kernel_dynamic's last items out whole, 1 (the default)
-// halves those past the range's whole rounds, 2 its whole last round (session 21: 19% slower, fp16 7x7 forward).
-inline int halves_mode() {
-  const char* env = std::getenv("CONV2D_EXT_DW_HALVES");
-  return env == nullptr ? 1 : std::atoi(env);
-}
-
 // `t` (a copy-engine plan of the forward or backward-data) for conv_kernel_dynamic: 32 channels a tile, one filter
 // each (M = 1), items numbered in 32 bits, and the filter chunks of any block's range of tiles (two at most: a chunk
 // holds at least as many tiles as any range) fitting beside the buffers with the counters; else `t` as it is.
@@ -462,7 +454,6 @@ inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
   u.smem = round_up(buffers + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
   if (u.smem > smem_budget(max_smem)) return t;
   u.dynamic = true;
-  u.halves = halves_mode();
   // Warps take items, so the block's threads need not match the tile: eight warps, two blocks an SM, every scheduler
   // four (session 20, graph time, 7x7 forward fp16 ms at 160 / 192 / 224 / 256 threads: 0.0388 / 0.0366 / 0.0366 /
   // 0.0357; backward-data 0.0394 / 0.0373 / 0.0369 / 0.0362).
@@ -1046,8 +1037,8 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   T* const buffers = reinterpret_cast<T*>(smem);
   float* const wsm = reinterpret_cast<float*>(buffers + t.stages * t.in.elems);
   uint64_t* const bars = tma_barriers(smem, t);
-  int* const next = reinterpret_cast<int*>(bars) - (1 + t.stages);  // the range's next slot (an item or a half)
-  int* const done = next + 1;  // per buffer: halves done of the tiles it has held (an item counts two)
+  int* const next = reinterpret_cast<int*>(bars) - (1 + t.stages);  // the range's next item
+  int* const done = next + 1;  // per buffer: items done of the tiles it has held
 
   T* __restrict__ dst = static_cast<T*>(kDgrad ? p.x : p.y);
   const T* __restrict__ bias = kDgrad ? nullptr : static_cast<const T*>(p.bias);
@@ -1059,15 +1050,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   const int g0 = static_cast<int>(blockIdx.x * total / gridDim.x);
   const int g1 = static_cast<int>((blockIdx.x + 1) * total / gridDim.x);
   const int first = g0 / per_tile, last = (g1 - 1) / per_tile;  // the range's tiles
-  // Slots: items g0 .. split - 1 whole, then the last items as two halves of kCols / 2 columns each: the range's
-  // items past its whole rounds of one item a warp (t.halves 1) or its last round (2).
-  const int warps = static_cast<int>(blockDim.x / 32);
-  const int split = t.halves == 0 ? g1 : max(g0, g1 - (t.halves == 1 ? (g1 - g0) % warps : warps));
-  const int whole = split - g0, slots = whole + 2 * (g1 - split);
-  // Halves of the range in a buffer's first `uses` tiles (none of them the range's last): whole tiles, less the first
+  // Items of the range in a buffer's first `uses` tiles (none of them the range's last): whole tiles, less the first
   // tile's items before g0 (buffer 0's first tile).
-  auto halves_through = [&](int buffer, int uses) {
-    return 2 * (uses * per_tile - (buffer == 0 ? g0 - first * per_tile : 0));
+  auto items_through = [&](int buffer, int uses) {
+    return uses * per_tile - (buffer == 0 ? g0 - first * per_tile : 0);
   };
   const int64_t first_chunk = tile_at(t, p.N, first).chunk, last_chunk = tile_at(t, p.N, last).chunk;
 
@@ -1078,7 +1064,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
                   staged_origin<kDgrad>(a.col, p.stride_w, p.pad_w, p.S, p.dil_w), a.n);
   };
   if (threadIdx.x == 0) {
-    *next = 0;
+    *next = g0;
     for (int b = 0; b < stages; ++b) done[b] = 0;
     tma_prefetch_descriptor(&map);
     for (int u = 0; u < stages && first + u <= last; ++u) issue(first + u, u);
@@ -1093,20 +1079,17 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   // it, its buffer and that buffer's phase.
   int tile = first, before = first * per_tile, buffer = 0, use = 0;
   TileAt a = tile_at(t, p.N, first);
-  auto take = [&]() {  // the warp's next slot
-    int slot = 0;
-    if (lane == 0) slot = atomicAdd(next, 1);
-    return __shfl_sync(0xffffffffu, slot, 0);
-  };
-  // Moves the warp's tile on to item g's and waits until its buffer holds it; the item's register-block row and
-  // column within the tile.
-  auto seek = [&](int g, int& ib, int& jb) {
+  for (;;) {
+    int g = 0;
+    if (lane == 0) g = atomicAdd(next, 1);
+    g = __shfl_sync(0xffffffffu, g, 0);
+    if (g >= g1) break;
     while (g - before >= per_tile) {
       ++tile, before += per_tile;
       if (++buffer == stages) buffer = 0, ++use;
       a = next_tile(t, p.N, a);
     }
-    jb = g - before, ib = 0;
+    int jb = g - before, ib = 0;
     while (jb >= col_blocks) jb -= col_blocks, ++ib;
     // The buffer's previous tile first: once all its items are done (its phase use - 1 complete) the barrier's
     // current phase is this tile's (armed or not yet) or, if it has landed, the next one, which cannot complete
@@ -1114,29 +1097,11 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     // tile's (a wait on this parity would pass at once) or, with a wait on the previous parity too, the next one (a
     // wait that never ends). Usually a single shared-memory read.
     if (use > 0) {
-      const int previous = halves_through(buffer, use);
+      const int previous = items_through(buffer, use);
       while (*static_cast<volatile int*>(&done[buffer]) < previous) __nanosleep(32);  // leave the issue slots
     }
     mbarrier_wait(&bars[buffer], use & 1);
-  };
-  // The warp's reads of the buffer are done: `count` halves more of its tiles; the warp that completes them hands
-  // the buffer to the copy engine for the range's tile `stages` on.
-  auto release = [&](int count) {
-    __syncwarp();
-    if (lane == 0) {
-      __threadfence_block();  // ... and ordered before the count that may hand the buffer to the copy engine
-      // Halves of the range in the buffer's tiles so far (this tile's after g1 not among them when it is the last).
-      const int target = halves_through(buffer, use + 1) - (tile == last ? 2 * ((last + 1) * per_tile - g1) : 0);
-      if (atomicAdd(&done[buffer], count) + count == target && tile + stages <= last) {
-        __threadfence_block();  // the other warps' counts (and the reads they release) before the copy
-        issue(tile + stages, buffer);
-      }
-    }
-  };
-  int slot = take();
-  for (; slot < whole; slot = take()) {
-    int ib, jb;
-    seek(g0 + slot, ib, jb);
+
     const int h0 = a.row + ib * kRows, w0 = a.col + jb * kCols;
     const int oc = static_cast<int>(a.chunk) * kChannels + lane;  // channels < 2^16 (plan_for)
     if (oc < out_channels && h0 < out_rows && w0 < out_cols) {
@@ -1156,33 +1121,16 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
       T* const out = dst + ((a.n * out_rows + h0) * int64_t(out_cols) + w0) * out_channels + oc;
       store_block<T>(out, acc, int64_t(out_cols) * out_channels, out_channels, out_rows - h0, out_cols - w0);
     }
-    release(2);
-  }
-  // The range's last items in halves (a loop of its own: a single loop with both register blocks ran 12% slower,
-  // session 20).
-  constexpr int kHalf = kCols / 2;
-  for (; slot < slots; slot = take()) {
-    int ib, jb;
-    seek(split + ((slot - whole) >> 1), ib, jb);
-    const int h0 = a.row + ib * kRows, j0 = jb * kCols + ((slot - whole) & 1) * kHalf, w0 = a.col + j0;
-    const int oc = static_cast<int>(a.chunk) * kChannels + lane;
-    if (oc < out_channels && h0 < out_rows && w0 < out_cols) {
-      if (oc != cached) {
-        load_filter<kDgrad, kR, kS>(wr, wsm + (a.chunk - first_chunk) * filter_floats, t.wsets, lane);
-        cached = oc;
+    __syncwarp();  // the warp's reads of the buffer are done
+    if (lane == 0) {
+      __threadfence_block();  // ... and ordered before the count that may hand the buffer to the copy engine
+      // Items of the range in the buffer's tiles so far (this tile's after g1 not among them when it is the last).
+      const int target = items_through(buffer, use + 1) - (tile == last ? (last + 1) * per_tile - g1 : 0);
+      if (atomicAdd(&done[buffer], 1) + 1 == target && tile + stages <= last) {
+        __threadfence_block();  // the other warps' counts (and the reads they release) before the copy
+        issue(tile + stages, buffer);
       }
-      float acc[kRows][kHalf];
-      const float init = bias ? to_acc(bias[oc]) : 0.0f;
-#pragma unroll
-      for (int i = 0; i < kRows; ++i)
-#pragma unroll
-        for (int j = 0; j < kHalf; ++j) acc[i][j] = init;
-      fma_block<T, kR, kS>(acc, wr, buffers + buffer * t.in.elems + (ib * kRows * t.in.cols + j0) * kChannels + lane,
-                           t.in.cols * kChannels, kChannels);
-      T* const out = dst + ((a.n * out_rows + h0) * int64_t(out_cols) + w0) * out_channels + oc;
-      store_block<T>(out, acc, int64_t(out_cols) * out_channels, out_channels, out_rows - h0, out_cols - w0);
     }
-    release(1);
   }
 }
 

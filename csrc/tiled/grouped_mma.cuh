@@ -118,7 +118,7 @@ inline int ceil_div_i(int64_t a, int64_t b) { return int((a + b - 1) / b); }
 // The Geom of `role` of `p` with element size `esize`, tiles for `gb` groups per block (0: the most that fit the
 // budget); smem = 0 when even one group does not fit `max_smem`.
 inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, int gb = 0,
-                 int tile_pixels = kMaxTilePixels) {
+                 int tile_pixels = kMaxTilePixels, int max_tile_w = kMaxTileWidth) {
   Geom g{};
   const bool dgrad = role == Role::kBackwardData;
   g.in = dgrad ? p.y : p.x;
@@ -148,7 +148,7 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   g.vec_in = p.channels_last && g.cg % e == 0 && aligned(g.in, 16) && g.in_stride[1] == 1 &&
              g.in_stride[0] % e == 0 && g.in_stride[2] % e == 0 && g.in_stride[3] % e == 0;
 
-  const int cols = ceil_div_i(g.Wout, kMaxTileWidth);
+  const int cols = ceil_div_i(g.Wout, std::max(1, std::min(kMaxTileWidth, max_tile_w)));
   g.tile_w = ceil_div_i(g.Wout, cols);
   g.tile_h = std::max(1, std::min(g.Hout, tile_pixels / g.tile_w));
   g.tiles_w = cols;
@@ -706,9 +706,10 @@ __global__ void __launch_bounds__(kThreads, 4)
 inline Geom launch_plan(const ConvParams& p, Role role) {
   const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
   const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
+  const char* env_tile_w = std::getenv("CONV2D_EXT_GMMA_TILE_W");
   const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
   return plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
-              tile_pixels);
+              tile_pixels, env_tile_w ? std::atoi(env_tile_w) : kMaxTileWidth);
 }
 
 // Bytes of workspace `role` of `p` needs: the packed filter fragments of every group block.
