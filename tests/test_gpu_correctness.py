@@ -826,14 +826,17 @@ DEPTHWISE_DYNAMIC = dict(DEPTHWISE_TMA, **{
 
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("tma_store", ["1", "0"])
 @pytest.mark.parametrize("offset", [0, 8])
 @pytest.mark.parametrize("name", list(DEPTHWISE_DYNAMIC))
-def test_tiled_depthwise_dynamic(name, offset, precision_mode, poison, monkeypatch):
-    """tiled:depthwise forward and backward-data with its default conv_kernel_dynamic (CONV2D_EXT_DW_DYNAMIC unset):
-    the results, and that the dynamic kernel ran (its name in a profiler trace)."""
+def test_tiled_depthwise_dynamic(name, offset, tma_store, precision_mode, poison, monkeypatch):
+    """tiled:depthwise forward and backward-data with its default conv_kernel_dynamic (CONV2D_EXT_DW_DYNAMIC unset),
+    its register blocks stored by the copy engine (the default) or by global stores (CONV2D_EXT_DW_TMA_STORE=0): the
+    results, and that the dynamic kernel ran (its name in a profiler trace)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the copy-engine staging runs on compute capability 9.0 only")
     monkeypatch.delenv("CONV2D_EXT_DW_DYNAMIC", raising=False)
+    monkeypatch.setenv("CONV2D_EXT_DW_TMA_STORE", tma_store)
     monkeypatch.delenv("CONV2D_EXT_DW_TMA", raising=False)
     case = DEPTHWISE_DYNAMIC[name]
     passes = {"forward": "tiled:depthwise", "backward_data": "tiled:depthwise"}

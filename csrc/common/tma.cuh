@@ -1,6 +1,6 @@
 // Hopper's bulk tensor copies (TMA, sm_90) and the shared-memory barriers they complete on (mbarrier): the
 // producer side of a warp-specialized pipeline. Device code: mbarrier init / arrive / expect-tx / wait, and 4-D tiled
-// tensor loads. Host code: the tensor map (CUtensorMap) of a strided tensor, encoded through
+// tensor loads and stores. Host code: the tensor map (CUtensorMap) of a strided tensor, encoded through
 // the driver's cuTensorMapEncodeTiled, reached through the runtime (no link against libcuda).
 //
 // PTX ISA: "cp.async.bulk.tensor", "mbarrier"; CUDA driver API: "Tensor Map Object Management". Compiled only for
@@ -71,6 +71,43 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, u
       : "memory");
 #else
   __trap();
+#endif
+}
+
+// Tiled tensor copy of the box at coordinates c (innermost dimension first) from shared memory at `src` to global
+// memory; elements outside the tensor are not written. Joins the thread's current bulk group (bulk_commit). The
+// writing threads' shared-memory stores must be ordered before it by fence_proxy_async_shared.
+__device__ __forceinline__ void tma_store_4d(const void* src, const CUtensorMap* map, int c0, int c1, int c2, int c3) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(map),
+               "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+#else
+  __trap();
+#endif
+}
+
+// Closes the thread's current bulk group (tma_store_4d).
+__device__ __forceinline__ void bulk_commit() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most kPending of the thread's bulk groups still read their shared-memory source (kRead) or have
+// not completed their writes (!kRead).
+template <int kPending, bool kRead>
+__device__ __forceinline__ void bulk_wait() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  if constexpr (kRead) asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+  else asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
+// Orders this thread's shared-memory writes before later copy-engine (async proxy) reads of them.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
 

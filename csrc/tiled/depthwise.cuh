@@ -84,6 +84,7 @@ template <bool kNHWC, int kR = 0, int kElem = 2> struct Rows {
 // The four-column kernels of every pass have a variant for tiles of exactly this many staged channels (known at
 // compile time: a staged row's pixels at immediate offsets, one address per row instead of one per load).
 constexpr int kFixedChannels = 32;
+constexpr int kDynamicWarps = kMaxThreads / 32;  // conv_kernel_dynamic's warps
 
 enum class Role : int { kForward = 0, kBackwardData = 1, kBackwardWeight = 2 };
 
@@ -120,6 +121,7 @@ struct Plan {
   int stages = 2;     // staged tiles per block (buffers of `in`; backward-weight: 2 of `in` and of `grad`)
   bool tma = false;   // forward / backward-data: `in` staged by the copy engine (with_tma), one mbarrier a buffer
   bool dynamic = false;  // ... and register blocks handed out at run time (with_dynamic, conv_kernel_dynamic)
+  bool tma_store = false;  // ... and stored by the copy engine through a stage per warp (with_dynamic)
 };
 
 // ---- Host: the plan.
@@ -443,7 +445,7 @@ inline bool dynamic_enabled() {
 // `t` (a copy-engine plan of the forward or backward-data) for conv_kernel_dynamic: 32 channels a tile, one filter
 // each (M = 1), items numbered in 32 bits, and the filter chunks of any block's range of tiles (two at most: a chunk
 // holds at least as many tiles as any range) fitting beside the buffers with the counters; else `t` as it is.
-inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
+inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem, bool dgrad) {
   if (!t.tma || p.K != p.C || t.cout != kFixedChannels || t.in.channels != kFixedChannels) return t;
   const int64_t per_tile = (t.tp / rows_per_thread(p)) * (t.tq / cols_per_thread(p));
   if (t.tiles * per_tile + kMaxThreads / 32 >= (int64_t(1) << 31)) return t;  // the counter passes g1 by a warp each
@@ -451,9 +453,21 @@ inline Plan with_dynamic(const ConvParams& p, Plan t, int64_t max_smem) {
   if (p.N * t.tiles_p * t.tiles_q < (t.tiles + blocks - 1) / blocks + 1) return t;
   Plan u = t;
   const int64_t buffers = int64_t(t.stages) * t.in.elems * 2, filters = int64_t(t.wsets) * p.R * p.S * 4;
-  u.smem = round_up(buffers + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
+  const auto smem_with = [&](int64_t stages_bytes) {
+    return round_up(buffers + stages_bytes + 2 * filters + 4 * (1 + int64_t(t.stages)), 8) + 8 * int64_t(t.stages);
+  };
+  u.smem = smem_with(0);
   if (u.smem > smem_budget(max_smem)) return t;
   u.dynamic = true;
+  // The output by the copy engine (a 16-byte aligned output whose pixels are whole 16-byte units) where the warps'
+  // stages fit too. TUNING (temporary): CONV2D_EXT_DW_TMA_STORE=0 keeps the global stores.
+  const char* env = std::getenv("CONV2D_EXT_DW_TMA_STORE");
+  const int64_t stage_bytes = int64_t(kDynamicWarps) * rows_per_thread(p) * cols_per_thread(p) * kFixedChannels * 2;
+  if ((env == nullptr || env[0] != '0') && smem_with(stage_bytes) <= smem_budget(max_smem) && (p.C * 2) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(dgrad ? p.x : p.y) % 16 == 0) {
+    u.tma_store = true;
+    u.smem = smem_with(stage_bytes);
+  }
   // Warps take items, so the block's threads need not match the tile: eight warps, two blocks an SM, every scheduler
   // four (session 20, graph time, 7x7 forward fp16 ms at 160 / 192 / 224 / 256 threads: 0.0388 / 0.0366 / 0.0366 /
   // 0.0357; backward-data 0.0394 / 0.0373 / 0.0369 / 0.0362).
@@ -1028,14 +1042,17 @@ __global__ void __launch_bounds__(kMaxThreads, ConvMinBlocks<kR, kDgrad>::value)
 // (consecutive, at most two: with_dynamic) are staged once, at the start.
 template <typename T, bool kDgrad, int kR>
 __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
-    conv_kernel_dynamic(const ConvParams p, const Plan t, const __grid_constant__ CUtensorMap map) {
+    conv_kernel_dynamic(const ConvParams p, const Plan t, const __grid_constant__ CUtensorMap map,
+                        const __grid_constant__ CUtensorMap out_map) {
   constexpr int kS = kR;
   constexpr int kCols = Cols<true, kR, int(sizeof(T))>::value;
   constexpr int kRows = Rows<true, kR, int(sizeof(T))>::value;
   constexpr int kChannels = kFixedChannels;  // t.in.channels == t.cout: lane = channel
-  extern __shared__ __align__(128) unsigned char smem[];  // buffers, filter chunks, counters, barriers
+  constexpr int kOutElems = kRows * kCols * kChannels;  // a register block of the warp's 32 channels (out_stage)
+  extern __shared__ __align__(128) unsigned char smem[];  // buffers, output stages, filter chunks, counters, barriers
   T* const buffers = reinterpret_cast<T*>(smem);
-  float* const wsm = reinterpret_cast<float*>(buffers + t.stages * t.in.elems);
+  T* const out_stages = buffers + t.stages * t.in.elems;  // one a warp (t.tma_store)
+  float* const wsm = reinterpret_cast<float*>(out_stages + (t.tma_store ? kDynamicWarps * kOutElems : 0));
   uint64_t* const bars = tma_barriers(smem, t);
   int* const next = reinterpret_cast<int*>(bars) - (1 + t.stages);  // the range's next item
   int* const done = next + 1;  // per buffer: items done of the tiles it has held
@@ -1104,7 +1121,40 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
 
     const int h0 = a.row + ib * kRows, w0 = a.col + jb * kCols;
     const int oc = static_cast<int>(a.chunk) * kChannels + lane;  // channels < 2^16 (plan_for)
-    if (oc < out_channels && h0 < out_rows && w0 < out_cols) {
+    if (t.tma_store) {
+      // The register block through the warp's output stage, out by one copy-engine store (its rows, columns and
+      // channels past the output clipped): 28 shared stores at fixed offsets instead of 28 global stores, each with
+      // its 64-bit address and bounds.
+      if (h0 < out_rows && w0 < out_cols) {  // warp-uniform
+        float acc[kRows][kCols];
+        const float init = bias && oc < out_channels ? to_acc(bias[oc]) : 0.0f;
+#pragma unroll
+        for (int i = 0; i < kRows; ++i)
+#pragma unroll
+          for (int j = 0; j < kCols; ++j) acc[i][j] = init;
+        if (oc < out_channels) {
+          if (oc != cached) {
+            load_filter<kDgrad, kR, kS>(wr, wsm + (a.chunk - first_chunk) * filter_floats, t.wsets, lane);
+            cached = oc;
+          }
+          fma_block<T, kR, kS>(acc, wr, buffers + buffer * t.in.elems + (ib * kRows * t.in.cols + jb * kCols) *
+                                            kChannels + lane, t.in.cols * kChannels, kChannels);
+        }
+        T* const stage = out_stages + (threadIdx.x >> 5) * kOutElems;
+        if (lane == 0) bulk_wait<0, true>();  // the warp's previous store has read the stage
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < kRows; ++i)
+#pragma unroll
+          for (int j = 0; j < kCols; ++j) stage[(i * kCols + j) * kChannels + lane] = from_acc<T>(acc[i][j]);
+        fence_proxy_async_shared();
+        __syncwarp();
+        if (lane == 0) {
+          tma_store_4d(stage, &out_map, static_cast<int>(a.chunk) * kChannels, w0, h0, static_cast<int>(a.n));
+          bulk_commit();
+        }
+      }
+    } else if (oc < out_channels && h0 < out_rows && w0 < out_cols) {
       if (oc != cached) {
         load_filter<kDgrad, kR, kS>(wr, wsm + (a.chunk - first_chunk) * filter_floats, t.wsets, lane);
         cached = oc;
@@ -1132,6 +1182,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
       }
     }
   }
+  if (t.tma_store && lane == 0) bulk_wait<0, false>();  // the warp's stores done before its stage goes
 }
 
 template <typename T, bool kDgrad, int kR>
@@ -1139,7 +1190,14 @@ void launch_dynamic(const ConvParams& p, const Plan& t, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel_dynamic<T, kDgrad, kR>;
   allow_shared_memory<kernel>(t.smem);
   const CUtensorMap map = staged_in_map<T, kDgrad>(p, t);
-  kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map);
+  CUtensorMap out_map{};
+  if (t.tma_store) {  // boxes of one register block: kRows x kCols pixels of 32 channels
+    Staged block;
+    block.rows = Rows<true, kR, int(sizeof(T))>::value, block.cols = Cols<true, kR, int(sizeof(T))>::value;
+    block.channels = kFixedChannels;
+    out_map = staged_map<T>(p, block, kDgrad ? p.x : p.y, kDgrad ? p.C : p.K, kDgrad ? p.H : p.P, kDgrad ? p.W : p.Q);
+  }
+  kernel<<<persistent_blocks<kernel>(t), t.threads, t.smem, stream>>>(p, t, map, out_map);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -1186,7 +1244,7 @@ void launch_conv(const ConvParams& p, cudaStream_t stream) {
   Plan t = make_plan(p, kDgrad ? Role::kBackwardData : Role::kForward, max_shared_memory(p.sm));
   TORCH_CHECK(t.smem > 0 && t.tiles > 0, "conv2d_ext: tiled:depthwise: no tile plan for this problem");
   if (tma_enabled()) t = with_tma(p, t, max_shared_memory(p.sm), kDgrad ? Role::kBackwardData : Role::kForward);
-  if (dynamic_enabled()) t = with_dynamic(p, t, max_shared_memory(p.sm));
+  if (dynamic_enabled()) t = with_dynamic(p, t, max_shared_memory(p.sm), kDgrad);
   dispatch_float_dtype(p.dtype, "tiled:depthwise", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (p.channels_last) launch_conv_typed<T, true, kDgrad>(p, t, stream);
