@@ -55,7 +55,6 @@
 #include "common/index.cuh"
 #include "common/mma.cuh"
 #include "common/pdl.cuh"
-#include "common/tma.cuh"
 #include "tiled/depthwise.cuh"  // dense_reason, max_shared_memory, allow_shared_memory
 
 namespace conv2d_ext {
@@ -101,8 +100,6 @@ struct Geom {
   int out_offset, out_pitch;           // bytes: the output tile; its pixel (NHWC) or channel (NCHW) pitch
   int out_units;                       // per output-tile row (pixel or channel): 16-byte vectors (out_vec) or elements
   int smem;                            // bytes of dynamic shared memory; 0: no plan
-  int tma_out;                         // NHWC output tile of 128-byte pixel rows (128-byte swizzled, at a 1024-byte
-                                       // aligned address: out_offset rounded up) out by one copy-engine store
   int out_row_step;                    // NHWC out_vec with kThreads % out_units == 0: kThreads / out_units, else 0
   int halo_step, halo_step_y, halo_step_x;  // NHWC staging, each thread keeps one plane: kThreads / (gb * segs)
                                             // threads per plane (the rest stage nothing), the halo pixels between a
@@ -121,7 +118,7 @@ inline int ceil_div_i(int64_t a, int64_t b) { return int((a + b - 1) / b); }
 // The Geom of `role` of `p` with element size `esize`, tiles for `gb` groups per block (0: the most that fit the
 // budget); smem = 0 when even one group does not fit `max_smem`.
 inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, int gb = 0,
-                 int tile_pixels = kMaxTilePixels, int max_tile_w = kMaxTileWidth) {
+                 int tile_pixels = kMaxTilePixels) {
   Geom g{};
   const bool dgrad = role == Role::kBackwardData;
   g.in = dgrad ? p.y : p.x;
@@ -151,7 +148,7 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
   g.vec_in = p.channels_last && g.cg % e == 0 && aligned(g.in, 16) && g.in_stride[1] == 1 &&
              g.in_stride[0] % e == 0 && g.in_stride[2] % e == 0 && g.in_stride[3] % e == 0;
 
-  const int cols = ceil_div_i(g.Wout, std::max(1, std::min(kMaxTileWidth, max_tile_w)));
+  const int cols = ceil_div_i(g.Wout, kMaxTileWidth);
   g.tile_w = ceil_div_i(g.Wout, cols);
   g.tile_h = std::max(1, std::min(g.Hout, tile_pixels / g.tile_w));
   g.tiles_w = cols;
@@ -202,20 +199,6 @@ inline Geom plan(const ConvParams& p, Role role, int esize, int64_t max_smem, in
     g.out_vec = aligned(g.out, 16) && g.out_stride[1] == 1 && g.out_stride[0] % e == 0 && g.out_stride[2] % e == 0 &&
                 g.out_stride[3] % e == 0 && bch % e == 0 && int64_t(g.kg) * g.groups % e == 0;
     g.out_units = g.out_vec ? bch / e : bch;
-#ifdef CONV2D_EXT_SM90A
-    // TUNING (temporary): CONV2D_EXT_GMMA_TMA_STORE=0 keeps the 16-byte store phase.
-    const char* env = std::getenv("CONV2D_EXT_GMMA_TMA_STORE");
-    const bool strides16 = (g.out_stride[0] * esize) % 16 == 0 && (g.out_stride[2] * esize) % 16 == 0 &&
-                           (g.out_stride[3] * esize) % 16 == 0;
-    g.tma_out = p.sm == 90 && g.out_vec && int64_t(bch) * esize == 128 && g.kg % 2 == 0 && strides16 &&
-                (env == nullptr || env[0] != '0');
-    if (g.tma_out && need(g.gb) + 1024 <= max_smem) {
-      g.out_pitch = 128;  // 128-byte rows (the padded pitch's rows are longer: the tile fits in the same bytes)
-      g.smem += 1024;     // room to align the tile to 1024 bytes
-    } else {
-      g.tma_out = 0;
-    }
-#endif
   } else {
     g.out_pitch = int(odd_pitch(int64_t(g.out_rows) * esize, 16));
     g.out_vec = g.tile_w == g.Wout && g.out_stride[3] == 1 && g.out_stride[2] == g.Wout && aligned(g.out, 16) &&
@@ -495,7 +478,7 @@ __device__ __forceinline__ void stage_tile(const Geom& g, const T* in, const Til
 // registers ran three blocks per SM (TF32 NCHW forward 0.0418 -> 0.0384 ms with 64; no spills).
 template <typename T, int kNt, bool kVec, int kSteps>
 __global__ void __launch_bounds__(kThreads, 4)
-    conv_kernel(const Geom g, const uint2* __restrict__ frags_all, const __grid_constant__ CUtensorMap out_map) {
+    conv_kernel(const Geom g, const uint2* __restrict__ frags_all) {
   constexpr int kChunks = chunks_per_job(kNt);
   constexpr int kE = Vec16<T>::value;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -539,8 +522,6 @@ __global__ void __launch_bounds__(kThreads, 4)
 
   const int groups_here = min(g.gb, g.groups - g0);
   const int jobs = groups_here * g.chunk_sets;  // group-major
-  // g.tma_out: the output tile at the first 1024-byte boundary from out_offset (128-byte swizzle's alignment).
-  unsigned char* const out_tile = smem + (((smem_base + g.out_offset + 1023u) & ~1023u) - smem_base);
   const int* table = reinterpret_cast<const int*>(smem + g.table_offset);
   const int* pix_table = reinterpret_cast<const int*>(smem + g.pix_offset);
   // kVec implies NHWC; the other instantiation takes both layouts (NCHW and misaligned NHWC views).
@@ -609,11 +590,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       for (int j = 0; j < kNt; ++j) {
         const int o = j * 8 + 2 * t;
         if (o >= g.kg) continue;
-        const int col = (grp * g.kg + o) * int(sizeof(T));  // bytes into the pixel row
-        // The copy engine's tile: 128-byte rows whose 16-byte units are swizzled by the row (the lane's rows are
-        // gid + 8i: unit ^ gid), so that a warp's stores to 8 rows fall in different banks.
-        unsigned char* dst_j = g.tma_out ? out_tile + (first * 16 + gid) * 128 + (((col >> 4) ^ gid) << 4) + (col & 15)
-                                         : smem + lane_out + col;
+        unsigned char* dst_j = smem + lane_out + (grp * g.kg + o) * int(sizeof(T));
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
           if (!kVec && c >= nchunks) continue;
@@ -644,17 +621,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       }
     }
   }
-  if (g.tma_out) fence_proxy_async_shared();  // the tile's stores before the copy engine reads them
   __syncthreads();
-
-  if (g.tma_out) {  // one copy-engine store of the tile (rows and channels past the output clipped)
-    if (tid == 0) {
-      tma_store_4d(out_tile, &out_map, g0 * g.kg, at.ow0, at.oh0, int(at.n));
-      bulk_commit();
-      bulk_wait<0, true>();  // the tile read before the block's shared memory goes
-    }
-    return;
-  }
 
   // The output tile to global memory: unit i of (row, unit) in the tile's layout. Offsets within the image are
   // 32-bit (can_implement_sizes).
@@ -739,10 +706,9 @@ __global__ void __launch_bounds__(kThreads, 4)
 inline Geom launch_plan(const ConvParams& p, Role role) {
   const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
   const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
-  const char* env_tile_w = std::getenv("CONV2D_EXT_GMMA_TILE_W");
   const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
   return plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
-              tile_pixels, env_tile_w ? std::atoi(env_tile_w) : kMaxTileWidth);
+              tile_pixels);
 }
 
 // Bytes of workspace `role` of `p` needs: the packed filter fragments of every group block.
@@ -769,22 +735,8 @@ void launch_conv(const Geom& g, void* workspace, cudaStream_t stream) {
   constexpr auto kernel = conv_kernel<T, kNt, kVec, kSteps>;
   dw::allow_shared_memory<kernel>(g.smem);
   const int64_t blocks = int64_t(g.N) * g.tiles;
-  CUtensorMap out_map{};
-  if (g.tma_out) {  // NHWC output: boxes of the block's 128 bytes of channels x tile_w x tile_h pixels of one image
-    const uint64_t e = sizeof(T);
-    const uint64_t dims[4] = {uint64_t(g.groups) * g.kg, uint64_t(g.Wout), uint64_t(g.Hout), uint64_t(g.N)};
-    const uint64_t strides[3] = {uint64_t(g.out_stride[3]) * e, uint64_t(g.out_stride[2]) * e,
-                                 uint64_t(g.out_stride[0]) * e};
-    const uint32_t box[4] = {uint32_t(128 / e), uint32_t(g.tile_w), uint32_t(g.tile_h), 1};
-    const uint32_t step[4] = {1, 1, 1, 1};
-    const auto dtype = std::is_same<T, float>::value    ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
-                       : std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
-                                                        : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-    const char* why = encode_tensor_map_4d(&out_map, dtype, g.out, dims, strides, box, step, true);
-    TORCH_CHECK(why[0] == '\0', "conv2d_ext: tiled:grouped_mma: ", why);
-  }
   launch_dependent(kernel, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(g.group_blocks)), dim3(kThreads),
-                   size_t(g.smem), stream, g, static_cast<const uint2*>(frags), out_map);
+                   size_t(g.smem), stream, g, static_cast<const uint2*>(frags));
 }
 
 template <typename T>
