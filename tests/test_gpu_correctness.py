@@ -276,6 +276,46 @@ def test_tma_sliced(name, kernel, layout, slicing, poison):
             run_and_check(TMA_FORWARD[name], "bf16", layout, {pass_: kernel}, True, offset, row_pad, must_run=True)
 
 
+# The copy-engine forward reading NCHW in place (CONV2D_EXT_TMA_NCHW=1, experimental; fp16/bf16, m64n128 tiles, stride
+# 1 along rows, rows in 16-byte multiples): 64-column segments of output rows, two a CTA, A MN-major. Cases: a partial
+# last segment, an odd segment count (the second warpgroup's segment past the last image), rows strided by 2, dilation
+# and padding, whole 64-channel k-tiles per group, a partial k-tile, batch 1; base pointers 16-byte aligned (in place)
+# and not (the NHWC copy). Backward-data at stride 1 runs the same launcher.
+TMA_NCHW = {
+    "q200_k24": Case(2, 16, 9, 200, 24, 3, 3, 1, 1, 1, 1),
+    "three_segments_q54": Case(1, 64, 5, 56, 128, 3, 3, 1, 0, 1, 1),
+    "s2x1_c72": Case(2, 72, 17, 64, 136, 3, 3, (2, 1), 1, 1, 1),
+    "dilation2_q128": Case(2, 32, 11, 136, 64, 3, 3, 1, 2, 2, 1),
+    "groups2_c128": Case(2, 128, 9, 64, 256, 3, 3, 1, 1, 1, 2),
+    "5x5_p2_batch1": Case(1, 24, 13, 80, 40, 5, 5, 1, 2, 1, 1),
+}
+
+
+@pytest.mark.parametrize("offset", [0, 8, 3])
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(TMA_NCHW))
+def test_tma_nchw_in_place(name, precision_mode, offset, poison, monkeypatch):
+    """implicit_gemm:128x128_tma forced on NCHW forward (and backward-data at stride 1) with the input read in place:
+    the results, and that the in-place kernel ran (no NHWC copy) exactly when the base pointer is 16-byte aligned."""
+    kernel = "implicit_gemm:128x128_tma"
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_NCHW", "1")
+    case = TMA_NCHW[name]
+    passes = ["forward"] + (["backward_data"] if case.stride == 1 else [])
+    from torch.profiler import ProfilerActivity, profile
+    for pass_ in passes:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_and_check(case, precision_mode, "nchw", {pass_: kernel}, offset == 0, offset=offset, must_run=True)
+            torch.cuda.synchronize()
+        names = {e.name for e in prof.events() if "forward_tma_kernel<" in e.name or "nhwc" in e.name.lower()}
+        in_place = [n for n in names if re.search(r"forward_tma_kernel<.*(false|\(bool\)0), (true|\(bool\)1)>", n)]
+        if offset % 8 == 0:
+            assert in_place, f"{pass_}: the in-place kernel did not run: {sorted(names)}"
+        else:
+            assert not in_place, f"{pass_}: the in-place kernel ran on a misaligned input: {sorted(names)}"
+
+
 # The copy-engine backward-weight (implicit_gemm:128x128_tma, fp16/bf16; csrc/implicit_gemm/backward_weight_tma.cuh)
 # forced on the copy-engine shapes whose channels fill 16-byte vectors, plus a reduction of many splits, three tiles
 # of output channels and channel boxes off 64-channel boundaries.

@@ -17,7 +17,17 @@
 // Epilogue: bias, rounding to T, the tile staged in shared memory along the output's contiguous dimension, then
 // stored in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on consecutive pixels of
 // a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the problem's own layout.
+//
+// NCHW read in place (kInNCHW, fp16/bf16; CONV2D_EXT_TMA_NCHW=1, experimental: written in session 21 without a GPU,
+// not yet run): a box of the NCHW input (64 columns of one row x a k-tile of 64 channels) lands as 64 rows of 128
+// bytes, one per channel, each holding 64 pixels: the A operand MN-major (pixels contiguous), which wgmma takes for
+// 16-bit types with the transpose bit (Wgmma64x128MNA; the layout backward_weight_tma.cuh's MN-major operands
+// have). Each consumer warpgroup's 64 rows are then one 64-pixel segment of an output row: CTA x takes segments 2x
+// and 2x + 1 of the (image, row, 64-column segment) list, two boxes a k-tile. No to_nhwc pass (seed bf16: 0.27 of
+// 1.70 ms). Stride 1 along the rows only (the box's inner dimension).
 #pragma once
+
+#include <cstdlib>
 
 #include "common/tma.cuh"
 #include "implicit_gemm/forward.cuh"
@@ -80,14 +90,27 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
-template <typename T, class Cfg, bool kOutNHWC>
+// kInNCHW: output pixel `seg` segment's first column, row and image (segment = 64 columns of one output row).
+struct Segment {
+  int q, p, n;
+};
+__device__ __forceinline__ Segment segment_at(const TmaConv& c, int64_t seg) {
+  const int q = static_cast<int>(seg % c.q_tiles) * 64;
+  seg /= c.q_tiles;
+  return Segment{q, static_cast<int>(seg % c.P), static_cast<int>(seg / c.P)};
+}
+
+template <typename T, class Cfg, bool kOutNHWC, bool kInNCHW = false>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                        const TmaConv c) {
+  static_assert(!kInNCHW || (sizeof(T) == 2 && Cfg::kMI == 1 && Cfg::kBN == 128 && !kOutNHWC),
+                "NCHW in place: 16-bit, one 64-row block per warpgroup, m64n128, NCHW output");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
   constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
-  using Mma = std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>;
+  using Mma = std::conditional_t<kInNCHW, Wgmma64x128MNA<T>,
+                                 std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const TmaRing<kStages, kTmaStageBytes> ring(smem);
@@ -109,8 +132,23 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       tma_prefetch_descriptor(&filt);
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
       int r = 0, s = 0, cc = 0;
+      // kInNCHW: each warpgroup's segment (an image past the last: the copy engine's zero fill).
+      Segment seg[2] = {};
+      if constexpr (kInNCHW) {
+        for (int w = 0; w < 2; ++w) {
+          seg[w] = segment_at(c, 2 * int64_t(blockIdx.x) + w);
+          seg[w].q = seg[w].q - c.pad_w, seg[w].p = seg[w].p * c.stride_h - c.pad_h;  // input column and row
+        }
+      }
       ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
-        tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
+        if constexpr (kInNCHW) {  // box: 64 columns x 1 row x 64 channels of one image (NCHW: W, H, C, N)
+#pragma unroll
+          for (int w = 0; w < 2; ++w)
+            tma_load_4d(a + w * 64 * kTmaRowBytes, &act, bar, seg[w].q + s * c.dil_w, seg[w].p + r * c.dil_h,
+                        g * c.Cg + cc * BK, seg[w].n);
+        } else {
+          tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
+        }
         tma_load_4d(a + kABytes, &filt, bar, cc * BK, s, r, g * c.Kg + k0);
         if (++cc == c.c_chunks) {
           cc = 0;
@@ -137,7 +175,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
         for (int step = 0; step < kTmaRowBytes / 32; ++step)
 #pragma unroll
           for (int mi = 0; mi < kMI; ++mi)
-            Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
+            // A K-major: a step is 32 bytes along each row; MN-major (kInNCHW): 16 rows of 128 bytes.
+            Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes +
+                                                             step * (kInNCHW ? 16 * kTmaRowBytes : 32)),
                      wgmma_descriptor<kTmaRowBytes>(b + step * 32));
       },
       [&] {
@@ -183,7 +223,11 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     static_assert(kTmaBM <= 256, "a row per consumer thread");
     const int m = threadIdx.x % kTmaBM;  // 256 / kTmaBM threads per row, on every (256 / kTmaBM)-th channel
     const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
-    const int q = q0 + w, pp = p0 + h, img = n0 + i;
+    int q = q0 + w, pp = p0 + h, img = n0 + i;
+    if constexpr (kInNCHW) {  // row m: column m % 64 of segment 2x + m / 64
+      const Segment sg = segment_at(c, 2 * int64_t(blockIdx.x) + m / 64);
+      q = sg.q + m % 64, pp = sg.p, img = sg.n;
+    }
     if (i < c.nt && img < c.N && pp < c.P && q < c.Q) {
       T* dst = y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 * c.ys[1];
       for (int n = threadIdx.x / kTmaBM; n < cols; n += 256 / kTmaBM) dst[n * c.ys[1]] = staged[n * kPitch + m];
@@ -208,18 +252,24 @@ bool tma_strides_fit(const void* base, std::initializer_list<int64_t> strides) {
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC).
-template <typename T, class Cfg, bool kOutNHWC>
+// kInNCHW: `act` is the NCHW input read in place (strides `as`, as[3] == 1), stride_w 1.
+template <typename T, class Cfg, bool kOutNHWC, bool kInNCHW = false>
 void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
                 cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
-  const TmaTile t = tma_tile(p, Cfg::kBM);
+  // kInNCHW: 64-column segments of output rows, two a CTA (TmaTile's count is the segments').
+  const TmaTile t = kInNCHW ? TmaTile{64, 1, 1, (p.Q + 63) / 64, p.P, p.N} : tma_tile(p, Cfg::kBM);
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   CUtensorMap act_map, filt_map;
-  const char* why = encode_tensor_map_4d(
-      &act_map, tma_dtype<T>(), act, {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)},
-      {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)},
-      {uint32_t(BK), uint32_t(t.wt * p.stride_w), uint32_t(t.ht * p.stride_h), uint32_t(t.nt)},
-      {1, uint32_t(p.stride_w), uint32_t(p.stride_h), 1}, true);
+  const char* why = kInNCHW
+      ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+                             {uint64_t(as[2] * e), uint64_t(as[1] * e), uint64_t(as[0] * e)},
+                             {64, 1, uint32_t(BK), 1}, {1, uint32_t(p.stride_h), 1, 1}, true)
+      : encode_tensor_map_4d(
+            &act_map, tma_dtype<T>(), act, {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)},
+            {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)},
+            {uint32_t(BK), uint32_t(t.wt * p.stride_w), uint32_t(t.ht * p.stride_h), uint32_t(t.nt)},
+            {1, uint32_t(p.stride_w), uint32_t(p.stride_h), 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (activations): ", why);
   why = encode_tensor_map_4d(&filt_map, tma_dtype<T>(), filt, {uint64_t(Cg), uint64_t(p.S), uint64_t(p.R), uint64_t(p.K)},
                              {uint64_t(fs.s * e), uint64_t(fs.r * e), uint64_t(fs.k * e)},
@@ -233,14 +283,15 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   c.dil_h = p.dil_h, c.dil_w = p.dil_w;
   c.S = int(p.S), c.c_chunks = (Cg + BK - 1) / BK, c.k_tiles = int(p.R * p.S) * c.c_chunks;
   c.Cg = Cg, c.Kg = Kg;
-  c.tx_bytes = uint32_t(kTmaRowBytes) * (t.wt * t.ht * t.nt + Cfg::kBN);
+  c.tx_bytes = uint32_t(kTmaRowBytes) * ((kInNCHW ? 128 : t.wt * t.ht * t.nt) + Cfg::kBN);  // kInNCHW: two boxes
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
-  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC>;
+  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kInNCHW>;
   constexpr int smem = Cfg::kSmem;
   opt_in_shared_memory<kernel>(smem);
-  const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
+  const int64_t ctas = kInNCHW ? (t.count() + 1) / 2 : t.count();
+  const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(p.groups));
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -261,6 +312,18 @@ int64_t forward_tma_workspace(const ConvParams& p) {
   return p.channels_last ? filters : filters + p.N * p.C * p.H * p.W * elem;
 }
 
+// Whether launch_tma reads p's NCHW input in place (kInNCHW): experimental, CONV2D_EXT_TMA_NCHW=1 only (not yet run
+// on a GPU); fp16/bf16, m64n128 tiles, stride 1 along the rows, strides the copy engine can step.
+template <typename T, class Cfg>
+bool nchw_in_place(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW");
+  if (env == nullptr || env[0] != '1') return false;
+  return sizeof(T) == 2 && Cfg::kBN == 128 && Cfg::kMI == 1 && !p.channels_last && p.stride_w == 1 &&
+         p.x_stride[3] == 1 && p.H <= (int64_t(1) << 31) / 2 && p.C < (int64_t(1) << 31) &&
+         tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]}) &&
+         (p.N * p.P * ((p.Q + 63) / 64) + 1) / 2 < (int64_t(1) << 31);
+}
+
 template <typename T, class Cfg>
 void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch
@@ -276,6 +339,9 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   if (p.channels_last) {
     launch_tma<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+  } else if (nchw_in_place<T, Cfg>(p)) {
+    if constexpr (sizeof(T) == 2 && Cfg::kBN == 128 && Cfg::kMI == 1)
+      launch_tma<T, Cfg, false, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
