@@ -135,7 +135,8 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __half, "m64n64k16.f32.f16.f16",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32", "")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
-CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MNA, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 0")  // A transposed
+// A transposed (MN-major), B K-major:
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MNA, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 0")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MNA, 128, __half, "m64n128k16.f32.f16.f16", ", 1, 0")
 
 // m64n128k8 TF32 with A from registers: four 32-bit fragments per thread, laid out per warp as mma.sync m16n8k8's A

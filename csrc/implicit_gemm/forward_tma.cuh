@@ -18,13 +18,13 @@
 // stored in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on consecutive pixels of
 // a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the problem's own layout.
 //
-// NCHW read in place (kInNCHW, fp16/bf16; CONV2D_EXT_TMA_NCHW=1, experimental: written in session 21 without a GPU,
-// not yet run): a box of the NCHW input (64 columns of one row x a k-tile of 64 channels) lands as 64 rows of 128
-// bytes, one per channel, each holding 64 pixels: the A operand MN-major (pixels contiguous), which wgmma takes for
-// 16-bit types with the transpose bit (Wgmma64x128MNA; the layout backward_weight_tma.cuh's MN-major operands
-// have). Each consumer warpgroup's 64 rows are then one 64-pixel segment of an output row: CTA x takes segments 2x
-// and 2x + 1 of the (image, row, 64-column segment) list, two boxes a k-tile. No to_nhwc pass (seed bf16: 0.27 of
-// 1.70 ms). Stride 1 along the rows only (the box's inner dimension).
+// NCHW read in place (kInNCHW, fp16/bf16; CONV2D_EXT_TMA_NCHW=1, experimental, off by default: its first run, session
+// 21, stopped on an illegal instruction, not yet located; see benchmarks/NOTES.md): a box of the NCHW input (64 columns
+// of one row x a k-tile of 64 channels) lands as 64 rows of 128 bytes, one per channel, each holding 64 pixels: the A
+// operand MN-major (pixels contiguous), which wgmma takes for 16-bit types with the transpose bit (Wgmma64x128MNA; the
+// layout backward_weight_tma.cuh's MN-major operands have). Each consumer warpgroup's 64 rows are then one 64-pixel
+// segment of an output row: CTA x takes segments 2x and 2x + 1 of the (image, row, 64-column segment) list, two boxes a
+// k-tile. No to_nhwc pass (seed bf16: 0.27 of 1.70 ms). Stride 1 along the rows only (the box's inner dimension).
 #pragma once
 
 #include <cstdlib>
@@ -262,7 +262,8 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   CUtensorMap act_map, filt_map;
   const char* why = kInNCHW
-      ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+      ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act,
+                             {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
                              {uint64_t(as[2] * e), uint64_t(as[1] * e), uint64_t(as[0] * e)},
                              {64, 1, uint32_t(BK), 1}, {1, uint32_t(p.stride_h), 1, 1}, true)
       : encode_tensor_map_4d(
@@ -312,8 +313,8 @@ int64_t forward_tma_workspace(const ConvParams& p) {
   return p.channels_last ? filters : filters + p.N * p.C * p.H * p.W * elem;
 }
 
-// Whether launch_tma reads p's NCHW input in place (kInNCHW): experimental, CONV2D_EXT_TMA_NCHW=1 only (not yet run
-// on a GPU); fp16/bf16, m64n128 tiles, stride 1 along the rows, strides the copy engine can step.
+// Whether launch_tma reads p's NCHW input in place (kInNCHW): experimental, CONV2D_EXT_TMA_NCHW=1 only (its first run
+// failed: an illegal instruction); fp16/bf16, m64n128 tiles, stride 1 along the rows, strides the copy engine can step.
 template <typename T, class Cfg>
 bool nchw_in_place(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW");
