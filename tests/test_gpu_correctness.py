@@ -629,8 +629,8 @@ GROUPED_MMA_EXTRA = {
     "c24_k12_5x3_dilation2": Case(1, 48, 13, 12, 24, 5, 3, 1, (2, 1), 2, 2),
     "c8_k8_1x1_g3": Case(2, 24, 9, 7, 24, 1, 1, 1, 0, 1, 3),
     "c8_k8_row_tiles_23x12": Case(2, 16, 23, 12, 16, 3, 3, 1, 1, 1, 2),  # NCHW 16-byte stores, short last tile
-    # Channels-last outputs of 128 bytes a block (copy-engine stores): a last group block of 4 of 8 groups (16-bit),
-    # a short last tile row, two tile columns.
+    # Channels-last blocks of 128 bytes of output channels: a last group block of 4 of 8 groups (16-bit), a short last
+    # tile row, two tile columns.
     "c8_k8_g12_30_wide": Case(2, 96, 13, 30, 96, 3, 3, 1, 1, 1, 12),
     "c8_k8_g8_33_wide": Case(1, 64, 9, 33, 64, 3, 3, 1, 1, 1, 8),
 }

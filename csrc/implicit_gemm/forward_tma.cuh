@@ -90,6 +90,10 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
+// The configurations the NCHW-in-place kernel (kInNCHW) is built for: 16-bit, one 64-row block per warpgroup, m64n128.
+template <typename T, class Cfg>
+constexpr bool kNchwInPlaceBuilt = sizeof(T) == 2 && Cfg::kMI == 1 && Cfg::kBN == 128;
+
 // kInNCHW: output pixel `seg` segment's first column, row and image (segment = 64 columns of one output row).
 struct Segment {
   int q, p, n;
@@ -104,8 +108,7 @@ template <typename T, class Cfg, bool kOutNHWC, bool kInNCHW = false>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                        const TmaConv c) {
-  static_assert(!kInNCHW || (sizeof(T) == 2 && Cfg::kMI == 1 && Cfg::kBN == 128 && !kOutNHWC),
-                "NCHW in place: 16-bit, one 64-row block per warpgroup, m64n128, NCHW output");
+  static_assert(!kInNCHW || (kNchwInPlaceBuilt<T, Cfg> && !kOutNHWC), "NCHW in place: a built configuration, NCHW out");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
   constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
@@ -224,11 +227,12 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     const int m = threadIdx.x % kTmaBM;  // 256 / kTmaBM threads per row, on every (256 / kTmaBM)-th channel
     const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
     int q = q0 + w, pp = p0 + h, img = n0 + i;
-    if constexpr (kInNCHW) {  // row m: column m % 64 of segment 2x + m / 64
+    bool in_box = i < c.nt;  // a pixel of the CTA's box
+    if constexpr (kInNCHW) {  // row m: column m % 64 of segment 2x + m / 64 (both segments' rows are pixels)
       const Segment sg = segment_at(c, 2 * int64_t(blockIdx.x) + m / 64);
-      q = sg.q + m % 64, pp = sg.p, img = sg.n;
+      q = sg.q + m % 64, pp = sg.p, img = sg.n, in_box = true;
     }
-    if (i < c.nt && img < c.N && pp < c.P && q < c.Q) {
+    if (in_box && img < c.N && pp < c.P && q < c.Q) {
       T* dst = y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 * c.ys[1];
       for (int n = threadIdx.x / kTmaBM; n < cols; n += 256 / kTmaBM) dst[n * c.ys[1]] = staged[n * kPitch + m];
     }
@@ -319,7 +323,7 @@ template <typename T, class Cfg>
 bool nchw_in_place(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW");
   if (env == nullptr || env[0] != '1') return false;
-  return sizeof(T) == 2 && Cfg::kBN == 128 && Cfg::kMI == 1 && !p.channels_last && p.stride_w == 1 &&
+  return kNchwInPlaceBuilt<T, Cfg> && !p.channels_last && p.stride_w == 1 &&
          p.x_stride[3] == 1 && p.H <= (int64_t(1) << 31) / 2 && p.C < (int64_t(1) << 31) &&
          tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]}) &&
          (p.N * p.P * ((p.Q + 63) / 64) + 1) / 2 < (int64_t(1) << 31);
@@ -341,7 +345,7 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   if (p.channels_last) {
     launch_tma<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else if (nchw_in_place<T, Cfg>(p)) {
-    if constexpr (sizeof(T) == 2 && Cfg::kBN == 128 && Cfg::kMI == 1)
+    if constexpr (kNchwInPlaceBuilt<T, Cfg>)
       launch_tma<T, Cfg, false, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
