@@ -235,6 +235,14 @@ TMA_FORWARD = {
     "padding_beyond_kernel": Case(1, 16, 5, 6, 16, 3, 3, 1, 3, 1, 1),
     "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
     "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
+    # Halo boxes (tiles of one output row, stride 1 along it): taps shifted 8 pixels (5x5, dilation 2), a 1x7 row
+    # filter on 100-pixel tiles, partial k-tiles of channels, rows strided by 2 with whole k-tiles per group, padding
+    # beyond the filter (each shape's best tiles are one row: rows of 128 or 256 pixels, or one output row).
+    "halo_5x5_dil2": Case(2, 24, 12, 128, 40, 5, 5, 1, 4, 2, 1),
+    "halo_1x7_q100": Case(3, 40, 1, 100, 72, 1, 7, 1, (0, 3), 1, 1),
+    "halo_c160_q256": Case(2, 160, 6, 256, 64, 3, 3, 1, 1, 1, 1),
+    "halo_s2x1_groups2": Case(2, 128, 2, 90, 128, 3, 3, (2, 1), 1, 1, 2),
+    "halo_pad3": Case(1, 16, 3, 124, 24, 3, 3, 1, (0, 3), 1, 1),
 }
 TMA_KERNELS = [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm") and k.endswith("_tma")]
 
@@ -262,6 +270,29 @@ def test_tma(name, kernel, precision_mode, layout, poison):
         run_and_check(TMA_FORWARD[name], precision_mode, layout, {pass_: kernel}, bias, must_run=True)
 
 
+@pytest.mark.parametrize("store", ["1", "0"])
+@pytest.mark.parametrize("halo", ["1", "0"])
+def test_tma_halo_and_store_switches(halo, store, monkeypatch, poison):
+    """Halo boxes run on cases of one-row tiles unless CONV2D_EXT_TMA_HALO=0 (so that test_tma's halo cases test
+    them), and every combination with the threads' stores (CONV2D_EXT_TMA_STORE=0; test_tma's channels-last cases
+    mostly take the copy engine's) is right, forward and backward-data."""
+    kernel = "implicit_gemm:128x128_tma"
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_HALO", halo)
+    monkeypatch.setenv("CONV2D_EXT_TMA_STORE", store)
+    from torch.profiler import ProfilerActivity, profile
+    for name in ("halo_c160_q256", "halo_5x5_dil2", "wide_rows_q200"):
+        for mode in ("tf32", "bf16"):
+            with precision(mode), profile(activities=[ProfilerActivity.CUDA]) as prof:
+                run_and_check(TMA_FORWARD[name], mode, "nhwc", {"forward": kernel, "backward_data": kernel}, True,
+                              must_run=True)
+                torch.cuda.synchronize()
+            names = {e.name for e in prof.events() if "forward_tma_kernel<" in e.name}
+            with_halo = [n for n in names if re.search(r"forward_tma_kernel<.*(true|\(bool\)1)>\(", n)]
+            assert names and bool(with_halo) == (halo == "1" and name != "wide_rows_q200"), (name, sorted(names))
+
+
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel", TMA_KERNELS)
@@ -274,50 +305,6 @@ def test_tma_sliced(name, kernel, layout, slicing, poison):
     with precision("bf16"):
         for pass_ in _tma_passes(name):
             run_and_check(TMA_FORWARD[name], "bf16", layout, {pass_: kernel}, True, offset, row_pad, must_run=True)
-
-
-# The copy-engine forward reading NCHW in place (CONV2D_EXT_TMA_NCHW=1, experimental; fp16/bf16, m64n128 tiles, stride
-# 1 along rows, rows in 16-byte multiples): 64-column segments of output rows, two a CTA, A MN-major. Cases: a partial
-# last segment, an odd segment count (the second warpgroup's segment past the last image), rows strided by 2, dilation
-# and padding, whole 64-channel k-tiles per group, a partial k-tile, batch 1; base pointers 16-byte aligned (in place)
-# and not (the NHWC copy). Backward-data at stride 1 runs the same launcher.
-TMA_NCHW = {
-    "q200_k24": Case(2, 16, 9, 200, 24, 3, 3, 1, 1, 1, 1),
-    "three_segments_q54": Case(1, 64, 5, 56, 128, 3, 3, 1, 0, 1, 1),
-    "s2x1_c72": Case(2, 72, 17, 64, 136, 3, 3, (2, 1), 1, 1, 1),
-    "dilation2_q128": Case(2, 32, 11, 136, 64, 3, 3, 1, 2, 2, 1),
-    "groups2_c128": Case(2, 128, 9, 64, 256, 3, 3, 1, 1, 1, 2),
-    "5x5_p2_batch1": Case(1, 24, 13, 80, 40, 5, 5, 1, 2, 1, 1),
-}
-
-
-@pytest.mark.parametrize("offset", [0, 8, 3])
-@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(TMA_NCHW))
-def test_tma_nchw_in_place(name, precision_mode, offset, poison, monkeypatch):
-    """implicit_gemm:128x128_tma forced on NCHW forward (and backward-data at stride 1) with the input read in place:
-    the results, and that the in-place kernel ran (no NHWC copy) exactly when the base pointer is 16-byte aligned."""
-    kernel = "implicit_gemm:128x128_tma"
-    if os.environ.get("CONV2D_EXT_TEST_TMA_NCHW") != "1":
-        pytest.skip("experimental (CONV2D_EXT_TMA_NCHW=1, off by default): its first run (session 21, H200) stopped "
-                    "on an illegal instruction, which poisons the process's CUDA context; set "
-                    "CONV2D_EXT_TEST_TMA_NCHW=1 to run it (alone: pytest -p no:xdist -k tma_nchw)")
-    if not _tma_built(kernel):
-        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_TMA_NCHW", "1")
-    case = TMA_NCHW[name]
-    passes = ["forward"] + (["backward_data"] if case.stride == 1 else [])
-    from torch.profiler import ProfilerActivity, profile
-    for pass_ in passes:
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            run_and_check(case, precision_mode, "nchw", {pass_: kernel}, offset == 0, offset=offset, must_run=True)
-            torch.cuda.synchronize()
-        names = {e.name for e in prof.events() if "forward_tma_kernel<" in e.name or "nhwc" in e.name.lower()}
-        in_place = [n for n in names if re.search(r"forward_tma_kernel<.*(false|\(bool\)0), (true|\(bool\)1)>", n)]
-        if offset % 8 == 0:
-            assert in_place, f"{pass_}: the in-place kernel did not run: {sorted(names)}"
-        else:
-            assert not in_place, f"{pass_}: the in-place kernel ran on a misaligned input: {sorted(names)}"
 
 
 # The copy-engine backward-weight (implicit_gemm:128x128_tma, fp16/bf16; csrc/implicit_gemm/backward_weight_tma.cuh)

@@ -33,7 +33,8 @@ inline bool wgmma_built_for(int sm) {
 // Descriptor of a K-major operand at `tile` (shared memory) whose rows are kRowBytes (32, 64 or 128) long, 16-byte
 // chunk c of row r stored at chunk c ^ (r % 8) / (8 / chunks per row): the hardware's swizzle of that width, its 8-row
 // atoms kRowBytes * 8 apart (stride byte offset) and aligned to that size. `tile` may start inside a row (the next
-// 32-byte step of the reduction): the swizzle applies to the address bits, as the rows were stored.
+// 32-byte step of the reduction) or at any row of an atom (forward_tma.cuh's halo boxes): the swizzle applies to the
+// address bits, as the rows were stored, and the descriptor's base-offset field stays 0 (measured, H200).
 template <int kRowBytes>
 __device__ __forceinline__ uint64_t wgmma_descriptor(const void* tile) {
   constexpr uint64_t kLayout = kRowBytes == 128 ? 1 : kRowBytes == 64 ? 2 : 3;  // 128-, 64-, 32-byte swizzle
@@ -110,9 +111,6 @@ template <typename T> struct Wgmma64x64;
 // types only. The descriptor is wgmma_descriptor's: a 64-element (128-byte) swizzled row per reduction index, its
 // 8-row atoms 1024 bytes apart, one atom wide.
 template <typename T> struct Wgmma64x64MN;
-// m64n128 with A MN-major (64 rows of A contiguous per reduction index: the same 128-byte swizzled rows, one atom
-// wide) and B K-major: the forward's activations copied from NCHW (pixels contiguous), 16-bit types only.
-template <typename T> struct Wgmma64x128MNA;
 
 #ifdef CONV2D_EXT_WGMMA_DEVICE
 #define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) CONV2D_EXT_WGMMA_64N##N(shape_and_types, immediates)
@@ -135,9 +133,6 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __half, "m64n64k16.f32.f16.f16",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32", "")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
-// A transposed (MN-major), B K-major:
-CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MNA, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 0")
-CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MNA, 128, __half, "m64n128k16.f32.f16.f16", ", 1, 0")
 
 // m64n128k8 TF32 with A from registers: four 32-bit fragments per thread, laid out per warp as mma.sync m16n8k8's A
 // (warp w of the warpgroup holds rows 16 w .. 16 w + 15; a0 = (row g, k t), a1 = (g + 8, t), a2 = (g, t + 4),

@@ -14,17 +14,17 @@
 // that read it are done. No address math in the consumers' loop, and no thread waits on its own loads. Two CTAs
 // per SM, so one's epilogue overlaps the other's main loop.
 //
-// Epilogue: bias, rounding to T, the tile staged in shared memory along the output's contiguous dimension, then
-// stored in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on consecutive pixels of
-// a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the problem's own layout.
+// Halo boxes (kHalo, tiles of one output row at stride 1 along it: use_halo): the S taps of a filter row share one
+// box of wt + (S - 1) dil_w pixels, tap s starting its A descriptor s dil_w rows in (a separate ring of activation
+// stages, one per filter row and k-tile, beside the ring of filter stages, one per tap): a third of the activation
+// traffic for 3x3.
 //
-// NCHW read in place (kInNCHW, fp16/bf16; CONV2D_EXT_TMA_NCHW=1, experimental, off by default: its first run, session
-// 21, stopped on an illegal instruction, not yet located; see benchmarks/NOTES.md): a box of the NCHW input (64 columns
-// of one row x a k-tile of 64 channels) lands as 64 rows of 128 bytes, one per channel, each holding 64 pixels: the A
-// operand MN-major (pixels contiguous), which wgmma takes for 16-bit types with the transpose bit (Wgmma64x128MNA; the
-// layout backward_weight_tma.cuh's MN-major operands have). Each consumer warpgroup's 64 rows are then one 64-pixel
-// segment of an output row: CTA x takes segments 2x and 2x + 1 of the (image, row, 64-column segment) list, two boxes a
-// k-tile. No to_nhwc pass (seed bf16: 0.27 of 1.70 ms). Stride 1 along the rows only (the box's inner dimension).
+// Epilogue: bias, rounding to T, then either the copy engine (channels-last outputs it can step: the tile staged
+// as 128-byte boxes of channels, one thread stores them) or the tile staged along the output's contiguous dimension
+// and stored by the threads in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on
+// consecutive pixels of a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the
+// problem's own layout. (The copy engine cannot read NCHW in place for this mapping: a box's innermost coordinate must
+// be a multiple of 16 bytes, and the taps shift it by single pixels; H200, session 22.)
 #pragma once
 
 #include <cstdlib>
@@ -63,7 +63,8 @@ struct TmaConv {
   int wt, ht, nt, q_tiles, p_tiles;        // the M tile's box of pixels, and boxes per row and column
   int N, P, Q;
   int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
-  int S, c_chunks, k_tiles;                 // reduction: R*S taps x c_chunks k-tiles of channels
+  int R, S, c_chunks, k_tiles;              // reduction: R*S taps x c_chunks k-tiles of channels
+  bool tma_store;                           // NHWC output through the copy engine (the `out` map)
   int Cg, Kg;
   uint32_t tx_bytes;                        // bytes of one stage's two boxes
   void* y;
@@ -83,6 +84,13 @@ struct TmaConfig {
   static constexpr int kABytes = kBM * kTmaRowBytes, kStageBytes = kABytes + BN * kTmaRowBytes;
   static constexpr int kSmem = Stages * kStageBytes + 2 * Stages * 8 + 1024 /* alignment */;
   static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
+  // kHalo: two rings, activations (a halo box of up to kBM + 8 pixels a stage, one per filter row and k-tile of
+  // channels) and filters (one BN x k-tile box a stage, one per tap), two CTAs per SM as above.
+  static constexpr int kHaloRows = kBM + 8, kHaloAStages = 2, kHaloBStages = Stages + 1;
+  static constexpr int kHaloABytes = kHaloRows * kTmaRowBytes, kHaloBBytes = BN * kTmaRowBytes;
+  static constexpr int kHaloBRing = (kHaloBStages * kHaloBBytes + 2 * kHaloBStages * 8 + 1023) / 1024 * 1024;
+  static constexpr int kHaloSmem = kHaloBRing + kHaloAStages * kHaloABytes + 2 * kHaloAStages * 8 + 1024;
+  static_assert(kHaloSmem <= 113 * 1024, "two CTAs per SM with halo boxes");
 };
 // The configurations built (H200 sweep, benchmarks/NOTES.md): 128-row tiles, two CTAs per SM, so that one CTA's
 // epilogue runs under the other's MMAs. 256-row tiles (MI = 2, one CTA per SM, 4 stages) were slower on every large
@@ -90,33 +98,21 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
-// The configurations the NCHW-in-place kernel (kInNCHW) is built for: 16-bit, one 64-row block per warpgroup, m64n128.
-template <typename T, class Cfg>
-constexpr bool kNchwInPlaceBuilt = sizeof(T) == 2 && Cfg::kMI == 1 && Cfg::kBN == 128;
-
-// kInNCHW: output pixel `seg` segment's first column, row and image (segment = 64 columns of one output row).
-struct Segment {
-  int q, p, n;
-};
-__device__ __forceinline__ Segment segment_at(const TmaConv& c, int64_t seg) {
-  const int q = static_cast<int>(seg % c.q_tiles) * 64;
-  seg /= c.q_tiles;
-  return Segment{q, static_cast<int>(seg % c.P), static_cast<int>(seg / c.P)};
-}
-
-template <typename T, class Cfg, bool kOutNHWC, bool kInNCHW = false>
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
-                       const TmaConv c) {
-  static_assert(!kInNCHW || (kNchwInPlaceBuilt<T, Cfg> && !kOutNHWC), "NCHW in place: a built configuration, NCHW out");
+                       const __grid_constant__ CUtensorMap out, const TmaConv c) {
+  static_assert(!kHalo || Cfg::kMI == 1, "halo boxes: 64 rows per warpgroup");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
   constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
-  using Mma = std::conditional_t<kInNCHW, Wgmma64x128MNA<T>,
-                                 std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>>;
+  using Mma = std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const TmaRing<kStages, kTmaStageBytes> ring(smem);
+  // kHalo: the filter ring at smem, the activation ring after it.
+  const TmaRing<Cfg::kHaloBStages, Cfg::kHaloBBytes> b_ring(smem);
+  const TmaRing<Cfg::kHaloAStages, Cfg::kHaloABytes> a_ring(smem + Cfg::kHaloBRing);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = blockIdx.z, k0 = blockIdx.y * kTmaBN;
@@ -126,7 +122,10 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int p0 = static_cast<int>(tile % c.p_tiles) * c.ht;
   const int n0 = static_cast<int>(tile / c.p_tiles) * c.nt;
 
-  if (threadIdx.x == 0) ring.init(2);
+  if (threadIdx.x == 0) {
+    if constexpr (kHalo) a_ring.init(2), b_ring.init(2);
+    else ring.init(2);
+  }
   __syncthreads();
 
   if (warp == 8) {  // producer
@@ -134,30 +133,29 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
-      int r = 0, s = 0, cc = 0;
-      // kInNCHW: each warpgroup's segment (an image past the last: the copy engine's zero fill).
-      Segment seg[2] = {};
-      if constexpr (kInNCHW) {
-        for (int w = 0; w < 2; ++w) {
-          seg[w] = segment_at(c, 2 * int64_t(blockIdx.x) + w);
-          seg[w].q = seg[w].q - c.pad_w, seg[w].p = seg[w].p * c.stride_h - c.pad_h;  // input column and row
-        }
-      }
-      ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
-        if constexpr (kInNCHW) {  // box: 64 columns x 1 row x 64 channels of one image (NCHW: W, H, C, N)
-#pragma unroll
-          for (int w = 0; w < 2; ++w)
-            tma_load_4d(a + w * 64 * kTmaRowBytes, &act, bar, seg[w].q + s * c.dil_w, seg[w].p + r * c.dil_h,
-                        g * c.Cg + cc * BK, seg[w].n);
-        } else {
+      if constexpr (kHalo) {  // per filter row and k-tile: one halo box of activations, then each tap's filters
+        RingCursor a_at, b_at;
+        uint64_t* bar;
+        for (int r = 0; r < c.R; ++r)
+          for (int cc = 0; cc < c.c_chunks; ++cc) {
+            unsigned char* a = a_ring.acquire(a_at, c.tx_bytes, bar);
+            tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base, h_base + r * c.dil_h, n0);
+            for (int tap = 0; tap < c.S; ++tap) {
+              unsigned char* b = b_ring.acquire(b_at, Cfg::kHaloBBytes, bar);
+              tma_load_4d(b, &filt, bar, cc * BK, tap, r, g * c.Kg + k0);
+            }
+          }
+      } else {
+        int r = 0, s = 0, cc = 0;
+        ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
           tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
-        }
-        tma_load_4d(a + kABytes, &filt, bar, cc * BK, s, r, g * c.Kg + k0);
-        if (++cc == c.c_chunks) {
-          cc = 0;
-          if (++s == c.S) s = 0, ++r;
-        }
-      });
+          tma_load_4d(a + kABytes, &filt, bar, cc * BK, s, r, g * c.Kg + k0);
+          if (++cc == c.c_chunks) {
+            cc = 0;
+            if (++s == c.S) s = 0, ++r;
+          }
+        });
+      }
     }
     return;
   }
@@ -169,45 +167,103 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[mi][i] = 0.f;
-  ring.consume(
-      c.k_tiles,
-      [&](const unsigned char* stage) {
-        const unsigned char* a = stage + wg * kMI * 64 * kTmaRowBytes;
-        const unsigned char* b = stage + kABytes;
+  if constexpr (kHalo) {  // tap s of a filter row reads the halo box from its pixel s dil_w on
+    RingCursor a_at, b_at;
+    int b_done = -1, a_done = -1;  // stages whose MMAs complete at the next wgmma_wait<1>
+    for (int r = 0; r < c.R; ++r)
+      for (int cc = 0; cc < c.c_chunks; ++cc) {
+        const unsigned char* a = a_ring.landed(a_at) + wg * 64 * kTmaRowBytes;
+        for (int tap = 0; tap < c.S; ++tap) {
+          const unsigned char* b = b_ring.landed(b_at);
+          // Any row of a swizzle atom may start the operand: the swizzle follows the address bits (the descriptor's
+          // base-offset field stays 0; setting it to the row in the atom gave wrong products, H200).
+          const unsigned char* a_tap = a + tap * c.dil_w * kTmaRowBytes;
+          wgmma_fence();
+          wgmma_fence_operands(acc[0]);
 #pragma unroll
-        for (int step = 0; step < kTmaRowBytes / 32; ++step)
-#pragma unroll
-          for (int mi = 0; mi < kMI; ++mi)
-            // A K-major: a step is 32 bytes along each row; MN-major (kInNCHW): 16 rows of 128 bytes.
-            Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes +
-                                                             step * (kInNCHW ? 16 * kTmaRowBytes : 32)),
+          for (int step = 0; step < kTmaRowBytes / 32; ++step)
+            Mma::run(acc[0], wgmma_descriptor<kTmaRowBytes>(a_tap + step * 32),
                      wgmma_descriptor<kTmaRowBytes>(b + step * 32));
-      },
-      [&] {
+          wgmma_commit();
+          wgmma_fence_operands(acc[0]);
+          wgmma_wait<1>();  // the previous tap's MMAs are done
+          if (b_done >= 0) b_ring.release(b_done);
+          if (a_done >= 0) a_ring.release(a_done), a_done = -1;
+          b_done = b_at.stage;
+          b_at.advance<Cfg::kHaloBStages>();
+          if (tap == c.S - 1) a_done = a_at.stage;
+        }
+        a_at.advance<Cfg::kHaloAStages>();
+      }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc[0]);
+  } else {
+    ring.consume(
+        c.k_tiles,
+        [&](const unsigned char* stage) {
+          const unsigned char* a = stage + wg * kMI * 64 * kTmaRowBytes;
+          const unsigned char* b = stage + kABytes;
 #pragma unroll
-        for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
-      });
+          for (int step = 0; step < kTmaRowBytes / 32; ++step)
+#pragma unroll
+            for (int mi = 0; mi < kMI; ++mi)  // a step: 32 bytes along each row
+              Mma::run(acc[mi], wgmma_descriptor<kTmaRowBytes>(a + mi * 64 * kTmaRowBytes + step * 32),
+                       wgmma_descriptor<kTmaRowBytes>(b + step * 32));
+        },
+        [&] {
+#pragma unroll
+          for (int mi = 0; mi < kMI; ++mi) wgmma_fence_operands(acc[mi]);
+        });
+  }
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
+
+  const int cols = min(kTmaBN, c.Kg - k0);  // columns of the tile that are output channels of group g
+  const T* bias = c.bias ? static_cast<const T*>(c.bias) + int64_t(g) * c.Kg + k0 : nullptr;
+  // Accumulator i of block mi: tile row and column.
+  auto row_of = [&](int mi, int i) { return (wg * kMI + mi) * 64 + (warp % 4) * 16 + lane / 4 + (i % 4 / 2) * 8; };
+  auto col_of = [&](int i) { return (i / 4) * 8 + (lane % 4) * 2 + i % 2; };
+  auto value = [&](float v, int n) { return from_acc<T>(bias && n < cols ? v + to_acc(bias[n]) : v); };
+
+  if (kOutNHWC && c.tma_store) {
+    // Copy-engine store: the tile staged as the output map's boxes (kBoxes boxes of 128 bytes of channels, each one
+    // 128-byte row per pixel of the box, 128-byte swizzle: row m of the tile is pixel m of the box, and a warp's
+    // 32-bit stores of a column pair fall in distinct banks), then one thread stores them; the copy engine leaves
+    // out what lies outside the output (rows past the box, channels past K).
+    constexpr int kBoxCh = kTmaRowBytes / sizeof(T), kBoxes = kTmaBN / kBoxCh;
+    struct alignas(2 * sizeof(T)) Pair { T v[2]; };
+#pragma unroll
+    for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+      for (int i = 0; i < kAcc; i += 2) {
+        const int m = row_of(mi, i), n = col_of(i), byte = (n % kBoxCh) * int(sizeof(T));
+        unsigned char* dst = smem + (n / kBoxCh) * kTmaBM * kTmaRowBytes + m * kTmaRowBytes +
+                             ((byte / 16) ^ (m % 8)) * 16 + byte % 16;
+        *reinterpret_cast<Pair*>(dst) = Pair{{value(acc[mi][i], n), value(acc[mi][i + 1], n + 1)}};
+      }
+    fence_proxy_async_shared();
+    named_barrier(1, 256);
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int b = 0; b < kBoxes; ++b)
+        if (b * kBoxCh < cols)
+          tma_store_4d(smem + b * kTmaBM * kTmaRowBytes, &out, g * c.Kg + k0 + b * kBoxCh, q0, p0, n0);
+      bulk_commit();
+      bulk_wait<0, true>();  // the boxes are read before the CTA (and its shared memory) goes
+    }
+    return;
+  }
 
   // Epilogue: stage the tile (bias added, rounded) along the output's contiguous dimension.
   constexpr int E = 16 / sizeof(T);
   constexpr int kPitch = kOutNHWC ? kTmaBN + E : kTmaBM + E;
   T* staged = reinterpret_cast<T*>(smem);
-  const int cols = min(kTmaBN, c.Kg - k0);  // columns of the tile that are output channels of group g
-  const T* bias = c.bias ? static_cast<const T*>(c.bias) + int64_t(g) * c.Kg + k0 : nullptr;
-  {
 #pragma unroll
-    for (int mi = 0; mi < kMI; ++mi)
+  for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
-    for (int j = 0; j < kTmaBN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = (wg * kMI + mi) * 64 + (warp % 4) * 16 + lane / 4 + (e / 2) * 8, n = j * 8 + (lane % 4) * 2 + e % 2;
-        float v = acc[mi][j * 4 + e];
-        if (bias && n < cols) v += to_acc(bias[n]);
-        staged[kOutNHWC ? m * kPitch + n : n * kPitch + m] = from_acc<T>(v);
-      }
-  }
+    for (int i = 0; i < kAcc; ++i) {
+      const int m = row_of(mi, i), n = col_of(i);
+      staged[kOutNHWC ? m * kPitch + n : n * kPitch + m] = value(acc[mi][i], n);
+    }
   named_barrier(1, 256);
 
   T* y = static_cast<T*>(c.y);
@@ -226,13 +282,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     static_assert(kTmaBM <= 256, "a row per consumer thread");
     const int m = threadIdx.x % kTmaBM;  // 256 / kTmaBM threads per row, on every (256 / kTmaBM)-th channel
     const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
-    int q = q0 + w, pp = p0 + h, img = n0 + i;
-    bool in_box = i < c.nt;  // a pixel of the CTA's box
-    if constexpr (kInNCHW) {  // row m: column m % 64 of segment 2x + m / 64 (both segments' rows are pixels)
-      const Segment sg = segment_at(c, 2 * int64_t(blockIdx.x) + m / 64);
-      q = sg.q + m % 64, pp = sg.p, img = sg.n, in_box = true;
-    }
-    if (in_box && img < c.N && pp < c.P && q < c.Q) {
+    const int q = q0 + w, pp = p0 + h, img = n0 + i;
+    if (i < c.nt && img < c.N && pp < c.P && q < c.Q) {
       T* dst = y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 * c.ys[1];
       for (int n = threadIdx.x / kTmaBM; n < cols; n += 256 / kTmaBM) dst[n * c.ys[1]] = staged[n * kPitch + m];
     }
@@ -254,51 +305,64 @@ bool tma_strides_fit(const void* base, std::initializer_list<int64_t> strides) {
   return true;
 }
 
+// Whether the kernel stores its tiles through the copy engine (TmaConv::tma_store): channels-last outputs whose
+// strides it can step (16-byte aligned, dense channels), tiles of channels that stay inside their group (one group,
+// or channels per group in whole tiles). CONV2D_EXT_TMA_STORE=0 keeps the threads' stores (timing).
+template <typename T, class Cfg>
+bool tma_store_fits(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_STORE");
+  return !(env != nullptr && env[0] == '0') && p.channels_last && p.y_stride[1] == 1 &&
+         tma_strides_fit<T>(p.y, {p.y_stride[0], p.y_stride[2], p.y_stride[3]}) &&
+         (p.groups == 1 || p.K_per_group() % Cfg::kBN == 0);
+}
+
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
-// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC).
-// kInNCHW: `act` is the NCHW input read in place (strides `as`, as[3] == 1), stride_w 1.
-template <typename T, class Cfg, bool kOutNHWC, bool kInNCHW = false>
+// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC). kHalo: halo boxes (use_halo).
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false>
 void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
                 cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
-  // kInNCHW: 64-column segments of output rows, two a CTA (TmaTile's count is the segments').
-  const TmaTile t = kInNCHW ? TmaTile{64, 1, 1, (p.Q + 63) / 64, p.P, p.N} : tma_tile(p, Cfg::kBM);
+  const TmaTile t = tma_tile(p, Cfg::kBM);
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
-  CUtensorMap act_map, filt_map;
-  const char* why = kInNCHW
-      ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act,
-                             {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
-                             {uint64_t(as[2] * e), uint64_t(as[1] * e), uint64_t(as[0] * e)},
-                             {64, 1, uint32_t(BK), 1}, {1, uint32_t(p.stride_h), 1, 1}, true)
-      : encode_tensor_map_4d(
-            &act_map, tma_dtype<T>(), act, {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)},
-            {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)},
-            {uint32_t(BK), uint32_t(t.wt * p.stride_w), uint32_t(t.ht * p.stride_h), uint32_t(t.nt)},
-            {1, uint32_t(p.stride_w), uint32_t(p.stride_h), 1}, true);
+  const uint64_t act_dims[4] = {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)};
+  const uint64_t act_strides[3] = {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)};
+  CUtensorMap act_map, filt_map, out_map{};
+  const char* why = kHalo  // one row of wt + (S - 1) dil_w pixels
+      ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, act_dims, act_strides,
+                             {uint32_t(BK), uint32_t(t.wt + (p.S - 1) * p.dil_w), 1, 1}, {1, 1, 1, 1}, true)
+      : encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, act_dims, act_strides,
+                             {uint32_t(BK), uint32_t(t.wt * p.stride_w), uint32_t(t.ht * p.stride_h), uint32_t(t.nt)},
+                             {1, uint32_t(p.stride_w), uint32_t(p.stride_h), 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (activations): ", why);
   why = encode_tensor_map_4d(&filt_map, tma_dtype<T>(), filt, {uint64_t(Cg), uint64_t(p.S), uint64_t(p.R), uint64_t(p.K)},
                              {uint64_t(fs.s * e), uint64_t(fs.r * e), uint64_t(fs.k * e)},
                              {uint32_t(BK), 1, 1, uint32_t(Cfg::kBN)}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma (filters): ", why);
+  // The output's boxes (tma_store): 128 bytes of channels of the tile's pixels.
+  const bool tma_store = kOutNHWC && tma_store_fits<T, Cfg>(p) &&
+      encode_tensor_map_4d(&out_map, tma_dtype<T>(), p.y, {uint64_t(p.K), uint64_t(p.Q), uint64_t(p.P), uint64_t(p.N)},
+                           {uint64_t(p.y_stride[3] * e), uint64_t(p.y_stride[2] * e), uint64_t(p.y_stride[0] * e)},
+                           {uint32_t(BK), uint32_t(t.wt), uint32_t(t.ht), uint32_t(t.nt)}, {1, 1, 1, 1}, true)[0] == '\0';
 
   TmaConv c{};
   c.wt = t.wt, c.ht = t.ht, c.nt = t.nt, c.q_tiles = int(t.q_tiles), c.p_tiles = int(t.p_tiles);
   c.N = int(p.N), c.P = int(p.P), c.Q = int(p.Q);
   c.stride_h = p.stride_h, c.stride_w = p.stride_w, c.pad_h = p.pad_h, c.pad_w = p.pad_w;
   c.dil_h = p.dil_h, c.dil_w = p.dil_w;
-  c.S = int(p.S), c.c_chunks = (Cg + BK - 1) / BK, c.k_tiles = int(p.R * p.S) * c.c_chunks;
+  c.R = int(p.R), c.S = int(p.S), c.c_chunks = (Cg + BK - 1) / BK, c.k_tiles = int(p.R * p.S) * c.c_chunks;
   c.Cg = Cg, c.Kg = Kg;
-  c.tx_bytes = uint32_t(kTmaRowBytes) * ((kInNCHW ? 128 : t.wt * t.ht * t.nt) + Cfg::kBN);  // kInNCHW: two boxes
+  // Bytes of a stage: kHalo, the activation ring's (the filter ring's are Cfg::kHaloBBytes); else both boxes.
+  c.tx_bytes = uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
+  c.tma_store = tma_store;
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
-  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kInNCHW>;
-  constexpr int smem = Cfg::kSmem;
+  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo>;
+  constexpr int smem = kHalo ? Cfg::kHaloSmem : Cfg::kSmem;
   opt_in_shared_memory<kernel>(smem);
-  const int64_t ctas = kInNCHW ? (t.count() + 1) / 2 : t.count();
-  const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
+  const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(p.groups));
-  kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, c);
+  kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -317,16 +381,26 @@ int64_t forward_tma_workspace(const ConvParams& p) {
   return p.channels_last ? filters : filters + p.N * p.C * p.H * p.W * elem;
 }
 
-// Whether launch_tma reads p's NCHW input in place (kInNCHW): experimental, CONV2D_EXT_TMA_NCHW=1 only (its first run
-// failed: an illegal instruction); fp16/bf16, m64n128 tiles, stride 1 along the rows, strides the copy engine can step.
-template <typename T, class Cfg>
-bool nchw_in_place(const ConvParams& p) {
-  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW");
-  if (env == nullptr || env[0] != '1') return false;
-  return kNchwInPlaceBuilt<T, Cfg> && !p.channels_last && p.stride_w == 1 &&
-         p.x_stride[3] == 1 && p.H <= (int64_t(1) << 31) / 2 && p.C < (int64_t(1) << 31) &&
-         tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]}) &&
-         (p.N * p.P * ((p.Q + 63) / 64) + 1) / 2 < (int64_t(1) << 31);
+// Whether launch_tma loads halo boxes (kHalo): with tiles of one output row (tma_tile's ht = nt = 1) and stride 1
+// along it, the S taps of a filter row read one box of wt + (S - 1) dil_w pixels, each from its own pixel on (the
+// A descriptor's start), instead of S boxes of wt: a third of the activation traffic for 3x3. CONV2D_EXT_TMA_HALO=0
+// turns them off (timing).
+template <class Cfg>
+bool use_halo(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_HALO");
+  if ((env != nullptr && env[0] == '0') || Cfg::kMI != 1 || p.stride_w != 1 || p.S < 2 ||
+      (p.S - 1) * p.dil_w > Cfg::kHaloRows - Cfg::kBM)
+    return false;
+  const TmaTile t = tma_tile(p, Cfg::kBM);
+  return t.ht == 1 && t.nt == 1;
+}
+
+// launch_tma, with halo boxes where use_halo says.
+template <typename T, class Cfg, bool kOutNHWC>
+void launch_tma_boxes(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
+                      cudaStream_t stream) {
+  if (use_halo<Cfg>(p)) launch_tma<T, Cfg, kOutNHWC, true>(p, act, as, filt, fs, stream);
+  else launch_tma<T, Cfg, kOutNHWC>(p, act, as, filt, fs, stream);
 }
 
 template <typename T, class Cfg>
@@ -343,16 +417,13 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   if (p.channels_last) {
-    launch_tma<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
-  } else if (nchw_in_place<T, Cfg>(p)) {
-    if constexpr (kNchwInPlaceBuilt<T, Cfg>)
-      launch_tma<T, Cfg, false, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+    launch_tma_boxes<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
     int64_t xs[4];
     const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    launch_tma<T, Cfg, false>(p, staged, xs, filters, fs, stream);
+    launch_tma_boxes<T, Cfg, false>(p, staged, xs, filters, fs, stream);
   }
 }
 

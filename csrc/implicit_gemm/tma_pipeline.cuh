@@ -13,6 +13,18 @@
 namespace conv2d_ext {
 namespace igemm {
 
+// A position in a ring (stage, phase and how many k-tiles passed it), for passes whose loops walk two rings at
+// different rates (forward_tma.cuh's halo boxes: one activation stage per filter row, one filter stage per tap).
+struct RingCursor {
+  int stage = 0, count = 0;
+  uint32_t phase = 0;
+  template <int kStages>
+  __device__ __forceinline__ void advance() {
+    ++count;
+    if (++stage == kStages) stage = 0, phase ^= 1;
+  }
+};
+
 // The stages start at `smem` (1024-byte aligned), kStageBytes apart; the 2 x kStages barriers follow them.
 template <int kStages, int kStageBytes>
 struct TmaRing {
@@ -46,6 +58,26 @@ struct TmaRing {
       issue(kb, smem + stage * kStageBytes, &full[stage]);
       if (++stage == kStages) stage = 0, phase ^= 1;
     }
+  }
+
+  // Step by step, for loops that produce() and consume() do not fit. The producer: waits until the cursor's stage is
+  // free, announces `tx_bytes` on its barrier and advances; returns the stage and its barrier for the copies.
+  __device__ __forceinline__ unsigned char* acquire(RingCursor& at, uint32_t tx_bytes, uint64_t*& bar) const {
+    if (at.count >= kStages) mbarrier_wait(&empty[at.stage], at.phase ^ 1);
+    bar = &full[at.stage];
+    mbarrier_arrive_expect_tx(bar, tx_bytes);
+    unsigned char* stage = smem + at.stage * kStageBytes;
+    at.advance<kStages>();
+    return stage;
+  }
+  // A consumer warpgroup: waits until the cursor's stage has landed; returns it (the cursor does not move).
+  __device__ __forceinline__ const unsigned char* landed(const RingCursor& at) const {
+    mbarrier_wait(&full[at.stage], at.phase);
+    return smem + at.stage * kStageBytes;
+  }
+  // A consumer warpgroup: its MMAs that read `stage` are done.
+  __device__ __forceinline__ void release(int stage) const {
+    if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[stage]);
   }
 
   // A consumer warpgroup: for each k-tile, once its bytes have landed, mma(stage) issues the MMAs (between the
