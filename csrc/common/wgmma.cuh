@@ -50,6 +50,21 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+// Four 8 x 16-byte matrices to shared memory (stmatrix, sm_90): lane i gives the row address of matrix i / 8, row
+// i % 8, and r[j] holds the thread's fragment of matrix j as ldmatrix_x4 returns it (row lane / 4, 16-bit elements
+// 2 (lane % 4) and 2 (lane % 4) + 1). After ldmatrix_x4_trans of the same four matrices elsewhere, it writes them
+// transposed.
+__device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4]) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+#else
+  (void)addr, (void)r;
+  __trap();
+#endif
+}
+
 // Orders this warpgroup's register accesses to the accumulators before the MMAs that follow.
 __device__ __forceinline__ void wgmma_fence() {
 #ifdef CONV2D_EXT_WGMMA_DEVICE

@@ -91,6 +91,14 @@ struct TmaConfig {
   static constexpr int kHaloBRing = (kHaloBStages * kHaloBBytes + 2 * kHaloBStages * 8 + 1023) / 1024 * 1024;
   static constexpr int kHaloSmem = kHaloBRing + kHaloAStages * kHaloABytes + 2 * kHaloAStages * 8 + 1024;
   static_assert(kHaloSmem <= 113 * 1024, "two CTAs per SM with halo boxes");
+  // kFromNchw (16-bit): per filter row and k-tile, a raw box of the NCHW input (kRawPx pixels of 64 channels, its
+  // channel rows 2 kRawPx bytes apart: conflict-free ldmatrix), two stages, that the consumers transpose into one
+  // K-major halo stage of kNchwRows pixels; the filters as kHalo's, Stages stages.
+  static constexpr int kRawPx = kBM + 24, kRawBytes = 64 * kRawPx * 2, kNchwRows = kBM + 16;
+  static constexpr int kNchwBRing = (Stages * kHaloBBytes + 2 * Stages * 8 + 1023) / 1024 * 1024;
+  static constexpr int kNchwRawRing = (2 * kRawBytes + 2 * 2 * 8 + 1023) / 1024 * 1024;
+  static constexpr int kNchwSmem = kNchwBRing + kNchwRawRing + kNchwRows * kTmaRowBytes + 1024;
+  static_assert(kNchwSmem <= 113 * 1024, "two CTAs per SM reading NCHW");
 };
 // The configurations built (H200 sweep, benchmarks/NOTES.md): 128-row tiles, two CTAs per SM, so that one CTA's
 // epilogue runs under the other's MMAs. 256-row tiles (MI = 2, one CTA per SM, 4 stages) were slower on every large
@@ -98,11 +106,12 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
-template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false>
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                        const __grid_constant__ CUtensorMap out, const TmaConv c) {
   static_assert(!kHalo || Cfg::kMI == 1, "halo boxes: 64 rows per warpgroup");
+  static_assert(!kFromNchw || (kHalo && sizeof(T) == 2 && !kOutNHWC), "NCHW transposed in shared memory: 16-bit");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
   constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
@@ -113,6 +122,10 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   // kHalo: the filter ring at smem, the activation ring after it.
   const TmaRing<Cfg::kHaloBStages, Cfg::kHaloBBytes> b_ring(smem);
   const TmaRing<Cfg::kHaloAStages, Cfg::kHaloABytes> a_ring(smem + Cfg::kHaloBRing);
+  // kFromNchw: the filter ring at smem, the raw NCHW ring after it, then the transposed stage.
+  const TmaRing<kStages, Cfg::kHaloBBytes> nb_ring(smem);
+  const TmaRing<2, Cfg::kRawBytes> raw_ring(smem + Cfg::kNchwBRing);
+  unsigned char* const a_nchw = smem + Cfg::kNchwBRing + Cfg::kNchwRawRing;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = blockIdx.z, k0 = blockIdx.y * kTmaBN;
@@ -123,7 +136,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int n0 = static_cast<int>(tile / c.p_tiles) * c.nt;
 
   if (threadIdx.x == 0) {
-    if constexpr (kHalo) a_ring.init(2), b_ring.init(2);
+    if constexpr (kFromNchw) raw_ring.init(2), nb_ring.init(2);
+    else if constexpr (kHalo) a_ring.init(2), b_ring.init(2);
     else ring.init(2);
   }
   __syncthreads();
@@ -133,7 +147,19 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
-      if constexpr (kHalo) {  // per filter row and k-tile: one halo box of activations, then each tap's filters
+      if constexpr (kFromNchw) {  // per filter row and k-tile: the raw box from a 16-byte aligned pixel, the filters
+        RingCursor raw_at, b_at;
+        uint64_t* bar;
+        for (int r = 0; r < c.R; ++r)
+          for (int cc = 0; cc < c.c_chunks; ++cc) {
+            unsigned char* raw = raw_ring.acquire(raw_at, c.tx_bytes, bar);
+            tma_load_4d(raw, &act, bar, w_base & ~7, h_base + r * c.dil_h, g * c.Cg + cc * BK, n0);
+            for (int tap = 0; tap < c.S; ++tap) {
+              unsigned char* b = nb_ring.acquire(b_at, Cfg::kHaloBBytes, bar);
+              tma_load_4d(b, &filt, bar, cc * BK, tap, r, g * c.Kg + k0);
+            }
+          }
+      } else if constexpr (kHalo) {  // per filter row and k-tile: one halo box of activations, then each tap's filters
         RingCursor a_at, b_at;
         uint64_t* bar;
         for (int r = 0; r < c.R; ++r)
@@ -167,26 +193,59 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[mi][i] = 0.f;
-  if constexpr (kHalo) {  // tap s of a filter row reads the halo box from its pixel s dil_w on
+  // One tap's MMAs: this warpgroup's 64 rows of A from a_tap (K-major, 128-byte rows), the filters' k-tile b; returns
+  // once the MMAs issued before them are done. Any row of a swizzle atom may start the operand: the swizzle follows
+  // the address bits (the descriptor's base-offset field stays 0; setting it to the row in the atom gave wrong
+  // products, H200).
+  auto tap_mmas = [&](const unsigned char* a_tap, const unsigned char* b) {
+    wgmma_fence();
+    wgmma_fence_operands(acc[0]);
+#pragma unroll
+    for (int step = 0; step < kTmaRowBytes / 32; ++step)
+      Mma::run(acc[0], wgmma_descriptor<kTmaRowBytes>(a_tap + step * 32), wgmma_descriptor<kTmaRowBytes>(b + step * 32));
+    wgmma_commit();
+    wgmma_fence_operands(acc[0]);
+    wgmma_wait<1>();
+  };
+  if constexpr (kFromNchw) {  // per filter row and k-tile: transpose the raw box, then the S taps on it
+    RingCursor raw_at, b_at;
+    const int shift = (q0 - c.pad_w) - ((q0 - c.pad_w) & ~7);  // the tile's first input pixel in the raw box
+    for (int r = 0; r < c.R; ++r)
+      for (int cc = 0; cc < c.c_chunks; ++cc) {
+        // 8 x 8 blocks (8 channels x 16 bytes of pixels) in fours: channel rows in, pixel rows out, the pixel rows
+        // at their swizzled 16-byte chunk of channels.
+        const unsigned char* raw = raw_ring.landed(raw_at);
+        for (int group = warp; group < Cfg::kNchwRows / 4; group += 8) {
+          const int block = lane / 8, row = lane % 8, chunk = 4 * (group % 2) + block, px = 8 * (group / 2) + row;
+          uint32_t v[4];
+          ldmatrix_x4_trans(v, raw + (8 * chunk + row) * (2 * Cfg::kRawPx) + (group / 2) * 16);
+          stmatrix_x4(smem_addr(a_nchw + px * kTmaRowBytes + ((chunk ^ (px % 8)) * 16)), v);
+        }
+        fence_proxy_async();    // the transposed stage, to the MMAs' async proxy
+        named_barrier(1, 256);  // transposed, and the raw box read by every warp
+        raw_ring.release(raw_at.stage);
+        raw_at.advance<2>();
+        const unsigned char* a = a_nchw + (wg * 64 + shift) * kTmaRowBytes;
+        int b_done = -1;
+        for (int tap = 0; tap < c.S; ++tap) {
+          tap_mmas(a + tap * c.dil_w * kTmaRowBytes, nb_ring.landed(b_at));
+          if (b_done >= 0) nb_ring.release(b_done);
+          b_done = b_at.stage;
+          b_at.advance<kStages>();
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc[0]);
+        nb_ring.release(b_done);
+        named_barrier(1, 256);  // both warpgroups' MMAs are done with the transposed stage
+      }
+  } else if constexpr (kHalo) {  // tap s of a filter row reads the halo box from its pixel s dil_w on
     RingCursor a_at, b_at;
     int b_done = -1, a_done = -1;  // stages whose MMAs complete at the next wgmma_wait<1>
     for (int r = 0; r < c.R; ++r)
       for (int cc = 0; cc < c.c_chunks; ++cc) {
         const unsigned char* a = a_ring.landed(a_at) + wg * 64 * kTmaRowBytes;
         for (int tap = 0; tap < c.S; ++tap) {
-          const unsigned char* b = b_ring.landed(b_at);
-          // Any row of a swizzle atom may start the operand: the swizzle follows the address bits (the descriptor's
-          // base-offset field stays 0; setting it to the row in the atom gave wrong products, H200).
-          const unsigned char* a_tap = a + tap * c.dil_w * kTmaRowBytes;
-          wgmma_fence();
-          wgmma_fence_operands(acc[0]);
-#pragma unroll
-          for (int step = 0; step < kTmaRowBytes / 32; ++step)
-            Mma::run(acc[0], wgmma_descriptor<kTmaRowBytes>(a_tap + step * 32),
-                     wgmma_descriptor<kTmaRowBytes>(b + step * 32));
-          wgmma_commit();
-          wgmma_fence_operands(acc[0]);
-          wgmma_wait<1>();  // the previous tap's MMAs are done
+          tap_mmas(a + tap * c.dil_w * kTmaRowBytes, b_ring.landed(b_at));  // the previous tap's MMAs are done
           if (b_done >= 0) b_ring.release(b_done);
           if (a_done >= 0) a_ring.release(a_done), a_done = -1;
           b_done = b_at.stage;
@@ -318,7 +377,8 @@ bool tma_store_fits(const ConvParams& p) {
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC). kHalo: halo boxes (use_halo).
-template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false>
+// kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), transposed in shared memory (nchw_fused).
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
                 cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
@@ -327,7 +387,11 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   const uint64_t act_dims[4] = {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)};
   const uint64_t act_strides[3] = {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)};
   CUtensorMap act_map, filt_map, out_map{};
-  const char* why = kHalo  // one row of wt + (S - 1) dil_w pixels
+  const char* why = kFromNchw  // kRawPx pixels of one row of a k-tile of channels, unswizzled
+      ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+                             {uint64_t(as[2] * e), uint64_t(as[1] * e), uint64_t(as[0] * e)},
+                             {uint32_t(Cfg::kRawPx), 1, uint32_t(BK), 1}, {1, 1, 1, 1}, false)
+      : kHalo  // one row of wt + (S - 1) dil_w pixels
       ? encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, act_dims, act_strides,
                              {uint32_t(BK), uint32_t(t.wt + (p.S - 1) * p.dil_w), 1, 1}, {1, 1, 1, 1}, true)
       : encode_tensor_map_4d(&act_map, tma_dtype<T>(), act, act_dims, act_strides,
@@ -352,13 +416,14 @@ void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const
   c.R = int(p.R), c.S = int(p.S), c.c_chunks = (Cg + BK - 1) / BK, c.k_tiles = int(p.R * p.S) * c.c_chunks;
   c.Cg = Cg, c.Kg = Kg;
   // Bytes of a stage: kHalo, the activation ring's (the filter ring's are Cfg::kHaloBBytes); else both boxes.
-  c.tx_bytes = uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
+  c.tx_bytes = kFromNchw ? uint32_t(Cfg::kRawBytes)
+                         : uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
   c.tma_store = tma_store;
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
-  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo>;
-  constexpr int smem = kHalo ? Cfg::kHaloSmem : Cfg::kSmem;
+  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo, kFromNchw>;
+  constexpr int smem = kFromNchw ? Cfg::kNchwSmem : kHalo ? Cfg::kHaloSmem : Cfg::kSmem;
   opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(p.groups));
@@ -395,6 +460,16 @@ bool use_halo(const ConvParams& p) {
   return t.ht == 1 && t.nt == 1;
 }
 
+// Whether launch_tma reads p's NCHW input itself (kFromNchw) instead of an NHWC copy: 16-bit, halo tiles, rows the
+// copy engine can step (W in 16-byte multiples, at least a raw box wide). EXPERIMENTAL and off by default: written in
+// session 22 without device time left, not yet run; CONV2D_EXT_TMA_NCHW_FUSED=1 turns it on.
+template <typename T, class Cfg>
+bool nchw_fused(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_FUSED");
+  return env != nullptr && env[0] == '1' && sizeof(T) == 2 && !p.channels_last && p.x_stride[3] == 1 &&
+         p.W >= Cfg::kRawPx && use_halo<Cfg>(p) && tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
+}
+
 // launch_tma, with halo boxes where use_halo says.
 template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma_boxes(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
@@ -418,6 +493,9 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   if (p.channels_last) {
     launch_tma_boxes<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+  } else if (nchw_fused<T, Cfg>(p)) {
+    if constexpr (sizeof(T) == 2)
+      launch_tma<T, Cfg, false, true, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
