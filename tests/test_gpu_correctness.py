@@ -296,14 +296,14 @@ def test_tma_halo_and_store_switches(halo, store, monkeypatch, poison):
 # The NCHW input read by the copy engine itself and transposed in shared memory (CONV2D_EXT_TMA_NCHW_FUSED=1,
 # EXPERIMENTAL: written in session 22 with no device time left, never run; its first run may fault or hang, so it runs
 # only with CONV2D_EXT_TEST_TMA_NCHW_FUSED=1, alone: pytest -p no:xdist -x -k nchw_fused). Halo tiles of 16-bit NCHW
-# problems at least a raw box (152 pixels) wide: taps shifted 8 pixels, a partial k-tile, padding past the filter,
-# three 128-pixel tiles of a 1x7 row filter (input boxes from 5 pixels into their 16-byte start), rows strided by 2
-# with whole k-tiles per group.
+# problems at least a raw box (152 pixels) wide, rows (input and output: backward-data reads grad_output) in 16-byte
+# multiples: taps shifted 8 pixels, a partial k-tile, input boxes from 5 pixels into their 16-byte start (padding 3:
+# dilation 3, and three 128-pixel tiles of a 1x7 row filter), rows strided by 2 with whole k-tiles per group.
 TMA_NCHW_FUSED = {
     "5x5_dil2": Case(2, 24, 12, 256, 40, 5, 5, 1, 4, 2, 1),
     "c160_q256": Case(2, 160, 6, 256, 64, 3, 3, 1, 1, 1, 1),
-    "pad3_q256": Case(1, 16, 3, 252, 24, 3, 3, 1, (0, 3), 1, 1),
-    "1x7_q300": Case(1, 40, 1, 300, 72, 1, 7, 1, (0, 3), 1, 1),
+    "pad3_dil3_q248": Case(1, 16, 3, 248, 24, 3, 3, 1, (0, 3), (1, 3), 1),
+    "1x7_q304": Case(1, 40, 1, 304, 72, 1, 7, 1, (0, 3), 1, 1),
     "s2x1_groups2": Case(2, 128, 2, 200, 128, 3, 3, (2, 1), 1, 1, 2),
 }
 

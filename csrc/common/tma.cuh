@@ -26,6 +26,13 @@ __device__ __forceinline__ void mbarrier_init(uint64_t* bar, int count) {
 #endif
 }
 
+// Ends a barrier's life (PTX: before its memory is used for anything else).
+__device__ __forceinline__ void mbarrier_inval(uint64_t* bar) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+#endif
+}
+
 // Makes the barriers' initialisation visible to the async proxy (the copy engine) before any copy completes on them.
 __device__ __forceinline__ void fence_barrier_init() {
 #ifdef CONV2D_EXT_WGMMA_DEVICE

@@ -8,7 +8,8 @@
 // stride), and padding is the copy engine's zero fill of coordinates outside the tensor. The filter k-tile is one
 // box of the KRSC filters. Both land in shared memory in the 128-byte swizzle that wgmma reads.
 //
-// Warp roles: warp 8 (one thread of it) issues the copies of every k-tile into a kStages-deep ring of stages,
+// Warp roles: warp 8 (one thread of it) issues the copies of every k-tile into a kStages-deep ring of stages (halo
+// and NCHW tiles: two rings, below),
 // each stage completing on its `full` mbarrier; two consumer warpgroups (warps 0-7) each own 64 rows of the tile
 // and run one m64n128 wgmma per 32 bytes of the k-tile, releasing a stage (its `empty` mbarrier) once the MMAs
 // that read it are done. No address math in the consumers' loop, and no thread waits on its own loads. Two CTAs
@@ -23,8 +24,14 @@
 // as 128-byte boxes of channels, one thread stores them) or the tile staged along the output's contiguous dimension
 // and stored by the threads in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on
 // consecutive pixels of a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the
-// problem's own layout. (The copy engine cannot read NCHW in place for this mapping: a box's innermost coordinate must
-// be a multiple of 16 bytes, and the taps shift it by single pixels; H200, session 22.)
+// problem's own layout.
+//
+// NCHW boxes cannot feed wgmma directly: a box's innermost start coordinate must be a multiple of 16 bytes (measured:
+// an H200 probe traps on any other start), and with pixels innermost each tap shifts it by one pixel. kFromNchw
+// (16-bit, halo tiles; EXPERIMENTAL, off by default, not yet run: nchw_fused) loads instead one raw box per filter row
+// and k-tile from the aligned pixel at or before the tile's first input pixel (channels x pixels, unswizzled), the
+// consumers transpose it into a K-major halo stage (ldmatrix.trans + stmatrix), and the taps start their
+// descriptors `shift` rows further, shift < 8.
 #pragma once
 
 #include <cstdlib>
@@ -66,7 +73,7 @@ struct TmaConv {
   int R, S, c_chunks, k_tiles;              // reduction: R*S taps x c_chunks k-tiles of channels
   bool tma_store;                           // NHWC output through the copy engine (the `out` map)
   int Cg, Kg;
-  uint32_t tx_bytes;                        // bytes of one stage's two boxes
+  uint32_t tx_bytes;                        // bytes of a stage: both boxes; kHalo / kFromNchw: the activation box
   void* y;
   const void* bias;
   int64_t ys[4];                            // output strides (n, k, p, q)
@@ -315,6 +322,11 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   // Epilogue: stage the tile (bias added, rounded) along the output's contiguous dimension.
   constexpr int E = 16 / sizeof(T);
   constexpr int kPitch = kOutNHWC ? kTmaBN + E : kTmaBM + E;
+  if constexpr (kHalo && (kOutNHWC ? kTmaBM : kTmaBN) * kPitch * int(sizeof(T)) > Cfg::kHaloBStages * Cfg::kHaloBBytes) {
+    // The stage covers the filter ring's barriers (fp32, 128 channels): invalidate them first (no wait is left).
+    if (threadIdx.x == 0) b_ring.invalidate();
+    named_barrier(1, 256);
+  }
   T* staged = reinterpret_cast<T*>(smem);
 #pragma unroll
   for (int mi = 0; mi < kMI; ++mi)

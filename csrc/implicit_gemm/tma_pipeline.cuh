@@ -46,6 +46,11 @@ struct TmaRing {
     fence_barrier_init();
   }
 
+  // One thread, once no thread waits on or arrives at the barriers any more: before their memory holds anything else.
+  __device__ __forceinline__ void invalidate() const {
+    for (int s = 0; s < kStages; ++s) mbarrier_inval(&full[s]), mbarrier_inval(&empty[s]);
+  }
+
   // The producer (one thread): for each k-tile kb, once its stage is free, issue(kb, stage, &full[stage]) starts the
   // copies that complete `tx_bytes` on the stage's barrier.
   template <class Issue>
