@@ -154,30 +154,30 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
-      if constexpr (kFromNchw) {  // per filter row and k-tile: the raw box from a 16-byte aligned pixel, the filters
-        RingCursor raw_at, b_at;
-        uint64_t* bar;
-        for (int r = 0; r < c.R; ++r)
-          for (int cc = 0; cc < c.c_chunks; ++cc) {
-            unsigned char* raw = raw_ring.acquire(raw_at, c.tx_bytes, bar);
-            tma_load_4d(raw, &act, bar, w_base & ~7, h_base + r * c.dil_h, g * c.Cg + cc * BK, n0);
-            for (int tap = 0; tap < c.S; ++tap) {
-              unsigned char* b = nb_ring.acquire(b_at, Cfg::kHaloBBytes, bar);
-              tma_load_4d(b, &filt, bar, cc * BK, tap, r, g * c.Kg + k0);
-            }
-          }
-      } else if constexpr (kHalo) {  // per filter row and k-tile: one halo box of activations, then each tap's filters
+      // kHalo / kFromNchw: per filter row and k-tile one activation box (into act_ring, at act_at(r, cc)), then each
+      // tap's filters (into filt_ring).
+      auto produce_rows = [&](const auto& act_ring, const auto& filt_ring, auto act_at) {
         RingCursor a_at, b_at;
         uint64_t* bar;
         for (int r = 0; r < c.R; ++r)
           for (int cc = 0; cc < c.c_chunks; ++cc) {
-            unsigned char* a = a_ring.acquire(a_at, c.tx_bytes, bar);
-            tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base, h_base + r * c.dil_h, n0);
+            unsigned char* a = act_ring.acquire(a_at, c.tx_bytes, bar);
+            const int4 at = act_at(r, cc);
+            tma_load_4d(a, &act, bar, at.x, at.y, at.z, at.w);
             for (int tap = 0; tap < c.S; ++tap) {
-              unsigned char* b = b_ring.acquire(b_at, Cfg::kHaloBBytes, bar);
+              unsigned char* b = filt_ring.acquire(b_at, Cfg::kHaloBBytes, bar);
               tma_load_4d(b, &filt, bar, cc * BK, tap, r, g * c.Kg + k0);
             }
           }
+      };
+      if constexpr (kFromNchw) {  // the raw box (W, H, C, N) from the 16-byte aligned pixel at or before w_base
+        produce_rows(raw_ring, nb_ring, [&](int r, int cc) {
+          return make_int4(w_base & ~7, h_base + r * c.dil_h, g * c.Cg + cc * BK, n0);
+        });
+      } else if constexpr (kHalo) {  // the halo box (C, W, H, N)
+        produce_rows(a_ring, b_ring, [&](int r, int cc) {
+          return make_int4(g * c.Cg + cc * BK, w_base, h_base + r * c.dil_h, n0);
+        });
       } else {
         int r = 0, s = 0, cc = 0;
         ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
