@@ -105,6 +105,7 @@ struct TmaConfig {
   static constexpr int kNchwBRing = (Stages * kHaloBBytes + 2 * Stages * 8 + 1023) / 1024 * 1024;
   static constexpr int kNchwRawRing = (2 * kRawBytes + 2 * 2 * 8 + 1023) / 1024 * 1024;
   static constexpr int kNchwSmem = kNchwBRing + kNchwRawRing + kNchwRows * kTmaRowBytes + 1024;
+  static_assert(kBN * (kBM + 8) * 2 <= Stages * kHaloBBytes, "the NCHW epilogue's stage stays below the filter barriers");
   static_assert(kNchwSmem <= 113 * 1024, "two CTAs per SM reading NCHW");
 };
 // The configurations built (H200 sweep, benchmarks/NOTES.md): 128-row tiles, two CTAs per SM, so that one CTA's
@@ -322,7 +323,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   // Epilogue: stage the tile (bias added, rounded) along the output's contiguous dimension.
   constexpr int E = 16 / sizeof(T);
   constexpr int kPitch = kOutNHWC ? kTmaBN + E : kTmaBM + E;
-  if constexpr (kHalo && (kOutNHWC ? kTmaBM : kTmaBN) * kPitch * int(sizeof(T)) > Cfg::kHaloBStages * Cfg::kHaloBBytes) {
+  if constexpr (kHalo && !kFromNchw &&
+                (kOutNHWC ? kTmaBM : kTmaBN) * kPitch * int(sizeof(T)) > Cfg::kHaloBStages * Cfg::kHaloBBytes) {
     // The stage covers the filter ring's barriers (fp32, 128 channels): invalidate them first (no wait is left).
     if (threadIdx.x == 0) b_ring.invalidate();
     named_barrier(1, 256);
