@@ -390,13 +390,13 @@ bool tma_store_fits(const ConvParams& p) {
 }
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
-// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC). kHalo: halo boxes (use_halo).
-// kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), transposed in shared memory (nchw_fused).
+// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
+// kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), transposed in
+// shared memory (nchw_fused).
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
-void launch_tma(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
-                cudaStream_t stream) {
+void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
+                FilterStrides fs, cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
-  const TmaTile t = tma_tile(p, Cfg::kBM);
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   const uint64_t act_dims[4] = {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)};
   const uint64_t act_strides[3] = {uint64_t(as[3] * e), uint64_t(as[2] * e), uint64_t(as[0] * e)};
@@ -463,33 +463,30 @@ int64_t forward_tma_workspace(const ConvParams& p) {
 // Whether launch_tma loads halo boxes (kHalo): with tiles of one output row (tma_tile's ht = nt = 1) and stride 1
 // along it, the S taps of a filter row read one box of wt + (S - 1) dil_w pixels, each from its own pixel on (the
 // A descriptor's start), instead of S boxes of wt: a third of the activation traffic for 3x3. CONV2D_EXT_TMA_HALO=0
-// turns them off (timing).
+// turns them off (timing). t: p's tiles, tma_tile(p, Cfg::kBM).
 template <class Cfg>
-bool use_halo(const ConvParams& p) {
+bool use_halo(const ConvParams& p, const TmaTile& t) {
   const char* env = std::getenv("CONV2D_EXT_TMA_HALO");
-  if ((env != nullptr && env[0] == '0') || Cfg::kMI != 1 || p.stride_w != 1 || p.S < 2 ||
-      (p.S - 1) * p.dil_w > Cfg::kHaloRows - Cfg::kBM)
-    return false;
-  const TmaTile t = tma_tile(p, Cfg::kBM);
-  return t.ht == 1 && t.nt == 1;
+  return !(env != nullptr && env[0] == '0') && Cfg::kMI == 1 && p.stride_w == 1 && p.S >= 2 &&
+         (p.S - 1) * p.dil_w <= Cfg::kHaloRows - Cfg::kBM && t.ht == 1 && t.nt == 1;
 }
 
 // Whether launch_tma reads p's NCHW input itself (kFromNchw) instead of an NHWC copy: 16-bit, halo tiles, rows the
 // copy engine can step (W in 16-byte multiples, at least a raw box wide). EXPERIMENTAL and off by default: written in
-// session 22 without device time left, not yet run; CONV2D_EXT_TMA_NCHW_FUSED=1 turns it on.
+// session 22 without device time left, not yet run; CONV2D_EXT_TMA_NCHW_FUSED=1 turns it on. halo: use_halo's answer.
 template <typename T, class Cfg>
-bool nchw_fused(const ConvParams& p) {
+bool nchw_fused(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_FUSED");
   return env != nullptr && env[0] == '1' && sizeof(T) == 2 && !p.channels_last && p.x_stride[3] == 1 &&
-         p.W >= Cfg::kRawPx && use_halo<Cfg>(p) && tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
+         p.W >= Cfg::kRawPx && halo && tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
 }
 
-// launch_tma, with halo boxes where use_halo says.
+// launch_tma, with halo boxes where use_halo said (`halo`).
 template <typename T, class Cfg, bool kOutNHWC>
-void launch_tma_boxes(const ConvParams& p, const T* act, const int64_t (&as)[4], const T* filt, FilterStrides fs,
-                      cudaStream_t stream) {
-  if (use_halo<Cfg>(p)) launch_tma<T, Cfg, kOutNHWC, true>(p, act, as, filt, fs, stream);
-  else launch_tma<T, Cfg, kOutNHWC>(p, act, as, filt, fs, stream);
+void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T* act, const int64_t (&as)[4],
+                      const T* filt, FilterStrides fs, cudaStream_t stream) {
+  if (halo) launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
+  else launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream);
 }
 
 template <typename T, class Cfg>
@@ -505,17 +502,19 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   }
   if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
+  const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
+  const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
-    launch_tma_boxes<T, Cfg, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
-  } else if (nchw_fused<T, Cfg>(p)) {
+    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+  } else if (nchw_fused<T, Cfg>(p, halo)) {
     if constexpr (sizeof(T) == 2)
-      launch_tma<T, Cfg, false, true, true>(p, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+      launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
     int64_t xs[4];
     const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    launch_tma_boxes<T, Cfg, false>(p, staged, xs, filters, fs, stream);
+    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, stream);
   }
 }
 
