@@ -294,6 +294,200 @@ def test_tma_halo_and_store_switches(halo, store, monkeypatch, poison):
             assert names and bool(with_halo) == (halo == "1" and name != "wide_rows_q200"), (name, sorted(names))
 
 
+# The NCHW input read by the copy engine itself (nchw_fused: 16-bit transposed in shared memory, TF32 fragments
+# loaded from the raw box into registers). Halo tiles of NCHW problems at least a raw box (152 pixels) wide, rows
+# (input and output: backward-data reads grad_output) in 16-byte multiples: taps shifted 8 pixels, a partial k-tile,
+# input boxes from 5 pixels into their 16-byte start (padding 3: dilation 3, and three 128-pixel tiles of a 1x7 row
+# filter), rows strided by 2 with whole k-tiles per group.
+TMA_NCHW_FUSED = {
+    "5x5_dil2": Case(2, 24, 12, 256, 40, 5, 5, 1, 4, 2, 1),
+    "c160_q256": Case(2, 160, 6, 256, 64, 3, 3, 1, 1, 1, 1),
+    "pad3_dil3_q248": Case(1, 16, 3, 248, 24, 3, 3, 1, (0, 3), (1, 3), 1),
+    "1x7_q304": Case(1, 40, 1, 304, 72, 1, 7, 1, (0, 3), 1, 1),
+    "s2x1_groups2": Case(2, 128, 2, 200, 128, 3, 3, (2, 1), 1, 1, 2),
+}
+
+
+@pytest.mark.parametrize("kernel", ["implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"])
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(TMA_NCHW_FUSED))
+def test_tma_nchw_fused(name, precision_mode, kernel, poison):
+    """The copy-engine forward on NCHW inputs (and backward-data at stride 1) reading the input in place: the
+    results, and that the fused kernel ran (forward_tma_kernel<..., kHalo, kFromNchw> both true)."""
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    case = TMA_NCHW_FUSED[name]
+    from torch.profiler import ProfilerActivity, profile
+    for pass_ in ["forward"] + (["backward_data"] if case.stride == 1 else []):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_and_check(case, precision_mode, "nchw", {pass_: kernel}, True, must_run=True)
+            torch.cuda.synchronize()
+        names = {e.name for e in prof.events() if "forward_tma_kernel<" in e.name}
+        fused = [n for n in names if re.search(r"forward_tma_kernel<.*(true|\(bool\)1), (true|\(bool\)1)>\(", n)]
+        assert fused, f"{pass_}: the fused kernel did not run: {sorted(names)}"
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", SLICED_CASES)
+def test_sliced_inputs(name, precision_mode, layout, slicing, variant, poison):
+    """Inputs and grad_out that are views into a larger NaN-filled buffer: misaligned base pointers and padded
+    rows, in both layouts (what vectorised loaders must handle or refuse)."""
+    offset, row_pad = SLICINGS[slicing]
+    run_and_check(GRID[name], precision_mode, layout, variant, True, offset, row_pad)
+
+
+def random_problem(seed):
+    """A random valid convolution and how to run it, all drawn from `seed`: (case, mode, layout, bias, offset,
+    row_pad). Sizes are often odd; padding goes up to the dilated kernel extent; H and W keep the output >= 1."""
+    rng = random.Random(seed)
+    groups = rng.choice([1, 1, 2, 3])
+    kernel = (rng.randint(1, 5), rng.randint(1, 5))
+    dilation = (rng.randint(1, 3), rng.randint(1, 3))
+    extent = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    padding = tuple(rng.randint(0, e) for e in extent)
+    H, W = (rng.randint(max(1, e - 2 * p), e + 24) for e, p in zip(extent, padding))
+    case = Case(rng.randint(1, 3), groups * rng.randint(1, 7), H, W, groups * rng.randint(1, 7), *kernel,
+                (rng.randint(1, 3), rng.randint(1, 3)), padding, dilation, groups)
+    return (case, rng.choice(MODES), rng.choice(LAYOUTS), rng.random() < 0.5, rng.choice([0, 0, 1, 3, 5, 7]),
+            rng.choice([0, 0, 1, 4]))
+
+
+@with_variants
+@pytest.mark.parametrize("index", range(FUZZ_COUNT), ids=lambda i: f"fuzz{i}")
+def test_random_shapes(index, variant, poison):
+    """Random shapes, geometry, modes and slicings. A failure's message holds its seed: rerun it as fuzz0 with
+    CONV2D_EXT_FUZZ_SEED=<seed>."""
+    seed = FUZZ_SEED + index
+    case, mode, layout, bias, offset, row_pad = random_problem(seed)
+    with precision(mode):
+        run_and_check(case, mode, layout, variant, bias, offset, row_pad, seed=seed)
+
+
+# Strided backward-data on the implicit-GEMM kernels (issue 8: one GEMM per stride phase, each over the taps that
+# reach it; phases no tap reaches are written as zeros). Each case must run (not skip) on every configuration.
+STRIDED_BACKWARD_DATA = {
+    "s2_3x3": Case(2, 32, 15, 17, 24, 3, 3, 2, 1, 1, 1),  # by tap, 16-byte vectors (24 grad_output channels)
+    "s2_several_tiles": Case(3, 16, 33, 35, 16, 3, 3, 2, 1, 1, 1),  # phases of several M tiles crossing images
+    "s2_dilation2": Case(2, 16, 14, 13, 32, 3, 3, 2, 2, 2, 1),  # odd phases: no tap reaches them; by tap
+    "s3_kernel2": Case(2, 16, 17, 16, 16, 2, 2, 3, 0, 1, 1),  # stride beyond kernel: 5 of 9 phases without taps
+    "s4_k2_dilation3": Case(1, 16, 20, 21, 16, 2, 2, 4, 1, 3, 1),  # at most one tap per phase and dimension
+    "s_2x3_asymmetric": Case(2, 24, 13, 18, 40, 3, 5, (2, 3), (1, 2), 1, 1),  # 2 x 3 phases; fp32 by tap, 16-bit flat
+    "s2_padding_beyond_kernel": Case(1, 16, 9, 10, 16, 3, 3, 2, 4, 1, 1),
+    "s2_groups2": Case(2, 32, 12, 11, 32, 3, 3, 2, 1, 1, 2),  # grid.z = groups x phases
+    "s2_7x7_odd_channels": Case(2, 17, 23, 23, 19, 7, 7, 2, 3, 1, 1),  # flat walk (19 channels: no vectors)
+    "s2_4x4": Case(1, 16, 10, 11, 16, 4, 4, 2, 1, 1, 1),  # two taps per phase and dimension
+}
+
+
+def _implicit_gemm_backward_data_kernels():
+    """Those that run strided backward-data (the copy-engine configurations take stride 1 only)."""
+    return [k for k in conv2d_ext.kernels()["backward_data"] if k.startswith("implicit_gemm") and not k.endswith("_tma")]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["fp32", "tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("kernel", _implicit_gemm_backward_data_kernels())
+@pytest.mark.parametrize("name", list(STRIDED_BACKWARD_DATA))
+def test_implicit_gemm_strided_backward_data(name, kernel, precision_mode, layout, poison):
+    """Every implicit-GEMM backward-data configuration forced on strided shapes (NaN-poisoned grad_input: every
+    element must be written by exactly one phase); it must accept each of them."""
+    if (precision_mode == "fp32") != kernel.endswith("ffma"):
+        pytest.skip("tensor-core configurations take tf32/fp16/bf16, the FFMA configuration exact fp32")
+    bias = list(STRIDED_BACKWARD_DATA).index(name) % 2 == 0
+    run_and_check(STRIDED_BACKWARD_DATA[name], precision_mode, layout, {"backward_data": kernel}, bias,
+                  must_run=True)
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel", _implicit_gemm_backward_data_kernels())
+@pytest.mark.parametrize("name", ["s2_3x3", "s_2x3_asymmetric"])
+def test_implicit_gemm_strided_backward_data_sliced(name, kernel, layout, slicing, poison):
+    """Misaligned or row-padded grad_output (the vector path refuses it: the flat walk runs) on strided shapes."""
+    mode = "fp32" if kernel.endswith("ffma") else "bf16"
+    offset, row_pad = SLICINGS[slicing]
+    with precision(mode):
+        run_and_check(STRIDED_BACKWARD_DATA[name], mode, layout, {"backward_data": kernel}, True, offset, row_pad,
+                      must_run=True)
+
+
+# The Hopper copy-engine configurations (implicit_gemm:*_tma, every one built): their box of output pixels (nt images
+# x ht rows x wt columns) per shape, channels off the 128-byte k-tile, more than one tile of output channels (and a count off 16-byte
+# runs), strides as the copy engine's element strides, dilation, padding past the kernel, grouped k-tiles, 1x1. Each
+# case must run (not skip) wherever the kernel is built.
+TMA_FORWARD = {
+    "wide_rows_q200": Case(2, 16, 9, 200, 24, 3, 3, 1, 1, 1, 1),  # wt < Q: several boxes per output row
+    "s2_k140": Case(2, 64, 21, 23, 140, 3, 3, 2, 1, 1, 1),  # two tiles of output channels, 140 not in 16-byte runs
+    "dilation2_c72": Case(2, 72, 17, 19, 40, 3, 3, 1, 2, 2, 1),  # a partial k-tile of channels
+    "maps_7x7_n5": Case(5, 32, 7, 7, 64, 3, 3, 1, 1, 1, 1),  # boxes of two images
+    "groups2_c256": Case(2, 256, 10, 12, 256, 3, 3, 1, 1, 1, 2),  # whole k-tiles per group, both passes
+    "s3_5x5_p2": Case(1, 16, 20, 19, 16, 5, 5, 3, 2, 1, 1),
+    "s_2x3_asymmetric": Case(2, 24, 13, 18, 40, 3, 5, (2, 3), (1, 2), 1, 1),
+    "1x1_c24": Case(3, 24, 9, 11, 40, 1, 1, 1, 0, 1, 1),
+    "padding_beyond_kernel": Case(1, 16, 5, 6, 16, 3, 3, 1, 3, 1, 1),
+    "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
+    "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
+    # Halo boxes (tiles of one output row, stride 1 along it): taps shifted 8 pixels (5x5, dilation 2), a 1x7 row
+    # filter on 100-pixel tiles, partial k-tiles of channels, rows strided by 2 with whole k-tiles per group, padding
+    # beyond the filter (each shape's best tiles are one row: rows of 128 or 256 pixels, or one output row).
+    "halo_5x5_dil2": Case(2, 24, 12, 128, 40, 5, 5, 1, 4, 2, 1),
+    "halo_1x7_q100": Case(3, 40, 1, 100, 72, 1, 7, 1, (0, 3), 1, 1),
+    "halo_c160_q256": Case(2, 160, 6, 256, 64, 3, 3, 1, 1, 1, 1),
+    "halo_s2x1_groups2": Case(2, 128, 2, 90, 128, 3, 3, (2, 1), 1, 1, 2),
+    "halo_pad3": Case(1, 16, 3, 124, 24, 3, 3, 1, (0, 3), 1, 1),
+}
+TMA_KERNELS = [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm") and k.endswith("_tma")]
+
+
+def _tma_built(kernel):
+    return kernel in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
+
+
+def _tma_passes(name):
+    """The passes the copy-engine configurations take on this case: backward-data at stride 1 only."""
+    return ["forward"] + (["backward_data"] if TMA_FORWARD[name].stride == 1 else [])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("kernel", TMA_KERNELS)
+@pytest.mark.parametrize("name", list(TMA_FORWARD))
+def test_tma(name, kernel, precision_mode, layout, poison):
+    """The copy-engine configurations forced on shapes that exercise their boxes (forward, and backward-data at
+    stride 1 as the forward of grad_output with flipped filters), NaN-poisoned results; they must accept each."""
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    bias = list(TMA_FORWARD).index(name) % 2 == 0
+    for pass_ in _tma_passes(name):
+        run_and_check(TMA_FORWARD[name], precision_mode, layout, {pass_: kernel}, bias, must_run=True)
+
+
+@pytest.mark.parametrize("store", ["1", "0"])
+@pytest.mark.parametrize("halo", ["1", "0"])
+def test_tma_halo_and_store_switches(halo, store, monkeypatch, poison):
+    """Halo boxes run on cases of one-row tiles unless CONV2D_EXT_TMA_HALO=0 (so that test_tma's halo cases test
+    them), and every combination with the threads' stores (CONV2D_EXT_TMA_STORE=0; test_tma's channels-last cases
+    mostly take the copy engine's) is right, forward and backward-data."""
+    kernel = "implicit_gemm:128x128_tma"
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_HALO", halo)
+    monkeypatch.setenv("CONV2D_EXT_TMA_STORE", store)
+    from torch.profiler import ProfilerActivity, profile
+    for name in ("halo_c160_q256", "halo_5x5_dil2", "wide_rows_q200"):
+        for mode in ("tf32", "bf16"):
+            with precision(mode), profile(activities=[ProfilerActivity.CUDA]) as prof:
+                run_and_check(TMA_FORWARD[name], mode, "nhwc", {"forward": kernel, "backward_data": kernel}, True,
+                              must_run=True)
+                torch.cuda.synchronize()
+            names = {e.name for e in prof.events() if "forward_tma_kernel<" in e.name}
+            # forward_tma_kernel<T, Cfg, kOutNHWC, kHalo, kFromNchw>: the halo flag is the second bool from the end
+            with_halo = [n for n in names if re.search(r"forward_tma_kernel<.*(true|\(bool\)1), [^,]+>\(", n)]
+            assert names and bool(with_halo) == (halo == "1" and name != "wide_rows_q200"), (name, sorted(names))
+
+
 # The NCHW input read by the copy engine itself and transposed in shared memory (CONV2D_EXT_TMA_NCHW_FUSED=1,
 # EXPERIMENTAL: written in session 22 with no device time left, never run; its first run may fault or hang, so it runs
 # only with CONV2D_EXT_TEST_TMA_NCHW_FUSED=1, alone: pytest -p no:xdist -x -k nchw_fused). Halo tiles of 16-bit NCHW

@@ -54,6 +54,17 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
 #endif
 }
 
+// mbarrier_arrive where `pred` holds, as one predicated instruction: no branch (a branch between an MMA and the
+// next MMA's register loads makes ptxas serialise the MMAs, C7513).
+__device__ __forceinline__ void mbarrier_arrive_if(uint64_t* bar, bool pred) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(
+                   smem_addr(bar)),
+               "r"(int(pred))
+               : "memory");
+#endif
+}
+
 // Waits until the phase of parity `parity` of the barrier has completed.
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
 #ifdef CONV2D_EXT_WGMMA_DEVICE

@@ -65,6 +65,20 @@ __device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4
 #endif
 }
 
+// stmatrix_x4 transposed (.trans): lane i's address takes column i % 8 of matrix i / 8 (its 8 elements, rows 0..7, as
+// one 16-byte row). An accumulator pair (row g, columns 2t, 2t + 1 of an 8 x 8 block) lands as part of two rows: a
+// tile's columns become rows (forward_tma.cuh's NCHW epilogue: channels x pixels).
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, const uint32_t (&r)[4]) {
+#ifdef CONV2D_EXT_WGMMA_DEVICE
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+#else
+  (void)addr, (void)r;
+  __trap();
+#endif
+}
+
 // Orders this warpgroup's register accesses to the accumulators before the MMAs that follow.
 __device__ __forceinline__ void wgmma_fence() {
 #ifdef CONV2D_EXT_WGMMA_DEVICE
@@ -149,28 +163,41 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
 
-// m64n128k8 TF32 with A from registers: four 32-bit fragments per thread, laid out per warp as mma.sync m16n8k8's A
-// (warp w of the warpgroup holds rows 16 w .. 16 w + 15; a0 = (row g, k t), a1 = (g + 8, t), a2 = (g, t + 4),
-// a3 = (g + 8, t + 4), g = lane / 4, t = lane % 4); B K-major in shared memory (descriptor b). The A registers must
-// stay untouched until the MMA is waited for.
-struct Wgmma64x128Tf32RS {
-  __device__ __forceinline__ static void run(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
+// m64nNk8 TF32 (N = 128 or 64) with A from registers: four 32-bit fragments per thread, laid out per warp as
+// mma.sync m16n8k8's A (warp w of the warpgroup holds rows 16 w .. 16 w + 15; a0 = (row g, k t), a1 = (g + 8, t),
+// a2 = (g, t + 4), a3 = (g + 8, t + 4), g = lane / 4, t = lane % 4); B K-major in shared memory (descriptor b). The
+// A registers must stay untouched until the MMA is waited for.
+template <int N> struct WgmmaTf32RS;
 #ifdef CONV2D_EXT_WGMMA_DEVICE
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-                 "}, {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
-                 : CONV2D_EXT_D64
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+#define CONV2D_EXT_WGMMA_RS(N, D, a_regs, b_desc, flag)                                                     \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " flag ", 0;\n"                                          \
+               "wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 {" CONV2D_EXT_WGMMA_RS_D##N "}, {" a_regs \
+               "}, " b_desc ", p, 1, 1;\n}\n"                                                             \
+               : D                                                                                        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
 #else
-    (void)d, (void)a, (void)b;
-    __trap();
+#define CONV2D_EXT_WGMMA_RS(N, D, a_regs, b_desc, flag) ((void)d, (void)a, (void)b, __trap())
 #endif
+#define CONV2D_EXT_WGMMA_RS_D64                                                                              \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, " \
+  "%23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define CONV2D_EXT_WGMMA_RS_D128                                                                              \
+  CONV2D_EXT_WGMMA_RS_D64 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+template <> struct WgmmaTf32RS<128> {
+  __device__ __forceinline__ static void run(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
+    CONV2D_EXT_WGMMA_RS(128, CONV2D_EXT_D64, "%64, %65, %66, %67", "%68", "%69");
   }
 };
+template <> struct WgmmaTf32RS<64> {
+  __device__ __forceinline__ static void run(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+    CONV2D_EXT_WGMMA_RS(64, CONV2D_EXT_D32, "%32, %33, %34, %35", "%36", "%37");
+  }
+};
+using Wgmma64x128Tf32RS = WgmmaTf32RS<128>;
+#undef CONV2D_EXT_WGMMA_RS
+#undef CONV2D_EXT_WGMMA_RS_D64
+#undef CONV2D_EXT_WGMMA_RS_D128
 
 #undef CONV2D_EXT_WGMMA_SPECIALIZATION
 #undef CONV2D_EXT_WGMMA_RUN

@@ -23,15 +23,17 @@
 // Epilogue: bias, rounding to T, then either the copy engine (channels-last outputs it can step: the tile staged
 // as 128-byte boxes of channels, one thread stores them) or the tile staged along the output's contiguous dimension
 // and stored by the threads in coalesced runs, NHWC (16-byte runs of channels) or NCHW (consecutive threads on
-// consecutive pixels of a row). NCHW inputs are copied to NHWC first (to_nhwc); the output is written in the
-// problem's own layout.
+// consecutive pixels of a row, two pixels a thread where the output's alignment allows). The output is written in
+// the problem's own layout.
 //
-// NCHW boxes cannot feed wgmma directly: a box's innermost start coordinate must be a multiple of 16 bytes (measured:
-// an H200 probe traps on any other start), and with pixels innermost each tap shifts it by one pixel. kFromNchw
-// (16-bit, halo tiles; EXPERIMENTAL, off by default, not yet run: nchw_fused) loads instead one raw box per filter row
-// and k-tile from the aligned pixel at or before the tile's first input pixel (channels x pixels, unswizzled), the
-// consumers transpose it into a K-major halo stage (ldmatrix.trans + stmatrix), and the taps start their
-// descriptors `shift` rows further, shift < 8.
+// NCHW inputs: NCHW boxes cannot feed wgmma's shared-memory A operand directly: a box's innermost start coordinate
+// must be a multiple of 16 bytes (measured: an H200 probe traps on any other start), and with pixels innermost each
+// tap shifts it by one pixel. With halo tiles (nchw_fused) kFromNchw loads instead one raw box per filter row and
+// k-tile from the aligned pixel at or before the tile's first input pixel (channels x pixels, unswizzled), `shift`
+// pixels before it. 16-bit: the consumers transpose the box into a K-major halo stage (ldmatrix.trans + stmatrix)
+// and the taps start their descriptors shift + s dil_w rows in. TF32: the consumers load their A fragments from the
+// box into registers (wgmma with A in registers; 32-bit elements, no transposition needed). Other NCHW inputs are
+// copied to NHWC first (to_nhwc).
 #pragma once
 
 #include <cstdlib>
@@ -72,6 +74,7 @@ struct TmaConv {
   int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int R, S, c_chunks, k_tiles;              // reduction: R*S taps x c_chunks k-tiles of channels
   bool tma_store;                           // NHWC output through the copy engine (the `out` map)
+  bool nchw_pairs;                          // NCHW output: pixel pairs aligned (nchw_pairs_fit)
   int Cg, Kg;
   uint32_t tx_bytes;                        // bytes of a stage: both boxes; kHalo / kFromNchw: the activation box
   void* y;
@@ -98,14 +101,16 @@ struct TmaConfig {
   static constexpr int kHaloBRing = (kHaloBStages * kHaloBBytes + 2 * kHaloBStages * 8 + 1023) / 1024 * 1024;
   static constexpr int kHaloSmem = kHaloBRing + kHaloAStages * kHaloABytes + 2 * kHaloAStages * 8 + 1024;
   static_assert(kHaloSmem <= 113 * 1024, "two CTAs per SM with halo boxes");
-  // kFromNchw (16-bit): per filter row and k-tile, a raw box of the NCHW input (kRawPx pixels of 64 channels, its
-  // channel rows 2 kRawPx bytes apart: conflict-free ldmatrix), two stages, that the consumers transpose into one
-  // K-major halo stage of kNchwRows pixels; the filters as kHalo's, Stages stages.
+  // kFromNchw: per filter row and k-tile, a raw box of the NCHW input (kRawPx pixels of a k-tile of channels, 64
+  // 16-bit or 32 fp32, its channel rows kRawPx elements apart: conflict-free ldmatrix, and TF32 fragment loads with
+  // rows 24 banks apart), two stages; 16-bit: transposed by the consumers into one K-major halo stage of kNchwRows
+  // pixels. The filters as kHalo's, Stages stages.
   static constexpr int kRawPx = kBM + 24, kRawBytes = 64 * kRawPx * 2, kNchwRows = kBM + 16;
   static constexpr int kNchwBRing = (Stages * kHaloBBytes + 2 * Stages * 8 + 1023) / 1024 * 1024;
   static constexpr int kNchwRawRing = (2 * kRawBytes + 2 * 2 * 8 + 1023) / 1024 * 1024;
   static constexpr int kNchwSmem = kNchwBRing + kNchwRawRing + kNchwRows * kTmaRowBytes + 1024;
-  static_assert(kBN * (kBM + 8) * 2 <= Stages * kHaloBBytes, "the NCHW epilogue's stage stays below the filter barriers");
+  static_assert(kBN * (kBM + 8) * 2 <= Stages * kHaloBBytes, "16-bit: the NCHW epilogue's stage stays below the filter barriers");
+  static_assert(kBN * (kBM + 4) * 4 <= kNchwBRing + 2 * kRawBytes, "TF32: ... and below the raw ring's barriers");
   static_assert(kNchwSmem <= 113 * 1024, "two CTAs per SM reading NCHW");
 };
 // The configurations built (H200 sweep, benchmarks/NOTES.md): 128-row tiles, two CTAs per SM, so that one CTA's
@@ -119,8 +124,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                        const __grid_constant__ CUtensorMap out, const TmaConv c) {
   static_assert(!kHalo || Cfg::kMI == 1, "halo boxes: 64 rows per warpgroup");
-  static_assert(!kFromNchw || (kHalo && sizeof(T) == 2 && !kOutNHWC), "NCHW transposed in shared memory: 16-bit");
+  static_assert(!kFromNchw || (kHalo && !kOutNHWC), "NCHW input: halo tiles, NCHW output");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
+  constexpr int kAlignPx = 16 / sizeof(T);       // pixels per 16 bytes: kFromNchw's raw boxes start at multiples
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
   constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
   using Mma = std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>;
@@ -173,7 +179,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       };
       if constexpr (kFromNchw) {  // the raw box (W, H, C, N) from the 16-byte aligned pixel at or before w_base
         produce_rows(raw_ring, nb_ring, [&](int r, int cc) {
-          return make_int4(w_base & ~7, h_base + r * c.dil_h, g * c.Cg + cc * BK, n0);
+          return make_int4(w_base & ~(kAlignPx - 1), h_base + r * c.dil_h, g * c.Cg + cc * BK, n0);
         });
       } else if constexpr (kHalo) {  // the halo box (C, W, H, N)
         produce_rows(a_ring, b_ring, [&](int r, int cc) {
@@ -215,9 +221,48 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     wgmma_fence_operands(acc[0]);
     wgmma_wait<1>();
   };
-  if constexpr (kFromNchw) {  // per filter row and k-tile: transpose the raw box, then the S taps on it
+  const int shift = (q0 - c.pad_w) - ((q0 - c.pad_w) & ~(kAlignPx - 1));  // kFromNchw: the tile's first pixel in a raw box
+  if constexpr (kFromNchw && sizeof(T) == 4) {  // TF32: A fragments from the raw box into registers, k8 step by step
+    // The thread's fragment element (row g (+ 8), k t (+ 4)) of k8 step j: channel 8 j + t (+ 4), pixel px (+ 8) of
+    // the box (WgmmaTf32RS's layout); a warp's 32 loads fall in distinct banks (channel rows 24 banks apart). One
+    // commit group per step, two register buffers (steps alternate; BK / 8 is even, so step j of every tap uses
+    // buffer j % 2): a step's loads wait only for the MMA two steps back. Whole taps double-buffered would need 32
+    // registers and serialise the MMAs (ptxas C7511).
+    static_assert(BK / 8 % 2 == 0, "steps alternate buffers across taps");
+    const int px = shift + wg * 64 + (warp % 4) * 16 + lane / 4;
+    const uint32_t frag0 = uint32_t(((lane % 4) * Cfg::kRawPx + px) * 4);
+    uint32_t a[2][4];
+    // Few live registers (two CTAs of 9 warps: 96 a thread; the second buffer needs them): the rings' positions
+    // follow from the tap count k and the box count.
+    const int taps = c.R * c.c_chunks * c.S;
+    uint32_t raw = 0;
+    for (int k = 0, box = 0, tap = 0; k < taps; ++k) {
+      if (tap == 0) raw = smem_addr(raw_ring.landed(RingCursor{box % 2, box, uint32_t(box / 2) % 2})) + frag0;
+      const unsigned char* b = nb_ring.landed(RingCursor{k % kStages, k, uint32_t(k / kStages) % 2});
+      const uint32_t at = raw + uint32_t(tap * c.dil_w * 4);
+#pragma unroll
+      for (int j = 0; j < BK / 8; ++j) {
+        uint32_t(&f)[4] = a[j % 2];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * Cfg::kRawPx + (i % 2) * 8) * 4);
+        wgmma_fence();
+        wgmma_fence_operands(acc[0]);
+        WgmmaTf32RS<kTmaBN>::run(acc[0], f, wgmma_descriptor<kTmaRowBytes>(b + j * 32));
+        wgmma_commit();
+        wgmma_fence_operands(acc[0]);
+        wgmma_wait<1>();  // the step before is done (j = 0: the previous tap, its filter stage and raw box)
+        wgmma_fence_operands(acc[0]);
+        if (j == 0) {  // the previous tap's filter stage (and raw box) are free; no branch (mbarrier_arrive_if)
+          nb_ring.release_if((k + kStages - 1) % kStages, k > 0);
+          raw_ring.release_if((box + 1) % 2, k > 0 && tap == 0);
+        }
+      }
+      if (++tap == c.S) tap = 0, ++box;
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc[0]);
+  } else if constexpr (kFromNchw) {  // 16-bit: per filter row and k-tile, transpose the raw box, then the S taps on it
     RingCursor raw_at, b_at;
-    const int shift = (q0 - c.pad_w) - ((q0 - c.pad_w) & ~7);  // the tile's first input pixel in the raw box
     for (int r = 0; r < c.R; ++r)
       for (int cc = 0; cc < c.c_chunks; ++cc) {
         // 8 x 8 blocks (8 channels x 16 bytes of pixels) in fours: channel rows in, pixel rows out, the pixel rows
@@ -323,20 +368,45 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   // Epilogue: stage the tile (bias added, rounded) along the output's contiguous dimension.
   constexpr int E = 16 / sizeof(T);
   constexpr int kPitch = kOutNHWC ? kTmaBN + E : kTmaBM + E;
-  if constexpr (kHalo && !kFromNchw &&
-                (kOutNHWC ? kTmaBM : kTmaBN) * kPitch * int(sizeof(T)) > Cfg::kHaloBStages * Cfg::kHaloBBytes) {
+  constexpr int kFilterBarriersAt = (kFromNchw ? kStages : Cfg::kHaloBStages) * Cfg::kHaloBBytes;
+  if constexpr (kHalo && (kOutNHWC ? kTmaBM : kTmaBN) * kPitch * int(sizeof(T)) > kFilterBarriersAt) {
     // The stage covers the filter ring's barriers (fp32, 128 channels): invalidate them first (no wait is left).
-    if (threadIdx.x == 0) b_ring.invalidate();
+    if (threadIdx.x == 0) {
+      if constexpr (kFromNchw) nb_ring.invalidate();
+      else b_ring.invalidate();
+    }
     named_barrier(1, 256);
   }
   T* staged = reinterpret_cast<T*>(smem);
+  if constexpr (!kOutNHWC && sizeof(T) == 2) {
+    // Transposed by stmatrix.trans, four 8 x 8 blocks at a time (columns 8 b .. 8 b + 15 of the warp's 16 rows):
+    // accumulators 4 b .. 4 b + 7 are blocks (b, rows 0-7), (b, rows 8-15), (b + 1, 0-7), (b + 1, 8-15); lane l
+    // addresses column l % 8 of block l / 8. Channel rows kPitch elements (68 banks) apart: conflict-free.
+    struct alignas(4) Pair { T v[2]; };
+    const int mat = lane / 8;
 #pragma unroll
-  for (int mi = 0; mi < kMI; ++mi)
+    for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
-    for (int i = 0; i < kAcc; ++i) {
-      const int m = row_of(mi, i), n = col_of(i);
-      staged[kOutNHWC ? m * kPitch + n : n * kPitch + m] = value(acc[mi][i], n);
-    }
+      for (int b = 0; b < kTmaBN / 8; b += 2) {
+        uint32_t r[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int i = 4 * b + 2 * j;
+          const Pair pr{{value(acc[mi][i], col_of(i)), value(acc[mi][i + 1], col_of(i + 1))}};
+          r[j] = *reinterpret_cast<const uint32_t*>(&pr);
+        }
+        const int n = 8 * (b + mat / 2) + lane % 8, m = (wg * kMI + mi) * 64 + (warp % 4) * 16 + 8 * (mat % 2);
+        stmatrix_x4_trans(smem_addr(staged + n * kPitch + m), r);
+      }
+  } else {
+#pragma unroll
+    for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) {
+        const int m = row_of(mi, i), n = col_of(i);
+        staged[kOutNHWC ? m * kPitch + n : n * kPitch + m] = value(acc[mi][i], n);
+      }
+  }
   named_barrier(1, 256);
 
   T* y = static_cast<T*>(c.y);
@@ -350,6 +420,21 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       if (n >= cols || i >= c.nt || img >= c.N || pp >= c.P || q >= c.Q) continue;
       store_run(y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 + n, staged + m * kPitch + n,
                 min(E, cols - n));
+    }
+  } else if (c.nchw_pairs) {  // two pixels per thread (one 2-element store), consecutive threads on consecutive pairs
+    constexpr int kPairs = kTmaBM / 2;  // 256 / kPairs threads per pair, on every (256 / kPairs)-th channel
+    struct alignas(2 * sizeof(T)) Pair { T v[2]; };
+    const int m = 2 * (threadIdx.x % kPairs);  // w even: both pixels in the tile's row (wt even)
+    const int w = m % c.wt, rest = m / c.wt, h = rest % c.ht, i = rest / c.ht;
+    const int q = q0 + w, pp = p0 + h, img = n0 + i;
+    if (i < c.nt && img < c.N && pp < c.P && q < c.Q) {
+      T* dst = y + img * c.ys[0] + pp * c.ys[2] + q * c.ys[3] + channel0 * c.ys[1];
+      const bool both = q + 1 < c.Q;
+      for (int n = threadIdx.x / kPairs; n < cols; n += 256 / kPairs) {
+        const Pair v = *reinterpret_cast<const Pair*>(staged + n * kPitch + m);
+        if (both) *reinterpret_cast<Pair*>(dst + n * c.ys[1]) = v;
+        else dst[n * c.ys[1]] = v.v[0];
+      }
     }
   } else {  // one pixel per thread, consecutive threads on consecutive pixels of a row
     static_assert(kTmaBM <= 256, "a row per consumer thread");
@@ -387,6 +472,14 @@ bool tma_store_fits(const ConvParams& p) {
   return !(env != nullptr && env[0] == '0') && p.channels_last && p.y_stride[1] == 1 &&
          tma_strides_fit<T>(p.y, {p.y_stride[0], p.y_stride[2], p.y_stride[3]}) &&
          (p.groups == 1 || p.K_per_group() % Cfg::kBN == 0);
+}
+
+// Whether the NCHW epilogue stores pixel pairs (TmaConv::nchw_pairs): tiles of even width (a pair never straddles
+// rows), pixels contiguous, every other output stride and the base aligned to a pair.
+template <typename T>
+bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
+  return t.wt % 2 == 0 && p.y_stride[3] == 1 && p.y_stride[0] % 2 == 0 && p.y_stride[1] % 2 == 0 &&
+         p.y_stride[2] % 2 == 0 && reinterpret_cast<uintptr_t>(p.y) % (2 * sizeof(T)) == 0;
 }
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
@@ -433,6 +526,7 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
   c.tx_bytes = kFromNchw ? uint32_t(Cfg::kRawBytes)
                          : uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
   c.tma_store = tma_store;
+  c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
@@ -451,15 +545,6 @@ extern template void forward_launch_typed<__half, Config128x128_wg>(const ConvPa
 extern template void forward_launch_typed<__nv_bfloat16, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
 extern template void forward_launch_typed<float, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
 
-// Workspace: NCHW problems stage their activations as NHWC; filters not readable by the copy engine in place
-// (NCHW's KCRS, or sliced) are repacked to KRSC.
-template <class Cfg>
-int64_t forward_tma_workspace(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
-  return p.channels_last ? filters : filters + p.N * p.C * p.H * p.W * elem;
-}
-
 // Whether launch_tma loads halo boxes (kHalo): with tiles of one output row (tma_tile's ht = nt = 1) and stride 1
 // along it, the S taps of a filter row read one box of wt + (S - 1) dil_w pixels, each from its own pixel on (the
 // A descriptor's start), instead of S boxes of wt: a third of the activation traffic for 3x3. CONV2D_EXT_TMA_HALO=0
@@ -471,14 +556,27 @@ bool use_halo(const ConvParams& p, const TmaTile& t) {
          (p.S - 1) * p.dil_w <= Cfg::kHaloRows - Cfg::kBM && t.ht == 1 && t.nt == 1;
 }
 
-// Whether launch_tma reads p's NCHW input itself (kFromNchw) instead of an NHWC copy: 16-bit, halo tiles, rows the
-// copy engine can step (W in 16-byte multiples, at least a raw box wide). EXPERIMENTAL and off by default: written in
-// session 22 without device time left, not yet run; CONV2D_EXT_TMA_NCHW_FUSED=1 turns it on. halo: use_halo's answer.
-template <typename T, class Cfg>
+// Whether launch_tma reads p's NCHW input itself (kFromNchw) instead of an NHWC copy: halo tiles, rows the copy
+// engine can step (pixels contiguous, the other strides in 16-byte multiples, at least a raw box wide).
+// CONV2D_EXT_TMA_NCHW_FUSED=0 turns it off (timing). halo: use_halo's answer.
+template <class Cfg>
 bool nchw_fused(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_FUSED");
-  return env != nullptr && env[0] == '1' && sizeof(T) == 2 && !p.channels_last && p.x_stride[3] == 1 &&
-         p.W >= Cfg::kRawPx && halo && tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
+  const bool fits = p.dtype == DType::kFloat32 ? tma_strides_fit<float>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]})
+                                               : tma_strides_fit<__half>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
+  return !(env != nullptr && env[0] == '0') && !p.channels_last && p.x_stride[3] == 1 && p.W >= Cfg::kRawPx && halo &&
+         fits;
+}
+
+// Workspace: NCHW problems not read in place (nchw_fused) stage their activations as NHWC; filters not readable by
+// the copy engine in place (NCHW's KCRS, or sliced) are repacked to KRSC.
+template <class Cfg>
+int64_t forward_tma_workspace(const ConvParams& p) {
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
+  if (p.channels_last) return filters;
+  const TmaTile t = tma_tile(p, Cfg::kBM);
+  return nchw_fused<Cfg>(p, use_halo<Cfg>(p, t)) ? filters : filters + p.N * p.C * p.H * p.W * elem;
 }
 
 // launch_tma, with halo boxes where use_halo said (`halo`).
@@ -506,9 +604,8 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
     launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
-  } else if (nchw_fused<T, Cfg>(p, halo)) {
-    if constexpr (sizeof(T) == 2)
-      launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+  } else if (nchw_fused<Cfg>(p, halo)) {  // the NCHW input read in place
+    launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     const int64_t elem = sizeof(T);
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));

@@ -84,6 +84,10 @@ struct TmaRing {
   __device__ __forceinline__ void release(int stage) const {
     if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[stage]);
   }
+  // release where `pred` holds, without a branch (mbarrier_arrive_if).
+  __device__ __forceinline__ void release_if(int stage, bool pred) const {
+    mbarrier_arrive_if(&empty[stage], pred && threadIdx.x % 128 == 0);
+  }
 
   // A consumer warpgroup: for each k-tile, once its bytes have landed, mma(stage) issues the MMAs (between the
   // fences, as one commit group; `fence_operands` orders the accumulators around them); the stage of the k-tile
