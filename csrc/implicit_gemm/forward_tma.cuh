@@ -226,8 +226,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     // The thread's fragment element (row g (+ 8), k t (+ 4)) of k8 step j: channel 8 j + t (+ 4), pixel px (+ 8) of
     // the box (WgmmaTf32RS's layout); a warp's 32 loads fall in distinct banks (channel rows 24 banks apart). One
     // commit group per step, two register buffers (steps alternate; BK / 8 is even, so step j of every tap uses
-    // buffer j % 2): a step's loads wait only for the MMA two steps back. Whole taps double-buffered would need 32
-    // registers and serialise the MMAs (ptxas C7511).
+    // buffer j % 2): a step's loads wait only for the MMA two steps back (128x64). At 128x128 ptxas still serialises
+    // the MMAs (C7512: the pipelined loop needs 98 registers, two CTAs of 9 warps leave 96; measured anyway faster
+    // than the NHWC copy, benchmarks/NOTES.md); whole taps double-buffered need 32 registers (C7511).
     static_assert(BK / 8 % 2 == 0, "steps alternate buffers across taps");
     const int px = shift + wg * 64 + (warp % 4) * 16 + lane / 4;
     const uint32_t frag0 = uint32_t(((lane % 4) * Cfg::kRawPx + px) * 4);
