@@ -233,8 +233,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     const int px = shift + wg * 64 + (warp % 4) * 16 + lane / 4;
     const uint32_t frag0 = uint32_t(((lane % 4) * Cfg::kRawPx + px) * 4);
     uint32_t a[2][4];
-    // Few live registers (two CTAs of 9 warps: 96 a thread; the second buffer needs them): the rings' positions
-    // follow from the tap count k and the box count.
+    // The rings' positions follow from the tap count k and the box count (no cursors to keep).
     const int taps = c.R * c.c_chunks * c.S;
     uint32_t raw = 0;
     for (int k = 0, box = 0, tap = 0; k < taps; ++k) {
@@ -485,8 +484,8 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
-// kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), transposed in
-// shared memory (nchw_fused).
+// kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
+// boxes (nchw_fused).
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
                 FilterStrides fs, cudaStream_t stream) {
