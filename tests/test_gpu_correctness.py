@@ -327,6 +327,39 @@ def test_tma_nchw_fused(name, precision_mode, kernel, poison):
         assert fused, f"{pass_}: the fused kernel did not run: {sorted(names)}"
 
 
+# The 16-bit 1x1 NCHW kernel reading and writing NCHW in place (forward_pointwise_tma.cuh; EXPERIMENTAL, written in
+# session 23 with no device time left: CONV2D_EXT_TMA_POINTWISE=1, and this test only with
+# CONV2D_EXT_TEST_TMA_POINTWISE=1, alone first: pytest -p no:xdist -x -k pointwise). Maps of HW % 8 == 0 (16-byte
+# channel rows): half a pixel tile, a partial k-tile (C = 200), a second pixel box wholly outside the map (HW = 56),
+# output channels short of a tile (K = 40, 72).
+TMA_POINTWISE = {
+    "c64_hw192_k72": Case(2, 64, 8, 24, 72, 1, 1, 1, 0, 1, 1),
+    "c200_hw200": Case(1, 200, 10, 20, 128, 1, 1, 1, 0, 1, 1),
+    "c256_hw56_k40": Case(3, 256, 7, 8, 40, 1, 1, 1, 0, 1, 1),
+}
+
+
+@pytest.mark.parametrize("kernel", ["implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"])
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(TMA_POINTWISE))
+def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
+    """The 1x1 NCHW kernel, forward and backward-data (the forward of grad_output), with and without bias: the
+    results, and that it ran."""
+    if os.environ.get("CONV2D_EXT_TEST_TMA_POINTWISE") != "1":
+        pytest.skip("experimental and never run (CONV2D_EXT_TMA_POINTWISE=1, off by default); set "
+                    "CONV2D_EXT_TEST_TMA_POINTWISE=1 to run it: pytest -p no:xdist -x -k pointwise")
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE", "1")
+    from torch.profiler import ProfilerActivity, profile
+    for pass_ in ["forward", "backward_data"]:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_and_check(TMA_POINTWISE[name], precision_mode, "nchw", {pass_: kernel}, pass_ == "forward",
+                          must_run=True)
+            torch.cuda.synchronize()
+        assert any("forward_pointwise_tma_kernel<" in e.name for e in prof.events()), f"{pass_}: it did not run"
+
+
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel", TMA_KERNELS)

@@ -140,6 +140,9 @@ template <typename T> struct Wgmma64x64;
 // types only. The descriptor is wgmma_descriptor's: a 64-element (128-byte) swizzled row per reduction index, its
 // 8-row atoms 1024 bytes apart, one atom wide.
 template <typename T> struct Wgmma64x64MN;
+// m64n128 / m64n64 with A MN-major (its rows contiguous, laid out as Wgmma64x64MN's operands) and B K-major: 16-bit.
+template <typename T> struct Wgmma64x128AMN;
+template <typename T> struct Wgmma64x64AMN;
 
 #ifdef CONV2D_EXT_WGMMA_DEVICE
 #define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) CONV2D_EXT_WGMMA_64N##N(shape_and_types, immediates)
@@ -162,6 +165,10 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __half, "m64n64k16.f32.f16.f16",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32", "")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128AMN, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 0")  // A transposed
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128AMN, 128, __half, "m64n128k16.f32.f16.f16", ", 1, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64AMN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 0")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64AMN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 0")
 
 // m64nNk8 TF32 (N = 128 or 64) with A from registers: four 32-bit fragments per thread, laid out per warp as
 // mma.sync m16n8k8's A (warp w of the warpgroup holds rows 16 w .. 16 w + 15; a0 = (row g, k t), a1 = (g + 8, t),

@@ -568,13 +568,28 @@ bool nchw_fused(const ConvParams& p, bool halo) {
          fits;
 }
 
-// Workspace: NCHW problems not read in place (nchw_fused) stage their activations as NHWC; filters not readable by
+// Whether forward_tma_launch_typed runs a 1x1 NCHW problem on forward_pointwise_tma.cuh's kernel (NCHW read and
+// written in place): 16-bit, stride 1, no padding, one group, maps whose rows are contiguous (the view {HW, C, N})
+// and whose channel and image strides are 16-byte multiples. EXPERIMENTAL, never run: CONV2D_EXT_TMA_POINTWISE=1.
+template <class Cfg>
+bool pointwise_fits(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE");
+  return env != nullptr && env[0] == '1' && Cfg::kMI == 1 && p.dtype != DType::kFloat32 && !p.channels_last &&
+         p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
+         p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W && p.y_stride[3] == 1 && p.y_stride[2] == p.Q &&
+         p.H * p.W < (int64_t(1) << 31) && tma_strides_fit<__half>(p.x, {p.x_stride[1], p.x_stride[0]}) &&
+         tma_strides_fit<__half>(p.y, {p.y_stride[1], p.y_stride[0]}) && (p.H * p.W + 127) / 128 * p.N < (int64_t(1) << 31);
+}
+template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the 16-bit configuration files)
+void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);
+
+// Workspace: NCHW problems not read in place (nchw_fused, pointwise_fits) stage their activations as NHWC; filters not readable by
 // the copy engine in place (NCHW's KCRS, or sliced) are repacked to KRSC.
 template <class Cfg>
 int64_t forward_tma_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
-  if (p.channels_last) return filters;
+  if (p.channels_last || pointwise_fits<Cfg>(p)) return filters;
   const TmaTile t = tma_tile(p, Cfg::kBM);
   return nchw_fused<Cfg>(p, use_halo<Cfg>(p, t)) ? filters : filters + p.N * p.C * p.H * p.W * elem;
 }
@@ -600,6 +615,12 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   }
   if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
+  if constexpr (sizeof(T) == 2) {
+    if (pointwise_fits<Cfg>(p)) {  // 1x1 NCHW in place
+      launch_pointwise_tma<T, Cfg>(p, filters, fs, stream);
+      return;
+    }
+  }
   const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
