@@ -336,6 +336,7 @@ TMA_POINTWISE = {
     "c64_hw192_k72": Case(2, 64, 8, 24, 72, 1, 1, 1, 0, 1, 1),
     "c200_hw200": Case(1, 200, 10, 20, 128, 1, 1, 1, 0, 1, 1),
     "c256_hw56_k40": Case(3, 256, 7, 8, 40, 1, 1, 1, 0, 1, 1),
+    "c520_hw136_k200": Case(2, 520, 8, 17, 200, 1, 1, 1, 0, 1, 1),  # 9 k-tiles (both rings wrap), 2 channel tiles
 }
 
 
@@ -343,8 +344,8 @@ TMA_POINTWISE = {
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(TMA_POINTWISE))
 def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
-    """The 1x1 NCHW kernel, forward and backward-data (the forward of grad_output), with and without bias: the
-    results, and that it ran."""
+    """The 1x1 NCHW kernel of `kernel`'s configuration, forward and backward-data (the forward of grad_output), with
+    and without bias: the results, and that it ran (the other pass pinned to a kernel without it)."""
     if os.environ.get("CONV2D_EXT_TEST_TMA_POINTWISE") != "1":
         pytest.skip("experimental and never run (CONV2D_EXT_TMA_POINTWISE=1, off by default); set "
                     "CONV2D_EXT_TEST_TMA_POINTWISE=1 to run it: pytest -p no:xdist -x -k pointwise")
@@ -352,12 +353,14 @@ def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE", "1")
     from torch.profiler import ProfilerActivity, profile
-    for pass_ in ["forward", "backward_data"]:
+    config = "TmaConfig<1, 128, 3>" if kernel.endswith("128x128_tma") else "TmaConfig<1, 64, 4>"
+    for pass_, other in [("forward", "backward_data"), ("backward_data", "forward")]:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            run_and_check(TMA_POINTWISE[name], precision_mode, "nchw", {pass_: kernel}, pass_ == "forward",
-                          must_run=True)
+            run_and_check(TMA_POINTWISE[name], precision_mode, "nchw",
+                          {pass_: kernel, other: "implicit_gemm:128x128_wg"}, pass_ == "forward", must_run=True)
             torch.cuda.synchronize()
-        assert any("forward_pointwise_tma_kernel<" in e.name for e in prof.events()), f"{pass_}: it did not run"
+        ran = [e.name for e in prof.events() if "forward_pointwise_tma_kernel<" in e.name]
+        assert any(config in n for n in ran), f"{pass_}: the {config} kernel did not run: {sorted(set(ran))}"
 
 
 @pytest.mark.parametrize("slicing", list(SLICINGS))

@@ -613,14 +613,16 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
     return;
   }
-  if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
-    repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   if constexpr (sizeof(T) == 2) {
-    if (pointwise_fits<Cfg>(p)) {  // 1x1 NCHW in place
-      launch_pointwise_tma<T, Cfg>(p, filters, fs, stream);
+    if (pointwise_fits<Cfg>(p)) {  // 1x1 NCHW in place; KCRS at 1x1 is KRSC (the size-1 taps' strides are unused)
+      FilterStrides f1{fs.k, fs.c, fs.k, fs.k};
+      if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k})) repack_krsc<T>(p, filters, f1, static_cast<T*>(workspace), stream);
+      launch_pointwise_tma<T, Cfg>(p, filters, f1, stream);
       return;
     }
   }
+  if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
+    repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
