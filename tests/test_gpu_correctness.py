@@ -327,7 +327,7 @@ def test_tma_nchw_fused(name, precision_mode, kernel, poison):
         assert fused, f"{pass_}: the fused kernel did not run: {sorted(names)}"
 
 
-# The 16-bit 1x1 NCHW kernel reading and writing NCHW in place (forward_pointwise_tma.cuh; EXPERIMENTAL, written in
+# The 1x1 NCHW kernels reading and writing NCHW in place (forward_pointwise_tma.cuh; EXPERIMENTAL, written in
 # session 23 with no device time left: CONV2D_EXT_TMA_POINTWISE=1, and this test only with
 # CONV2D_EXT_TEST_TMA_POINTWISE=1, alone first: pytest -p no:xdist -x -k pointwise). Maps of HW % 8 == 0 (16-byte
 # channel rows): half a pixel tile, a partial k-tile (C = 200), a second pixel box wholly outside the map (HW = 56),
@@ -341,7 +341,7 @@ TMA_POINTWISE = {
 
 
 @pytest.mark.parametrize("kernel", ["implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"])
-@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(TMA_POINTWISE))
 def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
     """The 1x1 NCHW kernel of `kernel`'s configuration, forward and backward-data (the forward of grad_output), with
@@ -359,7 +359,7 @@ def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
             run_and_check(TMA_POINTWISE[name], precision_mode, "nchw",
                           {pass_: kernel, other: "implicit_gemm:128x128_wg"}, pass_ == "forward", must_run=True)
             torch.cuda.synchronize()
-        ran = [e.name for e in prof.events() if "forward_pointwise_tma_kernel<" in e.name]
+        ran = [e.name for e in prof.events() if re.search(r"forward_pointwise_(tma|tf32)_kernel<", e.name)]
         assert any(config in n for n in ran), f"{pass_}: the {config} kernel did not run: {sorted(set(ran))}"
 
 

@@ -1,5 +1,5 @@
 // Forward implicit GEMM, configuration 128x128_tma, __nv_bfloat16 (one file each, so the build compiles them in parallel).
-#include "implicit_gemm/forward_pointwise_tma.cuh"  // forward_tma.cuh and its 16-bit 1x1 NCHW kernel
+#include "implicit_gemm/forward_pointwise_tma.cuh"  // forward_tma.cuh and its 1x1 NCHW kernels
 
 namespace conv2d_ext {
 namespace igemm {

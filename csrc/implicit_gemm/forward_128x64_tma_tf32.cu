@@ -1,5 +1,5 @@
 // Forward implicit GEMM, configuration 128x64_tma, float (one file each, so the build compiles them in parallel).
-#include "implicit_gemm/forward_tma.cuh"
+#include "implicit_gemm/forward_pointwise_tma.cuh"  // forward_tma.cuh and its 1x1 NCHW kernels
 
 namespace conv2d_ext {
 namespace igemm {

@@ -10,6 +10,11 @@
 // 128-byte swizzled row of 64 pixels per output channel, stored as boxes of the view {HW, K, N} of y (the copy
 // engine clips pixels past HW and channels past K). No NHWC copy, no threads' stores.
 //
+// TF32 (forward_pointwise_tf32_kernel): wgmma has no transpose bit for 32-bit types, so the consumers load their A
+// fragments from the box into registers (as forward_tma.cuh's fused TF32 path): one box {136 pixels, 32 channels}
+// per k-tile, unswizzled, channel rows 136 floats = 8 banks apart (a warp's 32 fragment loads conflict-free); the
+// fp32 tile staged by the threads as four boxes of 32 pixels (128 bytes) per channel, stored by the copy engine.
+//
 // EXPERIMENTAL (session 23, written after the device budget was spent, never run): off unless
 // CONV2D_EXT_TMA_POINTWISE=1 (pointwise_fits); test_tma_pointwise runs only with CONV2D_EXT_TEST_TMA_POINTWISE=1.
 #pragma once
@@ -110,16 +115,114 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   }
 }
 
+// The TF32 layout: a stage is the activation box (kActPx pixels x 32 channels) then the filters' box.
+template <class Cfg>
+struct PointwiseTf32 {
+  static constexpr int kActPx = 136, kActBytes = kActPx * 32 * 4;  // 17 KB: the filters' box stays 1024-aligned
+  static constexpr int kStageBytes = kActBytes + Cfg::kBN * kTmaRowBytes;
+  static constexpr int kSmem = Cfg::kStages * kStageBytes + 2 * Cfg::kStages * 8 + 1024;
+  static_assert(kActBytes % 1024 == 0 && kSmem <= 113 * 1024, "swizzled filters; two CTAs per SM");
+  static_assert(4 * Cfg::kBN * kTmaRowBytes <= Cfg::kStages * kStageBytes, "the output's stage below the barriers");
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
+    forward_pointwise_tf32_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
+                                  const __grid_constant__ CUtensorMap out, const PointwiseConv c) {
+  using L = PointwiseTf32<Cfg>;
+  constexpr int BK = kTmaRowBytes / 4, kBN = Cfg::kBN, kAcc = kBN / 2, kStages = Cfg::kStages;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const TmaRing<kStages, L::kStageBytes> ring(smem);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int k0 = blockIdx.y * kBN, px0 = static_cast<int>(blockIdx.x % c.tiles) * 128;
+  const int n = static_cast<int>(blockIdx.x / c.tiles);
+  if (threadIdx.x == 0) ring.init(2);
+  __syncthreads();
+
+  if (warp == 8) {  // producer: per k-tile the activation box and the filters' box
+    if (lane == 0) {
+      tma_prefetch_descriptor(&act);
+      tma_prefetch_descriptor(&filt);
+      ring.produce(c.k_tiles, L::kStageBytes, [&](int kb, unsigned char* a, uint64_t* bar) {
+        tma_load_4d(a, &act, bar, px0, kb * BK, n, 0);
+        tma_load_4d(a + L::kActBytes, &filt, bar, kb * BK, 0, 0, k0);
+      });
+    }
+    return;
+  }
+
+  // Consumers: the fragment element (row g (+ 8), k t (+ 4)) of k8 step j is channel 8 j + t (+ 4), pixel px (+ 8)
+  // of the box (WgmmaTf32RS's layout). One commit group per step, two register buffers (BK / 8 = 4 steps: step j
+  // of every k-tile uses buffer j % 2); the stage of the k-tile before is released after the first step's wait, by
+  // a predicated arrive (no branch there: ptxas would serialise the MMAs, see forward_tma.cuh).
+  const int wg = warp / 4;
+  float acc[kAcc];
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
+  const uint32_t frag0 = uint32_t(((lane % 4) * L::kActPx + wg * 64 + (warp % 4) * 16 + lane / 4) * 4);
+  uint32_t a[2][4];
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int kb = 0; kb < c.k_tiles; ++kb) {
+    mbarrier_wait(&ring.full[stage], phase);
+    const unsigned char* st = ring.smem + stage * L::kStageBytes;
+    const uint32_t at = smem_addr(st) + frag0;
+#pragma unroll
+    for (int j = 0; j < BK / 8; ++j) {
+      uint32_t(&f)[4] = a[j % 2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * L::kActPx + (i % 2) * 8) * 4);
+      wgmma_fence();
+      wgmma_fence_operands(acc);
+      WgmmaTf32RS<kBN>::run(acc, f, wgmma_descriptor<kTmaRowBytes>(st + L::kActBytes + j * 32));
+      wgmma_commit();
+      wgmma_fence_operands(acc);
+      wgmma_wait<1>();  // the step before is done (j = 0: the k-tile before, whose stage is then free)
+      wgmma_fence_operands(acc);
+      if (j == 0) ring.release_if(stage == 0 ? kStages - 1 : stage - 1, kb > 0);
+    }
+    if (++stage == kStages) stage = 0, phase ^= 1;
+  }
+  wgmma_wait<0>();
+  wgmma_fence_operands(acc);
+  named_barrier(1, 256);  // both warpgroups' MMAs are done reading the stages
+
+  // Epilogue: box b (pixels 32 b .. 32 b + 31 of the tile) at smem + b kBN 128: row = output channel, 16-byte chunks
+  // of 4 pixels swizzled by the row. A warp's stores of one accumulator: 8 pixels x 4 channel pairs -> 8 distinct
+  // chunks (the pixel's chunk bit against the even channels' row bits) x 4 words: no bank conflicts.
+  const int cols = min(kBN, c.K - k0);
+  const float* bias = c.bias ? static_cast<const float*>(c.bias) + k0 : nullptr;
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) {
+    const int px = wg * 64 + (warp % 4) * 16 + lane / 4 + (i % 4 / 2) * 8, ch = (i / 4) * 8 + (lane % 4) * 2 + i % 2;
+    const float v = bias && ch < cols ? acc[i] + bias[ch] : acc[i];
+    *reinterpret_cast<float*>(smem + (px / 32) * kBN * kTmaRowBytes + ch * kTmaRowBytes +
+                              ((((px % 32) / 4) ^ (ch % 8)) * 16) + (px % 4) * 4) = v;
+  }
+  fence_proxy_async_shared();
+  named_barrier(1, 256);
+  if (threadIdx.x == 0) {
+    for (int b = 0; b < 4; ++b)
+      if (px0 + 32 * b < c.hw) tma_store_4d(smem + b * kBN * kTmaRowBytes, &out, px0 + 32 * b, k0, n, 0);
+    bulk_commit();
+    bulk_wait<0, true>();  // the boxes are read before the CTA (and its shared memory) goes
+  }
+}
+
 // Runs it on p (pointwise_fits), the filters at `filt` with strides fs (fs.c == 1, as launch_tma's).
 template <typename T, class Cfg>
 void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
+  constexpr bool kTf32 = sizeof(T) == 4;
   const uint64_t hw = uint64_t(p.H * p.W);
   CUtensorMap act_map, filt_map, out_map;
   const char* why = encode_tensor_map_4d(&act_map, tma_dtype<T>(), p.x, {hw, uint64_t(p.C), uint64_t(p.N), 1},
                                          {uint64_t(p.x_stride[1] * e), uint64_t(p.x_stride[0] * e),
                                           uint64_t(p.x_stride[0] * e) * uint64_t(p.N)},
-                                         {64, uint32_t(BK), 1, 1}, {1, 1, 1, 1}, true);
+                                         {kTf32 ? uint32_t(PointwiseTf32<Cfg>::kActPx) : 64u, uint32_t(BK), 1, 1},
+                                         {1, 1, 1, 1}, !kTf32);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise (activations): ", why);
   why = encode_tensor_map_4d(&filt_map, tma_dtype<T>(), filt, {uint64_t(p.C), 1, 1, uint64_t(p.K)},
                              {uint64_t(fs.s * e), uint64_t(fs.r * e), uint64_t(fs.k * e)},
@@ -128,14 +231,17 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   why = encode_tensor_map_4d(&out_map, tma_dtype<T>(), p.y, {hw, uint64_t(p.K), uint64_t(p.N), 1},
                              {uint64_t(p.y_stride[1] * e), uint64_t(p.y_stride[0] * e),
                               uint64_t(p.y_stride[0] * e) * uint64_t(p.N)},
-                             {64, uint32_t(Cfg::kBN), 1, 1}, {1, 1, 1, 1}, true);
+                             {uint32_t(kTmaRowBytes / e), uint32_t(Cfg::kBN), 1, 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise (output): ", why);
 
   PointwiseConv c{};
   c.tiles = static_cast<int>((hw + 127) / 128), c.hw = static_cast<int>(hw);
   c.k_tiles = static_cast<int>((p.C + BK - 1) / BK), c.K = static_cast<int>(p.K), c.bias = p.bias;
-  constexpr auto kernel = forward_pointwise_tma_kernel<T, Cfg>;
-  constexpr int smem = Cfg::kSmem;
+  constexpr auto kernel = [] {
+    if constexpr (kTf32) return forward_pointwise_tf32_kernel<Cfg>;
+    else return forward_pointwise_tma_kernel<T, Cfg>;
+  }();
+  constexpr int smem = kTf32 ? PointwiseTf32<Cfg>::kSmem : Cfg::kSmem;
   opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>(int64_t(c.tiles) * p.N), static_cast<unsigned>((p.K + Cfg::kBN - 1) / Cfg::kBN));
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);

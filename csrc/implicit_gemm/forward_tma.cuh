@@ -568,19 +568,23 @@ bool nchw_fused(const ConvParams& p, bool halo) {
          fits;
 }
 
-// Whether forward_tma_launch_typed runs a 1x1 NCHW problem on forward_pointwise_tma.cuh's kernel (NCHW read and
-// written in place): 16-bit, stride 1, no padding, one group, maps whose rows are contiguous (the view {HW, C, N})
-// and whose channel and image strides are 16-byte multiples. EXPERIMENTAL, never run: CONV2D_EXT_TMA_POINTWISE=1.
+// Whether forward_tma_launch_typed runs a 1x1 NCHW problem on forward_pointwise_tma.cuh's kernels (NCHW read and
+// written in place): stride 1, no padding, one group, maps whose rows are contiguous (the view {HW, C, N}) and whose
+// channel and image strides are 16-byte multiples. EXPERIMENTAL, never run: CONV2D_EXT_TMA_POINTWISE=1.
 template <class Cfg>
 bool pointwise_fits(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE");
-  return env != nullptr && env[0] == '1' && Cfg::kMI == 1 && p.dtype != DType::kFloat32 && !p.channels_last &&
+  const bool fits = p.dtype == DType::kFloat32
+                        ? tma_strides_fit<float>(p.x, {p.x_stride[1], p.x_stride[0]}) &&
+                              tma_strides_fit<float>(p.y, {p.y_stride[1], p.y_stride[0]})
+                        : tma_strides_fit<__half>(p.x, {p.x_stride[1], p.x_stride[0]}) &&
+                              tma_strides_fit<__half>(p.y, {p.y_stride[1], p.y_stride[0]});
+  return env != nullptr && env[0] == '1' && Cfg::kMI == 1 && fits && !p.channels_last &&
          p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
          p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W && p.y_stride[3] == 1 && p.y_stride[2] == p.Q &&
-         p.H * p.W < (int64_t(1) << 31) && tma_strides_fit<__half>(p.x, {p.x_stride[1], p.x_stride[0]}) &&
-         tma_strides_fit<__half>(p.y, {p.y_stride[1], p.y_stride[0]}) && (p.H * p.W + 127) / 128 * p.N < (int64_t(1) << 31);
+         p.H * p.W < (int64_t(1) << 31) - 256 && (p.H * p.W + 127) / 128 * p.N < (int64_t(1) << 31);
 }
-template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the 16-bit configuration files)
+template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the configuration files)
 void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);
 
 // Workspace: NCHW problems not read in place (nchw_fused, pointwise_fits) stage their activations as NHWC; filters not readable by
@@ -613,13 +617,11 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
     return;
   }
-  if constexpr (sizeof(T) == 2) {
-    if (pointwise_fits<Cfg>(p)) {  // 1x1 NCHW in place; KCRS at 1x1 is KRSC (the size-1 taps' strides are unused)
-      FilterStrides f1{fs.k, fs.c, fs.k, fs.k};
-      if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k})) repack_krsc<T>(p, filters, f1, static_cast<T*>(workspace), stream);
-      launch_pointwise_tma<T, Cfg>(p, filters, f1, stream);
-      return;
-    }
+  if (pointwise_fits<Cfg>(p)) {  // 1x1 NCHW in place; KCRS at 1x1 is KRSC (the size-1 taps' strides are unused)
+    FilterStrides f1{fs.k, fs.c, fs.k, fs.k};
+    if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k})) repack_krsc<T>(p, filters, f1, static_cast<T*>(workspace), stream);
+    launch_pointwise_tma<T, Cfg>(p, filters, f1, stream);
+    return;
   }
   if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s}))  // KCRS (or sliced) -> KRSC
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
