@@ -1,9 +1,9 @@
-// 1x1 forward (and, through backward_data_as_forward, 1x1 backward-data) of 16-bit NCHW tensors read and written in
-// place, on Hopper's copy engine and wgmma. Per image a 1x1 convolution at stride 1 without padding is one GEMM,
+// 1x1 forward (and, through backward_data_as_forward, 1x1 backward-data) of NCHW tensors read and written in place,
+// on Hopper's copy engine and wgmma (16-bit below; TF32 further down). Per image a 1x1 convolution at stride 1 without padding is one GEMM,
 //   y[n] (K x HW) = w (K x C) x[n] (C x HW),
 // whose activation operand is pixel-major: wgmma reads it MN-major (the transpose bit, 16-bit types only). GEMM
 // mapping as forward_tma.cuh's: M = pixels of the flattened map in tiles of 128 (one 64-pixel box per consumer
-// warpgroup), N = output channels, the reduction C in k-tiles of 64 channels. Boxes of the view {HW, C, N} of x: 64
+// warpgroup), N = output channels, the reduction C in 128-byte k-tiles of channels. Boxes of the view {HW, C, N} of x: 64
 // pixels (one 128-byte swizzled row per channel) x 64 channels, a swizzle atom of 8 channel rows 1024 bytes apart,
 // one atom wide (the layout Wgmma64x64MN reads in backward_weight_tma.cuh); the filters' boxes are forward_tma's
 // (KCRS at 1x1 is K-major). The tile leaves through the copy engine: staged transposed by stmatrix.trans as one
@@ -27,7 +27,7 @@ namespace igemm {
 struct PointwiseConv {
   int tiles;    // 128-pixel tiles per image
   int hw;       // pixels per image
-  int k_tiles;  // 64-channel k-tiles of C
+  int k_tiles;  // k-tiles of C (64 channels 16-bit, 32 TF32)
   int K;
   const void* bias;
 };
