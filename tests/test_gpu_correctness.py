@@ -359,7 +359,7 @@ def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
             run_and_check(TMA_POINTWISE[name], precision_mode, "nchw",
                           {pass_: kernel, other: "implicit_gemm:128x128_wg"}, pass_ == "forward", must_run=True)
             torch.cuda.synchronize()
-        ran = [e.name for e in prof.events() if re.search(r"forward_pointwise_(tma|tf32)_kernel<", e.name)]
+        ran = [e.name for e in prof.events() if "forward_pointwise_kernel<" in e.name]
         assert any(config in n for n in ran), f"{pass_}: the {config} kernel did not run: {sorted(set(ran))}"
 
 

@@ -202,6 +202,21 @@ template <> struct WgmmaTf32RS<64> {
   }
 };
 using Wgmma64x128Tf32RS = WgmmaTf32RS<128>;
+
+// One k8 step of a register-A TF32 pipeline as its own commit group: the MMA of fragments `a` against B at `b`
+// (K-major, 128-byte swizzled rows), then wgmma.wait_group 1: the step before is done (its registers and operands
+// free), this one in flight. The caller alternates two fragment buffers. Keep branches out of the code between one
+// step and the next one's fragment loads: ptxas then waits for every MMA (C7513).
+template <int N>
+__device__ __forceinline__ void tf32_rs_step(float (&acc)[N / 2], const uint32_t (&a)[4], const void* b) {
+  wgmma_fence();
+  wgmma_fence_operands(acc);
+  WgmmaTf32RS<N>::run(acc, a, wgmma_descriptor<128>(b));
+  wgmma_commit();
+  wgmma_fence_operands(acc);
+  wgmma_wait<1>();
+  wgmma_fence_operands(acc);
+}
 #undef CONV2D_EXT_WGMMA_RS
 #undef CONV2D_EXT_WGMMA_RS_D64
 #undef CONV2D_EXT_WGMMA_RS_D128

@@ -10,7 +10,7 @@
 // 128-byte swizzled row of 64 pixels per output channel, stored as boxes of the view {HW, K, N} of y (the copy
 // engine clips pixels past HW and channels past K). No NHWC copy, no threads' stores.
 //
-// TF32 (forward_pointwise_tf32_kernel): wgmma has no transpose bit for 32-bit types, so the consumers load their A
+// TF32: wgmma has no transpose bit for 32-bit types, so the consumers load their A
 // fragments from the box into registers (as forward_tma.cuh's fused TF32 path): one box {136 pixels, 32 channels}
 // per k-tile, unswizzled, channel rows 136 floats = 8 banks apart (a warp's 32 fragment loads conflict-free); the
 // fp32 tile staged by the threads as four boxes of 32 pixels (128 bytes) per channel, stored by the copy engine.
@@ -32,105 +32,28 @@ struct PointwiseConv {
   const void* bias;
 };
 
+// A stage: the activations (16-bit: two boxes {64 pixels, 64 channels}, one per consumer warpgroup; TF32: one box
+// {kActPx pixels, 32 channels}, unswizzled), then the filters' box; the output leaves as boxes of kOutPx pixels
+// (128 bytes) per channel.
 template <typename T, class Cfg>
-__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
-    forward_pointwise_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
-                                 const __grid_constant__ CUtensorMap out, const PointwiseConv c) {
-  static_assert(sizeof(T) == 2 && Cfg::kMI == 1, "16-bit (the transpose bit), 64 pixels a consumer warpgroup");
-  constexpr int BK = kTmaRowBytes / 2, kBN = Cfg::kBN, kAcc = kBN / 2, kBox = 64 * kTmaRowBytes;  // an 8 KB box
-  static_assert(2 * kBox == Cfg::kABytes, "a stage: two pixel boxes, then the filters' box");
-  using Mma = std::conditional_t<kBN == 128, Wgmma64x128AMN<T>, Wgmma64x64AMN<T>>;
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int k0 = blockIdx.y * kBN, px0 = static_cast<int>(blockIdx.x % c.tiles) * 128;
-  const int n = static_cast<int>(blockIdx.x / c.tiles);
-  if (threadIdx.x == 0) ring.init(2);
-  __syncthreads();
-
-  if (warp == 8) {  // producer: per k-tile both pixel boxes and the filters' box
-    if (lane == 0) {
-      tma_prefetch_descriptor(&act);
-      tma_prefetch_descriptor(&filt);
-      ring.produce(c.k_tiles, Cfg::kStageBytes, [&](int kb, unsigned char* a, uint64_t* bar) {
-        tma_load_4d(a, &act, bar, px0, kb * BK, n, 0);
-        tma_load_4d(a + kBox, &act, bar, px0 + 64, kb * BK, n, 0);
-        tma_load_4d(a + Cfg::kABytes, &filt, bar, kb * BK, 0, 0, k0);
-      });
-    }
-    return;
-  }
-
-  // Consumers: warpgroup wg owns pixels px0 + 64 wg .. + 63 (box wg of each stage); a k16 step is 16 channel rows of
-  // the box (2048 bytes on) and 32 bytes along each filter row.
-  const int wg = warp / 4;
-  float acc[kAcc];
-#pragma unroll
-  for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
-  ring.consume(
-      c.k_tiles,
-      [&](const unsigned char* stage) {
-        const unsigned char* a = stage + wg * kBox;
-        const unsigned char* b = stage + Cfg::kABytes;
-#pragma unroll
-        for (int step = 0; step < BK / 16; ++step)
-          Mma::run(acc, wgmma_descriptor<kTmaRowBytes>(a + step * 16 * kTmaRowBytes),
-                   wgmma_descriptor<kTmaRowBytes>(b + step * 32));
-      },
-      [&] { wgmma_fence_operands(acc); });
-  named_barrier(1, 256);  // both warpgroups' MMAs are done reading the stages
-
-  // Epilogue: box wg of the output at smem + wg kBN 128: row = output channel, 64 pixels in 16-byte chunks swizzled
-  // by the row (chunk ^ row % 8). stmatrix.trans writes 8 x 8 blocks (8 channels x 8 pixels) as 8 channel rows of one
-  // chunk: accumulators 4 b .. 4 b + 7 are blocks (channels 8 b.., pixels 0-7 of the warp's 16), (8 b.., 8-15),
-  // (8 b + 8.., 0-7), (8 b + 8.., 8-15); lane l addresses channel row l % 8 of block l / 8. Distinct chunks: no
-  // bank conflicts.
-  const int cols = min(kBN, c.K - k0);
-  const T* bias = c.bias ? static_cast<const T*>(c.bias) + k0 : nullptr;
-  struct alignas(4) Pair { T v[2]; };
-  auto value = [&](float v, int ch) { return from_acc<T>(bias && ch < cols ? v + to_acc(bias[ch]) : v); };
-  unsigned char* box = smem + wg * kBN * kTmaRowBytes;
-  const int mat = lane / 8;
-#pragma unroll
-  for (int b = 0; b < kBN / 8; b += 2) {
-    uint32_t r[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int i = 4 * b + 2 * j, ch = (i / 4) * 8 + (lane % 4) * 2;
-      const Pair pr{{value(acc[i], ch), value(acc[i + 1], ch + 1)}};
-      r[j] = *reinterpret_cast<const uint32_t*>(&pr);
-    }
-    const int ch = 8 * (b + mat / 2) + lane % 8, chunk = 2 * (warp % 4) + mat % 2;
-    stmatrix_x4_trans(smem_addr(box + ch * kTmaRowBytes + ((chunk ^ (ch % 8)) * 16)), r);
-  }
-  fence_proxy_async_shared();
-  named_barrier(1, 256);
-  if (threadIdx.x == 0) {
-    for (int w = 0; w < 2; ++w)
-      if (px0 + 64 * w < c.hw) tma_store_4d(smem + w * kBN * kTmaRowBytes, &out, px0 + 64 * w, k0, n, 0);
-    bulk_commit();
-    bulk_wait<0, true>();  // the boxes are read before the CTA (and its shared memory) goes
-  }
-}
-
-// The TF32 layout: a stage is the activation box (kActPx pixels x 32 channels) then the filters' box.
-template <class Cfg>
-struct PointwiseTf32 {
-  static constexpr int kActPx = 136, kActBytes = kActPx * 32 * 4;  // 17 KB: the filters' box stays 1024-aligned
+struct PointwiseLayout {
+  static constexpr bool kTf32 = sizeof(T) == 4;
+  static constexpr int kBox16 = 64 * kTmaRowBytes;  // 16-bit: an 8 KB box
+  static constexpr int kActPx = kTf32 ? 136 : 64, kActBytes = kTf32 ? kActPx * 32 * 4 : 2 * kBox16;
   static constexpr int kStageBytes = kActBytes + Cfg::kBN * kTmaRowBytes;
   static constexpr int kSmem = Cfg::kStages * kStageBytes + 2 * Cfg::kStages * 8 + 1024;
+  static constexpr int kOutPx = kTmaRowBytes / int(sizeof(T)), kOutBoxes = 128 / kOutPx;
   static_assert(kActBytes % 1024 == 0 && kSmem <= 113 * 1024, "swizzled filters; two CTAs per SM");
-  static_assert(4 * Cfg::kBN * kTmaRowBytes <= Cfg::kStages * kStageBytes, "the output's stage below the barriers");
+  static_assert(kOutBoxes * Cfg::kBN * kTmaRowBytes <= Cfg::kStages * kStageBytes, "the output below the barriers");
 };
 
-template <class Cfg>
+template <typename T, class Cfg>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
-    forward_pointwise_tf32_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
-                                  const __grid_constant__ CUtensorMap out, const PointwiseConv c) {
-  using L = PointwiseTf32<Cfg>;
-  constexpr int BK = kTmaRowBytes / 4, kBN = Cfg::kBN, kAcc = kBN / 2, kStages = Cfg::kStages;
+    forward_pointwise_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
+                             const __grid_constant__ CUtensorMap out, const PointwiseConv c) {
+  static_assert(Cfg::kMI == 1, "64 pixels a consumer warpgroup");
+  using L = PointwiseLayout<T, Cfg>;
+  constexpr int BK = kTmaRowBytes / int(sizeof(T)), kBN = Cfg::kBN, kAcc = kBN / 2, kStages = Cfg::kStages;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const TmaRing<kStages, L::kStageBytes> ring(smem);
@@ -141,71 +64,107 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   if (threadIdx.x == 0) ring.init(2);
   __syncthreads();
 
-  if (warp == 8) {  // producer: per k-tile the activation box and the filters' box
+  if (warp == 8) {  // producer: per k-tile the activation box(es) and the filters' box
     if (lane == 0) {
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
       ring.produce(c.k_tiles, L::kStageBytes, [&](int kb, unsigned char* a, uint64_t* bar) {
         tma_load_4d(a, &act, bar, px0, kb * BK, n, 0);
+        if constexpr (!L::kTf32) tma_load_4d(a + L::kBox16, &act, bar, px0 + 64, kb * BK, n, 0);
         tma_load_4d(a + L::kActBytes, &filt, bar, kb * BK, 0, 0, k0);
       });
     }
     return;
   }
 
-  // Consumers: the fragment element (row g (+ 8), k t (+ 4)) of k8 step j is channel 8 j + t (+ 4), pixel px (+ 8)
-  // of the box (WgmmaTf32RS's layout). One commit group per step, two register buffers (BK / 8 = 4 steps: step j
-  // of every k-tile uses buffer j % 2); the stage of the k-tile before is released after the first step's wait, by
-  // a predicated arrive (no branch there: ptxas would serialise the MMAs, see forward_tma.cuh).
   const int wg = warp / 4;
   float acc[kAcc];
 #pragma unroll
   for (int i = 0; i < kAcc; ++i) acc[i] = 0.f;
-  const uint32_t frag0 = uint32_t(((lane % 4) * L::kActPx + wg * 64 + (warp % 4) * 16 + lane / 4) * 4);
-  uint32_t a[2][4];
-  int stage = 0;
-  uint32_t phase = 0;
-  for (int kb = 0; kb < c.k_tiles; ++kb) {
-    mbarrier_wait(&ring.full[stage], phase);
-    const unsigned char* st = ring.smem + stage * L::kStageBytes;
-    const uint32_t at = smem_addr(st) + frag0;
+  if constexpr (!L::kTf32) {
+    // 16-bit: warpgroup wg reads box wg of each stage MN-major; a k16 step is 16 channel rows of it (2048 bytes on)
+    // and 32 bytes along each filter row.
+    using Mma = std::conditional_t<kBN == 128, Wgmma64x128AMN<T>, Wgmma64x64AMN<T>>;
+    ring.consume(
+        c.k_tiles,
+        [&](const unsigned char* stage) {
+          const unsigned char* a = stage + wg * L::kBox16;
+          const unsigned char* b = stage + L::kActBytes;
 #pragma unroll
-    for (int j = 0; j < BK / 8; ++j) {
-      uint32_t(&f)[4] = a[j % 2];
+          for (int step = 0; step < BK / 16; ++step)
+            Mma::run(acc, wgmma_descriptor<kTmaRowBytes>(a + step * 16 * kTmaRowBytes),
+                     wgmma_descriptor<kTmaRowBytes>(b + step * 32));
+        },
+        [&] { wgmma_fence_operands(acc); });
+  } else {
+    // TF32: the fragment element (row g (+ 8), k t (+ 4)) of k8 step j is channel 8 j + t (+ 4), pixel px (+ 8) of
+    // the box (WgmmaTf32RS's layout; channel rows 136 floats = 8 banks apart: conflict-free). One commit group per
+    // step, two register buffers (4 steps a k-tile: step j of every k-tile uses buffer j % 2); the stage of the
+    // k-tile before is released after the first step's wait by a predicated arrive (no branch there, see
+    // tf32_rs_step).
+    const uint32_t frag0 = uint32_t(((lane % 4) * L::kActPx + wg * 64 + (warp % 4) * 16 + lane / 4) * 4);
+    uint32_t a[2][4];
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int kb = 0; kb < c.k_tiles; ++kb) {
+      mbarrier_wait(&ring.full[stage], phase);
+      const unsigned char* st = ring.smem + stage * L::kStageBytes;
+      const uint32_t at = smem_addr(st) + frag0;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * L::kActPx + (i % 2) * 8) * 4);
-      wgmma_fence();
-      wgmma_fence_operands(acc);
-      WgmmaTf32RS<kBN>::run(acc, f, wgmma_descriptor<kTmaRowBytes>(st + L::kActBytes + j * 32));
-      wgmma_commit();
-      wgmma_fence_operands(acc);
-      wgmma_wait<1>();  // the step before is done (j = 0: the k-tile before, whose stage is then free)
-      wgmma_fence_operands(acc);
-      if (j == 0) ring.release_if(stage == 0 ? kStages - 1 : stage - 1, kb > 0);
+      for (int j = 0; j < BK / 8; ++j) {
+        uint32_t(&f)[4] = a[j % 2];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * L::kActPx + (i % 2) * 8) * 4);
+        tf32_rs_step<kBN>(acc, f, st + L::kActBytes + j * 32);  // the step before is done
+        if (j == 0) ring.release_if(stage == 0 ? kStages - 1 : stage - 1, kb > 0);
+      }
+      if (++stage == kStages) stage = 0, phase ^= 1;
     }
-    if (++stage == kStages) stage = 0, phase ^= 1;
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
   }
-  wgmma_wait<0>();
-  wgmma_fence_operands(acc);
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading the stages
 
-  // Epilogue: box b (pixels 32 b .. 32 b + 31 of the tile) at smem + b kBN 128: row = output channel, 16-byte chunks
-  // of 4 pixels swizzled by the row. A warp's stores of one accumulator: 8 pixels x 4 channel pairs -> 8 distinct
-  // chunks (the pixel's chunk bit against the even channels' row bits) x 4 words: no bank conflicts.
+  // Epilogue: box b of the output (pixels kOutPx b .. of the tile) at smem + b kBN 128: row = output channel, its
+  // pixels in 16-byte chunks swizzled by the row (chunk ^ row % 8), as the copy engine's 128-byte swizzle stores them.
   const int cols = min(kBN, c.K - k0);
-  const float* bias = c.bias ? static_cast<const float*>(c.bias) + k0 : nullptr;
+  const T* bias = c.bias ? static_cast<const T*>(c.bias) + k0 : nullptr;
+  auto value = [&](float v, int ch) { return from_acc<T>(bias && ch < cols ? v + to_acc(bias[ch]) : v); };
+  if constexpr (!L::kTf32) {
+    // stmatrix.trans writes 8 x 8 blocks (8 channels x 8 pixels) as 8 channel rows of one chunk: accumulators
+    // 4 b .. 4 b + 7 are blocks (channels 8 b.., pixels 0-7 of the warp's 16), (8 b.., 8-15), (8 b + 8.., 0-7),
+    // (8 b + 8.., 8-15); lane l addresses channel row l % 8 of block l / 8. Distinct chunks: no bank conflicts.
+    struct alignas(4) Pair { T v[2]; };
+    unsigned char* box = smem + wg * kBN * kTmaRowBytes;
+    const int mat = lane / 8;
 #pragma unroll
-  for (int i = 0; i < kAcc; ++i) {
-    const int px = wg * 64 + (warp % 4) * 16 + lane / 4 + (i % 4 / 2) * 8, ch = (i / 4) * 8 + (lane % 4) * 2 + i % 2;
-    const float v = bias && ch < cols ? acc[i] + bias[ch] : acc[i];
-    *reinterpret_cast<float*>(smem + (px / 32) * kBN * kTmaRowBytes + ch * kTmaRowBytes +
-                              ((((px % 32) / 4) ^ (ch % 8)) * 16) + (px % 4) * 4) = v;
+    for (int b = 0; b < kBN / 8; b += 2) {
+      uint32_t r[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int i = 4 * b + 2 * j, ch = (i / 4) * 8 + (lane % 4) * 2;
+        const Pair pr{{value(acc[i], ch), value(acc[i + 1], ch + 1)}};
+        r[j] = *reinterpret_cast<const uint32_t*>(&pr);
+      }
+      const int ch = 8 * (b + mat / 2) + lane % 8, chunk = 2 * (warp % 4) + mat % 2;
+      stmatrix_x4_trans(smem_addr(box + ch * kTmaRowBytes + ((chunk ^ (ch % 8)) * 16)), r);
+    }
+  } else {
+    // A warp's stores of one accumulator: 8 pixels x 4 channel pairs -> 8 distinct chunks (the pixel's chunk bit
+    // against the even channels' row bits) x 4 words: no bank conflicts.
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) {
+      const int px = wg * 64 + (warp % 4) * 16 + lane / 4 + (i % 4 / 2) * 8, ch = (i / 4) * 8 + (lane % 4) * 2 + i % 2;
+      *reinterpret_cast<float*>(smem + (px / 32) * kBN * kTmaRowBytes + ch * kTmaRowBytes +
+                                ((((px % 32) / 4) ^ (ch % 8)) * 16) + (px % 4) * 4) = value(acc[i], ch);
+    }
   }
   fence_proxy_async_shared();
   named_barrier(1, 256);
   if (threadIdx.x == 0) {
-    for (int b = 0; b < 4; ++b)
-      if (px0 + 32 * b < c.hw) tma_store_4d(smem + b * kBN * kTmaRowBytes, &out, px0 + 32 * b, k0, n, 0);
+    for (int b = 0; b < L::kOutBoxes; ++b)
+      if (px0 + L::kOutPx * b < c.hw)
+        tma_store_4d(smem + b * kBN * kTmaRowBytes, &out, px0 + L::kOutPx * b, k0, n, 0);
     bulk_commit();
     bulk_wait<0, true>();  // the boxes are read before the CTA (and its shared memory) goes
   }
@@ -221,7 +180,7 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   const char* why = encode_tensor_map_4d(&act_map, tma_dtype<T>(), p.x, {hw, uint64_t(p.C), uint64_t(p.N), 1},
                                          {uint64_t(p.x_stride[1] * e), uint64_t(p.x_stride[0] * e),
                                           uint64_t(p.x_stride[0] * e) * uint64_t(p.N)},
-                                         {kTf32 ? uint32_t(PointwiseTf32<Cfg>::kActPx) : 64u, uint32_t(BK), 1, 1},
+                                         {uint32_t(PointwiseLayout<T, Cfg>::kActPx), uint32_t(BK), 1, 1},
                                          {1, 1, 1, 1}, !kTf32);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise (activations): ", why);
   why = encode_tensor_map_4d(&filt_map, tma_dtype<T>(), filt, {uint64_t(p.C), 1, 1, uint64_t(p.K)},
@@ -237,11 +196,8 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   PointwiseConv c{};
   c.tiles = static_cast<int>((hw + 127) / 128), c.hw = static_cast<int>(hw);
   c.k_tiles = static_cast<int>((p.C + BK - 1) / BK), c.K = static_cast<int>(p.K), c.bias = p.bias;
-  constexpr auto kernel = [] {
-    if constexpr (kTf32) return forward_pointwise_tf32_kernel<Cfg>;
-    else return forward_pointwise_tma_kernel<T, Cfg>;
-  }();
-  constexpr int smem = kTf32 ? PointwiseTf32<Cfg>::kSmem : Cfg::kSmem;
+  constexpr auto kernel = forward_pointwise_kernel<T, Cfg>;
+  constexpr int smem = PointwiseLayout<T, Cfg>::kSmem;
   opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>(int64_t(c.tiles) * p.N), static_cast<unsigned>((p.K + Cfg::kBN - 1) / Cfg::kBN));
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);

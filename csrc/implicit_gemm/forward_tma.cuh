@@ -245,13 +245,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
         uint32_t(&f)[4] = a[j % 2];
 #pragma unroll
         for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * Cfg::kRawPx + (i % 2) * 8) * 4);
-        wgmma_fence();
-        wgmma_fence_operands(acc[0]);
-        WgmmaTf32RS<kTmaBN>::run(acc[0], f, wgmma_descriptor<kTmaRowBytes>(b + j * 32));
-        wgmma_commit();
-        wgmma_fence_operands(acc[0]);
-        wgmma_wait<1>();  // the step before is done (j = 0: the previous tap, its filter stage and raw box)
-        wgmma_fence_operands(acc[0]);
+        tf32_rs_step<kTmaBN>(acc[0], f, b + j * 32);  // the step before is done (j = 0: the previous tap's)
         if (j == 0) {  // the previous tap's filter stage (and raw box) are free; no branch (mbarrier_arrive_if)
           nb_ring.release_if((k + kStages - 1) % kStages, k > 0);
           raw_ring.release_if((box + 1) % 2, k > 0 && tap == 0);
