@@ -363,6 +363,39 @@ def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
         assert any(config in n for n in ran), f"{pass_}: the {config} kernel did not run: {sorted(set(ran))}"
 
 
+# The tiled filter repack (forward.cuh's pack_taps_tiled: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],
+# flipped or not, for backward-data; EXPERIMENTAL, written in session 23 with no device time left:
+# CONV2D_EXT_PACK_TILED=1, and this test only with CONV2D_EXT_TEST_PACK_TILED=1). Partial tiles of 64 channels on both
+# sides, 49 taps, groups, stride 2 (backward-data by stride phase on the mma.sync kernels).
+PACK_TILED = {
+    "3x3_c64_k72": Case(2, 64, 10, 12, 72, 3, 3, 1, 1, 1, 1),
+    "5x3_s2_g2": Case(2, 128, 9, 11, 128, 5, 3, 2, (2, 1), 1, 2),
+    "7x7_c24_k40": Case(1, 24, 8, 8, 40, 7, 7, 1, 3, 1, 1),
+}
+
+
+@pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(PACK_TILED))
+def test_pack_tiled(name, precision_mode, poison, monkeypatch):
+    """NCHW forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built)
+    with their filters repacked by pack_taps_tiled: the results, and that it ran."""
+    if os.environ.get("CONV2D_EXT_TEST_PACK_TILED") != "1":
+        pytest.skip("experimental and never run (CONV2D_EXT_PACK_TILED=1, off by default); set "
+                    "CONV2D_EXT_TEST_PACK_TILED=1 to run it: pytest -p no:xdist -x -k pack_tiled")
+    monkeypatch.setenv("CONV2D_EXT_PACK_TILED", "1")
+    case = PACK_TILED[name]
+    variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
+    tma = "implicit_gemm:128x128_tma"
+    if _tma_built(tma) and (case.groups == 1 or (case.C // case.groups) % 64 == 0):
+        variants.append({"forward": tma, **({"backward_data": tma} if case.stride == 1 else {})})
+    from torch.profiler import ProfilerActivity, profile
+    for variant in variants:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_and_check(case, precision_mode, "nchw", variant, True, must_run=True)
+            torch.cuda.synchronize()
+        assert any("pack_taps_tiled<" in e.name for e in prof.events()), f"{variant}: the tiled repack did not run"
+
+
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel", TMA_KERNELS)

@@ -268,9 +268,13 @@ void backward_data_launch_typed(const ConvParams& p, void* workspace, cudaStream
   T* packed = static_cast<T*>(workspace);
   const FilterStrides w_strides{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
   const int64_t total = p.C * p.R * p.S * Kg;
-  pack_filters_crsk<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(static_cast<const T*>(p.w), w_strides, packed,
-                                                                      p.C, Cg, Kg, p.R, p.S);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const TapPack m{Kg * w_strides.k, w_strides.c, w_strides.k, w_strides.r, w_strides.s, int(Cg), int(p.C), int(Kg),
+                  int(p.R), int(p.S)};
+  if (!pack_taps<T>(static_cast<const T*>(p.w), m, packed, stream)) {
+    pack_filters_crsk<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(static_cast<const T*>(p.w), w_strides, packed,
+                                                                        p.C, Cg, Kg, p.R, p.S);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   // The packed rows as vector_loads_fit sees filters: row (c), channel (k), tap (r, s) strides. Whether the flat walk
   // pays is judged on a phase's taps (the most any phase has: every tap_step-th filter row and column).
   const FilterStrides fs{p.R * p.S * Kg, 1, p.S * Kg, Kg};

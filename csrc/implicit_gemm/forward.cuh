@@ -12,6 +12,7 @@
 #pragma once
 
 #include <climits>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -37,12 +38,58 @@ __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* 
   }
 }
 
+// Filters with their taps moved between the two channel dimensions, by tiles: out[(o R S + r S + s) I + i] =
+// w[(o / og) gstride + (o % og) so + i si + r sr + s ss] for o < O, i < I (KRSC from KCRS: o = k, i = c;
+// backward-data's [C][R][S][K/groups]: o = c, i = k, og = C/groups). pack_filters_krsc and pack_filters_crsk do it
+// an element a thread with four 64-bit divisions each (measured 2.4 M elements, r50_3x3_512: about the 24 us by which
+// its NCHW forward trails channels-last); here a block stages 64 i's of one o (all their taps: reads along a row's
+// taps) in shared memory and writes them out tap by tap (64 consecutive i's), 32-bit index math.
+// EXPERIMENTAL (session 23, never run): only with CONV2D_EXT_PACK_TILED=1 (pack_taps).
+struct TapPack {
+  int64_t gstride, so, si, sr, ss;  // element strides: per group of og o's, per o, per i, per filter row and column
+  int og, O, I, R, S;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
+  extern __shared__ unsigned char pack_smem[];
+  T* tile = reinterpret_cast<T*>(pack_smem);  // [64 i's][R S taps]
+  const int o = blockIdx.x, i0 = blockIdx.y * 64, taps = m.R * m.S, n = 64 * taps;
+  const int64_t base = int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so;
+  for (int e = threadIdx.x; e < n; e += 256) {
+    const int ii = e / taps, rs = e - ii * taps, r = rs / m.S, s = rs - r * m.S;
+    if (i0 + ii < m.I) tile[e] = w[base + int64_t(i0 + ii) * m.si + r * m.sr + s * m.ss];
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < n; e += 256) {
+    const int rs = e / 64, ii = e - rs * 64;
+    if (i0 + ii < m.I) out[(int64_t(o) * taps + rs) * m.I + i0 + ii] = tile[ii * taps + rs];
+  }
+}
+
+// Runs pack_taps_tiled where it is switched on and its tile fits 48 KB of shared memory; false: the caller runs the
+// element-wise kernel instead.
+template <typename T>
+bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
+  const char* env = std::getenv("CONV2D_EXT_PACK_TILED");
+  const int64_t smem = 64 * int64_t(m.R) * m.S * int64_t(sizeof(T));
+  if (env == nullptr || env[0] != '1' || smem > 48 * 1024 || m.O <= 0 || m.I <= 0 || (m.I + 63) / 64 > 65535)
+    return false;
+  const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + 63) / 64));
+  pack_taps_tiled<T><<<grid, 256, static_cast<size_t>(smem), stream>>>(w, m, out);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return true;
+}
+
 // Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there.
 template <typename T>
 void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
   const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
-  pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const TapPack m{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)};
+  if (!pack_taps<T>(filters, m, dst, stream)) {
+    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   filters = dst;
   fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
 }
