@@ -201,7 +201,6 @@ template <> struct WgmmaTf32RS<64> {
     CONV2D_EXT_WGMMA_RS(64, CONV2D_EXT_D32, "%32, %33, %34, %35", "%36", "%37");
   }
 };
-using Wgmma64x128Tf32RS = WgmmaTf32RS<128>;
 
 // One k8 step of a register-A TF32 pipeline as its own commit group: the MMA of fragments `a` against B at `b`
 // (K-major, 128-byte swizzled rows), then wgmma.wait_group 1: the step before is done (its registers and operands

@@ -127,8 +127,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       [&](const unsigned char* stage, auto buf) {
 #pragma unroll
         for (int step = 0; step < kTf32WgradPixels / 8; ++step)  // 8 pixels (32 bytes of each B row) per MMA
-          Wgmma64x128Tf32RS::run(acc, a[buf][step],
-                                 wgmma_descriptor<kTmaRowBytes>(stage + 4 * kTf32WgradBox + step * 32));
+          WgmmaTf32RS<128>::run(acc, a[buf][step],
+                                wgmma_descriptor<kTmaRowBytes>(stage + 4 * kTf32WgradBox + step * 32));
       },
       [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
 

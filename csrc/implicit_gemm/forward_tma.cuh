@@ -449,12 +449,15 @@ template <typename T> constexpr CUtensorMapDataType tma_dtype() {
 
 // Can the copy engine read a tensor at `base` with element strides `strides` (innermost dimension's stride 1, the
 // others multiples of 16 bytes) and 16-byte aligned base?
-template <typename T>
-bool tma_strides_fit(const void* base, std::initializer_list<int64_t> strides) {
+inline bool tma_strides_fit(int64_t elem, const void* base, std::initializer_list<int64_t> strides) {
   if (reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
   for (int64_t s : strides)
-    if ((s * int64_t(sizeof(T))) % 16 != 0 || s * int64_t(sizeof(T)) >= (int64_t(1) << 40)) return false;
+    if ((s * elem) % 16 != 0 || s * elem >= (int64_t(1) << 40)) return false;
   return true;
+}
+template <typename T>
+bool tma_strides_fit(const void* base, std::initializer_list<int64_t> strides) {
+  return tma_strides_fit(int64_t(sizeof(T)), base, strides);
 }
 
 // Whether the kernel stores its tiles through the copy engine (TmaConv::tma_store): channels-last outputs whose
@@ -556,10 +559,9 @@ bool use_halo(const ConvParams& p, const TmaTile& t) {
 template <class Cfg>
 bool nchw_fused(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_FUSED");
-  const bool fits = p.dtype == DType::kFloat32 ? tma_strides_fit<float>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]})
-                                               : tma_strides_fit<__half>(p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   return !(env != nullptr && env[0] == '0') && !p.channels_last && p.x_stride[3] == 1 && p.W >= Cfg::kRawPx && halo &&
-         fits;
+         tma_strides_fit(elem, p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
 }
 
 // Whether forward_tma_launch_typed runs a 1x1 NCHW problem on forward_pointwise_tma.cuh's kernels (NCHW read and
@@ -568,11 +570,9 @@ bool nchw_fused(const ConvParams& p, bool halo) {
 template <class Cfg>
 bool pointwise_fits(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE");
-  const bool fits = p.dtype == DType::kFloat32
-                        ? tma_strides_fit<float>(p.x, {p.x_stride[1], p.x_stride[0]}) &&
-                              tma_strides_fit<float>(p.y, {p.y_stride[1], p.y_stride[0]})
-                        : tma_strides_fit<__half>(p.x, {p.x_stride[1], p.x_stride[0]}) &&
-                              tma_strides_fit<__half>(p.y, {p.y_stride[1], p.y_stride[0]});
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const bool fits = tma_strides_fit(elem, p.x, {p.x_stride[1], p.x_stride[0]}) &&
+                    tma_strides_fit(elem, p.y, {p.y_stride[1], p.y_stride[0]});
   return env != nullptr && env[0] == '1' && Cfg::kMI == 1 && fits && !p.channels_last &&
          p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
          p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W && p.y_stride[3] == 1 && p.y_stride[2] == p.Q &&
