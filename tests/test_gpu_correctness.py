@@ -397,6 +397,56 @@ def test_pack_tiled(name, precision_mode, poison, monkeypatch):
         assert any("pack_taps_tiled<" in e.name for e in prof.events()), f"{variant}: the tiled repack did not run"
 
 
+# Split-K of the copy-engine forward's general path (forward_tma_split_kernel: a tile's k-tiles cut over CTAs, the
+# last to arrive summing the partial tiles in split order; EXPERIMENTAL, written in session 24 with no device:
+# CONV2D_EXT_TMA_SPLITK=n, and this test only with CONV2D_EXT_TEST_TMA_SPLITK=1). Small maps (no halo boxes): a
+# partial k-tile, output channels short of a tile, groups, stride 2 (forward only), a dilated 5x3 filter, 1x1.
+TMA_SPLIT_K = {
+    "7x7_c512_k200": Case(3, 512, 7, 7, 200, 3, 3, 1, 1, 1, 1),  # 72 / 144 k-tiles (16-bit / TF32), two tiles of images
+    "c96_s2_k64": Case(2, 96, 9, 11, 64, 3, 3, 2, 1, 1, 1),
+    "groups2_cg64": Case(2, 128, 6, 6, 128, 3, 3, 1, 1, 1, 2),
+    "5x3_dil_k72": Case(1, 64, 12, 10, 72, 5, 3, 1, (2, 1), (1, 2), 1),
+    "1x1_c256_k96": Case(4, 256, 7, 7, 96, 1, 1, 1, 0, 1, 1),
+}
+
+
+@pytest.mark.parametrize("splits", ["3", "5"])
+@pytest.mark.parametrize("kernel", TMA_KERNELS)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(TMA_SPLIT_K))
+def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
+    """The copy-engine forward and stride-1 backward-data cut by split-K, both layouts, with and without bias: the
+    results, that the split kernel ran, and that results are bit-identical run to run (the fixed order of the sum)."""
+    if os.environ.get("CONV2D_EXT_TEST_TMA_SPLITK") != "1":
+        pytest.skip("experimental and never run (CONV2D_EXT_TMA_SPLITK=n, off by default); set "
+                    "CONV2D_EXT_TEST_TMA_SPLITK=1 to run it: pytest -p no:xdist -x -k split_k")
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", splits)
+    case = TMA_SPLIT_K[name]
+    from torch.profiler import ProfilerActivity, profile
+    for layout in LAYOUTS:
+        for pass_ in ["forward"] + (["backward_data"] if case.stride == 1 else []):
+            other = "backward_data" if pass_ == "forward" else "forward"  # pinned off the copy engine
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                run_and_check(case, precision_mode, layout, {pass_: kernel, other: "implicit_gemm:128x128_wg"},
+                              layout == "nchw", must_run=True)
+                torch.cuda.synchronize()
+            ran = {e.name for e in prof.events() if "forward_tma_split_kernel<" in e.name}
+            assert ran, f"{pass_}, {layout}: the split kernel did not run"
+        # run to run: the same inputs twice, both passes on the split kernel
+        x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=True,
+                              channels_last=layout == "nhwc")
+        x.requires_grad_(True)
+        variant = {"forward": kernel, **({"backward_data": kernel} if case.stride == 1 else {})}
+        outs = []
+        for _ in range(2):
+            y = conv2d_ext.conv2d(x, w, b, **case.conv_args, variant=variant)
+            gy = random_tensor(y.shape, y.dtype, seed=7, channels_last=layout == "nhwc")
+            outs.append((y.detach().clone(), torch.autograd.grad(y, x, gy)[0]))
+        assert all(torch.equal(u, v) for u, v in zip(*outs)), f"{layout}: results differ run to run"
+
+
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel", TMA_KERNELS)

@@ -36,7 +36,9 @@
 // copied to NHWC first (to_nhwc).
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "common/tma.cuh"
 #include "implicit_gemm/forward.cuh"
@@ -80,6 +82,10 @@ struct TmaConv {
   void* y;
   const void* bias;
   int64_t ys[4];                            // output strides (n, k, p, q)
+  // Split-K (forward_tma_split_kernel only): `splits` CTAs per tile, their partial tiles and per-tile counters
+  int splits;
+  float* partials;
+  int* counters;
 };
 
 constexpr int kTmaRowBytes = 128;  // bytes of a k-tile row
@@ -119,12 +125,14 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
-template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
-__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
-    forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
-                       const __grid_constant__ CUtensorMap out, const TmaConv c) {
+// The kernels' body: forward_tma_kernel, and forward_tma_split_kernel (kSplitK: the general path's reduction cut
+// into c.splits CTAs per tile, blockIdx.x = tile x splits + split; split_k_fixup sums them).
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo, bool kFromNchw, bool kSplitK>
+__device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const CUtensorMap& filt,
+                                                 const CUtensorMap& out, const TmaConv& c) {
   static_assert(!kHalo || Cfg::kMI == 1, "halo boxes: 64 rows per warpgroup");
   static_assert(!kFromNchw || (kHalo && !kOutNHWC), "NCHW input: halo tiles, NCHW output");
+  static_assert(!kSplitK || (!kHalo && Cfg::kMI == 1), "split-K: the general path, 64 rows per warpgroup");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kAlignPx = 16 / sizeof(T);       // pixels per 16 bytes: kFromNchw's raw boxes start at multiples
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
@@ -144,6 +152,13 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = blockIdx.z, k0 = blockIdx.y * kTmaBN;
   int64_t tile = blockIdx.x;
+  int split = 0, kb0 = 0, k_count = c.k_tiles;  // kSplitK: this CTA's k-tiles kb0 .. kb0 + k_count - 1
+  if constexpr (kSplitK) {
+    split = static_cast<int>(tile % c.splits), tile /= c.splits;
+    kb0 = split * c.k_tiles / c.splits;
+    k_count = (split + 1) * c.k_tiles / c.splits - kb0;
+  }
+  const int64_t tile_index = tile;
   const int q0 = static_cast<int>(tile % c.q_tiles) * c.wt;
   tile /= c.q_tiles;
   const int p0 = static_cast<int>(tile % c.p_tiles) * c.ht;
@@ -186,8 +201,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
           return make_int4(g * c.Cg + cc * BK, w_base, h_base + r * c.dil_h, n0);
         });
       } else {
-        int r = 0, s = 0, cc = 0;
-        ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
+        int cc = kb0 % c.c_chunks, s = kb0 / c.c_chunks % c.S, r = kb0 / (c.c_chunks * c.S);
+        ring.produce(k_count, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
           tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
           tma_load_4d(a + kABytes, &filt, bar, cc * BK, s, r, g * c.Kg + k0);
           if (++cc == c.c_chunks) {
@@ -305,7 +320,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     wgmma_fence_operands(acc[0]);
   } else {
     ring.consume(
-        c.k_tiles,
+        k_count,
         [&](const unsigned char* stage) {
           const unsigned char* a = stage + wg * kMI * 64 * kTmaRowBytes;
           const unsigned char* b = stage + kABytes;
@@ -322,6 +337,12 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
         });
   }
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
+  if constexpr (kSplitK) {  // the last of the tile's CTAs to arrive goes on with the sum, the others are done
+    const int64_t slot = (int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * (gridDim.x / c.splits) + tile_index;
+    if (!split_k_fixup<256>(acc[0], c.partials + slot * c.splits * (256 * kAcc), c.counters + slot, split, c.splits,
+                            threadIdx.x, 1))
+      return;
+  }
 
   const int cols = min(kTmaBN, c.Kg - k0);  // columns of the tile that are output channels of group g
   const T* bias = c.bias ? static_cast<const T*>(c.bias) + int64_t(g) * c.Kg + k0 : nullptr;
@@ -442,6 +463,21 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   }
 }
 
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
+    forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
+                       const __grid_constant__ CUtensorMap out, const TmaConv c) {
+  forward_tma_body<T, Cfg, kOutNHWC, kHalo, kFromNchw, false>(act, filt, out, c);
+}
+
+// Split-K (tma_splits): the general path only (no halo boxes, NHWC activations).
+template <typename T, class Cfg, bool kOutNHWC>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
+    forward_tma_split_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
+                             const __grid_constant__ CUtensorMap out, const TmaConv c) {
+  forward_tma_body<T, Cfg, kOutNHWC, false, false, true>(act, filt, out, c);
+}
+
 template <typename T> constexpr CUtensorMapDataType tma_dtype() {
   return sizeof(T) == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
                         : std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -483,9 +519,16 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
 // boxes (nchw_fused).
+// Split-K's launch (tma_splits): `splits` CTAs per tile, their partial tiles and the tiles' counters (workspace).
+struct TmaSplit {
+  int splits = 1;
+  float* partials = nullptr;
+  int* counters = nullptr;
+};
+
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
-                FilterStrides fs, cudaStream_t stream) {
+                FilterStrides fs, cudaStream_t stream, const TmaSplit& split = TmaSplit{}) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   const uint64_t act_dims[4] = {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)};
@@ -526,12 +569,24 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
   c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
+  c.splits = split.splits, c.partials = split.partials, c.counters = split.counters;
 
-  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo, kFromNchw>;
   constexpr int smem = kFromNchw ? Cfg::kNchwSmem : kHalo ? Cfg::kHaloSmem : Cfg::kSmem;
-  opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(p.groups));
+  if constexpr (!kHalo && !kFromNchw) {
+    if (split.splits > 1) {
+      constexpr auto kernel = forward_tma_split_kernel<T, Cfg, kOutNHWC>;
+      opt_in_shared_memory<kernel>(smem);
+      C10_CUDA_CHECK(cudaMemsetAsync(split.counters, 0, sizeof(int) * grid.x * grid.y * grid.z, stream));
+      const dim3 split_grid(grid.x * unsigned(split.splits), grid.y, grid.z);
+      kernel<<<split_grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+  }
+  constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo, kFromNchw>;
+  opt_in_shared_memory<kernel>(smem);
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -581,29 +636,73 @@ bool pointwise_fits(const ConvParams& p) {
 template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the configuration files)
 void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);
 
-// Workspace: NCHW problems not read in place (nchw_fused, pointwise_fits) stage their activations as NHWC; filters not readable by
-// the copy engine in place (NCHW's KCRS, or sliced) are repacked to KRSC.
+// CTAs of p's launch without split-K: tiles of pixels x tiles of channels x groups.
 template <class Cfg>
-int64_t forward_tma_workspace(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
-  if (p.channels_last || pointwise_fits<Cfg>(p)) return filters;
-  const TmaTile t = tma_tile(p, Cfg::kBM);
-  return nchw_fused<Cfg>(p, use_halo<Cfg>(p, t)) ? filters : filters + p.N * p.C * p.H * p.W * elem;
+int64_t tma_ctas(const ConvParams& p, const TmaTile& t) {
+  return t.count() * ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN) * p.groups;
 }
 
-// launch_tma, with halo boxes where use_halo said (`halo`).
+// Split-K: CTAs per tile for grids that leave the SMs' CTA slots idle (r50_3x3_512: 128 CTAs of 128x64 on 132 SMs
+// of two slots). EXPERIMENTAL, never run, off by default: CONV2D_EXT_TMA_SPLITK=n cuts the reduction of every problem
+// on the general path (no halo boxes) into n ranges of k-tiles (at most one per k-tile, and 16); =auto, where the
+// CTAs fill at most half the slots, into as many as fill them once, each range keeping 8 k-tiles or more.
+template <class Cfg>
+int tma_splits(const ConvParams& p, const TmaTile& t, bool halo) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_SPLITK");
+  if (env == nullptr || halo) return 1;
+  const int64_t BK = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
+  const int64_t k_tiles = p.R * p.S * ((p.C_per_group() + BK - 1) / BK), ctas = tma_ctas<Cfg>(p, t);
+  int64_t n = std::atoll(env);
+  if (std::strcmp(env, "auto") == 0) {
+    const int64_t slots = int64_t(Cfg::kMinBlocks) * num_sms();
+    n = ctas == 0 || 2 * ctas > slots ? 1 : std::min(slots / ctas, k_tiles / 8);
+  }
+  n = std::max<int64_t>(1, std::min<int64_t>({n, k_tiles, 16}));
+  return t.count() * n < (int64_t(1) << 31) ? int(n) : 1;
+}
+
+// forward_tma_launch_typed's workspace: the KRSC repack of the filters (where the copy engine cannot read them in
+// place: NCHW's KCRS, or sliced), the NHWC copy of NCHW activations not read in place (nchw_fused), and split-K's
+// partial tiles (fp32) and tile counters. Offsets of the copy and of the split region, and the total.
+struct TmaWorkspace {
+  int64_t copy, split, bytes;
+};
+template <class Cfg>
+TmaWorkspace tma_workspace(const ConvParams& p, const TmaTile& t, bool halo, int splits) {
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
+  const int64_t copy = p.channels_last || nchw_fused<Cfg>(p, halo) ? 0 : region(p.N * p.C * p.H * p.W * elem);
+  const int64_t ctas = tma_ctas<Cfg>(p, t);
+  const int64_t split = splits > 1 ? region(ctas * splits * Cfg::kBM * Cfg::kBN * 4) + region(ctas * 4) : 0;
+  return TmaWorkspace{filters, filters + copy, filters + copy + split};
+}
+
+template <class Cfg>
+int64_t forward_tma_workspace(const ConvParams& p) {
+  if (pointwise_fits<Cfg>(p)) return region(p.K * p.C_per_group() * (p.dtype == DType::kFloat32 ? 4 : 2));
+  const TmaTile t = tma_tile(p, Cfg::kBM);
+  const bool halo = use_halo<Cfg>(p, t);
+  return tma_workspace<Cfg>(p, t, halo, tma_splits<Cfg>(p, t, halo)).bytes;
+}
+
+// launch_tma, with halo boxes where use_halo said (`halo`), else cut by split-K where tma_splits says.
 template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T* act, const int64_t (&as)[4],
-                      const T* filt, FilterStrides fs, cudaStream_t stream) {
-  if (halo) launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
-  else launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream);
+                      const T* filt, FilterStrides fs, void* workspace, cudaStream_t stream) {
+  if (halo) return launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
+  TmaSplit split;
+  split.splits = tma_splits<Cfg>(p, t, halo);
+  if (split.splits > 1) {
+    unsigned char* at = static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, t, halo, split.splits).split;
+    split.partials = reinterpret_cast<float*>(at);
+    split.counters = reinterpret_cast<int*>(at + region(tma_ctas<Cfg>(p, t) * split.splits * Cfg::kBM * Cfg::kBN * 4));
+  }
+  launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream, split);
 }
 
 template <typename T, class Cfg>
 void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch
-  const int64_t Cg = p.C_per_group();
   const T* filters = static_cast<const T*>(p.w);
   FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
   if (p.channels_last && (p.x_stride[1] != 1 || p.y_stride[1] != 1 ||
@@ -622,15 +721,14 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
-    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
+    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, workspace, stream);
   } else if (nchw_fused<Cfg>(p, halo)) {  // the NCHW input read in place
     launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
-    const int64_t elem = sizeof(T);
-    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(p.K * Cg * p.R * p.S * elem));
+    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, t, halo, 1).copy);
     int64_t xs[4];
     const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, stream);
+    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, workspace, stream);
   }
 }
 
