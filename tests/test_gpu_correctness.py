@@ -447,6 +447,37 @@ def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
         assert all(torch.equal(u, v) for u, v in zip(*outs)), f"{layout}: results differ run to run"
 
 
+# implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered
+# into shared memory; EXPERIMENTAL, written in session 24 with no device: refused unless CONV2D_EXT_IM2COL=1, and
+# these tests only with CONV2D_EXT_TEST_IM2COL=1). First layers at their real sizes (r50_conv1 at batch 4: 196 pixel
+# tiles of 128 per image pair, more tiles than the persistent grid's CTAs), two channel tiles with a partial one
+# (K = 96), pixel tiles across images (an output of 15 x 13), the largest reduction (C 10 x 4 x 4 = 160), and every
+# GRID case it takes.
+IM2COL = {
+    "r50_conv1_n4": Case(4, 3, 224, 224, 64, 7, 7, 2, 3, 1, 1),
+    "stem_3x3_s2_k32": Case(3, 3, 30, 26, 32, 3, 3, 2, 1, 1, 1),
+    "patchify_4x4_s4_k96": Case(2, 3, 60, 52, 96, 4, 4, 4, 0, 1, 1),
+    "c10_4x4_k40_dil2": Case(2, 10, 19, 17, 40, 4, 4, 1, 3, 2, 1),
+    **{name: case for name, case in GRID.items() if case.groups == 1 and case.C * case.R * case.S <= 160},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(IM2COL))
+def test_im2col(name, precision_mode, layout, poison, monkeypatch):
+    """implicit_gemm:im2col forced on the forward, with and without bias, and on inputs sliced off 16-byte alignment."""
+    if os.environ.get("CONV2D_EXT_TEST_IM2COL") != "1":
+        pytest.skip("experimental and never run (CONV2D_EXT_IM2COL=1 enables it); set CONV2D_EXT_TEST_IM2COL=1 to run "
+                    "it: pytest -p no:xdist -x -k im2col")
+    monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("mma.sync tensor cores need compute capability 8.0")
+    case = IM2COL[name]
+    run_and_check(case, precision_mode, layout, {"forward": "implicit_gemm:im2col"}, True, must_run=True)
+    run_and_check(case, precision_mode, layout, {"forward": "implicit_gemm:im2col"}, False, offset=3, must_run=True)
+
+
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel", TMA_KERNELS)

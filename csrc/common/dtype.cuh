@@ -46,6 +46,21 @@ __device__ __forceinline__ raw_vec_t<T, kN> load_raw(const T* src) {
 // Asks for the 128-byte line holding `p` to be brought into L2 (a hint: no register, no fault).
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
+// The 16- or 32-bit element at `p` through the read-only cache where `ok`, else 0, as one predicated load (no branch
+// around it, and no predicate kept alive past it: the destination is zeroed first). `p` is not read where !ok.
+__device__ __forceinline__ uint16_t load_bits_or_zero(const uint16_t* p, bool ok) {
+  uint16_t v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b16 %0, 0;\n @q ld.global.nc.b16 %0, [%1];\n}\n"
+      : "=h"(v) : "l"(p), "r"(int(ok)));
+  return v;
+}
+__device__ __forceinline__ uint32_t load_bits_or_zero(const uint32_t* p, bool ok) {
+  uint32_t v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b32 %0, 0;\n @q ld.global.nc.b32 %0, [%1];\n}\n"
+      : "=r"(v) : "l"(p), "r"(int(ok)));
+  return v;
+}
+
 // The kN elements of T in `raw` as floats, out[0 .. kN-1].
 template <typename T, int kN = Vec16<T>::value>
 __device__ __forceinline__ void unpack_floats(const raw_vec_t<T, kN>& raw, float* out) {
