@@ -424,16 +424,18 @@ def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", splits)
     case = TMA_SPLIT_K[name]
+    config = "TmaConfig<1, 128, 3>" if kernel.endswith("128x128_tma") else "TmaConfig<1, 64, 4>"
     from torch.profiler import ProfilerActivity, profile
     for layout in LAYOUTS:
         for pass_ in ["forward"] + (["backward_data"] if case.stride == 1 else []):
             other = "backward_data" if pass_ == "forward" else "forward"  # pinned off the copy engine
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                run_and_check(case, precision_mode, layout, {pass_: kernel, other: "implicit_gemm:128x128_wg"},
-                              layout == "nchw", must_run=True)
-                torch.cuda.synchronize()
-            ran = {e.name for e in prof.events() if "forward_tma_split_kernel<" in e.name}
-            assert ran, f"{pass_}, {layout}: the split kernel did not run"
+            for bias in (True, False):
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    run_and_check(case, precision_mode, layout, {pass_: kernel, other: "implicit_gemm:128x128_wg"},
+                                  bias, must_run=True)
+                    torch.cuda.synchronize()
+                ran = {e.name for e in prof.events() if "forward_tma_split_kernel<" in e.name}
+                assert any(config in n for n in ran), f"{pass_}, {layout}: the {config} split kernel did not run"
         # run to run: the same inputs twice, both passes on the split kernel
         x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=True,
                               channels_last=layout == "nhwc")
@@ -445,6 +447,22 @@ def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
             gy = random_tensor(y.shape, y.dtype, seed=7, channels_last=layout == "nhwc")
             outs.append((y.detach().clone(), torch.autograd.grad(y, x, gy)[0]))
         assert all(torch.equal(u, v) for u, v in zip(*outs)), f"{layout}: results differ run to run"
+
+
+@pytest.mark.parametrize("kernel", TMA_KERNELS)
+def test_tma_split_k_auto(kernel, poison, monkeypatch):
+    """CONV2D_EXT_TMA_SPLITK=auto splits a grid of few CTAs (7x7 maps, 3 images: 8 or 4 CTAs, 72 k-tiles) and the
+    results hold."""
+    if os.environ.get("CONV2D_EXT_TEST_TMA_SPLITK") != "1":
+        pytest.skip("experimental and never run (CONV2D_EXT_TMA_SPLITK=auto); set CONV2D_EXT_TEST_TMA_SPLITK=1 to run it")
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", "auto")
+    from torch.profiler import ProfilerActivity, profile
+    with precision("bf16"), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(TMA_SPLIT_K["7x7_c512_k200"], "bf16", "nhwc", {"forward": kernel}, True, must_run=True)
+        torch.cuda.synchronize()
+    assert any("forward_tma_split_kernel<" in e.name for e in prof.events()), "auto did not split"
 
 
 # implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered

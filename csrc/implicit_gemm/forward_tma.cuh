@@ -155,10 +155,9 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   int split = 0, kb0 = 0, k_count = c.k_tiles;  // kSplitK: this CTA's k-tiles kb0 .. kb0 + k_count - 1
   if constexpr (kSplitK) {
     split = static_cast<int>(tile % c.splits), tile /= c.splits;
-    kb0 = split * c.k_tiles / c.splits;
-    k_count = (split + 1) * c.k_tiles / c.splits - kb0;
+    kb0 = static_cast<int>(int64_t(split) * c.k_tiles / c.splits);
+    k_count = static_cast<int>(int64_t(split + 1) * c.k_tiles / c.splits) - kb0;
   }
-  const int64_t tile_index = tile;
   const int q0 = static_cast<int>(tile % c.q_tiles) * c.wt;
   tile /= c.q_tiles;
   const int p0 = static_cast<int>(tile % c.p_tiles) * c.ht;
@@ -338,9 +337,10 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   }
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
   if constexpr (kSplitK) {  // the last of the tile's CTAs to arrive goes on with the sum, the others are done
-    const int64_t slot = (int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * (gridDim.x / c.splits) + tile_index;
-    if (!split_k_fixup<256>(acc[0], c.partials + slot * c.splits * (256 * kAcc), c.counters + slot, split, c.splits,
-                            threadIdx.x, 1))
+    // (the tile and split from blockIdx again: nothing kept live across the main loop)
+    const int64_t slot = (int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * (gridDim.x / c.splits) + blockIdx.x / c.splits;
+    if (!split_k_fixup<256>(acc[0], c.partials + slot * c.splits * (256 * kAcc), c.counters + slot,
+                            int(blockIdx.x % c.splits), c.splits, threadIdx.x, 1))
       return;
   }
 
@@ -478,6 +478,18 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   forward_tma_body<T, Cfg, kOutNHWC, false, false, true>(act, filt, out, c);
 }
 
+// The TF32 NCHW-in-place kernel (register-A MMAs) at one CTA per SM: at two, ptxas caps the 128x128 kernel at 96
+// registers (9 warps a CTA: 5 on some sub-partition) and serialises its MMAs (C7512: the pipelined loop needs 98);
+// one CTA keeps them in flight but loses the other CTA's overlap of its epilogue. (A producer warpgroup handing its
+// registers to the consumers by setmaxnreg does not help: ptxas allocates the whole kernel within the launch cap,
+// 80 for two CTAs of 384 threads, and fails.) EXPERIMENTAL, never run: CONV2D_EXT_TMA_TF32_ONE_CTA=1 (launch_tma).
+template <typename T, class Cfg>
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    forward_tma_one_cta_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
+                               const __grid_constant__ CUtensorMap out, const TmaConv c) {
+  forward_tma_body<T, Cfg, false, true, true, false>(act, filt, out, c);
+}
+
 template <typename T> constexpr CUtensorMapDataType tma_dtype() {
   return sizeof(T) == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
                         : std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -515,16 +527,17 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
          p.y_stride[2] % 2 == 0 && reinterpret_cast<uintptr_t>(p.y) % (2 * sizeof(T)) == 0;
 }
 
-// Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
-// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
-// kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
-// boxes (nchw_fused).
 // Split-K's launch (tma_splits): `splits` CTAs per tile, their partial tiles and the tiles' counters (workspace).
 struct TmaSplit {
   int splits = 1;
   float* partials = nullptr;
   int* counters = nullptr;
 };
+
+// Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
+// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
+// kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
+// boxes (nchw_fused). `split`: split-K (general path only).
 
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
@@ -581,6 +594,16 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
       C10_CUDA_CHECK(cudaMemsetAsync(split.counters, 0, sizeof(int) * grid.x * grid.y * grid.z, stream));
       const dim3 split_grid(grid.x * unsigned(split.splits), grid.y, grid.z);
       kernel<<<split_grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+  }
+  if constexpr (kFromNchw && sizeof(T) == 4 && Cfg::kBN == 128) {
+    const char* env = std::getenv("CONV2D_EXT_TMA_TF32_ONE_CTA");
+    if (env != nullptr && env[0] == '1') {
+      constexpr auto kernel = forward_tma_one_cta_kernel<T, Cfg>;
+      opt_in_shared_memory<kernel>(smem);
+      kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
     }
@@ -644,8 +667,9 @@ int64_t tma_ctas(const ConvParams& p, const TmaTile& t) {
 
 // Split-K: CTAs per tile for grids that leave the SMs' CTA slots idle (r50_3x3_512: 128 CTAs of 128x64 on 132 SMs
 // of two slots). EXPERIMENTAL, never run, off by default: CONV2D_EXT_TMA_SPLITK=n cuts the reduction of every problem
-// on the general path (no halo boxes) into n ranges of k-tiles (at most one per k-tile, and 16); =auto, where the
-// CTAs fill at most half the slots, into as many as fill them once, each range keeping 8 k-tiles or more.
+// on the general path (no halo boxes) into n ranges of k-tiles (at most one per k-tile, 16, and 256 MB of partial
+// tiles); =auto, where the CTAs fill at most half the slots, into as many as fill them once, each range keeping 8
+// k-tiles or more.
 template <class Cfg>
 int tma_splits(const ConvParams& p, const TmaTile& t, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_SPLITK");
@@ -657,7 +681,9 @@ int tma_splits(const ConvParams& p, const TmaTile& t, bool halo) {
     const int64_t slots = int64_t(Cfg::kMinBlocks) * num_sms();
     n = ctas == 0 || 2 * ctas > slots ? 1 : std::min(slots / ctas, k_tiles / 8);
   }
-  n = std::max<int64_t>(1, std::min<int64_t>({n, k_tiles, 16}));
+  // at most 16, one per k-tile, and 256 MB of partial tiles
+  const int64_t by_bytes = (int64_t(1) << 28) / std::max<int64_t>(1, ctas * Cfg::kBM * Cfg::kBN * 4);
+  n = std::max<int64_t>(1, std::min<int64_t>({n, k_tiles, 16, by_bytes}));
   return t.count() * n < (int64_t(1) << 31) ? int(n) : 1;
 }
 
