@@ -327,6 +327,23 @@ def test_tma_nchw_fused(name, precision_mode, kernel, poison):
         assert fused, f"{pass_}: the fused kernel did not run: {sorted(names)}"
 
 
+@pytest.mark.parametrize("name", list(TMA_NCHW_FUSED))
+def test_tma_tf32_one_cta(name, poison, monkeypatch):
+    """CONV2D_EXT_TMA_TF32_ONE_CTA=1: the TF32 NCHW-in-place 128x128 kernel at one CTA per SM (its MMAs pipelined),
+    forward and stride-1 backward-data: the results, and that it ran."""
+    kernel = "implicit_gemm:128x128_tma"
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_TF32_ONE_CTA", "1")
+    case = TMA_NCHW_FUSED[name]
+    from torch.profiler import ProfilerActivity, profile
+    for pass_ in ["forward"] + (["backward_data"] if case.stride == 1 else []):
+        with precision("tf32"), profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_and_check(case, "tf32", "nchw", {pass_: kernel}, True, must_run=True)
+            torch.cuda.synchronize()
+        assert any("forward_tma_one_cta_kernel<" in e.name for e in prof.events()), f"{pass_}: it did not run"
+
+
 # The 1x1 NCHW kernels reading and writing NCHW in place (forward_pointwise_tma.cuh; EXPERIMENTAL, written in
 # session 23 with no device time left: CONV2D_EXT_TMA_POINTWISE=1, and this test only with
 # CONV2D_EXT_TEST_TMA_POINTWISE=1, alone first: pytest -p no:xdist -x -k pointwise). Maps of HW % 8 == 0 (16-byte
