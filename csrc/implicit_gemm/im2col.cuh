@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -53,10 +54,10 @@ struct Config {
   static constexpr int kWarpsM = kBM / 32, kWarpsN = 8 / kWarpsM, kWarpM = 32, kWarpN = kBN / kWarpsN;
   static constexpr int kMTiles = 2, kNTiles = kWarpN / 8;  // m16 and n8 blocks of a warp
   static constexpr int kAPitch = kBM + 8, kBPitch = kBN + 8;
-  static constexpr int kRowThreads = kThreads / kBM, kRowWords = kWords / kRowThreads;  // the gather: per pixel row
+  static constexpr int kRowThreads = kThreads / kBM;  // the gather: threads per pixel row
   static constexpr int kBatch = 8;  // words a thread gathers before it stores them (their loads in flight together)
   static_assert(kAPitch % 32 == 8 && kBPitch % 32 == 8, "conflict-free fragments");
-  static_assert(kRowWords % kBatch == 0, "whole batches");
+  static_assert(kWords % kBatch == 0, "whole batches");
   static constexpr int E = 16 / int(sizeof(T));
   static constexpr int kStageBytes = (kBN * (kBM + E) > kBM * (kBN + E) ? kBN * (kBM + E) : kBM * (kBN + E)) * int(sizeof(T));
   static constexpr int kABytes = kWords * kAPitch * 4, kBBytes = kWords * kBPitch * 4, kTableBytes = kKMax * 16;
@@ -133,11 +134,11 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
   for (int i = tid; i < Cfg::kWords * Cfg::kAPitch; i += kThreads) a_w[i] = 0;
   __syncthreads();
 
-  // The gather's share of this thread: pixel row m of the tile, word rows j0 .. j0 + kRowWords - 1 (only those
-  // holding some k < C R S: the rest stay zero).
-  const int m = tid % Cfg::kBM, j0 = (tid / Cfg::kBM) * Cfg::kRowWords;
-  const int words = (sh.crs + Cfg::kPerWord - 1) / Cfg::kPerWord;
-  const int j_end = min(j0 + Cfg::kRowWords, words);
+  // The gather's share of this thread: pixel row m of the tile, batches of kBatch word rows part, part +
+  // kRowThreads, ... (interleaved, so that short reductions still keep every thread busy), only those holding some
+  // k < C R S (the rest stay zero).
+  const int m = tid % Cfg::kBM, part = tid / Cfg::kBM;
+  const int batches = ((sh.crs + Cfg::kPerWord - 1) / Cfg::kPerWord + Cfg::kBatch - 1) / Cfg::kBatch;
   const Bits<T>* __restrict__ x = static_cast<const Bits<T>*>(p.x);
   const int H = int(p.H), W = int(p.W);
 
@@ -157,8 +158,8 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
       image = x + img * p.x_stride[0];
       rel = int(hb * p.x_stride[2] + wb * p.x_stride[3]);
     }
-    for (int j = j0; j < j_end; j += Cfg::kBatch) {
-      // kBatch words: every load issued (predicated off outside the input: zero), then packed and stored.
+    for (int batch = part; batch < batches; batch += Cfg::kRowThreads) {
+      const int j = batch * Cfg::kBatch;  // kBatch words: every load issued (predicated off outside the input: zero), then packed and stored.
       Bits<T> v[Cfg::kBatch][Cfg::kPerWord];
 #pragma unroll
       for (int b = 0; b < Cfg::kBatch; ++b)
@@ -222,7 +223,6 @@ inline std::string can_implement(const ConvParams& p) {
   if (p.dtype == DType::kFloat32 && !p.allow_tf32)
     return "float32 with allow_tf32 = False needs exact FP32 arithmetic (CUDA cores), not TF32 tensor cores";
   if (p.C * p.R * p.S > kKMax) return "a reduction (C x R x S) of more than 160 elements";
-  if (p.N * p.C * p.H * p.W == 0) return "an empty input";
   if (p.N * p.P * p.Q >= (int64_t(1) << 31) - 256) return "2^31 or more output pixels";
   const int64_t kLimit = int64_t(1) << 30;
   if (p.H >= kLimit || p.W >= kLimit || p.pad_h >= kLimit || p.pad_w >= kLimit || (p.P - 1) * p.stride_h >= kLimit ||
@@ -252,8 +252,17 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   const int64_t M = p.N * p.P * p.Q;
   const Shape sh{crs, (crs + step - 1) / step, int((M + Cfg::kBM - 1) / Cfg::kBM), int(p.P * p.Q), int(M)};
   const unsigned channel_tiles = unsigned((p.K + kBN - 1) / kBN);
-  // Persistent: each CTA stages its filters once and walks pixel tiles; two CTAs per SM in all.
-  const int64_t ctas = std::max<int64_t>(1, 2 * int64_t(num_sms()) / channel_tiles);
+  // Persistent: each CTA stages its filters once and walks pixel tiles; as many CTAs as the SMs hold (two on sm_90,
+  // one where its shared memory allows only one). CONV2D_EXT_IM2COL_CTAS caps them (tests: several tiles a CTA).
+  static std::once_flag once[kMaxDevices];
+  static int resident[kMaxDevices];
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  std::call_once(once[device], [&] {
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident[device], kernel, kThreads, Cfg::kSmem));
+  });
+  int64_t ctas = std::max<int64_t>(1, std::max(1, resident[device]) * int64_t(num_sms()) / channel_tiles);
+  if (const char* cap = std::getenv("CONV2D_EXT_IM2COL_CTAS")) ctas = std::max<int64_t>(1, std::min<int64_t>(ctas, std::atoll(cap)));
   const dim3 grid(unsigned(std::min<int64_t>(sh.m_tiles, ctas)), channel_tiles);
   kernel<<<grid, kThreads, Cfg::kSmem, stream>>>(p, sh);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
