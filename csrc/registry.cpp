@@ -60,6 +60,7 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_data_implicit_gemm_128x64_ffma,
       &backward_weight_implicit_gemm_64x128_ffma,
       &forward_implicit_gemm_im2col,
+      &backward_weight_implicit_gemm_im2col,
   };
   return table;
 }

@@ -154,10 +154,11 @@ def test_empty_batch_on_each_forward_kernel(kernel, poison, monkeypatch):
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["backward_weight"] if k.startswith("implicit_gemm")])
-def test_empty_batch_on_each_backward_weight_kernel(kernel, poison):
+def test_empty_batch_on_each_backward_weight_kernel(kernel, poison, monkeypatch):
     """N = 0: the weight gradient is an empty sum, written as zeros (not left as poison)."""
+    channels = 4 if _input_channels(kernel, monkeypatch) == 4 else 32
     with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
-        x, w, _ = make_inputs(0, 32, 8, 8, 32, 3, 3, 1, dtype)
+        x, w, _ = make_inputs(0, channels, 8, 8, 32, 3, 3, 1, dtype)
         w.requires_grad_(True)
         y = conv2d_ext.conv2d(x, w, padding=1, variant={"backward_weight": kernel})
         (gw,) = torch.autograd.grad(y, w, torch.randn_like(y))

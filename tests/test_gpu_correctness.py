@@ -501,9 +501,10 @@ IM2COL = {
 @pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(IM2COL))
 def test_im2col(name, precision_mode, layout, poison, monkeypatch):
-    """implicit_gemm:im2col forced on the forward, with and without bias, on inputs sliced off 16-byte alignment, and
-    with its persistent grid capped at 3 CTAs (each walks several pixel tiles); every output element checked against
-    the largest reference element too (one wrong pixel of r50_conv1 passes a norm-wise check)."""
+    """implicit_gemm:im2col forced on the forward and backward-weight, with and without bias, on inputs sliced off
+    16-byte alignment, and with the forward's persistent grid capped at 3 CTAs (each walks several pixel tiles); every
+    output element checked against the largest reference element too (one wrong pixel of r50_conv1 passes a
+    norm-wise check); the weight gradient bit-identical run to run."""
     if os.environ.get("CONV2D_EXT_TEST_IM2COL") != "1":
         pytest.skip("experimental and never run (CONV2D_EXT_IM2COL=1 enables it); set CONV2D_EXT_TEST_IM2COL=1 to run "
                     "it: pytest -p no:xdist -x -k im2col")
@@ -512,14 +513,23 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
     if torch.cuda.get_device_capability() not in ((8, 0), (9, 0), (10, 0)):
         pytest.skip("needs compute capability 8.0, 9.0 or 10.0 (mma.sync, and its tiles' shared memory)")
     case = IM2COL[name]
-    variant = {"forward": "implicit_gemm:im2col"}
+    variant = {"forward": "implicit_gemm:im2col", "backward_weight": "implicit_gemm:im2col"}
     run_and_check(case, precision_mode, layout, variant, True, must_run=True)
     run_and_check(case, precision_mode, layout, variant, False, offset=3, must_run=True)
+    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc", bias=False)
+    w.requires_grad_(True)
+    gy = random_tensor(conv2d_ext.conv2d(x, w, **case.conv_args).shape, x.dtype, channels_last=layout == "nhwc")
+    grads = [torch.autograd.grad(conv2d_ext.conv2d(x, w, **case.conv_args, variant=variant), w, gy)[0]
+             for _ in range(3)]
+    assert all(torch.equal(g, grads[0]) for g in grads), "weight gradients differ run to run"
+    _, (_, ref) = reference(x, w.detach(), None, gy, **case.conv_args)
+    err = ((grads[0].double() - ref).abs().max() / ref.abs().max()).item()
+    assert err <= 4 * TOLERANCE[precision_mode], f"weight gradient: largest element error {err:.3g}"
     for ctas in (None, "3"):
         if ctas:
             monkeypatch.setenv("CONV2D_EXT_IM2COL_CTAS", ctas)
         x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc")
-        y = conv2d_ext.conv2d(x, w, b, **case.conv_args, variant=variant)
+        y = conv2d_ext.conv2d(x, w, b, **case.conv_args, variant={"forward": "implicit_gemm:im2col"})
         ref, _ = reference(x, w, b, **case.conv_args)
         err = ((y.double() - ref).abs().max() / ref.abs().max()).item()
         assert err <= 4 * TOLERANCE[precision_mode], f"largest element error {err:.3g} ({ctas or 'all'} CTAs)"

@@ -17,7 +17,12 @@
 // Tiles: kBM pixels (flattened over N x P x Q: no tile shape wastes rows) x 64 output channels, 8 warps of 32 x kWarpN
 // (kBM = 128 for 16-bit, 64 for TF32, whose words hold half the reduction), two CTAs per SM. Per tile: gather,
 // barrier, MMAs, then the implicit-GEMM epilogue (store_tile: staged along the output's contiguous dimension, a
-// barrier, coalesced runs). Written in session 24 with no device: EXPERIMENTAL, registered but picked by no
+// barrier, coalesced runs).
+//
+// Backward-weight (wgrad_kernel) is the same gather turned around: dW[k][crs] = sum over output pixels of
+// dy[pixel][k] X[pixel][crs] (X the forward's im2col), the pixels as the MMA's reduction: per tile of 64 pixels, X^T
+// and dy^T as words of two pixels (one in TF32) by row crs or k; a split of the pixel tiles per CTA, the splits'
+// sums added in split order by finish_splits (bit-identical run to run). Written in session 24 with no device: EXPERIMENTAL, registered but picked by no
 // heuristic rule, and refused unless CONV2D_EXT_IM2COL=1, until run (variant="implicit_gemm:im2col").
 #pragma once
 
@@ -35,6 +40,8 @@
 #include "common/dtype.cuh"
 #include "common/launch.cuh"
 #include "common/mma.cuh"
+#include "common/pdl.cuh"
+#include "common/reduce.cuh"
 #include "implicit_gemm/forward.cuh"
 
 namespace conv2d_ext {
@@ -93,6 +100,53 @@ struct Shape {
 // Raw bits of a T (16-bit: the low half of a word).
 template <typename T> using Bits = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
 
+// Once per CTA: each reduction index k's offset in an image and tap shift {offset, r dil_h, s dil_w, 0}; past C R S a
+// row shift no pixel's window reaches (its elements read as zero).
+__device__ __forceinline__ void build_table(int4* table, const ConvParams& p, int crs) {
+  const int R = int(p.R), S = int(p.S), RS = R * S;
+  for (int k = threadIdx.x; k < kKMax; k += blockDim.x) {
+    int4 e = make_int4(0, kFar, 0, 0);
+    if (k < crs) {
+      const int c = k / RS, r = (k - c * RS) / S, s = k - c * RS - r * S;
+      e = make_int4(int(c * p.x_stride[1] + int64_t(r) * p.dil_h * p.x_stride[2] + int64_t(s) * p.dil_w * p.x_stride[3]),
+                    r * p.dil_h, s * p.dil_w, 0);
+    }
+    table[k] = e;
+  }
+}
+
+// Output pixel gm (flattened over N x P x Q; M of them, pq a map) as (image, row, column); ok false past M.
+struct Pixel {
+  int img, p, q;
+  bool ok;
+};
+__device__ __forceinline__ Pixel pixel_at(int gm, int M, int pq, int Q) {
+  if (gm >= M) return Pixel{0, 0, 0, false};
+  const int img = gm / pq, rest = gm - img * pq, row = rest / Q;
+  return Pixel{img, row, rest - row * Q, true};
+}
+
+// A pixel's window in x: its image, top-left corner (hb, wb) and the corner's offset in the image (32-bit:
+// can_implement). Past M the corner lies kFar rows out: every element reads as zero.
+template <typename T>
+struct Window {
+  const Bits<T>* image;
+  int hb, wb, rel;
+};
+template <typename T>
+__device__ __forceinline__ Window<T> window_of(const ConvParams& p, const Bits<T>* x, const Pixel& px) {
+  if (!px.ok) return Window<T>{x, kFar, 0, 0};
+  const int hb = px.p * p.stride_h - p.pad_h, wb = px.q * p.stride_w - p.pad_w;
+  return Window<T>{x + px.img * p.x_stride[0], hb, wb, int(hb * p.x_stride[2] + wb * p.x_stride[3])};
+}
+
+// Element `at` (a table entry) of a window: one predicated load, zero outside the input.
+template <typename T>
+__device__ __forceinline__ Bits<T> tap_bits(const Window<T>& w, const int4& at, int H, int W) {
+  const bool ok = unsigned(w.hb + at.y) < unsigned(H) && unsigned(w.wb + at.z) < unsigned(W);
+  return load_bits_or_zero(w.image + (w.rel + at.x), ok);
+}
+
 template <typename T, bool kOutNHWC>
 __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p, const Shape sh) {
   using Cfg = Config<T>;
@@ -107,15 +161,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
 
   // Once per CTA: the table, the filters' words (zero past C R S and past K), the A tile zeroed (word rows past the
   // reduction stay zero).
-  for (int k = tid; k < kKMax; k += kThreads) {
-    int4 e = make_int4(0, kFar, 0, 0);
-    if (k < sh.crs) {
-      const int c = k / RS, r = (k - c * RS) / S, s = k - c * RS - r * S;
-      e = make_int4(int(c * p.x_stride[1] + int64_t(r) * p.dil_h * p.x_stride[2] + int64_t(s) * p.dil_w * p.x_stride[3]),
-                    r * p.dil_h, s * p.dil_w, 0);
-    }
-    table[k] = e;
-  }
+  build_table(table, p, sh.crs);
   const Bits<T>* __restrict__ w = static_cast<const Bits<T>*>(p.w);
   for (int i = tid; i < Cfg::kWords * kBN; i += kThreads) {
     const int j = i / kBN, n = i - j * kBN;
@@ -147,28 +193,16 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
   const T* bias = p.bias ? static_cast<const T*>(p.bias) + k0 : nullptr;
 
   for (int tile = blockIdx.x; tile < sh.m_tiles; tile += gridDim.x) {
-    // This thread's pixel: its window's top-left corner (hb, wb); a pixel past M reads nothing (its row stays
-    // unused: store_tile skips it).
-    const int gm = tile * Cfg::kBM + m;
-    int hb = kFar, wb = 0, rel = 0;  // rel: the corner's offset in its image (32-bit: can_implement)
-    const Bits<T>* image = x;
-    if (gm < sh.M) {
-      const int img = gm / sh.pq, pq = gm - img * sh.pq, pp = pq / int(p.Q), q = pq - pp * int(p.Q);
-      hb = pp * p.stride_h - p.pad_h, wb = q * p.stride_w - p.pad_w;
-      image = x + img * p.x_stride[0];
-      rel = int(hb * p.x_stride[2] + wb * p.x_stride[3]);
-    }
+    // This thread's pixel (past M: its row reads zeros and store_tile skips it).
+    const Window<T> win = window_of<T>(p, x, pixel_at(tile * Cfg::kBM + m, sh.M, sh.pq, int(p.Q)));
     for (int batch = part; batch < batches; batch += Cfg::kRowThreads) {
-      const int j = batch * Cfg::kBatch;  // kBatch words: every load issued (predicated off outside the input: zero), then packed and stored.
+      // kBatch words: every load issued (predicated off outside the input: zero), then packed and stored
+      const int j = batch * Cfg::kBatch;
       Bits<T> v[Cfg::kBatch][Cfg::kPerWord];
 #pragma unroll
       for (int b = 0; b < Cfg::kBatch; ++b)
 #pragma unroll
-        for (int e = 0; e < Cfg::kPerWord; ++e) {
-          const int4 at = table[(j + b) * Cfg::kPerWord + e];
-          const bool ok = unsigned(hb + at.y) < unsigned(H) && unsigned(wb + at.z) < unsigned(W);
-          v[b][e] = load_bits_or_zero(image + (rel + at.x), ok);
-        }
+        for (int e = 0; e < Cfg::kPerWord; ++e) v[b][e] = tap_bits(win, table[(j + b) * Cfg::kPerWord + e], H, W);
 #pragma unroll
       for (int b = 0; b < Cfg::kBatch; ++b) {
         uint32_t word = 0;
@@ -213,8 +247,8 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
   }
 }
 
-// Why it cannot run the forward of p, or "".
-inline std::string can_implement(const ConvParams& p) {
+// Why neither pass can run p, or "".
+inline std::string im2col_reason(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_IM2COL");
   if (env == nullptr || env[0] != '1') return "experimental, never run yet: set CONV2D_EXT_IM2COL=1 to use it";
   if (p.groups != 1) return "grouped convolutions (its tiles span all input channels)";
@@ -235,12 +269,35 @@ inline std::string can_implement(const ConvParams& p) {
   const int64_t w_far = std::max<int64_t>(p.pad_w, (p.Q - 1) * p.stride_w) + (p.S - 1) * p.dil_w;
   if ((p.C - 1) * mag(p.x_stride[1]) + h_far * mag(p.x_stride[2]) + w_far * mag(p.x_stride[3]) >= (int64_t(1) << 31))
     return "images of 2^31 or more elements (its offsets in an image are 32-bit)";
-  std::string why = dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
+  if ((p.K + kBN - 1) / kBN > 65535) return "more than 65535 tiles of output channels";
+  return "";
+}
+
+// Why it cannot run the forward of p, or "".
+inline std::string can_implement(const ConvParams& p) {
+  std::string why = im2col_reason(p);
+  if (!why.empty()) return why;
+  why = dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");
   if (!why.empty()) return why;
   const int64_t smem = p.dtype == DType::kFloat32 ? Config<float>::kSmem : Config<__half>::kSmem;
   if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
-  if ((p.K + kBN - 1) / kBN > 65535) return "more than 65535 tiles of output channels";
   return "";
+}
+
+// CTAs of `kernel` per tile of output channels: as many as the SMs hold in all (two a SM on sm_90, one where its
+// shared memory allows only one). CONV2D_EXT_IM2COL_CTAS caps them (tests: several pixel tiles a CTA).
+template <auto kernel>
+int64_t ctas_per_channel_tile(int smem, unsigned channel_tiles) {
+  static std::once_flag once[kMaxDevices];
+  static int resident[kMaxDevices];
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  std::call_once(once[device], [&] {
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident[device], kernel, kThreads, smem));
+  });
+  int64_t ctas = std::max<int64_t>(1, std::max(1, resident[device]) * int64_t(num_sms()) / channel_tiles);
+  if (const char* cap = std::getenv("CONV2D_EXT_IM2COL_CTAS")) ctas = std::max<int64_t>(1, std::min<int64_t>(ctas, std::atoll(cap)));
+  return ctas;
 }
 
 template <typename T, bool kOutNHWC>
@@ -252,30 +309,202 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   const int64_t M = p.N * p.P * p.Q;
   const Shape sh{crs, (crs + step - 1) / step, int((M + Cfg::kBM - 1) / Cfg::kBM), int(p.P * p.Q), int(M)};
   const unsigned channel_tiles = unsigned((p.K + kBN - 1) / kBN);
-  // Persistent: each CTA stages its filters once and walks pixel tiles; as many CTAs as the SMs hold (two on sm_90,
-  // one where its shared memory allows only one). CONV2D_EXT_IM2COL_CTAS caps them (tests: several tiles a CTA).
-  static std::once_flag once[kMaxDevices];
-  static int resident[kMaxDevices];
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  std::call_once(once[device], [&] {
-    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident[device], kernel, kThreads, Cfg::kSmem));
-  });
-  int64_t ctas = std::max<int64_t>(1, std::max(1, resident[device]) * int64_t(num_sms()) / channel_tiles);
-  if (const char* cap = std::getenv("CONV2D_EXT_IM2COL_CTAS")) ctas = std::max<int64_t>(1, std::min<int64_t>(ctas, std::atoll(cap)));
-  const dim3 grid(unsigned(std::min<int64_t>(sh.m_tiles, ctas)), channel_tiles);
+  // Persistent: each CTA stages its filters once and walks pixel tiles.
+  const dim3 grid(unsigned(std::min<int64_t>(sh.m_tiles, ctas_per_channel_tile<kernel>(Cfg::kSmem, channel_tiles))),
+                  channel_tiles);
   kernel<<<grid, kThreads, Cfg::kSmem, stream>>>(p, sh);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-inline void launch(const ConvParams& p, void* /*workspace*/, cudaStream_t stream) {
-  if (p.N * p.P * p.Q == 0 || p.K == 0) return;
-  dispatch_float_dtype(p.dtype, "implicit_gemm im2col", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if (p.channels_last) launch_typed<T, true>(p, stream);
-    else launch_typed<T, false>(p, stream);
-  });
+
+// ---- Backward-weight.
+
+// Tiles of kPT output pixels as words of kPerWord pixels (the MMA's reduction), rows k (A: 64 output channels) and
+// crs (B: the whole reduction, kKMax rows); 8 warps of 32 k x 40 crs. Row pitches 8 words mod 32 (conflict-free
+// fragments, and the gathers' stores: consecutive threads on consecutive words of a row).
+template <typename T>
+struct WgradConfig {
+  static constexpr int kPT = 64, kPerWord = 4 / int(sizeof(T)), kPixWords = kPT / kPerWord;  // 32 or 64 words
+  static constexpr int kPitch = kPixWords + 8;
+  static constexpr int kGroups = kThreads / kPixWords;  // the gathers: threads per word column
+  static constexpr int kWarpsM = 2, kWarpsN = 4, kWarpM = kBN / kWarpsM, kWarpN = kKMax / kWarpsN;
+  static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;
+  static constexpr int kSteps = kPixWords / 8;  // MMA steps a tile
+  static constexpr int kBatch = 8;              // rows a thread gathers before storing them
+  static_assert(kPitch % 32 == 8 && kWarpN % 8 == 0, "conflict-free fragments, whole n8 blocks");
+  static constexpr int kABytes = kBN * kPitch * 4, kBBytes = kKMax * kPitch * 4;
+  static constexpr int kSmem = kABytes + kBBytes + kKMax * 16;
+};
+
+// What wgrad_kernel needs besides p: the reduction's length, pixel tiles and the tiles a split takes, the maps.
+struct WgradShape {
+  int crs, m_tiles, chunk, pq, M;
+};
+
+// dW[k, c, r, s] for element e = k C R S + (c R + r) S + s of the split reduction, through w's strides.
+template <typename T>
+struct StoreFilters {
+  T* w;
+  int64_t ws[4];
+  int crs, RS, S;
+  __device__ __forceinline__ void operator()(int64_t e, float total) const {
+    const int64_t k = e / crs;
+    const int i = int(e - k * crs), c = i / RS, r = (i - c * RS) / S, s = i - c * RS - r * S;
+    w[k * ws[0] + c * ws[1] + r * ws[2] + s * ws[3]] = from_acc<T>(total);
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 2)
+    wgrad_kernel(const ConvParams p, const WgradShape sh, const SplitOutput<float, StoreFilters<T>> out) {
+  using Cfg = WgradConfig<T>;
+  pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
+  extern __shared__ __align__(16) unsigned char im2col_smem[];
+  uint32_t* a_w = reinterpret_cast<uint32_t*>(im2col_smem);                         // [kBN][kPitch]: dy^T
+  uint32_t* b_w = reinterpret_cast<uint32_t*>(im2col_smem + Cfg::kABytes);          // [kKMax][kPitch]: X^T
+  int4* table = reinterpret_cast<int4*>(im2col_smem + Cfg::kABytes + Cfg::kBBytes);  // [kKMax]
+  const int tid = threadIdx.x, k0 = blockIdx.x * kBN;
+  build_table(table, p, sh.crs);
+  for (int i = tid; i < (Cfg::kABytes + Cfg::kBBytes) / 4; i += kThreads) a_w[i] = 0;  // rows never gathered stay 0
+  __syncthreads();
+
+  // The gathers' share of this thread: word column `col` (pixels kPerWord col ..), rows grp, grp + kGroups, ...
+  const int col = tid % Cfg::kPixWords, grp = tid / Cfg::kPixWords;
+  const Bits<T>* __restrict__ x = static_cast<const Bits<T>*>(p.x);
+  const Bits<T>* __restrict__ dy = static_cast<const Bits<T>*>(p.y);
+  const int H = int(p.H), W = int(p.W), K = int(p.K);
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
+  float acc[Cfg::kMTiles][Cfg::kNTiles][4] = {};
+
+  const int tile_end = min(sh.m_tiles, int(blockIdx.y + 1) * sh.chunk);
+  for (int tile = blockIdx.y * sh.chunk; tile < tile_end; ++tile) {
+    Window<T> win[Cfg::kPerWord];
+    int64_t at_dy[Cfg::kPerWord];  // the pixel's channel 0 in dy
+    bool ok[Cfg::kPerWord];
+#pragma unroll
+    for (int e = 0; e < Cfg::kPerWord; ++e) {
+      const Pixel px = pixel_at(tile * Cfg::kPT + col * Cfg::kPerWord + e, sh.M, sh.pq, int(p.Q));
+      win[e] = window_of<T>(p, x, px);
+      at_dy[e] = px.img * p.y_stride[0] + px.p * p.y_stride[2] + px.q * p.y_stride[3];
+      ok[e] = px.ok;
+    }
+    // X^T: row crs, this thread's word of pixels, kBatch rows at a time (loads in flight together)
+    for (int row0 = grp; row0 < sh.crs; row0 += Cfg::kBatch * Cfg::kGroups) {
+      Bits<T> v[Cfg::kBatch][Cfg::kPerWord];
+#pragma unroll
+      for (int b = 0; b < Cfg::kBatch; ++b) {
+        const int row = min(row0 + b * Cfg::kGroups, kKMax - 1);  // past crs: a zero entry
+#pragma unroll
+        for (int e = 0; e < Cfg::kPerWord; ++e) v[b][e] = tap_bits(win[e], table[row], H, W);
+      }
+#pragma unroll
+      for (int b = 0; b < Cfg::kBatch; ++b) {
+        const int row = row0 + b * Cfg::kGroups;
+        uint32_t word = 0;
+#pragma unroll
+        for (int e = 0; e < Cfg::kPerWord; ++e) word |= uint32_t(v[b][e]) << (16 * e);
+        if (row < sh.crs) b_w[row * Cfg::kPitch + col] = word;
+      }
+    }
+    // dy^T: row k (output channel k0 + k, zero past K), the same word of pixels
+    for (int row0 = grp; row0 < kBN; row0 += Cfg::kBatch * Cfg::kGroups) {
+      Bits<T> v[Cfg::kBatch][Cfg::kPerWord];
+#pragma unroll
+      for (int b = 0; b < Cfg::kBatch; ++b) {
+        const int k = k0 + row0 + b * Cfg::kGroups;
+#pragma unroll
+        for (int e = 0; e < Cfg::kPerWord; ++e)
+          v[b][e] = load_bits_or_zero(dy + (at_dy[e] + int64_t(k) * p.y_stride[1]), ok[e] && row0 + b * Cfg::kGroups < kBN && k < K);
+      }
+#pragma unroll
+      for (int b = 0; b < Cfg::kBatch; ++b) {
+        const int row = row0 + b * Cfg::kGroups;
+        uint32_t word = 0;
+#pragma unroll
+        for (int e = 0; e < Cfg::kPerWord; ++e) word |= uint32_t(v[b][e]) << (16 * e);
+        if (row < kBN) a_w[row * Cfg::kPitch + col] = word;
+      }
+    }
+    __syncthreads();  // the tile gathered
+
+#pragma unroll
+    for (int ks = 0; ks < Cfg::kSteps; ++ks) {
+      const uint32_t* a_row = a_w + (wm * Cfg::kWarpM + g) * Cfg::kPitch + 8 * ks + t;
+      const uint32_t* b_row = b_w + (wn * Cfg::kWarpN + g) * Cfg::kPitch + 8 * ks + t;
+      uint32_t a[Cfg::kMTiles][4], bf[Cfg::kNTiles][2];
+#pragma unroll
+      for (int i = 0; i < Cfg::kMTiles; ++i) {
+        a[i][0] = a_row[(i * 16) * Cfg::kPitch];
+        a[i][1] = a_row[(i * 16 + 8) * Cfg::kPitch];
+        a[i][2] = a_row[(i * 16) * Cfg::kPitch + 4];
+        a[i][3] = a_row[(i * 16 + 8) * Cfg::kPitch + 4];
+      }
+#pragma unroll
+      for (int j = 0; j < Cfg::kNTiles; ++j) {
+        bf[j][0] = b_row[(j * 8) * Cfg::kPitch];
+        bf[j][1] = b_row[(j * 8) * Cfg::kPitch + 4];
+      }
+#pragma unroll
+      for (int i = 0; i < Cfg::kMTiles; ++i)
+#pragma unroll
+        for (int j = 0; j < Cfg::kNTiles; ++j) Mma<T>::run(acc[i][j], a[i], bf[j]);
+    }
+    __syncthreads();  // every warp's MMAs are done with the tile: the next gather may overwrite it
+  }
+
+  // This split's sums (zero for a split without tiles: an empty batch writes zeros): D[k][crs] with k < K, crs < C R S.
+#pragma unroll
+  for (int i = 0; i < Cfg::kMTiles; ++i)
+#pragma unroll
+    for (int j = 0; j < Cfg::kNTiles; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int k = k0 + wm * Cfg::kWarpM + i * 16 + g + (e / 2) * 8, n = wn * Cfg::kWarpN + j * 8 + 2 * t + e % 2;
+        if (k < K && n < sh.crs) out.put(int64_t(k) * sh.crs + n, acc[i][j][e]);
+      }
 }
+
+// The split of the pixel tiles: as many splits as fill the SMs' CTA slots once (two a SM) for the tiles of output
+// channels, each split at least 4 tiles; one split (and one CTA writing zeros) for an empty batch.
+inline SplitPlan wgrad_plan(const ConvParams& p) {
+  const int64_t m_tiles = (p.N * p.P * p.Q + 63) / 64, channel_tiles = (p.K + kBN - 1) / kBN;
+  const int64_t wanted = std::max<int64_t>(1, 2 * int64_t(num_sms()) / channel_tiles);
+  const int64_t splits = std::max<int64_t>(1, std::min({wanted, m_tiles / 4, int64_t(65535)}));
+  return SplitPlan{splits, (m_tiles + splits - 1) / splits};
+}
+
+inline int64_t wgrad_workspace(const ConvParams& p) {
+  return split_workspace_bytes(wgrad_plan(p), p.K * p.C * p.R * p.S, p.dtype);
+}
+
+// Why it cannot run the backward-weight of p, or "".
+inline std::string wgrad_can_implement(const ConvParams& p) {
+  std::string why = im2col_reason(p);
+  if (!why.empty()) return why;
+  const int64_t smem = p.dtype == DType::kFloat32 ? WgradConfig<float>::kSmem : WgradConfig<__half>::kSmem;
+  if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
+  return "";
+}
+
+template <typename T>
+void wgrad_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  using Cfg = WgradConfig<T>;
+  constexpr auto kernel = wgrad_kernel<T>;
+  opt_in_shared_memory<kernel>(Cfg::kSmem);
+  const SplitPlan plan = wgrad_plan(p);
+  const int crs = int(p.C * p.R * p.S);
+  const int64_t M = p.N * p.P * p.Q;
+  const WgradShape sh{crs, int((M + Cfg::kPT - 1) / Cfg::kPT), int(plan.chunk), int(p.P * p.Q), int(M)};
+  const StoreFilters<T> store{static_cast<T*>(p.w), {p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]},
+                              crs, int(p.R * p.S), int(p.S)};
+  const auto out = split_output<float>(plan, p.K * crs, workspace, store);
+  const dim3 grid(unsigned((p.K + kBN - 1) / kBN), unsigned(plan.splits));
+  kernel<<<grid, kThreads, Cfg::kSmem, stream>>>(p, sh, out);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  finish_splits(out, plan, stream);
+}
+
 
 }  // namespace im2col
 }  // namespace igemm
