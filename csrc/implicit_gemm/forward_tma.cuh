@@ -338,7 +338,8 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
   if constexpr (kSplitK) {  // the last of the tile's CTAs to arrive goes on with the sum, the others are done
     // (the tile and split from blockIdx again: nothing kept live across the main loop)
-    const int64_t slot = (int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * (gridDim.x / c.splits) + blockIdx.x / c.splits;
+    const int64_t slot =
+        (int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * (gridDim.x / c.splits) + blockIdx.x / c.splits;
     if (!split_k_fixup<256>(acc[0], c.partials + slot * c.splits * (256 * kAcc), c.counters + slot,
                             int(blockIdx.x % c.splits), c.splits, threadIdx.x, 1))
       return;

@@ -22,8 +22,10 @@
 // Backward-weight (wgrad_kernel) is the same gather turned around: dW[k][crs] = sum over output pixels of
 // dy[pixel][k] X[pixel][crs] (X the forward's im2col), the pixels as the MMA's reduction: per tile of 64 pixels, X^T
 // and dy^T as words of two pixels (one in TF32) by row crs or k; a split of the pixel tiles per CTA, the splits'
-// sums added in split order by finish_splits (bit-identical run to run). Written in session 24 with no device: EXPERIMENTAL, registered but picked by no
-// heuristic rule, and refused unless CONV2D_EXT_IM2COL=1, until run (variant="implicit_gemm:im2col").
+// sums added in split order by finish_splits (bit-identical run to run).
+//
+// Written in session 24 with no device: EXPERIMENTAL, registered but picked by no heuristic rule, and refused unless
+// CONV2D_EXT_IM2COL=1, until run (variant="implicit_gemm:im2col").
 #pragma once
 
 #include <algorithm>
@@ -66,7 +68,8 @@ struct Config {
   static_assert(kAPitch % 32 == 8 && kBPitch % 32 == 8, "conflict-free fragments");
   static_assert(kWords % kBatch == 0, "whole batches");
   static constexpr int E = 16 / int(sizeof(T));
-  static constexpr int kStageBytes = (kBN * (kBM + E) > kBM * (kBN + E) ? kBN * (kBM + E) : kBM * (kBN + E)) * int(sizeof(T));
+  static constexpr int kStageBytes =  // store_tile's staging, NCHW or NHWC
+      (kBN * (kBM + E) > kBM * (kBN + E) ? kBN * (kBM + E) : kBM * (kBN + E)) * int(sizeof(T));
   static constexpr int kABytes = kWords * kAPitch * 4, kBBytes = kWords * kBPitch * 4, kTableBytes = kKMax * 16;
   static constexpr int kSmem = kABytes + kBBytes + kStageBytes + kTableBytes;
 };
@@ -79,17 +82,7 @@ struct Accumulators {
 
 template <typename T, typename F>
 __device__ __forceinline__ void for_each_accumulator(const Accumulators<T>& a, F&& f) {
-  using Cfg = Config<T>;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
-#pragma unroll
-  for (int i = 0; i < Cfg::kMTiles; ++i)
-#pragma unroll
-    for (int j = 0; j < Cfg::kNTiles; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        f(wm * Cfg::kWarpM + i * 16 + lane / 4 + (e / 2) * 8, wn * Cfg::kWarpN + j * 8 + (lane % 4) * 2 + e % 2,
-          a.acc[i][j][e]);
+  for_each_mma_accumulator<Config<T>>(a.acc, f);
 }
 
 // What the kernel needs besides p: the reduction's length and its k-steps, pixel tiles, the output's pixels per image.
@@ -108,8 +101,9 @@ __device__ __forceinline__ void build_table(int4* table, const ConvParams& p, in
     int4 e = make_int4(0, kFar, 0, 0);
     if (k < crs) {
       const int c = k / RS, r = (k - c * RS) / S, s = k - c * RS - r * S;
-      e = make_int4(int(c * p.x_stride[1] + int64_t(r) * p.dil_h * p.x_stride[2] + int64_t(s) * p.dil_w * p.x_stride[3]),
-                    r * p.dil_h, s * p.dil_w, 0);
+      const int64_t offset =
+          c * p.x_stride[1] + int64_t(r) * p.dil_h * p.x_stride[2] + int64_t(s) * p.dil_w * p.x_stride[3];
+      e = make_int4(int(offset), r * p.dil_h, s * p.dil_w, 0);
     }
     table[k] = e;
   }
@@ -138,6 +132,15 @@ __device__ __forceinline__ Window<T> window_of(const ConvParams& p, const Bits<T
   if (!px.ok) return Window<T>{x, kFar, 0, 0};
   const int hb = px.p * p.stride_h - p.pad_h, wb = px.q * p.stride_w - p.pad_w;
   return Window<T>{x + px.img * p.x_stride[0], hb, wb, int(hb * p.x_stride[2] + wb * p.x_stride[3])};
+}
+
+// kPerWord elements' bits as one word, the first in the low half.
+template <typename T, int kPerWord>
+__device__ __forceinline__ uint32_t pack_word(const Bits<T> (&v)[kPerWord]) {
+  uint32_t word = 0;
+#pragma unroll
+  for (int e = 0; e < kPerWord; ++e) word |= uint32_t(v[e]) << (16 * e);
+  return word;
 }
 
 // Element `at` (a table entry) of a window: one predicated load, zero outside the input.
@@ -204,12 +207,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
 #pragma unroll
         for (int e = 0; e < Cfg::kPerWord; ++e) v[b][e] = tap_bits(win, table[(j + b) * Cfg::kPerWord + e], H, W);
 #pragma unroll
-      for (int b = 0; b < Cfg::kBatch; ++b) {
-        uint32_t word = 0;
-#pragma unroll
-        for (int e = 0; e < Cfg::kPerWord; ++e) word |= uint32_t(v[b][e]) << (16 * e);
-        a_w[(j + b) * Cfg::kAPitch + m] = word;
-      }
+      for (int b = 0; b < Cfg::kBatch; ++b) a_w[(j + b) * Cfg::kAPitch + m] = pack_word<T>(v[b]);
     }
     __syncthreads();  // the tile gathered
 
@@ -296,7 +294,8 @@ int64_t ctas_per_channel_tile(int smem, unsigned channel_tiles) {
     C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident[device], kernel, kThreads, smem));
   });
   int64_t ctas = std::max<int64_t>(1, std::max(1, resident[device]) * int64_t(num_sms()) / channel_tiles);
-  if (const char* cap = std::getenv("CONV2D_EXT_IM2COL_CTAS")) ctas = std::max<int64_t>(1, std::min<int64_t>(ctas, std::atoll(cap)));
+  if (const char* cap = std::getenv("CONV2D_EXT_IM2COL_CTAS"))
+    ctas = std::max<int64_t>(1, std::min<int64_t>(ctas, std::atoll(cap)));
   return ctas;
 }
 
@@ -399,13 +398,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int e = 0; e < Cfg::kPerWord; ++e) v[b][e] = tap_bits(win[e], table[row], H, W);
       }
 #pragma unroll
-      for (int b = 0; b < Cfg::kBatch; ++b) {
-        const int row = row0 + b * Cfg::kGroups;
-        uint32_t word = 0;
-#pragma unroll
-        for (int e = 0; e < Cfg::kPerWord; ++e) word |= uint32_t(v[b][e]) << (16 * e);
-        if (row < sh.crs) b_w[row * Cfg::kPitch + col] = word;
-      }
+      for (int b = 0; b < Cfg::kBatch; ++b)
+        if (row0 + b * Cfg::kGroups < sh.crs) b_w[(row0 + b * Cfg::kGroups) * Cfg::kPitch + col] = pack_word<T>(v[b]);
     }
     // dy^T: row k (output channel k0 + k, zero past K), the same word of pixels
     for (int row0 = grp; row0 < kBN; row0 += Cfg::kBatch * Cfg::kGroups) {
@@ -415,16 +409,12 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int k = k0 + row0 + b * Cfg::kGroups;
 #pragma unroll
         for (int e = 0; e < Cfg::kPerWord; ++e)
-          v[b][e] = load_bits_or_zero(dy + (at_dy[e] + int64_t(k) * p.y_stride[1]), ok[e] && row0 + b * Cfg::kGroups < kBN && k < K);
+          v[b][e] = load_bits_or_zero(dy + (at_dy[e] + int64_t(k) * p.y_stride[1]),
+                                      ok[e] && row0 + b * Cfg::kGroups < kBN && k < K);
       }
 #pragma unroll
-      for (int b = 0; b < Cfg::kBatch; ++b) {
-        const int row = row0 + b * Cfg::kGroups;
-        uint32_t word = 0;
-#pragma unroll
-        for (int e = 0; e < Cfg::kPerWord; ++e) word |= uint32_t(v[b][e]) << (16 * e);
-        if (row < kBN) a_w[row * Cfg::kPitch + col] = word;
-      }
+      for (int b = 0; b < Cfg::kBatch; ++b)
+        if (row0 + b * Cfg::kGroups < kBN) a_w[(row0 + b * Cfg::kGroups) * Cfg::kPitch + col] = pack_word<T>(v[b]);
     }
     __syncthreads();  // the tile gathered
 

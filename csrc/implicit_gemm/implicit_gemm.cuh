@@ -449,9 +449,10 @@ __device__ __forceinline__ void main_loop(unsigned char* smem, const GatherA& ga
   __syncthreads();
 }
 
-// Calls f(m, n, value) for every accumulator of this thread, with m, n its coordinates in the CTA's tile.
-template <typename T, class Cfg, bool kATrans, bool kBTrans, typename F>
-__device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg, kATrans, kBTrans>& mma, F&& f) {
+// Calls f(m, n, value) for a thread's mma.sync accumulators acc[kMTiles][kNTiles][4] (m16n8 blocks), with m, n
+// their coordinates in the CTA's tile (kWarpsM x kWarpsN warps of kWarpM x kWarpN).
+template <class Cfg, typename Acc, typename F>
+__device__ __forceinline__ void for_each_mma_accumulator(const Acc& acc, F&& f) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = warp % Cfg::kWarpsM, wn = warp / Cfg::kWarpsM;
 #pragma unroll
@@ -462,8 +463,14 @@ __device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg, kATra
       for (int e = 0; e < 4; ++e) {
         const int m = wm * Cfg::kWarpM + i * 16 + lane / 4 + (e / 2) * 8;
         const int n = wn * Cfg::kWarpN + j * 8 + (lane % 4) * 2 + e % 2;
-        f(m, n, mma.acc[i][j][e]);
+        f(m, n, acc[i][j][e]);
       }
+}
+
+// Calls f(m, n, value) for every accumulator of this thread, with m, n its coordinates in the CTA's tile.
+template <typename T, class Cfg, bool kATrans, bool kBTrans, typename F>
+__device__ __forceinline__ void for_each_accumulator(const WarpMma<T, Cfg, kATrans, kBTrans>& mma, F&& f) {
+  for_each_mma_accumulator<Cfg>(mma.acc, f);
 }
 
 template <class Cfg, typename F>
