@@ -444,15 +444,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 
   // This split's sums (zero for a split without tiles: an empty batch writes zeros): D[k][crs] with k < K, crs < C R S.
-#pragma unroll
-  for (int i = 0; i < Cfg::kMTiles; ++i)
-#pragma unroll
-    for (int j = 0; j < Cfg::kNTiles; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int k = k0 + wm * Cfg::kWarpM + i * 16 + g + (e / 2) * 8, n = wn * Cfg::kWarpN + j * 8 + 2 * t + e % 2;
-        if (k < K && n < sh.crs) out.put(int64_t(k) * sh.crs + n, acc[i][j][e]);
-      }
+  for_each_mma_accumulator<Cfg>(acc, [&](int m, int n, float v) {
+    if (k0 + m < K && n < sh.crs) out.put(int64_t(k0 + m) * sh.crs + n, v);
+  });
 }
 
 // The split of the pixel tiles: as many splits as fill the SMs' CTA slots once (two a SM) for the tiles of output
