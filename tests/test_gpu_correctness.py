@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import conv2d_ext
-from helpers import DTYPES, TOLERANCE, Case, fresh_seed, make_inputs, precision, random_tensor, reference, rel_err
-from helpers import requires_gpu
+from helpers import DTYPES, TOLERANCE, Case, fresh_seed, make_inputs, output_shape, precision, random_tensor, reference
+from helpers import rel_err, requires_gpu
 
 pytestmark = requires_gpu
 
@@ -471,7 +471,8 @@ def test_tma_split_k_auto(kernel, poison, monkeypatch):
     """CONV2D_EXT_TMA_SPLITK=auto splits a grid of few CTAs (7x7 maps, 3 images: 8 or 4 CTAs, 72 k-tiles) and the
     results hold."""
     if os.environ.get("CONV2D_EXT_TEST_TMA_SPLITK") != "1":
-        pytest.skip("experimental and never run (CONV2D_EXT_TMA_SPLITK=auto); set CONV2D_EXT_TEST_TMA_SPLITK=1 to run it")
+        pytest.skip("experimental and never run (CONV2D_EXT_TMA_SPLITK=auto); set CONV2D_EXT_TEST_TMA_SPLITK=1 to "
+                    "run it")
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", "auto")
@@ -509,7 +510,8 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
         pytest.skip("experimental and never run (CONV2D_EXT_IM2COL=1 enables it); set CONV2D_EXT_TEST_IM2COL=1 to run "
                     "it: pytest -p no:xdist -x -k im2col")
     monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
-    # its tiles' shared memory: 87552 bytes (fp16/bf16), 112128 (TF32); sm_80 and sm_90 give a block more
+    # its tiles' shared memory (forward; backward-weight needs less): 87552 bytes (fp16/bf16), 112128 (TF32);
+    # sm_80 and sm_90 give a block more
     if torch.cuda.get_device_capability() not in ((8, 0), (9, 0), (10, 0)):
         pytest.skip("needs compute capability 8.0, 9.0 or 10.0 (mma.sync, and its tiles' shared memory)")
     case = IM2COL[name]
@@ -518,7 +520,7 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
     run_and_check(case, precision_mode, layout, variant, False, offset=3, must_run=True)
     x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc", bias=False)
     w.requires_grad_(True)
-    gy = random_tensor(conv2d_ext.conv2d(x, w, **case.conv_args).shape, x.dtype, channels_last=layout == "nhwc")
+    gy = random_tensor(output_shape(x, w, **case.conv_args), x.dtype, channels_last=layout == "nhwc")
     grads = [torch.autograd.grad(conv2d_ext.conv2d(x, w, **case.conv_args, variant=variant), w, gy)[0]
              for _ in range(3)]
     assert all(torch.equal(g, grads[0]) for g in grads), "weight gradients differ run to run"

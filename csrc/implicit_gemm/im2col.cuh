@@ -319,18 +319,18 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
 // ---- Backward-weight.
 
 // Tiles of kPT output pixels as words of kPerWord pixels (the MMA's reduction), rows k (A: 64 output channels) and
-// crs (B: the whole reduction, kKMax rows); 8 warps of 32 k x 40 crs. Row pitches 8 words mod 32 (conflict-free
-// fragments, and the gathers' stores: consecutive threads on consecutive words of a row).
+// crs (B: the whole reduction, kKMax rows); 8 warps of 32 k x 40 crs. Row pitches 4 words mod 32: a fragment's lanes
+// take row g, word t (banks 4 g + t, conflict-free); the gathers' stores are consecutive words of a row.
 template <typename T>
 struct WgradConfig {
   static constexpr int kPT = 64, kPerWord = 4 / int(sizeof(T)), kPixWords = kPT / kPerWord;  // 32 or 64 words
-  static constexpr int kPitch = kPixWords + 8;
+  static constexpr int kPitch = kPixWords + 4;
   static constexpr int kGroups = kThreads / kPixWords;  // the gathers: threads per word column
   static constexpr int kWarpsM = 2, kWarpsN = 4, kWarpM = kBN / kWarpsM, kWarpN = kKMax / kWarpsN;
   static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;
   static constexpr int kSteps = kPixWords / 8;  // MMA steps a tile
   static constexpr int kBatch = 8;              // rows a thread gathers before storing them
-  static_assert(kPitch % 32 == 8 && kWarpN % 8 == 0, "conflict-free fragments, whole n8 blocks");
+  static_assert(kPitch % 32 == 4 && kWarpN % 8 == 0, "conflict-free fragments, whole n8 blocks");
   static constexpr int kABytes = kBN * kPitch * 4, kBBytes = kKMax * kPitch * 4;
   static constexpr int kSmem = kABytes + kBBytes + kKMax * 16;
 };
@@ -454,8 +454,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 inline SplitPlan wgrad_plan(const ConvParams& p) {
   const int64_t m_tiles = (p.N * p.P * p.Q + 63) / 64, channel_tiles = (p.K + kBN - 1) / kBN;
   const int64_t wanted = std::max<int64_t>(1, 2 * int64_t(num_sms()) / channel_tiles);
+  if (m_tiles == 0) return SplitPlan{1, 0};
   const int64_t splits = std::max<int64_t>(1, std::min({wanted, m_tiles / 4, int64_t(65535)}));
-  return SplitPlan{splits, (m_tiles + splits - 1) / splits};
+  const int64_t chunk = (m_tiles + splits - 1) / splits;
+  return SplitPlan{(m_tiles + chunk - 1) / chunk, chunk};  // no split left without tiles
 }
 
 inline int64_t wgrad_workspace(const ConvParams& p) {
