@@ -33,9 +33,10 @@ extern const KernelInfo forward_implicit_gemm_256x128_wgk128;
 extern const KernelInfo forward_implicit_gemm_128x128_k128;
 extern const KernelInfo forward_implicit_gemm_64x64;
 // Short reductions (C x R x S <= 160: first layers): the pixel tile's whole im2col gathered into shared memory
-// (im2col.cuh), forward and backward-weight. EXPERIMENTAL: no heuristic rule picks it yet.
+// (im2col.cuh), every pass (backward-data: col2im of Z = dy W). EXPERIMENTAL: no heuristic rule picks it yet.
 extern const KernelInfo forward_implicit_gemm_im2col;
 extern const KernelInfo backward_weight_implicit_gemm_im2col;
+extern const KernelInfo backward_data_implicit_gemm_im2col;
 // Hopper: activations and filters brought in by the copy engine (TMA boxes of NHWC pixels, zero-filled padding),
 // one producer warp and two wgmma consumer warpgroups on an mbarrier ring (forward_tma.cuh).
 extern const KernelInfo forward_implicit_gemm_128x128_tma;

@@ -61,6 +61,7 @@ const std::vector<const KernelInfo*>& registry() {
       &backward_weight_implicit_gemm_64x128_ffma,
       &forward_implicit_gemm_im2col,
       &backward_weight_implicit_gemm_im2col,
+      &backward_data_implicit_gemm_im2col,
   };
   return table;
 }

@@ -390,3 +390,28 @@ def test_tiled_depthwise_mma_says_what_it_runs():
     assert _depthwise_mma_why_not("forward", sizes=(1, 8, 9, 9, 8, 3, 3, 13, 13), padding=(3, 3)) == ""
     with pytest.raises(RuntimeError, match="no backward_weight kernel named"):  # registered for two passes only
         _depthwise_mma_why_not("backward_weight")
+
+
+def test_im2col_answers_without_a_gpu(monkeypatch):
+    """implicit_gemm:im2col (experimental): refused unless CONV2D_EXT_IM2COL=1; then it takes a first layer in every
+    pass (r50_conv1: 3 x 7 x 7 = 147 of at most 160 reduction elements; backward-data 64 output channels at most),
+    and says why not for longer reductions, groups, exact fp32, and GPUs without mma.sync."""
+    first_layer = [2, 3, 32, 32, 64, 7, 7, 16, 16]  # stride 2, padding 3
+    def why(pass_, sizes=first_layer, groups=1, dtype="float16", allow_tf32=True, sm=90):
+        return _C.can_implement(pass_, "implicit_gemm:im2col", sizes, [2, 2], [3, 3], [1, 1], groups, dtype, False,
+                                allow_tf32, sm)
+    passes = ("forward", "backward_data", "backward_weight")
+    for pass_ in passes:
+        assert "implicit_gemm:im2col" in conv2d_ext.kernels()[pass_], pass_
+    monkeypatch.delenv("CONV2D_EXT_IM2COL", raising=False)
+    assert all("CONV2D_EXT_IM2COL" in why(pass_) for pass_ in passes)
+    monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
+    for pass_ in passes:
+        assert why(pass_) == "" and why(pass_, dtype="float32") == "", pass_
+        assert "160" in why(pass_, sizes=[2, 4, 32, 32, 64, 7, 7, 16, 16]), pass_  # 4 x 7 x 7 = 196
+        assert "group" in why(pass_, sizes=[2, 4, 32, 32, 64, 3, 3, 16, 16], groups=2), pass_
+        assert "allow_tf32" in why(pass_, dtype="float32", allow_tf32=False), pass_
+        assert "8.0" in why(pass_, sm=75), pass_
+        assert "float64" in why(pass_, dtype="float64"), pass_
+    assert "64 output channels" in why("backward_data", sizes=[2, 3, 32, 32, 96, 7, 7, 16, 16])
+    assert why("forward", sizes=[2, 3, 32, 32, 96, 7, 7, 16, 16]) == ""

@@ -188,8 +188,10 @@ STRIDED_BACKWARD_DATA = {
 
 
 def _implicit_gemm_backward_data_kernels():
-    """Those that run strided backward-data (the copy-engine configurations take stride 1 only)."""
-    return [k for k in conv2d_ext.kernels()["backward_data"] if k.startswith("implicit_gemm") and not k.endswith("_tma")]
+    """Those that run strided backward-data on any channel count (the copy-engine configurations take stride 1 only;
+    im2col, short reductions only, has test_im2col)."""
+    return [k for k in conv2d_ext.kernels()["backward_data"]
+            if k.startswith("implicit_gemm") and not k.endswith("_tma") and k != "implicit_gemm:im2col"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -502,10 +504,10 @@ IM2COL = {
 @pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(IM2COL))
 def test_im2col(name, precision_mode, layout, poison, monkeypatch):
-    """implicit_gemm:im2col forced on the forward and backward-weight, with and without bias, on inputs sliced off
-    16-byte alignment, and with the forward's persistent grid capped at 3 CTAs (each walks several pixel tiles); every
-    output element checked against the largest reference element too (one wrong pixel of r50_conv1 passes a
-    norm-wise check); the weight gradient bit-identical run to run."""
+    """implicit_gemm:im2col forced on the forward, backward-weight and (K <= 64) backward-data, with and without
+    bias, on inputs sliced off 16-byte alignment, and with the forward's persistent grid capped at 3 CTAs (each walks
+    several pixel tiles); every output element checked against the largest reference element too (one wrong pixel
+    of r50_conv1 passes a norm-wise check); the weight gradient bit-identical run to run."""
     if os.environ.get("CONV2D_EXT_TEST_IM2COL") != "1":
         pytest.skip("experimental and never run (CONV2D_EXT_IM2COL=1 enables it); set CONV2D_EXT_TEST_IM2COL=1 to run "
                     "it: pytest -p no:xdist -x -k im2col")
@@ -516,6 +518,8 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
         pytest.skip("needs compute capability 8.0, 9.0 or 10.0 (mma.sync, and its tiles' shared memory)")
     case = IM2COL[name]
     variant = {"forward": "implicit_gemm:im2col", "backward_weight": "implicit_gemm:im2col"}
+    if case.K <= 64 and case.R * case.S <= 64:  # backward-data's reduction (K) in one run, a pass's 64 taps
+        variant["backward_data"] = "implicit_gemm:im2col"
     run_and_check(case, precision_mode, layout, variant, True, must_run=True)
     run_and_check(case, precision_mode, layout, variant, False, offset=3, must_run=True)
     x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], channels_last=layout == "nhwc", bias=False)

@@ -24,6 +24,9 @@
 // and dy^T as words of two pixels (one in TF32) by row crs or k; a split of the pixel tiles per CTA, the splits'
 // sums added in split order by finish_splits (bit-identical run to run).
 //
+// Backward-data (dgrad_kernel, K <= 64) goes through Z = dy W on tensor cores and sums each dx element's taps from Z
+// (col2im) in shared memory: see its section below.
+//
 // Written in session 24 with no device: EXPERIMENTAL, registered but picked by no heuristic rule, and refused unless
 // CONV2D_EXT_IM2COL=1, until run (variant="implicit_gemm:im2col").
 #pragma once
@@ -33,6 +36,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include <cuda_runtime.h>
 
@@ -491,6 +495,219 @@ void wgrad_launch_typed(const ConvParams& p, void* workspace, cudaStream_t strea
   finish_splits(out, plan, stream);
 }
 
+// ---- Backward-data.
+//
+// dx = col2im(Z), Z = dy W: Z[output pixel][crs] = sum over the K output channels of dy[pixel][k] W[k][crs], and
+// dx[c, h, w] = sum over the taps (r, s) that reach it from an output pixel (p, q) (h + ph - r dh = p sh, likewise w)
+// of Z[(p, q)][(c, r, s)]. A CTA owns a tile of dx (kept by one image: th rows x tw columns, every channel) and
+// computes Z for the rectangle of output pixels whose taps reach it (at most kOM: dgrad_tiles), one input channel a
+// pass (N = its R S taps, at most 64; the reduction = K <= 64 output channels, one k-step run), then sums each dx
+// element's taps from Z in shared memory and stores it: every dx element written once, no atomics (deterministic).
+// The words: A = dy as words of two output channels (one in TF32) by output pixel (the forward's A layout), B = W as
+// words of two output channels by crs (staged once per CTA).
+template <typename T>
+struct DgradConfig {
+  static constexpr int kOM = 128;                  // output pixels of a tile's rectangle, at most
+  static constexpr int kKRed = 64;                 // output channels (the reduction), at most
+  static constexpr int kPerWord = 4 / int(sizeof(T)), kRedWords = kKRed / kPerWord;
+  static constexpr int kAPitch = kOM + 8;          // words: A fragments' lanes take row t, column g (8 mod 32)
+  static constexpr int kBCols = kKMax + 64;        // a pass reads 64 columns from c R S on: never past the staging
+  static constexpr int kBPitch = kBCols + 8;
+  static constexpr int kZPitch = 64 + 4;           // floats
+  static constexpr int kWarpsM = 8, kWarpsN = 1, kWarpM = kOM / kWarpsM, kWarpN = 64;
+  static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;
+  static constexpr int kMaxPhase = 8, kMaxTaps = 16;  // strides and filter sizes (can_implement)
+  static constexpr int kBatch = 8;
+  static_assert(kAPitch % 32 == 8 && kBPitch % 32 == 8, "conflict-free fragments");
+  static constexpr int kABytes = kRedWords * kAPitch * 4, kBBytes = kRedWords * kBPitch * 4;
+  static constexpr int kZBytes = kOM * kZPitch * 4;
+  static constexpr int kTapBytes = 2 * kMaxPhase * kMaxTaps * 8 + 2 * kMaxPhase * 4;
+  static constexpr int kSmem = kABytes + kBBytes + kZBytes + kTapBytes;
+};
+
+// A tile of dx (rows x columns of one image) and the launch's tile grid.
+struct DgradShape {
+  int th, tw, h_tiles, w_tiles, tiles;
+  int k_steps;  // MMA steps over the K output channels
+};
+
+// The tile of dx a CTA takes for a problem: as many dx pixels as possible with at most kOM output pixels reaching it
+// (a rectangle of at most (t - 1 + (R - 1) dil) / stride + 1 rows, likewise columns). {0, 0} if even one pixel's
+// rectangle is larger (can_implement refuses).
+inline std::pair<int, int> dgrad_tiles(const ConvParams& p, int om) {
+  auto extent = [](int64_t t, int64_t taps, int64_t dil, int64_t stride) {
+    return (t - 1 + (taps - 1) * dil) / stride + 1;
+  };
+  std::pair<int, int> best{0, 0};
+  for (int th : {16, 8, 4, 2, 1})
+    for (int tw : {64, 48, 32, 24, 16, 8, 4, 2, 1}) {
+      const int h = int(std::min<int64_t>(th, p.H)), w = int(std::min<int64_t>(tw, p.W));
+      if (extent(h, p.R, p.dil_h, p.stride_h) * extent(w, p.S, p.dil_w, p.stride_w) > om) continue;
+      if (int64_t(h) * w > int64_t(best.first) * best.second) best = {h, w};
+    }
+  return best;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 1) dgrad_kernel(const ConvParams p, const DgradShape sh) {
+  using Cfg = DgradConfig<T>;
+  extern __shared__ __align__(16) unsigned char im2col_smem[];
+  uint32_t* a_w = reinterpret_cast<uint32_t*>(im2col_smem);                                 // [kRedWords][kAPitch]
+  uint32_t* b_w = reinterpret_cast<uint32_t*>(im2col_smem + Cfg::kABytes);                  // [kRedWords][kBPitch]
+  float* z = reinterpret_cast<float*>(im2col_smem + Cfg::kABytes + Cfg::kBBytes);           // [kOM][kZPitch]
+  int2* row_taps = reinterpret_cast<int2*>(im2col_smem + Cfg::kABytes + Cfg::kBBytes + Cfg::kZBytes);
+  int2* col_taps = row_taps + Cfg::kMaxPhase * Cfg::kMaxTaps;  // [phase][i] = {tap, output rows back}
+  int* row_count = reinterpret_cast<int*>(col_taps + Cfg::kMaxPhase * Cfg::kMaxTaps);
+  int* col_count = row_count + Cfg::kMaxPhase;
+  const int tid = threadIdx.x;
+  const int R = int(p.R), S = int(p.S), RS = R * S, C = int(p.C), K = int(p.K), P = int(p.P), Q = int(p.Q);
+  const int H = int(p.H), W = int(p.W), crs = C * RS;
+
+  // Once per CTA. The taps by phase: input row h with (h + pad_h) % stride_h = phase is reached by tap r (r dil_h
+  // = phase mod stride_h) from output row (h + pad_h) / stride_h - back, back = (r dil_h - phase) / stride_h.
+  if (tid < 2 * Cfg::kMaxPhase) {
+    const bool rows = tid < Cfg::kMaxPhase;
+    const int phase = tid % Cfg::kMaxPhase, stride = rows ? p.stride_h : p.stride_w, dil = rows ? p.dil_h : p.dil_w;
+    const int taps = rows ? R : S;
+    int n = 0;
+    if (phase < stride)
+      for (int r = 0; r < taps; ++r)
+        if ((r * dil) % stride == phase)
+          (rows ? row_taps : col_taps)[phase * Cfg::kMaxTaps + n++] = make_int2(r, (r * dil - phase) / stride);
+    (rows ? row_count : col_count)[phase] = n;
+  }
+  // The filters as words of output channels by crs (zero past K and past C R S), for every pass.
+  const Bits<T>* __restrict__ w = static_cast<const Bits<T>*>(p.w);
+  for (int i = tid; i < Cfg::kRedWords * Cfg::kBPitch; i += kThreads) {
+    const int j = i / Cfg::kBPitch, n = i - j * Cfg::kBPitch;
+    Bits<T> v[Cfg::kPerWord];
+#pragma unroll
+    for (int e = 0; e < Cfg::kPerWord; ++e) {
+      const int k = j * Cfg::kPerWord + e;
+      const int c = n / RS, r = (n - c * RS) / S, s = n - c * RS - r * S;
+      v[e] = n < crs && k < K ? w[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] : 0;
+    }
+    b_w[i] = pack_word<T>(v);
+  }
+  __syncthreads();
+
+  const Bits<T>* __restrict__ dy = static_cast<const Bits<T>*>(p.y);
+  T* __restrict__ dx = static_cast<T*>(p.x);
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int m = tid % Cfg::kOM, part = tid / Cfg::kOM;  // the gather: output pixel m, word rows part, part + 2, ...
+  for (int tile = blockIdx.x; tile < sh.tiles; tile += gridDim.x) {
+    const int img = tile / (sh.h_tiles * sh.w_tiles), rest = tile - img * (sh.h_tiles * sh.w_tiles);
+    const int h0 = (rest / sh.w_tiles) * sh.th, w0 = (rest % sh.w_tiles) * sh.tw;
+    // The rectangle of output pixels reaching the tile: rows p_lo .. p_hi, columns q_lo .. q_hi (empty: none).
+    auto first = [](int a, int stride) { return a >= 0 ? (a + stride - 1) / stride : -((-a) / stride); };  // ceil
+    const int p_lo = max(0, first(h0 + p.pad_h - (R - 1) * p.dil_h, p.stride_h));
+    const int p_hi = min(P - 1, (min(h0 + sh.th, H) - 1 + p.pad_h) / p.stride_h);
+    const int q_lo = max(0, first(w0 + p.pad_w - (S - 1) * p.dil_w, p.stride_w));
+    const int q_hi = min(Q - 1, (min(w0 + sh.tw, W) - 1 + p.pad_w) / p.stride_w);
+    const int cols = max(0, q_hi - q_lo + 1), pixels = max(0, p_hi - p_lo + 1) * cols;  // <= kOM (dgrad_tiles)
+
+    // A: dy of output pixel m of the rectangle (zero past it), words of output channels.
+    {
+      const bool ok = m < pixels;
+      const int pp = ok ? p_lo + m / cols : 0, q = ok ? q_lo + m % cols : 0;
+      const int64_t at = img * p.y_stride[0] + pp * p.y_stride[2] + q * p.y_stride[3];
+      for (int j0 = part * Cfg::kBatch; j0 < Cfg::kRedWords; j0 += 2 * Cfg::kBatch) {
+        Bits<T> v[Cfg::kBatch][Cfg::kPerWord];
+#pragma unroll
+        for (int b = 0; b < Cfg::kBatch; ++b)
+#pragma unroll
+          for (int e = 0; e < Cfg::kPerWord; ++e) {
+            const int k = (j0 + b) * Cfg::kPerWord + e;
+            v[b][e] = load_bits_or_zero(dy + (at + int64_t(k) * p.y_stride[1]), ok && k < K);
+          }
+#pragma unroll
+        for (int b = 0; b < Cfg::kBatch; ++b) a_w[(j0 + b) * Cfg::kAPitch + m] = pack_word<T>(v[b]);
+      }
+    }
+    __syncthreads();  // the tile's dy gathered
+
+    for (int c = 0; c < C; ++c) {
+      // Z for channel c: columns c R S .. c R S + 63 of the GEMM (those past R S unused).
+      float acc[Cfg::kMTiles][Cfg::kNTiles][4] = {};
+      for (int ks = 0; ks < sh.k_steps; ++ks) {
+        const uint32_t* a_row = a_w + (8 * ks + t) * Cfg::kAPitch + warp * Cfg::kWarpM + g;
+        const uint32_t* b_row = b_w + (8 * ks + t) * Cfg::kBPitch + c * RS + g;
+        uint32_t a[Cfg::kMTiles][4], bf[Cfg::kNTiles][2];
+#pragma unroll
+        for (int i = 0; i < Cfg::kMTiles; ++i) {
+          a[i][0] = a_row[i * 16];
+          a[i][1] = a_row[i * 16 + 8];
+          a[i][2] = a_row[4 * Cfg::kAPitch + i * 16];
+          a[i][3] = a_row[4 * Cfg::kAPitch + i * 16 + 8];
+        }
+#pragma unroll
+        for (int jn = 0; jn < Cfg::kNTiles; ++jn) {
+          bf[jn][0] = b_row[jn * 8];
+          bf[jn][1] = b_row[4 * Cfg::kBPitch + jn * 8];
+        }
+#pragma unroll
+        for (int i = 0; i < Cfg::kMTiles; ++i)
+#pragma unroll
+          for (int jn = 0; jn < Cfg::kNTiles; ++jn) Mma<T>::run(acc[i][jn], a[i], bf[jn]);
+      }
+      for_each_mma_accumulator<Cfg>(acc, [&](int zm, int zn, float v) { z[zm * Cfg::kZPitch + zn] = v; });
+      __syncthreads();  // Z of channel c complete
+
+      // dx[c, h, w] = the sum of its taps' Z (the rectangle holds every output pixel that reaches the tile)
+      for (int u = tid; u < sh.th * sh.tw; u += kThreads) {
+        const int h = h0 + u / sh.tw, x = w0 + u % sh.tw;
+        if (h >= H || x >= W) continue;
+        const int hp = h + p.pad_h, xp = x + p.pad_w;
+        const int ph = hp % p.stride_h, pw = xp % p.stride_w, p_top = hp / p.stride_h, q_top = xp / p.stride_w;
+        float sum = 0.f;
+        for (int i = 0; i < row_count[ph]; ++i) {
+          const int2 rt = row_taps[ph * Cfg::kMaxTaps + i];
+          const int pp = p_top - rt.y;
+          if (pp < 0 || pp >= P) continue;
+          const float* z_row = z + (pp - p_lo) * cols * Cfg::kZPitch + rt.x * S;
+          for (int jj = 0; jj < col_count[pw]; ++jj) {
+            const int2 st = col_taps[pw * Cfg::kMaxTaps + jj];
+            const int q = q_top - st.y;
+            if (q < 0 || q >= Q) continue;
+            sum += z_row[(q - q_lo) * Cfg::kZPitch + st.x];
+          }
+        }
+        dx[img * p.x_stride[0] + c * p.x_stride[1] + int64_t(h) * p.x_stride[2] + int64_t(x) * p.x_stride[3]] =
+            from_acc<T>(sum);
+      }
+      __syncthreads();  // Z read: the next channel's (or tile's) may overwrite it, and the next tile's dy the A tile
+    }
+  }
+}
+
+// Why it cannot run the backward-data of p, or "".
+inline std::string dgrad_can_implement(const ConvParams& p) {
+  std::string why = im2col_reason(p);
+  if (!why.empty()) return why;
+  if (p.K > DgradConfig<float>::kKRed) return "more than 64 output channels (its reduction is one k-step run)";
+  if (p.R * p.S > 64) return "filters of more than 64 taps (a pass's 64 columns)";
+  if (p.R > DgradConfig<float>::kMaxTaps || p.S > DgradConfig<float>::kMaxTaps) return "filters wider than 16 taps";
+  if (p.stride_h > DgradConfig<float>::kMaxPhase || p.stride_w > DgradConfig<float>::kMaxPhase) return "strides above 8";
+  if (dgrad_tiles(p, DgradConfig<float>::kOM).first == 0) return "a pixel's taps reach more than 128 output pixels";
+  const int64_t smem = p.dtype == DType::kFloat32 ? DgradConfig<float>::kSmem : DgradConfig<__half>::kSmem;
+  if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
+  if (p.N * p.H * p.W >= (int64_t(1) << 31)) return "2^31 or more input pixels";
+  return "";
+}
+
+template <typename T>
+void dgrad_launch_typed(const ConvParams& p, cudaStream_t stream) {
+  using Cfg = DgradConfig<T>;
+  constexpr auto kernel = dgrad_kernel<T>;
+  opt_in_shared_memory<kernel>(Cfg::kSmem);
+  const auto [th, tw] = dgrad_tiles(p, Cfg::kOM);
+  const int h_tiles = int((p.H + th - 1) / th), w_tiles = int((p.W + tw - 1) / tw);
+  const int step = 8 * Cfg::kPerWord;  // output channels a step: 16 (16-bit), 8 (TF32)
+  const DgradShape sh{th, tw, h_tiles, w_tiles, int(p.N) * h_tiles * w_tiles, int((p.K + step - 1) / step)};
+  const dim3 grid(unsigned(std::min<int64_t>(sh.tiles, ctas_per_channel_tile<kernel>(Cfg::kSmem, 1))));
+  kernel<<<grid, kThreads, Cfg::kSmem, stream>>>(p, sh);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
 
 }  // namespace im2col
 }  // namespace igemm
