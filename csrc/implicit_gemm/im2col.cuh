@@ -1,6 +1,6 @@
-// Forward implicit GEMM for short reductions (configuration im2col): first layers (r50_conv1: C = 3, 7x7 at stride 2,
-// a reduction of C R S = 147 elements) and any other ungrouped convolution whose whole reduction fits one tile
-// (C R S <= 160), on mma.sync (fp16/bf16 m16n8k16, fp32 as TF32 m16n8k8), sm_80+, any input layout or strides.
+// Implicit GEMM for short reductions (configuration im2col), every pass: first layers (r50_conv1: C = 3, 7x7 at
+// stride 2, a reduction of C R S = 147 elements) and any other ungrouped convolution whose whole reduction fits one
+// tile (C R S <= 160), on mma.sync (fp16/bf16 m16n8k16, fp32 as TF32 m16n8k8), sm_80+, any layout or strides.
 //
 // The other implicit-GEMM kernels walk the reduction in k-tiles of 16-byte channel vectors; with 3 channels a k-tile
 // is mostly zeros (and their loaders want channels in 16-byte vectors). Here a CTA gathers the whole reduction of a
