@@ -165,6 +165,20 @@ def test_empty_batch_on_each_backward_weight_kernel(kernel, poison, monkeypatch)
     assert torch.equal(gw, torch.zeros_like(w))
 
 
+def test_empty_batch_on_im2col_backward_data(poison, monkeypatch):
+    """N = 0 on implicit_gemm:im2col's backward-data (experimental: enabled here) launches nothing and returns the
+    empty grad_input."""
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("mma.sync tensor cores need compute capability 8.0")
+    monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
+    with precision("fp16") as dtype:
+        x, w, _ = make_inputs(0, 3, 8, 8, 16, 3, 3, 1, dtype)
+        x.requires_grad_(True)
+        y = conv2d_ext.conv2d(x, w, padding=1, variant={"backward_data": "implicit_gemm:im2col"})
+        (gx,) = torch.autograd.grad(y, x, torch.randn_like(y))
+    assert gx.shape == x.shape
+
+
 @pytest.mark.parametrize("kernel", ["auto"] + [k for k in conv2d_ext.kernels()["backward_weight"]
                                                 if k.startswith("implicit_gemm")])
 @pytest.mark.parametrize("mode", ["tf32", "bf16", "fp32"])

@@ -513,7 +513,7 @@ struct DgradConfig {
   static constexpr int kAPitch = kOM + 8;          // words: A fragments' lanes take row t, column g (8 mod 32)
   static constexpr int kBCols = kKMax + 64;        // a pass reads 64 columns from c R S on: never past the staging
   static constexpr int kBPitch = kBCols + 8;
-  static constexpr int kZPitch = 64 + 4;           // floats
+  static constexpr int kZPitch = 64 + 8;           // floats: its float2 stores (row g, column 2t) conflict-free
   static constexpr int kWarpsM = 8, kWarpsN = 1, kWarpM = kOM / kWarpsM, kWarpN = 64;
   static constexpr int kMTiles = kWarpM / 16, kNTiles = kWarpN / 8;
   static constexpr int kMaxPhase = 8, kMaxTaps = 16;  // strides and filter sizes (can_implement)
@@ -531,19 +531,24 @@ struct DgradShape {
   int k_steps;  // MMA steps over the K output channels
 };
 
-// The tile of dx a CTA takes for a problem: as many dx pixels as possible with at most kOM output pixels reaching it
-// (a rectangle of at most (t - 1 + (R - 1) dil) / stride + 1 rows, likewise columns). {0, 0} if even one pixel's
-// rectangle is larger (can_implement refuses).
+// The tile of dx a CTA takes for a problem: as many dx pixels as possible (then the smaller rectangle, then the
+// wider tile: longer NCHW runs) with at most kOM output pixels reaching it (a rectangle of at most
+// (t - 1 + (R - 1) dil) / stride + 1 rows, and at most P, likewise columns). {0, 0} if even one pixel's rectangle is
+// larger (can_implement refuses).
 inline std::pair<int, int> dgrad_tiles(const ConvParams& p, int om) {
-  auto extent = [](int64_t t, int64_t taps, int64_t dil, int64_t stride) {
-    return (t - 1 + (taps - 1) * dil) / stride + 1;
+  auto extent = [](int64_t t, int64_t taps, int64_t dil, int64_t stride, int64_t out) {
+    return std::min<int64_t>(out, (t - 1 + (taps - 1) * dil) / stride + 1);
   };
   std::pair<int, int> best{0, 0};
+  int64_t best_rect = 0;
   for (int th : {16, 8, 4, 2, 1})
     for (int tw : {64, 48, 32, 24, 16, 8, 4, 2, 1}) {
       const int h = int(std::min<int64_t>(th, p.H)), w = int(std::min<int64_t>(tw, p.W));
-      if (extent(h, p.R, p.dil_h, p.stride_h) * extent(w, p.S, p.dil_w, p.stride_w) > om) continue;
-      if (int64_t(h) * w > int64_t(best.first) * best.second) best = {h, w};
+      const int64_t rect = extent(h, p.R, p.dil_h, p.stride_h, p.P) * extent(w, p.S, p.dil_w, p.stride_w, p.Q);
+      if (rect > om) continue;
+      const int64_t px = int64_t(h) * w, best_px = int64_t(best.first) * best.second;
+      if (px > best_px || (px == best_px && (rect < best_rect || (rect == best_rect && w > best.second))))
+        best = {h, w}, best_rect = rect;
     }
   return best;
 }
@@ -642,15 +647,16 @@ __global__ void __launch_bounds__(kThreads, 1) dgrad_kernel(const ConvParams p, 
         }
 #pragma unroll
         for (int jn = 0; jn < Cfg::kNTiles; ++jn) {
+          if (jn * 8 >= RS) break;  // columns past the channel's taps: not read (the same for the whole CTA)
           bf[jn][0] = b_row[jn * 8];
           bf[jn][1] = b_row[4 * Cfg::kBPitch + jn * 8];
+#pragma unroll
+          for (int i = 0; i < Cfg::kMTiles; ++i) Mma<T>::run(acc[i][jn], a[i], bf[jn]);
         }
-#pragma unroll
-        for (int i = 0; i < Cfg::kMTiles; ++i)
-#pragma unroll
-          for (int jn = 0; jn < Cfg::kNTiles; ++jn) Mma<T>::run(acc[i][jn], a[i], bf[jn]);
       }
-      for_each_mma_accumulator<Cfg>(acc, [&](int zm, int zn, float v) { z[zm * Cfg::kZPitch + zn] = v; });
+      for_each_mma_accumulator<Cfg>(acc, [&](int zm, int zn, float v) {
+        if (zn < RS) z[zm * Cfg::kZPitch + zn] = v;
+      });
       __syncthreads();  // Z of channel c complete
 
       // dx[c, h, w] = the sum of its taps' Z (the rectangle holds every output pixel that reaches the tile)
@@ -691,7 +697,7 @@ inline std::string dgrad_can_implement(const ConvParams& p) {
   if (dgrad_tiles(p, DgradConfig<float>::kOM).first == 0) return "a pixel's taps reach more than 128 output pixels";
   const int64_t smem = p.dtype == DType::kFloat32 ? DgradConfig<float>::kSmem : DgradConfig<__half>::kSmem;
   if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
-  if (p.N * p.H * p.W >= (int64_t(1) << 31)) return "2^31 or more input pixels";
+  if (p.N * p.H * p.W >= (int64_t(1) << 31) - 1024) return "2^31 or more input pixels";
   return "";
 }
 
