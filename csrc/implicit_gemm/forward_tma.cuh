@@ -539,7 +539,6 @@ struct TmaSplit {
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
 // boxes (nchw_fused). `split`: split-K (general path only).
-
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
                 FilterStrides fs, cudaStream_t stream, const TmaSplit& split = TmaSplit{}) {
