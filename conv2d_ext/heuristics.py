@@ -145,6 +145,17 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
     return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1))
 
 
+def _im2col(p: Problem, pass_: str) -> bool:
+    """An ungrouped first layer (4 or fewer input channels) whose whole reduction (C x R x S <= 160) fits
+    implicit_gemm:im2col's tile, in a tensor-core dtype; backward-data with 64 or fewer output channels and filters of
+    64 or fewer taps. Not yet timed (written in session 24 with no GPU: predicted 2-6x cuDNN on r50_conv1 in every
+    pass, benchmarks/NOTES.md): its can_implement refuses every problem unless CONV2D_EXT_IM2COL=1, so by default the
+    rules after this one decide."""
+    if not _tensor_core_dtype(p) or p.groups != 1 or p.C > 4 or p.C * p.R * p.S > 160:
+        return False
+    return pass_ != "backward_data" or (p.K <= 64 and p.R * p.S <= 64)
+
+
 def _first_layer(p: Problem, pass_: str) -> bool:
     """An ungrouped convolution with 4 or fewer input channels (an RGB first layer: r50_conv1), in the passes and
     dtypes where the tiled grouped kernels beat the tensor-core tiles (H200, r50_conv1, per pass, benchmarks/results/
@@ -278,6 +289,10 @@ RULES = (
     Rule("tiled:grouped", _narrow_groups,
          "narrow groups: shared-memory tiles of a group's input and filters, 8-channel x 7-pixel FFMA register "
          "blocks (exact FP32)"),
+    # first layers on tensor cores, every pass (experimental: CONV2D_EXT_IM2COL=1, else its can_implement refuses)
+    Rule("implicit_gemm:im2col", _im2col,
+         "a first layer whose whole reduction (C x R x S <= 160) fits one tile: tensor cores (mma.sync) on a pixel "
+         "tile's im2col gathered into shared memory once (backward-data: grad_output x filters, then col2im)"),
     # first layers (RGB input): the forward's reduction is C x R x S = 147 for r50_conv1 (a third of a 16-wide MMA
     # k-step per tap), backward-data's output 3 channels wide; the same tiles, in chunks of reduction channels
     Rule("tiled:grouped", _first_layer,

@@ -649,3 +649,26 @@ def test_depthwise_rows_says_why_it_cannot_run(dtype):
     assert can_implement("tiled:depthwise_rows", "forward", multiplier) is None
     assert "multiplier 1" in can_implement("tiled:depthwise_rows", "backward_data", multiplier)
     assert select(multiplier)["backward_data"].kernel == "tiled:depthwise"
+
+
+def test_first_layers_take_im2col_where_it_can_run():
+    """implicit_gemm:im2col (experimental: its can_implement refuses unless CONV2D_EXT_IM2COL=1, so the compiled
+    registry's picks above stand) comes first for a first layer in a tensor-core dtype, every pass; not for more
+    than 4 input channels, groups, exact fp32, or a backward-data of more than 64 output channels."""
+    registry = fake_registry({"direct": PASSES, "tiled:grouped": PASSES, "implicit_gemm:im2col": PASSES,
+                              "implicit_gemm:64x64": PASSES, "implicit_gemm:ffma": PASSES})
+    r50_conv1 = dict(N=32, C=3, H=224, W=224, K=64, R=7, S=7, stride=2, pad=3)
+    for dtype, allow_tf32 in (("float16", True), ("bfloat16", True), ("float32", True)):
+        plan = select(_suite_problem(**r50_conv1, dtype=dtype, allow_tf32=allow_tf32), registry=registry)
+        assert {d.kernel for d in plan.values()} == {"implicit_gemm:im2col"}, dtype
+        assert "whole reduction" in plan["forward"].reason
+    exact = select(_suite_problem(**r50_conv1, dtype="float32", allow_tf32=False), registry=registry)
+    assert "implicit_gemm:im2col" not in {d.kernel for d in exact.values()}
+    eight = select(_suite_problem(**dict(r50_conv1, C=8), dtype="float16"), registry=registry)  # 8 x 49 > 160
+    assert "implicit_gemm:im2col" not in {d.kernel for d in eight.values()}
+    wide = select(_suite_problem(**dict(r50_conv1, K=96), dtype="float16"), registry=registry)
+    assert wide["forward"].kernel == wide["backward_weight"].kernel == "implicit_gemm:im2col"
+    assert wide["backward_data"].kernel == "tiled:grouped"
+    grouped = select(_suite_problem(**dict(r50_conv1, C=4, K=64, R=3, S=3), groups=2, dtype="float16"),
+                     registry=registry)
+    assert "implicit_gemm:im2col" not in {d.kernel for d in grouped.values()}
