@@ -253,6 +253,14 @@ def _tma_built(kernel):
     return kernel in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
 
 
+def _run_only_if(switch, enabled_by, keyword):
+    """Tests of an experimental path not yet run on a GPU (off by default, `enabled_by` turns it on) skip unless the
+    environment sets `switch` to 1; run them alone first: pytest -p no:xdist -x -k keyword."""
+    if os.environ.get(switch) != "1":
+        pytest.skip(f"experimental and never run ({enabled_by}, off by default); set {switch}=1 to run it: "
+                    f"pytest -p no:xdist -x -k {keyword}")
+
+
 def _tma_passes(name):
     """The passes the copy-engine configurations take on this case: backward-data at stride 1 only."""
     return ["forward"] + (["backward_data"] if TMA_FORWARD[name].stride == 1 else [])
@@ -365,9 +373,7 @@ TMA_POINTWISE = {
 def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
     """The 1x1 NCHW kernel of `kernel`'s configuration, forward and backward-data (the forward of grad_output), with
     and without bias: the results, and that it ran (the other pass pinned to a kernel without it)."""
-    if os.environ.get("CONV2D_EXT_TEST_TMA_POINTWISE") != "1":
-        pytest.skip("experimental and never run (CONV2D_EXT_TMA_POINTWISE=1, off by default); set "
-                    "CONV2D_EXT_TEST_TMA_POINTWISE=1 to run it: pytest -p no:xdist -x -k pointwise")
+    _run_only_if("CONV2D_EXT_TEST_TMA_POINTWISE", "CONV2D_EXT_TMA_POINTWISE=1", "pointwise")
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE", "1")
@@ -399,9 +405,7 @@ PACK_TILED = {
 def test_pack_tiled(name, precision_mode, poison, monkeypatch):
     """NCHW forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built)
     with their filters repacked by pack_taps_tiled: the results, and that it ran."""
-    if os.environ.get("CONV2D_EXT_TEST_PACK_TILED") != "1":
-        pytest.skip("experimental and never run (CONV2D_EXT_PACK_TILED=1, off by default); set "
-                    "CONV2D_EXT_TEST_PACK_TILED=1 to run it: pytest -p no:xdist -x -k pack_tiled")
+    _run_only_if("CONV2D_EXT_TEST_PACK_TILED", "CONV2D_EXT_PACK_TILED=1", "pack_tiled")
     monkeypatch.setenv("CONV2D_EXT_PACK_TILED", "1")
     case = PACK_TILED[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
@@ -436,9 +440,7 @@ TMA_SPLIT_K = {
 def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
     """The copy-engine forward and stride-1 backward-data cut by split-K, both layouts, with and without bias: the
     results, that the split kernel ran, and that results are bit-identical run to run (the fixed order of the sum)."""
-    if os.environ.get("CONV2D_EXT_TEST_TMA_SPLITK") != "1":
-        pytest.skip("experimental and never run (CONV2D_EXT_TMA_SPLITK=n, off by default); set "
-                    "CONV2D_EXT_TEST_TMA_SPLITK=1 to run it: pytest -p no:xdist -x -k split_k")
+    _run_only_if("CONV2D_EXT_TEST_TMA_SPLITK", "CONV2D_EXT_TMA_SPLITK=n", "split_k")
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", splits)
@@ -472,9 +474,7 @@ def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
 def test_tma_split_k_auto(kernel, poison, monkeypatch):
     """CONV2D_EXT_TMA_SPLITK=auto splits a grid of few CTAs (7x7 maps, 3 images: 8 or 4 CTAs, 72 k-tiles) and the
     results hold."""
-    if os.environ.get("CONV2D_EXT_TEST_TMA_SPLITK") != "1":
-        pytest.skip("experimental and never run (CONV2D_EXT_TMA_SPLITK=auto); set CONV2D_EXT_TEST_TMA_SPLITK=1 to "
-                    "run it")
+    _run_only_if("CONV2D_EXT_TEST_TMA_SPLITK", "CONV2D_EXT_TMA_SPLITK=auto", "split_k")
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", "auto")
@@ -509,9 +509,7 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
     CTAs (each walks several tiles); every element of the output and of both gradients checked against the largest
     reference element too (one wrong pixel of r50_conv1 passes a norm-wise check); both gradients bit-identical run
     to run."""
-    if os.environ.get("CONV2D_EXT_TEST_IM2COL") != "1":
-        pytest.skip("experimental and never run (CONV2D_EXT_IM2COL=1 enables it); set CONV2D_EXT_TEST_IM2COL=1 to run "
-                    "it: pytest -p no:xdist -x -k im2col")
+    _run_only_if("CONV2D_EXT_TEST_IM2COL", "CONV2D_EXT_IM2COL=1", "im2col")
     monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
     # its tiles' shared memory: up to 87552 bytes (fp16/bf16), 133184 (TF32); sm_80, sm_90 and sm_100 give a block
     # more

@@ -147,6 +147,29 @@ __device__ __forceinline__ uint32_t pack_word(const Bits<T> (&v)[kPerWord]) {
   return word;
 }
 
+// One k-step of MMAs on the word layouts (forward, backward-data): A's fragments from a_row = the warp's first A
+// column (+ g) in word row 8 ks + t, rows 4 apart by kAPitch; B's from b_row likewise (kBPitch), its first n_blocks
+// n8 blocks only (the same for the whole warp).
+template <typename T, class Cfg>
+__device__ __forceinline__ void word_mma_step(float (&acc)[Cfg::kMTiles][Cfg::kNTiles][4], const uint32_t* a_row,
+                                              const uint32_t* b_row, int n_blocks) {
+  uint32_t a[Cfg::kMTiles][4];
+#pragma unroll
+  for (int i = 0; i < Cfg::kMTiles; ++i) {
+    a[i][0] = a_row[i * 16];
+    a[i][1] = a_row[i * 16 + 8];
+    a[i][2] = a_row[4 * Cfg::kAPitch + i * 16];
+    a[i][3] = a_row[4 * Cfg::kAPitch + i * 16 + 8];
+  }
+#pragma unroll
+  for (int j = 0; j < Cfg::kNTiles; ++j) {
+    if (j >= n_blocks) break;
+    const uint32_t b[2] = {b_row[j * 8], b_row[4 * Cfg::kBPitch + j * 8]};
+#pragma unroll
+    for (int i = 0; i < Cfg::kMTiles; ++i) Mma<T>::run(acc[i][j], a[i], b);
+  }
+}
+
 // Element `at` (a table entry) of a window: one predicated load, zero outside the input.
 template <typename T>
 __device__ __forceinline__ Bits<T> tap_bits(const Window<T>& w, const int4& at, int H, int W) {
@@ -222,27 +245,9 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
       for (int jn = 0; jn < Cfg::kNTiles; ++jn)
 #pragma unroll
         for (int e = 0; e < 4; ++e) d.acc[i][jn][e] = 0.f;
-    for (int ks = 0; ks < sh.k_steps; ++ks) {
-      const uint32_t* a_row = a_w + (8 * ks + t) * Cfg::kAPitch + wm * Cfg::kWarpM + g;
-      const uint32_t* b_row = b_w + (8 * ks + t) * Cfg::kBPitch + wn * Cfg::kWarpN + g;
-      uint32_t a[Cfg::kMTiles][4], bf[Cfg::kNTiles][2];
-#pragma unroll
-      for (int i = 0; i < Cfg::kMTiles; ++i) {
-        a[i][0] = a_row[i * 16];
-        a[i][1] = a_row[i * 16 + 8];
-        a[i][2] = a_row[4 * Cfg::kAPitch + i * 16];
-        a[i][3] = a_row[4 * Cfg::kAPitch + i * 16 + 8];
-      }
-#pragma unroll
-      for (int jn = 0; jn < Cfg::kNTiles; ++jn) {
-        bf[jn][0] = b_row[jn * 8];
-        bf[jn][1] = b_row[4 * Cfg::kBPitch + jn * 8];
-      }
-#pragma unroll
-      for (int i = 0; i < Cfg::kMTiles; ++i)
-#pragma unroll
-        for (int jn = 0; jn < Cfg::kNTiles; ++jn) Mma<T>::run(d.acc[i][jn], a[i], bf[jn]);
-    }
+    for (int ks = 0; ks < sh.k_steps; ++ks)
+      word_mma_step<T, Cfg>(d.acc, a_w + (8 * ks + t) * Cfg::kAPitch + wm * Cfg::kWarpM + g,
+                            b_w + (8 * ks + t) * Cfg::kBPitch + wn * Cfg::kWarpN + g, Cfg::kNTiles);
     // Staged, a barrier (every warp's MMAs are done with the A tile: the next gather may overwrite it), stored.
     store_tile<T, Cfg, kOutNHWC>(stage, d, static_cast<T*>(p.y), bias, int64_t(tile) * Cfg::kBM, k0, sh.M, int(p.K),
                                  p.K, sh.pq, 0);
@@ -634,26 +639,9 @@ __global__ void __launch_bounds__(kThreads, 1) dgrad_kernel(const ConvParams p, 
     for (int c = 0; c < C; ++c) {
       // Z for channel c: columns c R S .. c R S + 63 of the GEMM (those past R S unused).
       float acc[Cfg::kMTiles][Cfg::kNTiles][4] = {};
-      for (int ks = 0; ks < sh.k_steps; ++ks) {
-        const uint32_t* a_row = a_w + (8 * ks + t) * Cfg::kAPitch + warp * Cfg::kWarpM + g;
-        const uint32_t* b_row = b_w + (8 * ks + t) * Cfg::kBPitch + c * RS + g;
-        uint32_t a[Cfg::kMTiles][4], bf[Cfg::kNTiles][2];
-#pragma unroll
-        for (int i = 0; i < Cfg::kMTiles; ++i) {
-          a[i][0] = a_row[i * 16];
-          a[i][1] = a_row[i * 16 + 8];
-          a[i][2] = a_row[4 * Cfg::kAPitch + i * 16];
-          a[i][3] = a_row[4 * Cfg::kAPitch + i * 16 + 8];
-        }
-#pragma unroll
-        for (int jn = 0; jn < Cfg::kNTiles; ++jn) {
-          if (jn * 8 >= RS) break;  // columns past the channel's taps: not read (the same for the whole CTA)
-          bf[jn][0] = b_row[jn * 8];
-          bf[jn][1] = b_row[4 * Cfg::kBPitch + jn * 8];
-#pragma unroll
-          for (int i = 0; i < Cfg::kMTiles; ++i) Mma<T>::run(acc[i][jn], a[i], bf[jn]);
-        }
-      }
+      for (int ks = 0; ks < sh.k_steps; ++ks)  // the n8 blocks holding the channel's taps only
+        word_mma_step<T, Cfg>(acc, a_w + (8 * ks + t) * Cfg::kAPitch + warp * Cfg::kWarpM + g,
+                              b_w + (8 * ks + t) * Cfg::kBPitch + c * RS + g, (RS + 7) / 8);
       for_each_mma_accumulator<Cfg>(acc, [&](int zm, int zn, float v) {
         if (zn < RS) z[zm * Cfg::kZPitch + zn] = v;
       });
