@@ -27,8 +27,8 @@
 // Backward-data (dgrad_kernel, K <= 64) goes through Z = dy W on tensor cores and sums each dx element's taps from Z
 // (col2im) in shared memory: see its section below.
 //
-// Written in session 24 with no device: EXPERIMENTAL, registered but picked by no heuristic rule, and refused unless
-// CONV2D_EXT_IM2COL=1, until run (variant="implicit_gemm:im2col").
+// Written in session 24 with no device: EXPERIMENTAL, every problem refused unless CONV2D_EXT_IM2COL=1 until it has
+// run (then the heuristics' `_im2col` rule picks it for first layers; or variant="implicit_gemm:im2col").
 #pragma once
 
 #include <algorithm>
