@@ -681,7 +681,8 @@ inline std::string dgrad_can_implement(const ConvParams& p) {
   if (p.K > DgradConfig<float>::kKRed) return "more than 64 output channels (its reduction is one k-step run)";
   if (p.R * p.S > 64) return "filters of more than 64 taps (a pass's 64 columns)";
   if (p.R > DgradConfig<float>::kMaxTaps || p.S > DgradConfig<float>::kMaxTaps) return "filters wider than 16 taps";
-  if (p.stride_h > DgradConfig<float>::kMaxPhase || p.stride_w > DgradConfig<float>::kMaxPhase) return "strides above 8";
+  if (p.stride_h > DgradConfig<float>::kMaxPhase || p.stride_w > DgradConfig<float>::kMaxPhase)
+    return "strides above 8";
   if (dgrad_tiles(p, DgradConfig<float>::kOM).first == 0) return "a pixel's taps reach more than 128 output pixels";
   const int64_t smem = p.dtype == DType::kFloat32 ? DgradConfig<float>::kSmem : DgradConfig<__half>::kSmem;
   if (smem > max_shared_memory_per_block(p.sm)) return "its tiles need more shared memory than this GPU gives a block";
