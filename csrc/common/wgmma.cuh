@@ -202,6 +202,15 @@ template <> struct WgmmaTf32RS<64> {
   }
 };
 
+// The thread's A fragment of k8 step j for WgmmaTf32RS from a box of fp32 channel rows kPitch floats apart: channels
+// 8 j + t (+ 4) x pixels px (+ 8) (t = lane % 4, px the thread's row g of the warp's 16), `at` = the box's
+// shared-window address + (t kPitch + px) 4.
+template <int kPitch>
+__device__ __forceinline__ void tf32_box_fragment(uint32_t (&f)[4], uint32_t at, int j) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * kPitch + (i % 2) * 8) * 4);
+}
+
 // One k8 step of a register-A TF32 pipeline as its own commit group: the MMA of fragments `a` against B at `b`
 // (K-major, 128-byte swizzled rows), then wgmma.wait_group 1: the step before is done (its registers and operands
 // free), this one in flight. The caller alternates two fragment buffers. Keep branches out of the code between one

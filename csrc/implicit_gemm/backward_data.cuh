@@ -36,6 +36,17 @@ __global__ void pack_filters_crsk(const T* __restrict__ w, FilterStrides in, T* 
   }
 }
 
+// Repacks filters `w` (strides `in`) to dense [C][R][S][K/groups] at `out`: pack_taps' tiles where switched on,
+// else pack_filters_crsk.
+template <typename T>
+void repack_crsk(const T* w, FilterStrides in, T* out, int64_t C, int64_t Cg, int64_t Kg, int64_t R, int64_t S,
+                 cudaStream_t stream) {
+  const TapPack m{Kg * in.k, in.c, in.k, in.r, in.s, int(Cg), int(C), int(Kg), int(R), int(S)};
+  if (pack_taps<T>(w, m, out, stream)) return;
+  pack_filters_crsk<T><<<grid_for(C * R * S * Kg, 256, 4), 256, 0, stream>>>(w, in, out, C, Cg, Kg, R, S);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 CONV2D_EXT_HOST_DEVICE inline int gcd(int a, int b) {
   while (b != 0) { const int t = a % b; a = b; b = t; }
   return a;
@@ -268,13 +279,7 @@ void backward_data_launch_typed(const ConvParams& p, void* workspace, cudaStream
   T* packed = static_cast<T*>(workspace);
   const FilterStrides w_strides{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
   const int64_t total = p.C * p.R * p.S * Kg;
-  const TapPack m{Kg * w_strides.k, w_strides.c, w_strides.k, w_strides.r, w_strides.s, int(Cg), int(p.C), int(Kg),
-                  int(p.R), int(p.S)};
-  if (!pack_taps<T>(static_cast<const T*>(p.w), m, packed, stream)) {
-    pack_filters_crsk<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(static_cast<const T*>(p.w), w_strides, packed,
-                                                                        p.C, Cg, Kg, p.R, p.S);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  repack_crsk<T>(static_cast<const T*>(p.w), w_strides, packed, p.C, Cg, Kg, p.R, p.S, stream);
   // The packed rows as vector_loads_fit sees filters: row (c), channel (k), tap (r, s) strides. Whether the flat walk
   // pays is judged on a phase's taps (the most any phase has: every tap_step-th filter row and column).
   const FilterStrides fs{p.R * p.S * Kg, 1, p.S * Kg, Kg};

@@ -42,11 +42,7 @@ void backward_data_tma_launch_typed(const ConvParams& p, void* workspace, cudaSt
   // w read backwards in r and s: start at its last tap, negative tap strides.
   const FilterStrides flipped{p.w_stride[0], p.w_stride[1], -p.w_stride[2], -p.w_stride[3]};
   const T* w_last = static_cast<const T*>(p.w) + (p.R - 1) * p.w_stride[2] + (p.S - 1) * p.w_stride[3];
-  const TapPack m{Kg * flipped.k, flipped.c, flipped.k, flipped.r, flipped.s, int(Cg), int(p.C), int(Kg), int(p.R), int(p.S)};
-  if (!pack_taps<T>(w_last, m, packed, stream)) {
-    pack_filters_crsk<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(w_last, flipped, packed, p.C, Cg, Kg, p.R, p.S);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  repack_crsk<T>(w_last, flipped, packed, p.C, Cg, Kg, p.R, p.S, stream);
   forward_tma_launch_typed<T, Cfg>(backward_data_as_forward(p, packed),
                                    static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))), stream);
 }

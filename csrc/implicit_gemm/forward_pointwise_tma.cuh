@@ -113,8 +113,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 #pragma unroll
       for (int j = 0; j < BK / 8; ++j) {
         uint32_t(&f)[4] = a[j % 2];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * L::kActPx + (i % 2) * 8) * 4);
+        tf32_box_fragment<L::kActPx>(f, at, j);
         tf32_rs_step<kBN>(acc, f, st + L::kActBytes + j * 32);  // the step before is done
         if (j == 0) ring.release_if(stage == 0 ? kStages - 1 : stage - 1, kb > 0);
       }

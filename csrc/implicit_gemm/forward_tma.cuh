@@ -257,8 +257,7 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
 #pragma unroll
       for (int j = 0; j < BK / 8; ++j) {
         uint32_t(&f)[4] = a[j % 2];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) f[i] = ld_shared_b32(at + ((8 * j + (i / 2) * 4) * Cfg::kRawPx + (i % 2) * 8) * 4);
+        tf32_box_fragment<Cfg::kRawPx>(f, at, j);
         tf32_rs_step<kTmaBN>(acc[0], f, b + j * 32);  // the step before is done (j = 0: the previous tap's)
         if (j == 0) {  // the previous tap's filter stage (and raw box) are free; no branch (mbarrier_arrive_if)
           nb_ring.release_if((k + kStages - 1) % kStages, k > 0);
