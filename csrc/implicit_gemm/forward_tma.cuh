@@ -688,9 +688,9 @@ int tma_splits(const ConvParams& p, const TmaTile& t, bool halo) {
 
 // forward_tma_launch_typed's workspace: the KRSC repack of the filters (where the copy engine cannot read them in
 // place: NCHW's KCRS, or sliced), the NHWC copy of NCHW activations not read in place (nchw_fused), and split-K's
-// partial tiles (fp32) and tile counters. Offsets of the copy and of the split region, and the total.
+// partial tiles (fp32) and tile counters. Offsets of the copy, the partial tiles and the counters, and the total.
 struct TmaWorkspace {
-  int64_t copy, split, bytes;
+  int64_t copy, partials, counters, bytes;
 };
 template <class Cfg>
 TmaWorkspace tma_workspace(const ConvParams& p, const TmaTile& t, bool halo, int splits) {
@@ -698,8 +698,9 @@ TmaWorkspace tma_workspace(const ConvParams& p, const TmaTile& t, bool halo, int
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
   const int64_t copy = p.channels_last || nchw_fused<Cfg>(p, halo) ? 0 : region(p.N * p.C * p.H * p.W * elem);
   const int64_t ctas = tma_ctas<Cfg>(p, t);
-  const int64_t split = splits > 1 ? region(ctas * splits * Cfg::kBM * Cfg::kBN * 4) + region(ctas * 4) : 0;
-  return TmaWorkspace{filters, filters + copy, filters + copy + split};
+  const int64_t partials = splits > 1 ? region(ctas * splits * Cfg::kBM * Cfg::kBN * 4) : 0;
+  const int64_t counters = splits > 1 ? region(ctas * 4) : 0;
+  return TmaWorkspace{filters, filters + copy, filters + copy + partials, filters + copy + partials + counters};
 }
 
 template <class Cfg>
@@ -718,9 +719,9 @@ void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T*
   TmaSplit split;
   split.splits = tma_splits<Cfg>(p, t, halo);
   if (split.splits > 1) {
-    unsigned char* at = static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, t, halo, split.splits).split;
-    split.partials = reinterpret_cast<float*>(at);
-    split.counters = reinterpret_cast<int*>(at + region(tma_ctas<Cfg>(p, t) * split.splits * Cfg::kBM * Cfg::kBN * 4));
+    const TmaWorkspace ws = tma_workspace<Cfg>(p, t, halo, split.splits);
+    split.partials = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + ws.partials);
+    split.counters = reinterpret_cast<int*>(static_cast<unsigned char*>(workspace) + ws.counters);
   }
   launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream, split);
 }
