@@ -133,20 +133,21 @@ def test_empty_batch(dtype, poison):
     assert torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.zeros_like(b))  # written, not poison
 
 
-def _input_channels(kernel, monkeypatch):
-    """Input channels of a 3x3 forward every implicit-GEMM configuration can implement: 64 (128x128_k128 takes only
-    such), 4 for implicit_gemm:im2col (reductions of 160 at most; experimental: enabled here)."""
+def _input_channels(kernel, monkeypatch, channels):
+    """Input channels of the 3x3 convolution a test forces `kernel` on: `channels`, or 4 for implicit_gemm:im2col
+    (reductions of 160 at most; experimental: enabled here)."""
     if kernel == "implicit_gemm:im2col":
         monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
         return 4
-    return 64
+    return channels
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm")])
 def test_empty_batch_on_each_forward_kernel(kernel, poison, monkeypatch):
     """N = 0 launches nothing (a grid of zero CTAs is a launch error) and returns the empty output."""
-    # channels-last: a layout every configuration can implement (the FFMA configuration: exact float32)
-    channels = _input_channels(kernel, monkeypatch)
+    # channels-last, 64 channels: a shape every configuration can implement (128x128_k128 takes only such; the FFMA
+    # configuration, exact float32)
+    channels = _input_channels(kernel, monkeypatch, 64)
     with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
         x, w, _ = make_inputs(0, channels, 8, 8, 32, 3, 3, 1, dtype, channels_last=True)
         y = conv2d_ext.conv2d(x, w, padding=1, variant={"forward": kernel})
@@ -156,7 +157,7 @@ def test_empty_batch_on_each_forward_kernel(kernel, poison, monkeypatch):
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["backward_weight"] if k.startswith("implicit_gemm")])
 def test_empty_batch_on_each_backward_weight_kernel(kernel, poison, monkeypatch):
     """N = 0: the weight gradient is an empty sum, written as zeros (not left as poison)."""
-    channels = 4 if _input_channels(kernel, monkeypatch) == 4 else 32
+    channels = _input_channels(kernel, monkeypatch, 32)
     with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
         x, w, _ = make_inputs(0, channels, 8, 8, 32, 3, 3, 1, dtype)
         w.requires_grad_(True)
@@ -214,7 +215,7 @@ def test_implicit_gemm_on_the_second_device(kernel, poison, monkeypatch):
     """Each implicit-GEMM configuration opts in to its shared memory on every device it runs on, not only the first."""
     if torch.cuda.device_count() < 2:
         pytest.skip("needs a second GPU (cuda:1)")
-    channels = _input_channels(kernel, monkeypatch)
+    channels = _input_channels(kernel, monkeypatch, 32)
     for device in ("cuda:0", "cuda:1"):
         x, w, b = make_inputs(2, channels, 12, 12, 32, 3, 3, 1, torch.float16, device=device, channels_last=True)
         y = conv2d_ext.conv2d(x, w, b, padding=1, variant={"forward": kernel})
