@@ -49,16 +49,24 @@ __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefe
 // The 16- or 32-bit element at `p` through the read-only cache where `ok`, else 0, as one predicated load (no branch
 // around it, and no predicate kept alive past it: the destination is zeroed first). `p` is not read where !ok.
 __device__ __forceinline__ uint16_t load_bits_or_zero(const uint16_t* p, bool ok) {
+#ifdef CONV2D_EXT_EMULATION
+  return ok ? *p : uint16_t(0);
+#else
   uint16_t v;
   asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b16 %0, 0;\n @q ld.global.nc.b16 %0, [%1];\n}\n"
       : "=h"(v) : "l"(p), "r"(int(ok)));
   return v;
+#endif
 }
 __device__ __forceinline__ uint32_t load_bits_or_zero(const uint32_t* p, bool ok) {
+#ifdef CONV2D_EXT_EMULATION
+  return ok ? *p : uint32_t(0);
+#else
   uint32_t v;
   asm("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n mov.b32 %0, 0;\n @q ld.global.nc.b32 %0, [%1];\n}\n"
       : "=r"(v) : "l"(p), "r"(int(ok)));
   return v;
+#endif
 }
 
 // The kN elements of T in `raw` as floats, out[0 .. kN-1].

@@ -50,6 +50,9 @@ inline bool pdl_enabled() {
 template <typename... Params, typename... Args>
 void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                       Args&&... args) {
+#ifdef CONV2D_EXT_EMULATION
+  return ::emu::launch(grid, block, smem, stream, [&] { kernel(args...); });  // tests/emulation/emu.h
+#endif
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;

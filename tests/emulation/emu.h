@@ -1,0 +1,312 @@
+// CPU emulation of the CUDA execution model, for running mma.sync-family kernels on a machine without a GPU
+// (tests/emulation/README.md). Force-included (-include) ahead of the kernel sources, which build_emulation.py
+// copies with each `kernel<<<grid, block, smem, stream>>>(args)` rewritten to emu::launch(...) and each dynamic
+// __shared__ array turned into a pointer at emu::dynamic_smem(). Production headers take the emulated path of their
+// few inline-assembly helpers (mma.sync, predicated loads) under CONV2D_EXT_EMULATION.
+//
+// A block's threads are coroutines (ucontext) on one OS thread, each run until it finishes or waits: at
+// __syncthreads() (released when every live thread of the block waits there) or at a warp-collective (mma.sync,
+// shuffles: released when every live lane of the warp waits). Blocks run one after another, so static __shared__
+// arrays are plain statics and a launch's dynamic shared memory is one heap buffer of exactly its size (an
+// AddressSanitizer build catches accesses past it). A barrier that can never be released stops the run with a
+// message: on a GPU that is a hang or undefined behaviour. Not modelled: blocks running at the same time (inter-block
+// races, atomics), the memory model, asynchronous copies (cp.async, TMA), wgmma.
+#pragma once
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __launch_bounds__
+#undef __shared__
+#undef __grid_constant__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __grid_constant__
+
+// The built-in variables as plain globals: one block's coroutines run at a time, and the scheduler sets threadIdx to
+// the index of the one it resumes.
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+namespace emu {
+
+enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kDone };
+
+struct Thread {
+  ucontext_t context;
+  std::unique_ptr<char[]> stack;
+  uint3 index;
+  int linear;
+  State state;
+};
+
+struct Block {
+  std::vector<Thread> threads;
+  ucontext_t scheduler;
+  int current = 0;
+  std::function<void()> body;
+  std::vector<uint32_t> warp_slots;  // a warp-collective's operands: 64 words per lane
+};
+
+inline Block*& block() {
+  static Block* b = nullptr;
+  return b;
+}
+inline Thread& self() { return block()->threads[block()->current]; }
+
+constexpr size_t kStackBytes = 256 * 1024;
+
+inline unsigned char*& dynamic_smem_base() {
+  static unsigned char* base = nullptr;
+  return base;
+}
+inline unsigned char* dynamic_smem() { return dynamic_smem_base(); }
+
+inline void wait(State s) {
+  Thread& t = self();
+  t.state = s;
+  swapcontext(&t.context, &block()->scheduler);
+}
+inline void sync_block() { wait(State::kBlockBarrier); }
+inline void sync_warp() { wait(State::kWarpBarrier); }
+
+inline void thread_entry() {
+  block()->body();
+  self().state = State::kDone;
+  swapcontext(&self().context, &block()->scheduler);
+}
+
+// Runs one block to completion: every runnable thread in turn; when none is, the warps whose live lanes all wait at
+// a warp barrier go on, else the block barrier opens if every live thread waits there, else it is a deadlock.
+inline void run_block(Block& b, int nthreads) {
+  for (int i = 0; i < nthreads; ++i) {
+    Thread& t = b.threads[i];
+    t.state = State::kRunnable;
+    getcontext(&t.context);
+    t.context.uc_stack.ss_sp = t.stack.get();
+    t.context.uc_stack.ss_size = kStackBytes;
+    t.context.uc_link = nullptr;
+    makecontext(&t.context, thread_entry, 0);
+  }
+  const int warps = (nthreads + 31) / 32;
+  for (;;) {
+    bool ran = false;
+    for (int i = 0; i < nthreads; ++i) {
+      if (b.threads[i].state != State::kRunnable) continue;
+      b.current = i;
+      threadIdx = b.threads[i].index;
+      swapcontext(&b.scheduler, &b.threads[i].context);
+      ran = true;
+    }
+    if (ran) continue;
+    bool released = false;
+    for (int w = 0; w < warps; ++w) {
+      const int end = std::min(nthreads, 32 * w + 32);
+      int live = 0, waiting = 0;
+      for (int i = 32 * w; i < end; ++i) {
+        if (b.threads[i].state == State::kDone) continue;
+        ++live;
+        waiting += b.threads[i].state == State::kWarpBarrier;
+      }
+      if (live == 0 || waiting != live) continue;
+      for (int i = 32 * w; i < end; ++i)
+        if (b.threads[i].state == State::kWarpBarrier) b.threads[i].state = State::kRunnable;
+      released = true;
+    }
+    if (released) continue;
+    int live = 0, at_block = 0;
+    for (int i = 0; i < nthreads; ++i) {
+      if (b.threads[i].state == State::kDone) continue;
+      ++live;
+      at_block += b.threads[i].state == State::kBlockBarrier;
+    }
+    if (live == 0) return;
+    if (at_block == live) {
+      for (int i = 0; i < nthreads; ++i)
+        if (b.threads[i].state == State::kBlockBarrier) b.threads[i].state = State::kRunnable;
+      continue;
+    }
+    std::fprintf(stderr, "emu: deadlock in block (%u, %u, %u): %d live threads, %d at __syncthreads, the rest at "
+                 "warp barriers whose warps are not all there\n", blockIdx.x, blockIdx.y, blockIdx.z, live, at_block);
+    std::abort();
+  }
+}
+
+// kernel<<<grid, block, smem, stream>>>(args) becomes launch(grid, block, smem, stream, [&] { kernel(args); }).
+template <typename Body>
+void launch(dim3 grid, dim3 bdim, size_t smem, cudaStream_t, Body&& body) {
+  const int nthreads = int(bdim.x * bdim.y * bdim.z);
+  Block b;
+  b.body = body;
+  b.threads.resize(nthreads);
+  b.warp_slots.assign(size_t(nthreads) * 64, 0);
+  for (int i = 0; i < nthreads; ++i) {
+    b.threads[i].stack.reset(new char[kStackBytes]);
+    b.threads[i].linear = i;
+    b.threads[i].index = make_uint3(i % bdim.x, (i / bdim.x) % bdim.y, i / (bdim.x * bdim.y));
+  }
+  std::unique_ptr<unsigned char[]> shared(new unsigned char[smem > 0 ? smem : 1]);  // 16-byte aligned, as malloc's
+  Block* saved = block();
+  unsigned char* saved_smem = dynamic_smem_base();
+  const dim3 saved_grid = gridDim, saved_dim = blockDim;
+  const uint3 saved_index = blockIdx;
+  block() = &b;
+  dynamic_smem_base() = shared.get();
+  gridDim = grid;
+  blockDim = bdim;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        blockIdx = make_uint3(x, y, z);
+        std::memset(shared.get(), 0xA5, smem);  // garbage, as a GPU's shared memory starts
+        run_block(b, nthreads);
+      }
+  block() = saved;
+  dynamic_smem_base() = saved_smem;
+  gridDim = saved_grid, blockDim = saved_dim, blockIdx = saved_index;
+}
+
+// A warp-collective: each lane puts `words` words in its slot, waits for the warp, reads what it needs, and waits
+// again (the next collective reuses the slots).
+inline int lane_id() { return self().linear % 32; }
+inline uint32_t* slots_of_lane(int lane) {
+  const int warp = self().linear / 32;
+  return &block()->warp_slots[size_t(warp * 32 + lane) * 64];
+}
+template <typename F>
+void collective(const uint32_t* mine, int words, F&& read) {
+  std::memcpy(slots_of_lane(lane_id()), mine, size_t(words) * 4);
+  sync_warp();
+  read();
+  sync_warp();
+}
+
+// Element bits as the tensor cores read them.
+inline float half_bits(uint32_t bits) {
+  __half_raw r;
+  r.x = uint16_t(bits);
+  return __half2float(__half(r));
+}
+inline float bf16_bits(uint32_t bits) {
+  const uint32_t f = (bits & 0xFFFF) << 16;
+  float v;
+  std::memcpy(&v, &f, 4);
+  return v;
+}
+inline float tf32_bits(uint32_t bits) {  // the TF32 part (10 mantissa bits; the rest ignored)
+  bits &= 0xFFFFE000u;
+  float v;
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
+
+// mma.sync m16n8k16 (kind 0 fp16, 1 bf16) and m16n8k8 (kind 2, TF32), row.col, fp32 accumulators. Fragments (PTX
+// ISA, g = lane / 4, t = lane % 4): 16-bit A regs (g, 2t..), (g + 8, 2t..), (g, 2t + 8..), (g + 8, 2t + 8..), B
+// regs (k 2t.., n g), (k 2t + 8.., n g); TF32 A (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4), B (t, g), (t + 4, g);
+// C (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+inline void mma(int kind, float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  const uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  const int lane = lane_id(), g = lane / 4, t = lane % 4;
+  float out[4] = {d[0], d[1], d[2], d[3]};
+  collective(mine, 6, [&] {
+    auto element = [&](uint32_t word, int high) -> float {
+      if (kind == 2) return tf32_bits(word);
+      const uint32_t bits = high ? word >> 16 : word & 0xFFFF;
+      return kind == 0 ? half_bits(bits) : bf16_bits(bits);
+    };
+    auto A = [&](int row, int k) -> float {
+      if (kind == 2) return element(slots_of_lane((row % 8) * 4 + k % 4)[(row >= 8) + 2 * (k >= 4)], 0);
+      return element(slots_of_lane((row % 8) * 4 + (k % 8) / 2)[(row >= 8) + 2 * (k >= 8)], k % 2);
+    };
+    auto B = [&](int k, int col) -> float {
+      if (kind == 2) return element(slots_of_lane(col * 4 + k % 4)[4 + (k >= 4)], 0);
+      return element(slots_of_lane(col * 4 + (k % 8) / 2)[4 + (k >= 8)], k % 2);
+    };
+    const int kdim = kind == 2 ? 8 : 16;
+    for (int e = 0; e < 4; ++e) {
+      const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + e % 2;
+      float sum = 0.f;
+      for (int k = 0; k < kdim; ++k) sum += A(row, k) * B(k, col);
+      out[e] += sum;
+    }
+  });
+  for (int e = 0; e < 4; ++e) d[e] = out[e];
+}
+
+template <typename T>
+T shfl_down(T v, unsigned delta) {
+  static_assert(sizeof(T) <= 8, "shuffles of up to 8 bytes");
+  uint32_t mine[2] = {0, 0};
+  std::memcpy(mine, &v, sizeof(T));
+  T out = v;
+  collective(mine, 2, [&] {
+    const int src = lane_id() + int(delta);
+    if (src < 32) std::memcpy(&out, slots_of_lane(src), sizeof(T));
+  });
+  return out;
+}
+
+}  // namespace emu
+
+#define __syncthreads() ::emu::sync_block()
+#define __syncwarp(...) ::emu::sync_warp()
+#define __shfl_down_sync(mask, v, delta) ::emu::shfl_down(v, delta)
+#define __trap() std::abort()
+
+template <typename T>
+inline T __ldg(const T* p) { return *p; }
+inline float __uint_as_float(uint32_t v) {
+  float f;
+  std::memcpy(&f, &v, 4);
+  return f;
+}
+inline uint32_t __float_as_uint(float f) {
+  uint32_t v;
+  std::memcpy(&v, &f, 4);
+  return v;
+}
+// Shared-window addresses: offsets into the launch's dynamic shared memory.
+inline size_t __cvta_generic_to_shared(const void* p) {
+  return size_t(static_cast<const unsigned char*>(p) - ::emu::dynamic_smem());
+}
+
+// The runtime's kernel-pointer overloads (nvcc only in cuda_runtime.h); the C calls are in emulation_runtime.cpp.
+template <typename F>
+cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int) { return cudaSuccess; }
+template <typename F>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, F*, int, size_t) {
+  *blocks = 2;
+  return cudaSuccess;
+}
+
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
