@@ -6,6 +6,7 @@ convolution, so a converted model still works on the CPU. Arguments are validate
 The host path is part of the speed: a call's arguments are normalised into a Problem and its plan (a kernel per
 pass) chosen once per call signature and cached; a call that needs no gradient calls the forward op directly.
 """
+import os
 from typing import Dict, NamedTuple, Optional
 
 import torch
@@ -120,8 +121,26 @@ def _signature(input, weight, bias, stride, padding, dilation, groups, variant, 
         return None
     key = (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype,
            weight.device, b, allow_tf32, _plain(stride), _plain(padding), _plain(dilation), _plain(groups),
-           variant if type(variant) is str else _plain(variant))
-    return None if _NOT_CACHEABLE in key[10:] else key
+           variant if type(variant) is str else _plain(variant), _plan_environment())
+    return None if _NOT_CACHEABLE in key[10:15] else key
+
+
+# Environment variables that a kernel's can_implement reads, so that a call's plan depends on them: their values are
+# part of the call cache's key (a process that sets one between two calls gets a new plan). The kernels' other
+# variables are read at launch, on every call. tests/test_heuristics.py checks that every variable csrc/ reads is in
+# one list or the other.
+PLAN_ENVIRONMENT = ("CONV2D_EXT_IM2COL",)
+
+
+# os.environ's own dict (CPython), read directly: 0.1 us a call against 0.8 through os.environ.get.
+_ENVIRON = getattr(os.environ, "_data", None)
+_PLAN_KEYS = tuple(map(os.environ.encodekey, PLAN_ENVIRONMENT)) if hasattr(os.environ, "encodekey") else None
+
+
+def _plan_environment():
+    if _ENVIRON is not None and _PLAN_KEYS is not None:
+        return tuple(map(_ENVIRON.get, _PLAN_KEYS))
+    return tuple(map(os.environ.get, PLAN_ENVIRONMENT))
 
 
 _CALLS = {}  # call signature -> _Call

@@ -7,6 +7,7 @@ the layout rule, the nn.Conv2d drop-in, convert(), explain() and autograd.
 import copy
 import importlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -826,6 +827,7 @@ CACHE_VARIATIONS = {
     "groups": lambda x, w, b: conv2d_ext.conv2d(x, w[:, :2].contiguous(), b, padding=1, groups=2),
     "padding_same": lambda x, w, b: conv2d_ext.conv2d(x, w, b, padding="same"),
     "unbatched": lambda x, w, b: conv2d_ext.conv2d(x[0], w, b, padding=1),
+    "plan_environment": None,  # the same call after a variable a can_implement reads changed (test below)
 }
 
 
@@ -836,11 +838,46 @@ def test_a_different_call_does_not_reuse_a_plan(change, calls):
     x, w, b = randn(2, 4, 8, 8), randn(6, 4, 3, 3), randn(6)
     conv2d_ext.conv2d(x, w, b, padding=1)
     (base,) = conv_module._CALLS.values()
-    CACHE_VARIATIONS[change](x, w, b)
+    if change == "plan_environment":
+        variable = conv_module.PLAN_ENVIRONMENT[0]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(variable, "1" if os.environ.get(variable) != "1" else "0")
+            conv2d_ext.conv2d(x, w, b, padding=1)
+    else:
+        CACHE_VARIATIONS[change](x, w, b)
     assert len(calls) == 2 and len(conv_module._CALLS) == 2
     other = [c for c in conv_module._CALLS.values() if c is not base][0]
-    if change not in ("variant", "no_bias", "padding_same"):  # same Problem, spelt differently or planned differently
-        assert other != base
+    if change not in ("variant", "no_bias", "padding_same", "plan_environment"):  # same Problem, spelt or planned
+        assert other != base                                                        # differently
+
+
+# The environment variables csrc/ reads at launch (every call), not in a can_implement: a new variable goes in this
+# list or in conv2d.PLAN_ENVIRONMENT (the call cache's key) -- test_every_environment_variable_is_classified.
+LAUNCH_ENVIRONMENT = {
+    "CONV2D_EXT_PACK_TILED", "CONV2D_EXT_IM2COL_CTAS", "CONV2D_EXT_TMA_STORE", "CONV2D_EXT_TMA_TF32_ONE_CTA",
+    "CONV2D_EXT_TMA_HALO", "CONV2D_EXT_TMA_NCHW_FUSED", "CONV2D_EXT_TMA_POINTWISE", "CONV2D_EXT_TMA_SPLITK",
+    "CONV2D_EXT_DW_ITEMS", "CONV2D_EXT_DW_TMA", "CONV2D_EXT_DW_DYNAMIC", "CONV2D_EXT_DW_TMA_STORE",
+    "CONV2D_EXT_DW_WGRAD_PER_SM", "CONV2D_EXT_GMMA_GB", "CONV2D_EXT_GMMA_TILE", "CONV2D_EXT_GMMA_FIXED",
+    "CONV2D_EXT_DWMMA_PER_SM", "CONV2D_EXT_DWMMA_ALL_FFMA", "CONV2D_EXT_GMMA_SPLITS", "CONV2D_EXT_POISON",
+    "CONV2D_EXT_PDL",
+}
+
+
+def test_every_environment_variable_is_classified():
+    """Each variable the C++ sources read (getenv) is either part of the call cache's key (PLAN_ENVIRONMENT: read by a
+    can_implement, so it changes plans) or read at launch (LAUNCH_ENVIRONMENT): a new one must be placed."""
+    csrc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+    if not os.path.isdir(csrc):
+        pytest.skip("no csrc/ next to the tests (an installed package)")
+    read = set()
+    for folder, _, files in os.walk(csrc):
+        for name in files:
+            with open(os.path.join(folder, name)) as f:
+                read.update(re.findall(r'getenv\("(CONV2D_EXT_\w+)"\)', f.read()))
+    planned = set(conv_module.PLAN_ENVIRONMENT)
+    assert read - planned - LAUNCH_ENVIRONMENT == set(), "classify these in PLAN_ENVIRONMENT or LAUNCH_ENVIRONMENT"
+    assert not planned & LAUNCH_ENVIRONMENT
+    assert {"CONV2D_EXT_IM2COL"} <= planned  # im2col_reason (its can_implement) reads it
 
 
 @pytest.mark.parametrize("value", [2.0, True, None], ids=["float", "bool", "none"])
