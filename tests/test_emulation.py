@@ -66,3 +66,11 @@ def test_im2col_on_the_emulator_under_address_sanitizer(emu_dir):
     except subprocess.CalledProcessError:
         pytest.skip("this g++ cannot build with -fsanitize=address")
     _run(binary, "small")
+
+
+def test_tiled_filter_repack_on_the_emulator(emu_dir):
+    """pack_taps_tiled (CONV2D_EXT_PACK_TILED=1, not yet run on a GPU) gives the element-wise repacks' bits exactly,
+    KRSC and [C][R][S][K/groups], on dense, grouped, channel-padded and flipped (negative tap strides) filters."""
+    binary = build_emulation.build(str(emu_dir / "pack"), os.path.join(HERE, "pack_harness.cpp"), [],
+                                   workdir=str(emu_dir / "src_pack"))
+    assert len(_run(binary)) == 8

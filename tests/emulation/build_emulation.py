@@ -2,7 +2,7 @@
 each `kernel<<<grid, block, smem, stream>>>(args);` rewritten to emu::launch(...) and each dynamic __shared__ array
 to a pointer at emu::dynamic_smem(), then compiles the chosen sources with a harness. No GPU, no nvcc.
 
-    python3 tests/emulation/build_emulation.py OUT_BINARY HARNESS.cpp SOURCE.cu...   (sources relative to csrc/)
+    python3 tests/emulation/build_emulation.py OUT_BINARY HARNESS.cpp [SOURCE.cu...]   (sources relative to csrc/)
 """
 import os
 import re
@@ -78,6 +78,6 @@ def build(binary, harness, sources, workdir=None, sanitize=False):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
+    if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     build(sys.argv[1], sys.argv[2], sys.argv[3:], sanitize=os.environ.get("EMU_ASAN") == "1")
