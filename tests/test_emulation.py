@@ -1,8 +1,9 @@
-"""Kernels on the CPU emulator (tests/emulation): the real kernel code, compiled for the host with the CUDA execution
-model emulated (a block's threads as coroutines, __syncthreads, mma.sync as a warp-collective), against a float64
-direct convolution. Runs without a GPU (CI); needs g++ and the CUDA toolkit's headers. Covers the mma.sync kernels
-whose passes it drives (implicit_gemm:im2col, all three); not the copy-engine or wgmma kernels."""
+"""Kernels on the CPU emulator (tests/emulation): the real kernel sources, compiled for the host with the CUDA
+execution model emulated (a block's threads as coroutines, __syncthreads, warp-collectives, cp.async), against a
+float64 direct convolution. Runs without a GPU (CI); needs g++ and the CUDA toolkit's headers. Covers every
+registered kernel that does not need an sm_90a build (wgmma and the copy engine are not emulated yet: those refuse)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,6 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "emulation")
 sys.path.insert(0, HERE)
 import build_emulation  # noqa: E402
 
-IM2COL_SOURCES = ["implicit_gemm/forward_im2col.cu", "implicit_gemm/backward_weight_im2col.cu",
-                  "implicit_gemm/backward_data_im2col.cu"]
-
 
 def _toolchain_reason():
     if shutil.which("g++") is None:
@@ -24,19 +22,41 @@ def _toolchain_reason():
         build_emulation.cuda_include()
     except SystemExit as e:
         return str(e)
+    if not os.path.isdir(os.path.join(build_emulation.ROOT, "csrc")):
+        return "needs the csrc/ sources next to the tests"
     return None
 
 
 pytestmark = pytest.mark.skipif(_toolchain_reason() is not None, reason=_toolchain_reason() or "")
 
+# Every kernel the emulator can run (no sm_90a build: the wgmma and copy-engine configurations refuse), each pass.
+EMULATED = [
+    "direct forward", "direct backward_data", "direct backward_weight",
+    "implicit_gemm:im2col forward", "implicit_gemm:im2col backward_data", "implicit_gemm:im2col backward_weight",
+    "implicit_gemm:64x64 forward", "implicit_gemm:64x64 backward_data", "implicit_gemm:64x64 backward_weight",
+    "implicit_gemm:128x128_w4 forward", "implicit_gemm:128x128_w4 backward_data",
+    "implicit_gemm:128x128_w4 backward_weight", "implicit_gemm:128x128_w8 forward",
+    "implicit_gemm:128x128_w8 backward_data", "implicit_gemm:128x128_w8 backward_weight",
+    "implicit_gemm:128x128_k128 forward", "implicit_gemm:ffma forward", "implicit_gemm:ffma backward_data",
+    "implicit_gemm:ffma backward_weight", "implicit_gemm:128x64_ffma forward", "implicit_gemm:128x64_ffma backward_data",
+    "implicit_gemm:64x128_ffma backward_weight",
+    "tiled:depthwise forward", "tiled:depthwise backward_data", "tiled:depthwise backward_weight",
+    "tiled:depthwise_vec forward", "tiled:depthwise_vec backward_data", "tiled:depthwise_vec backward_weight",
+    "tiled:depthwise_rows forward", "tiled:depthwise_rows backward_data", "tiled:depthwise_mma forward",
+    "tiled:depthwise_mma backward_data", "tiled:grouped forward", "tiled:grouped backward_data",
+    "tiled:grouped backward_weight", "tiled:grouped_mma forward", "tiled:grouped_mma backward_data",
+    "tiled:grouped_mma backward_weight",
+]
 
-def _run(binary, *args, sms="3"):
-    env = dict(os.environ, EMU_SMS=sms)
-    r = subprocess.run([binary, *args], capture_output=True, text=True, timeout=1200, env=env)
+
+def _run(binary, *args, env=None):
+    env = {**os.environ, "EMU_SMS": "3", **(env or {})}
+    r = subprocess.run([binary, *args], capture_output=True, text=True, timeout=1800, env=env)
     lines = r.stdout.splitlines()
-    failed = [line for line in lines if not line.startswith("PASS") and "failures" not in line]
+    failed = [line for line in lines if line.startswith(("FAIL", "REFUSED"))]
     assert r.returncode == 0 and not failed, (r.returncode, failed[:10], r.stderr[-2000:])
-    return [line for line in lines if line.startswith("PASS")]
+    runs = dict((m.group(1), int(m.group(2))) for m in (re.match(r"  (.+): (\d+)$", line) for line in lines) if m)
+    return [line for line in lines if line.startswith("PASS")], runs
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +64,50 @@ def emu_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("emulation")
 
 
-def test_im2col_every_pass_on_the_emulator(emu_dir):
-    """implicit_gemm:im2col (forward, backward-weight, backward-data) in fp16, bf16 and TF32, NCHW and NHWC, six shapes
-    (strides, dilation, padding on one side, C R S = 160, 1x1, K past one channel tile, offset base pointers, bias),
-    outputs poisoned with NaN and checked for writes outside them; three SMs (persistent grids walk several tiles,
-    backward-weight's splits go through finish_splits), then one SM and many."""
-    binary = build_emulation.build(str(emu_dir / "im2col"), os.path.join(HERE, "im2col_harness.cpp"),
-                                   IM2COL_SOURCES, workdir=str(emu_dir / "src"))
-    passed = _run(binary)
-    assert len(passed) == 6 * 6 * 3 - 6  # every (shape, dtype, layout, pass) but the K = 70 shape's backward-data
-    _run(binary, "small", sms="1")
-    _run(binary, "small", sms="200")
+@pytest.fixture(scope="module")
+def registry_harness(emu_dir):
+    return build_emulation.build(str(emu_dir / "registry"), os.path.join(HERE, "registry_harness.cpp"), "all",
+                                 workdir=str(emu_dir / "src"))
 
 
-def test_im2col_on_the_emulator_under_address_sanitizer(emu_dir):
-    """The same kernels built with AddressSanitizer: no read or write outside a tensor or a launch's dynamic shared
-    memory (each launch's is its own allocation of exactly its size)."""
-    try:
-        binary = build_emulation.build(str(emu_dir / "im2col_asan"), os.path.join(HERE, "im2col_harness.cpp"),
-                                       IM2COL_SOURCES, workdir=str(emu_dir / "src_asan"), sanitize=True)
-    except subprocess.CalledProcessError:
-        pytest.skip("this g++ cannot build with -fsanitize=address")
-    _run(binary, "small")
+def test_every_kernel_on_the_emulator(registry_harness):
+    """Each registered kernel, on each problem of registry_harness.cpp's suite (first layer, dense, strided and
+    dilated, 1x1, grouped, depthwise, C R S = 160) it accepts, in fp64, exact fp32, TF32, fp16 and bf16, NCHW and
+    NHWC: within tolerance of float64, every output element written, nothing outside it (implicit_gemm:im2col,
+    experimental and never run on a GPU, included: CONV2D_EXT_IM2COL=1)."""
+    passed, runs = _run(registry_harness)
+    missing = [k for k in EMULATED if runs.get(k, 0) == 0]
+    assert not missing, f"kernels the emulator no longer ran: {missing}"
+    assert len(passed) == sum(runs.values())
+
+
+def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_harness):
+    """implicit_gemm:im2col's persistent grids on one SM (each CTA walks every tile) and on many; the mma.sync
+    implicit GEMMs with the tiled filter repack (CONV2D_EXT_PACK_TILED=1, not yet run on a GPU)."""
+    for sms in ("1", "200"):
+        _run(registry_harness, "im2col", env={"EMU_SMS": sms})
+    _, runs = _run(registry_harness, "implicit_gemm:64x64", "implicit_gemm:128x128_w", "implicit_gemm:128x128_k128",
+                   env={"CONV2D_EXT_PACK_TILED": "1"})
+    assert runs
 
 
 def test_tiled_filter_repack_on_the_emulator(emu_dir):
-    """pack_taps_tiled (CONV2D_EXT_PACK_TILED=1, not yet run on a GPU) gives the element-wise repacks' bits exactly,
-    KRSC and [C][R][S][K/groups], on dense, grouped, channel-padded and flipped (negative tap strides) filters."""
+    """pack_taps_tiled (CONV2D_EXT_PACK_TILED=1) gives the element-wise repacks' bits exactly, KRSC and
+    [C][R][S][K/groups], on dense, grouped, channel-padded and flipped (negative tap strides) filters."""
     binary = build_emulation.build(str(emu_dir / "pack"), os.path.join(HERE, "pack_harness.cpp"), [],
                                    workdir=str(emu_dir / "src_pack"))
-    assert len(_run(binary)) == 8
+    passed, _ = _run(binary)
+    assert len(passed) == 8
+
+
+def test_recent_kernels_on_the_emulator_under_address_sanitizer(emu_dir):
+    """The kernels written or reshaped most recently, built with AddressSanitizer: no read or write outside a tensor
+    or a launch's dynamic shared memory (each launch's is its own allocation of exactly its size)."""
+    try:
+        binary = build_emulation.build(str(emu_dir / "registry_asan"), os.path.join(HERE, "registry_harness.cpp"),
+                                       "all", workdir=str(emu_dir / "src_asan"), sanitize=True)
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        if "sanitize" in str(e) or "asan" in str(e).lower():
+            pytest.skip("this g++ cannot build with -fsanitize=address")
+        raise
+    _run(binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64")

@@ -44,7 +44,13 @@ __device__ __forceinline__ raw_vec_t<T, kN> load_raw(const T* src) {
 }
 
 // Asks for the 128-byte line holding `p` to be brought into L2 (a hint: no register, no fault).
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#ifdef CONV2D_EXT_EMULATION
+  (void)p;
+#else
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
 
 // The 16- or 32-bit element at `p` through the read-only cache where `ok`, else 0, as one predicated load (no branch
 // around it, and no predicate kept alive past it: the destination is zeroed first). `p` is not read where !ok.

@@ -46,17 +46,25 @@ template <typename T> struct MmaK8;
 
 template <> struct MmaK8<__half> {
   __device__ __forceinline__ static void run(float (&d)[4], const uint32_t (&a)[2], uint32_t b) {
+#ifdef CONV2D_EXT_EMULATION
+    emu::mma_k8(0, d, a, b);
+#else
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(b));
+#endif
   }
 };
 
 template <> struct MmaK8<__nv_bfloat16> {
   __device__ __forceinline__ static void run(float (&d)[4], const uint32_t (&a)[2], uint32_t b) {
+#ifdef CONV2D_EXT_EMULATION
+    emu::mma_k8(1, d, a, b);
+#else
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(b));
+#endif
   }
 };
 
@@ -81,24 +89,36 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 // One 32-bit word of shared memory at shared-window address `addr` (volatile: kept after the barrier wait that made
 // the word visible).
 __device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {
+#ifdef CONV2D_EXT_EMULATION
+  return emu::ld_shared<uint32_t>(addr);
+#else
   uint32_t v;
   asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
   return v;
+#endif
 }
 
 // Four 8 x 16-byte matrices from shared memory; lane i gives the row address of matrix i / 8, row i % 8.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::ldmatrix(4, false, r, smem_addr(row));
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(row)));
+#endif
 }
 
 // The same, transposed: lane i still gives a row address, and each thread receives the elements of the transposed
 // 8 x 8 matrix (16-bit elements only), which turns an M-major (or N-major) tile into mma's A (B) fragments.
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::ldmatrix(4, true, r, smem_addr(row));
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(row)));
+#endif
 }
 
 // Shared-window-address forms (a 32-bit `addr` from smem_addr plus offsets), for kernels that compute their lanes'
@@ -106,28 +126,48 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 // constants alone (the backward-weight's) does not depend on anything the barrier before it made visible, and a
 // plain asm without a memory clobber could be moved above that barrier.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::ldmatrix(4, false, r, addr);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+#endif
 }
 
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::ldmatrix(4, true, r, addr);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+#endif
 }
 
 __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], uint32_t addr) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::ldmatrix(2, true, r, addr);
+#else
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+#endif
 }
 
 // 8 bytes from / 16 bytes to shared memory at shared-window address `addr`.
 __device__ __forceinline__ void ld_shared_v2(uint32_t (&r)[2], uint32_t addr) {
+#ifdef CONV2D_EXT_EMULATION
+  r[0] = emu::ld_shared<uint32_t>(addr), r[1] = emu::ld_shared<uint32_t>(addr + 4);
+#else
   asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+#endif
 }
 
 __device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint4& v) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::st_shared(addr, v);
+#else
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+#endif
 }
 
 }  // namespace conv2d_ext

@@ -139,7 +139,11 @@ __device__ __forceinline__ void tma_prefetch_descriptor(const CUtensorMap* map) 
 // Barrier among `threads` threads (a multiple of 32) of the CTA on hardware barrier `id` (1..15; 0 is
 // __syncthreads'), so that some warps can synchronise while others run on.
 __device__ __forceinline__ void named_barrier(int id, int threads) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::named_barrier(id, threads);
+#else
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+#endif
 }
 
 // ---- Host side.

@@ -117,9 +117,13 @@ __device__ __forceinline__ Phase phase_of(const ConvParams& p, const PhaseSteps&
 // blockIdx.z read afresh (a volatile read the compiler cannot merge with an earlier one): what the epilogue derives
 // from it is recomputed there rather than held in registers through the main loop.
 __device__ __forceinline__ unsigned ctaid_z_again() {
+#ifdef CONV2D_EXT_EMULATION
+  return blockIdx.z;
+#else
   unsigned z;
   asm volatile("mov.u32 %0, %%ctaid.z;" : "=r"(z));
   return z;
+#endif
 }
 
 // Shared memory of the backward-data kernels: the pipeline, or the epilogue's staged tile plus one 64-bit pixel

@@ -623,11 +623,19 @@ __device__ __forceinline__ int staged_index(const Staged& s, int c, int row, int
 }
 
 __device__ __forceinline__ void cp_async_8(void* dst, const void* src, bool valid) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::cp_async(dst, src, 8, valid);
+#else
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 8 : 0));
+#endif
 }
 
 __device__ __forceinline__ void cp_async_4(void* dst, const void* src, bool valid) {
+#ifdef CONV2D_EXT_EMULATION
+  emu::cp_async(dst, src, 4, valid);
+#else
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0));
+#endif
 }
 
 // One copy of s.vec elements (zeros when !valid; `src` is then a valid address that is not read).

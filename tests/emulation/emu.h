@@ -4,7 +4,8 @@
 // __shared__ array turned into a pointer at emu::dynamic_smem(). Production headers take the emulated path of their
 // few inline-assembly helpers (mma.sync, predicated loads) under CONV2D_EXT_EMULATION.
 //
-// A block's threads are coroutines (ucontext) on one OS thread, each run until it finishes or waits: at
+// A block's threads are coroutines on one OS thread (a 6-register stack switch, emulation_runtime.cpp; ucontext
+// under AddressSanitizer), each run until it finishes or waits: at
 // __syncthreads() (released when every live thread of the block waits there) or at a warp-collective (mma.sync,
 // shuffles: released when every live lane of the warp waits). Blocks run one after another, so static __shared__
 // arrays are plain statics and a launch's dynamic shared memory is one heap buffer of exactly its size (an
@@ -53,22 +54,36 @@ inline dim3 blockDim, gridDim;
 
 namespace emu {
 
-enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kDone };
+enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kNamedBarrier, kDone };
+
+// An asynchronous copy (cp.async) in flight: done at the cp.async.wait_group that covers its group.
+struct Copy {
+  void* dst;
+  const void* src;
+  int bytes;
+  bool valid;
+};
 
 struct Thread {
-  ucontext_t context;
+  ucontext_t context;  // AddressSanitizer builds
+  void* sp;            // the fast switch: the saved stack pointer
   std::unique_ptr<char[]> stack;
   uint3 index;
   int linear;
   State state;
+  int barrier_id, barrier_count;          // at a named barrier (bar.sync id, count)
+  std::vector<Copy> open;                 // cp.async since the last commit
+  std::vector<std::vector<Copy>> groups;  // committed, oldest first
 };
 
 struct Block {
   std::vector<Thread> threads;
   ucontext_t scheduler;
+  void* scheduler_sp;
   int current = 0;
   std::function<void()> body;
   std::vector<uint32_t> warp_slots;  // a warp-collective's operands: 64 words per lane
+  std::vector<int> block_slots;      // __syncthreads_or's predicates: one per thread
 };
 
 inline Block*& block() {
@@ -85,18 +100,69 @@ inline unsigned char*& dynamic_smem_base() {
 }
 inline unsigned char* dynamic_smem() { return dynamic_smem_base(); }
 
+// Context switches. The fast one (x86-64: callee-saved registers and the stack pointer) is defined once in
+// emulation_runtime.cpp; AddressSanitizer builds keep ucontext, whose stack switches it understands.
+#if defined(__SANITIZE_ADDRESS__) || !defined(__x86_64__)
+#define EMU_UCONTEXT 1
+#endif
+extern "C" void emu_switch(void** save_sp, void* load_sp);
+
+inline void to_scheduler(Thread& t) {
+#ifdef EMU_UCONTEXT
+  swapcontext(&t.context, &block()->scheduler);
+#else
+  emu_switch(&t.sp, block()->scheduler_sp);
+#endif
+}
+
 inline void wait(State s) {
   Thread& t = self();
   t.state = s;
-  swapcontext(&t.context, &block()->scheduler);
+  to_scheduler(t);
 }
 inline void sync_block() { wait(State::kBlockBarrier); }
+inline void named_barrier(int id, int count) {
+  self().barrier_id = id, self().barrier_count = count;
+  wait(State::kNamedBarrier);
+}
 inline void sync_warp() { wait(State::kWarpBarrier); }
+
+inline void finish_copies(Thread& t);
 
 inline void thread_entry() {
   block()->body();
+  finish_copies(self());  // copies never waited for still land (the kernel's exit waits for them)
+  block()->block_slots[self().linear] = 0;
   self().state = State::kDone;
-  swapcontext(&self().context, &block()->scheduler);
+  to_scheduler(self());
+  std::abort();  // a finished thread is never resumed
+}
+
+// A fresh context for thread t at thread_entry.
+inline void start(Thread& t) {
+#ifdef EMU_UCONTEXT
+  getcontext(&t.context);
+  t.context.uc_stack.ss_sp = t.stack.get();
+  t.context.uc_stack.ss_size = kStackBytes;
+  t.context.uc_link = nullptr;
+  makecontext(&t.context, thread_entry, 0);
+#else
+  // emu_switch pops r15 r14 r13 r12 rbx rbp and returns: to thread_entry, with the stack aligned as after a call.
+  uintptr_t top = (reinterpret_cast<uintptr_t>(t.stack.get()) + kStackBytes) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top - 64);
+  for (int i = 0; i < 6; ++i) sp[i] = nullptr;
+  sp[6] = reinterpret_cast<void*>(&thread_entry);
+  sp[7] = nullptr;
+  t.sp = sp;
+#endif
+}
+
+inline void resume(Block& b, Thread& t) {
+#ifdef EMU_UCONTEXT
+  swapcontext(&b.scheduler, &t.context);
+#else
+  emu_switch(&b.scheduler_sp, t.sp);
+#endif
 }
 
 // Runs one block to completion: every runnable thread in turn; when none is, the warps whose live lanes all wait at
@@ -105,11 +171,7 @@ inline void run_block(Block& b, int nthreads) {
   for (int i = 0; i < nthreads; ++i) {
     Thread& t = b.threads[i];
     t.state = State::kRunnable;
-    getcontext(&t.context);
-    t.context.uc_stack.ss_sp = t.stack.get();
-    t.context.uc_stack.ss_size = kStackBytes;
-    t.context.uc_link = nullptr;
-    makecontext(&t.context, thread_entry, 0);
+    start(t);
   }
   const int warps = (nthreads + 31) / 32;
   for (;;) {
@@ -118,7 +180,7 @@ inline void run_block(Block& b, int nthreads) {
       if (b.threads[i].state != State::kRunnable) continue;
       b.current = i;
       threadIdx = b.threads[i].index;
-      swapcontext(&b.scheduler, &b.threads[i].context);
+      resume(b, b.threads[i]);
       ran = true;
     }
     if (ran) continue;
@@ -134,6 +196,18 @@ inline void run_block(Block& b, int nthreads) {
       if (live == 0 || waiting != live) continue;
       for (int i = 32 * w; i < end; ++i)
         if (b.threads[i].state == State::kWarpBarrier) b.threads[i].state = State::kRunnable;
+      released = true;
+    }
+    if (released) continue;
+    for (int id = 0; id < 16 && !released; ++id) {  // named barriers: open when `count` threads wait at one
+      int waiting = 0, count = 0;
+      for (int i = 0; i < nthreads; ++i)
+        if (b.threads[i].state == State::kNamedBarrier && b.threads[i].barrier_id == id)
+          ++waiting, count = b.threads[i].barrier_count;
+      if (waiting == 0 || waiting < count) continue;
+      for (int i = 0; i < nthreads; ++i)
+        if (b.threads[i].state == State::kNamedBarrier && b.threads[i].barrier_id == id)
+          b.threads[i].state = State::kRunnable;
       released = true;
     }
     if (released) continue;
@@ -163,10 +237,12 @@ void launch(dim3 grid, dim3 bdim, size_t smem, cudaStream_t, Body&& body) {
   b.body = body;
   b.threads.resize(nthreads);
   b.warp_slots.assign(size_t(nthreads) * 64, 0);
+  b.block_slots.assign(size_t(nthreads), 0);
   for (int i = 0; i < nthreads; ++i) {
     b.threads[i].stack.reset(new char[kStackBytes]);
     b.threads[i].linear = i;
     b.threads[i].index = make_uint3(i % bdim.x, (i / bdim.x) % bdim.y, i / (bdim.x * bdim.y));
+    b.threads[i].open.clear(), b.threads[i].groups.clear();
   }
   std::unique_ptr<unsigned char[]> shared(new unsigned char[smem > 0 ? smem : 1]);  // 16-byte aligned, as malloc's
   Block* saved = block();
@@ -256,15 +332,137 @@ inline void mma(int kind, float (&d)[4], const uint32_t (&a)[4], const uint32_t 
   for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 
+// mma.sync m16n8k8 with 16-bit inputs (kind 0 fp16, 1 bf16): A regs (g, 2t..), (g + 8, 2t..), B (k 2t.., n g).
+inline void mma_k8(int kind, float (&d)[4], const uint32_t (&a)[2], uint32_t b) {
+  const uint32_t mine[3] = {a[0], a[1], b};
+  const int lane = lane_id(), g = lane / 4, t = lane % 4;
+  float out[4] = {d[0], d[1], d[2], d[3]};
+  collective(mine, 3, [&] {
+    auto element = [&](uint32_t word, int high) -> float {
+      const uint32_t bits = high ? word >> 16 : word & 0xFFFF;
+      return kind == 0 ? half_bits(bits) : bf16_bits(bits);
+    };
+    for (int e = 0; e < 4; ++e) {
+      const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + e % 2;
+      float sum = 0.f;
+      for (int k = 0; k < 8; ++k)
+        sum += element(slots_of_lane((row % 8) * 4 + k / 2)[row >= 8], k % 2) *
+               element(slots_of_lane(col * 4 + k / 2)[2], k % 2);
+      out[e] += sum;
+    }
+  });
+  for (int e = 0; e < 4; ++e) d[e] = out[e];
+}
+
+// Shared-window addresses (smem_addr: offsets into the launch's dynamic shared memory) and accesses through them.
+inline unsigned char* shared_at(uint32_t addr) { return dynamic_smem() + addr; }
 template <typename T>
-T shfl_down(T v, unsigned delta) {
+T ld_shared(uint32_t addr) {
+  T v;
+  std::memcpy(&v, shared_at(addr), sizeof(T));
+  return v;
+}
+template <typename T>
+void st_shared(uint32_t addr, const T& v) {
+  std::memcpy(shared_at(addr), &v, sizeof(T));
+}
+
+// ldmatrix .x1/.x2/.x4 (count matrices of 8 x 8 16-bit elements): lane i gives the address of row i % 8 of matrix
+// i / 8; register j of lane l gets matrix j's row l / 4, elements 2 (l % 4) and + 1 (low half first), or with .trans
+// its column l / 4, rows 2 (l % 4) and + 1.
+inline void ldmatrix(int count, bool trans, uint32_t* r, uint32_t addr) {
+  const uint32_t mine[1] = {addr};
+  const int lane = lane_id();
+  collective(mine, 1, [&] {
+    for (int j = 0; j < count; ++j) {
+      uint16_t e[2];
+      for (int h = 0; h < 2; ++h) {
+        const int row = trans ? 2 * (lane % 4) + h : lane / 4, col = trans ? lane / 4 : 2 * (lane % 4) + h;
+        std::memcpy(&e[h], shared_at(slots_of_lane(8 * j + row)[0]) + 2 * col, 2);
+      }
+      r[j] = uint32_t(e[0]) | uint32_t(e[1]) << 16;
+    }
+  });
+}
+
+// stmatrix .x4: the inverse of ldmatrix (lane i's address takes row i % 8 of matrix i / 8; .trans writes columns).
+inline void stmatrix(bool trans, const uint32_t (&r)[4], uint32_t addr) {
+  const uint32_t mine[5] = {addr, r[0], r[1], r[2], r[3]};
+  const int lane = lane_id();
+  collective(mine, 5, [&] {
+    if (lane != 0) return;  // lane 0 writes all four matrices: each element once
+    for (int j = 0; j < 4; ++j)
+      for (int row = 0; row < 8; ++row)
+        for (int col = 0; col < 8; ++col) {
+          // element (row, col) of matrix j as stored; with .trans the fragment's (col, row)
+          const int fr = trans ? col : row, fc = trans ? row : col;
+          const uint32_t word = slots_of_lane(4 * fr + fc / 2)[1 + j];
+          const uint16_t e = uint16_t(fc % 2 ? word >> 16 : word & 0xFFFF);
+          std::memcpy(shared_at(slots_of_lane(8 * j + row)[0]) + 2 * col, &e, 2);
+        }
+  });
+}
+
+// cp.async: queued in the thread's open group; commit closes it; wait_group n does all but the newest n groups (the
+// latest moment a GPU may land them: a read of the destination before its wait sees the old bytes).
+inline void cp_async(void* dst, const void* src, int bytes, bool valid) {
+  self().open.push_back(Copy{dst, src, bytes, valid});
+}
+inline void do_copy(const Copy& c) {
+  if (c.valid) std::memcpy(c.dst, c.src, size_t(c.bytes));
+  else std::memset(c.dst, 0, size_t(c.bytes));
+}
+inline void cp_async_commit() {
+  Thread& t = self();
+  t.groups.push_back(std::move(t.open));
+  t.open.clear();
+}
+inline void cp_async_wait(int pending) {
+  Thread& t = self();
+  while (int(t.groups.size()) > pending) {
+    for (const Copy& c : t.groups.front()) do_copy(c);
+    t.groups.erase(t.groups.begin());
+  }
+}
+inline void finish_copies(Thread& t) {
+  for (const auto& g : t.groups)
+    for (const Copy& c : g) do_copy(c);
+  for (const Copy& c : t.open) do_copy(c);
+  t.groups.clear(), t.open.clear();
+}
+
+inline int sync_block_or(int predicate) {
+  block()->block_slots[self().linear] = predicate != 0;
+  sync_block();
+  int any = 0;
+  for (int v : block()->block_slots) any |= v;
+  sync_block();
+  return any;
+}
+
+// Lets the other threads run (a spin-wait's turn): the thread stays runnable.
+inline void yield() { wait(State::kRunnable); }
+
+template <typename T>
+T shfl_idx(T v, int src_lane) {
+  static_assert(sizeof(T) <= 8, "shuffles of up to 8 bytes");
+  uint32_t mine[2] = {0, 0};
+  std::memcpy(mine, &v, sizeof(T));
+  T out = v;
+  collective(mine, 2, [&] { std::memcpy(&out, slots_of_lane(src_lane & 31), sizeof(T)); });
+  return out;
+}
+
+// __shfl_down_sync within segments of `width` lanes: a lane whose source lies past its segment keeps its value.
+template <typename T>
+T shfl_down(T v, unsigned delta, int width = 32) {
   static_assert(sizeof(T) <= 8, "shuffles of up to 8 bytes");
   uint32_t mine[2] = {0, 0};
   std::memcpy(mine, &v, sizeof(T));
   T out = v;
   collective(mine, 2, [&] {
-    const int src = lane_id() + int(delta);
-    if (src < 32) std::memcpy(&out, slots_of_lane(src), sizeof(T));
+    const int lane = lane_id();
+    if (lane % width + int(delta) < width) std::memcpy(&out, slots_of_lane(lane + int(delta)), sizeof(T));
   });
   return out;
 }
@@ -273,8 +471,26 @@ T shfl_down(T v, unsigned delta) {
 
 #define __syncthreads() ::emu::sync_block()
 #define __syncwarp(...) ::emu::sync_warp()
-#define __shfl_down_sync(mask, v, delta) ::emu::shfl_down(v, delta)
+#define __shfl_down_sync(mask, v, ...) ::emu::shfl_down(v, __VA_ARGS__)
 #define __trap() std::abort()
+#define __syncthreads_or(predicate) ::emu::sync_block_or(predicate)
+#define __shfl_sync(mask, v, lane, ...) ::emu::shfl_idx(v, lane)
+#define __threadfence() ((void)0)
+#define __threadfence_block() ((void)0)
+#define __nanosleep(ns) ::emu::yield()
+
+template <typename T>
+inline T __ldcg(const T* p) { return *p; }
+template <typename T>
+inline void __stcg(T* p, T v) { *p = v; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return unsigned((uint64_t(a) * b) >> 32); }
+// Blocks run one at a time and a thread is never interrupted between its own instructions: plain read-modify-writes.
+template <typename T>
+inline T atomicAdd(T* p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
 
 template <typename T>
 inline T __ldg(const T* p) { return *p; }

@@ -1,0 +1,276 @@
+// Every registered kernel on the CPU emulator (emu.h): for each problem of a small suite (first layer, dense, strided
+// and dilated, 1x1, grouped, depthwise, C R S = 160), each dtype (fp64, exact fp32, TF32, fp16, bf16), layout (NCHW,
+// NHWC) and pass, each kernel whose can_implement accepts it runs, against a float64 direct convolution of the same
+// (dtype-rounded) inputs: outputs poisoned with NaN first, norm-wise relative error, every element finite, nothing
+// written outside the output (poisoned padding around it), tensors at offset base pointers.
+//
+//   registry_harness [FILTER...]   runs the kernels whose name contains one of the FILTERs (all by default)
+//
+// Prints one line per run, then per kernel how many runs it had; exits 1 if any run fails. The emulated GPU has
+// EMU_SMS multiprocessors (default 3): persistent grids walk several tiles, split reductions split.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+using namespace conv2d_ext;
+
+namespace {
+
+struct Problem {
+  int N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups;
+  bool bias;
+};
+
+enum class Mode { kFp64, kFp32, kTf32, kFp16, kBf16 };
+const char* mode_name(Mode m) {
+  static const char* names[] = {"fp64", "fp32", "tf32", "fp16", "bf16"};
+  return names[int(m)];
+}
+DType dtype_of(Mode m) {
+  return m == Mode::kFp64 ? DType::kFloat64 : m == Mode::kFp16 ? DType::kFloat16 : m == Mode::kBf16 ? DType::kBFloat16
+                                                                                                       : DType::kFloat32;
+}
+double tolerance(Mode m) {
+  return m == Mode::kFp64 ? 1e-12 : m == Mode::kFp32 ? 2e-5 : m == Mode::kTf32 ? 5e-3 : 1e-2;
+}
+
+int esize(DType dt) { return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : 2; }
+
+void to_bytes(double v, DType dt, unsigned char* out) {
+  if (dt == DType::kFloat64) return (void)std::memcpy(out, &v, 8);
+  if (dt == DType::kFloat32) {
+    const float f = float(v);
+    return (void)std::memcpy(out, &f, 4);
+  }
+  const uint16_t b = dt == DType::kFloat16 ? __half_raw(__float2half_rn(float(v))).x
+                                           : __nv_bfloat16_raw(__float2bfloat16_rn(float(v))).x;
+  std::memcpy(out, &b, 2);
+}
+
+double from_bytes(const unsigned char* in, DType dt) {
+  if (dt == DType::kFloat64) {
+    double v;
+    std::memcpy(&v, in, 8);
+    return v;
+  }
+  if (dt == DType::kFloat32) {
+    float f;
+    std::memcpy(&f, in, 4);
+    return f;
+  }
+  uint16_t b;
+  std::memcpy(&b, in, 2);
+  return dt == DType::kFloat16 ? emu::half_bits(b) : emu::bf16_bits(b);
+}
+
+// A 4-D tensor of logical dims d[0..3] (n c h w, or k c r s), dense in NCHW or NHWC order, `offset` elements into a
+// buffer with poisoned room after it too.
+struct Tensor {
+  int d[4];
+  int64_t stride[4];
+  DType dt;
+  int offset;
+  std::vector<unsigned char> buffer;
+  Tensor(int a, int b, int c, int e, bool nhwc, DType t, int off) : d{a, b, c, e}, dt(t), offset(off) {
+    if (nhwc) stride[1] = 1, stride[3] = b, stride[2] = int64_t(e) * b, stride[0] = int64_t(c) * e * b;
+    else stride[3] = 1, stride[2] = e, stride[1] = int64_t(c) * e, stride[0] = int64_t(b) * c * e;
+    buffer.assign(size_t(count() + offset + 16) * esize(t), 0);
+  }
+  int64_t count() const { return int64_t(d[0]) * d[1] * d[2] * d[3]; }
+  unsigned char* at(int i, int j, int k, int l) {
+    return buffer.data() + (offset + i * stride[0] + j * stride[1] + k * stride[2] + l * stride[3]) * esize(dt);
+  }
+  void* data() { return buffer.data() + offset * esize(dt); }
+  double get(int i, int j, int k, int l) { return from_bytes(at(i, j, k, l), dt); }
+  void set(int i, int j, int k, int l, double v) { to_bytes(v, dt, at(i, j, k, l)); }
+  template <typename F>
+  void each(F&& f) {
+    for (int i = 0; i < d[0]; ++i)
+      for (int j = 0; j < d[1]; ++j)
+        for (int k = 0; k < d[2]; ++k)
+          for (int l = 0; l < d[3]; ++l) f(i, j, k, l);
+  }
+  void random(std::mt19937& gen) {
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    each([&](int i, int j, int k, int l) { set(i, j, k, l, u(gen)); });
+  }
+  void poison() {
+    unsigned char nan[8];
+    to_bytes(std::nan(""), dt, nan);
+    for (size_t e = 0; e + esize(dt) <= buffer.size(); e += esize(dt)) std::memcpy(buffer.data() + e, nan, esize(dt));
+  }
+};
+
+int failures = 0;
+std::map<std::string, int> runs;
+
+struct Run {
+  const KernelInfo* kernel;
+  const Problem* problem;
+  Mode mode;
+  bool nhwc;
+};
+
+void report(const Run& r, Tensor& out, const std::vector<double>& ref, const std::vector<unsigned char>& poisoned) {
+  double num = 0, den = 0;
+  bool finite = true;
+  size_t i = 0;
+  out.each([&](int a, int b, int c, int e) {
+    const double v = out.get(a, b, c, e);
+    finite = finite && std::isfinite(v);
+    num += (v - ref[i]) * (v - ref[i]);
+    den += ref[i] * ref[i];
+    ++i;
+  });
+  // Elements outside the output (the padding, the offset) must still hold the poison.
+  std::vector<unsigned char> outside = out.buffer, expected = poisoned;
+  out.each([&](int a, int b, int c, int e) {
+    const size_t at = size_t(out.at(a, b, c, e) - out.buffer.data());
+    std::memset(outside.data() + at, 0, esize(out.dt));
+    std::memset(expected.data() + at, 0, esize(out.dt));
+  });
+  const bool pads = outside == expected;
+  const double rel = std::sqrt(num / (den > 0 ? den : 1));
+  const bool ok = finite && pads && rel < tolerance(r.mode);
+  failures += !ok;
+  const Problem& p = *r.problem;
+  const char* pass = r.kernel->pass == Pass::kForward ? "forward" : r.kernel->pass == Pass::kBackwardData
+                                                                        ? "backward_data"
+                                                                        : "backward_weight";
+  std::printf("%s %-32s %-15s %s %s N%d C%d %dx%d K%d %dx%d s%d,%d p%d,%d d%d,%d g%d: rel %.2e%s%s\n",
+              ok ? "PASS" : "FAIL", kernel_name(*r.kernel).c_str(), pass, mode_name(r.mode), r.nhwc ? "nhwc" : "nchw",
+              p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.groups, rel,
+              finite ? "" : " NON-FINITE", pads ? "" : " WROTE-OUTSIDE");
+  std::fflush(stdout);
+}
+
+void run_one(const Run& r, std::mt19937& gen) {
+  const Problem& pb = *r.problem;
+  const DType dt = dtype_of(r.mode);
+  const int P = (pb.H + 2 * pb.ph - pb.dh * (pb.R - 1) - 1) / pb.sh + 1;
+  const int Q = (pb.W + 2 * pb.pw - pb.dw * (pb.S - 1) - 1) / pb.sw + 1;
+  const int Cg = pb.C / pb.groups, Kg = pb.K / pb.groups;
+  Tensor x(pb.N, pb.C, pb.H, pb.W, r.nhwc, dt, 3), w(pb.K, Cg, pb.R, pb.S, r.nhwc, dt, 5);
+  Tensor y(pb.N, pb.K, P, Q, r.nhwc, dt, 7), b(1, pb.K, 1, 1, false, dt, 1);
+  ConvParams p{};
+  p.N = pb.N, p.C = pb.C, p.H = pb.H, p.W = pb.W, p.K = pb.K, p.R = pb.R, p.S = pb.S, p.P = P, p.Q = Q;
+  p.groups = pb.groups;
+  p.stride_h = pb.sh, p.stride_w = pb.sw, p.pad_h = pb.ph, p.pad_w = pb.pw, p.dil_h = pb.dh, p.dil_w = pb.dw;
+  for (int i = 0; i < 4; ++i) p.x_stride[i] = x.stride[i], p.w_stride[i] = w.stride[i], p.y_stride[i] = y.stride[i];
+  p.channels_last = r.nhwc;
+  p.dtype = dt;
+  p.allow_tf32 = r.mode == Mode::kTf32;
+  p.sm = 90;
+  p.x = x.data(), p.w = w.data(), p.y = y.data();
+  const bool bias = pb.bias && r.kernel->pass == Pass::kForward;
+  p.bias = bias ? b.data() : nullptr;
+  if (!r.kernel->can_implement(p).empty()) return;
+
+  auto input_at = [&](int pp, int q, int r_, int s, int& h, int& wc) {
+    h = pp * pb.sh - pb.ph + r_ * pb.dh, wc = q * pb.sw - pb.pw + s * pb.dw;
+    return h >= 0 && h < pb.H && wc >= 0 && wc < pb.W;
+  };
+  Tensor* out = nullptr;
+  std::vector<double> ref;
+  if (r.kernel->pass == Pass::kForward) {
+    x.random(gen), w.random(gen), b.random(gen), y.poison();
+    out = &y;
+    y.each([&](int n, int k, int pp, int q) {
+      double sum = bias ? b.get(0, k, 0, 0) : 0.0;
+      const int g = k / Kg;
+      for (int c = 0; c < Cg; ++c)
+        for (int r_ = 0; r_ < pb.R; ++r_)
+          for (int s = 0; s < pb.S; ++s) {
+            int h, wc;
+            if (input_at(pp, q, r_, s, h, wc)) sum += x.get(n, g * Cg + c, h, wc) * w.get(k, c, r_, s);
+          }
+      ref.push_back(sum);
+    });
+  } else if (r.kernel->pass == Pass::kBackwardWeight) {
+    x.random(gen), y.random(gen), w.poison();
+    out = &w;
+    w.each([&](int k, int c, int r_, int s) {
+      double sum = 0;
+      const int g = k / Kg;
+      for (int n = 0; n < pb.N; ++n)
+        for (int pp = 0; pp < P; ++pp)
+          for (int q = 0; q < Q; ++q) {
+            int h, wc;
+            if (input_at(pp, q, r_, s, h, wc)) sum += x.get(n, g * Cg + c, h, wc) * y.get(n, k, pp, q);
+          }
+      ref.push_back(sum);
+    });
+  } else {
+    w.random(gen), y.random(gen), x.poison();
+    out = &x;
+    std::vector<double> dx(size_t(x.count()), 0.0);
+    for (int n = 0; n < pb.N; ++n)
+      for (int k = 0; k < pb.K; ++k)
+        for (int pp = 0; pp < P; ++pp)
+          for (int q = 0; q < Q; ++q) {
+            const double d = y.get(n, k, pp, q);
+            const int g = k / Kg;
+            for (int c = 0; c < Cg; ++c)
+              for (int r_ = 0; r_ < pb.R; ++r_)
+                for (int s = 0; s < pb.S; ++s) {
+                  int h, wc;
+                  if (input_at(pp, q, r_, s, h, wc))
+                    dx[((size_t(n) * pb.C + g * Cg + c) * pb.H + h) * pb.W + wc] += d * w.get(k, c, r_, s);
+                }
+          }
+    ref = dx;
+  }
+  const std::vector<unsigned char> poisoned = out->buffer;
+  std::vector<unsigned char> workspace(
+      size_t(r.kernel->workspace_bytes ? r.kernel->workspace_bytes(p) : 0) + 64, 0xCD);
+  r.kernel->launch(p, workspace.data(), nullptr);
+  ++runs[kernel_name(*r.kernel) + " " + (r.kernel->pass == Pass::kForward ? "forward" : r.kernel->pass ==
+                                         Pass::kBackwardData ? "backward_data" : "backward_weight")];
+  report(r, *out, ref, poisoned);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setenv("CONV2D_EXT_IM2COL", "1", 0);
+  const std::vector<std::string> filters(argv + 1, argv + argc);
+  auto wanted = [&](const std::string& name) {
+    if (filters.empty()) return true;
+    for (const std::string& f : filters)
+      if (name.find(f) != std::string::npos) return true;
+    return false;
+  };
+  // N C H W K R S sh sw ph pw dh dw groups bias
+  static const Problem problems[] = {
+      {2, 3, 23, 21, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, true},    // a first layer (r50_conv1, small)
+      {1, 16, 9, 10, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // dense 3x3
+      {2, 32, 10, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},  // dense 3x3, channels in 16-byte vectors
+      {2, 8, 11, 13, 16, 3, 3, 2, 2, 2, 2, 2, 2, 1, true},    // strided and dilated
+      {2, 64, 6, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1
+      {2, 8, 9, 8, 24, 1, 1, 3, 1, 0, 0, 1, 1, 1, false},     // 1x1, stride 3 along h
+      {1, 32, 8, 9, 32, 3, 3, 1, 1, 1, 1, 1, 1, 4, true},     // grouped, 8 channels a group
+      {1, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 32, false},   // grouped, 2 channels a group
+      {2, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, true},    // depthwise 3x3
+      {1, 8, 12, 12, 8, 7, 7, 1, 1, 3, 3, 1, 1, 8, false},    // depthwise 7x7
+      {1, 8, 10, 9, 16, 5, 5, 2, 1, 2, 2, 1, 1, 8, false},    // depthwise, multiplier 2, stride 2 along h
+      {1, 10, 8, 8, 16, 4, 4, 2, 1, 1, 2, 1, 1, 1, false},    // C R S = 160, asymmetric stride and padding
+  };
+  std::mt19937 gen(2024);
+  for (const KernelInfo* kernel : registry()) {
+    if (!wanted(kernel_name(*kernel))) continue;
+    for (const Problem& problem : problems)
+      for (Mode mode : {Mode::kFp64, Mode::kFp32, Mode::kTf32, Mode::kFp16, Mode::kBf16})
+        for (bool nhwc : {false, true}) run_one(Run{kernel, &problem, mode, nhwc}, gen);
+  }
+  std::printf("runs per kernel:\n");
+  for (const auto& [name, n] : runs) std::printf("  %s: %d\n", name.c_str(), n);
+  std::printf("%d failures\n", failures);
+  return failures ? 1 : 0;
+}
