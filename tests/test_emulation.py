@@ -1,7 +1,7 @@
 """Kernels on the CPU emulator (tests/emulation): the real kernel sources, compiled for the host with the CUDA
-execution model emulated (a block's threads as coroutines, __syncthreads, warp-collectives, cp.async), against a
-float64 direct convolution. Runs without a GPU (CI); needs g++ and the CUDA toolkit's headers. Covers every
-registered kernel that does not need an sm_90a build (wgmma and the copy engine are not emulated yet: those refuse)."""
+execution model emulated (a block's threads as coroutines, __syncthreads, warp-collectives, cp.async, the copy engine
+and its mbarriers, wgmma), against a float64 direct convolution. Runs without a GPU (CI); needs g++ and the CUDA
+toolkit's headers. Covers every registered kernel, and the copy-engine kernels' experimental switches."""
 import os
 import re
 import shutil
@@ -29,8 +29,12 @@ def _toolchain_reason():
 
 pytestmark = pytest.mark.skipif(_toolchain_reason() is not None, reason=_toolchain_reason() or "")
 
-# Every kernel the emulator can run (no sm_90a build: the wgmma and copy-engine configurations refuse), each pass.
+# Every registered kernel, each pass (the emulated build is an sm_90a one: wgmma and the copy engine included).
 EMULATED = [
+    "implicit_gemm:128x128_tma forward", "implicit_gemm:128x128_tma backward_data",
+    "implicit_gemm:128x128_tma backward_weight", "implicit_gemm:128x64_tma forward",
+    "implicit_gemm:128x64_tma backward_data", "implicit_gemm:128x128_wg forward", "implicit_gemm:128x128_wg backward_data",
+    "implicit_gemm:256x128_wg forward", "implicit_gemm:256x128_wg backward_data", "implicit_gemm:256x128_wgk128 forward",
     "direct forward", "direct backward_data", "direct backward_weight",
     "implicit_gemm:im2col forward", "implicit_gemm:im2col backward_data", "implicit_gemm:im2col backward_weight",
     "implicit_gemm:64x64 forward", "implicit_gemm:64x64 backward_data", "implicit_gemm:64x64 backward_weight",
@@ -81,6 +85,27 @@ def test_every_kernel_on_the_emulator(registry_harness):
     assert len(passed) == sum(runs.values())
 
 
+HOPPER_SWITCHES = {
+    "default": {},
+    "splitk2_shuffled": {"CONV2D_EXT_TMA_SPLITK": "2", "EMU_BLOCK_ORDER": "shuffle"},
+    "splitk_auto_reversed": {"CONV2D_EXT_TMA_SPLITK": "auto", "EMU_BLOCK_ORDER": "reverse", "EMU_SMS": "132"},
+    "pointwise": {"CONV2D_EXT_TMA_POINTWISE": "1"},
+    "tf32_one_cta": {"CONV2D_EXT_TMA_TF32_ONE_CTA": "1"},
+    "no_halo_store_fused": {"CONV2D_EXT_TMA_HALO": "0", "CONV2D_EXT_TMA_STORE": "0", "CONV2D_EXT_TMA_NCHW_FUSED": "0"},
+}
+
+
+@pytest.mark.parametrize("switches", list(HOPPER_SWITCHES), ids=list(HOPPER_SWITCHES))
+def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
+    """The copy-engine kernels (implicit_gemm:*_tma, every pass) on the shapes that take their special paths (halo
+    boxes, NCHW read in place, the pointwise kernels, many k-tiles on one tile), with their switches: split-K (2, and
+    auto on 132 SMs; the blocks out of order, so a different CTA arrives last), the pointwise 1x1 NCHW kernels, the
+    one-CTA TF32 kernel (all three experimental, not yet run on a GPU), and halo, copy-engine store and in-place NCHW
+    off."""
+    passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
+    assert runs and len(passed) == sum(runs.values())
+
+
 def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_harness):
     """implicit_gemm:im2col's persistent grids on one SM (each CTA walks every tile) and on many; the mma.sync
     implicit GEMMs with the tiled filter repack (CONV2D_EXT_PACK_TILED=1, not yet run on a GPU)."""
@@ -110,4 +135,5 @@ def test_recent_kernels_on_the_emulator_under_address_sanitizer(emu_dir):
         if "sanitize" in str(e) or "asan" in str(e).lower():
             pytest.skip("this g++ cannot build with -fsanitize=address")
         raise
-    _run(binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64")
+    _run(binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64", "_tma")
+    _run(binary, "--suite=hopper", "_tma", env={"CONV2D_EXT_TMA_SPLITK": "2", "CONV2D_EXT_TMA_POINTWISE": "1"})

@@ -90,7 +90,7 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 // the word visible).
 __device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {
 #ifdef CONV2D_EXT_EMULATION
-  return emu::ld_shared<uint32_t>(addr);
+  return ::emu::ld_shared_b32(addr);  // tests/emulation/emu_tma.h
 #else
   uint32_t v;
   asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
@@ -101,7 +101,7 @@ __device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {
 // Four 8 x 16-byte matrices from shared memory; lane i gives the row address of matrix i / 8, row i % 8.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::ldmatrix(4, false, r, smem_addr(row));
+  ::emu::ldmatrix<4>(r, smem_addr(row), false);  // tests/emulation/emu_tma.h
 #else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -113,7 +113,7 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
 // 8 x 8 matrix (16-bit elements only), which turns an M-major (or N-major) tile into mma's A (B) fragments.
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::ldmatrix(4, true, r, smem_addr(row));
+  ::emu::ldmatrix<4>(r, smem_addr(row), true);
 #else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -127,7 +127,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 // plain asm without a memory clobber could be moved above that barrier.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::ldmatrix(4, false, r, addr);
+  ::emu::ldmatrix<4>(r, addr, false);
 #else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -137,7 +137,7 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
 
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::ldmatrix(4, true, r, addr);
+  ::emu::ldmatrix<4>(r, addr, true);
 #else
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -147,7 +147,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
 
 __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], uint32_t addr) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::ldmatrix(2, true, r, addr);
+  ::emu::ldmatrix<2>(r, addr, true);
 #else
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
 #endif
@@ -156,7 +156,7 @@ __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], uint32_t add
 // 8 bytes from / 16 bytes to shared memory at shared-window address `addr`.
 __device__ __forceinline__ void ld_shared_v2(uint32_t (&r)[2], uint32_t addr) {
 #ifdef CONV2D_EXT_EMULATION
-  r[0] = emu::ld_shared<uint32_t>(addr), r[1] = emu::ld_shared<uint32_t>(addr + 4);
+  ::emu::ld_shared_v2(r, addr);
 #else
   asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
 #endif
@@ -164,7 +164,7 @@ __device__ __forceinline__ void ld_shared_v2(uint32_t (&r)[2], uint32_t addr) {
 
 __device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint4& v) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::st_shared(addr, v);
+  ::emu::st_shared_v4(addr, v);
 #else
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 #endif

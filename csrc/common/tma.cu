@@ -10,6 +10,7 @@ namespace conv2d_ext {
 
 namespace {
 
+#ifndef CONV2D_EXT_EMULATION
 PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
   static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
   static std::once_flag once;
@@ -29,13 +30,18 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
   });
   return fn;
 }
+#endif
 
 }  // namespace
 
 const char* encode_tensor_map_4d(CUtensorMap* map, CUtensorMapDataType dtype, const void* base,
                                  const uint64_t (&dims)[4], const uint64_t (&strides)[3], const uint32_t (&box)[4],
                                  const uint32_t (&step)[4], bool swizzle128) {
+#ifdef CONV2D_EXT_EMULATION
+  const auto fn = ::emu::encode_tensor_map;  // tests/emulation/emu_tma.h: the parameters in our own format
+#else
   const auto fn = encode_tiled();
+#endif
   if (fn == nullptr) return "the driver has no cuTensorMapEncodeTiled";
   const CUresult r = fn(map, dtype, 4, const_cast<void*>(base), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
                         swizzle128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,

@@ -21,14 +21,18 @@ namespace conv2d_ext {
 // ---- Device side.
 
 __device__ __forceinline__ void mbarrier_init(uint64_t* bar, int count) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::mbarrier_init(smem_addr(bar), count);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
 #endif
 }
 
 // Ends a barrier's life (PTX: before its memory is used for anything else).
 __device__ __forceinline__ void mbarrier_inval(uint64_t* bar) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::mbarrier_inval(smem_addr(bar));  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 #endif
 }
@@ -42,14 +46,18 @@ __device__ __forceinline__ void fence_barrier_init() {
 
 // One arrival, and `bytes` more transaction bytes the phase waits for (the copies issued next complete them).
 __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::mbarrier_arrive_expect_tx(smem_addr(bar), bytes);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
                : "memory");
 #endif
 }
 
 __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::mbarrier_arrive(smem_addr(bar));  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 #endif
 }
@@ -57,7 +65,9 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
 // mbarrier_arrive where `pred` holds, as one predicated instruction: no branch (a branch between an MMA and the
 // next MMA's register loads makes ptxas serialise the MMAs, C7513).
 __device__ __forceinline__ void mbarrier_arrive_if(uint64_t* bar, bool pred) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  if (pred) ::emu::mbarrier_arrive(smem_addr(bar));  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(
                    smem_addr(bar)),
                "r"(int(pred))
@@ -67,7 +77,9 @@ __device__ __forceinline__ void mbarrier_arrive_if(uint64_t* bar, bool pred) {
 
 // Waits until the phase of parity `parity` of the barrier has completed.
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::mbarrier_wait(smem_addr(bar), parity);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile(
       "{\n.reg .pred done;\nwait_%=:\n"
       "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
@@ -81,7 +93,9 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
 // zeros) into shared memory at `dst`, completing `bytes` of the barrier's transaction count.
 __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1, int c2,
                                             int c3) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::tma_load_4d(smem_addr(dst), map, smem_addr(bar), c0, c1, c2, c3);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile(
       "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], "
       "[%2];\n" ::"r"(smem_addr(dst)),
@@ -96,7 +110,9 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, u
 // memory; elements outside the tensor are not written. Joins the thread's current bulk group (bulk_commit). The
 // writing threads' shared-memory stores must be ordered before it by fence_proxy_async_shared.
 __device__ __forceinline__ void tma_store_4d(const void* src, const CUtensorMap* map, int c0, int c1, int c2, int c3) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::tma_store_4d(smem_addr(src), map, c0, c1, c2, c3);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(map),
                "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
                : "memory");
@@ -140,7 +156,7 @@ __device__ __forceinline__ void tma_prefetch_descriptor(const CUtensorMap* map) 
 // __syncthreads'), so that some warps can synchronise while others run on.
 __device__ __forceinline__ void named_barrier(int id, int threads) {
 #ifdef CONV2D_EXT_EMULATION
-  emu::named_barrier(id, threads);
+  ::emu::named_barrier(id, threads);  // tests/emulation/emu_tma.h
 #else
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 #endif

@@ -55,7 +55,9 @@ __device__ __forceinline__ void fence_proxy_async() {
 // 2 (lane % 4) and 2 (lane % 4) + 1). After ldmatrix_x4_trans of the same four matrices elsewhere, it writes them
 // transposed.
 __device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4]) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::stmatrix<4>(addr, r, false);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]),
                "r"(r[2]), "r"(r[3])
                : "memory");
@@ -69,7 +71,9 @@ __device__ __forceinline__ void stmatrix_x4(uint32_t addr, const uint32_t (&r)[4
 // one 16-byte row). An accumulator pair (row g, columns 2t, 2t + 1 of an 8 x 8 block) lands as part of two rows: a
 // tile's columns become rows (forward_tma.cuh's NCHW epilogue: channels x pixels).
 __device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, const uint32_t (&r)[4]) {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::stmatrix<4>(addr, r, true);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]),
                "r"(r[1]), "r"(r[2]), "r"(r[3])
                : "memory");
@@ -87,7 +91,9 @@ __device__ __forceinline__ void wgmma_fence() {
 }
 
 __device__ __forceinline__ void wgmma_commit() {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::wgmma_commit();  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
@@ -95,7 +101,9 @@ __device__ __forceinline__ void wgmma_commit() {
 // Waits until at most kPending committed MMA groups of this warpgroup are in flight.
 template <int kPending>
 __device__ __forceinline__ void wgmma_wait() {
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)
+  ::emu::wgmma_wait(kPending);  // tests/emulation/emu_tma.h
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 #endif
 }
@@ -103,12 +111,12 @@ __device__ __forceinline__ void wgmma_wait() {
 // Keeps the compiler from moving accumulator reads or writes across an asynchronous MMA.
 template <int N>
 __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
+#ifdef CONV2D_EXT_EMULATION
+  (void)d;  // tests/emulation/emu_tma.h: accumulators are plain memory there
+#else
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-#ifndef CONV2D_EXT_EMULATION
-    asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 #endif
-  }
 }
 
 #define CONV2D_EXT_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
@@ -148,7 +156,11 @@ template <typename T> struct Wgmma64x64MN;
 template <typename T> struct Wgmma64x128AMN;
 template <typename T> struct Wgmma64x64AMN;
 
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)  // tests/emulation/emu_tma.h: kind and transposes from the PTX strings
+#define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates)                                                  \
+  ::emu::wgmma_ss(::emu::wgmma_kind(shape_and_types), N, d, a, b, ::emu::wgmma_trans(immediates, 0),        \
+                  ::emu::wgmma_trans(immediates, 1))
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
 #define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) CONV2D_EXT_WGMMA_64N##N(shape_and_types, immediates)
 #else
 #define CONV2D_EXT_WGMMA_RUN(N, shape_and_types, immediates) __trap()
@@ -179,7 +191,9 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64AMN, 64, __half, "m64n64k16.f32.f16.f1
 // a2 = (g, t + 4), a3 = (g + 8, t + 4), g = lane / 4, t = lane % 4); B K-major in shared memory (descriptor b). The
 // A registers must stay untouched until the MMA is waited for.
 template <int N> struct WgmmaTf32RS;
-#ifdef CONV2D_EXT_WGMMA_DEVICE
+#if defined(CONV2D_EXT_EMULATION)  // tests/emulation/emu_tma.h
+#define CONV2D_EXT_WGMMA_RS(N, D, a_regs, b_desc, flag) ::emu::wgmma_rs_tf32(N, d, a, b)
+#elif defined(CONV2D_EXT_WGMMA_DEVICE)
 #define CONV2D_EXT_WGMMA_RS(N, D, a_regs, b_desc, flag)                                                     \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " flag ", 0;\n"                                          \
                "wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 {" CONV2D_EXT_WGMMA_RS_D##N "}, {" a_regs \

@@ -125,8 +125,8 @@ def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
     if sources == "all":
         sources = all_sources()
     includes, lib = torch_paths()
-    flags = ["g++", "-std=c++17", "-O1", "-g", "-fno-strict-aliasing", "-DCONV2D_EXT_EMULATION=1", "-Wno-attributes",
-             "-include", os.path.join(HERE, "emu.h"), "-I", HERE, "-I", workdir, "-I", cuda_include()]
+    flags = ["g++", "-std=c++17", "-O1", "-g", "-fno-strict-aliasing", "-DCONV2D_EXT_EMULATION=1",
+             "-DCONV2D_EXT_SM90A=1", "-Wno-attributes", "-include", os.path.join(HERE, "emu.h"), "-I", HERE, "-I", workdir, "-I", cuda_include()]
     for inc in includes:
         flags += ["-isystem", inc]
     if sanitize:  # out-of-bounds global and shared memory (each launch's dynamic shared memory is its own allocation)
@@ -134,13 +134,13 @@ def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
     objdir = os.path.join(workdir, "obj_asan" if sanitize else "obj")
     os.makedirs(objdir, exist_ok=True)
     inputs = [(os.path.join(workdir, s), os.path.join(objdir, s.replace("/", "_") + ".o")) for s in sources]
-    inputs += [(harness, os.path.join(objdir, os.path.basename(harness) + ".o")),
-               (os.path.join(HERE, "emulation_runtime.cpp"), os.path.join(objdir, "emulation_runtime.o"))]
+    inputs += [(h, os.path.join(objdir, os.path.basename(h) + ".o")) for h in harness.split(",")]  # a harness, stubs
+    inputs += [(os.path.join(HERE, "emulation_runtime.cpp"), os.path.join(objdir, "emulation_runtime.o"))]
 
     def compile_one(item):
         src, obj = item
         if os.path.exists(obj) and os.path.getmtime(obj) >= os.path.getmtime(src) and \
-                os.path.getmtime(obj) >= os.path.getmtime(os.path.join(HERE, "emu.h")):
+                os.path.getmtime(obj) >= max(os.path.getmtime(os.path.join(HERE, h)) for h in ("emu.h", "emu_tma.h")):
             return None
         r = subprocess.run(flags + ["-x", "c++", "-c", src, "-o", obj], capture_output=True, text=True)
         return None if r.returncode == 0 else f"{src}:\n{r.stderr[-4000:]}"

@@ -28,6 +28,10 @@
 #include <string>
 #include <vector>
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -54,7 +58,9 @@ inline dim3 blockDim, gridDim;
 
 namespace emu {
 
-enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kNamedBarrier, kDone };
+// kYield: runnable, but only after the others have had their turn (a thread spinning on an mbarrier); kNamedBarrier:
+// bar.sync id, count (Thread::barrier_id); kWarpgroupBarrier: a warpgroup-collective (wgmma with A in registers).
+enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kWarpgroupBarrier, kNamedBarrier, kYield, kDone };
 
 // An asynchronous copy (cp.async) in flight: done at the cp.async.wait_group that covers its group.
 struct Copy {
@@ -71,10 +77,13 @@ struct Thread {
   uint3 index;
   int linear;
   State state;
-  int barrier_id, barrier_count;          // at a named barrier (bar.sync id, count)
+  int barrier_id = 0;                     // at a named barrier
   std::vector<Copy> open;                 // cp.async since the last commit
   std::vector<std::vector<Copy>> groups;  // committed, oldest first
 };
+
+struct Block;
+inline void tma_block_start(Block& b, int nthreads);  // emu_tma.h: the block's mbarriers, named barriers, wgmma groups
 
 struct Block {
   std::vector<Thread> threads;
@@ -84,6 +93,9 @@ struct Block {
   std::function<void()> body;
   std::vector<uint32_t> warp_slots;  // a warp-collective's operands: 64 words per lane
   std::vector<int> block_slots;      // __syncthreads_or's predicates: one per thread
+  std::vector<int> named_count;      // bar.sync: the thread count of each named barrier in use (0: none)
+  uint64_t progress = 0;             // bumped by anything a spinning thread may wait for (emu_tma.h)
+  std::shared_ptr<void> tma;         // emu_tma.h's per-block state
 };
 
 inline Block*& block() {
@@ -121,10 +133,6 @@ inline void wait(State s) {
   to_scheduler(t);
 }
 inline void sync_block() { wait(State::kBlockBarrier); }
-inline void named_barrier(int id, int count) {
-  self().barrier_id = id, self().barrier_count = count;
-  wait(State::kNamedBarrier);
-}
 inline void sync_warp() { wait(State::kWarpBarrier); }
 
 inline void finish_copies(Thread& t);
@@ -133,6 +141,7 @@ inline void thread_entry() {
   block()->body();
   finish_copies(self());  // copies never waited for still land (the kernel's exit waits for them)
   block()->block_slots[self().linear] = 0;
+  ++block()->progress;
   self().state = State::kDone;
   to_scheduler(self());
   std::abort();  // a finished thread is never resumed
@@ -165,15 +174,38 @@ inline void resume(Block& b, Thread& t) {
 #endif
 }
 
-// Runs one block to completion: every runnable thread in turn; when none is, the warps whose live lanes all wait at
-// a warp barrier go on, else the block barrier opens if every live thread waits there, else it is a deadlock.
+// Runs one block to completion: every runnable thread in turn; when none is, the warps (warpgroups) whose live lanes
+// all wait at a warp (warpgroup) barrier go on, and the named barriers that have their count; else the block barrier
+// opens if every live thread waits there; else the spinning threads (kYield) go again, unless nothing they could wait
+// for changed for four rounds; else it is a deadlock.
 inline void run_block(Block& b, int nthreads) {
   for (int i = 0; i < nthreads; ++i) {
     Thread& t = b.threads[i];
     t.state = State::kRunnable;
     start(t);
   }
-  const int warps = (nthreads + 31) / 32;
+  b.named_count.assign(16, 0);
+  tma_block_start(b, nthreads);
+  uint64_t seen = ~uint64_t(0);
+  int idle_rounds = 0;
+  // Releases the groups of `size` threads whose live threads all wait in state s.
+  auto release_groups = [&](int size, State s) {
+    bool released = false;
+    for (int w = 0; w * size < nthreads; ++w) {
+      const int end = std::min(nthreads, size * w + size);
+      int live = 0, waiting = 0;
+      for (int i = size * w; i < end; ++i) {
+        if (b.threads[i].state == State::kDone) continue;
+        ++live;
+        waiting += b.threads[i].state == s;
+      }
+      if (live == 0 || waiting != live) continue;
+      for (int i = size * w; i < end; ++i)
+        if (b.threads[i].state == s) b.threads[i].state = State::kRunnable;
+      released = true;
+    }
+    return released;
+  };
   for (;;) {
     bool ran = false;
     for (int i = 0; i < nthreads; ++i) {
@@ -184,47 +216,57 @@ inline void run_block(Block& b, int nthreads) {
       ran = true;
     }
     if (ran) continue;
-    bool released = false;
-    for (int w = 0; w < warps; ++w) {
-      const int end = std::min(nthreads, 32 * w + 32);
-      int live = 0, waiting = 0;
-      for (int i = 32 * w; i < end; ++i) {
-        if (b.threads[i].state == State::kDone) continue;
-        ++live;
-        waiting += b.threads[i].state == State::kWarpBarrier;
-      }
-      if (live == 0 || waiting != live) continue;
-      for (int i = 32 * w; i < end; ++i)
-        if (b.threads[i].state == State::kWarpBarrier) b.threads[i].state = State::kRunnable;
-      released = true;
-    }
-    if (released) continue;
-    for (int id = 0; id < 16 && !released; ++id) {  // named barriers: open when `count` threads wait at one
-      int waiting = 0, count = 0;
+    bool released = release_groups(32, State::kWarpBarrier);
+    released = release_groups(128, State::kWarpgroupBarrier) || released;
+    for (int id = 0; id < 16; ++id) {  // named barriers: `count` threads there
+      if (b.named_count[id] == 0) continue;
+      int at = 0;
       for (int i = 0; i < nthreads; ++i)
-        if (b.threads[i].state == State::kNamedBarrier && b.threads[i].barrier_id == id)
-          ++waiting, count = b.threads[i].barrier_count;
-      if (waiting == 0 || waiting < count) continue;
+        at += b.threads[i].state == State::kNamedBarrier && b.threads[i].barrier_id == id;
+      if (at < b.named_count[id]) continue;
+      if (at > b.named_count[id]) {
+        std::fprintf(stderr, "emu: %d threads at named barrier %d of %d threads (block %u, %u, %u)\n", at, id,
+                     b.named_count[id], blockIdx.x, blockIdx.y, blockIdx.z);
+        std::abort();
+      }
       for (int i = 0; i < nthreads; ++i)
         if (b.threads[i].state == State::kNamedBarrier && b.threads[i].barrier_id == id)
           b.threads[i].state = State::kRunnable;
+      b.named_count[id] = 0;
       released = true;
     }
-    if (released) continue;
-    int live = 0, at_block = 0;
+    if (released) {
+      ++b.progress;
+      continue;
+    }
+    int live = 0, at_block = 0, yielding = 0;
     for (int i = 0; i < nthreads; ++i) {
       if (b.threads[i].state == State::kDone) continue;
       ++live;
       at_block += b.threads[i].state == State::kBlockBarrier;
+      yielding += b.threads[i].state == State::kYield;
     }
     if (live == 0) return;
     if (at_block == live) {
       for (int i = 0; i < nthreads; ++i)
         if (b.threads[i].state == State::kBlockBarrier) b.threads[i].state = State::kRunnable;
+      ++b.progress;
       continue;
     }
-    std::fprintf(stderr, "emu: deadlock in block (%u, %u, %u): %d live threads, %d at __syncthreads, the rest at "
-                 "warp barriers whose warps are not all there\n", blockIdx.x, blockIdx.y, blockIdx.z, live, at_block);
+    if (yielding > 0) {  // the spinning threads go again; if nothing they could wait for changed, it is a livelock
+      idle_rounds = b.progress == seen ? idle_rounds + 1 : 0;
+      seen = b.progress;
+      if (idle_rounds < 4) {
+        for (int i = 0; i < nthreads; ++i)
+          if (b.threads[i].state == State::kYield) b.threads[i].state = State::kRunnable;
+        continue;
+      }
+    }
+    std::fprintf(stderr, "emu: deadlock in block (%u, %u, %u): %d live threads, %d at __syncthreads, %d spinning on "
+                 "an mbarrier; states:", blockIdx.x, blockIdx.y, blockIdx.z, live, at_block, yielding);
+    for (int i = 0; i < nthreads; ++i)
+      if (b.threads[i].state != State::kDone) std::fprintf(stderr, " %d:%d", i, int(b.threads[i].state));
+    std::fprintf(stderr, "\n");
     std::abort();
   }
 }
@@ -244,7 +286,20 @@ void launch(dim3 grid, dim3 bdim, size_t smem, cudaStream_t, Body&& body) {
     b.threads[i].index = make_uint3(i % bdim.x, (i / bdim.x) % bdim.y, i / (bdim.x * bdim.y));
     b.threads[i].open.clear(), b.threads[i].groups.clear();
   }
-  std::unique_ptr<unsigned char[]> shared(new unsigned char[smem > 0 ? smem : 1]);  // 16-byte aligned, as malloc's
+  if (smem > 227 * 1024) {
+    std::fprintf(stderr, "emu: a launch with %zu bytes of dynamic shared memory (sm_90: 227 KB at most)\n", smem);
+    std::abort();
+  }
+  // 1024-byte aligned (the kernels' pointer alignment and the shared-window addresses' swizzle bits agree); under
+  // AddressSanitizer the bytes past `smem` are poisoned, so an access past the launch's shared memory is caught.
+  const size_t rounded = (smem + 1023) / 1024 * 1024 + 1024;
+  struct Free {
+    void operator()(unsigned char* p) const { std::free(p); }
+  };
+  std::unique_ptr<unsigned char, Free> shared(static_cast<unsigned char*>(std::aligned_alloc(1024, rounded)));
+#ifdef __SANITIZE_ADDRESS__
+  __asan_poison_memory_region(shared.get() + smem, rounded - smem);
+#endif
   Block* saved = block();
   unsigned char* saved_smem = dynamic_smem_base();
   const dim3 saved_grid = gridDim, saved_dim = blockDim;
@@ -253,13 +308,30 @@ void launch(dim3 grid, dim3 bdim, size_t smem, cudaStream_t, Body&& body) {
   dynamic_smem_base() = shared.get();
   gridDim = grid;
   blockDim = bdim;
+  // The blocks in order, or (EMU_BLOCK_ORDER=reverse | shuffle) not: inter-block protocols (split-K's counters: which
+  // CTA arrives last) must not depend on it.
+  std::vector<uint3> order;
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = make_uint3(x, y, z);
-        std::memset(shared.get(), 0xA5, smem);  // garbage, as a GPU's shared memory starts
-        run_block(b, nthreads);
+      for (unsigned x = 0; x < grid.x; ++x) order.push_back(make_uint3(x, y, z));
+  if (const char* o = std::getenv("EMU_BLOCK_ORDER")) {
+    if (std::strcmp(o, "reverse") == 0) std::reverse(order.begin(), order.end());
+    if (std::strcmp(o, "shuffle") == 0) {
+      uint64_t state = 0x9E3779B97F4A7C15ull + order.size();
+      for (size_t i = order.size(); i > 1; --i) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        std::swap(order[i - 1], order[(state >> 33) % i]);
       }
+    }
+  }
+  for (const uint3& index : order) {
+    blockIdx = index;
+    std::memset(shared.get(), 0xA5, smem);  // garbage, as a GPU's shared memory starts
+    run_block(b, nthreads);
+  }
+#ifdef __SANITIZE_ADDRESS__
+  __asan_unpoison_memory_region(shared.get() + smem, rounded - smem);
+#endif
   block() = saved;
   dynamic_smem_base() = saved_smem;
   gridDim = saved_grid, blockDim = saved_dim, blockIdx = saved_index;
@@ -354,54 +426,8 @@ inline void mma_k8(int kind, float (&d)[4], const uint32_t (&a)[2], uint32_t b) 
   for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 
-// Shared-window addresses (smem_addr: offsets into the launch's dynamic shared memory) and accesses through them.
+// A shared-window address (smem_addr: an offset into the launch's dynamic shared memory) as a pointer.
 inline unsigned char* shared_at(uint32_t addr) { return dynamic_smem() + addr; }
-template <typename T>
-T ld_shared(uint32_t addr) {
-  T v;
-  std::memcpy(&v, shared_at(addr), sizeof(T));
-  return v;
-}
-template <typename T>
-void st_shared(uint32_t addr, const T& v) {
-  std::memcpy(shared_at(addr), &v, sizeof(T));
-}
-
-// ldmatrix .x1/.x2/.x4 (count matrices of 8 x 8 16-bit elements): lane i gives the address of row i % 8 of matrix
-// i / 8; register j of lane l gets matrix j's row l / 4, elements 2 (l % 4) and + 1 (low half first), or with .trans
-// its column l / 4, rows 2 (l % 4) and + 1.
-inline void ldmatrix(int count, bool trans, uint32_t* r, uint32_t addr) {
-  const uint32_t mine[1] = {addr};
-  const int lane = lane_id();
-  collective(mine, 1, [&] {
-    for (int j = 0; j < count; ++j) {
-      uint16_t e[2];
-      for (int h = 0; h < 2; ++h) {
-        const int row = trans ? 2 * (lane % 4) + h : lane / 4, col = trans ? lane / 4 : 2 * (lane % 4) + h;
-        std::memcpy(&e[h], shared_at(slots_of_lane(8 * j + row)[0]) + 2 * col, 2);
-      }
-      r[j] = uint32_t(e[0]) | uint32_t(e[1]) << 16;
-    }
-  });
-}
-
-// stmatrix .x4: the inverse of ldmatrix (lane i's address takes row i % 8 of matrix i / 8; .trans writes columns).
-inline void stmatrix(bool trans, const uint32_t (&r)[4], uint32_t addr) {
-  const uint32_t mine[5] = {addr, r[0], r[1], r[2], r[3]};
-  const int lane = lane_id();
-  collective(mine, 5, [&] {
-    if (lane != 0) return;  // lane 0 writes all four matrices: each element once
-    for (int j = 0; j < 4; ++j)
-      for (int row = 0; row < 8; ++row)
-        for (int col = 0; col < 8; ++col) {
-          // element (row, col) of matrix j as stored; with .trans the fragment's (col, row)
-          const int fr = trans ? col : row, fc = trans ? row : col;
-          const uint32_t word = slots_of_lane(4 * fr + fc / 2)[1 + j];
-          const uint16_t e = uint16_t(fc % 2 ? word >> 16 : word & 0xFFFF);
-          std::memcpy(shared_at(slots_of_lane(8 * j + row)[0]) + 2 * col, &e, 2);
-        }
-  });
-}
 
 // cp.async: queued in the thread's open group; commit closes it; wait_group n does all but the newest n groups (the
 // latest moment a GPU may land them: a read of the destination before its wait sees the old bytes).
@@ -441,7 +467,7 @@ inline int sync_block_or(int predicate) {
 }
 
 // Lets the other threads run (a spin-wait's turn): the thread stays runnable.
-inline void yield() { wait(State::kRunnable); }
+inline void yield() { wait(State::kYield); }
 
 template <typename T>
 T shfl_idx(T v, int src_lane) {
@@ -526,3 +552,5 @@ inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
+
+#include "emu_tma.h"  // copy engine (TMA), mbarriers, wgmma, ldmatrix / stmatrix, named barriers

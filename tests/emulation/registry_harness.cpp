@@ -2,11 +2,15 @@
 // and dilated, 1x1, grouped, depthwise, C R S = 160), each dtype (fp64, exact fp32, TF32, fp16, bf16), layout (NCHW,
 // NHWC) and pass, each kernel whose can_implement accepts it runs, against a float64 direct convolution of the same
 // (dtype-rounded) inputs: outputs poisoned with NaN first, norm-wise relative error, every element finite, nothing
-// written outside the output (poisoned padding around it), tensors at offset base pointers.
+// written outside the output (poisoned padding around it); every other problem's tensors at base pointers a few
+// elements off 16-byte alignment (the copy-engine kernels' launchers then take their fallbacks).
 //
-//   registry_harness [FILTER...]   runs the kernels whose name contains one of the FILTERs (all by default)
+//   registry_harness [--suite=default|hopper] [FILTER...]   the kernels whose name contains one of the FILTERs (all
+//   by default) on the suite: "hopper" has the shapes that take the copy-engine kernels' special paths (halo boxes,
+//   NCHW read in place, the pointwise kernels, tiles with many k-tiles for split-K; from helper-18's tma_harness).
 //
-// Prints one line per run, then per kernel how many runs it had; exits 1 if any run fails. The emulated GPU has
+// Prints one line per run (EMU_TRACE=1: and what it used: TMA loads, wgmma forms, ...), then per kernel how many
+// runs it had; exits 1 if any run fails. The emulated GPU has
 // EMU_SMS multiprocessors (default 3): persistent grids walk several tiles, split reductions split.
 #include <cmath>
 #include <cstdio>
@@ -34,8 +38,9 @@ const char* mode_name(Mode m) {
   return names[int(m)];
 }
 DType dtype_of(Mode m) {
-  return m == Mode::kFp64 ? DType::kFloat64 : m == Mode::kFp16 ? DType::kFloat16 : m == Mode::kBf16 ? DType::kBFloat16
-                                                                                                       : DType::kFloat32;
+  if (m == Mode::kFp64) return DType::kFloat64;
+  if (m == Mode::kFp16) return DType::kFloat16;
+  return m == Mode::kBf16 ? DType::kBFloat16 : DType::kFloat32;
 }
 double tolerance(Mode m) {
   return m == Mode::kFp64 ? 1e-12 : m == Mode::kFp32 ? 2e-5 : m == Mode::kTf32 ? 5e-3 : 1e-2;
@@ -116,6 +121,7 @@ struct Run {
   const Problem* problem;
   Mode mode;
   bool nhwc;
+  bool aligned;  // base pointers 16-byte aligned (the copy engine's condition), or offset by a few elements
 };
 
 void report(const Run& r, Tensor& out, const std::vector<double>& ref, const std::vector<unsigned char>& poisoned) {
@@ -157,8 +163,9 @@ void run_one(const Run& r, std::mt19937& gen) {
   const int P = (pb.H + 2 * pb.ph - pb.dh * (pb.R - 1) - 1) / pb.sh + 1;
   const int Q = (pb.W + 2 * pb.pw - pb.dw * (pb.S - 1) - 1) / pb.sw + 1;
   const int Cg = pb.C / pb.groups, Kg = pb.K / pb.groups;
-  Tensor x(pb.N, pb.C, pb.H, pb.W, r.nhwc, dt, 3), w(pb.K, Cg, pb.R, pb.S, r.nhwc, dt, 5);
-  Tensor y(pb.N, pb.K, P, Q, r.nhwc, dt, 7), b(1, pb.K, 1, 1, false, dt, 1);
+  const int a = r.aligned ? 16 : 0;  // offsets: 16 elements, or 3, 5, 7 and 1
+  Tensor x(pb.N, pb.C, pb.H, pb.W, r.nhwc, dt, a ? a : 3), w(pb.K, Cg, pb.R, pb.S, r.nhwc, dt, a ? a : 5);
+  Tensor y(pb.N, pb.K, P, Q, r.nhwc, dt, a ? a : 7), b(1, pb.K, 1, 1, false, dt, a ? a : 1);
   ConvParams p{};
   p.N = pb.N, p.C = pb.C, p.H = pb.H, p.W = pb.W, p.K = pb.K, p.R = pb.R, p.S = pb.S, p.P = P, p.Q = Q;
   p.groups = pb.groups;
@@ -230,17 +237,24 @@ void run_one(const Run& r, std::mt19937& gen) {
   const std::vector<unsigned char> poisoned = out->buffer;
   std::vector<unsigned char> workspace(
       size_t(r.kernel->workspace_bytes ? r.kernel->workspace_bytes(p) : 0) + 64, 0xCD);
+  emu::trace() = emu::Trace{};
   r.kernel->launch(p, workspace.data(), nullptr);
   ++runs[kernel_name(*r.kernel) + " " + (r.kernel->pass == Pass::kForward ? "forward" : r.kernel->pass ==
                                          Pass::kBackwardData ? "backward_data" : "backward_weight")];
   report(r, *out, ref, poisoned);
+  if (std::getenv("EMU_TRACE")) emu::trace().print(kernel_name(*r.kernel).c_str());  // the paths the run took
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   setenv("CONV2D_EXT_IM2COL", "1", 0);
-  const std::vector<std::string> filters(argv + 1, argv + argc);
+  std::vector<std::string> filters(argv + 1, argv + argc);
+  bool hopper = false;
+  if (!filters.empty() && filters[0].rfind("--suite=", 0) == 0) {
+    hopper = filters[0] == "--suite=hopper";
+    filters.erase(filters.begin());
+  }
   auto wanted = [&](const std::string& name) {
     if (filters.empty()) return true;
     for (const std::string& f : filters)
@@ -262,12 +276,25 @@ int main(int argc, char** argv) {
       {1, 8, 10, 9, 16, 5, 5, 2, 1, 2, 2, 1, 1, 8, false},    // depthwise, multiplier 2, stride 2 along h
       {1, 10, 8, 8, 16, 4, 4, 2, 1, 1, 2, 1, 1, 1, false},    // C R S = 160, asymmetric stride and padding
   };
+  static const Problem hopper_problems[] = {
+      {2, 64, 16, 24, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},   // general path (5-row tiles)
+      {1, 64, 4, 100, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},   // halo boxes (100-pixel rows)
+      {1, 64, 9, 20, 128, 3, 3, 2, 2, 1, 1, 1, 1, 1, false},   // stride 2 (the copy engine's element strides)
+      {2, 32, 2, 256, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // NCHW read in place (W >= 152, halo)
+      {2, 72, 5, 7, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},     // 1x1, channels past a k-tile
+      {1, 256, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},    // 36 k-tiles on one tile (split-K)
+      {2, 64, 8, 16, 128, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, H W = 128 (the pointwise kernels)
+      {1, 72, 6, 20, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},     // 1x1, H W = 120, channels and filters partial
+      {3, 32, 4, 36, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1, H W = 144 (two pixel tiles an image)
+  };
+  std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
+  if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));
   std::mt19937 gen(2024);
   for (const KernelInfo* kernel : registry()) {
     if (!wanted(kernel_name(*kernel))) continue;
-    for (const Problem& problem : problems)
+    for (size_t i = 0; i < suite.size(); ++i)  // the default suite: every other problem at offset base pointers
       for (Mode mode : {Mode::kFp64, Mode::kFp32, Mode::kTf32, Mode::kFp16, Mode::kBf16})
-        for (bool nhwc : {false, true}) run_one(Run{kernel, &problem, mode, nhwc}, gen);
+        for (bool nhwc : {false, true}) run_one(Run{kernel, &suite[i], mode, nhwc, hopper || i % 2 == 0}, gen);
   }
   std::printf("runs per kernel:\n");
   for (const auto& [name, n] : runs) std::printf("  %s: %d\n", name.c_str(), n);
