@@ -126,7 +126,8 @@ def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
         sources = all_sources()
     includes, lib = torch_paths()
     flags = ["g++", "-std=c++17", "-O1", "-g", "-fno-strict-aliasing", "-DCONV2D_EXT_EMULATION=1",
-             "-DCONV2D_EXT_SM90A=1", "-Wno-attributes", "-include", os.path.join(HERE, "emu.h"), "-I", HERE, "-I", workdir, "-I", cuda_include()]
+             "-DCONV2D_EXT_SM90A=1", "-Wno-attributes", "-include", os.path.join(HERE, "emu.h"), "-I", HERE,
+             "-I", workdir, "-I", cuda_include()]
     for inc in includes:
         flags += ["-isystem", inc]
     if sanitize:  # out-of-bounds global and shared memory (each launch's dynamic shared memory is its own allocation)

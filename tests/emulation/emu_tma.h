@@ -30,8 +30,8 @@ struct Trace {
   void print(const char* what) const {
     std::printf("  trace %s: launches %ld, TMA loads %ld (swizzled %ld, element-strided %ld), TMA stores %ld, wgmma "
                 "ss %ld (MN-major operand %ld), rs %ld, ldmatrix %ld (trans %ld), stmatrix %ld (trans %ld), named "
-                "barriers %ld\n", what, launches, tma_loads, tma_loads_swizzled, tma_loads_strided, tma_stores, wgmma_ss,
-                wgmma_mn, wgmma_rs, ldmatrix, ldmatrix_trans, stmatrix, stmatrix_trans, named);
+                "barriers %ld\n", what, launches, tma_loads, tma_loads_swizzled, tma_loads_strided, tma_stores,
+                wgmma_ss, wgmma_mn, wgmma_rs, ldmatrix, ldmatrix_trans, stmatrix, stmatrix_trans, named);
   }
 };
 inline Trace& trace() {
@@ -163,7 +163,8 @@ inline void named_barrier(int id, int count) {
 inline Mbarrier& mbar(uint32_t addr, const char* op) {
   auto& bars = tma_state().bars;
   auto it = bars.find(addr);
-  if (it == bars.end()) fail(std::string("mbarrier.") + op + " on an uninitialised barrier at smem " + std::to_string(addr));
+  if (it == bars.end())
+    fail(std::string("mbarrier.") + op + " on an uninitialised barrier at smem " + std::to_string(addr));
   uint64_t word;
   std::memcpy(&word, smem_at(addr), 8);
   if (word != kBarrierMagic)
@@ -295,7 +296,8 @@ void for_box(const TensorMap& m, const int (&c)[4], F&& f) {
   for (int i = 0; i < 4; ++i) count[i] = int((m.box[i] + m.step[i] - 1) / m.step[i]);
   const int64_t row_bytes = int64_t(count[0]) * m.esize;
   const int64_t pitch = m.swizzle ? m.swizzle : row_bytes;  // a swizzled box's rows are the span apart
-  if (m.swizzle && row_bytes != m.swizzle) fail("a swizzled box whose inner extent is not the swizzle span (not modelled)");
+  if (m.swizzle && row_bytes != m.swizzle)
+    fail("a swizzled box whose inner extent is not the swizzle span (not modelled)");
   int64_t row = 0;
   for (int i3 = 0; i3 < count[3]; ++i3)
     for (int i2 = 0; i2 < count[2]; ++i2)
