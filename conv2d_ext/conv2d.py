@@ -127,7 +127,7 @@ def _signature(input, weight, bias, stride, padding, dilation, groups, variant, 
 
 # Environment variables that a kernel's can_implement reads, so that a call's plan depends on them: their values are
 # part of the call cache's key (a process that sets one between two calls gets a new plan). The kernels' other
-# variables are read at launch, on every call. tests/test_heuristics.py checks that every variable csrc/ reads is in
+# variables are read at launch, on every call. tests/test_api.py checks that every variable csrc/ reads is in
 # one list or the other.
 PLAN_ENVIRONMENT = ("CONV2D_EXT_IM2COL",)
 
