@@ -9,12 +9,16 @@
 //   by default) on the suite: "hopper" has the shapes that take the copy-engine kernels' special paths (halo boxes,
 //   NCHW read in place, the pointwise kernels, tiles with many k-tiles for split-K; from helper-18's tma_harness).
 //
+// Backward-weight runs (and forwards under CONV2D_EXT_TMA_SPLITK) run twice, the second time with the grid's blocks
+// in another order (EMU_BLOCK_ORDER): the results must be bit-identical (deterministic weight gradients).
+//
 // Prints one line per run (EMU_TRACE=1: and what it used: TMA loads, wgmma forms, ...), then per kernel how many
 // runs it had; exits 1 if any run fails. The emulated GPU has
 // EMU_SMS multiprocessors (default 3): persistent grids walk several tiles, split reductions split.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <random>
@@ -243,6 +247,23 @@ void run_one(const Run& r, std::mt19937& gen) {
                                          Pass::kBackwardData ? "backward_data" : "backward_weight")];
   report(r, *out, ref, poisoned);
   if (std::getenv("EMU_TRACE")) emu::trace().print(kernel_name(*r.kernel).c_str());  // the paths the run took
+
+  // Weight gradients (and split-K forwards) must be bit-identical whatever order the blocks run in: again with the
+  // grid's blocks shuffled (a float atomic or an arrival-order sum would differ).
+  if (r.kernel->pass != Pass::kBackwardWeight && !std::getenv("CONV2D_EXT_TMA_SPLITK")) return;
+  const std::vector<unsigned char> first = out->buffer;
+  const char* order = std::getenv("EMU_BLOCK_ORDER");
+  const std::string saved = order ? order : "";
+  out->buffer = poisoned;
+  std::fill(workspace.begin(), workspace.end(), 0xCD);
+  setenv("EMU_BLOCK_ORDER", saved == "shuffle" ? "reverse" : "shuffle", 1);
+  r.kernel->launch(p, workspace.data(), nullptr);
+  if (order) setenv("EMU_BLOCK_ORDER", saved.c_str(), 1);
+  else unsetenv("EMU_BLOCK_ORDER");
+  if (out->buffer != first) {
+    ++failures;
+    std::printf("FAIL %-32s: NOT BIT-IDENTICAL with the blocks in another order\n", kernel_name(*r.kernel).c_str());
+  }
 }
 
 }  // namespace
