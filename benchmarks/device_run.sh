@@ -1,6 +1,7 @@
 # A development call on the GPU machine (device tool): build, the tests the change touches (TESTS: a pytest -k
 # expression; stops there if any fails), per-pass timings (PASSES_ARGS: backward_passes.py's arguments, e.g.
-# "r50_conv1,seed fp32,bf16 nchw,nhwc forward,backward_data"), another command (EXTRA) and a per-kernel trace
+# "r50_conv1,seed fp32,bf16 nchw,nhwc forward,backward_data"; none skips them), another command (EXTRA, EXTRA_TIMEOUT
+# seconds, default 150; its last EXTRA_LINES lines shown, default 40) and a per-kernel trace
 # (profile_case.py --trace TRACE_ARGS; TRACE=0 skips it), logs under $OUT (at most 8 files come back). With CLOSING=1
 # it goes on to the closing run (gpu_session.sh: every test, the whole suite, host overhead) in the same call:
 #   CLOSING=1 CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) TESTS=grouped TRACE=0 bash benchmarks/device_run.sh
@@ -15,8 +16,8 @@ grep -E "^FAILED|^ERROR|passed|failed" $OUT/dev.txt | cut -c1-220 | tail -15
 grep -qE "[0-9]+ (failed|error)" $OUT/dev.txt && { grep -E "^E " $OUT/dev.txt | sort | uniq -c | sort -rn | head; exit 1; }
 : > $OUT/dev.txt
 echo tests $(( $(date +%s) - start )) s
-timeout 150 python3 benchmarks/backward_passes.py ${PASSES_ARGS:-seed,unet_3x3,r50_3x3_64 tf32 nchw backward_weight} 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | cut -c1-400
-[ -n "${EXTRA:-}" ] && timeout 150 bash -c "$EXTRA" 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | tail -40
+[ "${PASSES_ARGS:-}" = none ] || timeout 150 python3 benchmarks/backward_passes.py ${PASSES_ARGS:-seed,unet_3x3,r50_3x3_64 tf32 nchw backward_weight} 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | cut -c1-400
+[ -n "${EXTRA:-}" ] && timeout ${EXTRA_TIMEOUT:-150} bash -c "$EXTRA" 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | tail -${EXTRA_LINES:-40}
 [ "${TRACE:-1}" = 1 ] && (cd benchmarks && timeout 40 python3 profile_case.py --trace ${TRACE_ARGS:-seed tf32 nchw backward}) 2>&1 | grep -v -i warn | tee -a $OUT/dev.txt | head -16
 echo dev $(( $(date +%s) - start )) s
 rm -f $OUT/build.log

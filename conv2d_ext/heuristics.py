@@ -148,9 +148,10 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
 def _im2col(p: Problem, pass_: str) -> bool:
     """An ungrouped first layer (4 or fewer input channels) whose whole reduction (C x R x S <= 160) fits
     implicit_gemm:im2col's tile, in a tensor-core dtype; backward-data with 64 or fewer output channels and filters of
-    64 or fewer taps. Not yet timed (written in session 24 with no GPU: predicted 2-6x cuDNN on r50_conv1 in every
-    pass, benchmarks/NOTES.md): its can_implement refuses every problem unless CONV2D_EXT_IM2COL=1, so by default the
-    rules after this one decide."""
+    64 or fewer taps. H200, r50_conv1 fp16 (graph ms, benchmarks/results/passes_session25.txt), against the rules
+    after this one: NCHW forward 0.105 (256x128_wg 0.293), backward-data 0.382 (tiled:grouped 0.980), backward-weight
+    0.134 (64x64 0.186); channels-last 0.097 (0.290), 0.525 (0.840), 0.218 (0.475). CONV2D_EXT_IM2COL=0 makes its
+    can_implement refuse (the rules after this one decide then)."""
     if not _tensor_core_dtype(p) or p.groups != 1 or p.C > 4 or p.C * p.R * p.S > 160:
         return False
     return pass_ != "backward_data" or (p.K <= 64 and p.R * p.S <= 64)
@@ -289,7 +290,7 @@ RULES = (
     Rule("tiled:grouped", _narrow_groups,
          "narrow groups: shared-memory tiles of a group's input and filters, 8-channel x 7-pixel FFMA register "
          "blocks (exact FP32)"),
-    # first layers on tensor cores, every pass (experimental: CONV2D_EXT_IM2COL=1, else its can_implement refuses)
+    # first layers on tensor cores, every pass (1.5-1.7x cuDNN in NCHW fp16; off under CONV2D_EXT_IM2COL=0)
     Rule("implicit_gemm:im2col", _im2col,
          "a first layer whose whole reduction (C x R x S <= 160) fits one tile: tensor cores (mma.sync) on a pixel "
          "tile's im2col gathered into shared memory once (backward-data: grad_output x filters, then col2im)"),

@@ -33,8 +33,8 @@ extern const KernelInfo forward_implicit_gemm_256x128_wgk128;
 extern const KernelInfo forward_implicit_gemm_128x128_k128;
 extern const KernelInfo forward_implicit_gemm_64x64;
 // Short reductions (C x R x S <= 160: first layers): the pixel tile's whole im2col gathered into shared memory
-// (im2col.cuh), every pass (backward-data: col2im of Z = dy W). EXPERIMENTAL: refuses every
-// problem unless CONV2D_EXT_IM2COL=1 (its heuristic rule is inert until then).
+// (im2col.cuh), every pass (backward-data: col2im of Z = dy W). CONV2D_EXT_IM2COL=0 makes it refuse every
+// problem (timing the other kernels).
 extern const KernelInfo forward_implicit_gemm_im2col;
 extern const KernelInfo backward_weight_implicit_gemm_im2col;
 extern const KernelInfo backward_data_implicit_gemm_im2col;

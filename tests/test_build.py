@@ -393,8 +393,8 @@ def test_tiled_depthwise_mma_says_what_it_runs():
 
 
 def test_im2col_answers_without_a_gpu(monkeypatch):
-    """implicit_gemm:im2col (experimental): refused unless CONV2D_EXT_IM2COL=1; then it takes a first layer in every
-    pass (r50_conv1: 3 x 7 x 7 = 147 of at most 160 reduction elements; backward-data 64 output channels at most),
+    """implicit_gemm:im2col: refused under CONV2D_EXT_IM2COL=0 (timing the other kernels); otherwise it takes a first
+    layer in every pass (r50_conv1: 3 x 7 x 7 = 147 of at most 160 reduction elements; backward-data 64 output channels at most),
     and says why not for longer reductions, groups, exact fp32, and GPUs without mma.sync."""
     first_layer = [2, 3, 32, 32, 64, 7, 7, 16, 16]  # stride 2, padding 3
     def why(pass_, sizes=first_layer, groups=1, dtype="float16", allow_tf32=True, sm=90):
@@ -403,9 +403,9 @@ def test_im2col_answers_without_a_gpu(monkeypatch):
     passes = ("forward", "backward_data", "backward_weight")
     for pass_ in passes:
         assert "implicit_gemm:im2col" in conv2d_ext.kernels()[pass_], pass_
-    monkeypatch.delenv("CONV2D_EXT_IM2COL", raising=False)
-    assert all("CONV2D_EXT_IM2COL" in why(pass_) for pass_ in passes)
-    monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
+    monkeypatch.setenv("CONV2D_EXT_IM2COL", "0")
+    assert all("CONV2D_EXT_IM2COL=0" in why(pass_) for pass_ in passes)
+    monkeypatch.delenv("CONV2D_EXT_IM2COL")
     for pass_ in passes:
         assert why(pass_) == "" and why(pass_, dtype="float32") == "", pass_
         assert "160" in why(pass_, sizes=[2, 4, 32, 32, 64, 7, 7, 16, 16]), pass_  # 4 x 7 x 7 = 196

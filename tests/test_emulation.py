@@ -77,8 +77,7 @@ def test_every_kernel_on_the_emulator(registry_harness):
     """Each registered kernel, on each problem of registry_harness.cpp's suite (first layer, dense, strided and
     dilated, 1x1, grouped, depthwise, C R S = 160) it accepts, in fp64, exact fp32, TF32, fp16 and bf16, NCHW and
     NHWC: within tolerance of float64, every output element written, nothing outside it, weight gradients
-    bit-identical with the blocks run in another order (implicit_gemm:im2col, experimental and never run on a GPU,
-    included: CONV2D_EXT_IM2COL=1)."""
+    bit-identical with the blocks run in another order."""
     passed, runs = _run(registry_harness)
     missing = [k for k in EMULATED if runs.get(k, 0) == 0]
     assert not missing, f"kernels the emulator no longer ran: {missing}"

@@ -133,21 +133,20 @@ def test_empty_batch(dtype, poison):
     assert torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.zeros_like(b))  # written, not poison
 
 
-def _input_channels(kernel, monkeypatch, channels):
+def _input_channels(kernel, channels):
     """Input channels of the 3x3 convolution a test forces `kernel` on: `channels`, or 4 for implicit_gemm:im2col
-    (reductions of 160 at most; experimental: enabled here)."""
+    (reductions of 160 at most)."""
     if kernel == "implicit_gemm:im2col":
-        monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
         return 4
     return channels
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm")])
-def test_empty_batch_on_each_forward_kernel(kernel, poison, monkeypatch):
+def test_empty_batch_on_each_forward_kernel(kernel, poison):
     """N = 0 launches nothing (a grid of zero CTAs is a launch error) and returns the empty output."""
     # channels-last, 64 channels: a shape every configuration can implement (128x128_k128 takes only such; the FFMA
     # configuration, exact float32)
-    channels = _input_channels(kernel, monkeypatch, 64)
+    channels = _input_channels(kernel, 64)
     with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
         x, w, _ = make_inputs(0, channels, 8, 8, 32, 3, 3, 1, dtype, channels_last=True)
         y = conv2d_ext.conv2d(x, w, padding=1, variant={"forward": kernel})
@@ -155,9 +154,9 @@ def test_empty_batch_on_each_forward_kernel(kernel, poison, monkeypatch):
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["backward_weight"] if k.startswith("implicit_gemm")])
-def test_empty_batch_on_each_backward_weight_kernel(kernel, poison, monkeypatch):
+def test_empty_batch_on_each_backward_weight_kernel(kernel, poison):
     """N = 0: the weight gradient is an empty sum, written as zeros (not left as poison)."""
-    channels = _input_channels(kernel, monkeypatch, 32)
+    channels = _input_channels(kernel, 32)
     with precision("fp32" if kernel.endswith("ffma") else "fp16") as dtype:
         x, w, _ = make_inputs(0, channels, 8, 8, 32, 3, 3, 1, dtype)
         w.requires_grad_(True)
@@ -166,12 +165,10 @@ def test_empty_batch_on_each_backward_weight_kernel(kernel, poison, monkeypatch)
     assert torch.equal(gw, torch.zeros_like(w))
 
 
-def test_empty_batch_on_im2col_backward_data(poison, monkeypatch):
-    """N = 0 on implicit_gemm:im2col's backward-data (experimental: enabled here) launches nothing and returns the
-    empty grad_input."""
+def test_empty_batch_on_im2col_backward_data(poison):
+    """N = 0 on implicit_gemm:im2col's backward-data launches nothing and returns the empty grad_input."""
     if torch.cuda.get_device_capability() < (8, 0):
         pytest.skip("mma.sync tensor cores need compute capability 8.0")
-    monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
     with precision("fp16") as dtype:
         x, w, _ = make_inputs(0, 3, 8, 8, 16, 3, 3, 1, dtype)
         x.requires_grad_(True)
@@ -211,11 +208,11 @@ def test_weight_gradient_is_bit_identical_across_runs(kernel, mode, channels_las
 
 
 @pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm")])
-def test_implicit_gemm_on_the_second_device(kernel, poison, monkeypatch):
+def test_implicit_gemm_on_the_second_device(kernel, poison):
     """Each implicit-GEMM configuration opts in to its shared memory on every device it runs on, not only the first."""
     if torch.cuda.device_count() < 2:
         pytest.skip("needs a second GPU (cuda:1)")
-    channels = _input_channels(kernel, monkeypatch, 32)
+    channels = _input_channels(kernel, 32)
     for device in ("cuda:0", "cuda:1"):
         x, w, b = make_inputs(2, channels, 12, 12, 32, 3, 3, 1, torch.float16, device=device, channels_last=True)
         y = conv2d_ext.conv2d(x, w, b, padding=1, variant={"forward": kernel})

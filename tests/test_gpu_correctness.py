@@ -486,8 +486,7 @@ def test_tma_split_k_auto(kernel, poison, monkeypatch):
 
 
 # implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered
-# into shared memory; EXPERIMENTAL, written in session 24 with no device: refused unless CONV2D_EXT_IM2COL=1, and
-# these tests only with CONV2D_EXT_TEST_IM2COL=1). First layers at their real sizes (r50_conv1 at batch 4: 196 pixel
+# into shared memory; written in session 24 with no device, run since session 25). First layers at their real sizes (r50_conv1 at batch 4: 196 pixel
 # tiles of 128 per image pair, more tiles than the persistent grid's CTAs), two channel tiles with a partial one
 # (K = 96), pixel tiles across images (an output of 15 x 13), the largest reduction (C 10 x 4 x 4 = 160), and every
 # GRID case it takes.
@@ -509,8 +508,7 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
     CTAs (each walks several tiles); every element of the output and of both gradients checked against the largest
     reference element too (one wrong pixel of r50_conv1 passes a norm-wise check); both gradients bit-identical run
     to run."""
-    _run_only_if("CONV2D_EXT_TEST_IM2COL", "CONV2D_EXT_IM2COL=1", "im2col")
-    monkeypatch.setenv("CONV2D_EXT_IM2COL", "1")
+    monkeypatch.delenv("CONV2D_EXT_IM2COL", raising=False)
     # its tiles' shared memory: up to 87552 bytes (fp16/bf16), 133184 (TF32); sm_80, sm_90 and sm_100 give a block
     # more
     if torch.cuda.get_device_capability() not in ((8, 0), (9, 0), (10, 0)):

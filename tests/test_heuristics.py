@@ -504,7 +504,9 @@ def test_implicit_gemm_configuration_by_shape_and_layout():
         "implicit_gemm:128x128_k128"
     first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16", channels_last=True,
                                  **a100)
-    assert select(first_layer)["forward"].kernel == "implicit_gemm:128x128_w8"
+    assert select(first_layer)["forward"].kernel == "implicit_gemm:im2col"  # the reduction (147) fits its tile
+    alexnet_conv1 = _suite_problem(32, 3, 227, 227, 96, 11, 11, stride=4, dtype="bfloat16", channels_last=True, **a100)
+    assert select(alexnet_conv1)["forward"].kernel == "implicit_gemm:128x128_w8"  # 3 x 11 x 11 = 363: too long
     assert select(_suite_problem(**SEED, dtype="float16", **a100))["forward"].kernel == "implicit_gemm:128x128_w8"
     assert select(_suite_problem(**SEED, dtype="float32", **a100))["forward"].kernel == "implicit_gemm:128x128_w4"
 
@@ -568,7 +570,9 @@ def test_hopper_runs_the_wgmma_configurations():
     assert select(strided)["backward_data"].kernel.endswith("_wg")
     first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
     assert "16-byte vectors" in can_implement("implicit_gemm:128x128_tma", "forward", first_layer)
-    assert select(first_layer)["forward"].kernel == "implicit_gemm:256x128_wg"  # a large first layer
+    assert select(first_layer)["forward"].kernel == "implicit_gemm:im2col"
+    alexnet_conv1 = _suite_problem(32, 3, 227, 227, 96, 11, 11, stride=4, dtype="bfloat16")  # a reduction of 363
+    assert select(alexnet_conv1)["forward"].kernel == "implicit_gemm:256x128_wg"  # a large first layer
     a100 = _suite_problem(**SEED, dtype="bfloat16", capability=(8, 0))
     assert "9.0" in can_implement("implicit_gemm:128x128_wg", "forward", a100)
     assert "9.0" in can_implement("implicit_gemm:128x128_tma", "forward", a100)
@@ -597,11 +601,12 @@ def test_strided_backward_data_tiles_per_stride_phase():
     expected = "implicit_gemm:128x128_wg" if _wgmma_built(eight) else "implicit_gemm:64x64"
     assert select(eight)["backward_data"].kernel == expected
     assert "fewer than 16 input channels" in select(eight)["backward_data"].reason
-    first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
+    first_layer = _suite_problem(32, 3, 224, 224, 96, 7, 7, stride=2, pad=3, dtype="bfloat16")  # K > 64: no im2col
     assert select(first_layer)["backward_data"].kernel == "tiled:grouped"  # 3 channels: the FFMA tiles win
-    a100 = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16", capability=(8, 0))
+    a100 = _suite_problem(32, 3, 224, 224, 96, 7, 7, stride=2, pad=3, dtype="bfloat16", capability=(8, 0))
     assert select(a100)["backward_data"].kernel == "tiled:grouped"
-    assert select(a100)["backward_weight"].kernel == "implicit_gemm:64x64"  # 64 output channels
+    a100_11x11 = _suite_problem(32, 3, 227, 227, 64, 11, 11, stride=4, dtype="bfloat16", capability=(8, 0))
+    assert select(a100_11x11)["backward_weight"].kernel == "implicit_gemm:64x64"  # 64 output channels
     exact = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="float32", allow_tf32=False)
     assert select(exact)["backward_data"].kernel == "tiled:grouped"  # a first layer in fp32: FFMA tiles
 
@@ -610,19 +615,24 @@ def test_strided_backward_data_tiles_per_stride_phase():
 @pytest.mark.parametrize("dtype,allow_tf32", [("float32", True), ("float32", False), ("float16", True),
                                               ("bfloat16", True)], ids=["tf32", "fp32", "fp16", "bf16"])
 def test_first_layers_run_on_the_tiled_grouped_kernels_where_they_win(dtype, allow_tf32, layout):
-    """r50_conv1 (3 input channels, 7x7 stride 2) on tiled:grouped where it was timed faster: backward-data in every
-    dtype and layout, the forward in exact fp32, backward-weight in channels-last exact fp32; the tensor-core or FFMA
-    GEMM tiles elsewhere; float64 stays direct."""
+    """r50_conv1 (3 input channels, 7x7 stride 2): on implicit_gemm:im2col in every pass in a tensor-core dtype; in
+    exact fp32 on tiled:grouped where it was timed faster (the forward, backward-weight in channels-last), the FFMA
+    GEMM tiles elsewhere. With 96 output channels (too many for im2col's backward-data) backward-data runs on
+    tiled:grouped in every dtype. float64 stays direct."""
     p = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype=dtype, allow_tf32=allow_tf32,
                        channels_last=layout == "nhwc")
     plan = select(p)
     exact = dtype == "float32" and not allow_tf32
-    expected = {"forward": exact, "backward_data": True,
-                "backward_weight": exact and layout == "nhwc"}
+    if not exact:
+        assert {d.kernel for d in plan.values()} == {"implicit_gemm:im2col"}
+    expected = {"forward": exact, "backward_data": exact, "backward_weight": exact and layout == "nhwc"}
     for pass_, grouped in expected.items():
         assert (plan[pass_].kernel == "tiled:grouped") == grouped, pass_
         if grouped:
             assert "first layer" in plan[pass_].reason
+    wide = select(_suite_problem(32, 3, 224, 224, 96, 7, 7, stride=2, pad=3, dtype=dtype, allow_tf32=allow_tf32,
+                                 channels_last=layout == "nhwc"))
+    assert wide["backward_data"].kernel == "tiled:grouped" and "first layer" in wide["backward_data"].reason
     fp64 = _suite_problem(2, 3, 16, 16, 8, 3, 3, pad=1, dtype="float64")
     assert {d.kernel for d in select(fp64).values()} == {"direct"}
 
@@ -652,9 +662,8 @@ def test_depthwise_rows_says_why_it_cannot_run(dtype):
 
 
 def test_first_layers_take_im2col_where_it_can_run():
-    """implicit_gemm:im2col (experimental: its can_implement refuses unless CONV2D_EXT_IM2COL=1, so the compiled
-    registry's picks above stand) comes first for a first layer in a tensor-core dtype, every pass; not for more
-    than 4 input channels, groups, exact fp32, or a backward-data of more than 64 output channels."""
+    """implicit_gemm:im2col comes first for a first layer in a tensor-core dtype, every pass; not for more than 4
+    input channels, groups, exact fp32, or a backward-data of more than 64 output channels."""
     registry = fake_registry({"direct": PASSES, "tiled:grouped": PASSES, "implicit_gemm:im2col": PASSES,
                               "implicit_gemm:64x64": PASSES, "implicit_gemm:ffma": PASSES})
     r50_conv1 = dict(N=32, C=3, H=224, W=224, K=64, R=7, S=7, stride=2, pad=3)

@@ -269,7 +269,6 @@ void run_one(const Run& r, std::mt19937& gen) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  setenv("CONV2D_EXT_IM2COL", "1", 0);
   std::vector<std::string> filters(argv + 1, argv + argc);
   bool hopper = false;
   if (!filters.empty() && filters[0].rfind("--suite=", 0) == 0) {
