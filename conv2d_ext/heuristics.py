@@ -134,13 +134,24 @@ def _tensor_core_backward_data(p: Problem, pass_: str) -> bool:
     return pass_ == "backward_data" and _tensor_core(p, pass_)
 
 
+def _pointwise_in_place(p: Problem) -> bool:
+    """A 1x1 NCHW convolution the copy-engine configurations read and write in place (their pointwise kernels:
+    stride 1, no padding, one group, input and output channel planes of 16-byte multiples; the launcher's
+    pointwise_fits, for contiguous tensors)."""
+    elem = 4 if p.dtype == "float32" else 2
+    return (not p.channels_last and p.R * p.S == 1 and tuple(p.stride) == (1, 1) and not any(p.padding) and
+            p.groups == 1 and p.H * p.W * elem % 16 == 0 and p.P * p.Q * elem % 16 == 0)
+
+
 def _tma_pass(p: Problem, pass_: str) -> bool:
     """The copy-engine configurations' passes: the forward, and backward-data at stride 1 (the forward of grad_output
     with flipped filters). Their can_implement asks for channels in 16-byte vectors and a Hopper GPU. Not a 1x1 TF32
-    forward in NCHW: each activation is read once there, and copying 4-byte activations to NHWC costs more than the
-    native loads of 128x128_wg (r50_1x1 on the H200: 0.092 ms against 0.108; in fp16/bf16 the copy-engine kernel wins,
-    0.067 against 0.100)."""
-    if pass_ == "forward" and not p.channels_last and p.R * p.S == 1 and p.dtype == "float32":
+    forward in NCHW that their pointwise kernels cannot read in place: each activation is read once there, and
+    copying 4-byte activations to NHWC costs more than the native loads of 128x128_wg (r50_1x1 on the H200: 0.092 ms
+    against 0.102 through the copy; in place 0.038; in fp16/bf16 the copy-engine kernel wins either way, 0.061
+    through the copy, 0.021 in place, against 0.100)."""
+    if (pass_ == "forward" and not p.channels_last and p.R * p.S == 1 and p.dtype == "float32" and
+            not _pointwise_in_place(p)):
         return False
     return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1))
 
@@ -148,13 +159,16 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
 def _im2col(p: Problem, pass_: str) -> bool:
     """An ungrouped first layer (4 or fewer input channels) whose whole reduction (C x R x S <= 160) fits
     implicit_gemm:im2col's tile, in a tensor-core dtype; backward-data with 64 or fewer output channels and filters of
-    64 or fewer taps. H200, r50_conv1 fp16 (graph ms, benchmarks/results/passes_session25.txt), against the rules
-    after this one: NCHW forward 0.105 (256x128_wg 0.293), backward-data 0.382 (tiled:grouped 0.980), backward-weight
-    0.134 (64x64 0.186); channels-last 0.097 (0.290), 0.525 (0.840), 0.218 (0.475). CONV2D_EXT_IM2COL=0 makes its
-    can_implement refuse (the rules after this one decide then)."""
+    64 or fewer taps, but not channels-last TF32. H200, r50_conv1 (graph ms, session 26), against the rules after this
+    one, forward / backward-data / backward-weight: fp16 NCHW 0.105 / 0.381 / 0.134 (256x128_wg 0.293, tiled:grouped
+    0.980, 64x64 0.185), channels-last 0.097 / 0.521 / 0.217 (0.289, 0.840, 0.473); bf16 the same; TF32 NCHW 0.181 /
+    0.823 / 0.170 (0.342, 1.030, 0.183), channels-last 0.163 / 0.913 / 0.239 (0.339, tiled:grouped 0.870, 0.248).
+    CONV2D_EXT_IM2COL=0 makes its can_implement refuse (the rules after this one decide then)."""
     if not _tensor_core_dtype(p) or p.groups != 1 or p.C > 4 or p.C * p.R * p.S > 160:
         return False
-    return pass_ != "backward_data" or (p.K <= 64 and p.R * p.S <= 64)
+    if pass_ == "backward_data":
+        return p.K <= 64 and p.R * p.S <= 64 and not (p.dtype == "float32" and p.channels_last)
+    return True
 
 
 def _first_layer(p: Problem, pass_: str) -> bool:
@@ -206,7 +220,9 @@ _SMALL_TMA_TILES = 64
 # From this many output pixels on (the backward-weight reduction), the copy-engine backward-weight wins (H200, bf16:
 # seed 3.08 / 1.45 ms NCHW / NHWC against 5.15 / 3.48 on 128x128_w8, unet_3x3 0.25 / 0.18 against 0.53 / 0.44); below
 # it the mma.sync kernels are as fast or faster (r50_3x3_64, 100K pixels: 0.18 either way; r50_3x3_256: 0.125 on
-# 128x128_w8 against 0.143).
+# 128x128_w8 against 0.143). Below it, stride-1 layers with rows of 32 or more pixels and 64 or more output channels
+# per group win too (session 26, fp16 NCHW: dilated, 32K pixels, 0.128 ms against 0.257 on 128x128_w8; batch1_3x3,
+# 4K pixels, 0.042 against 0.060): the narrow rows (r50_3x3_256's 14 pixels) are what lose.
 _WGRAD_TMA_PIXELS = 1 << 17
 # The TF32 copy-engine backward-weight wins from this many output pixels on (H200, per pass, NCHW: dilated, 32K
 # pixels, 0.215 ms against 0.550 on 128x128_w8; r50_3x3_64 0.138 against 0.160 on 64x64; r50_1x1 0.109 against 0.127
@@ -219,7 +235,8 @@ _WGRAD_TMA_TF32_PIXELS = 1 << 15
 
 
 def _tma_backward_weight(p: Problem, pass_: str) -> bool:
-    """The copy-engine backward-weight's reductions: 2^17 or more output pixels in fp16/bf16; in TF32 2^15, with 64 or
+    """The copy-engine backward-weight's reductions: in fp16/bf16 2^17 or more output pixels, or a stride-1 layer
+    with 64 or more output channels per group and input rows of 32 or more pixels; in TF32 2^15 pixels, with 64 or
     more output channels per group and input rows of 32 or more pixels (its can_implement: stride_w 1, W % 4 == 0; a
     channels-last input is copied to NCHW first)."""
     if pass_ != "backward_weight" or not _tensor_core(p, pass_):
@@ -229,7 +246,8 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
         # 128x128_w8)
         return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and
                 not (p.channels_last and p.R * p.S == 1))
-    return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS
+    return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS or (tuple(p.stride) == (1, 1) and p.K // p.groups >= 64 and
+                                                     p.W >= 32)
 
 
 def _ffma_128x64(p: Problem, pass_: str) -> bool:

@@ -354,9 +354,8 @@ def test_tma_tf32_one_cta(name, poison, monkeypatch):
         assert any("forward_tma_one_cta_kernel<" in e.name for e in prof.events()), f"{pass_}: it did not run"
 
 
-# The 1x1 NCHW kernels reading and writing NCHW in place (forward_pointwise_tma.cuh; EXPERIMENTAL, written in
-# session 23 with no device time left: CONV2D_EXT_TMA_POINTWISE=1, and this test only with
-# CONV2D_EXT_TEST_TMA_POINTWISE=1, alone first: pytest -p no:xdist -x -k pointwise). Maps of HW % 8 == 0 (16-byte
+# The 1x1 NCHW kernels reading and writing NCHW in place (forward_pointwise_tma.cuh; the default since session 26,
+# CONV2D_EXT_TMA_POINTWISE=0 turns them off). Maps of HW % 8 == 0 (16-byte
 # channel rows): half a pixel tile, a partial k-tile (C = 200), a second pixel box wholly outside the map (HW = 56),
 # output channels short of a tile (K = 40, 72).
 TMA_POINTWISE = {
@@ -373,10 +372,9 @@ TMA_POINTWISE = {
 def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
     """The 1x1 NCHW kernel of `kernel`'s configuration, forward and backward-data (the forward of grad_output), with
     and without bias: the results, and that it ran (the other pass pinned to a kernel without it)."""
-    _run_only_if("CONV2D_EXT_TEST_TMA_POINTWISE", "CONV2D_EXT_TMA_POINTWISE=1", "pointwise")
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE", "1")
+    monkeypatch.delenv("CONV2D_EXT_TMA_POINTWISE", raising=False)
     from torch.profiler import ProfilerActivity, profile
     config = "TmaConfig<1, 128, 3>" if kernel.endswith("128x128_tma") else "TmaConfig<1, 64, 4>"
     for pass_, other in [("forward", "backward_data"), ("backward_data", "forward")]:

@@ -557,13 +557,22 @@ def test_hopper_runs_the_wgmma_configurations():
     assert "W % 4" in can_implement("implicit_gemm:128x128_tma", "backward_weight", odd_rows)
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
     assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_tma"
-    assert select(r50_3x3_256)["backward_weight"].kernel == "implicit_gemm:128x128_w8"  # 6272 output pixels
+    assert select(r50_3x3_256)["backward_weight"].kernel == "implicit_gemm:128x128_w8"  # 6272 pixels, 14-pixel rows
+    # 16-bit, fewer than 2^17 output pixels: on the copy engine where rows are 32 pixels or wider (stride 1, 64 or
+    # more output channels)
+    batch1_3x3 = _suite_problem(1, 256, 64, 64, 256, 3, 3, pad=1, dtype="float16")
+    assert select(batch1_3x3)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
+    dilated16 = dataclasses.replace(dilated, dtype="bfloat16")
+    assert select(dilated16)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
     r50_3x3_64 = _suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, dtype="float16")
     assert select(r50_3x3_64)["forward"].kernel == "implicit_gemm:128x64_tma"
     tiny = _suite_problem(1, 64, 14, 14, 128, 3, 3, pad=1, dtype="float16")  # 2 tiles
     assert select(tiny)["forward"].kernel == "implicit_gemm:128x64_tma"
     r50_1x1 = dict(N=32, C=256, H=56, W=56, K=64, R=1, S=1)
-    assert select(_suite_problem(**r50_1x1, dtype="float32"))["forward"].kernel == "implicit_gemm:128x128_wg"
+    assert select(_suite_problem(**r50_1x1, dtype="float32"))["forward"].kernel == "implicit_gemm:128x64_tma"
+    # 49-pixel planes (196 bytes): no in-place pointwise kernel; TF32 activations copied to NHWC lose to 128x128_wg
+    r50_1x1_7 = dict(N=32, C=2048, H=7, W=7, K=512, R=1, S=1)
+    assert select(_suite_problem(**r50_1x1_7, dtype="float32"))["forward"].kernel == "implicit_gemm:128x128_wg"
     assert select(_suite_problem(**r50_1x1, dtype="bfloat16"))["forward"].kernel == "implicit_gemm:128x64_tma"
     strided = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert select(strided)["forward"].kernel == "implicit_gemm:128x128_tma"
@@ -615,17 +624,20 @@ def test_strided_backward_data_tiles_per_stride_phase():
 @pytest.mark.parametrize("dtype,allow_tf32", [("float32", True), ("float32", False), ("float16", True),
                                               ("bfloat16", True)], ids=["tf32", "fp32", "fp16", "bf16"])
 def test_first_layers_run_on_the_tiled_grouped_kernels_where_they_win(dtype, allow_tf32, layout):
-    """r50_conv1 (3 input channels, 7x7 stride 2): on implicit_gemm:im2col in every pass in a tensor-core dtype; in
-    exact fp32 on tiled:grouped where it was timed faster (the forward, backward-weight in channels-last), the FFMA
-    GEMM tiles elsewhere. With 96 output channels (too many for im2col's backward-data) backward-data runs on
-    tiled:grouped in every dtype. float64 stays direct."""
+    """r50_conv1 (3 input channels, 7x7 stride 2): on implicit_gemm:im2col in every pass in a tensor-core dtype but
+    channels-last TF32 backward-data; on tiled:grouped where it was timed faster (that one, and exact fp32: the
+    forward, backward-data, backward-weight in channels-last), the FFMA GEMM tiles elsewhere. With 96 output channels
+    (too many for im2col's backward-data) backward-data runs on tiled:grouped in every dtype. float64 stays
+    direct."""
     p = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype=dtype, allow_tf32=allow_tf32,
                        channels_last=layout == "nhwc")
     plan = select(p)
     exact = dtype == "float32" and not allow_tf32
-    if not exact:
-        assert {d.kernel for d in plan.values()} == {"implicit_gemm:im2col"}
-    expected = {"forward": exact, "backward_data": exact, "backward_weight": exact and layout == "nhwc"}
+    tf32_nhwc = dtype == "float32" and allow_tf32 and layout == "nhwc"
+    for pass_ in PASSES:
+        on_im2col = not exact and not (tf32_nhwc and pass_ == "backward_data")
+        assert (plan[pass_].kernel == "implicit_gemm:im2col") == on_im2col, pass_
+    expected = {"forward": exact, "backward_data": exact or tf32_nhwc, "backward_weight": exact and layout == "nhwc"}
     for pass_, grouped in expected.items():
         assert (plan[pass_].kernel == "tiled:grouped") == grouped, pass_
         if grouped:
@@ -671,6 +683,8 @@ def test_first_layers_take_im2col_where_it_can_run():
         plan = select(_suite_problem(**r50_conv1, dtype=dtype, allow_tf32=allow_tf32), registry=registry)
         assert {d.kernel for d in plan.values()} == {"implicit_gemm:im2col"}, dtype
         assert "whole reduction" in plan["forward"].reason
+    tf32_nhwc = select(_suite_problem(**r50_conv1, dtype="float32", channels_last=True), registry=registry)
+    assert tf32_nhwc["backward_data"].kernel == "tiled:grouped"  # timed faster there (0.870 ms against 0.913)
     exact = select(_suite_problem(**r50_conv1, dtype="float32", allow_tf32=False), registry=registry)
     assert "implicit_gemm:im2col" not in {d.kernel for d in exact.values()}
     eight = select(_suite_problem(**dict(r50_conv1, C=8), dtype="float16"), registry=registry)  # 8 x 49 > 160

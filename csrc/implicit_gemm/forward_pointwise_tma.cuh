@@ -15,8 +15,8 @@
 // per k-tile, unswizzled, channel rows 136 floats = 8 banks apart (a warp's 32 fragment loads conflict-free); the
 // fp32 tile staged by the threads as four boxes of 32 pixels (128 bytes) per channel, stored by the copy engine.
 //
-// EXPERIMENTAL (session 23, written after the device budget was spent, never run): off unless
-// CONV2D_EXT_TMA_POINTWISE=1 (pointwise_fits); test_tma_pointwise runs only with CONV2D_EXT_TEST_TMA_POINTWISE=1.
+// Written in session 23 without a device, first run in session 25, the default since session 26 (pointwise_fits;
+// CONV2D_EXT_TMA_POINTWISE=0 turns it off).
 #pragma once
 
 #include "implicit_gemm/forward_tma.cuh"

@@ -643,14 +643,15 @@ bool nchw_fused(const ConvParams& p, bool halo) {
 
 // Whether forward_tma_launch_typed runs a 1x1 NCHW problem on forward_pointwise_tma.cuh's kernels (NCHW read and
 // written in place): stride 1, no padding, one group, maps whose rows are contiguous (the view {HW, C, N}) and whose
-// channel and image strides are 16-byte multiples. EXPERIMENTAL, never run: CONV2D_EXT_TMA_POINTWISE=1.
+// channel and image strides are 16-byte multiples. On by default since session 26 (H200, r50_1x1 NCHW forward: TF32
+// 0.038 ms against 0.102 through the NHWC copy, fp16 0.021 against 0.061); CONV2D_EXT_TMA_POINTWISE=0 turns it off.
 template <class Cfg>
 bool pointwise_fits(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE");
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const bool fits = tma_strides_fit(elem, p.x, {p.x_stride[1], p.x_stride[0]}) &&
                     tma_strides_fit(elem, p.y, {p.y_stride[1], p.y_stride[0]});
-  return env != nullptr && env[0] == '1' && Cfg::kMI == 1 && fits && !p.channels_last &&
+  return !(env != nullptr && env[0] == '0') && Cfg::kMI == 1 && fits && !p.channels_last &&
          p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
          p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W && p.y_stride[3] == 1 && p.y_stride[2] == p.Q &&
          p.H * p.W < (int64_t(1) << 31) - 256 && (p.H * p.W + 127) / 128 * p.N < (int64_t(1) << 31);
