@@ -14,6 +14,12 @@
 // t = lane % 4), conflict-free with row pitches of 8 words mod 32; so are the gather's stores (consecutive threads on
 // consecutive pixels of one word row).
 //
+// Runs (16-bit forward, where the layout allows: forward_runs): a window row is a run of contiguous elements (NCHW: S
+// taps of one channel; channels-last: S x C), so the reduction is laid out by run instead, each run padded to chunks
+// of 8 elements (4 words), and a thread gathers a chunk with five aligned 32-bit loads at fixed offsets and a funnel
+// shift (an odd first element), validity from one row test and a per-pixel mask of in-row words: about 4
+// instructions an element against the element path's 11 (r50_conv1: 21 or 7 runs, 168 padded elements).
+//
 // Tiles: kBM pixels (flattened over N x P x Q: no tile shape wastes rows) x 64 output channels, 8 warps of 32 x kWarpN
 // (kBM = 128 for 16-bit, 64 for TF32, whose words hold half the reduction), two CTAs per SM. Per tile: gather,
 // barrier, MMAs, then the implicit-GEMM epilogue (store_tile: staged along the output's contiguous dimension, a
@@ -62,7 +68,8 @@ constexpr int kFar = -(1 << 30);    // a table entry's row shift past C R S: eve
 template <typename T>
 struct Config {
   static constexpr int kThreads = im2col::kThreads, kBN = im2col::kBN;
-  static constexpr int kPerWord = 4 / int(sizeof(T)), kWords = kKMax / kPerWord;
+  // word rows: the reduction, or (16-bit) its runs padded to chunks of 8 elements (r50_conv1: 168 elements)
+  static constexpr int kPerWord = 4 / int(sizeof(T)), kWords = sizeof(T) == 2 ? 88 : kKMax;
   static constexpr int kBM = sizeof(T) == 2 ? 128 : 64;
   static constexpr int kWarpsM = kBM / 32, kWarpsN = 8 / kWarpsM, kWarpM = 32, kWarpN = kBN / kWarpsN;
   static constexpr int kMTiles = 2, kNTiles = kWarpN / 8;  // m16 and n8 blocks of a warp
@@ -75,6 +82,7 @@ struct Config {
   static constexpr int kStageBytes =  // store_tile's staging, NCHW or NHWC
       (kBN * (kBM + E) > kBM * (kBN + E) ? kBN * (kBM + E) : kBM * (kBN + E)) * int(sizeof(T));
   static constexpr int kABytes = kWords * kAPitch * 4, kBBytes = kWords * kBPitch * 4, kTableBytes = kKMax * 16;
+  static_assert(kTableBytes >= kWords / 4 * 32, "the run table: two int4 a chunk of 4 words");
   static constexpr int kSmem = kABytes + kBBytes + kStageBytes + kTableBytes;
 };
 
@@ -89,9 +97,12 @@ __device__ __forceinline__ void for_each_accumulator(const Accumulators<T>& a, F
   for_each_mma_accumulator<Config<T>>(a.acc, f);
 }
 
-// What the kernel needs besides p: the reduction's length and its k-steps, pixel tiles, the output's pixels per image.
+// What the kernel needs besides p: the reduction's length and its k-steps, pixel tiles, the output's pixels per image;
+// the run layout (chunks > 0, forward_runs): 8-element chunks in all and per run, a run's elements, elements per
+// column (1 NCHW, C channels-last).
 struct Shape {
   int crs, k_steps, m_tiles, pq, M;
+  int chunks = 0, run_chunks = 0, run_len = 0, inner = 1;
 };
 
 // Raw bits of a T (16-bit: the low half of a word).
@@ -177,6 +188,57 @@ __device__ __forceinline__ Bits<T> tap_bits(const Window<T>& w, const int4& at, 
   return load_bits_or_zero(w.image + (w.rel + at.x), ok);
 }
 
+// The run layout's chunk q: run u = q / run_chunks (NCHW: channel u / R, row u % R; channels-last: row u), chunk ci
+// of it. Its table entry: {element offset from the window's corner, row shift, first word row, first word of the
+// pixel's column mask}, then the four words' masks (zero past the run's end).
+__device__ __forceinline__ void build_run_table(int4* table, const ConvParams& p, const Shape& sh) {
+  for (int q = threadIdx.x; q < sh.chunks; q += blockDim.x) {
+    const int u = q / sh.run_chunks, ci = q - u * sh.run_chunks;
+    const int c = sh.inner == 1 ? u / int(p.R) : 0, r = sh.inner == 1 ? u - c * int(p.R) : u;
+    const int64_t offset = c * p.x_stride[1] + int64_t(r) * p.dil_h * p.x_stride[2] + 8 * ci;
+    const int n = min(8, sh.run_len - 8 * ci);  // elements of the run in this chunk
+    int4 keep;
+    int* k = &keep.x;
+    for (int i = 0; i < 4; ++i) k[i] = 2 * i + 1 < n ? -1 : 2 * i < n ? 0xFFFF : 0;
+    table[2 * q] = make_int4(int(offset), r * int(p.dil_h), 4 * q, 4 * ci);
+    table[2 * q + 1] = keep;
+  }
+}
+
+// The run layout's reduction index of padded element kp (word kp / 2, half kp % 2), or -1 for padding.
+__device__ __forceinline__ int run_crs(const ConvParams& p, const Shape& sh, int kp) {
+  const int q = kp / 8, u = q / sh.run_chunks, e = 8 * (q - u * sh.run_chunks) + kp % 8;
+  if (q >= sh.chunks || e >= sh.run_len) return -1;
+  const int R = int(p.R), S = int(p.S);
+  if (sh.inner == 1) return u * S + e;  // (c R + r) S + s with u = c R + r
+  const int s = e / sh.inner, c = e - s * sh.inner;
+  return (c * R + u) * S + s;
+}
+
+// A pixel's in-row words of its runs' chunks as a mask: word t (elements base + 2t, + 1 of the row, base = the
+// window's first element rounded down to even) lies in the row's W x inner elements. Words never straddle a row's
+// ends (rows start and end on even elements: forward_runs).
+__device__ __forceinline__ uint32_t column_mask(int base, int row_elements) {
+  const int lo = max(0, -base / 2), hi = min(32, (row_elements - base) / 2);  // base even: exact halves
+  if (hi <= lo) return 0u;
+  const uint32_t below_hi = hi >= 32 ? ~0u : (1u << hi) - 1u;
+  return below_hi & ~((1u << lo) - 1u);
+}
+
+// One chunk of 4 words of a pixel's run: five aligned words from `src` (those whose mask bit is set; the others
+// read zero), shifted by `shift` bits (16: the run's first element is odd), masked past the run's end, stored to
+// word rows dst, dst + pitch, ...
+template <int kPitch>
+__device__ __forceinline__ void gather_chunk(uint32_t* dst, const uint32_t* src, uint32_t mask, int shift,
+                                             const int4& keep) {
+  uint32_t v[5];
+#pragma unroll
+  for (int i = 0; i < 5; ++i) v[i] = load_bits_or_zero(src + i, (mask >> i) & 1u);
+  const int k[4] = {keep.x, keep.y, keep.z, keep.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) dst[i * kPitch] = __funnelshift_r(v[i], v[i + 1], shift) & uint32_t(k[i]);
+}
+
 template <typename T, bool kOutNHWC>
 __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p, const Shape sh) {
   using Cfg = Config<T>;
@@ -189,17 +251,19 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
   const int tid = threadIdx.x, k0 = blockIdx.y * kBN;
   const int R = int(p.R), S = int(p.S), RS = R * S;
 
-  // Once per CTA: the table, the filters' words (zero past C R S and past K), the A tile zeroed (word rows past the
-  // reduction stay zero).
-  build_table(table, p, sh.crs);
+  // Once per CTA: the table, the filters' words (zero past C R S, past K and in the runs' padding), the A tile
+  // zeroed (word rows past the reduction stay zero).
+  const bool runs = sizeof(T) == 2 && sh.chunks > 0;
+  if (runs) build_run_table(table, p, sh);
+  else build_table(table, p, sh.crs);
   const Bits<T>* __restrict__ w = static_cast<const Bits<T>*>(p.w);
   for (int i = tid; i < Cfg::kWords * kBN; i += kThreads) {
     const int j = i / kBN, n = i - j * kBN;
     uint32_t word = 0;
 #pragma unroll
     for (int e = 0; e < Cfg::kPerWord; ++e) {
-      const int k = j * Cfg::kPerWord + e;
-      if (k < sh.crs && k0 + n < p.K) {
+      const int k = runs ? run_crs(p, sh, j * Cfg::kPerWord + e) : j * Cfg::kPerWord + e;
+      if (k >= 0 && k < sh.crs && k0 + n < p.K) {
         const int c = k / RS, r = (k - c * RS) / S, s = k - c * RS - r * S;
         const uint32_t bits = w[(k0 + n) * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]];
         word |= bits << (16 * e);
@@ -225,7 +289,22 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
   for (int tile = blockIdx.x; tile < sh.m_tiles; tile += gridDim.x) {
     // This thread's pixel (past M: its row reads zeros and store_tile skips it).
     const Window<T> win = window_of<T>(p, x, pixel_at(tile * Cfg::kBM + m, sh.M, sh.pq, int(p.Q)));
-    for (int batch = part; batch < batches; batch += Cfg::kRowThreads) {
+    if constexpr (sizeof(T) == 2) {
+      if (runs) {
+        // the window's first element's parity (rows start on even elements): the chunks' funnel shift
+        const int first = win.wb * sh.inner, odd = first & 1;
+        const uint32_t columns = column_mask(first - odd, int(p.W) * sh.inner);
+        const Bits<T>* corner = win.image + (win.rel - odd);
+#pragma unroll 2
+        for (int q = part; q < sh.chunks; q += Cfg::kRowThreads) {
+          const int4 at = table[2 * q];
+          const uint32_t mask = unsigned(win.hb + at.y) < unsigned(H) ? columns >> at.w : 0u;
+          gather_chunk<Cfg::kAPitch>(a_w + at.z * Cfg::kAPitch + m, reinterpret_cast<const uint32_t*>(corner + at.x),
+                                     mask, 16 * odd, table[2 * q + 1]);
+        }
+      }
+    }
+    for (int batch = runs ? batches : part; batch < batches; batch += Cfg::kRowThreads) {
       // kBatch words: every load issued (predicated off outside the input: zero), then packed and stored
       const int j = batch * Cfg::kBatch;
       Bits<T> v[Cfg::kBatch][Cfg::kPerWord];
@@ -308,6 +387,28 @@ int64_t ctas_per_channel_tile(int smem, unsigned channel_tiles) {
   return ctas;
 }
 
+// The run layout of a 16-bit forward (sh's chunks, run_chunks, run_len, inner), where p's window rows are contiguous
+// runs of at most 32 elements that start and end on even elements of a 4-byte-aligned input: unit column dilation;
+// NCHW (columns contiguous: runs of S taps per channel and row) or channels-last with packed pixels (runs of S x C);
+// even image, channel (NCHW) and row strides, even rows (W x inner); the padded chunks within the tile's word rows.
+// CONV2D_EXT_IM2COL_RUNS=0 turns it off (timing the element path). Otherwise sh is left on the element path.
+template <class Cfg>
+void forward_runs(const ConvParams& p, Shape& sh) {
+  const char* env = std::getenv("CONV2D_EXT_IM2COL_RUNS");
+  if (Cfg::kPerWord != 2 || (env != nullptr && env[0] == '0') || p.dil_w != 1) return;
+  int inner = 0;
+  int64_t run_len = 0, runs = 0;
+  if (p.x_stride[3] == 1 && p.x_stride[1] % 2 == 0) inner = 1, run_len = p.S, runs = p.C * p.R;
+  else if (p.x_stride[1] == 1 && p.x_stride[3] == p.C) inner = int(p.C), run_len = p.S * p.C, runs = p.R;
+  if (inner == 0 || run_len > 32 || p.x_stride[0] % 2 != 0 || p.x_stride[2] % 2 != 0 || (p.W * inner) % 2 != 0 ||
+      reinterpret_cast<uintptr_t>(p.x) % 4 != 0)
+    return;
+  const int64_t run_chunks = (run_len + 7) / 8, chunks = runs * run_chunks;
+  if (chunks * 4 > Cfg::kWords) return;
+  sh.chunks = int(chunks), sh.run_chunks = int(run_chunks), sh.run_len = int(run_len), sh.inner = inner;
+  sh.k_steps = int((chunks + 1) / 2);  // 4 words a chunk, 8 a k-step
+}
+
 template <typename T, bool kOutNHWC>
 void launch_typed(const ConvParams& p, cudaStream_t stream) {
   using Cfg = Config<T>;
@@ -315,7 +416,8 @@ void launch_typed(const ConvParams& p, cudaStream_t stream) {
   opt_in_shared_memory<kernel>(Cfg::kSmem);
   const int crs = int(p.C * p.R * p.S), step = 8 * Cfg::kPerWord;  // k per mma step: 16 (16-bit), 8 (TF32)
   const int64_t M = p.N * p.P * p.Q;
-  const Shape sh{crs, (crs + step - 1) / step, int((M + Cfg::kBM - 1) / Cfg::kBM), int(p.P * p.Q), int(M)};
+  Shape sh{crs, (crs + step - 1) / step, int((M + Cfg::kBM - 1) / Cfg::kBM), int(p.P * p.Q), int(M)};
+  forward_runs<Cfg>(p, sh);
   const unsigned channel_tiles = unsigned((p.K + kBN - 1) / kBN);
   // Persistent: each CTA stages its filters once and walks pixel tiles.
   const dim3 grid(unsigned(std::min<int64_t>(sh.m_tiles, ctas_per_channel_tile<kernel>(Cfg::kSmem, channel_tiles))),

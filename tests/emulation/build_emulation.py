@@ -119,7 +119,8 @@ def all_sources():
 
 def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
     """Compiles `sources` (relative to csrc/; "all": all_sources()) and the harness into `binary`, objects in
-    parallel (jobs: MAX_JOBS or the CPU count); objects are reused while their rewritten source is unchanged."""
+    parallel (jobs: MAX_JOBS or the CPU count); an object is reused while it is newer than its rewritten source and
+    every header it included (copy_sources rewrites only the files whose text changed)."""
     workdir = workdir or os.path.join(os.path.dirname(os.path.abspath(binary)), "emu_src")
     copy_sources(workdir)
     if sources == "all":
@@ -138,12 +139,24 @@ def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
     inputs += [(h, os.path.join(objdir, os.path.basename(h) + ".o")) for h in harness.split(",")]  # a harness, stubs
     inputs += [(os.path.join(HERE, "emulation_runtime.cpp"), os.path.join(objdir, "emulation_runtime.o"))]
 
+    def up_to_date(src, obj):
+        """The object is newer than its source and every file it included (g++'s dependency file, -MMD)."""
+        deps = obj[:-2] + ".d"
+        if not (os.path.exists(obj) and os.path.exists(deps)):
+            return False
+        with open(deps) as fh:
+            files = fh.read().replace("\\\n", " ").split(":", 1)[-1].split()
+        try:
+            return all(os.path.getmtime(obj) >= os.path.getmtime(f) for f in [src] + files)
+        except OSError:  # a dependency gone
+            return False
+
     def compile_one(item):
         src, obj = item
-        if os.path.exists(obj) and os.path.getmtime(obj) >= os.path.getmtime(src) and \
-                os.path.getmtime(obj) >= max(os.path.getmtime(os.path.join(HERE, h)) for h in ("emu.h", "emu_tma.h")):
+        if up_to_date(src, obj):
             return None
-        r = subprocess.run(flags + ["-x", "c++", "-c", src, "-o", obj], capture_output=True, text=True)
+        r = subprocess.run(flags + ["-MMD", "-MF", obj[:-2] + ".d", "-x", "c++", "-c", src, "-o", obj],
+                           capture_output=True, text=True)
         return None if r.returncode == 0 else f"{src}:\n{r.stderr[-4000:]}"
 
     import concurrent.futures

@@ -510,6 +510,9 @@ inline T __ldcg(const T* p) { return *p; }
 template <typename T>
 inline void __stcg(T* p, T v) { *p = v; }
 inline unsigned __umulhi(unsigned a, unsigned b) { return unsigned((uint64_t(a) * b) >> 32); }
+inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
+  return unsigned(((uint64_t(hi) << 32) | lo) >> (shift & 31));
+}
 // Blocks run one at a time and a thread is never interrupted between its own instructions: plain read-modify-writes.
 template <typename T>
 inline T atomicAdd(T* p, T v) {

@@ -295,6 +295,9 @@ int main(int argc, char** argv) {
       {1, 8, 12, 12, 8, 7, 7, 1, 1, 3, 3, 1, 1, 8, false},    // depthwise 7x7
       {1, 8, 10, 9, 16, 5, 5, 2, 1, 2, 2, 1, 1, 8, false},    // depthwise, multiplier 2, stride 2 along h
       {1, 10, 8, 8, 16, 4, 4, 2, 1, 1, 2, 1, 1, 1, false},    // C R S = 160, asymmetric stride and padding
+      {2, 3, 24, 22, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, true},    // a first layer of even rows (im2col's runs)
+      {2, 3, 16, 20, 32, 4, 4, 4, 4, 0, 0, 1, 1, 1, false},   // patchify 4x4, stride 4
+      {1, 4, 10, 12, 16, 3, 3, 1, 1, 2, 1, 2, 1, 1, false},   // 4 channels, dilated along h (runs of odd parity)
   };
   static const Problem hopper_problems[] = {
       {2, 64, 16, 24, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},   // general path (5-row tiles)
