@@ -510,6 +510,12 @@ inline T __ldcg(const T* p) { return *p; }
 template <typename T>
 inline void __stcg(T* p, T v) { *p = v; }
 inline unsigned __umulhi(unsigned a, unsigned b) { return unsigned((uint64_t(a) * b) >> 32); }
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {  // selector nibbles 0-7 (no sign replication)
+  const uint64_t bytes = (uint64_t(y) << 32) | x;
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) r |= unsigned((bytes >> (8 * ((s >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  return r;
+}
 inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned shift) {
   return unsigned(((uint64_t(hi) << 32) | lo) >> (shift & 31));
 }
