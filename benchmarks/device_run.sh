@@ -11,7 +11,7 @@ start=$(date +%s)
 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 -m pip install --no-build-isolation --no-deps -e . > $OUT/build.log 2>&1 || { tail -30 $OUT/build.log; exit 1; }
 grep -E "spill" $OUT/build.log | grep -v " 0 bytes spill stores" | head -5
 echo build $(( $(date +%s) - start )) s
-timeout 200 python3 -m pytest -q -n 15 tests ${TESTS:+-k "$TESTS"} > $OUT/dev.txt 2>&1
+timeout 200 python3 -m pytest -q -n 15 --ignore=tests/test_emulation.py tests ${TESTS:+-k "$TESTS"} > $OUT/dev.txt 2>&1
 grep -E "^FAILED|^ERROR|passed|failed" $OUT/dev.txt | cut -c1-220 | tail -15
 grep -qE "[0-9]+ (failed|error)" $OUT/dev.txt && { grep -E "^E " $OUT/dev.txt | sort | uniq -c | sort -rn | head; exit 1; }
 : > $OUT/dev.txt

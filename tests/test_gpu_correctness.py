@@ -501,8 +501,8 @@ IM2COL = {
 @pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(IM2COL))
 def test_im2col(name, precision_mode, layout, poison, monkeypatch):
-    """implicit_gemm:im2col forced on the forward, backward-weight and (K <= 64) backward-data, with and without
-    bias, on inputs sliced off 16-byte alignment, and with the persistent grids (forward, backward-data) capped at 3
+    """implicit_gemm:im2col forced on the forward (16-bit: also its run layout), backward-weight and (K <= 64)
+    backward-data, with and without bias, on inputs sliced off 16-byte alignment, and with the persistent grids (forward, backward-data) capped at 3
     CTAs (each walks several tiles); every element of the output and of both gradients checked against the largest
     reference element too (one wrong pixel of r50_conv1 passes a norm-wise check); both gradients bit-identical run
     to run."""
@@ -516,6 +516,10 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
     if case.K <= 64 and case.R * case.S <= 64:  # backward-data's reduction (K) in one run, a pass's 64 taps
         variant["backward_data"] = "implicit_gemm:im2col"
     run_and_check(case, precision_mode, layout, variant, True, must_run=True)
+    if precision_mode != "tf32":  # the forward's run layout (experimental, CONV2D_EXT_IM2COL_RUNS=1)
+        monkeypatch.setenv("CONV2D_EXT_IM2COL_RUNS", "1")
+        run_and_check(case, precision_mode, layout, variant, True, must_run=True)
+        monkeypatch.delenv("CONV2D_EXT_IM2COL_RUNS")
     run_and_check(case, precision_mode, layout, variant, False, offset=3, must_run=True)
     for ctas in (None, "3"):
         if ctas:

@@ -14,11 +14,12 @@
 // t = lane % 4), conflict-free with row pitches of 8 words mod 32; so are the gather's stores (consecutive threads on
 // consecutive pixels of one word row).
 //
-// Runs (16-bit forward, where the layout allows: forward_runs): a window row is a run of contiguous elements (NCHW: S
+// Runs (16-bit forward, where the layout allows; experimental, off by default: forward_runs): a window row is a run of contiguous elements (NCHW: S
 // taps of one channel; channels-last: S x C), so the reduction is laid out by run instead, each run padded to chunks
 // of 8 elements (4 words), and a thread gathers a chunk with five aligned 32-bit loads at fixed offsets and a funnel
 // shift (an odd first element), validity from one row test and a per-pixel mask of in-row words: about 4
-// instructions an element against the element path's 11 (r50_conv1: 21 or 7 runs, 168 padded elements).
+// instructions an element against the element path's 11 (r50_conv1: 21 or 7 runs, 168 padded elements), yet 10%
+// slower on the H200 so far.
 //
 // Tiles: kBM pixels (flattened over N x P x Q: no tile shape wastes rows) x 64 output channels, 8 warps of 32 x kWarpN
 // (kBM = 128 for 16-bit, 64 for TF32, whose words hold half the reduction), two CTAs per SM. Per tile: gather,
@@ -391,11 +392,13 @@ int64_t ctas_per_channel_tile(int smem, unsigned channel_tiles) {
 // runs of at most 32 elements that start and end on even elements of a 4-byte-aligned input: unit column dilation;
 // NCHW (columns contiguous: runs of S taps per channel and row) or channels-last with packed pixels (runs of S x C);
 // even image, channel (NCHW) and row strides, even rows (W x inner); the padded chunks within the tile's word rows.
-// CONV2D_EXT_IM2COL_RUNS=0 turns it off (timing the element path). Otherwise sh is left on the element path.
+// EXPERIMENTAL, off unless CONV2D_EXT_IM2COL_RUNS=1: correct on the H200 but slower than the element path (r50_conv1
+// fp16 0.117 ms NCHW / 0.106 NHWC against 0.106 / 0.097; not profiled: fewer loads in flight a thread is the suspect).
+// Otherwise sh is left on the element path.
 template <class Cfg>
 void forward_runs(const ConvParams& p, Shape& sh) {
   const char* env = std::getenv("CONV2D_EXT_IM2COL_RUNS");
-  if (Cfg::kPerWord != 2 || (env != nullptr && env[0] == '0') || p.dil_w != 1) return;
+  if (Cfg::kPerWord != 2 || env == nullptr || env[0] != '1' || p.dil_w != 1) return;
   int inner = 0;
   int64_t run_len = 0, runs = 0;
   if (p.x_stride[3] == 1 && p.x_stride[1] % 2 == 0) inner = 1, run_len = p.S, runs = p.C * p.R;
