@@ -3,6 +3,7 @@ execution model emulated (a block's threads as coroutines, __syncthreads, warp-c
 and its mbarriers, wgmma), against a float64 direct convolution. Runs without a GPU (CI); needs g++ and the CUDA
 toolkit's headers. Covers every registered kernel, and the copy-engine kernels' experimental switches."""
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -114,6 +115,18 @@ def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_har
     _run(registry_harness, "im2col", env={"CONV2D_EXT_IM2COL_RUNS": "1"})  # the forward's run layout
     _, runs = _run(registry_harness, "implicit_gemm:64x64", "implicit_gemm:128x128_w", "implicit_gemm:128x128_k128",
                    env={"CONV2D_EXT_PACK_TILED": "1"})
+    assert runs
+
+
+def test_random_problems_on_the_emulator(registry_harness):
+    """Every kernel on 40 random problems drawn as test_gpu_correctness.py's random_problem draws them (groups,
+    filters up to 5x5, strides and dilations up to 3, padding up to the dilated extent), a fresh seed each run
+    (CONV2D_EXT_EMU_SEED repeats one)."""
+    seed = int(os.environ.get("CONV2D_EXT_EMU_SEED") or random.SystemRandom().randrange(1 << 30))
+    try:
+        _, runs = _run(registry_harness, f"--suite=random:40:{seed}")
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed} (CONV2D_EXT_EMU_SEED={seed} repeats it): {e}") from None
     assert runs
 
 

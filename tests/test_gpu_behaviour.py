@@ -221,8 +221,11 @@ def test_implicit_gemm_on_the_second_device(kernel, poison):
 
 
 def test_unbatched_input(poison):
+    """A 3-D input runs as a batch of one. Exact fp32 (TF32 allowed, PyTorch's default, this first layer runs on
+    implicit_gemm:im2col's tensor cores, whose error is above the fp32 bound)."""
     x, w, b = make_inputs(1, 3, 9, 9, 5, 3, 3, 1, torch.float32)
-    y = conv2d_ext.conv2d(x[0], w, b, padding=1)
+    with precision("fp32"):
+        y = conv2d_ext.conv2d(x[0], w, b, padding=1)
     ref, _ = reference(x, w, b, torch.ones(1, 5, 9, 9, device="cuda"), padding=1)
     assert y.shape == (5, 9, 9) and rel_err(y, ref[0]) < 1e-5
 

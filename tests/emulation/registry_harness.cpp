@@ -7,7 +7,8 @@
 //
 //   registry_harness [--suite=default|hopper] [FILTER...]   the kernels whose name contains one of the FILTERs (all
 //   by default) on the suite: "hopper" has the shapes that take the copy-engine kernels' special paths (halo boxes,
-//   NCHW read in place, the pointwise kernels, tiles with many k-tiles for split-K; from helper-18's tma_harness).
+//   NCHW read in place, the pointwise kernels, tiles with many k-tiles for split-K; from helper-18's tma_harness);
+//   "random:COUNT:SEED" has COUNT random problems drawn as test_gpu_correctness.py's random_problem draws them.
 //
 // Backward-weight runs (and forwards under CONV2D_EXT_TMA_SPLITK) run twice, the second time with the grid's blocks
 // in another order (EMU_BLOCK_ORDER): the results must be bit-identical (deterministic weight gradients).
@@ -266,13 +267,41 @@ void run_one(const Run& r, std::mt19937& gen) {
   }
 }
 
+// `count` random problems drawn as tests/test_gpu_correctness.py's random_problem draws them (groups 1, 1, 2 or 3,
+// filters up to 5x5, dilation and stride up to 3, padding up to the dilated extent, maps up to 24 past it).
+std::vector<Problem> random_problems(int count, unsigned seed) {
+  std::mt19937 gen(seed);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); };
+  std::vector<Problem> out;
+  for (int i = 0; i < count; ++i) {
+    Problem p{};
+    const int g_choices[4] = {1, 1, 2, 3};
+    p.groups = g_choices[pick(0, 3)];
+    p.R = pick(1, 5), p.S = pick(1, 5), p.dh = pick(1, 3), p.dw = pick(1, 3);
+    const int eh = p.dh * (p.R - 1) + 1, ew = p.dw * (p.S - 1) + 1;
+    p.ph = pick(0, eh), p.pw = pick(0, ew);
+    p.H = pick(std::max(1, eh - 2 * p.ph), eh + 24), p.W = pick(std::max(1, ew - 2 * p.pw), ew + 24);
+    p.N = pick(1, 3), p.C = p.groups * pick(1, 7), p.K = p.groups * pick(1, 7);
+    p.sh = pick(1, 3), p.sw = pick(1, 3);
+    p.bias = pick(0, 1) == 1;
+    out.push_back(p);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> filters(argv + 1, argv + argc);
   bool hopper = false;
+  int random_count = 0;
+  unsigned random_seed = 1;
   if (!filters.empty() && filters[0].rfind("--suite=", 0) == 0) {
     hopper = filters[0] == "--suite=hopper";
+    if (filters[0].rfind("--suite=random", 0) == 0) {  // --suite=random:COUNT:SEED
+      random_count = 200;
+      std::sscanf(filters[0].c_str(), "--suite=random:%d:%u", &random_count, &random_seed);
+    }
     filters.erase(filters.begin());
   }
   auto wanted = [&](const std::string& name) {
@@ -312,6 +341,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
   if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));
+  if (random_count > 0) suite = random_problems(random_count, random_seed);
   std::mt19937 gen(2024);
   for (const KernelInfo* kernel : registry()) {
     if (!wanted(kernel_name(*kernel))) continue;
