@@ -394,8 +394,8 @@ def test_tiled_depthwise_mma_says_what_it_runs():
 
 def test_im2col_answers_without_a_gpu(monkeypatch):
     """implicit_gemm:im2col: refused under CONV2D_EXT_IM2COL=0 (timing the other kernels); otherwise it takes a first
-    layer in every pass (r50_conv1: 3 x 7 x 7 = 147 of at most 160 reduction elements; backward-data 64 output channels at most),
-    and says why not for longer reductions, groups, exact fp32, and GPUs without mma.sync."""
+    layer in every pass (r50_conv1: 3 x 7 x 7 = 147 of at most 160 reduction elements; backward-data 64 output
+    channels at most), and says why not for longer reductions, groups, exact fp32, and GPUs without mma.sync."""
     first_layer = [2, 3, 32, 32, 64, 7, 7, 16, 16]  # stride 2, padding 3
     def why(pass_, sizes=first_layer, groups=1, dtype="float16", allow_tf32=True, sm=90):
         return _C.can_implement(pass_, "implicit_gemm:im2col", sizes, [2, 2], [3, 3], [1, 1], groups, dtype, False,

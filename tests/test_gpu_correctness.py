@@ -484,10 +484,10 @@ def test_tma_split_k_auto(kernel, poison, monkeypatch):
 
 
 # implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered
-# into shared memory; written in session 24 with no device, run since session 25). First layers at their real sizes (r50_conv1 at batch 4: 196 pixel
-# tiles of 128 per image pair, more tiles than the persistent grid's CTAs), two channel tiles with a partial one
-# (K = 96), pixel tiles across images (an output of 15 x 13), the largest reduction (C 10 x 4 x 4 = 160), and every
-# GRID case it takes.
+# into shared memory; written in session 24 with no device, run since session 25). First layers at their real sizes
+# (r50_conv1 at batch 4: 196 pixel tiles of 128 per image pair, more tiles than the persistent grid's CTAs), two
+# channel tiles with a partial one (K = 96), pixel tiles across images (an output of 15 x 13), the largest reduction
+# (C 10 x 4 x 4 = 160), and every GRID case it takes.
 IM2COL = {
     "r50_conv1_n4": Case(4, 3, 224, 224, 64, 7, 7, 2, 3, 1, 1),
     "stem_3x3_s2_k32": Case(3, 3, 30, 26, 32, 3, 3, 2, 1, 1, 1),
@@ -502,12 +502,12 @@ IM2COL = {
 @pytest.mark.parametrize("name", list(IM2COL))
 def test_im2col(name, precision_mode, layout, poison, monkeypatch):
     """implicit_gemm:im2col forced on the forward (16-bit: also its run layout), backward-weight and (K <= 64)
-    backward-data, with and without bias, on inputs sliced off 16-byte alignment, and with the persistent grids (forward, backward-data) capped at 3
-    CTAs (each walks several tiles); every element of the output and of both gradients checked against the largest
-    reference element too (one wrong pixel of r50_conv1 passes a norm-wise check); both gradients bit-identical run
-    to run."""
+    backward-data, with and without bias, on inputs sliced off 16-byte alignment, and with the persistent grids
+    (forward, backward-data) capped at 3 CTAs (each walks several tiles); every element of the output and of both
+    gradients checked against the largest reference element too (one wrong pixel of r50_conv1 passes a norm-wise
+    check); both gradients bit-identical run to run."""
     monkeypatch.delenv("CONV2D_EXT_IM2COL", raising=False)
-    # its tiles' shared memory: up to 87552 bytes (fp16/bf16), 133184 (TF32); sm_80, sm_90 and sm_100 give a block
+    # its tiles' shared memory: up to 94208 bytes (fp16/bf16), 133184 (TF32); sm_80, sm_90 and sm_100 give a block
     # more
     if torch.cuda.get_device_capability() not in ((8, 0), (9, 0), (10, 0)):
         pytest.skip("needs compute capability 8.0, 9.0 or 10.0 (mma.sync, and its tiles' shared memory)")

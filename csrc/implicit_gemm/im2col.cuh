@@ -14,12 +14,12 @@
 // t = lane % 4), conflict-free with row pitches of 8 words mod 32; so are the gather's stores (consecutive threads on
 // consecutive pixels of one word row).
 //
-// Runs (16-bit forward, where the layout allows; experimental, off by default: forward_runs): a window row is a run of contiguous elements (NCHW: S
-// taps of one channel; channels-last: S x C), so the reduction is laid out by run instead, each run padded to chunks
-// of 8 elements (4 words), and a thread gathers a chunk with five aligned 32-bit loads at fixed offsets and a funnel
-// shift (an odd first element), validity from one row test and a per-pixel mask of in-row words: about 4
-// instructions an element against the element path's 11 (r50_conv1: 21 or 7 runs, 168 padded elements), yet 10%
-// slower on the H200 so far.
+// Runs (16-bit forward, where the layout allows; experimental, off by default: forward_runs): a window row is a run
+// of contiguous elements (NCHW: S taps of one channel; channels-last: S x C), so the reduction is laid out by run
+// instead, each run padded to chunks of 8 elements (4 words), and a thread gathers a chunk with five aligned 32-bit
+// loads at fixed offsets and a funnel shift (an odd first element), validity from one row test and a per-pixel mask
+// of in-row words: about 4 instructions an element against the element path's 11 (r50_conv1: 21 or 7 runs, 168
+// padded elements), yet 10% slower on the H200 so far.
 //
 // Tiles: kBM pixels (flattened over N x P x Q: no tile shape wastes rows) x 64 output channels, 8 warps of 32 x kWarpN
 // (kBM = 128 for 16-bit, 64 for TF32, whose words hold half the reduction), two CTAs per SM. Per tile: gather,
@@ -456,10 +456,10 @@ struct WgradShape {
   bool dy_vec = false;
 };
 
-// Whether wgrad_kernel (and dgrad_kernel) reads dy's channels as 16-byte vectors: channels-last dy (a pixel's channels contiguous, the
-// pixel strides and the base on 16 bytes) and K a multiple of a vector. Otherwise one element per load, along pixels
-// (coalesced in NCHW; in channels-last each lane's element lies in its own sector: r50_conv1 fp16 0.217 ms NHWC
-// against 0.134 NCHW).
+// Whether wgrad_kernel (and dgrad_kernel) reads dy's channels as 16-byte vectors: channels-last dy (a pixel's channels
+// contiguous, the pixel strides and the base on 16 bytes) and K a multiple of a vector. Otherwise one element per load,
+// along pixels (coalesced in NCHW; in channels-last each lane's element lies in its own sector: r50_conv1 fp16 0.217 ms
+// NHWC against 0.134 NCHW).
 template <typename T>
 bool dy_channel_vectors(const ConvParams& p) {
   constexpr int64_t kVec = 16 / int64_t(sizeof(T));
