@@ -190,8 +190,8 @@ __device__ __forceinline__ Bits<T> tap_bits(const Window<T>& w, const int4& at, 
 }
 
 // The run layout's chunk q: run u = q / run_chunks (NCHW: channel u / R, row u % R; channels-last: row u), chunk ci
-// of it. Its table entry: {element offset from the window's corner, row shift, first word row, first word of the
-// pixel's column mask}, then the four words' masks (zero past the run's end).
+// of it (word rows 4 q .. 4 q + 3). Its table entry: {element offset from the window's corner, row shift, first word
+// of the pixel's column mask, 0}, then the four words' masks (zero past the run's end).
 __device__ __forceinline__ void build_run_table(int4* table, const ConvParams& p, const Shape& sh) {
   for (int q = threadIdx.x; q < sh.chunks; q += blockDim.x) {
     const int u = q / sh.run_chunks, ci = q - u * sh.run_chunks;
@@ -201,7 +201,7 @@ __device__ __forceinline__ void build_run_table(int4* table, const ConvParams& p
     int4 keep;
     int* k = &keep.x;
     for (int i = 0; i < 4; ++i) k[i] = 2 * i + 1 < n ? -1 : 2 * i < n ? 0xFFFF : 0;
-    table[2 * q] = make_int4(int(offset), r * int(p.dil_h), 4 * q, 4 * ci);
+    table[2 * q] = make_int4(int(offset), r * int(p.dil_h), 4 * ci, 0);
     table[2 * q + 1] = keep;
   }
 }
@@ -290,19 +290,17 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const ConvParams p
   for (int tile = blockIdx.x; tile < sh.m_tiles; tile += gridDim.x) {
     // This thread's pixel (past M: its row reads zeros and store_tile skips it).
     const Window<T> win = window_of<T>(p, x, pixel_at(tile * Cfg::kBM + m, sh.M, sh.pq, int(p.Q)));
-    if constexpr (sizeof(T) == 2) {
-      if (runs) {
-        // the window's first element's parity (rows start on even elements): the chunks' funnel shift
-        const int first = win.wb * sh.inner, odd = first & 1;
-        const uint32_t columns = column_mask(first - odd, int(p.W) * sh.inner);
-        const Bits<T>* corner = win.image + (win.rel - odd);
+    if (runs) {  // 16-bit only
+      // the window's first element's parity (rows start on even elements): the chunks' funnel shift
+      const int first = win.wb * sh.inner, odd = first & 1;
+      const uint32_t columns = column_mask(first - odd, int(p.W) * sh.inner);
+      const Bits<T>* corner = win.image + (win.rel - odd);
 #pragma unroll 2
-        for (int q = part; q < sh.chunks; q += Cfg::kRowThreads) {
-          const int4 at = table[2 * q];
-          const uint32_t mask = unsigned(win.hb + at.y) < unsigned(H) ? columns >> at.w : 0u;
-          gather_chunk<Cfg::kAPitch>(a_w + at.z * Cfg::kAPitch + m, reinterpret_cast<const uint32_t*>(corner + at.x),
-                                     mask, 16 * odd, table[2 * q + 1]);
-        }
+      for (int q = part; q < sh.chunks; q += Cfg::kRowThreads) {
+        const int4 at = table[2 * q];
+        const uint32_t mask = unsigned(win.hb + at.y) < unsigned(H) ? columns >> at.z : 0u;
+        gather_chunk<Cfg::kAPitch>(a_w + 4 * q * Cfg::kAPitch + m, reinterpret_cast<const uint32_t*>(corner + at.x),
+                                   mask, 16 * odd, table[2 * q + 1]);
       }
     }
     for (int batch = runs ? batches : part; batch < batches; batch += Cfg::kRowThreads) {
