@@ -363,27 +363,33 @@ TMA_POINTWISE = {
     "c200_hw200": Case(1, 200, 10, 20, 128, 1, 1, 1, 0, 1, 1),
     "c256_hw56_k40": Case(3, 256, 7, 8, 40, 1, 1, 1, 0, 1, 1),
     "c520_hw136_k200": Case(2, 520, 8, 17, 200, 1, 1, 1, 0, 1, 1),  # 9 k-tiles (both rings wrap), 2 channel tiles
+    "c192_hw2048_k256_n16": Case(16, 192, 32, 64, 256, 1, 1, 1, 0, 1, 1),  # 512-1024 items: persistent CTAs walk several
 }
 
 
+@pytest.mark.parametrize("persistent", ["0", "1"])
 @pytest.mark.parametrize("kernel", ["implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"])
 @pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(TMA_POINTWISE))
-def test_tma_pointwise(name, precision_mode, kernel, poison, monkeypatch):
+def test_tma_pointwise(name, precision_mode, kernel, persistent, poison, monkeypatch):
     """The 1x1 NCHW kernel of `kernel`'s configuration, forward and backward-data (the forward of grad_output), with
-    and without bias: the results, and that it ran (the other pass pinned to a kernel without it)."""
+    and without bias, one item per CTA or persistent CTAs (CONV2D_EXT_TMA_POINTWISE_PERSISTENT=1; TF32 128x128 has
+    no room for them): the results, and that the kernel meant ran (the other pass pinned to a kernel without it)."""
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     monkeypatch.delenv("CONV2D_EXT_TMA_POINTWISE", raising=False)
+    monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE_PERSISTENT", persistent)
     from torch.profiler import ProfilerActivity, profile
     config = "TmaConfig<1, 128, 3>" if kernel.endswith("128x128_tma") else "TmaConfig<1, 64, 4>"
+    walks = persistent == "1" and not (precision_mode == "tf32" and kernel.endswith("128x128_tma"))
     for pass_, other in [("forward", "backward_data"), ("backward_data", "forward")]:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             run_and_check(TMA_POINTWISE[name], precision_mode, "nchw",
                           {pass_: kernel, other: "implicit_gemm:128x128_wg"}, pass_ == "forward", must_run=True)
             torch.cuda.synchronize()
         ran = [e.name for e in prof.events() if "forward_pointwise_kernel<" in e.name]
-        assert any(config in n for n in ran), f"{pass_}: the {config} kernel did not run: {sorted(set(ran))}"
+        assert any(config in n and (", true>" in n) == walks for n in ran), \
+            f"{pass_}: the {config} kernel (persistent: {walks}) did not run: {sorted(set(ran))}"
 
 
 # The tiled filter repack (forward.cuh's pack_taps_tiled: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],

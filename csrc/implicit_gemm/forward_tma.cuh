@@ -654,7 +654,8 @@ bool pointwise_fits(const ConvParams& p) {
   return !(env != nullptr && env[0] == '0') && Cfg::kMI == 1 && fits && !p.channels_last &&
          p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
          p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W && p.y_stride[3] == 1 && p.y_stride[2] == p.Q &&
-         p.H * p.W < (int64_t(1) << 31) - 256 && (p.H * p.W + 127) / 128 * p.N < (int64_t(1) << 31);
+         p.H * p.W < (int64_t(1) << 31) - 256 &&
+         (p.H * p.W + 127) / 128 * p.N * ((p.K + Cfg::kBN - 1) / Cfg::kBN) < (int64_t(1) << 31);  // work items
 }
 template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the configuration files)
 void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);

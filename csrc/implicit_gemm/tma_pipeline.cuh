@@ -112,6 +112,30 @@ struct TmaRing {
     fence_operands();
   }
 
+  // consume for a CTA that walks several output tiles (forward_pointwise_tma.cuh's persistent CTAs): `at` carries
+  // the ring's position from one tile's k-tiles to the next's, and the tile's last stage is released too once its
+  // MMAs are done (the producer is filling the stages for the next tile meanwhile).
+  template <class Mma, class FenceOperands>
+  __device__ __forceinline__ void consume_from(RingCursor& at, int k_tiles, Mma&& mma,
+                                               FenceOperands&& fence_operands) const {
+    int prev = 0;
+    for (int kb = 0; kb < k_tiles; ++kb) {
+      const unsigned char* s = landed(at);
+      wgmma_fence();
+      fence_operands();
+      mma(s);
+      wgmma_commit();
+      fence_operands();
+      wgmma_wait<1>();  // k-tile kb - 1's MMAs are done: its stage is free
+      if (kb > 0) release(prev);
+      prev = at.stage;
+      at.advance<kStages>();
+    }
+    wgmma_wait<0>();
+    fence_operands();
+    if (k_tiles > 0) release(prev);
+  }
+
   // consume for MMAs with an operand in registers, double-buffered: load(stage, buf) fills register buffer buf (0 or
   // 1, a std::integral_constant, alternating by k-tile) from the landed stage before the fence; mma(stage, buf) issues
   // the MMAs. A buffer is refilled two k-tiles later, once wgmma.wait_group 1 has said its MMAs are done.
