@@ -90,7 +90,8 @@ HOPPER_SWITCHES = {
     "splitk2_shuffled": {"CONV2D_EXT_TMA_SPLITK": "2", "EMU_BLOCK_ORDER": "shuffle"},
     "splitk_auto_reversed": {"CONV2D_EXT_TMA_SPLITK": "auto", "EMU_BLOCK_ORDER": "reverse", "EMU_SMS": "132"},
     "no_pointwise": {"CONV2D_EXT_TMA_POINTWISE": "0"},
-    "pointwise_persistent_one_sm": {"CONV2D_EXT_TMA_POINTWISE_PERSISTENT": "1", "EMU_SMS": "1"},
+    "pointwise_persistent_one_sm_pdl": {"CONV2D_EXT_TMA_POINTWISE_PERSISTENT": "1", "EMU_SMS": "1",
+                                        "CONV2D_EXT_TMA_PDL": "1"},
     "tf32_one_cta": {"CONV2D_EXT_TMA_TF32_ONE_CTA": "1"},
     "no_halo_store_fused": {"CONV2D_EXT_TMA_HALO": "0", "CONV2D_EXT_TMA_STORE": "0", "CONV2D_EXT_TMA_NCHW_FUSED": "0"},
 }
@@ -102,7 +103,8 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     boxes, NCHW read in place, the pointwise kernels, many k-tiles on one tile), with their switches: split-K (2, and
     auto on 132 SMs; the blocks out of order, so a different CTA arrives last), the one-CTA TF32 kernel (both
     experimental, slower on the H200, off by default), the pointwise kernels' persistent CTAs on one SM (each walks
-    up to 12 items; experimental, untimed), and the pointwise 1x1 NCHW kernels, halo, copy-engine store
+    up to 12 items) launched as programmatic dependents (experimental, untimed; the emulator runs launches in order,
+    so this checks the launch path, not the overlap), and the pointwise 1x1 NCHW kernels, halo, copy-engine store
     and in-place NCHW off."""
     passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
     assert runs and len(passed) == sum(runs.values())

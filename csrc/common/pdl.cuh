@@ -5,7 +5,9 @@
 // for the last kernel). A kernel reads before waiting only where it knows what the earlier kernel writes: the
 // convolution after its own pack_kernel reads what came before the pack (complete, since pack_kernel is an ordinary
 // launch), and a backward-weight launched after its call's backward-data (ConvParams::after_backward_data, the op of
-// both backward passes) reads grad_output and the input, which that pass never writes. Both device calls are no-ops
+// both backward passes) reads grad_output and the input, which that pass never writes. The filter repacks and NHWC
+// copies (implicit_gemm/forward.cuh) trigger at their start: a kernel launched right after one of them as a dependent
+// (the copy-engine kernels under CONV2D_EXT_TMA_PDL=1) waits before its first read. Both device calls are no-ops
 // below sm_90 and in kernels launched the ordinary way; the host launch falls back to an ordinary launch below
 // sm_90 and when CONV2D_EXT_PDL=0 (for timing comparisons).
 #pragma once

@@ -19,6 +19,7 @@
 #include <c10/cuda/CUDAException.h>
 
 #include "common/launch.cuh"
+#include "common/pdl.cuh"
 #include "implicit_gemm/implicit_gemm.cuh"
 #include "kernels.h"
 
@@ -31,6 +32,7 @@ struct FilterStrides { int64_t k, c, r, s; };
 template <typename T>
 __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t K,
                                   int64_t Cg, int64_t R, int64_t S) {
+  pdl_launch_dependents();  // a programmatic dependent (the copy-engine kernels) waits for this grid before reading
   const int64_t total = K * R * S * Cg;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = i % Cg, s = (i / Cg) % S, r = (i / Cg / S) % R, k = i / Cg / S / R;
@@ -54,6 +56,7 @@ template <typename T>
 __global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
   extern __shared__ unsigned char pack_smem[];
   T* tile = reinterpret_cast<T*>(pack_smem);  // [64 i's][R S taps]
+  pdl_launch_dependents();  // as pack_filters_krsc
   const int o = blockIdx.x, i0 = blockIdx.y * 64, taps = m.R * m.S, n = 64 * taps;
   const int64_t base = int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so;
   for (int e = threadIdx.x; e < n; e += 256) {
@@ -102,6 +105,7 @@ template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
                                                int C, int H, int W) {
   __shared__ T tile[32][33];
+  pdl_launch_dependents();  // as pack_filters_krsc
   const int HW = H * W, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const int64_t n = blockIdx.z;
   const int px = p0 + threadIdx.x, h = px / W, w = px - h * W;
@@ -136,6 +140,7 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
   constexpr int kLoads = kTile / LV;                                    // loads per 64-element row
   using L = typename VecOf<LV * sizeof(T)>::type;
   __shared__ __align__(16) T tile[kTile][kTile];
+  pdl_launch_dependents();  // as pack_filters_krsc
   const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
   const int64_t n = blockIdx.z;
   const T* src = x + n * s.k + p0;

@@ -96,6 +96,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     if (lane == 0) {
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
+      pdl_wait();  // launched as a programmatic dependent (tma_pdl): the kernels before it are done (no-op otherwise)
       RingCursor at;
       for (int i = blockIdx.x; i < c.items; i += gridDim.x) {
         const Item it = item_at(i);
@@ -255,6 +256,8 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
       constexpr int smem = PointwiseLayout<T, Cfg, true>::kSmem;
       opt_in_shared_memory<kernel>(smem);
       const auto grid = static_cast<unsigned>(std::min<int64_t>(c.items, int64_t(Cfg::kMinBlocks) * num_sms()));
+      if (tma_pdl()) return launch_dependent(kernel, dim3(grid), dim3(kTmaThreads), smem, stream, act_map, filt_map,
+                                             out_map, c);
       kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
@@ -263,6 +266,8 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   constexpr auto kernel = forward_pointwise_kernel<T, Cfg, false>;  // one item per CTA
   constexpr int smem = PointwiseLayout<T, Cfg>::kSmem;
   opt_in_shared_memory<kernel>(smem);
+  if (tma_pdl()) return launch_dependent(kernel, dim3(static_cast<unsigned>(c.items)), dim3(kTmaThreads), smem, stream,
+                                         act_map, filt_map, out_map, c);
   kernel<<<static_cast<unsigned>(c.items), kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/pdl.cuh"
 #include "common/tma.cuh"
 #include "implicit_gemm/forward.cuh"
 #include "implicit_gemm/tma_pipeline.cuh"
@@ -174,6 +175,7 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
     if (lane == 0) {
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
+      pdl_wait();  // launched as a programmatic dependent (tma_pdl): the kernels before it are done (no-op otherwise)
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
       // kHalo / kFromNchw: per filter row and k-tile one activation box (into act_ring, at act_at(r, cc)), then each
       // tap's filters (into filt_ring).
@@ -534,6 +536,17 @@ struct TmaSplit {
   int* counters = nullptr;
 };
 
+// Whether launch_tma (and launch_pointwise_tma) launch their kernels as programmatic dependents (common/pdl.cuh) of
+// the kernel before them, which is mostly this call's own filter repack or NHWC copy: those trigger at their start,
+// so the copy-engine kernel's blocks set up their barriers and tensor maps while the copy's last blocks run; its
+// producer waits (pdl_wait) before its first load, and nothing else in it reads global memory before that load lands.
+// CONV2D_EXT_TMA_PDL=1 (experimental, untimed: off by default until a GPU session times it); CONV2D_EXT_PDL=0 turns
+// every programmatic launch off.
+inline bool tma_pdl() {
+  const char* env = std::getenv("CONV2D_EXT_TMA_PDL");
+  return env != nullptr && env[0] == '1' && pdl_enabled();
+}
+
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
@@ -609,6 +622,7 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
   }
   constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo, kFromNchw>;
   opt_in_shared_memory<kernel>(smem);
+  if (tma_pdl()) return launch_dependent(kernel, grid, dim3(kTmaThreads), smem, stream, act_map, filt_map, out_map, c);
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
