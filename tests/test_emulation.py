@@ -112,11 +112,12 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
 
 def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_harness):
     """implicit_gemm:im2col's persistent grids on one SM (each CTA walks every tile) and on many, and its forward's
-    run layout (CONV2D_EXT_IM2COL_RUNS=1); the mma.sync implicit GEMMs with the tiled filter repack
+    run layout (CONV2D_EXT_IM2COL_RUNS=1); the FFMA forward on an NHWC copy (CONV2D_EXT_FFMA_STAGE_NHWC=1); the mma.sync implicit GEMMs with the tiled filter repack
     (CONV2D_EXT_PACK_TILED=1)."""
     for sms in ("1", "200"):
         _run(registry_harness, "im2col", env={"EMU_SMS": sms})
     _run(registry_harness, "im2col", env={"CONV2D_EXT_IM2COL_RUNS": "1"})  # the forward's run layout
+    _run(registry_harness, "ffma", env={"CONV2D_EXT_FFMA_STAGE_NHWC": "1"})  # NCHW activations copied to NHWC
     _, runs = _run(registry_harness, "implicit_gemm:64x64", "implicit_gemm:128x128_w", "implicit_gemm:128x128_k128",
                    env={"CONV2D_EXT_PACK_TILED": "1"})
     assert runs

@@ -221,6 +221,36 @@ def test_implicit_gemm_strided_backward_data_sliced(name, kernel, layout, slicin
                       must_run=True)
 
 
+# The exact-fp32 FFMA forward on an NHWC copy of NCHW activations (CONV2D_EXT_FFMA_STAGE_NHWC=1, experimental, stride
+# 1 only): 3x3, dilated 3x5, grouped (whole 16-byte vectors per group), an odd map, batch 1, padding past the
+# filter, sliced inputs (offset base pointer, padded rows: the copy reads any strides).
+FFMA_STAGED = {
+    "3x3_c32_k40": Case(2, 32, 11, 13, 40, 3, 3, 1, 1, 1, 1),
+    "3x5_dil2_c20": Case(1, 20, 14, 17, 24, 3, 5, 1, (2, 4), 2, 1),
+    "groups2_c48": Case(2, 48, 9, 10, 64, 3, 3, 1, 1, 1, 2),
+    "batch1_pad3": Case(1, 16, 7, 9, 72, 3, 3, 1, 3, 1, 1),
+}
+
+
+@pytest.mark.parametrize("slicing", ["dense", "offset_rows"])
+@pytest.mark.parametrize("kernel", [k for k in conv2d_ext.kernels()["forward"] if k.endswith("ffma")])
+@pytest.mark.parametrize("name", list(FFMA_STAGED))
+def test_ffma_forward_staged_nhwc(name, kernel, slicing, poison, monkeypatch):
+    """The FFMA configurations' forward with NCHW activations copied to NHWC first: right, and the copy ran (its
+    channels-last main loop writing the NCHW output)."""
+    monkeypatch.setenv("CONV2D_EXT_FFMA_STAGE_NHWC", "1")
+    from torch.profiler import ProfilerActivity, profile
+    offset, row_pad = (0, 0) if slicing == "dense" else (3, 2)
+    with precision("fp32"), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(FFMA_STAGED[name], "fp32", "nchw", {"forward": kernel}, True, offset, row_pad, must_run=True)
+        torch.cuda.synchronize()
+    names = {e.name for e in prof.events()}
+    assert any("to_nhwc" in n for n in names), sorted(names)
+    # forward_kernel<T, Cfg, kNHWC, kVec, kFlat, kOutNHWC>: NHWC in, vector loads, NCHW out
+    assert any(re.search(r"forward_kernel<float, .*(true|\(bool\)1), (true|\(bool\)1), (false|\(bool\)0), "
+                         r"(false|\(bool\)0)>\(", n) for n in names), sorted(names)
+
+
 # The Hopper copy-engine configurations (implicit_gemm:*_tma, every one built): their box of output pixels (nt images
 # x ht rows x wt columns) per shape, channels off the 128-byte k-tile, more than one tile of output channels (and a count off 16-byte
 # runs), strides as the copy engine's element strides, dilation, padding past the kernel, grouped k-tiles, 1x1. Each

@@ -355,20 +355,36 @@ bool vector_loads_fit(const ConvParams& p, int64_t channels, const void* act, co
 // element-by-element NCHW loads are the limit and which read each element once per tap, when the operand's
 // `channels` (and `per_group` of them per group) fill 16-byte vectors, the walk is by tap over `taps` > 1 taps, and
 // its images have fewer than 2^31 `pixels`. Not for one tap: each element is read once, and the copy costs more
-// than it saves (r50_1x1 on the H100: 0.111 ms staged against 0.090 ms native, bf16).
+// than it saves (r50_1x1 on the H100: 0.111 ms staged against 0.090 ms native, bf16). `ffma`: the exact-fp32 FFMA
+// configurations too (ffma_stages_nhwc).
 template <class Cfg>
-bool stages_nhwc(const ConvParams& p, int64_t channels, int64_t per_group, int64_t taps, int64_t pixels) {
-  if (!Cfg::kWgmma || p.channels_last || taps == 1 || pixels >= (int64_t(1) << 31)) return false;
+bool stages_nhwc(const ConvParams& p, int64_t channels, int64_t per_group, int64_t taps, int64_t pixels,
+                 bool ffma = false) {
+  if (!(Cfg::kWgmma || (ffma && Cfg::kFfma)) || p.channels_last || taps == 1 || pixels >= (int64_t(1) << 31))
+    return false;
   const bool fp32 = p.dtype == DType::kFloat32;
   const int64_t E = fp32 ? 4 : 8;
   const bool flat = fp32 ? flat_walk_pays<float, Cfg>(per_group, taps) : flat_walk_pays<__half, Cfg>(per_group, taps);
   return channels % E == 0 && per_group % E == 0 && !flat;
 }
 
+// Whether the exact-fp32 FFMA configurations' forward copies NCHW activations to NHWC too: at stride 1 (at stride 2
+// the channels-last kernels are no faster: r50_3x3_128_s2 0.250 ms against NCHW's 0.248), under
+// CONV2D_EXT_FFMA_STAGE_NHWC=1 (experimental, untimed). The prediction, from session 23's H200 timings: their NCHW
+// main loop gathers 4-byte elements (SASS: 1316 instructions a k-tile, 78% FFMA, against the NHWC loop's 1225, 84%)
+// and runs 13-25% slower than the channels-last one, which the copy (two passes over the input at ~4 TB/s) costs far
+// less than: seed 18.1 -> ~16.1 ms (0.80 -> ~0.90x cuDNN), r50_3x3_64 0.240 -> ~0.214, unet_3x3 2.26 -> ~2.01,
+// dilated 1.11 -> ~0.98, r50_3x3_256 0.302 -> ~0.25, r50_3x3_512 0.376 -> ~0.31, batch1_3x3 0.186 -> ~0.164 (the
+// channels-last rows ran on 128x64_ffma where NCHW ran on ffma for seed, unet and dilated: time both).
+inline bool ffma_stages_nhwc(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_FFMA_STAGE_NHWC");
+  return env != nullptr && env[0] == '1' && p.stride_h == 1 && p.stride_w == 1;
+}
+
 // The forward's activations: stages_nhwc over x.
 template <class Cfg>
 bool stages_nhwc(const ConvParams& p) {
-  return stages_nhwc<Cfg>(p, p.C, p.C_per_group(), p.R * p.S, p.H * p.W);
+  return stages_nhwc<Cfg>(p, p.C, p.C_per_group(), p.R * p.S, p.H * p.W, Cfg::kFfma && ffma_stages_nhwc(p));
 }
 
 // Bytes of a workspace region, rounded up so the next one starts 256-byte aligned.
@@ -391,7 +407,7 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
   if (!p.channels_last) {  // repack KCRS -> KRSC
     const int64_t total = p.K * p.C_per_group() * p.R * p.S;
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
-    if constexpr (Cfg::kWgmma) {
+    if constexpr (Cfg::kWgmma || Cfg::kFfma) {
       if (stages_nhwc<Cfg>(p)) {  // NHWC activations in, NCHW output out (the epilogue writes it directly)
         T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
         ConvParams q = p;
