@@ -17,7 +17,7 @@ import torch
 from ._args import Conv2dError, Problem
 
 __all__ = ["PASSES", "FAMILIES", "AVAILABLE", "Problem", "Decision", "Rule", "RULES", "Registry", "compiled",
-           "can_implement", "check_variant", "forced", "select", "describe"]
+           "can_implement", "check_variant", "forced", "select", "describe", "pointwise_in_place"]
 
 PASSES = ("forward", "backward_data", "backward_weight")
 
@@ -134,7 +134,7 @@ def _tensor_core_backward_data(p: Problem, pass_: str) -> bool:
     return pass_ == "backward_data" and _tensor_core(p, pass_)
 
 
-def _pointwise_in_place(p: Problem) -> bool:
+def pointwise_in_place(p: Problem) -> bool:
     """A 1x1 NCHW convolution the copy-engine configurations read and write in place (their pointwise kernels:
     stride 1, no padding, one group, input and output channel planes of 16-byte multiples; the launcher's
     pointwise_fits, for contiguous tensors)."""
@@ -151,7 +151,7 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
     against 0.102 through the copy; in place 0.038; in fp16/bf16 the copy-engine kernel wins either way, 0.061
     through the copy, 0.021 in place, against 0.100)."""
     if (pass_ == "forward" and not p.channels_last and p.R * p.S == 1 and p.dtype == "float32" and
-            not _pointwise_in_place(p)):
+            not pointwise_in_place(p)):
         return False
     return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1))
 

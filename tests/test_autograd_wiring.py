@@ -198,6 +198,30 @@ def test_nchw_copy_engine_backward_stages_grad_output_once(pytorch_kernels, monk
     assert torch.autograd.gradcheck(lambda x_, w_, b_: conv_module._run(x_, w_, b_, call), (x, w, b))
     assert torch.autograd.gradgradcheck(lambda x_, w_, b_: conv_module._run(x_, w_, b_, call), (x, w, b))
 
+
+def test_nchw_pointwise_backward_reads_grad_output_in_place(pytorch_kernels, monkeypatch):
+    """A 1x1 NCHW problem the pointwise copy-engine kernels read in place (heuristics.pointwise_in_place: channel
+    planes of 16-byte multiples) gets no NHWC copy of grad_output, though both its backward passes run on "_tma"
+    kernels; with planes off 16 bytes it does."""
+    staged = []
+    monkeypatch.setattr(_ops, "to_channels_last", lambda t: staged.append(t.shape) or t.contiguous(
+        memory_format=torch.channels_last))
+    for hw, copies in (((4, 8), 0), ((3, 5), 1)):  # planes of 32 pixels, 16-byte multiples; of 15, not
+        staged.clear()
+        x, w, b = inputs((2, 4) + hw, (6, 4, 1, 1))
+        problem = _args.normalize(x, w, b, 1, 0, 1, 1, allow_tf32=False, capability=(9, 0))
+        assert heuristics.pointwise_in_place(problem) == (copies == 0)
+        plan = dict(heuristics.select(problem))
+        for pass_ in ("backward_data", "backward_weight"):
+            plan[pass_] = heuristics.Decision("implicit_gemm:128x128_tma", "implicit_gemm", "stand-in")
+        call = conv_module._Call(problem, plan, unbatched=False)
+        y = conv_module._run(x, w, b, call)
+        grads = torch.autograd.grad(y, (x, w, b), torch.ones_like(y))
+        assert len(staged) == copies
+        expected = torch.autograd.grad(F.conv2d(x, w, b), (x, w, b), torch.ones_like(y))
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want)
+
     staged.clear()
     y = conv_module._run(x, w, b, conv_module._Call(problem, heuristics.select(problem), unbatched=False))
     torch.autograd.grad(y, (x, w), torch.randn_like(y))

@@ -441,6 +441,32 @@ def test_tma_pointwise(name, precision_mode, kernel, persistent, poison, monkeyp
             f"{pass_}: the {config} kernel (persistent: {walks}) did not run: {sorted(set(ran))}"
 
 
+@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("name", list(TMA_POINTWISE))
+def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch):
+    """The 1x1 NCHW backward-weight read in place (backward_weight_pointwise_tma.cuh, CONV2D_EXT_TMA_POINTWISE_WGRAD=1,
+    experimental): the weight gradient against the reference, bit-identical over three runs (split-K's fixed-order
+    sum), and that it ran, alone and within the op of both backward passes."""
+    kernel = "implicit_gemm:128x128_tma"
+    if not _tma_built(kernel):
+        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE_WGRAD", "1")
+    from torch.profiler import ProfilerActivity, profile
+    case = TMA_POINTWISE[name]
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(case, precision_mode, "nchw", {"backward_weight": kernel, "backward_data": kernel}, False,
+                      must_run=True)
+        torch.cuda.synchronize()
+    assert any("backward_weight_pointwise_kernel<" in e.name for e in prof.events()), "it did not run"
+    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False, seed=fresh_seed())
+    x.requires_grad_(True), w.requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, variant={"backward_weight": kernel}, **case.conv_args)
+    gy = torch.randn_like(y)
+    first = torch.autograd.grad(y, w, gy, retain_graph=True)[0]
+    for _ in range(2):
+        assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
+
+
 # The tiled filter repack (forward.cuh's pack_taps_tiled: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],
 # flipped or not, for backward-data; EXPERIMENTAL, written in session 23 with no device time left:
 # CONV2D_EXT_PACK_TILED=1, and this test only with CONV2D_EXT_TEST_PACK_TILED=1). Partial tiles of 64 channels on both

@@ -3,6 +3,7 @@
 
 namespace conv2d_ext {
 namespace igemm {
+template void backward_weight_pointwise_launch_typed<float>(const ConvParams&, void*, cudaStream_t);
 template void backward_weight_tma_tf32_launch<TmaWgradTf32Config128x128>(const ConvParams&, void*, cudaStream_t);
 }  // namespace igemm
 }  // namespace conv2d_ext

@@ -23,7 +23,7 @@
 // split order by reduce_splits (bit-identical from run to run).
 #pragma once
 
-#include "implicit_gemm/backward_weight_tma.cuh"
+#include "implicit_gemm/backward_weight_pointwise_tma.cuh"  // and backward_weight_tma.cuh
 
 namespace conv2d_ext {
 namespace igemm {
@@ -277,7 +277,8 @@ void backward_weight_tma_tf32_launch(const ConvParams& p, void* workspace, cudaS
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The registry entry 128x128_tma: the 16-bit kernel (MN-major operands) or, for float32 with TF32, this one.
+// The registry entry 128x128_tma: the 16-bit kernel (MN-major operands) or, for float32 with TF32, this one; a 1x1 NCHW
+// problem, under CONV2D_EXT_TMA_POINTWISE_WGRAD=1, backward_weight_pointwise_tma.cuh's kernel in every dtype.
 template <class Cfg16, class CfgTf32>
 std::string backward_weight_tma_entry_can_implement(const ConvParams& p) {
   return p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_can_implement(p)
@@ -286,11 +287,15 @@ std::string backward_weight_tma_entry_can_implement(const ConvParams& p) {
 
 template <class Cfg16, class CfgTf32>
 int64_t backward_weight_tma_entry_workspace(const ConvParams& p) {
-  return p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_workspace(p) : backward_weight_tma_workspace<Cfg16>(p);
+  const int64_t bytes =
+      p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_workspace(p) : backward_weight_tma_workspace<Cfg16>(p);
+  return pointwise_wgrad_fits(p) ? std::max(bytes, backward_weight_pointwise_workspace(p)) : bytes;
 }
 
 template <class Cfg16, class CfgTf32>
 void backward_weight_tma_entry_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.K * p.C > 0 && p.N * p.P * p.Q > 0 && pointwise_wgrad_fits(p))  // 1x1 NCHW read in place
+    return backward_weight_pointwise_launch(p, workspace, stream);
   if (p.dtype == DType::kFloat32) backward_weight_tma_tf32_launch<CfgTf32>(p, workspace, stream);
   else backward_weight_tma_launch<Cfg16>(p, workspace, stream);
 }

@@ -1,0 +1,162 @@
+// Backward-weight of a 1x1 NCHW convolution (stride 1, no padding, one group) read in place by Hopper's copy engine:
+//   dW (K x C) = sum over images n of dy[n] (K x HW) x x[n]^T (HW x C).
+// Both operands are pixel-contiguous, that is K-major for wgmma (the reduction runs along their rows), in every
+// dtype, TF32 included: no NHWC copies, each byte of x and grad_output read once. The 128x128_tma entry takes it
+// for such problems under CONV2D_EXT_TMA_POINTWISE_WGRAD=1 (written in session 27 without a device, not yet timed:
+// r50_1x1 reads 64 MB in fp16, ~16 us at 4 TB/s, where the general kernel first copies both operands to NHWC and
+// cuDNN takes ~0.1 ms).
+//
+// GEMM mapping: M = output channels in tiles of 128 (64 per consumer warpgroup), N = input channels in tiles of 128,
+// the reduction over (image, pixel) in k-tiles of 128 bytes of pixels (64 16-bit, 32 fp32): per k-tile one box
+// {pixels, 128 channels} of the view {HW, K, N} of grad_output and one of the view {HW, C, N} of x, each a 128-byte
+// swizzled row per channel (forward_tma.cuh's K-major operand layout). An image's last box past HW is zero-filled by
+// the copy engine in both operands, so it adds nothing; so are channels past K or C. Split-K over the k-tiles
+// (split_boxes): each CTA writes its fp32 tile to partials[split]; reduce_splits adds them in split order, so the
+// result is bit-identical run to run.
+#pragma once
+
+#include <cstdlib>
+
+#include "implicit_gemm/backward_weight_tma.cuh"
+
+namespace conv2d_ext {
+namespace igemm {
+
+struct PointwiseWgrad {
+  int px_tiles;            // k-tiles (boxes of pixels) per image
+  int k_tiles, per_split;  // k-tiles of the whole reduction, and of one split
+  int K, C;
+  float* partials;         // [split][K][C]
+};
+
+constexpr int kPointwiseWgradStages = 3;  // stages of 32 KB (two 16 KB boxes): two CTAs per SM
+
+template <typename T>
+__global__ void __launch_bounds__(kTmaThreads, 2)
+    backward_weight_pointwise_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
+                                     const PointwiseWgrad c) {
+  constexpr int BK = kTmaRowBytes / int(sizeof(T));  // pixels per k-tile
+  constexpr int kBox = 128 * kTmaRowBytes, kStageBytes = 2 * kBox, kStages = kPointwiseWgradStages;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const TmaRing<kStages, kStageBytes> ring(smem);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int m0 = blockIdx.x * 128, n0 = blockIdx.y * 128, split = blockIdx.z;
+  const int kb0 = split * c.per_split, k_tiles = min(c.per_split, c.k_tiles - kb0);
+  if (threadIdx.x == 0) ring.init(2);
+  __syncthreads();
+
+  if (warp == 8) {  // producer: per k-tile a box of grad_output's channels m0.. and one of the input's n0..
+    if (lane == 0) {
+      tma_prefetch_descriptor(&dy_map);
+      tma_prefetch_descriptor(&x_map);
+      int n = kb0 / c.px_tiles, t = kb0 - n * c.px_tiles;
+      ring.produce(k_tiles, kStageBytes, [&](int, unsigned char* stage, uint64_t* bar) {
+        tma_load_4d(stage, &dy_map, bar, t * BK, m0, n, 0);
+        tma_load_4d(stage + kBox, &x_map, bar, t * BK, n0, n, 0);
+        if (++t == c.px_tiles) t = 0, ++n;
+      });
+    }
+    return;
+  }
+
+  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63 (rows 64 wg.. of the grad_output box) x the 128
+  // input channels; a k-step is 32 bytes of each row (16 pixels 16-bit, 8 fp32).
+  const int wg = warp / 4;
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  ring.consume(
+      k_tiles,
+      [&](const unsigned char* stage) {
+#pragma unroll
+        for (int step = 0; step < kTmaRowBytes / 32; ++step)
+          Wgmma64x128<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + wg * 64 * kTmaRowBytes + step * 32),
+                              wgmma_descriptor<kTmaRowBytes>(stage + kBox + step * 32));
+      },
+      [&] { wgmma_fence_operands(acc); });
+
+  // The partial tile: accumulator i is row (warp % 4) 16 + lane / 4 (+ 8), column (i / 4) 8 + (lane % 4) 2 (+ 1).
+  float* out = c.partials + int64_t(split) * c.K * c.C;
+  const int row = m0 + wg * 64 + (warp % 4) * 16 + lane / 4;
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+    const int m = row + (i % 4 / 2) * 8, ch = n0 + (i / 4) * 8 + (lane % 4) * 2 + i % 2;
+    if (m < c.K && ch < c.C) out[int64_t(m) * c.C + ch] = acc[i];
+  }
+}
+
+// Whether the 128x128_tma entry runs p's backward-weight here: CONV2D_EXT_TMA_POINTWISE_WGRAD=1, a 1x1 NCHW problem at
+// stride 1 without padding, one group, grad_output and input maps of contiguous pixels (the views {HW, channels, N})
+// whose channel and image strides are 16-byte multiples, 16-byte aligned.
+inline bool pointwise_wgrad_fits(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_WGRAD");
+  if (env == nullptr || env[0] != '1') return false;
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  return !p.channels_last && p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
+         p.pad_w == 0 && p.dil_h == 1 && p.dil_w == 1 && p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W &&
+         p.y_stride[3] == 1 && p.y_stride[2] == p.Q && tma_strides_fit(elem, p.x, {p.x_stride[1], p.x_stride[0]}) &&
+         tma_strides_fit(elem, p.y, {p.y_stride[1], p.y_stride[0]}) && p.H * p.W < (int64_t(1) << 31) &&
+         p.N * ((p.H * p.W * elem + kTmaRowBytes - 1) / kTmaRowBytes) < (int64_t(1) << 31);
+}
+
+// The split of the reduction: split_boxes over the k-tiles, at least 16 per split.
+inline BoxSplit pointwise_wgrad_split(const ConvParams& p) {
+  const int64_t px = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
+  const int64_t k_tiles = p.N * ((p.H * p.W + px - 1) / px), tiles = ((p.K + 127) / 128) * ((p.C + 127) / 128);
+  return split_boxes(k_tiles, tiles, 1, 16);
+}
+
+// Its workspace: the partial tiles.
+inline int64_t backward_weight_pointwise_workspace(const ConvParams& p) {
+  return region(int64_t(pointwise_wgrad_split(p).splits) * p.K * p.C * 4);
+}
+
+template <typename T>
+void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
+  const uint64_t hw = uint64_t(p.H * p.W);
+  CUtensorMap dy_map, x_map;
+  const char* why = encode_tensor_map_4d(&dy_map, tma_dtype<T>(), p.y, {hw, uint64_t(p.K), uint64_t(p.N), 1},
+                                         {uint64_t(p.y_stride[1] * e), uint64_t(p.y_stride[0] * e),
+                                          uint64_t(p.y_stride[0] * e) * uint64_t(p.N)},
+                                         {uint32_t(BK), 128, 1, 1}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise backward_weight (grad_output): ", why);
+  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), p.x, {hw, uint64_t(p.C), uint64_t(p.N), 1},
+                             {uint64_t(p.x_stride[1] * e), uint64_t(p.x_stride[0] * e),
+                              uint64_t(p.x_stride[0] * e) * uint64_t(p.N)},
+                             {uint32_t(BK), 128, 1, 1}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise backward_weight (input): ", why);
+
+  const BoxSplit split = pointwise_wgrad_split(p);
+  PointwiseWgrad c{};
+  c.px_tiles = static_cast<int>((hw + BK - 1) / BK);
+  c.k_tiles = static_cast<int>(p.N * c.px_tiles), c.per_split = split.boxes_per_split;
+  c.K = static_cast<int>(p.K), c.C = static_cast<int>(p.C);
+  c.partials = static_cast<float*>(workspace);
+
+  constexpr auto kernel = backward_weight_pointwise_kernel<T>;
+  constexpr int smem = kPointwiseWgradStages * (2 * 128 * kTmaRowBytes + 16) + 1024;
+  opt_in_shared_memory<kernel>(smem);
+  const dim3 grid(static_cast<unsigned>((p.K + 127) / 128), static_cast<unsigned>((p.C + 127) / 128),
+                  static_cast<unsigned>(split.splits));
+  kernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  reduce_splits<T><<<grid_for(p.K * p.C, 256, 4), 256, 0, stream>>>(c.partials, split.splits, p, true);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Instantiated per dtype in backward_weight_128x128_tma_{f16,bf16,tf32}.cu.
+extern template void backward_weight_pointwise_launch_typed<__half>(const ConvParams&, void*, cudaStream_t);
+extern template void backward_weight_pointwise_launch_typed<__nv_bfloat16>(const ConvParams&, void*, cudaStream_t);
+extern template void backward_weight_pointwise_launch_typed<float>(const ConvParams&, void*, cudaStream_t);
+
+inline void backward_weight_pointwise_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.dtype == DType::kFloat16) backward_weight_pointwise_launch_typed<__half>(p, workspace, stream);
+  else if (p.dtype == DType::kBFloat16) backward_weight_pointwise_launch_typed<__nv_bfloat16>(p, workspace, stream);
+  else backward_weight_pointwise_launch_typed<float>(p, workspace, stream);
+}
+
+}  // namespace igemm
+}  // namespace conv2d_ext
