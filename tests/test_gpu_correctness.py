@@ -450,6 +450,8 @@ def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch
     kernel = "implicit_gemm:128x128_tma"
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+    if precision_mode == "tf32" and TMA_POINTWISE[name].W % 4 != 0:
+        pytest.skip("the 128x128_tma entry's TF32 backward-weight takes rows of whole 16-byte multiples (W % 4 == 0)")
     monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE_WGRAD", "1")
     from torch.profiler import ProfilerActivity, profile
     case = TMA_POINTWISE[name]

@@ -11,12 +11,14 @@
 // {pixels, 128 channels} of the view {HW, K, N} of grad_output and one of the view {HW, C, N} of x, each a 128-byte
 // swizzled row per channel (forward_tma.cuh's K-major operand layout). An image's last box past HW is zero-filled by
 // the copy engine in both operands, so it adds nothing; so are channels past K or C. Split-K over the k-tiles
-// (split_boxes): each CTA writes its fp32 tile to partials[split]; reduce_splits adds them in split order, so the
-// result is bit-identical run to run.
+// (split_boxes): each CTA writes its fp32 tile to partials[split]; finish_splits (common/reduce.cuh) adds them in a
+// fixed order, 32 lanes of rows per element (r50_1x1: 98 splits of 16K elements; reduce_splits' one thread per
+// element would walk 98 rows serially), so the result is bit-identical run to run.
 #pragma once
 
 #include <cstdlib>
 
+#include "common/reduce.cuh"
 #include "implicit_gemm/backward_weight_tma.cuh"
 
 namespace conv2d_ext {
@@ -76,6 +78,7 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
                               wgmma_descriptor<kTmaRowBytes>(stage + kBox + step * 32));
       },
       [&] { wgmma_fence_operands(acc); });
+  pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
 
   // The partial tile: accumulator i is row (warp % 4) 16 + lane / 4 (+ 8), column (i / 4) 8 + (lane % 4) 2 (+ 1).
   float* out = c.partials + int64_t(split) * c.K * c.C;
@@ -86,6 +89,17 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
     if (m < c.K && ch < c.C) out[int64_t(m) * c.C + ch] = acc[i];
   }
 }
+
+// finish_splits' store: element e = k C + c of a 1x1 weight.
+template <typename T>
+struct StorePointwiseWeight {
+  T* w;
+  int64_t k_stride, c_stride, C;
+  __device__ __forceinline__ void operator()(int64_t e, float total) const {
+    const int64_t k = e / C;
+    w[k * k_stride + (e - k * C) * c_stride] = from_acc<T>(total);
+  }
+};
 
 // Whether the 128x128_tma entry runs p's backward-weight here: CONV2D_EXT_TMA_POINTWISE_WGRAD=1, a 1x1 NCHW problem at
 // stride 1 without padding, one group, grad_output and input maps of contiguous pixels (the views {HW, channels, N})
@@ -143,8 +157,14 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
                   static_cast<unsigned>(split.splits));
   kernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  reduce_splits<T><<<grid_for(p.K * p.C, 256, 4), 256, 0, stream>>>(c.partials, split.splits, p, true);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (split.splits == 1) {  // one row of partial sums: converted into the weight's layout
+    reduce_splits<T><<<grid_for(p.K * p.C, 256, 4), 256, 0, stream>>>(c.partials, 1, p, true);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  const StorePointwiseWeight<T> store{static_cast<T*>(p.w), p.w_stride[0], p.w_stride[1], p.C};
+  finish_splits(SplitOutput<float, StorePointwiseWeight<T>>{c.partials, p.K * p.C, store},
+                SplitPlan{split.splits, 0}, stream);
 }
 
 // Instantiated per dtype in backward_weight_128x128_tma_{f16,bf16,tf32}.cu.

@@ -31,8 +31,9 @@ struct FilterStrides { int64_t k, c, r, s; };
 // KRSC copy of KCRS filters (NCHW), so that the filter operand is channel-contiguous like the activations'.
 template <typename T>
 __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t K,
-                                  int64_t Cg, int64_t R, int64_t S) {
-  pdl_launch_dependents();  // a programmatic dependent (the copy-engine kernels) waits for this grid before reading
+                                  int64_t Cg, int64_t R, int64_t S, bool trigger) {
+  // `trigger`: a copy-engine kernel follows as this grid's programmatic dependent (tma_pdl), waiting before it reads
+  if (trigger) pdl_launch_dependents();
   const int64_t total = K * R * S * Cg;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = i % Cg, s = (i / Cg) % S, r = (i / Cg / S) % R, k = i / Cg / S / R;
@@ -53,10 +54,11 @@ struct TapPack {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
+__global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, TapPack m, T* __restrict__ out,
+                                                       bool trigger) {
   extern __shared__ unsigned char pack_smem[];
   T* tile = reinterpret_cast<T*>(pack_smem);  // [64 i's][R S taps]
-  pdl_launch_dependents();  // as pack_filters_krsc
+  if (trigger) pdl_launch_dependents();       // as pack_filters_krsc
   const int o = blockIdx.x, i0 = blockIdx.y * 64, taps = m.R * m.S, n = 64 * taps;
   const int64_t base = int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so;
   for (int e = threadIdx.x; e < n; e += 256) {
@@ -73,24 +75,26 @@ __global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, 
 // Runs pack_taps_tiled where it is switched on and its tile fits 48 KB of shared memory; false: the caller runs the
 // element-wise kernel instead.
 template <typename T>
-bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
+bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream, bool trigger = false) {
   const char* env = std::getenv("CONV2D_EXT_PACK_TILED");
   const int64_t smem = 64 * int64_t(m.R) * m.S * int64_t(sizeof(T));
   if (env == nullptr || env[0] != '1' || smem > 48 * 1024 || m.O <= 0 || m.I <= 0 || (m.I + 63) / 64 > 65535)
     return false;
   const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + 63) / 64));
-  pack_taps_tiled<T><<<grid, 256, static_cast<size_t>(smem), stream>>>(w, m, out);
+  pack_taps_tiled<T><<<grid, 256, static_cast<size_t>(smem), stream>>>(w, m, out, trigger);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
 }
 
-// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there.
+// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there. `trigger`:
+// the next kernel is launched as its programmatic dependent (common/pdl.cuh).
 template <typename T>
-void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
+void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream,
+                 bool trigger = false) {
   const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
   const TapPack m{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)};
-  if (!pack_taps<T>(filters, m, dst, stream)) {
-    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S);
+  if (!pack_taps<T>(filters, m, dst, stream, trigger)) {
+    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S, trigger);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   filters = dst;
@@ -103,9 +107,9 @@ void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* d
 // version; to_nhwc_vec below moves 16-byte vectors where the layout allows.
 template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
-                                               int C, int H, int W) {
+                                               int C, int H, int W, bool trigger) {
   __shared__ T tile[32][33];
-  pdl_launch_dependents();  // as pack_filters_krsc
+  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc
   const int HW = H * W, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const int64_t n = blockIdx.z;
   const int px = p0 + threadIdx.x, h = px / W, w = px - h * W;
@@ -135,12 +139,12 @@ template <> struct VecOf<2> { using type = uint16_t; };
 // of a pixel per thread, a warp covering whole 128-byte runs of channels.
 template <typename T, int LV>
 __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
-                                                   int C, int HW) {
+                                                   int C, int HW, bool trigger) {
   constexpr int E = 16 / sizeof(T), kTile = 64, kChunks = kTile / E;  // chunks (16-byte vectors) per 64-element row
   constexpr int kLoads = kTile / LV;                                    // loads per 64-element row
   using L = typename VecOf<LV * sizeof(T)>::type;
   __shared__ __align__(16) T tile[kTile][kTile];
-  pdl_launch_dependents();  // as pack_filters_krsc
+  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc
   const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
   const int64_t n = blockIdx.z;
   const T* src = x + n * s.k + p0;
@@ -185,16 +189,17 @@ int to_nhwc_load_elems(const T* x, const int64_t (&stride)[4], int64_t C, int64_
 // for lv == 0.
 template <typename T, int LV = 16 / sizeof(T)>
 void launch_to_nhwc_kernel(int lv, dim3 grid, const T* src, FilterStrides s, T* dst, int64_t C, int64_t H, int64_t W,
-                           cudaStream_t stream) {
-  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream);
-  else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
+                           cudaStream_t stream, bool trigger) {
+  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W), trigger);
+  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream, trigger);
+  else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W), trigger);
 }
 
-// `out`: 16-byte aligned (a workspace region).
+// `out`: 16-byte aligned (a workspace region). `trigger`: the next kernel is launched as the last copy's programmatic
+// dependent (common/pdl.cuh).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, bool trigger = false) {
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
   const int lv = to_nhwc_load_elems(x, stride, C, H, W);
   const int64_t tile = lv > 0 ? 64 : 32;
@@ -202,7 +207,8 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
     const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
-    launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream);
+    launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream,
+                             trigger && n0 + images == N);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }
@@ -238,12 +244,12 @@ inline int64_t staged_nhwc_bytes(const void* act, const int64_t (&stride)[4], in
 // dense NHWC already.
 template <typename T>
 const T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H,
-                     int64_t W, int64_t (&nhwc)[4], cudaStream_t stream) {
+                     int64_t W, int64_t (&nhwc)[4], cudaStream_t stream, bool trigger = false) {
   nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
   // Already dense NHWC and 16-byte aligned (the backward of an NCHW call hands its copy-engine kernels grad_output
   // staged once, conv2d.py): read in place.
   if (dense_nhwc(act, stride, C, H, W)) return static_cast<const T*>(act);
-  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
+  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream, trigger);
   return dst;
 }
 

@@ -222,9 +222,10 @@ inline bool pointwise_persistent() {
   return env != nullptr && env[0] == '1';
 }
 
-// Runs it on p (pointwise_fits), the filters at `filt` with strides fs (fs.c == 1, as launch_tma's).
+// Runs it on p (pointwise_fits), the filters at `filt` with strides fs (fs.c == 1, as launch_tma's); `dependent`: as
+// the programmatic dependent of the repack just launched (tma_pdl).
 template <typename T, class Cfg>
-void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream) {
+void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream, bool dependent) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
   constexpr bool kTf32 = sizeof(T) == 4;
   const uint64_t hw = uint64_t(p.H * p.W);
@@ -256,7 +257,7 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
       constexpr int smem = PointwiseLayout<T, Cfg, true>::kSmem;
       opt_in_shared_memory<kernel>(smem);
       const auto grid = static_cast<unsigned>(std::min<int64_t>(c.items, int64_t(Cfg::kMinBlocks) * num_sms()));
-      if (tma_pdl()) return launch_dependent(kernel, dim3(grid), dim3(kTmaThreads), smem, stream, act_map, filt_map,
+      if (dependent) return launch_dependent(kernel, dim3(grid), dim3(kTmaThreads), smem, stream, act_map, filt_map,
                                              out_map, c);
       kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -266,7 +267,7 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   constexpr auto kernel = forward_pointwise_kernel<T, Cfg, false>;  // one item per CTA
   constexpr int smem = PointwiseLayout<T, Cfg>::kSmem;
   opt_in_shared_memory<kernel>(smem);
-  if (tma_pdl()) return launch_dependent(kernel, dim3(static_cast<unsigned>(c.items)), dim3(kTmaThreads), smem, stream,
+  if (dependent) return launch_dependent(kernel, dim3(static_cast<unsigned>(c.items)), dim3(kTmaThreads), smem, stream,
                                          act_map, filt_map, out_map, c);
   kernel<<<static_cast<unsigned>(c.items), kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();

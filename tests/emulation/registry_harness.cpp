@@ -339,7 +339,7 @@ int main(int argc, char** argv) {
       {1, 72, 6, 20, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},     // 1x1, H W = 120, channels and filters partial
       {3, 32, 4, 36, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1, H W = 144 (two pixel tiles an image)
       {4, 136, 8, 32, 192, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},   // 1x1, 24 items of 128x64 (persistent CTAs walk them)
-      {9, 40, 10, 12, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},  // 1x1, 18-36 k-tiles of pixels: the pointwise wgrad's splits
+      {7, 40, 6, 28, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, 21-42 k-tiles: pointwise wgrad splits start mid-image
   };
   std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
   if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));
