@@ -740,7 +740,7 @@ SHARED_STAGING.update({f"tf32_{name}": case for name, case in TMA_WGRAD_TF32.ite
 @pytest.mark.parametrize("name", list(SHARED_STAGING))
 def test_nchw_backward_stages_grad_output_once(name, precision_mode, slicing, poison, monkeypatch):
     """Forward and both gradients correct when the two copy-engine backward passes share one NHWC grad_output, which
-    the backward makes exactly once per call."""
+    the backward makes exactly once per call (not at all for 1x1 problems the pointwise kernels read in place)."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} needs an sm_90a build on a compute capability 9.0 GPU")
     copies = []
@@ -756,7 +756,8 @@ def test_nchw_backward_stages_grad_output_once(name, precision_mode, slicing, po
         if why:
             pytest.skip(f"{kernel} cannot run {pass_} of {name}: {why}")
     run_and_check(case, precision_mode, "nchw", variant, True, offset, row_pad, must_run=True)
-    assert len(copies) == 1
+    # none for a 1x1 problem the pointwise kernels read in place (TF32 1x1_c24: 432-byte planes)
+    assert len(copies) == (0 if conv2d_ext.heuristics.pointwise_in_place(problem) else 1)
 
 
 def test_to_channels_last_op_copies_exactly():
