@@ -198,6 +198,11 @@ def test_nchw_copy_engine_backward_stages_grad_output_once(pytorch_kernels, monk
     assert torch.autograd.gradcheck(lambda x_, w_, b_: conv_module._run(x_, w_, b_, call), (x, w, b))
     assert torch.autograd.gradgradcheck(lambda x_, w_, b_: conv_module._run(x_, w_, b_, call), (x, w, b))
 
+    staged.clear()
+    y = conv_module._run(x, w, b, conv_module._Call(problem, heuristics.select(problem), unbatched=False))
+    torch.autograd.grad(y, (x, w), torch.randn_like(y))
+    assert staged == []
+
 
 def test_nchw_pointwise_backward_reads_grad_output_in_place(pytorch_kernels, monkeypatch):
     """A 1x1 NCHW problem the pointwise copy-engine kernels read in place (heuristics.pointwise_in_place: channel
@@ -221,8 +226,3 @@ def test_nchw_pointwise_backward_reads_grad_output_in_place(pytorch_kernels, mon
         expected = torch.autograd.grad(F.conv2d(x, w, b), (x, w, b), torch.ones_like(y))
         for got, want in zip(grads, expected):
             torch.testing.assert_close(got, want)
-
-    staged.clear()
-    y = conv_module._run(x, w, b, conv_module._Call(problem, heuristics.select(problem), unbatched=False))
-    torch.autograd.grad(y, (x, w), torch.randn_like(y))
-    assert staged == []
