@@ -226,7 +226,7 @@ def test_implicit_gemm_strided_backward_data_sliced(name, kernel, layout, slicin
 # filter, sliced inputs (offset base pointer, padded rows: the copy reads any strides).
 FFMA_STAGED = {
     "3x3_c32_k40": Case(2, 32, 11, 13, 40, 3, 3, 1, 1, 1, 1),
-    "3x5_dil2_c20": Case(1, 20, 14, 17, 24, 3, 5, 1, (2, 4), 2, 1),
+    "3x5_dil2_c32": Case(1, 32, 14, 17, 24, 3, 5, 1, (2, 4), 2, 1),  # 32 channels: the walk by tap (C = 20 walks flat)
     "groups2_c48": Case(2, 48, 9, 10, 64, 3, 3, 1, 1, 1, 2),
     "batch1_pad3": Case(1, 16, 7, 9, 72, 3, 3, 1, 3, 1, 1),
 }
