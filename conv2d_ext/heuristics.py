@@ -250,6 +250,16 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
                                                      p.W >= 32)
 
 
+def _ffma_stages_nhwc(p: Problem) -> bool:
+    """An exact-fp32 NCHW forward the FFMA configurations run on an NHWC copy of the input (forward.cuh's
+    ffma_stages_nhwc and stages_nhwc): stride 1, more than one tap, channels (and per group) in 16-byte vectors, a walk
+    by tap (the flat walk not cheaper: 64-byte k-tiles of 16 channels)."""
+    cg, taps = p.C // p.groups, p.R * p.S
+    by_tap, flat = taps * -(-cg // 16), -(-taps * cg // 16)
+    return (not p.channels_last and tuple(p.stride) == (1, 1) and taps > 1 and p.C % 4 == 0 and cg % 4 == 0 and
+            p.H * p.W < (1 << 31) and not 4 * flat < 3 * by_tap)
+
+
 def _ffma_128x64(p: Problem, pass_: str) -> bool:
     """Exact fp32 forward or backward-data on 128x64 FFMA tiles (H200, per pass, against 128x128 ffma): 64 or fewer
     channels on the GEMM's N (seed backward-data 18.5 / 16.4 ms NCHW / NHWC against 34.1 / 32.8; r50_3x3_64 forward
@@ -260,8 +270,9 @@ def _ffma_128x64(p: Problem, pass_: str) -> bool:
     if not _exact_fp32(p) or p.depthwise or pass_ not in ("forward", "backward_data") or _gemm_columns(p, pass_) < 16:
         return False
     tiles = _tiles(p, 128, 128, pass_)
-    if pass_ == "forward":
-        return p.channels_last or _gemm_columns(p, pass_) <= 64 or tiles < _FULL_WAVE_TILES
+    if pass_ == "forward":  # NCHW staged to NHWC runs as channels-last does (session 27, H100: seed 16.8 against
+        # 18.1 ms on ffma, unet_3x3 2.05 against 2.26, dilated 0.97 against 1.11)
+        return p.channels_last or _ffma_stages_nhwc(p) or _gemm_columns(p, pass_) <= 64 or tiles < _FULL_WAVE_TILES
     return _gemm_columns(p, pass_) <= 64 or tiles <= _SMALL_TMA_TILES
 
 

@@ -352,12 +352,13 @@ def test_exact_precision_stays_off_tensor_cores(kw):
 
 
 def test_exact_fp32_ffma_tile_shapes():
-    """128x64 FFMA tiles for 64 or fewer channels on the GEMM's N, small grids and channels-last forwards; 64x128 for
-    backward-weight of 64 or fewer filters; 128x128 otherwise (timed per pass on the H200: heuristics.py)."""
+    """128x64 FFMA tiles for 64 or fewer channels on the GEMM's N, small grids, channels-last forwards and NCHW
+    forwards staged to NHWC (stride 1, channels in vectors); 64x128 for backward-weight of 64 or fewer filters; 128x128
+    otherwise (timed per pass on the H200 and H100: heuristics.py)."""
     exact = dict(dtype="float32", allow_tf32=False)
     seed = select(_suite_problem(**SEED, **exact))
     assert (seed["forward"].kernel, seed["backward_data"].kernel, seed["backward_weight"].kernel) == (
-        "implicit_gemm:ffma", "implicit_gemm:128x64_ffma", "implicit_gemm:ffma")  # 64 input channels
+        "implicit_gemm:128x64_ffma", "implicit_gemm:128x64_ffma", "implicit_gemm:ffma")  # 64 input channels
     seed_nhwc = select(_suite_problem(**SEED, channels_last=True, **exact))
     assert seed_nhwc["forward"].kernel == "implicit_gemm:128x64_ffma"
     r50_3x3_64 = select(_suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, **exact))
@@ -366,7 +367,10 @@ def test_exact_fp32_ffma_tile_shapes():
     assert r50_3x3_512["forward"].kernel == r50_3x3_512["backward_data"].kernel == "implicit_gemm:128x64_ffma"
     assert r50_3x3_512["backward_weight"].kernel == "implicit_gemm:ffma"
     unet = select(_suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, **exact))
-    assert {d.kernel for d in unet.values()} == {"implicit_gemm:ffma"}
+    assert unet["forward"].kernel == "implicit_gemm:128x64_ffma"  # staged to NHWC
+    assert unet["backward_data"].kernel == unet["backward_weight"].kernel == "implicit_gemm:ffma"
+    strided = select(_suite_problem(4, 128, 256, 256, 128, 3, 3, stride=2, pad=1, **exact))  # not staged at stride 2
+    assert strided["forward"].kernel == "implicit_gemm:ffma"
 
 
 def test_depthwise_and_narrow_groups_stay_off_the_gemm():

@@ -375,16 +375,15 @@ bool stages_nhwc(const ConvParams& p, int64_t channels, int64_t per_group, int64
 }
 
 // Whether the exact-fp32 FFMA configurations' forward copies NCHW activations to NHWC too: at stride 1 (at stride 2
-// the channels-last kernels are no faster: r50_3x3_128_s2 0.250 ms against NCHW's 0.248), under
-// CONV2D_EXT_FFMA_STAGE_NHWC=1 (experimental, untimed). The prediction, from session 23's H200 timings: their NCHW
-// main loop gathers 4-byte elements (SASS: 1316 instructions a k-tile, 78% FFMA, against the NHWC loop's 1225, 84%)
-// and runs 13-25% slower than the channels-last one, which the copy (two passes over the input at ~4 TB/s) costs far
-// less than: seed 18.1 -> ~16.1 ms (0.80 -> ~0.90x cuDNN), r50_3x3_64 0.240 -> ~0.214, unet_3x3 2.26 -> ~2.01,
-// dilated 1.11 -> ~0.98, r50_3x3_256 0.302 -> ~0.25, r50_3x3_512 0.376 -> ~0.31, batch1_3x3 0.186 -> ~0.164 (the
-// channels-last rows ran on 128x64_ffma where NCHW ran on ffma for seed, unet and dilated: time both).
+// the channels-last kernels are no faster: r50_3x3_128_s2 0.250 ms against NCHW's 0.248). Their NCHW main loop
+// gathers 4-byte elements (SASS: 1316 instructions a k-tile, 78% FFMA, against the NHWC loop's 1225, 84%). The default
+// since session 27 (H100, graph ms, on 128x64_ffma, which the heuristics then pick: seed 18.72 -> 16.82 (ffma
+// unstaged 18.14), r50_3x3_64 0.235 -> 0.220, unet_3x3 2.34 -> 2.05 (ffma 2.26), dilated 1.15 -> 0.97 (ffma 1.11),
+// r50_3x3_512 0.372 -> 0.338, batch1_3x3 0.182 -> 0.167; ffma itself gains nothing from it).
+// CONV2D_EXT_FFMA_STAGE_NHWC=0 turns it off.
 inline bool ffma_stages_nhwc(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_FFMA_STAGE_NHWC");
-  return env != nullptr && env[0] == '1' && p.stride_h == 1 && p.stride_w == 1;
+  return !(env != nullptr && env[0] == '0') && p.stride_h == 1 && p.stride_w == 1;
 }
 
 // The forward's activations: stages_nhwc over x.

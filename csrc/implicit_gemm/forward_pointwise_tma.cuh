@@ -15,8 +15,8 @@
 // per k-tile, unswizzled, channel rows 136 floats = 8 banks apart (a warp's 32 fragment loads conflict-free); the
 // fp32 tile staged by the threads as four boxes of 32 pixels (128 bytes) per channel, stored by the copy engine.
 //
-// Persistent CTAs (kPersistent, CONV2D_EXT_TMA_POINTWISE_PERSISTENT=1; written in session 27 without a device, not
-// yet timed): a CTA walks work items (a pixel tile and a block of kBN output channels; the channel block fastest, so
+// Persistent CTAs (kPersistent; written in session 27, the 16-bit default since its one device call:
+// pointwise_persistent): a CTA walks work items (a pixel tile and a block of kBN output channels; the channel block fastest, so
 // the CTAs reading one pixel tile run together and share it through L2: backward-data's 256 channels of r50_1x1 read
 // grad_output's tile from DRAM once) and its producer runs on into the next item's k-tiles while the consumers stage
 // and store this one's output, from a staging buffer of its own beside the stages. A 1x1 convolution has few
@@ -215,11 +215,12 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 }
 
 // Whether launch_pointwise_tma runs persistent CTAs (a wave of them walking the work items) where the staging buffer
-// fits beside two stages (not TF32 128x128): CONV2D_EXT_TMA_POINTWISE_PERSISTENT=1 (experimental, untimed: off by
-// default until a GPU session times it against one item per CTA).
-inline bool pointwise_persistent() {
+// fits beside two stages (not TF32 128x128): by default for 16-bit types (H100, r50_1x1 fp16 NCHW, graph ms:
+// backward-data 0.0371 -> 0.0281 on 128x128_tma, 0.0471 -> 0.0286 on 128x64_tma; forward 0.0266 -> 0.0262), not TF32
+// (forward 0.0487 -> 0.0505 on 128x64_tma). CONV2D_EXT_TMA_POINTWISE_PERSISTENT=1 / 0 forces it on / off.
+inline bool pointwise_persistent(bool tf32) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_PERSISTENT");
-  return env != nullptr && env[0] == '1';
+  return env != nullptr && env[0] != '\0' ? env[0] == '1' : !tf32;
 }
 
 // Runs it on p (pointwise_fits), the filters at `filt` with strides fs (fs.c == 1, as launch_tma's); `dependent`: as
@@ -252,7 +253,7 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   c.blocks = static_cast<int>((p.K + Cfg::kBN - 1) / Cfg::kBN);
   c.items = static_cast<int>(int64_t(c.blocks) * c.tiles * p.N);  // < 2^31: pointwise_fits
   if constexpr (PointwiseLayout<T, Cfg, true>::kFits) {
-    if (pointwise_persistent()) {  // a wave of CTAs walking the items
+    if (pointwise_persistent(kTf32)) {  // a wave of CTAs walking the items
       constexpr auto kernel = forward_pointwise_kernel<T, Cfg, true>;
       constexpr int smem = PointwiseLayout<T, Cfg, true>::kSmem;
       opt_in_shared_memory<kernel>(smem);
