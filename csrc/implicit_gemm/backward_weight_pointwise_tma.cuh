@@ -151,7 +151,7 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
   c.partials = static_cast<float*>(workspace);
 
   constexpr auto kernel = backward_weight_pointwise_kernel<T>;
-  constexpr int smem = kPointwiseWgradStages * (2 * 128 * kTmaRowBytes + 16) + 1024;
+  constexpr int smem = TmaRing<kPointwiseWgradStages, 2 * 128 * kTmaRowBytes>::bytes() + 1024;  // + alignment
   opt_in_shared_memory<kernel>(smem);
   const dim3 grid(static_cast<unsigned>((p.K + 127) / 128), static_cast<unsigned>((p.C + 127) / 128),
                   static_cast<unsigned>(split.splits));
