@@ -32,13 +32,15 @@ struct FilterStrides { int64_t k, c, r, s; };
 template <typename T>
 __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t K,
                                   int64_t Cg, int64_t R, int64_t S, bool trigger) {
-  // `trigger`: a copy-engine kernel follows as this grid's programmatic dependent (tma_pdl), waiting before it reads
-  if (trigger) pdl_launch_dependents();
   const int64_t total = K * R * S * Cg;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = i % Cg, s = (i / Cg) % S, r = (i / Cg / S) % R, k = i / Cg / S / R;
     out[i] = w[k * in.k + c * in.c + r * in.r + s * in.s];
   }
+  // `trigger`: a copy-engine kernel follows as this grid's programmatic dependent (tma_pdl), waiting before it reads.
+  // At the block's end, not its start: triggered early, the dependent's CTAs (100+ KB of shared memory each) took
+  // the SMs this grid's later blocks needed and spun in griddepcontrol.wait (session 27: 20-45% slower)
+  if (trigger) pdl_launch_dependents();
 }
 
 // Filters with their taps moved between the two channel dimensions, by tiles: out[(o R S + r S + s) I + i] =
@@ -58,7 +60,6 @@ __global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, 
                                                        bool trigger) {
   extern __shared__ unsigned char pack_smem[];
   T* tile = reinterpret_cast<T*>(pack_smem);  // [64 i's][R S taps]
-  if (trigger) pdl_launch_dependents();       // as pack_filters_krsc
   const int o = blockIdx.x, i0 = blockIdx.y * 64, taps = m.R * m.S, n = 64 * taps;
   const int64_t base = int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so;
   for (int e = threadIdx.x; e < n; e += 256) {
@@ -70,6 +71,7 @@ __global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, 
     const int rs = e / 64, ii = e - rs * 64;
     if (i0 + ii < m.I) out[(int64_t(o) * taps + rs) * m.I + i0 + ii] = tile[ii * taps + rs];
   }
+  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
 // Runs pack_taps_tiled where it is switched on and its tile fits 48 KB of shared memory; false: the caller runs the
@@ -109,7 +111,6 @@ template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
                                                int C, int H, int W, bool trigger) {
   __shared__ T tile[32][33];
-  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc
   const int HW = H * W, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const int64_t n = blockIdx.z;
   const int px = p0 + threadIdx.x, h = px / W, w = px - h * W;
@@ -120,6 +121,7 @@ __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterSt
 #pragma unroll
   for (int i = threadIdx.y; i < 32; i += 8)
     if (c0 + int(threadIdx.x) < C && p0 + i < HW) out[(n * HW + p0 + i) * C + c0 + threadIdx.x] = tile[threadIdx.x][i];
+  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
 // Loads of `bytes` bytes (16, 8, 4 or 2) as one unsigned integer type.
@@ -144,7 +146,6 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
   constexpr int kLoads = kTile / LV;                                    // loads per 64-element row
   using L = typename VecOf<LV * sizeof(T)>::type;
   __shared__ __align__(16) T tile[kTile][kTile];
-  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc
   const int p0 = blockIdx.x * kTile, c0 = blockIdx.y * kTile;
   const int64_t n = blockIdx.z;
   const T* src = x + n * s.k + p0;
@@ -169,6 +170,7 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
     }
     *reinterpret_cast<uint4*>(dst + int64_t(px) * C + cv * E) = pack.v;
   }
+  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
 // Elements per load of to_nhwc_vec for x (strides `stride`, N x C x H x W): the widest of 16, 8 and 4 bytes (and 2
