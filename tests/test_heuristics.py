@@ -578,6 +578,12 @@ def test_hopper_runs_the_wgmma_configurations():
     r50_1x1_7 = dict(N=32, C=2048, H=7, W=7, K=512, R=1, S=1)
     assert select(_suite_problem(**r50_1x1_7, dtype="float32"))["forward"].kernel == "implicit_gemm:128x128_wg"
     assert select(_suite_problem(**r50_1x1, dtype="bfloat16"))["forward"].kernel == "implicit_gemm:128x64_tma"
+    # 1x1 NCHW backward-weight read in place by the pointwise kernel, also below the general rule's sizes (rows of 28)
+    for dtype in ("float16", "float32"):
+        pointwise_28 = _suite_problem(32, 512, 28, 28, 128, 1, 1, dtype=dtype)
+        assert select(pointwise_28)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
+    odd_plane = _suite_problem(32, 512, 7, 7, 128, 1, 1, dtype="float16")  # 98-byte planes: not in place
+    assert select(odd_plane)["backward_weight"].kernel != "implicit_gemm:128x128_tma"
     strided = _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")
     assert select(strided)["forward"].kernel == "implicit_gemm:128x128_tma"
     assert select(strided)["backward_data"].kernel.endswith("_wg")
