@@ -469,26 +469,27 @@ def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch
         assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
 
 
-# The tiled filter repack (forward.cuh's pack_taps_tiled: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],
-# flipped or not, for backward-data; EXPERIMENTAL, written in session 23 with no device time left:
-# CONV2D_EXT_PACK_TILED=1, and this test only with CONV2D_EXT_TEST_PACK_TILED=1). Partial tiles of 64 channels on both
-# sides, 49 taps, groups, stride 2 (backward-data by stride phase on the mma.sync kernels).
-PACK_TILED = {
+# The filter repack by rows (forward.cuh's pack_taps_rows: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],
+# flipped or not, for backward-data; EXPERIMENTAL, written in session 28 after the device budget was spent:
+# CONV2D_EXT_PACK_ROWS=1, and this test only with CONV2D_EXT_TEST_PACK_ROWS=1). Channel counts past one block of 256
+# threads, 49 taps, groups, stride 2 (backward-data by stride phase on the mma.sync kernels).
+PACK_ROWS = {
     "3x3_c64_k72": Case(2, 64, 10, 12, 72, 3, 3, 1, 1, 1, 1),
     "5x3_s2_g2": Case(2, 128, 9, 11, 128, 5, 3, 2, (2, 1), 1, 2),
     "7x7_c24_k40": Case(1, 24, 8, 8, 40, 7, 7, 1, 3, 1, 1),
-    "3x3_g2_cg128": Case(2, 256, 6, 10, 128, 3, 3, 1, 1, 1, 2),  # two tiles of 64 per row; the flipped pack, grouped
+    "3x3_g2_cg128": Case(2, 256, 6, 10, 128, 3, 3, 1, 1, 1, 2),  # the flipped pack, grouped
+    "3x3_c320_k272": Case(1, 320, 6, 7, 272, 3, 3, 1, 1, 1, 1),  # two blocks of i's each way
 }
 
 
 @pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(PACK_TILED))
-def test_pack_tiled(name, precision_mode, poison, monkeypatch):
+@pytest.mark.parametrize("name", list(PACK_ROWS))
+def test_pack_rows(name, precision_mode, poison, monkeypatch):
     """NCHW forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built)
-    with their filters repacked by pack_taps_tiled: the results, and that it ran."""
-    _run_only_if("CONV2D_EXT_TEST_PACK_TILED", "CONV2D_EXT_PACK_TILED=1", "pack_tiled")
-    monkeypatch.setenv("CONV2D_EXT_PACK_TILED", "1")
-    case = PACK_TILED[name]
+    with their filters repacked by pack_taps_rows: the results, and that it ran."""
+    _run_only_if("CONV2D_EXT_TEST_PACK_ROWS", "CONV2D_EXT_PACK_ROWS=1", "pack_rows")
+    monkeypatch.setenv("CONV2D_EXT_PACK_ROWS", "1")
+    case = PACK_ROWS[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
     tma = "implicit_gemm:128x128_tma"
     if _tma_built(tma) and (case.groups == 1 or (case.C // case.groups) % 64 == 0):
@@ -498,7 +499,7 @@ def test_pack_tiled(name, precision_mode, poison, monkeypatch):
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             run_and_check(case, precision_mode, "nchw", variant, True, must_run=True)
             torch.cuda.synchronize()
-        assert any("pack_taps_tiled<" in e.name for e in prof.events()), f"{variant}: the tiled repack did not run"
+        assert any("pack_taps_rows<" in e.name for e in prof.events()), f"{variant}: the repack by rows did not run"
 
 
 # Split-K of the copy-engine forward's general path (forward_tma_split_kernel: a tile's k-tiles cut over CTAs, the

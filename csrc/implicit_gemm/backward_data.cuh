@@ -36,7 +36,7 @@ __global__ void pack_filters_crsk(const T* __restrict__ w, FilterStrides in, T* 
   }
 }
 
-// Repacks filters `w` (strides `in`) to dense [C][R][S][K/groups] at `out`: pack_taps' tiles where switched on,
+// Repacks filters `w` (strides `in`) to dense [C][R][S][K/groups] at `out`: pack_taps_rows where switched on,
 // else pack_filters_crsk.
 template <typename T>
 void repack_crsk(const T* w, FilterStrides in, T* out, int64_t C, int64_t Cg, int64_t Kg, int64_t R, int64_t S,

@@ -11,6 +11,7 @@
 // both operands take scalar loads over the flat reduction.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <mutex>
@@ -43,47 +44,44 @@ __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* 
   if (trigger) pdl_launch_dependents();
 }
 
-// Filters with their taps moved between the two channel dimensions, by tiles: out[(o R S + r S + s) I + i] =
+// Filters with their taps moved between the two channel dimensions: out[(o R S + r S + s) I + i] =
 // w[(o / og) gstride + (o % og) so + i si + r sr + s ss] for o < O, i < I (KRSC from KCRS: o = k, i = c;
 // backward-data's [C][R][S][K/groups]: o = c, i = k, og = C/groups). pack_filters_krsc and pack_filters_crsk do it
-// an element a thread with four 64-bit divisions each (measured 2.4 M elements, r50_3x3_512: about the 24 us by which
-// its NCHW forward trails channels-last); here a block stages 64 i's of one o (all their taps: reads along a row's
-// taps) in shared memory and writes them out tap by tap (64 consecutive i's), 32-bit index math.
-// EXPERIMENTAL (session 23, never run): only with CONV2D_EXT_PACK_TILED=1 (pack_taps).
+// an element a thread with four 64-bit divisions each: on the H100 (session 28 trace) 15 us for r50_3x3_512's 2.4 M
+// elements, 28% of its 0.053 ms NCHW forward (9.4 MB moved: ~3 us of bytes). Session 23's tiles of 64 i's through
+// shared memory took 17 us (4096 blocks of 576 elements, each a few dependent round trips). Here a thread takes one
+// i of one o and walks its R S taps: no division, the taps' loads back to back in the same line or two (KCRS: one
+// thread's taps are contiguous, a warp's 32 i's a contiguous run; the flipped [C][R][S][K] read: each thread's own
+// line), each tap's stores a coalesced run of the block's i's. Grid: O x ceil(I / 256) blocks.
+// EXPERIMENTAL (session 28, not yet run on the GPU): only with CONV2D_EXT_PACK_ROWS=1 (pack_taps).
 struct TapPack {
   int64_t gstride, so, si, sr, ss;  // element strides: per group of og o's, per o, per i, per filter row and column
   int og, O, I, R, S;
 };
 
 template <typename T>
-__global__ void __launch_bounds__(256) pack_taps_tiled(const T* __restrict__ w, TapPack m, T* __restrict__ out,
-                                                       bool trigger) {
-  extern __shared__ unsigned char pack_smem[];
-  T* tile = reinterpret_cast<T*>(pack_smem);  // [64 i's][R S taps]
-  const int o = blockIdx.x, i0 = blockIdx.y * 64, taps = m.R * m.S, n = 64 * taps;
-  const int64_t base = int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so;
-  for (int e = threadIdx.x; e < n; e += 256) {
-    const int ii = e / taps, rs = e - ii * taps, r = rs / m.S, s = rs - r * m.S;
-    if (i0 + ii < m.I) tile[e] = w[base + int64_t(i0 + ii) * m.si + r * m.sr + s * m.ss];
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < n; e += 256) {
-    const int rs = e / 64, ii = e - rs * 64;
-    if (i0 + ii < m.I) out[(int64_t(o) * taps + rs) * m.I + i0 + ii] = tile[ii * taps + rs];
+__global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, TapPack m, T* __restrict__ out,
+                                                      bool trigger) {
+  const int o = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x;
+  if (i < m.I) {
+    const T* src = w + int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so + int64_t(i) * m.si;
+    T* dst = out + int64_t(o) * m.R * m.S * m.I + i;
+    for (int r = 0; r < m.R; ++r) {
+#pragma unroll 4
+      for (int s = 0; s < m.S; ++s) dst[int64_t(r * m.S + s) * m.I] = src[r * m.sr + s * m.ss];
+    }
   }
   if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
-// Runs pack_taps_tiled where it is switched on and its tile fits 48 KB of shared memory; false: the caller runs the
-// element-wise kernel instead.
+// Runs pack_taps_rows where it is switched on; false: the caller runs the element-wise kernel instead.
 template <typename T>
 bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream, bool trigger = false) {
-  const char* env = std::getenv("CONV2D_EXT_PACK_TILED");
-  const int64_t smem = 64 * int64_t(m.R) * m.S * int64_t(sizeof(T));
-  if (env == nullptr || env[0] != '1' || smem > 48 * 1024 || m.O <= 0 || m.I <= 0 || (m.I + 63) / 64 > 65535)
-    return false;
-  const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + 63) / 64));
-  pack_taps_tiled<T><<<grid, 256, static_cast<size_t>(smem), stream>>>(w, m, out, trigger);
+  const char* env = std::getenv("CONV2D_EXT_PACK_ROWS");
+  if (env == nullptr || env[0] != '1' || m.O <= 0 || m.I <= 0) return false;
+  const int threads = std::min(256, (m.I + 31) / 32 * 32);
+  const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + threads - 1) / threads));
+  pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out, trigger);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
 }
