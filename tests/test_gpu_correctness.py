@@ -310,25 +310,6 @@ def test_tma(name, kernel, precision_mode, layout, poison):
         run_and_check(TMA_FORWARD[name], precision_mode, layout, {pass_: kernel}, bias, must_run=True)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
-def test_tma_programmatic_launch(precision_mode, layout, poison, monkeypatch):
-    """The copy-engine kernels launched as programmatic dependents of the filter repack or NHWC copy before them
-    (CONV2D_EXT_TMA_PDL=1, experimental: their producer waits before its first load): every shape of test_tma and
-    the 1x1 pointwise ones (persistent and not), forward and backward-data, twice over (a read before the copy landed
-    would give wrong numbers now and then)."""
-    kernels = [k for k in TMA_KERNELS if _tma_built(k)]
-    if not kernels:
-        pytest.skip("the copy-engine configurations need an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_TMA_PDL", "1")
-    for round_ in range(2):
-        monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE_PERSISTENT", str(round_))
-        for i, (name, case) in enumerate(list(TMA_FORWARD.items()) + list(TMA_POINTWISE.items())):
-            kernel = kernels[(i + round_) % len(kernels)]
-            passes = ["forward"] + (["backward_data"] if case.stride == 1 else [])
-            run_and_check(case, precision_mode, layout, {p: kernel for p in passes}, i % 2 == 0, must_run=True)
-
-
 @pytest.mark.parametrize("store", ["1", "0"])
 @pytest.mark.parametrize("halo", ["1", "0"])
 def test_tma_halo_and_store_switches(halo, store, monkeypatch, poison):

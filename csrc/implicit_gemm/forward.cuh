@@ -32,16 +32,12 @@ struct FilterStrides { int64_t k, c, r, s; };
 // KRSC copy of KCRS filters (NCHW), so that the filter operand is channel-contiguous like the activations'.
 template <typename T>
 __global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t K,
-                                  int64_t Cg, int64_t R, int64_t S, bool trigger) {
+                                  int64_t Cg, int64_t R, int64_t S) {
   const int64_t total = K * R * S * Cg;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = i % Cg, s = (i / Cg) % S, r = (i / Cg / S) % R, k = i / Cg / S / R;
     out[i] = w[k * in.k + c * in.c + r * in.r + s * in.s];
   }
-  // `trigger`: a copy-engine kernel follows as this grid's programmatic dependent (tma_pdl), waiting before it reads.
-  // At the block's end, not its start: triggered early, the dependent's CTAs (100+ KB of shared memory each) took
-  // the SMs this grid's later blocks needed and spun in griddepcontrol.wait (session 27: 20-45% slower)
-  if (trigger) pdl_launch_dependents();
 }
 
 // Filters with their taps moved between the two channel dimensions: out[(o R S + r S + s) I + i] =
@@ -60,8 +56,7 @@ struct TapPack {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, TapPack m, T* __restrict__ out,
-                                                      bool trigger) {
+__global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
   const int o = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x;
   if (i < m.I) {
     const T* src = w + int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so + int64_t(i) * m.si;
@@ -71,30 +66,27 @@ __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, T
       for (int s = 0; s < m.S; ++s) dst[int64_t(r * m.S + s) * m.I] = src[r * m.sr + s * m.ss];
     }
   }
-  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
 // Runs pack_taps_rows where it is switched on; false: the caller runs the element-wise kernel instead.
 template <typename T>
-bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream, bool trigger = false) {
+bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
   const char* env = std::getenv("CONV2D_EXT_PACK_ROWS");
   if (env == nullptr || env[0] != '1' || m.O <= 0 || m.I <= 0) return false;
   const int threads = std::min(256, (m.I + 31) / 32 * 32);
   const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + threads - 1) / threads));
-  pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out, trigger);
+  pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
 }
 
-// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there. `trigger`:
-// the next kernel is launched as its programmatic dependent (common/pdl.cuh).
+// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there.
 template <typename T>
-void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream,
-                 bool trigger = false) {
+void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
   const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
   const TapPack m{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)};
-  if (!pack_taps<T>(filters, m, dst, stream, trigger)) {
-    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S, trigger);
+  if (!pack_taps<T>(filters, m, dst, stream)) {
+    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   filters = dst;
@@ -107,7 +99,7 @@ void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* d
 // version; to_nhwc_vec below moves 16-byte vectors where the layout allows.
 template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
-                                               int C, int H, int W, bool trigger) {
+                                               int C, int H, int W) {
   __shared__ T tile[32][33];
   const int HW = H * W, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const int64_t n = blockIdx.z;
@@ -119,7 +111,6 @@ __global__ void __launch_bounds__(256) to_nhwc(const T* __restrict__ x, FilterSt
 #pragma unroll
   for (int i = threadIdx.y; i < 32; i += 8)
     if (c0 + int(threadIdx.x) < C && p0 + i < HW) out[(n * HW + p0 + i) * C + c0 + threadIdx.x] = tile[threadIdx.x][i];
-  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
 // Loads of `bytes` bytes (16, 8, 4 or 2) as one unsigned integer type.
@@ -139,7 +130,7 @@ template <> struct VecOf<2> { using type = uint16_t; };
 // of a pixel per thread, a warp covering whole 128-byte runs of channels.
 template <typename T, int LV>
 __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
-                                                   int C, int HW, bool trigger) {
+                                                   int C, int HW) {
   constexpr int E = 16 / sizeof(T), kTile = 64, kChunks = kTile / E;  // chunks (16-byte vectors) per 64-element row
   constexpr int kLoads = kTile / LV;                                    // loads per 64-element row
   using L = typename VecOf<LV * sizeof(T)>::type;
@@ -168,7 +159,6 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
     }
     *reinterpret_cast<uint4*>(dst + int64_t(px) * C + cv * E) = pack.v;
   }
-  if (trigger) pdl_launch_dependents();  // as pack_filters_krsc: at the block's end
 }
 
 // Elements per load of to_nhwc_vec for x (strides `stride`, N x C x H x W): the widest of 16, 8 and 4 bytes (and 2
@@ -189,17 +179,16 @@ int to_nhwc_load_elems(const T* x, const int64_t (&stride)[4], int64_t C, int64_
 // for lv == 0.
 template <typename T, int LV = 16 / sizeof(T)>
 void launch_to_nhwc_kernel(int lv, dim3 grid, const T* src, FilterStrides s, T* dst, int64_t C, int64_t H, int64_t W,
-                           cudaStream_t stream, bool trigger) {
-  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W), trigger);
-  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream, trigger);
-  else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W), trigger);
+                           cudaStream_t stream) {
+  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
+  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream);
+  else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
 }
 
-// `out`: 16-byte aligned (a workspace region). `trigger`: the next kernel is launched as the last copy's programmatic
-// dependent (common/pdl.cuh).
+// `out`: 16-byte aligned (a workspace region).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
-                    cudaStream_t stream, bool trigger = false) {
+                    cudaStream_t stream) {
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
   const int lv = to_nhwc_load_elems(x, stride, C, H, W);
   const int64_t tile = lv > 0 ? 64 : 32;
@@ -207,8 +196,7 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
     const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
-    launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream,
-                             trigger && n0 + images == N);
+    launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }
@@ -244,12 +232,12 @@ inline int64_t staged_nhwc_bytes(const void* act, const int64_t (&stride)[4], in
 // dense NHWC already.
 template <typename T>
 const T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H,
-                     int64_t W, int64_t (&nhwc)[4], cudaStream_t stream, bool trigger = false) {
+                     int64_t W, int64_t (&nhwc)[4], cudaStream_t stream) {
   nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
   // Already dense NHWC and 16-byte aligned (the backward of an NCHW call hands its copy-engine kernels grad_output
   // staged once, conv2d.py): read in place.
   if (dense_nhwc(act, stride, C, H, W)) return static_cast<const T*>(act);
-  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream, trigger);
+  launch_to_nhwc<T>(static_cast<const T*>(act), stride, dst, N, C, H, W, stream);
   return dst;
 }
 

@@ -96,7 +96,6 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     if (lane == 0) {
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
-      pdl_wait();  // launched as a programmatic dependent (tma_pdl): the kernels before it are done (no-op otherwise)
       RingCursor at;
       for (int i = blockIdx.x; i < c.items; i += gridDim.x) {
         const Item it = item_at(i);
@@ -223,10 +222,9 @@ inline bool pointwise_persistent(bool tf32) {
   return env != nullptr && env[0] != '\0' ? env[0] == '1' : !tf32;
 }
 
-// Runs it on p (pointwise_fits), the filters at `filt` with strides fs (fs.c == 1, as launch_tma's); `dependent`: as
-// the programmatic dependent of the repack just launched (tma_pdl).
+// Runs it on p (pointwise_fits), the filters at `filt` with strides fs (fs.c == 1, as launch_tma's).
 template <typename T, class Cfg>
-void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream, bool dependent) {
+void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
   constexpr bool kTf32 = sizeof(T) == 4;
   const uint64_t hw = uint64_t(p.H * p.W);
@@ -258,8 +256,6 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
       constexpr int smem = PointwiseLayout<T, Cfg, true>::kSmem;
       opt_in_shared_memory<kernel>(smem);
       const auto grid = static_cast<unsigned>(std::min<int64_t>(c.items, int64_t(Cfg::kMinBlocks) * num_sms()));
-      if (dependent) return launch_dependent(kernel, dim3(grid), dim3(kTmaThreads), smem, stream, act_map, filt_map,
-                                             out_map, c);
       kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
@@ -268,8 +264,6 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
   constexpr auto kernel = forward_pointwise_kernel<T, Cfg, false>;  // one item per CTA
   constexpr int smem = PointwiseLayout<T, Cfg>::kSmem;
   opt_in_shared_memory<kernel>(smem);
-  if (dependent) return launch_dependent(kernel, dim3(static_cast<unsigned>(c.items)), dim3(kTmaThreads), smem, stream,
-                                         act_map, filt_map, out_map, c);
   kernel<<<static_cast<unsigned>(c.items), kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -40,7 +40,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "common/pdl.cuh"
 #include "common/tma.cuh"
 #include "implicit_gemm/forward.cuh"
 #include "implicit_gemm/tma_pipeline.cuh"
@@ -175,7 +174,6 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
     if (lane == 0) {
       tma_prefetch_descriptor(&act);
       tma_prefetch_descriptor(&filt);
-      pdl_wait();  // launched as a programmatic dependent (tma_pdl): the kernels before it are done (no-op otherwise)
       const int w_base = q0 * c.stride_w - c.pad_w, h_base = p0 * c.stride_h - c.pad_h;
       // kHalo / kFromNchw: per filter row and k-tile one activation box (into act_ring, at act_at(r, cc)), then each
       // tap's filters (into filt_ring).
@@ -536,24 +534,13 @@ struct TmaSplit {
   int* counters = nullptr;
 };
 
-// Whether the copy-engine kernels (launch_tma, launch_pointwise_tma) run as programmatic dependents (common/pdl.cuh)
-// of this call's own filter repack or NHWC copy when one was launched just before them: those then trigger at their
-// start, so the copy-engine kernel's blocks set up their barriers and tensor maps while the copy's last blocks run;
-// its producer waits (pdl_wait) before its first load, and nothing else in it reads global memory before that lands.
-// CONV2D_EXT_TMA_PDL=1 (experimental, untimed: off by default until a GPU session times it); CONV2D_EXT_PDL=0 turns
-// every programmatic launch off.
-inline bool tma_pdl() {
-  const char* env = std::getenv("CONV2D_EXT_TMA_PDL");
-  return env != nullptr && env[0] == '1' && pdl_enabled();
-}
-
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
 // boxes (nchw_fused). `split`: split-K (general path only).
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
-                FilterStrides fs, cudaStream_t stream, const TmaSplit& split = TmaSplit{}, bool dependent = false) {
+                FilterStrides fs, cudaStream_t stream, const TmaSplit& split = TmaSplit{}) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   const uint64_t act_dims[4] = {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)};
@@ -622,7 +609,6 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
   }
   constexpr auto kernel = forward_tma_kernel<T, Cfg, kOutNHWC, kHalo, kFromNchw>;
   opt_in_shared_memory<kernel>(smem);
-  if (dependent) return launch_dependent(kernel, grid, dim3(kTmaThreads), smem, stream, act_map, filt_map, out_map, c);
   kernel<<<grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -672,7 +658,7 @@ bool pointwise_fits(const ConvParams& p) {
          (p.H * p.W + 127) / 128 * p.N * ((p.K + Cfg::kBN - 1) / Cfg::kBN) < (int64_t(1) << 31);  // work items
 }
 template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the configuration files)
-void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream, bool dependent);
+void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);
 
 // CTAs of p's launch without split-K: tiles of pixels x tiles of channels x groups.
 template <class Cfg>
@@ -727,12 +713,11 @@ int64_t forward_tma_workspace(const ConvParams& p) {
   return tma_workspace<Cfg>(p, t, halo, tma_splits<Cfg>(p, t, halo)).bytes;
 }
 
-// launch_tma, with halo boxes where use_halo said (`halo`), else cut by split-K where tma_splits says. `dependent`: as
-// a programmatic dependent of the repack or copy just launched (not split-K's, which a memset precedes).
+// launch_tma, with halo boxes where use_halo said (`halo`), else cut by split-K where tma_splits says.
 template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T* act, const int64_t (&as)[4],
-                      const T* filt, FilterStrides fs, void* workspace, cudaStream_t stream, bool dependent) {
-  if (halo) return launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream, TmaSplit{}, dependent);
+                      const T* filt, FilterStrides fs, void* workspace, cudaStream_t stream) {
+  if (halo) return launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
   TmaSplit split;
   split.splits = tma_splits<Cfg>(p, t, halo);
   if (split.splits > 1) {
@@ -740,7 +725,7 @@ void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T*
     split.partials = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + ws.partials);
     split.counters = reinterpret_cast<int*>(static_cast<unsigned char*>(workspace) + ws.counters);
   }
-  launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream, split, dependent && split.splits <= 1);
+  launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream, split);
 }
 
 template <typename T, class Cfg>
@@ -753,37 +738,28 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
     return;
   }
-  // Under tma_pdl, the copy-engine kernel right after this call's own repack or copy is its programmatic dependent
-  // (they trigger at their start); after any other kernel it is an ordinary launch.
-  const bool pdl = tma_pdl();
-  bool after_copy = false;
   if (pointwise_fits<Cfg>(p)) {  // 1x1 NCHW in place; KCRS at 1x1 is KRSC (the size-1 taps' strides are unused)
     FilterStrides f1{fs.k, fs.c, fs.k, fs.k};
     if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k})) {
-      repack_krsc<T>(p, filters, f1, static_cast<T*>(workspace), stream, pdl);
-      after_copy = true;
+      repack_krsc<T>(p, filters, f1, static_cast<T*>(workspace), stream);
     }
-    launch_pointwise_tma<T, Cfg>(p, filters, f1, stream, pdl && after_copy);
+    launch_pointwise_tma<T, Cfg>(p, filters, f1, stream);
     return;
   }
   if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s})) {  // KCRS (or sliced) -> KRSC
-    repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream, pdl);
-    after_copy = true;
+    repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   }
   const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
-    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, workspace, stream,
-                                   pdl && after_copy);
+    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, workspace, stream);
   } else if (nchw_fused<Cfg>(p, halo)) {  // the NCHW input read in place
-    launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream,
-                                          TmaSplit{}, pdl && after_copy);
+    launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, t, halo, 1).copy);
     int64_t xs[4];
-    const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream, pdl);
-    after_copy = after_copy || staged != static_cast<const T*>(p.x);
-    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, workspace, stream, pdl && after_copy);
+    const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
+    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, workspace, stream);
   }
 }
 
