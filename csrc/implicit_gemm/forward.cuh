@@ -68,12 +68,13 @@ __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, T
   }
 }
 
-// Runs pack_taps_rows where it is switched on; false: the caller runs the element-wise kernel instead.
+// Runs pack_taps_rows where it is switched on and grid.y (blocks of 256 i's) fits; false: the caller runs the
+// element-wise kernel instead.
 template <typename T>
 bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
   const char* env = std::getenv("CONV2D_EXT_PACK_ROWS");
-  if (env == nullptr || env[0] != '1' || m.O <= 0 || m.I <= 0) return false;
   const int threads = std::min(256, (m.I + 31) / 32 * 32);
+  if (env == nullptr || env[0] != '1' || m.O <= 0 || m.I <= 0 || (m.I + threads - 1) / threads > 65535) return false;
   const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + threads - 1) / threads));
   pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
