@@ -55,7 +55,7 @@ struct PointwiseLayout {
   static constexpr int kOutPx = kTmaRowBytes / int(sizeof(T)), kOutBoxes = 128 / kOutPx;
   static constexpr int kOutBytes = kOutBoxes * Cfg::kBN * kTmaRowBytes;
   static constexpr int kBudget = 113 * 1024 - 1024;  // two CTAs per SM, less the alignment slack
-  static constexpr int ring_bytes(int stages) { return (stages * (kStageBytes + 16) + 1023) / 1024 * 1024; }
+  static constexpr int ring_bytes(int stages) { return (tma_ring_bytes(stages, kStageBytes) + 1023) / 1024 * 1024; }
   static constexpr int max_stages() {
     int stages = 1;
     while (stages < Cfg::kStages && ring_bytes(stages + 1) + kOutBytes <= kBudget) ++stages;
@@ -64,7 +64,7 @@ struct PointwiseLayout {
   static constexpr bool kFits = !kPersistent || max_stages() >= 2;  // a persistent CTA needs two stages at least
   static constexpr int kStages = kPersistent ? max_stages() : Cfg::kStages;
   static constexpr int kOut = kPersistent ? ring_bytes(kStages) : 0;
-  static constexpr int kSmem = (kPersistent ? kOut + kOutBytes : kStages * kStageBytes + 2 * kStages * 8) + 1024;
+  static constexpr int kSmem = (kPersistent ? kOut + kOutBytes : tma_ring_bytes(kStages, kStageBytes)) + 1024;
   static_assert(kActBytes % 1024 == 0 && kSmem <= 113 * 1024, "swizzled filters; two CTAs per SM");
   static_assert(kPersistent || kOutBytes <= kStages * kStageBytes, "the output below the barriers");
 };

@@ -25,6 +25,9 @@ struct RingCursor {
   }
 };
 
+// Bytes of a ring of `stages` stages of `stage_bytes` each and its 2 x stages barriers (TmaRing::bytes).
+constexpr int tma_ring_bytes(int stages, int stage_bytes) { return stages * stage_bytes + 2 * stages * 8; }
+
 // The stages start at `smem` (1024-byte aligned), kStageBytes apart; the 2 x kStages barriers follow them.
 template <int kStages, int kStageBytes>
 struct TmaRing {
@@ -35,7 +38,7 @@ struct TmaRing {
   __device__ __forceinline__ explicit TmaRing(unsigned char* base)
       : smem(base), full(reinterpret_cast<uint64_t*>(base + kStages * kStageBytes)), empty(full + kStages) {}
 
-  static constexpr int bytes() { return kStages * kStageBytes + 2 * kStages * 8; }
+  static constexpr int bytes() { return tma_ring_bytes(kStages, kStageBytes); }
 
   // One thread, before the roles split (a __syncthreads follows).
   __device__ __forceinline__ void init(int consumer_warpgroups) const {
