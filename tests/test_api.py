@@ -854,7 +854,7 @@ def test_a_different_call_does_not_reuse_a_plan(change, calls):
 # The environment variables csrc/ reads at launch (every call), not in a can_implement: a new variable goes in this
 # list or in conv2d.PLAN_ENVIRONMENT (the call cache's key) -- test_every_environment_variable_is_classified.
 LAUNCH_ENVIRONMENT = {
-    "CONV2D_EXT_PACK_ROWS", "CONV2D_EXT_IM2COL_CTAS", "CONV2D_EXT_IM2COL_RUNS", "CONV2D_EXT_TMA_STORE",
+    "CONV2D_EXT_IM2COL_CTAS", "CONV2D_EXT_IM2COL_RUNS", "CONV2D_EXT_TMA_STORE",
     "CONV2D_EXT_TMA_TF32_ONE_CTA", "CONV2D_EXT_TMA_HALO", "CONV2D_EXT_TMA_NCHW_FUSED", "CONV2D_EXT_TMA_POINTWISE",
     "CONV2D_EXT_TMA_SPLITK", "CONV2D_EXT_TMA_POINTWISE_PERSISTENT",
     "CONV2D_EXT_FFMA_STAGE_NHWC", "CONV2D_EXT_TMA_POINTWISE_WGRAD",

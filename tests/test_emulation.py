@@ -113,14 +113,11 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
 
 def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_harness):
     """implicit_gemm:im2col's persistent grids on one SM (each CTA walks every tile) and on many, and its forward's
-    run layout (CONV2D_EXT_IM2COL_RUNS=1); the FFMA forward on an NHWC copy (CONV2D_EXT_FFMA_STAGE_NHWC=1); the mma.sync implicit GEMMs with the filter repack by rows
-    (CONV2D_EXT_PACK_ROWS=1)."""
+    run layout (CONV2D_EXT_IM2COL_RUNS=1); the FFMA forward on an NHWC copy (CONV2D_EXT_FFMA_STAGE_NHWC=1)."""
     for sms in ("1", "200"):
         _run(registry_harness, "im2col", env={"EMU_SMS": sms})
     _run(registry_harness, "im2col", env={"CONV2D_EXT_IM2COL_RUNS": "1"})  # the forward's run layout
-    _run(registry_harness, "ffma", env={"CONV2D_EXT_FFMA_STAGE_NHWC": "1"})  # NCHW activations copied to NHWC
-    _, runs = _run(registry_harness, "implicit_gemm:64x64", "implicit_gemm:128x128_w", "implicit_gemm:128x128_k128",
-                   env={"CONV2D_EXT_PACK_ROWS": "1"})
+    _, runs = _run(registry_harness, "ffma", env={"CONV2D_EXT_FFMA_STAGE_NHWC": "1"})  # NCHW activations to NHWC
     assert runs
 
 
@@ -137,8 +134,8 @@ def test_random_problems_on_the_emulator(registry_harness):
 
 
 def test_filter_repack_by_rows_on_the_emulator(emu_dir):
-    """pack_taps_rows (CONV2D_EXT_PACK_ROWS=1) gives the element-wise repacks' bits exactly, KRSC and
-    [C][R][S][K/groups], on dense, grouped, channel-padded and flipped (negative tap strides) filters."""
+    """The filter repacks (pack_taps_rows) give their layouts' definitions exactly, KRSC and [C][R][S][K/groups],
+    on dense, grouped, channel-padded and flipped (negative tap strides) filters."""
     binary = build_emulation.build(str(emu_dir / "pack"), os.path.join(HERE, "pack_harness.cpp"), [],
                                    workdir=str(emu_dir / "src_pack"))
     passed, _ = _run(binary)

@@ -451,9 +451,8 @@ def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch
 
 
 # The filter repack by rows (forward.cuh's pack_taps_rows: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],
-# flipped or not, for backward-data; EXPERIMENTAL, written in session 28 after the device budget was spent:
-# CONV2D_EXT_PACK_ROWS=1, and this test only with CONV2D_EXT_TEST_PACK_ROWS=1). Channel counts past one block of 256
-# threads, 49 taps, groups, stride 2 (backward-data by stride phase on the mma.sync kernels).
+# flipped or not, for backward-data). Channel counts past one block of 256 threads, 49 taps, groups, stride 2
+# (backward-data by stride phase on the mma.sync kernels).
 PACK_ROWS = {
     "3x3_c64_k72": Case(2, 64, 10, 12, 72, 3, 3, 1, 1, 1, 1),
     "5x3_s2_g2": Case(2, 128, 9, 11, 128, 5, 3, 2, (2, 1), 1, 2),
@@ -465,11 +464,9 @@ PACK_ROWS = {
 
 @pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(PACK_ROWS))
-def test_pack_rows(name, precision_mode, poison, monkeypatch):
+def test_pack_rows(name, precision_mode, poison):
     """NCHW forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built)
     with their filters repacked by pack_taps_rows: the results, and that it ran."""
-    _run_only_if("CONV2D_EXT_TEST_PACK_ROWS", "CONV2D_EXT_PACK_ROWS=1", "pack_rows")
-    monkeypatch.setenv("CONV2D_EXT_PACK_ROWS", "1")
     case = PACK_ROWS[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
     tma = "implicit_gemm:128x128_tma"

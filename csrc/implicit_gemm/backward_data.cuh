@@ -24,27 +24,12 @@
 namespace conv2d_ext {
 namespace igemm {
 
-// out[c][r][s][k] = w[g*Kg + k][c - g*Cg][r][s] for the group g of input channel c (all C channels).
-template <typename T>
-__global__ void pack_filters_crsk(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t C,
-                                  int64_t Cg, int64_t Kg, int64_t R, int64_t S) {
-  const int64_t total = C * R * S * Kg;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t k = i % Kg, s = (i / Kg) % S, r = (i / Kg / S) % R, c = i / Kg / S / R;
-    const int64_t g = c / Cg;
-    out[i] = w[(g * Kg + k) * in.k + (c - g * Cg) * in.c + r * in.r + s * in.s];
-  }
-}
-
-// Repacks filters `w` (strides `in`) to dense [C][R][S][K/groups] at `out`: pack_taps_rows where switched on,
-// else pack_filters_crsk.
+// Repacks filters `w` (strides `in`) to dense [C][R][S][K/groups] at `out`:
+// out[c][r][s][k] = w[g Kg + k][c - g Cg][r][s] for the group g of input channel c (all C channels).
 template <typename T>
 void repack_crsk(const T* w, FilterStrides in, T* out, int64_t C, int64_t Cg, int64_t Kg, int64_t R, int64_t S,
                  cudaStream_t stream) {
-  const TapPack m{Kg * in.k, in.c, in.k, in.r, in.s, int(Cg), int(C), int(Kg), int(R), int(S)};
-  if (pack_taps<T>(w, m, out, stream)) return;
-  pack_filters_crsk<T><<<grid_for(C * R * S * Kg, 256, 4), 256, 0, stream>>>(w, in, out, C, Cg, Kg, R, S);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  pack_taps<T>(w, TapPack{Kg * in.k, in.c, in.k, in.r, in.s, int(Cg), int(C), int(Kg), int(R), int(S)}, out, stream);
 }
 
 CONV2D_EXT_HOST_DEVICE inline int gcd(int a, int b) {

@@ -2,7 +2,7 @@
 // convolution of grad_output with the filters flipped in R and S and with input and output channels swapped,
 //   dx[n, c, h, w] = sum over k, r', s' of dy[n, k, h - pad'_h + r'*dil_h, w - pad'_w + s'*dil_w] * w'[c, k, r', s'],
 //   w'[c, k, r', s'] = w[k, c, R-1-r', S-1-s'] (per group), pad' = dil * (R - 1) - pad (top / left),
-// so this pass is a ConvParams rewrite, a flipped filter repack into the workspace (pack_filters_crsk reading w
+// so this pass is a ConvParams rewrite, a flipped filter repack into the workspace (repack_crsk reading w
 // backwards: [C][R][S][K/groups], the forward's KRSC) and the forward's launcher. Strided backward-data stays on
 // the stride-phase kernels (backward_data.cuh).
 #pragma once

@@ -29,27 +29,14 @@ namespace igemm {
 
 struct FilterStrides { int64_t k, c, r, s; };
 
-// KRSC copy of KCRS filters (NCHW), so that the filter operand is channel-contiguous like the activations'.
-template <typename T>
-__global__ void pack_filters_krsc(const T* __restrict__ w, FilterStrides in, T* __restrict__ out, int64_t K,
-                                  int64_t Cg, int64_t R, int64_t S) {
-  const int64_t total = K * R * S * Cg;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = i % Cg, s = (i / Cg) % S, r = (i / Cg / S) % R, k = i / Cg / S / R;
-    out[i] = w[k * in.k + c * in.c + r * in.r + s * in.s];
-  }
-}
-
 // Filters with their taps moved between the two channel dimensions: out[(o R S + r S + s) I + i] =
 // w[(o / og) gstride + (o % og) so + i si + r sr + s ss] for o < O, i < I (KRSC from KCRS: o = k, i = c;
-// backward-data's [C][R][S][K/groups]: o = c, i = k, og = C/groups). pack_filters_krsc and pack_filters_crsk do it
-// an element a thread with four 64-bit divisions each: on the H100 (session 28 trace) 15 us for r50_3x3_512's 2.4 M
-// elements, 28% of its 0.053 ms NCHW forward (9.4 MB moved: ~3 us of bytes). Session 23's tiles of 64 i's through
-// shared memory took 17 us (4096 blocks of 576 elements, each a few dependent round trips). Here a thread takes one
-// i of one o and walks its R S taps: no division, the taps' loads back to back in the same line or two (KCRS: one
-// thread's taps are contiguous, a warp's 32 i's a contiguous run; the flipped [C][R][S][K] read: each thread's own
-// line), each tap's stores a coalesced run of the block's i's. Grid: O x ceil(I / 256) blocks.
-// EXPERIMENTAL (session 28, not yet run on the GPU): only with CONV2D_EXT_PACK_ROWS=1 (pack_taps).
+// backward-data's [C][R][S][K/groups]: o = c, i = k, og = C/groups). A thread takes one i of one o and walks its
+// R S taps: no division, the taps' loads back to back in the same line or two (KCRS: one thread's taps are
+// contiguous, a warp's 32 i's a contiguous run; the flipped [C][R][S][K] read: each thread's own line), each tap's
+// stores a coalesced run of the block's i's. Grid: O x min(ceil(I / 256), 65535) blocks, striding over the i's.
+// On the H100 (session 29) 5 us for r50_3x3_512's 2.4 M elements, where the element-wise kernel it replaced (an
+// element a thread, four 64-bit divisions each) took 15 us and session 23's shared-memory tiles 17 us.
 struct TapPack {
   int64_t gstride, so, si, sr, ss;  // element strides: per group of og o's, per o, per i, per filter row and column
   int og, O, I, R, S;
@@ -57,8 +44,8 @@ struct TapPack {
 
 template <typename T>
 __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
-  const int o = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x;
-  if (i < m.I) {
+  const int o = blockIdx.x;
+  for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < m.I; i += gridDim.y * blockDim.x) {
     const T* src = w + int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so + int64_t(i) * m.si;
     T* dst = out + int64_t(o) * m.R * m.S * m.I + i;
     for (int r = 0; r < m.R; ++r) {
@@ -68,28 +55,21 @@ __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, T
   }
 }
 
-// Runs pack_taps_rows where it is switched on and grid.y (blocks of 256 i's) fits; false: the caller runs the
-// element-wise kernel instead.
 template <typename T>
-bool pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
-  const char* env = std::getenv("CONV2D_EXT_PACK_ROWS");
+void pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
+  if (m.O <= 0 || m.I <= 0) return;
   const int threads = std::min(256, (m.I + 31) / 32 * 32);
-  if (env == nullptr || env[0] != '1' || m.O <= 0 || m.I <= 0 || (m.I + threads - 1) / threads > 65535) return false;
-  const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>((m.I + threads - 1) / threads));
+  const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>(std::min((m.I + threads - 1) / threads, 65535)));
   pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return true;
 }
 
 // Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there.
 template <typename T>
 void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
-  const int64_t Cg = p.C_per_group(), total = p.K * Cg * p.R * p.S;
-  const TapPack m{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)};
-  if (!pack_taps<T>(filters, m, dst, stream)) {
-    pack_filters_krsc<T><<<grid_for(total, 256, 4), 256, 0, stream>>>(filters, fs, dst, p.K, Cg, p.R, p.S);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  const int64_t Cg = p.C_per_group();
+  pack_taps<T>(filters, TapPack{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)}, dst,
+               stream);
   filters = dst;
   fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
 }

@@ -1,6 +1,6 @@
-// The filter repacks on the CPU emulator: pack_taps_rows (CONV2D_EXT_PACK_ROWS=1, experimental) against the
-// element-wise kernels (pack_filters_krsc, pack_filters_crsk) it replaces, bit for bit, on dense, grouped, sliced and
-// flipped (negative tap strides) filters. Exits 1 on any difference.
+// The filter repacks on the CPU emulator (repack_krsc and repack_crsk, both pack_taps_rows) against the layouts'
+// definitions written as plain loops, bit for bit, on dense, grouped, sliced and flipped (negative tap strides)
+// filters, every element of the destination (one past its end too) checked. Exits 1 on any difference.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,7 +21,7 @@ struct Shape {
   bool flip;  // the taps read backwards (r and s strides negative, the base at the last tap)
 };
 
-// Both repacks of one filter tensor, each with the rows kernel off and on.
+// Both repacks of one filter tensor against their definitions.
 void check(const Shape& sh, std::mt19937& gen) {
   const int Cg = sh.C / sh.groups, Kg = sh.K / sh.groups;
   // KCRS with a padded channel stride (a sliced tensor): k, c, r, s strides
@@ -36,22 +36,30 @@ void check(const Shape& sh, std::mt19937& gen) {
   }
   ConvParams p{};
   p.K = sh.K, p.C = sh.C, p.groups = sh.groups, p.R = sh.R, p.S = sh.S;
-  const size_t total = size_t(sh.K) * Cg * sh.R * sh.S;
-  std::vector<uint16_t> krsc[2], crsk[2];
-  for (int rows = 0; rows < 2; ++rows) {
-    setenv("CONV2D_EXT_PACK_ROWS", rows ? "1" : "0", 1);
-    krsc[rows].assign(total + 8, 0xFFFF);
-    const __half* filters = base;
-    FilterStrides fs = in;
-    repack_krsc<__half>(p, filters, fs, reinterpret_cast<__half*>(krsc[rows].data()), nullptr);
-    crsk[rows].assign(size_t(sh.C) * sh.R * sh.S * Kg + 8, 0xFFFF);
-    repack_crsk<__half>(base, in, reinterpret_cast<__half*>(crsk[rows].data()), sh.C, Cg, Kg, sh.R, sh.S, nullptr);
-  }
-  const bool ok_krsc = krsc[0] == krsc[1], ok_crsk = crsk[0] == crsk[1];
+  // the definitions: KRSC out[k][r][s][c] = w[k][c][r][s]; [C][R][S][K/groups]
+  // out[c][r][s][k] = w[g Kg + k][c % Cg][r][s]
+  const uint16_t* wb = reinterpret_cast<const uint16_t*>(base);
+  std::vector<uint16_t> want_krsc(size_t(sh.K) * Cg * sh.R * sh.S + 8, 0xFFFF);
+  std::vector<uint16_t> want_crsk(size_t(sh.C) * sh.R * sh.S * Kg + 8, 0xFFFF);
+  for (int k = 0; k < sh.K; ++k)
+    for (int c = 0; c < Cg; ++c)
+      for (int r = 0; r < sh.R; ++r)
+        for (int s = 0; s < sh.S; ++s) {
+          const uint16_t v = wb[k * in.k + c * in.c + r * in.r + s * in.s];
+          want_krsc[((size_t(k) * sh.R + r) * sh.S + s) * Cg + c] = v;
+          const int g = k / Kg, cc = g * Cg + c;
+          want_crsk[((size_t(cc) * sh.R + r) * sh.S + s) * Kg + (k - g * Kg)] = v;
+        }
+  std::vector<uint16_t> krsc(want_krsc.size(), 0xFFFF), crsk(want_crsk.size(), 0xFFFF);
+  const __half* filters = base;
+  FilterStrides fs = in;
+  repack_krsc<__half>(p, filters, fs, reinterpret_cast<__half*>(krsc.data()), nullptr);
+  repack_crsk<__half>(base, in, reinterpret_cast<__half*>(crsk.data()), sh.C, Cg, Kg, sh.R, sh.S, nullptr);
+  const bool ok_krsc = krsc == want_krsc, ok_crsk = crsk == want_crsk;
   failures += !ok_krsc + !ok_crsk;
   std::printf("%s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL", sh.K, sh.C,
-              sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "", ok_krsc ? "same" : "DIFFERENT",
-              ok_crsk ? "same" : "DIFFERENT");
+              sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "", ok_krsc ? "right" : "WRONG",
+              ok_crsk ? "right" : "WRONG");
 }
 
 }  // namespace
