@@ -48,13 +48,15 @@ template <int kV_, int kTQ_, int kMinBlocks_, int kAhead_> struct Config {
   static constexpr int kV = kV_, kTQ = kTQ_, kMinBlocks = kMinBlocks_, kAhead = kAhead_;
 };
 
-// The configuration of each type and filter size (H200, depthwise_3x3 channels-last, GPU time of forward /
-// backward-data: fp32 <4,2,3,1> 0.036 / 0.035 ms against <4,4,2,0> 0.039 / 0.039; bf16 <8,4,2,0> 0.023 / 0.024
-// against <4,4,3,0> 0.028 / 0.029; the prefetch helps fp32's 3 blocks per SM only). 5x5 and 7x7 (the heuristics
-// give them to depthwise.cuh's tiles): 2 blocks per SM, no spills but fp32 7x7's 24-40 bytes.
+// The configuration of each type and filter size. 3x3 from a sweep on the H100 (session 29, depthwise_3x3
+// channels-last, GPU time of forward / backward-data, cuDNN 0.047 / 0.048 ms in fp32): fp32 <4,2,2,1> 0.046 / 0.046
+// against <4,2,3,1> (the H200's pick, session 11) 0.052 / 0.052, <4,2,3,0> and <4,4,2,0> 0.049, <4,1,4,1> 0.049 /
+// 0.047, <4,2,4,1> 0.056 / 0.059 (the H100's lower bandwidth wants fewer loads in flight per SM, not more);
+// fp16 / bf16 <8,4,2,1> 0.026 / 0.027 against <8,4,2,0> 0.026 / 0.028, <8,2,3,x> 0.034-0.035. 5x5 and 7x7 (the
+// heuristics give them to depthwise.cuh's tiles): 2 blocks per SM, no spills but fp32 7x7's 24-40 bytes.
 template <typename T, int kR> struct ConfigOf {
-  using type = std::conditional_t<sizeof(T) == 4, std::conditional_t<kR == 3, Config<4, 2, 3, 1>, Config<4, 2, 2, 0>>,
-                                  std::conditional_t<kR == 3, Config<8, 4, 2, 0>, Config<4, 4, 2, 0>>>;
+  using type = std::conditional_t<sizeof(T) == 4, std::conditional_t<kR == 3, Config<4, 2, 2, 1>, Config<4, 2, 2, 0>>,
+                                  std::conditional_t<kR == 3, Config<8, 4, 2, 1>, Config<4, 4, 2, 0>>>;
 };
 
 // Which of the kIn columns first_col, first_col + 1, ... lie inside [0, cols): bit j for column first_col + j.
