@@ -20,7 +20,6 @@
 #include <c10/cuda/CUDAException.h>
 
 #include "common/launch.cuh"
-#include "common/pdl.cuh"
 #include "implicit_gemm/implicit_gemm.cuh"
 #include "kernels.h"
 
@@ -142,6 +141,46 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
   }
 }
 
+// The copy for small planes whose pixel count is not a whole number of 16-byte vectors (7x7 maps: 49 pixels, where
+// to_nhwc_vec falls to 2-byte loads: session 28's trace, 5 us for r50_3x3_512's 1.6 MB in fp16, 8 us in fp32). In
+// dense planes channels c0 .. c0 + kPlanesC - 1 of one image are one contiguous run of kPlanesC x HW elements: read as
+// 16-byte vectors into shared memory in that order, then written as 16-byte vectors of E channels of one pixel (a
+// thread's E reads HW elements apart: for odd HW, a warp's reads spread over the banks). Needs dense planes (s.s ==
+// 1, s.r == W, s.c == H W), C and the image stride in whole vectors, x 16-byte aligned and kPlanesC planes in
+// kMaxPlanesBytes of shared memory (to_nhwc_planes_fit). Grid: ceil(C / kPlanesC) x images.
+constexpr int kPlanesC = 64;
+constexpr int64_t kMaxPlanesBytes = 48 * 1024;
+
+template <typename T>
+__global__ void __launch_bounds__(256) to_nhwc_planes(const T* __restrict__ x, int64_t image_stride,
+                                                      T* __restrict__ out, int C, int HW) {
+  constexpr int E = 16 / sizeof(T);
+  extern __shared__ __align__(16) unsigned char planes_smem[];
+  T* tile = reinterpret_cast<T*>(planes_smem);  // [cn][HW]
+  const int c0 = blockIdx.x * kPlanesC, cn = min(kPlanesC, C - c0);  // cn: a multiple of E
+  const int64_t n = blockIdx.y;
+  const uint4* src = reinterpret_cast<const uint4*>(x + n * image_stride + int64_t(c0) * HW);
+  for (int u = threadIdx.x; u < cn * HW / E; u += blockDim.x) reinterpret_cast<uint4*>(tile)[u] = src[u];
+  __syncthreads();
+  const int vectors = cn / E;  // channel vectors per pixel
+  T* dst = out + n * int64_t(HW) * C + c0;
+  for (int u = threadIdx.x; u < HW * vectors; u += blockDim.x) {
+    const int px = u / vectors, cv = u - px * vectors;
+    union { uint4 v; T e[E]; } pack;
+#pragma unroll
+    for (int j = 0; j < E; ++j) pack.e[j] = tile[(cv * E + j) * HW + px];
+    *reinterpret_cast<uint4*>(dst + int64_t(px) * C + cv * E) = pack.v;
+  }
+}
+
+// Can to_nhwc_planes copy x (strides `stride`, N x C x H x W)?
+template <typename T>
+bool to_nhwc_planes_fit(const T* x, const int64_t (&stride)[4], int64_t C, int64_t H, int64_t W) {
+  constexpr int64_t E = 16 / sizeof(T);
+  return stride[3] == 1 && stride[2] == W && stride[1] == H * W && C % E == 0 && stride[0] % E == 0 &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0 && kPlanesC * H * W * int64_t(sizeof(T)) <= kMaxPlanesBytes;
+}
+
 // Elements per load of to_nhwc_vec for x (strides `stride`, N x C x H x W): the widest of 16, 8 and 4 bytes (and 2
 // for 2-byte types) that the layout allows, or 0 when it needs the one-element to_nhwc (channels not in 16-byte
 // vectors, planes not dense, or nothing aligned).
@@ -173,8 +212,18 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
   const int lv = to_nhwc_load_elems(x, stride, C, H, W);
   const int64_t tile = lv > 0 ? 64 : 32;
-  for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
+  // loads narrower than 8 bytes (planes of an odd number of pixels): whole runs of planes where they fit
+  const bool planes = lv * int64_t(sizeof(T)) < 8 && to_nhwc_planes_fit(x, stride, C, H, W);
+  for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.y / grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
+    if (planes) {
+      const dim3 grid(static_cast<unsigned>((C + kPlanesC - 1) / kPlanesC), static_cast<unsigned>(images));
+      const int64_t smem = std::min<int64_t>(C, kPlanesC) * H * W * sizeof(T);
+      to_nhwc_planes<T><<<grid, 256, smem, stream>>>(x + n0 * stride[0], stride[0], out + n0 * H * W * C, int(C),
+                                                     int(H * W));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      continue;
+    }
     const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
     launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream);

@@ -1,6 +1,8 @@
 // The filter repacks on the CPU emulator (repack_krsc and repack_crsk, both pack_taps_rows) against the layouts'
 // definitions written as plain loops, bit for bit, on dense, grouped, sliced and flipped (negative tap strides)
-// filters, every element of the destination (one past its end too) checked. Exits 1 on any difference.
+// filters, every element of the destination (one past its end too) checked; and the NHWC copies of NCHW activations
+// (launch_to_nhwc: to_nhwc_planes for planes of an odd number of pixels, to_nhwc_vec, to_nhwc) and the NCHW copy of
+// a channels-last tensor (launch_to_nchw) against theirs. Exits 1 on any difference.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -62,6 +64,47 @@ void check(const Shape& sh, std::mt19937& gen) {
               ok_crsk ? "right" : "WRONG");
 }
 
+// The NHWC copy of an N x C x H x W tensor of T (bits) with an image stride padded by `pad` elements and its base
+// `offset` elements into the allocation; `which` names the kernel launch_to_nhwc should pick (printed only).
+template <typename T, typename Bits>
+void check_to_nhwc(int N, int C, int H, int W, int pad, int offset, const char* which, std::mt19937& gen) {
+  const int64_t HW = int64_t(H) * W, img = C * HW + pad;
+  std::vector<Bits> x(size_t(offset + N * img + 8));
+  for (auto& v : x) v = Bits(gen());
+  const int64_t stride[4] = {img, HW, W, 1};
+  const size_t total = size_t(N) * C * HW;
+  std::vector<Bits> want(total + 8, Bits(~0u)), got(total + 8, Bits(~0u));
+  const Bits* base = x.data() + offset;
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int64_t px = 0; px < HW; ++px) want[(n * HW + px) * C + c] = base[n * img + c * HW + px];
+  launch_to_nhwc<T>(reinterpret_cast<const T*>(base), stride, reinterpret_cast<T*>(got.data()), N, C, H, W, nullptr);
+  const bool ok = got == want;
+  failures += !ok;
+  std::printf("%s to_nhwc %zu-byte N%d C%d %dx%d pad%d offset%d (%s): %s\n", ok ? "PASS" : "FAIL", sizeof(T), N, C, H,
+              W, pad, offset, which, ok ? "right" : "WRONG");
+}
+
+// The NCHW copy of a dense channels-last N x C x H x W tensor (launch_to_nchw: to_nhwc's kernels with the roles of
+// channels and pixels swapped).
+template <typename T, typename Bits>
+void check_to_nchw(int N, int C, int H, int W, const char* which, std::mt19937& gen) {
+  const int64_t HW = int64_t(H) * W;
+  std::vector<Bits> x(size_t(N * HW * C + 8));
+  for (auto& v : x) v = Bits(gen());
+  const int64_t stride[4] = {HW * C, 1, W * int64_t(C), C};
+  std::vector<Bits> want(x.size(), Bits(~0u)), got(x.size(), Bits(~0u));
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int64_t px = 0; px < HW; ++px) want[(int64_t(n) * C + c) * HW + px] = x[(n * HW + px) * C + c];
+  launch_to_nchw<T>(reinterpret_cast<const T*>(x.data()), stride, reinterpret_cast<T*>(got.data()), N, C, H, W,
+                    nullptr);
+  const bool ok = got == want;
+  failures += !ok;
+  std::printf("%s to_nchw %zu-byte N%d C%d %dx%d (%s): %s\n", ok ? "PASS" : "FAIL", sizeof(T), N, C, H, W, which,
+              ok ? "right" : "WRONG");
+}
+
 }  // namespace
 
 int main() {
@@ -72,6 +115,15 @@ int main() {
       {70, 300, 1, 3, 3, false}, {300, 64, 1, 3, 3, true},  // more than one block of 256 i's (KRSC, then CRSK)
   };
   for (const Shape& s : shapes) check(s, gen);
+  check_to_nhwc<__half, uint16_t>(3, 512, 7, 7, 0, 0, "planes", gen);     // r50_3x3_512's maps, 8 blocks of channels
+  check_to_nhwc<__half, uint16_t>(2, 72, 5, 5, 16, 8, "planes", gen);     // a partial block of 8 channels, padded images
+  check_to_nhwc<float, uint32_t>(2, 136, 7, 7, 4, 4, "planes", gen);      // fp32: 4-byte loads before
+  check_to_nhwc<__half, uint16_t>(2, 64, 14, 14, 0, 0, "vec, 8-byte loads", gen);
+  check_to_nhwc<__half, uint16_t>(2, 64, 21, 21, 0, 0, "vec, 2-byte loads: 441 planes too large", gen);
+  check_to_nhwc<__half, uint16_t>(2, 64, 8, 8, 0, 0, "vec, 16-byte loads", gen);
+  check_to_nhwc<__half, uint16_t>(2, 20, 7, 7, 0, 0, "to_nhwc: channels not in vectors", gen);
+  check_to_nchw<__half, uint16_t>(2, 3, 8, 8, "planes of 3-channel pixels", gen);
+  check_to_nchw<float, uint32_t>(2, 48, 7, 9, "vec", gen);
   std::printf("%d failures\n", failures);
   return failures ? 1 : 0;
 }
