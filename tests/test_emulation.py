@@ -87,8 +87,6 @@ def test_every_kernel_on_the_emulator(registry_harness):
 
 HOPPER_SWITCHES = {
     "default": {},
-    "splitk2_shuffled": {"CONV2D_EXT_TMA_SPLITK": "2", "EMU_BLOCK_ORDER": "shuffle"},
-    "splitk_auto_reversed": {"CONV2D_EXT_TMA_SPLITK": "auto", "EMU_BLOCK_ORDER": "reverse", "EMU_SMS": "132"},
     "no_pointwise": {"CONV2D_EXT_TMA_POINTWISE": "0"},
     "pointwise_persistent_one_sm": {"CONV2D_EXT_TMA_POINTWISE_PERSISTENT": "1", "EMU_SMS": "1"},
     "tf32_one_cta": {"CONV2D_EXT_TMA_TF32_ONE_CTA": "1"},
@@ -154,4 +152,4 @@ def test_recent_kernels_on_the_emulator_under_address_sanitizer(emu_dir):
             pytest.skip("this g++ cannot build with -fsanitize=address")
         raise
     _run(binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64", "_tma")
-    _run(binary, "--suite=hopper", "_tma", env={"CONV2D_EXT_TMA_SPLITK": "2"})
+    _run(binary, "--suite=hopper", "_tma")

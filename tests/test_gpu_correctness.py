@@ -283,14 +283,6 @@ def _tma_built(kernel):
     return kernel in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
 
 
-def _run_only_if(switch, enabled_by, keyword):
-    """Tests of an experimental path not yet run on a GPU (off by default, `enabled_by` turns it on) skip unless the
-    environment sets `switch` to 1; run them alone first: pytest -p no:xdist -x -k keyword."""
-    if os.environ.get(switch) != "1":
-        pytest.skip(f"experimental and never run ({enabled_by}, off by default); set {switch}=1 to run it: "
-                    f"pytest -p no:xdist -x -k {keyword}")
-
-
 def _tma_passes(name):
     """The passes the copy-engine configurations take on this case: backward-data at stride 1 only."""
     return ["forward"] + (["backward_data"] if TMA_FORWARD[name].stride == 1 else [])
@@ -478,71 +470,6 @@ def test_pack_rows(name, precision_mode, poison):
             run_and_check(case, precision_mode, "nchw", variant, True, must_run=True)
             torch.cuda.synchronize()
         assert any("pack_taps_rows<" in e.name for e in prof.events()), f"{variant}: the repack by rows did not run"
-
-
-# Split-K of the copy-engine forward's general path (forward_tma_split_kernel: a tile's k-tiles cut over CTAs, the
-# last to arrive summing the partial tiles in split order; EXPERIMENTAL, written in session 24 with no device:
-# CONV2D_EXT_TMA_SPLITK=n, and this test only with CONV2D_EXT_TEST_TMA_SPLITK=1). Small maps (no halo boxes): a
-# partial k-tile, output channels short of a tile, groups, stride 2 (forward only), a dilated 5x3 filter, 1x1.
-TMA_SPLIT_K = {
-    "7x7_c512_k200": Case(3, 512, 7, 7, 200, 3, 3, 1, 1, 1, 1),  # 72 / 144 k-tiles (16-bit / TF32), two tiles of images
-    "c96_s2_k64": Case(2, 96, 9, 11, 64, 3, 3, 2, 1, 1, 1),
-    "groups2_cg64": Case(2, 128, 6, 6, 128, 3, 3, 1, 1, 1, 2),
-    "5x3_dil_k72": Case(1, 64, 12, 10, 72, 5, 3, 1, (2, 1), (1, 2), 1),
-    "1x1_c256_k96": Case(4, 256, 7, 7, 96, 1, 1, 1, 0, 1, 1),
-}
-
-
-@pytest.mark.parametrize("splits", ["3", "5"])
-@pytest.mark.parametrize("kernel", TMA_KERNELS)
-@pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(TMA_SPLIT_K))
-def test_tma_split_k(name, precision_mode, kernel, splits, poison, monkeypatch):
-    """The copy-engine forward and stride-1 backward-data cut by split-K, both layouts, with and without bias: the
-    results, that the split kernel ran, and that results are bit-identical run to run (the fixed order of the sum)."""
-    _run_only_if("CONV2D_EXT_TEST_TMA_SPLITK", "CONV2D_EXT_TMA_SPLITK=n", "split_k")
-    if not _tma_built(kernel):
-        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", splits)
-    case = TMA_SPLIT_K[name]
-    config = "TmaConfig<1, 128, 3>" if kernel.endswith("128x128_tma") else "TmaConfig<1, 64, 4>"
-    from torch.profiler import ProfilerActivity, profile
-    for layout in LAYOUTS:
-        for pass_ in ["forward"] + (["backward_data"] if case.stride == 1 else []):
-            other = "backward_data" if pass_ == "forward" else "forward"  # pinned off the copy engine
-            for bias in (True, False):
-                with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                    run_and_check(case, precision_mode, layout, {pass_: kernel, other: "implicit_gemm:128x128_wg"},
-                                  bias, must_run=True)
-                    torch.cuda.synchronize()
-                ran = {e.name for e in prof.events() if "forward_tma_split_kernel<" in e.name}
-                assert any(config in n for n in ran), f"{pass_}, {layout}: the {config} split kernel did not run"
-        # run to run: the same inputs twice, both passes on the split kernel
-        x, w, b = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=True,
-                              channels_last=layout == "nhwc")
-        x.requires_grad_(True)
-        variant = {"forward": kernel, **({"backward_data": kernel} if case.stride == 1 else {})}
-        outs = []
-        for _ in range(2):
-            y = conv2d_ext.conv2d(x, w, b, **case.conv_args, variant=variant)
-            gy = random_tensor(y.shape, y.dtype, seed=7, channels_last=layout == "nhwc")
-            outs.append((y.detach().clone(), torch.autograd.grad(y, x, gy)[0]))
-        assert all(torch.equal(u, v) for u, v in zip(*outs)), f"{layout}: results differ run to run"
-
-
-@pytest.mark.parametrize("kernel", TMA_KERNELS)
-def test_tma_split_k_auto(kernel, poison, monkeypatch):
-    """CONV2D_EXT_TMA_SPLITK=auto splits a grid of few CTAs (7x7 maps, 3 images: 8 or 4 CTAs, 72 k-tiles) and the
-    results hold."""
-    _run_only_if("CONV2D_EXT_TEST_TMA_SPLITK", "CONV2D_EXT_TMA_SPLITK=auto", "split_k")
-    if not _tma_built(kernel):
-        pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
-    monkeypatch.setenv("CONV2D_EXT_TMA_SPLITK", "auto")
-    from torch.profiler import ProfilerActivity, profile
-    with precision("bf16"), profile(activities=[ProfilerActivity.CUDA]) as prof:
-        run_and_check(TMA_SPLIT_K["7x7_c512_k200"], "bf16", "nhwc", {"forward": kernel}, True, must_run=True)
-        torch.cuda.synchronize()
-    assert any("forward_tma_split_kernel<" in e.name for e in prof.events()), "auto did not split"
 
 
 # implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered

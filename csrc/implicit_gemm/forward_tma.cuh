@@ -38,7 +38,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 
 #include "common/tma.cuh"
 #include "implicit_gemm/forward.cuh"
@@ -82,10 +81,6 @@ struct TmaConv {
   void* y;
   const void* bias;
   int64_t ys[4];                            // output strides (n, k, p, q)
-  // Split-K (forward_tma_split_kernel only): `splits` CTAs per tile, their partial tiles and per-tile counters
-  int splits;
-  float* partials;
-  int* counters;
 };
 
 constexpr int kTmaRowBytes = 128;  // bytes of a k-tile row
@@ -125,14 +120,12 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
-// The kernels' body: forward_tma_kernel, and forward_tma_split_kernel (kSplitK: the general path's reduction cut
-// into c.splits CTAs per tile, blockIdx.x = tile x splits + split; split_k_fixup sums them).
-template <typename T, class Cfg, bool kOutNHWC, bool kHalo, bool kFromNchw, bool kSplitK>
+// The kernels' body (forward_tma_kernel, forward_tma_one_cta_kernel).
+template <typename T, class Cfg, bool kOutNHWC, bool kHalo, bool kFromNchw>
 __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const CUtensorMap& filt,
                                                  const CUtensorMap& out, const TmaConv& c) {
   static_assert(!kHalo || Cfg::kMI == 1, "halo boxes: 64 rows per warpgroup");
   static_assert(!kFromNchw || (kHalo && !kOutNHWC), "NCHW input: halo tiles, NCHW output");
-  static_assert(!kSplitK || (!kHalo && Cfg::kMI == 1), "split-K: the general path, 64 rows per warpgroup");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kAlignPx = 16 / sizeof(T);       // pixels per 16 bytes: kFromNchw's raw boxes start at multiples
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
@@ -152,12 +145,6 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = blockIdx.z, k0 = blockIdx.y * kTmaBN;
   int64_t tile = blockIdx.x;
-  int split = 0, kb0 = 0, k_count = c.k_tiles;  // kSplitK: this CTA's k-tiles kb0 .. kb0 + k_count - 1
-  if constexpr (kSplitK) {
-    split = static_cast<int>(tile % c.splits), tile /= c.splits;
-    kb0 = static_cast<int>(int64_t(split) * c.k_tiles / c.splits);
-    k_count = static_cast<int>(int64_t(split + 1) * c.k_tiles / c.splits) - kb0;
-  }
   const int q0 = static_cast<int>(tile % c.q_tiles) * c.wt;
   tile /= c.q_tiles;
   const int p0 = static_cast<int>(tile % c.p_tiles) * c.ht;
@@ -200,8 +187,8 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
           return make_int4(g * c.Cg + cc * BK, w_base, h_base + r * c.dil_h, n0);
         });
       } else {
-        int cc = kb0 % c.c_chunks, s = kb0 / c.c_chunks % c.S, r = kb0 / (c.c_chunks * c.S);
-        ring.produce(k_count, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
+        int cc = 0, s = 0, r = 0;
+        ring.produce(c.k_tiles, c.tx_bytes, [&](int, unsigned char* a, uint64_t* bar) {
           tma_load_4d(a, &act, bar, g * c.Cg + cc * BK, w_base + s * c.dil_w, h_base + r * c.dil_h, n0);
           tma_load_4d(a + kABytes, &filt, bar, cc * BK, s, r, g * c.Kg + k0);
           if (++cc == c.c_chunks) {
@@ -318,7 +305,7 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
     wgmma_fence_operands(acc[0]);
   } else {
     ring.consume(
-        k_count,
+        c.k_tiles,
         [&](const unsigned char* stage) {
           const unsigned char* a = stage + wg * kMI * 64 * kTmaRowBytes;
           const unsigned char* b = stage + kABytes;
@@ -335,14 +322,6 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
         });
   }
   named_barrier(1, 256);  // both warpgroups' MMAs are done reading shared memory
-  if constexpr (kSplitK) {  // the last of the tile's CTAs to arrive goes on with the sum, the others are done
-    // (the tile and split from blockIdx again: nothing kept live across the main loop)
-    const int64_t slot =
-        (int64_t(blockIdx.z) * gridDim.y + blockIdx.y) * (gridDim.x / c.splits) + blockIdx.x / c.splits;
-    if (!split_k_fixup<256>(acc[0], c.partials + slot * c.splits * (256 * kAcc), c.counters + slot,
-                            int(blockIdx.x % c.splits), c.splits, threadIdx.x, 1))
-      return;
-  }
 
   const int cols = min(kTmaBN, c.Kg - k0);  // columns of the tile that are output channels of group g
   const T* bias = c.bias ? static_cast<const T*>(c.bias) + int64_t(g) * c.Kg + k0 : nullptr;
@@ -467,15 +446,7 @@ template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNc
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     forward_tma_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                        const __grid_constant__ CUtensorMap out, const TmaConv c) {
-  forward_tma_body<T, Cfg, kOutNHWC, kHalo, kFromNchw, false>(act, filt, out, c);
-}
-
-// Split-K (tma_splits): the general path only (no halo boxes, NHWC activations).
-template <typename T, class Cfg, bool kOutNHWC>
-__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
-    forward_tma_split_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
-                             const __grid_constant__ CUtensorMap out, const TmaConv c) {
-  forward_tma_body<T, Cfg, kOutNHWC, false, false, true>(act, filt, out, c);
+  forward_tma_body<T, Cfg, kOutNHWC, kHalo, kFromNchw>(act, filt, out, c);
 }
 
 // The TF32 NCHW-in-place kernel (register-A MMAs) at one CTA per SM: at two, ptxas caps the 128x128 kernel at 96
@@ -487,7 +458,7 @@ template <typename T, class Cfg>
 __global__ void __launch_bounds__(kTmaThreads, 1)
     forward_tma_one_cta_kernel(const __grid_constant__ CUtensorMap act, const __grid_constant__ CUtensorMap filt,
                                const __grid_constant__ CUtensorMap out, const TmaConv c) {
-  forward_tma_body<T, Cfg, false, true, true, false>(act, filt, out, c);
+  forward_tma_body<T, Cfg, false, true, true>(act, filt, out, c);
 }
 
 template <typename T> constexpr CUtensorMapDataType tma_dtype() {
@@ -527,20 +498,13 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
          p.y_stride[2] % 2 == 0 && reinterpret_cast<uintptr_t>(p.y) % (2 * sizeof(T)) == 0;
 }
 
-// Split-K's launch (tma_splits): `splits` CTAs per tile, their partial tiles and the tiles' counters (workspace).
-struct TmaSplit {
-  int splits = 1;
-  float* partials = nullptr;
-  int* counters = nullptr;
-};
-
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
-// boxes (nchw_fused). `split`: split-K (general path only).
+// boxes (nchw_fused).
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
 void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64_t (&as)[4], const T* filt,
-                FilterStrides fs, cudaStream_t stream, const TmaSplit& split = TmaSplit{}) {
+                FilterStrides fs, cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
   const int Cg = static_cast<int>(p.C_per_group()), Kg = static_cast<int>(p.K_per_group());
   const uint64_t act_dims[4] = {uint64_t(p.C), uint64_t(p.W), uint64_t(p.H), uint64_t(p.N)};
@@ -581,22 +545,10 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
   c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
-  c.splits = split.splits, c.partials = split.partials, c.counters = split.counters;
 
   constexpr int smem = kFromNchw ? Cfg::kNchwSmem : kHalo ? Cfg::kHaloSmem : Cfg::kSmem;
   const dim3 grid(static_cast<unsigned>(t.count()), static_cast<unsigned>((Kg + Cfg::kBN - 1) / Cfg::kBN),
                   static_cast<unsigned>(p.groups));
-  if constexpr (!kHalo && !kFromNchw) {
-    if (split.splits > 1) {
-      constexpr auto kernel = forward_tma_split_kernel<T, Cfg, kOutNHWC>;
-      opt_in_shared_memory<kernel>(smem);
-      C10_CUDA_CHECK(cudaMemsetAsync(split.counters, 0, sizeof(int) * grid.x * grid.y * grid.z, stream));
-      const dim3 split_grid(grid.x * unsigned(split.splits), grid.y, grid.z);
-      kernel<<<split_grid, kTmaThreads, smem, stream>>>(act_map, filt_map, out_map, c);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      return;
-    }
-  }
   if constexpr (kFromNchw && sizeof(T) == 4 && Cfg::kBN == 128) {
     const char* env = std::getenv("CONV2D_EXT_TMA_TF32_ONE_CTA");
     if (env != nullptr && env[0] == '1') {
@@ -660,72 +612,33 @@ bool pointwise_fits(const ConvParams& p) {
 template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the configuration files)
 void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);
 
-// CTAs of p's launch without split-K: tiles of pixels x tiles of channels x groups.
-template <class Cfg>
-int64_t tma_ctas(const ConvParams& p, const TmaTile& t) {
-  return t.count() * ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN) * p.groups;
-}
-
-// Split-K: CTAs per tile for grids that leave the SMs' CTA slots idle (r50_3x3_512: 128 CTAs of 128x64 on 132 SMs
-// of two slots). EXPERIMENTAL, never run, off by default: CONV2D_EXT_TMA_SPLITK=n cuts the reduction of every problem
-// on the general path (no halo boxes) into n ranges of k-tiles (at most one per k-tile, 16, and 256 MB of partial
-// tiles); =auto, where the CTAs fill at most half the slots, into as many as fill them once, each range keeping 8
-// k-tiles or more.
-template <class Cfg>
-int tma_splits(const ConvParams& p, const TmaTile& t, bool halo) {
-  const char* env = std::getenv("CONV2D_EXT_TMA_SPLITK");
-  if (env == nullptr || halo) return 1;
-  const int64_t BK = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
-  const int64_t k_tiles = p.R * p.S * ((p.C_per_group() + BK - 1) / BK), ctas = tma_ctas<Cfg>(p, t);
-  int64_t n = std::atoll(env);
-  if (std::strcmp(env, "auto") == 0) {
-    const int64_t slots = int64_t(Cfg::kMinBlocks) * num_sms();
-    n = ctas == 0 || 2 * ctas > slots ? 1 : std::min(slots / ctas, k_tiles / 8);
-  }
-  // at most 16, one per k-tile, and 256 MB of partial tiles
-  const int64_t by_bytes = (int64_t(1) << 28) / std::max<int64_t>(1, ctas * Cfg::kBM * Cfg::kBN * 4);
-  n = std::max<int64_t>(1, std::min<int64_t>({n, k_tiles, 16, by_bytes}));
-  return t.count() * n < (int64_t(1) << 31) ? int(n) : 1;
-}
-
 // forward_tma_launch_typed's workspace: the KRSC repack of the filters (where the copy engine cannot read them in
-// place: NCHW's KCRS, or sliced), the NHWC copy of NCHW activations not read in place (nchw_fused), and split-K's
-// partial tiles (fp32) and tile counters. Offsets of the copy, the partial tiles and the counters, and the total.
+// place: NCHW's KCRS, or sliced), then the NHWC copy of NCHW activations not read in place (nchw_fused). Offset of
+// the copy and the total.
 struct TmaWorkspace {
-  int64_t copy, partials, counters, bytes;
+  int64_t copy, bytes;
 };
 template <class Cfg>
-TmaWorkspace tma_workspace(const ConvParams& p, const TmaTile& t, bool halo, int splits) {
+TmaWorkspace tma_workspace(const ConvParams& p, bool halo) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
   const int64_t copy = p.channels_last || nchw_fused<Cfg>(p, halo) ? 0 : region(p.N * p.C * p.H * p.W * elem);
-  const int64_t ctas = tma_ctas<Cfg>(p, t);
-  const int64_t partials = splits > 1 ? region(ctas * splits * Cfg::kBM * Cfg::kBN * 4) : 0;
-  const int64_t counters = splits > 1 ? region(ctas * 4) : 0;
-  return TmaWorkspace{filters, filters + copy, filters + copy + partials, filters + copy + partials + counters};
+  return TmaWorkspace{filters, filters + copy};
 }
 
 template <class Cfg>
 int64_t forward_tma_workspace(const ConvParams& p) {
   if (pointwise_fits<Cfg>(p)) return region(p.K * p.C_per_group() * (p.dtype == DType::kFloat32 ? 4 : 2));
   const TmaTile t = tma_tile(p, Cfg::kBM);
-  const bool halo = use_halo<Cfg>(p, t);
-  return tma_workspace<Cfg>(p, t, halo, tma_splits<Cfg>(p, t, halo)).bytes;
+  return tma_workspace<Cfg>(p, use_halo<Cfg>(p, t)).bytes;
 }
 
-// launch_tma, with halo boxes where use_halo said (`halo`), else cut by split-K where tma_splits says.
+// launch_tma, with halo boxes where use_halo said (`halo`).
 template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T* act, const int64_t (&as)[4],
-                      const T* filt, FilterStrides fs, void* workspace, cudaStream_t stream) {
+                      const T* filt, FilterStrides fs, cudaStream_t stream) {
   if (halo) return launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
-  TmaSplit split;
-  split.splits = tma_splits<Cfg>(p, t, halo);
-  if (split.splits > 1) {
-    const TmaWorkspace ws = tma_workspace<Cfg>(p, t, halo, split.splits);
-    split.partials = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + ws.partials);
-    split.counters = reinterpret_cast<int*>(static_cast<unsigned char*>(workspace) + ws.counters);
-  }
-  launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream, split);
+  launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream);
 }
 
 template <typename T, class Cfg>
@@ -752,14 +665,14 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
-    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, workspace, stream);
+    launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else if (nchw_fused<Cfg>(p, halo)) {  // the NCHW input read in place
     launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
-    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, t, halo, 1).copy);
+    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, halo).copy);
     int64_t xs[4];
     const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, workspace, stream);
+    launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, stream);
   }
 }
 

@@ -1,7 +1,7 @@
 // The warp-specialized pipeline of the copy-engine kernels (forward_tma.cuh, backward_weight_tma.cuh), written once:
 // a ring of kStages shared-memory stages, each with a `full` mbarrier (the producer's arrival plus the bytes its
 // copies bring) and an `empty` mbarrier (one arrival per consumer warpgroup once the MMAs that read the stage are
-// done). The pass supplies what a k-tile's copies are (issue) and what its MMAs are (mma). And split-K's fixup.
+// done). The pass supplies what a k-tile's copies are (issue) and what its MMAs are (mma).
 #pragma once
 
 #include <cstdint>
@@ -172,43 +172,6 @@ struct TmaRing {
     fence_operands();
   }
 };
-
-// Split-K's fixup, in the kernel (no second launch): the `splits` CTAs of an output tile each reduce a range of its
-// k-tiles; each stores its partial tile (the kThreads consumer threads' N accumulators) to its slot of `partials`
-// ([splits][N / 4][kThreads] float4, the tile's slots) and counts itself in on the tile's `counter` (zeroed before
-// the launch). The last to arrive adds the slots in split order into `acc` and returns true (it goes on to the
-// epilogue); the others return false (they are done). The sum's order is the splits', not the arrivals', so the
-// results are bit-identical run to run. Called by the kThreads consumer threads (tid 0 .. kThreads - 1) of named
-// barrier `bar`, once their MMAs are done.
-template <int kThreads, int N>
-__device__ __forceinline__ bool split_k_fixup(float (&acc)[N], float* partials, int* counter, int split, int splits,
-                                              int tid, int bar) {
-  static_assert(N % 4 == 0, "float4 slots");
-  __shared__ int last;
-  float4* slots = reinterpret_cast<float4*>(partials);
-#pragma unroll
-  for (int v = 0; v < N / 4; ++v)
-    __stcg(&slots[(int64_t(split) * (N / 4) + v) * kThreads + tid],
-           make_float4(acc[4 * v], acc[4 * v + 1], acc[4 * v + 2], acc[4 * v + 3]));
-  __threadfence();  // this CTA's partial tile is visible device-wide before its arrival is counted
-  named_barrier(bar, kThreads);
-  if (tid == 0) {
-    __threadfence();
-    last = atomicAdd(counter, 1) == splits - 1;
-  }
-  named_barrier(bar, kThreads);
-  if (!last) return false;
-  __threadfence();  // the other CTAs' partial tiles, read below, are theirs after their arrivals
-#pragma unroll
-  for (int i = 0; i < N; ++i) acc[i] = 0.f;
-  for (int s = 0; s < splits; ++s)
-#pragma unroll
-    for (int v = 0; v < N / 4; ++v) {
-      const float4 x = __ldcg(&slots[(int64_t(s) * (N / 4) + v) * kThreads + tid]);
-      acc[4 * v] += x.x, acc[4 * v + 1] += x.y, acc[4 * v + 2] += x.z, acc[4 * v + 3] += x.w;
-    }
-  return true;
-}
 
 }  // namespace igemm
 }  // namespace conv2d_ext

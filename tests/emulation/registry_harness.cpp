@@ -7,10 +7,10 @@
 //
 //   registry_harness [--suite=default|hopper] [FILTER...]   the kernels whose name contains one of the FILTERs (all
 //   by default) on the suite: "hopper" has the shapes that take the copy-engine kernels' special paths (halo boxes,
-//   NCHW read in place, the pointwise kernels, tiles with many k-tiles for split-K; from helper-18's tma_harness);
+//   NCHW read in place, the pointwise kernels, tiles with many k-tiles; from helper-18's tma_harness);
 //   "random:COUNT:SEED" has COUNT random problems drawn as test_gpu_correctness.py's random_problem draws them.
 //
-// Backward-weight runs (and forwards under CONV2D_EXT_TMA_SPLITK) run twice, the second time with the grid's blocks
+// Backward-weight runs run twice, the second time with the grid's blocks
 // in another order (EMU_BLOCK_ORDER): the results must be bit-identical (deterministic weight gradients).
 //
 // Prints one line per run (EMU_TRACE=1: and what it used: TMA loads, wgmma forms, ...), then per kernel how many
@@ -249,9 +249,9 @@ void run_one(const Run& r, std::mt19937& gen) {
   report(r, *out, ref, poisoned);
   if (std::getenv("EMU_TRACE")) emu::trace().print(kernel_name(*r.kernel).c_str());  // the paths the run took
 
-  // Weight gradients (and split-K forwards) must be bit-identical whatever order the blocks run in: again with the
-  // grid's blocks shuffled (a float atomic or an arrival-order sum would differ).
-  if (r.kernel->pass != Pass::kBackwardWeight && !std::getenv("CONV2D_EXT_TMA_SPLITK")) return;
+  // Weight gradients must be bit-identical whatever order the blocks run in: again with the grid's blocks shuffled
+  // (a float atomic or an arrival-order sum would differ).
+  if (r.kernel->pass != Pass::kBackwardWeight) return;
   const std::vector<unsigned char> first = out->buffer;
   const char* order = std::getenv("EMU_BLOCK_ORDER");
   const std::string saved = order ? order : "";
@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
       {1, 64, 9, 20, 128, 3, 3, 2, 2, 1, 1, 1, 1, 1, false},   // stride 2 (the copy engine's element strides)
       {2, 32, 2, 256, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // NCHW read in place (W >= 152, halo)
       {2, 72, 5, 7, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},     // 1x1, channels past a k-tile
-      {1, 256, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},    // 36 k-tiles on one tile (split-K)
+      {1, 256, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},    // 36 k-tiles on one tile
       {2, 64, 8, 16, 128, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, H W = 128 (the pointwise kernels)
       {1, 72, 6, 20, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},     // 1x1, H W = 120, channels and filters partial
       {3, 32, 4, 36, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1, H W = 144 (two pixel tiles an image)
