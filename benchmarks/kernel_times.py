@@ -10,13 +10,16 @@ kernel), nothing checked or written.
 passes: forward, backward_data, backward_weight, backward (both backward passes); kernels: registry names forced for the pass, or
 "auto" (the heuristics' choice; "backward" takes only auto).
 KT_GRAPH=1 times each call by CUDA events around CUDA-graph replays instead (stream time: kernels that overlap
-count once, gaps between kernels count, no host time).
+count once, gaps between kernels count, no host time). KT_HOST=1 gives the host's time per call instead: the wall
+clock of 100 calls before the sync that ends them (the launch queue does not fill), what CUDA-event timing of a call
+measures where it passes the GPU time.
 Each ENV=values argument re-times every kernel with that environment variable set to each value in turn (for a
 kernel that reads a tuning variable at launch). cuDNN is the better of cudnn.benchmark on and off.
 """
 import itertools
 import os
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +45,24 @@ def gpu_ms(fn):
     return total_us / ITERS / 1000.0
 
 
+def host_ms(fn, calls=100):
+    """Host wall-clock ms per fn() call: `calls` calls timed before the synchronize that ends them."""
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e3
+
+
 def timed(make_fn):
-    """ms per call: the profiler's kernel-time sum, or with KT_GRAPH=1 the CUDA-graph stream time."""
+    """ms per call: the profiler's kernel-time sum, with KT_GRAPH=1 the CUDA-graph stream time, with KT_HOST=1 the
+    host's time."""
+    if os.environ.get("KT_HOST") == "1":
+        return host_ms(make_fn())
     if os.environ.get("KT_GRAPH") == "1":
         try:
             return graph_ms(make_fn)["ms"]
