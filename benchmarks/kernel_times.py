@@ -19,14 +19,13 @@ kernel that reads a tuning variable at launch). cuDNN is the better of cudnn.ben
 import itertools
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import conv2d_ext
-from bench.timing import graph_ms
+from bench.timing import graph_ms, host_ms
 from conv2d_ext.testing import CASES, case_of, make_inputs, precision
 
 ITERS = 50
@@ -43,19 +42,6 @@ def gpu_ms(fn):
         torch.cuda.synchronize()
     total_us = sum(e.self_device_time_total for e in prof.key_averages())
     return total_us / ITERS / 1000.0
-
-
-def host_ms(fn, calls=100):
-    """Host wall-clock ms per fn() call: `calls` calls timed before the synchronize that ends them."""
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e3
 
 
 def timed(make_fn):

@@ -75,6 +75,21 @@ def graph_ms(make_fn, calls=20, rounds=7, replays=5):
     return {"ms": statistics.median(times), "min_ms": min(times), "reps": rounds * replays * calls}
 
 
+def host_ms(fn, calls=100):
+    """Host wall-clock ms per fn() call: `calls` calls timed before the synchronize that ends them, so host time even
+    where the GPU time is longer (host_us below stops its clock after the synchronize). Few enough calls that the
+    launch queue does not fill."""
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e3
+
+
 def host_us(fns, iters, repeats, warmup):
     """Wall-clock µs per call of each function in `fns` (a dict name -> fn): the median over `repeats` runs of
     `iters` calls, with torch.cuda.synchronize() only before and after each run. The functions take turns within
