@@ -2,7 +2,7 @@
 # expression; stops there if any fails), per-pass timings (PASSES_ARGS: backward_passes.py's arguments, e.g.
 # "r50_conv1,seed fp32,bf16 nchw,nhwc forward,backward_data"; none skips them), another command (EXTRA, EXTRA_TIMEOUT
 # seconds, default 150; its last EXTRA_LINES lines shown, default 40) and a per-kernel trace
-# (profile_case.py --trace TRACE_ARGS; TRACE=0 skips it), logs under $OUT (at most 8 files come back). With CLOSING=1
+# (profile_case.py --trace TRACE_ARGS; TRACE=0 skips it; TESTS unset runs the whole GPU suite, ~180 s: TESTS_TIMEOUT, default 200), logs under $OUT (at most 8 files come back). With CLOSING=1
 # it goes on to the closing run (gpu_session.sh: every test, the whole suite, host overhead) in the same call:
 #   CLOSING=1 CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) TESTS=grouped TRACE=0 bash benchmarks/device_run.sh
 set -o pipefail
@@ -11,7 +11,7 @@ start=$(date +%s)
 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 -m pip install --no-build-isolation --no-deps -e . > $OUT/build.log 2>&1 || { tail -30 $OUT/build.log; exit 1; }
 grep -E "spill" $OUT/build.log | grep -v " 0 bytes spill stores" | head -5
 echo build $(( $(date +%s) - start )) s
-timeout 200 python3 -m pytest -q -n 15 --ignore=tests/test_emulation.py tests ${TESTS:+-k "$TESTS"} > $OUT/dev.txt 2>&1
+timeout ${TESTS_TIMEOUT:-200} python3 -m pytest -q -n 15 --ignore=tests/test_emulation.py tests ${TESTS:+-k "$TESTS"} > $OUT/dev.txt 2>&1
 grep -E "^FAILED|^ERROR|passed|failed" $OUT/dev.txt | cut -c1-220 | tail -15
 grep -qE "[0-9]+ (failed|error)" $OUT/dev.txt && { grep -E "^E " $OUT/dev.txt | sort | uniq -c | sort -rn | head; exit 1; }
 : > $OUT/dev.txt

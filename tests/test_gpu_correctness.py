@@ -442,10 +442,11 @@ def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch
         assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
 
 
-# The filter repack by rows (forward.cuh's pack_taps_rows: KCRS -> KRSC for NCHW forwards, [C][R][S][K/groups],
-# flipped or not, for backward-data). Channel counts past one block of 256 threads, 49 taps, groups, stride 2
+# The filter repacks (forward.cuh's pack_taps): KCRS -> KRSC for NCHW forwards by rows (pack_taps_rows), and
+# backward-data's [C][R][S][K/groups], flipped or not, from KCRS or channels-last filters by tiles (pack_taps_tiles).
+# Channel counts past one block of 256 threads and past whole 32-channel tiles, 49 taps, groups, stride 2
 # (backward-data by stride phase on the mma.sync kernels).
-PACK_ROWS = {
+PACK = {
     "3x3_c64_k72": Case(2, 64, 10, 12, 72, 3, 3, 1, 1, 1, 1),
     "5x3_s2_g2": Case(2, 128, 9, 11, 128, 5, 3, 2, (2, 1), 1, 2),
     "7x7_c24_k40": Case(1, 24, 8, 8, 40, 7, 7, 1, 3, 1, 1),
@@ -455,11 +456,13 @@ PACK_ROWS = {
 
 
 @pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
-@pytest.mark.parametrize("name", list(PACK_ROWS))
-def test_pack_rows(name, precision_mode, poison):
-    """NCHW forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built)
-    with their filters repacked by pack_taps_rows: the results, and that it ran."""
-    case = PACK_ROWS[name]
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("name", list(PACK))
+def test_filter_repacks(name, layout, precision_mode, poison):
+    """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
+    their filters repacked: the results, and that the repack kernels ran (NCHW forward: by rows; backward-data: by
+    tiles, reading along the filters' input channels)."""
+    case = PACK[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
     tma = "implicit_gemm:128x128_tma"
     if _tma_built(tma) and (case.groups == 1 or (case.C // case.groups) % 64 == 0):
@@ -467,9 +470,13 @@ def test_pack_rows(name, precision_mode, poison):
     from torch.profiler import ProfilerActivity, profile
     for variant in variants:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            run_and_check(case, precision_mode, "nchw", variant, True, must_run=True)
+            run_and_check(case, precision_mode, layout, variant, True, must_run=True)
             torch.cuda.synchronize()
-        assert any("pack_taps_rows<" in e.name for e in prof.events()), f"{variant}: the repack by rows did not run"
+        names = [e.name for e in prof.events()]
+        if layout == "nchw":
+            assert any("pack_taps_rows<" in n for n in names), f"{variant}: the repack by rows did not run"
+        if "backward_data" in variant:
+            assert any("pack_taps_tiles<" in n for n in names), f"{variant}: the repack by tiles did not run"
 
 
 # implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered

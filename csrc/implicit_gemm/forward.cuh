@@ -30,12 +30,20 @@ struct FilterStrides { int64_t k, c, r, s; };
 
 // Filters with their taps moved between the two channel dimensions: out[(o R S + r S + s) I + i] =
 // w[(o / og) gstride + (o % og) so + i si + r sr + s ss] for o < O, i < I (KRSC from KCRS: o = k, i = c;
-// backward-data's [C][R][S][K/groups]: o = c, i = k, og = C/groups). A thread takes one i of one o and walks its
-// R S taps: no division, the taps' loads back to back in the same line or two (KCRS: one thread's taps are
-// contiguous, a warp's 32 i's a contiguous run; the flipped [C][R][S][K] read: each thread's own line), each tap's
-// stores a coalesced run of the block's i's. Grid: O x min(ceil(I / 256), 65535) blocks, striding over the i's.
-// On the H100 (session 29) 5 us for r50_3x3_512's 2.4 M elements, where the element-wise kernel it replaced (an
+// backward-data's [C][R][S][K/groups]: o = c, i = k, og = C/groups). Two kernels, pack_taps picks by the strides:
+//
+// pack_taps_rows, where i's stride is the smaller (KRSC from KCRS): a thread takes one i of one o and walks its R S
+// taps: no division, the taps' loads back to back in the same line or two (a warp's 32 i's a contiguous run), each
+// tap's stores a coalesced run of the block's i's. Grid: O x min(ceil(I / 256), 65535) blocks, striding over the
+// i's. On the H100 (session 29) 5 us for r50_3x3_512's 2.4 M elements, where the element-wise kernel it replaced (an
 // element a thread, four 64-bit divisions each) took 15 us and session 23's shared-memory tiles 17 us.
+//
+// pack_taps_tiles, where o's stride is the smaller (backward-data's: i = k strides over whole filters): rows read a
+// warp's 32 i's a filter apart, each a sector of its own that 16 other blocks (the neighbouring o's) read again: 17 us
+// for r50_3x3_512 fp16 channels-last (H100, session 30 trace), 3x the GEMM's share. Here a block transposes one tap's
+// 32 o x 32 i tile through shared memory: reads along o (the filters' channels: contiguous in KRSC, R S apart in
+// KCRS, the other taps of those lines read by the neighbouring blocks in z from L2), writes along i. Grid:
+// ceil(O / 32) x min(ceil(I / 32), 65535) x R S blocks of 256 threads, striding over the i tiles.
 struct TapPack {
   int64_t gstride, so, si, sr, ss;  // element strides: per group of og o's, per o, per i, per filter row and column
   int og, O, I, R, S;
@@ -55,11 +63,38 @@ __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, T
 }
 
 template <typename T>
+__global__ void __launch_bounds__(256) pack_taps_tiles(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
+  __shared__ T tile[32][33];  // [i][o], padded: the column reads of the store phase hit distinct banks
+  const int lane = threadIdx.x % 32, row = threadIdx.x / 32, tap = blockIdx.z, RS = m.R * m.S;
+  const int r = tap / m.S, s = tap - r * m.S;
+  const int o_read = blockIdx.x * 32 + lane;  // the o this thread reads
+  const T* src = w + int64_t(o_read / m.og) * m.gstride + int64_t(o_read % m.og) * m.so + r * m.sr + s * m.ss;
+  for (int i0 = blockIdx.y * 32; i0 < m.I; i0 += gridDim.y * 32) {
+#pragma unroll
+    for (int j = row; j < 32; j += 8)
+      if (o_read < m.O && i0 + j < m.I) tile[j][lane] = src[int64_t(i0 + j) * m.si];
+    __syncthreads();
+#pragma unroll
+    for (int j = row; j < 32; j += 8) {
+      const int o = blockIdx.x * 32 + j;
+      if (o < m.O && i0 + lane < m.I) out[(int64_t(o) * RS + tap) * m.I + i0 + lane] = tile[lane][j];
+    }
+    __syncthreads();
+  }
+}
+
+template <typename T>
 void pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
   if (m.O <= 0 || m.I <= 0) return;
-  const int threads = std::min(256, (m.I + 31) / 32 * 32);
-  const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>(std::min((m.I + threads - 1) / threads, 65535)));
-  pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out);
+  if ((m.si < 0 ? -m.si : m.si) > (m.so < 0 ? -m.so : m.so) && m.R * m.S <= 65535) {  // o the closer: tiles
+    const dim3 grid(static_cast<unsigned>((m.O + 31) / 32), static_cast<unsigned>(std::min((m.I + 31) / 32, 65535)),
+                    static_cast<unsigned>(m.R * m.S));
+    pack_taps_tiles<T><<<grid, 256, 0, stream>>>(w, m, out);
+  } else {
+    const int threads = std::min(256, (m.I + 31) / 32 * 32);
+    const dim3 grid(static_cast<unsigned>(m.O), static_cast<unsigned>(std::min((m.I + threads - 1) / threads, 65535)));
+    pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -1,6 +1,6 @@
-// The filter repacks on the CPU emulator (repack_krsc and repack_crsk, both pack_taps_rows) against the layouts'
-// definitions written as plain loops, bit for bit, on dense, grouped, sliced and flipped (negative tap strides)
-// filters, every element of the destination (one past its end too) checked; and the NHWC copies of NCHW activations
+// The filter repacks on the CPU emulator (repack_krsc and repack_crsk: pack_taps_rows and pack_taps_tiles, by the
+// strides) against the layouts' definitions written as plain loops, bit for bit, on KCRS and channels-last (KRSC)
+// filters, dense, grouped, sliced and flipped (negative tap strides), every element of the destination (one past its end too) checked; and the NHWC copies of NCHW activations
 // (launch_to_nhwc: to_nhwc_planes for planes of an odd number of pixels, to_nhwc_vec, to_nhwc) and the NCHW copy of
 // a channels-last tensor (launch_to_nchw) against theirs. Exits 1 on any difference.
 #include <cstdio>
@@ -21,13 +21,15 @@ int failures = 0;
 struct Shape {
   int K, C, groups, R, S;
   bool flip;  // the taps read backwards (r and s strides negative, the base at the last tap)
+  bool krsc;  // channels-last filters (channels contiguous) instead of KCRS
 };
 
 // Both repacks of one filter tensor against their definitions.
 void check(const Shape& sh, std::mt19937& gen) {
   const int Cg = sh.C / sh.groups, Kg = sh.K / sh.groups;
-  // KCRS with a padded channel stride (a sliced tensor): k, c, r, s strides
-  const int64_t ss = 1, sr = sh.S, sc = int64_t(sh.R) * sh.S + 3, sk = sc * Cg + 5;
+  // KCRS with a padded channel stride (a sliced tensor), or KRSC with a padded pixel stride: k, c, r, s strides
+  const int64_t ss = sh.krsc ? Cg + 3 : 1, sr = sh.S * ss, sc = sh.krsc ? 1 : int64_t(sh.R) * sh.S + 3,
+                sk = sh.krsc ? sh.R * sr + 5 : sc * Cg + 5;
   std::vector<uint16_t> w(size_t(sk) * sh.K + 16);
   for (auto& v : w) v = uint16_t(gen());
   FilterStrides in{sk, sc, sr, ss};
@@ -59,8 +61,8 @@ void check(const Shape& sh, std::mt19937& gen) {
   repack_crsk<__half>(base, in, reinterpret_cast<__half*>(crsk.data()), sh.C, Cg, Kg, sh.R, sh.S, nullptr);
   const bool ok_krsc = krsc == want_krsc, ok_crsk = crsk == want_crsk;
   failures += !ok_krsc + !ok_crsk;
-  std::printf("%s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL", sh.K, sh.C,
-              sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "", ok_krsc ? "right" : "WRONG",
+  std::printf("%s %s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL",
+              sh.krsc ? "KRSC" : "KCRS", sh.K, sh.C, sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "", ok_krsc ? "right" : "WRONG",
               ok_crsk ? "right" : "WRONG");
 }
 
@@ -110,9 +112,13 @@ void check_to_nchw(int N, int C, int H, int W, const char* which, std::mt19937& 
 int main() {
   std::mt19937 gen(7);
   const Shape shapes[] = {
-      {64, 64, 1, 3, 3, false}, {70, 130, 1, 3, 3, false}, {64, 64, 1, 3, 3, true},  {33, 66, 3, 5, 5, false},
-      {128, 3, 1, 7, 7, false}, {16, 200, 1, 1, 1, false}, {48, 96, 2, 3, 1, true},  {8, 16, 4, 7, 7, true},
-      {70, 300, 1, 3, 3, false}, {300, 64, 1, 3, 3, true},  // more than one block of 256 i's (KRSC, then CRSK)
+      {64, 64, 1, 3, 3, false, false}, {70, 130, 1, 3, 3, false, false}, {64, 64, 1, 3, 3, true, false},
+      {33, 66, 3, 5, 5, false, false}, {128, 3, 1, 7, 7, false, false}, {16, 200, 1, 1, 1, false, false},
+      {48, 96, 2, 3, 1, true, false},  {8, 16, 4, 7, 7, true, false},
+      {70, 300, 1, 3, 3, false, false}, {300, 64, 1, 3, 3, true, false},  // more than 256 i's (KRSC, then CRSK)
+      // channels-last filters: backward-data's tiles reading along channels
+      {64, 64, 1, 3, 3, true, true},   {70, 130, 1, 3, 3, true, true},  {33, 66, 3, 5, 5, true, true},
+      {300, 64, 1, 3, 3, true, true},  {16, 200, 1, 1, 1, false, true}, {96, 48, 2, 3, 1, false, true},
   };
   for (const Shape& s : shapes) check(s, gen);
   check_to_nhwc<__half, uint16_t>(3, 512, 7, 7, 0, 0, "planes", gen);     // r50_3x3_512's maps, 8 blocks of channels
