@@ -3,7 +3,8 @@
 # "r50_conv1,seed fp32,bf16 nchw,nhwc forward,backward_data"; none skips them), another command (EXTRA, EXTRA_TIMEOUT
 # seconds, default 150; its last EXTRA_LINES lines shown, default 40) and a per-kernel trace
 # (profile_case.py --trace TRACE_ARGS; TRACE=0 skips it), logs under $OUT (at most 8 files come back). TESTS unset
-# runs the whole GPU suite (~180 s on the H100: TESTS_TIMEOUT seconds, default 200). With CLOSING=1 it goes on to the closing run (gpu_session.sh: every test, the whole suite, host overhead) in the same call:
+# runs the whole GPU suite (~180 s on the H100: TESTS_TIMEOUT seconds, default 200). With CLOSING=1 it goes on to
+# the closing run (gpu_session.sh: every test, the whole suite, host overhead) in the same call:
 #   CLOSING=1 CONV2D_EXT_COMMIT=$(git rev-parse --short HEAD) TESTS=grouped TRACE=0 bash benchmarks/device_run.sh
 set -o pipefail
 export PYTHONUNBUFFERED=1 CONV2D_EXT_COMMIT=${CONV2D_EXT_COMMIT:-wip}
