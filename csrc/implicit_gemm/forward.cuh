@@ -40,10 +40,14 @@ struct FilterStrides { int64_t k, c, r, s; };
 //
 // pack_taps_tiles, where o's stride is the smaller (backward-data's: i = k strides over whole filters): rows read a
 // warp's 32 i's a filter apart, each a sector of its own that 16 other blocks (the neighbouring o's) read again: 17 us
-// for r50_3x3_512 fp16 channels-last (H100, session 30 trace), 3x the GEMM's share. Here a block transposes one tap's
-// 32 o x 32 i tile through shared memory: reads along o (the filters' channels: contiguous in KRSC, R S apart in
-// KCRS, the other taps of those lines read by the neighbouring blocks in z from L2), writes along i. Grid:
-// ceil(O / 32) x min(ceil(I / 32), 65535) x R S blocks of 256 threads, striding over the i tiles.
+// for r50_3x3_512 fp16 channels-last (H100, session 30 trace), 3x the GEMM's share. Here a block transposes the
+// 32 o x 32 i tiles of kPackTileTaps taps through shared memory: reads along o (the filters' channels: contiguous in
+// KRSC, R S apart in KCRS, the other taps of those lines read by the neighbouring blocks in z from L2), writes along
+// i. Grid: ceil(O / 32) x min(ceil(I / 32), 65535) x ceil(R S / kPackTileTaps) blocks of 256 threads, striding over
+// the i tiles. r50_3x3_512 fp16: 17 -> 8 us with one tap a block (2304 blocks, 2 KB each: two waves of one load
+// round trip each), four taps a block to put more loads in flight.
+constexpr int kPackTileTaps = 4;  // pack_taps_tiles: taps a block (16 loads in flight a thread)
+
 struct TapPack {
   int64_t gstride, so, si, sr, ss;  // element strides: per group of og o's, per o, per i, per filter row and column
   int og, O, I, R, S;
@@ -64,21 +68,33 @@ __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, T
 
 template <typename T>
 __global__ void __launch_bounds__(256) pack_taps_tiles(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
-  __shared__ T tile[32][33];  // [i][o], padded: the column reads of the store phase hit distinct banks
-  const int lane = threadIdx.x % 32, row = threadIdx.x / 32, tap = blockIdx.z, RS = m.R * m.S;
-  const int r = tap / m.S, s = tap - r * m.S;
+  constexpr int kTaps = kPackTileTaps;
+  __shared__ T tile[kTaps][32][33];  // [tap][i][o], padded: the column reads of the store phase hit distinct banks
+  const int lane = threadIdx.x % 32, row = threadIdx.x / 32, RS = m.R * m.S, tap0 = blockIdx.z * kTaps;
   const int o_read = blockIdx.x * 32 + lane;  // the o this thread reads
-  const T* src = w + int64_t(o_read / m.og) * m.gstride + int64_t(o_read % m.og) * m.so + r * m.sr + s * m.ss;
+  const T* src = w + int64_t(o_read / m.og) * m.gstride + int64_t(o_read % m.og) * m.so;
+  int64_t tap_offset[kTaps];
+#pragma unroll
+  for (int t = 0; t < kTaps; ++t) {
+    const int r = (tap0 + t) / m.S, s = tap0 + t - r * m.S;
+    tap_offset[t] = r * m.sr + s * m.ss;
+  }
   for (int i0 = blockIdx.y * 32; i0 < m.I; i0 += gridDim.y * 32) {
 #pragma unroll
-    for (int j = row; j < 32; j += 8)
-      if (o_read < m.O && i0 + j < m.I) tile[j][lane] = src[int64_t(i0 + j) * m.si];
+    for (int t = 0; t < kTaps; ++t)
+#pragma unroll
+      for (int j = row; j < 32; j += 8)
+        if (o_read < m.O && i0 + j < m.I && tap0 + t < RS)
+          tile[t][j][lane] = src[int64_t(i0 + j) * m.si + tap_offset[t]];
     __syncthreads();
 #pragma unroll
-    for (int j = row; j < 32; j += 8) {
-      const int o = blockIdx.x * 32 + j;
-      if (o < m.O && i0 + lane < m.I) out[(int64_t(o) * RS + tap) * m.I + i0 + lane] = tile[lane][j];
-    }
+    for (int t = 0; t < kTaps; ++t)
+#pragma unroll
+      for (int j = row; j < 32; j += 8) {
+        const int o = blockIdx.x * 32 + j;
+        if (o < m.O && i0 + lane < m.I && tap0 + t < RS)
+          out[(int64_t(o) * RS + tap0 + t) * m.I + i0 + lane] = tile[t][lane][j];
+      }
     __syncthreads();
   }
 }
@@ -86,9 +102,10 @@ __global__ void __launch_bounds__(256) pack_taps_tiles(const T* __restrict__ w, 
 template <typename T>
 void pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
   if (m.O <= 0 || m.I <= 0) return;
-  if ((m.si < 0 ? -m.si : m.si) > (m.so < 0 ? -m.so : m.so) && m.R * m.S <= 65535) {  // o the closer: tiles
+  const bool o_closer = (m.si < 0 ? -m.si : m.si) > (m.so < 0 ? -m.so : m.so);
+  if (o_closer && m.R * m.S <= 65535 * kPackTileTaps) {
     const dim3 grid(static_cast<unsigned>((m.O + 31) / 32), static_cast<unsigned>(std::min((m.I + 31) / 32, 65535)),
-                    static_cast<unsigned>(m.R * m.S));
+                    static_cast<unsigned>((m.R * m.S + kPackTileTaps - 1) / kPackTileTaps));
     pack_taps_tiles<T><<<grid, 256, 0, stream>>>(w, m, out);
   } else {
     const int threads = std::min(256, (m.I + 31) / 32 * 32);
