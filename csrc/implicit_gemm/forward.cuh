@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, T
 }
 
 template <typename T>
-__global__ void __launch_bounds__(256) pack_taps_tiles(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
+__global__ void __launch_bounds__(256, 4) pack_taps_tiles(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
   constexpr int kTaps = kPackTileTaps;
   __shared__ T tile[kTaps][32][33];  // [tap][i][o], padded: the column reads of the store phase hit distinct banks
   const int lane = threadIdx.x % 32, row = threadIdx.x / 32, RS = m.R * m.S, tap0 = blockIdx.z * kTaps;
