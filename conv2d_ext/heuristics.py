@@ -143,9 +143,19 @@ def pointwise_in_place(p: Problem) -> bool:
             p.groups == 1 and p.H * p.W * elem % 16 == 0 and p.P * p.Q * elem % 16 == 0)
 
 
+def _tma_phases(p: Problem) -> bool:
+    """Strided backward-data that the copy-engine configurations run by stride phase (backward_data_tma.cuh: one
+    stride-1 forward of grad_output per phase into grad_input's strided view): dilation 1, every phase with taps
+    (filters at least the stride), channels-last. Session 30 (H100, r50_3x3_128_s2 channels-last, graph ms): see
+    benchmarks/NOTES.md; NCHW stays on the stride-phase mma kernels."""
+    return (p.channels_last and tuple(p.dilation) == (1, 1) and p.R >= p.stride[0] and p.S >= p.stride[1] and
+            tuple(p.stride) != (1, 1))
+
+
 def _tma_pass(p: Problem, pass_: str) -> bool:
     """The copy-engine configurations' passes: the forward, and backward-data at stride 1 (the forward of grad_output
-    with flipped filters). Their can_implement asks for channels in 16-byte vectors and a Hopper GPU. Not a 1x1 TF32
+    with flipped filters) or by stride phase (_tma_phases). Their can_implement asks for channels in 16-byte vectors
+    and a Hopper GPU. Not a 1x1 TF32
     forward in NCHW that their pointwise kernels cannot read in place: each activation is read once there, and
     copying 4-byte activations to NHWC costs more than the native loads of 128x128_wg (r50_1x1 on the H200: 0.092 ms
     against 0.102 through the copy; in place 0.038; in fp16/bf16 the copy-engine kernel wins either way, 0.061
@@ -153,7 +163,8 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
     if (pass_ == "forward" and not p.channels_last and p.R * p.S == 1 and p.dtype == "float32" and
             not pointwise_in_place(p)):
         return False
-    return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and tuple(p.stride) == (1, 1))
+    return _tensor_core_forward(p, pass_) or (_tensor_core_backward_data(p, pass_) and
+                                               (tuple(p.stride) == (1, 1) or _tma_phases(p)))
 
 
 def _im2col(p: Problem, pass_: str) -> bool:

@@ -275,6 +275,11 @@ TMA_FORWARD = {
     "halo_c160_q256": Case(2, 160, 6, 256, 64, 3, 3, 1, 1, 1, 1),
     "halo_s2x1_groups2": Case(2, 128, 2, 90, 128, 3, 3, (2, 1), 1, 1, 2),
     "halo_pad3": Case(1, 16, 3, 124, 24, 3, 3, 1, (0, 3), 1, 1),
+    # backward-data by stride phase (every case above with a stride too): r50_3x3_128_s2 in small, odd maps (phases
+    # of unequal sizes), stride 3 with padding 2 (a phase whose first window starts inside grad_output), grouped
+    "phases_s2_odd": Case(2, 64, 13, 11, 64, 3, 3, 2, 1, 1, 1),
+    "phases_s3_pad2": Case(1, 32, 11, 10, 64, 3, 3, 3, 2, 1, 1),
+    "phases_s2_groups2": Case(2, 128, 9, 10, 128, 4, 4, 2, 1, 1, 2),
 }
 TMA_KERNELS = [k for k in conv2d_ext.kernels()["forward"] if k.startswith("implicit_gemm") and k.endswith("_tma")]
 
@@ -283,9 +288,19 @@ def _tma_built(kernel):
     return kernel in conv2d_ext.kernels()["forward"] and torch.cuda.get_device_capability() == (9, 0)
 
 
-def _tma_passes(name):
-    """The passes the copy-engine configurations take on this case: backward-data at stride 1 only."""
-    return ["forward"] + (["backward_data"] if TMA_FORWARD[name].stride == 1 else [])
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _tma_passes(name, sliced_nhwc=False):
+    """The passes the copy-engine configurations take on this case: the forward; backward-data at stride 1, and
+    strided by stride phase (backward_data_tma.cuh) where every phase has taps (dilation 1, filters at least the
+    stride) and grad_output's channels fill 16-byte vectors in every dtype, but not from a channels-last grad_output
+    the copy engine cannot read (sliced: the dense-output fallback cannot write a phase's strided view)."""
+    c = TMA_FORWARD[name]
+    (sh, sw), (dh, dw) = _pair(c.stride), _pair(c.dilation)
+    phases = ((dh, dw) == (1, 1) and c.R >= sh and c.S >= sw and (c.K // c.groups) % 8 == 0 and not sliced_nhwc)
+    return ["forward"] + (["backward_data"] if (sh, sw) == (1, 1) or phases else [])
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -293,8 +308,9 @@ def _tma_passes(name):
 @pytest.mark.parametrize("kernel", TMA_KERNELS)
 @pytest.mark.parametrize("name", list(TMA_FORWARD))
 def test_tma(name, kernel, precision_mode, layout, poison):
-    """The copy-engine configurations forced on shapes that exercise their boxes (forward, and backward-data at
-    stride 1 as the forward of grad_output with flipped filters), NaN-poisoned results; they must accept each."""
+    """The copy-engine configurations forced on shapes that exercise their boxes (forward, and backward-data as the
+    forward of grad_output with flipped filters, once per stride phase where strided), NaN-poisoned results; they
+    must accept each."""
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     bias = list(TMA_FORWARD).index(name) % 2 == 0
@@ -545,7 +561,7 @@ def test_tma_sliced(name, kernel, layout, slicing, poison):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     offset, row_pad = SLICINGS[slicing]
     with precision("bf16"):
-        for pass_ in _tma_passes(name):
+        for pass_ in _tma_passes(name, sliced_nhwc=layout == "nhwc"):
             run_and_check(TMA_FORWARD[name], "bf16", layout, {pass_: kernel}, True, offset, row_pad, must_run=True)
 
 

@@ -3,8 +3,18 @@
 //   dx[n, c, h, w] = sum over k, r', s' of dy[n, k, h - pad'_h + r'*dil_h, w - pad'_w + s'*dil_w] * w'[c, k, r', s'],
 //   w'[c, k, r', s'] = w[k, c, R-1-r', S-1-s'] (per group), pad' = dil * (R - 1) - pad (top / left),
 // so this pass is a ConvParams rewrite, a flipped filter repack into the workspace (repack_crsk reading w
-// backwards: [C][R][S][K/groups], the forward's KRSC) and the forward's launcher. Strided backward-data stays on
-// the stride-phase kernels (backward_data.cuh).
+// backwards: [C][R][S][K/groups], the forward's KRSC) and the forward's launcher.
+//
+// Strided (dilation 1), by stride phase: the rows h = stride_h i + rho of grad_input (rho < stride_h) take the taps
+// r = first + stride_h t (t < count, first = (rho + pad_h) mod stride_h) and grad_output row i + delta - t (delta =
+// (rho + pad_h - first) / stride_h), so phase (rho_h, rho_w) is a stride-1 forward of grad_output with the flipped
+// repack's taps of that phase (every stride-th tap from r' = R - 1 - first - stride (count - 1): a strided view of
+// the repack, no second one), padding count - 1 - delta, into grad_input's strided view at (rho_h, rho_w) (element
+// strides stride x the pixel strides; a negative padding starts the grad_output view that many rows or columns in).
+// stride_h x stride_w launches of the forward's kernel on one repack, each
+// grad_input element written by exactly one (every phase must have taps: R >= stride_h, S >= stride_w). Session 30:
+// r50_3x3_128_s2 channels-last on the stride-phase mma kernel (256x128_wg) 0.045 ms fp16, 0.071 TF32 against cuDNN's
+// 0.025 / 0.044 (graph); 7.4 GFLOP, 32 MB.
 #pragma once
 
 #include "implicit_gemm/backward_data.cuh"
@@ -27,11 +37,59 @@ inline ConvParams backward_data_as_forward(const ConvParams& p, void* w) {
   return q;
 }
 
+// One dimension of a stride phase: its taps (every stride-th from `first`: `count` of them) and the offset `delta` of
+// the grad_output row its first tap reads (row i + delta - t for tap t).
+struct PhaseTaps {
+  int first, count, delta;
+};
+
+inline PhaseTaps phase_taps(int rho, int stride, int pad, int64_t taps) {
+  const int first = (rho + pad) % stride;
+  const int count = first < taps ? int((taps - first + stride - 1) / stride) : 0;
+  return PhaseTaps{first, count, (rho + pad - first) / stride};
+}
+
+// Phase (rho_h, rho_w) of strided p (dilation 1) as a forward problem (see the top of the file); `packed`: the
+// flipped repack, dense [C][R][S][K/g]. Rows and columns of grad_input in the phase: P x Q of the result.
+inline ConvParams backward_data_phase_as_forward(const ConvParams& p, void* packed, int rho_h, int rho_w) {
+  const PhaseTaps th = phase_taps(rho_h, p.stride_h, p.pad_h, p.R), tw = phase_taps(rho_w, p.stride_w, p.pad_w, p.S);
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2, Kg = p.K_per_group();
+  ConvParams q = backward_data_as_forward(p, packed);
+  q.R = th.count, q.S = tw.count;
+  q.P = rho_h < p.H ? (p.H - rho_h + p.stride_h - 1) / p.stride_h : 0;
+  q.Q = rho_w < p.W ? (p.W - rho_w + p.stride_w - 1) / p.stride_w : 0;
+  q.stride_h = q.stride_w = 1;
+  q.pad_h = th.count - 1 - th.delta, q.pad_w = tw.count - 1 - tw.delta;
+  if (q.pad_h < 0) {  // the phase's first window starts -pad_h rows into grad_output: start the view there
+    q.x = static_cast<unsigned char*>(q.x) + (-q.pad_h) * q.x_stride[2] * elem, q.H += q.pad_h, q.pad_h = 0;
+  }
+  if (q.pad_w < 0) {
+    q.x = static_cast<unsigned char*>(q.x) + (-q.pad_w) * q.x_stride[3] * elem, q.W += q.pad_w, q.pad_w = 0;
+  }
+  q.y = static_cast<unsigned char*>(p.x) + (rho_h * p.x_stride[2] + rho_w * p.x_stride[3]) * elem;
+  q.y_stride[2] = p.x_stride[2] * p.stride_h, q.y_stride[3] = p.x_stride[3] * p.stride_w;
+  const int64_t r0 = p.R - 1 - th.first - int64_t(p.stride_h) * (th.count - 1);  // the phase's first flipped tap
+  const int64_t s0 = p.S - 1 - tw.first - int64_t(p.stride_w) * (tw.count - 1);
+  if (packed != nullptr && th.count > 0 && tw.count > 0)
+    q.w = static_cast<unsigned char*>(packed) + (r0 * p.S + s0) * Kg * elem;
+  q.w_stride[2] = p.stride_h * p.S * Kg, q.w_stride[3] = p.stride_w * Kg;
+  return q;
+}
+
+inline bool strided(const ConvParams& p) { return p.stride_h != 1 || p.stride_w != 1; }
+
 template <class Cfg>
 int64_t backward_data_tma_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
-  return filters + forward_tma_workspace<Cfg>(backward_data_as_forward(p, nullptr));
+  if (!strided(p)) return filters + forward_tma_workspace<Cfg>(backward_data_as_forward(p, nullptr));
+  int64_t most = 0;  // the phases run one after another on the stream: one region for all
+  for (int rh = 0; rh < p.stride_h; ++rh)
+    for (int rw = 0; rw < p.stride_w; ++rw) {
+      const ConvParams q = backward_data_phase_as_forward(p, nullptr, rh, rw);
+      if (q.P > 0 && q.Q > 0) most = std::max(most, forward_tma_workspace<Cfg>(q));
+    }
+  return filters + most;
 }
 
 template <typename T, class Cfg>
@@ -43,14 +101,29 @@ void backward_data_tma_launch_typed(const ConvParams& p, void* workspace, cudaSt
   const FilterStrides flipped{p.w_stride[0], p.w_stride[1], -p.w_stride[2], -p.w_stride[3]};
   const T* w_last = static_cast<const T*>(p.w) + (p.R - 1) * p.w_stride[2] + (p.S - 1) * p.w_stride[3];
   repack_crsk<T>(w_last, flipped, packed, p.C, Cg, Kg, p.R, p.S, stream);
-  forward_tma_launch_typed<T, Cfg>(backward_data_as_forward(p, packed),
-                                   static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))), stream);
+  void* rest = static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T)));
+  if (!strided(p)) return forward_tma_launch_typed<T, Cfg>(backward_data_as_forward(p, packed), rest, stream);
+  for (int rh = 0; rh < p.stride_h; ++rh)
+    for (int rw = 0; rw < p.stride_w; ++rw)
+      forward_tma_launch_typed<T, Cfg>(backward_data_phase_as_forward(p, packed, rh, rw), rest, stream);
 }
 
 template <class Cfg>
 std::string backward_data_tma_can_implement(const ConvParams& p) {
-  if (p.stride_h != 1 || p.stride_w != 1) return "stride 1 only (strided backward-data runs by stride phase)";
-  return forward_tma_can_implement<Cfg>(backward_data_as_forward(p, nullptr));
+  if (!strided(p)) return forward_tma_can_implement<Cfg>(backward_data_as_forward(p, nullptr));
+  if (p.dil_h != 1 || p.dil_w != 1) return "strided with dilation (the stride phases need dilation 1)";
+  if (p.R < p.stride_h || p.S < p.stride_w) return "a stride larger than the filter (stride phases without taps)";
+  for (int rh = 0; rh < p.stride_h; ++rh)
+    for (int rw = 0; rw < p.stride_w; ++rw) {
+      const ConvParams q = backward_data_phase_as_forward(p, nullptr, rh, rw);
+      if (q.P == 0 || q.Q == 0) continue;
+      if (q.H <= 0 || q.W <= 0) return "padding past grad_output (a stride phase that reads none of it)";
+      if (!tma_reads_channels_last(q))  // the fallback configuration writes dense outputs, not a phase's view
+        return "channels-last grad_output the copy engine cannot read (sliced, or off 16 bytes) at stride > 1";
+      const std::string why = forward_tma_can_implement<Cfg>(q);
+      if (!why.empty()) return "stride phase: " + why;
+    }
+  return "";
 }
 
 template <class Cfg>

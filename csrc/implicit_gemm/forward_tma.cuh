@@ -641,13 +641,21 @@ void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T*
   launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream);
 }
 
+// Whether the copy engine reads p's activations (and its kernels write the output) where p is channels-last: dense
+// channels, 16-byte strides, a 16-byte aligned base. Where not (sliced or offset tensors), forward_tma_launch_typed
+// runs the cp.async configuration 128x128_wg instead, whose epilogue writes a dense output.
+inline bool tma_reads_channels_last(const ConvParams& p) {
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  return !p.channels_last || (p.x_stride[1] == 1 && p.y_stride[1] == 1 &&
+                              tma_strides_fit(elem, p.x, {p.x_stride[0], p.x_stride[2], p.x_stride[3]}));
+}
+
 template <typename T, class Cfg>
 void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch
   const T* filters = static_cast<const T*>(p.w);
   FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
-  if (p.channels_last && (p.x_stride[1] != 1 || p.y_stride[1] != 1 ||
-                          !tma_strides_fit<T>(p.x, {p.x_stride[0], p.x_stride[2], p.x_stride[3]}))) {
+  if (!tma_reads_channels_last(p)) {
     forward_launch_typed<T, Config128x128_wg>(p, workspace, stream);  // sliced activations: the cp.async loaders
     return;
   }
