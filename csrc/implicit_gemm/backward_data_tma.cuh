@@ -78,34 +78,78 @@ inline ConvParams backward_data_phase_as_forward(const ConvParams& p, void* pack
 
 inline bool strided(const ConvParams& p) { return p.stride_h != 1 || p.stride_w != 1; }
 
-template <class Cfg>
-int64_t backward_data_tma_workspace(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
-  if (!strided(p)) return filters + forward_tma_workspace<Cfg>(backward_data_as_forward(p, nullptr));
-  int64_t most = 0;  // the phases run one after another on the stream: one region for all
+// Whether the phases read p's grad_output where it is: channels-last, each phase's view readable by the copy engine
+// (else forward_tma_launch_typed would take its fallback, whose epilogue writes a dense output, not the phase's
+// view); NCHW, grad_output dense NHWC already (conv2d.py stages it so when both backward passes run on copy-engine
+// kernels). Otherwise the launch copies it to dense NHWC in the workspace once for all phases. Reads p's pointers.
+inline bool phases_read_grad_output(const ConvParams& p) {
+  if (!p.channels_last) return dense_nhwc(p.y, p.y_stride, p.K, p.P, p.Q);
   for (int rh = 0; rh < p.stride_h; ++rh)
     for (int rw = 0; rw < p.stride_w; ++rw) {
       const ConvParams q = backward_data_phase_as_forward(p, nullptr, rh, rw);
+      if (q.P > 0 && q.Q > 0 && !tma_reads_channels_last(q)) return false;
+    }
+  return true;
+}
+
+// The workspace of a strided p: the flipped repack, then grad_output's dense NHWC copy (where the phases cannot
+// read it in place), then one region for the phases' forwards (they run one after another on the stream). Offset
+// of the copy and of the phases' region, and the total.
+struct PhaseWorkspace {
+  int64_t copy, rest, bytes;
+};
+
+template <class Cfg>
+PhaseWorkspace phase_workspace(const ConvParams& p) {
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
+  const int64_t copy = phases_read_grad_output(p) ? 0 : region(p.N * p.K * p.P * p.Q * elem);
+  ConvParams dense = p;  // the phases' grad_output strides once copied (their workspace needs do not depend on it)
+  if (copy > 0) dense.y_stride[0] = p.P * p.Q * p.K, dense.y_stride[1] = 1, dense.y_stride[2] = p.Q * p.K,
+                dense.y_stride[3] = p.K;
+  int64_t most = 0;
+  for (int rh = 0; rh < p.stride_h; ++rh)
+    for (int rw = 0; rw < p.stride_w; ++rw) {
+      const ConvParams q = backward_data_phase_as_forward(dense, nullptr, rh, rw);
       if (q.P > 0 && q.Q > 0) most = std::max(most, forward_tma_workspace<Cfg>(q));
     }
-  return filters + most;
+  return PhaseWorkspace{filters, filters + copy, filters + copy + most};
+}
+
+template <class Cfg>
+int64_t backward_data_tma_workspace(const ConvParams& p) {
+  if (strided(p)) return phase_workspace<Cfg>(p).bytes;
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
+  return filters + forward_tma_workspace<Cfg>(backward_data_as_forward(p, nullptr));
 }
 
 template <typename T, class Cfg>
 void backward_data_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.N * p.H * p.W == 0 || p.C == 0) return;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), total = p.C * p.R * p.S * Kg;
+  unsigned char* ws = static_cast<unsigned char*>(workspace);
   T* packed = static_cast<T*>(workspace);
   // w read backwards in r and s: start at its last tap, negative tap strides.
   const FilterStrides flipped{p.w_stride[0], p.w_stride[1], -p.w_stride[2], -p.w_stride[3]};
   const T* w_last = static_cast<const T*>(p.w) + (p.R - 1) * p.w_stride[2] + (p.S - 1) * p.w_stride[3];
   repack_crsk<T>(w_last, flipped, packed, p.C, Cg, Kg, p.R, p.S, stream);
-  void* rest = static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T)));
-  if (!strided(p)) return forward_tma_launch_typed<T, Cfg>(backward_data_as_forward(p, packed), rest, stream);
+  if (!strided(p)) {
+    forward_tma_launch_typed<T, Cfg>(backward_data_as_forward(p, packed), ws + region(total * int64_t(sizeof(T))),
+                                     stream);
+    return;
+  }
+  const PhaseWorkspace pw = phase_workspace<Cfg>(p);
+  ConvParams src = p;
+  if (pw.rest > pw.copy) {  // grad_output to dense NHWC, once for all phases
+    T* dy = reinterpret_cast<T*>(ws + pw.copy);
+    launch_to_nhwc<T>(static_cast<const T*>(p.y), p.y_stride, dy, p.N, p.K, p.P, p.Q, stream);
+    src.y = dy;
+    src.y_stride[0] = p.P * p.Q * p.K, src.y_stride[1] = 1, src.y_stride[2] = p.Q * p.K, src.y_stride[3] = p.K;
+  }
   for (int rh = 0; rh < p.stride_h; ++rh)
     for (int rw = 0; rw < p.stride_w; ++rw)
-      forward_tma_launch_typed<T, Cfg>(backward_data_phase_as_forward(p, packed, rh, rw), rest, stream);
+      forward_tma_launch_typed<T, Cfg>(backward_data_phase_as_forward(src, packed, rh, rw), ws + pw.rest, stream);
 }
 
 template <class Cfg>
@@ -118,8 +162,6 @@ std::string backward_data_tma_can_implement(const ConvParams& p) {
       const ConvParams q = backward_data_phase_as_forward(p, nullptr, rh, rw);
       if (q.P == 0 || q.Q == 0) continue;
       if (q.H <= 0 || q.W <= 0) return "padding past grad_output (a stride phase that reads none of it)";
-      if (!tma_reads_channels_last(q))  // the fallback configuration writes dense outputs, not a phase's view
-        return "channels-last grad_output the copy engine cannot read (sliced, or off 16 bytes) at stride > 1";
       const std::string why = forward_tma_can_implement<Cfg>(q);
       if (!why.empty()) return "stride phase: " + why;
     }
