@@ -44,9 +44,12 @@ struct FilterStrides { int64_t k, c, r, s; };
 // 32 o x 32 i tiles of kPackTileTaps taps through shared memory: reads along o (the filters' channels: contiguous in
 // KRSC, R S apart in KCRS, the other taps of those lines read by the neighbouring blocks in z from L2), writes along
 // i. Grid: ceil(O / 32) x min(ceil(I / 32), 65535) x ceil(R S / kPackTileTaps) blocks of 256 threads, striding over
-// the i tiles. r50_3x3_512 fp16: 17 -> 8 us with one tap a block (2304 blocks, 2 KB each: two waves of one load
-// round trip each), four taps a block to put more loads in flight.
+// the i tiles. r50_3x3_512 fp16: 17 -> 8 us with one tap a block, ~6 at four taps; r50_3x3_128_s2 3 us at one tap,
+// 7 at four (session 30 traces): each load went to shared memory before the next was issued (SASS: LDG, STS, LDG,
+// ...), so a thread's loads were serial round trips. Both kernels now load a chunk of taps into registers first
+// (tiles: 16 LDG then 16 STS; rows: kPackRowTaps LDG then as many STG), not yet timed on the GPU.
 constexpr int kPackTileTaps = 4;  // pack_taps_tiles: taps a block (16 loads in flight a thread)
+constexpr int kPackRowTaps = 8;   // pack_taps_rows: taps loaded before they are stored (8 loads in flight a thread)
 
 struct TapPack {
   int64_t gstride, so, si, sr, ss;  // element strides: per group of og o's, per o, per i, per filter row and column
@@ -55,13 +58,21 @@ struct TapPack {
 
 template <typename T>
 __global__ void __launch_bounds__(256) pack_taps_rows(const T* __restrict__ w, TapPack m, T* __restrict__ out) {
-  const int o = blockIdx.x;
+  const int o = blockIdx.x, RS = m.R * m.S;
   for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < m.I; i += gridDim.y * blockDim.x) {
     const T* src = w + int64_t(o / m.og) * m.gstride + int64_t(o % m.og) * m.so + int64_t(i) * m.si;
-    T* dst = out + int64_t(o) * m.R * m.S * m.I + i;
-    for (int r = 0; r < m.R; ++r) {
-#pragma unroll 4
-      for (int s = 0; s < m.S; ++s) dst[int64_t(r * m.S + s) * m.I] = src[r * m.sr + s * m.ss];
+    T* dst = out + int64_t(o) * RS * m.I + i;
+    for (int t0 = 0; t0 < RS; t0 += kPackRowTaps) {  // all of a chunk's loads first: in flight together
+      T v[kPackRowTaps];
+      int r = t0 / m.S, s = t0 - r * m.S;
+#pragma unroll
+      for (int u = 0; u < kPackRowTaps; ++u) {
+        v[u] = t0 + u < RS ? src[r * m.sr + s * m.ss] : T();
+        if (++s == m.S) s = 0, ++r;
+      }
+#pragma unroll
+      for (int u = 0; u < kPackRowTaps; ++u)
+        if (t0 + u < RS) dst[int64_t(t0 + u) * m.I] = v[u];
     }
   }
 }
@@ -80,12 +91,18 @@ __global__ void __launch_bounds__(256, 4) pack_taps_tiles(const T* __restrict__ 
     tap_offset[t] = r * m.sr + s * m.ss;
   }
   for (int i0 = blockIdx.y * 32; i0 < m.I; i0 += gridDim.y * 32) {
+    T v[kTaps][4];  // all the loads first, in flight together (a load stored to shared memory at once waits)
 #pragma unroll
     for (int t = 0; t < kTaps; ++t)
 #pragma unroll
-      for (int j = row; j < 32; j += 8)
-        if (o_read < m.O && i0 + j < m.I && tap0 + t < RS)
-          tile[t][j][lane] = src[int64_t(i0 + j) * m.si + tap_offset[t]];
+      for (int jj = 0; jj < 4; ++jj) {
+        const int j = row + 8 * jj;
+        v[t][jj] = o_read < m.O && i0 + j < m.I && tap0 + t < RS ? src[int64_t(i0 + j) * m.si + tap_offset[t]] : T();
+      }
+#pragma unroll
+    for (int t = 0; t < kTaps; ++t)
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) tile[t][row + 8 * jj][lane] = v[t][jj];
     __syncthreads();
 #pragma unroll
     for (int t = 0; t < kTaps; ++t)
