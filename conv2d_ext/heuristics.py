@@ -157,11 +157,10 @@ def _tma_phases(p: Problem) -> bool:
 def _tma_pass(p: Problem, pass_: str) -> bool:
     """The copy-engine configurations' passes: the forward, and backward-data at stride 1 (the forward of grad_output
     with flipped filters) or by stride phase (_tma_phases). Their can_implement asks for channels in 16-byte vectors
-    and a Hopper GPU. Not a 1x1 TF32
-    forward in NCHW that their pointwise kernels cannot read in place: each activation is read once there, and
-    copying 4-byte activations to NHWC costs more than the native loads of 128x128_wg (r50_1x1 on the H200: 0.092 ms
-    against 0.102 through the copy; in place 0.038; in fp16/bf16 the copy-engine kernel wins either way, 0.061
-    through the copy, 0.021 in place, against 0.100)."""
+    and a Hopper GPU. Not a 1x1 TF32 forward in NCHW that their pointwise kernels cannot read in place: each
+    activation is read once there, and copying 4-byte activations to NHWC costs more than the native loads of
+    128x128_wg (r50_1x1 on the H200: 0.092 ms against 0.102 through the copy; in place 0.038; in fp16/bf16 the
+    copy-engine kernel wins either way, 0.061 through the copy, 0.021 in place, against 0.100)."""
     if (pass_ == "forward" and not p.channels_last and p.R * p.S == 1 and p.dtype == "float32" and
             not pointwise_in_place(p)):
         return False

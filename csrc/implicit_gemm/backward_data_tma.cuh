@@ -11,10 +11,10 @@
 // repack's taps of that phase (every stride-th tap from r' = R - 1 - first - stride (count - 1): a strided view of
 // the repack, no second one), padding count - 1 - delta, into grad_input's strided view at (rho_h, rho_w) (element
 // strides stride x the pixel strides; a negative padding starts the grad_output view that many rows or columns in).
-// stride_h x stride_w launches of the forward's kernel on one repack, each
-// grad_input element written by exactly one (every phase must have taps: R >= stride_h, S >= stride_w). Session 30:
-// r50_3x3_128_s2 channels-last on the stride-phase mma kernel (256x128_wg) 0.045 ms fp16, 0.071 TF32 against cuDNN's
-// 0.025 / 0.044 (graph); 7.4 GFLOP, 32 MB.
+// stride_h x stride_w launches of the forward's kernel on one repack, each grad_input element written by exactly
+// one (every phase must have taps: R >= stride_h, S >= stride_w). Session 30 (H100, graph): r50_3x3_128_s2
+// channels-last 0.047 -> 0.042 ms fp16, 0.071 -> 0.065 TF32 against the stride-phase mma kernel (256x128_wg); cuDNN
+// 0.025 / 0.044; 7.4 GFLOP, 32 MB.
 #pragma once
 
 #include "implicit_gemm/backward_data.cuh"
