@@ -104,9 +104,8 @@ PhaseWorkspace phase_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
   const int64_t copy = phases_read_grad_output(p) ? 0 : region(p.N * p.K * p.P * p.Q * elem);
-  ConvParams dense = p;  // the phases' grad_output strides once copied (their workspace needs do not depend on it)
-  if (copy > 0) dense.y_stride[0] = p.P * p.Q * p.K, dense.y_stride[1] = 1, dense.y_stride[2] = p.Q * p.K,
-                dense.y_stride[3] = p.K;
+  ConvParams dense = p;  // the phases read the copy's strides (an NCHW grad_output's would let them read it in place)
+  if (copy > 0) dense_nhwc_strides(dense.y_stride, p.K, p.P, p.Q);
   int64_t most = 0;
   for (int rh = 0; rh < p.stride_h; ++rh)
     for (int rw = 0; rw < p.stride_w; ++rw) {
@@ -145,7 +144,7 @@ void backward_data_tma_launch_typed(const ConvParams& p, void* workspace, cudaSt
     T* dy = reinterpret_cast<T*>(ws + pw.copy);
     launch_to_nhwc<T>(static_cast<const T*>(p.y), p.y_stride, dy, p.N, p.K, p.P, p.Q, stream);
     src.y = dy;
-    src.y_stride[0] = p.P * p.Q * p.K, src.y_stride[1] = 1, src.y_stride[2] = p.Q * p.K, src.y_stride[3] = p.K;
+    dense_nhwc_strides(src.y_stride, p.K, p.P, p.Q);
   }
   for (int rh = 0; rh < p.stride_h; ++rh)
     for (int rw = 0; rw < p.stride_w; ++rw)

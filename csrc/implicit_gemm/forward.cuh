@@ -326,13 +326,18 @@ inline int64_t staged_nhwc_bytes(const void* act, const int64_t (&stride)[4], in
   return dense_nhwc(act, stride, C, H, W) ? 0 : N * C * H * W * elem;
 }
 
+// The (n, c, h, w) element strides of a dense NHWC tensor of C x H x W images.
+inline void dense_nhwc_strides(int64_t (&nhwc)[4], int64_t C, int64_t H, int64_t W) {
+  nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
+}
+
 // Stages activations `act` (N x C x H x W, strides `stride`) for the channel-vector loaders: their dense NHWC copy at
 // `dst` (to_nhwc), whose strides go to `nhwc`. Returns where the NHWC activations are: dst, or act itself when it is
 // dense NHWC already.
 template <typename T>
 const T* staged_nhwc(const void* act, const int64_t (&stride)[4], T* dst, int64_t N, int64_t C, int64_t H,
                      int64_t W, int64_t (&nhwc)[4], cudaStream_t stream) {
-  nhwc[0] = H * W * C, nhwc[1] = 1, nhwc[2] = W * C, nhwc[3] = C;
+  dense_nhwc_strides(nhwc, C, H, W);
   // Already dense NHWC and 16-byte aligned (the backward of an NCHW call hands its copy-engine kernels grad_output
   // staged once, conv2d.py): read in place.
   if (dense_nhwc(act, stride, C, H, W)) return static_cast<const T*>(act);

@@ -1,8 +1,9 @@
 // The filter repacks on the CPU emulator (repack_krsc and repack_crsk: pack_taps_rows and pack_taps_tiles, by the
 // strides) against the layouts' definitions written as plain loops, bit for bit, on KCRS and channels-last (KRSC)
-// filters, dense, grouped, sliced and flipped (negative tap strides), every element of the destination (one past its end too) checked; and the NHWC copies of NCHW activations
-// (launch_to_nhwc: to_nhwc_planes for planes of an odd number of pixels, to_nhwc_vec, to_nhwc) and the NCHW copy of
-// a channels-last tensor (launch_to_nchw) against theirs. Exits 1 on any difference.
+// filters, dense, grouped, sliced and flipped (negative tap strides), every element of the destination (one past its
+// end too) checked; and the NHWC copies of NCHW activations (launch_to_nhwc: to_nhwc_planes for planes of an odd
+// number of pixels, to_nhwc_vec, to_nhwc) and the NCHW copy of a channels-last tensor (launch_to_nchw) against
+// theirs. Exits 1 on any difference.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -62,8 +63,8 @@ void check(const Shape& sh, std::mt19937& gen) {
   const bool ok_krsc = krsc == want_krsc, ok_crsk = crsk == want_crsk;
   failures += !ok_krsc + !ok_crsk;
   std::printf("%s %s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL",
-              sh.krsc ? "KRSC" : "KCRS", sh.K, sh.C, sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "", ok_krsc ? "right" : "WRONG",
-              ok_crsk ? "right" : "WRONG");
+              sh.krsc ? "KRSC" : "KCRS", sh.K, sh.C, sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "",
+              ok_krsc ? "right" : "WRONG", ok_crsk ? "right" : "WRONG");
 }
 
 // The NHWC copy of an N x C x H x W tensor of T (bits) with an image stride padded by `pad` elements and its base
