@@ -292,14 +292,14 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _tma_passes(name, sliced_nhwc=False):
+def _tma_passes(name):
     """The passes the copy-engine configurations take on this case: the forward; backward-data at stride 1, and
     strided by stride phase (backward_data_tma.cuh) where every phase has taps (dilation 1, filters at least the
-    stride) and grad_output's channels fill 16-byte vectors in every dtype, but not from a channels-last grad_output
-    the copy engine cannot read (sliced: the dense-output fallback cannot write a phase's strided view)."""
+    stride) and grad_output's channels fill 16-byte vectors in every dtype (a grad_output the copy engine cannot read,
+    sliced, is copied to dense NHWC first)."""
     c = TMA_FORWARD[name]
     (sh, sw), (dh, dw) = _pair(c.stride), _pair(c.dilation)
-    phases = ((dh, dw) == (1, 1) and c.R >= sh and c.S >= sw and (c.K // c.groups) % 8 == 0 and not sliced_nhwc)
+    phases = (dh, dw) == (1, 1) and c.R >= sh and c.S >= sw and (c.K // c.groups) % 8 == 0
     return ["forward"] + (["backward_data"] if (sh, sw) == (1, 1) or phases else [])
 
 
@@ -556,12 +556,13 @@ def test_im2col(name, precision_mode, layout, poison, monkeypatch):
 @pytest.mark.parametrize("kernel", TMA_KERNELS)
 @pytest.mark.parametrize("name", ["wide_rows_q200", "dilation2_c72", "s_2x3_asymmetric"])
 def test_tma_sliced(name, kernel, layout, slicing, poison):
-    """Sliced inputs: an odd base pointer (channels-last: the cp.async fallback; NCHW: the NHWC copy) or padded rows."""
+    """Sliced inputs: an odd base pointer (channels-last: the cp.async fallback, strided backward-data a dense copy of
+    grad_output; NCHW: the NHWC copy) or padded rows."""
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     offset, row_pad = SLICINGS[slicing]
     with precision("bf16"):
-        for pass_ in _tma_passes(name, sliced_nhwc=layout == "nhwc"):
+        for pass_ in _tma_passes(name):
             run_and_check(TMA_FORWARD[name], "bf16", layout, {pass_: kernel}, True, offset, row_pad, must_run=True)
 
 
