@@ -399,9 +399,10 @@ RULES = (
     # backward-weight. Hopper first, for a long reduction: the copy engine's boxes of output pixels (fp16/bf16; TF32
     # with input rows of 16-byte multiples and stride_w 1, a channels-last input copied to NCHW: its can_implement)
     Rule("implicit_gemm:128x128_tma", _tma_backward_weight,
-         "tensor cores (Hopper wgmma on copy-engine boxes of output pixels: fp16/bf16 both operands MN-major; TF32 "
-         "the NCHW input (channels-last: copied) K-major, grad_output from registers), split-K with a fixed-order "
-         "reduction of the splits: a long reduction over output pixels"),
+         "tensor cores (Hopper wgmma on copy-engine boxes of output pixels: fp16/bf16 both operands MN-major, or an "
+         "NCHW input with rows of 56+ pixels read in place K-major; TF32 the NCHW input (channels-last: copied) "
+         "K-major, grad_output from registers), split-K with a fixed-order reduction of the splits: a long reduction "
+         "over output pixels"),
     Rule("implicit_gemm:64x64",
          lambda p, s: s == "backward_weight" and _tensor_core(p, s) and _gemm_columns(p, s) <= 64,
          "tensor cores (implicit GEMM over output pixels), split-K with a fixed-order reduction of the splits; 64x64 "

@@ -591,7 +591,59 @@ def test_tma_backward_weight(name, precision_mode, layout, poison):
     run_and_check(TMA_WGRAD[name], precision_mode, layout, {"backward_weight": TMA_WGRAD_KERNEL}, bias, must_run=True)
 
 
-# The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_tf32.cuh): NCHW input read in place,
+# The 16-bit copy-engine backward-weight reading an NCHW input in place (csrc/implicit_gemm/backward_weight_tma_nchw.cuh,
+# session 31; the 128x128_tma entry takes it where wgrad_reads_nchw says so): rows of 16-byte multiples (W % 8 == 0),
+# stride 1 along them. Three blocks of (filter row, 64 channels) a filter column (tiles of two and one), five (a 5x5
+# filter), partial 64-channel chunks, a partial tile of output channels and three tiles of them, groups (32 channels
+# a group), stride and dilation along h, dilation along w, padding past the kernel, rows shorter than a k-tile (only
+# under CONV2D_EXT_TMA_WGRAD_NCHW=1: a k-tile walks 64 pixels), rows of two k-tiles, many splits.
+TMA_WGRAD_NCHW16 = {
+    "w64_c64_k128": Case(2, 64, 7, 64, 128, 3, 3, 1, 1, 1, 1),
+    "w120_c128_k72_s2x1_d2x1": Case(1, 128, 9, 120, 72, 3, 5, (2, 1), (1, 2), (2, 1), 1),
+    "w72_c40_k24": Case(2, 40, 6, 72, 24, 3, 3, 1, 1, 1, 1),
+    "groups2_w64_d1x3": Case(2, 64, 5, 64, 96, 3, 3, 1, (0, 1), (1, 3), 2),
+    "k320_w64": Case(2, 64, 5, 64, 320, 3, 3, 1, 1, 1, 1),
+    "5x5_w56": Case(2, 32, 12, 56, 48, 5, 5, 1, 2, 1, 1),
+    "w16": Case(2, 32, 9, 16, 32, 3, 3, 1, 1, 1, 1),
+    "w8_padding_beyond_kernel": Case(1, 16, 5, 8, 16, 3, 3, 1, 3, 1, 1),
+    "splits_8x64x32x64": Case(8, 64, 32, 64, 128, 3, 3, 1, 1, 1, 1),
+}
+
+
+@pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
+@pytest.mark.parametrize("everywhere", [False, True], ids=["rule", "everywhere"])
+@pytest.mark.parametrize("name", list(TMA_WGRAD_NCHW16))
+def test_tma_backward_weight_nchw_in_place(name, everywhere, precision_mode, poison, monkeypatch):
+    """The 16-bit NCHW-in-place backward-weight: gradients against the reference (backward-data on the heuristics'
+    kernel, so grad_output comes staged in NHWC where both passes are copy-engine kernels), and that it ran where
+    wgrad_reads_nchw's rule (or CONV2D_EXT_TMA_WGRAD_NCHW=1, everywhere it fits) says so; then bit-identical weight
+    gradients over three runs."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    case = TMA_WGRAD_NCHW16[name]
+    if everywhere:
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_NCHW", "1")
+    else:
+        monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_NCHW", raising=False)
+    walked = -(-case.W // 64) * 64  # 64-pixel k-tiles over the input columns the taps read: all W in these cases
+    expect = everywhere or walked * 7 <= case.W * 8
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(case, precision_mode, "nchw", {"backward_weight": TMA_WGRAD_KERNEL}, name.startswith("w"),
+                      must_run=True)
+        torch.cuda.synchronize()
+    ran = any("backward_weight_tma_nchw_kernel<" in e.name for e in prof.events())
+    assert ran == expect, f"the NCHW kernel ran: {ran}, expected {expect}"
+    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False, seed=fresh_seed())
+    w.requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, variant={"backward_weight": TMA_WGRAD_KERNEL}, **case.conv_args)
+    gy = torch.randn_like(y)
+    first = torch.autograd.grad(y, w, gy, retain_graph=True)[0]
+    for _ in range(2):
+        assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
+
+
+# The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_nchw.cuh): NCHW input read in place,
 # a channels-last one copied to NCHW first (W % 4 == 0, stride_w 1), k-tiles of 32 aligned input columns of one row, grad_output's box shifted by the filter
 # column. Rows shorter than a box and with a partial last box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
 # padding, padding past the kernel, 1x1, a first layer's 3 channels, many splits.

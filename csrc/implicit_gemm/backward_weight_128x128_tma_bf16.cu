@@ -1,9 +1,10 @@
 // Backward-weight implicit GEMM, configuration 128x128_tma, __nv_bfloat16 (one file each, so the build compiles them in parallel).
-#include "implicit_gemm/backward_weight_pointwise_tma.cuh"  // and backward_weight_tma.cuh
+#include "implicit_gemm/backward_weight_tma_nchw.cuh"  // and backward_weight_pointwise_tma.cuh, backward_weight_tma.cuh
 
 namespace conv2d_ext {
 namespace igemm {
 template void backward_weight_pointwise_launch_typed<__nv_bfloat16>(const ConvParams&, void*, cudaStream_t);
 template void backward_weight_tma_launch_typed<__nv_bfloat16, TmaWgradConfig128x128>(const ConvParams&, void*, cudaStream_t);
+template void backward_weight_tma_nchw_launch<__nv_bfloat16, TmaWgradNchwConfig128x128>(const ConvParams&, void*, cudaStream_t);
 }  // namespace igemm
 }  // namespace conv2d_ext

@@ -1,7 +1,8 @@
 // Backward-weight on Hopper's copy engine (fp16/bf16): the weight gradient as a GEMM over output pixels, both operands
 // brought in as TMA boxes of NHWC pixels and fed to wgmma MN-major, on the pipeline ring of tma_pipeline.cuh. TF32,
-// which wgmma reads K-major only, has its own kernel on the same ring (backward_weight_tma_tf32.cuh); the registry
-// entry 128x128_tma dispatches by dtype.
+// which wgmma reads K-major only, has its own kernel on the same ring (backward_weight_tma_nchw.cuh: the input as
+// NCHW boxes), which fp16/bf16 NCHW inputs take too where it reads them in place; the registry entry 128x128_tma
+// dispatches.
 //
 // GEMM mapping, per group g and split z of the reduction (blockIdx.z = z * groups + g), as backward_weight.cuh:
 //   M = K/groups output channels, N = (tap, channel) columns in the filters' RSC order, reduction = output pixels:
@@ -260,7 +261,7 @@ std::string backward_weight_tma_can_implement(const ConvParams& p) {
   if (!why.empty()) return why;
   if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16)
     return "float16 and bfloat16 only (its MMAs read both operands transposed, which TF32 cannot: TF32 runs "
-           "backward_weight_tma_tf32.cuh)";
+           "backward_weight_tma_nchw.cuh)";
   if (p.C % 8 != 0 || p.K % 8 != 0 || p.C_per_group() % 8 != 0 || p.K_per_group() % 8 != 0)
     return "channels (and channels per group) must fill 16-byte vectors (the copy engine's strides)";
   if (p.stride_h > 8 || p.stride_w > 8) return "strides above 8 (the copy engine's element strides)";

@@ -345,6 +345,10 @@ int main(int argc, char** argv) {
       {1, 64, 9, 10, 64, 3, 3, 3, 3, 1, 1, 1, 1, 1, false},    // stride 3: one tap a phase
       {2, 64, 8, 9, 64, 4, 3, 2, 1, 0, 1, 1, 1, 1, false},     // stride 2 along h only, 4 rows of taps, no top padding
       {1, 128, 10, 10, 128, 3, 3, 2, 2, 0, 0, 1, 1, 2, false}, // grouped, no padding (rows past the last window: zeros)
+      // 16-bit backward-weight reading the NCHW input in place (backward_weight_tma_nchw.cuh)
+      {2, 64, 5, 64, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},   // 3 blocks a filter column: tiles of 2 and 1
+      {1, 128, 6, 120, 72, 3, 5, 2, 1, 1, 2, 2, 1, 1, true},   // stride and dilation along h, 2 k-tiles a row, K % 64
+      {2, 64, 4, 64, 96, 3, 3, 1, 1, 0, 1, 1, 3, 2, false},    // grouped (32 channels a group), dilation 3 along w
   };
   std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
   if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));

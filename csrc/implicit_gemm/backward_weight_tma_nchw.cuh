@@ -1,0 +1,407 @@
+// Backward-weight on Hopper's copy engine with the input read as NCHW boxes: the GEMM of backward_weight_tma.cuh
+// (M = output channels, N = (tap, channel) columns, the reduction over output pixels) with B, the input's window of
+// a tap, K-major (its pixels contiguous in shared memory). Two users:
+//   TF32, whose MMAs take shared-memory operands K-major only (NHWC boxes are MN-major), in every layout: a
+//     channels-last input is copied to dense NCHW first (launch_to_nchw, forward.cuh: seed 1.07 GB in TF32, about
+//     0.8 ms against the 6 ms the channel-gathering 128x128_w8 loses);
+//   fp16/bf16 with an NCHW input (wgrad_reads_nchw), read in place where backward_weight_tma.cuh's MN-major kernel
+//     would copy it to NHWC first (seed bf16: 537 MB each way, ~0.27 ms of a 4.2 ms backward).
+// A k-tile is kPix = 128 bytes of pixels (32 fp32, 64 16-bit) of one input row:
+//   B: a box of kPix consecutive pixels of that row x kPix channels is kPix rows of 128 bytes with the pixels
+//     contiguous -- K-major, in the copy engine's 128-byte swizzle, read by wgmma through a descriptor as the forward
+//     reads its filters.
+//   A (grad_output): NHWC boxes of kPix output channels x the same kPix output pixels (MN-major: each pixel a
+//     128-byte row of channels). 16-bit: read by wgmma through a descriptor with the transpose bit, as
+//     backward_weight_tma.cuh's operands (m64n128 / m64n64 AMN). TF32 (no transposed operands): into the MMAs from
+//     registers, each thread loading its fragments from the swizzled box (2-way bank conflicts), after which the
+//     layout in shared memory does not matter.
+// The copy engine faults (illegal instruction) on a box whose innermost coordinate is not a multiple of 16 bytes
+// (H200, session 8), so the input's boxes start at aligned columns and the tap's horizontal shift goes to grad_output,
+// whose column is not its innermost dimension: a k-tile is input columns u0 .. u0 + kPix - 1 (u0 a multiple of kPix,
+// from 0 to W) of input row p*sh - ph + r*dh, image n, output row p; for filter column s they meet output columns
+// q = u - s*dw + pw, whose grad_output box starts at u0 - s*dw + pw (zero fill outside 0..Q-1, as for rows outside
+// the image). So stride_w must be 1; stride_h is free. Input columns that meet no output column for a filter column s
+// multiply zeros: an infinite or NaN input anywhere in a row (a border column a tap never reads included) makes that
+// tap's gradient NaN (0 x inf), where PyTorch's stays finite for the taps that never read it.
+// A tile's columns share one filter column s (its grad_output boxes): column block b of s is (filter row r, kPix-channel
+// chunk), kBlocks = 128 / kPix blocks per tile (128 columns), ceil(R * chunks / kBlocks) tiles per s. Each consumer
+// warpgroup owns 64 output channels x 128 columns. TF32: 4 m64n128k8 MMAs per k-tile (a tile's blocks past the last
+// are loaded again and multiplied, their columns dropped). 16-bit: 4 m64n128k16 MMAs per k-tile, m64n64k16 where a
+// tile has one block (the last of an odd count per s: the seed's 3 blocks per s make tiles of 2 and 1), which then
+// loads one input box. Splits of the k-tiles write fp32 partial tiles, reduced in split order by reduce_splits
+// (bit-identical from run to run).
+#pragma once
+
+#include <cstdlib>
+#include <type_traits>
+
+#include "implicit_gemm/backward_weight_pointwise_tma.cuh"  // and backward_weight_tma.cuh
+
+namespace conv2d_ext {
+namespace igemm {
+
+// A k-tile's geometry for elements of type T.
+template <typename T>
+struct NchwWgradShape {
+  static constexpr int kPix = kTmaRowBytes / int(sizeof(T));  // output pixels of a k-tile; channels of a box
+  static constexpr int kBox = kPix * kTmaRowBytes;             // one box: 4 KB (TF32), 8 KB (16-bit)
+  static constexpr int kDyBoxes = 128 / kPix;                  // grad_output boxes a k-tile (128 output channels)
+  static constexpr int kBlocks = 128 / kPix;                   // input boxes (column blocks) a tile (128 columns)
+  static constexpr int kStageBytes = (kDyBoxes + kBlocks) * kBox;  // 32 KB
+  static constexpr int kMinSplit = 512 / kPix;                 // k-tiles a split at least (split_boxes)
+};
+
+// Stages of 32 KB. TF32 (4 stages): one CTA per SM; two would cap the registers at 96 a thread (5 warps per
+// scheduler), too few for 64 accumulators and two buffers of A fragments. 16-bit (3 stages): two CTAs per SM, as
+// backward_weight_tma.cuh's kernel.
+template <int Stages>
+struct TmaWgradNchwConfig {
+  static constexpr int kStages = Stages, kStageBytes = 32 * 1024;
+  static constexpr int kSmem = Stages * kStageBytes + 2 * Stages * 8 + 1024 /* alignment */;
+  static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
+};
+using TmaWgradTf32Config128x128 = TmaWgradNchwConfig<4>;
+using TmaWgradNchwConfig128x128 = TmaWgradNchwConfig<3>;
+
+struct TmaWgradNchw {
+  int u_tiles, P;                    // k-tiles per row (kPix input columns each); output rows
+  int boxes, boxes_per_split;        // k-tiles of the whole reduction, and of one split
+  int groups, Cg, Kg;
+  int stride_h, pad_h, pad_w, dil_h, dil_w;
+  int S, c_chunks, blocks, tiles_per_s;  // column blocks of one filter column s: R*c_chunks (r, chunk) pairs
+  int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
+  float* partials;                   // [split][K][taps], taps in (r, s, c) order
+};
+
+// The partial tile from a warpgroup's accumulators (wgmma's m64nN layout: column block j of 8 columns holds (row
+// g, columns 2t, 2t + 1) and (g + 8, the same) in acc[4 j .. 4 j + 3]): row m (output channel), column n = kPix j +
+// (channel within block j) -> (tap (r, s), channel); blocks past the last dropped.
+template <int kPix, int N>
+__device__ __forceinline__ void store_nchw_wgrad_partials(const float (&acc)[N], const TmaWgradNchw& c, int split,
+                                                          int g, int row, int s, int block0) {
+  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int j = 0; j < N / (kPix / 2); ++j) {
+    const int b = block0 + j;
+    if (b >= c.blocks) continue;
+    const int r = b / c.c_chunks, tap = r * c.S + s, ch0 = (b - r * c.c_chunks) * kPix;
+#pragma unroll
+    for (int jj = 0; jj < kPix / 8; ++jj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + t * 2 + e % 2;
+        if (m < c.Kg && ch < c.Cg)
+          out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[(j * (kPix / 8) + jj) * 4 + e];
+      }
+  }
+}
+
+template <typename T, class Cfg>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
+    backward_weight_tma_nchw_kernel(const __grid_constant__ CUtensorMap dy_map,
+                                    const __grid_constant__ CUtensorMap x_map, const TmaWgradNchw c) {
+  using Shape = NchwWgradShape<T>;
+  constexpr int kPix = Shape::kPix, kBox = Shape::kBox, kDyBoxes = Shape::kDyBoxes, kBlocks = Shape::kBlocks;
+  static_assert(Cfg::kStageBytes == Shape::kStageBytes, "a stage holds a k-tile's boxes");
+  constexpr bool kTf32 = sizeof(T) == 4;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
+  const int s = blockIdx.y / c.tiles_per_s, block0 = (blockIdx.y - s * c.tiles_per_s) * kBlocks;
+  const int nb = min(kBlocks, c.blocks - block0);  // the tile's column blocks
+  const int m0 = blockIdx.x * 128;
+  const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
+
+  if (threadIdx.x == 0) ring.init(2);
+  __syncthreads();
+
+  if (warp == 8) {  // producer
+    if (lane == 0) {
+      tma_prefetch_descriptor(&dy_map);
+      tma_prefetch_descriptor(&x_map);
+      int chan[kBlocks], dh[kBlocks];  // each input box's channel and filter row offset
+#pragma unroll
+      for (int j = 0; j < kBlocks; ++j) {
+        const int b = min(block0 + j, c.blocks - 1);  // past the last block: any valid box, its columns unused
+        const int r = b / c.c_chunks;
+        chan[j] = g * c.Cg + (b - r * c.c_chunks) * kPix, dh[j] = r * c.dil_h - c.pad_h;
+      }
+      const int loads = kTf32 ? kBlocks : nb;   // input boxes a k-tile: TF32's n128 MMAs read all kBlocks
+      const int shift = c.pad_w - s * c.dil_w;  // output column = input column + shift
+      int ui = box0 % c.u_tiles, rest = box0 / c.u_tiles, pi = rest % c.P, ni = rest / c.P;
+      ring.produce(k_tiles, uint32_t((kDyBoxes + loads) * kBox), [&](int, unsigned char* stage, uint64_t* bar) {
+        const int u0 = ui * kPix, h = pi * c.stride_h;
+#pragma unroll
+        for (int b = 0; b < kDyBoxes; ++b)
+          tma_load_4d(stage + b * kBox, &dy_map, bar, g * c.Kg + m0 + b * kPix, u0 + shift, pi, ni);
+#pragma unroll
+        for (int j = 0; j < kBlocks; ++j)
+          if (j < loads) tma_load_4d(stage + (kDyBoxes + j) * kBox, &x_map, bar, u0, h + dh[j], chan[j], ni);
+        if (++ui == c.u_tiles) {
+          ui = 0;
+          if (++pi == c.P) pi = 0, ++ni;
+        }
+      });
+    }
+    return;
+  }
+
+  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63; warp w of it rows 16 w .. 16 w + 15.
+  const int wg = warp / 4, w = warp % 4;
+  const int row = m0 + wg * 64 + w * 16 + lane / 4;
+  if constexpr (!kTf32) {
+    // 16-bit: grad_output box wg is the warpgroup's A (MN-major: a k16 step is 16 pixel rows, 2048 bytes on), the
+    // input boxes one K-major B of 64 nb channel rows (a k16 step is 32 bytes along each row).
+    auto tile = [&](auto blocks) {
+      constexpr int NB = decltype(blocks)::value;
+      using Mma = std::conditional_t<NB == 2, Wgmma64x128AMN<T>, Wgmma64x64AMN<T>>;
+      float acc[NB * 32];
+#pragma unroll
+      for (int i = 0; i < NB * 32; ++i) acc[i] = 0.f;
+      ring.consume(
+          k_tiles,
+          [&](const unsigned char* stage) {
+#pragma unroll
+            for (int step = 0; step < kPix / 16; ++step)
+              Mma::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + wg * kBox + step * 16 * kTmaRowBytes),
+                       wgmma_descriptor<kTmaRowBytes>(stage + kDyBoxes * kBox + step * 32));
+          },
+          [&] { wgmma_fence_operands(acc); });
+      store_nchw_wgrad_partials<kPix>(acc, c, split, g, row, s, block0);
+    };
+    static_assert(kBlocks == 2, "16-bit tiles are one or two blocks of 64 channels");
+    if (nb == 2) tile(std::integral_constant<int, 2>{});
+    else tile(std::integral_constant<int, 1>{});
+  } else {
+    // TF32: the warpgroup's A fragments (row = channel, k = pixel) sit in grad_output box (64 wg + 16 w) / 32 at
+    // pixel row k, channel chunk swizzled by the pixel: byte k*128 + ((ch / 4) ^ (k % 8)) * 16 + (ch % 4) * 4, k % 8
+    // being t or t + 4 at every step.
+    const int gid = lane / 4, t = lane % 4;
+    const int box = (wg * 64 + w * 16) / kPix, chunk = ((w % 2) * 16 + gid) / 4;
+    uint32_t frag[4];  // byte offsets in the stage of a0..a3 at step 0 (rows g, g + 8; pixels t, t + 4)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int k = t + (i / 2) * 4, ch_chunk = chunk + (i % 2) * 2;
+      frag[i] = box * kBox + k * kTmaRowBytes + ((ch_chunk ^ k) * 16) + (gid % 4) * 4;
+    }
+    float acc[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    uint32_t a[2][kPix / 8][4];  // two k-tiles' fragments: one in the MMAs, one being loaded
+    ring.consume_with_registers(
+        k_tiles,
+        [&](const unsigned char* stage, auto buf) {
+#pragma unroll
+          for (int step = 0; step < kPix / 8; ++step)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+              a[buf][step][i] = ld_shared_b32(smem_addr(stage) + frag[i] + step * 8 * kTmaRowBytes);
+        },
+        [&](const unsigned char* stage, auto buf) {
+#pragma unroll
+          for (int step = 0; step < kPix / 8; ++step)  // 8 pixels (32 bytes of each B row) per MMA
+            WgmmaTf32RS<128>::run(acc, a[buf][step],
+                                  wgmma_descriptor<kTmaRowBytes>(stage + kDyBoxes * kBox + step * 32));
+        },
+        [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
+    store_nchw_wgrad_partials<kPix>(acc, c, split, g, row, s, block0);
+  }
+}
+
+// The split of the reduction (split_boxes): at least kMinSplit k-tiles per split.
+struct TmaWgradNchwPlan {
+  int u_tiles, c_chunks, blocks, tiles_per_s, col_tiles, m_tiles, splits, boxes_per_split;
+  int64_t boxes;
+};
+
+// Input columns a k-tile walks: 0 .. min(W, the last column any tap reads + 1) (columns outside 0..W-1 are zero
+// padding: they add nothing).
+inline int64_t nchw_wgrad_columns(const ConvParams& p) {
+  return std::max<int64_t>(0, std::min<int64_t>(p.W, (p.Q - 1) + (p.S - 1) * p.dil_w - p.pad_w + 1));
+}
+
+template <typename T>
+TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p) {
+  using Shape = NchwWgradShape<T>;
+  TmaWgradNchwPlan plan{};
+  plan.u_tiles = static_cast<int>((nchw_wgrad_columns(p) + Shape::kPix - 1) / Shape::kPix);
+  plan.boxes = p.N * p.P * plan.u_tiles;
+  plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
+  plan.blocks = static_cast<int>(p.R * plan.c_chunks);
+  plan.tiles_per_s = (plan.blocks + Shape::kBlocks - 1) / Shape::kBlocks;
+  plan.col_tiles = static_cast<int>(p.S * plan.tiles_per_s);
+  plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
+  const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
+  const BoxSplit split = split_boxes(plan.boxes, tiles, p.groups, Shape::kMinSplit);
+  plan.boxes_per_split = split.boxes_per_split, plan.splits = split.splits;
+  return plan;
+}
+
+// Does the TF32 kernel get a dense NCHW copy of the input first (its pixels not contiguous: channels-last), and can it
+// (one stride per pixel, as to_nchw reads it)? Otherwise (a sliced NCHW input, or no single pixel stride) 128x128_w8
+// runs it.
+inline bool tf32_wgrad_copies_input(const ConvParams& p) { return p.x_stride[3] != 1; }
+inline bool tf32_wgrad_input_fits(const ConvParams& p) {
+  const int64_t(&xs)[4] = p.x_stride;
+  if (tf32_wgrad_copies_input(p)) return xs[2] == p.W * xs[3];
+  return tma_strides_fit<float>(p.x, {xs[0], xs[1], xs[2]});
+}
+
+// Whether the 16-bit entry runs this file's kernel on p's NCHW input read in place, instead of copying the input to
+// NHWC for backward_weight_tma.cuh's MN-major kernel: rows the copy engine can step (pixels contiguous, the other
+// strides 16-byte multiples, a 16-byte aligned base), stride 1 along them, and a k-tile walk of 64-pixel tiles that
+// wastes at most an eighth of what it multiplies (rows of 56 pixels and up; rows of 28 would multiply twice their
+// pixels). Not timed yet (session 31 had no GPU): CONV2D_EXT_TMA_WGRAD_NCHW=0 turns it off, =1 drops the waste rule.
+inline bool wgrad_reads_nchw(const ConvParams& p) {
+  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return false;
+  if (p.channels_last || p.stride_w != 1 || p.x_stride[3] != 1) return false;
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_NCHW");
+  if (env != nullptr && env[0] == '0') return false;
+  const int64_t(&xs)[4] = p.x_stride;
+  if (!tma_strides_fit(2, p.x, {xs[0], xs[1], xs[2]}) || p.P * p.Q >= (int64_t(1) << 31)) return false;
+  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p);  // bf16 alike
+  if (plan.boxes >= (int64_t(1) << 31) || plan.col_tiles > 65535) return false;
+  const int64_t walked = int64_t(plan.u_tiles) * NchwWgradShape<__half>::kPix;
+  return (env != nullptr && env[0] == '1') || walked * 7 <= nchw_wgrad_columns(p) * 8;
+}
+
+// What the TF32 kernel can run: wgmma's conditions, an NCHW input the copy engine reads in place (pixels contiguous,
+// rows of whole 16-byte multiples) or a channels-last one it copies to NCHW, stride_w 1, grad_output channels in
+// 16-byte vectors (its NHWC boxes).
+inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
+  std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
+  if (!why.empty()) return why;
+  if (tf32_wgrad_copies_input(p) && p.H * p.W > kMaxNchwCopyPixels)  // channels-last: copied to NCHW first
+    return "TF32, channels-last: images of more than 65535 x 32 pixels (the grid of the input's NCHW copy)";
+  if (p.stride_w != 1) return "TF32: horizontal stride 1 only (a box's 32 pixels are contiguous input pixels)";
+  if (p.W % 4 != 0) return "TF32: input rows must be whole 16-byte multiples (W % 4 == 0) for the copy engine";
+  if (p.K % 4 != 0 || p.K_per_group() % 4 != 0)  // grad_output boxes start at 16-byte channel offsets
+    return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
+  if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
+  if (p.N * p.P * ((nchw_wgrad_columns(p) + 31) / 32) >= (int64_t(1) << 31))
+    return "2^31 or more k-tiles of input columns";
+  if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
+    return "a weight of 2^31 elements or more per group";
+  if (tma_wgrad_nchw_plan<float>(p).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
+  return "";
+}
+
+// Workspace of this file's launcher: the partials and grad_output's NHWC copy (none when it comes dense NHWC:
+// channels-last, or staged by conv2d.py); TF32 also the input's NCHW copy (channels-last) or what its fallback
+// (128x128_w8, sliced inputs) needs.
+template <typename T>
+int64_t backward_weight_tma_nchw_workspace(const ConvParams& p) {
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  const int64_t dy_copy = region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, sizeof(T)));
+  const int64_t bytes = region(int64_t(tma_wgrad_nchw_plan<T>(p).splits) * count * 4) + dy_copy;
+  if constexpr (sizeof(T) == 4) {
+    const int64_t x_copy = tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4 : 0;
+    return std::max(bytes + x_copy, backward_weight_workspace<Config128x128_w8>(p));
+  }
+  return bytes;
+}
+
+extern template void backward_weight_launch_typed<float, Config128x128_w8>(const ConvParams&, void*, cudaStream_t);
+
+template <typename T, class Cfg>
+void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  using Shape = NchwWgradShape<T>;
+  constexpr int e = sizeof(T), kPix = Shape::kPix;
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  if (count == 0) return;
+  float* partials = static_cast<float*>(workspace);
+  if (p.N * p.P * p.Q == 0) return zero_weight_gradient<T>(p, partials, count, stream);
+  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<T>(p);
+  if constexpr (sizeof(T) == 4) {
+    if (!tf32_wgrad_input_fits(p)) {
+      backward_weight_launch_typed<float, Config128x128_w8>(p, workspace, stream);  // sliced input: the gathers
+      return;
+    }
+  } else {
+    TORCH_CHECK(p.x_stride[3] == 1 && p.stride_w == 1,
+                "conv2d_ext: implicit_gemm tma backward_weight: the NCHW kernel needs contiguous input rows");
+  }
+  // grad_output in NHWC: as it comes (channels-last, or staged once for both backward passes by conv2d.py), else
+  // copied; then (TF32) the input's NCHW copy when it is channels-last.
+  int64_t ys[4];
+  unsigned char* free_space = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
+  const T* dy = staged_nhwc<T>(p.y, p.y_stride, reinterpret_cast<T*>(free_space), p.N, p.K, p.P, p.Q, ys, stream);
+  free_space += region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, e));
+  const T* x = static_cast<const T*>(p.x);
+  int64_t xs[4] = {p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
+  if constexpr (sizeof(T) == 4) {
+    if (tf32_wgrad_copies_input(p)) {
+      float* x_copy = reinterpret_cast<float*>(free_space);
+      launch_to_nchw<float>(x, p.x_stride, x_copy, p.N, p.C, p.H, p.W, stream);
+      x = x_copy;
+      xs[0] = p.C * p.H * p.W, xs[1] = p.H * p.W, xs[2] = p.W, xs[3] = 1;
+    }
+  }
+  CUtensorMap dy_map, x_map;
+  const char* why = encode_tensor_map_4d(
+      &dy_map, tma_dtype<T>(), dy, {uint64_t(p.K), uint64_t(p.Q), uint64_t(p.P), uint64_t(p.N)},
+      {uint64_t(ys[3] * e), uint64_t(ys[2] * e), uint64_t(ys[0] * e)}, {uint32_t(kPix), uint32_t(kPix), 1, 1},
+      {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (NCHW kernel, grad_output): ", why);
+  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), x, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+                             {uint64_t(xs[2] * e), uint64_t(xs[1] * e), uint64_t(xs[0] * e)},
+                             {uint32_t(kPix), 1, uint32_t(kPix), 1}, {1, 1, 1, 1}, true);
+  TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (NCHW kernel, input): ", why);
+
+  TmaWgradNchw c{};
+  c.u_tiles = plan.u_tiles, c.P = int(p.P);
+  c.boxes = int(plan.boxes), c.boxes_per_split = plan.boxes_per_split;
+  c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
+  c.stride_h = p.stride_h, c.pad_h = p.pad_h, c.pad_w = p.pad_w, c.dil_h = p.dil_h, c.dil_w = p.dil_w;
+  c.S = int(p.S), c.c_chunks = plan.c_chunks, c.blocks = plan.blocks;
+  c.tiles_per_s = plan.tiles_per_s;
+  c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
+  c.partials = partials;
+
+  constexpr auto kernel = backward_weight_tma_nchw_kernel<T, Cfg>;
+  opt_in_shared_memory<kernel>(Cfg::kSmem);
+  const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
+                  static_cast<unsigned>(plan.splits * p.groups));
+  kernel<<<grid, kTmaThreads, Cfg::kSmem, stream>>>(dy_map, x_map, c);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, plan.splits, p, true);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The registry entry 128x128_tma: for float32 with TF32 this file's kernel; for fp16/bf16 this file's kernel on NCHW
+// inputs it reads in place (wgrad_reads_nchw), else backward_weight_tma.cuh's (MN-major operands); a 1x1 NCHW
+// problem backward_weight_pointwise_tma.cuh's kernel in every dtype (pointwise_wgrad_fits).
+template <class Cfg16, class Cfg16Nchw, class CfgTf32>
+std::string backward_weight_tma_entry_can_implement(const ConvParams& p) {
+  return p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_can_implement(p)
+                                    : backward_weight_tma_can_implement<Cfg16>(p);
+}
+
+template <class Cfg16, class Cfg16Nchw, class CfgTf32>
+int64_t backward_weight_tma_entry_workspace(const ConvParams& p) {
+  int64_t bytes;
+  if (p.dtype == DType::kFloat32) bytes = backward_weight_tma_nchw_workspace<float>(p);
+  else if (wgrad_reads_nchw(p)) bytes = backward_weight_tma_nchw_workspace<__half>(p);  // bf16 alike
+  else bytes = backward_weight_tma_workspace<Cfg16>(p);
+  return pointwise_wgrad_fits(p) ? std::max(bytes, backward_weight_pointwise_workspace(p)) : bytes;
+}
+
+template <class Cfg16, class Cfg16Nchw, class CfgTf32>
+void backward_weight_tma_entry_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (p.K * p.C > 0 && p.N * p.P * p.Q > 0 && pointwise_wgrad_fits(p))  // 1x1 NCHW read in place
+    return backward_weight_pointwise_launch(p, workspace, stream);
+  if (p.dtype == DType::kFloat32) return backward_weight_tma_nchw_launch<float, CfgTf32>(p, workspace, stream);
+  if (wgrad_reads_nchw(p)) {  // NCHW input read in place
+    if (p.dtype == DType::kFloat16) return backward_weight_tma_nchw_launch<__half, Cfg16Nchw>(p, workspace, stream);
+    if (p.dtype == DType::kBFloat16)
+      return backward_weight_tma_nchw_launch<__nv_bfloat16, Cfg16Nchw>(p, workspace, stream);
+  }
+  backward_weight_tma_launch<Cfg16>(p, workspace, stream);
+}
+
+}  // namespace igemm
+}  // namespace conv2d_ext
