@@ -146,12 +146,13 @@ def pointwise_in_place(p: Problem) -> bool:
 def _tma_phases(p: Problem) -> bool:
     """Strided backward-data that the copy-engine configurations run by stride phase (backward_data_tma.cuh: one
     stride-1 forward of grad_output per phase into grad_input's strided view): dilation 1, every phase with taps
-    (filters at least the stride), channels-last. Session 30 (H100, r50_3x3_128_s2 channels-last backward-data,
-    graph ms): fp16 0.042 against 0.050 on 256x128_wg and 0.054 on 128x64_tma, TF32 0.065 against 0.076 / 0.079
-    (cuDNN 0.025 / 0.044). NCHW stays on the stride-phase mma kernels (fp16 0.064 against 0.068 there: not yet
-    enabled, benchmarks/NOTES.md)."""
-    return (p.channels_last and tuple(p.dilation) == (1, 1) and p.R >= p.stride[0] and p.S >= p.stride[1] and
-            tuple(p.stride) != (1, 1))
+    (filters at least the stride), channels-last or fp16/bf16. Session 30 (H100, r50_3x3_128_s2 backward-data, graph
+    ms): channels-last fp16 0.042 against 0.050 on 256x128_wg and 0.054 on 128x64_tma, TF32 0.065 against 0.076 /
+    0.079 (cuDNN 0.025 / 0.044); NCHW fp16 0.064 against 0.068 on 256x128_wg, bf16 0.063 / 0.066 (each copying
+    grad_output to NHWC itself: in the backward of both passes conv2d.py stages it once), TF32 0.136 / 0.134 (stays
+    on the stride-phase mma kernels)."""
+    return ((p.channels_last or p.dtype != "float32") and tuple(p.dilation) == (1, 1) and p.R >= p.stride[0] and
+            p.S >= p.stride[1] and tuple(p.stride) != (1, 1))
 
 
 def _tma_pass(p: Problem, pass_: str) -> bool:

@@ -334,11 +334,11 @@ def test_tensor_core_forward_runs_implicit_gemm(dtype, allow_tf32, channels_last
     expected = "implicit_gemm:128x128_w8" if dtype != "float32" and not channels_last else "implicit_gemm:128x128_w4"
     assert strided["backward_data"].kernel == expected
     hopper = _suite_problem(32, 128, 56, 56, 128, 3, 3, **r50_3x3_128_s2)  # capability 9.0
-    if _wgmma_built(hopper):  # NCHW: 392 tiles of 256 x 128 over the phases, the large wgmma tiles; channels-last:
-        # the copy-engine forward once per stride phase (784 tiles of 128 x 128 over the phases)
-        expected = "implicit_gemm:128x128_tma" if channels_last else "implicit_gemm:256x128_wg"
+    phases = channels_last or dtype != "float32"  # NCHW TF32: 392 tiles of 256 x 128 over the phases (wgmma);
+    if _wgmma_built(hopper):  # else the copy-engine forward once per stride phase (784 tiles of 128 x 128)
+        expected = "implicit_gemm:128x128_tma" if phases else "implicit_gemm:256x128_wg"
         assert select(hopper)["backward_data"].kernel == expected
-    assert heuristics._tma_phases(hopper) == channels_last  # the phases need dilation 1 and taps in every phase:
+    assert heuristics._tma_phases(hopper) == phases  # the phases need dilation 1 and taps in every phase:
     assert not heuristics._tma_phases(dataclasses.replace(hopper, dilation=(2, 2)))
     assert not heuristics._tma_phases(dataclasses.replace(hopper, R=1, S=1, padding=(0,) * 4))
 

@@ -16,10 +16,12 @@
 // Each consumer warpgroup owns 64 output channels (one grad_output box) x kNB x 64 columns (m64n64 MMAs). Splits of
 // the pixel boxes write fp32 partial tiles; reduce_splits adds them in split order: bit-identical from run to run.
 //
-// Known costs (review, session 6): a grad_output box of a group with 64 or fewer output channels is partly or wholly
-// outside the tensor (zero fill: the forward's padding tests show such boxes complete their bytes), and warpgroup 1
-// then multiplies zeros (a 64-row configuration would not); boxes of fewer than 64 pixels still run 4 MMA steps.
-// Input pixels past the output's edge meet zero grad_output: an infinite input there would add 0 x inf = NaN.
+// With 64 or fewer output channels a group (r50_3x3_64), where warpgroup 1's rows would all be past them (until
+// session 31 it multiplied zeros there), one grad_output box is loaded and the warpgroups split the column blocks
+// instead ("narrow": warpgroup wg runs block wg). Known costs (review, session 6): a grad_output box of a group with
+// fewer than 64 output channels is partly outside the tensor (zero fill: the forward's padding tests show such boxes
+// complete their bytes); boxes of fewer than 64 pixels still run 4 MMA steps. Input pixels past the output's edge
+// meet zero grad_output: an infinite input there would add 0 x inf = NaN.
 //
 // First run on the H200 (session 7): every forced test passed; seed bf16 3.08 ms NCHW / 1.45 ms NHWC against 5.15 /
 // 3.48 on 128x128_w8 (benchmarks/NOTES.md, copy-engine backward-weight).
@@ -71,6 +73,10 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
   const int m0 = blockIdx.x * 128, block0 = blockIdx.y * kNB;
   const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
+  // 64 or fewer output channels a group: one grad_output box, and the two warpgroups split the tile's column blocks
+  // instead of its rows (warpgroup 1's rows would all be past Kg, multiplying zeros).
+  const bool narrow = c.Kg <= 64;
+  static_assert(kNB == 2, "narrow tiles: one column block per consumer warpgroup");
 
   // Rows past the box's pixels are never written by the copies: zero them once, for the async proxy to read.
   if (c.box_rows < kWgradBoxPixels) {
@@ -99,7 +105,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       ring.produce(k_tiles, c.tx_bytes, [&](int, unsigned char* stage, uint64_t* bar) {
         const int q0 = qi * c.wt, p0 = pi * c.ht, n0 = ni * c.nt;
         tma_load_4d(stage, &dy_map, bar, g * c.Kg + m0, q0, p0, n0);
-        tma_load_4d(stage + kBox, &dy_map, bar, g * c.Kg + m0 + BK, q0, p0, n0);
+        if (!narrow) tma_load_4d(stage + kBox, &dy_map, bar, g * c.Kg + m0 + BK, q0, p0, n0);
 #pragma unroll
         for (int j = 0; j < kNB; ++j)
           tma_load_4d(stage + (2 + j) * kBox, &x_map, bar, chan[j], q0 * c.stride_w + dw[j], p0 * c.stride_h + dh[j], n0);
@@ -112,8 +118,42 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     return;
   }
 
-  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63 (grad_output box wg).
+  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63 (grad_output box wg) x the tile's kNB column
+  // blocks; narrow: output channels 0..63 (box 0) x column block wg.
   const int wg = warp / 4;
+  // The partial tile straight from the accumulators: row m (output channel), column (tap, channel) of block b.
+  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
+  auto store = [&](const float (&acc)[32], int b, int row) {
+    if (b >= c.blocks) return;
+    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BK;
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + (lane % 4) * 2 + e % 2;
+        if (m < c.Kg && ch < c.Cg) out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[jj * 4 + e];
+      }
+  };
+  if (narrow) {
+    if (block0 + wg >= c.blocks) {  // no block of its own: it only releases the stages
+      ring.consume(k_tiles, [](const unsigned char*) {}, [] {});
+      return;
+    }
+    float acc[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc[i] = 0.f;
+    ring.consume(
+        k_tiles,
+        [&](const unsigned char* stage) {
+#pragma unroll
+          for (int step = 0; step < kWgradBoxPixels / 16; ++step)  // 16 pixels (rows) per MMA
+            Wgmma64x64MN<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + step * 16 * kTmaRowBytes),
+                                 wgmma_descriptor<kTmaRowBytes>(stage + (2 + wg) * kBox + step * 16 * kTmaRowBytes));
+        },
+        [&] { wgmma_fence_operands(acc); });
+    store(acc, block0 + wg, m0 + (warp % 4) * 16 + lane / 4);
+    return;
+  }
   float acc[kNB][32];
 #pragma unroll
   for (int j = 0; j < kNB; ++j)
@@ -133,23 +173,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 #pragma unroll
         for (int j = 0; j < kNB; ++j) wgmma_fence_operands(acc[j]);
       });
-
-  // The partial tile straight from the accumulators: row m (output channel), column (tap, channel).
-  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
   const int row = m0 + wg * 64 + (warp % 4) * 16 + lane / 4;
 #pragma unroll
-  for (int j = 0; j < kNB; ++j) {
-    const int b = block0 + j;
-    if (b >= c.blocks) continue;
-    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BK;
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + (lane % 4) * 2 + e % 2;
-        if (m < c.Kg && ch < c.Cg) out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[j][jj * 4 + e];
-      }
-  }
+  for (int j = 0; j < kNB; ++j) store(acc[j], block0 + j, row);
 }
 
 // How `boxes` k-tiles of the reduction split over `tiles` output tiles (all groups): about 4 x 132 CTAs in all (a
@@ -240,7 +266,7 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   c.S = int(p.S), c.c_chunks = int((p.C_per_group() + BK - 1) / BK), c.blocks = plan.blocks;
   c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
   c.box_rows = uint32_t(t.wt * t.ht * t.nt);
-  c.tx_bytes = uint32_t(kTmaRowBytes) * c.box_rows * (2 + Cfg::kNB);
+  c.tx_bytes = uint32_t(kTmaRowBytes) * c.box_rows * ((p.K_per_group() <= 64 ? 1 : 2) + Cfg::kNB);  // narrow: one dy box
   c.partials = partials;
 
   constexpr auto kernel = backward_weight_tma_kernel<T, Cfg>;

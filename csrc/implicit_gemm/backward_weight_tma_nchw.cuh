@@ -28,8 +28,9 @@
 // warpgroup owns 64 output channels x 128 columns. TF32: 4 m64n128k8 MMAs per k-tile (a tile's blocks past the last
 // are loaded again and multiplied, their columns dropped). 16-bit: 4 m64n128k16 MMAs per k-tile, m64n64k16 where a
 // tile has one block (the last of an odd count per s: the seed's 3 blocks per s make tiles of 2 and 1), which then
-// loads one input box. Splits of the k-tiles write fp32 partial tiles, reduced in split order by reduce_splits
-// (bit-identical from run to run).
+// loads one input box; with 64 or fewer output channels a group (r50_3x3_64) one grad_output box, and the
+// warpgroups split the columns instead (m64n64 each), where warpgroup 1 would multiply zeros. Splits of the k-tiles
+// write fp32 partial tiles, reduced in split order by reduce_splits (bit-identical from run to run).
 #pragma once
 
 #include <cstdlib>
@@ -113,6 +114,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
   const int s = blockIdx.y / c.tiles_per_s, block0 = (blockIdx.y - s * c.tiles_per_s) * kBlocks;
   const int nb = min(kBlocks, c.blocks - block0);  // the tile's column blocks
+  // 16-bit, 64 or fewer output channels a group: one grad_output box (its 64 channels), and the two warpgroups split
+  // the tile's columns instead of its rows (where warpgroup 1's rows would all be past Kg, multiplying zeros).
+  const bool narrow = !kTf32 && c.Kg <= 64;
   const int m0 = blockIdx.x * 128;
   const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
 
@@ -131,13 +135,14 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
         chan[j] = g * c.Cg + (b - r * c.c_chunks) * kPix, dh[j] = r * c.dil_h - c.pad_h;
       }
       const int loads = kTf32 ? kBlocks : nb;   // input boxes a k-tile: TF32's n128 MMAs read all kBlocks
+      const int dy_loads = narrow ? 1 : kDyBoxes;
       const int shift = c.pad_w - s * c.dil_w;  // output column = input column + shift
       int ui = box0 % c.u_tiles, rest = box0 / c.u_tiles, pi = rest % c.P, ni = rest / c.P;
-      ring.produce(k_tiles, uint32_t((kDyBoxes + loads) * kBox), [&](int, unsigned char* stage, uint64_t* bar) {
+      ring.produce(k_tiles, uint32_t((dy_loads + loads) * kBox), [&](int, unsigned char* stage, uint64_t* bar) {
         const int u0 = ui * kPix, h = pi * c.stride_h;
 #pragma unroll
         for (int b = 0; b < kDyBoxes; ++b)
-          tma_load_4d(stage + b * kBox, &dy_map, bar, g * c.Kg + m0 + b * kPix, u0 + shift, pi, ni);
+          if (b < dy_loads) tma_load_4d(stage + b * kBox, &dy_map, bar, g * c.Kg + m0 + b * kPix, u0 + shift, pi, ni);
 #pragma unroll
         for (int j = 0; j < kBlocks; ++j)
           if (j < loads) tma_load_4d(stage + (kDyBoxes + j) * kBox, &x_map, bar, u0, h + dh[j], chan[j], ni);
@@ -154,9 +159,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int wg = warp / 4, w = warp % 4;
   const int row = m0 + wg * 64 + w * 16 + lane / 4;
   if constexpr (!kTf32) {
-    // 16-bit: grad_output box wg is the warpgroup's A (MN-major: a k16 step is 16 pixel rows, 2048 bytes on), the
-    // input boxes one K-major B of 64 nb channel rows (a k16 step is 32 bytes along each row).
-    auto tile = [&](auto blocks) {
+    // 16-bit: grad_output box a_box is the warpgroup's A (MN-major: a k16 step is 16 pixel rows, 2048 bytes on), the
+    // input boxes from block b_block on one K-major B of 64 NB channel rows (a k16 step is 32 bytes along each row).
+    auto tile = [&](auto blocks, int a_box, int b_block, int at_row) {
       constexpr int NB = decltype(blocks)::value;
       using Mma = std::conditional_t<NB == 2, Wgmma64x128AMN<T>, Wgmma64x64AMN<T>>;
       float acc[NB * 32];
@@ -165,17 +170,25 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       ring.consume(
           k_tiles,
           [&](const unsigned char* stage) {
+            const unsigned char* a = stage + a_box * kBox;
+            const unsigned char* b = stage + (kDyBoxes + b_block) * kBox;
 #pragma unroll
             for (int step = 0; step < kPix / 16; ++step)
-              Mma::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + wg * kBox + step * 16 * kTmaRowBytes),
-                       wgmma_descriptor<kTmaRowBytes>(stage + kDyBoxes * kBox + step * 32));
+              Mma::run(acc, wgmma_descriptor<kTmaRowBytes>(a + step * 16 * kTmaRowBytes),
+                       wgmma_descriptor<kTmaRowBytes>(b + step * 32));
           },
           [&] { wgmma_fence_operands(acc); });
-      store_nchw_wgrad_partials<kPix>(acc, c, split, g, row, s, block0);
+      store_nchw_wgrad_partials<kPix>(acc, c, split, g, at_row, s, block0 + b_block);
     };
     static_assert(kBlocks == 2, "16-bit tiles are one or two blocks of 64 channels");
-    if (nb == 2) tile(std::integral_constant<int, 2>{});
-    else tile(std::integral_constant<int, 1>{});
+    if (narrow) {  // warpgroup wg: rows 0..63 (grad_output box 0) x column block wg
+      if (wg < nb) tile(std::integral_constant<int, 1>{}, 0, wg, m0 + w * 16 + lane / 4);
+      else ring.consume(k_tiles, [](const unsigned char*) {}, [] {});  // no block: it only releases the stages
+    } else if (nb == 2) {
+      tile(std::integral_constant<int, 2>{}, wg, 0, row);
+    } else {
+      tile(std::integral_constant<int, 1>{}, wg, 0, row);
+    }
   } else {
     // TF32: the warpgroup's A fragments (row = channel, k = pixel) sit in grad_output box (64 wg + 16 w) / 32 at
     // pixel row k, channel chunk swizzled by the pixel: byte k*128 + ((ch / 4) ^ (k % 8)) * 16 + (ch % 4) * 4, k % 8
