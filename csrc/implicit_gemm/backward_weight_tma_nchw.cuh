@@ -28,8 +28,8 @@
 // warpgroup owns 64 output channels x 128 columns. TF32: 4 m64n128k8 MMAs per k-tile (a tile's blocks past the last
 // are loaded again and multiplied, their columns dropped). 16-bit: 4 m64n128k16 MMAs per k-tile, m64n64k16 where a
 // tile has one block (the last of an odd count per s: the seed's 3 blocks per s make tiles of 2 and 1), which then
-// loads one input box; with 64 or fewer output channels a group (r50_3x3_64) one grad_output box, and the
-// warpgroups split the columns instead (m64n64 each), where warpgroup 1 would multiply zeros. Splits of the k-tiles
+// loads one input box; with 64 or fewer output channels a group (r50_3x3_64) only the grad_output boxes of channels
+// 0..63, and the warpgroups split the columns instead (m64n64 each), where warpgroup 1 would multiply zeros. Splits of the k-tiles
 // write fp32 partial tiles, reduced in split order by reduce_splits (bit-identical from run to run).
 #pragma once
 
@@ -114,9 +114,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
   const int s = blockIdx.y / c.tiles_per_s, block0 = (blockIdx.y - s * c.tiles_per_s) * kBlocks;
   const int nb = min(kBlocks, c.blocks - block0);  // the tile's column blocks
-  // 16-bit, 64 or fewer output channels a group: one grad_output box (its 64 channels), and the two warpgroups split
+  // 64 or fewer output channels a group: only the grad_output boxes of channels 0..63, and the two warpgroups split
   // the tile's columns instead of its rows (where warpgroup 1's rows would all be past Kg, multiplying zeros).
-  const bool narrow = !kTf32 && c.Kg <= 64;
+  const bool narrow = c.Kg <= 64;
   const int m0 = blockIdx.x * 128;
   const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
 
@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
         chan[j] = g * c.Cg + (b - r * c.c_chunks) * kPix, dh[j] = r * c.dil_h - c.pad_h;
       }
       const int loads = kTf32 ? kBlocks : nb;   // input boxes a k-tile: TF32's n128 MMAs read all kBlocks
-      const int dy_loads = narrow ? 1 : kDyBoxes;
+      const int dy_loads = narrow ? 64 / kPix : kDyBoxes;  // narrow: the boxes of output channels 0..63
       const int shift = c.pad_w - s * c.dil_w;  // output column = input column + shift
       int ui = box0 % c.u_tiles, rest = box0 / c.u_tiles, pi = rest % c.P, ni = rest / c.P;
       ring.produce(k_tiles, uint32_t((dy_loads + loads) * kBox), [&](int, unsigned char* stage, uint64_t* bar) {
@@ -193,35 +193,42 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     // TF32: the warpgroup's A fragments (row = channel, k = pixel) sit in grad_output box (64 wg + 16 w) / 32 at
     // pixel row k, channel chunk swizzled by the pixel: byte k*128 + ((ch / 4) ^ (k % 8)) * 16 + (ch % 4) * 4, k % 8
     // being t or t + 4 at every step.
+    // Narrow (64 or fewer output channels a group): both warpgroups take rows 0..63 (boxes 0 and 1, the only ones
+    // loaded) and split the tile's four column blocks, two each (m64n64k8).
     const int gid = lane / 4, t = lane % 4;
-    const int box = (wg * 64 + w * 16) / kPix, chunk = ((w % 2) * 16 + gid) / 4;
+    const int box = ((narrow ? 0 : wg * 64) + w * 16) / kPix, chunk = ((w % 2) * 16 + gid) / 4;
     uint32_t frag[4];  // byte offsets in the stage of a0..a3 at step 0 (rows g, g + 8; pixels t, t + 4)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int k = t + (i / 2) * 4, ch_chunk = chunk + (i % 2) * 2;
       frag[i] = box * kBox + k * kTmaRowBytes + ((ch_chunk ^ k) * 16) + (gid % 4) * 4;
     }
-    float acc[64];
+    auto run = [&](auto columns, int b_block, int at_row) {
+      constexpr int N = decltype(columns)::value;
+      float acc[N / 2];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-    uint32_t a[2][kPix / 8][4];  // two k-tiles' fragments: one in the MMAs, one being loaded
-    ring.consume_with_registers(
-        k_tiles,
-        [&](const unsigned char* stage, auto buf) {
+      for (int i = 0; i < N / 2; ++i) acc[i] = 0.f;
+      uint32_t a[2][kPix / 8][4];  // two k-tiles' fragments: one in the MMAs, one being loaded
+      ring.consume_with_registers(
+          k_tiles,
+          [&](const unsigned char* stage, auto buf) {
 #pragma unroll
-          for (int step = 0; step < kPix / 8; ++step)
+            for (int step = 0; step < kPix / 8; ++step)
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
-              a[buf][step][i] = ld_shared_b32(smem_addr(stage) + frag[i] + step * 8 * kTmaRowBytes);
-        },
-        [&](const unsigned char* stage, auto buf) {
+              for (int i = 0; i < 4; ++i)
+                a[buf][step][i] = ld_shared_b32(smem_addr(stage) + frag[i] + step * 8 * kTmaRowBytes);
+          },
+          [&](const unsigned char* stage, auto buf) {
 #pragma unroll
-          for (int step = 0; step < kPix / 8; ++step)  // 8 pixels (32 bytes of each B row) per MMA
-            WgmmaTf32RS<128>::run(acc, a[buf][step],
-                                  wgmma_descriptor<kTmaRowBytes>(stage + kDyBoxes * kBox + step * 32));
-        },
-        [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
-    store_nchw_wgrad_partials<kPix>(acc, c, split, g, row, s, block0);
+            for (int step = 0; step < kPix / 8; ++step)  // 8 pixels (32 bytes of each B row) per MMA
+              WgmmaTf32RS<N>::run(acc, a[buf][step],
+                                  wgmma_descriptor<kTmaRowBytes>(stage + (kDyBoxes + b_block) * kBox + step * 32));
+          },
+          [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
+      store_nchw_wgrad_partials<kPix>(acc, c, split, g, at_row, s, block0 + b_block);
+    };
+    if (narrow) run(std::integral_constant<int, 64>{}, 2 * wg, m0 + w * 16 + gid);
+    else run(std::integral_constant<int, 128>{}, 0, row);
   }
 }
 
