@@ -611,29 +611,36 @@ TMA_WGRAD_NCHW16 = {
 
 
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
-@pytest.mark.parametrize("everywhere", [False, True], ids=["rule", "everywhere"])
+@pytest.mark.parametrize("mode", ["rule", "everywhere", "two_block_tiles"])
 @pytest.mark.parametrize("name", list(TMA_WGRAD_NCHW16))
-def test_tma_backward_weight_nchw_in_place(name, everywhere, precision_mode, poison, monkeypatch):
+def test_tma_backward_weight_nchw_in_place(name, mode, precision_mode, poison, monkeypatch):
     """The 16-bit NCHW-in-place backward-weight: gradients against the reference (backward-data on the heuristics'
     kernel, so grad_output comes staged in NHWC where both passes are copy-engine kernels), and that it ran where
-    wgrad_reads_nchw's rule (or CONV2D_EXT_TMA_WGRAD_NCHW=1, everywhere it fits) says so; then bit-identical weight
-    gradients over three runs."""
+    wgrad_reads_nchw's rule (or CONV2D_EXT_TMA_WGRAD_NCHW=1, everywhere it fits) says so, in the configuration
+    nchw_wgrad_tile_blocks picks (three blocks of 64 channels a tile for 3x3 filters of more than 64 output channels;
+    two under CONV2D_EXT_TMA_WGRAD_N192=0); then bit-identical weight gradients over three runs."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
     case = TMA_WGRAD_NCHW16[name]
-    if everywhere:
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_NCHW", raising=False)
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_N192", raising=False)
+    if mode != "rule":
         monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_NCHW", "1")
-    else:
-        monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_NCHW", raising=False)
+    if mode == "two_block_tiles":
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_N192", "0")
     walked = -(-case.W // 64) * 64  # 64-pixel k-tiles over the input columns the taps read: all W in these cases
-    expect = everywhere or walked * 7 <= case.W * 8
+    expect = mode != "rule" or walked * 7 <= case.W * 8
+    kg, chunks = case.K // case.groups, -(-(case.C // case.groups) // 64)
+    blocks = 3 if mode != "two_block_tiles" and kg > 64 and case.R * chunks % 3 == 0 else 2
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         run_and_check(case, precision_mode, "nchw", {"backward_weight": TMA_WGRAD_KERNEL}, name.startswith("w"),
                       must_run=True)
         torch.cuda.synchronize()
-    ran = any("backward_weight_tma_nchw_kernel<" in e.name for e in prof.events())
-    assert ran == expect, f"the NCHW kernel ran: {ran}, expected {expect}"
+    ran = [e.name for e in prof.events() if "backward_weight_tma_nchw_kernel<" in e.name]
+    assert bool(ran) == expect, f"the NCHW kernel ran: {sorted(set(ran))}, expected {expect}"
+    configs = {int(m.group(1)) for m in (re.search(r"TmaWgradNchwConfig<[^,<>]+, (\d+),", n) for n in ran) if m}
+    assert not ran or configs == {blocks}, f"tile blocks {configs}, expected {blocks}"
     x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False, seed=fresh_seed())
     w.requires_grad_(True)
     y = conv2d_ext.conv2d(x, w, variant={"backward_weight": TMA_WGRAD_KERNEL}, **case.conv_args)

@@ -134,6 +134,20 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
                : CONV2D_EXT_D64                                                                               \
                : "l"(a), "l"(b), "r"(1))
 
+#define CONV2D_EXT_D96 CONV2D_EXT_D64, CONV2D_EXT_D8(64), CONV2D_EXT_D8(72), CONV2D_EXT_D8(80), CONV2D_EXT_D8(88)
+#define CONV2D_EXT_WGMMA_64N192(shape_and_types, immediates)                                                   \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"                                                    \
+               "wgmma.mma_async.sync.aligned." shape_and_types " {"                                           \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+               "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+               "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95" \
+               "}, %96, %97, p, 1, 1" immediates ";\n}\n"                                                    \
+               : CONV2D_EXT_D96                                                                               \
+               : "l"(a), "l"(b), "r"(1))
+
 #define CONV2D_EXT_D32 CONV2D_EXT_D8(0), CONV2D_EXT_D8(8), CONV2D_EXT_D8(16), CONV2D_EXT_D8(24)
 #define CONV2D_EXT_WGMMA_64N64(shape_and_types, immediates)                                                    \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                    \
@@ -152,7 +166,9 @@ template <typename T> struct Wgmma64x64;
 // types only. The descriptor is wgmma_descriptor's: a 64-element (128-byte) swizzled row per reduction index, its
 // 8-row atoms 1024 bytes apart, one atom wide.
 template <typename T> struct Wgmma64x64MN;
-// m64n128 / m64n64 with A MN-major (its rows contiguous, laid out as Wgmma64x64MN's operands) and B K-major: 16-bit.
+// m64n192 / m64n128 / m64n64 with A MN-major (its rows contiguous, laid out as Wgmma64x64MN's operands) and B K-major:
+// 16-bit.
+template <typename T> struct Wgmma64x192AMN;
 template <typename T> struct Wgmma64x128AMN;
 template <typename T> struct Wgmma64x64AMN;
 
@@ -181,6 +197,8 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __half, "m64n64k16.f32.f16.f16",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32", "")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x192AMN, 192, __nv_bfloat16, "m64n192k16.f32.bf16.bf16", ", 1, 0")  // A transposed
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x192AMN, 192, __half, "m64n192k16.f32.f16.f16", ", 1, 0")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128AMN, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 0")  // A transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128AMN, 128, __half, "m64n128k16.f32.f16.f16", ", 1, 0")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64AMN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 0")
@@ -249,6 +267,7 @@ __device__ __forceinline__ void tf32_rs_step(float (&acc)[N / 2], const uint32_t
 
 #undef CONV2D_EXT_WGMMA_SPECIALIZATION
 #undef CONV2D_EXT_WGMMA_RUN
+#undef CONV2D_EXT_WGMMA_64N192
 #undef CONV2D_EXT_WGMMA_64N128
 #undef CONV2D_EXT_WGMMA_64N64
 

@@ -9,20 +9,15 @@ extern template void backward_weight_tma_launch_typed<__half, TmaWgradConfig128x
                                                                                       cudaStream_t);
 extern template void backward_weight_tma_launch_typed<__nv_bfloat16, TmaWgradConfig128x128>(const ConvParams&, void*,
                                                                                              cudaStream_t);
-extern template void backward_weight_tma_nchw_launch<__half, TmaWgradNchwConfig128x128>(const ConvParams&, void*,
-                                                                                         cudaStream_t);
-extern template void backward_weight_tma_nchw_launch<__nv_bfloat16, TmaWgradNchwConfig128x128>(const ConvParams&,
-                                                                                                void*, cudaStream_t);
+extern template void backward_weight_tma_nchw16_launch<__half>(const ConvParams&, void*, cudaStream_t);
+extern template void backward_weight_tma_nchw16_launch<__nv_bfloat16>(const ConvParams&, void*, cudaStream_t);
 extern template void backward_weight_tma_nchw_launch<float, TmaWgradTf32Config128x128>(const ConvParams&, void*,
                                                                                         cudaStream_t);
 }  // namespace igemm
 
 const KernelInfo backward_weight_implicit_gemm_128x128_tma = {
     Pass::kBackwardWeight, "implicit_gemm", "128x128_tma",
-    igemm::backward_weight_tma_entry_can_implement<igemm::TmaWgradConfig128x128, igemm::TmaWgradNchwConfig128x128,
-                                                   igemm::TmaWgradTf32Config128x128>,
-    igemm::backward_weight_tma_entry_workspace<igemm::TmaWgradConfig128x128, igemm::TmaWgradNchwConfig128x128,
-                                               igemm::TmaWgradTf32Config128x128>,
-    igemm::backward_weight_tma_entry_launch<igemm::TmaWgradConfig128x128, igemm::TmaWgradNchwConfig128x128,
-                                            igemm::TmaWgradTf32Config128x128>};
+    igemm::backward_weight_tma_entry_can_implement<igemm::TmaWgradConfig128x128, igemm::TmaWgradTf32Config128x128>,
+    igemm::backward_weight_tma_entry_workspace<igemm::TmaWgradConfig128x128, igemm::TmaWgradTf32Config128x128>,
+    igemm::backward_weight_tma_entry_launch<igemm::TmaWgradConfig128x128, igemm::TmaWgradTf32Config128x128>};
 }  // namespace conv2d_ext

@@ -5,6 +5,6 @@ namespace conv2d_ext {
 namespace igemm {
 template void backward_weight_pointwise_launch_typed<__half>(const ConvParams&, void*, cudaStream_t);
 template void backward_weight_tma_launch_typed<__half, TmaWgradConfig128x128>(const ConvParams&, void*, cudaStream_t);
-template void backward_weight_tma_nchw_launch<__half, TmaWgradNchwConfig128x128>(const ConvParams&, void*, cudaStream_t);
+template void backward_weight_tma_nchw16_launch<__half>(const ConvParams&, void*, cudaStream_t);  // both NCHW configurations
 }  // namespace igemm
 }  // namespace conv2d_ext

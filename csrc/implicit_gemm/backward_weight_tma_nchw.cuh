@@ -24,12 +24,13 @@
 // multiply zeros: an infinite or NaN input anywhere in a row (a border column a tap never reads included) makes that
 // tap's gradient NaN (0 x inf), where PyTorch's stays finite for the taps that never read it.
 // A tile's columns share one filter column s (its grad_output boxes): column block b of s is (filter row r, kPix-channel
-// chunk), kBlocks = 128 / kPix blocks per tile (128 columns), ceil(R * chunks / kBlocks) tiles per s. Each consumer
-// warpgroup owns 64 output channels x 128 columns. TF32: 4 m64n128k8 MMAs per k-tile (a tile's blocks past the last
-// are loaded again and multiplied, their columns dropped). 16-bit: 4 m64n128k16 MMAs per k-tile, m64n64k16 where a
-// tile has one block (the last of an odd count per s: the seed's 3 blocks per s make tiles of 2 and 1), which then
-// loads one input box; with 64 or fewer output channels a group (r50_3x3_64) only the grad_output boxes of channels
-// 0..63, and the warpgroups split the columns instead (m64n64 each), where warpgroup 1 would multiply zeros. Splits of the k-tiles
+// chunk), kBlocks blocks per tile, ceil(R * chunks / kBlocks) tiles per s. Each consumer warpgroup owns 64 output
+// channels x the tile's columns. TF32: 4 blocks (128 columns), 4 m64n128k8 MMAs per k-tile (a tile's blocks past the
+// last are loaded again and multiplied, their columns dropped). 16-bit: 3 blocks (192 columns, m64n192k16: a 3x3
+// filter column's three filter rows of a 64-channel chunk, the seed's whole filter column) or 2 (m64n128k16), 4 MMAs
+// per k-tile; a tile of fewer blocks (the last of s) runs the narrower MMA and loads only its input boxes. With 64 or
+// fewer output channels a group (r50_3x3_64: 2-block tiles) only the grad_output boxes of channels 0..63, and the
+// warpgroups split the columns instead (m64n64 each), where warpgroup 1 would multiply zeros. Splits of the k-tiles
 // write fp32 partial tiles, reduced in split order by reduce_splits (bit-identical from run to run).
 #pragma once
 
@@ -47,22 +48,24 @@ struct NchwWgradShape {
   static constexpr int kPix = kTmaRowBytes / int(sizeof(T));  // output pixels of a k-tile; channels of a box
   static constexpr int kBox = kPix * kTmaRowBytes;             // one box: 4 KB (TF32), 8 KB (16-bit)
   static constexpr int kDyBoxes = 128 / kPix;                  // grad_output boxes a k-tile (128 output channels)
-  static constexpr int kBlocks = 128 / kPix;                   // input boxes (column blocks) a tile (128 columns)
-  static constexpr int kStageBytes = (kDyBoxes + kBlocks) * kBox;  // 32 KB
   static constexpr int kMinSplit = 512 / kPix;                 // k-tiles a split at least (split_boxes)
 };
 
-// Stages of 32 KB. TF32 (4 stages): one CTA per SM; two would cap the registers at 96 a thread (5 warps per
-// scheduler), too few for 64 accumulators and two buffers of A fragments. 16-bit (3 stages): two CTAs per SM, as
-// backward_weight_tma.cuh's kernel.
-template <int Stages>
+// A configuration: Blocks input boxes (column blocks of kPix channels) a tile, Stages stages of a k-tile's boxes.
+// TF32: 4 blocks (128 columns), 4 stages of 32 KB, one CTA per SM; two would cap the registers at 96 a thread (5 warps
+// per scheduler), too few for 64 accumulators and two buffers of A fragments. 16-bit: 2 blocks (128 columns), 3
+// stages of 32 KB, two CTAs per SM, as backward_weight_tma.cuh's kernel; or 3 blocks (192 columns: a 3x3 filter
+// column's three filter rows of 64 channels in one tile, m64n192), 5 stages of 40 KB, one CTA per SM.
+template <typename T, int Blocks, int Stages>
 struct TmaWgradNchwConfig {
-  static constexpr int kStages = Stages, kStageBytes = 32 * 1024;
+  static constexpr int kBlocks = Blocks, kStages = Stages;
+  static constexpr int kStageBytes = (NchwWgradShape<T>::kDyBoxes + Blocks) * NchwWgradShape<T>::kBox;
   static constexpr int kSmem = Stages * kStageBytes + 2 * Stages * 8 + 1024 /* alignment */;
   static constexpr int kMinBlocks = 2 * kSmem <= 227 * 1024 ? 2 : 1;
 };
-using TmaWgradTf32Config128x128 = TmaWgradNchwConfig<4>;
-using TmaWgradNchwConfig128x128 = TmaWgradNchwConfig<3>;
+using TmaWgradTf32Config128x128 = TmaWgradNchwConfig<float, 4, 4>;
+template <typename T> using TmaWgradNchwConfig128x128 = TmaWgradNchwConfig<T, 2, 3>;
+template <typename T> using TmaWgradNchwConfig128x192 = TmaWgradNchwConfig<T, 3, 5>;
 
 struct TmaWgradNchw {
   int u_tiles, P;                    // k-tiles per row (kPix input columns each); output rows
@@ -103,9 +106,9 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     backward_weight_tma_nchw_kernel(const __grid_constant__ CUtensorMap dy_map,
                                     const __grid_constant__ CUtensorMap x_map, const TmaWgradNchw c) {
   using Shape = NchwWgradShape<T>;
-  constexpr int kPix = Shape::kPix, kBox = Shape::kBox, kDyBoxes = Shape::kDyBoxes, kBlocks = Shape::kBlocks;
-  static_assert(Cfg::kStageBytes == Shape::kStageBytes, "a stage holds a k-tile's boxes");
+  constexpr int kPix = Shape::kPix, kBox = Shape::kBox, kDyBoxes = Shape::kDyBoxes, kBlocks = Cfg::kBlocks;
   constexpr bool kTf32 = sizeof(T) == 4;
+  static_assert(kTf32 ? kBlocks == 4 : kBlocks == 2 || kBlocks == 3, "TF32 tiles: 4 blocks; 16-bit: 2 or 3");
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
@@ -116,7 +119,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const int nb = min(kBlocks, c.blocks - block0);  // the tile's column blocks
   // 64 or fewer output channels a group: only the grad_output boxes of channels 0..63, and the two warpgroups split
   // the tile's columns instead of its rows (where warpgroup 1's rows would all be past Kg, multiplying zeros).
-  const bool narrow = c.Kg <= 64;
+  const bool narrow = kBlocks != 3 && c.Kg <= 64;  // (the launcher takes 2-block tiles for narrow problems)
   const int m0 = blockIdx.x * 128;
   const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
 
@@ -163,7 +166,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     // input boxes from block b_block on one K-major B of 64 NB channel rows (a k16 step is 32 bytes along each row).
     auto tile = [&](auto blocks, int a_box, int b_block, int at_row) {
       constexpr int NB = decltype(blocks)::value;
-      using Mma = std::conditional_t<NB == 2, Wgmma64x128AMN<T>, Wgmma64x64AMN<T>>;
+      using Mma = std::conditional_t<NB == 3, Wgmma64x192AMN<T>,
+                                     std::conditional_t<NB == 2, Wgmma64x128AMN<T>, Wgmma64x64AMN<T>>>;
       float acc[NB * 32];
 #pragma unroll
       for (int i = 0; i < NB * 32; ++i) acc[i] = 0.f;
@@ -180,10 +184,11 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
           [&] { wgmma_fence_operands(acc); });
       store_nchw_wgrad_partials<kPix>(acc, c, split, g, at_row, s, block0 + b_block);
     };
-    static_assert(kBlocks == 2, "16-bit tiles are one or two blocks of 64 channels");
     if (narrow) {  // warpgroup wg: rows 0..63 (grad_output box 0) x column block wg
       if (wg < nb) tile(std::integral_constant<int, 1>{}, 0, wg, m0 + w * 16 + lane / 4);
       else ring.consume(k_tiles, [](const unsigned char*) {}, [] {});  // no block: it only releases the stages
+    } else if (nb == 3) {
+      if constexpr (kBlocks == 3) tile(std::integral_constant<int, 3>{}, wg, 0, row);
     } else if (nb == 2) {
       tile(std::integral_constant<int, 2>{}, wg, 0, row);
     } else {
@@ -245,14 +250,14 @@ inline int64_t nchw_wgrad_columns(const ConvParams& p) {
 }
 
 template <typename T>
-TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p) {
+TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p, int tile_blocks) {
   using Shape = NchwWgradShape<T>;
   TmaWgradNchwPlan plan{};
   plan.u_tiles = static_cast<int>((nchw_wgrad_columns(p) + Shape::kPix - 1) / Shape::kPix);
   plan.boxes = p.N * p.P * plan.u_tiles;
   plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
   plan.blocks = static_cast<int>(p.R * plan.c_chunks);
-  plan.tiles_per_s = (plan.blocks + Shape::kBlocks - 1) / Shape::kBlocks;
+  plan.tiles_per_s = (plan.blocks + tile_blocks - 1) / tile_blocks;
   plan.col_tiles = static_cast<int>(p.S * plan.tiles_per_s);
   plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
   const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
@@ -276,6 +281,17 @@ inline bool tf32_wgrad_input_fits(const ConvParams& p) {
 // strides 16-byte multiples, a 16-byte aligned base), stride 1 along them, and a k-tile walk of 64-pixel tiles that
 // wastes at most an eighth of what it multiplies (rows of 56 pixels and up; rows of 28 would multiply twice their
 // pixels). Not timed yet (session 31 had no GPU): CONV2D_EXT_TMA_WGRAD_NCHW=0 turns it off, =1 drops the waste rule.
+// The tile's column blocks: TF32 4; 16-bit 3 (m64n192, one CTA per SM: the A box read once a k16 step for 192
+// columns, a third fewer bytes of shared memory per MMA than m64n128 + m64n64, whose operand reads alone would take
+// ~80% of the SM's shared-memory bandwidth at the tensor cores' rate) where a filter column's blocks come in threes
+// (3x3 filters) and a group has more than 64 output channels, else 2. CONV2D_EXT_TMA_WGRAD_N192=0: always 2 (timing).
+inline int nchw_wgrad_tile_blocks(const ConvParams& p) {
+  if (p.dtype == DType::kFloat32) return 4;
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_N192");
+  if (env != nullptr && env[0] == '0') return 2;
+  return p.K_per_group() > 64 && (p.R * ((p.C_per_group() + 63) / 64)) % 3 == 0 ? 3 : 2;
+}
+
 inline bool wgrad_reads_nchw(const ConvParams& p) {
   if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return false;
   if (p.channels_last || p.stride_w != 1 || p.x_stride[3] != 1) return false;
@@ -283,7 +299,7 @@ inline bool wgrad_reads_nchw(const ConvParams& p) {
   if (env != nullptr && env[0] == '0') return false;
   const int64_t(&xs)[4] = p.x_stride;
   if (!tma_strides_fit(2, p.x, {xs[0], xs[1], xs[2]}) || p.P * p.Q >= (int64_t(1) << 31)) return false;
-  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p);  // bf16 alike
+  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p, nchw_wgrad_tile_blocks(p));  // bf16 alike
   if (plan.boxes >= (int64_t(1) << 31) || plan.col_tiles > 65535) return false;
   const int64_t walked = int64_t(plan.u_tiles) * NchwWgradShape<__half>::kPix;
   return (env != nullptr && env[0] == '1') || walked * 7 <= nchw_wgrad_columns(p) * 8;
@@ -306,7 +322,7 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
     return "2^31 or more k-tiles of input columns";
   if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
-  if (tma_wgrad_nchw_plan<float>(p).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
+  if (tma_wgrad_nchw_plan<float>(p, 4).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
   return "";
 }
 
@@ -317,7 +333,8 @@ template <typename T>
 int64_t backward_weight_tma_nchw_workspace(const ConvParams& p) {
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
   const int64_t dy_copy = region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, sizeof(T)));
-  const int64_t bytes = region(int64_t(tma_wgrad_nchw_plan<T>(p).splits) * count * 4) + dy_copy;
+  const int64_t splits = tma_wgrad_nchw_plan<T>(p, nchw_wgrad_tile_blocks(p)).splits;
+  const int64_t bytes = region(splits * count * 4) + dy_copy;
   if constexpr (sizeof(T) == 4) {
     const int64_t x_copy = tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4 : 0;
     return std::max(bytes + x_copy, backward_weight_workspace<Config128x128_w8>(p));
@@ -335,7 +352,7 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   if (count == 0) return;
   float* partials = static_cast<float*>(workspace);
   if (p.N * p.P * p.Q == 0) return zero_weight_gradient<T>(p, partials, count, stream);
-  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<T>(p);
+  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<T>(p, Cfg::kBlocks);
   if constexpr (sizeof(T) == 4) {
     if (!tf32_wgrad_input_fits(p)) {
       backward_weight_launch_typed<float, Config128x128_w8>(p, workspace, stream);  // sliced input: the gathers
@@ -395,13 +412,13 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
 // The registry entry 128x128_tma: for float32 with TF32 this file's kernel; for fp16/bf16 this file's kernel on NCHW
 // inputs it reads in place (wgrad_reads_nchw), else backward_weight_tma.cuh's (MN-major operands); a 1x1 NCHW
 // problem backward_weight_pointwise_tma.cuh's kernel in every dtype (pointwise_wgrad_fits).
-template <class Cfg16, class Cfg16Nchw, class CfgTf32>
+template <class Cfg16, class CfgTf32>
 std::string backward_weight_tma_entry_can_implement(const ConvParams& p) {
   return p.dtype == DType::kFloat32 ? backward_weight_tma_tf32_can_implement(p)
                                     : backward_weight_tma_can_implement<Cfg16>(p);
 }
 
-template <class Cfg16, class Cfg16Nchw, class CfgTf32>
+template <class Cfg16, class CfgTf32>
 int64_t backward_weight_tma_entry_workspace(const ConvParams& p) {
   int64_t bytes;
   if (p.dtype == DType::kFloat32) bytes = backward_weight_tma_nchw_workspace<float>(p);
@@ -410,15 +427,23 @@ int64_t backward_weight_tma_entry_workspace(const ConvParams& p) {
   return pointwise_wgrad_fits(p) ? std::max(bytes, backward_weight_pointwise_workspace(p)) : bytes;
 }
 
-template <class Cfg16, class Cfg16Nchw, class CfgTf32>
+// The 16-bit NCHW kernel in the configuration nchw_wgrad_tile_blocks picks.
+template <typename T>
+void backward_weight_tma_nchw16_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  if (nchw_wgrad_tile_blocks(p) == 3)
+    backward_weight_tma_nchw_launch<T, TmaWgradNchwConfig128x192<T>>(p, workspace, stream);
+  else
+    backward_weight_tma_nchw_launch<T, TmaWgradNchwConfig128x128<T>>(p, workspace, stream);
+}
+
+template <class Cfg16, class CfgTf32>
 void backward_weight_tma_entry_launch(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.K * p.C > 0 && p.N * p.P * p.Q > 0 && pointwise_wgrad_fits(p))  // 1x1 NCHW read in place
     return backward_weight_pointwise_launch(p, workspace, stream);
   if (p.dtype == DType::kFloat32) return backward_weight_tma_nchw_launch<float, CfgTf32>(p, workspace, stream);
   if (wgrad_reads_nchw(p)) {  // NCHW input read in place
-    if (p.dtype == DType::kFloat16) return backward_weight_tma_nchw_launch<__half, Cfg16Nchw>(p, workspace, stream);
-    if (p.dtype == DType::kBFloat16)
-      return backward_weight_tma_nchw_launch<__nv_bfloat16, Cfg16Nchw>(p, workspace, stream);
+    if (p.dtype == DType::kFloat16) return backward_weight_tma_nchw16_launch<__half>(p, workspace, stream);
+    if (p.dtype == DType::kBFloat16) return backward_weight_tma_nchw16_launch<__nv_bfloat16>(p, workspace, stream);
   }
   backward_weight_tma_launch<Cfg16>(p, workspace, stream);
 }
