@@ -224,6 +224,19 @@ extern template void backward_weight_launch_typed<__half, Config128x128_w8>(cons
 extern template void backward_weight_launch_typed<__nv_bfloat16, Config128x128_w8>(const ConvParams&, void*,
                                                                                    cudaStream_t);
 
+// Launches a split-K copy-engine backward-weight kernel (this file's or backward_weight_tma_nchw.cuh's) on `grid`
+// with `smem` bytes of shared memory, then reduce_splits over its `splits` partial tiles into p's grad_weight.
+template <auto kKernel, typename T, class Args>
+void launch_split_wgrad(dim3 grid, int smem, const CUtensorMap& dy_map, const CUtensorMap& x_map, const Args& c,
+                        const float* partials, int splits, const ConvParams& p, cudaStream_t stream) {
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  opt_in_shared_memory<kKernel>(smem);
+  kKernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, splits, p, true);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 template <typename T, class Cfg>
 void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
@@ -269,14 +282,10 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   c.tx_bytes = uint32_t(kTmaRowBytes) * c.box_rows * ((p.K_per_group() <= 64 ? 1 : 2) + Cfg::kNB);  // narrow: one dy box
   c.partials = partials;
 
-  constexpr auto kernel = backward_weight_tma_kernel<T, Cfg>;
-  opt_in_shared_memory<kernel>(Cfg::kSmem);
   const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
                   static_cast<unsigned>(plan.splits * p.groups));
-  kernel<<<grid, kTmaThreads, Cfg::kSmem, stream>>>(dy_map, x_map, c);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, plan.splits, p, true);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_split_wgrad<backward_weight_tma_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials, plan.splits,
+                                                            p, stream);
 }
 
 // What it can run: fp16/bf16 (MN-major wgmma operands) on an sm_90a build, channels (per group) in 16-byte vectors,

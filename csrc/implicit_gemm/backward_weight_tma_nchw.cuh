@@ -399,14 +399,10 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
   c.partials = partials;
 
-  constexpr auto kernel = backward_weight_tma_nchw_kernel<T, Cfg>;
-  opt_in_shared_memory<kernel>(Cfg::kSmem);
   const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
                   static_cast<unsigned>(plan.splits * p.groups));
-  kernel<<<grid, kTmaThreads, Cfg::kSmem, stream>>>(dy_map, x_map, c);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, plan.splits, p, true);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials,
+                                                                 plan.splits, p, stream);
 }
 
 // The registry entry 128x128_tma: for float32 with TF32 this file's kernel; for fp16/bf16 this file's kernel on NCHW
