@@ -59,6 +59,24 @@ struct TmaWgrad {
   float* partials;                   // [split][K][taps], taps in (r, s, c) order
 };
 
+// One column block of a warpgroup's partial tile, from its accumulators at `acc` (wgmma's m64nN layout: 8-column
+// group jj holds (row g, columns 2t, 2t + 1) and (g + 8, the same) in acc[4 jj .. 4 jj + 3]): kCols columns, the
+// channels ch0.. of tap `tap`, rows row and row + 8 (row: the thread's first). Rows past Kg and channels past Cg are
+// dropped. `out`: the split's partials of the group, [Kg rows][taps], taps in (r, s, c) order. Used by this file's
+// kernel and backward_weight_tma_nchw.cuh's.
+template <int kCols>
+__device__ __forceinline__ void store_partial_block(const float* acc, float* out, int row, int tap, int ch0, int Kg,
+                                                    int Cg, int64_t taps) {
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int jj = 0; jj < kCols / 8; ++jj)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + t * 2 + e % 2;
+      if (m < Kg && ch < Cg) out[int64_t(m) * taps + int64_t(tap) * Cg + ch] = acc[jj * 4 + e];
+    }
+}
+
 template <typename T, class Cfg>
 __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     backward_weight_tma_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
@@ -125,14 +143,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
   auto store = [&](const float (&acc)[32], int b, int row) {
     if (b >= c.blocks) return;
-    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BK;
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + (lane % 4) * 2 + e % 2;
-        if (m < c.Kg && ch < c.Cg) out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[jj * 4 + e];
-      }
+    const int tap = b / c.c_chunks;
+    store_partial_block<BK>(acc, out, row, tap, (b - tap * c.c_chunks) * BK, c.Kg, c.Cg, c.taps);
   };
   if (narrow) {
     if (block0 + wg >= c.blocks) {  // no block of its own: it only releases the stages

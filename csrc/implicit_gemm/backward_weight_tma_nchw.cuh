@@ -77,27 +77,19 @@ struct TmaWgradNchw {
   float* partials;                   // [split][K][taps], taps in (r, s, c) order
 };
 
-// The partial tile from a warpgroup's accumulators (wgmma's m64nN layout: column block j of 8 columns holds (row
-// g, columns 2t, 2t + 1) and (g + 8, the same) in acc[4 j .. 4 j + 3]): row m (output channel), column n = kPix j +
-// (channel within block j) -> (tap (r, s), channel); blocks past the last dropped.
+// The warpgroup's partial tile: its accumulators hold N / (kPix / 2) column blocks of kPix channels (block0 on) of
+// filter column s, stored by store_partial_block; blocks past the last dropped.
 template <int kPix, int N>
 __device__ __forceinline__ void store_nchw_wgrad_partials(const float (&acc)[N], const TmaWgradNchw& c, int split,
                                                           int g, int row, int s, int block0) {
   float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
-  const int t = threadIdx.x % 4;
 #pragma unroll
   for (int j = 0; j < N / (kPix / 2); ++j) {
     const int b = block0 + j;
     if (b >= c.blocks) continue;
-    const int r = b / c.c_chunks, tap = r * c.S + s, ch0 = (b - r * c.c_chunks) * kPix;
-#pragma unroll
-    for (int jj = 0; jj < kPix / 8; ++jj)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + t * 2 + e % 2;
-        if (m < c.Kg && ch < c.Cg)
-          out[int64_t(m) * c.taps + int64_t(tap) * c.Cg + ch] = acc[(j * (kPix / 8) + jj) * 4 + e];
-      }
+    const int r = b / c.c_chunks;
+    store_partial_block<kPix>(acc + j * (kPix / 2), out, row, r * c.S + s, (b - r * c.c_chunks) * kPix, c.Kg, c.Cg,
+                              c.taps);
   }
 }
 
