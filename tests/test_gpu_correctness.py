@@ -650,6 +650,25 @@ def test_tma_backward_weight_nchw_in_place(name, mode, precision_mode, poison, m
         assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
 
 
+@pytest.mark.parametrize("slicing", [(3, 0), (0, 8), (1, 3)], ids=["offset3", "rowpad8", "offset1_rowpad3"])
+@pytest.mark.parametrize("name", ["w64_c64_k128", "groups2_w64_d1x3", "w72_c40_k24"])
+def test_tma_backward_weight_nchw_in_place_sliced(name, slicing, poison, monkeypatch):
+    """Sliced NCHW inputs: the op makes a padded-row input dense (csrc/bindings.cpp), which the kernel then reads in
+    place; an input at an odd base pointer with dense strides reaches the launcher as it is and takes the NHWC copy
+    and the MN-major kernel (the copy engine needs 16-byte aligned bases)."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_NCHW", "1")
+    offset, row_pad = slicing
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_and_check(TMA_WGRAD_NCHW16[name], "fp16", "nchw", {"backward_weight": TMA_WGRAD_KERNEL}, False, offset,
+                      row_pad, must_run=True)
+        torch.cuda.synchronize()
+    ran = any("backward_weight_tma_nchw_kernel<" in e.name for e in prof.events())
+    assert ran == (offset == 0 or row_pad > 0), f"the NCHW kernel ran: {ran}"
+
+
 # The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_nchw.cuh): NCHW input read in place,
 # a channels-last one copied to NCHW first (W % 4 == 0, stride_w 1), k-tiles of 32 aligned input columns of one row, grad_output's box shifted by the filter
 # column. Rows shorter than a box and with a partial last box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
