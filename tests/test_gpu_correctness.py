@@ -737,6 +737,96 @@ def test_tma_backward_weight_tf32_is_deterministic():
             assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first)
 
 
+# Row-packed small maps (backward_weight_tma_nchw.cuh's RowPacking, session 32): the batch's images side by side
+# along each input row, so that a k-tile of 32 (TF32) or 64 (16-bit) pixels walks several images' columns. TF32 in
+# either layout, fp16/bf16 NCHW. r50's 7x7 and 14x14 layers, stride and dilation along h, dilation along w, groups of
+# 32 channels (narrow tiles), padding past the kernel (slots wider than W + pad), 5x5 filters, a batch of one (packed
+# only under CONV2D_EXT_TMA_WGRAD_PACK=1).
+TMA_WGRAD_PACKED = {
+    "r50_7x7_c64_k128": Case(32, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1),
+    "w14_c32_k72": Case(16, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1),
+    "stride2x1_dil2": Case(24, 16, 9, 6, 72, 3, 3, (2, 1), 1, 2, 1),
+    "groups2_narrow": Case(20, 64, 5, 5, 64, 3, 3, 1, 1, 1, 2),
+    "padding_beyond_kernel": Case(16, 16, 5, 5, 16, 3, 3, 1, 3, 1, 1),
+    "5x5_w9_k40": Case(8, 24, 9, 9, 40, 5, 5, 1, 2, 1, 1),
+    "batch1_w7": Case(1, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1),
+}
+
+
+def _packs_rows(case, elem, everywhere):
+    """nchw_wgrad_packs' rule for these cases (stride_w 1, sizes that fit): the in-place k-tile walk over the input
+    columns wastes more than an eighth (or TF32 rows are not 16-byte multiples), and the packed walk at most half
+    again N W."""
+    pix = 128 // elem
+    ph, pw = (case.padding, case.padding) if isinstance(case.padding, int) else case.padding
+    dh, dw = (case.dilation, case.dilation) if isinstance(case.dilation, int) else case.dilation
+    q = case.W + 2 * pw - dw * (case.S - 1)
+    slot = max(case.W + pw, q)
+    cols = case.N * slot + pw
+    walked = -(-cols // pix) * pix
+    if everywhere:
+        return True
+    columns = max(0, min(case.W, (q - 1) + (case.S - 1) * dw - pw + 1))
+    if -(-columns // pix) * pix * 7 <= columns * 8 and (elem == 2 or case.W % 4 == 0):
+        return False
+    return walked * 2 <= 3 * case.N * case.W
+
+
+@pytest.mark.parametrize("mode", ["rule", "everywhere", "off"])
+@pytest.mark.parametrize("dtype_layout", ["tf32-nchw", "tf32-nhwc", "fp16-nchw", "bf16-nchw"])
+@pytest.mark.parametrize("name", list(TMA_WGRAD_PACKED))
+def test_tma_backward_weight_packed_rows(name, dtype_layout, mode, poison, monkeypatch):
+    """The copy-engine backward-weight on row-packed copies: gradients against the reference, the packing kernels
+    ran exactly where the rule (or CONV2D_EXT_TMA_WGRAD_PACK=1, everywhere; =0 never) says so, and bit-identical
+    weight gradients over three runs. TF32 rows that are not 16-byte multiples and are not packed are refused."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    mode_name, layout = dtype_layout.split("-")
+    case = TMA_WGRAD_PACKED[name]
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_NCHW", raising=False)
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK", raising=False)
+    if mode != "rule":
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "1" if mode == "everywhere" else "0")
+    elem = 4 if mode_name == "tf32" else 2
+    expect = mode != "off" and _packs_rows(case, elem, mode == "everywhere")
+    from torch.profiler import ProfilerActivity, profile
+    with precision(mode_name):
+        if mode_name == "tf32" and not expect and case.W % 4 != 0:  # rows the TF32 kernel cannot read in place
+            with pytest.raises(conv2d_ext.Conv2dError, match="W % 4"):
+                run_and_check(case, mode_name, layout, {"backward_weight": TMA_WGRAD_KERNEL}, False, must_run=True)
+            return
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_and_check(case, mode_name, layout, {"backward_weight": TMA_WGRAD_KERNEL}, name.startswith("r50"),
+                          must_run=True)
+            torch.cuda.synchronize()
+        names = {e.name for e in prof.events()}
+        packed = any("pack_input_rows" in n for n in names) and any("pack_grad_output_rows" in n for n in names)
+        assert packed == expect, f"packed: {packed}, expected {expect}"
+        if packed:
+            assert any("backward_weight_tma_nchw_kernel<" in n for n in names), sorted(names)
+        x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[mode_name], channels_last=layout == "nhwc",
+                              bias=False, seed=fresh_seed())
+        w.requires_grad_(True)
+        y = conv2d_ext.conv2d(x, w, variant={"backward_weight": TMA_WGRAD_KERNEL}, **case.conv_args)
+        gy = torch.randn_like(y)
+        first = torch.autograd.grad(y, w, gy, retain_graph=True)[0]
+        for _ in range(2):
+            assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
+
+
+@pytest.mark.parametrize("slicing", list(SLICINGS))
+@pytest.mark.parametrize("mode_name", ["tf32", "bf16"])
+def test_tma_backward_weight_packed_rows_sliced(mode_name, slicing, poison):
+    """Sliced inputs and gradients (odd base pointers, padded rows) on the packed path: the packing kernels read any
+    strides (grad_output element by element where its channels are not dense 16-byte vectors)."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    offset, row_pad = SLICINGS[slicing]
+    with precision(mode_name):
+        run_and_check(TMA_WGRAD_PACKED["r50_7x7_c64_k128"], mode_name, "nchw", {"backward_weight": TMA_WGRAD_KERNEL},
+                      True, offset, row_pad, must_run=True)
+
+
 # Both backward passes on the copy engine in NCHW: grad_output is copied to NHWC once (conv2d_ext::to_channels_last)
 # and both passes read that copy in place (csrc/bindings.cpp keeps it, staged_nhwc skips its own copy).
 SHARED_STAGING = {name: case for name, case in TMA_WGRAD.items() if case.stride == 1}

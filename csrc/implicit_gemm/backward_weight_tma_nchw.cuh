@@ -268,6 +268,129 @@ inline bool tf32_wgrad_input_fits(const ConvParams& p) {
   return tma_strides_fit<float>(p.x, {xs[0], xs[1], xs[2]});
 }
 
+// Row packing, for small maps (r50's 14x14 and 7x7: a k-tile of 128 bytes of one row would multiply 32 or 64 pixels
+// for 14 or 7 real ones): the images of the batch laid side by side along each input row, so that a row holds N
+// images' columns and a k-tile walks 128 bytes of it. The packed input is one image of H rows of `cols` columns, C
+// channels, NCHW: image i's columns start at i * slot, pad_w zero columns (its left padding, which is also the previous
+// image's right padding) before its W data columns, zeros elsewhere, and pad_w more at the row's end. The convolution
+// of that image with padding (pad_h, 0) has out_cols = cols - (S - 1) dil_w output columns, of which column i * slot + q
+// is image i's output column q (it reads packed columns i * slot + q + s dil_w: image i's column q + s dil_w - pad_w,
+// or its padding); the others (q >= Q) are junk, multiplied by the packed grad_output's zeros. slot = max(W + pad_w, Q)
+// keeps each image's windows inside its own columns and its outputs apart. The packed grad_output is NHWC, one image
+// of P rows x out_cols columns. Two copies (pack_input_rows, pack_grad_output_rows: ~C H N slot + K P N slot elements,
+// r50_3x3_512 fp32 about 4 MB each) and then the kernel above runs unchanged on the packed geometry; the weight
+// gradient is the same sum (every product the packing adds is a zero of grad_output).
+struct RowPacking {
+  int64_t slot;      // packed columns per image
+  int64_t cols;      // the packed input row: N * slot + pad_w columns
+  int64_t pitch;     // its row stride in elements: cols rounded up to 16 bytes
+  int64_t out_cols;  // the packed grad_output row
+};
+
+inline RowPacking row_packing(const ConvParams& p, int64_t elem) {
+  RowPacking r{};
+  r.slot = std::max<int64_t>(p.W + p.pad_w, p.Q);
+  r.cols = p.N * r.slot + p.pad_w;
+  r.pitch = (r.cols * elem + 15) / 16 * 16 / elem;
+  r.out_cols = r.cols - (p.S - 1) * p.dil_w;
+  return r;
+}
+
+// The geometry the kernel runs on packed operands: one image of `cols` input and `out_cols` output columns, no
+// horizontal padding (the operands' pointers and strides are set by the launcher).
+inline ConvParams packed_wgrad_geometry(const ConvParams& p, const RowPacking& r) {
+  ConvParams q = p;
+  q.N = 1, q.W = r.cols, q.Q = r.out_cols, q.pad_w = 0;
+  return q;
+}
+
+// Whether the NCHW kernel runs on row-packed copies of the operands: stride_w 1 (the kernel's condition), TF32 in
+// either layout or fp16/bf16 NCHW, where reading the input's rows in place would waste more than an eighth of the
+// k-tile walk (rows under 56 pixels) or (TF32) cannot be done (W % 4 != 0: rows not 16-byte multiples), and the packed
+// walk wastes at most half again the real columns (r50_3x3_512: 9 k-tiles of 32 fp32 pixels for 32 images of 7
+// columns, 1.29x; r50_3x3_256 1.14x). CONV2D_EXT_TMA_WGRAD_PACK=0: never (the copy to NHWC and the MN-major kernel for
+// 16-bit, 128x128_w8 for TF32 rows it cannot read); =1: wherever it fits (tests).
+inline bool nchw_wgrad_packs(const ConvParams& p) {
+  const bool tf32 = p.dtype == DType::kFloat32;
+  if (!tf32 && (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16 || p.channels_last)) return false;
+  if (p.stride_w != 1 || p.N * p.P * p.Q == 0) return false;
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_PACK");
+  if (env != nullptr && env[0] == '0') return false;
+  const int64_t elem = tf32 ? 4 : 2, pix = kTmaRowBytes / elem, limit = int64_t(1) << 31;
+  const RowPacking r = row_packing(p, elem);
+  const int64_t walked = (r.cols + pix - 1) / pix * pix;
+  if (r.pitch >= limit || p.C * p.H >= limit || p.P * (walked / pix) >= limit ||
+      p.C * p.H * r.pitch >= (int64_t(1) << 36) || p.P * r.out_cols * p.K >= (int64_t(1) << 36))
+    return false;
+  if (env != nullptr && env[0] == '1') return true;
+  const int64_t columns = nchw_wgrad_columns(p), in_place = (columns + pix - 1) / pix * pix;
+  if (in_place * 7 <= columns * 8 && (!tf32 || p.W % 4 == 0)) return false;  // rows read in place (or copied)
+  return walked * 2 <= 3 * p.N * p.W;
+}
+
+// The packed input (pack_input_rows: a block a packed row (c, h), threads along its columns; any input strides) and
+// grad_output (pack_grad_output_rows: V channels a thread, V = 16 bytes where grad_output's channels are dense
+// 16-byte vectors, as it comes NHWC or staged by conv2d.py, else 1).
+struct ActStrides { int64_t n, c, h, w; };  // an activation's element strides
+
+template <typename T>
+__global__ void __launch_bounds__(256) pack_input_rows(const T* __restrict__ x, ActStrides xs, T* __restrict__ out,
+                                                       int N, int H, int W, int64_t slot, int pad_w, int64_t cols,
+                                                       int64_t pitch) {
+  const int64_t row = blockIdx.x;  // c * H + h
+  const int64_t c = row / H, h = row - c * H;
+  const T* src = x + c * xs.c + h * xs.h;
+  T* dst = out + row * pitch;
+  for (int64_t col = threadIdx.x; col < cols; col += blockDim.x) {
+    const int64_t i = col / slot, w = col - i * slot - pad_w;
+    T v = from_acc<T>(0.f);
+    if (i < N && w >= 0 && w < W) v = src[i * xs.n + w * xs.w];
+    dst[col] = v;
+  }
+}
+
+template <typename T, int V> struct PackWord { using type = raw_vec_t<T, V>; };  // V elements moved as one
+template <typename T> struct PackWord<T, 1> { using type = T; };
+
+template <typename T, int V>
+__global__ void __launch_bounds__(256) pack_grad_output_rows(const T* __restrict__ dy, ActStrides ys,
+                                                             T* __restrict__ out, int N, int K, int Q, int64_t slot,
+                                                             int64_t out_cols, int64_t total) {
+  using Raw = typename PackWord<T, V>::type;
+  const int vectors = K / V;
+  for (int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; u < total; u += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = u / vectors, kv = u - row * vectors;  // row: packed pixel (p, column)
+    const int64_t pr = row / out_cols, col = row - pr * out_cols, i = col / slot, q = col - i * slot;
+    Raw v{};
+    if constexpr (V == 1) v = from_acc<T>(0.f);
+    if (i < N && q < Q) v = *reinterpret_cast<const Raw*>(dy + i * ys.n + kv * V * ys.c + pr * ys.h + q * ys.w);
+    reinterpret_cast<Raw*>(out)[u] = v;
+  }
+}
+
+// Packs p's input into x_p (rows of r.pitch elements) and its grad_output into dy_p (dense NHWC).
+template <typename T>
+void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p, cudaStream_t stream) {
+  const ActStrides xs{p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
+  pack_input_rows<T><<<static_cast<unsigned>(p.C * p.H), 256, 0, stream>>>(
+      static_cast<const T*>(p.x), xs, x_p, int(p.N), int(p.H), int(p.W), r.slot, int(p.pad_w), r.cols, r.pitch);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  constexpr int V = 16 / sizeof(T);
+  const int64_t(&y)[4] = p.y_stride;
+  const ActStrides ys{y[0], y[1], y[2], y[3]};
+  const bool vec = y[1] == 1 && p.K % V == 0 && y[0] % V == 0 && y[2] % V == 0 && y[3] % V == 0 &&
+                   reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
+  const int64_t pixels = p.P * r.out_cols;
+  if (vec) {
+    pack_grad_output_rows<T, V><<<grid_for(pixels * (p.K / V), 256), 256, 0, stream>>>(
+        static_cast<const T*>(p.y), ys, dy_p, int(p.N), int(p.K), int(p.Q), r.slot, r.out_cols, pixels * (p.K / V));
+  } else {
+    pack_grad_output_rows<T, 1><<<grid_for(pixels * p.K, 256), 256, 0, stream>>>(
+        static_cast<const T*>(p.y), ys, dy_p, int(p.N), int(p.K), int(p.Q), r.slot, r.out_cols, pixels * p.K);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // Whether the 16-bit entry runs this file's kernel on p's NCHW input read in place, instead of copying the input to
 // NHWC for backward_weight_tma.cuh's MN-major kernel: rows the copy engine can step (pixels contiguous, the other
 // strides 16-byte multiples, a 16-byte aligned base), stride 1 along them, and a k-tile walk of 64-pixel tiles that
@@ -303,15 +426,19 @@ inline bool wgrad_reads_nchw(const ConvParams& p) {
 inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
   if (!why.empty()) return why;
-  if (tf32_wgrad_copies_input(p) && p.H * p.W > kMaxNchwCopyPixels)  // channels-last: copied to NCHW first
-    return "TF32, channels-last: images of more than 65535 x 32 pixels (the grid of the input's NCHW copy)";
   if (p.stride_w != 1) return "TF32: horizontal stride 1 only (a box's 32 pixels are contiguous input pixels)";
-  if (p.W % 4 != 0) return "TF32: input rows must be whole 16-byte multiples (W % 4 == 0) for the copy engine";
   if (p.K % 4 != 0 || p.K_per_group() % 4 != 0)  // grad_output boxes start at 16-byte channel offsets
     return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
-  if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
-  if (p.N * p.P * ((nchw_wgrad_columns(p) + 31) / 32) >= (int64_t(1) << 31))
-    return "2^31 or more k-tiles of input columns";
+  if (!nchw_wgrad_packs(p)) {  // rows read in place, or the channels-last input's NCHW copy
+    if (tf32_wgrad_copies_input(p) && p.H * p.W > kMaxNchwCopyPixels)
+      return "TF32, channels-last: images of more than 65535 x 32 pixels (the grid of the input's NCHW copy)";
+    if (p.W % 4 != 0)
+      return "TF32: input rows must be whole 16-byte multiples (W % 4 == 0) for the copy engine, unless the maps "
+             "are small enough to pack (rows of several images)";
+    if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
+    if (p.N * p.P * ((nchw_wgrad_columns(p) + 31) / 32) >= (int64_t(1) << 31))
+      return "2^31 or more k-tiles of input columns";
+  }
   if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
   if (tma_wgrad_nchw_plan<float>(p, 4).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
@@ -320,10 +447,16 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
 
 // Workspace of this file's launcher: the partials and grad_output's NHWC copy (none when it comes dense NHWC:
 // channels-last, or staged by conv2d.py); TF32 also the input's NCHW copy (channels-last) or what its fallback
-// (128x128_w8, sliced inputs) needs.
+// (128x128_w8, sliced inputs) needs. Packed rows: the partials and the two packed copies.
 template <typename T>
 int64_t backward_weight_tma_nchw_workspace(const ConvParams& p) {
   const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  if (nchw_wgrad_packs(p)) {  // the partials and the packed operands
+    const RowPacking r = row_packing(p, sizeof(T));
+    const int64_t splits = tma_wgrad_nchw_plan<T>(packed_wgrad_geometry(p, r), nchw_wgrad_tile_blocks(p)).splits;
+    return region(splits * count * 4) + region(p.C * p.H * r.pitch * int64_t(sizeof(T))) +
+           region(p.P * r.out_cols * p.K * int64_t(sizeof(T)));
+  }
   const int64_t dy_copy = region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, sizeof(T)));
   const int64_t splits = tma_wgrad_nchw_plan<T>(p, nchw_wgrad_tile_blocks(p)).splits;
   const int64_t bytes = region(splits * count * 4) + dy_copy;
@@ -344,26 +477,39 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   if (count == 0) return;
   float* partials = static_cast<float*>(workspace);
   if (p.N * p.P * p.Q == 0) return zero_weight_gradient<T>(p, partials, count, stream);
-  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<T>(p, Cfg::kBlocks);
+  const bool packed = nchw_wgrad_packs(p);
+  const RowPacking r = row_packing(p, e);
+  const ConvParams q = packed ? packed_wgrad_geometry(p, r) : p;  // the geometry the kernel walks
+  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<T>(q, Cfg::kBlocks);
   if constexpr (sizeof(T) == 4) {
-    if (!tf32_wgrad_input_fits(p)) {
+    if (!packed && !tf32_wgrad_input_fits(p)) {
       backward_weight_launch_typed<float, Config128x128_w8>(p, workspace, stream);  // sliced input: the gathers
       return;
     }
   } else {
-    TORCH_CHECK(p.x_stride[3] == 1 && p.stride_w == 1,
+    TORCH_CHECK(packed || (p.x_stride[3] == 1 && p.stride_w == 1),
                 "conv2d_ext: implicit_gemm tma backward_weight: the NCHW kernel needs contiguous input rows");
   }
   // grad_output in NHWC: as it comes (channels-last, or staged once for both backward passes by conv2d.py), else
-  // copied; then (TF32) the input's NCHW copy when it is channels-last.
+  // copied; then (TF32) the input's NCHW copy when it is channels-last. Or both operands packed.
   int64_t ys[4];
   unsigned char* free_space = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
-  const T* dy = staged_nhwc<T>(p.y, p.y_stride, reinterpret_cast<T*>(free_space), p.N, p.K, p.P, p.Q, ys, stream);
-  free_space += region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, e));
+  const T* dy;
   const T* x = static_cast<const T*>(p.x);
   int64_t xs[4] = {p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
+  if (packed) {
+    T* x_p = reinterpret_cast<T*>(free_space);
+    T* dy_p = reinterpret_cast<T*>(free_space + region(p.C * p.H * r.pitch * e));
+    launch_pack_rows<T>(p, r, x_p, dy_p, stream);
+    x = x_p, dy = dy_p;
+    xs[0] = p.C * p.H * r.pitch, xs[1] = p.H * r.pitch, xs[2] = r.pitch, xs[3] = 1;
+    dense_nhwc_strides(ys, p.K, p.P, r.out_cols);
+  } else {
+    dy = staged_nhwc<T>(p.y, p.y_stride, reinterpret_cast<T*>(free_space), p.N, p.K, p.P, p.Q, ys, stream);
+    free_space += region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, e));
+  }
   if constexpr (sizeof(T) == 4) {
-    if (tf32_wgrad_copies_input(p)) {
+    if (!packed && tf32_wgrad_copies_input(p)) {
       float* x_copy = reinterpret_cast<float*>(free_space);
       launch_to_nchw<float>(x, p.x_stride, x_copy, p.N, p.C, p.H, p.W, stream);
       x = x_copy;
@@ -372,20 +518,20 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   }
   CUtensorMap dy_map, x_map;
   const char* why = encode_tensor_map_4d(
-      &dy_map, tma_dtype<T>(), dy, {uint64_t(p.K), uint64_t(p.Q), uint64_t(p.P), uint64_t(p.N)},
+      &dy_map, tma_dtype<T>(), dy, {uint64_t(q.K), uint64_t(q.Q), uint64_t(q.P), uint64_t(q.N)},
       {uint64_t(ys[3] * e), uint64_t(ys[2] * e), uint64_t(ys[0] * e)}, {uint32_t(kPix), uint32_t(kPix), 1, 1},
       {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (NCHW kernel, grad_output): ", why);
-  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), x, {uint64_t(p.W), uint64_t(p.H), uint64_t(p.C), uint64_t(p.N)},
+  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), x, {uint64_t(q.W), uint64_t(q.H), uint64_t(q.C), uint64_t(q.N)},
                              {uint64_t(xs[2] * e), uint64_t(xs[1] * e), uint64_t(xs[0] * e)},
                              {uint32_t(kPix), 1, uint32_t(kPix), 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (NCHW kernel, input): ", why);
 
   TmaWgradNchw c{};
-  c.u_tiles = plan.u_tiles, c.P = int(p.P);
+  c.u_tiles = plan.u_tiles, c.P = int(q.P);
   c.boxes = int(plan.boxes), c.boxes_per_split = plan.boxes_per_split;
-  c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
-  c.stride_h = p.stride_h, c.pad_h = p.pad_h, c.pad_w = p.pad_w, c.dil_h = p.dil_h, c.dil_w = p.dil_w;
+  c.groups = q.groups, c.Cg = int(q.C_per_group()), c.Kg = int(q.K_per_group());
+  c.stride_h = q.stride_h, c.pad_h = q.pad_h, c.pad_w = q.pad_w, c.dil_h = q.dil_h, c.dil_w = q.dil_w;
   c.S = int(p.S), c.c_chunks = plan.c_chunks, c.blocks = plan.blocks;
   c.tiles_per_s = plan.tiles_per_s;
   c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
@@ -410,7 +556,7 @@ template <class Cfg16, class CfgTf32>
 int64_t backward_weight_tma_entry_workspace(const ConvParams& p) {
   int64_t bytes;
   if (p.dtype == DType::kFloat32) bytes = backward_weight_tma_nchw_workspace<float>(p);
-  else if (wgrad_reads_nchw(p)) bytes = backward_weight_tma_nchw_workspace<__half>(p);  // bf16 alike
+  else if (wgrad_reads_nchw(p) || nchw_wgrad_packs(p)) bytes = backward_weight_tma_nchw_workspace<__half>(p);
   else bytes = backward_weight_tma_workspace<Cfg16>(p);
   return pointwise_wgrad_fits(p) ? std::max(bytes, backward_weight_pointwise_workspace(p)) : bytes;
 }
@@ -429,7 +575,7 @@ void backward_weight_tma_entry_launch(const ConvParams& p, void* workspace, cuda
   if (p.K * p.C > 0 && p.N * p.P * p.Q > 0 && pointwise_wgrad_fits(p))  // 1x1 NCHW read in place
     return backward_weight_pointwise_launch(p, workspace, stream);
   if (p.dtype == DType::kFloat32) return backward_weight_tma_nchw_launch<float, CfgTf32>(p, workspace, stream);
-  if (wgrad_reads_nchw(p)) {  // NCHW input read in place
+  if (wgrad_reads_nchw(p) || nchw_wgrad_packs(p)) {  // NCHW input read in place, or small maps packed
     if (p.dtype == DType::kFloat16) return backward_weight_tma_nchw16_launch<__half>(p, workspace, stream);
     if (p.dtype == DType::kBFloat16) return backward_weight_tma_nchw16_launch<__nv_bfloat16>(p, workspace, stream);
   }
