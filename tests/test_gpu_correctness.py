@@ -610,6 +610,18 @@ TMA_WGRAD_NCHW16 = {
 }
 
 
+def _assert_wgrad_deterministic(case, dtype, layout, runs=3):
+    """Bit-identical weight gradients of `case` on the copy-engine backward-weight over `runs` runs, fresh inputs."""
+    x, w, _ = make_inputs(*case.sizes, case.groups, dtype, channels_last=layout == "nhwc", bias=False,
+                          seed=fresh_seed())
+    w.requires_grad_(True)
+    y = conv2d_ext.conv2d(x, w, variant={"backward_weight": TMA_WGRAD_KERNEL}, **case.conv_args)
+    gy = torch.randn_like(y)
+    first = torch.autograd.grad(y, w, gy, retain_graph=True)[0]
+    for _ in range(runs - 1):
+        assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
+
+
 @pytest.mark.parametrize("precision_mode", ["fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("mode", ["rule", "everywhere", "two_block_tiles"])
 @pytest.mark.parametrize("name", list(TMA_WGRAD_NCHW16))
@@ -641,13 +653,7 @@ def test_tma_backward_weight_nchw_in_place(name, mode, precision_mode, poison, m
     assert bool(ran) == expect, f"the NCHW kernel ran: {sorted(set(ran))}, expected {expect}"
     configs = {int(m.group(1)) for m in (re.search(r"TmaWgradNchwConfig<[^,<>]+, (\d+),", n) for n in ran) if m}
     assert not ran or configs == {blocks}, f"tile blocks {configs}, expected {blocks}"
-    x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[precision_mode], bias=False, seed=fresh_seed())
-    w.requires_grad_(True)
-    y = conv2d_ext.conv2d(x, w, variant={"backward_weight": TMA_WGRAD_KERNEL}, **case.conv_args)
-    gy = torch.randn_like(y)
-    first = torch.autograd.grad(y, w, gy, retain_graph=True)[0]
-    for _ in range(2):
-        assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
+    _assert_wgrad_deterministic(case, DTYPES[precision_mode], "nchw")
 
 
 @pytest.mark.parametrize("slicing", [(3, 0), (0, 8), (1, 3)], ids=["offset3", "rowpad8", "offset1_rowpad3"])
@@ -804,14 +810,7 @@ def test_tma_backward_weight_packed_rows(name, dtype_layout, mode, poison, monke
         assert packed == expect, f"packed: {packed}, expected {expect}"
         if packed:
             assert any("backward_weight_tma_nchw_kernel<" in n for n in names), sorted(names)
-        x, w, _ = make_inputs(*case.sizes, case.groups, DTYPES[mode_name], channels_last=layout == "nhwc",
-                              bias=False, seed=fresh_seed())
-        w.requires_grad_(True)
-        y = conv2d_ext.conv2d(x, w, variant={"backward_weight": TMA_WGRAD_KERNEL}, **case.conv_args)
-        gy = torch.randn_like(y)
-        first = torch.autograd.grad(y, w, gy, retain_graph=True)[0]
-        for _ in range(2):
-            assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
+        _assert_wgrad_deterministic(case, DTYPES[mode_name], layout)
 
 
 @pytest.mark.parametrize("slicing", list(SLICINGS))
