@@ -90,7 +90,8 @@ HOPPER_SWITCHES = {
     "no_pointwise": {"CONV2D_EXT_TMA_POINTWISE": "0"},
     "pointwise_persistent_one_sm": {"CONV2D_EXT_TMA_POINTWISE_PERSISTENT": "1", "EMU_SMS": "1"},
     "tf32_one_cta": {"CONV2D_EXT_TMA_TF32_ONE_CTA": "1"},
-    "pointwise_wgrad_two_block_tiles": {"CONV2D_EXT_TMA_POINTWISE_WGRAD": "1", "CONV2D_EXT_TMA_WGRAD_N192": "0"},
+    "pointwise_wgrad_two_block_tiles": {"CONV2D_EXT_TMA_POINTWISE_WGRAD": "1", "CONV2D_EXT_TMA_WGRAD_N192": "0",
+                                        "CONV2D_EXT_TMA_WGRAD_PACK": "auto"},
     "no_halo_store_fused": {"CONV2D_EXT_TMA_HALO": "0", "CONV2D_EXT_TMA_STORE": "0", "CONV2D_EXT_TMA_NCHW_FUSED": "0",
                             "CONV2D_EXT_TMA_WGRAD_NCHW": "0", "CONV2D_EXT_TMA_WGRAD_PACK": "1"},
     "wgrad_nchw_everywhere": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1"},
@@ -106,8 +107,9 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     up to 12 items) launched as programmatic dependents (experimental, untimed; the emulator runs launches in order,
     so this checks the launch path, not the overlap), the 1x1 NCHW backward-weight read in place, the 16-bit
     backward-weight reading NCHW in place wherever it fits (its rule ignored) and in tiles of two blocks instead of
-    three, and the pointwise 1x1 NCHW kernels, halo, copy-engine store and the in-place NCHW paths off (with the
-    backward-weight's row packing wherever it fits instead: TF32 and 16-bit NCHW)."""
+    three (with its row packing under its rule: the hopper suite's small maps), and the pointwise 1x1 NCHW kernels,
+    halo, copy-engine store and the in-place NCHW paths off (with the backward-weight's row packing wherever it fits
+    instead: TF32 and 16-bit NCHW)."""
     passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
     assert runs and len(passed) == sum(runs.values())
 

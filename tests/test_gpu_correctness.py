@@ -783,16 +783,17 @@ def _packs_rows(case, elem, everywhere):
 @pytest.mark.parametrize("name", list(TMA_WGRAD_PACKED))
 def test_tma_backward_weight_packed_rows(name, dtype_layout, mode, poison, monkeypatch):
     """The copy-engine backward-weight on row-packed copies: gradients against the reference, the packing kernels
-    ran exactly where the rule (or CONV2D_EXT_TMA_WGRAD_PACK=1, everywhere; =0 never) says so, and bit-identical
-    weight gradients over three runs. TF32 rows that are not 16-byte multiples and are not packed are refused."""
+    ran exactly where the rule (CONV2D_EXT_TMA_WGRAD_PACK=auto; =1 everywhere; unset, the default, never) says so,
+    and bit-identical weight gradients over three runs. TF32 rows that are not 16-byte multiples and are not packed
+    are refused."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
     mode_name, layout = dtype_layout.split("-")
     case = TMA_WGRAD_PACKED[name]
     monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_NCHW", raising=False)
-    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK", raising=False)
-    if mode != "rule":
-        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "1" if mode == "everywhere" else "0")
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK", raising=False)  # "off": the default (untimed)
+    if mode != "off":
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "1" if mode == "everywhere" else "auto")
     elem = 4 if mode_name == "tf32" else 2
     expect = mode != "off" and _packs_rows(case, elem, mode == "everywhere")
     from torch.profiler import ProfilerActivity, profile
@@ -815,11 +816,12 @@ def test_tma_backward_weight_packed_rows(name, dtype_layout, mode, poison, monke
 
 @pytest.mark.parametrize("slicing", list(SLICINGS))
 @pytest.mark.parametrize("mode_name", ["tf32", "bf16"])
-def test_tma_backward_weight_packed_rows_sliced(mode_name, slicing, poison):
+def test_tma_backward_weight_packed_rows_sliced(mode_name, slicing, poison, monkeypatch):
     """Sliced inputs and gradients (odd base pointers, padded rows) on the packed path: the packing kernels read any
     strides (grad_output element by element where its channels are not dense 16-byte vectors)."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "auto")
     offset, row_pad = SLICINGS[slicing]
     with precision(mode_name):
         run_and_check(TMA_WGRAD_PACKED["r50_7x7_c64_k128"], mode_name, "nchw", {"backward_weight": TMA_WGRAD_KERNEL},

@@ -349,7 +349,7 @@ int main(int argc, char** argv) {
       {2, 64, 5, 64, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},   // 3 blocks a filter column: tiles of 2 and 1
       {1, 128, 6, 120, 72, 3, 5, 2, 1, 1, 2, 2, 1, 1, true},   // stride and dilation along h, 2 k-tiles a row, K % 64
       {2, 64, 4, 64, 96, 3, 3, 1, 1, 0, 1, 1, 3, 2, false},    // grouped (32 channels a group), dilation 3 along w
-      // backward-weight on row-packed small maps (backward_weight_tma_nchw.cuh's RowPacking; the default rule packs)
+      // backward-weight on row-packed small maps (backward_weight_tma_nchw.cuh's RowPacking, under its rule: =auto)
       {24, 16, 9, 6, 72, 3, 3, 2, 1, 1, 1, 2, 2, 1, true},     // stride and dilation along h, dilation 2 along w
       {20, 64, 5, 5, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2, false},    // grouped (32 channels a group: narrow tiles)
   };
