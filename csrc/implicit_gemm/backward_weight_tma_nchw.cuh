@@ -268,6 +268,35 @@ inline bool tf32_wgrad_input_fits(const ConvParams& p) {
   return tma_strides_fit<float>(p.x, {xs[0], xs[1], xs[2]});
 }
 
+// Whether the 16-bit entry runs this file's kernel on p's NCHW input read in place, instead of copying the input to
+// NHWC for backward_weight_tma.cuh's MN-major kernel: rows the copy engine can step (pixels contiguous, the other
+// strides 16-byte multiples, a 16-byte aligned base), stride 1 along them, and a k-tile walk of 64-pixel tiles that
+// wastes at most an eighth of what it multiplies (rows of 56 pixels and up; rows of 28 would multiply twice their
+// pixels). Not timed yet (session 31 had no GPU): CONV2D_EXT_TMA_WGRAD_NCHW=0 turns it off, =1 drops the waste rule.
+// The tile's column blocks: TF32 4; 16-bit 3 (m64n192, one CTA per SM: the A box read once a k16 step for 192
+// columns, a third fewer bytes of shared memory per MMA than m64n128 + m64n64, whose operand reads alone would take
+// ~80% of the SM's shared-memory bandwidth at the tensor cores' rate) where a filter column's blocks come in threes
+// (3x3 filters) and a group has more than 64 output channels, else 2. CONV2D_EXT_TMA_WGRAD_N192=0: always 2 (timing).
+inline int nchw_wgrad_tile_blocks(const ConvParams& p) {
+  if (p.dtype == DType::kFloat32) return 4;
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_N192");
+  if (env != nullptr && env[0] == '0') return 2;
+  return p.K_per_group() > 64 && (p.R * ((p.C_per_group() + 63) / 64)) % 3 == 0 ? 3 : 2;
+}
+
+inline bool wgrad_reads_nchw(const ConvParams& p) {
+  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return false;
+  if (p.channels_last || p.stride_w != 1 || p.x_stride[3] != 1) return false;
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_NCHW");
+  if (env != nullptr && env[0] == '0') return false;
+  const int64_t(&xs)[4] = p.x_stride;
+  if (!tma_strides_fit(2, p.x, {xs[0], xs[1], xs[2]}) || p.P * p.Q >= (int64_t(1) << 31)) return false;
+  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p, nchw_wgrad_tile_blocks(p));  // bf16 alike
+  if (plan.boxes >= (int64_t(1) << 31) || plan.col_tiles > 65535) return false;
+  const int64_t walked = int64_t(plan.u_tiles) * NchwWgradShape<__half>::kPix;
+  return (env != nullptr && env[0] == '1') || walked * 7 <= nchw_wgrad_columns(p) * 8;
+}
+
 // Row packing, for small maps (r50's 14x14 and 7x7: a k-tile of 128 bytes of one row would multiply 32 or 64 pixels
 // for 14 or 7 real ones): the images of the batch laid side by side along each input row, so that a row holds N
 // images' columns and a k-tile walks 128 bytes of it. The packed input is one image of H rows of `cols` columns, C
@@ -323,7 +352,11 @@ inline bool nchw_wgrad_packs(const ConvParams& p) {
   if (r.pitch >= limit || p.C * p.H >= limit || p.P * (walked / pix) >= limit ||
       p.C * p.H * r.pitch >= (int64_t(1) << 36) || p.P * r.out_cols * p.K >= (int64_t(1) << 36))
     return false;
-  if (env != nullptr && env[0] == '1') return true;
+  const ConvParams q = packed_wgrad_geometry(p, r);
+  const int col_tiles = tf32 ? tma_wgrad_nchw_plan<float>(q, 4).col_tiles
+                             : tma_wgrad_nchw_plan<__half>(q, nchw_wgrad_tile_blocks(p)).col_tiles;  // bf16 alike
+  if (col_tiles > 65535) return false;  // the grid's y
+  if (env[0] == '1') return true;
   const int64_t columns = nchw_wgrad_columns(p), in_place = (columns + pix - 1) / pix * pix;
   if (in_place * 7 <= columns * 8 && (!tf32 || p.W % 4 == 0)) return false;  // rows read in place (or copied)
   return walked * 2 <= 3 * p.N * p.W;
@@ -390,35 +423,6 @@ void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p,
         static_cast<const T*>(p.y), ys, dy_p, int(p.N), int(p.K), int(p.Q), r.slot, r.out_cols, pixels * p.K);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// Whether the 16-bit entry runs this file's kernel on p's NCHW input read in place, instead of copying the input to
-// NHWC for backward_weight_tma.cuh's MN-major kernel: rows the copy engine can step (pixels contiguous, the other
-// strides 16-byte multiples, a 16-byte aligned base), stride 1 along them, and a k-tile walk of 64-pixel tiles that
-// wastes at most an eighth of what it multiplies (rows of 56 pixels and up; rows of 28 would multiply twice their
-// pixels). Not timed yet (session 31 had no GPU): CONV2D_EXT_TMA_WGRAD_NCHW=0 turns it off, =1 drops the waste rule.
-// The tile's column blocks: TF32 4; 16-bit 3 (m64n192, one CTA per SM: the A box read once a k16 step for 192
-// columns, a third fewer bytes of shared memory per MMA than m64n128 + m64n64, whose operand reads alone would take
-// ~80% of the SM's shared-memory bandwidth at the tensor cores' rate) where a filter column's blocks come in threes
-// (3x3 filters) and a group has more than 64 output channels, else 2. CONV2D_EXT_TMA_WGRAD_N192=0: always 2 (timing).
-inline int nchw_wgrad_tile_blocks(const ConvParams& p) {
-  if (p.dtype == DType::kFloat32) return 4;
-  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_N192");
-  if (env != nullptr && env[0] == '0') return 2;
-  return p.K_per_group() > 64 && (p.R * ((p.C_per_group() + 63) / 64)) % 3 == 0 ? 3 : 2;
-}
-
-inline bool wgrad_reads_nchw(const ConvParams& p) {
-  if (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) return false;
-  if (p.channels_last || p.stride_w != 1 || p.x_stride[3] != 1) return false;
-  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_NCHW");
-  if (env != nullptr && env[0] == '0') return false;
-  const int64_t(&xs)[4] = p.x_stride;
-  if (!tma_strides_fit(2, p.x, {xs[0], xs[1], xs[2]}) || p.P * p.Q >= (int64_t(1) << 31)) return false;
-  const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p, nchw_wgrad_tile_blocks(p));  // bf16 alike
-  if (plan.boxes >= (int64_t(1) << 31) || plan.col_tiles > 65535) return false;
-  const int64_t walked = int64_t(plan.u_tiles) * NchwWgradShape<__half>::kPix;
-  return (env != nullptr && env[0] == '1') || walked * 7 <= nchw_wgrad_columns(p) * 8;
 }
 
 // What the TF32 kernel can run: wgmma's conditions, an NCHW input the copy engine reads in place (pixels contiguous,
