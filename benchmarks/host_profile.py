@@ -14,20 +14,10 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import conv2d_ext
+from bench.timing import event_times
 from conv2d_ext.testing import case_of, make_inputs, precision
 
 REPS = 60
-
-
-def event_times(fn):
-    """ms of each of REPS calls, each between its own pair of events, no sync between them (as bench/timing.gpu_ms)."""
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(REPS)]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return [start.elapsed_time(end) for start, end in events]
 
 
 def main(name, mode, layout):
@@ -45,7 +35,7 @@ def main(name, mode, layout):
             for _ in range(10):
                 fn()
             torch.cuda.synchronize()
-            t = event_times(fn)
+            t = event_times(fn, REPS)
             print(f"{who}: event ms median {statistics.median(t):.4f} min {min(t):.4f} max {max(t):.4f}:",
                   " ".join(f"{v:.3f}" for v in t[:30]))
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

@@ -30,14 +30,19 @@ def gpu_ms(fn, target_s, min_reps=3, max_reps=200):
     if estimate < 1.0:  # a short function: average a few calls for a better estimate
         estimate = average_ms(5)
     reps = int(min(max_reps, max(min_reps, target_s * 1e3 / max(estimate, 1e-3))))
+    times = event_times(fn, reps)
+    return {"ms": statistics.median(times), "min_ms": min(times), "reps": reps}
+
+
+def event_times(fn, reps):
+    """ms of each of `reps` fn() calls, each between its own pair of CUDA events, with no sync between the calls."""
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
     for s, e in events:
         s.record()
         fn()
         e.record()
     torch.cuda.synchronize()
-    times = [s.elapsed_time(e) for s, e in events]
-    return {"ms": statistics.median(times), "min_ms": min(times), "reps": reps}
+    return [s.elapsed_time(e) for s, e in events]
 
 
 def graph_ms(make_fn, calls=20, rounds=7, replays=5):
