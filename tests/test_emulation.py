@@ -94,7 +94,7 @@ HOPPER_SWITCHES = {
                                         "CONV2D_EXT_TMA_WGRAD_PACK": "auto"},
     "no_halo_store_fused": {"CONV2D_EXT_TMA_HALO": "0", "CONV2D_EXT_TMA_STORE": "0", "CONV2D_EXT_TMA_NCHW_FUSED": "0",
                             "CONV2D_EXT_TMA_WGRAD_NCHW": "0", "CONV2D_EXT_TMA_WGRAD_PACK": "1"},
-    "wgrad_nchw_everywhere": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1"},
+    "wgrad_nchw_everywhere": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1", "CONV2D_EXT_TMA_WGRAD_N192": "1"},
 }
 
 

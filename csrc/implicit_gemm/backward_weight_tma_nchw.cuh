@@ -271,17 +271,23 @@ inline bool tf32_wgrad_input_fits(const ConvParams& p) {
 // Whether the 16-bit entry runs this file's kernel on p's NCHW input read in place, instead of copying the input to
 // NHWC for backward_weight_tma.cuh's MN-major kernel: rows the copy engine can step (pixels contiguous, the other
 // strides 16-byte multiples, a 16-byte aligned base), stride 1 along them, and a k-tile walk of 64-pixel tiles that
-// wastes at most an eighth of what it multiplies (rows of 56 pixels and up; rows of 28 would multiply twice their
-// pixels). Not timed yet (session 31 had no GPU): CONV2D_EXT_TMA_WGRAD_NCHW=0 turns it off, =1 drops the waste rule.
+// wastes at most a sixteenth of what it multiplies. H100, session 33 (bf16 NCHW backward-weight, graph ms, against
+// the NHWC copy and the MN-major kernel): seed 1.96 against 2.86, unet_3x3 0.227 against 0.275, dilated 0.122
+// against 0.136, batch1_3x3 0.040 against 0.044; r50_3x3_64 (rows of 56 pixels in 64-pixel k-tiles: an eighth
+// wasted) 0.070 against 0.067, so it stays on the copy. CONV2D_EXT_TMA_WGRAD_NCHW=0 turns it off, =1 drops the
+// waste rule.
 // The tile's column blocks: TF32 4; 16-bit 3 (m64n192, one CTA per SM: the A box read once a k16 step for 192
-// columns, a third fewer bytes of shared memory per MMA than m64n128 + m64n64, whose operand reads alone would take
-// ~80% of the SM's shared-memory bandwidth at the tensor cores' rate) where a filter column's blocks come in threes
-// (3x3 filters) and a group has more than 64 output channels, else 2. CONV2D_EXT_TMA_WGRAD_N192=0: always 2 (timing).
+// columns, a third fewer bytes of shared memory per MMA than m64n128 + m64n64) where a filter column's blocks come
+// in threes (3x3 filters), a group has more than 64 output channels and the reduction is long (2^20 output pixels
+// or more: the seed, 1.96 ms against 2.39 on two-block tiles), else 2 (two CTAs per SM: unet_3x3, 262K pixels,
+// 0.227 against 0.236; dilated 0.122 against 0.139; batch1_3x3 0.040 against 0.042). CONV2D_EXT_TMA_WGRAD_N192=0:
+// always 2; =1: 3 wherever the blocks come in threes (tests).
 inline int nchw_wgrad_tile_blocks(const ConvParams& p) {
   if (p.dtype == DType::kFloat32) return 4;
   const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_N192");
   if (env != nullptr && env[0] == '0') return 2;
-  return p.K_per_group() > 64 && (p.R * ((p.C_per_group() + 63) / 64)) % 3 == 0 ? 3 : 2;
+  if (p.K_per_group() <= 64 || (p.R * ((p.C_per_group() + 63) / 64)) % 3 != 0) return 2;
+  return (env != nullptr && env[0] == '1') || p.N * p.P * p.Q >= (int64_t(1) << 20) ? 3 : 2;
 }
 
 inline bool wgrad_reads_nchw(const ConvParams& p) {
@@ -294,7 +300,7 @@ inline bool wgrad_reads_nchw(const ConvParams& p) {
   const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p, nchw_wgrad_tile_blocks(p));  // bf16 alike
   if (plan.boxes >= (int64_t(1) << 31) || plan.col_tiles > 65535) return false;
   const int64_t walked = int64_t(plan.u_tiles) * NchwWgradShape<__half>::kPix;
-  return (env != nullptr && env[0] == '1') || walked * 7 <= nchw_wgrad_columns(p) * 8;
+  return (env != nullptr && env[0] == '1') || walked * 15 <= nchw_wgrad_columns(p) * 16;
 }
 
 // Row packing, for small maps (r50's 14x14 and 7x7: a k-tile of 128 bytes of one row would multiply 32 or 64 pixels
