@@ -10,6 +10,7 @@ The registry (the compiled one by default: conv2d_ext._C's table of kernels) lis
 (pass, name, family, config), a name being "family" or "family:config", and says why a kernel cannot run a
 problem (its C++ can_implement).
 """
+import os
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -249,16 +250,48 @@ _WGRAD_TMA_PIXELS = 1 << 17
 _WGRAD_TMA_TF32_PIXELS = 1 << 15
 
 
+# CONV2D_EXT_TMA_WGRAD_PACK's meaning when unset ("0" off, "auto" the rule, "1" everywhere it fits): the default of
+# nchw_wgrad_packs (csrc/implicit_gemm/backward_weight_tma_nchw.cuh), which wgrad_packs_rows mirrors.
+_WGRAD_PACK_DEFAULT = "0"
+
+
+def wgrad_packs_rows(p: Problem) -> bool:
+    """Whether the copy-engine backward-weight runs on row-packed copies of its operands (the batch's images side by
+    side along each input row: nchw_wgrad_packs, whose rule this mirrors, as pointwise_in_place mirrors its kernel's;
+    CONV2D_EXT_TMA_WGRAD_PACK, a plan variable, read as it does): stride 1 along rows, TF32 in either layout or
+    fp16/bf16 NCHW, where a k-tile walk of one row (32 fp32 / 64 16-bit pixels) would waste more than an eighth of
+    it (TF32: or rows not of 16-byte multiples), and the packed walk at most half again the batch's real columns
+    (r50_3x3_512: 7-pixel rows, 1.29x in TF32; r50_3x3_256 1.14x). Size limits are the C++ side's alone (past them
+    it does not pack: TF32 refuses, 16-bit copies its input to NHWC)."""
+    setting = os.environ.get("CONV2D_EXT_TMA_WGRAD_PACK") or _WGRAD_PACK_DEFAULT
+    tf32 = p.dtype == "float32"
+    if setting.startswith("0") or (not tf32 and (p.dtype not in ("float16", "bfloat16") or p.channels_last)):
+        return False
+    if p.stride[1] != 1 or p.N * p.P * p.Q == 0:
+        return False
+    if setting.startswith("1"):
+        return True
+    pix, pad_w, dil_w = (32 if tf32 else 64), p.padding[2], p.dilation[1]
+    cols = p.N * max(p.W + pad_w, p.Q) + pad_w
+    columns = max(0, min(p.W, (p.Q - 1) + (p.S - 1) * dil_w - pad_w + 1))
+    if -(-columns // pix) * pix * 7 <= columns * 8 and (not tf32 or p.W % 4 == 0):
+        return False  # rows read in place (or, channels-last TF32, copied to NCHW)
+    return -(-cols // pix) * pix * 2 <= 3 * p.N * p.W
+
+
 def _tma_backward_weight(p: Problem, pass_: str) -> bool:
     """The copy-engine backward-weight's reductions: in fp16/bf16 2^17 or more output pixels, or a stride-1 layer
     with 64 or more output channels per group and input rows of 32 or more pixels; in TF32 2^15 pixels, with 64 or
     more output channels per group and input rows of 32 or more pixels (its can_implement: stride_w 1, W % 4 == 0; a
     channels-last input is copied to NCHW first). And every 1x1 NCHW layer whose operands its pointwise kernel reads
     in place (`pointwise_in_place`; H100, graph ms, N32 28x28 512->128 and 128->512: fp16 0.025 / 0.026 against
-    0.065 on the rules after this one, TF32 0.053 / 0.054 against 0.084)."""
+    0.065 on the rules after this one, TF32 0.053 / 0.054 against 0.084). And, with 64 or more output channels per
+    group, the small maps it packs by rows (`wgrad_packs_rows`: r50_3x3_256 / r50_3x3_512)."""
     if pass_ != "backward_weight" or not _tensor_core(p, pass_):
         return False
     if pointwise_in_place(p):
+        return True
+    if p.K // p.groups >= 64 and wgrad_packs_rows(p):
         return True
     if p.dtype == "float32":
         # channels-last 1x1: the input's NCHW copy costs what the kernel saves (r50_1x1: 0.137 ms against 0.130 on
