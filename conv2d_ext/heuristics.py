@@ -250,21 +250,21 @@ _WGRAD_TMA_PIXELS = 1 << 17
 _WGRAD_TMA_TF32_PIXELS = 1 << 15
 
 
-# CONV2D_EXT_TMA_WGRAD_PACK's meaning when unset ("0" off, "auto" the rule, "1" everywhere it fits): the default of
-# nchw_wgrad_packs (csrc/implicit_gemm/backward_weight_tma_nchw.cuh), which wgrad_packs_rows mirrors.
-_WGRAD_PACK_DEFAULT = "0"
 
 
 def wgrad_packs_rows(p: Problem) -> bool:
     """Whether the copy-engine backward-weight runs on row-packed copies of its operands (the batch's images side by
     side along each input row: nchw_wgrad_packs, whose rule this mirrors, as pointwise_in_place mirrors its kernel's;
-    CONV2D_EXT_TMA_WGRAD_PACK, a plan variable, read as it does): stride 1 along rows, TF32 in either layout or
-    fp16/bf16 NCHW, where a k-tile walk of one row (32 fp32 / 64 16-bit pixels) would waste more than an eighth of
-    it (TF32: or rows not of 16-byte multiples), and the packed walk at most half again the batch's real columns
-    (r50_3x3_512: 7-pixel rows, 1.29x in TF32; r50_3x3_256 1.14x). Size limits are the C++ side's alone (past them
-    it does not pack: TF32 refuses, 16-bit copies its input to NHWC)."""
-    setting = os.environ.get("CONV2D_EXT_TMA_WGRAD_PACK") or _WGRAD_PACK_DEFAULT
+    CONV2D_EXT_TMA_WGRAD_PACK, a plan variable, read as it does: unset, TF32 only): stride 1 along rows, TF32 in
+    either layout or (=auto) fp16/bf16 NCHW, where a k-tile walk of one row (32 fp32 / 64 16-bit pixels) would waste
+    more than an eighth of it (TF32: or rows not of 16-byte multiples), and the packed walk at most half again the
+    batch's real columns (r50_3x3_512: 7-pixel rows, 1.29x in TF32; r50_3x3_256 1.14x). H100, session 33, TF32
+    backward-weight (graph ms): r50_3x3_512 0.128 against 0.199 on 128x128_w8 (NCHW), 0.119 against 0.173
+    (channels-last); r50_3x3_256 0.111 against 0.127, 0.107 against 0.144; fp16/bf16 lose (0.088 against 0.081).
+    Size limits are the C++ side's alone (past them it does not pack: TF32 refuses, 16-bit copies its input to
+    NHWC)."""
     tf32 = p.dtype == "float32"
+    setting = os.environ.get("CONV2D_EXT_TMA_WGRAD_PACK") or ("auto" if tf32 else "0")
     if setting.startswith("0") or (not tf32 and (p.dtype not in ("float16", "bfloat16") or p.channels_last)):
         return False
     if p.stride[1] != 1 or p.N * p.P * p.Q == 0:

@@ -778,24 +778,25 @@ def _packs_rows(case, elem, everywhere):
     return walked * 2 <= 3 * case.N * case.W
 
 
-@pytest.mark.parametrize("mode", ["rule", "everywhere", "off"])
+@pytest.mark.parametrize("mode", ["default", "rule", "everywhere", "off"])
 @pytest.mark.parametrize("dtype_layout", ["tf32-nchw", "tf32-nhwc", "fp16-nchw", "bf16-nchw"])
 @pytest.mark.parametrize("name", list(TMA_WGRAD_PACKED))
 def test_tma_backward_weight_packed_rows(name, dtype_layout, mode, poison, monkeypatch):
     """The copy-engine backward-weight on row-packed copies: gradients against the reference, the packing kernels
-    ran exactly where the rule (CONV2D_EXT_TMA_WGRAD_PACK=auto; =1 everywhere; unset, the default, never) says so,
-    and bit-identical weight gradients over three runs. TF32 rows that are not 16-byte multiples and are not packed
-    are refused."""
+    ran exactly where the rule says so (CONV2D_EXT_TMA_WGRAD_PACK unset, the default: TF32 only; =auto: every dtype;
+    =1 everywhere; =0 never), and bit-identical weight gradients over three runs. TF32 rows that are not 16-byte
+    multiples and are not packed are refused."""
     if not _tma_wgrad_built():
         pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
     mode_name, layout = dtype_layout.split("-")
     case = TMA_WGRAD_PACKED[name]
     monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_NCHW", raising=False)
-    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK", raising=False)  # "off": the default (untimed)
-    if mode != "off":
-        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "1" if mode == "everywhere" else "auto")
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK", raising=False)
+    if mode != "default":
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", {"rule": "auto", "everywhere": "1", "off": "0"}[mode])
     elem = 4 if mode_name == "tf32" else 2
-    expect = mode != "off" and _packs_rows(case, elem, mode == "everywhere")
+    on = mode in ("rule", "everywhere") or (mode == "default" and mode_name == "tf32")
+    expect = on and _packs_rows(case, elem, mode == "everywhere")
     from torch.profiler import ProfilerActivity, profile
     with precision(mode_name):
         if mode_name == "tf32" and not expect and case.W % 4 != 0:  # rows the TF32 kernel cannot read in place

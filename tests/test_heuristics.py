@@ -548,11 +548,13 @@ def test_hopper_runs_the_wgmma_configurations(monkeypatch):
     unet_nhwc = _suite_problem(4, 128, 256, 256, 128, 3, 3, pad=1, dtype="float32", channels_last=True)
     assert select(unet_nhwc)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float32", channels_last=True)
-    # rows of 14 pixels (W % 4 != 0): refused, unless packed (32 images side by side: backward_weight_tma_nchw.cuh's
-    # RowPacking, untimed, off by default)
-    assert "W % 4 == 0" in can_implement("implicit_gemm:128x128_tma", "backward_weight", r50_3x3_256)
-    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "auto")
+    # rows of 14 pixels (W % 4 != 0): packed (32 images side by side: backward_weight_tma_nchw.cuh's RowPacking, on
+    # by default in TF32), refused without packing
     assert can_implement("implicit_gemm:128x128_tma", "backward_weight", r50_3x3_256) is None
+    assert select(r50_3x3_256)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
+    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "0")
+    assert "W % 4 == 0" in can_implement("implicit_gemm:128x128_tma", "backward_weight", r50_3x3_256)
+    assert select(r50_3x3_256)["backward_weight"].kernel == "implicit_gemm:128x128_w8"
     monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK")
     # TF32 NCHW backward-weight on the copy engine from 2^15 output pixels (per-pass timings, heuristics.py)
     dilated = dataclasses.replace(_suite_problem(8, 256, 64, 64, 256, 3, 3, pad=2, dtype="float32"), dilation=(2, 2),
@@ -561,17 +563,17 @@ def test_hopper_runs_the_wgmma_configurations(monkeypatch):
                               (_suite_problem(32, 64, 56, 56, 64, 3, 3, pad=1, dtype="float32"), "implicit_gemm:128x128_tma"),
                               (_suite_problem(32, 256, 56, 56, 64, 1, 1, dtype="float32"), "implicit_gemm:128x128_tma"),
                               (_suite_problem(1, 256, 64, 64, 256, 3, 3, pad=1, dtype="float32"), "implicit_gemm:128x128_w8"),
-                              (_suite_problem(32, 64, 56, 58, 128, 3, 3, pad=1, dtype="float32"),  # W % 4 != 0
-                               "implicit_gemm:128x128_w8"),
+                              (_suite_problem(32, 64, 56, 58, 128, 3, 3, pad=1, dtype="float32"),  # W % 4 != 0:
+                               "implicit_gemm:128x128_tma"),                                           # packed
                               (_suite_problem(32, 64, 56, 56, 32, 3, 3, pad=1, dtype="float32"),  # 32 output channels
                                "implicit_gemm:64x64"),
-                              (_suite_problem(512, 64, 8, 8, 128, 3, 3, pad=1, dtype="float32"),  # 8-pixel rows
-                               "implicit_gemm:128x128_w8")):
+                              (_suite_problem(512, 64, 8, 8, 128, 3, 3, pad=1, dtype="float32"),  # 8-pixel rows:
+                               "implicit_gemm:128x128_tma")):                                       # packed
         assert select(problem)["backward_weight"].kernel == expected, problem
     odd_rows = _suite_problem(4, 128, 256, 254, 128, 3, 3, pad=1, dtype="float32")
+    assert can_implement("implicit_gemm:128x128_tma", "backward_weight", odd_rows) is None  # packed rows
+    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "0")
     assert "W % 4" in can_implement("implicit_gemm:128x128_tma", "backward_weight", odd_rows)
-    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "auto")  # packed rows
-    assert can_implement("implicit_gemm:128x128_tma", "backward_weight", odd_rows) is None
     monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK")
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
     assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_tma"

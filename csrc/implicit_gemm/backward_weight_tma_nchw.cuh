@@ -343,15 +343,19 @@ inline ConvParams packed_wgrad_geometry(const ConvParams& p, const RowPacking& r
 // either layout or fp16/bf16 NCHW, where reading the input's rows in place would waste more than an eighth of the
 // k-tile walk (rows under 56 pixels) or (TF32) cannot be done (W % 4 != 0: rows not 16-byte multiples), and the packed
 // walk wastes at most half again the real columns (r50_3x3_512: 9 k-tiles of 32 fp32 pixels for 32 images of 7
-// columns, 1.29x; r50_3x3_256 1.14x). Written in session 32, whose device calls were all refused: untimed, so off by
-// default (the copy to NHWC and the MN-major kernel for 16-bit; TF32 rows it cannot read refused, 128x128_w8 runs
-// them). CONV2D_EXT_TMA_WGRAD_PACK=auto: this rule; =1: wherever it fits (tests).
+// columns, 1.29x; r50_3x3_256 1.14x). By default TF32 only: H100, session 33 (backward-weight, graph ms, against
+// 128x128_w8): r50_3x3_512 NCHW 0.128 against 0.199, channels-last 0.119 against 0.173; r50_3x3_256 0.111 against
+// 0.127, channels-last 0.107 against 0.144. In fp16/bf16 the packed copy-engine kernel loses to 128x128_w8
+// (r50_3x3_256 0.088 against 0.081, r50_3x3_512 0.097 against 0.091), and rows of 56 pixels (r50_3x3_64) lose packed
+// in both (TF32 0.168 against 0.105 in place). CONV2D_EXT_TMA_WGRAD_PACK=0: off; =auto: the rule in every dtype;
+// =1: wherever it fits (tests). A plan variable: TF32's can_implement reads it.
 inline bool nchw_wgrad_packs(const ConvParams& p) {
   const bool tf32 = p.dtype == DType::kFloat32;
   if (!tf32 && (p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16 || p.channels_last)) return false;
   if (p.stride_w != 1 || p.N * p.P * p.Q == 0) return false;
   const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_PACK");
-  if (env == nullptr || env[0] == '\0' || env[0] == '0') return false;
+  if (env == nullptr || env[0] == '\0') env = tf32 ? "auto" : "0";  // the default
+  if (env[0] == '0') return false;
   const int64_t elem = tf32 ? 4 : 2, pix = kTmaRowBytes / elem, limit = int64_t(1) << 31;
   const RowPacking r = row_packing(p, elem);
   const int64_t walked = (r.cols + pix - 1) / pix * pix;
