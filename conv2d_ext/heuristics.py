@@ -272,7 +272,7 @@ def wgrad_packs_rows(p: Problem) -> bool:
     if setting.startswith("1"):
         return True
     pix, pad_w, dil_w = (32 if tf32 else 64), p.padding[2], p.dilation[1]
-    cols = p.N * max(p.W + pad_w, p.Q) + pad_w
+    cols = p.N * max(p.W + pad_w, p.Q, p.Q + (p.S - 1) * dil_w - pad_w) + pad_w
     columns = max(0, min(p.W, (p.Q - 1) + (p.S - 1) * dil_w - pad_w + 1))
     if -(-columns // pix) * pix * 7 <= columns * 8 and (not tf32 or p.W % 4 == 0):
         return False  # rows read in place (or, channels-last TF32, copied to NCHW)

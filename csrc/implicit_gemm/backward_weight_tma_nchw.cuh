@@ -310,8 +310,11 @@ inline bool wgrad_reads_nchw(const ConvParams& p) {
 // image's right padding) before its W data columns, zeros elsewhere, and pad_w more at the row's end. The convolution
 // of that image with padding (pad_h, 0) has out_cols = cols - (S - 1) dil_w output columns, of which column i * slot + q
 // is image i's output column q (it reads packed columns i * slot + q + s dil_w: image i's column q + s dil_w - pad_w,
-// or its padding); the others (q >= Q) are junk, multiplied by the packed grad_output's zeros. slot = max(W + pad_w, Q)
-// keeps each image's windows inside its own columns and its outputs apart. The packed grad_output is NHWC, one image
+// or its padding); the others (q >= Q) are junk, multiplied by the packed grad_output's zeros. slot = max(W + pad_w, Q,
+// Q + (S - 1) dil_w - pad_w) keeps each image's windows inside its own columns (the last one reaches column
+// Q - 1 + (S - 1) dil_w - pad_w of the image: past W by the right padding, which "same" padding of an even filter
+// makes larger than the left one), its outputs apart, and the last image's outputs inside out_cols. The packed
+// grad_output is NHWC, one image
 // of P rows x out_cols columns. Two copies (pack_input_rows, pack_grad_output_rows: ~C H N slot + K P N slot elements,
 // r50_3x3_512 fp32 about 4 MB each) and then the kernel above runs unchanged on the packed geometry; the weight
 // gradient is the same sum (every product the packing adds is a zero of grad_output).
@@ -324,7 +327,7 @@ struct RowPacking {
 
 inline RowPacking row_packing(const ConvParams& p, int64_t elem) {
   RowPacking r{};
-  r.slot = std::max<int64_t>(p.W + p.pad_w, p.Q);
+  r.slot = std::max<int64_t>({p.W + p.pad_w, p.Q, p.Q + (p.S - 1) * int64_t(p.dil_w) - p.pad_w});
   r.cols = p.N * r.slot + p.pad_w;
   r.pitch = (r.cols * elem + 15) / 16 * 16 / elem;
   r.out_cols = r.cols - (p.S - 1) * p.dil_w;

@@ -35,6 +35,7 @@ namespace {
 struct Problem {
   int N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups;
   bool bias;
+  int extra_h = 0, extra_w = 0;  // bottom / right padding past the top / left (F.conv2d's "same" for even filters)
 };
 
 enum class Mode { kFp64, kFp32, kTf32, kFp16, kBf16 };
@@ -165,8 +166,8 @@ void report(const Run& r, Tensor& out, const std::vector<double>& ref, const std
 void run_one(const Run& r, std::mt19937& gen) {
   const Problem& pb = *r.problem;
   const DType dt = dtype_of(r.mode);
-  const int P = (pb.H + 2 * pb.ph - pb.dh * (pb.R - 1) - 1) / pb.sh + 1;
-  const int Q = (pb.W + 2 * pb.pw - pb.dw * (pb.S - 1) - 1) / pb.sw + 1;
+  const int P = (pb.H + 2 * pb.ph + pb.extra_h - pb.dh * (pb.R - 1) - 1) / pb.sh + 1;
+  const int Q = (pb.W + 2 * pb.pw + pb.extra_w - pb.dw * (pb.S - 1) - 1) / pb.sw + 1;
   const int Cg = pb.C / pb.groups, Kg = pb.K / pb.groups;
   const int a = r.aligned ? 16 : 0;  // offsets: 16 elements, or 3, 5, 7 and 1
   Tensor x(pb.N, pb.C, pb.H, pb.W, r.nhwc, dt, a ? a : 3), w(pb.K, Cg, pb.R, pb.S, r.nhwc, dt, a ? a : 5);
@@ -352,6 +353,8 @@ int main(int argc, char** argv) {
       // backward-weight on row-packed small maps (backward_weight_tma_nchw.cuh's RowPacking, under its rule: =auto)
       {24, 16, 9, 6, 72, 3, 3, 2, 1, 1, 1, 2, 2, 1, true},     // stride and dilation along h, dilation 2 along w
       {20, 64, 5, 5, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2, false},    // grouped (32 channels a group: narrow tiles)
+      {4, 16, 10, 11, 24, 4, 4, 1, 1, 1, 1, 1, 1, 1, false, 1, 1},  // "same" 4x4: right padding 2, left 1
+      {6, 32, 6, 6, 64, 2, 2, 1, 1, 0, 1, 1, 3, 1, true, 1, 1},     // "same" 2x2, dilation 3 along w: right 2, left 1
   };
   std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
   if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));
