@@ -250,8 +250,6 @@ _WGRAD_TMA_PIXELS = 1 << 17
 _WGRAD_TMA_TF32_PIXELS = 1 << 15
 
 
-
-
 def wgrad_packs_rows(p: Problem) -> bool:
     """Whether the copy-engine backward-weight runs on row-packed copies of its operands (the batch's images side by
     side along each input row: nchw_wgrad_packs, whose rule this mirrors, as pointwise_in_place mirrors its kernel's;

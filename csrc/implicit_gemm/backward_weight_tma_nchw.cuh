@@ -314,8 +314,7 @@ inline bool wgrad_reads_nchw(const ConvParams& p) {
 // Q + (S - 1) dil_w - pad_w) keeps each image's windows inside its own columns (the last one reaches column
 // Q - 1 + (S - 1) dil_w - pad_w of the image: past W by the right padding, which "same" padding of an even filter
 // makes larger than the left one), its outputs apart, and the last image's outputs inside out_cols. The packed
-// grad_output is NHWC, one image
-// of P rows x out_cols columns. Two copies (pack_input_rows, pack_grad_output_rows: ~C H N slot + K P N slot elements,
+// grad_output is NHWC, one image of P rows x out_cols columns. Two copies (pack_input_rows, pack_grad_output_rows: ~C H N slot + K P N slot elements,
 // r50_3x3_512 fp32 about 4 MB each) and then the kernel above runs unchanged on the packed geometry; the weight
 // gradient is the same sum (every product the packing adds is a zero of grad_output).
 struct RowPacking {
