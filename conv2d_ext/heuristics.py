@@ -278,8 +278,8 @@ def wgrad_packs_rows(p: Problem) -> bool:
 
 
 def _tma_backward_weight(p: Problem, pass_: str) -> bool:
-    """The copy-engine backward-weight's reductions: in fp16/bf16 2^17 or more output pixels, or a stride-1 layer
-    with 64 or more output channels per group and input rows of 32 or more pixels; in TF32 2^15 pixels, with 64 or
+    """The copy-engine backward-weight's reductions: in fp16/bf16 2^17 or more output pixels, or 64 or more output
+    channels per group; in TF32 2^15 pixels, with 64 or
     more output channels per group and input rows of 32 or more pixels (its can_implement: stride_w 1, W % 4 == 0; a
     channels-last input is copied to NCHW first). And every 1x1 NCHW layer whose operands its pointwise kernel reads
     in place (`pointwise_in_place`; H100, graph ms, N32 28x28 512->128 and 128->512: fp16 0.025 / 0.026 against
@@ -296,8 +296,11 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
         # 128x128_w8)
         return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and
                 not (p.channels_last and p.R * p.S == 1))
-    return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS or (tuple(p.stride) == (1, 1) and p.K // p.groups >= 64 and
-                                                     p.W >= 32)
+    # fp16/bf16: 64 or more output channels a group, any stride or row width, since the split of session 34 (one wave
+    # of one CTA per SM, split_boxes; H100, graph ms, against 128x128_w8): r50_3x3_256 NHWC 0.031 against 0.070, NCHW
+    # (copied to NHWC) 0.040 against 0.082; r50_3x3_512 0.048 / 0.055 against 0.085 / 0.092; r50_3x3_128_s2 0.034 /
+    # 0.064 against 0.073 / 0.100
+    return p.N * p.P * p.Q >= _WGRAD_TMA_PIXELS or p.K // p.groups >= 64
 
 
 def _ffma_stages_nhwc(p: Problem) -> bool:

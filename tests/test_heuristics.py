@@ -577,23 +577,26 @@ def test_hopper_runs_the_wgmma_configurations(monkeypatch):
     monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK")
     r50_3x3_256 = _suite_problem(32, 256, 14, 14, 256, 3, 3, pad=1, dtype="float16")  # 98 tiles of 128 x 128
     assert select(r50_3x3_256)["forward"].kernel == "implicit_gemm:128x128_tma"
-    assert select(r50_3x3_256)["backward_weight"].kernel == "implicit_gemm:128x128_w8"  # 6272 pixels, 14-pixel rows
+    # 16-bit, 64 or more output channels a group: the copy engine at any row width or stride (session 34)
+    for problem in (r50_3x3_256, dataclasses.replace(r50_3x3_256, channels_last=True),
+                    _suite_problem(32, 128, 56, 56, 128, 3, 3, stride=2, pad=1, dtype="bfloat16")):
+        assert select(problem)["backward_weight"].kernel == "implicit_gemm:128x128_tma", problem
+    few_filters = _suite_problem(32, 256, 14, 14, 32, 3, 3, pad=1, dtype="float16")  # 32 output channels
+    assert select(few_filters)["backward_weight"].kernel != "implicit_gemm:128x128_tma"
     # row packing (CONV2D_EXT_TMA_WGRAD_PACK=auto): the small maps go to the copy engine, packed
     monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "auto")
     r50_3x3_512 = _suite_problem(32, 512, 7, 7, 512, 3, 3, pad=1, dtype="float32")
     for problem in (r50_3x3_256, r50_3x3_512, dataclasses.replace(r50_3x3_512, dtype="bfloat16"),
                     dataclasses.replace(r50_3x3_512, channels_last=True)):
         assert select(problem)["backward_weight"].kernel == "implicit_gemm:128x128_tma", problem
-    assert select(dataclasses.replace(r50_3x3_256, channels_last=True))["backward_weight"].kernel != \
-        "implicit_gemm:128x128_tma"  # 16-bit channels-last: not packed
+    assert not heuristics.wgrad_packs_rows(dataclasses.replace(r50_3x3_256, channels_last=True))  # 16-bit NHWC
     # the mirror agrees with the kernel's rule where TF32 runs only packed (rows not of 16-byte multiples)
     for N, W in itertools.product((1, 3, 32), (7, 14, 15, 26, 58, 202)):
         problem = _suite_problem(N, 64, 9, W, 128, 3, 3, pad=1, dtype="float32")
         kernel_packs = can_implement("implicit_gemm:128x128_tma", "backward_weight", problem) is None
         assert kernel_packs == heuristics.wgrad_packs_rows(problem), problem
     monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PACK")
-    # 16-bit, fewer than 2^17 output pixels: on the copy engine where rows are 32 pixels or wider (stride 1, 64 or
-    # more output channels)
+    # 16-bit, fewer than 2^17 output pixels, 64 or more output channels: on the copy engine
     batch1_3x3 = _suite_problem(1, 256, 64, 64, 256, 3, 3, pad=1, dtype="float16")
     assert select(batch1_3x3)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
     dilated16 = dataclasses.replace(dilated, dtype="bfloat16")

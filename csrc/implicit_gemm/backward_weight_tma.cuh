@@ -190,12 +190,21 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   for (int j = 0; j < kNB; ++j) store(acc[j], block0 + j, row);
 }
 
-// How `boxes` k-tiles of the reduction split over `tiles` output tiles (all groups): about 4 x 132 CTAs in all (a
-// function of the problem, not of the GPU, so results do not depend on the GPU), at least `min_per` k-tiles per
-// split, at most 65535 / groups splits.
+// How `boxes` k-tiles of the reduction split over `tiles` output tiles (all groups): as many splits as fit one wave of
+// one CTA per SM on a 132-SM H100 (tiles x splits <= 132; a function of the problem, not of the GPU, so results do not
+// depend on the GPU), at least `min_per` k-tiles per split, at most 65535 / groups splits. Until session 34 it aimed
+// at 4 x 132 CTAs (rounding up): H100, session 34 (graph ms, backward-weight, old -> new): bf16 r50_3x3_256 NHWC
+// 0.059 -> 0.031 (14 -> 3 splits), r50_3x3_512 0.075 -> 0.048 (4 -> 1), r50_3x3_128_s2 0.062 -> ~0.034, r50_3x3_64
+// 0.043 -> 0.033, r50_1x1 0.045 -> 0.034, seed NCHW 1.95 -> 1.77; TF32 r50_3x3_256 NCHW 0.113 -> 0.078, seed 4.75 ->
+// 4.52: the split partials (splits x K x taps floats, written and read back) and a wave's tail cost more than the
+// occupancy a second CTA per SM buys. CONV2D_EXT_TMA_WGRAD_CTAS=n fits n CTAs instead (a plan variable: the
+// workspace and the launch both read it).
 struct BoxSplit { int boxes_per_split, splits; };
 inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_t min_per) {
-  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>((4 * 132 + tiles - 1) / tiles, 65535 / groups));
+  int64_t ctas = 132;
+  if (const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_CTAS"); env != nullptr && std::atoi(env) > 0)
+    ctas = std::atoi(env);
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>(ctas / std::max<int64_t>(tiles, 1), 65535 / groups));
   const int64_t per = std::max<int64_t>(min_per, (boxes + wanted - 1) / wanted);
   const int per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(boxes, 1)));
   return {per_split, static_cast<int>(std::max<int64_t>(1, (boxes + per_split - 1) / per_split))};
