@@ -47,6 +47,15 @@ struct TmaWgradConfig {
 };
 using TmaWgradConfig128x128 = TmaWgradConfig<2, 3>;  // 128 x 128 tiles, 3 stages of 32 KB: two CTAs per SM
 
+// Session 34's experiment: one CTA per SM since split_boxes fills one wave, so the copy-engine backward-weight kernels
+// may run deeper rings: CONV2D_EXT_TMA_WGRAD_STAGES=6 launches them with 6 stages (192 KB) instead of their
+// configuration's (read at launch; the plan and the workspace do not depend on it).
+inline bool wgrad_deep_ring() {
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES");
+  return env != nullptr && env[0] == '6';
+}
+constexpr int kWgradDeepStages = 6;
+
 // What the kernel needs besides its two tensor maps.
 struct TmaWgrad {
   int wt, ht, nt, q_tiles, p_tiles;  // the box of output pixels, and boxes per row and column
@@ -305,8 +314,13 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
 
   const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
                   static_cast<unsigned>(plan.splits * p.groups));
-  launch_split_wgrad<backward_weight_tma_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials, plan.splits,
-                                                            p, stream);
+  using Deep = TmaWgradConfig<Cfg::kNB, kWgradDeepStages>;
+  if (wgrad_deep_ring())
+    launch_split_wgrad<backward_weight_tma_kernel<T, Deep>, T>(grid, Deep::kSmem, dy_map, x_map, c, partials,
+                                                               plan.splits, p, stream);
+  else
+    launch_split_wgrad<backward_weight_tma_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials,
+                                                              plan.splits, p, stream);
 }
 
 // What it can run: fp16/bf16 (MN-major wgmma operands) on an sm_90a build, channels (per group) in 16-byte vectors,

@@ -556,6 +556,12 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
 
   const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
                   static_cast<unsigned>(plan.splits * p.groups));
+  if constexpr (Cfg::kBlocks != 3) {  // (wgrad_deep_ring: an experiment; 3 blocks already run one CTA per SM)
+    using Deep = TmaWgradNchwConfig<T, Cfg::kBlocks, kWgradDeepStages>;
+    if (wgrad_deep_ring())
+      return launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Deep>, T>(grid, Deep::kSmem, dy_map, x_map, c,
+                                                                             partials, plan.splits, p, stream);
+  }
   launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials,
                                                                  plan.splits, p, stream);
 }
