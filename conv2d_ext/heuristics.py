@@ -238,7 +238,8 @@ _SMALL_TMA_TILES = 64
 # it the mma.sync kernels are as fast or faster (r50_3x3_64, 100K pixels: 0.18 either way; r50_3x3_256: 0.125 on
 # 128x128_w8 against 0.143). Below it, stride-1 layers with rows of 32 or more pixels and 64 or more output channels
 # per group win too (session 26, fp16 NCHW: dilated, 32K pixels, 0.128 ms against 0.257 on 128x128_w8; batch1_3x3,
-# 4K pixels, 0.042 against 0.060): the narrow rows (r50_3x3_256's 14 pixels) are what lose.
+# 4K pixels, 0.042 against 0.060): the narrow rows (r50_3x3_256's 14 pixels) are what lost, until session 34's
+# one-wave split (split_boxes) made every layer of 64 or more output channels a group faster on it (_tma_backward_weight).
 _WGRAD_TMA_PIXELS = 1 << 17
 # The TF32 copy-engine backward-weight wins from this many output pixels on (H200, per pass, NCHW: dilated, 32K
 # pixels, 0.215 ms against 0.550 on 128x128_w8; r50_3x3_64 0.138 against 0.160 on 64x64; r50_1x1 0.109 against 0.127

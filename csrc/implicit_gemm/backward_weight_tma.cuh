@@ -47,12 +47,18 @@ struct TmaWgradConfig {
 };
 using TmaWgradConfig128x128 = TmaWgradConfig<2, 3>;  // 128 x 128 tiles, 3 stages of 32 KB: two CTAs per SM
 
-// Session 34's experiment: one CTA per SM since split_boxes fills one wave, so the copy-engine backward-weight kernels
-// may run deeper rings: CONV2D_EXT_TMA_WGRAD_STAGES=6 launches them with 6 stages (192 KB) instead of their
-// configuration's (read at launch; the plan and the workspace do not depend on it).
-inline bool wgrad_deep_ring() {
+// The 16-bit kernels' rings: 6 stages (192 KB, one CTA per SM) where the grid fits one wave of one CTA per SM (as
+// split_boxes plans it wherever there are at most 132 output tiles), else their configuration's 3 (two CTAs per SM:
+// r50_3x3_512's 144 tiles). H100, session 34 (graph ms, bf16 backward-weight, 3 -> 6 stages): dilated NCHW 0.124 ->
+// 0.095, unet_3x3 0.234 -> 0.186 (NHWC 0.168 -> 0.142), seed NHWC 1.41 -> 1.26, r50_3x3_64 0.058 -> 0.050 (NHWC 0.032
+// -> 0.025), r50_3x3_128_s2 0.063 -> 0.058 (0.035 -> 0.030), r50_3x3_256 0.041 -> 0.040; r50_3x3_512 0.056 -> 0.059
+// (its 12 CTAs past one per SM wait for a second wave). TF32 keeps its 4 stages (6: seed 4.55 -> 4.69, unet_3x3 0.39
+// -> 0.42). CONV2D_EXT_TMA_WGRAD_STAGES=0: the configured stages; =1: 6 wherever they fit (tests). Read at launch:
+// the plan and the workspace do not depend on it.
+inline bool wgrad_deep_ring(int64_t ctas) {
   const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES");
-  return env != nullptr && env[0] == '6';
+  if (env != nullptr && env[0] == '0') return false;
+  return (env != nullptr && env[0] == '1') || ctas <= 132;
 }
 constexpr int kWgradDeepStages = 6;
 
@@ -315,7 +321,7 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
                   static_cast<unsigned>(plan.splits * p.groups));
   using Deep = TmaWgradConfig<Cfg::kNB, kWgradDeepStages>;
-  if (wgrad_deep_ring())
+  if (wgrad_deep_ring(int64_t(grid.x) * grid.y * grid.z))
     launch_split_wgrad<backward_weight_tma_kernel<T, Deep>, T>(grid, Deep::kSmem, dy_map, x_map, c, partials,
                                                                plan.splits, p, stream);
   else

@@ -556,9 +556,9 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
 
   const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
                   static_cast<unsigned>(plan.splits * p.groups));
-  if constexpr (Cfg::kBlocks != 3) {  // (wgrad_deep_ring: an experiment; 3 blocks already run one CTA per SM)
+  if constexpr (sizeof(T) == 2 && Cfg::kBlocks == 2) {  // 16-bit two-block tiles: 6 stages where one wave fits
     using Deep = TmaWgradNchwConfig<T, Cfg::kBlocks, kWgradDeepStages>;
-    if (wgrad_deep_ring())
+    if (wgrad_deep_ring(int64_t(grid.x) * grid.y * grid.z))
       return launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Deep>, T>(grid, Deep::kSmem, dy_map, x_map, c,
                                                                              partials, plan.splits, p, stream);
   }

@@ -5,8 +5,8 @@
 // written outside the output (poisoned padding around it); every other problem's tensors at base pointers a few
 // elements off 16-byte alignment (the copy-engine kernels' launchers then take their fallbacks).
 //
-//   registry_harness [--suite=default|hopper] [FILTER...]   the kernels whose name contains one of the FILTERs (all
-//   by default) on the suite: "hopper" has the shapes that take the copy-engine kernels' special paths (halo boxes,
+//   registry_harness [--suite=default|hopper] [FILTER...]   the kernels whose "name pass" (e.g. "implicit_gemm:128x128_tma
+//   backward_weight") contains one of the FILTERs (all by default) on the suite: "hopper" has the shapes that take the copy-engine kernels' special paths (halo boxes,
 //   NCHW read in place, the pointwise kernels, tiles with many k-tiles; from helper-18's tma_harness);
 //   "random:COUNT:SEED" has COUNT random problems drawn as test_gpu_correctness.py's random_problem draws them.
 //
@@ -130,6 +130,12 @@ struct Run {
   bool aligned;  // base pointers 16-byte aligned (the copy engine's condition), or offset by a few elements
 };
 
+// "implicit_gemm:128x128_tma backward_weight": the name the run counts use and the command-line filters match.
+std::string kernel_and_pass(const KernelInfo& k) {
+  return kernel_name(k) + (k.pass == Pass::kForward ? " forward" : k.pass == Pass::kBackwardData ? " backward_data"
+                                                                                                 : " backward_weight");
+}
+
 void report(const Run& r, Tensor& out, const std::vector<double>& ref, const std::vector<unsigned char>& poisoned) {
   double num = 0, den = 0;
   bool finite = true;
@@ -245,8 +251,7 @@ void run_one(const Run& r, std::mt19937& gen) {
       size_t(r.kernel->workspace_bytes ? r.kernel->workspace_bytes(p) : 0) + 64, 0xCD);
   emu::trace() = emu::Trace{};
   r.kernel->launch(p, workspace.data(), nullptr);
-  ++runs[kernel_name(*r.kernel) + " " + (r.kernel->pass == Pass::kForward ? "forward" : r.kernel->pass ==
-                                         Pass::kBackwardData ? "backward_data" : "backward_weight")];
+  ++runs[kernel_and_pass(*r.kernel)];
   report(r, *out, ref, poisoned);
   if (std::getenv("EMU_TRACE")) emu::trace().print(kernel_name(*r.kernel).c_str());  // the paths the run took
 
@@ -361,7 +366,7 @@ int main(int argc, char** argv) {
   if (random_count > 0) suite = random_problems(random_count, random_seed);
   std::mt19937 gen(2024);
   for (const KernelInfo* kernel : registry()) {
-    if (!wanted(kernel_name(*kernel))) continue;
+    if (!wanted(kernel_and_pass(*kernel))) continue;  // e.g. "128x128_tma backward_weight", or "_tma"
     for (size_t i = 0; i < suite.size(); ++i)  // the default suite: every other problem at offset base pointers
       for (Mode mode : {Mode::kFp64, Mode::kFp32, Mode::kTf32, Mode::kFp16, Mode::kBf16})
         for (bool nhwc : {false, true}) run_one(Run{kernel, &suite[i], mode, nhwc, hopper || i % 2 == 0}, gen);
