@@ -230,9 +230,16 @@ _FULL_WAVE_TILES = 264
 # Below this many 128x128 tiles even one CTA per SM leaves three quarters of the H100's SMs idle: 64x64 tiles
 # (r50_3x3_512, 52 tiles, still runs faster on 128x128 wgmma tiles: 0.062 against 0.064 ms, bf16 NHWC).
 _QUARTER_WAVE_TILES = 33
-# Up to this many 128x128 tiles (half a wave of two CTAs per SM on 132 SMs), the copy-engine kernel's 128x64 tiles
-# (batch1_3x3 and r50_3x3_512 on the H200; r50_3x3_256, 98 tiles, runs as fast on 128x128).
-_SMALL_TMA_TILES = 64
+# Up to this many 128x128 tiles, the copy-engine kernel's 128x64 tiles. Above it 128x128 tiles in one CTA per SM
+# with deep rings (forward_tma.cuh's tma_deep_ring) read half the activation boxes through L2 and win on a part-empty
+# GPU (H100, session 35, graph ms, 128x128 / 128x64): r50_3x3_512 (52 tiles) bf16 NHWC forward 0.0243 / 0.0273,
+# backward-data 0.0313 / 0.0362, TF32 0.0445 / 0.0532, NCHW bf16 0.0429 / 0.0435; batch1_3x3 (64 tiles) TF32 NCHW
+# 0.0322 / 0.0336, bf16 NHWC 0.0143 / 0.0147. At 28 tiles (r50_3x3_512 at batch 16) 128x64 wins: bf16 NHWC 0.0195
+# against 0.0240, NCHW 0.0333 / 0.0403. (Before the deep rings, H200: 64, batch1_3x3 and r50_3x3_512 on 128x64.)
+_SMALL_TMA_TILES = 40
+# The exact-fp32 FFMA configurations' like threshold (_ffma_128x64: r50_3x3_512, 52 tiles, and batch1_3x3, 64, on
+# 128x64 FFMA tiles).
+_SMALL_FFMA_TILES = 64
 # From this many output pixels on (the backward-weight reduction), the copy-engine backward-weight wins (H200, bf16:
 # seed 3.08 / 1.45 ms NCHW / NHWC against 5.15 / 3.48 on 128x128_w8, unet_3x3 0.25 / 0.18 against 0.53 / 0.44); below
 # it the mma.sync kernels are as fast or faster (r50_3x3_64, 100K pixels: 0.18 either way; r50_3x3_256: 0.125 on
@@ -327,7 +334,7 @@ def _ffma_128x64(p: Problem, pass_: str) -> bool:
     if pass_ == "forward":  # NCHW staged to NHWC runs as channels-last does (session 27, H100: seed 16.8 against
         # 18.1 ms on ffma, unet_3x3 2.05 against 2.26, dilated 0.97 against 1.11)
         return p.channels_last or _ffma_stages_nhwc(p) or _gemm_columns(p, pass_) <= 64 or tiles < _FULL_WAVE_TILES
-    return _gemm_columns(p, pass_) <= 64 or tiles <= _SMALL_TMA_TILES
+    return _gemm_columns(p, pass_) <= 64 or tiles <= _SMALL_FFMA_TILES
 
 
 # From this many 256x128 tiles on (about 1.5 waves of one CTA per SM), the larger wgmma tiles win (H100 sweep).

@@ -350,6 +350,28 @@ def test_tma_halo_and_store_switches(halo, store, monkeypatch, poison):
             assert names and bool(with_halo) == (halo == "1" and name != "wide_rows_q200"), (name, sorted(names))
 
 
+@pytest.mark.parametrize("stages", ["1", "0"])
+def test_tma_ring_depths(stages, monkeypatch, poison):
+    """The forward's 128x128 box tiles (not halo) in deep rings (6 stages, one CTA per SM: CONV2D_EXT_TMA_STAGES=1;
+    the default on grids of at most one CTA per SM, which test_tma's small shapes are) and in their configuration's
+    3 (=0), forward and backward-data, in both layouts; 128x64 tiles keep their 4 stages either way."""
+    from torch.profiler import ProfilerActivity, profile
+    for kernel in ("implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"):
+        if not _tma_built(kernel):
+            pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
+        monkeypatch.setenv("CONV2D_EXT_TMA_STAGES", stages)
+        for name in ("maps_7x7_n5", "dilation2_c72", "s2_k140"):
+            for mode, layout in (("tf32", "nchw"), ("bf16", "nhwc"), ("fp16", "nchw")):
+                with precision(mode), profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    passes = {pass_: kernel for pass_ in _tma_passes(name)}
+                    run_and_check(TMA_FORWARD[name], mode, layout, passes, True, must_run=True)
+                    torch.cuda.synchronize()
+                names = {e.name for e in prof.events() if "forward_tma_kernel<" in e.name}
+                deep = [n for n in names if re.search(r"TmaConfig<1, 128, 6>", n)]
+                assert names and bool(deep) == (stages == "1" and kernel.startswith("implicit_gemm:128x128")), (
+                    name, mode, layout, sorted(names))
+
+
 # The NCHW input read by the copy engine itself (nchw_fused: 16-bit transposed in shared memory, TF32 fragments
 # loaded from the raw box into registers). Halo tiles of NCHW problems at least a raw box (152 pixels) wide, rows
 # (input and output: backward-data reads grad_output) in 16-byte multiples: taps shifted 8 pixels, a partial k-tile,

@@ -605,6 +605,14 @@ def test_hopper_runs_the_wgmma_configurations(monkeypatch):
     assert select(r50_3x3_64)["forward"].kernel == "implicit_gemm:128x64_tma"
     tiny = _suite_problem(1, 64, 14, 14, 128, 3, 3, pad=1, dtype="float16")  # 2 tiles
     assert select(tiny)["forward"].kernel == "implicit_gemm:128x64_tma"
+    # more than 40 tiles of 128 x 128 (r50_3x3_512: 52, batch1_3x3: 64): 128x128 tiles in deep rings; 28: 128x64
+    for dtype in ("float16", "float32"):
+        for problem in (_suite_problem(32, 512, 7, 7, 512, 3, 3, pad=1, dtype=dtype),
+                        _suite_problem(1, 256, 64, 64, 256, 3, 3, pad=1, dtype=dtype)):
+            plan = select(problem)
+            assert plan["forward"].kernel == plan["backward_data"].kernel == "implicit_gemm:128x128_tma", problem
+        r50_3x3_512_n16 = _suite_problem(16, 512, 7, 7, 512, 3, 3, pad=1, dtype=dtype)
+        assert select(r50_3x3_512_n16)["forward"].kernel == "implicit_gemm:128x64_tma"
     r50_1x1 = dict(N=32, C=256, H=56, W=56, K=64, R=1, S=1)
     assert select(_suite_problem(**r50_1x1, dtype="float32"))["forward"].kernel == "implicit_gemm:128x64_tma"
     # 49-pixel planes (196 bytes): no in-place pointwise kernel; TF32 activations copied to NHWC lose to 128x128_wg

@@ -158,8 +158,7 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
   kernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (split.splits == 1) {  // one row of partial sums: converted into the weight's layout
-    reduce_splits<T><<<grid_for(p.K * p.C, 256, 4), 256, 0, stream>>>(c.partials, 1, p, true);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch_reduce_splits<T>(c.partials, 1, p, true, stream);
     return;
   }
   const StorePointwiseWeight<T> store{static_cast<T*>(p.w), p.w_stride[0], p.w_stride[1], p.C};

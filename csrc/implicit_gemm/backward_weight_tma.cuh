@@ -265,12 +265,10 @@ extern template void backward_weight_launch_typed<__nv_bfloat16, Config128x128_w
 template <auto kKernel, typename T, class Args>
 void launch_split_wgrad(dim3 grid, int smem, const CUtensorMap& dy_map, const CUtensorMap& x_map, const Args& c,
                         const float* partials, int splits, const ConvParams& p, cudaStream_t stream) {
-  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
   opt_in_shared_memory<kKernel>(smem);
   kKernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, splits, p, true);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_reduce_splits<T>(partials, splits, p, true, stream);
 }
 
 template <typename T, class Cfg>

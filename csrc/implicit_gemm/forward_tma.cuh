@@ -101,7 +101,6 @@ struct TmaConfig {
   static constexpr int kHaloABytes = kHaloRows * kTmaRowBytes, kHaloBBytes = BN * kTmaRowBytes;
   static constexpr int kHaloBRing = (kHaloBStages * kHaloBBytes + 2 * kHaloBStages * 8 + 1023) / 1024 * 1024;
   static constexpr int kHaloSmem = kHaloBRing + kHaloAStages * kHaloABytes + 2 * kHaloAStages * 8 + 1024;
-  static_assert(kHaloSmem <= 113 * 1024, "two CTAs per SM with halo boxes");
   // kFromNchw: per filter row and k-tile, a raw box of the NCHW input (kRawPx pixels of a k-tile of channels, 64
   // 16-bit or 32 fp32, its channel rows kRawPx elements apart: conflict-free ldmatrix, and TF32 fragment loads with
   // rows 24 banks apart), two stages; 16-bit: transposed by the consumers into one K-major halo stage of kNchwRows
@@ -110,9 +109,11 @@ struct TmaConfig {
   static constexpr int kNchwBRing = (Stages * kHaloBBytes + 2 * Stages * 8 + 1023) / 1024 * 1024;
   static constexpr int kNchwRawRing = (2 * kRawBytes + 2 * 2 * 8 + 1023) / 1024 * 1024;
   static constexpr int kNchwSmem = kNchwBRing + kNchwRawRing + kNchwRows * kTmaRowBytes + 1024;
-  static_assert(kBN * (kBM + 8) * 2 <= Stages * kHaloBBytes, "16-bit: the NCHW epilogue's stage stays below the filter barriers");
-  static_assert(kBN * (kBM + 4) * 4 <= kNchwBRing + 2 * kRawBytes, "TF32: ... and below the raw ring's barriers");
-  static_assert(kNchwSmem <= 113 * 1024, "two CTAs per SM reading NCHW");
+  // The halo and NCHW layouts' conditions (checked where a kernel uses them: the deep rings below run neither).
+  static constexpr bool kHaloFits = kHaloSmem <= 113 * 1024;  // two CTAs per SM with halo boxes
+  static constexpr bool kNchwFits = kBN * (kBM + 8) * 2 <= Stages * kHaloBBytes &&  // 16-bit: the NCHW epilogue's
+                                    kBN * (kBM + 4) * 4 <= kNchwBRing + 2 * kRawBytes &&  // stage stays below the
+                                    kNchwSmem <= 113 * 1024;  // filter (TF32: raw) ring's barriers; two CTAs per SM
 };
 // The configurations built (H200 sweep, benchmarks/NOTES.md): 128-row tiles, two CTAs per SM, so that one CTA's
 // epilogue runs under the other's MMAs. 256-row tiles (MI = 2, one CTA per SM, 4 stages) were slower on every large
@@ -120,12 +121,34 @@ struct TmaConfig {
 using TmaConfig128x128 = TmaConfig<1, 128, 3>;  // 3 stages of 32 KB
 using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel layers (no half-empty tiles), small grids
 
+// Deep rings: 128x128 tiles in 6 stages (192 KB, one CTA per SM) for the box tiles (not halo, not NCHW in place)
+// of grids that have at most one CTA per SM anyway, where more copies in flight hide more of the L2's latency.
+// H100, session 35 (graph ms, 3 -> 6 stages): r50_3x3_256 forward bf16 NCHW 0.0304 -> 0.0287, NHWC 0.0171 ->
+// 0.0158, TF32 NHWC 0.0310 -> 0.0285; backward-data bf16 0.0305 -> 0.0287; r50_3x3_512 on 128x128 (64 CTAs) NHWC
+// bf16 0.0267 -> 0.0245, TF32 0.0486 -> 0.0448. 128x64 tiles in 8 stages were slower (r50_3x3_512 bf16 NHWC 0.0279
+// -> 0.0309, batch1_3x3 0.0149 -> 0.0165): they keep 4. CONV2D_EXT_TMA_STAGES=0: the configured stages; =1: deep
+// wherever the tiles are 128x128 boxes (tests). Read at launch: the plan and the workspace do not depend on it.
+template <class Cfg>
+using TmaDeepConfig = TmaConfig<Cfg::kMI, Cfg::kBN, 192 * 1024 / Cfg::kStageBytes>;
+template <class Cfg>
+bool tma_deep_ring(int64_t ctas) {
+  if constexpr (Cfg::kBN != 128) {
+    return false;
+  } else {
+    const char* env = std::getenv("CONV2D_EXT_TMA_STAGES");
+    if (env != nullptr && env[0] == '0') return false;
+    return (env != nullptr && env[0] == '1') || ctas <= num_sms();
+  }
+}
+
 // The kernels' body (forward_tma_kernel, forward_tma_one_cta_kernel).
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo, bool kFromNchw>
 __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const CUtensorMap& filt,
                                                  const CUtensorMap& out, const TmaConv& c) {
   static_assert(!kHalo || Cfg::kMI == 1, "halo boxes: 64 rows per warpgroup");
   static_assert(!kFromNchw || (kHalo && !kOutNHWC), "NCHW input: halo tiles, NCHW output");
+  static_assert(!kHalo || Cfg::kHaloFits, "two CTAs per SM with halo boxes");
+  static_assert(!kFromNchw || Cfg::kNchwFits, "the NCHW ring and epilogue stage in two CTAs' shared memory");
   constexpr int BK = kTmaRowBytes / sizeof(T);  // channels per k-tile
   constexpr int kAlignPx = 16 / sizeof(T);       // pixels per 16 bytes: kFromNchw's raw boxes start at multiples
   constexpr int kStages = Cfg::kStages, kMI = Cfg::kMI, kTmaBM = Cfg::kBM, kTmaStageBytes = Cfg::kStageBytes;
@@ -638,6 +661,10 @@ template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T* act, const int64_t (&as)[4],
                       const T* filt, FilterStrides fs, cudaStream_t stream) {
   if (halo) return launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
+  if constexpr (Cfg::kBN == 128) {
+    if (tma_deep_ring<Cfg>(t.count() * ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN) * p.groups))
+      return launch_tma<T, TmaDeepConfig<Cfg>, kOutNHWC>(p, t, act, as, filt, fs, stream);
+  }
   launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream);
 }
 
