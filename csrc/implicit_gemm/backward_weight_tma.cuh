@@ -212,13 +212,15 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 // 0.059 -> 0.031 (14 -> 3 splits), r50_3x3_512 0.075 -> 0.048 (4 -> 1), r50_3x3_128_s2 0.062 -> ~0.034, r50_3x3_64
 // 0.043 -> 0.033, r50_1x1 0.045 -> 0.034, seed NCHW 1.95 -> 1.77; TF32 r50_3x3_256 NCHW 0.113 -> 0.078, seed 4.75 ->
 // 4.52: the split partials (splits x K x taps floats, written and read back) and a wave's tail cost more than the
-// occupancy a second CTA per SM buys. CONV2D_EXT_TMA_WGRAD_CTAS=n fits n CTAs instead (a plan variable: the
-// workspace and the launch both read it).
+// occupancy a second CTA per SM buys. CONV2D_EXT_TMA_WGRAD_CTAS=n fits n CTAs instead (timing; read at each call by
+// both the workspace size and the launch, not by a can_implement: it changes the split, never the kernel).
 struct BoxSplit { int boxes_per_split, splits; };
 inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_t min_per) {
   int64_t ctas = 132;
-  if (const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_CTAS"); env != nullptr && std::atoi(env) > 0)
-    ctas = std::atoi(env);
+  if (const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_CTAS"); env != nullptr) {
+    const int n = std::atoi(env);
+    if (n > 0) ctas = n;
+  }
   const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>(ctas / std::max<int64_t>(tiles, 1), 65535 / groups));
   const int64_t per = std::max<int64_t>(min_per, (boxes + wanted - 1) / wanted);
   const int per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(boxes, 1)));
