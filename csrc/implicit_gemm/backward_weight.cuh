@@ -255,55 +255,22 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   });
 }
 
-// grad_weight[k][c][r][s] = sum over splits, in split order, of partials[split][k][tap]; taps in B's row order:
-// tap = (r S + s) C/groups + c where nhwc_order, else (c R + r) S + s. Items: a thread per (k, c), walking its R x S
-// taps, 8 loads in flight before their stores (one division a thread, none in its loop), consecutive threads on
-// consecutive c; or, where there are few (k, c) rows (first layers: 192 of 49 taps and many splits; the tests'
-// small layers), a thread per element (32-bit divisions where they fit). Up to 16 blocks of 256 per SM: the old
-// grid (4 blocks per SM, a thread per element, 64-bit divisions, one load in flight a thread) took 18-19 us for
-// r50_3x3_512's 2.4M elements (H100), a thread per row with one load in flight as long.
-constexpr int kReduceChunk = 8;  // taps a reduce_splits row thread loads before it stores them
+// grad_weight[k][tap] = sum over splits, in split order, of partials[split][k][tap]; taps in B's row order.
+// (Session 35 tried a thread per (k, c) row walking its taps, 8 loads in flight, up to 16 blocks per SM: r50_3x3_512's
+// one-split reduction of 2.4M elements took 19-22 us on the H100 either way, as this kernel's 18-19; the cost of
+// this pass is not its divisions or its loads in flight: not yet understood, benchmarks/NOTES.md, Session 35.)
 template <typename T>
-__global__ void reduce_splits(const float* __restrict__ partials, int splits, ConvParams p, bool nhwc_order,
-                              bool by_element) {
-  const int64_t Cg = p.C_per_group(), RS = p.R * p.S, taps = Cg * RS, count = p.K * taps, rows = p.K * Cg;
-  const int64_t tap_step = nhwc_order ? Cg : 1, c_step = nhwc_order ? 1 : RS;
-  const int64_t step = int64_t(gridDim.x) * blockDim.x;
-  auto sum_of = [&](const float* src) {
+__global__ void reduce_splits(const float* __restrict__ partials, int splits, ConvParams p, bool nhwc_order) {
+  const int64_t taps = p.C_per_group() * p.R * p.S, count = p.K * taps, RS = p.R * p.S;
+  const int64_t Cg = p.C_per_group();
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     float sum = 0.f;
-    for (int sp = 0; sp < splits; ++sp) sum += src[sp * count];
-    return sum;
-  };
-  auto div = [](int64_t a, int64_t b) {  // a / b for non-negative a, b; 32-bit where both fit
-    return (a | b) <= int64_t(UINT32_MAX) ? int64_t(uint32_t(a) / uint32_t(b)) : a / b;
-  };
-  T* w = static_cast<T*>(p.w);
-  if (by_element) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += step) {
-      const int64_t k = div(i, taps), t = i - k * taps;
-      const int64_t rs = nhwc_order ? div(t, Cg) : t - div(t, RS) * RS, c = nhwc_order ? t - rs * Cg : div(t, RS);
-      const int64_t r = div(rs, p.S), s = rs - r * p.S;
-      const float sum = sum_of(partials + i);
-      w[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] = from_acc<T>(sum);
-    }
-    return;
-  }
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < rows; j += step) {
-    const int64_t k = div(j, Cg), c = j - k * Cg;
-    const float* src = partials + k * taps + c * c_step;
-    T* dst = w + k * p.w_stride[0] + c * p.w_stride[1];
-    int64_t r = 0, s = 0;
-    for (int64_t at = 0; at < RS; at += kReduceChunk) {  // a chunk's loads in flight together, then its stores
-      float v[kReduceChunk];
-#pragma unroll
-      for (int u = 0; u < kReduceChunk; ++u) v[u] = at + u < RS ? sum_of(src + (at + u) * tap_step) : 0.f;
-#pragma unroll
-      for (int u = 0; u < kReduceChunk; ++u) {
-        if (at + u >= RS) break;
-        dst[r * p.w_stride[2] + s * p.w_stride[3]] = from_acc<T>(v[u]);
-        if (++s == p.S) s = 0, ++r;
-      }
-    }
+    for (int s = 0; s < splits; ++s) sum += partials[s * count + i];
+    const int64_t k = i / taps, t = i - k * taps;
+    const int64_t c = nhwc_order ? t % Cg : t / RS, rs = nhwc_order ? t / Cg : t % RS;
+    const int64_t r = rs / p.S, s = rs - r * p.S;
+    static_cast<T*>(p.w)[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] =
+        from_acc<T>(sum);
   }
 }
 
@@ -311,10 +278,8 @@ __global__ void reduce_splits(const float* __restrict__ partials, int splits, Co
 template <typename T>
 void launch_reduce_splits(const float* partials, int splits, const ConvParams& p, bool nhwc_order,
                           cudaStream_t stream) {
-  const int64_t rows = p.K * p.C_per_group();
-  const bool by_element = rows < 8192;  // under 32 blocks of rows
-  reduce_splits<T><<<grid_for(by_element ? rows * p.R * p.S : rows, 256), 256, 0, stream>>>(
-      partials, splits, p, nhwc_order, by_element);
+  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, splits, p, nhwc_order);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
