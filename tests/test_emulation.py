@@ -28,7 +28,21 @@ def _toolchain_reason():
     return None
 
 
-pytestmark = pytest.mark.skipif(_toolchain_reason() is not None, reason=_toolchain_reason() or "")
+def _gpu_reason():
+    """On a machine with a CUDA GPU the kernels themselves run (test_gpu_correctness), and the emulator's builds and
+    runs (minutes of CPU) are left to machines without one (CI), unless CONV2D_EXT_EMULATION_TESTS=1."""
+    if os.environ.get("CONV2D_EXT_EMULATION_TESTS") == "1":
+        return None
+    try:
+        import torch
+        gpu = torch.cuda.is_available()
+    except Exception:
+        gpu = False
+    return "a CUDA GPU runs the kernels themselves (CONV2D_EXT_EMULATION_TESTS=1 runs the emulator too)" if gpu else None
+
+
+_SKIP_REASON = _toolchain_reason() or _gpu_reason()
+pytestmark = pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")
 
 # Every registered kernel, each pass (the emulated build is an sm_90a one: wgmma and the copy engine included).
 EMULATED = [
