@@ -126,8 +126,8 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     three (with its row packing under its rule: the hopper suite's small maps), and the pointwise 1x1 NCHW kernels,
     halo, copy-engine store and the in-place NCHW paths off (with the backward-weight's row packing wherever it fits
     instead: TF32 and 16-bit NCHW, and the 16-bit backward-weight's 3-stage rings, which the default runs only past
-    132 CTAs, as the forward's configured rings), and the forward's deep rings wherever its tiles are boxes (the
-    default takes them on grids of at most one CTA an SM: the emulator's 3)."""
+    132 CTAs, as the forward's configured rings), and the forward's deep rings wherever its tiles are 128x128 boxes
+    (the default takes them on grids of at most one CTA an SM: the emulator's 3)."""
     passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
     assert runs and len(passed) == sum(runs.values())
 

@@ -56,9 +56,7 @@ using TmaWgradConfig128x128 = TmaWgradConfig<2, 3>;  // 128 x 128 tiles, 3 stage
 // -> 0.42). CONV2D_EXT_TMA_WGRAD_STAGES=0: the configured stages; =1: 6 wherever they fit (tests). Read at launch:
 // the plan and the workspace do not depend on it.
 inline bool wgrad_deep_ring(int64_t ctas) {
-  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES");
-  if (env != nullptr && env[0] == '0') return false;
-  return (env != nullptr && env[0] == '1') || ctas <= 132;
+  return deep_ring(std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES"), ctas <= 132);
 }
 constexpr int kWgradDeepStages = 6;
 

@@ -130,15 +130,8 @@ using TmaConfig128x64 = TmaConfig<1, 64, 4>;    // 4 stages of 24 KB: 64-channel
 // wherever the tiles are 128x128 boxes (tests). Read at launch: the plan and the workspace do not depend on it.
 template <class Cfg>
 using TmaDeepConfig = TmaConfig<Cfg::kMI, Cfg::kBN, 192 * 1024 / Cfg::kStageBytes>;
-template <class Cfg>
-bool tma_deep_ring(int64_t ctas) {
-  if constexpr (Cfg::kBN != 128) {
-    return false;
-  } else {
-    const char* env = std::getenv("CONV2D_EXT_TMA_STAGES");
-    if (env != nullptr && env[0] == '0') return false;
-    return (env != nullptr && env[0] == '1') || ctas <= num_sms();
-  }
+inline bool tma_deep_ring(int64_t ctas) {
+  return deep_ring(std::getenv("CONV2D_EXT_TMA_STAGES"), ctas <= num_sms());
 }
 
 // The kernels' body (forward_tma_kernel, forward_tma_one_cta_kernel).
@@ -661,8 +654,8 @@ template <typename T, class Cfg, bool kOutNHWC>
 void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T* act, const int64_t (&as)[4],
                       const T* filt, FilterStrides fs, cudaStream_t stream) {
   if (halo) return launch_tma<T, Cfg, kOutNHWC, true>(p, t, act, as, filt, fs, stream);
-  if constexpr (Cfg::kBN == 128) {
-    if (tma_deep_ring<Cfg>(t.count() * ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN) * p.groups))
+  if constexpr (Cfg::kBN == 128) {  // 128x64 tiles keep their stages (above)
+    if (tma_deep_ring(t.count() * ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN) * p.groups))
       return launch_tma<T, TmaDeepConfig<Cfg>, kOutNHWC>(p, t, act, as, filt, fs, stream);
   }
   launch_tma<T, Cfg, kOutNHWC>(p, t, act, as, filt, fs, stream);

@@ -13,6 +13,14 @@
 namespace conv2d_ext {
 namespace igemm {
 
+// Whether a launch takes a deeper ring than its configuration's (forward_tma.cuh's tma_deep_ring,
+// backward_weight_tma.cuh's wgrad_deep_ring), `env` its switch's value (std::getenv at the caller: test_api finds the
+// variables there): 0 never, 1 wherever the kernel has one (tests), else where `fits` (at most one CTA per SM).
+inline bool deep_ring(const char* env, bool fits) {
+  if (env != nullptr && env[0] == '0') return false;
+  return (env != nullptr && env[0] == '1') || fits;
+}
+
 // A position in a ring (stage, phase and how many k-tiles passed it), for passes whose loops walk two rings at
 // different rates (forward_tma.cuh's halo boxes: one activation stage per filter row, one filter stage per tap).
 struct RingCursor {
