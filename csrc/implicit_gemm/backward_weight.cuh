@@ -255,12 +255,48 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   });
 }
 
-// grad_weight[k][tap] = sum over splits, in split order, of partials[split][k][tap]; taps in B's row order.
-// (Session 35 tried a thread per (k, c) row walking its taps, 8 loads in flight, up to 16 blocks per SM: r50_3x3_512's
-// one-split reduction of 2.4M elements took 19-22 us on the H100 either way, as this kernel's 18-19; the cost of
-// this pass is not its divisions or its loads in flight: not yet understood, benchmarks/NOTES.md, Session 35.)
+// grad_weight[k][tap] = sum over splits, in split order, of partials[split][k][tap]; taps in B's row order: (r, s, c)
+// where nhwc_order, else (c, r, s). The weight's own order may be the other one (the copy-engine backward-weight's
+// (r, s, c) partials of an NCHW weight): written element by element in the partials' order, the 2-byte stores of
+// one warp land R*S elements apart (r50_3x3_512: 18 sectors a store, 18-22 us for 2.4M elements on the H100,
+// session 35). So a block takes one output channel k and a chunk of channels, sums the chunk's taps in the partials'
+// order into shared memory, and writes them in the weight's order: both sides coalesced.
+constexpr int kReduceTile = 4096;  // floats of one block's chunk: R*S taps x pitch (>= chunk) channels, 16 KB
+
 template <typename T>
-__global__ void reduce_splits(const float* __restrict__ partials, int splits, ConvParams p, bool nhwc_order) {
+__global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ partials, int splits, ConvParams p,
+                                                     bool nhwc_order, int chunk, int pitch) {
+  __shared__ float tile[kReduceTile];
+  const int RS = p.R * p.S, Cg = int(p.C_per_group());
+  const int64_t taps = int64_t(Cg) * RS, count = p.K * taps;
+  const int chunks = (Cg + chunk - 1) / chunk;
+  const bool weight_c_inner = p.w_stride[1] < p.w_stride[3] || RS == 1;  // channels_last weight: c fastest
+  for (int64_t b = blockIdx.x; b < p.K * chunks; b += gridDim.x) {
+    const int64_t k = b / chunks;
+    const int c0 = int(b - k * chunks) * chunk, cc = min(chunk, Cg - c0), n = cc * RS;
+    const float* src = partials + k * taps;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      const int rs = nhwc_order ? j / cc : j % RS, cl = nhwc_order ? j - rs * cc : j / RS;
+      const int64_t t = nhwc_order ? int64_t(rs) * Cg + c0 + cl : int64_t(c0 + cl) * RS + rs;
+      float sum = 0.f;
+      for (int s = 0; s < splits; ++s) sum += src[s * count + t];
+      tile[rs * pitch + cl] = sum;
+    }
+    __syncthreads();
+    T* w = static_cast<T*>(p.w) + k * p.w_stride[0];
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      const int rs = weight_c_inner ? j / cc : j % RS, cl = weight_c_inner ? j - rs * cc : j / RS;
+      const int r = rs / p.S, s = rs - r * p.S;
+      w[(c0 + cl) * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] = from_acc<T>(tile[rs * pitch + cl]);
+    }
+    __syncthreads();
+  }
+}
+
+// The same sum a thread per element, for filters of more than kReduceTile taps a channel (no chunk fits).
+template <typename T>
+__global__ void reduce_splits_elementwise(const float* __restrict__ partials, int splits, ConvParams p,
+                                          bool nhwc_order) {
   const int64_t taps = p.C_per_group() * p.R * p.S, count = p.K * taps, RS = p.R * p.S;
   const int64_t Cg = p.C_per_group();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
@@ -274,12 +310,24 @@ __global__ void reduce_splits(const float* __restrict__ partials, int splits, Co
   }
 }
 
-// Launches reduce_splits for p over `splits` partial sums at `partials` (taps in nhwc_order or not, as above).
+// Launches the reduction for p over `splits` partial sums at `partials` (taps in nhwc_order or not, as above).
 template <typename T>
 void launch_reduce_splits(const float* partials, int splits, const ConvParams& p, bool nhwc_order,
                           cudaStream_t stream) {
-  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
-  reduce_splits<T><<<grid_for(count, 256, 4), 256, 0, stream>>>(partials, splits, p, nhwc_order);
+  const int64_t RS = p.R * p.S, Cg = p.C_per_group();
+  if (RS > kReduceTile) {
+    reduce_splits_elementwise<T><<<grid_for(p.K * Cg * RS, 256, 4), 256, 0, stream>>>(partials, splits, p,
+                                                                                      nhwc_order);
+  } else {
+    // The chunk: as many channels as fill the tile, a multiple of 32 where that is more than 32; rows of the tile
+    // an odd number of floats apart (pitch) so that the transposed pass reads R*S rows without bank conflicts.
+    int64_t chunk = std::min<int64_t>(Cg, kReduceTile / RS);
+    if (chunk > 32) chunk -= chunk % 32;
+    while (RS * (chunk | 1) > kReduceTile) chunk -= chunk > 32 ? 32 : 1;  // chunk 1: pitch 1, RS <= kReduceTile
+    const int64_t pitch = chunk | 1, blocks = p.K * ((Cg + chunk - 1) / chunk);
+    reduce_splits<T><<<unsigned(std::clamp<int64_t>(blocks, 1, int64_t(num_sms()) * 8)), 256, 0, stream>>>(
+        partials, splits, p, nhwc_order, int(chunk), int(pitch));
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
