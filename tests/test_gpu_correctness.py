@@ -773,6 +773,46 @@ def test_tma_backward_weight_tf32_is_deterministic():
             assert torch.equal(torch.autograd.grad(y, w, grad_out, retain_graph=True)[0], first)
 
 
+# Tail splits (backward_weight_tma.cuh's plan_wgrad_grid): where the output tiles pass a wave of CTAs
+# (CONV2D_EXT_TMA_WGRAD_CTAS, 132 by default) by at most half a wave, the last tiles' reductions are cut into several
+# splits whose partial tiles reduce_splits adds after their first. r50_3x3_512 (144 tiles) takes it by default in
+# every dtype and layout (bf16 on the MN-major kernel, TF32 packed rows); the small cases under a small wave of CTAs:
+# 5 tiles in waves of 4 and 2 (one tail tile of 4 or 2 splits), the NCHW kernels' 6 and 4 tiles, three m tiles.
+TAIL_CASES = {
+    "r50_3x3_512": (Case(32, 512, 7, 7, 512, 3, 3, 1, 1, 1, 1), None),
+    "splits_8x64x32x64_w4": (TMA_WGRAD["splits_8x64x32x64"], "4"),
+    "splits_8x64x32x64_w2": (TMA_WGRAD["splits_8x64x32x64"], "2"),
+    "w64_c64_k128_w5": (TMA_WGRAD_NCHW16["w64_c64_k128"], "5"),
+    "k320_w64_w4": (TMA_WGRAD_NCHW16["k320_w64"], "4"),
+    "r50_7x7_c64_k128_w3": (TMA_WGRAD_PACKED["r50_7x7_c64_k128"], "3"),
+}
+
+
+@pytest.mark.parametrize("mode_layout", ["bf16-nhwc", "fp16-nchw", "bf16-nchw_in_place", "tf32-nchw", "tf32-nhwc"])
+@pytest.mark.parametrize("tail", ["auto", "off"])
+@pytest.mark.parametrize("name", list(TAIL_CASES))
+def test_tma_backward_weight_tail_splits(name, tail, mode_layout, poison, monkeypatch):
+    """The copy-engine backward-weight with tail splits (and with them off: CONV2D_EXT_TMA_WGRAD_TAIL=0): gradients
+    against the reference and bit-identical weight gradients over three runs, on the three kernels (MN-major 16-bit,
+    16-bit NCHW in place, TF32; packed rows where the maps are small)."""
+    if not _tma_wgrad_built():
+        pytest.skip(f"{TMA_WGRAD_KERNEL} backward_weight needs an sm_90a build on a compute capability 9.0 GPU")
+    case, ctas = TAIL_CASES[name]
+    mode, layout = mode_layout.split("-")
+    if layout == "nchw_in_place":
+        layout = "nchw"
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_NCHW", "1")
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PACK", "auto")  # small maps: packed rows
+    if ctas is None:
+        monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_CTAS", raising=False)
+    else:
+        monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_CTAS", ctas)
+    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_TAIL", "0" if tail == "off" else "1")
+    with precision(mode):
+        run_and_check(case, mode, layout, {"backward_weight": TMA_WGRAD_KERNEL}, False, must_run=True)
+        _assert_wgrad_deterministic(case, DTYPES[mode], layout)
+
+
 # Row-packed small maps (backward_weight_tma_nchw.cuh's RowPacking, session 32): the batch's images side by side
 # along each input row, so that a k-tile of 32 (TF32) or 64 (16-bit) pixels walks several images' columns. TF32 in
 # either layout, fp16/bf16 NCHW. r50's 7x7 and 14x14 layers, stride and dilation along h, dilation along w, groups of

@@ -261,11 +261,44 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 // one warp land R*S elements apart (r50_3x3_512: 18 sectors a store, 18-22 us for 2.4M elements on the H100,
 // session 35). So a block takes one output channel k and a chunk of channels, sums the chunk's taps in the partials'
 // order into shared memory, and writes them in the weight's order: both sides coalesced.
+// Tail splits (backward_weight_tma.cuh's tail_split): the output tiles from `first` on had their reduction cut
+// into `splits` (0: no tail); the first split sits in the partials with the other tiles', the others at `partials`:
+// [tile - first][split - 1][128 rows][width], the tile's column blocks (block_ch channels each) side by side. Tile
+// t = (g * col_tiles + column tile) * m_tiles + m tile (128 output channels of group g a m tile). Column tiles:
+// tile_blocks blocks each of (tap, chunk) pairs in tap order (tiles_per_s 0: backward_weight_tma.cuh), or, per filter
+// column s, tiles_per_s tiles of (filter row, chunk) pairs (backward_weight_tma_nchw.cuh).
+struct SplitTail {
+  const float* partials = nullptr;
+  int first = 0, splits = 0, width = 0;
+  int m_tiles = 0, col_tiles = 0, c_chunks = 0, block_ch = 0, tile_blocks = 0, tiles_per_s = 0;
+};
+
+// `sum` (weight (k, tap rs, channel c)'s first split) plus its tail splits in split order, where its tile has them.
+__device__ __forceinline__ float add_tail_splits(const SplitTail& t, const ConvParams& p, int64_t k, int rs, int c,
+                                                 float sum) {
+  const int64_t Kg = p.K_per_group(), g = k / Kg, kk = k - g * Kg;
+  const int m_tile = int(kk / 128), row = int(kk % 128), chunk = c / t.block_ch;
+  int b, col_tile;
+  if (t.tiles_per_s == 0) {
+    b = rs * t.c_chunks + chunk, col_tile = b / t.tile_blocks;
+  } else {
+    const int r = rs / p.S, s = rs - r * p.S;
+    b = r * t.c_chunks + chunk, col_tile = s * t.tiles_per_s + b / t.tile_blocks;
+  }
+  const int64_t tile = (g * t.col_tiles + col_tile) * t.m_tiles + m_tile;
+  if (tile < t.first) return sum;
+  const int64_t tile_floats = int64_t(128) * t.width;
+  const float* src = t.partials + (tile - t.first) * (t.splits - 1) * tile_floats + int64_t(row) * t.width +
+                     (b % t.tile_blocks) * t.block_ch + (c - chunk * t.block_ch);
+  for (int j = 0; j < t.splits - 1; ++j) sum += src[j * tile_floats];
+  return sum;
+}
+
 constexpr int kReduceTile = 4096;  // floats of one block's chunk: R*S taps x pitch (>= chunk) channels, 16 KB
 
 template <typename T>
 __global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ partials, int splits, ConvParams p,
-                                                     bool nhwc_order, int chunk, int pitch) {
+                                                     bool nhwc_order, int chunk, int pitch, SplitTail tail) {
   __shared__ float tile[kReduceTile];
   const int RS = p.R * p.S, Cg = int(p.C_per_group());
   const int64_t taps = int64_t(Cg) * RS, count = p.K * taps;
@@ -280,6 +313,7 @@ __global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ p
       const int64_t t = nhwc_order ? int64_t(rs) * Cg + c0 + cl : int64_t(c0 + cl) * RS + rs;
       float sum = 0.f;
       for (int s = 0; s < splits; ++s) sum += src[s * count + t];
+      if (tail.splits > 0) sum = add_tail_splits(tail, p, k, rs, c0 + cl, sum);
       tile[rs * pitch + cl] = sum;
     }
     __syncthreads();
@@ -296,7 +330,7 @@ __global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ p
 // The same sum a thread per element, for filters of more than kReduceTile taps a channel (no chunk fits).
 template <typename T>
 __global__ void reduce_splits_elementwise(const float* __restrict__ partials, int splits, ConvParams p,
-                                          bool nhwc_order) {
+                                          bool nhwc_order, SplitTail tail) {
   const int64_t taps = p.C_per_group() * p.R * p.S, count = p.K * taps, RS = p.R * p.S;
   const int64_t Cg = p.C_per_group();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
@@ -304,20 +338,22 @@ __global__ void reduce_splits_elementwise(const float* __restrict__ partials, in
     for (int s = 0; s < splits; ++s) sum += partials[s * count + i];
     const int64_t k = i / taps, t = i - k * taps;
     const int64_t c = nhwc_order ? t % Cg : t / RS, rs = nhwc_order ? t / Cg : t % RS;
+    if (tail.splits > 0) sum = add_tail_splits(tail, p, k, int(rs), int(c), sum);
     const int64_t r = rs / p.S, s = rs - r * p.S;
     static_cast<T*>(p.w)[k * p.w_stride[0] + c * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] =
         from_acc<T>(sum);
   }
 }
 
-// Launches the reduction for p over `splits` partial sums at `partials` (taps in nhwc_order or not, as above).
+// Launches the reduction for p over `splits` partial sums at `partials` (taps in nhwc_order or not, as above), and
+// the tail splits where `tail` has them.
 template <typename T>
 void launch_reduce_splits(const float* partials, int splits, const ConvParams& p, bool nhwc_order,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, const SplitTail& tail = SplitTail{}) {
   const int64_t RS = p.R * p.S, Cg = p.C_per_group();
   if (RS > kReduceTile) {
     reduce_splits_elementwise<T><<<grid_for(p.K * Cg * RS, 256, 4), 256, 0, stream>>>(partials, splits, p,
-                                                                                      nhwc_order);
+                                                                                      nhwc_order, tail);
   } else {
     // The chunk: as many channels as fill the tile, a multiple of 32 where that is more than 32; rows of the tile
     // an odd number of floats apart (pitch) so that the transposed pass reads R*S rows without bank conflicts.
@@ -326,7 +362,7 @@ void launch_reduce_splits(const float* partials, int splits, const ConvParams& p
     while (RS * (chunk | 1) > kReduceTile) chunk -= chunk > 32 ? 32 : 1;  // chunk 1: pitch 1, RS <= kReduceTile
     const int64_t pitch = chunk | 1, blocks = p.K * ((Cg + chunk - 1) / chunk);
     reduce_splits<T><<<unsigned(std::clamp<int64_t>(blocks, 1, int64_t(num_sms()) * 8)), 256, 0, stream>>>(
-        partials, splits, p, nhwc_order, int(chunk), int(pitch));
+        partials, splits, p, nhwc_order, int(chunk), int(pitch), tail);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

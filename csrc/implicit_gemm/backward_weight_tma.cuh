@@ -4,7 +4,7 @@
 // NCHW boxes), which fp16/bf16 NCHW inputs take too where it reads them in place; the registry entry 128x128_tma
 // dispatches.
 //
-// GEMM mapping, per group g and split z of the reduction (blockIdx.z = z * groups + g), as backward_weight.cuh:
+// GEMM mapping, per group g and split z of the reduction (the CTA's share: WgradGrid below), as backward_weight.cuh:
 //   M = K/groups output channels, N = (tap, channel) columns in the filters' RSC order, reduction = output pixels:
 //     A[k][j] = dy[n, g*Kg + k, p, q]                         j = (n, p, q)
 //     B[(r, s, c)][j] = x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (0 outside the input: zero fill)
@@ -60,33 +60,87 @@ inline bool wgrad_deep_ring(int64_t ctas) {
 }
 constexpr int kWgradDeepStages = 6;
 
+// The split-K grid of a copy-engine backward-weight kernel (this file's and backward_weight_tma_nchw.cuh's), one-
+// dimensional: CTA i < tiles x splits runs split i / tiles of output tile i % tiles; past them, the tail's extra splits
+// (tail_split: CTA tiles x splits + e runs split 1 + e % (tail.splits - 1) of tile tail.first + e / (tail.splits -
+// 1)). Tile t: m tile t % m_tiles (128 output channels), column tile t / m_tiles % col_tiles, group t / (m_tiles x
+// col_tiles), the order of the former 3-D grid (x, y, z).
+struct WgradGrid {
+  int m_tiles, col_tiles, tiles;     // tiles = m_tiles x col_tiles x groups
+  int boxes, splits, per_split;      // k-tiles of the whole reduction; every tile's splits of per_split k-tiles
+  int tail_per_split;                // a tail tile's splits' k-tiles
+  SplitTail tail;                    // the tail (tail.splits 0: none); its partials' home
+  int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
+  float* partials;                   // [split][K][taps], taps in (r, s, c) order
+};
+
+// One CTA's share: group g, output channels m0.. of it, column tile col_tile, k-tiles box0 .. box0 + k_tiles - 1;
+// its partial (row m of the group, column `col`) at out[(m - row0) * ld + col], `col` the column in the split's
+// [K][taps] partials (tap * Cg + channel) or, `local`, in its tail tile (block - the tile's first block) * channels
+// a block + channel in the block.
+struct WgradWork {
+  int g, m0, col_tile, box0, k_tiles, row0;
+  bool local;
+  float* out;
+  int64_t ld;
+};
+
+__device__ __forceinline__ WgradWork wgrad_work(const WgradGrid& c, int Kg) {
+  const int64_t main_ctas = int64_t(c.tiles) * c.splits, cta = blockIdx.x;
+  WgradWork w{};
+  int64_t tile;
+  int split, per;
+  if (cta < main_ctas) {
+    split = int(cta / c.tiles), tile = cta - int64_t(split) * c.tiles;
+    per = c.tail.splits > 0 && tile >= c.tail.first ? c.tail_per_split : c.per_split;
+  } else {
+    const int64_t e = cta - main_ctas;
+    tile = c.tail.first + e / (c.tail.splits - 1), split = 1 + int(e % (c.tail.splits - 1));
+    per = c.tail_per_split;
+  }
+  const int64_t mc = int64_t(c.m_tiles) * c.col_tiles;
+  w.g = int(tile / mc);
+  const int64_t rest = tile - w.g * mc;
+  w.col_tile = int(rest / c.m_tiles), w.m0 = int(rest - int64_t(w.col_tile) * c.m_tiles) * 128;
+  w.box0 = split * per, w.k_tiles = max(0, min(per, c.boxes - w.box0));
+  w.local = cta >= main_ctas;
+  if (w.local) {
+    const int64_t tile_floats = int64_t(128) * c.tail.width;
+    w.out = const_cast<float*>(c.tail.partials) +
+            ((tile - c.tail.first) * (c.tail.splits - 1) + split - 1) * tile_floats;
+    w.ld = c.tail.width, w.row0 = w.m0;
+  } else {
+    w.out = c.partials + (int64_t(split) * c.K + int64_t(w.g) * Kg) * c.taps;
+    w.ld = c.taps, w.row0 = 0;
+  }
+  return w;
+}
+
 // What the kernel needs besides its two tensor maps.
 struct TmaWgrad {
   int wt, ht, nt, q_tiles, p_tiles;  // the box of output pixels, and boxes per row and column
-  int boxes, boxes_per_split;        // k-tiles of the whole reduction, and of one split
   int groups, Cg, Kg;
   int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int S, c_chunks, blocks;           // column blocks: (tap, 64-channel chunk) pairs, R*S*c_chunks of them
-  int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
   uint32_t tx_bytes, box_rows;       // bytes of one stage's boxes; pixels per box
-  float* partials;                   // [split][K][taps], taps in (r, s, c) order
+  WgradGrid work;
 };
 
 // One column block of a warpgroup's partial tile, from its accumulators at `acc` (wgmma's m64nN layout: 8-column
 // group jj holds (row g, columns 2t, 2t + 1) and (g + 8, the same) in acc[4 jj .. 4 jj + 3]): kCols columns, the
-// channels ch0.. of tap `tap`, rows row and row + 8 (row: the thread's first). Rows past Kg and channels past Cg are
-// dropped. `out`: the split's partials of the group, [Kg rows][taps], taps in (r, s, c) order. Used by this file's
+// channels ch0.. of a block whose first column is `col` (WgradWork: in the split's partials or in its tail tile),
+// rows row and row + 8 (row: the thread's first). Rows past Kg and channels past Cg are dropped. Used by this file's
 // kernel and backward_weight_tma_nchw.cuh's.
 template <int kCols>
-__device__ __forceinline__ void store_partial_block(const float* acc, float* out, int row, int tap, int ch0, int Kg,
-                                                    int Cg, int64_t taps) {
+__device__ __forceinline__ void store_partial_block(const float* acc, const WgradWork& w, int row, int64_t col,
+                                                    int ch0, int Kg, int Cg) {
   const int t = threadIdx.x % 4;
 #pragma unroll
   for (int jj = 0; jj < kCols / 8; ++jj)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int m = row + (e / 2) * 8, ch = ch0 + jj * 8 + t * 2 + e % 2;
-      if (m < Kg && ch < Cg) out[int64_t(m) * taps + int64_t(tap) * Cg + ch] = acc[jj * 4 + e];
+      const int m = row + (e / 2) * 8, dc = jj * 8 + t * 2 + e % 2;
+      if (m < Kg && ch0 + dc < Cg) w.out[int64_t(m - w.row0) * w.ld + col + dc] = acc[jj * 4 + e];
     }
 }
 
@@ -101,9 +155,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
-  const int m0 = blockIdx.x * 128, block0 = blockIdx.y * kNB;
-  const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
+  const WgradWork work = wgrad_work(c.work, c.Kg);
+  const int g = work.g, m0 = work.m0, block0 = work.col_tile * kNB, box0 = work.box0, k_tiles = work.k_tiles;
   // 64 or fewer output channels a group: one grad_output box, and the two warpgroups split the tile's column blocks
   // instead of its rows (warpgroup 1's rows would all be past Kg, multiplying zeros).
   const bool narrow = c.Kg <= 64;
@@ -153,11 +206,11 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   // blocks; narrow: output channels 0..63 (box 0) x column block wg.
   const int wg = warp / 4;
   // The partial tile straight from the accumulators: row m (output channel), column (tap, channel) of block b.
-  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
   auto store = [&](const float (&acc)[32], int b, int row) {
     if (b >= c.blocks) return;
-    const int tap = b / c.c_chunks;
-    store_partial_block<BK>(acc, out, row, tap, (b - tap * c.c_chunks) * BK, c.Kg, c.Cg, c.taps);
+    const int tap = b / c.c_chunks, ch0 = (b - tap * c.c_chunks) * BK;
+    store_partial_block<BK>(acc, work, row, work.local ? (b - block0) * BK : int64_t(tap) * c.Cg + ch0, ch0, c.Kg,
+                            c.Cg);
   };
   if (narrow) {
     if (block0 + wg >= c.blocks) {  // no block of its own: it only releases the stages
@@ -213,22 +266,70 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
 // occupancy a second CTA per SM buys. CONV2D_EXT_TMA_WGRAD_CTAS=n fits n CTAs instead (timing; read at each call by
 // both the workspace size and the launch, not by a can_implement: it changes the split, never the kernel).
 struct BoxSplit { int boxes_per_split, splits; };
+inline int64_t wgrad_ctas() {
+  if (const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_CTAS"); env != nullptr && std::atoi(env) > 0)
+    return std::atoi(env);
+  return 132;
+}
 inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_t min_per) {
-  int64_t ctas = 132;
-  if (const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_CTAS"); env != nullptr) {
-    const int n = std::atoi(env);
-    if (n > 0) ctas = n;
-  }
+  const int64_t ctas = wgrad_ctas();
   const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>(ctas / std::max<int64_t>(tiles, 1), 65535 / groups));
   const int64_t per = std::max<int64_t>(min_per, (boxes + wanted - 1) / wanted);
   const int per_split = static_cast<int>(std::min<int64_t>(per, std::max<int64_t>(boxes, 1)));
   return {per_split, static_cast<int>(std::max<int64_t>(1, (boxes + per_split - 1) / per_split))};
 }
 
-// The split of the reduction (split_boxes): at least 8 boxes per split.
+// The tail of a grid of more output tiles than a wave (split_boxes gave them one split each): the last tiles % 132
+// tiles would run alone, whole reductions in a last wave (r50_3x3_512: 144 tiles, 12 of them a second ~16 us wave
+// after the first 132). Their reductions are cut further, into as many splits (of at least 2 k-tiles) as fill that
+// wave, so that it is short: a tail tile's first split is its own CTA among the first `tiles`, its others run past
+// them (WgradGrid) and write compact partial tiles that reduce_splits adds after the first, in split order (bit-
+// identical from run to run). Where the tail is more than half a wave, or the k-tiles too few to cut, none.
+// CONV2D_EXT_TMA_WGRAD_TAIL=0 turns it off (timing); CONV2D_EXT_TMA_WGRAD_CTAS=n moves the wave (tests). Fills
+// every field of `grid` but the pointers and K, taps.
+inline void plan_wgrad_grid(WgradGrid& grid, int64_t boxes, int64_t m_tiles, int64_t col_tiles, int64_t groups,
+                            int64_t min_per) {
+  const int64_t tiles = m_tiles * col_tiles * groups, ctas = wgrad_ctas();
+  const BoxSplit split = split_boxes(boxes, tiles, groups, min_per);
+  grid.m_tiles = int(m_tiles), grid.col_tiles = int(col_tiles), grid.tiles = int(tiles);
+  grid.boxes = int(boxes), grid.splits = split.splits, grid.per_split = split.boxes_per_split;
+  grid.tail = SplitTail{};
+  grid.tail_per_split = 0;
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_TAIL");
+  const int64_t tail = tiles % ctas;
+  if ((env != nullptr && env[0] == '0') || split.splits != 1 || tiles <= ctas || tail == 0 || 2 * tail > ctas ||
+      boxes < 4)
+    return;
+  const int64_t wanted = std::min<int64_t>(ctas / tail, boxes / 2), per = (boxes + wanted - 1) / wanted;
+  grid.tail.first = int(tiles - tail), grid.tail.splits = int((boxes + per - 1) / per);
+  grid.tail_per_split = int(per);
+  if (grid.tail.splits < 2) grid.tail = SplitTail{};
+}
+
+// CTAs of the grid, and bytes of the tail's partial tiles (width: columns of a tile).
+inline int64_t wgrad_grid_ctas(const WgradGrid& g) {
+  return int64_t(g.tiles) * g.splits + (g.tail.splits > 0 ? int64_t(g.tiles - g.tail.first) * (g.tail.splits - 1) : 0);
+}
+inline int64_t wgrad_tail_bytes(const WgradGrid& g, int64_t width) {
+  return g.tail.splits > 0 ? region(int64_t(g.tiles - g.tail.first) * (g.tail.splits - 1) * 128 * width * 4) : 0;
+}
+
+// The pointers of `grid`: the splits' partials at `partials`, the tail's `tail_offset` bytes on; K and taps.
+inline void set_wgrad_partials(WgradGrid& grid, const ConvParams& p, float* partials, int64_t tail_offset) {
+  grid.K = p.K, grid.taps = p.C_per_group() * p.R * p.S, grid.partials = partials;
+  grid.tail.partials = reinterpret_cast<const float*>(reinterpret_cast<unsigned char*>(partials) + tail_offset);
+}
+
+// The CTAs that run whole reductions side by side (wgrad_deep_ring's question): with a tail, the wave before it.
+inline int64_t wgrad_first_wave(const WgradGrid& g) {
+  return g.tail.splits > 0 ? g.tail.first : wgrad_grid_ctas(g);
+}
+
+// The grid (plan_wgrad_grid) over boxes of output pixels: at least 8 boxes per split.
 struct TmaWgradPlan {
   TmaTile box;
-  int blocks, col_tiles, m_tiles, splits, boxes_per_split;
+  int blocks;
+  WgradGrid grid;
 };
 
 template <class Cfg>
@@ -237,20 +338,26 @@ TmaWgradPlan tma_wgrad_plan(const ConvParams& p) {
   plan.box = tma_tile(p, kWgradBoxPixels);
   const int64_t c_chunks = (p.C_per_group() + 63) / 64, boxes = plan.box.count();
   plan.blocks = static_cast<int>(p.R * p.S * c_chunks);
-  plan.col_tiles = (plan.blocks + Cfg::kNB - 1) / Cfg::kNB;
-  plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
-  const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
-  const BoxSplit split = split_boxes(boxes, tiles, p.groups, 8);
-  plan.boxes_per_split = split.boxes_per_split, plan.splits = split.splits;
+  plan_wgrad_grid(plan.grid, boxes, (p.K_per_group() + 127) / 128, (plan.blocks + Cfg::kNB - 1) / Cfg::kNB, p.groups,
+                  8);
+  SplitTail& t = plan.grid.tail;
+  t.width = Cfg::kNB * 64, t.m_tiles = plan.grid.m_tiles, t.col_tiles = plan.grid.col_tiles;
+  t.c_chunks = int(c_chunks), t.block_ch = 64, t.tile_blocks = Cfg::kNB, t.tiles_per_s = 0;
   return plan;
+}
+
+// The partials (the splits' and the tail's) at the start of the workspace: their bytes.
+template <class Cfg>
+int64_t tma_wgrad_partials_bytes(const ConvParams& p, const TmaWgradPlan& plan) {
+  return region(int64_t(plan.grid.splits) * p.K * p.C_per_group() * p.R * p.S * 4) +
+         wgrad_tail_bytes(plan.grid, Cfg::kNB * 64);
 }
 
 // Workspace: the partials, the NHWC copies of an NCHW problem's input and grad_output, and what the fallback
 // (128x128_w8, for channels-last tensors the copy engine cannot read) needs, whichever is larger.
 template <class Cfg>
 int64_t backward_weight_tma_workspace(const ConvParams& p) {
-  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
-  int64_t bytes = region(int64_t(tma_wgrad_plan<Cfg>(p).splits) * count * 4);
+  int64_t bytes = tma_wgrad_partials_bytes<Cfg>(p, tma_wgrad_plan<Cfg>(p));
   if (!p.channels_last)  // the input's NHWC copy; grad_output's unless it comes staged (conv2d.py)
     bytes += region(p.N * p.C * p.H * p.W * 2) + staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, 2);
   return std::max(bytes, backward_weight_workspace<Config128x128_w8>(p));
@@ -260,15 +367,17 @@ extern template void backward_weight_launch_typed<__half, Config128x128_w8>(cons
 extern template void backward_weight_launch_typed<__nv_bfloat16, Config128x128_w8>(const ConvParams&, void*,
                                                                                    cudaStream_t);
 
-// Launches a split-K copy-engine backward-weight kernel (this file's or backward_weight_tma_nchw.cuh's) on `grid`
-// with `smem` bytes of shared memory, then reduce_splits over its `splits` partial tiles into p's grad_weight.
+// Launches a split-K copy-engine backward-weight kernel (this file's or backward_weight_tma_nchw.cuh's) on its grid
+// with `smem` bytes of shared memory, then reduce_splits over its partial tiles (c.work) into p's grad_weight.
 template <auto kKernel, typename T, class Args>
-void launch_split_wgrad(dim3 grid, int smem, const CUtensorMap& dy_map, const CUtensorMap& x_map, const Args& c,
-                        const float* partials, int splits, const ConvParams& p, cudaStream_t stream) {
+void launch_split_wgrad(int smem, const CUtensorMap& dy_map, const CUtensorMap& x_map, const Args& c,
+                        const ConvParams& p, cudaStream_t stream) {
   opt_in_shared_memory<kKernel>(smem);
-  kKernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
+  const int64_t ctas = wgrad_grid_ctas(c.work);
+  TORCH_CHECK(ctas < (int64_t(1) << 31), "conv2d_ext: implicit_gemm tma backward_weight: 2^31 or more CTAs");
+  kKernel<<<static_cast<unsigned>(ctas), kTmaThreads, smem, stream>>>(dy_map, x_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  launch_reduce_splits<T>(partials, splits, p, true, stream);
+  launch_reduce_splits<T>(c.work.partials, c.work.splits, p, true, stream, c.work.tail);
 }
 
 template <typename T, class Cfg>
@@ -281,7 +390,7 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   const TmaWgradPlan plan = tma_wgrad_plan<Cfg>(p);
   // The operands as the copy engine reads them: NHWC copies of an NCHW problem's, or a channels-last problem's own.
   const ConvParams q = p.channels_last ? p : staged_operands_nhwc<T>(
-      p, static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4), stream);
+      p, static_cast<unsigned char*>(workspace) + tma_wgrad_partials_bytes<Cfg>(p, plan), stream);
   const void* x = q.x;
   const void* dy = q.y;
   const int64_t(&xs)[4] = q.x_stride;
@@ -306,25 +415,20 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
 
   TmaWgrad c{};
   c.wt = t.wt, c.ht = t.ht, c.nt = t.nt, c.q_tiles = int(t.q_tiles), c.p_tiles = int(t.p_tiles);
-  c.boxes = int(t.count()), c.boxes_per_split = plan.boxes_per_split;
   c.groups = p.groups, c.Cg = int(p.C_per_group()), c.Kg = int(p.K_per_group());
   c.stride_h = p.stride_h, c.stride_w = p.stride_w, c.pad_h = p.pad_h, c.pad_w = p.pad_w;
   c.dil_h = p.dil_h, c.dil_w = p.dil_w;
   c.S = int(p.S), c.c_chunks = int((p.C_per_group() + BK - 1) / BK), c.blocks = plan.blocks;
-  c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
   c.box_rows = uint32_t(t.wt * t.ht * t.nt);
   c.tx_bytes = uint32_t(kTmaRowBytes) * c.box_rows * ((p.K_per_group() <= 64 ? 1 : 2) + Cfg::kNB);  // narrow: one dy box
-  c.partials = partials;
+  c.work = plan.grid;
+  set_wgrad_partials(c.work, p, partials, region(int64_t(plan.grid.splits) * count * 4));
 
-  const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
-                  static_cast<unsigned>(plan.splits * p.groups));
   using Deep = TmaWgradConfig<Cfg::kNB, kWgradDeepStages>;
-  if (wgrad_deep_ring(int64_t(grid.x) * grid.y * grid.z))
-    launch_split_wgrad<backward_weight_tma_kernel<T, Deep>, T>(grid, Deep::kSmem, dy_map, x_map, c, partials,
-                                                               plan.splits, p, stream);
+  if (wgrad_deep_ring(wgrad_first_wave(c.work)))
+    launch_split_wgrad<backward_weight_tma_kernel<T, Deep>, T>(Deep::kSmem, dy_map, x_map, c, p, stream);
   else
-    launch_split_wgrad<backward_weight_tma_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials,
-                                                              plan.splits, p, stream);
+    launch_split_wgrad<backward_weight_tma_kernel<T, Cfg>, T>(Cfg::kSmem, dy_map, x_map, c, p, stream);
 }
 
 // What it can run: fp16/bf16 (MN-major wgmma operands) on an sm_90a build, channels (per group) in 16-byte vectors,
@@ -345,7 +449,7 @@ std::string backward_weight_tma_can_implement(const ConvParams& p) {
     return "2^31 or more boxes of output pixels";
   if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
-  if (tma_wgrad_plan<Cfg>(p).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
+  if (tma_wgrad_plan<Cfg>(p).grid.col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
   return "";
 }
 

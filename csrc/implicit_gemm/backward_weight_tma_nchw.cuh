@@ -69,27 +69,26 @@ template <typename T> using TmaWgradNchwConfig128x192 = TmaWgradNchwConfig<T, 3,
 
 struct TmaWgradNchw {
   int u_tiles, P;                    // k-tiles per row (kPix input columns each); output rows
-  int boxes, boxes_per_split;        // k-tiles of the whole reduction, and of one split
   int groups, Cg, Kg;
   int stride_h, pad_h, pad_w, dil_h, dil_w;
   int S, c_chunks, blocks, tiles_per_s;  // column blocks of one filter column s: R*c_chunks (r, chunk) pairs
-  int64_t K, taps;                   // partial rows (all output channels) and columns (Cg*R*S)
-  float* partials;                   // [split][K][taps], taps in (r, s, c) order
+  WgradGrid work;
 };
 
 // The warpgroup's partial tile: its accumulators hold N / (kPix / 2) column blocks of kPix channels (block0 on) of
-// filter column s, stored by store_partial_block; blocks past the last dropped.
+// filter column s, stored by store_partial_block; blocks past the last dropped. tile_block0: the tile's first block.
 template <int kPix, int N>
-__device__ __forceinline__ void store_nchw_wgrad_partials(const float (&acc)[N], const TmaWgradNchw& c, int split,
-                                                          int g, int row, int s, int block0) {
-  float* out = c.partials + (int64_t(split) * c.K + int64_t(g) * c.Kg) * c.taps;
+__device__ __forceinline__ void store_nchw_wgrad_partials(const float (&acc)[N], const TmaWgradNchw& c,
+                                                          const WgradWork& work, int row, int s, int tile_block0,
+                                                          int block0) {
 #pragma unroll
   for (int j = 0; j < N / (kPix / 2); ++j) {
     const int b = block0 + j;
     if (b >= c.blocks) continue;
-    const int r = b / c.c_chunks;
-    store_partial_block<kPix>(acc + j * (kPix / 2), out, row, r * c.S + s, (b - r * c.c_chunks) * kPix, c.Kg, c.Cg,
-                              c.taps);
+    const int r = b / c.c_chunks, ch0 = (b - r * c.c_chunks) * kPix;
+    store_partial_block<kPix>(acc + j * (kPix / 2), work, row,
+                              work.local ? (b - tile_block0) * kPix : int64_t(r * c.S + s) * c.Cg + ch0, ch0, c.Kg,
+                              c.Cg);
   }
 }
 
@@ -106,14 +105,13 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = blockIdx.z % c.groups, split = blockIdx.z / c.groups;
-  const int s = blockIdx.y / c.tiles_per_s, block0 = (blockIdx.y - s * c.tiles_per_s) * kBlocks;
+  const WgradWork work = wgrad_work(c.work, c.Kg);
+  const int g = work.g, s = work.col_tile / c.tiles_per_s, block0 = (work.col_tile - s * c.tiles_per_s) * kBlocks;
   const int nb = min(kBlocks, c.blocks - block0);  // the tile's column blocks
   // 64 or fewer output channels a group: only the grad_output boxes of channels 0..63, and the two warpgroups split
   // the tile's columns instead of its rows (where warpgroup 1's rows would all be past Kg, multiplying zeros).
   const bool narrow = kBlocks != 3 && c.Kg <= 64;  // (the launcher takes 2-block tiles for narrow problems)
-  const int m0 = blockIdx.x * 128;
-  const int box0 = split * c.boxes_per_split, k_tiles = min(c.boxes_per_split, c.boxes - box0);
+  const int m0 = work.m0, box0 = work.box0, k_tiles = work.k_tiles;
 
   if (threadIdx.x == 0) ring.init(2);
   __syncthreads();
@@ -174,7 +172,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
                        wgmma_descriptor<kTmaRowBytes>(b + step * 32));
           },
           [&] { wgmma_fence_operands(acc); });
-      store_nchw_wgrad_partials<kPix>(acc, c, split, g, at_row, s, block0 + b_block);
+      store_nchw_wgrad_partials<kPix>(acc, c, work, at_row, s, block0, block0 + b_block);
     };
     if (narrow) {  // warpgroup wg: rows 0..63 (grad_output box 0) x column block wg
       if (wg < nb) tile(std::integral_constant<int, 1>{}, 0, wg, m0 + w * 16 + lane / 4);
@@ -222,17 +220,18 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
                                   wgmma_descriptor<kTmaRowBytes>(stage + (kDyBoxes + b_block) * kBox + step * 32));
           },
           [&] { wgmma_fence_operands(acc); });  // A's registers: ptxas keeps them live until the wait that covers them
-      store_nchw_wgrad_partials<kPix>(acc, c, split, g, at_row, s, block0 + b_block);
+      store_nchw_wgrad_partials<kPix>(acc, c, work, at_row, s, block0, block0 + b_block);
     };
     if (narrow) run(std::integral_constant<int, 64>{}, 2 * wg, m0 + w * 16 + gid);
     else run(std::integral_constant<int, 128>{}, 0, row);
   }
 }
 
-// The split of the reduction (split_boxes): at least kMinSplit k-tiles per split.
+// The grid (plan_wgrad_grid): at least kMinSplit k-tiles per split.
 struct TmaWgradNchwPlan {
-  int u_tiles, c_chunks, blocks, tiles_per_s, col_tiles, m_tiles, splits, boxes_per_split;
+  int u_tiles, c_chunks, blocks, tiles_per_s;
   int64_t boxes;
+  WgradGrid grid;
 };
 
 // Input columns a k-tile walks: 0 .. min(W, the last column any tap reads + 1) (columns outside 0..W-1 are zero
@@ -250,11 +249,11 @@ TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p, int tile_blocks) {
   plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
   plan.blocks = static_cast<int>(p.R * plan.c_chunks);
   plan.tiles_per_s = (plan.blocks + tile_blocks - 1) / tile_blocks;
-  plan.col_tiles = static_cast<int>(p.S * plan.tiles_per_s);
-  plan.m_tiles = static_cast<int>((p.K_per_group() + 127) / 128);
-  const int64_t tiles = int64_t(plan.m_tiles) * plan.col_tiles * p.groups;
-  const BoxSplit split = split_boxes(plan.boxes, tiles, p.groups, Shape::kMinSplit);
-  plan.boxes_per_split = split.boxes_per_split, plan.splits = split.splits;
+  plan_wgrad_grid(plan.grid, plan.boxes, (p.K_per_group() + 127) / 128, p.S * plan.tiles_per_s, p.groups,
+                  Shape::kMinSplit);
+  SplitTail& t = plan.grid.tail;
+  t.width = tile_blocks * Shape::kPix, t.m_tiles = plan.grid.m_tiles, t.col_tiles = plan.grid.col_tiles;
+  t.c_chunks = plan.c_chunks, t.block_ch = Shape::kPix, t.tile_blocks = tile_blocks, t.tiles_per_s = plan.tiles_per_s;
   return plan;
 }
 
@@ -298,7 +297,7 @@ inline bool wgrad_reads_nchw(const ConvParams& p) {
   const int64_t(&xs)[4] = p.x_stride;
   if (!tma_strides_fit(2, p.x, {xs[0], xs[1], xs[2]}) || p.P * p.Q >= (int64_t(1) << 31)) return false;
   const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<__half>(p, nchw_wgrad_tile_blocks(p));  // bf16 alike
-  if (plan.boxes >= (int64_t(1) << 31) || plan.col_tiles > 65535) return false;
+  if (plan.boxes >= (int64_t(1) << 31) || plan.grid.col_tiles > 65535) return false;
   const int64_t walked = int64_t(plan.u_tiles) * NchwWgradShape<__half>::kPix;
   return (env != nullptr && env[0] == '1') || walked * 15 <= nchw_wgrad_columns(p) * 16;
 }
@@ -365,8 +364,8 @@ inline bool nchw_wgrad_packs(const ConvParams& p) {
       p.C * p.H * r.pitch >= (int64_t(1) << 36) || p.P * r.out_cols * p.K >= (int64_t(1) << 36))
     return false;
   const ConvParams q = packed_wgrad_geometry(p, r);
-  const int col_tiles = tf32 ? tma_wgrad_nchw_plan<float>(q, 4).col_tiles
-                             : tma_wgrad_nchw_plan<__half>(q, nchw_wgrad_tile_blocks(p)).col_tiles;  // bf16 alike
+  const int col_tiles = tf32 ? tma_wgrad_nchw_plan<float>(q, 4).grid.col_tiles
+                             : tma_wgrad_nchw_plan<__half>(q, nchw_wgrad_tile_blocks(p)).grid.col_tiles;  // bf16 alike
   if (col_tiles > 65535) return false;  // the grid's y
   if (env[0] == '1') return true;
   const int64_t columns = nchw_wgrad_columns(p), in_place = (columns + pix - 1) / pix * pix;
@@ -458,8 +457,16 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   }
   if (p.K_per_group() * p.C_per_group() * p.R * p.S >= (int64_t(1) << 31))
     return "a weight of 2^31 elements or more per group";
-  if (tma_wgrad_nchw_plan<float>(p, 4).col_tiles > 65535) return "more than 65535 tiles of (tap, channel) columns";
+  if (tma_wgrad_nchw_plan<float>(p, 4).grid.col_tiles > 65535)
+    return "more than 65535 tiles of (tap, channel) columns";
   return "";
+}
+
+// The partials (the splits' and the tail's) at the start of the workspace: their bytes.
+template <typename T>
+int64_t nchw_wgrad_partials_bytes(const ConvParams& p, const TmaWgradNchwPlan& plan, int tile_blocks) {
+  return region(int64_t(plan.grid.splits) * p.K * p.C_per_group() * p.R * p.S * 4) +
+         wgrad_tail_bytes(plan.grid, int64_t(tile_blocks) * NchwWgradShape<T>::kPix);
 }
 
 // Workspace of this file's launcher: the partials and grad_output's NHWC copy (none when it comes dense NHWC:
@@ -467,16 +474,14 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
 // (128x128_w8, sliced inputs) needs. Packed rows: the partials and the two packed copies.
 template <typename T>
 int64_t backward_weight_tma_nchw_workspace(const ConvParams& p) {
-  const int64_t count = p.K * p.C_per_group() * p.R * p.S;
+  const int blocks = sizeof(T) == 4 ? 4 : nchw_wgrad_tile_blocks(p);
   if (nchw_wgrad_packs(p)) {  // the partials and the packed operands
     const RowPacking r = row_packing(p, sizeof(T));
-    const int64_t splits = tma_wgrad_nchw_plan<T>(packed_wgrad_geometry(p, r), nchw_wgrad_tile_blocks(p)).splits;
-    return region(splits * count * 4) + region(p.C * p.H * r.pitch * int64_t(sizeof(T))) +
-           region(p.P * r.out_cols * p.K * int64_t(sizeof(T)));
+    return nchw_wgrad_partials_bytes<T>(p, tma_wgrad_nchw_plan<T>(packed_wgrad_geometry(p, r), blocks), blocks) +
+           region(p.C * p.H * r.pitch * int64_t(sizeof(T))) + region(p.P * r.out_cols * p.K * int64_t(sizeof(T)));
   }
   const int64_t dy_copy = region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, sizeof(T)));
-  const int64_t splits = tma_wgrad_nchw_plan<T>(p, nchw_wgrad_tile_blocks(p)).splits;
-  const int64_t bytes = region(splits * count * 4) + dy_copy;
+  const int64_t bytes = nchw_wgrad_partials_bytes<T>(p, tma_wgrad_nchw_plan<T>(p, blocks), blocks) + dy_copy;
   if constexpr (sizeof(T) == 4) {
     const int64_t x_copy = tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4 : 0;
     return std::max(bytes + x_copy, backward_weight_workspace<Config128x128_w8>(p));
@@ -510,7 +515,8 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   // grad_output in NHWC: as it comes (channels-last, or staged once for both backward passes by conv2d.py), else
   // copied; then (TF32) the input's NCHW copy when it is channels-last. Or both operands packed.
   int64_t ys[4];
-  unsigned char* free_space = static_cast<unsigned char*>(workspace) + region(int64_t(plan.splits) * count * 4);
+  unsigned char* free_space =
+      static_cast<unsigned char*>(workspace) + nchw_wgrad_partials_bytes<T>(p, plan, Cfg::kBlocks);
   const T* dy;
   const T* x = static_cast<const T*>(p.x);
   int64_t xs[4] = {p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
@@ -546,24 +552,19 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
 
   TmaWgradNchw c{};
   c.u_tiles = plan.u_tiles, c.P = int(q.P);
-  c.boxes = int(plan.boxes), c.boxes_per_split = plan.boxes_per_split;
   c.groups = q.groups, c.Cg = int(q.C_per_group()), c.Kg = int(q.K_per_group());
   c.stride_h = q.stride_h, c.pad_h = q.pad_h, c.pad_w = q.pad_w, c.dil_h = q.dil_h, c.dil_w = q.dil_w;
   c.S = int(p.S), c.c_chunks = plan.c_chunks, c.blocks = plan.blocks;
   c.tiles_per_s = plan.tiles_per_s;
-  c.K = p.K, c.taps = p.C_per_group() * p.R * p.S;
-  c.partials = partials;
+  c.work = plan.grid;
+  set_wgrad_partials(c.work, p, partials, region(int64_t(plan.grid.splits) * count * 4));
 
-  const dim3 grid(static_cast<unsigned>(plan.m_tiles), static_cast<unsigned>(plan.col_tiles),
-                  static_cast<unsigned>(plan.splits * p.groups));
   if constexpr (sizeof(T) == 2 && Cfg::kBlocks == 2) {  // 16-bit two-block tiles: 6 stages where one wave fits
     using Deep = TmaWgradNchwConfig<T, Cfg::kBlocks, kWgradDeepStages>;
-    if (wgrad_deep_ring(int64_t(grid.x) * grid.y * grid.z))
-      return launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Deep>, T>(grid, Deep::kSmem, dy_map, x_map, c,
-                                                                             partials, plan.splits, p, stream);
+    if (wgrad_deep_ring(wgrad_first_wave(c.work)))
+      return launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Deep>, T>(Deep::kSmem, dy_map, x_map, c, p, stream);
   }
-  launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Cfg>, T>(grid, Cfg::kSmem, dy_map, x_map, c, partials,
-                                                                 plan.splits, p, stream);
+  launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Cfg>, T>(Cfg::kSmem, dy_map, x_map, c, p, stream);
 }
 
 // The registry entry 128x128_tma: for float32 with TF32 this file's kernel; for fp16/bf16 this file's kernel on NCHW
