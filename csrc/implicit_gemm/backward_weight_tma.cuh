@@ -286,14 +286,17 @@ inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_
 // them (WgradGrid) and write compact partial tiles that reduce_splits adds after the first, in split order (bit-
 // identical from run to run). Where the tail is more than half a wave, or the k-tiles too few to cut, none.
 // CONV2D_EXT_TMA_WGRAD_TAIL=0 turns it off (timing); CONV2D_EXT_TMA_WGRAD_CTAS=n moves the wave (tests). Fills
-// every field of `grid` but the pointers and K, taps.
+// every field of `grid` but the pointers and K, taps; `columns`: the kernel's column tiles as SplitTail spells them
+// (width, c_chunks, block_ch, tile_blocks, tiles_per_s).
 inline void plan_wgrad_grid(WgradGrid& grid, int64_t boxes, int64_t m_tiles, int64_t col_tiles, int64_t groups,
-                            int64_t min_per) {
+                            int64_t min_per, const SplitTail& columns) {
   const int64_t tiles = m_tiles * col_tiles * groups, ctas = wgrad_ctas();
   const BoxSplit split = split_boxes(boxes, tiles, groups, min_per);
   grid.m_tiles = int(m_tiles), grid.col_tiles = int(col_tiles), grid.tiles = int(tiles);
   grid.boxes = int(boxes), grid.splits = split.splits, grid.per_split = split.boxes_per_split;
-  grid.tail = SplitTail{};
+  grid.tail = columns;
+  grid.tail.m_tiles = grid.m_tiles, grid.tail.col_tiles = grid.col_tiles;
+  grid.tail.first = 0, grid.tail.splits = 0;  // no tail unless below
   grid.tail_per_split = 0;
   const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_TAIL");
   const int64_t tail = tiles % ctas;
@@ -303,7 +306,7 @@ inline void plan_wgrad_grid(WgradGrid& grid, int64_t boxes, int64_t m_tiles, int
   const int64_t wanted = std::min<int64_t>(ctas / tail, boxes / 2), per = (boxes + wanted - 1) / wanted;
   grid.tail.first = int(tiles - tail), grid.tail.splits = int((boxes + per - 1) / per);
   grid.tail_per_split = int(per);
-  if (grid.tail.splits < 2) grid.tail = SplitTail{};
+  if (grid.tail.splits < 2) grid.tail.splits = 0;
 }
 
 // CTAs of the grid, and bytes of the tail's partial tiles (width: columns of a tile).
@@ -338,11 +341,11 @@ TmaWgradPlan tma_wgrad_plan(const ConvParams& p) {
   plan.box = tma_tile(p, kWgradBoxPixels);
   const int64_t c_chunks = (p.C_per_group() + 63) / 64, boxes = plan.box.count();
   plan.blocks = static_cast<int>(p.R * p.S * c_chunks);
+  SplitTail columns{};  // blocks of 64 channels, (tap, chunk) in tap order, kNB a tile
+  columns.width = Cfg::kNB * 64, columns.c_chunks = int(c_chunks), columns.block_ch = 64;
+  columns.tile_blocks = Cfg::kNB, columns.tiles_per_s = 0;
   plan_wgrad_grid(plan.grid, boxes, (p.K_per_group() + 127) / 128, (plan.blocks + Cfg::kNB - 1) / Cfg::kNB, p.groups,
-                  8);
-  SplitTail& t = plan.grid.tail;
-  t.width = Cfg::kNB * 64, t.m_tiles = plan.grid.m_tiles, t.col_tiles = plan.grid.col_tiles;
-  t.c_chunks = int(c_chunks), t.block_ch = 64, t.tile_blocks = Cfg::kNB, t.tiles_per_s = 0;
+                  8, columns);
   return plan;
 }
 

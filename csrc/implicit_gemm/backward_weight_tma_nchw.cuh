@@ -249,11 +249,11 @@ TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p, int tile_blocks) {
   plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
   plan.blocks = static_cast<int>(p.R * plan.c_chunks);
   plan.tiles_per_s = (plan.blocks + tile_blocks - 1) / tile_blocks;
+  SplitTail columns{};  // per filter column s: tiles_per_s tiles of tile_blocks (filter row, kPix-channel chunk) blocks
+  columns.width = tile_blocks * Shape::kPix, columns.c_chunks = plan.c_chunks, columns.block_ch = Shape::kPix;
+  columns.tile_blocks = tile_blocks, columns.tiles_per_s = plan.tiles_per_s;
   plan_wgrad_grid(plan.grid, plan.boxes, (p.K_per_group() + 127) / 128, p.S * plan.tiles_per_s, p.groups,
-                  Shape::kMinSplit);
-  SplitTail& t = plan.grid.tail;
-  t.width = tile_blocks * Shape::kPix, t.m_tiles = plan.grid.m_tiles, t.col_tiles = plan.grid.col_tiles;
-  t.c_chunks = plan.c_chunks, t.block_ch = Shape::kPix, t.tile_blocks = tile_blocks, t.tiles_per_s = plan.tiles_per_s;
+                  Shape::kMinSplit, columns);
   return plan;
 }
 
