@@ -666,7 +666,9 @@ struct DgradConfig {
   static constexpr int kKRed = 64;                 // output channels (the reduction), at most
   static constexpr int kPerWord = 4 / int(sizeof(T)), kRedWords = kKRed / kPerWord;
   static constexpr int kAPitch = kOM + 8;          // words: A fragments' lanes take row t, column g (8 mod 32)
-  static constexpr int kBCols = kKMax + 64;        // a pass reads 64 columns from c R S on: never past the staging
+  // a pass reads the n8 blocks of one channel's R S columns from c R S on: at most column C R S + 6, inside the
+  // row (session 37: the staging was kKMax + 64 columns wide, which kept TF32 at one CTA a SM)
+  static constexpr int kBCols = kKMax;
   static constexpr int kBPitch = kBCols + 8;
   static constexpr int kZPitch = 64 + 8;           // floats: its float2 stores (row g, column 2t) conflict-free
   static constexpr int kWarpsM = 8, kWarpsN = 1, kWarpM = kOM / kWarpsM, kWarpN = 64;
@@ -676,8 +678,10 @@ struct DgradConfig {
   static_assert(kAPitch % 32 == 8 && kBPitch % 32 == 8, "conflict-free fragments");
   static constexpr int kABytes = kRedWords * kAPitch * 4, kBBytes = kRedWords * kBPitch * 4;
   static constexpr int kZBytes = kOM * kZPitch * 4;
-  static constexpr int kTapBytes = 2 * kMaxPhase * kMaxTaps * 8 + 2 * kMaxPhase * 4;
+  static constexpr int kTapBytes = 2 * kMaxTaps * 8 + 2 * (kMaxPhase + 1) * 4;  // a tap is in one phase
   static constexpr int kSmem = kABytes + kBBytes + kZBytes + kTapBytes;
+  // two CTAs a SM (sm_90: 228 KB, 1 KB reserved a block): TF32 115,016 bytes, 16-bit 76,104
+  static_assert(2 * (kSmem + 1024) <= 228 * 1024, "two CTAs a SM");
 };
 
 // A tile of dx (rows x columns of one image) and the launch's tile grid.
@@ -710,32 +714,35 @@ inline std::pair<int, int> dgrad_tiles(const ConvParams& p, int om) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 1) dgrad_kernel(const ConvParams p, const DgradShape sh) {
+__global__ void __launch_bounds__(kThreads, 2) dgrad_kernel(const ConvParams p, const DgradShape sh) {
   using Cfg = DgradConfig<T>;
   extern __shared__ __align__(16) unsigned char im2col_smem[];
   uint32_t* a_w = reinterpret_cast<uint32_t*>(im2col_smem);                                 // [kRedWords][kAPitch]
   uint32_t* b_w = reinterpret_cast<uint32_t*>(im2col_smem + Cfg::kABytes);                  // [kRedWords][kBPitch]
   float* z = reinterpret_cast<float*>(im2col_smem + Cfg::kABytes + Cfg::kBBytes);           // [kOM][kZPitch]
   int2* row_taps = reinterpret_cast<int2*>(im2col_smem + Cfg::kABytes + Cfg::kBBytes + Cfg::kZBytes);
-  int2* col_taps = row_taps + Cfg::kMaxPhase * Cfg::kMaxTaps;  // [phase][i] = {tap, output rows back}
-  int* row_count = reinterpret_cast<int*>(col_taps + Cfg::kMaxPhase * Cfg::kMaxTaps);
-  int* col_count = row_count + Cfg::kMaxPhase;
+  int2* col_taps = row_taps + Cfg::kMaxTaps;  // [i] = {tap, output rows back}, grouped by phase
+  int* row_start = reinterpret_cast<int*>(col_taps + Cfg::kMaxTaps);  // phase ph's taps: start[ph] .. start[ph + 1]
+  int* col_start = row_start + Cfg::kMaxPhase + 1;
   const int tid = threadIdx.x;
   const int R = int(p.R), S = int(p.S), RS = R * S, C = int(p.C), K = int(p.K), P = int(p.P), Q = int(p.Q);
   const int H = int(p.H), W = int(p.W), crs = C * RS;
 
   // Once per CTA. The taps by phase: input row h with (h + pad_h) % stride_h = phase is reached by tap r (r dil_h
   // = phase mod stride_h) from output row (h + pad_h) / stride_h - back, back = (r dil_h - phase) / stride_h.
-  if (tid < 2 * Cfg::kMaxPhase) {
-    const bool rows = tid < Cfg::kMaxPhase;
-    const int phase = tid % Cfg::kMaxPhase, stride = rows ? p.stride_h : p.stride_w, dil = rows ? p.dil_h : p.dil_w;
-    const int taps = rows ? R : S;
+  if (tid < 2) {
+    const bool rows = tid == 0;
+    const int stride = rows ? p.stride_h : p.stride_w, dil = rows ? p.dil_h : p.dil_w, taps = rows ? R : S;
+    int2* list = rows ? row_taps : col_taps;
+    int* start = rows ? row_start : col_start;
     int n = 0;
-    if (phase < stride)
-      for (int r = 0; r < taps; ++r)
-        if ((r * dil) % stride == phase)
-          (rows ? row_taps : col_taps)[phase * Cfg::kMaxTaps + n++] = make_int2(r, (r * dil - phase) / stride);
-    (rows ? row_count : col_count)[phase] = n;
+    for (int phase = 0; phase < Cfg::kMaxPhase; ++phase) {
+      start[phase] = n;
+      if (phase < stride)
+        for (int r = 0; r < taps; ++r)
+          if ((r * dil) % stride == phase) list[n++] = make_int2(r, (r * dil - phase) / stride);
+    }
+    start[Cfg::kMaxPhase] = n;
   }
   // The filters as words of output channels by crs (zero past K and past C R S), for every pass.
   const Bits<T>* __restrict__ w = static_cast<const Bits<T>*>(p.w);
@@ -818,13 +825,13 @@ __global__ void __launch_bounds__(kThreads, 1) dgrad_kernel(const ConvParams p, 
         const int hp = h + p.pad_h, xp = x + p.pad_w;
         const int ph = hp % p.stride_h, pw = xp % p.stride_w, p_top = hp / p.stride_h, q_top = xp / p.stride_w;
         float sum = 0.f;
-        for (int i = 0; i < row_count[ph]; ++i) {
-          const int2 rt = row_taps[ph * Cfg::kMaxTaps + i];
+        for (int i = row_start[ph]; i < row_start[ph + 1]; ++i) {
+          const int2 rt = row_taps[i];
           const int pp = p_top - rt.y;
           if (pp < 0 || pp >= P) continue;
           const float* z_row = z + (pp - p_lo) * cols * Cfg::kZPitch + rt.x * S;
-          for (int jj = 0; jj < col_count[pw]; ++jj) {
-            const int2 st = col_taps[pw * Cfg::kMaxTaps + jj];
+          for (int jj = col_start[pw]; jj < col_start[pw + 1]; ++jj) {
+            const int2 st = col_taps[jj];
             const int q = q_top - st.y;
             if (q < 0 || q >= Q) continue;
             sum += z_row[(q - q_lo) * Cfg::kZPitch + st.x];
