@@ -175,15 +175,17 @@ def _tma_pass(p: Problem, pass_: str) -> bool:
 def _im2col(p: Problem, pass_: str) -> bool:
     """An ungrouped first layer (4 or fewer input channels) whose whole reduction (C x R x S <= 160) fits
     implicit_gemm:im2col's tile, in a tensor-core dtype; backward-data with 64 or fewer output channels and filters of
-    64 or fewer taps, but not channels-last TF32. H200, r50_conv1 (graph ms, session 26), against the rules after this
-    one, forward / backward-data / backward-weight: fp16 NCHW 0.105 / 0.381 / 0.134 (256x128_wg 0.293, tiled:grouped
-    0.980, 64x64 0.185), channels-last 0.097 / 0.521 / 0.217 (0.289, 0.840, 0.473); bf16 the same; TF32 NCHW 0.181 /
-    0.823 / 0.170 (0.342, 1.030, 0.183), channels-last 0.163 / 0.913 / 0.239 (0.339, tiled:grouped 0.870, 0.248).
-    CONV2D_EXT_IM2COL=0 makes its can_implement refuse (the rules after this one decide then)."""
+    64 or fewer taps. H200, r50_conv1 (graph ms, session 26), against the rules after this one, forward /
+    backward-data / backward-weight: fp16 NCHW 0.105 / 0.381 / 0.134 (256x128_wg 0.293, tiled:grouped 0.980, 64x64
+    0.185), channels-last 0.097 / 0.521 / 0.217 (0.289, 0.840, 0.473); bf16 the same; TF32 NCHW 0.181 / 0.823 / 0.170
+    (0.342, 1.030, 0.183), channels-last 0.163 / 0.913 / 0.239 (0.339, tiled:grouped 0.870, 0.248). Session 37 (H100)
+    put TF32 backward-data at two CTAs a SM: 0.512 NCHW, 0.493 channels-last against tiled:grouped's 1.024 / 0.861
+    (cuDNN 0.527 / 0.659); bf16 0.340 / 0.320. CONV2D_EXT_IM2COL=0 makes its can_implement refuse (the rules after
+    this one decide then)."""
     if not _tensor_core_dtype(p) or p.groups != 1 or p.C > 4 or p.C * p.R * p.S > 160:
         return False
     if pass_ == "backward_data":
-        return p.K <= 64 and p.R * p.S <= 64 and not (p.dtype == "float32" and p.channels_last)
+        return p.K <= 64 and p.R * p.S <= 64
     return True
 
 
@@ -251,11 +253,12 @@ _WGRAD_TMA_PIXELS = 1 << 17
 # The TF32 copy-engine backward-weight wins from this many output pixels on (H200, per pass, NCHW: dilated, 32K
 # pixels, 0.215 ms against 0.550 on 128x128_w8; r50_3x3_64 0.138 against 0.160 on 64x64; r50_1x1 0.109 against 0.127
 # on 64x64; seed 4.31 against 9.34; channels-last, the input copied to NCHW: seed 3.71 against 12.07, unet_3x3 0.42
-# against 1.40, dilated 0.214 against 0.709, r50_3x3_64 0.146 against 0.213); batch1_3x3 (4K pixels) runs 0.102
-# against 0.095 on 128x128_w8.
-# Measured with 64 or more output channels per group and rows of 56 or more pixels only: its tiles are 128 output
+# against 1.40, dilated 0.214 against 0.709, r50_3x3_64 0.146 against 0.213); batch1_3x3 (4K pixels) ran 0.102
+# against 0.095 on 128x128_w8 before session 34's one-wave split, 0.044 against 0.104 since (H100, session 37, graph
+# ms, NCHW; channels-last 0.044 against 0.115; cuDNN 0.054 / 0.063).
+# Measured with 64 or more output channels per group and rows of 32 or more pixels only: its tiles are 128 output
 # channels x k-tiles of 32 input columns, so fewer channels or narrower rows multiply zeros (kept off it until timed).
-_WGRAD_TMA_TF32_PIXELS = 1 << 15
+_WGRAD_TMA_TF32_PIXELS = 1 << 12
 
 
 def wgrad_packs_rows(p: Problem) -> bool:
@@ -287,7 +290,7 @@ def wgrad_packs_rows(p: Problem) -> bool:
 
 def _tma_backward_weight(p: Problem, pass_: str) -> bool:
     """The copy-engine backward-weight's reductions: in fp16/bf16 2^17 or more output pixels, or 64 or more output
-    channels per group; in TF32 2^15 pixels, with 64 or
+    channels per group; in TF32 2^12 pixels, with 64 or
     more output channels per group and input rows of 32 or more pixels (its can_implement: stride_w 1, W % 4 == 0; a
     channels-last input is copied to NCHW first). And every 1x1 NCHW layer whose operands its pointwise kernel reads
     in place (`pointwise_in_place`; H100, graph ms, N32 28x28 512->128 and 128->512: fp16 0.025 / 0.026 against

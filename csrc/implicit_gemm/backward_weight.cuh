@@ -259,8 +259,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 // where nhwc_order, else (c, r, s). The weight's own order may be the other one (the copy-engine backward-weight's
 // (r, s, c) partials of an NCHW weight): written element by element in the partials' order, the 2-byte stores of
 // one warp land R*S elements apart (r50_3x3_512: 18 sectors a store, 18-22 us for 2.4M elements on the H100,
-// session 35). So a block takes one output channel k and a chunk of channels, sums the chunk's taps in the partials'
-// order into shared memory, and writes them in the weight's order: both sides coalesced.
+// session 35). So a warp takes one output channel k and 32 channels, reads their R*S x 32 sums in the partials'
+// order, stages them in shared memory and writes them in the weight's order: both sides coalesced (session 37; the
+// block-wide chunks of session 36 ran 25 us there: few loads in flight a thread).
 // Tail splits (backward_weight_tma.cuh's tail_split): the output tiles from `first` on had their reduction cut
 // into `splits` (0: no tail); the first split sits in the partials with the other tiles', the others at `partials`:
 // [tile - first][split - 1][128 rows][width], the tile's column blocks (block_ch channels each) side by side. Tile
@@ -294,40 +295,76 @@ __device__ __forceinline__ float add_tail_splits(const SplitTail& t, const ConvP
   return sum;
 }
 
-constexpr int kReduceTile = 4096;  // floats of one block's chunk: R*S taps x pitch (>= chunk) channels, 16 KB
+constexpr int kReduceWarps = 4;     // warps a block, each on its own (k, 32 channels) units
+constexpr int kReduceMaxTaps = 96;  // R*S a warp stages (32 x 96 floats: 48 KB a block); more: one thread an element
+constexpr int kReduceBatch = 8;     // taps (or 32-element runs) whose loads a lane has in flight together
 
 template <typename T>
-__global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ partials, int splits, ConvParams p,
-                                                     bool nhwc_order, int chunk, int pitch, SplitTail tail) {
-  __shared__ float tile[kReduceTile];
-  const int RS = p.R * p.S, Cg = int(p.C_per_group());
+__global__ void __launch_bounds__(32 * kReduceWarps, 8) reduce_splits(const float* __restrict__ partials, int splits,
+                                                                   ConvParams p, bool nhwc_order, SplitTail tail) {
+  extern __shared__ float reduce_stage[];  // 8 blocks a SM (the launch bound: 64 registers) at R*S <= 56
+  const int RS = int(p.R * p.S), Cg = int(p.C_per_group()), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float* buf = reduce_stage + warp * 32 * RS;  // [channel][tap]: the NCHW weight's order
   const int64_t taps = int64_t(Cg) * RS, count = p.K * taps;
-  const int chunks = (Cg + chunk - 1) / chunk;
+  const int c_blocks = (Cg + 31) / 32;
+  const int64_t units = p.K * c_blocks;
   const bool weight_c_inner = p.w_stride[1] < p.w_stride[3] || RS == 1;  // channels_last weight: c fastest
-  for (int64_t b = blockIdx.x; b < p.K * chunks; b += gridDim.x) {
-    const int64_t k = b / chunks;
-    const int c0 = int(b - k * chunks) * chunk, cc = min(chunk, Cg - c0), n = cc * RS;
+  const bool dense_crs = p.w_stride[3] == 1 && p.w_stride[2] == p.S && p.w_stride[1] == RS;  // (c, r, s) contiguous
+  for (int64_t u = blockIdx.x * int64_t(kReduceWarps) + warp; u < units; u += int64_t(gridDim.x) * kReduceWarps) {
+    const int64_t k = u / c_blocks;
+    const int c0 = int(u - k * c_blocks) * 32, cc = min(32, Cg - c0), n = cc * RS;
     const float* src = partials + k * taps;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-      const int rs = nhwc_order ? j / cc : j % RS, cl = nhwc_order ? j - rs * cc : j / RS;
-      const int64_t t = nhwc_order ? int64_t(rs) * Cg + c0 + cl : int64_t(c0 + cl) * RS + rs;
-      float sum = 0.f;
-      for (int s = 0; s < splits; ++s) sum += src[s * count + t];
-      if (tail.splits > 0) sum = add_tail_splits(tail, p, k, rs, c0 + cl, sum);
-      tile[rs * pitch + cl] = sum;
+    // Read: (r, s, c) partials a tap at a time, lane = channel; (c, r, s) partials as the unit's contiguous run.
+    const int steps = nhwc_order ? RS : (n + 31) / 32;
+    for (int i0 = 0; i0 < steps; i0 += kReduceBatch) {
+      int at[kReduceBatch], t[kReduceBatch];  // t: offset in k's taps (< 2^31: C/g x R x S)
+      float v[kReduceBatch];
+#pragma unroll
+      for (int b = 0; b < kReduceBatch; ++b) {
+        const int i = i0 + b;
+        if (nhwc_order) {
+          const bool ok = i < steps && lane < cc;
+          at[b] = ok ? lane * RS + i : -1, t[b] = i * Cg + c0 + lane;
+        } else {
+          const int e = i * 32 + lane;
+          at[b] = i < steps && e < n ? e : -1, t[b] = c0 * RS + e;
+        }
+        v[b] = at[b] >= 0 ? src[t[b]] : 0.f;
+      }
+      for (int sp = 1; sp < splits; ++sp) {
+        const float* split = src + sp * count;
+#pragma unroll
+        for (int b = 0; b < kReduceBatch; ++b)
+          if (at[b] >= 0) v[b] += split[t[b]];
+      }
+#pragma unroll
+      for (int b = 0; b < kReduceBatch; ++b)
+        if (at[b] >= 0) buf[at[b]] = v[b];
     }
-    __syncthreads();
+    __syncwarp();
+    if (tail.splits > 0) {  // the tail's splits after the first (tails have one split: the sum is split order)
+#pragma unroll 1
+      for (int e = lane; e < n; e += 32) {
+        const int cl = e / RS, rs = e - cl * RS;
+        buf[e] = add_tail_splits(tail, p, k, rs, c0 + cl, buf[e]);
+      }
+      __syncwarp();
+    }
     T* w = static_cast<T*>(p.w) + k * p.w_stride[0];
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-      const int rs = weight_c_inner ? j / cc : j % RS, cl = weight_c_inner ? j - rs * cc : j / RS;
-      const int r = rs / p.S, s = rs - r * p.S;
-      w[(c0 + cl) * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] = from_acc<T>(tile[rs * pitch + cl]);
+    if (dense_crs) {  // the unit's 32 x R*S elements are contiguous, in buf's order
+      for (int e = lane; e < n; e += 32) w[int64_t(c0) * RS + e] = from_acc<T>(buf[e]);
+    } else {
+      for (int e = lane; e < n; e += 32) {
+        const int rs = weight_c_inner ? e / cc : e % RS, cl = weight_c_inner ? e - rs * cc : e / RS;
+        const int r = rs / int(p.S), s = rs - r * int(p.S);
+        w[(c0 + cl) * p.w_stride[1] + r * p.w_stride[2] + s * p.w_stride[3]] = from_acc<T>(buf[cl * RS + rs]);
+      }
     }
-    __syncthreads();
+    __syncwarp();  // buf read before the next unit overwrites it
   }
 }
 
-// The same sum a thread per element, for filters of more than kReduceTile taps a channel (no chunk fits).
+// The same sum a thread per element, for filters of more than kReduceMaxTaps taps.
 template <typename T>
 __global__ void reduce_splits_elementwise(const float* __restrict__ partials, int splits, ConvParams p,
                                           bool nhwc_order, SplitTail tail) {
@@ -351,18 +388,14 @@ template <typename T>
 void launch_reduce_splits(const float* partials, int splits, const ConvParams& p, bool nhwc_order,
                           cudaStream_t stream, const SplitTail& tail = SplitTail{}) {
   const int64_t RS = p.R * p.S, Cg = p.C_per_group();
-  if (RS > kReduceTile) {
+  if (RS > kReduceMaxTaps) {
     reduce_splits_elementwise<T><<<grid_for(p.K * Cg * RS, 256, 4), 256, 0, stream>>>(partials, splits, p,
                                                                                       nhwc_order, tail);
   } else {
-    // The chunk: as many channels as fill the tile, a multiple of 32 where that is more than 32; rows of the tile
-    // an odd number of floats apart (pitch) so that the transposed pass reads R*S rows without bank conflicts.
-    int64_t chunk = std::min<int64_t>(Cg, kReduceTile / RS);
-    if (chunk > 32) chunk -= chunk % 32;
-    while (RS * (chunk | 1) > kReduceTile) chunk -= chunk > 32 ? 32 : 1;  // chunk 1: pitch 1, RS <= kReduceTile
-    const int64_t pitch = chunk | 1, blocks = p.K * ((Cg + chunk - 1) / chunk);
-    reduce_splits<T><<<unsigned(std::clamp<int64_t>(blocks, 1, int64_t(num_sms()) * 8)), 256, 0, stream>>>(
-        partials, splits, p, nhwc_order, int(chunk), int(pitch), tail);
+    const int smem = int(kReduceWarps * 32 * RS * sizeof(float));
+    const int64_t blocks = (p.K * ((Cg + 31) / 32) + kReduceWarps - 1) / kReduceWarps;
+    reduce_splits<T><<<unsigned(std::clamp<int64_t>(blocks, 1, int64_t(num_sms()) * 16)), 32 * kReduceWarps, smem,
+                       stream>>>(partials, splits, p, nhwc_order, tail);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
