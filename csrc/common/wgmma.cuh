@@ -42,6 +42,14 @@ __device__ __forceinline__ uint64_t wgmma_descriptor(const void* tile) {
   return ((address & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t((8 * kRowBytes) >> 4) << 32) | (kLayout << 62);
 }
 
+// An MN-major operand wider than one 64-element (128-byte) swizzle atom: wgmma_descriptor's, with the atoms along MN
+// `lbo` bytes apart (the leading byte offset; PTX's canonical MN-major layout with 128-byte swizzle is, in 16-byte
+// units, ((8, 8, m), (8, k)) : ((1, 8, LBO), (64, SBO))). One atom wide (m64 A, n64 B), the field is not read.
+template <int kRowBytes>
+__device__ __forceinline__ uint64_t wgmma_descriptor_mn(const void* tile, uint32_t lbo) {
+  return (wgmma_descriptor<kRowBytes>(tile) & ~(uint64_t(0x3FFF) << 16)) | (uint64_t((lbo >> 4) & 0x3FFF) << 16);
+}
+
 // Shared memory written by this thread (st.shared or completed cp.async) becomes visible to the async proxy that
 // wgmma reads through; each writing thread runs it before the barrier that precedes the MMAs.
 __device__ __forceinline__ void fence_proxy_async() {
@@ -166,6 +174,8 @@ template <typename T> struct Wgmma64x64;
 // types only. The descriptor is wgmma_descriptor's: a 64-element (128-byte) swizzled row per reduction index, its
 // 8-row atoms 1024 bytes apart, one atom wide.
 template <typename T> struct Wgmma64x64MN;
+// m64n128, both operands MN-major: B two atoms wide (wgmma_descriptor_mn: the atoms LBO bytes apart).
+template <typename T> struct Wgmma64x128MN;
 // m64n192 / m64n128 / m64n64 with A MN-major (its rows contiguous, laid out as Wgmma64x64MN's operands) and B K-major:
 // 16-bit.
 template <typename T> struct Wgmma64x192AMN;
@@ -197,6 +207,8 @@ CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, __half, "m64n64k16.f32.f16.f16",
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64, 64, float, "m64n64k8.f32.tf32.tf32", "")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __nv_bfloat16, "m64n64k16.f32.bf16.bf16", ", 1, 1")  // transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x64MN, 64, __half, "m64n64k16.f32.f16.f16", ", 1, 1")
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MN, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 1")  // transposed
+CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128MN, 128, __half, "m64n128k16.f32.f16.f16", ", 1, 1")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x192AMN, 192, __nv_bfloat16, "m64n192k16.f32.bf16.bf16", ", 1, 0")  // A transposed
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x192AMN, 192, __half, "m64n192k16.f32.f16.f16", ", 1, 0")
 CONV2D_EXT_WGMMA_SPECIALIZATION(Wgmma64x128AMN, 128, __nv_bfloat16, "m64n128k16.f32.bf16.bf16", ", 1, 0")  // A transposed

@@ -123,6 +123,7 @@ struct TmaWgrad {
   int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int S, c_chunks, blocks;           // column blocks: (tap, 64-channel chunk) pairs, R*S*c_chunks of them
   uint32_t tx_bytes, box_rows;       // bytes of one stage's boxes; pixels per box
+  bool wide_mma;                     // one m64n128 over both column blocks' boxes (else two m64n64: timing)
   WgradGrid work;
 };
 
@@ -232,28 +233,41 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     store(acc, block0 + wg, m0 + (warp % 4) * 16 + lane / 4);
     return;
   }
-  float acc[kNB][32];
+  // The tile's two column blocks: one m64n128 whose B spans both input boxes (adjacent in the stage: two swizzle
+  // atoms kBox bytes apart), so A is read once per 128 columns; its accumulators are the two m64n64's side by side
+  // (columns 64.. in acc[32..]). c.wide_mma false: two m64n64 (CONV2D_EXT_TMA_WGRAD_N128=0, timing).
+  float acc[kNB * 32];
 #pragma unroll
-  for (int j = 0; j < kNB; ++j)
+  for (int i = 0; i < kNB * 32; ++i) acc[i] = 0.f;
+  if (c.wide_mma) {
+    ring.consume(
+        k_tiles,
+        [&](const unsigned char* stage) {
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc[j][i] = 0.f;
-  ring.consume(
-      k_tiles,
-      [&](const unsigned char* stage) {
+          for (int step = 0; step < kWgradBoxPixels / 16; ++step)  // 16 pixels (rows) per MMA
+            Wgmma64x128MN<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + wg * kBox + step * 16 * kTmaRowBytes),
+                                  wgmma_descriptor_mn<kTmaRowBytes>(stage + 2 * kBox + step * 16 * kTmaRowBytes,
+                                                                    kBox));
+        },
+        [&] { wgmma_fence_operands(acc); });
+  } else {
+    float(&half0)[32] = *reinterpret_cast<float(*)[32]>(acc);
+    float(&half1)[32] = *reinterpret_cast<float(*)[32]>(acc + 32);
+    ring.consume(
+        k_tiles,
+        [&](const unsigned char* stage) {
 #pragma unroll
-        for (int step = 0; step < kWgradBoxPixels / 16; ++step)  // 16 pixels (rows) per MMA
-#pragma unroll
-          for (int j = 0; j < kNB; ++j)
-            Wgmma64x64MN<T>::run(acc[j], wgmma_descriptor<kTmaRowBytes>(stage + wg * kBox + step * 16 * kTmaRowBytes),
-                                 wgmma_descriptor<kTmaRowBytes>(stage + (2 + j) * kBox + step * 16 * kTmaRowBytes));
-      },
-      [&] {
-#pragma unroll
-        for (int j = 0; j < kNB; ++j) wgmma_fence_operands(acc[j]);
-      });
+          for (int step = 0; step < kWgradBoxPixels / 16; ++step) {
+            const uint64_t a = wgmma_descriptor<kTmaRowBytes>(stage + wg * kBox + step * 16 * kTmaRowBytes);
+            Wgmma64x64MN<T>::run(half0, a, wgmma_descriptor<kTmaRowBytes>(stage + 2 * kBox + step * 16 * kTmaRowBytes));
+            Wgmma64x64MN<T>::run(half1, a, wgmma_descriptor<kTmaRowBytes>(stage + 3 * kBox + step * 16 * kTmaRowBytes));
+          }
+        },
+        [&] { wgmma_fence_operands(acc); });
+  }
   const int row = m0 + wg * 64 + (warp % 4) * 16 + lane / 4;
 #pragma unroll
-  for (int j = 0; j < kNB; ++j) store(acc[j], block0 + j, row);
+  for (int j = 0; j < kNB; ++j) store(*reinterpret_cast<const float(*)[32]>(acc + 32 * j), block0 + j, row);
 }
 
 // How `boxes` k-tiles of the reduction split over `tiles` output tiles (all groups): as many splits as fit one wave of
@@ -430,6 +444,8 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   c.tx_bytes = uint32_t(kTmaRowBytes) * c.box_rows * ((p.K_per_group() <= 64 ? 1 : 2) + Cfg::kNB);  // narrow: one dy box
   c.work = plan.grid;
   set_wgrad_partials(c.work, p, partials, region(int64_t(plan.grid.splits) * count * 4));
+  const char* n128 = std::getenv("CONV2D_EXT_TMA_WGRAD_N128");
+  c.wide_mma = n128 == nullptr || n128[0] != '0';
 
   using Deep = TmaWgradConfig<Cfg::kNB, kWgradDeepStages>;
   if (wgrad_deep_ring(wgrad_first_wave(c.work)))
