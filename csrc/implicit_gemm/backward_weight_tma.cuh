@@ -302,7 +302,9 @@ inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_
 // Off by default: CONV2D_EXT_TMA_WGRAD_TAIL=1 turns it on. H100, session 37 (r50_3x3_512 backward-weight, graph ms,
 // on / off): bf16 NCHW 0.089 / 0.064, NHWC 0.082 / 0.058, TF32 0.130 / 0.117, 0.125 / 0.112: the GEMM did not
 // shorten (34 us with the tail: its first wave ran 6-stage rings at one CTA a SM, where without it 144 CTAs of 3
-// stages share the SMs two by two in one wave), and the reduction's per-element tail lookups cost ~25 us.
+// stages share the SMs two by two in one wave), and the reduction's per-element tail lookups cost ~25 us. Since,
+// the ring depth is asked of all the grid's CTAs (a tail's pieces beside the first wave, two CTAs a SM), and the
+// lookups run once a weight element after the main splits' sum (reduce_splits).
 // CONV2D_EXT_TMA_WGRAD_CTAS=n moves the wave (tests). Fills
 // every field of `grid` but the pointers and K, taps; `columns`: the kernel's column tiles as SplitTail spells them
 // (width, c_chunks, block_ch, tile_blocks, tiles_per_s).
@@ -339,11 +341,6 @@ inline int64_t wgrad_tail_bytes(const WgradGrid& g, int64_t width) {
 inline void set_wgrad_partials(WgradGrid& grid, const ConvParams& p, float* partials, int64_t tail_offset) {
   grid.K = p.K, grid.taps = p.C_per_group() * p.R * p.S, grid.partials = partials;
   grid.tail.partials = reinterpret_cast<const float*>(reinterpret_cast<unsigned char*>(partials) + tail_offset);
-}
-
-// The CTAs that run whole reductions side by side (wgrad_deep_ring's question): with a tail, the wave before it.
-inline int64_t wgrad_first_wave(const WgradGrid& g) {
-  return g.tail.splits > 0 ? g.tail.first : wgrad_grid_ctas(g);
 }
 
 // The grid (plan_wgrad_grid) over boxes of output pixels: at least 8 boxes per split.
@@ -448,7 +445,7 @@ void backward_weight_tma_launch_typed(const ConvParams& p, void* workspace, cuda
   c.wide_mma = n128 == nullptr || n128[0] != '0';
 
   using Deep = TmaWgradConfig<Cfg::kNB, kWgradDeepStages>;
-  if (wgrad_deep_ring(wgrad_first_wave(c.work)))
+  if (wgrad_deep_ring(wgrad_grid_ctas(c.work)))
     launch_split_wgrad<backward_weight_tma_kernel<T, Deep>, T>(Deep::kSmem, dy_map, x_map, c, p, stream);
   else
     launch_split_wgrad<backward_weight_tma_kernel<T, Cfg>, T>(Cfg::kSmem, dy_map, x_map, c, p, stream);

@@ -561,7 +561,7 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
 
   if constexpr (sizeof(T) == 2 && Cfg::kBlocks == 2) {  // 16-bit two-block tiles: 6 stages where one wave fits
     using Deep = TmaWgradNchwConfig<T, Cfg::kBlocks, kWgradDeepStages>;
-    if (wgrad_deep_ring(wgrad_first_wave(c.work)))
+    if (wgrad_deep_ring(wgrad_grid_ctas(c.work)))
       return launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Deep>, T>(Deep::kSmem, dy_map, x_map, c, p, stream);
   }
   launch_split_wgrad<backward_weight_tma_nchw_kernel<T, Cfg>, T>(Cfg::kSmem, dy_map, x_map, c, p, stream);
