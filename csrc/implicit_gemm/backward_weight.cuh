@@ -297,12 +297,14 @@ __device__ __forceinline__ float add_tail_splits(const SplitTail& t, const ConvP
 
 constexpr int kReduceWarps = 4;     // warps a block, each on its own (k, 32 channels) units
 constexpr int kReduceMaxTaps = 96;  // R*S a warp stages (32 x 96 floats: 48 KB a block); more: one thread an element
-constexpr int kReduceBatch = 8;     // taps (or 32-element runs) whose loads a lane has in flight together
-
-template <typename T>
-__global__ void __launch_bounds__(32 * kReduceWarps, 8) reduce_splits(const float* __restrict__ partials, int splits,
+// A lane has kB x kS = 8 loads in flight: kB taps (or 32-element runs) of kS splits at a time (launch_reduce_splits
+// picks them: 8 x 1 for R*S >= 8 or one split, 2 x 4 for small filters, 1 x 8 for 1x1 filters with many splits:
+// r50_1x1 channels-last sums 66 splits of 16K weights, one load at a time a lane at 8 x 1). The splits are added in
+// split order whatever the batch.
+template <typename T, int kB, int kS>
+__global__ void __launch_bounds__(32 * kReduceWarps, 6) reduce_splits(const float* __restrict__ partials, int splits,
                                                                    ConvParams p, bool nhwc_order, SplitTail tail) {
-  extern __shared__ float reduce_stage[];  // 8 blocks a SM (the launch bound: 64 registers) at R*S <= 56
+  extern __shared__ float reduce_stage[];  // 6 blocks a SM (the launch bound: 80 registers)
   const int RS = int(p.R * p.S), Cg = int(p.C_per_group()), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   float* buf = reduce_stage + warp * 32 * RS;  // [channel][tap]: the NCHW weight's order
   const int64_t taps = int64_t(Cg) * RS, count = p.K * taps;
@@ -316,11 +318,11 @@ __global__ void __launch_bounds__(32 * kReduceWarps, 8) reduce_splits(const floa
     const float* src = partials + k * taps;
     // Read: (r, s, c) partials a tap at a time, lane = channel; (c, r, s) partials as the unit's contiguous run.
     const int steps = nhwc_order ? RS : (n + 31) / 32;
-    for (int i0 = 0; i0 < steps; i0 += kReduceBatch) {
-      int at[kReduceBatch], t[kReduceBatch];  // t: offset in k's taps (< 2^31: C/g x R x S)
-      float v[kReduceBatch];
+    for (int i0 = 0; i0 < steps; i0 += kB) {
+      int at[kB], t[kB];  // t: offset in k's taps (< 2^31: C/g x R x S)
+      float v[kB];
 #pragma unroll
-      for (int b = 0; b < kReduceBatch; ++b) {
+      for (int b = 0; b < kB; ++b) {
         const int i = i0 + b;
         if (nhwc_order) {
           const bool ok = i < steps && lane < cc;
@@ -331,14 +333,22 @@ __global__ void __launch_bounds__(32 * kReduceWarps, 8) reduce_splits(const floa
         }
         v[b] = at[b] >= 0 ? src[t[b]] : 0.f;
       }
-      for (int sp = 1; sp < splits; ++sp) {
-        const float* split = src + sp * count;
+      for (int sp = 1; sp < splits; sp += kS) {
+        float u[kB][kS];
 #pragma unroll
-        for (int b = 0; b < kReduceBatch; ++b)
-          if (at[b] >= 0) v[b] += split[t[b]];
+        for (int q = 0; q < kS; ++q) {
+          const float* split = src + min(sp + q, splits - 1) * count;  // past the last: not read
+#pragma unroll
+          for (int b = 0; b < kB; ++b) u[b][q] = at[b] >= 0 && sp + q < splits ? split[t[b]] : 0.f;
+        }
+#pragma unroll
+        for (int q = 0; q < kS; ++q)
+#pragma unroll
+          for (int b = 0; b < kB; ++b)
+            if (sp + q < splits) v[b] += u[b][q];
       }
 #pragma unroll
-      for (int b = 0; b < kReduceBatch; ++b)
+      for (int b = 0; b < kB; ++b)
         if (at[b] >= 0) buf[at[b]] = v[b];
     }
     __syncwarp();
@@ -394,8 +404,14 @@ void launch_reduce_splits(const float* partials, int splits, const ConvParams& p
   } else {
     const int smem = int(kReduceWarps * 32 * RS * sizeof(float));
     const int64_t blocks = (p.K * ((Cg + 31) / 32) + kReduceWarps - 1) / kReduceWarps;
-    reduce_splits<T><<<unsigned(std::clamp<int64_t>(blocks, 1, int64_t(num_sms()) * 16)), 32 * kReduceWarps, smem,
-                       stream>>>(partials, splits, p, nhwc_order, tail);
+    const dim3 grid(unsigned(std::clamp<int64_t>(blocks, 1, int64_t(num_sms()) * 16)));
+    constexpr int kThreads = 32 * kReduceWarps;
+    if (RS >= 8 || splits == 1)
+      reduce_splits<T, 8, 1><<<grid, kThreads, smem, stream>>>(partials, splits, p, nhwc_order, tail);
+    else if (RS >= 2)
+      reduce_splits<T, 2, 4><<<grid, kThreads, smem, stream>>>(partials, splits, p, nhwc_order, tail);
+    else
+      reduce_splits<T, 1, 8><<<grid, kThreads, smem, stream>>>(partials, splits, p, nhwc_order, tail);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
