@@ -304,10 +304,9 @@ inline BoxSplit split_boxes(int64_t boxes, int64_t tiles, int64_t groups, int64_
 // shorten (34 us with the tail: its first wave ran 6-stage rings at one CTA a SM, where without it 144 CTAs of 3
 // stages share the SMs two by two in one wave), and the reduction's per-element tail lookups cost ~25 us. Since,
 // the ring depth is asked of all the grid's CTAs (a tail's pieces beside the first wave, two CTAs a SM), and the
-// lookups run once a weight element after the main splits' sum (reduce_splits).
-// CONV2D_EXT_TMA_WGRAD_CTAS=n moves the wave (tests). Fills
-// every field of `grid` but the pointers and K, taps; `columns`: the kernel's column tiles as SplitTail spells them
-// (width, c_chunks, block_ch, tile_blocks, tiles_per_s).
+// lookups run once a weight element after the main splits' sum (reduce_splits). CONV2D_EXT_TMA_WGRAD_CTAS=n moves
+// the wave (tests). Fills every field of `grid` but the pointers and K, taps; `columns`: the kernel's column tiles as
+// SplitTail spells them (width, c_chunks, block_ch, tile_blocks, tiles_per_s).
 inline void plan_wgrad_grid(WgradGrid& grid, int64_t boxes, int64_t m_tiles, int64_t col_tiles, int64_t groups,
                             int64_t min_per, const SplitTail& columns) {
   const int64_t tiles = m_tiles * col_tiles * groups, ctas = wgrad_ctas();
