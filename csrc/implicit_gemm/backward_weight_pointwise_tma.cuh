@@ -5,9 +5,10 @@
 // r50_1x1 on the H100 0.036 ms fp16 / 0.065 TF32, against 0.095 / 0.098 through the general kernel's NHWC copies
 // (cuDNN 0.028 / 0.053).
 //
-// GEMM mapping: M = output channels in tiles of 128 (64 per consumer warpgroup), N = input channels in tiles of 128,
-// the reduction over (image, pixel) in k-tiles of 128 bytes of pixels (64 16-bit, 32 fp32): per k-tile one box
-// {pixels, 128 channels} of the view {HW, K, N} of grad_output and one of the view {HW, C, N} of x, each a 128-byte
+// GEMM mapping: M = output channels in tiles of 128 (64 per consumer warpgroup), N = input channels in tiles of 128
+// (or 64 x 256 for K <= 64: PointwiseWgradConfig), the reduction over (image, pixel) in k-tiles of 128 bytes of pixels
+// (64 16-bit, 32 fp32): per k-tile one box {pixels, kM channels} of the view {HW, K, N} of grad_output and one
+// {pixels, kN channels} of the view {HW, C, N} of x, each a 128-byte
 // swizzled row per channel (forward_tma.cuh's K-major operand layout). An image's last box past HW is zero-filled by
 // the copy engine in both operands, so it adds nothing; so are channels past K or C. Split-K over the k-tiles
 // (split_boxes): each CTA writes its fp32 tile to partials[split]; finish_splits (common/reduce.cuh) adds them in a
@@ -30,20 +31,32 @@ struct PointwiseWgrad {
   float* partials;         // [split][K][C]
 };
 
-constexpr int kPointwiseWgradStages = 3;  // stages of 32 KB (two 16 KB boxes): two CTAs per SM
+// Its configurations: kM output channels x kN input channels a CTA, kStages stages of a kM-row grad_output box and a
+// kN-row input box. 128 x 128 in 3 stages where the grid runs past a wave (two CTAs a SM), 6 stages within one (one CTA
+// a SM: twice the boxes in flight); 64 x 256 in 5 stages for 64 or fewer output channels (r50_1x1's K = 64: a 128-row
+// box would be half zero-fill, warpgroup 1's MMAs on zeros, and the grad_output box read once per 128 input channels),
+// both warpgroups on the same 64 rows of grad_output and 128 input channels each.
+template <int M, int Stages>
+struct PointwiseWgradConfig {
+  static constexpr int kM = M, kN = 256 / (M / 64), kStages = Stages;
+  static constexpr int kBoxA = kM * kTmaRowBytes, kBoxB = kN * kTmaRowBytes, kStageBytes = kBoxA + kBoxB;
+  static constexpr int kMinBlocks = kStages * kStageBytes <= 100 * 1024 ? 2 : 1;
+};
+using PointwiseWgrad128 = PointwiseWgradConfig<128, 3>;
+using PointwiseWgrad128Deep = PointwiseWgradConfig<128, 6>;
+using PointwiseWgrad64 = PointwiseWgradConfig<64, 5>;
 
-template <typename T>
-__global__ void __launch_bounds__(kTmaThreads, 2)
+template <typename T, class Cfg>
+__global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
     backward_weight_pointwise_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                                      const PointwiseWgrad c) {
   constexpr int BK = kTmaRowBytes / int(sizeof(T));  // pixels per k-tile
-  constexpr int kBox = 128 * kTmaRowBytes, kStageBytes = 2 * kBox, kStages = kPointwiseWgradStages;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  const TmaRing<kStages, kStageBytes> ring(smem);
+  const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int m0 = blockIdx.x * 128, n0 = blockIdx.y * 128, split = blockIdx.z;
+  const int m0 = blockIdx.x * Cfg::kM, n0 = blockIdx.y * Cfg::kN, split = blockIdx.z;
   const int kb0 = split * c.per_split, k_tiles = min(c.per_split, c.k_tiles - kb0);
   if (threadIdx.x == 0) ring.init(2);
   __syncthreads();
@@ -53,18 +66,20 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
       tma_prefetch_descriptor(&dy_map);
       tma_prefetch_descriptor(&x_map);
       int n = kb0 / c.px_tiles, t = kb0 - n * c.px_tiles;
-      ring.produce(k_tiles, kStageBytes, [&](int, unsigned char* stage, uint64_t* bar) {
+      ring.produce(k_tiles, Cfg::kStageBytes, [&](int, unsigned char* stage, uint64_t* bar) {
         tma_load_4d(stage, &dy_map, bar, t * BK, m0, n, 0);
-        tma_load_4d(stage + kBox, &x_map, bar, t * BK, n0, n, 0);
+        tma_load_4d(stage + Cfg::kBoxA, &x_map, bar, t * BK, n0, n, 0);
         if (++t == c.px_tiles) t = 0, ++n;
       });
     }
     return;
   }
 
-  // Consumers: warpgroup wg owns output channels m0 + 64 wg .. + 63 (rows 64 wg.. of the grad_output box) x the 128
-  // input channels; a k-step is 32 bytes of each row (16 pixels 16-bit, 8 fp32).
+  // Consumers: warpgroup wg owns 64 output channels (rows a_row.. of the grad_output box: 64 wg in 128 x 128, 0 in
+  // 64 x 256) x 128 input channels (rows b_row.. of the input box: 0, or 128 wg); a k-step is 32 bytes of each row
+  // (16 pixels 16-bit, 8 fp32).
   const int wg = warp / 4;
+  const int a_row = Cfg::kM == 128 ? wg * 64 : 0, b_row = Cfg::kM == 128 ? 0 : wg * 128;
   float acc[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = 0.f;
@@ -73,18 +88,18 @@ __global__ void __launch_bounds__(kTmaThreads, 2)
       [&](const unsigned char* stage) {
 #pragma unroll
         for (int step = 0; step < kTmaRowBytes / 32; ++step)
-          Wgmma64x128<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + wg * 64 * kTmaRowBytes + step * 32),
-                              wgmma_descriptor<kTmaRowBytes>(stage + kBox + step * 32));
+          Wgmma64x128<T>::run(acc, wgmma_descriptor<kTmaRowBytes>(stage + a_row * kTmaRowBytes + step * 32),
+                              wgmma_descriptor<kTmaRowBytes>(stage + Cfg::kBoxA + b_row * kTmaRowBytes + step * 32));
       },
       [&] { wgmma_fence_operands(acc); });
   pdl_launch_dependents();  // finish_splits may start its blocks (they wait for this grid to complete)
 
   // The partial tile: accumulator i is row (warp % 4) 16 + lane / 4 (+ 8), column (i / 4) 8 + (lane % 4) 2 (+ 1).
   float* out = c.partials + int64_t(split) * c.K * c.C;
-  const int row = m0 + wg * 64 + (warp % 4) * 16 + lane / 4;
+  const int row = m0 + a_row + (warp % 4) * 16 + lane / 4, col = n0 + b_row + (lane % 4) * 2;
 #pragma unroll
   for (int i = 0; i < 64; ++i) {
-    const int m = row + (i % 4 / 2) * 8, ch = n0 + (i / 4) * 8 + (lane % 4) * 2 + i % 2;
+    const int m = row + (i % 4 / 2) * 8, ch = col + (i / 4) * 8 + i % 2;
     if (m < c.K && ch < c.C) out[int64_t(m) * c.C + ch] = acc[i];
   }
 }
@@ -115,11 +130,21 @@ inline bool pointwise_wgrad_fits(const ConvParams& p) {
          p.N * ((p.H * p.W * elem + kTmaRowBytes - 1) / kTmaRowBytes) < (int64_t(1) << 31);
 }
 
-// The split of the reduction: split_boxes over the k-tiles, at least 16 per split.
+// Whether p runs on the 64 x 256 configuration: 64 or fewer output channels (CONV2D_EXT_TMA_POINTWISE_M64=0 / =1 turns
+// it off / on everywhere; the workspace and the launch read it alike).
+inline bool pointwise_wgrad_m64(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_M64");
+  if (env != nullptr) return env[0] == '1';
+  return p.K <= 64;
+}
+
+// The split of the reduction: split_boxes over the k-tiles, at least 16 per split (8 for 64 x 256, whose output
+// tiles are half as many: r50_1x1 131 splits of 12 k-tiles, a CTA a SM).
 inline BoxSplit pointwise_wgrad_split(const ConvParams& p) {
-  const int64_t px = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
-  const int64_t k_tiles = p.N * ((p.H * p.W + px - 1) / px), tiles = ((p.K + 127) / 128) * ((p.C + 127) / 128);
-  return split_boxes(k_tiles, tiles, 1, 16);
+  const bool m64 = pointwise_wgrad_m64(p);
+  const int64_t px = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2), bm = m64 ? 64 : 128, bn = m64 ? 256 : 128;
+  const int64_t k_tiles = p.N * ((p.H * p.W + px - 1) / px), tiles = ((p.K + bm - 1) / bm) * ((p.C + bn - 1) / bn);
+  return split_boxes(k_tiles, tiles, 1, m64 ? 8 : 16);
 }
 
 // Its workspace: the partial tiles.
@@ -127,42 +152,54 @@ inline int64_t backward_weight_pointwise_workspace(const ConvParams& p) {
   return region(int64_t(pointwise_wgrad_split(p).splits) * p.K * p.C * 4);
 }
 
-template <typename T>
-void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+template <typename T, class Cfg>
+void backward_weight_pointwise_run(const ConvParams& p, const BoxSplit& split, float* partials, cudaStream_t stream) {
   constexpr int e = sizeof(T), BK = kTmaRowBytes / e;
   const uint64_t hw = uint64_t(p.H * p.W);
   CUtensorMap dy_map, x_map;
   const char* why = encode_tensor_map_4d(&dy_map, tma_dtype<T>(), p.y, {hw, uint64_t(p.K), uint64_t(p.N), 1},
                                          {uint64_t(p.y_stride[1] * e), uint64_t(p.y_stride[0] * e),
                                           uint64_t(p.y_stride[0] * e) * uint64_t(p.N)},
-                                         {uint32_t(BK), 128, 1, 1}, {1, 1, 1, 1}, true);
+                                         {uint32_t(BK), uint32_t(Cfg::kM), 1, 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise backward_weight (grad_output): ", why);
   why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), p.x, {hw, uint64_t(p.C), uint64_t(p.N), 1},
                              {uint64_t(p.x_stride[1] * e), uint64_t(p.x_stride[0] * e),
                               uint64_t(p.x_stride[0] * e) * uint64_t(p.N)},
-                             {uint32_t(BK), 128, 1, 1}, {1, 1, 1, 1}, true);
+                             {uint32_t(BK), uint32_t(Cfg::kN), 1, 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma pointwise backward_weight (input): ", why);
 
-  const BoxSplit split = pointwise_wgrad_split(p);
   PointwiseWgrad c{};
   c.px_tiles = static_cast<int>((hw + BK - 1) / BK);
   c.k_tiles = static_cast<int>(p.N * c.px_tiles), c.per_split = split.boxes_per_split;
   c.K = static_cast<int>(p.K), c.C = static_cast<int>(p.C);
-  c.partials = static_cast<float*>(workspace);
+  c.partials = partials;
 
-  constexpr auto kernel = backward_weight_pointwise_kernel<T>;
-  constexpr int smem = TmaRing<kPointwiseWgradStages, 2 * 128 * kTmaRowBytes>::bytes() + 1024;  // + alignment
+  constexpr auto kernel = backward_weight_pointwise_kernel<T, Cfg>;
+  constexpr int smem = TmaRing<Cfg::kStages, Cfg::kStageBytes>::bytes() + 1024;  // + alignment
   opt_in_shared_memory<kernel>(smem);
-  const dim3 grid(static_cast<unsigned>((p.K + 127) / 128), static_cast<unsigned>((p.C + 127) / 128),
+  const dim3 grid(static_cast<unsigned>((p.K + Cfg::kM - 1) / Cfg::kM), static_cast<unsigned>((p.C + Cfg::kN - 1) / Cfg::kN),
                   static_cast<unsigned>(split.splits));
   kernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T>
+void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
+  const BoxSplit split = pointwise_wgrad_split(p);
+  float* partials = static_cast<float*>(workspace);
+  if (pointwise_wgrad_m64(p)) {
+    backward_weight_pointwise_run<T, PointwiseWgrad64>(p, split, partials, stream);
+  } else {
+    const int64_t ctas = ((p.K + 127) / 128) * ((p.C + 127) / 128) * split.splits;
+    if (wgrad_deep_ring(ctas)) backward_weight_pointwise_run<T, PointwiseWgrad128Deep>(p, split, partials, stream);
+    else backward_weight_pointwise_run<T, PointwiseWgrad128>(p, split, partials, stream);
+  }
   if (split.splits == 1) {  // one row of partial sums: converted into the weight's layout
-    launch_reduce_splits<T>(c.partials, 1, p, true, stream);
+    launch_reduce_splits<T>(partials, 1, p, true, stream);
     return;
   }
   const StorePointwiseWeight<T> store{static_cast<T*>(p.w), p.w_stride[0], p.w_stride[1], p.C};
-  finish_splits(SplitOutput<float, StorePointwiseWeight<T>>{c.partials, p.K * p.C, store},
+  finish_splits(SplitOutput<float, StorePointwiseWeight<T>>{partials, p.K * p.C, store},
                 SplitPlan{split.splits, 0}, stream);
 }
 

@@ -358,6 +358,7 @@ int main(int argc, char** argv) {
       {3, 32, 4, 36, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1, H W = 144 (two pixel tiles an image)
       {4, 136, 8, 32, 192, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},   // 1x1, 24 items of 128x64 (persistent CTAs walk them)
       {7, 40, 6, 28, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, 21-42 k-tiles: pointwise wgrad splits start mid-image
+      {2, 264, 4, 20, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, K <= 64: pointwise wgrad's 64 x 256 tiles, two of them
       // strided backward-data by stride phase on the copy-engine forward (backward_data_tma.cuh)
       {2, 64, 11, 13, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, true},    // phases of unequal sizes (odd maps)
       {1, 64, 9, 10, 64, 3, 3, 3, 3, 1, 1, 1, 1, 1, false},    // stride 3: one tap a phase
