@@ -491,7 +491,8 @@ def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch
 
 
 # The filter repacks (forward.cuh's pack_taps): KCRS -> KRSC for NCHW forwards by rows (pack_taps_rows), and
-# backward-data's [C][R][S][K/groups], flipped or not, from KCRS or channels-last filters by tiles (pack_taps_tiles).
+# backward-data's [C][R][S][K/groups], flipped or not, from KCRS or channels-last filters by tiles (pack_taps_tiles);
+# dense KCRS filters (their taps one run) by runs (pack_taps_runs) in both.
 # Channel counts past one block of 256 threads and past whole 32-channel tiles, 49 taps, groups, stride 2
 # (backward-data by stride phase on the mma.sync kernels).
 PACK = {
@@ -521,10 +522,12 @@ def test_filter_repacks(name, layout, precision_mode, poison):
             run_and_check(case, precision_mode, layout, variant, True, must_run=True)
             torch.cuda.synchronize()
         names = [e.name for e in prof.events()]
-        if layout == "nchw":
-            assert any("pack_taps_rows<" in n for n in names), f"{variant}: the repack by rows did not run"
+        if layout == "nchw":  # KCRS filters: their taps one run (pack_taps_runs) unless CONV2D_EXT_PACK_RUNS=0
+            assert any(k in n for n in names for k in ("pack_taps_rows<", "pack_taps_runs<")), \
+                f"{variant}: the repack by rows or runs did not run"
         if "backward_data" in variant:
-            assert any("pack_taps_tiles<" in n for n in names), f"{variant}: the repack by tiles did not run"
+            assert any(k in n for n in names for k in ("pack_taps_tiles<", "pack_taps_runs<")), \
+                f"{variant}: the repack by tiles or runs did not run"
 
 
 # implicit_gemm:im2col (csrc/implicit_gemm/im2col.cuh: a pixel tile's whole reduction, C x R x S <= 160, gathered

@@ -116,9 +116,115 @@ __global__ void __launch_bounds__(256, 4) pack_taps_tiles(const T* __restrict__ 
   }
 }
 
+// pack_taps_runs, where the taps of a filter are one dense run (|ss| = 1, sr = S ss: KCRS, flipped or not) and the
+// run continues along i (si = R S: the forward's KCRS -> KRSC) or along o (so = R S: backward-data's flipped KCRS ->
+// [C][R][S][K/g]): then a tile of kRunI i's x `to` o's x all R S taps is `to` (along i) or kRunI (along o) contiguous
+// runs of source elements, each read by consecutive threads in address order into shared memory, then written as
+// R S x `to` destination rows of kRunI consecutive i's (coalesced). pack_taps_rows reads each tap separately (a
+// warp's loads 2 R S bytes apart) and pack_taps_tiles a 32 x 32 tile's runs of R S; both ran ~8 us for r50_3x3_512's
+// 2.4 M 16-bit elements (H100, session 37 trace) where the bytes need ~3. Grid: ceil(I / kRunI) x o tiles (`to` o's
+// of one group each) x 1; 256 threads; to R S kRunI elements of shared memory (sized by the host, at most
+// kRunSmemBytes).
+constexpr int kRunI = 64;
+constexpr int kRunSmemBytes = 24 * 1024;
+
+struct TapRuns {
+  int to;             // o's a tile (within one group)
+  int o_tiles;        // tiles a group: ceil(og / to)
+  int along_i;        // 1: runs along i (si == R S), 0: along o (so == R S)
+  int flip;           // the taps in memory backwards (ss = -1): the run starts R S - 1 elements before tap 0
+  int stride_i, stride_o;  // shared-memory element strides of (i, o) in the tile; a tap is +1
+};
+
+template <typename T>
+__global__ void __launch_bounds__(256) pack_taps_runs(const T* __restrict__ w, TapPack m, TapRuns q,
+                                                       T* __restrict__ out) {
+  extern __shared__ __align__(16) unsigned char runs_smem[];
+  T* tile = reinterpret_cast<T*>(runs_smem);
+  const int RS = m.R * m.S, tid = threadIdx.x;
+  const int i0 = blockIdx.x * kRunI, g = blockIdx.y / q.o_tiles;
+  const int o0 = g * m.og + (blockIdx.y - g * q.o_tiles) * q.to;
+  const int ni = min(kRunI, m.I - i0), no = min(q.to, min(m.O - o0, (g + 1) * m.og - o0));
+  // source element (o, i, tap memory index tm) at base + (o % og) so + i si + tm, tm = flip ? R S - 1 - tap : tap
+  const T* base = w + int64_t(g) * m.gstride + (q.flip ? -(RS - 1) : 0);
+  const int runs = q.along_i ? no : ni, len = (q.along_i ? ni : no) * RS;
+  // The loads: the runs back to back, 8 loads in flight a thread before their shared-memory stores.
+  int run = 0, off = tid;
+  while (off >= len && run < runs) off -= len, ++run;
+  while (run < runs) {
+    T v[8];
+    int at[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      at[u] = -1;
+      if (run < runs) {
+        const int o = q.along_i ? o0 + run : o0, i = q.along_i ? i0 : i0 + run;
+        v[u] = base[int64_t(o - g * m.og) * m.so + int64_t(i) * m.si + off];
+        at[u] = q.along_i ? run * q.stride_o + off : run * q.stride_i + off;
+        off += 256;
+        while (off >= len && run < runs) off -= len, ++run;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 8; ++u)
+      if (at[u] >= 0) tile[at[u]] = v[u];
+  }
+  __syncthreads();
+  // The stores: destination rows (o, tap) of ni consecutive i's; four rows at a time (64 threads a row).
+  const int i = tid % kRunI;
+  if (i >= ni) return;
+  int row = tid / kRunI, ol = row / RS, t = row - ol * RS;
+  for (; ol < no; row += 256 / kRunI) {
+    const int tm = q.flip ? RS - 1 - t : t;
+    // along i the run of o holds (i, tm) at i R S + tm: stride_i = R S; along o the run of i holds (o, tm) at o R S + tm
+    out[(int64_t(o0 + ol) * RS + t) * m.I + i0 + i] = tile[i * q.stride_i + ol * q.stride_o + tm];
+    t += 256 / kRunI;
+    while (t >= RS) t -= RS, ++ol;
+  }
+}
+
+// pack_taps_runs' plan for m, or to = 0 where it does not apply (taps not one dense run, no run along i or o, a tile
+// of one o past kRunSmemBytes) or CONV2D_EXT_PACK_RUNS=0.
+template <typename T>
+TapRuns plan_tap_runs(const TapPack& m) {
+  TapRuns q{};
+  const char* env = std::getenv("CONV2D_EXT_PACK_RUNS");
+  if (env != nullptr && env[0] == '0') return q;
+  const int64_t RS = int64_t(m.R) * m.S;
+  const bool dense_taps = (m.ss == 1 || m.ss == -1) && m.sr == m.S * m.ss;
+  if (!dense_taps || RS * kRunI * int64_t(sizeof(T)) > kRunSmemBytes) return q;
+  if (m.si == RS) q.along_i = 1;
+  else if (m.so == RS) q.along_i = 0;
+  else return q;
+  q.flip = m.ss < 0;
+  const int64_t per_o = RS * kRunI + 2;  // shared-memory elements an o, padded (along o: a row of to R S + pad)
+  q.to = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({32, m.og, kRunSmemBytes / int64_t(sizeof(T)) / per_o})));
+  q.o_tiles = (m.og + q.to - 1) / q.to;
+  // Shared-memory strides with an odd word stride between the lanes' rows of the store phase (a 2-byte element:
+  // even element strides of 2 mod 4; fp32: odd): along i the lanes read i R S apart (R S odd for the square filters),
+  // along o i (to R S + pad) apart.
+  if (q.along_i) {
+    q.stride_i = static_cast<int>(RS), q.stride_o = static_cast<int>(RS * kRunI);
+  } else {
+    int64_t row = q.to * RS;
+    if (sizeof(T) == 2) row += (row % 4 == 2) ? 0 : (row % 2 == 0 ? 2 : 1);
+    else row += (row % 2 == 1) ? 0 : 1;
+    q.stride_i = static_cast<int>(row), q.stride_o = static_cast<int>(RS);
+  }
+  return q;
+}
+
 template <typename T>
 void pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
   if (m.O <= 0 || m.I <= 0) return;
+  const TapRuns q = plan_tap_runs<T>(m);
+  if (q.to > 0 && int64_t(m.O / m.og) * q.o_tiles <= 65535) {
+    const int64_t smem = (q.along_i ? int64_t(q.to) * q.stride_o : int64_t(kRunI) * q.stride_i) * int64_t(sizeof(T));
+    const dim3 grid(static_cast<unsigned>((m.I + kRunI - 1) / kRunI), static_cast<unsigned>((m.O / m.og) * q.o_tiles));
+    pack_taps_runs<T><<<grid, 256, smem, stream>>>(w, m, q, out);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   const bool o_closer = (m.si < 0 ? -m.si : m.si) > (m.so < 0 ? -m.so : m.so);
   if (o_closer && m.R * m.S <= 65535 * kPackTileTaps) {
     const dim3 grid(static_cast<unsigned>((m.O + 31) / 32), static_cast<unsigned>(std::min((m.I + 31) / 32, 65535)),

@@ -23,18 +23,20 @@ struct Shape {
   int K, C, groups, R, S;
   bool flip;  // the taps read backwards (r and s strides negative, the base at the last tap)
   bool krsc;  // channels-last filters (channels contiguous) instead of KCRS
+  bool dense = false;  // KCRS without the padded channel stride (pack_taps_runs: the taps of consecutive c one run)
 };
 
-// Both repacks of one filter tensor against their definitions.
+// Both repacks of one filter tensor of T (bits Bits) against their definitions.
+template <typename T, typename Bits>
 void check(const Shape& sh, std::mt19937& gen) {
   const int Cg = sh.C / sh.groups, Kg = sh.K / sh.groups;
   // KCRS with a padded channel stride (a sliced tensor), or KRSC with a padded pixel stride: k, c, r, s strides
-  const int64_t ss = sh.krsc ? Cg + 3 : 1, sr = sh.S * ss, sc = sh.krsc ? 1 : int64_t(sh.R) * sh.S + 3,
-                sk = sh.krsc ? sh.R * sr + 5 : sc * Cg + 5;
-  std::vector<uint16_t> w(size_t(sk) * sh.K + 16);
-  for (auto& v : w) v = uint16_t(gen());
+  const int64_t ss = sh.krsc ? Cg + 3 : 1, sr = sh.S * ss, sc = sh.krsc ? 1 : int64_t(sh.R) * sh.S + (sh.dense ? 0 : 3),
+                sk = sh.krsc ? sh.R * sr + 5 : sc * Cg + (sh.dense ? 0 : 5);
+  std::vector<Bits> w(size_t(sk) * sh.K + 16);
+  for (auto& v : w) v = Bits(gen());
   FilterStrides in{sk, sc, sr, ss};
-  const __half* base = reinterpret_cast<const __half*>(w.data());
+  const T* base = reinterpret_cast<const T*>(w.data());
   if (sh.flip) {
     base += (sh.R - 1) * sr + (sh.S - 1) * ss;
     in.r = -sr, in.s = -ss;
@@ -43,27 +45,27 @@ void check(const Shape& sh, std::mt19937& gen) {
   p.K = sh.K, p.C = sh.C, p.groups = sh.groups, p.R = sh.R, p.S = sh.S;
   // the definitions: KRSC out[k][r][s][c] = w[k][c][r][s]; [C][R][S][K/groups]
   // out[c][r][s][k] = w[g Kg + k][c % Cg][r][s]
-  const uint16_t* wb = reinterpret_cast<const uint16_t*>(base);
-  std::vector<uint16_t> want_krsc(size_t(sh.K) * Cg * sh.R * sh.S + 8, 0xFFFF);
-  std::vector<uint16_t> want_crsk(size_t(sh.C) * sh.R * sh.S * Kg + 8, 0xFFFF);
+  const Bits* wb = reinterpret_cast<const Bits*>(base);
+  std::vector<Bits> want_krsc(size_t(sh.K) * Cg * sh.R * sh.S + 8, Bits(~0u));
+  std::vector<Bits> want_crsk(size_t(sh.C) * sh.R * sh.S * Kg + 8, Bits(~0u));
   for (int k = 0; k < sh.K; ++k)
     for (int c = 0; c < Cg; ++c)
       for (int r = 0; r < sh.R; ++r)
         for (int s = 0; s < sh.S; ++s) {
-          const uint16_t v = wb[k * in.k + c * in.c + r * in.r + s * in.s];
+          const Bits v = wb[k * in.k + c * in.c + r * in.r + s * in.s];
           want_krsc[((size_t(k) * sh.R + r) * sh.S + s) * Cg + c] = v;
           const int g = k / Kg, cc = g * Cg + c;
           want_crsk[((size_t(cc) * sh.R + r) * sh.S + s) * Kg + (k - g * Kg)] = v;
         }
-  std::vector<uint16_t> krsc(want_krsc.size(), 0xFFFF), crsk(want_crsk.size(), 0xFFFF);
-  const __half* filters = base;
+  std::vector<Bits> krsc(want_krsc.size(), Bits(~0u)), crsk(want_crsk.size(), Bits(~0u));
+  const T* filters = base;
   FilterStrides fs = in;
-  repack_krsc<__half>(p, filters, fs, reinterpret_cast<__half*>(krsc.data()), nullptr);
-  repack_crsk<__half>(base, in, reinterpret_cast<__half*>(crsk.data()), sh.C, Cg, Kg, sh.R, sh.S, nullptr);
+  repack_krsc<T>(p, filters, fs, reinterpret_cast<T*>(krsc.data()), nullptr);
+  repack_crsk<T>(base, in, reinterpret_cast<T*>(crsk.data()), sh.C, Cg, Kg, sh.R, sh.S, nullptr);
   const bool ok_krsc = krsc == want_krsc, ok_crsk = crsk == want_crsk;
   failures += !ok_krsc + !ok_crsk;
-  std::printf("%s %s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL",
-              sh.krsc ? "KRSC" : "KCRS", sh.K, sh.C, sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "",
+  std::printf("%s %zu-byte %s%s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL",
+              sizeof(T), sh.krsc ? "KRSC" : "KCRS", sh.dense ? " dense" : "", sh.K, sh.C, sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "",
               ok_krsc ? "right" : "WRONG", ok_crsk ? "right" : "WRONG");
 }
 
@@ -121,7 +123,17 @@ int main() {
       {64, 64, 1, 3, 3, true, true},   {70, 130, 1, 3, 3, true, true},  {33, 66, 3, 5, 5, true, true},
       {300, 64, 1, 3, 3, true, true},  {16, 200, 1, 1, 1, false, true}, {96, 48, 2, 3, 1, false, true},
   };
-  for (const Shape& s : shapes) check(s, gen);
+  for (const Shape& s : shapes) check<__half, uint16_t>(s, gen);
+  // dense KCRS (pack_taps_runs: runs along c for the KRSC repack, along k-major filters' c for the flipped CRSK one),
+  // 16-bit and fp32: many o tiles, partial i tiles, groups, 7x7 and 1x1 taps, flipped
+  const Shape dense[] = {
+      {64, 64, 1, 3, 3, false, false, true},  {70, 130, 1, 3, 3, true, false, true}, {33, 66, 3, 5, 5, true, false, true},
+      {128, 3, 1, 7, 7, false, false, true},  {16, 200, 1, 1, 1, false, false, true}, {48, 96, 2, 3, 1, true, false, true},
+      {8, 16, 4, 7, 7, true, false, true},    {300, 72, 1, 3, 3, true, false, true}, {72, 300, 1, 3, 3, false, false, true},
+      {40, 512, 1, 3, 3, true, false, true},  {96, 64, 2, 1, 3, false, false, true},
+  };
+  for (const Shape& s : dense) check<__half, uint16_t>(s, gen);
+  for (const Shape& s : dense) check<float, uint32_t>(s, gen);
   check_to_nhwc<__half, uint16_t>(3, 512, 7, 7, 0, 0, "planes", gen);     // r50_3x3_512's maps, 8 blocks of channels
   check_to_nhwc<__half, uint16_t>(2, 72, 5, 5, 16, 8, "planes", gen);     // a partial block of 8 channels, padded images
   check_to_nhwc<float, uint32_t>(2, 136, 7, 7, 4, 4, "planes", gen);      // fp32: 4-byte loads before
