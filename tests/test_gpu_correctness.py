@@ -434,6 +434,7 @@ TMA_POINTWISE = {
     "c256_hw56_k40": Case(3, 256, 7, 8, 40, 1, 1, 1, 0, 1, 1),
     "c520_hw136_k200": Case(2, 520, 8, 17, 200, 1, 1, 1, 0, 1, 1),  # 9 k-tiles (both rings wrap), 2 channel tiles
     "c192_hw2048_k256_n16": Case(16, 192, 32, 64, 256, 1, 1, 1, 0, 1, 1),  # 512-1024 items: persistent CTAs walk several
+    "c300_hw120_k24": Case(2, 300, 10, 12, 24, 1, 1, 1, 0, 1, 1),  # backward-weight's 64 x 256 tiles, two of them
 }
 
 
@@ -462,18 +463,21 @@ def test_tma_pointwise(name, precision_mode, kernel, persistent, poison, monkeyp
             f"{pass_}: the {config} kernel (persistent: {walks}) did not run: {sorted(set(ran))}"
 
 
+@pytest.mark.parametrize("m64", ["0", "1"])
 @pytest.mark.parametrize("precision_mode", ["tf32", "fp16", "bf16"], indirect=True)
 @pytest.mark.parametrize("name", list(TMA_POINTWISE))
-def test_tma_pointwise_backward_weight(name, precision_mode, poison, monkeypatch):
-    """The 1x1 NCHW backward-weight read in place (backward_weight_pointwise_tma.cuh, CONV2D_EXT_TMA_POINTWISE_WGRAD=1,
-    experimental): the weight gradient against the reference, bit-identical over three runs (split-K's fixed-order
-    sum), and that it ran, alone and within the op of both backward passes."""
+def test_tma_pointwise_backward_weight(name, precision_mode, m64, poison, monkeypatch):
+    """The 1x1 NCHW backward-weight read in place (backward_weight_pointwise_tma.cuh), on 128 x 128 tiles and on 64 x
+    256 (CONV2D_EXT_TMA_POINTWISE_M64=1; the default for K <= 64): the weight gradient against the reference,
+    bit-identical over three runs (split-K's fixed-order sum), and that it ran, alone and within the op of both
+    backward passes."""
     kernel = "implicit_gemm:128x128_tma"
     if not _tma_built(kernel):
         pytest.skip(f"{kernel} needs an sm_90a build on a compute capability 9.0 GPU")
     if precision_mode == "tf32" and TMA_POINTWISE[name].W % 4 != 0:
         pytest.skip("the 128x128_tma entry's TF32 backward-weight takes rows of whole 16-byte multiples (W % 4 == 0)")
     monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE_WGRAD", "1")
+    monkeypatch.setenv("CONV2D_EXT_TMA_POINTWISE_M64", m64)
     from torch.profiler import ProfilerActivity, profile
     case = TMA_POINTWISE[name]
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
