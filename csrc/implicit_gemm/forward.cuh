@@ -123,9 +123,11 @@ __global__ void __launch_bounds__(256, 4) pack_taps_tiles(const T* __restrict__ 
 // R S x `to` destination rows of kRunI consecutive i's (coalesced). pack_taps_rows reads each tap separately (a
 // warp's loads 2 R S bytes apart) and pack_taps_tiles a 32 x 32 tile's runs of R S; both ran ~8 us for r50_3x3_512's
 // 2.4 M 16-bit elements (H100, session 37 trace) where the bytes need ~3. Grid: ceil(I / kRunI) x o tiles (`to` o's
-// of one group each) x 1; 256 threads; to R S kRunI elements of shared memory (sized by the host, at most
-// kRunSmemBytes).
+// of one group each) x 1; 256 threads, kRunLoads loads a thread in flight; to R S kRunI elements of shared memory
+// (sized by the host, at most kRunSmemBytes).
 constexpr int kRunI = 64;
+constexpr int kRunLoads = 16;  // loads in flight a thread
+constexpr int64_t kRunTileElems = 256 * kRunLoads;
 constexpr int kRunSmemBytes = 24 * 1024;
 
 struct TapRuns {
@@ -148,14 +150,14 @@ __global__ void __launch_bounds__(256) pack_taps_runs(const T* __restrict__ w, T
   // source element (o, i, tap memory index tm) at base + (o % og) so + i si + tm, tm = flip ? R S - 1 - tap : tap
   const T* base = w + int64_t(g) * m.gstride + (q.flip ? -(RS - 1) : 0);
   const int runs = q.along_i ? no : ni, len = (q.along_i ? ni : no) * RS;
-  // The loads: the runs back to back, 8 loads in flight a thread before their shared-memory stores.
+  // The loads: the runs back to back, kRunLoads in flight a thread before their shared-memory stores.
   int run = 0, off = tid;
   while (off >= len && run < runs) off -= len, ++run;
   while (run < runs) {
-    T v[8];
-    int at[8];
+    T v[kRunLoads];
+    int at[kRunLoads];
 #pragma unroll
-    for (int u = 0; u < 8; ++u) {
+    for (int u = 0; u < kRunLoads; ++u) {
       at[u] = -1;
       if (run < runs) {
         const int o = q.along_i ? o0 + run : o0, i = q.along_i ? i0 : i0 + run;
@@ -166,7 +168,7 @@ __global__ void __launch_bounds__(256) pack_taps_runs(const T* __restrict__ w, T
       }
     }
 #pragma unroll
-    for (int u = 0; u < 8; ++u)
+    for (int u = 0; u < kRunLoads; ++u)
       if (at[u] >= 0) tile[at[u]] = v[u];
   }
   __syncthreads();
@@ -197,8 +199,11 @@ TapRuns plan_tap_runs(const TapPack& m) {
   else if (m.so == RS) q.along_i = 0;
   else return q;
   q.flip = m.ss < 0;
-  const int64_t per_o = RS * kRunI + 2;  // shared-memory elements an o, padded (along o: a row of to R S + pad)
-  q.to = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({32, m.og, kRunSmemBytes / int64_t(sizeof(T)) / per_o})));
+  // o's a tile: about kRunTileElems elements (one batch of loads a thread: r50_3x3_512's 2.4 M elements in ~590
+  // blocks, all resident at once), at most 32, within a group and kRunSmemBytes (the padding below included)
+  const int64_t per_o = RS * kRunI + 4;
+  q.to = static_cast<int>(std::max<int64_t>(
+      1, std::min<int64_t>({kRunTileElems / (RS * kRunI), 32, m.og, kRunSmemBytes / int64_t(sizeof(T)) / per_o})));
   q.o_tiles = (m.og + q.to - 1) / q.to;
   // Shared-memory strides with an odd word stride between the lanes' rows of the store phase (a 2-byte element:
   // even element strides of 2 mod 4; fp32: odd): along i the lanes read i R S apart (R S odd for the square filters),
