@@ -434,7 +434,7 @@ TMA_POINTWISE = {
     "c256_hw56_k40": Case(3, 256, 7, 8, 40, 1, 1, 1, 0, 1, 1),
     "c520_hw136_k200": Case(2, 520, 8, 17, 200, 1, 1, 1, 0, 1, 1),  # 9 k-tiles (both rings wrap), 2 channel tiles
     "c192_hw2048_k256_n16": Case(16, 192, 32, 64, 256, 1, 1, 1, 0, 1, 1),  # 512-1024 items: persistent CTAs walk several
-    "c300_hw120_k24": Case(2, 300, 10, 12, 24, 1, 1, 1, 0, 1, 1),  # backward-weight's 64 x 256 tiles, two of them
+    "c296_hw120_k24": Case(2, 296, 10, 12, 24, 1, 1, 1, 0, 1, 1),  # backward-weight's 64 x 256 tiles, two of them
 }
 
 
