@@ -110,7 +110,8 @@ HOPPER_SWITCHES = {
                             "CONV2D_EXT_TMA_WGRAD_NCHW": "0", "CONV2D_EXT_TMA_WGRAD_PACK": "1",
                             "CONV2D_EXT_TMA_WGRAD_STAGES": "0", "CONV2D_EXT_TMA_STAGES": "0"},
     "wgrad_nchw_everywhere_deep_rings": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1", "CONV2D_EXT_TMA_WGRAD_N192": "1",
-                                         "CONV2D_EXT_TMA_STAGES": "1"},
+                                         "CONV2D_EXT_TMA_STAGES": "1", "CONV2D_EXT_TMA_WGRAD_STAGES": "1"},
+    "pointwise_wgrad_64x256": {"CONV2D_EXT_TMA_POINTWISE_M64": "1"},
 }
 
 
@@ -127,7 +128,9 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     halo, copy-engine store and the in-place NCHW paths off (with the backward-weight's row packing wherever it fits
     instead: TF32 and 16-bit NCHW, and the 16-bit backward-weight's 3-stage rings, which the default runs only past
     132 CTAs, as the forward's configured rings), and the forward's deep rings wherever its tiles are 128x128 boxes
-    (the default takes them on grids of at most one CTA an SM: the emulator's 3)."""
+    (the default takes them on grids of at most one CTA an SM: the emulator's 3) with the backward-weight's 6-stage
+    rings wherever they fit (the pointwise one's included), and the pointwise backward-weight's 64 x 256 tiles
+    (session 38, untimed, off by default)."""
     passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
     assert runs and len(passed) == sum(runs.values())
 

@@ -508,13 +508,15 @@ PACK = {
 }
 
 
+@pytest.mark.parametrize("runs", ["0", "1"])
 @pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("name", list(PACK))
-def test_filter_repacks(name, layout, precision_mode, poison):
+def test_filter_repacks(name, layout, precision_mode, runs, poison, monkeypatch):
     """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
-    their filters repacked: the results, and that the repack kernels ran (NCHW forward: by rows; backward-data: by
-    tiles, reading along the filters' input channels)."""
+    their filters repacked: the results, and that the repack kernels ran (NCHW forward: by rows, or by runs with
+    CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input channels, or by runs)."""
+    monkeypatch.setenv("CONV2D_EXT_PACK_RUNS", runs)  # pack_taps_runs for dense KCRS filters (session 38, untimed)
     case = PACK[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
     tma = "implicit_gemm:128x128_tma"
@@ -526,9 +528,9 @@ def test_filter_repacks(name, layout, precision_mode, poison):
             run_and_check(case, precision_mode, layout, variant, True, must_run=True)
             torch.cuda.synchronize()
         names = [e.name for e in prof.events()]
-        if layout == "nchw":  # KCRS filters: their taps one run (pack_taps_runs) unless CONV2D_EXT_PACK_RUNS=0
-            assert any(k in n for n in names for k in ("pack_taps_rows<", "pack_taps_runs<")), \
-                f"{variant}: the repack by rows or runs did not run"
+        if layout == "nchw":  # dense KCRS filters: their taps one run (pack_taps_runs with CONV2D_EXT_PACK_RUNS=1)
+            want = "pack_taps_runs<" if runs == "1" else "pack_taps_rows<"
+            assert any(want in n for n in names), f"{variant}: {want} did not run"
         if "backward_data" in variant:
             assert any(k in n for n in names for k in ("pack_taps_tiles<", "pack_taps_runs<")), \
                 f"{variant}: the repack by tiles or runs did not run"

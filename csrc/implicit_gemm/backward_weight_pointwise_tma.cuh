@@ -32,8 +32,8 @@ struct PointwiseWgrad {
 };
 
 // Its configurations: kM output channels x kN input channels a CTA, kStages stages of a kM-row grad_output box and a
-// kN-row input box. 128 x 128 in 3 stages where the grid runs past a wave (two CTAs a SM), 6 stages within one (one CTA
-// a SM: twice the boxes in flight); 64 x 256 in 5 stages for 64 or fewer output channels (r50_1x1's K = 64: a 128-row
+// kN-row input box. 128 x 128 in 3 stages (two CTAs a SM), or 6 within a wave (one CTA a SM: twice the boxes in
+// flight; not yet the default); 64 x 256 in 5 stages for 64 or fewer output channels (r50_1x1's K = 64: a 128-row
 // box would be half zero-fill, warpgroup 1's MMAs on zeros, and the grad_output box read once per 128 input channels),
 // both warpgroups on the same 64 rows of grad_output and 128 input channels each.
 template <int M, int Stages>
@@ -130,12 +130,12 @@ inline bool pointwise_wgrad_fits(const ConvParams& p) {
          p.N * ((p.H * p.W * elem + kTmaRowBytes - 1) / kTmaRowBytes) < (int64_t(1) << 31);
 }
 
-// Whether p runs on the 64 x 256 configuration: 64 or fewer output channels (CONV2D_EXT_TMA_POINTWISE_M64=0 / =1 turns
-// it off / on everywhere; the workspace and the launch read it alike).
-inline bool pointwise_wgrad_m64(const ConvParams& p) {
+// Whether p runs on the 64 x 256 configuration, meant for 64 or fewer output channels: written in session 38 and
+// checked on the emulator, not yet timed (no device started), so off unless CONV2D_EXT_TMA_POINTWISE_M64=1 (any
+// K; the workspace and the launch read it alike). Once timed on r50_1x1: the default for K <= 64 if it wins.
+inline bool pointwise_wgrad_m64(const ConvParams&) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_M64");
-  if (env != nullptr) return env[0] == '1';
-  return p.K <= 64;
+  return env != nullptr && env[0] == '1';
 }
 
 // The split of the reduction: split_boxes over the k-tiles, at least 16 per split (8 for 64 x 256, whose output
@@ -190,8 +190,11 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
   if (pointwise_wgrad_m64(p)) {
     backward_weight_pointwise_run<T, PointwiseWgrad64>(p, split, partials, stream);
   } else {
+    // 6 stages within a wave (one CTA a SM): untimed (session 38), so only with CONV2D_EXT_TMA_WGRAD_STAGES=1 (which
+    // also gives the other copy-engine backward-weight kernels 6 stages wherever they fit) for now
     const int64_t ctas = ((p.K + 127) / 128) * ((p.C + 127) / 128) * split.splits;
-    if (wgrad_deep_ring(ctas)) backward_weight_pointwise_run<T, PointwiseWgrad128Deep>(p, split, partials, stream);
+    if (deep_ring(std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES"), false) && ctas <= 132)
+      backward_weight_pointwise_run<T, PointwiseWgrad128Deep>(p, split, partials, stream);
     else backward_weight_pointwise_run<T, PointwiseWgrad128>(p, split, partials, stream);
   }
   if (split.splits == 1) {  // one row of partial sums: converted into the weight's layout
