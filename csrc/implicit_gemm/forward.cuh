@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(256, 4) pack_taps_tiles(const T* __restrict__ 
 // warp's loads 2 R S bytes apart) and pack_taps_tiles a 32 x 32 tile's runs of R S; both ran ~8 us for r50_3x3_512's
 // 2.4 M 16-bit elements (H100, session 37 trace) where the bytes need ~3. Grid: ceil(I / kRunI) x o tiles (`to` o's
 // of one group each) x 1; 256 threads, kRunLoads loads a thread in flight; to R S kRunI elements of shared memory
-// (sized by the host, at most kRunSmemBytes).
+// (sized by the host: about kRunSmemBytes at most, the padding a little past it, under the 48 KB default).
 constexpr int kRunI = 64;
 constexpr int kRunLoads = 16;  // loads in flight a thread
 constexpr int64_t kRunTileElems = 256 * kRunLoads;
