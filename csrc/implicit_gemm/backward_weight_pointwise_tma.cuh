@@ -142,7 +142,9 @@ inline bool pointwise_wgrad_m64(const ConvParams&) {
 // tiles are half as many: r50_1x1 131 splits of 12 k-tiles, a CTA a SM).
 inline BoxSplit pointwise_wgrad_split(const ConvParams& p) {
   const bool m64 = pointwise_wgrad_m64(p);
-  const int64_t px = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2), bm = m64 ? 64 : 128, bn = m64 ? 256 : 128;
+  const int64_t px = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
+  const int64_t bm = m64 ? PointwiseWgrad64::kM : PointwiseWgrad128::kM;
+  const int64_t bn = m64 ? PointwiseWgrad64::kN : PointwiseWgrad128::kN;
   const int64_t k_tiles = p.N * ((p.H * p.W + px - 1) / px), tiles = ((p.K + bm - 1) / bm) * ((p.C + bn - 1) / bn);
   return split_boxes(k_tiles, tiles, 1, m64 ? 8 : 16);
 }
@@ -177,8 +179,8 @@ void backward_weight_pointwise_run(const ConvParams& p, const BoxSplit& split, f
   constexpr auto kernel = backward_weight_pointwise_kernel<T, Cfg>;
   constexpr int smem = TmaRing<Cfg::kStages, Cfg::kStageBytes>::bytes() + 1024;  // + alignment
   opt_in_shared_memory<kernel>(smem);
-  const dim3 grid(static_cast<unsigned>((p.K + Cfg::kM - 1) / Cfg::kM), static_cast<unsigned>((p.C + Cfg::kN - 1) / Cfg::kN),
-                  static_cast<unsigned>(split.splits));
+  const dim3 grid(static_cast<unsigned>((p.K + Cfg::kM - 1) / Cfg::kM),
+                  static_cast<unsigned>((p.C + Cfg::kN - 1) / Cfg::kN), static_cast<unsigned>(split.splits));
   kernel<<<grid, kTmaThreads, smem, stream>>>(dy_map, x_map, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -192,7 +194,8 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
   } else {
     // 6 stages within a wave (one CTA a SM): untimed (session 38), so only with CONV2D_EXT_TMA_WGRAD_STAGES=1 (which
     // also gives the other copy-engine backward-weight kernels 6 stages wherever they fit) for now
-    const int64_t ctas = ((p.K + 127) / 128) * ((p.C + 127) / 128) * split.splits;
+    constexpr int kM = PointwiseWgrad128::kM, kN = PointwiseWgrad128::kN;
+    const int64_t ctas = ((p.K + kM - 1) / kM) * ((p.C + kN - 1) / kN) * split.splits;
     if (deep_ring(std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES"), false) && ctas <= 132)
       backward_weight_pointwise_run<T, PointwiseWgrad128Deep>(p, split, partials, stream);
     else backward_weight_pointwise_run<T, PointwiseWgrad128>(p, split, partials, stream);

@@ -175,10 +175,11 @@ __global__ void __launch_bounds__(256) pack_taps_runs(const T* __restrict__ w, T
   // The stores: destination rows (o, tap) of ni consecutive i's; four rows at a time (64 threads a row).
   const int i = tid % kRunI;
   if (i >= ni) return;
-  int row = tid / kRunI, ol = row / RS, t = row - ol * RS;
-  for (; ol < no; row += 256 / kRunI) {
+  int ol = tid / kRunI / RS, t = tid / kRunI - ol * RS;  // row ol R S + t; four rows a pass
+  while (ol < no) {
     const int tm = q.flip ? RS - 1 - t : t;
-    // along i the run of o holds (i, tm) at i R S + tm: stride_i = R S; along o the run of i holds (o, tm) at o R S + tm
+    // along i the run of o holds (i, tm) at i R S + tm (stride_i = R S);
+    // along o the run of i holds (o, tm) at o R S + tm (stride_o = R S)
     out[(int64_t(o0 + ol) * RS + t) * m.I + i0 + i] = tile[i * q.stride_i + ol * q.stride_o + tm];
     t += 256 / kRunI;
     while (t >= RS) t -= RS, ++ol;

@@ -31,7 +31,8 @@ template <typename T, typename Bits>
 void check(const Shape& sh, std::mt19937& gen) {
   const int Cg = sh.C / sh.groups, Kg = sh.K / sh.groups;
   // KCRS with a padded channel stride (a sliced tensor), or KRSC with a padded pixel stride: k, c, r, s strides
-  const int64_t ss = sh.krsc ? Cg + 3 : 1, sr = sh.S * ss, sc = sh.krsc ? 1 : int64_t(sh.R) * sh.S + (sh.dense ? 0 : 3),
+  const int64_t ss = sh.krsc ? Cg + 3 : 1, sr = sh.S * ss,
+                sc = sh.krsc ? 1 : int64_t(sh.R) * sh.S + (sh.dense ? 0 : 3),
                 sk = sh.krsc ? sh.R * sr + 5 : sc * Cg + (sh.dense ? 0 : 5);
   std::vector<Bits> w(size_t(sk) * sh.K + 16);
   for (auto& v : w) v = Bits(gen());
@@ -65,8 +66,8 @@ void check(const Shape& sh, std::mt19937& gen) {
   const bool ok_krsc = krsc == want_krsc, ok_crsk = crsk == want_crsk;
   failures += !ok_krsc + !ok_crsk;
   std::printf("%s %zu-byte %s%s K%d C%d g%d %dx%d%s: krsc %s, crsk %s\n", ok_krsc && ok_crsk ? "PASS" : "FAIL",
-              sizeof(T), sh.krsc ? "KRSC" : "KCRS", sh.dense ? " dense" : "", sh.K, sh.C, sh.groups, sh.R, sh.S, sh.flip ? " flipped" : "",
-              ok_krsc ? "right" : "WRONG", ok_crsk ? "right" : "WRONG");
+              sizeof(T), sh.krsc ? "KRSC" : "KCRS", sh.dense ? " dense" : "", sh.K, sh.C, sh.groups, sh.R, sh.S,
+              sh.flip ? " flipped" : "", ok_krsc ? "right" : "WRONG", ok_crsk ? "right" : "WRONG");
 }
 
 // The NHWC copy of an N x C x H x W tensor of T (bits) with an image stride padded by `pad` elements and its base
@@ -127,10 +128,12 @@ int main() {
   // dense KCRS (pack_taps_runs: runs along c for the KRSC repack, along k-major filters' c for the flipped CRSK one),
   // 16-bit and fp32: many o tiles, partial i tiles, groups, 7x7 and 1x1 taps, flipped
   const Shape dense[] = {
-      {64, 64, 1, 3, 3, false, false, true},  {70, 130, 1, 3, 3, true, false, true}, {33, 66, 3, 5, 5, true, false, true},
-      {128, 3, 1, 7, 7, false, false, true},  {16, 200, 1, 1, 1, false, false, true}, {48, 96, 2, 3, 1, true, false, true},
-      {8, 16, 4, 7, 7, true, false, true},    {300, 72, 1, 3, 3, true, false, true}, {72, 300, 1, 3, 3, false, false, true},
-      {40, 512, 1, 3, 3, true, false, true},  {96, 64, 2, 1, 3, false, false, true},
+      {64, 64, 1, 3, 3, false, false, true},  {70, 130, 1, 3, 3, true, false, true},
+      {33, 66, 3, 5, 5, true, false, true},   {128, 3, 1, 7, 7, false, false, true},
+      {16, 200, 1, 1, 1, false, false, true}, {48, 96, 2, 3, 1, true, false, true},
+      {8, 16, 4, 7, 7, true, false, true},    {300, 72, 1, 3, 3, true, false, true},
+      {72, 300, 1, 3, 3, false, false, true}, {40, 512, 1, 3, 3, true, false, true},
+      {96, 64, 2, 1, 3, false, false, true},
   };
   setenv("CONV2D_EXT_PACK_RUNS", "1", 1);  // pack_taps_runs (off by default until timed)
   for (const Shape& s : dense) check<__half, uint16_t>(s, gen);
