@@ -468,7 +468,7 @@ def test_tma_pointwise(name, precision_mode, kernel, persistent, poison, monkeyp
 @pytest.mark.parametrize("name", list(TMA_POINTWISE))
 def test_tma_pointwise_backward_weight(name, precision_mode, m64, poison, monkeypatch):
     """The 1x1 NCHW backward-weight read in place (backward_weight_pointwise_tma.cuh), on 128 x 128 tiles and on 64 x
-    256 (CONV2D_EXT_TMA_POINTWISE_M64=1; the default for K <= 64): the weight gradient against the reference,
+    256 (CONV2D_EXT_TMA_POINTWISE_M64=1; the default for K <= 64, =0 the 128 x 128 tiles there): the weight gradient against the reference,
     bit-identical over three runs (split-K's fixed-order sum), and that it ran, alone and within the op of both
     backward passes."""
     kernel = "implicit_gemm:128x128_tma"
@@ -514,9 +514,9 @@ PACK = {
 @pytest.mark.parametrize("name", list(PACK))
 def test_filter_repacks(name, layout, precision_mode, runs, poison, monkeypatch):
     """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
-    their filters repacked: the results, and that the repack kernels ran (NCHW forward: by rows, or by runs with
-    CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input channels, or by runs)."""
-    monkeypatch.setenv("CONV2D_EXT_PACK_RUNS", runs)  # pack_taps_runs for dense KCRS filters (session 38, untimed)
+    their filters repacked: the results, and that the repack kernels ran (NCHW forward: by rows with CONV2D_EXT_PACK_RUNS=0,
+    or by runs (the default); backward-data: by tiles, reading along the filters' input channels, or by runs)."""
+    monkeypatch.setenv("CONV2D_EXT_PACK_RUNS", runs)  # pack_taps_runs for dense KCRS filters (the default)
     case = PACK[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
     tma = "implicit_gemm:128x128_tma"
@@ -528,7 +528,7 @@ def test_filter_repacks(name, layout, precision_mode, runs, poison, monkeypatch)
             run_and_check(case, precision_mode, layout, variant, True, must_run=True)
             torch.cuda.synchronize()
         names = [e.name for e in prof.events()]
-        if layout == "nchw":  # dense KCRS filters: their taps one run (pack_taps_runs with CONV2D_EXT_PACK_RUNS=1)
+        if layout == "nchw":  # dense KCRS filters: their taps one run (pack_taps_runs unless CONV2D_EXT_PACK_RUNS=0)
             want = "pack_taps_runs<" if runs == "1" else "pack_taps_rows<"
             assert any(want in n for n in names), f"{variant}: {want} did not run"
         if "backward_data" in variant:

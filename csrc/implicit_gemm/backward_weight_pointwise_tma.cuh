@@ -130,12 +130,14 @@ inline bool pointwise_wgrad_fits(const ConvParams& p) {
          p.N * ((p.H * p.W * elem + kTmaRowBytes - 1) / kTmaRowBytes) < (int64_t(1) << 31);
 }
 
-// Whether p runs on the 64 x 256 configuration, meant for 64 or fewer output channels: written in session 38 and
-// checked on the emulator, not yet timed (no device started), so off unless CONV2D_EXT_TMA_POINTWISE_M64=1 (any
-// K; the workspace and the launch read it alike). Once timed on r50_1x1: the default for K <= 64 if it wins.
-inline bool pointwise_wgrad_m64(const ConvParams&) {
+// Whether p runs on the 64 x 256 configuration, meant for 64 or fewer output channels (written in session 38, run
+// by the H100's tests; benchmarks/NOTES.md, session 39, has its timing): the default for K <= 64;
+// CONV2D_EXT_TMA_POINTWISE_M64=0 turns it off, =1 forces it for any K (tests). The workspace and the launch read it
+// alike.
+inline bool pointwise_wgrad_m64(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_M64");
-  return env != nullptr && env[0] == '1';
+  if (env != nullptr && (env[0] == '0' || env[0] == '1')) return env[0] == '1';
+  return p.K <= 64;
 }
 
 // The split of the reduction: split_boxes over the k-tiles, at least 16 per split (8 for 64 x 256, whose output
@@ -192,11 +194,11 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
   if (pointwise_wgrad_m64(p)) {
     backward_weight_pointwise_run<T, PointwiseWgrad64>(p, split, partials, stream);
   } else {
-    // 6 stages within a wave (one CTA a SM): untimed (session 38), so only with CONV2D_EXT_TMA_WGRAD_STAGES=1 (which
-    // also gives the other copy-engine backward-weight kernels 6 stages wherever they fit) for now
+    // 6 stages where the grid is one wave (one CTA a SM), as the other copy-engine backward-weight kernels
+    // (wgrad_deep_ring; session 38's, timed in session 39: benchmarks/NOTES.md)
     constexpr int kM = PointwiseWgrad128::kM, kN = PointwiseWgrad128::kN;
     const int64_t ctas = ((p.K + kM - 1) / kM) * ((p.C + kN - 1) / kN) * split.splits;
-    if (deep_ring(std::getenv("CONV2D_EXT_TMA_WGRAD_STAGES"), false) && ctas <= 132)
+    if (wgrad_deep_ring(ctas) && ctas <= 132)
       backward_weight_pointwise_run<T, PointwiseWgrad128Deep>(p, split, partials, stream);
     else backward_weight_pointwise_run<T, PointwiseWgrad128>(p, split, partials, stream);
   }

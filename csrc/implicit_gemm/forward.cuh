@@ -187,13 +187,13 @@ __global__ void __launch_bounds__(256) pack_taps_runs(const T* __restrict__ w, T
 }
 
 // pack_taps_runs' plan for m, or to = 0 where it does not apply (taps not one dense run, no run along i or o, a tile
-// of one o past kRunSmemBytes). Written in session 38 and checked on the emulator (bit-exact), not yet timed (no
-// device started): off unless CONV2D_EXT_PACK_RUNS=1.
+// of one o past kRunSmemBytes). Written in session 38 and checked on the emulator (bit-exact) and the H100 (tests);
+// on by default since session 39 (benchmarks/NOTES.md has its timing); CONV2D_EXT_PACK_RUNS=0 turns it off.
 template <typename T>
 TapRuns plan_tap_runs(const TapPack& m) {
   TapRuns q{};
   const char* env = std::getenv("CONV2D_EXT_PACK_RUNS");
-  if (env == nullptr || env[0] != '1') return q;
+  if (env != nullptr && env[0] == '0') return q;
   const int64_t RS = int64_t(m.R) * m.S;
   const bool dense_taps = (m.ss == 1 || m.ss == -1) && m.sr == m.S * m.ss;
   if (!dense_taps || RS * kRunI * int64_t(sizeof(T)) > kRunSmemBytes) return q;
