@@ -468,7 +468,7 @@ def test_tma_pointwise(name, precision_mode, kernel, persistent, poison, monkeyp
 @pytest.mark.parametrize("name", list(TMA_POINTWISE))
 def test_tma_pointwise_backward_weight(name, precision_mode, m64, poison, monkeypatch):
     """The 1x1 NCHW backward-weight read in place (backward_weight_pointwise_tma.cuh), on 128 x 128 tiles and on 64 x
-    256 (CONV2D_EXT_TMA_POINTWISE_M64=1; the default for K <= 64, =0 the 128 x 128 tiles there): the weight gradient against the reference,
+    256 (CONV2D_EXT_TMA_POINTWISE_M64=1; off by default: slower on r50_1x1): the weight gradient against the reference,
     bit-identical over three runs (split-K's fixed-order sum), and that it ran, alone and within the op of both
     backward passes."""
     kernel = "implicit_gemm:128x128_tma"
@@ -508,15 +508,22 @@ PACK = {
 }
 
 
-@pytest.mark.parametrize("runs", ["0", "1"])
+PACK_SWITCHES = {"rows": {"CONV2D_EXT_PACK_PLANES": "0", "CONV2D_EXT_PACK_RUNS": "0"},
+                 "planes": {"CONV2D_EXT_PACK_PLANES": "1", "CONV2D_EXT_PACK_RUNS": "0"},
+                 "runs": {"CONV2D_EXT_PACK_PLANES": "1", "CONV2D_EXT_PACK_RUNS": "1"}}
+
+
+@pytest.mark.parametrize("pack", list(PACK_SWITCHES))
 @pytest.mark.parametrize("precision_mode", ["tf32", "bf16"], indirect=True)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("name", list(PACK))
-def test_filter_repacks(name, layout, precision_mode, runs, poison, monkeypatch):
+def test_filter_repacks(name, layout, precision_mode, pack, poison, monkeypatch):
     """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
-    their filters repacked: the results, and that the repack kernels ran (NCHW forward: by rows with CONV2D_EXT_PACK_RUNS=0,
-    or by runs (the default); backward-data: by tiles, reading along the filters' input channels, or by runs)."""
-    monkeypatch.setenv("CONV2D_EXT_PACK_RUNS", runs)  # pack_taps_runs for dense KCRS filters (the default)
+    their filters repacked: the results, and that the repack kernels ran (NCHW forward, dense KCRS filters: as K
+    images of C/groups planes by to_nhwc_planes (the default), by rows with CONV2D_EXT_PACK_PLANES=0, by runs with
+    CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input channels, or by runs)."""
+    for key, value in PACK_SWITCHES[pack].items():
+        monkeypatch.setenv(key, value)
     case = PACK[name]
     variants = [{"forward": "implicit_gemm:128x128_w4", "backward_data": "implicit_gemm:128x128_w4"}]
     tma = "implicit_gemm:128x128_tma"
@@ -528,9 +535,11 @@ def test_filter_repacks(name, layout, precision_mode, runs, poison, monkeypatch)
             run_and_check(case, precision_mode, layout, variant, True, must_run=True)
             torch.cuda.synchronize()
         names = [e.name for e in prof.events()]
-        if layout == "nchw":  # dense KCRS filters: their taps one run (pack_taps_runs unless CONV2D_EXT_PACK_RUNS=0)
-            want = "pack_taps_runs<" if runs == "1" else "pack_taps_rows<"
+        if layout == "nchw":  # dense KCRS filters, C/groups in 16-byte vectors in every case here
+            want = {"rows": "pack_taps_rows<", "planes": "to_nhwc_planes<", "runs": "pack_taps_runs<"}[pack]
             assert any(want in n for n in names), f"{variant}: {want} did not run"
+            if pack == "planes":
+                assert not any("pack_taps_rows<" in n for n in names), f"{variant}: the forward repack ran by rows"
         if "backward_data" in variant:
             assert any(k in n for n in names for k in ("pack_taps_tiles<", "pack_taps_runs<")), \
                 f"{variant}: the repack by tiles or runs did not run"

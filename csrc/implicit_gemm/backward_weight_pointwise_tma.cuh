@@ -130,14 +130,13 @@ inline bool pointwise_wgrad_fits(const ConvParams& p) {
          p.N * ((p.H * p.W * elem + kTmaRowBytes - 1) / kTmaRowBytes) < (int64_t(1) << 31);
 }
 
-// Whether p runs on the 64 x 256 configuration, meant for 64 or fewer output channels (written in session 38, run
-// by the H100's tests; benchmarks/NOTES.md, session 39, has its timing): the default for K <= 64;
-// CONV2D_EXT_TMA_POINTWISE_M64=0 turns it off, =1 forces it for any K (tests). The workspace and the launch read it
-// alike.
-inline bool pointwise_wgrad_m64(const ConvParams& p) {
+// Whether p runs on the 64 x 256 configuration, meant for 64 or fewer output channels: written in session 38, run by
+// the H100's tests, and slower there than the 128 x 128 tiles (session 39, r50_1x1 backward-weight, graph ms: bf16
+// 0.0400 against 0.0343, TF32 0.0603 against 0.0574; its finish_splits over twice the partials 13 us against 7):
+// off unless CONV2D_EXT_TMA_POINTWISE_M64=1 (any K; the workspace and the launch read it alike).
+inline bool pointwise_wgrad_m64(const ConvParams&) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_M64");
-  if (env != nullptr && (env[0] == '0' || env[0] == '1')) return env[0] == '1';
-  return p.K <= 64;
+  return env != nullptr && env[0] == '1';
 }
 
 // The split of the reduction: split_boxes over the k-tiles, at least 16 per split (8 for 64 x 256, whose output
@@ -195,7 +194,8 @@ void backward_weight_pointwise_launch_typed(const ConvParams& p, void* workspace
     backward_weight_pointwise_run<T, PointwiseWgrad64>(p, split, partials, stream);
   } else {
     // 6 stages where the grid is one wave (one CTA a SM), as the other copy-engine backward-weight kernels
-    // (wgrad_deep_ring; session 38's, timed in session 39: benchmarks/NOTES.md)
+    // (wgrad_deep_ring). Session 39, H100, r50_1x1 backward-weight (graph ms, 3 -> 6 stages): bf16 0.0343 -> 0.0329,
+    // TF32 0.0574 -> 0.0547
     constexpr int kM = PointwiseWgrad128::kM, kN = PointwiseWgrad128::kN;
     const int64_t ctas = ((p.K + kM - 1) / kM) * ((p.C + kN - 1) / kN) * split.splits;
     if (wgrad_deep_ring(ctas) && ctas <= 132)

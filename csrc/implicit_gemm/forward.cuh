@@ -187,13 +187,14 @@ __global__ void __launch_bounds__(256) pack_taps_runs(const T* __restrict__ w, T
 }
 
 // pack_taps_runs' plan for m, or to = 0 where it does not apply (taps not one dense run, no run along i or o, a tile
-// of one o past kRunSmemBytes). Written in session 38 and checked on the emulator (bit-exact) and the H100 (tests);
-// on by default since session 39 (benchmarks/NOTES.md has its timing); CONV2D_EXT_PACK_RUNS=0 turns it off.
+// of one o past kRunSmemBytes). Written in session 38, checked on the emulator (bit-exact) and the H100 (tests), and
+// slower there than the kernels it would replace (session 39, H100, r50_3x3_512 bf16: 13 us a repack against 8 for
+// pack_taps_rows and pack_taps_tiles): off unless CONV2D_EXT_PACK_RUNS=1.
 template <typename T>
 TapRuns plan_tap_runs(const TapPack& m) {
   TapRuns q{};
   const char* env = std::getenv("CONV2D_EXT_PACK_RUNS");
-  if (env != nullptr && env[0] == '0') return q;
+  if (env == nullptr || env[0] != '1') return q;
   const int64_t RS = int64_t(m.R) * m.S;
   const bool dense_taps = (m.ss == 1 || m.ss == -1) && m.sr == m.S * m.ss;
   if (!dense_taps || RS * kRunI * int64_t(sizeof(T)) > kRunSmemBytes) return q;
@@ -243,16 +244,6 @@ void pack_taps(const T* w, const TapPack& m, T* out, cudaStream_t stream) {
     pack_taps_rows<T><<<grid, threads, 0, stream>>>(w, m, out);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there.
-template <typename T>
-void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
-  const int64_t Cg = p.C_per_group();
-  pack_taps<T>(filters, TapPack{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)}, dst,
-               stream);
-  filters = dst;
-  fs = FilterStrides{p.R * p.S * Cg, 1, p.S * Cg, Cg};
 }
 
 // Dense NHWC copy of an N x C x H x W tensor with strides `s` (n, c, h, w): the activations of an NCHW problem for
@@ -329,17 +320,18 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
 // 16-byte vectors into shared memory in that order, then written as 16-byte vectors of E channels of one pixel (a
 // thread's E reads HW elements apart: for odd HW, a warp's reads spread over the banks). Needs dense planes (s.s ==
 // 1, s.r == W, s.c == H W), C and the image stride in whole vectors, x 16-byte aligned and kPlanesC planes in
-// kMaxPlanesBytes of shared memory (to_nhwc_planes_fit). Grid: ceil(C / kPlanesC) x images.
+// kMaxPlanesBytes of shared memory (to_nhwc_planes_fit). Grid: ceil(C / pc) x images, pc channels a block (kPlanesC
+// for activations; a filter's repack, repack_krsc, takes whole images of up to kMaxPlanesBytes).
 constexpr int kPlanesC = 64;
 constexpr int64_t kMaxPlanesBytes = 48 * 1024;
 
 template <typename T>
 __global__ void __launch_bounds__(256) to_nhwc_planes(const T* __restrict__ x, int64_t image_stride,
-                                                      T* __restrict__ out, int C, int HW) {
+                                                      T* __restrict__ out, int C, int HW, int pc) {
   constexpr int E = 16 / sizeof(T);
   extern __shared__ __align__(16) unsigned char planes_smem[];
   T* tile = reinterpret_cast<T*>(planes_smem);  // [cn][HW]
-  const int c0 = blockIdx.x * kPlanesC, cn = min(kPlanesC, C - c0);  // cn: a multiple of E
+  const int c0 = blockIdx.x * pc, cn = min(pc, C - c0);  // cn: a multiple of E
   const int64_t n = blockIdx.y;
   const uint4* src = reinterpret_cast<const uint4*>(x + n * image_stride + int64_t(c0) * HW);
   for (int u = threadIdx.x; u < cn * HW / E; u += blockDim.x) reinterpret_cast<uint4*>(tile)[u] = src[u];
@@ -402,7 +394,7 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
       const dim3 grid(static_cast<unsigned>((C + kPlanesC - 1) / kPlanesC), static_cast<unsigned>(images));
       const int64_t smem = std::min<int64_t>(C, kPlanesC) * H * W * sizeof(T);
       to_nhwc_planes<T><<<grid, 256, smem, stream>>>(x + n0 * stride[0], stride[0], out + n0 * H * W * C, int(C),
-                                                     int(H * W));
+                                                     int(H * W), kPlanesC);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       continue;
     }
@@ -411,6 +403,40 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
     launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
+}
+
+// Repacks p's filters (`filters`, strides `fs`) to dense KRSC at `dst` and points `filters` and `fs` there. Dense
+// KCRS filters (PyTorch's default) are an NCHW tensor of K images of Cg channels of R x S pixels whose NHWC copy is
+// KRSC: to_nhwc_planes copies them, whole filters of up to kMaxPlanesBytes a block (r50_3x3_512: 512 blocks of 9 KB
+// in 16-bit, all resident at once; 16-byte loads and stores), where they are in whole 16-byte vectors and aligned;
+// pack_taps otherwise, or with CONV2D_EXT_PACK_PLANES=0 (timing) or CONV2D_EXT_PACK_RUNS=1. Session 39 (H100,
+// r50_3x3_512 bf16 NCHW forward trace): pack_taps_rows 8 us for its 4.7 MB.
+template <typename T>
+void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
+  const int64_t Cg = p.C_per_group(), RS = p.R * p.S;
+  constexpr int64_t E = 16 / sizeof(T);
+  const char* planes_env = std::getenv("CONV2D_EXT_PACK_PLANES");
+  const char* runs_env = std::getenv("CONV2D_EXT_PACK_RUNS");
+  const int64_t whole = Cg / E * E;  // channels a block: a whole filter where it fits, else whole vectors that do
+  const int64_t pc = std::min<int64_t>(whole, kMaxPlanesBytes / std::max<int64_t>(1, RS * int64_t(sizeof(T))) / E * E);
+  const bool dense_kcrs = fs.s == 1 && fs.r == p.S && fs.c == RS && fs.k == Cg * RS;
+  if (!(planes_env != nullptr && planes_env[0] == '0') && !(runs_env != nullptr && runs_env[0] == '1') &&
+      dense_kcrs && RS > 1 && Cg % E == 0 && pc >= E && reinterpret_cast<uintptr_t>(filters) % 16 == 0 &&
+      Cg * RS < (int64_t(1) << 31)) {
+    for (int64_t k0 = 0; k0 < p.K; k0 += 65535) {  // grid.y: at most 65535 filters a launch
+      const int64_t count = std::min<int64_t>(p.K - k0, 65535);
+      const dim3 grid(static_cast<unsigned>((Cg + pc - 1) / pc), static_cast<unsigned>(count));
+      to_nhwc_planes<T><<<grid, 256, pc * RS * int64_t(sizeof(T)), stream>>>(filters + k0 * fs.k, fs.k,
+                                                                           dst + k0 * Cg * RS, int(Cg), int(RS),
+                                                                           int(pc));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  } else {
+    pack_taps<T>(filters, TapPack{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)}, dst,
+                 stream);
+  }
+  filters = dst;
+  fs = FilterStrides{RS * Cg, 1, p.S * Cg, Cg};
 }
 
 // Dense NCHW copy at `out` (16-byte aligned) of an N x C x H x W tensor whose pixels have one stride (stride[2] ==
