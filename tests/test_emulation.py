@@ -109,7 +109,7 @@ HOPPER_SWITCHES = {
     "no_halo_store_fused": {"CONV2D_EXT_TMA_HALO": "0", "CONV2D_EXT_TMA_STORE": "0", "CONV2D_EXT_TMA_NCHW_FUSED": "0",
                             "CONV2D_EXT_TMA_WGRAD_NCHW": "0", "CONV2D_EXT_TMA_WGRAD_PACK": "1",
                             "CONV2D_EXT_TMA_WGRAD_STAGES": "0", "CONV2D_EXT_TMA_STAGES": "0",
-                            "CONV2D_EXT_PACK_PLANES": "0"},
+                            "CONV2D_EXT_PACK_PLANES": "1"},
     "wgrad_nchw_everywhere_deep_rings": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1", "CONV2D_EXT_TMA_WGRAD_N192": "1",
                                          "CONV2D_EXT_TMA_STAGES": "1", "CONV2D_EXT_TMA_WGRAD_STAGES": "1"},
     "pointwise_wgrad_64x256": {"CONV2D_EXT_TMA_POINTWISE_M64": "1"},

@@ -409,8 +409,9 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
 // KCRS filters (PyTorch's default) are an NCHW tensor of K images of Cg channels of R x S pixels whose NHWC copy is
 // KRSC: to_nhwc_planes copies them, whole filters of up to kMaxPlanesBytes a block (r50_3x3_512: 512 blocks of 9 KB
 // in 16-bit, all resident at once; 16-byte loads and stores), where they are in whole 16-byte vectors and aligned;
-// pack_taps otherwise, or with CONV2D_EXT_PACK_PLANES=0 (timing) or CONV2D_EXT_PACK_RUNS=1. Session 39 (H100,
-// r50_3x3_512 bf16 NCHW forward trace): pack_taps_rows 8 us for its 4.7 MB.
+// pack_taps otherwise. Session 39 (H100, r50_3x3_512 bf16 NCHW forward trace): pack_taps_rows 8 us for its 4.7 MB.
+// Written in session 39 after its last timing and checked on the emulator (the registry's default suite), not yet
+// run on a GPU: off unless CONV2D_EXT_PACK_PLANES=1 (and not with CONV2D_EXT_PACK_RUNS=1).
 template <typename T>
 void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
   const int64_t Cg = p.C_per_group(), RS = p.R * p.S;
@@ -420,7 +421,7 @@ void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* d
   const int64_t whole = Cg / E * E;  // channels a block: a whole filter where it fits, else whole vectors that do
   const int64_t pc = std::min<int64_t>(whole, kMaxPlanesBytes / std::max<int64_t>(1, RS * int64_t(sizeof(T))) / E * E);
   const bool dense_kcrs = fs.s == 1 && fs.r == p.S && fs.c == RS && fs.k == Cg * RS;
-  if (!(planes_env != nullptr && planes_env[0] == '0') && !(runs_env != nullptr && runs_env[0] == '1') &&
+  if (planes_env != nullptr && planes_env[0] == '1' && !(runs_env != nullptr && runs_env[0] == '1') &&
       dense_kcrs && RS > 1 && Cg % E == 0 && pc >= E && reinterpret_cast<uintptr_t>(filters) % 16 == 0 &&
       Cg * RS < (int64_t(1) << 31)) {
     for (int64_t k0 = 0; k0 < p.K; k0 += 65535) {  // grid.y: at most 65535 filters a launch
