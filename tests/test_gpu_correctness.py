@@ -521,7 +521,9 @@ def test_filter_repacks(name, layout, precision_mode, pack, poison, monkeypatch)
     """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
     their filters repacked: the results, and that the repack kernels ran (NCHW forward, dense KCRS filters: as K
     images of C/groups planes by to_nhwc_planes with CONV2D_EXT_PACK_PLANES=1 (session 39, untimed), by rows (the
-    default), by runs with CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input channels, or by runs)."""
+    default), by runs with CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input
+    channels, or by runs). The planes case also asserts that pack_taps_rows did not run: to_nhwc_planes may copy the
+    activations too (odd pixel counts)."""
     for key, value in PACK_SWITCHES[pack].items():
         monkeypatch.setenv(key, value)
     case = PACK[name]

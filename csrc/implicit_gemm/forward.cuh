@@ -410,8 +410,9 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
 // KRSC: to_nhwc_planes copies them, whole filters of up to kMaxPlanesBytes a block (r50_3x3_512: 512 blocks of 9 KB
 // in 16-bit, all resident at once; 16-byte loads and stores), where they are in whole 16-byte vectors and aligned;
 // pack_taps otherwise. Session 39 (H100, r50_3x3_512 bf16 NCHW forward trace): pack_taps_rows 8 us for its 4.7 MB.
-// Written in session 39 after its last timing and checked on the emulator (the registry's default suite), not yet
-// run on a GPU: off unless CONV2D_EXT_PACK_PLANES=1 (and not with CONV2D_EXT_PACK_RUNS=1).
+// Written in session 39 after its last timing and checked on the emulator (the registry's default suite at a4b294e,
+// where it was the default; test_emulation's "no_halo_store_fused" switch set turns it on for the copy-engine
+// suite), not yet run on a GPU: off unless CONV2D_EXT_PACK_PLANES=1 (and not with CONV2D_EXT_PACK_RUNS=1).
 template <typename T>
 void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
   const int64_t Cg = p.C_per_group(), RS = p.R * p.S;
