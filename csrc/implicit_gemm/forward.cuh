@@ -379,6 +379,21 @@ void launch_to_nhwc_kernel(int lv, dim3 grid, const T* src, FilterStrides s, T* 
   else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
 }
 
+// to_nhwc_planes over N images (image stride `image_stride`) of C channels of HW pixels into dense NHWC at `out`, pc
+// channels a block (a multiple of 16 bytes; pc x HW elements of shared memory within kMaxPlanesBytes).
+template <typename T>
+void launch_to_nhwc_planes(const T* x, int64_t image_stride, T* out, int64_t N, int64_t C, int64_t HW, int64_t pc,
+                           cudaStream_t stream) {
+  for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.y: at most 65535 images per launch
+    const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
+    const dim3 grid(static_cast<unsigned>((C + pc - 1) / pc), static_cast<unsigned>(images));
+    const int64_t smem = std::min<int64_t>(C, pc) * HW * sizeof(T);
+    to_nhwc_planes<T><<<grid, 256, smem, stream>>>(x + n0 * image_stride, image_stride, out + n0 * HW * C, int(C),
+                                                   int(HW), int(pc));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
 // `out`: 16-byte aligned (a workspace region).
 template <typename T>
 void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, int64_t C, int64_t H, int64_t W,
@@ -387,17 +402,10 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   const int lv = to_nhwc_load_elems(x, stride, C, H, W);
   const int64_t tile = lv > 0 ? 64 : 32;
   // loads narrower than 8 bytes (planes of an odd number of pixels): whole runs of planes where they fit
-  const bool planes = lv * int64_t(sizeof(T)) < 8 && to_nhwc_planes_fit(x, stride, C, H, W);
-  for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.y / grid.z: at most 65535 images per launch
+  if (lv * int64_t(sizeof(T)) < 8 && to_nhwc_planes_fit(x, stride, C, H, W))
+    return launch_to_nhwc_planes(x, stride[0], out, N, C, H * W, kPlanesC, stream);
+  for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
-    if (planes) {
-      const dim3 grid(static_cast<unsigned>((C + kPlanesC - 1) / kPlanesC), static_cast<unsigned>(images));
-      const int64_t smem = std::min<int64_t>(C, kPlanesC) * H * W * sizeof(T);
-      to_nhwc_planes<T><<<grid, 256, smem, stream>>>(x + n0 * stride[0], stride[0], out + n0 * H * W * C, int(C),
-                                                     int(H * W), kPlanesC);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      continue;
-    }
     const dim3 grid(static_cast<unsigned>((H * W + tile - 1) / tile), static_cast<unsigned>((C + tile - 1) / tile),
                     static_cast<unsigned>(images));
     launch_to_nhwc_kernel<T>(lv, grid, x + n0 * stride[0], s, out + n0 * H * W * C, C, H, W, stream);
@@ -419,20 +427,13 @@ void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* d
   constexpr int64_t E = 16 / sizeof(T);
   const char* planes_env = std::getenv("CONV2D_EXT_PACK_PLANES");
   const char* runs_env = std::getenv("CONV2D_EXT_PACK_RUNS");
-  const int64_t whole = Cg / E * E;  // channels a block: a whole filter where it fits, else whole vectors that do
-  const int64_t pc = std::min<int64_t>(whole, kMaxPlanesBytes / std::max<int64_t>(1, RS * int64_t(sizeof(T))) / E * E);
+  // channels a block: a whole filter where it fits, else the whole vectors that do
+  const int64_t pc = std::min<int64_t>(Cg, kMaxPlanesBytes / std::max<int64_t>(1, RS * int64_t(sizeof(T))) / E * E);
   const bool dense_kcrs = fs.s == 1 && fs.r == p.S && fs.c == RS && fs.k == Cg * RS;
   if (planes_env != nullptr && planes_env[0] == '1' && !(runs_env != nullptr && runs_env[0] == '1') &&
       dense_kcrs && RS > 1 && Cg % E == 0 && pc >= E && reinterpret_cast<uintptr_t>(filters) % 16 == 0 &&
       Cg * RS < (int64_t(1) << 31)) {
-    for (int64_t k0 = 0; k0 < p.K; k0 += 65535) {  // grid.y: at most 65535 filters a launch
-      const int64_t count = std::min<int64_t>(p.K - k0, 65535);
-      const dim3 grid(static_cast<unsigned>((Cg + pc - 1) / pc), static_cast<unsigned>(count));
-      to_nhwc_planes<T><<<grid, 256, pc * RS * int64_t(sizeof(T)), stream>>>(filters + k0 * fs.k, fs.k,
-                                                                           dst + k0 * Cg * RS, int(Cg), int(RS),
-                                                                           int(pc));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    launch_to_nhwc_planes(filters, fs.k, dst, p.K, Cg, RS, pc, stream);
   } else {
     pack_taps<T>(filters, TapPack{0, fs.k, fs.c, fs.r, fs.s, int(p.K), int(p.K), int(Cg), int(p.R), int(p.S)}, dst,
                  stream);
