@@ -508,9 +508,10 @@ PACK = {
 }
 
 
-PACK_SWITCHES = {"rows": {"CONV2D_EXT_PACK_PLANES": "0", "CONV2D_EXT_PACK_RUNS": "0"},
-                 "planes": {"CONV2D_EXT_PACK_PLANES": "1", "CONV2D_EXT_PACK_RUNS": "0"},
-                 "runs": {"CONV2D_EXT_PACK_PLANES": "1", "CONV2D_EXT_PACK_RUNS": "1"}}
+PACK_SWITCHES = {
+    "rows": {"CONV2D_EXT_PACK_PLANES": "0", "CONV2D_EXT_PACK_RUNS": "0", "CONV2D_EXT_PACK_TRANSPOSE": "0"},
+    "planes": {"CONV2D_EXT_PACK_PLANES": "1", "CONV2D_EXT_PACK_RUNS": "0", "CONV2D_EXT_PACK_TRANSPOSE": "1"},
+    "runs": {"CONV2D_EXT_PACK_PLANES": "1", "CONV2D_EXT_PACK_RUNS": "1", "CONV2D_EXT_PACK_TRANSPOSE": "0"}}
 
 
 @pytest.mark.parametrize("pack", list(PACK_SWITCHES))
@@ -520,10 +521,11 @@ PACK_SWITCHES = {"rows": {"CONV2D_EXT_PACK_PLANES": "0", "CONV2D_EXT_PACK_RUNS":
 def test_filter_repacks(name, layout, precision_mode, pack, poison, monkeypatch):
     """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
     their filters repacked: the results, and that the repack kernels ran (NCHW forward, dense KCRS filters: as K
-    images of C/groups planes by to_nhwc_planes with CONV2D_EXT_PACK_PLANES=1 (session 39, untimed), by rows (the
-    default), by runs with CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input
-    channels, or by runs). The planes case also asserts that pack_taps_rows did not run: to_nhwc_planes may copy the
-    activations too (odd pixel counts)."""
+    images of C/groups planes by to_nhwc_planes with CONV2D_EXT_PACK_PLANES=1 (session 39), by rows (the default),
+    by runs with CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input channels, by runs,
+    or (the planes case: CONV2D_EXT_PACK_TRANSPOSE=1, session 40) as a transposition of each group's K/groups x
+    C/groups R S matrix by to_nhwc_vec). The planes case asserts that no pack_taps kernel ran: to_nhwc_planes and
+    to_nhwc_vec may copy the activations too."""
     for key, value in PACK_SWITCHES[pack].items():
         monkeypatch.setenv(key, value)
     case = PACK[name]
@@ -540,9 +542,9 @@ def test_filter_repacks(name, layout, precision_mode, pack, poison, monkeypatch)
         if layout == "nchw":  # dense KCRS filters, C/groups in 16-byte vectors in every case here
             want = {"rows": "pack_taps_rows<", "planes": "to_nhwc_planes<", "runs": "pack_taps_runs<"}[pack]
             assert any(want in n for n in names), f"{variant}: {want} did not run"
-            if pack == "planes":
-                assert not any("pack_taps_rows<" in n for n in names), f"{variant}: the forward repack ran by rows"
-        if "backward_data" in variant:
+        if pack == "planes":  # every case's filters are dense with channels in whole vectors: no pack_taps
+            assert not any("pack_taps" in n for n in names), f"{variant}: a repack ran on pack_taps"
+        elif "backward_data" in variant:
             assert any(k in n for n in names for k in ("pack_taps_tiles<", "pack_taps_runs<")), \
                 f"{variant}: the repack by tiles or runs did not run"
 

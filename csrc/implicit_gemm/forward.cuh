@@ -281,9 +281,28 @@ template <> struct VecOf<2> { using type = uint16_t; };
 // (coalesced), stored in shared memory with their 16-byte chunk index XORed by the row's vector group (row / E), so
 // that the column reads of the write phase, E rows of one pixel per thread, hit distinct banks; writes of E channels
 // of a pixel per thread, a warp covering whole 128-byte runs of channels.
+//
+// The same transposition repacks dense filters for backward-data (repack_crsk): each group's Kg x (Cg R S) matrix
+// (KCRS: pixel j = c R S + tap; channels-last KRSC: j = tap Cg + c; the taps read backwards when flipped) is an image
+// of Kg "channels" of Cg R S "pixels" whose transposition is [c][tap][k] once each pixel's row is moved to c R S +
+// tap (TapRows; the identity for activations).
+struct TapRows {
+  int taps = 0;  // 0: pixel j is row j; else R S taps per filter channel, laid out as below
+  int cg = 0;    // channels per filter
+  bool taps_inner = false;  // j = c taps + t (KCRS), else j = t cg + c (KRSC)
+  bool flip = false;        // the memory order of the taps reversed: row c taps + taps - 1 - t
+  __device__ __forceinline__ int row(int j) const {
+    if (taps == 0) return j;
+    int c, t;
+    if (taps_inner) c = j / taps, t = j - c * taps;
+    else t = j / cg, c = j - t * cg;
+    return c * taps + (flip ? taps - 1 - t : t);
+  }
+};
+
 template <typename T, int LV>
 __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, FilterStrides s, T* __restrict__ out,
-                                                   int C, int HW) {
+                                                   int C, int HW, TapRows rows = {}) {
   constexpr int E = 16 / sizeof(T), kTile = 64, kChunks = kTile / E;  // chunks (16-byte vectors) per 64-element row
   constexpr int kLoads = kTile / LV;                                    // loads per 64-element row
   using L = typename VecOf<LV * sizeof(T)>::type;
@@ -299,7 +318,7 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
           *reinterpret_cast<const L*>(src + (c0 + c) * s.c + px);
   }
   __syncthreads();
-  T* dst = out + (n * HW + p0) * C + c0;
+  T* dst = out + n * HW * C + c0;
 #pragma unroll
   for (int u = threadIdx.x; u < kTile * kChunks; u += 256) {
     const int cv = u % kChunks, px = u / kChunks;  // channels cv*E .. cv*E + E - 1 of pixel px
@@ -310,7 +329,7 @@ __global__ void __launch_bounds__(256) to_nhwc_vec(const T* __restrict__ x, Filt
       const int c = cv * E + j;
       pack.e[j] = tile[c][((px / E) ^ (c / E % kChunks)) * E + px % E];
     }
-    *reinterpret_cast<uint4*>(dst + int64_t(px) * C + cv * E) = pack.v;
+    *reinterpret_cast<uint4*>(dst + int64_t(rows.row(p0 + px)) * C + cv * E) = pack.v;
   }
 }
 
@@ -370,12 +389,12 @@ int to_nhwc_load_elems(const T* x, const int64_t (&stride)[4], int64_t C, int64_
 }
 
 // to_nhwc_vec<T, LV> for the run-time load width lv (a power of two from 16 bytes down), or the one-element to_nhwc
-// for lv == 0.
+// for lv == 0 (rows: the identity only).
 template <typename T, int LV = 16 / sizeof(T)>
 void launch_to_nhwc_kernel(int lv, dim3 grid, const T* src, FilterStrides s, T* dst, int64_t C, int64_t H, int64_t W,
-                           cudaStream_t stream) {
-  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W));
-  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream);
+                           cudaStream_t stream, TapRows rows = {}) {
+  if (lv == LV) to_nhwc_vec<T, LV><<<grid, 256, 0, stream>>>(src, s, dst, int(C), int(H * W), rows);
+  else if constexpr (LV > 1) launch_to_nhwc_kernel<T, LV / 2>(lv, grid, src, s, dst, C, H, W, stream, rows);
   else to_nhwc<T><<<grid, dim3(32, 8), 0, stream>>>(src, s, dst, int(C), int(H), int(W));
 }
 

@@ -23,7 +23,7 @@ struct Shape {
   int K, C, groups, R, S;
   bool flip;  // the taps read backwards (r and s strides negative, the base at the last tap)
   bool krsc;  // channels-last filters (channels contiguous) instead of KCRS
-  bool dense = false;  // KCRS without the padded channel stride (pack_taps_runs: the taps of consecutive c one run)
+  bool dense = false;  // no padded strides (KCRS: pack_taps_runs' runs; KCRS and KRSC: repack_crsk's transposition)
 };
 
 // Both repacks of one filter tensor of T (bits Bits) against their definitions.
@@ -31,9 +31,9 @@ template <typename T, typename Bits>
 void check(const Shape& sh, std::mt19937& gen) {
   const int Cg = sh.C / sh.groups, Kg = sh.K / sh.groups;
   // KCRS with a padded channel stride (a sliced tensor), or KRSC with a padded pixel stride: k, c, r, s strides
-  const int64_t ss = sh.krsc ? Cg + 3 : 1, sr = sh.S * ss,
+  const int64_t ss = sh.krsc ? Cg + (sh.dense ? 0 : 3) : 1, sr = sh.S * ss,
                 sc = sh.krsc ? 1 : int64_t(sh.R) * sh.S + (sh.dense ? 0 : 3),
-                sk = sh.krsc ? sh.R * sr + 5 : sc * Cg + (sh.dense ? 0 : 5);
+                sk = sh.krsc ? sh.R * sr + (sh.dense ? 0 : 5) : sc * Cg + (sh.dense ? 0 : 5);
   std::vector<Bits> w(size_t(sk) * sh.K + 16);
   for (auto& v : w) v = Bits(gen());
   FilterStrides in{sk, sc, sr, ss};
@@ -138,6 +138,21 @@ int main() {
   setenv("CONV2D_EXT_PACK_RUNS", "1", 1);  // pack_taps_runs (off by default: slower on the H100)
   for (const Shape& s : dense) check<__half, uint16_t>(s, gen);
   for (const Shape& s : dense) check<float, uint32_t>(s, gen);
+  // repack_crsk's transposition (to_nhwc_vec with TapRows): dense KCRS and KRSC, flipped or not, grouped, K/groups
+  // past one 64-channel tile and partial, 16-bit and fp32; shapes it cannot take (K/groups or C/groups R S not in
+  // 16-byte vectors, 1x1) fall back to pack_taps
+  setenv("CONV2D_EXT_PACK_RUNS", "0", 1);
+  setenv("CONV2D_EXT_PACK_TRANSPOSE", "1", 1);
+  const Shape transposed[] = {
+      {64, 64, 1, 3, 3, true, false, true},   {72, 64, 1, 3, 3, false, false, true},
+      {136, 24, 1, 7, 7, true, false, true},  {128, 256, 2, 3, 3, true, false, true},
+      {64, 64, 1, 3, 3, true, true, true},    {72, 40, 1, 3, 3, false, true, true},
+      {128, 256, 2, 3, 3, true, true, true},  {48, 96, 3, 5, 3, true, true, true},
+      {70, 130, 1, 3, 3, true, false, true},  {16, 200, 1, 1, 1, false, false, true},
+  };
+  for (const Shape& s : transposed) check<__half, uint16_t>(s, gen);
+  for (const Shape& s : transposed) check<float, uint32_t>(s, gen);
+  setenv("CONV2D_EXT_PACK_TRANSPOSE", "0", 1);
   check_to_nhwc<__half, uint16_t>(3, 512, 7, 7, 0, 0, "planes", gen);     // r50_3x3_512's maps, 8 blocks of channels
   check_to_nhwc<__half, uint16_t>(2, 72, 5, 5, 16, 8, "planes", gen);     // a partial block of 8 channels, padded images
   check_to_nhwc<float, uint32_t>(2, 136, 7, 7, 4, 4, "planes", gen);      // fp32: 4-byte loads before
