@@ -28,7 +28,6 @@ extern const KernelInfo backward_weight_direct;
 extern const KernelInfo forward_implicit_gemm_128x128_w4;
 extern const KernelInfo forward_implicit_gemm_128x128_w8;
 extern const KernelInfo forward_implicit_gemm_128x128_wg;
-extern const KernelInfo forward_implicit_gemm_256x128_wg;
 extern const KernelInfo forward_implicit_gemm_256x128_wgk128;
 extern const KernelInfo forward_implicit_gemm_128x128_k128;
 extern const KernelInfo forward_implicit_gemm_64x64;

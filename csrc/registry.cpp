@@ -36,7 +36,6 @@ const std::vector<const KernelInfo*>& registry() {
       &forward_implicit_gemm_128x128_tma,
       &forward_implicit_gemm_128x64_tma,
       &forward_implicit_gemm_128x128_w4,
-      &forward_implicit_gemm_256x128_wg,
       &forward_implicit_gemm_256x128_wgk128,
       &forward_implicit_gemm_128x128_wg,
       &forward_implicit_gemm_128x128_w8,

@@ -635,7 +635,11 @@ def test_hopper_runs_the_wgmma_configurations(monkeypatch):
     assert "16-byte vectors" in can_implement("implicit_gemm:128x128_tma", "forward", first_layer)
     assert select(first_layer)["forward"].kernel == "implicit_gemm:im2col"
     alexnet_conv1 = _suite_problem(32, 3, 227, 227, 96, 11, 11, stride=4, dtype="bfloat16")  # a reduction of 363
-    assert select(alexnet_conv1)["forward"].kernel == "implicit_gemm:256x128_wg"  # a large first layer
+    # a large first layer: the 16-warp tiles take only vector shapes (their scalar variants spilled), so 128 x 128
+    assert select(alexnet_conv1)["forward"].kernel == "implicit_gemm:128x128_wg"
+    assert "16-byte vectors" in can_implement("implicit_gemm:256x128_wgk128", "forward", alexnet_conv1)
+    assert "16-byte vectors" in can_implement("implicit_gemm:256x128_wg", "backward_data",
+                                              dataclasses.replace(alexnet_conv1, K=100))
     a100 = _suite_problem(**SEED, dtype="bfloat16", capability=(8, 0))
     assert "9.0" in can_implement("implicit_gemm:128x128_wg", "forward", a100)
     assert "9.0" in can_implement("implicit_gemm:128x128_tma", "forward", a100)

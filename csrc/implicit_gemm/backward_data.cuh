@@ -289,12 +289,17 @@ void backward_data_launch_typed(const ConvParams& p, void* workspace, cudaStream
   if (p.N * p.H * p.W == 0 || p.C == 0) return;  // an empty grad_input: nothing to launch
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group();
   T* packed = static_cast<T*>(workspace);
-  const FilterStrides w_strides{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
-  const int64_t total = p.C * p.R * p.S * Kg;
-  repack_crsk<T>(static_cast<const T*>(p.w), w_strides, packed, p.C, Cg, Kg, p.R, p.S, stream);
   // The packed rows as vector_loads_fit sees filters: row (c), channel (k), tap (r, s) strides. Whether the flat walk
   // pays is judged on a phase's taps (the most any phase has: every tap_step-th filter row and column).
   const FilterStrides fs{p.R * p.S * Kg, 1, p.S * Kg, Kg};
+  if constexpr (Cfg::kVectorShapesOnly) {  // channels-last off the vector path (a misaligned base pointer)
+    static_assert(!std::is_same_v<typename ScalarFallback<Cfg>::type, Cfg>, "a configuration to fall back on");
+    if (p.channels_last && !vector_loads_fit<T, Cfg>(with_phase_taps(p), Kg, p.y, p.y_stride, packed, fs))
+      return backward_data_launch_typed<T, typename ScalarFallback<Cfg>::type>(p, workspace, stream);
+  }
+  const FilterStrides w_strides{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
+  const int64_t total = p.C * p.R * p.S * Kg;
+  repack_crsk<T>(static_cast<const T*>(p.w), w_strides, packed, p.C, Cg, Kg, p.R, p.S, stream);
   if constexpr (Cfg::kWgmma) {
     if (backward_data_stages_nhwc<Cfg>(p)) {  // NHWC grad_output in, NCHW grad_input out
       T* dy = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + region(total * int64_t(sizeof(T))));
@@ -304,23 +309,41 @@ void backward_data_launch_typed(const ConvParams& p, void* workspace, cudaStream
       return;
     }
   }
-  const bool vec = vector_loads_fit<T, Cfg>(with_phase_taps(p), Kg, p.y, p.y_stride, packed, fs);
-  if (p.channels_last) {
-    if (vec) launch_backward_data_variant<T, Cfg, true, true, false>(p, packed, stream);
-    else launch_backward_data_variant<T, Cfg, true, false, true>(p, packed, stream);
+  if constexpr (Cfg::kVectorShapesOnly) {  // its can_implement turns the rest away: no scalar variant compiled
+    TORCH_CHECK(p.channels_last, "conv2d_ext: this implicit_gemm configuration takes NCHW problems only staged to NHWC");
+    launch_backward_data_variant<T, Cfg, true, true, false>(p, packed, stream);
   } else {
-    if (vec) launch_backward_data_variant<T, Cfg, false, true, false>(p, packed, stream);
-    else launch_backward_data_variant<T, Cfg, false, false, true>(p, packed, stream);
+    const bool vec = vector_loads_fit<T, Cfg>(with_phase_taps(p), Kg, p.y, p.y_stride, packed, fs);
+    if (p.channels_last) {
+      if (vec) launch_backward_data_variant<T, Cfg, true, true, false>(p, packed, stream);
+      else launch_backward_data_variant<T, Cfg, true, false, true>(p, packed, stream);
+    } else {
+      if (vec) launch_backward_data_variant<T, Cfg, false, true, false>(p, packed, stream);
+      else launch_backward_data_variant<T, Cfg, false, false, true>(p, packed, stream);
+    }
   }
 }
+
+extern template void backward_data_launch_typed<__half, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
+extern template void backward_data_launch_typed<__nv_bfloat16, Config128x128_wg>(const ConvParams&, void*,
+                                                                                 cudaStream_t);
+extern template void backward_data_launch_typed<float, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
 
 // What backward-data configuration Cfg can run.
 template <class Cfg>
 std::string backward_data_can_implement(const ConvParams& p) {
-  static_assert(!Cfg::kVectorShapesOnly, "backward-data compiles every variant of its configurations");
   std::string why = gemm_reason<Cfg>(p, p.C_per_group(), p.K_per_group() * p.R * p.S);
   if (why.empty()) why = dense_reason(p, p.x_stride, p.C, p.H, p.W, "grad_input");  // the epilogue writes it so
   if (!why.empty()) return why;
+  if constexpr (Cfg::kVectorShapesOnly) {  // no scalar variants: only shapes that take the vector path
+    const bool fp32 = p.dtype == DType::kFloat32;
+    const int64_t E = fp32 ? 4 : 8, Kg = p.K_per_group();
+    const ConvParams q = with_phase_taps(p);
+    const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Kg, q.R * q.S) : flat_walk_pays<__half, Cfg>(Kg, q.R * q.S);
+    if (!(p.channels_last || (Cfg::kWgmma && backward_data_stages_nhwc<Cfg>(p))) || Kg % E != 0 || flat)
+      return "takes only problems whose output channels (its reduction) fill whole 16-byte vectors and its k-tiles "
+             "(NCHW: with more than one tap a stride phase, staged to NHWC)";
+  }
   // grid.z = groups x stride phases; the phase geometry (phase_dim) is int, within gemm_reason's 2^30 limits once
   // the strides are this small.
   if (int64_t(p.groups) * p.stride_h * p.stride_w > 65535) return "more than 65535 groups x stride phases";

@@ -657,9 +657,21 @@ int64_t forward_workspace(const ConvParams& p) {
   return stages_nhwc<Cfg>(p) ? filters + p.N * p.C * p.H * p.W * elem : filters;
 }
 
+// The configuration whose kernels run Cfg's launches off the vector path: Cfg itself, or for a kVectorShapesOnly one
+// (no scalar variants compiled) the configuration of 4 or 8 warps and 64-byte k-tiles on the same unit (specialized
+// below the configurations).
+template <class Cfg> struct ScalarFallback { using type = Cfg; };
+
 template <typename T, class Cfg>
 void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t stream) {
   if (p.N * p.P * p.Q == 0 || p.K == 0) return;  // an empty output: nothing to launch (a grid of 0 is an error)
+  if constexpr (Cfg::kVectorShapesOnly) {  // channels-last off the vector path (a misaligned base pointer)
+    static_assert(!std::is_same_v<typename ScalarFallback<Cfg>::type, Cfg>, "a configuration to fall back on");
+    if (p.channels_last && !vector_loads_fit<T, Cfg>(p, p.C_per_group(), p.x, p.x_stride, p.w,
+                                                     FilterStrides{p.w_stride[0], p.w_stride[1], p.w_stride[2],
+                                                                   p.w_stride[3]}))
+      return forward_launch_typed<T, typename ScalarFallback<Cfg>::type>(p, workspace, stream);
+  }
   const T* filters = static_cast<const T*>(p.w);
   FilterStrides fs{p.w_stride[0], p.w_stride[1], p.w_stride[2], p.w_stride[3]};
   if (!p.channels_last) {  // repack KCRS -> KRSC
@@ -675,15 +687,18 @@ void forward_launch_typed(const ConvParams& p, void* workspace, cudaStream_t str
       }
     }
   }
-  const bool vec = vector_loads_fit<T, Cfg>(p, p.C_per_group(), p.x, p.x_stride, filters, fs);
-  if (p.channels_last) {
-    if (vec) launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
-    else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);  // also a misaligned base pointer
-  } else if constexpr (!Cfg::kVectorShapesOnly) {
-    if (vec) launch_variant<T, Cfg, false, true, false>(p, filters, fs, stream);
-    else launch_variant<T, Cfg, false, false, true>(p, filters, fs, stream);
-  } else {  // its can_implement turns NCHW away, so these variants are not compiled
-    TORCH_CHECK(false, "conv2d_ext: this implicit_gemm configuration takes only channels-last problems");
+  if constexpr (Cfg::kVectorShapesOnly) {  // its can_implement turns the rest away: no scalar variant compiled
+    TORCH_CHECK(p.channels_last, "conv2d_ext: this implicit_gemm configuration takes NCHW problems only staged to NHWC");
+    launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
+  } else {
+    const bool vec = vector_loads_fit<T, Cfg>(p, p.C_per_group(), p.x, p.x_stride, filters, fs);
+    if (p.channels_last) {
+      if (vec) launch_variant<T, Cfg, true, true, false>(p, filters, fs, stream);
+      else launch_variant<T, Cfg, true, false, true>(p, filters, fs, stream);  // also a misaligned base pointer
+    } else {
+      if (vec) launch_variant<T, Cfg, false, true, false>(p, filters, fs, stream);
+      else launch_variant<T, Cfg, false, false, true>(p, filters, fs, stream);
+    }
   }
 }
 
@@ -747,7 +762,7 @@ template <class Cfg>
 std::string forward_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Cfg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
   if (why.empty()) why = dense_reason(p, p.y_stride, p.K, p.P, p.Q, "the output");  // the epilogue writes it so
-  if (why.empty() && Cfg::kVectorShapesOnly) {  // its scalar variants spill: only shapes that take the vector path
+  if (why.empty() && Cfg::kVectorShapesOnly) {  // no scalar variants: only shapes that take the vector path
     const bool fp32 = p.dtype == DType::kFloat32;
     const int64_t E = fp32 ? 4 : 8, Cg = p.C_per_group(), taps = p.R * p.S;
     const bool flat = fp32 ? flat_walk_pays<float, Cfg>(Cg, taps) : flat_walk_pays<__half, Cfg>(Cg, taps);
@@ -776,10 +791,11 @@ using Config64x64 = TileConfig<64, 64, 2, 2, 4>;                   // 4 warps of
 // Hopper (sm_90a): 2 warpgroups of 64 x 128 on wgmma, 5 stages of 64-byte k-tiles, two CTAs per SM.
 using Config128x128_wg = TileConfig<128, 128, 2, 4, 5, 64, 2, Unit::kWgmma>;
 // Hopper: 4 warpgroups of 64 x 128 (a 256 x 128 tile: a third fewer operand bytes per FLOP than 128 x 128; the
-// H100 sweep found no L2 limit to lift, but it pays on large problems), 6 stages of 64-byte k-tiles, one CTA per SM.
+// H100 sweep found no L2 limit to lift, but it pays on large problems), 6 stages of 64-byte k-tiles, one CTA per SM;
+// vector shapes only (channels-last, or NCHW staged to NHWC): backward-data's large problems (the forward's large
+// ones take the 128-byte k-tiles below).
 using Config256x128_wg = TileConfig<256, 128, 4, 4, 6, 64, 1, Unit::kWgmma>;
-// The same with 128-byte k-tiles (4 stages): vector shapes only (channels-last, or NCHW staged to NHWC), as
-// 128x128_k128.
+// The same with 128-byte k-tiles (4 stages), vector shapes only as 128x128_k128.
 using Config256x128_wgk128 = TileConfig<256, 128, 4, 4, 4, 128, 1, Unit::kWgmma>;
 // Exact FP32 on CUDA cores (FfmaWarp): 8 warps of 64 x 32, 8 x 8 accumulators per thread, float only.
 using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
@@ -788,6 +804,18 @@ using Configffma = TileConfig<128, 128, 2, 4, 3, 64, 1, Unit::kFfma>;
 // or fewer output channels).
 using Config128x64_ffma = TileConfig<128, 64, 2, 2, 3, 64, 2, Unit::kFfma>;
 using Config64x128_ffma = TileConfig<64, 128, 1, 4, 3, 64, 2, Unit::kFfma>;
+
+// Where the kVectorShapesOnly configurations' launches off the vector path go, and those launchers' instantiations
+// (in their own files).
+template <> struct ScalarFallback<Config128x128_k128> { using type = Config128x128_w8; };
+template <> struct ScalarFallback<Config256x128_wg> { using type = Config128x128_wg; };
+template <> struct ScalarFallback<Config256x128_wgk128> { using type = Config128x128_wg; };
+extern template void forward_launch_typed<__half, Config128x128_w8>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<__nv_bfloat16, Config128x128_w8>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<float, Config128x128_w8>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<__half, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<__nv_bfloat16, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
+extern template void forward_launch_typed<float, Config128x128_wg>(const ConvParams&, void*, cudaStream_t);
 
 // The launcher of a configuration instantiated for float alone (the FFMA configurations).
 template <void (*kLaunch)(const ConvParams&, void*, cudaStream_t)>

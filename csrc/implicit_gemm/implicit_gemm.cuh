@@ -46,9 +46,12 @@ struct TileConfig {
   static constexpr int kBM = BM, kBN = BN, kWarpsM = WarpsM, kWarpsN = WarpsN, kStages = Stages;
   static constexpr bool kFfma = U == Unit::kFfma, kWgmma = U == Unit::kWgmma;
   static constexpr int kMinBlocks = MinBlocks;
-  // 128-byte k-tiles double the registers of the scalar loads, whose variants then spill: such a configuration
-  // takes only problems on the vector path (forward_can_implement).
-  static constexpr bool kVectorShapesOnly = BKBytes > 64;
+  // Scalar loads (operands not in 16-byte vectors) need registers that 128-byte k-tiles (twice the loads) or 16 warps
+  // (128 registers a thread, 64 of them accumulators) do not leave: those variants spilled (ptxas, sessions 28-39).
+  // Such a configuration compiles no scalar variant and takes only problems on the vector path (the passes'
+  // can_implement); a launch that leaves it anyway (a base pointer off 16 bytes, which can_implement cannot see)
+  // runs on its ScalarFallback's kernels (forward.cuh).
+  static constexpr bool kVectorShapesOnly = BKBytes > 64 || WarpsM * WarpsN > 8;
   static constexpr int kBKBytes = BKBytes;
   static constexpr int kThreads = 32 * WarpsM * WarpsN;
   static constexpr int kWarpM = BM / WarpsM, kWarpN = BN / WarpsN;  // a warp's tile of D

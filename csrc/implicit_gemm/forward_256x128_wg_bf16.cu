@@ -1,8 +1,0 @@
-// Forward implicit GEMM, configuration 256x128_wg, __nv_bfloat16 (one file each, so the build compiles them in parallel).
-#include "implicit_gemm/forward.cuh"
-
-namespace conv2d_ext {
-namespace igemm {
-template void forward_launch_typed<__nv_bfloat16, Config256x128_wg>(const ConvParams&, void*, cudaStream_t);
-}  // namespace igemm
-}  // namespace conv2d_ext
