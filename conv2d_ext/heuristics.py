@@ -150,10 +150,13 @@ def _tma_phases(p: Problem) -> bool:
     (filters at least the stride), channels-last or fp16/bf16. Session 30 (H100, r50_3x3_128_s2 backward-data, graph
     ms): channels-last fp16 0.042 against 0.050 on 256x128_wg and 0.054 on 128x64_tma, TF32 0.065 against 0.076 /
     0.079 (cuDNN 0.025 / 0.044); NCHW fp16 0.064 against 0.068 on 256x128_wg, bf16 0.063 / 0.066 (each copying
-    grad_output to NHWC itself: in the backward of both passes conv2d.py stages it once), TF32 0.136 / 0.134 (stays
-    on the stride-phase mma kernels). NCHW only on a grid of a wave or more of 128 x 128 tiles over the phases
-    (r50_3x3_128_s2: 784), whose GEMMs pay for the copy and the phases' launches; small ones keep the one launch."""
-    if not (p.channels_last or (p.dtype != "float32" and _tiles(p, 128, 128, "backward_data") >= 132)):
+    grad_output to NHWC itself: in the backward of both passes conv2d.py stages it once), TF32 0.136 / 0.134. NCHW
+    only on a grid of a wave or more of 128 x 128 tiles over the phases (r50_3x3_128_s2: 784), whose GEMMs pay for
+    the copy and the phases' launches; small ones keep the one launch. NCHW TF32 where backward-weight runs on the
+    copy engine too (session 40: by column phase at a horizontal stride), so that conv2d.py stages grad_output once
+    for both (else the stride-phase mma kernels, even with their own copy)."""
+    wide = _tiles(p, 128, 128, "backward_data") >= 132
+    if not (p.channels_last or (wide and (p.dtype != "float32" or _tma_backward_weight(p, "backward_weight")))):
         return False
     return tuple(p.dilation) == (1, 1) and p.R >= p.stride[0] and p.S >= p.stride[1] and tuple(p.stride) != (1, 1)
 

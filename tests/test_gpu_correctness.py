@@ -739,7 +739,9 @@ def test_tma_backward_weight_nchw_in_place_sliced(name, slicing, poison, monkeyp
 # The TF32 copy-engine backward-weight (csrc/implicit_gemm/backward_weight_tma_nchw.cuh): NCHW input read in place,
 # a channels-last one copied to NCHW first (W % 4 == 0, stride_w 1), k-tiles of 32 aligned input columns of one row, grad_output's box shifted by the filter
 # column. Rows shorter than a box and with a partial last box, partial 32-channel chunks, three tiles of output channels, groups, vertical stride, dilation, asymmetric
-# padding, padding past the kernel, 1x1, a first layer's 3 channels, many splits.
+# padding, padding past the kernel, 1x1, a first layer's 3 channels, many splits. A horizontal stride (session 40): the
+# input split by column phase (split_column_phases), each filter column's boxes in its phase's rows: strides 2 to 4,
+# odd widths, dilation, 1x1, padding past the kernel, groups.
 TMA_WGRAD_TF32 = {
     "q20_c16_k24": Case(2, 16, 9, 20, 24, 3, 3, 1, 1, 1, 1),
     "q72_c40_k36": Case(2, 40, 6, 72, 36, 3, 3, 1, 1, 1, 1),
@@ -755,6 +757,13 @@ TMA_WGRAD_TF32 = {
     "c3_k16": Case(2, 3, 16, 16, 16, 3, 3, 1, 1, 1, 1),
     "batch1_q132": Case(1, 32, 3, 132, 32, 3, 3, 1, 1, 1, 1),
     "groups2_kg36_cg24": Case(2, 48, 9, 20, 72, 3, 3, 1, 1, 1, 2),  # grad_output boxes at 16- but not 128-byte offsets
+    "s2_q28_k64": Case(2, 32, 16, 56, 64, 3, 3, 2, 1, 1, 1),  # r50_3x3_128_s2's rows
+    "s1x2_odd_w37": Case(2, 16, 9, 37, 24, 3, 3, (1, 2), 1, 1, 1),
+    "s3_5x5_p2": Case(1, 24, 10, 40, 20, 5, 5, 3, 2, 1, 1),
+    "s2_dilation2": Case(2, 16, 12, 30, 16, 3, 3, 2, 2, 2, 1),
+    "s2_1x1": Case(2, 32, 8, 20, 40, 1, 1, 2, 0, 1, 1),
+    "s4_padding_beyond_kernel": Case(1, 16, 9, 33, 16, 3, 3, 4, 3, 1, 1),
+    "s2_groups2": Case(2, 32, 10, 70, 64, 3, 3, 2, 1, 1, 2),  # two column tiles of 32 phase columns
 }
 
 

@@ -71,6 +71,7 @@ struct TmaWgradNchw {
   int u_tiles, P;                    // k-tiles per row (kPix input columns each); output rows
   int groups, Cg, Kg;
   int stride_h, pad_h, pad_w, dil_h, dil_w;
+  int phases;  // stride_w: the input's columns split by stride phase (split_column_phases), 1 read as it is
   int S, c_chunks, blocks, tiles_per_s;  // column blocks of one filter column s: R*c_chunks (r, chunk) pairs
   WgradGrid work;
 };
@@ -129,7 +130,11 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
       }
       const int loads = kTf32 ? kBlocks : nb;   // input boxes a k-tile: TF32's n128 MMAs read all kBlocks
       const int dy_loads = narrow ? 64 / kPix : kDyBoxes;  // narrow: the boxes of output channels 0..63
-      const int shift = c.pad_w - s * c.dil_w;  // output column = input column + shift
+      // Filter column s reads input columns q * phases + s * dil_w - pad_w: those of phase `phase` (their index mod
+      // phases), column u of the phase's row (input row h: row h * phases + phase of the split input) meeting output
+      // column u + shift. One phase: the input as it is, output column = input column + pad_w - s * dil_w.
+      const int tap_w = s * c.dil_w - c.pad_w, phase = ((tap_w % c.phases) + c.phases) % c.phases;
+      const int shift = -(tap_w - phase) / c.phases;
       int ui = box0 % c.u_tiles, rest = box0 / c.u_tiles, pi = rest % c.P, ni = rest / c.P;
       ring.produce(k_tiles, uint32_t((dy_loads + loads) * kBox), [&](int, unsigned char* stage, uint64_t* bar) {
         const int u0 = ui * kPix, h = pi * c.stride_h;
@@ -138,7 +143,8 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
           if (b < dy_loads) tma_load_4d(stage + b * kBox, &dy_map, bar, g * c.Kg + m0 + b * kPix, u0 + shift, pi, ni);
 #pragma unroll
         for (int j = 0; j < kBlocks; ++j)
-          if (j < loads) tma_load_4d(stage + (kDyBoxes + j) * kBox, &x_map, bar, u0, h + dh[j], chan[j], ni);
+          if (j < loads)
+            tma_load_4d(stage + (kDyBoxes + j) * kBox, &x_map, bar, u0, (h + dh[j]) * c.phases + phase, chan[j], ni);
         if (++ui == c.u_tiles) {
           ui = 0;
           if (++pi == c.P) pi = 0, ++ni;
@@ -244,7 +250,9 @@ template <typename T>
 TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p, int tile_blocks) {
   using Shape = NchwWgradShape<T>;
   TmaWgradNchwPlan plan{};
-  plan.u_tiles = static_cast<int>((nchw_wgrad_columns(p) + Shape::kPix - 1) / Shape::kPix);
+  // a horizontal stride walks the columns of the input's stride phases (split_column_phases)
+  const int64_t columns = p.stride_w > 1 ? (p.W + p.stride_w - 1) / p.stride_w : nchw_wgrad_columns(p);
+  plan.u_tiles = static_cast<int>((columns + Shape::kPix - 1) / Shape::kPix);
   plan.boxes = p.N * p.P * plan.u_tiles;
   plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
   plan.blocks = static_cast<int>(p.R * plan.c_chunks);
@@ -413,6 +421,59 @@ __global__ void __launch_bounds__(256) pack_grad_output_rows(const T* __restrict
   }
 }
 
+// The input split by column stride phase for a horizontal stride of `phases` (2 to kMaxWgradPhases): out[n][c][h *
+// phases + b][j] = x[n][c][h][j * phases + b] for j < pitch (zero past the row), an NCHW image of C channels of
+// H * phases rows of `pitch` (16-byte multiple) columns, whose rows the kernel's boxes step at stride 1 (one filter
+// column's taps all in one phase). A block moves a 32-channel x (32 phases)-column tile of one input row through
+// shared memory: read along the input's contiguous dimension (columns in NCHW, channels in channels-last), written
+// as 32-column runs of each (channel, phase) row. Grid: (column tiles x channel tiles, rows N H (striding)).
+constexpr int kMaxWgradPhases = 4;
+
+template <typename T>
+__global__ void __launch_bounds__(256) split_column_phases(const T* __restrict__ x, ActStrides xs, T* __restrict__ out,
+                                                           int C, int H, int W, int phases, int64_t pitch,
+                                                           int64_t rows) {
+  __shared__ T tile[32][32 * kMaxWgradPhases + 1];  // [channel][column of the tile], odd pitch: no bank conflicts
+  const int tiles_j = static_cast<int>((pitch + 31) / 32), tw = 32 * phases;
+  const int jt = blockIdx.x % tiles_j, c0 = blockIdx.x / tiles_j * 32, w0 = jt * tw;
+  const bool along_w = xs.w == 1;  // NCHW: a warp reads 32 columns of a channel; else 32 channels of a column
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {  // row = n * H + h
+    const int64_t n = row / H, h = row - n * H;
+    const T* src = x + n * xs.n + h * xs.h;
+    for (int u = threadIdx.x; u < 32 * tw; u += blockDim.x) {
+      const int c = along_w ? u / tw : u % 32, w = along_w ? u % tw : u / 32;
+      T v = from_acc<T>(0.f);
+      if (c0 + c < C && w0 + w < W) v = src[int64_t(c0 + c) * xs.c + int64_t(w0 + w) * xs.w];
+      tile[c][w] = v;
+    }
+    __syncthreads();
+    for (int u = threadIdx.x; u < 32 * tw; u += blockDim.x) {
+      const int j = u % 32, rest = u / 32, b = rest % phases, c = rest / phases;
+      const int64_t col = int64_t(jt) * 32 + j;
+      if (c0 + c < C && col < pitch)
+        out[((n * C + c0 + c) * H + h) * int64_t(phases) * pitch + b * pitch + col] = tile[c][j * phases + b];
+    }
+    __syncthreads();
+  }
+}
+
+// Columns of split_column_phases' rows: ceil(W / phases) rounded up to 16 bytes.
+inline int64_t phase_pitch(const ConvParams& p, int64_t elem) {
+  const int64_t cols = (p.W + p.stride_w - 1) / p.stride_w;
+  return (cols * elem + 15) / 16 * 16 / elem;
+}
+
+template <typename T>
+void launch_split_column_phases(const ConvParams& p, T* out, cudaStream_t stream) {
+  const ActStrides xs{p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
+  const int64_t pitch = phase_pitch(p, sizeof(T)), rows = p.N * p.H;
+  const dim3 grid(static_cast<unsigned>((pitch + 31) / 32 * ((p.C + 31) / 32)),
+                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+  split_column_phases<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(p.x), xs, out, int(p.C), int(p.H), int(p.W),
+                                                   p.stride_w, pitch, rows);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // Packs p's input into x_p (rows of r.pitch elements) and its grad_output into dy_p (dense NHWC).
 template <typename T>
 void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p, cudaStream_t stream) {
@@ -436,16 +497,27 @@ void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Whether the TF32 kernel runs on the input split by column stride phase (split_column_phases): a horizontal
+// stride, whose taps' input columns are not contiguous in a row.
+inline bool tf32_wgrad_splits_phases(const ConvParams& p) { return p.dtype == DType::kFloat32 && p.stride_w > 1; }
+
 // What the TF32 kernel can run: wgmma's conditions, an NCHW input the copy engine reads in place (pixels contiguous,
-// rows of whole 16-byte multiples) or a channels-last one it copies to NCHW, stride_w 1, grad_output channels in
-// 16-byte vectors (its NHWC boxes).
+// rows of whole 16-byte multiples) or a channels-last one it copies to NCHW, or at a horizontal stride of up to
+// kMaxWgradPhases the input split by column phase (any layout and strides), grad_output channels in 16-byte vectors
+// (its NHWC boxes).
 inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
   if (!why.empty()) return why;
-  if (p.stride_w != 1) return "TF32: horizontal stride 1 only (a box's 32 pixels are contiguous input pixels)";
+  if (p.stride_w > kMaxWgradPhases)
+    return "TF32: horizontal stride of at most 4 (the input's columns split by stride phase)";
   if (p.K % 4 != 0 || p.K_per_group() % 4 != 0)  // grad_output boxes start at 16-byte channel offsets
     return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
-  if (!nchw_wgrad_packs(p)) {  // rows read in place, or the channels-last input's NCHW copy
+  if (tf32_wgrad_splits_phases(p)) {
+    if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
+    if (p.H * p.stride_w >= (int64_t(1) << 31) || p.N * p.C * p.H * p.stride_w * phase_pitch(p, 4) >= (int64_t(1) << 40))
+      return "an input too large for its split by column phase";
+    if (p.N * p.P * ((phase_pitch(p, 4) + 31) / 32) >= (int64_t(1) << 31)) return "2^31 or more k-tiles of input columns";
+  } else if (!nchw_wgrad_packs(p)) {  // rows read in place, or the channels-last input's NCHW copy
     if (tf32_wgrad_copies_input(p) && p.H * p.W > kMaxNchwCopyPixels)
       return "TF32, channels-last: images of more than 65535 x 32 pixels (the grid of the input's NCHW copy)";
     if (p.W % 4 != 0)
@@ -483,7 +555,9 @@ int64_t backward_weight_tma_nchw_workspace(const ConvParams& p) {
   const int64_t dy_copy = region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, sizeof(T)));
   const int64_t bytes = nchw_wgrad_partials_bytes<T>(p, tma_wgrad_nchw_plan<T>(p, blocks), blocks) + dy_copy;
   if constexpr (sizeof(T) == 4) {
-    const int64_t x_copy = tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4 : 0;
+    const int64_t x_copy = tf32_wgrad_splits_phases(p)  ? p.N * p.C * p.H * p.stride_w * phase_pitch(p, 4) * 4
+                           : tf32_wgrad_copies_input(p) ? p.N * p.C * p.H * p.W * 4
+                                                        : 0;
     return std::max(bytes + x_copy, backward_weight_workspace<Config128x128_w8>(p));
   }
   return bytes;
@@ -499,12 +573,12 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   if (count == 0) return;
   float* partials = static_cast<float*>(workspace);
   if (p.N * p.P * p.Q == 0) return zero_weight_gradient<T>(p, partials, count, stream);
-  const bool packed = nchw_wgrad_packs(p);
+  const bool packed = nchw_wgrad_packs(p), phased = tf32_wgrad_splits_phases(p);
   const RowPacking r = row_packing(p, e);
   const ConvParams q = packed ? packed_wgrad_geometry(p, r) : p;  // the geometry the kernel walks
   const TmaWgradNchwPlan plan = tma_wgrad_nchw_plan<T>(q, Cfg::kBlocks);
   if constexpr (sizeof(T) == 4) {
-    if (!packed && !tf32_wgrad_input_fits(p)) {
+    if (!packed && !phased && !tf32_wgrad_input_fits(p)) {
       backward_weight_launch_typed<float, Config128x128_w8>(p, workspace, stream);  // sliced input: the gathers
       return;
     }
@@ -531,8 +605,17 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
     dy = staged_nhwc<T>(p.y, p.y_stride, reinterpret_cast<T*>(free_space), p.N, p.K, p.P, p.Q, ys, stream);
     free_space += region(staged_nhwc_bytes(p.y, p.y_stride, p.N, p.K, p.P, p.Q, e));
   }
+  // The input box's rows: H, or (phases) H * stride_w rows of the phases' columns.
+  uint64_t x_cols = uint64_t(q.W), x_rows = uint64_t(q.H);
   if constexpr (sizeof(T) == 4) {
-    if (!packed && tf32_wgrad_copies_input(p)) {
+    if (phased) {
+      float* x_copy = reinterpret_cast<float*>(free_space);
+      launch_split_column_phases<float>(p, x_copy, stream);
+      const int64_t pitch = phase_pitch(p, 4);
+      x = x_copy;
+      x_cols = uint64_t((p.W + p.stride_w - 1) / p.stride_w), x_rows = uint64_t(p.H * p.stride_w);
+      xs[0] = p.C * p.H * p.stride_w * pitch, xs[1] = p.H * p.stride_w * pitch, xs[2] = pitch, xs[3] = 1;
+    } else if (!packed && tf32_wgrad_copies_input(p)) {
       float* x_copy = reinterpret_cast<float*>(free_space);
       launch_to_nchw<float>(x, p.x_stride, x_copy, p.N, p.C, p.H, p.W, stream);
       x = x_copy;
@@ -545,7 +628,7 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
       {uint64_t(ys[3] * e), uint64_t(ys[2] * e), uint64_t(ys[0] * e)}, {uint32_t(kPix), uint32_t(kPix), 1, 1},
       {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (NCHW kernel, grad_output): ", why);
-  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), x, {uint64_t(q.W), uint64_t(q.H), uint64_t(q.C), uint64_t(q.N)},
+  why = encode_tensor_map_4d(&x_map, tma_dtype<T>(), x, {x_cols, x_rows, uint64_t(q.C), uint64_t(q.N)},
                              {uint64_t(xs[2] * e), uint64_t(xs[1] * e), uint64_t(xs[0] * e)},
                              {uint32_t(kPix), 1, uint32_t(kPix), 1}, {1, 1, 1, 1}, true);
   TORCH_CHECK(why[0] == '\0', "conv2d_ext: implicit_gemm tma backward_weight (NCHW kernel, input): ", why);
@@ -554,6 +637,7 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   c.u_tiles = plan.u_tiles, c.P = int(q.P);
   c.groups = q.groups, c.Cg = int(q.C_per_group()), c.Kg = int(q.K_per_group());
   c.stride_h = q.stride_h, c.pad_h = q.pad_h, c.pad_w = q.pad_w, c.dil_h = q.dil_h, c.dil_w = q.dil_w;
+  c.phases = phased ? p.stride_w : 1;
   c.S = int(p.S), c.c_chunks = plan.c_chunks, c.blocks = plan.blocks;
   c.tiles_per_s = plan.tiles_per_s;
   c.work = plan.grid;

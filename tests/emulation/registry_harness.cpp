@@ -373,6 +373,9 @@ int main(int argc, char** argv) {
       {20, 64, 5, 5, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2, false},    // grouped (32 channels a group: narrow tiles)
       {4, 16, 10, 11, 24, 4, 4, 1, 1, 1, 1, 1, 1, 1, false, 1, 1},  // "same" 4x4: right padding 2, left 1
       {6, 32, 6, 6, 64, 2, 2, 1, 1, 0, 1, 1, 3, 1, true, 1, 1},     // "same" 2x2, dilation 3 along w: right 2, left 1
+      // TF32 backward-weight at a horizontal stride, on the input split by column phase (split_column_phases)
+      {2, 40, 7, 37, 64, 3, 3, 1, 3, 1, 1, 1, 1, 1, false},   // stride 3 along w, odd width, partial channel chunk
+      {1, 32, 6, 70, 72, 5, 3, 2, 2, 2, 2, 1, 2, 1, true},     // stride 2, dilation 2 along w, padding past the taps
   };
   std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
   if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));
