@@ -251,8 +251,8 @@ TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p, int tile_blocks) {
   using Shape = NchwWgradShape<T>;
   TmaWgradNchwPlan plan{};
   // a horizontal stride walks the columns of the input's stride phases (split_column_phases)
-  const int64_t columns = p.stride_w > 1 ? (p.W + p.stride_w - 1) / p.stride_w : nchw_wgrad_columns(p);
-  plan.u_tiles = static_cast<int>((columns + Shape::kPix - 1) / Shape::kPix);
+  const int64_t walked = p.stride_w > 1 ? (p.W + p.stride_w - 1) / p.stride_w : nchw_wgrad_columns(p);
+  plan.u_tiles = static_cast<int>((walked + Shape::kPix - 1) / Shape::kPix);
   plan.boxes = p.N * p.P * plan.u_tiles;
   plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
   plan.blocks = static_cast<int>(p.R * plan.c_chunks);
