@@ -239,7 +239,7 @@ def test_setup_builds_hopper_as_sm90a_with_cuda_12():
 def test_wgmma_configurations_need_an_sm90a_build_and_a_hopper_gpu():
     """The wgmma configurations run only on compute capability 9.0, and only in a build with sm_90a code; they say
     why not elsewhere (the mma.sync configurations take those problems)."""
-    for kernel in ("implicit_gemm:128x128_wg", "implicit_gemm:256x128_wg", "implicit_gemm:256x128_wgk128",
+    for kernel in ("implicit_gemm:128x128_wg", "implicit_gemm:256x128_wgk128",
                    "implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"):
         assert "9.0" in _igemm_why_not(kernel, sm=80)
         why = _igemm_why_not(kernel, sm=90)
