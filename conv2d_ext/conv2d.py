@@ -129,7 +129,7 @@ def _signature(input, weight, bias, stride, padding, dilation, groups, variant, 
 # part of the call cache's key (a process that sets one between two calls gets a new plan). The kernels' other
 # variables are read at launch, on every call. tests/test_api.py checks that every variable csrc/ reads is in
 # one list or the other.
-PLAN_ENVIRONMENT = ("CONV2D_EXT_IM2COL", "CONV2D_EXT_TMA_WGRAD_PACK")
+PLAN_ENVIRONMENT = ("CONV2D_EXT_IM2COL", "CONV2D_EXT_TMA_WGRAD_PACK", "CONV2D_EXT_TMA_WGRAD_PHASES")
 
 
 # os.environ's own dict (CPython), read directly: 0.1 us a call against 0.8 through os.environ.get.

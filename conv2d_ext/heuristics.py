@@ -307,7 +307,10 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
         return True
     if p.dtype == "float32":
         # channels-last 1x1: the input's NCHW copy costs what the kernel saves (r50_1x1: 0.137 ms against 0.130 on
-        # 128x128_w8)
+        # 128x128_w8). A horizontal stride: on the input split by column phase (session 40, untimed; the C++ side's
+        # plan variable CONV2D_EXT_TMA_WGRAD_PHASES=0 turns it off and its can_implement refuses)
+        if p.stride[1] > 1 and os.environ.get("CONV2D_EXT_TMA_WGRAD_PHASES", "").startswith("0"):
+            return False
         return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and
                 not (p.channels_last and p.R * p.S == 1))
     # fp16/bf16: 64 or more output channels a group, any stride or row width, since the split of session 34 (one wave

@@ -524,7 +524,7 @@ def test_implicit_gemm_configuration_by_shape_and_layout():
 def test_hopper_runs_the_wgmma_configurations(monkeypatch):
     """On compute capability 9.0 (an sm_90a build): the copy-engine (TMA) configurations for the forward and the
     stride-1 backward-data, 128x64 tiles for 64-channel layers and small grids, 128x128 otherwise; strided
-    backward-data by stride phase on them (NCHW TF32: on the stride-phase wgmma kernels); first layers (3 channels: no 16-byte vectors) on the cp.async
+    backward-data by stride phase on them; first layers (3 channels: no 16-byte vectors) on the cp.async
     wgmma kernels; the copy-engine backward-weight for long reductions (TF32: a channels-last input copied to NCHW), mma.sync
     otherwise.
     Elsewhere the wgmma kernels say why they cannot run."""
@@ -630,9 +630,15 @@ def test_hopper_runs_the_wgmma_configurations(monkeypatch):
     assert select(strided)["forward"].kernel == "implicit_gemm:128x128_tma"
     assert select(strided)["backward_data"].kernel == "implicit_gemm:128x128_tma"  # by stride phase (NCHW 16-bit too)
     strided_tf32 = dataclasses.replace(strided, dtype="float32")
-    # TF32 NCHW: by stride phase on the copy engine, as backward-weight (by column phase), grad_output staged once
+    # TF32 NCHW: by stride phase on the copy engine, as backward-weight (by column phase), grad_output staged once;
+    # CONV2D_EXT_TMA_WGRAD_PHASES=0: backward-weight's gathers on mma.sync, backward-data on the stride-phase wgmma
     assert select(strided_tf32)["backward_data"].kernel == "implicit_gemm:128x128_tma"
     assert select(strided_tf32)["backward_weight"].kernel == "implicit_gemm:128x128_tma"
+    monkeypatch.setenv("CONV2D_EXT_TMA_WGRAD_PHASES", "0")
+    assert "CONV2D_EXT_TMA_WGRAD_PHASES=0" in can_implement("implicit_gemm:128x128_tma", "backward_weight", strided_tf32)
+    assert select(strided_tf32)["backward_weight"].kernel == "implicit_gemm:128x128_w8"
+    assert select(strided_tf32)["backward_data"].kernel == "implicit_gemm:256x128_wg"
+    monkeypatch.delenv("CONV2D_EXT_TMA_WGRAD_PHASES")
     first_layer = _suite_problem(32, 3, 224, 224, 64, 7, 7, stride=2, pad=3, dtype="bfloat16")
     assert "16-byte vectors" in can_implement("implicit_gemm:128x128_tma", "forward", first_layer)
     assert select(first_layer)["forward"].kernel == "implicit_gemm:im2col"

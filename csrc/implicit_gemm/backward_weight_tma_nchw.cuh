@@ -498,8 +498,13 @@ void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p,
 }
 
 // Whether the TF32 kernel runs on the input split by column stride phase (split_column_phases): a horizontal
-// stride, whose taps' input columns are not contiguous in a row.
-inline bool tf32_wgrad_splits_phases(const ConvParams& p) { return p.dtype == DType::kFloat32 && p.stride_w > 1; }
+// stride, whose taps' input columns are not contiguous in a row (session 40; emulated, not yet timed on a GPU:
+// predicted r50_3x3_128_s2 TF32 backward-weight ~0.09 ms against ~0.185 on 128x128_w8's gathers). A plan variable:
+// CONV2D_EXT_TMA_WGRAD_PHASES=0 turns it off (can_implement then refuses a horizontal stride, as before).
+inline bool tf32_wgrad_splits_phases(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_PHASES");
+  return p.dtype == DType::kFloat32 && p.stride_w > 1 && !(env != nullptr && env[0] == '0');
+}
 
 // What the TF32 kernel can run: wgmma's conditions, an NCHW input the copy engine reads in place (pixels contiguous,
 // rows of whole 16-byte multiples) or a channels-last one it copies to NCHW, or at a horizontal stride of up to
@@ -508,8 +513,9 @@ inline bool tf32_wgrad_splits_phases(const ConvParams& p) { return p.dtype == DT
 inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Config128x128_wg>(p, p.C_per_group() * p.R * p.S, p.N * p.P * p.Q);
   if (!why.empty()) return why;
-  if (p.stride_w > kMaxWgradPhases)
-    return "TF32: horizontal stride of at most 4 (the input's columns split by stride phase)";
+  if (p.stride_w > kMaxWgradPhases || (p.stride_w > 1 && !tf32_wgrad_splits_phases(p)))
+    return "TF32: horizontal stride of at most 4, the input's columns split by stride phase (not under "
+           "CONV2D_EXT_TMA_WGRAD_PHASES=0)";
   if (p.K % 4 != 0 || p.K_per_group() % 4 != 0)  // grad_output boxes start at 16-byte channel offsets
     return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
   if (tf32_wgrad_splits_phases(p)) {
