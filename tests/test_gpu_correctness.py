@@ -501,7 +501,8 @@ def test_tma_pointwise_backward_weight(name, precision_mode, m64, poison, monkey
         assert torch.equal(torch.autograd.grad(y, w, gy, retain_graph=True)[0], first), "not deterministic"
 
 
-# The filter repacks (forward.cuh's pack_taps): KCRS -> KRSC for NCHW forwards by rows (pack_taps_rows), and
+# The filter repacks (forward.cuh's pack_taps, where the planes and the transposition below cannot take them):
+# KCRS -> KRSC for NCHW forwards by rows (pack_taps_rows), and
 # backward-data's [C][R][S][K/groups], flipped or not, from KCRS or channels-last filters by tiles (pack_taps_tiles);
 # dense KCRS filters (their taps one run) by runs (pack_taps_runs) in both.
 # Channel counts past one block of 256 threads and past whole 32-channel tiles, 49 taps, groups, stride 2
@@ -528,11 +529,11 @@ PACK_SWITCHES = {
 def test_filter_repacks(name, layout, precision_mode, pack, poison, monkeypatch):
     """Forward and backward-data of the implicit-GEMM kernels (mma.sync, and the copy engine's where built) with
     their filters repacked: the results, and that the repack kernels ran (NCHW forward, dense KCRS filters: as K
-    images of C/groups planes by to_nhwc_planes with CONV2D_EXT_PACK_PLANES=1 (session 39), by rows (the default),
-    by runs with CONV2D_EXT_PACK_RUNS=1; backward-data: by tiles, reading along the filters' input channels, by runs,
-    or (the planes case: CONV2D_EXT_PACK_TRANSPOSE=1, session 40) as a transposition of each group's K/groups x
-    C/groups R S matrix by to_nhwc_vec). The planes case asserts that no pack_taps kernel ran: to_nhwc_planes and
-    to_nhwc_vec may copy the activations too."""
+    images of C/groups planes by to_nhwc_planes (the default since session 40), by rows (CONV2D_EXT_PACK_PLANES=0),
+    by runs with CONV2D_EXT_PACK_RUNS=1; backward-data: as a transposition of each group's K/groups x C/groups R S
+    matrix by to_nhwc_vec (the planes case, the default since session 40), by tiles, reading along the filters'
+    input channels (CONV2D_EXT_PACK_TRANSPOSE=0), or by runs). The planes case asserts that no pack_taps kernel ran:
+    to_nhwc_planes and to_nhwc_vec may copy the activations too."""
     for key, value in PACK_SWITCHES[pack].items():
         monkeypatch.setenv(key, value)
     case = PACK[name]

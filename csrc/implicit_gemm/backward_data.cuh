@@ -28,8 +28,9 @@ namespace igemm {
 // [C][R][S][K/groups] at `out` (16-byte aligned): out[c][r][s][k] = w[g Kg + k][c - g Cg][r][s] for the group g of
 // input channel c (all C channels). Dense filters, KCRS or channels-last, with Kg and their Cg R S in whole 16-byte
 // vectors (every layer of r50's backward): each group's Kg x Cg R S matrix transposed as an image by to_nhwc_vec,
-// 16-byte loads and stores, each pixel's row moved to its (c, tap) (TapRows); pack_taps otherwise (session 39, H100,
-// r50_3x3_512 bf16: pack_taps_tiles 8 us for 4.7 MB). Off unless CONV2D_EXT_PACK_TRANSPOSE=1 (session 40, untimed).
+// 16-byte loads and stores, each pixel's row moved to its (c, tap) (TapRows); pack_taps otherwise. H100, session 40
+// (r50_3x3_512 bf16 backward-data, graph ms): NCHW 0.0434 -> 0.0398, channels-last 0.0314 -> 0.0285 against
+// pack_taps_tiles. CONV2D_EXT_PACK_TRANSPOSE=0 turns it off (and CONV2D_EXT_PACK_RUNS=1, pack_taps_runs' switch).
 template <typename T>
 void repack_crsk(const T* w, FilterStrides in, T* out, int64_t C, int64_t Cg, int64_t Kg, int64_t R, int64_t S,
                  cudaStream_t stream) {
@@ -40,9 +41,11 @@ void repack_crsk(const T* w, FilterStrides in, T* out, int64_t C, int64_t Cg, in
   const bool krsc = in.k == RS * Cg && in.c == 1 && ar == S * Cg && as == Cg;
   const T* base = flip ? w + (R - 1) * in.r + (S - 1) * in.s : w;  // the first element in memory
   const char* env = std::getenv("CONV2D_EXT_PACK_TRANSPOSE");
+  const char* runs_env = std::getenv("CONV2D_EXT_PACK_RUNS");
   const int64_t image[4] = {Kg * Cg * RS, Cg * RS, Cg * RS, 1};  // a group: Kg channels of 1 x Cg R S pixels
   const int lv = to_nhwc_load_elems(base, image, Kg, 1, Cg * RS);
-  if (env != nullptr && env[0] == '1' && (kcrs || krsc) && RS > 1 && lv * int64_t(sizeof(T)) == 16 &&
+  if (!(env != nullptr && env[0] == '0') && !(runs_env != nullptr && runs_env[0] == '1') && (kcrs || krsc) && RS > 1 &&
+      lv * int64_t(sizeof(T)) == 16 &&
       Cg * RS < (int64_t(1) << 31) && groups <= 65535) {
     const FilterStrides s{image[0], image[1], image[2], image[3]};
     const dim3 grid(static_cast<unsigned>((Cg * RS + 63) / 64), static_cast<unsigned>((Kg + 63) / 64),

@@ -437,9 +437,8 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
 // KRSC: to_nhwc_planes copies them, whole filters of up to kMaxPlanesBytes a block (r50_3x3_512: 512 blocks of 9 KB
 // in 16-bit, all resident at once; 16-byte loads and stores), where they are in whole 16-byte vectors and aligned;
 // pack_taps otherwise. Session 39 (H100, r50_3x3_512 bf16 NCHW forward trace): pack_taps_rows 8 us for its 4.7 MB.
-// Written in session 39 after its last timing and checked on the emulator (the registry's default suite at a4b294e,
-// where it was the default; test_emulation's "no_halo_store_fused" switch set turns it on for the copy-engine
-// suite), not yet run on a GPU: off unless CONV2D_EXT_PACK_PLANES=1 (and not with CONV2D_EXT_PACK_RUNS=1).
+// H100, session 40 (r50_3x3_512 NCHW forward, graph ms): bf16 0.0434 -> 0.0395, TF32 0.0702 -> 0.0672 against
+// pack_taps_rows. CONV2D_EXT_PACK_PLANES=0 turns it off (and CONV2D_EXT_PACK_RUNS=1, pack_taps_runs' switch).
 template <typename T>
 void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* dst, cudaStream_t stream) {
   const int64_t Cg = p.C_per_group(), RS = p.R * p.S;
@@ -449,7 +448,7 @@ void repack_krsc(const ConvParams& p, const T*& filters, FilterStrides& fs, T* d
   // channels a block: a whole filter where it fits, else the whole vectors that do
   const int64_t pc = std::min<int64_t>(Cg, kMaxPlanesBytes / std::max<int64_t>(1, RS * int64_t(sizeof(T))) / E * E);
   const bool dense_kcrs = fs.s == 1 && fs.r == p.S && fs.c == RS && fs.k == Cg * RS;
-  if (planes_env != nullptr && planes_env[0] == '1' && !(runs_env != nullptr && runs_env[0] == '1') &&
+  if (!(planes_env != nullptr && planes_env[0] == '0') && !(runs_env != nullptr && runs_env[0] == '1') &&
       dense_kcrs && RS > 1 && Cg % E == 0 && pc >= E && reinterpret_cast<uintptr_t>(filters) % 16 == 0 &&
       Cg * RS < (int64_t(1) << 31)) {
     launch_to_nhwc_planes(filters, fs.k, dst, p.K, Cg, RS, pc, stream);

@@ -124,6 +124,8 @@ int main() {
       {64, 64, 1, 3, 3, true, true},   {70, 130, 1, 3, 3, true, true},  {33, 66, 3, 5, 5, true, true},
       {300, 64, 1, 3, 3, true, true},  {16, 200, 1, 1, 1, false, true}, {96, 48, 2, 3, 1, false, true},
   };
+  setenv("CONV2D_EXT_PACK_TRANSPOSE", "0", 1);  // pack_taps (the transposition, the default, is checked below)
+  setenv("CONV2D_EXT_PACK_PLANES", "0", 1);
   for (const Shape& s : shapes) check<__half, uint16_t>(s, gen);
   // dense KCRS (pack_taps_runs: runs along c for the KRSC repack, along k-major filters' c for the flipped CRSK one),
   // 16-bit and fp32: many o tiles, partial i tiles, groups, 7x7 and 1x1 taps, flipped
@@ -143,6 +145,7 @@ int main() {
   // 16-byte vectors, 1x1) fall back to pack_taps
   setenv("CONV2D_EXT_PACK_RUNS", "0", 1);
   setenv("CONV2D_EXT_PACK_TRANSPOSE", "1", 1);
+  setenv("CONV2D_EXT_PACK_PLANES", "1", 1);
   const Shape transposed[] = {
       {64, 64, 1, 3, 3, true, false, true},   {72, 64, 1, 3, 3, false, false, true},
       {136, 24, 1, 7, 7, true, false, true},  {128, 256, 2, 3, 3, true, false, true},
