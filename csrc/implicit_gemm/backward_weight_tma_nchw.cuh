@@ -506,8 +506,9 @@ void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p,
 }
 
 // Whether the TF32 kernel runs on the input split by column stride phase (split_column_phases): a horizontal
-// stride, whose taps' input columns are not contiguous in a row (session 40; emulated, not yet timed on a GPU:
-// predicted r50_3x3_128_s2 TF32 backward-weight ~0.09 ms against ~0.185 on 128x128_w8's gathers). A plan variable:
+// stride, whose taps' input columns are not contiguous in a row (session 40, H100, r50_3x3_128_s2 TF32 backward-
+// weight: NCHW 0.154 ms against 0.169 on 128x128_w8's gathers, channels-last 0.139 against 0.190, before the split's
+// loads were batched; predicted ~0.09). A plan variable:
 // CONV2D_EXT_TMA_WGRAD_PHASES=0 turns it off (can_implement then refuses a horizontal stride, as before).
 inline bool tf32_wgrad_splits_phases(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_PHASES");
