@@ -765,6 +765,7 @@ TMA_WGRAD_TF32 = {
     "s2_1x1": Case(2, 32, 8, 20, 40, 1, 1, 2, 0, 1, 1),
     "s4_padding_beyond_kernel": Case(1, 16, 9, 33, 16, 3, 3, 4, 3, 1, 1),
     "s2_groups2": Case(2, 32, 10, 70, 64, 3, 3, 2, 1, 1, 2),  # two column tiles of 32 phase columns
+    "s4_w48": Case(1, 16, 6, 48, 24, 3, 3, (1, 4), 1, 1, 1),  # NCHW rows in 16-byte vectors at stride 4
 }
 
 

@@ -421,47 +421,78 @@ __global__ void __launch_bounds__(256) pack_grad_output_rows(const T* __restrict
   }
 }
 
-// The input split by column stride phase for a horizontal stride of `phases` (2 to kMaxWgradPhases): out[n][c][h *
-// phases + b][j] = x[n][c][h][j * phases + b] for j < pitch (zero past the row), an NCHW image of C channels of
-// H * phases rows of `pitch` (16-byte multiple) columns, whose rows the kernel's boxes step at stride 1 (one filter
-// column's taps all in one phase). A block moves a 32-channel x (32 phases)-column tile of one input row through
-// shared memory: read along the input's contiguous dimension (columns in NCHW, channels in channels-last), written
-// as 32-column runs of each (channel, phase) row. Grid: (column tiles x channel tiles, rows N H (striding)).
+// The input split by column stride phase for a horizontal stride of P = stride_w (2 to kMaxWgradPhases):
+// out[n][c][h * P + b][j] = x[n][c][h][j * P + b] for j < pitch (zero past the row), an NCHW image of C channels of
+// H * P rows of `pitch` (16-byte multiple) columns, whose rows the kernel's boxes step at stride 1 (one filter
+// column's taps all in one phase). Two kernels (session 40's one kernel, H100, r50_3x3_128_s2's 51 MB each way: 84
+// us with one element in flight a thread; 182 us with a tile's 16 loads in flight, 128 registers and a spill: every
+// element's 64-bit offsets, both layouts', hoisted out of a loop over rows):
+//  - split_column_phases_rows: NCHW rows in 16-byte vectors (W, the row strides and the base in whole vectors): a
+//    thread reads 4 P consecutive columns (P 16-byte loads) and writes 4 columns of each phase row (one 16-byte store
+//    each); no shared memory, indices by FastDivmod (fewer than 2^31 vectors).
+//  - split_column_phases: anything else (channels-last, odd widths, slices): a block moves a 32-channel x 32 P-column
+//    tile of one input row through shared memory, read along the input's contiguous dimension (columns in NCHW,
+//    channels in channels-last), written as 32-column runs of each (channel, phase) row; one tile a block, the
+//    layout a template parameter, 31-bit offsets within a row (52-94 registers, no spill).
 constexpr int kMaxWgradPhases = 4;
 
-template <typename T>
+template <int P>
+__global__ void __launch_bounds__(256) split_column_phases_rows(const float* __restrict__ x, ActStrides xs,
+                                                                float* __restrict__ out, FastDivmod chunks,
+                                                                FastDivmod H, FastDivmod C, int W, int64_t pitch,
+                                                                unsigned total) {
+  for (unsigned i = blockIdx.x * 256u + threadIdx.x; i < total; i += gridDim.x * 256u) {
+    unsigned row, q, nc, h, n, c;  // i = row * chunks + q, row = (n * C + c) * H + h
+    chunks.divmod(i, row, q);
+    H.divmod(row, nc, h);
+    C.divmod(nc, n, c);
+    const float* src = x + n * xs.n + c * xs.c + h * xs.h + int64_t(4 * P) * q;
+    float v[4 * P];
+#pragma unroll
+    for (int k = 0; k < P; ++k) {
+      float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (int64_t(4 * P) * q + 4 * k < W) f = *reinterpret_cast<const float4*>(src + 4 * k);
+      v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
+    }
+    float* dst = out + int64_t(row) * P * pitch + 4 * int64_t(q);
+#pragma unroll
+    for (int b = 0; b < P; ++b)
+      *reinterpret_cast<float4*>(dst + b * pitch) = make_float4(v[b], v[P + b], v[2 * P + b], v[3 * P + b]);
+  }
+}
+
+template <typename T, int P, bool kAlongW>
 __global__ void __launch_bounds__(256) split_column_phases(const T* __restrict__ x, ActStrides xs, T* __restrict__ out,
-                                                           int C, int H, int W, int phases, int64_t pitch,
-                                                           int64_t rows) {
-  __shared__ T tile[32][32 * kMaxWgradPhases + 1];  // [channel][column of the tile], odd pitch: no bank conflicts
-  const int tiles_j = static_cast<int>((pitch + 31) / 32), tw = 32 * phases;
-  const int jt = blockIdx.x % tiles_j, c0 = blockIdx.x / tiles_j * 32, w0 = jt * tw;
-  const bool along_w = xs.w == 1;  // NCHW: a warp reads 32 columns of a channel; else 32 channels of a column
-  constexpr int kLoads = 32 * 32 * kMaxWgradPhases / 256;  // a thread's elements of a tile, at most
-  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {  // row = n * H + h
-    const int64_t n = row / H, h = row - n * H;
-    const T* src = x + n * xs.n + h * xs.h;
-    T v[kLoads];  // every load first, in flight together (one stored to shared memory at once waits: session 40's
-                  // H100 trace, 84 us for r50_3x3_128_s2's 51 MB each way with the load-store pairs serial)
+                                                           int C, FastDivmod H, int W, int64_t pitch,
+                                                           FastDivmod tiles, int tiles_j) {
+  constexpr int kTw = 32 * P, kLoads = 32 * kTw / 256;  // a tile's columns; a thread's elements of it
+  __shared__ T tile[32][kTw + 1];  // [channel][column of the tile], odd pitch: no bank conflicts
+  unsigned row, t, n, h;           // block = row * tiles + t, row = n * H + h, t = channel tile * tiles_j + jt
+  tiles.divmod(blockIdx.x, row, t);
+  H.divmod(row, n, h);
+  const int jt = int(t) % tiles_j, c0 = int(t) / tiles_j * 32, w0 = jt * kTw;
+  const int sc = static_cast<int>(xs.c), sw = static_cast<int>(xs.w);  // a row's offsets fit 31 bits (can_implement)
+  const T* src = x + n * xs.n + h * xs.h + int64_t(c0) * xs.c + int64_t(w0) * xs.w;
+  T v[kLoads];  // the tile's loads in flight together; kAlongW (NCHW): a warp reads 32 columns of a channel, else 32
+                // channels of a column
 #pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int u = threadIdx.x + i * 256, c = along_w ? u / tw : u % 32, w = along_w ? u % tw : u / 32;
-      v[i] = from_acc<T>(0.f);
-      if (u < 32 * tw && c0 + c < C && w0 + w < W) v[i] = src[int64_t(c0 + c) * xs.c + int64_t(w0 + w) * xs.w];
-    }
+  for (int i = 0; i < kLoads; ++i) {
+    const int u = threadIdx.x + i * 256, c = kAlongW ? u / kTw : u % 32, w = kAlongW ? u % kTw : u / 32;
+    v[i] = from_acc<T>(0.f);
+    if (c0 + c < C && w0 + w < W) v[i] = src[c * sc + w * sw];
+  }
 #pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int u = threadIdx.x + i * 256, c = along_w ? u / tw : u % 32, w = along_w ? u % tw : u / 32;
-      if (u < 32 * tw) tile[c][w] = v[i];
-    }
-    __syncthreads();
-    for (int u = threadIdx.x; u < 32 * tw; u += blockDim.x) {
-      const int j = u % 32, rest = u / 32, b = rest % phases, c = rest / phases;
-      const int64_t col = int64_t(jt) * 32 + j;
-      if (c0 + c < C && col < pitch)
-        out[((n * C + c0 + c) * H + h) * int64_t(phases) * pitch + b * pitch + col] = tile[c][j * phases + b];
-    }
-    __syncthreads();
+  for (int i = 0; i < kLoads; ++i) {
+    const int u = threadIdx.x + i * 256, c = kAlongW ? u / kTw : u % 32, w = kAlongW ? u % kTw : u / 32;
+    tile[c][w] = v[i];
+  }
+  __syncthreads();
+  const int64_t plane = int64_t(H.divisor) * P * pitch;  // a channel of the output
+  T* dst = out + (int64_t(n) * C + c0) * plane + int64_t(h) * P * pitch + int64_t(jt) * 32;
+#pragma unroll
+  for (int i = 0; i < kLoads; ++i) {
+    const int u = threadIdx.x + i * 256, j = u % 32, b = u / 32 % P, c = u / 32 / P;
+    if (c0 + c < C && int64_t(jt) * 32 + j < pitch) dst[c * plane + b * pitch + j] = tile[c][j * P + b];
   }
 }
 
@@ -471,15 +502,34 @@ inline int64_t phase_pitch(const ConvParams& p, int64_t elem) {
   return (cols * elem + 15) / 16 * 16 / elem;
 }
 
-template <typename T>
-void launch_split_column_phases(const ConvParams& p, T* out, cudaStream_t stream) {
+template <int P>
+void launch_split_column_phases_p(const ConvParams& p, float* out, cudaStream_t stream) {
   const ActStrides xs{p.x_stride[0], p.x_stride[1], p.x_stride[2], p.x_stride[3]};
-  const int64_t pitch = phase_pitch(p, sizeof(T)), rows = p.N * p.H;
-  const dim3 grid(static_cast<unsigned>((pitch + 31) / 32 * ((p.C + 31) / 32)),
-                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
-  split_column_phases<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(p.x), xs, out, int(p.C), int(p.H), int(p.W),
-                                                   p.stride_w, pitch, rows);
+  const int64_t pitch = phase_pitch(p, 4), rows = p.N * p.H;
+  const int64_t vectors = p.N * p.C * p.H * (pitch / 4);
+  const bool rows_vec = xs.w == 1 && p.W % 4 == 0 && xs.n % 4 == 0 && xs.c % 4 == 0 && xs.h % 4 == 0 &&
+                        reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && vectors < (int64_t(1) << 31);
+  if (rows_vec) {
+    split_column_phases_rows<P><<<grid_for(vectors, 256), 256, 0, stream>>>(
+        static_cast<const float*>(p.x), xs, out, FastDivmod(unsigned(pitch / 4)), FastDivmod(unsigned(p.H)),
+        FastDivmod(unsigned(p.C)), int(p.W), pitch, unsigned(vectors));
+  } else {
+    const int64_t tiles_j = (pitch + 31) / 32, tiles = tiles_j * ((p.C + 31) / 32);  // rows * tiles < 2^31
+    const auto kernel = xs.w == 1 ? split_column_phases<float, P, true> : split_column_phases<float, P, false>;
+    kernel<<<static_cast<unsigned>(rows * tiles), 256, 0, stream>>>(static_cast<const float*>(p.x), xs, out,
+                                                                    int(p.C), FastDivmod(unsigned(p.H)), int(p.W),
+                                                                    pitch, FastDivmod(unsigned(tiles)), int(tiles_j));
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+inline void launch_split_column_phases(const ConvParams& p, float* out, cudaStream_t stream) {
+  switch (p.stride_w) {
+    case 2: return launch_split_column_phases_p<2>(p, out, stream);
+    case 3: return launch_split_column_phases_p<3>(p, out, stream);
+    case 4: return launch_split_column_phases_p<4>(p, out, stream);
+    default: TORCH_CHECK(false, "conv2d_ext: split_column_phases: stride_w ", p.stride_w, " outside 2 to 4");
+  }
 }
 
 // Packs p's input into x_p (rows of r.pitch elements) and its grad_output into dy_p (dense NHWC).
@@ -529,8 +579,11 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
     return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
   if (tf32_wgrad_splits_phases(p)) {
     if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
-    if (p.H * p.stride_w >= (int64_t(1) << 31) || p.N * p.C * p.H * p.stride_w * phase_pitch(p, 4) >= (int64_t(1) << 40))
-      return "an input too large for its split by column phase";
+    if (p.H * p.stride_w >= (int64_t(1) << 31) || p.N * p.C * p.H * p.stride_w * phase_pitch(p, 4) >= (int64_t(1) << 40) ||
+        (p.C - 1) * p.x_stride[1] + (p.W - 1) * p.x_stride[3] >= (int64_t(1) << 31) ||
+        p.N * p.H * ((phase_pitch(p, 4) + 31) / 32) * ((p.C + 31) / 32) >= (int64_t(1) << 31))
+      return "an input too large for its split by column phase (a row's channels and columns span 2^31 elements, "
+             "or 2^31 tiles)";
     if (p.N * p.P * ((phase_pitch(p, 4) + 31) / 32) >= (int64_t(1) << 31)) return "2^31 or more k-tiles of input columns";
   } else if (!nchw_wgrad_packs(p)) {  // rows read in place, or the channels-last input's NCHW copy
     if (tf32_wgrad_copies_input(p) && p.H * p.W > kMaxNchwCopyPixels)
@@ -625,7 +678,7 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
   if constexpr (sizeof(T) == 4) {
     if (phased) {
       float* x_copy = reinterpret_cast<float*>(free_space);
-      launch_split_column_phases<float>(p, x_copy, stream);
+      launch_split_column_phases(p, x_copy, stream);
       const int64_t pitch = phase_pitch(p, 4);
       x = x_copy;
       x_cols = uint64_t((p.W + p.stride_w - 1) / p.stride_w), x_rows = uint64_t(p.H * p.stride_w);

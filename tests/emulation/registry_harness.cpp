@@ -376,6 +376,9 @@ int main(int argc, char** argv) {
       // TF32 backward-weight at a horizontal stride, on the input split by column phase (split_column_phases)
       {2, 40, 7, 37, 64, 3, 3, 1, 3, 1, 1, 1, 1, 1, false},   // stride 3 along w, odd width, partial channel chunk
       {1, 32, 6, 70, 72, 5, 3, 2, 2, 2, 2, 1, 2, 1, true},     // stride 2, dilation 2 along w, padding past the taps
+      {2, 36, 6, 40, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, false},   // NCHW rows in 16-byte vectors (split_column_phases_rows)
+      {1, 16, 5, 36, 24, 3, 3, 1, 3, 1, 1, 1, 1, 1, true},     // the same at stride 3, a partial last vector of phases
+      {1, 24, 4, 48, 32, 1, 5, 1, 4, 0, 2, 1, 1, 1, false},    // stride 4, 1x5 taps
   };
   std::vector<Problem> suite(problems, problems + sizeof(problems) / sizeof(problems[0]));
   if (hopper) suite.assign(hopper_problems, hopper_problems + sizeof(hopper_problems) / sizeof(hopper_problems[0]));
