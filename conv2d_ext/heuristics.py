@@ -307,8 +307,9 @@ def _tma_backward_weight(p: Problem, pass_: str) -> bool:
         return True
     if p.dtype == "float32":
         # channels-last 1x1: the input's NCHW copy costs what the kernel saves (r50_1x1: 0.137 ms against 0.130 on
-        # 128x128_w8). A horizontal stride: on the input split by column phase (session 40, untimed; the C++ side's
-        # plan variable CONV2D_EXT_TMA_WGRAD_PHASES=0 turns it off and its can_implement refuses)
+        # 128x128_w8). A horizontal stride: on the input split by column phase (H100, session 41, r50_3x3_128_s2
+        # graph ms against 128x128_w8: NCHW 0.109 / 0.170, channels-last 0.105 / 0.191; the C++ side's plan
+        # variable CONV2D_EXT_TMA_WGRAD_PHASES=0 turns it off and its can_implement refuses)
         if p.stride[1] > 1 and os.environ.get("CONV2D_EXT_TMA_WGRAD_PHASES", "").startswith("0"):
             return False
         return (p.N * p.P * p.Q >= _WGRAD_TMA_TF32_PIXELS and p.K // p.groups >= 64 and p.W >= 32 and

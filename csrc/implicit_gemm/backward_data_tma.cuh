@@ -92,27 +92,51 @@ inline bool phases_read_grad_output(const ConvParams& p) {
   return true;
 }
 
+// Whether the phases of a strided p whose grad_input is dense NCHW write a dense NHWC stage instead, transposed to
+// NCHW afterwards (to_nchw): each phase's NCHW epilogue stores every stride_w-th element of a row, sectors half
+// filled by one launch and completed by another (session 41, H100, r50_3x3_128_s2 TF32 NCHW forward + backward
+// trace: five forward_tma launches, the forward and the four phases, 157 us against 95 channels-last).
+// CONV2D_EXT_PHASES_NHWC=0 turns it off.
+inline bool phases_stage_nhwc(const ConvParams& p) {
+  const char* env = std::getenv("CONV2D_EXT_PHASES_NHWC");
+  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t(&s)[4] = p.x_stride;
+  return !(env != nullptr && env[0] == '0') && !p.channels_last && s[3] == 1 && s[2] == p.W && s[1] == p.H * p.W &&
+         s[0] == p.C * p.H * p.W && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && (p.C * elem) % 16 == 0 &&
+         p.H * p.W <= kMaxNchwCopyPixels;
+}
+
 // The workspace of a strided p: the flipped repack, then grad_output's dense NHWC copy (where the phases cannot
-// read it in place), then one region for the phases' forwards (they run one after another on the stream). Offset
-// of the copy and of the phases' region, and the total.
+// read it in place), then grad_input's NHWC stage (phases_stage_nhwc), then one region for the phases' forwards
+// (they run one after another on the stream). Offsets of the copy, the stage and the phases' region, and the total.
 struct PhaseWorkspace {
-  int64_t copy, rest, bytes;
+  int64_t copy, stage, rest, bytes;
 };
+
+// The problem whose phases run: p, reading grad_output's dense NHWC copy where it is made, writing grad_input's
+// NHWC stage where there is one (channels-last phases; the stage at `stage`).
+inline ConvParams phase_source(const ConvParams& p, bool copied, void* dy, bool staged, void* stage) {
+  ConvParams src = p;
+  if (copied) src.y = dy, dense_nhwc_strides(src.y_stride, p.K, p.P, p.Q);
+  if (staged) src.x = stage, src.channels_last = true, dense_nhwc_strides(src.x_stride, p.C, p.H, p.W);
+  return src;
+}
 
 template <class Cfg>
 PhaseWorkspace phase_workspace(const ConvParams& p) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
   const int64_t copy = phases_read_grad_output(p) ? 0 : region(p.N * p.K * p.P * p.Q * elem);
-  ConvParams dense = p;  // the phases read the copy's strides (an NCHW grad_output's would let them read it in place)
-  if (copy > 0) dense_nhwc_strides(dense.y_stride, p.K, p.P, p.Q);
+  const int64_t stage = phases_stage_nhwc(p) ? region(p.N * p.C * p.H * p.W * elem) : 0;
+  // the phases read the copy's strides (an NCHW grad_output's would let them read it in place), write the stage's
+  const ConvParams dense = phase_source(p, copy > 0, nullptr, stage > 0, nullptr);
   int64_t most = 0;
   for (int rh = 0; rh < p.stride_h; ++rh)
     for (int rw = 0; rw < p.stride_w; ++rw) {
       const ConvParams q = backward_data_phase_as_forward(dense, nullptr, rh, rw);
       if (q.P > 0 && q.Q > 0) most = std::max(most, forward_tma_workspace<Cfg>(q));
     }
-  return PhaseWorkspace{filters, filters + copy, filters + copy + most};
+  return PhaseWorkspace{filters, filters + copy, filters + copy + stage, filters + copy + stage + most};
 }
 
 template <class Cfg>
@@ -139,16 +163,16 @@ void backward_data_tma_launch_typed(const ConvParams& p, void* workspace, cudaSt
     return;
   }
   const PhaseWorkspace pw = phase_workspace<Cfg>(p);
-  ConvParams src = p;
-  if (pw.rest > pw.copy) {  // grad_output to dense NHWC, once for all phases
-    T* dy = reinterpret_cast<T*>(ws + pw.copy);
+  const bool copied = pw.stage > pw.copy, staged = pw.rest > pw.stage;
+  T* dy = reinterpret_cast<T*>(ws + pw.copy);
+  if (copied)  // grad_output to dense NHWC, once for all phases
     launch_to_nhwc<T>(static_cast<const T*>(p.y), p.y_stride, dy, p.N, p.K, p.P, p.Q, stream);
-    src.y = dy;
-    dense_nhwc_strides(src.y_stride, p.K, p.P, p.Q);
-  }
+  const ConvParams src = phase_source(p, copied, dy, staged, ws + pw.stage);
   for (int rh = 0; rh < p.stride_h; ++rh)
     for (int rw = 0; rw < p.stride_w; ++rw)
       forward_tma_launch_typed<T, Cfg>(backward_data_phase_as_forward(src, packed, rh, rw), ws + pw.rest, stream);
+  if (staged)  // the stage to grad_input (dense NCHW)
+    launch_to_nchw<T>(static_cast<const T*>(src.x), src.x_stride, static_cast<T*>(p.x), p.N, p.C, p.H, p.W, stream);
 }
 
 template <class Cfg>

@@ -246,12 +246,15 @@ inline int64_t nchw_wgrad_columns(const ConvParams& p) {
   return std::max<int64_t>(0, std::min<int64_t>(p.W, (p.Q - 1) + (p.S - 1) * p.dil_w - p.pad_w + 1));
 }
 
+// Columns of one stride phase of an input row, ceil(W / stride_w): the row length of split_column_phases' image.
+inline int64_t phase_columns(const ConvParams& p) { return (p.W + p.stride_w - 1) / p.stride_w; }
+
 template <typename T>
 TmaWgradNchwPlan tma_wgrad_nchw_plan(const ConvParams& p, int tile_blocks) {
   using Shape = NchwWgradShape<T>;
   TmaWgradNchwPlan plan{};
   // a horizontal stride walks the columns of the input's stride phases (split_column_phases)
-  const int64_t walked = p.stride_w > 1 ? (p.W + p.stride_w - 1) / p.stride_w : nchw_wgrad_columns(p);
+  const int64_t walked = p.stride_w > 1 ? phase_columns(p) : nchw_wgrad_columns(p);
   plan.u_tiles = static_cast<int>((walked + Shape::kPix - 1) / Shape::kPix);
   plan.boxes = p.N * p.P * plan.u_tiles;
   plan.c_chunks = static_cast<int>((p.C_per_group() + Shape::kPix - 1) / Shape::kPix);
@@ -496,11 +499,8 @@ __global__ void __launch_bounds__(256) split_column_phases(const T* __restrict__
   }
 }
 
-// Columns of split_column_phases' rows: ceil(W / phases) rounded up to 16 bytes.
-inline int64_t phase_pitch(const ConvParams& p, int64_t elem) {
-  const int64_t cols = (p.W + p.stride_w - 1) / p.stride_w;
-  return (cols * elem + 15) / 16 * 16 / elem;
-}
+// Elements between split_column_phases' rows: phase_columns rounded up to 16 bytes.
+inline int64_t phase_pitch(const ConvParams& p, int64_t elem) { return (phase_columns(p) * elem + 15) / 16 * 16 / elem; }
 
 template <int P>
 void launch_split_column_phases_p(const ConvParams& p, float* out, cudaStream_t stream) {
@@ -556,9 +556,9 @@ void launch_pack_rows(const ConvParams& p, const RowPacking& r, T* x_p, T* dy_p,
 }
 
 // Whether the TF32 kernel runs on the input split by column stride phase (split_column_phases): a horizontal
-// stride, whose taps' input columns are not contiguous in a row (session 40, H100, r50_3x3_128_s2 TF32 backward-
-// weight: NCHW 0.154 ms against 0.169 on 128x128_w8's gathers, channels-last 0.139 against 0.190, before the split's
-// loads were batched; predicted ~0.09). A plan variable:
+// stride, whose taps' input columns are not contiguous in a row (H100, r50_3x3_128_s2 TF32 backward-weight, graph
+// ms against 128x128_w8's gathers: NCHW 0.109 / 0.170, channels-last 0.105 / 0.191 with session 41's split kernels;
+// the split 40 us NCHW, 46 us channels-last, the GEMM 51, reduce_splits 10). A plan variable:
 // CONV2D_EXT_TMA_WGRAD_PHASES=0 turns it off (can_implement then refuses a horizontal stride, as before).
 inline bool tf32_wgrad_splits_phases(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_WGRAD_PHASES");
@@ -681,7 +681,7 @@ void backward_weight_tma_nchw_launch(const ConvParams& p, void* workspace, cudaS
       launch_split_column_phases(p, x_copy, stream);
       const int64_t pitch = phase_pitch(p, 4);
       x = x_copy;
-      x_cols = uint64_t((p.W + p.stride_w - 1) / p.stride_w), x_rows = uint64_t(p.H * p.stride_w);
+      x_cols = uint64_t(phase_columns(p)), x_rows = uint64_t(p.H * p.stride_w);
       xs[0] = p.C * p.H * p.stride_w * pitch, xs[1] = p.H * p.stride_w * pitch, xs[2] = pitch, xs[3] = 1;
     } else if (!packed && tf32_wgrad_copies_input(p)) {
       float* x_copy = reinterpret_cast<float*>(free_space);
