@@ -95,13 +95,14 @@ inline bool phases_read_grad_output(const ConvParams& p) {
 // Whether the phases of a strided p whose grad_input is dense NCHW write a dense NHWC stage instead, transposed to
 // NCHW afterwards (to_nchw): each phase's NCHW epilogue stores every stride_w-th element of a row, sectors half
 // filled by one launch and completed by another (session 41, H100, r50_3x3_128_s2 TF32 NCHW forward + backward
-// trace: five forward_tma launches, the forward and the four phases, 157 us against 95 channels-last).
-// CONV2D_EXT_PHASES_NHWC=0 turns it off.
+// trace: five forward_tma launches, the forward and the four phases, 157 us against 95 channels-last; graph ms
+// with the stage: TF32 backward-data 0.1336 -> 0.1047). Only at a horizontal stride (a vertical one alone writes
+// whole rows). CONV2D_EXT_PHASES_NHWC=0 turns it off.
 inline bool phases_stage_nhwc(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_PHASES_NHWC");
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t(&s)[4] = p.x_stride;
-  return !(env != nullptr && env[0] == '0') && !p.channels_last && s[3] == 1 && s[2] == p.W && s[1] == p.H * p.W &&
+  return !(env != nullptr && env[0] == '0') && !p.channels_last && p.stride_w > 1 && s[3] == 1 && s[2] == p.W && s[1] == p.H * p.W &&
          s[0] == p.C * p.H * p.W && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && (p.C * elem) % 16 == 0 &&
          p.H * p.W <= kMaxNchwCopyPixels;
 }

@@ -469,7 +469,8 @@ __global__ void __launch_bounds__(256) split_column_phases(const T* __restrict__
                                                            int C, FastDivmod H, int W, int64_t pitch,
                                                            FastDivmod tiles, int tiles_j) {
   constexpr int kTw = 32 * P, kLoads = 32 * kTw / 256;  // a tile's columns; a thread's elements of it
-  __shared__ T tile[32][kTw + 1];  // [channel][column of the tile], odd pitch: no bank conflicts
+  __shared__ T tile[32][kTw + 1];  // [channel][column of the tile], odd pitch: conflict-free loads in; the
+                                   // read-out (a warp's 32 j at stride P) is P-way
   unsigned row, t, n, h;           // block = row * tiles + t, row = n * H + h, t = channel tile * tiles_j + jt
   tiles.divmod(blockIdx.x, row, t);
   H.divmod(row, n, h);
