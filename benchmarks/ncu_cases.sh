@@ -5,9 +5,19 @@
 # clocks left alone (--clock-control none, as the device notes ask), the key lines only:
 #   bash benchmarks/ncu_cases.sh "depthwise_3x3 fp32 nhwc forward" "depthwise_3x3 bf16 nchw forward"
 #   KERNEL_REGEX=wgrad bash benchmarks/ncu_cases.sh "depthwise_3x3 fp32 nhwc backward_weight"
+# STALLS=1 prints instead the warp-stall breakdown (smsp__average_warps_issue_stalled_*_per_issue_active, cycles per issued
+# instruction by reason) and the duration, the lines over 0.05 only:
+#   STALLS=1 KERNEL_REGEX=forward_tma bash benchmarks/ncu_cases.sh "r50_3x3_256 tf32 nchw forward"
 cd "$(dirname "$0")"
 for args in "$@"; do
   echo "== $args"
+  if [ "${STALLS:-0}" = 1 ]; then
+    # shellcheck disable=SC2086
+    timeout 90 ncu --clock-control none --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio,gpu__time_duration.sum" \
+      -k "regex:${KERNEL_REGEX:-conv_kernel}" -c 1 python3 profile_case.py $args 2>&1 |
+      awk '/^  [a-zA-Z_]/ || /gpu__time_duration|ERR/ || ($NF + 0 > 0.05 && /stalled/)'
+    continue
+  fi
   # shellcheck disable=SC2086  # the case's words are profile_case.py's arguments
   timeout 90 ncu --clock-control none --section SpeedOfLight --section Occupancy --section WarpStateStats \
     --section MemoryWorkloadAnalysis -k "regex:${KERNEL_REGEX:-conv_kernel}" -c 1 python3 profile_case.py $args 2>&1 |
