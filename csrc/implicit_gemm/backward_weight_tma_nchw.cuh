@@ -501,7 +501,9 @@ __global__ void __launch_bounds__(256) split_column_phases(const T* __restrict__
 }
 
 // Elements between split_column_phases' rows: phase_columns rounded up to 16 bytes.
-inline int64_t phase_pitch(const ConvParams& p, int64_t elem) { return (phase_columns(p) * elem + 15) / 16 * 16 / elem; }
+inline int64_t phase_pitch(const ConvParams& p, int64_t elem) {
+  return (phase_columns(p) * elem + 15) / 16 * 16 / elem;
+}
 
 template <int P>
 void launch_split_column_phases_p(const ConvParams& p, float* out, cudaStream_t stream) {
@@ -580,7 +582,8 @@ inline std::string backward_weight_tma_tf32_can_implement(const ConvParams& p) {
     return "TF32: output channels (and per group) must fill 16-byte vectors (K % 4 == 0)";
   if (tf32_wgrad_splits_phases(p)) {
     if (p.P * p.Q >= (int64_t(1) << 31)) return "images of 2^31 or more output pixels (the NHWC copy of grad_output)";
-    if (p.H * p.stride_w >= (int64_t(1) << 31) || p.N * p.C * p.H * p.stride_w * phase_pitch(p, 4) >= (int64_t(1) << 40) ||
+    if (p.H * p.stride_w >= (int64_t(1) << 31) ||
+        p.N * p.C * p.H * p.stride_w * phase_pitch(p, 4) >= (int64_t(1) << 40) ||
         (p.C - 1) * p.x_stride[1] + (p.W - 1) * p.x_stride[3] >= (int64_t(1) << 31) ||
         p.N * p.H * ((phase_pitch(p, 4) + 31) / 32) * ((p.C + 31) / 32) >= (int64_t(1) << 31))
       return "an input too large for its split by column phase (a row's channels and columns span 2^31 elements, "
