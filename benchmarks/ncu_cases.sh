@@ -8,9 +8,23 @@
 # STALLS=1 prints instead the warp-stall breakdown (smsp__average_warps_issue_stalled_*_per_issue_active, cycles per issued
 # instruction by reason) and the duration, the lines over 0.05 only:
 #   STALLS=1 KERNEL_REGEX=forward_tma bash benchmarks/ncu_cases.sh "r50_3x3_256 tf32 nchw forward"
+# SOURCE=DIR writes instead each case's per-SASS-instruction page (DIR/<case words>.sass.csv.gz: warp-stall samples
+# by reason per instruction; the report itself under /tmp):
+#   SOURCE=$OUT KERNEL_REGEX=forward_tma bash benchmarks/ncu_cases.sh "r50_3x3_512 tf32 nchw forward"
 cd "$(dirname "$0")"
 for args in "$@"; do
   echo "== $args"
+  if [ -n "${SOURCE:-}" ]; then
+    name=$(echo "$args" | tr ' ' '_') rep=/tmp/ncu_$(echo "$args" | tr ' ' '_')
+    # shellcheck disable=SC2086
+    timeout 300 ncu --clock-control none --section SourceCounters --section WarpStateStats --section SpeedOfLight \
+      -k "regex:${KERNEL_REGEX:-conv_kernel}" -c 1 -f -o "$rep" python3 profile_case.py $args 2>&1 | tail -2
+    ncu -i "$rep.ncu-rep" --page source --csv --print-source sass > "$SOURCE/$name.sass.csv" ||
+      ncu -i "$rep.ncu-rep" --page source --csv > "$SOURCE/$name.sass.csv"
+    ncu -i "$rep.ncu-rep" --page details 2>&1 | grep -E "Duration|Cycles Per Issued|Throughput" | head -8
+    wc -l "$SOURCE/$name.sass.csv" && gzip -f "$SOURCE/$name.sass.csv"
+    continue
+  fi
   if [ "${STALLS:-0}" = 1 ]; then
     # shellcheck disable=SC2086
     timeout 90 ncu --clock-control none --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio,gpu__time_duration.sum" \

@@ -632,14 +632,27 @@ void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, 
 // place: NCHW's KCRS, or sliced), then the NHWC copy of NCHW activations not read in place (nchw_fused). Offset of
 // the copy and the total.
 struct TmaWorkspace {
-  int64_t copy, bytes;
+  int64_t copy, stage, bytes;
 };
+
+// Whether an NCHW call's GEMM (activations through the NHWC copy) writes its output as dense NHWC into the workspace
+// (the channels-last epilogue: the copy engine's store) and one to_nchw then writes p's dense NCHW output, instead
+// of the NCHW epilogue's stores. CONV2D_EXT_TMA_OUT_STAGE=1 turns it on (experiment, session 42).
+template <class Cfg>
+bool out_stage(const ConvParams& p, bool halo) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
+  return env != nullptr && env[0] == '1' && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
+         p.y_stride[3] == 1 && p.y_stride[2] == p.Q && p.y_stride[1] == p.P * p.Q && p.y_stride[0] == p.K * p.P * p.Q &&
+         p.P * p.Q <= kMaxNchwCopyPixels && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
+}
+
 template <class Cfg>
 TmaWorkspace tma_workspace(const ConvParams& p, bool halo) {
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
   const int64_t copy = p.channels_last || nchw_fused<Cfg>(p, halo) ? 0 : region(p.N * p.C * p.H * p.W * elem);
-  return TmaWorkspace{filters, filters + copy};
+  const int64_t stage = out_stage<Cfg>(p, halo) ? region(p.N * p.K * p.P * p.Q * elem) : 0;
+  return TmaWorkspace{filters, filters + copy, filters + copy + stage};
 }
 
 template <class Cfg>
@@ -697,9 +710,19 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   } else if (nchw_fused<Cfg>(p, halo)) {  // the NCHW input read in place
     launch_tma<T, Cfg, false, true, true>(p, t, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
   } else {  // NHWC copy of the activations, NCHW output
-    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + tma_workspace<Cfg>(p, halo).copy);
+    const TmaWorkspace ws = tma_workspace<Cfg>(p, halo);
+    T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + ws.copy);
     int64_t xs[4];
     const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
+    if (out_stage<Cfg>(p, halo)) {  // dense NHWC output in the workspace, then to_nchw
+      ConvParams q = p;
+      q.y = static_cast<unsigned char*>(workspace) + ws.stage;
+      q.channels_last = true;
+      dense_nhwc_strides(q.y_stride, p.K, p.P, p.Q);
+      launch_tma_boxes<T, Cfg, true>(q, t, halo, staged, xs, filters, fs, stream);
+      launch_to_nchw<T>(static_cast<const T*>(q.y), q.y_stride, static_cast<T*>(p.y), p.N, p.K, p.P, p.Q, stream);
+      return;
+    }
     launch_tma_boxes<T, Cfg, false>(p, t, halo, staged, xs, filters, fs, stream);
   }
 }
