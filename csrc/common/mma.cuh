@@ -86,6 +86,17 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// The first Align-byte aligned byte of the dynamic shared memory `raw` (the extern __shared__ array), by pointer
+// arithmetic on the array itself, so that the compiler still knows every pointer derived from it is in shared
+// memory: its loads and stores become LDS / STS. An integer round trip through uintptr_t loses that: the epilogues'
+// reads of their staged tiles were generic LD.E, which the compiler keeps in order behind the global stores before
+// them (they might alias) and which waited for those stores: one ~300-cycle round trip per element stored (H100,
+// session 42: 12 us of r50_3x3_512's TF32 NCHW forward).
+template <int Align>
+__device__ __forceinline__ unsigned char* align_shared(unsigned char* raw) {
+  return raw + ((Align - smem_addr(raw) % Align) % Align);
+}
+
 // One 32-bit word of shared memory at shared-window address `addr` (volatile: kept after the barrier wait that made
 // the word visible).
 __device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {

@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
                                      const PointwiseWgrad c) {
   constexpr int BK = kTmaRowBytes / int(sizeof(T));  // pixels per k-tile
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* smem = align_shared<1024>(smem_raw);
   const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

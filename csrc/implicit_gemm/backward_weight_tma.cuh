@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   constexpr int BK = kTmaRowBytes / sizeof(T), kNB = Cfg::kNB, kBox = Cfg::kBoxBytes;
   static_assert(sizeof(T) == 2, "MN-major wgmma operands are 16-bit");
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* smem = align_shared<1024>(smem_raw);
   const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

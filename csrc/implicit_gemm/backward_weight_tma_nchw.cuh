@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(kTmaThreads, Cfg::kMinBlocks)
   constexpr bool kTf32 = sizeof(T) == 4;
   static_assert(kTf32 ? kBlocks == 4 : kBlocks == 2 || kBlocks == 3, "TF32 tiles: 4 blocks; 16-bit: 2 or 3");
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* smem = align_shared<1024>(smem_raw);
   const TmaRing<Cfg::kStages, Cfg::kStageBytes> ring(smem);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

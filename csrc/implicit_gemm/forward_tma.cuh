@@ -148,7 +148,7 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   constexpr int kABytes = Cfg::kABytes, kTmaBN = Cfg::kBN, kAcc = kTmaBN / 2;
   using Mma = std::conditional_t<kTmaBN == 128, Wgmma64x128<T>, Wgmma64x64<T>>;
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* smem = align_shared<1024>(smem_raw);
   const TmaRing<kStages, kTmaStageBytes> ring(smem);
   // kHalo: the filter ring at smem, the activation ring after it.
   const TmaRing<Cfg::kHaloBStages, Cfg::kHaloBBytes> b_ring(smem);
