@@ -9,7 +9,7 @@
 # instruction by reason) and the duration, the lines over 0.05 only:
 #   STALLS=1 KERNEL_REGEX=forward_tma bash benchmarks/ncu_cases.sh "r50_3x3_256 tf32 nchw forward"
 # SOURCE=DIR writes instead each case's per-SASS-instruction page (DIR/<case words>.sass.csv.gz: warp-stall samples
-# by reason per instruction; the report itself under /tmp):
+# by reason per instruction; the report itself under /tmp; benchmarks/sass_stalls.py summarizes them):
 #   SOURCE=$OUT KERNEL_REGEX=forward_tma bash benchmarks/ncu_cases.sh "r50_3x3_512 tf32 nchw forward"
 cd "$(dirname "$0")"
 for args in "$@"; do
