@@ -637,12 +637,19 @@ struct TmaWorkspace {
 
 // Whether an NCHW call's GEMM (activations through the NHWC copy) writes its output as dense NHWC into the workspace
 // (the channels-last epilogue: the copy engine's store) and one to_nchw then writes p's dense NCHW output, instead
-// of the NCHW epilogue's stores. CONV2D_EXT_TMA_OUT_STAGE=1 turns it on (experiment, session 42).
+// of the NCHW epilogue's stores. CONV2D_EXT_TMA_OUT_STAGE=1: wherever it can; =0: never; unset: maps of fewer than
+// 64 pixels, the one kind measured to gain. H100, session 42 (graph ms, NCHW, stage off / on): r50_3x3_512 (7 x 7
+// maps) forward TF32 0.0665 / 0.0591 (cuDNN 0.0569), bf16 0.0392 / 0.0340 (0.0339), backward-data TF32 0.0662 /
+// 0.0596, bf16 0.0381 / 0.0347; slower on larger maps (r50_3x3_256 14 x 14 TF32 0.0413 / 0.0433, r50_3x3_64 56 x
+// 56 0.0757 / 0.0909, batch1_3x3 64 x 64 0.0324 / 0.0353), where the transposition costs more than the stores it
+// replaces. Why the NCHW epilogue's stores of r50_3x3_512's 7 x 7 planes take ~12 us (3.2 MB) is not yet known
+// (benchmarks/NOTES.md, session 42).
 template <class Cfg>
 bool out_stage(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
-  return env != nullptr && env[0] == '1' && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
-         p.y_stride[3] == 1 && p.y_stride[2] == p.Q && p.y_stride[1] == p.P * p.Q && p.y_stride[0] == p.K * p.P * p.Q &&
+  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64;
+  return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) && p.y_stride[3] == 1 &&
+         p.y_stride[2] == p.Q && p.y_stride[1] == p.P * p.Q && p.y_stride[0] == p.K * p.P * p.Q &&
          p.P * p.Q <= kMaxNchwCopyPixels && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
 }
 
