@@ -90,8 +90,8 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 // arithmetic on the array itself, so that the compiler still knows every pointer derived from it is in shared
 // memory: its loads and stores become LDS / STS. An integer round trip through uintptr_t loses that: the epilogues'
 // reads of their staged tiles were generic LD.E, which the compiler keeps in order behind the global stores before
-// them (they might alias) and which waited for those stores: one ~300-cycle round trip per element stored (H100,
-// session 42: 12 us of r50_3x3_512's TF32 NCHW forward).
+// them (they might alias). (H100, session 42: the NCHW forward's time did not change with it; its stores themselves
+// are the slow part, benchmarks/NOTES.md.)
 template <int Align>
 __device__ __forceinline__ unsigned char* align_shared(unsigned char* raw) {
   return raw + ((Align - smem_addr(raw) % Align) % Align);

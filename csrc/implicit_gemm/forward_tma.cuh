@@ -629,8 +629,8 @@ template <typename T, class Cfg>  // forward_pointwise_tma.cuh (included by the 
 void launch_pointwise_tma(const ConvParams& p, const T* filt, FilterStrides fs, cudaStream_t stream);
 
 // forward_tma_launch_typed's workspace: the KRSC repack of the filters (where the copy engine cannot read them in
-// place: NCHW's KCRS, or sliced), then the NHWC copy of NCHW activations not read in place (nchw_fused). Offset of
-// the copy and the total.
+// place: NCHW's KCRS, or sliced), then the NHWC copy of NCHW activations not read in place (nchw_fused), then the
+// NHWC output stage (out_stage). Offsets of the copy and of the stage, and the total.
 struct TmaWorkspace {
   int64_t copy, stage, bytes;
 };
