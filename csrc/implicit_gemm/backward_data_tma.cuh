@@ -101,10 +101,8 @@ inline bool phases_read_grad_output(const ConvParams& p) {
 inline bool phases_stage_nhwc(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_PHASES_NHWC");
   const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
-  const int64_t(&s)[4] = p.x_stride;
-  const bool dense_nchw = s[3] == 1 && s[2] == p.W && s[1] == p.H * p.W && s[0] == p.C * p.H * p.W;
-  return !(env != nullptr && env[0] == '0') && !p.channels_last && p.stride_w > 1 && dense_nchw &&
-         reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && (p.C * elem) % 16 == 0 && p.H * p.W <= kMaxNchwCopyPixels;
+  return !(env != nullptr && env[0] == '0') && !p.channels_last && p.stride_w > 1 &&
+         to_nchw_fits(p.x, p.x_stride, p.C, p.H, p.W) && (p.C * elem) % 16 == 0;
 }
 
 // The workspace of a strided p: the flipped repack, then grad_output's dense NHWC copy (where the phases cannot

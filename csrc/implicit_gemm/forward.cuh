@@ -473,6 +473,13 @@ void launch_to_nchw(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   launch_to_nhwc<T>(x, swapped, out, N, H * W, 1, C, stream);
 }
 
+// Is the tensor at `ptr` (N x C x H x W, strides `stride` in (n, c, h, w) order) dense NCHW and 16-byte aligned, a
+// destination launch_to_nchw can write (within its kMaxNchwCopyPixels)?
+inline bool to_nchw_fits(const void* ptr, const int64_t (&stride)[4], int64_t C, int64_t H, int64_t W) {
+  return stride[3] == 1 && stride[2] == W && stride[1] == H * W && stride[0] == C * H * W &&
+         reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && H * W <= kMaxNchwCopyPixels;
+}
+
 // Is the tensor at `ptr` (N x C x H x W, strides `stride` in (n, c, h, w) order) dense NHWC and 16-byte aligned, so
 // that staged_nhwc reads it in place (and a workspace needs no room for its copy)?
 inline bool dense_nhwc(const void* ptr, const int64_t (&stride)[4], int64_t C, int64_t H, int64_t W) {

@@ -648,9 +648,8 @@ template <class Cfg>
 bool out_stage(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
   const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64;
-  return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) && p.y_stride[3] == 1 &&
-         p.y_stride[2] == p.Q && p.y_stride[1] == p.P * p.Q && p.y_stride[0] == p.K * p.P * p.Q &&
-         p.P * p.Q <= kMaxNchwCopyPixels && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
+  return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
+         to_nchw_fits(p.y, p.y_stride, p.K, p.P, p.Q);
 }
 
 template <class Cfg>
@@ -721,7 +720,7 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
     T* x = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + ws.copy);
     int64_t xs[4];
     const T* staged = staged_nhwc<T>(p.x, p.x_stride, x, p.N, p.C, p.H, p.W, xs, stream);
-    if (out_stage<Cfg>(p, halo)) {  // dense NHWC output in the workspace, then to_nchw
+    if (ws.bytes > ws.stage) {  // out_stage: dense NHWC output in the workspace, then to_nchw
       ConvParams q = p;
       q.y = static_cast<unsigned char*>(workspace) + ws.stage;
       q.channels_last = true;
