@@ -76,6 +76,7 @@ struct TmaConv {
   int R, S, c_chunks, k_tiles;              // reduction: R*S taps x c_chunks k-tiles of channels
   bool tma_store;                           // NHWC output through the copy engine (the `out` map)
   bool nchw_pairs;                          // NCHW output: pixel pairs aligned (nchw_pairs_fit)
+  bool nchw_blocks;                         // NCHW output: whole images per tile, bulk copies (nchw_blocks_fit)
   int Cg, Kg;
   uint32_t tx_bytes;                        // bytes of a stage: both boxes; kHalo / kFromNchw: the activation box
   void* y;
@@ -388,6 +389,39 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
     named_barrier(1, 256);
   }
   T* staged = reinterpret_cast<T*>(smem);
+  if constexpr (!kOutNHWC) {
+    if (c.nchw_blocks) {
+      // Tiles of whole images (wt = Q, ht = P) into a dense NCHW output: channels k0 .. k0 + cols - 1 of an image are
+      // one contiguous block of y. Each image's block staged as it lies in y (planes of P Q pixels back to back), then
+      // one bulk copy per image by the copy engine.
+      const int plane = c.P * c.Q, valid = c.nt * plane;  // rows from `valid` on are past the tile's images
+      int at[kMI][2];  // the staged offset of the thread's two rows of each block (channel 0), -1 past `valid`
+#pragma unroll
+      for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int m = row_of(mi, 2 * h);
+          at[mi][h] = m < valid ? m + (m / plane) * (kTmaBN - 1) * plane : -1;
+        }
+#pragma unroll
+      for (int mi = 0; mi < kMI; ++mi)
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) {
+          const int n = col_of(i), off = at[mi][i % 4 / 2];
+          if (off >= 0) staged[off + n * plane] = value(acc[mi][i], n);
+        }
+      fence_proxy_async_shared();
+      named_barrier(1, 256);
+      const int i = threadIdx.x;
+      if (i < c.nt && n0 + i < c.N) {
+        T* y = static_cast<T*>(c.y) + (n0 + i) * c.ys[0] + (int64_t(g) * c.Kg + k0) * plane;
+        bulk_store(y, staged + i * kTmaBN * plane, uint32_t(cols * plane * int(sizeof(T))));
+        bulk_commit();
+        bulk_wait<0, true>();  // the block is read before the CTA (and its shared memory) goes
+      }
+      return;
+    }
+  }
   if constexpr (!kOutNHWC && sizeof(T) == 2) {
     // Transposed by stmatrix.trans, four 8 x 8 blocks at a time (columns 8 b .. 8 b + 15 of the warp's 16 rows):
     // accumulators 4 b .. 4 b + 7 are blocks (b, rows 0-7), (b, rows 8-15), (b + 1, 0-7), (b + 1, 8-15); lane l
@@ -514,6 +548,18 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
          p.y_stride[2] % 2 == 0 && reinterpret_cast<uintptr_t>(p.y) % (2 * sizeof(T)) == 0;
 }
 
+// Whether the NCHW epilogue stores whole-image blocks (TmaConv::nchw_blocks): tiles of whole images (wt = Q,
+// ht = P), a dense NCHW output (channel planes of P Q pixels back to back), every block 16-byte aligned and a
+// multiple of 16 bytes long (the bulk copy's terms; k0 is a multiple of 64 channels). CONV2D_EXT_TMA_NCHW_BLOCKS=0
+// keeps the threads' stores (timing).
+inline bool nchw_blocks_fit(const ConvParams& p, const TmaTile& t) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BLOCKS");
+  const int64_t plane = p.P * p.Q, e = p.dtype == DType::kFloat32 ? 4 : 2;
+  return !(env != nullptr && env[0] == '0') && t.wt == p.Q && t.ht == p.P && p.y_stride[3] == 1 &&
+         p.y_stride[2] == p.Q && p.y_stride[1] == plane && reinterpret_cast<uintptr_t>(p.y) % 16 == 0 &&
+         p.y_stride[0] * e % 16 == 0 && p.K_per_group() * plane * e % 16 == 0;
+}
+
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
 // `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
@@ -559,6 +605,7 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
                          : uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
   c.tma_store = tma_store;
   c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
+  c.nchw_blocks = !kOutNHWC && nchw_blocks_fit(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
@@ -647,7 +694,7 @@ struct TmaWorkspace {
 template <class Cfg>
 bool out_stage(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
-  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64;
+  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64 && !nchw_blocks_fit(p, tma_tile(p, Cfg::kBM));
   return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
          to_nchw_fits(p.y, p.y_stride, p.K, p.P, p.Q);
 }
