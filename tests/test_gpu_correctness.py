@@ -284,11 +284,13 @@ TMA_FORWARD = {
     "padding_beyond_kernel": Case(1, 16, 5, 6, 16, 3, 3, 1, 3, 1, 1),
     "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
     "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
-    # NCHW output by whole-image blocks (nchw_blocks_fit): two 8 x 8 images a tile (the last alone) and an 8-channel
+    # NCHW output by whole-image blocks (nchw_bulk_mode's kBlocks): two 8 x 8 images a tile (the last alone) and an 8-channel
     # tile of output channels; 81-pixel planes of 20 channels (16-bit blocks off 16 bytes: the threads' stores)
     "blocks_8x8_k136": Case(3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1),
     "blocks_9x9_k20": Case(2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1),
     "maps_7x7_k18": Case(3, 32, 7, 7, 18, 3, 3, 1, 1, 1, 1),  # 49-pixel planes of 18 channels: no block is aligned
+    # NCHW output by per-channel runs (kRuns): 14 x 14 in tiles of 8 rows (forward_tile: 9 -> 8, TF32), 72 channels
+    "runs_14x14_k72": Case(2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1),
     # Halo boxes (tiles of one output row, stride 1 along it): taps shifted 8 pixels (5x5, dilation 2), a 1x7 row
     # filter on 100-pixel tiles, partial k-tiles of channels, rows strided by 2 with whole k-tiles per group, padding
     # beyond the filter (each shape's best tiles are one row: rows of 128 or 256 pixels, or one output row).

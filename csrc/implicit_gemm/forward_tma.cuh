@@ -76,7 +76,8 @@ struct TmaConv {
   int R, S, c_chunks, k_tiles;              // reduction: R*S taps x c_chunks k-tiles of channels
   bool tma_store;                           // NHWC output through the copy engine (the `out` map)
   bool nchw_pairs;                          // NCHW output: pixel pairs aligned (nchw_pairs_fit)
-  bool nchw_blocks;                         // NCHW output: whole images per tile, bulk copies (nchw_blocks_fit)
+  int nchw_bulk;                            // NCHW output by bulk copies (nchw_bulk_mode): 0 no, kRuns, kBlocks
+  int run_pitch;                            // kRuns: elements between the staged runs of two channels
   int Cg, Kg;
   uint32_t tx_bytes;                        // bytes of a stage: both boxes; kHalo / kFromNchw: the activation box
   void* y;
@@ -84,6 +85,7 @@ struct TmaConv {
   int64_t ys[4];                            // output strides (n, k, p, q)
 };
 
+constexpr int kNchwRuns = 1, kNchwBlocks = 2;  // TmaConv::nchw_bulk (nchw_bulk_mode)
 constexpr int kTmaRowBytes = 128;  // bytes of a k-tile row
 constexpr int kTmaThreads = 288;   // two consumer warpgroups and one producer warp
 
@@ -390,34 +392,39 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   }
   T* staged = reinterpret_cast<T*>(smem);
   if constexpr (!kOutNHWC) {
-    if (c.nchw_blocks) {
-      // Tiles of whole images (wt = Q, ht = P) into a dense NCHW output: channels k0 .. k0 + cols - 1 of an image are
-      // one contiguous block of y. Each image's block staged as it lies in y (planes of P Q pixels back to back), then
-      // one bulk copy per image by the copy engine.
-      const int plane = c.P * c.Q, valid = c.nt * plane;  // rows from `valid` on are past the tile's images
-      int at[kMI][2];  // the staged offset of the thread's two rows of each block (channel 0), -1 past `valid`
+    if (c.nchw_bulk != 0) {
+      // Tiles of whole rows (wt = Q) into a dense NCHW output, stored by the copy engine: kRuns, one tile row of
+      // images (nt = 1): each channel's rows p0 .. are one contiguous run of y, staged run_pitch elements apart (a
+      // 16-byte multiple chosen so that the staging is conflict-free), one bulk copy per channel; kBlocks, whole
+      // images (ht = P): channels k0 .. k0 + cols - 1 of an image are one contiguous block of y, staged as it lies
+      // in y (planes back to back), one bulk copy per image.
+      const int run = c.ht * c.Q, plane = c.P * c.Q, rows = min(c.ht, c.P - p0);
+      const bool blocks = c.nchw_bulk == kNchwBlocks;
+      const int pitch = blocks ? plane : c.run_pitch, valid = blocks ? c.nt * plane : rows * c.Q;
+      int at[kMI][2];  // the staged offset of the thread's two rows of each block (channel 0); -1: not in y
 #pragma unroll
       for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int m = row_of(mi, 2 * h);
-          at[mi][h] = m < valid ? m + (m / plane) * (kTmaBN - 1) * plane : -1;
+          at[mi][h] = m < valid ? (m / run) * kTmaBN * pitch + m % run : -1;
         }
 #pragma unroll
       for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
         for (int i = 0; i < kAcc; ++i) {
           const int n = col_of(i), off = at[mi][i % 4 / 2];
-          if (off >= 0) staged[off + n * plane] = value(acc[mi][i], n);
+          if (off >= 0) staged[off + n * pitch] = value(acc[mi][i], n);
         }
       fence_proxy_async_shared();
       named_barrier(1, 256);
-      const int i = threadIdx.x;
-      if (i < c.nt && n0 + i < c.N) {
-        T* y = static_cast<T*>(c.y) + (n0 + i) * c.ys[0] + (int64_t(g) * c.Kg + k0) * plane;
-        bulk_store(y, staged + i * kTmaBN * plane, uint32_t(cols * plane * int(sizeof(T))));
+      T* y = static_cast<T*>(c.y) + int64_t(n0) * c.ys[0] + (int64_t(g) * c.Kg + k0) * plane;
+      const int t = threadIdx.x;
+      if (blocks ? t < c.nt && n0 + t < c.N : t < cols) {
+        if (blocks) bulk_store(y + t * c.ys[0], staged + t * kTmaBN * plane, uint32_t(cols * plane * int(sizeof(T))));
+        else bulk_store(y + int64_t(t) * plane + p0 * c.Q, staged + t * pitch, uint32_t(valid * int(sizeof(T))));
         bulk_commit();
-        bulk_wait<0, true>();  // the block is read before the CTA (and its shared memory) goes
+        bulk_wait<0, true>();  // the staged tile is read before the CTA (and its shared memory) goes
       }
       return;
     }
@@ -548,20 +555,47 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
          p.y_stride[2] % 2 == 0 && reinterpret_cast<uintptr_t>(p.y) % (2 * sizeof(T)) == 0;
 }
 
-// Whether the NCHW epilogue stores whole-image blocks (TmaConv::nchw_blocks): tiles of whole images (wt = Q,
-// ht = P), a dense NCHW output (channel planes of P Q pixels back to back), every block 16-byte aligned and a
-// multiple of 16 bytes long (the bulk copy's terms; k0 is a multiple of 64 channels). CONV2D_EXT_TMA_NCHW_BLOCKS=0
-// keeps the threads' stores (timing).
-inline bool nchw_blocks_fit(const ConvParams& p, const TmaTile& t) {
-  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BLOCKS");
+// How the NCHW epilogue stores its tile (TmaConv::nchw_bulk): by the copy engine's bulk copies of contiguous runs
+// of y where every one is 16-byte aligned and a multiple of 16 bytes long, in a dense NCHW output (channel planes of
+// P Q pixels back to back) and tiles of whole rows (wt = Q): kBlocks, tiles of whole images (ht = P), one block of
+// cols planes per image (k0 is a multiple of 64 channels); kRuns, tiles of ht rows of one image, one run of ht Q
+// pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. The bulk copies replace stores of
+// up to 4 bytes a thread that took ~12 us of r50_3x3_512's NCHW forward (benchmarks/NOTES.md, sessions 42-43).
+// CONV2D_EXT_TMA_NCHW_BULK=0 keeps the threads' stores (timing).
+inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
+  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t plane = p.P * p.Q, e = p.dtype == DType::kFloat32 ? 4 : 2;
-  return !(env != nullptr && env[0] == '0') && t.wt == p.Q && t.ht == p.P && p.y_stride[3] == 1 &&
-         p.y_stride[2] == p.Q && p.y_stride[1] == plane && reinterpret_cast<uintptr_t>(p.y) % 16 == 0 &&
-         p.y_stride[0] * e % 16 == 0 && p.K_per_group() * plane * e % 16 == 0;
+  if ((env != nullptr && env[0] == '0') || p.channels_last || t.wt != p.Q || p.y_stride[3] != 1 ||
+      p.y_stride[2] != p.Q || p.y_stride[1] != plane || reinterpret_cast<uintptr_t>(p.y) % 16 != 0 ||
+      p.y_stride[0] * e % 16 != 0)
+    return 0;
+  if (t.ht == p.P) return p.K_per_group() * plane * e % 16 == 0 ? kNchwBlocks : 0;
+  return t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns : 0;
+}
+
+// kRuns' staging pitch: the run rounded up to a 16-byte multiple u (elements) that is an odd multiple of u, so that a
+// warp's staging stores (8 pixels x 4 channel pairs) fall in distinct banks.
+inline int nchw_run_pitch(const ConvParams& p, const TmaTile& t) {
+  const int u = p.dtype == DType::kFloat32 ? 4 : 8, run = t.ht * int(p.Q);
+  return run % (2 * u) == 0 ? run + u : run;
+}
+
+// The forward's tiles: tma_tile's, with rows of NCHW outputs made 16-byte multiples where that keeps the count (the
+// fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns (r50_3x3_256 TF32: 9 -> 8 rows of 14).
+inline TmaTile forward_tile(const ConvParams& p, int rows) {
+  TmaTile t = tma_tile(p, rows);
+  const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
+  if (p.channels_last || t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
+  for (int64_t h = t.ht; h >= (p.P + t.p_tiles - 1) / t.p_tiles; --h)
+    if (h * p.Q * e % 16 == 0) {
+      t.ht = int(h);
+      break;
+    }
+  return t;
 }
 
 // Runs the kernel on NHWC activations `act` (strides `as` in (n, c, h, w) order, as[1] == 1) and KRSC filters
-// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (tma_tile(p, Cfg::kBM)).
+// `filt` (strides fs, fs.c == 1), writing p.y in its own layout (kOutNHWC), in tiles t (forward_tile(p, Cfg::kBM)).
 // kHalo: halo boxes (use_halo). kFromNchw: `act` is the NCHW input itself (strides `as`, as[3] == 1), read in raw
 // boxes (nchw_fused).
 template <typename T, class Cfg, bool kOutNHWC, bool kHalo = false, bool kFromNchw = false>
@@ -605,7 +639,8 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
                          : uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
   c.tma_store = tma_store;
   c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
-  c.nchw_blocks = !kOutNHWC && nchw_blocks_fit(p, t);
+  c.nchw_bulk = kOutNHWC ? 0 : nchw_bulk_mode(p, t);
+  c.run_pitch = nchw_run_pitch(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
@@ -637,7 +672,7 @@ extern template void forward_launch_typed<float, Config128x128_wg>(const ConvPar
 // Whether launch_tma loads halo boxes (kHalo): with tiles of one output row (tma_tile's ht = nt = 1) and stride 1
 // along it, the S taps of a filter row read one box of wt + (S - 1) dil_w pixels, each from its own pixel on (the
 // A descriptor's start), instead of S boxes of wt: a third of the activation traffic for 3x3. CONV2D_EXT_TMA_HALO=0
-// turns them off (timing). t: p's tiles, tma_tile(p, Cfg::kBM).
+// turns them off (timing). t: p's tiles, forward_tile(p, Cfg::kBM).
 template <class Cfg>
 bool use_halo(const ConvParams& p, const TmaTile& t) {
   const char* env = std::getenv("CONV2D_EXT_TMA_HALO");
@@ -694,7 +729,7 @@ struct TmaWorkspace {
 template <class Cfg>
 bool out_stage(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
-  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64 && !nchw_blocks_fit(p, tma_tile(p, Cfg::kBM));
+  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64 && !nchw_bulk_mode(p, forward_tile(p, Cfg::kBM));
   return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
          to_nchw_fits(p.y, p.y_stride, p.K, p.P, p.Q);
 }
@@ -711,7 +746,7 @@ TmaWorkspace tma_workspace(const ConvParams& p, bool halo) {
 template <class Cfg>
 int64_t forward_tma_workspace(const ConvParams& p) {
   if (pointwise_fits<Cfg>(p)) return region(p.K * p.C_per_group() * (p.dtype == DType::kFloat32 ? 4 : 2));
-  const TmaTile t = tma_tile(p, Cfg::kBM);
+  const TmaTile t = forward_tile(p, Cfg::kBM);
   return tma_workspace<Cfg>(p, use_halo<Cfg>(p, t)).bytes;
 }
 
@@ -756,7 +791,7 @@ void forward_tma_launch_typed(const ConvParams& p, void* workspace, cudaStream_t
   if (fs.c != 1 || !tma_strides_fit<T>(filters, {fs.k, fs.r, fs.s})) {  // KCRS (or sliced) -> KRSC
     repack_krsc<T>(p, filters, fs, static_cast<T*>(workspace), stream);
   }
-  const TmaTile t = tma_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
+  const TmaTile t = forward_tile(p, Cfg::kBM);  // the tiles, once: every choice below and the launch use them
   const bool halo = use_halo<Cfg>(p, t);
   if (p.channels_last) {
     launch_tma_boxes<T, Cfg, true>(p, t, halo, static_cast<const T*>(p.x), p.x_stride, filters, fs, stream);
@@ -795,7 +830,7 @@ std::string forward_tma_can_implement(const ConvParams& p) {
   if ((p.K_per_group() + Cfg::kBN - 1) / Cfg::kBN > 65535) return "more than 65535 tiles of channels per group";
   if (p.N >= (int64_t(1) << 31)) return "2^31 or more images";
   if (!p.channels_last && p.H * p.W >= (int64_t(1) << 31)) return "NCHW images of 2^31 or more pixels (the NHWC copy)";
-  const int64_t tiles = tma_tile(p, Cfg::kBM).count();
+  const int64_t tiles = forward_tile(p, Cfg::kBM).count();
   if (tiles >= (int64_t(1) << 31)) return "2^31 or more tiles of output pixels";
   return "";
 }

@@ -353,9 +353,11 @@ int main(int argc, char** argv) {
       {2, 32, 2, 256, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // NCHW read in place (W >= 152, halo)
       {2, 72, 5, 7, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},     // 1x1, channels past a k-tile
       {1, 256, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},    // 36 k-tiles on one tile
-      // NCHW output by whole-image blocks (nchw_blocks_fit: tiles of whole images, bulk copies)
+      // NCHW output by bulk copies (nchw_bulk_mode): whole-image blocks, then per-channel runs
       {3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},     // two images a tile (the last one alone), 8-channel tail
       {2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},     // 81-pixel planes: 16-bit blocks off 16 bytes (threads)
+      {2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // runs of 8 rows of 14 (TF32), a 6-row last tile
+      {1, 40, 12, 60, 136, 3, 3, 2, 2, 1, 1, 1, 1, 1, false},  // stride 2: runs of 4 rows of 30, 8-channel tail
       {2, 64, 8, 16, 128, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, H W = 128 (the pointwise kernels)
       {1, 72, 6, 20, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},     // 1x1, H W = 120, channels and filters partial
       {3, 32, 4, 36, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1, H W = 144 (two pixel tiles an image)
