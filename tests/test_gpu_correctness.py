@@ -319,12 +319,13 @@ def _pair(v):
 def _tma_passes(name):
     """The passes the copy-engine configurations take on this case: the forward; backward-data at stride 1, and
     strided by stride phase (backward_data_tma.cuh) where every phase has taps (dilation 1, filters at least the
-    stride) and grad_output's channels fill 16-byte vectors in every dtype (a grad_output the copy engine cannot read,
-    sliced, is copied to dense NHWC first)."""
+    stride), where grad_output's channels fill 16-byte vectors in every dtype (a grad_output the copy engine cannot
+    read, sliced, is copied to dense NHWC first)."""
     c = TMA_FORWARD[name]
     (sh, sw), (dh, dw) = _pair(c.stride), _pair(c.dilation)
-    phases = (dh, dw) == (1, 1) and c.R >= sh and c.S >= sw and (c.K // c.groups) % 8 == 0
-    return ["forward"] + (["backward_data"] if (sh, sw) == (1, 1) or phases else [])
+    phases = (dh, dw) == (1, 1) and c.R >= sh and c.S >= sw
+    vectors = (c.K // c.groups) % 8 == 0
+    return ["forward"] + (["backward_data"] if vectors and ((sh, sw) == (1, 1) or phases) else [])
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -414,6 +415,26 @@ def test_tma_out_stage(stage, monkeypatch, poison):
             nhwc = [n for n in names if re.search(r"forward_tma_kernel<.*(true|\(bool\)1), [^,]+, [^,]+>\(", n)]
             expected = stage == "1" or (stage is None and name == "maps_7x7_k18")
             assert names and bool(nhwc) == expected, (name, mode, sorted(names))
+
+
+@pytest.mark.parametrize("bulk", ["1", "0", None])
+def test_tma_nchw_bulk(bulk, monkeypatch, poison):
+    """The NCHW epilogue's bulk copies (forward_tma.cuh, nchw_bulk_mode): whole-image blocks (blocks_8x8_k136,
+    groups2_c256, halo_1x7_q100: one-row images) unless CONV2D_EXT_TMA_NCHW_BULK=0, per-channel runs where =1
+    (runs_14x14_k72: 8-row tiles in TF32; s2_k140; halo_5x5_dil2: one-row halo tiles), the threads' stores
+    otherwise; forward and backward-data at stride 1, both configurations."""
+    if not _tma_built("implicit_gemm:128x128_tma"):
+        pytest.skip("the copy-engine configurations need an sm_90a build on a compute capability 9.0 GPU")
+    if bulk is None:
+        monkeypatch.delenv("CONV2D_EXT_TMA_NCHW_BULK", raising=False)
+    else:
+        monkeypatch.setenv("CONV2D_EXT_TMA_NCHW_BULK", bulk)
+    monkeypatch.setenv("CONV2D_EXT_TMA_OUT_STAGE", "0")
+    for kernel in ("implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"):
+        for name in ("blocks_8x8_k136", "groups2_c256", "halo_1x7_q100", "runs_14x14_k72", "s2_k140", "halo_5x5_dil2"):
+            for mode in ("tf32", "bf16"):
+                passes = {pass_: kernel for pass_ in _tma_passes(name)}
+                run_and_check(TMA_FORWARD[name], mode, "nchw", passes, True, must_run=True)
 
 
 # The NCHW input read by the copy engine itself (nchw_fused: 16-bit transposed in shared memory, TF32 fragments

@@ -559,9 +559,9 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
 // of y where every one is 16-byte aligned and a multiple of 16 bytes long, in a dense NCHW output (channel planes of
 // P Q pixels back to back) and tiles of whole rows (wt = Q): kBlocks, tiles of whole images (ht = P), one block of
 // cols planes per image (k0 is a multiple of 64 channels); kRuns, tiles of ht rows of one image, one run of ht Q
-// pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. The bulk copies replace stores of
-// up to 4 bytes a thread that took ~12 us of r50_3x3_512's NCHW forward (benchmarks/NOTES.md, sessions 42-43).
-// CONV2D_EXT_TMA_NCHW_BULK=0 keeps the threads' stores (timing).
+// pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. CONV2D_EXT_TMA_NCHW_BULK=0: the
+// threads' stores everywhere; =1: blocks and runs; unset: blocks only (H100, session 43: kRuns slower than the
+// threads' stores on every multi-wave grid timed, r50_3x3_64 TF32 NCHW forward 0.0741 -> 0.0811 ms).
 inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t plane = p.P * p.Q, e = p.dtype == DType::kFloat32 ? 4 : 2;
@@ -570,7 +570,8 @@ inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
       p.y_stride[0] * e % 16 != 0)
     return 0;
   if (t.ht == p.P) return p.K_per_group() * plane * e % 16 == 0 ? kNchwBlocks : 0;
-  return t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns : 0;
+  return env != nullptr && env[0] == '1' && t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns
+                                                                                                      : 0;
 }
 
 // kRuns' staging pitch: the run rounded up to a 16-byte multiple u (elements) that is an odd multiple of u, so that a
@@ -580,12 +581,23 @@ inline int nchw_run_pitch(const ConvParams& p, const TmaTile& t) {
   return run % (2 * u) == 0 ? run + u : run;
 }
 
-// The forward's tiles: tma_tile's, with rows of NCHW outputs made 16-byte multiples where that keeps the count (the
-// fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns (r50_3x3_256 TF32: 9 -> 8 rows of 14).
+// The forward's tiles: tma_tile's, but for NCHW outputs boxes of whole output rows (wt = Q) wherever they take at
+// most 8/7 as many tiles: the NCHW epilogue's warps store along the box's pixels, so a narrow box scatters each
+// warp's store over a sector per lane (tma_tile's pick for r50_3x3_512, 1 x 7 x 18 boxes against 16 of 7 x 7 x 2:
+// 25 sectors a store request, ~12 us of its forward; ncu, session 43). Then rows made 16-byte multiples where that
+// keeps the count (the fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns (r50_3x3_256 TF32:
+// 9 -> 8 rows of 14).
 inline TmaTile forward_tile(const ConvParams& p, int rows) {
   TmaTile t = tma_tile(p, rows);
+  if (p.channels_last || t.count() == 0) return t;
+  if (t.wt < p.Q && p.Q <= rows && p.Q * p.stride_w <= 256) {
+    const int64_t ht = std::min<int64_t>({p.P, rows / p.Q, 256 / p.stride_h});
+    const int64_t nt = std::min<int64_t>({p.N, rows / (p.Q * ht), 256});
+    const TmaTile w{int(p.Q), int(ht), int(nt), 1, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
+    if (w.count() * 7 <= t.count() * 8) t = w;
+  }
   const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
-  if (p.channels_last || t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
+  if (t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
   for (int64_t h = t.ht; h >= (p.P + t.p_tiles - 1) / t.p_tiles; --h)
     if (h * p.Q * e % 16 == 0) {
       t.ht = int(h);
