@@ -559,19 +559,19 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
 // of y where every one is 16-byte aligned and a multiple of 16 bytes long, in a dense NCHW output (channel planes of
 // P Q pixels back to back) and tiles of whole rows (wt = Q): kBlocks, tiles of whole images (ht = P), one block of
 // cols planes per image (k0 is a multiple of 64 channels); kRuns, tiles of ht rows of one image, one run of ht Q
-// pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. CONV2D_EXT_TMA_NCHW_BULK=0: the
-// threads' stores everywhere; =1: blocks and runs; unset: blocks only (H100, session 43: kRuns slower than the
-// threads' stores on every multi-wave grid timed, r50_3x3_64 TF32 NCHW forward 0.0741 -> 0.0811 ms).
+// pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. Only with
+// CONV2D_EXT_TMA_NCHW_BULK=1: H100, session 43, kRuns was slower than the threads' stores on every multi-wave grid
+// timed (graph ms, r50_3x3_64 TF32 NCHW forward 0.0741 -> 0.0811), and kBlocks is not yet timed on a shape of the
+// suite (r50_3x3_512's 7 x 7 maps take the NHWC stage, out_stage).
 inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t plane = p.P * p.Q, e = p.dtype == DType::kFloat32 ? 4 : 2;
-  if ((env != nullptr && env[0] == '0') || p.channels_last || t.wt != p.Q || p.y_stride[3] != 1 ||
+  if (env == nullptr || env[0] != '1' || p.channels_last || t.wt != p.Q || p.y_stride[3] != 1 ||
       p.y_stride[2] != p.Q || p.y_stride[1] != plane || reinterpret_cast<uintptr_t>(p.y) % 16 != 0 ||
       p.y_stride[0] * e % 16 != 0)
     return 0;
   if (t.ht == p.P) return p.K_per_group() * plane * e % 16 == 0 ? kNchwBlocks : 0;
-  return env != nullptr && env[0] == '1' && t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns
-                                                                                                      : 0;
+  return t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns : 0;
 }
 
 // kRuns' staging pitch: the run rounded up to a 16-byte multiple u (elements) that is an odd multiple of u, so that a
@@ -736,12 +736,13 @@ struct TmaWorkspace {
 // maps) forward TF32 0.0665 / 0.0591 (cuDNN 0.0569), bf16 0.0392 / 0.0340 (0.0339), backward-data TF32 0.0662 /
 // 0.0596, bf16 0.0381 / 0.0347; slower on larger maps (r50_3x3_256 14 x 14 TF32 0.0413 / 0.0433, r50_3x3_64 56 x
 // 56 0.0757 / 0.0909, batch1_3x3 64 x 64 0.0324 / 0.0353), where the transposition costs more than the stores it
-// replaces. Why the NCHW epilogue's stores of r50_3x3_512's 7 x 7 planes take ~12 us (3.2 MB) is not yet known
-// (benchmarks/NOTES.md, session 42).
+// replaces. The stores it avoided were slow because tma_tile's 1 x 7 x 18 boxes scattered them (forward_tile now
+// takes 7 x 7 x 2 boxes for NCHW outputs, session 43); the stage stays the default on these maps until the coalesced
+// stores are timed against it (no GPU in session 43 after the fix; benchmarks/NOTES.md, Next 15).
 template <class Cfg>
 bool out_stage(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
-  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64 && !nchw_bulk_mode(p, forward_tile(p, Cfg::kBM));
+  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64;
   return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
          to_nchw_fits(p.y, p.y_stride, p.K, p.P, p.Q);
 }
