@@ -582,9 +582,11 @@ inline int nchw_run_pitch(const ConvParams& p, const TmaTile& t) {
 }
 
 // The forward's tiles: tma_tile's, but for NCHW outputs boxes of whole output rows (wt = Q) wherever they take at
-// most 8/7 as many tiles: the NCHW epilogue's warps store along the box's pixels, so a narrow box scatters each
-// warp's store over a sector per lane (tma_tile's pick for r50_3x3_512, 1 x 7 x 18 boxes against 16 of 7 x 7 x 2:
-// 25 sectors a store request, ~12 us of its forward; ncu, session 43). Then rows made 16-byte multiples where that
+// most 4/3 as many tiles: the NCHW epilogue's warps store along the box's pixels, so a narrow box scatters each
+// warp's store over a sector per lane (tma_tile's pick for r50_3x3_512, 14 boxes of 1 x 7 x 18 against 16 of 7 x 7 x
+// 2: 25 sectors a store request, ~12 us of its 60 us forward; ncu, session 43). 4/3: 7 x 7 maps take 2 images a box
+// (98 rows) against 1 x 7 x 18 (126) at any batch; one-wave grids lose nothing to the extra boxes, and many-wave
+// grids of narrow boxes pay the scatter on every tile. Then rows made 16-byte multiples where that
 // keeps the count (the fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns (r50_3x3_256 TF32:
 // 9 -> 8 rows of 14).
 inline TmaTile forward_tile(const ConvParams& p, int rows) {
@@ -594,7 +596,7 @@ inline TmaTile forward_tile(const ConvParams& p, int rows) {
     const int64_t ht = std::min<int64_t>({p.P, rows / p.Q, 256 / p.stride_h});
     const int64_t nt = std::min<int64_t>({p.N, rows / (p.Q * ht), 256});
     const TmaTile w{int(p.Q), int(ht), int(nt), 1, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
-    if (w.count() * 7 <= t.count() * 8) t = w;
+    if (w.count() * 3 <= t.count() * 4) t = w;
   }
   const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
   if (t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
