@@ -112,6 +112,7 @@ HOPPER_SWITCHES = {
     "wgrad_nchw_everywhere_deep_rings": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1", "CONV2D_EXT_TMA_WGRAD_N192": "1",
                                          "CONV2D_EXT_TMA_STAGES": "1", "CONV2D_EXT_TMA_WGRAD_STAGES": "1"},
     "pointwise_wgrad_64x256": {"CONV2D_EXT_TMA_POINTWISE_M64": "1"},
+    "nchw_bulk_no_stage": {"CONV2D_EXT_TMA_NCHW_BULK": "1", "CONV2D_EXT_TMA_OUT_STAGE": "0"},
 }
 
 
@@ -129,8 +130,9 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     instead: TF32 and 16-bit NCHW, and the 16-bit backward-weight's 3-stage rings, which the default runs only past
     132 CTAs, as the forward's configured rings), and the forward's deep rings wherever its tiles are 128x128 boxes
     (the default takes them on grids of at most one CTA an SM: the emulator's 3) with the backward-weight's 6-stage
-    rings wherever they fit (the pointwise one's included), and the pointwise backward-weight's 64 x 256 tiles
-    (session 38, untimed, off by default)."""
+    rings wherever they fit (the pointwise one's included), the pointwise backward-weight's 64 x 256 tiles
+    (session 38, untimed, off by default), and the NCHW epilogue's bulk copies (session 43, opt-in) with the 7 x 7
+    maps' NHWC stage off (their NCHW stores from whole-row boxes)."""
     passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
     assert runs and len(passed) == sum(runs.values())
 
