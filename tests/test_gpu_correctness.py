@@ -289,7 +289,8 @@ TMA_FORWARD = {
     "blocks_8x8_k136": Case(3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1),
     "blocks_9x9_k20": Case(2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1),
     "maps_7x7_k18": Case(3, 32, 7, 7, 18, 3, 3, 1, 1, 1, 1),  # 49-pixel planes of 18 channels: no block is aligned
-    # NCHW output by per-channel runs (kRuns): 14 x 14 in tiles of 8 rows (forward_tile: 9 -> 8, TF32), 72 channels
+    # NCHW output by per-channel runs (kRuns, CONV2D_EXT_TMA_NCHW_BULK=1): 14 x 14 in tiles of 8 rows (forward_tile:
+    # 9 -> 8, TF32), 72 channels
     "runs_14x14_k72": Case(2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1),
     # Halo boxes (tiles of one output row, stride 1 along it): taps shifted 8 pixels (5x5, dilation 2), a 1x7 row
     # filter on 100-pixel tiles, partial k-tiles of channels, rows strided by 2 with whole k-tiles per group, padding

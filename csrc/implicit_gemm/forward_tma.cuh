@@ -586,9 +586,9 @@ inline int nchw_run_pitch(const ConvParams& p, const TmaTile& t) {
 // warp's store over a sector per lane (tma_tile's pick for r50_3x3_512, 14 boxes of 1 x 7 x 18 against 16 of 7 x 7 x
 // 2: 25 sectors a store request, ~12 us of its 60 us forward; ncu, session 43). 4/3: 7 x 7 maps take 2 images a box
 // (98 rows) against 1 x 7 x 18 (126) at any batch; one-wave grids lose nothing to the extra boxes, and many-wave
-// grids of narrow boxes pay the scatter on every tile. Then rows made 16-byte multiples where that
-// keeps the count (the fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns (r50_3x3_256 TF32:
-// 9 -> 8 rows of 14).
+// grids of narrow boxes pay the scatter on every tile. With CONV2D_EXT_TMA_NCHW_BULK=1, rows are then made 16-byte
+// multiples where that keeps the count (the fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns
+// (r50_3x3_256 TF32: 9 -> 8 rows of 14).
 inline TmaTile forward_tile(const ConvParams& p, int rows) {
   TmaTile t = tma_tile(p, rows);
   if (p.channels_last || t.count() == 0) return t;
@@ -598,8 +598,9 @@ inline TmaTile forward_tile(const ConvParams& p, int rows) {
     const TmaTile w{int(p.Q), int(ht), int(nt), 1, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
     if (w.count() * 3 <= t.count() * 4) t = w;
   }
+  const char* bulk = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
-  if (t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
+  if (bulk == nullptr || bulk[0] != '1' || t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
   for (int64_t h = t.ht; h >= (p.P + t.p_tiles - 1) / t.p_tiles; --h)
     if (h * p.Q * e % 16 == 0) {
       t.ht = int(h);

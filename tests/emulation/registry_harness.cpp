@@ -355,7 +355,7 @@ int main(int argc, char** argv) {
       {1, 256, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},    // 36 k-tiles on one tile
       // NCHW outputs in boxes of whole rows (forward_tile; tma_tile alone: 1 x 7 x 18, 2 x 14 x 4 pixels)
       {36, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // 7 x 7 x 2 boxes (18 against 14 of 1 x 7 x 18)
-      {5, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},  // 14 x 9 boxes (TF32: 14 x 8)
+      {5, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},  // 14 x 9 boxes (TF32 with the bulk copies: 14 x 8)
       // NCHW output by bulk copies (nchw_bulk_mode, CONV2D_EXT_TMA_NCHW_BULK=1): whole-image blocks, per-channel runs
       {3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},     // two images a tile (the last one alone), 8-channel tail
       {2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},     // 81-pixel planes: 16-bit blocks off 16 bytes (threads)
