@@ -53,6 +53,14 @@ struct TmaTile {
   int64_t count() const { return q_tiles * p_tiles * n_tiles; }
 };
 
+// The box of at most `rows` pixels with rows of wt pixels: as many rows as fit (and the copy engine's 256 elements,
+// counting the stride's skipped ones, allow), then as many images.
+inline TmaTile tma_box(const ConvParams& p, int64_t rows, int64_t wt) {
+  const int64_t ht = std::min<int64_t>({p.P, rows / wt, 256 / p.stride_h});
+  const int64_t nt = std::min<int64_t>({p.N, rows / (wt * ht), 256});
+  return TmaTile{int(wt), int(ht), int(nt), (p.Q + wt - 1) / wt, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
+}
+
 // The box of at most `rows` pixels that tiles N x P x Q with the fewest boxes (ties: the widest rows), each box
 // dimension within the copy engine's 256 elements counting the stride's skipped ones.
 inline TmaTile tma_tile(const ConvParams& p, int rows) {
@@ -60,9 +68,7 @@ inline TmaTile tma_tile(const ConvParams& p, int rows) {
   if (p.N <= 0 || p.P <= 0 || p.Q <= 0) return best;  // an empty output: no tiles (and no division by zero)
   const int64_t max_wt = std::min<int64_t>({p.Q, rows, 256 / p.stride_w});
   for (int64_t wt = max_wt; wt >= 1; --wt) {
-    const int64_t ht = std::min<int64_t>({p.P, rows / wt, 256 / p.stride_h});
-    const int64_t nt = std::min<int64_t>({p.N, rows / (wt * ht), 256});
-    TmaTile t{int(wt), int(ht), int(nt), (p.Q + wt - 1) / wt, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
+    const TmaTile t = tma_box(p, rows, wt);
     if (best.count() == 0 || t.count() < best.count()) best = t;
   }
   return best;
@@ -77,7 +83,6 @@ struct TmaConv {
   bool tma_store;                           // NHWC output through the copy engine (the `out` map)
   bool nchw_pairs;                          // NCHW output: pixel pairs aligned (nchw_pairs_fit)
   int nchw_bulk;                            // NCHW output by bulk copies (nchw_bulk_mode): 0 no, kRuns, kBlocks
-  int run_pitch;                            // kRuns: elements between the staged runs of two channels
   int Cg, Kg;
   uint32_t tx_bytes;                        // bytes of a stage: both boxes; kHalo / kFromNchw: the activation box
   void* y;
@@ -394,13 +399,16 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
   if constexpr (!kOutNHWC) {
     if (c.nchw_bulk != 0) {
       // Tiles of whole rows (wt = Q) into a dense NCHW output, stored by the copy engine: kRuns, one tile row of
-      // images (nt = 1): each channel's rows p0 .. are one contiguous run of y, staged run_pitch elements apart (a
+      // images (nt = 1): each channel's rows p0 .. are one contiguous run of y, staged `pitch` elements apart (a
       // 16-byte multiple chosen so that the staging is conflict-free), one bulk copy per channel; kBlocks, whole
       // images (ht = P): channels k0 .. k0 + cols - 1 of an image are one contiguous block of y, staged as it lies
       // in y (planes back to back), one bulk copy per image.
       const int run = c.ht * c.Q, plane = c.P * c.Q, rows = min(c.ht, c.P - p0);
       const bool blocks = c.nchw_bulk == kNchwBlocks;
-      const int pitch = blocks ? plane : c.run_pitch, valid = blocks ? c.nt * plane : rows * c.Q;
+      // kRuns' pitch: the run (a multiple of E) made an odd multiple of E, so that a warp's staging stores (8
+      // pixels x 4 channel pairs) fall in distinct banks.
+      const int pitch = blocks ? plane : run % (2 * E) == 0 ? run + E : run;
+      const int valid = blocks ? c.nt * plane : rows * c.Q;
       int at[kMI][2];  // the staged offset of the thread's two rows of each block (channel 0); -1: not in y
 #pragma unroll
       for (int mi = 0; mi < kMI; ++mi)
@@ -574,13 +582,6 @@ inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
   return t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns : 0;
 }
 
-// kRuns' staging pitch: the run rounded up to a 16-byte multiple u (elements) that is an odd multiple of u, so that a
-// warp's staging stores (8 pixels x 4 channel pairs) fall in distinct banks.
-inline int nchw_run_pitch(const ConvParams& p, const TmaTile& t) {
-  const int u = p.dtype == DType::kFloat32 ? 4 : 8, run = t.ht * int(p.Q);
-  return run % (2 * u) == 0 ? run + u : run;
-}
-
 // The forward's tiles: tma_tile's, but for NCHW outputs boxes of whole output rows (wt = Q) wherever they take at
 // most 4/3 as many tiles: the NCHW epilogue's warps store along the box's pixels, so a narrow box scatters each
 // warp's store over a sector per lane (tma_tile's pick for r50_3x3_512, 14 boxes of 1 x 7 x 18 against 16 of 7 x 7 x
@@ -593,9 +594,7 @@ inline TmaTile forward_tile(const ConvParams& p, int rows) {
   TmaTile t = tma_tile(p, rows);
   if (p.channels_last || t.count() == 0) return t;
   if (t.wt < p.Q && p.Q <= rows && p.Q * p.stride_w <= 256) {
-    const int64_t ht = std::min<int64_t>({p.P, rows / p.Q, 256 / p.stride_h});
-    const int64_t nt = std::min<int64_t>({p.N, rows / (p.Q * ht), 256});
-    const TmaTile w{int(p.Q), int(ht), int(nt), 1, (p.P + ht - 1) / ht, (p.N + nt - 1) / nt};
+    const TmaTile w = tma_box(p, rows, p.Q);
     if (w.count() * 3 <= t.count() * 4) t = w;
   }
   const char* bulk = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
@@ -655,7 +654,6 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
   c.tma_store = tma_store;
   c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
   c.nchw_bulk = kOutNHWC ? 0 : nchw_bulk_mode(p, t);
-  c.run_pitch = nchw_run_pitch(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 
