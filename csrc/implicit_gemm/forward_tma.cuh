@@ -569,8 +569,9 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
 // cols planes per image (k0 is a multiple of 64 channels); kRuns, tiles of ht rows of one image, one run of ht Q
 // pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. Only with
 // CONV2D_EXT_TMA_NCHW_BULK=1: H100, session 43, kRuns was slower than the threads' stores on every multi-wave grid
-// timed (graph ms, r50_3x3_64 TF32 NCHW forward 0.0741 -> 0.0811), and kBlocks is not yet timed on a shape of the
-// suite (r50_3x3_512's 7 x 7 maps take the NHWC stage, out_stage).
+// timed (graph ms, r50_3x3_64 TF32 NCHW forward 0.0741 -> 0.0811); session 44, kBlocks slower on r50_3x3_512 (TF32
+// 0.0540 -> 0.0560, bf16 0.0303 -> 0.0320), kRuns with its 8-row tiles faster on r50_3x3_256 TF32 (0.0421 ->
+// 0.0385; bf16 0.0253 both).
 inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t plane = p.P * p.Q, e = p.dtype == DType::kFloat32 ? 4 : 2;
@@ -589,7 +590,7 @@ inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
 // (98 rows) against 1 x 7 x 18 (126) at any batch; one-wave grids lose nothing to the extra boxes, and many-wave
 // grids of narrow boxes pay the scatter on every tile. With CONV2D_EXT_TMA_NCHW_BULK=1, rows are then made 16-byte
 // multiples where that keeps the count (the fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns
-// (r50_3x3_256 TF32: 9 -> 8 rows of 14).
+// (r50_3x3_256 TF32: 9 -> 8 rows of 14); =2 does the same without the bulk copies (timing: which of the two gains).
 inline TmaTile forward_tile(const ConvParams& p, int rows) {
   TmaTile t = tma_tile(p, rows);
   if (p.channels_last || t.count() == 0) return t;
@@ -599,7 +600,7 @@ inline TmaTile forward_tile(const ConvParams& p, int rows) {
   }
   const char* bulk = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
-  if (bulk == nullptr || bulk[0] != '1' || t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
+  if (bulk == nullptr || (bulk[0] != '1' && bulk[0] != '2') || t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
   for (int64_t h = t.ht; h >= (p.P + t.p_tiles - 1) / t.p_tiles; --h)
     if (h * p.Q * e % 16 == 0) {
       t.ht = int(h);
@@ -732,19 +733,15 @@ struct TmaWorkspace {
 
 // Whether an NCHW call's GEMM (activations through the NHWC copy) writes its output as dense NHWC into the workspace
 // (the channels-last epilogue: the copy engine's store) and one to_nchw then writes p's dense NCHW output, instead
-// of the NCHW epilogue's stores. CONV2D_EXT_TMA_OUT_STAGE=1: wherever it can; =0: never; unset: maps of fewer than
-// 64 pixels, the one kind measured to gain. H100, session 42 (graph ms, NCHW, stage off / on): r50_3x3_512 (7 x 7
-// maps) forward TF32 0.0665 / 0.0591 (cuDNN 0.0569), bf16 0.0392 / 0.0340 (0.0339), backward-data TF32 0.0662 /
-// 0.0596, bf16 0.0381 / 0.0347; slower on larger maps (r50_3x3_256 14 x 14 TF32 0.0413 / 0.0433, r50_3x3_64 56 x
-// 56 0.0757 / 0.0909, batch1_3x3 64 x 64 0.0324 / 0.0353), where the transposition costs more than the stores it
-// replaces. The stores it avoided were slow because tma_tile's 1 x 7 x 18 boxes scattered them (forward_tile now
-// takes 7 x 7 x 2 boxes for NCHW outputs, session 43); the stage stays the default on these maps until the coalesced
-// stores are timed against it (no GPU in session 43 after the fix; benchmarks/NOTES.md, Next 15).
+// of the NCHW epilogue's stores: only where CONV2D_EXT_TMA_OUT_STAGE=1 (tests, timing). It was the default on maps of
+// fewer than 64 pixels while tma_tile's 1 x 7 x 18 boxes scattered the NCHW stores (session 42); with forward_tile's
+// whole-row boxes the threads' stores beat it. H100, session 44 (graph ms, r50_3x3_512 NCHW, stage off / on):
+// forward TF32 0.0540 / 0.0585 (cuDNN 0.0567), bf16 0.0303 / 0.0334 (0.0334); backward-data TF32 0.0542 / 0.0593,
+// bf16 0.0310 / 0.0339; r50_3x3_256 forward TF32 0.0421 / 0.0484, bf16 0.0253 / 0.0307.
 template <class Cfg>
 bool out_stage(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_OUT_STAGE");
-  const bool wanted = env != nullptr ? env[0] == '1' : p.P * p.Q < 64;
-  return wanted && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
+  return env != nullptr && env[0] == '1' && !p.channels_last && !nchw_fused<Cfg>(p, halo) && !pointwise_fits<Cfg>(p) &&
          to_nchw_fits(p.y, p.y_stride, p.K, p.P, p.Q);
 }
 
