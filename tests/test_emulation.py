@@ -112,7 +112,6 @@ HOPPER_SWITCHES = {
     "wgrad_nchw_everywhere_deep_rings": {"CONV2D_EXT_TMA_WGRAD_NCHW": "1", "CONV2D_EXT_TMA_WGRAD_N192": "1",
                                          "CONV2D_EXT_TMA_STAGES": "1", "CONV2D_EXT_TMA_WGRAD_STAGES": "1"},
     "pointwise_wgrad_64x256_out_stage": {"CONV2D_EXT_TMA_POINTWISE_M64": "1", "CONV2D_EXT_TMA_OUT_STAGE": "1"},
-    "nchw_bulk": {"CONV2D_EXT_TMA_NCHW_BULK": "1"},
 }
 
 
@@ -131,8 +130,8 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     132 CTAs, as the forward's configured rings), and the forward's deep rings wherever its tiles are 128x128 boxes
     (the default takes them on grids of at most one CTA an SM: the emulator's 3) with the backward-weight's 6-stage
     rings wherever they fit (the pointwise one's included), the pointwise backward-weight's 64 x 256 tiles
-    (session 38, slower, off by default) with the NCHW forward's NHWC output stage everywhere it fits (off by
-    default since session 44), and the NCHW epilogue's bulk copies (session 43, opt-in)."""
+    (session 38, slower, off by default), and the NCHW forward's NHWC output stage everywhere it fits (off by
+    default since session 44)."""
     passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
     assert runs and len(passed) == sum(runs.values())
 

@@ -284,13 +284,9 @@ TMA_FORWARD = {
     "padding_beyond_kernel": Case(1, 16, 5, 6, 16, 3, 3, 1, 3, 1, 1),
     "same_even_4x4": Case(2, 16, 10, 11, 24, 4, 4, 1, "same", 1, 1),
     "batch1_q130": Case(1, 32, 3, 130, 32, 3, 3, 1, 1, 1, 1),
-    # NCHW output by whole-image blocks (nchw_bulk_mode's kBlocks): two 8 x 8 images a tile (the last alone) and an 8-channel
-    # tile of output channels; 81-pixel planes of 20 channels (16-bit blocks off 16 bytes: the threads' stores)
-    "blocks_8x8_k136": Case(3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1),
-    "blocks_9x9_k20": Case(2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1),
-    "maps_7x7_k18": Case(3, 32, 7, 7, 18, 3, 3, 1, 1, 1, 1),  # 49-pixel planes of 18 channels: no block is aligned
-    # NCHW output by per-channel runs (kRuns, CONV2D_EXT_TMA_NCHW_BULK=1): 14 x 14 in tiles of 8 rows (forward_tile:
-    # 9 -> 8, TF32), 72 channels
+    # NCHW outputs in boxes of whole rows (forward_tile): two 8 x 8 images a box (the last alone) and an 8-channel
+    # tile of output channels; 81-pixel planes of 20 channels; 49-pixel planes of 18 channels; 14 x 14 in boxes of 8
+    # rows (9 -> 8 for 16-byte rows, TF32), 72 channels
     "runs_14x14_k72": Case(2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1),
     # Halo boxes (tiles of one output row, stride 1 along it): taps shifted 8 pixels (5x5, dilation 2), a 1x7 row
     # filter on 100-pixel tiles, partial k-tiles of channels, rows strided by 2 with whole k-tiles per group, padding
@@ -415,26 +411,6 @@ def test_tma_out_stage(stage, monkeypatch, poison):
             nhwc = [n for n in names if re.search(r"forward_tma_kernel<.*(true|\(bool\)1), [^,]+, [^,]+>\(", n)]
             expected = stage == "1"
             assert names and bool(nhwc) == expected, (name, mode, sorted(names))
-
-
-@pytest.mark.parametrize("bulk", ["1", "0", None])
-def test_tma_nchw_bulk(bulk, monkeypatch, poison):
-    """The NCHW epilogue's bulk copies (forward_tma.cuh, nchw_bulk_mode) where CONV2D_EXT_TMA_NCHW_BULK=1:
-    whole-image blocks (blocks_8x8_k136, groups2_c256, halo_1x7_q100: one-row images), per-channel runs
-    (runs_14x14_k72: 8-row tiles in TF32; s2_k140; halo_5x5_dil2: one-row halo tiles); the threads' stores
-    otherwise (=0, unset); forward and backward-data at stride 1, both configurations."""
-    if not _tma_built("implicit_gemm:128x128_tma"):
-        pytest.skip("the copy-engine configurations need an sm_90a build on a compute capability 9.0 GPU")
-    if bulk is None:
-        monkeypatch.delenv("CONV2D_EXT_TMA_NCHW_BULK", raising=False)
-    else:
-        monkeypatch.setenv("CONV2D_EXT_TMA_NCHW_BULK", bulk)
-    monkeypatch.setenv("CONV2D_EXT_TMA_OUT_STAGE", "0")
-    for kernel in ("implicit_gemm:128x128_tma", "implicit_gemm:128x64_tma"):
-        for name in ("blocks_8x8_k136", "groups2_c256", "halo_1x7_q100", "runs_14x14_k72", "s2_k140", "halo_5x5_dil2"):
-            for mode in ("tf32", "bf16"):
-                passes = {pass_: kernel for pass_ in _tma_passes(name)}
-                run_and_check(TMA_FORWARD[name], mode, "nchw", passes, True, must_run=True)
 
 
 # The NCHW input read by the copy engine itself (nchw_fused: 16-bit transposed in shared memory, TF32 fragments

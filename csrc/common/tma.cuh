@@ -121,22 +121,7 @@ __device__ __forceinline__ void tma_store_4d(const void* src, const CUtensorMap*
 #endif
 }
 
-// Plain (non-tensor) bulk copy of `bytes` contiguous bytes from shared memory at `src` to global memory at `dst`:
-// both addresses 16-byte aligned, `bytes` a multiple of 16. Joins the thread's current bulk group like tma_store_4d
-// (the same fence before it).
-__device__ __forceinline__ void bulk_store(void* dst, const void* src, uint32_t bytes) {
-#if defined(CONV2D_EXT_EMULATION)
-  ::emu::bulk_store(dst, smem_addr(src), bytes);  // tests/emulation/emu_tma.h
-#elif defined(CONV2D_EXT_WGMMA_DEVICE)
-  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)),
-               "r"(bytes)
-               : "memory");
-#else
-  __trap();
-#endif
-}
-
-// Closes the thread's current bulk group (tma_store_4d, bulk_store).
+// Closes the thread's current bulk group (tma_store_4d).
 __device__ __forceinline__ void bulk_commit() {
 #ifdef CONV2D_EXT_WGMMA_DEVICE
   asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");

@@ -82,7 +82,6 @@ struct TmaConv {
   int R, S, c_chunks, k_tiles;              // reduction: R*S taps x c_chunks k-tiles of channels
   bool tma_store;                           // NHWC output through the copy engine (the `out` map)
   bool nchw_pairs;                          // NCHW output: pixel pairs aligned (nchw_pairs_fit)
-  int nchw_bulk;                            // NCHW output by bulk copies (nchw_bulk_mode): 0 no, kRuns, kBlocks
   int Cg, Kg;
   uint32_t tx_bytes;                        // bytes of a stage: both boxes; kHalo / kFromNchw: the activation box
   void* y;
@@ -90,7 +89,6 @@ struct TmaConv {
   int64_t ys[4];                            // output strides (n, k, p, q)
 };
 
-constexpr int kNchwRuns = 1, kNchwBlocks = 2;  // TmaConv::nchw_bulk (nchw_bulk_mode)
 constexpr int kTmaRowBytes = 128;  // bytes of a k-tile row
 constexpr int kTmaThreads = 288;   // two consumer warpgroups and one producer warp
 
@@ -396,47 +394,6 @@ __device__ __forceinline__ void forward_tma_body(const CUtensorMap& act, const C
     named_barrier(1, 256);
   }
   T* staged = reinterpret_cast<T*>(smem);
-  if constexpr (!kOutNHWC) {
-    if (c.nchw_bulk != 0) {
-      // Tiles of whole rows (wt = Q) into a dense NCHW output, stored by the copy engine: kRuns, one tile row of
-      // images (nt = 1): each channel's rows p0 .. are one contiguous run of y, staged `pitch` elements apart (a
-      // 16-byte multiple chosen so that the staging is conflict-free), one bulk copy per channel; kBlocks, whole
-      // images (ht = P): channels k0 .. k0 + cols - 1 of an image are one contiguous block of y, staged as it lies
-      // in y (planes back to back), one bulk copy per image.
-      const int run = c.ht * c.Q, plane = c.P * c.Q, rows = min(c.ht, c.P - p0);
-      const bool blocks = c.nchw_bulk == kNchwBlocks;
-      // kRuns' pitch: the run (a multiple of E) made an odd multiple of E, so that a warp's staging stores (8
-      // pixels x 4 channel pairs) fall in distinct banks.
-      const int pitch = blocks ? plane : run % (2 * E) == 0 ? run + E : run;
-      const int valid = blocks ? c.nt * plane : rows * c.Q;
-      int at[kMI][2];  // the staged offset of the thread's two rows of each block (channel 0); -1: not in y
-#pragma unroll
-      for (int mi = 0; mi < kMI; ++mi)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int m = row_of(mi, 2 * h);
-          at[mi][h] = m < valid ? (m / run) * kTmaBN * pitch + m % run : -1;
-        }
-#pragma unroll
-      for (int mi = 0; mi < kMI; ++mi)
-#pragma unroll
-        for (int i = 0; i < kAcc; ++i) {
-          const int n = col_of(i), off = at[mi][i % 4 / 2];
-          if (off >= 0) staged[off + n * pitch] = value(acc[mi][i], n);
-        }
-      fence_proxy_async_shared();
-      named_barrier(1, 256);
-      T* y = static_cast<T*>(c.y) + int64_t(n0) * c.ys[0] + (int64_t(g) * c.Kg + k0) * plane;
-      const int t = threadIdx.x;
-      if (blocks ? t < c.nt && n0 + t < c.N : t < cols) {
-        if (blocks) bulk_store(y + t * c.ys[0], staged + t * kTmaBN * plane, uint32_t(cols * plane * int(sizeof(T))));
-        else bulk_store(y + int64_t(t) * plane + p0 * c.Q, staged + t * pitch, uint32_t(valid * int(sizeof(T))));
-        bulk_commit();
-        bulk_wait<0, true>();  // the staged tile is read before the CTA (and its shared memory) goes
-      }
-      return;
-    }
-  }
   if constexpr (!kOutNHWC && sizeof(T) == 2) {
     // Transposed by stmatrix.trans, four 8 x 8 blocks at a time (columns 8 b .. 8 b + 15 of the warp's 16 rows):
     // accumulators 4 b .. 4 b + 7 are blocks (b, rows 0-7), (b, rows 8-15), (b + 1, 0-7), (b + 1, 8-15); lane l
@@ -563,34 +520,16 @@ bool nchw_pairs_fit(const ConvParams& p, const TmaTile& t) {
          p.y_stride[2] % 2 == 0 && reinterpret_cast<uintptr_t>(p.y) % (2 * sizeof(T)) == 0;
 }
 
-// How the NCHW epilogue stores its tile (TmaConv::nchw_bulk): by the copy engine's bulk copies of contiguous runs
-// of y where every one is 16-byte aligned and a multiple of 16 bytes long, in a dense NCHW output (channel planes of
-// P Q pixels back to back) and tiles of whole rows (wt = Q): kBlocks, tiles of whole images (ht = P), one block of
-// cols planes per image (k0 is a multiple of 64 channels); kRuns, tiles of ht rows of one image, one run of ht Q
-// pixels per channel (forward_tile picks ht for it). Else 0: the threads' stores. Only with
-// CONV2D_EXT_TMA_NCHW_BULK=1: H100, session 43, kRuns was slower than the threads' stores on every multi-wave grid
-// timed (graph ms, r50_3x3_64 TF32 NCHW forward 0.0741 -> 0.0811); session 44, kBlocks slower on r50_3x3_512 (TF32
-// 0.0540 -> 0.0560, bf16 0.0303 -> 0.0320), kRuns with its 8-row tiles faster on r50_3x3_256 TF32 (0.0421 ->
-// 0.0385; bf16 0.0253 both).
-inline int nchw_bulk_mode(const ConvParams& p, const TmaTile& t) {
-  const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
-  const int64_t plane = p.P * p.Q, e = p.dtype == DType::kFloat32 ? 4 : 2;
-  if (env == nullptr || env[0] != '1' || p.channels_last || t.wt != p.Q || p.y_stride[3] != 1 ||
-      p.y_stride[2] != p.Q || p.y_stride[1] != plane || reinterpret_cast<uintptr_t>(p.y) % 16 != 0 ||
-      p.y_stride[0] * e % 16 != 0)
-    return 0;
-  if (t.ht == p.P) return p.K_per_group() * plane * e % 16 == 0 ? kNchwBlocks : 0;
-  return t.nt == 1 && plane * e % 16 == 0 && t.ht * p.Q * e % 16 == 0 ? kNchwRuns : 0;
-}
-
 // The forward's tiles: tma_tile's, but for NCHW outputs boxes of whole output rows (wt = Q) wherever they take at
 // most 4/3 as many tiles: the NCHW epilogue's warps store along the box's pixels, so a narrow box scatters each
 // warp's store over a sector per lane (tma_tile's pick for r50_3x3_512, 14 boxes of 1 x 7 x 18 against 16 of 7 x 7 x
 // 2: 25 sectors a store request, ~12 us of its 60 us forward; ncu, session 43). 4/3: 7 x 7 maps take 2 images a box
 // (98 rows) against 1 x 7 x 18 (126) at any batch; one-wave grids lose nothing to the extra boxes, and many-wave
-// grids of narrow boxes pay the scatter on every tile. With CONV2D_EXT_TMA_NCHW_BULK=1, rows are then made 16-byte
-// multiples where that keeps the count (the fewest rows at least P / p_tiles), so that nchw_bulk_mode can take kRuns
-// (r50_3x3_256 TF32: 9 -> 8 rows of 14); =2 does the same without the bulk copies (timing: which of the two gains).
+// grids of narrow boxes pay the scatter on every tile. The rows are then made 16-byte multiples of the output where
+// that keeps the count (the fewest rows at least P / p_tiles): r50_3x3_256, 14 x 14 maps, 9 -> 8 rows, H100 session
+// 44 (graph ms, TF32 NCHW) forward 0.0428 -> 0.0384, backward-data 0.0426 -> 0.0384; bf16 0.0260 / 0.0259 both ways.
+// (Session 43's bulk-copy NCHW epilogues, per-channel runs on these tiles and whole-image blocks, were slower on
+// every shape timed and are gone: r50_3x3_64 TF32 0.0742 -> 0.0806, r50_3x3_512 blocks 0.0540 -> 0.0560.)
 inline TmaTile forward_tile(const ConvParams& p, int rows) {
   TmaTile t = tma_tile(p, rows);
   if (p.channels_last || t.count() == 0) return t;
@@ -598,9 +537,8 @@ inline TmaTile forward_tile(const ConvParams& p, int rows) {
     const TmaTile w = tma_box(p, rows, p.Q);
     if (w.count() * 3 <= t.count() * 4) t = w;
   }
-  const char* bulk = std::getenv("CONV2D_EXT_TMA_NCHW_BULK");
   const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
-  if (bulk == nullptr || (bulk[0] != '1' && bulk[0] != '2') || t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
+  if (t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
   for (int64_t h = t.ht; h >= (p.P + t.p_tiles - 1) / t.p_tiles; --h)
     if (h * p.Q * e % 16 == 0) {
       t.ht = int(h);
@@ -654,7 +592,6 @@ void launch_tma(const ConvParams& p, const TmaTile& t, const T* act, const int64
                          : uint32_t(kTmaRowBytes) * (kHalo ? t.wt + (p.S - 1) * p.dil_w : t.wt * t.ht * t.nt + Cfg::kBN);
   c.tma_store = tma_store;
   c.nchw_pairs = !kOutNHWC && nchw_pairs_fit<T>(p, t);
-  c.nchw_bulk = kOutNHWC ? 0 : nchw_bulk_mode(p, t);
   c.y = p.y, c.bias = p.bias;
   for (int i = 0; i < 4; ++i) c.ys[i] = p.y_stride[i];
 

@@ -357,13 +357,6 @@ inline void tma_store_4d(uint32_t src, const CUtensorMap* map, int c0, int c1, i
   });
 }
 
-inline void bulk_store(void* dst, uint32_t src, uint32_t bytes) {
-  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || src % 16 != 0 || bytes % 16 != 0)
-    fail("bulk store: address or size off 16 bytes");
-  ++trace().tma_stores;
-  std::memcpy(dst, smem_at(src), bytes);
-}
-
 // ---- wgmma.
 // Descriptor (common/wgmma.cuh): start address >> 4 in bits 0-13, leading byte offset >> 4 in 16-29, stride byte
 // offset >> 4 in 32-45, layout (1: 128-byte swizzle, 2: 64, 3: 32, 0: none) in 62-63. Canonical layouts (PTX ISA

@@ -355,12 +355,11 @@ int main(int argc, char** argv) {
       {1, 256, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},    // 36 k-tiles on one tile
       // NCHW outputs in boxes of whole rows (forward_tile; tma_tile alone: 1 x 7 x 18, 2 x 14 x 4 pixels)
       {36, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // 7 x 7 x 2 boxes (18 against 14 of 1 x 7 x 18)
-      {5, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},  // 14 x 9 boxes (TF32 with the bulk copies: 14 x 8)
-      // NCHW output by bulk copies (nchw_bulk_mode, CONV2D_EXT_TMA_NCHW_BULK=1): whole-image blocks, per-channel runs
-      {3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},     // two images a tile (the last one alone), 8-channel tail
-      {2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},     // 81-pixel planes: 16-bit blocks off 16 bytes (threads)
-      {2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // runs of 8 rows of 14 (TF32), a 6-row last tile
-      {1, 40, 12, 60, 136, 3, 3, 2, 2, 1, 1, 1, 1, 1, false},  // stride 2: runs of 4 rows of 30, 8-channel tail
+      {5, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},  // 14 x 9 boxes (TF32: 14 x 8, 16-byte rows)
+      {3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},     // two images a box (the last one alone), 8-channel tail
+      {2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},     // 81-pixel planes of 20 channels
+      {2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},    // 8 rows of 14 (TF32 and 16-bit), a 6-row last box
+      {1, 40, 12, 60, 136, 3, 3, 2, 2, 1, 1, 1, 1, 1, false},  // stride 2: 4 rows of 30, 8-channel tail
       {2, 64, 8, 16, 128, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},   // 1x1, H W = 128 (the pointwise kernels)
       {1, 72, 6, 20, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},     // 1x1, H W = 120, channels and filters partial
       {3, 32, 4, 36, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},    // 1x1, H W = 144 (two pixel tiles an image)
