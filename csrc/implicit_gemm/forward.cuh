@@ -420,8 +420,11 @@ void launch_to_nhwc(const T* x, const int64_t (&stride)[4], T* out, int64_t N, i
   const FilterStrides s{stride[0], stride[1], stride[2], stride[3]};
   const int lv = to_nhwc_load_elems(x, stride, C, H, W);
   const int64_t tile = lv > 0 ? 64 : 32;
-  // loads narrower than 8 bytes (planes of an odd number of pixels): whole runs of planes where they fit
-  if (lv * int64_t(sizeof(T)) < 8 && to_nhwc_planes_fit(x, stride, C, H, W))
+  // loads narrower than 8 bytes (planes of an odd number of pixels): whole runs of planes where they fit;
+  // CONV2D_EXT_TO_NHWC_PLANES=1 also for 8-byte loads (timing: r50_3x3_256's 196-pixel 16-bit planes)
+  const char* planes_env = std::getenv("CONV2D_EXT_TO_NHWC_PLANES");
+  const int64_t narrow = planes_env != nullptr && planes_env[0] == '1' ? 16 : 8;
+  if (lv * int64_t(sizeof(T)) < narrow && to_nhwc_planes_fit(x, stride, C, H, W))
     return launch_to_nhwc_planes(x, stride[0], out, N, C, H * W, kPlanesC, stream);
   for (int64_t n0 = 0; n0 < N; n0 += 65535) {  // grid.z: at most 65535 images per launch
     const int64_t images = N - n0 < 65535 ? N - n0 : 65535;
