@@ -162,12 +162,12 @@ def test_filter_repacks_and_activation_copies_on_the_emulator(emu_dir):
     """The filter repacks (pack_taps_rows, pack_taps_tiles, pack_taps_runs, and the transposition of dense filters by
     to_nhwc_vec) give their layouts' definitions exactly, KRSC and [C][R][S][K/groups], from KCRS (16-bit and fp32)
     and channels-last filters, dense, grouped, channel-padded and flipped (negative tap strides); so do the activation
-    copies (launch_to_nhwc's three kernels, to_nhwc_planes for planes of an odd number of pixels, and
-    launch_to_nchw)."""
+    copies (launch_to_nhwc's three kernels, to_nhwc_planes for planes of an odd number of pixels and, with
+    CONV2D_EXT_TO_NHWC_PLANES=1, of 8-byte loads, and launch_to_nchw)."""
     binary = build_emulation.build(str(emu_dir / "pack"), os.path.join(HERE, "pack_harness.cpp"), [],
                                    workdir=str(emu_dir / "src_pack"))
     passed, _ = _run(binary)
-    assert len(passed) == 67
+    assert len(passed) == 69
 
 
 def test_recent_kernels_on_the_emulator_under_address_sanitizer(emu_dir):

@@ -160,6 +160,10 @@ int main() {
   check_to_nhwc<__half, uint16_t>(2, 72, 5, 5, 16, 8, "planes", gen);     // a partial block of 8 channels, padded images
   check_to_nhwc<float, uint32_t>(2, 136, 7, 7, 4, 4, "planes", gen);      // fp32: 4-byte loads before
   check_to_nhwc<__half, uint16_t>(2, 64, 14, 14, 0, 0, "vec, 8-byte loads", gen);
+  setenv("CONV2D_EXT_TO_NHWC_PLANES", "1", 1);  // the planes copy for 8-byte loads too (r50_3x3_256's 14 x 14 maps)
+  check_to_nhwc<__half, uint16_t>(2, 256, 14, 14, 0, 0, "planes (switch), 4 blocks of channels", gen);
+  check_to_nhwc<__half, uint16_t>(3, 72, 6, 10, 16, 8, "planes (switch), a partial block, padded images", gen);
+  unsetenv("CONV2D_EXT_TO_NHWC_PLANES");
   check_to_nhwc<__half, uint16_t>(2, 64, 21, 21, 0, 0, "vec, 2-byte loads: 441 planes too large", gen);
   check_to_nhwc<__half, uint16_t>(2, 64, 8, 8, 0, 0, "vec, 16-byte loads", gen);
   check_to_nhwc<__half, uint16_t>(2, 20, 7, 7, 0, 0, "to_nhwc: channels not in vectors", gen);
