@@ -287,10 +287,10 @@ TMA_FORWARD = {
     # NCHW outputs in boxes of whole rows (forward_tile): two 8 x 8 images a box (the last alone) and an 8-channel
     # tile of output channels; 81-pixel planes of 20 channels; 49-pixel planes of 18 channels; 14 x 14 in boxes of 8
     # rows (9 -> 8 for 16-byte rows, TF32), 72 channels
-    "blocks_8x8_k136": Case(3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1),
-    "blocks_9x9_k20": Case(2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1),
+    "images_8x8_k136": Case(3, 48, 8, 8, 136, 3, 3, 1, 1, 1, 1),
+    "images_9x9_k20": Case(2, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1),
     "maps_7x7_k18": Case(3, 32, 7, 7, 18, 3, 3, 1, 1, 1, 1),
-    "runs_14x14_k72": Case(2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1),
+    "rows_14x14_k72": Case(2, 32, 14, 14, 72, 3, 3, 1, 1, 1, 1),
     # Halo boxes (tiles of one output row, stride 1 along it): taps shifted 8 pixels (5x5, dilation 2), a 1x7 row
     # filter on 100-pixel tiles, partial k-tiles of channels, rows strided by 2 with whole k-tiles per group, padding
     # beyond the filter (each shape's best tiles are one row: rows of 128 or 256 pixels, or one output row).
