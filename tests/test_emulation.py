@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import concurrent.futures
 
 import pytest
 
@@ -66,14 +67,29 @@ EMULATED = [
 ]
 
 
-def _run(binary, *args, env=None):
+def _jobs():
+    return int(os.environ.get("MAX_JOBS", "0")) or os.cpu_count() or 2
+
+
+def _start(pool, binary, *args, env=None):
+    """A harness run on the pool (the harness is one OS thread: the runs go side by side, a core each)."""
     env = {**os.environ, "EMU_SMS": "3", **(env or {})}
-    r = subprocess.run([binary, *args], capture_output=True, text=True, timeout=1800, env=env)
+    return pool.submit(subprocess.run, [binary, *args], capture_output=True, text=True, timeout=1800, env=env)
+
+
+def _check(run):
+    """Its PASS lines and the harness's count of runs per kernel; any FAIL, REFUSED or exit status fails."""
+    r = run.result()
     lines = r.stdout.splitlines()
     failed = [line for line in lines if line.startswith(("FAIL", "REFUSED"))]
     assert r.returncode == 0 and not failed, (r.returncode, failed[:10], r.stderr[-2000:])
     runs = dict((m.group(1), int(m.group(2))) for m in (re.match(r"  (.+): (\d+)$", line) for line in lines) if m)
     return [line for line in lines if line.startswith("PASS")], runs
+
+
+def _run(binary, *args, env=None):
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return _check(_start(pool, binary, *args, env=env))
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +103,35 @@ def registry_harness(emu_dir):
                                  workdir=str(emu_dir / "src"))
 
 
-def test_every_kernel_on_the_emulator(registry_harness):
+RANDOM_SEED = int(os.environ.get("CONV2D_EXT_EMU_SEED") or random.SystemRandom().randrange(1 << 30))
+
+
+@pytest.fixture(scope="module")
+def registry_runs(request, registry_harness):
+    """The runs of the registry harness that the selected tests below check, started together once it is built, as
+    many at a time as the machine has cores (MAX_JOBS caps it): about 35 minutes of one core in all, half that on
+    CI's two. The longest first; each test waits for its own."""
+    planned = [("every_kernel", "test_every_kernel_on_the_emulator", [], None)]
+    planned += [(name, f"test_copy_engine_paths_on_the_emulator[{name}]", ["--suite=hopper", "_tma"], env)
+                for name, env in HOPPER_SWITCHES.items()]
+    planned += [("random", "test_random_problems_on_the_emulator", [f"--suite=random:40:{RANDOM_SEED}"], None)]
+    persistent = "test_persistent_grids_and_experimental_switches_on_the_emulator"
+    planned += [("im2col_sms1", persistent, ["im2col"], {"EMU_SMS": "1"}),  # each CTA walks every tile
+                ("im2col_sms200", persistent, ["im2col"], {"EMU_SMS": "200"}),
+                ("im2col_runs", persistent, ["im2col"], {"CONV2D_EXT_IM2COL_RUNS": "1"}),
+                ("ffma_stage_nhwc", persistent, ["ffma"], {"CONV2D_EXT_FFMA_STAGE_NHWC": "1"})]
+    selected = {item.name for item in request.session.items}
+    pool = concurrent.futures.ThreadPoolExecutor(_jobs())
+    yield {key: _start(pool, registry_harness, *args, env=env) for key, test, args, env in planned if test in selected}
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_every_kernel_on_the_emulator(registry_runs):
     """Each registered kernel, on each problem of registry_harness.cpp's suite (first layer, dense, strided and
     dilated, 1x1, grouped, depthwise, C R S = 160) it accepts, in fp64, exact fp32, TF32, fp16 and bf16, NCHW and
     NHWC: within tolerance of float64, every output element written, nothing outside it, weight gradients
     bit-identical with the blocks run in another order."""
-    passed, runs = _run(registry_harness)
+    passed, runs = _check(registry_runs["every_kernel"])
     missing = [k for k in EMULATED if runs.get(k, 0) == 0]
     assert not missing, f"kernels the emulator no longer ran: {missing}"
     assert len(passed) == sum(runs.values())
@@ -116,7 +155,7 @@ HOPPER_SWITCHES = {
 
 
 @pytest.mark.parametrize("switches", list(HOPPER_SWITCHES), ids=list(HOPPER_SWITCHES))
-def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
+def test_copy_engine_paths_on_the_emulator(registry_runs, switches):
     """The copy-engine kernels (implicit_gemm:*_tma, every pass) on the shapes that take their special paths (halo
     boxes, NCHW read in place, the pointwise kernels, many k-tiles on one tile), with their switches: split-K (2, and
     auto on 132 SMs; the blocks out of order, so a different CTA arrives last), the one-CTA TF32 kernel (both
@@ -132,29 +171,27 @@ def test_copy_engine_paths_on_the_emulator(registry_harness, switches):
     rings wherever they fit (the pointwise one's included), the pointwise backward-weight's 64 x 256 tiles
     (session 38, slower, off by default), and the NCHW forward's NHWC output stage everywhere it fits (off by
     default since session 44)."""
-    passed, runs = _run(registry_harness, "--suite=hopper", "_tma", env=HOPPER_SWITCHES[switches])
+    passed, runs = _check(registry_runs[switches])
     assert runs and len(passed) == sum(runs.values())
 
 
-def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_harness):
+def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_runs):
     """implicit_gemm:im2col's persistent grids on one SM (each CTA walks every tile) and on many, and its forward's
     run layout (CONV2D_EXT_IM2COL_RUNS=1); the FFMA forward on an NHWC copy (CONV2D_EXT_FFMA_STAGE_NHWC=1)."""
-    for sms in ("1", "200"):
-        _run(registry_harness, "im2col", env={"EMU_SMS": sms})
-    _run(registry_harness, "im2col", env={"CONV2D_EXT_IM2COL_RUNS": "1"})  # the forward's run layout
-    _, runs = _run(registry_harness, "ffma", env={"CONV2D_EXT_FFMA_STAGE_NHWC": "1"})  # NCHW activations to NHWC
+    for name in ("im2col_sms1", "im2col_sms200", "im2col_runs"):
+        _check(registry_runs[name])
+    _, runs = _check(registry_runs["ffma_stage_nhwc"])  # NCHW activations to NHWC
     assert runs
 
 
-def test_random_problems_on_the_emulator(registry_harness):
+def test_random_problems_on_the_emulator(registry_runs):
     """Every kernel on 40 random problems drawn as test_gpu_correctness.py's random_problem draws them (groups,
     filters up to 5x5, strides and dilations up to 3, padding up to the dilated extent), a fresh seed each run
     (CONV2D_EXT_EMU_SEED repeats one)."""
-    seed = int(os.environ.get("CONV2D_EXT_EMU_SEED") or random.SystemRandom().randrange(1 << 30))
     try:
-        _, runs = _run(registry_harness, f"--suite=random:40:{seed}")
+        _, runs = _check(registry_runs["random"])
     except AssertionError as e:
-        raise AssertionError(f"seed {seed} (CONV2D_EXT_EMU_SEED={seed} repeats it): {e}") from None
+        raise AssertionError(f"seed {RANDOM_SEED} (CONV2D_EXT_EMU_SEED={RANDOM_SEED} repeats it): {e}") from None
     assert runs
 
 
@@ -180,5 +217,10 @@ def test_recent_kernels_on_the_emulator_under_address_sanitizer(emu_dir):
         if "sanitize" in str(e) or "asan" in str(e).lower():
             pytest.skip("this g++ cannot build with -fsanitize=address")
         raise
-    _run(binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64", "_tma")
-    _run(binary, "--suite=hopper", "_tma")
+    with concurrent.futures.ThreadPoolExecutor(_jobs()) as pool:
+        runs = [_start(pool, binary, "--suite=hopper", "_tma forward"),  # the longest first
+                _start(pool, binary, "--suite=hopper", "_tma backward"),
+                _start(pool, binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64",
+                       "_tma")]
+        for run in runs:
+            _check(run)

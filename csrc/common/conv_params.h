@@ -58,6 +58,10 @@ struct ConvParams {
 
   CONV2D_EXT_HOST_DEVICE int64_t C_per_group() const { return C / groups; }
   CONV2D_EXT_HOST_DEVICE int64_t K_per_group() const { return K / groups; }
+  // Bytes of one element of x, w and y (all three share the dtype).
+  CONV2D_EXT_HOST_DEVICE int element_bytes() const {
+    return dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
+  }
 };
 
 }  // namespace conv2d_ext

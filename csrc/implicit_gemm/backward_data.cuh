@@ -282,7 +282,7 @@ bool backward_data_stages_nhwc(const ConvParams& p) {
 // The [C][R][S][Kg] filters, then (backward_data_stages_nhwc) the NHWC grad_output.
 template <class Cfg>
 int64_t backward_data_workspace(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   const int64_t filters = p.C * p.R * p.S * p.K_per_group() * elem;
   return backward_data_stages_nhwc<Cfg>(p) ? region(filters) + p.N * p.K * p.P * p.Q * elem : filters;
 }

@@ -53,7 +53,7 @@ inline PhaseTaps phase_taps(int rho, int stride, int pad, int64_t taps) {
 // flipped repack, dense [C][R][S][K/g]. Rows and columns of grad_input in the phase: P x Q of the result.
 inline ConvParams backward_data_phase_as_forward(const ConvParams& p, void* packed, int rho_h, int rho_w) {
   const PhaseTaps th = phase_taps(rho_h, p.stride_h, p.pad_h, p.R), tw = phase_taps(rho_w, p.stride_w, p.pad_w, p.S);
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2, Kg = p.K_per_group();
+  const int64_t elem = p.element_bytes(), Kg = p.K_per_group();
   ConvParams q = backward_data_as_forward(p, packed);
   q.R = th.count, q.S = tw.count;
   q.P = rho_h < p.H ? (p.H - rho_h + p.stride_h - 1) / p.stride_h : 0;
@@ -100,7 +100,7 @@ inline bool phases_read_grad_output(const ConvParams& p) {
 // whole rows). CONV2D_EXT_PHASES_NHWC=0 turns it off.
 inline bool phases_stage_nhwc(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_PHASES_NHWC");
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   return !(env != nullptr && env[0] == '0') && !p.channels_last && p.stride_w > 1 &&
          to_nchw_fits(p.x, p.x_stride, p.C, p.H, p.W) && (p.C * elem) % 16 == 0;
 }
@@ -123,7 +123,7 @@ inline ConvParams phase_source(const ConvParams& p, bool copied, void* dy, bool 
 
 template <class Cfg>
 PhaseWorkspace phase_workspace(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
   const int64_t copy = phases_read_grad_output(p) ? 0 : region(p.N * p.K * p.P * p.Q * elem);
   const int64_t stage = phases_stage_nhwc(p) ? region(p.N * p.C * p.H * p.W * elem) : 0;
@@ -141,7 +141,7 @@ PhaseWorkspace phase_workspace(const ConvParams& p) {
 template <class Cfg>
 int64_t backward_data_tma_workspace(const ConvParams& p) {
   if (strided(p)) return phase_workspace<Cfg>(p).bytes;
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   const int64_t filters = region(p.C * p.R * p.S * p.K_per_group() * elem);
   return filters + forward_tma_workspace<Cfg>(backward_data_as_forward(p, nullptr));
 }

@@ -168,7 +168,7 @@ struct SplitK { int splits, tiles_per_split; };
 
 template <class Cfg>
 SplitK plan_split_k(const ConvParams& p) {
-  const int64_t BK = Cfg::kBKBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
+  const int64_t BK = Cfg::kBKBytes / p.element_bytes();
   const int64_t taps = p.C_per_group() * p.R * p.S;
   const int64_t tiles = ((p.K_per_group() + Cfg::kBM - 1) / Cfg::kBM) * ((taps + Cfg::kBN - 1) / Cfg::kBN) * p.groups;
   const int64_t k_tiles = (p.N * p.P * p.Q + BK - 1) / BK;

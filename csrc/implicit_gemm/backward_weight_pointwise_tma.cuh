@@ -122,7 +122,7 @@ struct StorePointwiseWeight {
 inline bool pointwise_wgrad_fits(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE_WGRAD");
   if (env != nullptr && env[0] == '0') return false;
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   return !p.channels_last && p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
          p.pad_w == 0 && p.dil_h == 1 && p.dil_w == 1 && p.groups == 1 && p.x_stride[3] == 1 && p.x_stride[2] == p.W &&
          p.y_stride[3] == 1 && p.y_stride[2] == p.Q && tma_strides_fit(elem, p.x, {p.x_stride[1], p.x_stride[0]}) &&
@@ -143,7 +143,7 @@ inline bool pointwise_wgrad_m64(const ConvParams&) {
 // tiles are half as many: r50_1x1 131 splits of 12 k-tiles, a CTA a SM).
 inline BoxSplit pointwise_wgrad_split(const ConvParams& p) {
   const bool m64 = pointwise_wgrad_m64(p);
-  const int64_t px = kTmaRowBytes / (p.dtype == DType::kFloat32 ? 4 : 2);
+  const int64_t px = kTmaRowBytes / p.element_bytes();
   const int64_t bm = m64 ? PointwiseWgrad64::kM : PointwiseWgrad128::kM;
   const int64_t bn = m64 ? PointwiseWgrad64::kN : PointwiseWgrad128::kN;
   const int64_t k_tiles = p.N * ((p.H * p.W + px - 1) / px), tiles = ((p.K + bm - 1) / bm) * ((p.C + bn - 1) / bn);

@@ -660,7 +660,7 @@ inline int64_t region(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 // NCHW: the KRSC filters, then (stages_nhwc) the NHWC activations.
 template <class Cfg>
 int64_t forward_workspace(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   if (p.channels_last) return 0;
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
   return stages_nhwc<Cfg>(p) ? filters + p.N * p.C * p.H * p.W * elem : filters;

@@ -537,7 +537,7 @@ inline TmaTile forward_tile(const ConvParams& p, int rows) {
     const TmaTile w = tma_box(p, rows, p.Q);
     if (w.count() * 3 <= t.count() * 4) t = w;
   }
-  const int64_t e = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t e = p.element_bytes();
   if (t.wt != p.Q || t.ht >= p.P || p.P * p.Q * e % 16 != 0) return t;
   for (int64_t h = t.ht; h >= (p.P + t.p_tiles - 1) / t.p_tiles; --h)
     if (h * p.Q * e % 16 == 0) {
@@ -637,7 +637,7 @@ bool use_halo(const ConvParams& p, const TmaTile& t) {
 template <class Cfg>
 bool nchw_fused(const ConvParams& p, bool halo) {
   const char* env = std::getenv("CONV2D_EXT_TMA_NCHW_FUSED");
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   return !(env != nullptr && env[0] == '0') && !p.channels_last && p.x_stride[3] == 1 && p.W >= Cfg::kRawPx && halo &&
          tma_strides_fit(elem, p.x, {p.x_stride[0], p.x_stride[1], p.x_stride[2]});
 }
@@ -649,7 +649,7 @@ bool nchw_fused(const ConvParams& p, bool halo) {
 template <class Cfg>
 bool pointwise_fits(const ConvParams& p) {
   const char* env = std::getenv("CONV2D_EXT_TMA_POINTWISE");
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   const bool fits = tma_strides_fit(elem, p.x, {p.x_stride[1], p.x_stride[0]}) &&
                     tma_strides_fit(elem, p.y, {p.y_stride[1], p.y_stride[0]});
   return !(env != nullptr && env[0] == '0') && Cfg::kMI == 1 && fits && !p.channels_last &&
@@ -684,7 +684,7 @@ bool out_stage(const ConvParams& p, bool halo) {
 
 template <class Cfg>
 TmaWorkspace tma_workspace(const ConvParams& p, bool halo) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   const int64_t filters = region(p.K * p.C_per_group() * p.R * p.S * elem);
   const int64_t copy = p.channels_last || nchw_fused<Cfg>(p, halo) ? 0 : region(p.N * p.C * p.H * p.W * elem);
   const int64_t stage = out_stage<Cfg>(p, halo) ? region(p.N * p.K * p.P * p.Q * elem) : 0;
@@ -693,7 +693,7 @@ TmaWorkspace tma_workspace(const ConvParams& p, bool halo) {
 
 template <class Cfg>
 int64_t forward_tma_workspace(const ConvParams& p) {
-  if (pointwise_fits<Cfg>(p)) return region(p.K * p.C_per_group() * (p.dtype == DType::kFloat32 ? 4 : 2));
+  if (pointwise_fits<Cfg>(p)) return region(p.K * p.C_per_group() * p.element_bytes());
   const TmaTile t = forward_tile(p, Cfg::kBM);
   return tma_workspace<Cfg>(p, use_halo<Cfg>(p, t)).bytes;
 }
@@ -714,7 +714,7 @@ void launch_tma_boxes(const ConvParams& p, const TmaTile& t, bool halo, const T*
 // channels, 16-byte strides, a 16-byte aligned base. Where not (sliced or offset tensors), forward_tma_launch_typed
 // runs the cp.async configuration 128x128_wg instead, whose epilogue writes a dense output.
 inline bool tma_reads_channels_last(const ConvParams& p) {
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int64_t elem = p.element_bytes();
   return !p.channels_last || (p.x_stride[1] == 1 && p.y_stride[1] == 1 &&
                               tma_strides_fit(elem, p.x, {p.x_stride[0], p.x_stride[2], p.x_stride[3]}));
 }
@@ -769,7 +769,7 @@ template <class Cfg>
 std::string forward_tma_can_implement(const ConvParams& p) {
   std::string why = gemm_reason<Config128x128_wg>(p, p.K_per_group(), p.C_per_group() * p.R * p.S);
   if (!why.empty()) return why;
-  const int64_t elem = p.dtype == DType::kFloat32 ? 4 : 2, E = 16 / elem, BK = kTmaRowBytes / elem;
+  const int64_t elem = p.element_bytes(), E = 16 / elem, BK = kTmaRowBytes / elem;
   if (p.C % E != 0 || p.C_per_group() % E != 0)
     return "channels (and channels per group) must fill 16-byte vectors (the copy engine's strides)";
   if (p.groups > 1 && p.C_per_group() % BK != 0)

@@ -186,7 +186,7 @@ inline int64_t staged_extent(Role role, int64_t tp, int64_t R, int64_t stride, i
 inline Plan plan_for(const ConvParams& p, Role role, int tp, int tq, int64_t ct, int vec_in, bool async_in,
                      int vec_grad, bool async_grad, int64_t threads = 0) {
   const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
-  const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int elem = p.element_bytes();
   const int cols_per_thread = dw::cols_per_thread(p);
   const int64_t M = p.K / p.C;
   Plan t;
@@ -247,7 +247,7 @@ inline int64_t smem_budget(int64_t max_smem) {
 //   allows, shrunk.
 inline Plan make_plan(const ConvParams& p, Role role, int64_t max_smem) {
   const bool nhwc = p.channels_last, dgrad = role == Role::kBackwardData, wgrad = role == Role::kBackwardWeight;
-  const int elem = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int elem = p.element_bytes();
   const int64_t M = p.K / p.C;
   // What each staged tensor allows for copies: x (forward, backward-weight) or grad_output.
   const void* in_ptr = dgrad ? p.y : p.x;

@@ -243,7 +243,7 @@ inline std::string can_implement(const ConvParams& p, Role role) {
   if (p.groups == p.C) return "depthwise (groups == input channels) runs on tiled:depthwise";
   const bool dgrad = role == Role::kBackwardData;
   if (dgrad && (p.stride_h != 1 || p.stride_w != 1)) return "backward-data of a strided convolution";
-  const int esize = p.dtype == DType::kFloat32 ? 4 : 2;
+  const int esize = p.element_bytes();
   const int64_t red = dgrad ? p.K_per_group() : p.C_per_group(), out = dgrad ? p.C_per_group() : p.K_per_group();
   if (out > kMaxOut)
     return dgrad ? "more than 16 input channels per group (C/groups)"
@@ -707,7 +707,7 @@ inline Geom launch_plan(const ConvParams& p, Role role) {
   const char* env_gb = std::getenv("CONV2D_EXT_GMMA_GB");
   const char* env_tile = std::getenv("CONV2D_EXT_GMMA_TILE");
   const int tile_pixels = env_tile ? std::max(16, std::min(kMaxTilePixels, std::atoi(env_tile))) : kMaxTilePixels;
-  return plan(p, role, p.dtype == DType::kFloat32 ? 4 : 2, dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
+  return plan(p, role, p.element_bytes(), dw::max_shared_memory(p.sm), env_gb ? std::atoi(env_gb) : 0,
               tile_pixels);
 }
 

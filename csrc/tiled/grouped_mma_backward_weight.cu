@@ -81,7 +81,7 @@ struct WPlan {
 inline WPlan wgrad_plan(const ConvParams& p, int gb = 0) {
   WPlan t{};
   const int64_t max_smem = dw::max_shared_memory(p.sm);
-  const int esize = p.dtype == DType::kFloat32 ? 4 : 2, e = 16 / esize;
+  const int esize = p.element_bytes(), e = 16 / esize;
   // Fit the groups per block: each group costs its x planes and grad_output planes, twice (double buffering).
   Geom g = plan(p, Role::kForward, esize, max_smem, 1);
   if (g.smem == 0) return t;

@@ -126,13 +126,15 @@ def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
     if sources == "all":
         sources = all_sources()
     includes, lib = torch_paths()
-    flags = ["g++", "-std=c++17", "-O1", "-g", "-fno-strict-aliasing", "-DCONV2D_EXT_EMULATION=1",
+    flags = ["g++", "-std=c++17", "-O1", "-g1", "-fno-strict-aliasing", "-DCONV2D_EXT_EMULATION=1",
              "-DCONV2D_EXT_SM90A=1", "-Wno-attributes", "-include", os.path.join(HERE, "emu.h"), "-I", HERE,
              "-I", workdir, "-I", cuda_include()]
     for inc in includes:
         flags += ["-isystem", inc]
     if sanitize:  # out-of-bounds global and shared memory (each launch's dynamic shared memory is its own allocation)
         flags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
+    if os.environ.get("EMU_DEBUG") == "1":
+        flags.append("-g")  # variables for gdb (-g1, the line tables, costs nothing; -g a third to a half more time)
     objdir = os.path.join(workdir, "obj_asan" if sanitize else "obj")
     os.makedirs(objdir, exist_ok=True)
     inputs = [(os.path.join(workdir, s), os.path.join(objdir, s.replace("/", "_") + ".o")) for s in sources]
