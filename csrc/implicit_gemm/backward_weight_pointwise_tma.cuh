@@ -12,8 +12,8 @@
 // swizzled row per channel (forward_tma.cuh's K-major operand layout). An image's last box past HW is zero-filled by
 // the copy engine in both operands, so it adds nothing; so are channels past K or C. Split-K over the k-tiles
 // (split_boxes): each CTA writes its fp32 tile to partials[split]; finish_splits (common/reduce.cuh) adds them in a
-// fixed order, 32 lanes of rows per element (r50_1x1: 98 splits of 16K elements; reduce_splits' one thread per
-// element would walk 98 rows serially), so the result is bit-identical run to run.
+// fixed order, 32 lanes of rows per element (r50_1x1: 66 splits of 16K elements; reduce_splits' one thread per
+// element would walk 66 rows serially), so the result is bit-identical run to run.
 #pragma once
 
 #include <cstdlib>
