@@ -2,13 +2,13 @@
 execution model emulated (a block's threads as coroutines, __syncthreads, warp-collectives, cp.async, the copy engine
 and its mbarriers, wgmma), against a float64 direct convolution. Runs without a GPU (CI); needs g++ and the CUDA
 toolkit's headers. Covers every registered kernel, and the copy-engine kernels' experimental switches."""
+import concurrent.futures
 import os
 import random
 import re
 import shutil
 import subprocess
 import sys
-import concurrent.futures
 
 import pytest
 
@@ -67,29 +67,25 @@ EMULATED = [
 ]
 
 
-def _jobs():
-    return int(os.environ.get("MAX_JOBS", "0")) or os.cpu_count() or 2
+def _process(binary, *args, env=None):
+    """One harness run (one OS thread)."""
+    env = {**os.environ, "EMU_SMS": "3", **(env or {})}
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=1800, env=env)
 
 
 def _start(pool, binary, *args, env=None):
-    """A harness run on the pool (the harness is one OS thread: the runs go side by side, a core each)."""
-    env = {**os.environ, "EMU_SMS": "3", **(env or {})}
-    return pool.submit(subprocess.run, [binary, *args], capture_output=True, text=True, timeout=1800, env=env)
+    """A harness run on the pool: the runs go side by side, a core each."""
+    return pool.submit(_process, binary, *args, env=env)
 
 
-def _check(run):
-    """Its PASS lines and the harness's count of runs per kernel; any FAIL, REFUSED or exit status fails."""
-    r = run.result()
+def _check(r):
+    """A finished run's PASS lines and the harness's count of runs per kernel; any FAIL, REFUSED or exit status
+    fails."""
     lines = r.stdout.splitlines()
     failed = [line for line in lines if line.startswith(("FAIL", "REFUSED"))]
     assert r.returncode == 0 and not failed, (r.returncode, failed[:10], r.stderr[-2000:])
     runs = dict((m.group(1), int(m.group(2))) for m in (re.match(r"  (.+): (\d+)$", line) for line in lines) if m)
     return [line for line in lines if line.startswith("PASS")], runs
-
-
-def _run(binary, *args, env=None):
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return _check(_start(pool, binary, *args, env=env))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +117,7 @@ def registry_runs(request, registry_harness):
                 ("im2col_runs", persistent, ["im2col"], {"CONV2D_EXT_IM2COL_RUNS": "1"}),
                 ("ffma_stage_nhwc", persistent, ["ffma"], {"CONV2D_EXT_FFMA_STAGE_NHWC": "1"})]
     selected = {item.name for item in request.session.items}
-    pool = concurrent.futures.ThreadPoolExecutor(_jobs())
+    pool = concurrent.futures.ThreadPoolExecutor(build_emulation.default_jobs())
     yield {key: _start(pool, registry_harness, *args, env=env) for key, test, args, env in planned if test in selected}
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -131,7 +127,7 @@ def test_every_kernel_on_the_emulator(registry_runs):
     dilated, 1x1, grouped, depthwise, C R S = 160) it accepts, in fp64, exact fp32, TF32, fp16 and bf16, NCHW and
     NHWC: within tolerance of float64, every output element written, nothing outside it, weight gradients
     bit-identical with the blocks run in another order."""
-    passed, runs = _check(registry_runs["every_kernel"])
+    passed, runs = _check(registry_runs["every_kernel"].result())
     missing = [k for k in EMULATED if runs.get(k, 0) == 0]
     assert not missing, f"kernels the emulator no longer ran: {missing}"
     assert len(passed) == sum(runs.values())
@@ -171,7 +167,7 @@ def test_copy_engine_paths_on_the_emulator(registry_runs, switches):
     rings wherever they fit (the pointwise one's included), the pointwise backward-weight's 64 x 256 tiles
     (session 38, slower, off by default), and the NCHW forward's NHWC output stage everywhere it fits (off by
     default since session 44)."""
-    passed, runs = _check(registry_runs[switches])
+    passed, runs = _check(registry_runs[switches].result())
     assert runs and len(passed) == sum(runs.values())
 
 
@@ -179,8 +175,8 @@ def test_persistent_grids_and_experimental_switches_on_the_emulator(registry_run
     """implicit_gemm:im2col's persistent grids on one SM (each CTA walks every tile) and on many, and its forward's
     run layout (CONV2D_EXT_IM2COL_RUNS=1); the FFMA forward on an NHWC copy (CONV2D_EXT_FFMA_STAGE_NHWC=1)."""
     for name in ("im2col_sms1", "im2col_sms200", "im2col_runs"):
-        _check(registry_runs[name])
-    _, runs = _check(registry_runs["ffma_stage_nhwc"])  # NCHW activations to NHWC
+        _check(registry_runs[name].result())
+    _, runs = _check(registry_runs["ffma_stage_nhwc"].result())  # NCHW activations to NHWC
     assert runs
 
 
@@ -189,7 +185,7 @@ def test_random_problems_on_the_emulator(registry_runs):
     filters up to 5x5, strides and dilations up to 3, padding up to the dilated extent), a fresh seed each run
     (CONV2D_EXT_EMU_SEED repeats one)."""
     try:
-        _, runs = _check(registry_runs["random"])
+        _, runs = _check(registry_runs["random"].result())
     except AssertionError as e:
         raise AssertionError(f"seed {RANDOM_SEED} (CONV2D_EXT_EMU_SEED={RANDOM_SEED} repeats it): {e}") from None
     assert runs
@@ -203,7 +199,7 @@ def test_filter_repacks_and_activation_copies_on_the_emulator(emu_dir):
     CONV2D_EXT_TO_NHWC_PLANES=1, of 8-byte loads, and launch_to_nchw)."""
     binary = build_emulation.build(str(emu_dir / "pack"), os.path.join(HERE, "pack_harness.cpp"), [],
                                    workdir=str(emu_dir / "src_pack"))
-    passed, _ = _run(binary)
+    passed, _ = _check(_process(binary))
     assert len(passed) == 69
 
 
@@ -217,10 +213,10 @@ def test_recent_kernels_on_the_emulator_under_address_sanitizer(emu_dir):
         if "sanitize" in str(e) or "asan" in str(e).lower():
             pytest.skip("this g++ cannot build with -fsanitize=address")
         raise
-    with concurrent.futures.ThreadPoolExecutor(_jobs()) as pool:
+    with concurrent.futures.ThreadPoolExecutor(build_emulation.default_jobs()) as pool:
         runs = [_start(pool, binary, "--suite=hopper", "_tma forward"),  # the longest first
                 _start(pool, binary, "--suite=hopper", "_tma backward"),
                 _start(pool, binary, "im2col", "grouped_mma", "depthwise_vec", "depthwise_mma", "implicit_gemm:64x64",
                        "_tma")]
         for run in runs:
-            _check(run)
+            _check(run.result())

@@ -117,6 +117,11 @@ def all_sources():
     return sorted(out)
 
 
+def default_jobs():
+    """Parallel jobs: MAX_JOBS, else the CPU count (the builds' compiles, test_emulation's harness runs)."""
+    return int(os.environ.get("MAX_JOBS", "0")) or os.cpu_count() or 2
+
+
 def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
     """Compiles `sources` (relative to csrc/; "all": all_sources()) and the harness into `binary`, objects in
     parallel (jobs: MAX_JOBS or the CPU count); an object is reused while it is newer than its rewritten source and
@@ -162,7 +167,7 @@ def build(binary, harness, sources, workdir=None, sanitize=False, jobs=None):
         return None if r.returncode == 0 else f"{src}:\n{r.stderr[-4000:]}"
 
     import concurrent.futures
-    jobs = jobs or int(os.environ.get("MAX_JOBS", "0")) or os.cpu_count() or 2
+    jobs = jobs or default_jobs()
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         errors = [e for e in pool.map(compile_one, inputs) if e]
     if errors:
